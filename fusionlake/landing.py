@@ -1,0 +1,178 @@
+"""Delivering files to ``landing/`` and landing them, byte for byte, in ``raw/``.
+
+Plain functions over an :class:`ObjectStore`; flows/land.py only orchestrates them.
+
+* :func:`deliver` is what ``fusionlake drop`` does: put an agency's files under
+  ``landing/<agency>/<feed>/``. It never replaces a delivered file.
+* :func:`discover` lists the landing objects not looked at yet.
+* :func:`land` copies one landing object to ``raw/<agency>/<feed>/<drop_id>/<file>`` with a
+  ``manifest.json`` and claims it in the ledger. The same bytes under any name are one drop;
+  a second delivery is recorded as a duplicate and not ingested again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from fusionlake.ledger import Ledger, drop_id_for, now_utc
+from fusionlake.store import ObjectInfo, ObjectStore, safe_part
+
+LANDING = "landing"
+RAW = "raw"
+
+FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl",
+           ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+
+class DeliveryError(Exception):
+    """A file that cannot be delivered; the message names it and says what to do."""
+
+
+@dataclass(frozen=True)
+class Delivered:
+    path: Path
+    key: str
+
+
+@dataclass(frozen=True)
+class Landed:
+    """What landing did with one landing object."""
+
+    landing_key: str
+    status: str  # landed | duplicate | already (landed earlier or by a concurrent run)
+    drop_id: str
+    agency: str
+    feed: str
+    file_name: str
+    raw_key: str | None
+    message: str
+
+
+def check_files(paths: list[Path]) -> list[Path]:
+    """Refuse, before anything is written, any path that is not a readable non-empty file."""
+    out = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise DeliveryError(f"{path}: no such file")
+        if path.is_dir():
+            raise DeliveryError(f"{path}: is a directory; name the files in it instead")
+        if not os.access(path, os.R_OK):
+            raise DeliveryError(f"{path}: cannot be read (permission denied)")
+        if path.stat().st_size == 0:
+            raise DeliveryError(f"{path}: is empty; there is nothing to deliver")
+        out.append(path)
+    return out
+
+
+def deliver(store: ObjectStore, agency: str, feed: str, paths: list[Path]) -> list[Delivered]:
+    """Put files under ``landing/<agency>/<feed>/``, never replacing a delivered file.
+
+    All paths are checked first. A name already delivered with other bytes gets the content
+    hash appended, so a corrected file sent under the same name is not lost either.
+    """
+    paths = check_files(paths)
+    try:
+        prefix = f"{LANDING}/{safe_part(agency)}/{safe_part(feed)}"
+    except ValueError as exc:
+        raise DeliveryError(f"agency or feed name unusable: {exc}") from None
+    done = []
+    for path in paths:
+        data = path.read_bytes()
+        name = safe_part(path.name)
+        key = f"{prefix}/{name}"
+        if not store.put_if_absent(key, data) and store.get(key) != data:
+            stem, suffix = os.path.splitext(name)
+            key = f"{prefix}/{stem}.{hashlib.sha256(data).hexdigest()[:8]}{suffix}"
+            store.put_if_absent(key, data)
+        done.append(Delivered(path, key))
+    return done
+
+
+def discover(store: ObjectStore, ledger: Ledger) -> list[ObjectInfo]:
+    """Landing objects that no run has looked at yet (new names or changed content)."""
+    seen = ledger.seen_names()
+    return [i for i in store.list_info(LANDING) if not ledger.is_seen(i, seen)]
+
+
+def split_landing_key(key: str) -> tuple[str, str, str]:
+    """``landing/<agency>/<feed>/<file>`` -> (agency, feed, file)."""
+    parts = PurePosixPath(key).parts
+    if len(parts) != 4 or parts[0] != LANDING:
+        raise DeliveryError(
+            f"{key}: landing objects must be landing/<agency>/<feed>/<file>; move it there"
+        )
+    return parts[1], parts[2], parts[3]
+
+
+def sniff_encoding(data: bytes) -> str:
+    """A first guess for the manifest; the reader decides with the feed definition."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    if data[:4] == b"PK\x03\x04":
+        return "binary (zip container)"
+    try:
+        data[: 1 << 16].decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        # a multi-byte character cut at the sample's end is still UTF-8
+        return "utf-8" if exc.start > (1 << 16) - 4 else "not utf-8"
+
+
+def land(store: ObjectStore, ledger: Ledger, info: ObjectInfo, run_id: str) -> Landed:
+    """Copy one landing object to raw/ with its manifest, and claim it in the ledger.
+
+    Idempotent and safe between concurrent runs: raw objects and the ledger claim are created
+    with conditional writes, so a second run landing the same bytes ends with ``already``.
+    """
+    agency, feed, file_name = split_landing_key(info.key)
+    data = store.get(info.key)
+    sha = hashlib.sha256(data).hexdigest()
+    drop_id = drop_id_for(sha)
+    existing = ledger.get(drop_id)
+    if existing is not None:
+        ledger.mark_seen(info, drop_id)
+        if existing.landing_key == info.key:
+            return Landed(info.key, "already", drop_id, agency, feed, file_name,
+                          existing.raw_key, "landed earlier")
+        ledger.record_duplicate(drop_id, info.key, file_name, sha, run_id)
+        return Landed(info.key, "duplicate", drop_id, agency, feed, file_name, existing.raw_key,
+                      f"same bytes as {existing.file_name} (drop {drop_id}); not ingested again")
+
+    raw_key = f"{RAW}/{agency}/{feed}/{drop_id}/{file_name}"
+    received_at = now_utc().isoformat()
+    manifest = {
+        "drop_id": drop_id,
+        "agency": agency,
+        "feed": feed,
+        "file_name": file_name,
+        "sha256": sha,
+        "size": len(data),
+        "received_at": received_at,
+        "landing_key": info.key,
+        "raw_key": raw_key,
+        "format": FORMATS.get(os.path.splitext(file_name)[1].lower(), "unknown"),
+        "encoding": sniff_encoding(data),
+    }
+    # raw first, ledger claim last: a crash in between leaves an unclaimed raw copy that the
+    # next run completes (the raw writes are conditional and idempotent).
+    store.put_if_absent(raw_key, data)
+    store.put_if_absent(f"{RAW}/{agency}/{feed}/{drop_id}/manifest.json",
+                        json.dumps(manifest, ensure_ascii=False, indent=1).encode())
+    if not ledger.receive(manifest, run_id):
+        # Another run (or another name for the same bytes in this run) claimed it first.
+        ledger.mark_seen(info, drop_id)
+        winner = ledger.get(drop_id)
+        if winner is not None and winner.landing_key != info.key:
+            ledger.record_duplicate(drop_id, info.key, file_name, sha, run_id)
+            return Landed(info.key, "duplicate", drop_id, agency, feed, file_name,
+                          winner.raw_key, f"same bytes as {winner.file_name} (drop {drop_id});"
+                          " not ingested again")
+        return Landed(info.key, "already", drop_id, agency, feed, file_name, raw_key,
+                      "landed by a concurrent run")
+    ledger.mark_seen(info, drop_id)
+    return Landed(info.key, "landed", drop_id, agency, feed, file_name, raw_key,
+                  f"{len(data):,} bytes, sha256 {sha[:12]}")

@@ -1,0 +1,219 @@
+"""The drop ledger: the state of every drop, kept in the lake itself.
+
+A new machine picks up where the last one stopped because nothing about drops lives anywhere but
+the lake. The ledger is append-only: every change of state is a new small JSON object, created with
+:meth:`ObjectStore.put_if_absent`, so two runs can never overwrite each other's entries::
+
+    ledger/drops/<drop_id>/000-received.json     the drop's metadata (agency, feed, file, sha256)
+    ledger/drops/<drop_id>/001-validated.json    each later state, with its reason
+    ledger/duplicates/<key-hash>.json            the same bytes delivered again under another name
+    ledger/seen/<key-and-etag-hash>              landing objects already looked at (skip re-hashing)
+
+The current state of a drop is its newest event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import polars as pl
+
+from fusionlake.store import NotFound, ObjectInfo, ObjectStore
+
+STATES = ("received", "rejected", "validated", "staged", "published", "superseded")
+
+DROPS = "ledger/drops"
+DUPLICATES = "ledger/duplicates"
+SEEN = "ledger/seen"
+
+_EVENT = re.compile(r"^(\d{3,})-([a-z_]+)\.json$")
+
+LEDGER_SCHEMA = {
+    "drop_id": pl.String,
+    "agency": pl.String,
+    "feed": pl.String,
+    "file_name": pl.String,
+    "sha256": pl.String,
+    "size": pl.Int64,
+    "state": pl.String,
+    "reason": pl.String,
+    "received_at": pl.Datetime("us", "UTC"),
+    "updated_at": pl.Datetime("us", "UTC"),
+    "raw_key": pl.String,
+    "landing_key": pl.String,
+}
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def drop_id_for(sha256: str) -> str:
+    """A drop's identity is its content: the same bytes are the same drop, whenever sent."""
+    return sha256[:20]
+
+
+def _hash(text: str, n: int = 24) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+@dataclass(frozen=True)
+class DropEntry:
+    """One row of the ledger as users see it (``fusionlake drops``)."""
+
+    drop_id: str
+    agency: str
+    feed: str
+    file_name: str
+    sha256: str
+    size: int
+    state: str
+    reason: str | None
+    received_at: str
+    updated_at: str
+    raw_key: str | None
+    landing_key: str | None
+
+
+class Ledger:
+    """Reads and appends ledger events in one store."""
+
+    def __init__(self, store: ObjectStore):
+        self.store = store
+
+    # -- writing ---------------------------------------------------------------------------
+    def receive(self, meta: dict, run_id: str) -> bool:
+        """Record a new drop (state ``received``). False if the drop was already received.
+
+        This is the claim that makes landing safe between concurrent runs: only the run whose
+        write creates ``000-received.json`` goes on with the drop.
+        """
+        event = {**meta, "state": "received", "reason": None, "at": meta["received_at"],
+                 "run_id": run_id}
+        return self.store.put_if_absent(self._event_key(meta["drop_id"], 0, "received"),
+                                        _dump(event))
+
+    def record(self, drop_id: str, state: str, reason: str | None, run_id: str,
+               **extra) -> None:
+        """Append a state change for a drop that has been received."""
+        if state not in STATES:
+            raise ValueError(f"unknown drop state {state!r}; known: {', '.join(STATES)}")
+        for _attempt in range(20):
+            events = self._event_names(drop_id)
+            if not events:
+                raise NotFound(f"drop {drop_id} is not in the ledger")
+            seq = max(n for n, _ in events) + 1
+            event = {"drop_id": drop_id, "state": state, "reason": reason,
+                     "at": now_utc().isoformat(), "run_id": run_id, **extra}
+            if self.store.put_if_absent(self._event_key(drop_id, seq, state), _dump(event)):
+                return
+        raise RuntimeError(f"could not append to the ledger of drop {drop_id}: too much contention")
+
+    def record_duplicate(self, drop_id: str, landing_key: str, file_name: str, sha256: str,
+                         run_id: str) -> bool:
+        """Record that known bytes arrived again under ``landing_key``; False if known already."""
+        event = {"drop_id": drop_id, "landing_key": landing_key, "file_name": file_name,
+                 "sha256": sha256, "at": now_utc().isoformat(), "run_id": run_id}
+        return self.store.put_if_absent(f"{DUPLICATES}/{_hash(landing_key)}.json", _dump(event))
+
+    def mark_seen(self, info: ObjectInfo, drop_id: str) -> None:
+        self.store.put_if_absent(f"{SEEN}/{self._seen_name(info)}", drop_id.encode())
+
+    # -- reading ---------------------------------------------------------------------------
+    def seen_names(self) -> set[str]:
+        return {k.rsplit("/", 1)[-1] for k in self.store.list(SEEN)}
+
+    @staticmethod
+    def _seen_name(info: ObjectInfo) -> str:
+        return _hash(f"{info.key}\0{info.etag}\0{info.size}", 32)
+
+    def is_seen(self, info: ObjectInfo, seen: set[str]) -> bool:
+        return self._seen_name(info) in seen
+
+    def events(self, drop_id: str) -> list[dict]:
+        """Every event of a drop, oldest first."""
+        names = self._event_names(drop_id)
+        return [json.loads(self.store.get(self._event_key(drop_id, n, s))) for n, s in names]
+
+    def get(self, drop_id: str) -> DropEntry | None:
+        names = self._event_names(drop_id)
+        return self._entry(drop_id, names) if names else None
+
+    def entries(self) -> list[DropEntry]:
+        """Current state of every drop, then every duplicate delivery, oldest first."""
+        by_drop: dict[str, list[tuple[int, str]]] = {}
+        for key in self.store.list(DROPS):
+            _, _, drop_id, name = key.split("/", 3)
+            m = _EVENT.match(name)
+            if m:
+                by_drop.setdefault(drop_id, []).append((int(m.group(1)), m.group(2)))
+        out = [self._entry(d, sorted(ev)) for d, ev in by_drop.items()]
+        for key in self.store.list(DUPLICATES):
+            dup = json.loads(self.store.get(key))
+            first = next((e for e in out if e.drop_id == dup["drop_id"]), None)
+            out.append(DropEntry(
+                drop_id=dup["drop_id"],
+                agency=first.agency if first else "",
+                feed=first.feed if first else "",
+                file_name=dup["file_name"],
+                sha256=dup["sha256"],
+                size=first.size if first else 0,
+                state="duplicate",
+                reason=f"same bytes as {first.file_name if first else 'an earlier drop'}"
+                       f" (drop {dup['drop_id']}); not ingested again",
+                received_at=dup["at"],
+                updated_at=dup["at"],
+                raw_key=None,
+                landing_key=dup["landing_key"],
+            ))
+        out.sort(key=lambda e: (e.received_at, e.file_name))
+        return out
+
+    def frame(self) -> pl.DataFrame:
+        """The ledger as a Polars frame (LEDGER_SCHEMA), for the marts."""
+        rows = [asdict(e) for e in self.entries()]
+        if not rows:
+            return pl.DataFrame(schema=LEDGER_SCHEMA)
+        return pl.DataFrame(rows).with_columns(
+            pl.col("received_at", "updated_at").str.to_datetime(time_zone="UTC", time_unit="us"),
+            pl.col("size").cast(pl.Int64),
+        ).select(list(LEDGER_SCHEMA))
+
+    # -- internals -------------------------------------------------------------------------
+    def _event_key(self, drop_id: str, seq: int, state: str) -> str:
+        return f"{DROPS}/{drop_id}/{seq:03d}-{state}.json"
+
+    def _event_names(self, drop_id: str) -> list[tuple[int, str]]:
+        out = []
+        for key in self.store.list(f"{DROPS}/{drop_id}"):
+            m = _EVENT.match(key.rsplit("/", 1)[-1])
+            if m:
+                out.append((int(m.group(1)), m.group(2)))
+        return sorted(out)
+
+    def _entry(self, drop_id: str, names: list[tuple[int, str]]) -> DropEntry:
+        first = json.loads(self.store.get(self._event_key(drop_id, *names[0])))
+        last = first if len(names) == 1 else json.loads(
+            self.store.get(self._event_key(drop_id, *names[-1])))
+        return DropEntry(
+            drop_id=drop_id,
+            agency=first["agency"],
+            feed=first["feed"],
+            file_name=first["file_name"],
+            sha256=first["sha256"],
+            size=first["size"],
+            state=last["state"],
+            reason=last.get("reason"),
+            received_at=first["received_at"],
+            updated_at=last["at"],
+            raw_key=first.get("raw_key"),
+            landing_key=first.get("landing_key"),
+        )
+
+
+def _dump(obj: dict) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True, indent=1).encode()

@@ -1,0 +1,204 @@
+"""The canonical model of the staged zone, as data.
+
+Every staged table is one Polars schema below. Feed mappings (transforms/canonical.py) produce
+frames with exactly these columns in this order; entity resolution and the marts read them.
+Changing a column here is a change of the lake's format: say why in the commit.
+
+Provenance columns come first in every table so that any row can be traced to agency, feed,
+drop and source row (DESIGN.md, "Nothing is lost").
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+PROVENANCE: dict[str, pl.DataType] = {
+    "record_id": pl.String(),  # stable id of the source row: see record_id_expr
+    "agency": pl.String(),
+    "feed": pl.String(),
+    "drop_id": pl.String(),
+    "source_row": pl.Int64(),  # 1-based data row number in the raw file (header not counted)
+    "source_key": pl.String(),  # value of the feed's key column
+    "releasable_to": pl.List(pl.String()),  # agencies that may see this row
+}
+
+PERSON_RECORD: dict[str, pl.DataType] = {
+    **PROVENANCE,
+    "role": pl.String(),  # suspect | victim | detainee | returnee | ...
+    "name_original": pl.String(),  # as written (after Zawgyi->Unicode conversion)
+    "name_original_raw": pl.String(),  # as received, when it differs (Zawgyi); else null
+    "name_script": pl.String(),  # Han | Thai | Myanmar | Latin | Other
+    "name_latin": pl.String(),  # transliterated, upper case, titles stripped, "FAMILY GIVEN"
+    "family_name": pl.String(),  # Latin; null where the culture has none (Burmese)
+    "given_name": pl.String(),  # Latin
+    "name_key_sorted": pl.String(),  # tokens sorted and joined: survives order swaps
+    "name_key_phonetic": pl.String(),  # phonetic key of the sorted tokens: survives spelling
+    "sex": pl.String(),  # M | F | null
+    "birth_date": pl.Date(),  # first day of the known period when precision < day
+    "birth_date_precision": pl.String(),  # day | month | year | null
+    "nationality": pl.String(),  # ISO 3166-1 alpha-2
+    "normalise_notes": pl.String(),  # why any field of this row could not be normalised
+}
+
+IDENTIFIER: dict[str, pl.DataType] = {
+    **PROVENANCE,
+    "kind": pl.String(),  # cn_resident_id | th_national_id | mm_nrc | passport | imei | iccid
+    "value_original": pl.String(),
+    "value_normalised": pl.String(),  # canonical form; null when it could not be parsed
+    "issuing_country": pl.String(),  # ISO alpha-2
+    "check_valid": pl.Boolean(),  # check digit / format holds; null when kind has none
+    "implied_birth_date": pl.Date(),  # e.g. from a CN resident ID
+    "implied_sex": pl.String(),
+    "reason": pl.String(),  # why value_normalised is null or check_valid is false
+}
+
+PHONE: dict[str, pl.DataType] = {
+    **PROVENANCE,
+    "relation": pl.String(),  # own | counterparty (e.g. the number that called a victim)
+    "phone_original": pl.String(),
+    "e164": pl.String(),
+    "country": pl.String(),
+    "line_type": pl.String(),  # mobile | fixed_line | ... | null
+    "reason": pl.String(),
+}
+
+ACCOUNT: dict[str, pl.DataType] = {
+    **PROVENANCE,
+    "relation": pl.String(),  # own | counterparty (e.g. the account a victim paid into)
+    "kind": pl.String(),  # bank_account | bank_card | crypto_wallet
+    "institution": pl.String(),  # bank name, or chain (TRC20) for wallets
+    "value_original": pl.String(),
+    "value_normalised": pl.String(),
+    "check_valid": pl.Boolean(),  # Luhn / base58check; null when kind has none
+    "reason": pl.String(),
+}
+
+EVENT: dict[str, pl.DataType] = {
+    **PROVENANCE,
+    "event_type": pl.String(),  # wanted | arrest | detention | rescue | repatriation | fraud_report
+    "event_date": pl.Date(),
+    "place": pl.String(),
+    "country": pl.String(),  # ISO alpha-2
+    "compound": pl.String(),  # canonical compound name (KK Park, Shwe Kokko, ...)
+    "case_ref": pl.String(),
+    "amount": pl.Float64(),
+    "currency": pl.String(),  # ISO 4217
+    "flight": pl.String(),
+}
+
+# ---------------------------------------------------------------------------------------------
+# Entity resolution output (transforms/resolve.py produces these; the marts read them).
+
+ENTITY_RECORD: dict[str, pl.DataType] = {
+    "entity_id": pl.String(),  # stable across runs: see transforms/resolve.py
+    "record_id": pl.String(),
+}
+
+RECORD_LINK: dict[str, pl.DataType] = {
+    "record_id_l": pl.String(),
+    "record_id_r": pl.String(),
+    "rule": pl.String(),  # identifier | probabilistic | steward
+    "match_probability": pl.Float64(),
+    "match_weight": pl.Float64(),
+    "agreed": pl.List(pl.String()),  # fields that agreed
+    "disagreed": pl.List(pl.String()),  # fields that disagreed
+    "evidence": pl.String(),  # JSON: the values compared, with the drop each came from
+}
+
+ENTITY_LINK: dict[str, pl.DataType] = {
+    "entity_id_l": pl.String(),
+    "entity_id_r": pl.String(),
+    "via": pl.String(),  # phone | account | wallet | compound | case
+    "value": pl.String(),  # the shared normalised value
+    "weight": pl.Float64(),  # lowered for hubs (values shared by many records)
+    "is_hub": pl.Boolean(),
+    "evidence": pl.String(),  # JSON: record ids on each side
+}
+
+ENTITY_HISTORY: dict[str, pl.DataType] = {
+    "old_entity_id": pl.String(),
+    "new_entity_id": pl.String(),
+    "change": pl.String(),  # merge | split | new
+    "reason": pl.String(),
+    "changed_at": pl.Datetime("us", "UTC"),
+}
+
+REVIEW_PAIR: dict[str, pl.DataType] = {
+    "record_id_l": pl.String(),
+    "record_id_r": pl.String(),
+    "match_probability": pl.Float64(),
+    "priority": pl.Float64(),  # most informative first
+    "reason": pl.String(),
+    "evidence": pl.String(),
+}
+
+DECISION: dict[str, pl.DataType] = {
+    "record_id_l": pl.String(),
+    "record_id_r": pl.String(),
+    "decision": pl.String(),  # same | different
+    "decided_by": pl.String(),
+    "reason": pl.String(),
+    "decided_at": pl.Datetime("us", "UTC"),
+}
+
+RESOLUTION_TABLES: dict[str, dict[str, pl.DataType]] = {
+    "entity_record": ENTITY_RECORD,
+    "record_link": RECORD_LINK,
+    "entity_link": ENTITY_LINK,
+    "entity_history": ENTITY_HISTORY,
+    "review_pair": REVIEW_PAIR,
+    "decision": DECISION,
+}
+
+
+TABLES: dict[str, dict[str, pl.DataType]] = {
+    "person_record": PERSON_RECORD,
+    "identifier": IDENTIFIER,
+    "phone": PHONE,
+    "account": ACCOUNT,
+    "event": EVENT,
+}
+
+
+def _schema(table: str) -> dict[str, pl.DataType]:
+    return TABLES[table] if table in TABLES else RESOLUTION_TABLES[table]
+
+
+def empty(table: str) -> pl.DataFrame:
+    """An empty frame of a staged or resolution table, with the right schema."""
+    return pl.DataFrame(schema=_schema(table))
+
+
+def conform(frame: pl.DataFrame, table: str) -> pl.DataFrame:
+    """Select and cast a frame to a table's schema; missing columns become nulls."""
+    schema = _schema(table)
+    return frame.select(
+        [
+            (pl.col(name) if name in frame.columns else pl.lit(None)).cast(dtype).alias(name)
+            for name, dtype in schema.items()
+        ]
+    )
+
+
+def record_id_expr(drop_id: str) -> pl.Expr:
+    """Stable record id, ``<drop_id>:<source_row>``: the same source row always gets the same id.
+
+    drop_id is derived from the drop's content hash, so the id depends only on the bytes
+    received and the row's position, never on when or how often the drop was processed.
+    """
+    return pl.concat_str([pl.lit(drop_id + ":"), pl.col("source_row").cast(pl.String)])
+
+
+__all__ = [
+    "ACCOUNT",
+    "EVENT",
+    "IDENTIFIER",
+    "PERSON_RECORD",
+    "PHONE",
+    "PROVENANCE",
+    "RESOLUTION_TABLES",
+    "TABLES",
+    "conform",
+    "empty",
+    "record_id_expr",
+]

@@ -1,0 +1,56 @@
+"""Every setting of fusionlake in one place, read at the edge (command line or environment).
+
+Library code receives a :class:`Settings`; nothing below the command line reads the
+environment for its own configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Repository root (feeds/, sql/, expectations/ live here in a checkout or editable install).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_LAKE = "./lakehouse"
+
+# Agencies run this on closed networks: nothing may phone home, and Prefect's ephemeral server
+# needs more than its default 20 s to start the first time on a fresh machine (migrations).
+OFFLINE_ENVIRONMENT = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "GX_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PYTHAINLP_OFFLINE": "1",
+    "HF_HUB_OFFLINE": "1",
+}
+
+
+def configure_offline() -> None:
+    """Set the no-telemetry, no-download environment unless the user set it otherwise."""
+    for key, value in OFFLINE_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the lake is and where feed definitions come from."""
+
+    lake: str = DEFAULT_LAKE
+    feeds_path: list[str] = field(default_factory=list)
+    mart_retention: int = 5  # published mart versions kept per audience
+    lease_seconds: int = 900  # a crashed run stops blocking others after this long
+
+    @classmethod
+    def from_env(cls, lake: str | None = None) -> Settings:
+        """Settings from ``--lake`` (if given) and the ``FUSIONLAKE_*`` variables."""
+        feeds = [p for p in os.environ.get("FUSIONLAKE_FEEDS_PATH", "").split(":") if p]
+        return cls(
+            lake=lake or os.environ.get("FUSIONLAKE_LAKE") or DEFAULT_LAKE,
+            feeds_path=feeds,
+            mart_retention=int(os.environ.get("FUSIONLAKE_MART_RETENTION", "5")),
+            lease_seconds=int(os.environ.get("FUSIONLAKE_LEASE_SECONDS", "900")),
+        )

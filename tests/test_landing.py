@@ -1,0 +1,150 @@
+"""Delivery, landing and the ledger, on both backends."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+
+import pytest
+
+from fusionlake.landing import DeliveryError, deliver, discover, land
+from fusionlake.ledger import Ledger
+
+
+def _file(tmp_path, name, data: bytes):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def _land_all(store, run_id="run-a"):
+    ledger = Ledger(store)
+    return [land(store, ledger, info, run_id) for info in discover(store, ledger)]
+
+
+def test_landing_copies_bytes_with_manifest_and_ledger_entry(store, tmp_path):
+    data = "编号,姓名\nGA-1,张伟\n".encode("gb18030")
+    deliver(store, "cn_mps", "suspects", [_file(tmp_path, "suspects.csv", data)])
+    [landed] = _land_all(store)
+    sha = hashlib.sha256(data).hexdigest()
+    assert landed.status == "landed"
+    assert landed.drop_id == sha[:20]
+    assert store.get(landed.raw_key) == data  # byte for byte
+    assert landed.raw_key == f"raw/cn_mps/suspects/{sha[:20]}/suspects.csv"
+    manifest = json.loads(store.get(f"raw/cn_mps/suspects/{sha[:20]}/manifest.json"))
+    assert manifest["sha256"] == sha
+    assert manifest["size"] == len(data)
+    assert manifest["file_name"] == "suspects.csv"
+    assert manifest["agency"] == "cn_mps"
+    assert manifest["encoding"] == "not utf-8"
+    [entry] = Ledger(store).entries()
+    assert (entry.agency, entry.feed, entry.file_name, entry.state) == (
+        "cn_mps", "suspects", "suspects.csv", "received")
+
+
+def test_second_run_finds_nothing_new(store, tmp_path):
+    deliver(store, "th_imm", "repatriations", [_file(tmp_path, "r.csv", b"\xef\xbb\xbfa,b\n1,2\n")])
+    assert [r.status for r in _land_all(store)] == ["landed"]
+    assert _land_all(store) == []
+
+
+def test_same_bytes_under_another_name_is_a_duplicate(store, tmp_path):
+    data = b"a,b\n1,2\n"
+    deliver(store, "th_imm", "repatriations", [_file(tmp_path, "first.csv", data)])
+    _land_all(store)
+    deliver(store, "th_imm", "repatriations", [_file(tmp_path, "again.csv", data)])
+    [dup] = _land_all(store)
+    assert dup.status == "duplicate"
+    entries = Ledger(store).entries()
+    assert [(e.file_name, e.state) for e in entries] == [
+        ("first.csv", "received"), ("again.csv", "duplicate")]
+    assert "same bytes as first.csv" in entries[1].reason
+    # ingested once: one raw copy only
+    assert len([k for k in store.list("raw") if not k.endswith("manifest.json")]) == 1
+
+
+def test_same_bytes_twice_in_one_run_are_one_drop(store, tmp_path):
+    data = b"x,y\n1,2\n"
+    deliver(store, "mm_police", "detainees", [_file(tmp_path, "a.jsonl", data)])
+    deliver(store, "mm_police", "detainees", [_file(tmp_path, "b.jsonl", data)])
+    statuses = sorted(r.status for r in _land_all(store))
+    assert statuses == ["duplicate", "landed"]
+
+
+def test_concurrent_runs_land_a_drop_once(store, tmp_path):
+    deliver(store, "cn_mps", "fraud_reports", [_file(tmp_path, "f.csv", b"k\n1\n")])
+    ledger = Ledger(store)
+    [info] = discover(store, ledger)
+    results = []
+
+    def run(n):
+        results.append(land(store, Ledger(store), info, f"run-{n}"))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status for r in results).count("landed") == 1
+    assert len(Ledger(store).entries()) == 1
+
+
+def test_redelivery_under_same_name_with_new_bytes_keeps_both(store, tmp_path):
+    deliver(store, "th_imm", "detentions", [_file(tmp_path, "d.xlsx", b"v1")])
+    (tmp_path / "d.xlsx").write_bytes(b"v2")
+    [item] = deliver(store, "th_imm", "detentions", [tmp_path / "d.xlsx"])
+    assert item.key != "landing/th_imm/detentions/d.xlsx"
+    assert store.get("landing/th_imm/detentions/d.xlsx") == b"v1"
+    assert store.get(item.key) == b"v2"
+    assert sorted(r.status for r in _land_all(store)) == ["landed", "landed"]
+
+
+def test_hostile_file_names_stay_inside_their_prefix(store, tmp_path):
+    weird = tmp_path / "..%2f..%2fpasswd"
+    weird.write_bytes(b"1")
+    [item] = deliver(store, "../../etc", "x\ny", [weird])
+    assert item.key.startswith("landing/etc/x_y/")
+    assert ".." not in item.key.split("/")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p / "missing.csv", "no such file"),
+        (lambda p: p, "is a directory"),
+        (lambda p: (p / "empty.csv").write_bytes(b"") or p / "empty.csv", "is empty"),
+    ],
+)
+def test_bad_paths_are_refused_before_anything_is_written(store, tmp_path, make, message):
+    good = _file(tmp_path, "good.csv", b"a\n1\n")
+    with pytest.raises(DeliveryError, match=message):
+        deliver(store, "cn_mps", "suspects", [good, make(tmp_path)])
+    assert store.list("landing") == []
+
+
+def test_landing_object_outside_agency_feed_layout_is_refused(store):
+    store.put("landing/stray.csv", b"a\n")
+    ledger = Ledger(store)
+    [info] = discover(store, ledger)
+    with pytest.raises(DeliveryError, match="landing/<agency>/<feed>/<file>"):
+        land(store, ledger, info, "run")
+    assert store.list("raw") == []
+
+
+def test_ledger_state_changes_are_appended(store, tmp_path):
+    deliver(store, "cn_mps", "suspects", [_file(tmp_path, "s.csv", b"a\n1\n")])
+    [landed] = _land_all(store)
+    ledger = Ledger(store)
+    ledger.record(landed.drop_id, "validated", None, "run-a")
+    ledger.record(landed.drop_id, "staged", "12 rows", "run-a")
+    assert [e["state"] for e in ledger.events(landed.drop_id)] == [
+        "received", "validated", "staged"]
+    entry = ledger.get(landed.drop_id)
+    assert (entry.state, entry.reason) == ("staged", "12 rows")
+    frame = ledger.frame()
+    assert frame.columns[:7] == ["drop_id", "agency", "feed", "file_name", "sha256", "size",
+                                 "state"]
+    assert frame["state"].to_list() == ["staged"]
+    with pytest.raises(ValueError, match="unknown drop state"):
+        ledger.record(landed.drop_id, "bogus", None, "run-a")

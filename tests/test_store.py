@@ -1,0 +1,139 @@
+"""The object store contract, run on both backends (local folder and S3 over HTTP)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from fusionlake.store import LakeError, NotFound, S3Store, open_store, safe_part
+
+
+def test_put_get_roundtrip_and_overwrite(store):
+    store.put("a/b/c.txt", b"one")
+    assert store.get("a/b/c.txt") == b"one"
+    store.put("a/b/c.txt", b"two")
+    assert store.get("a/b/c.txt") == b"two"
+    assert store.exists("a/b/c.txt")
+    assert not store.exists("a/b/missing.txt")
+
+
+def test_get_missing_raises_not_found_naming_key(store):
+    with pytest.raises(NotFound, match="nothing/here"):
+        store.get("nothing/here")
+
+
+def test_put_if_absent_creates_once(store):
+    assert store.put_if_absent("ptr/LATEST", b"v1") is True
+    assert store.put_if_absent("ptr/LATEST", b"v2") is False
+    assert store.get("ptr/LATEST") == b"v1"
+
+
+def test_put_if_absent_retry_of_own_write_counts_as_ours(store):
+    # The retry trap: a conditional write whose answer was lost is retried and meets its own
+    # object. Identical bytes (which carry the writer's run id) mean the write was ours.
+    assert store.put_if_absent("lease", b"run-1") is True
+    assert store.put_if_absent("lease", b"run-1") is True
+    assert store.put_if_absent("lease", b"run-2") is False
+
+
+def test_put_if_absent_is_exclusive_between_threads(store):
+    winners = []
+
+    def claim(n):
+        if store.put_if_absent("claim/x", f"writer-{n}".encode()):
+            winners.append(n)
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(winners) == 1
+    assert store.get("claim/x") == f"writer-{winners[0]}".encode()
+
+
+def test_list_is_recursive_sorted_and_prefix_bounded(store):
+    for key in ["p/b/2", "p/a/1", "p/c", "pp/x", "q/y"]:
+        store.put(key, b".")
+    assert store.list("p") == ["p/a/1", "p/b/2", "p/c"]
+    assert store.list("nothing") == []
+    info = {i.key: i for i in store.list_info("p")}
+    assert info["p/c"].size == 1
+
+
+def test_list_pages_past_1000_keys(store):
+    keys = [f"many/{i:05d}" for i in range(1105)]
+    for key in keys:
+        store.put(key, b"")
+    assert store.list("many") == keys
+
+
+def test_delete_is_idempotent(store):
+    store.put("d/x", b"1")
+    store.delete("d/x")
+    store.delete("d/x")
+    assert not store.exists("d/x")
+
+
+def test_upload_and_download_file(store, tmp_path):
+    src = tmp_path / "big.bin"
+    src.write_bytes(bytes(range(256)) * 40_000)  # 10 MB: multipart on S3
+    store.upload_file("files/big.bin", src)
+    dest = tmp_path / "out" / "big.bin"
+    store.download_file("files/big.bin", dest)
+    assert dest.read_bytes() == src.read_bytes()
+
+
+@pytest.mark.parametrize("bad", ["/abs", "a/../b", "a//b", ""])
+def test_invalid_keys_are_refused(store, bad):
+    with pytest.raises(ValueError):
+        store.put(bad, b"x")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("../../etc/passwd", "etc_passwd"),
+        ("..\\..\\windows\\system32", "windows_system32"),
+        ("report\x00\n2025.csv", "report_2025.csv"),
+        ("嫌疑人 名单.csv", "嫌疑人_名单.csv"),
+        ("ผู้ต้องหา.xlsx", "ผู้ต้องหา.xlsx"),
+        ("ဖမ်းဆီးမှု.jsonl", "ဖမ်းဆီးမှု.jsonl"),
+    ],
+)
+def test_safe_part_keeps_names_inside_their_prefix(name, expected):
+    assert safe_part(name) == expected
+    assert "/" not in safe_part(name)
+
+
+def test_safe_part_refuses_names_with_nothing_left():
+    with pytest.raises(ValueError):
+        safe_part("../..")
+
+
+def test_missing_bucket_is_a_clear_error(s3_endpoint):
+    store = open_store("s3://no-such-bucket-fusionlake/lake")
+    with pytest.raises(LakeError, match="bucket 'no-such-bucket-fusionlake' does not exist"):
+        store.list("raw")
+
+
+def test_unreachable_endpoint_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # discard port: refused
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("s3", config=Config(retries={"max_attempts": 1}, connect_timeout=1))
+    with pytest.raises(LakeError, match="cannot reach the S3 endpoint"):
+        S3Store("bucket", "lake", client=client).list("raw")
+
+
+def test_lake_uri_forms(tmp_path):
+    assert open_store(tmp_path).uri == str(tmp_path.resolve())
+    assert open_store(f"file://{tmp_path}").uri == str(tmp_path.resolve())
+    with pytest.raises(LakeError, match="only local paths and s3://"):
+        open_store("gs://bucket/x")
+    with pytest.raises(LakeError, match="names no bucket"):
+        open_store("s3:///x")
