@@ -74,3 +74,12 @@ def store(lake_uri):
     from fusionlake.store import open_store
 
     return open_store(lake_uri)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect server (SQLite) for the whole session: flows run as real flows."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield

@@ -1,0 +1,155 @@
+"""The ``pipeline`` flow: the main job (DESIGN.md, "The flow").
+
+discover new drops -> per drop, concurrently: land, then read, validate, standardise ->
+once: resolve entities -> publish one mart per audience -> leave a run summary.
+
+Orchestration only. Each step is a function of fusionlake.processing / fusionlake.landing,
+tested without Prefect; here we say what runs when, what is retried (object-store calls) and
+what is not (bad data: it is recorded as rejected and the run goes on).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from fusionlake import processing, zones
+from fusionlake.landing import Landed, discover, land
+from fusionlake.lease import acquire
+from fusionlake.ledger import DropEntry, Ledger
+from fusionlake.settings import Settings
+from fusionlake.store import LakeError, ObjectInfo, ObjectStore, open_store
+from fusionlake.summary import RunSummary
+
+# Passing storage failures are retried with backoff; nothing else is (bad data does not improve).
+RETRY = {"retries": 3, "retry_delay_seconds": [2, 8, 30]}
+TASK = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+def _transient(task, run, state) -> bool:
+    try:
+        state.result()
+    except (LakeError, OSError, ConnectionError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(name="land", retry_condition_fn=_transient, **RETRY, **TASK)
+def land_task(lake: str, info: ObjectInfo, run_id: str) -> Landed:
+    store = open_store(lake)
+    return land(store, Ledger(store), info, run_id)
+
+
+@task(name="process-drop", retry_condition_fn=_transient, **RETRY, **TASK)
+def process_task(lake: str, feeds_path: list[str], entry: DropEntry,
+                 run_id: str) -> processing.DropResult:
+    from fusionlake.feeds import load_feeds
+
+    return processing.process_drop(open_store(lake), load_feeds(feeds_path), entry, run_id)
+
+
+@task(name="build-data-docs", retry_condition_fn=_transient, **RETRY, **TASK)
+def data_docs_task(lake: str) -> str | None:
+    return processing.publish_data_docs(open_store(lake))
+
+
+def _fingerprint(store: ObjectStore, ledger: Ledger) -> str:
+    """What the marts are built from: live drops and steward decisions."""
+    live = sorted(e.drop_id for e in ledger.entries() if e.state in ("staged", "published"))
+    decisions = store.list(zones.DECISIONS)
+    return hashlib.sha256(json.dumps([live, decisions]).encode()).hexdigest()[:16]
+
+
+@flow(name="pipeline", log_prints=True)
+def pipeline(lake: str | None = None, feeds_path: list[str] | None = None,
+             run_id: str | None = None, lease_wait: float = 0.0) -> RunSummary:
+    """Run the whole pipeline once over all new drops of a lake."""
+    from fusionlake.feeds import load_feeds
+
+    settings = Settings.from_env(lake)
+    lake = settings.lake
+    feeds_path = settings.feeds_path if feeds_path is None else feeds_path
+    run_id = run_id or uuid.uuid4().hex[:12]
+    log = get_run_logger()
+    store = open_store(lake)
+    summary = RunSummary(run_id=run_id, lake=store.uri)
+
+    with acquire(store, run_id, seconds=settings.lease_seconds, wait=lease_wait):
+        ledger = Ledger(store)
+        feedset = load_feeds(feeds_path)
+        for err in feedset.errors:
+            summary.problems.append(f"feed definition error: {err}")
+
+        # 1. land every new delivery, concurrently
+        t0 = time.perf_counter()
+        new = discover(store, ledger)
+        for info, fut in zip(new, [land_task.submit(lake, i, run_id) for i in new], strict=True):
+            try:
+                summary.landed.append(fut.result())
+            except Exception as exc:  # left unmarked in the ledger: the next run retries it
+                summary.problems.append(f"could not land {info.key}: {exc}")
+        summary.stage("land", t0)
+
+        # 2. per drop: read, validate, standardise (a broken drop fails only itself)
+        t0 = time.perf_counter()
+        pending = processing.pending_drops(ledger)
+        futures = [process_task.submit(lake, feeds_path, e, run_id) for e in pending]
+        for entry, fut in zip(pending, futures, strict=True):
+            try:
+                summary.drops.append(fut.result())
+            except Exception as exc:
+                summary.problems.append(
+                    f"drop {entry.drop_id} ({entry.agency}/{entry.feed}/{entry.file_name}) "
+                    f"failed and will be retried next run: {exc}")
+        summary.stage("validate+stage", t0)
+        if pending:
+            t0 = time.perf_counter()
+            summary.data_docs = data_docs_task(lake)
+            summary.stage("data docs", t0)
+
+        # 3. resolve and publish, unless nothing they depend on changed
+        fingerprint = _fingerprint(store, ledger)
+        built = zones.read_json(store, "marts/FINGERPRINT")
+        if built and built.get("fingerprint") == fingerprint:
+            summary.noop = not new and not pending
+            log.info("nothing new since the last published marts")
+        else:
+            t0 = time.perf_counter()
+            tables, superseded = processing.load_staged(store, ledger, feedset)
+            for drop_id in superseded:
+                ledger.record(drop_id, "superseded", "every row replaced by a later drop", run_id)
+            summary.stage("load staged", t0)
+
+            t0 = time.perf_counter()
+            resolution, frames, _version = processing.resolve_lake(store, tables, run_id)
+            summary.resolution_stats = resolution.stats
+            summary.stage("resolve", t0)
+
+            t0 = time.perf_counter()
+            steward = processing.steward_tables(store, ledger)
+            audiences = processing.audiences(feedset, tables)
+            summary.marts = processing.publish_marts(store, tables, frames, steward, audiences,
+                                                     settings.mart_retention)
+            for e in ledger.entries():
+                if e.state == "staged" and e.drop_id not in superseded:
+                    ledger.record(e.drop_id, "published", f"in marts {summary.marts['all']}",
+                                  run_id)
+            store.put("marts/FINGERPRINT", json.dumps(
+                {"fingerprint": _fingerprint(store, ledger), "run_id": run_id}).encode())
+            summary.fill_from_marts(store)
+            summary.stage("publish", t0)
+
+        text = summary.markdown()
+        store.put(f"{zones.REPORTS}/runs/{run_id}.md", text.encode())
+        store.put(f"{zones.REPORTS}/runs/LATEST.md", text.encode())
+        create_markdown_artifact(markdown=text, key="pipeline-run-summary",
+                                 description=f"fusionlake run {run_id}")
+    return summary

@@ -1,0 +1,91 @@
+"""The run summary: what one pipeline run did, for the person reading it the next morning."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from fusionlake.landing import Landed
+from fusionlake.processing import DropResult
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    lake: str
+    landed: list[Landed] = field(default_factory=list)
+    drops: list[DropResult] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    stages: list[tuple[str, float]] = field(default_factory=list)
+    marts: dict[str, str] = field(default_factory=dict)
+    data_docs: str | None = None
+    resolution_stats: dict = field(default_factory=dict)
+    mart_figures: dict[str, int] = field(default_factory=dict)
+    noop: bool = False
+
+    def stage(self, name: str, started: float) -> None:
+        self.stages.append((name, time.perf_counter() - started))
+
+    def fill_from_marts(self, store) -> None:
+        """Headline figures, read back from the published 'all' mart."""
+        from fusionlake.marts import open_latest
+
+        con = open_latest(store, "all")
+        try:
+            queries = {
+                "entities": "select count(*) from entity",
+                "person records": "select count(*) from entity_record",
+                "entities known to 2+ agencies":
+                    "select count(*) from entity where len(agencies) >= 2",
+                "review queue": "select count(*) from review_queue",
+                "new cross-agency matches":
+                    "select count(*) from entity where len(agencies) >= 2 "
+                    "and first_seen_run = (select max(first_seen_run) from entity)",
+            }
+            for label, sql in queries.items():
+                try:
+                    self.mart_figures[label] = con.execute(sql).fetchall()[0][0]
+                except Exception:  # a figure the mart cannot give is left out, not invented
+                    continue
+        finally:
+            con.close()
+
+    def markdown(self) -> str:
+        landed = [x for x in self.landed if x.status == "landed"]
+        dups = [x for x in self.landed if x.status == "duplicate"]
+        rejected = [d for d in self.drops if d.state == "rejected"]
+        staged = [d for d in self.drops if d.state == "staged"]
+        lines = [f"# fusionlake run {self.run_id}", "", f"Lake: `{self.lake}`", ""]
+        if self.noop:
+            lines += ["Nothing new: no deliveries, no pending drops, marts unchanged.", ""]
+        lines += [
+            "| | |", "|---|---:|",
+            f"| drops landed | {len(landed)} |",
+            f"| duplicates (not ingested again) | {len(dups)} |",
+            f"| drops staged | {len(staged)} |",
+            f"| drops rejected | {len(rejected)} |",
+            f"| rows read | {sum(d.rows for d in self.drops):,} |",
+            f"| rows quarantined | {sum(d.quarantined for d in self.drops):,} |",
+            f"| person records staged | "
+            f"{sum(max(d.staged.get('person_record', 0), 0) for d in staged):,} |",
+        ]
+        lines += [f"| {k} | {v:,} |" for k, v in self.mart_figures.items()]
+        lines.append("")
+        if self.drops:
+            lines += ["## Drops", "", "| drop | file | state | rows | quarantined | reason |",
+                      "|---|---|---|---:|---:|---|"]
+            lines += [f"| {d.drop_id[:12]} | {d.name} | {d.state} | {d.rows:,} | "
+                      f"{d.quarantined:,} | {(d.reason or '').replace('|', '/')} |"
+                      for d in self.drops]
+            lines.append("")
+        if self.marts:
+            lines += ["## Published marts", ""]
+            lines += [f"- `{a}`: marts/{a}/{v}/fusion.duckdb" for a, v in self.marts.items()]
+            lines += ["", "Query: `fusionlake sql \"select * from entity limit 10\"`", ""]
+        if self.data_docs:
+            lines += [f"Validation reports (Data Docs): `{self.data_docs}`", ""]
+        if self.problems:
+            lines += ["## Problems", ""] + [f"- {p}" for p in self.problems] + [""]
+        lines += ["## Time per stage", "", "| stage | seconds |", "|---|---:|"]
+        lines += [f"| {name} | {sec:.1f} |" for name, sec in self.stages]
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,205 @@
+"""Where each zone of the lake keeps its objects, and how frames go in and out of them.
+
+One module owns the layout of DESIGN.md so that no other code builds keys by hand::
+
+    raw/<agency>/<feed>/<drop_id>/<file>                 (fusionlake.landing)
+    quarantine/<agency>/<feed>/<drop_id>/rows.parquet    bad rows, each with expectation, reason
+    validation/<agency>/<feed>/<drop_id>/results.parquet one row per expectation
+    validation/<agency>/<feed>/<drop_id>/gx_result.json  the GX result, for Data Docs
+    staged/<table>/<agency>/<feed>/<drop_id>.parquet     canonical records of an accepted drop
+    resolution/<version>/<table>.parquet, LATEST         entity resolution output
+    decisions/<timestamp>-<id>.json                      steward decisions, append-only
+    cache/translit.parquet                               transliteration cache across runs
+    reports/                                             Data Docs site and run summaries
+
+Frames travel as Parquet bytes, which both backends store the same way.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from datetime import UTC, datetime
+
+import polars as pl
+
+from fusionlake import schema
+from fusionlake.store import NotFound, ObjectStore
+
+STAGED = "staged"
+QUARANTINE = "quarantine"
+VALIDATION = "validation"
+RESOLUTION = "resolution"
+DECISIONS = "decisions"
+REPORTS = "reports"
+DATA_DOCS = "reports/data_docs"
+TRANSLIT_CACHE = "cache/translit.parquet"
+
+
+def to_parquet(frame: pl.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.write_parquet(buf, compression="zstd", statistics=True)
+    return buf.getvalue()
+
+
+def from_parquet(data: bytes) -> pl.DataFrame:
+    return pl.read_parquet(io.BytesIO(data))
+
+
+def write_frame(store: ObjectStore, key: str, frame: pl.DataFrame) -> None:
+    store.put(key, to_parquet(frame))
+
+
+def read_frame(store: ObjectStore, key: str) -> pl.DataFrame:
+    return from_parquet(store.get(key))
+
+
+def read_frames(store: ObjectStore, keys: list[str]) -> list[pl.DataFrame]:
+    return [read_frame(store, k) for k in keys]
+
+
+# -- staged ------------------------------------------------------------------------------------
+
+
+def staged_key(table: str, agency: str, feed: str, drop_id: str) -> str:
+    return f"{STAGED}/{table}/{agency}/{feed}/{drop_id}.parquet"
+
+
+def write_staged(store: ObjectStore, agency: str, feed: str, drop_id: str,
+                 tables: dict[str, pl.DataFrame]) -> dict[str, int]:
+    """Write a drop's canonical tables; a drop staged before is not rewritten.
+
+    The person table is written last: its presence marks the drop as completely staged.
+    """
+    order = [t for t in schema.TABLES if t != "person_record"] + ["person_record"]
+    if store.exists(staged_key("person_record", agency, feed, drop_id)):
+        return {t: -1 for t in order}
+    counts = {}
+    for table in order:
+        frame = schema.conform(tables.get(table, schema.empty(table)), table)
+        write_frame(store, staged_key(table, agency, feed, drop_id), frame)
+        counts[table] = frame.height
+    return counts
+
+
+def read_staged(store: ObjectStore, table: str, drop_ids: set[str] | None = None) -> pl.DataFrame:
+    """Every staged frame of a table (of the given drops only, when given)."""
+    keys = [k for k in store.list(f"{STAGED}/{table}")
+            if drop_ids is None or k.rsplit("/", 1)[-1].removesuffix(".parquet") in drop_ids]
+    frames = [schema.conform(f, table) for f in read_frames(store, keys)]
+    return pl.concat(frames, how="vertical") if frames else schema.empty(table)
+
+
+# -- validation and quarantine -----------------------------------------------------------------
+
+
+def write_validation(store: ObjectStore, agency: str, feed: str, drop_id: str,
+                     results: pl.DataFrame, quarantine: pl.DataFrame,
+                     gx_result: dict | None) -> None:
+    base = f"{agency}/{feed}/{drop_id}"
+    write_frame(store, f"{VALIDATION}/{base}/results.parquet", results)
+    if gx_result is not None:
+        store.put(f"{VALIDATION}/{base}/gx_result.json",
+                  json.dumps(gx_result, ensure_ascii=False, default=str).encode())
+    write_frame(store, f"{QUARANTINE}/{base}/rows.parquet", quarantine)
+
+
+def read_validation_results(store: ObjectStore) -> pl.DataFrame:
+    keys = [k for k in store.list(VALIDATION) if k.endswith("/results.parquet")]
+    frames = read_frames(store, keys)
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+
+def read_gx_results(store: ObjectStore) -> list[tuple[str, dict]]:
+    """(drop_id, GX validation result) of every drop validated so far."""
+    out = []
+    for key in store.list(VALIDATION):
+        if key.endswith("/gx_result.json"):
+            out.append((key.split("/")[3], json.loads(store.get(key))))
+    return out
+
+
+def read_quarantine(store: ObjectStore) -> pl.DataFrame:
+    """All quarantined rows, the source columns folded into a JSON ``row_json`` column."""
+    frames = []
+    for key in store.list(QUARANTINE):
+        if not key.endswith("/rows.parquet"):
+            continue
+        _, agency, feed, drop_id, _ = key.split("/")
+        frame = read_frame(store, key)
+        if frame.is_empty():
+            continue
+        keep = [c for c in ("source_row", "expectation", "column", "reason") if c in frame.columns]
+        source_cols = [c for c in frame.columns if c not in keep]
+        frames.append(frame.select(
+            pl.lit(drop_id).alias("drop_id"), pl.lit(agency).alias("agency"),
+            pl.lit(feed).alias("feed"), *[pl.col(c) for c in keep],
+            pl.struct(source_cols).struct.json_encode().alias("row_json")
+            if source_cols else pl.lit("{}").alias("row_json"),
+        ))
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+
+# -- resolution state --------------------------------------------------------------------------
+
+
+def new_version() -> str:
+    """A version name that sorts by time and is unique across machines."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def write_resolution(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: str) -> str:
+    """Store a resolution under a new version and point resolution/LATEST at it."""
+    version = new_version()
+    for name, frame in tables.items():
+        write_frame(store, f"{RESOLUTION}/{version}/{name}.parquet", frame)
+    store.put(f"{RESOLUTION}/LATEST", json.dumps({"version": version, "run_id": run_id}).encode())
+    return version
+
+
+def read_resolution(store: ObjectStore) -> dict[str, pl.DataFrame] | None:
+    """The latest resolution's tables, or None before the first."""
+    try:
+        version = json.loads(store.get(f"{RESOLUTION}/LATEST"))["version"]
+    except NotFound:
+        return None
+    out = {}
+    for key in store.list(f"{RESOLUTION}/{version}"):
+        out[key.rsplit("/", 1)[-1].removesuffix(".parquet")] = read_frame(store, key)
+    return out
+
+
+# -- steward decisions -------------------------------------------------------------------------
+
+
+def append_decision(store: ObjectStore, record_l: str, record_r: str, decision: str,
+                    decided_by: str, reason: str) -> dict:
+    """Record a steward's must-link / must-not-link decision (append-only, audited)."""
+    if decision not in ("same", "different"):
+        raise ValueError("decision must be 'same' or 'different'")
+    now = datetime.now(UTC)
+    left, right = sorted((record_l, record_r))
+    body = {"record_id_l": left, "record_id_r": right, "decision": decision,
+            "decided_by": decided_by, "reason": reason, "decided_at": now.isoformat()}
+    key = f"{DECISIONS}/{now.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}.json"
+    store.put_if_absent(key, json.dumps(body, ensure_ascii=False).encode())
+    return body
+
+
+def read_decisions(store: ObjectStore) -> pl.DataFrame:
+    """Every decision, oldest first (the latest per pair wins when replayed)."""
+    rows = [json.loads(store.get(k)) for k in store.list(DECISIONS)]
+    if not rows:
+        return schema.empty("decision")
+    frame = pl.DataFrame(rows).with_columns(
+        pl.col("decided_at").str.to_datetime(time_zone="UTC", time_unit="us"))
+    return schema.conform(frame, "decision").sort("decided_at")
+
+
+def read_json(store: ObjectStore, key: str) -> dict | None:
+    """A small JSON object, or None if there is none."""
+    try:
+        return json.loads(store.get(key))
+    except NotFound:
+        return None
