@@ -1,0 +1,123 @@
+"""Synthetic agency drops about people tied to the scam compounds near Myawaddy (issue #3).
+
+Public surface: :func:`generate` (what ``fusionlake generate`` calls) and the planted-defect
+rates in :mod:`fusionlake.generator.params`.
+
+A population is drawn once (roles, nationalities, names in their scripts, identifiers, phones),
+then each agency feed selects the people that agency saw and disguises them the way that agency
+writes: scripts and spellings, calendars, encodings, typos, missing and broken fields. Everything
+is drawn from one ``numpy.random.Generator(PCG64(seed))`` in a fixed order and written without
+timestamps, so the same people and seed give byte-identical files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from fusionlake.generator import _feeds, _population, _write
+from fusionlake.generator.params import Params
+
+#: feed name -> file name inside out/<agency>/<feed>/
+FILES = {
+    "cn_mps/suspects": "suspects.csv",
+    "cn_mps/fraud_reports": "fraud_reports.csv",
+    "th_imm/detentions": "detentions.xlsx",
+    "th_imm/repatriations": "repatriations.csv",
+    "mm_police/detainees": "detainees.jsonl",
+}
+#: feed name -> its key column (truth.csv's source_key is this column's value)
+KEYS = {
+    "cn_mps/suspects": "编号",
+    "cn_mps/fraud_reports": "报案编号",
+    "th_imm/detentions": "ลำดับที่",
+    "th_imm/repatriations": "manifest_id",
+    "mm_police/detainees": "case_no",
+}
+
+
+def _write_feed(name: str, frame: pl.DataFrame, out: Path) -> Path:
+    path = out / name / FILES[name]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = frame.drop("_pid")
+    if name.startswith("cn_mps/"):
+        _write.write_csv(data, path, "gb18030")
+    elif name == "th_imm/repatriations":
+        _write.write_csv(data, path, "utf-8-sig")
+    elif name == "th_imm/detentions":
+        _write.write_xlsx(data, path, sheet="ผู้ถูกควบคุมตัว")
+    else:
+        _write.write_jsonl(data, path)
+    return path
+
+
+def generate(people: int, seed: int, out: Path, params: Params | None = None) -> dict:
+    """Write one drop per feed and the ground truth for ``people`` synthetic people.
+
+    Args:
+        people: size of the population (every person is in at least zero feeds; victims are
+            always in fraud_reports).
+        seed: random seed; the same (people, seed) gives byte-identical files.
+        out: output folder; files go to ``out/<agency>/<feed>/<file>``, plus ``out/truth.csv``
+            (agency, feed, source_key, person_id: one row per person row of every feed) and
+            ``out/truth_links.csv`` (kind, value, person_id: shared compound, account, wallet,
+            phone).
+        params: shares and planted-defect rates (default: the constants of params.py).
+
+    Returns:
+        ``{"files": {feed: Path}, "rows": {feed: int}, "persons": int}``.
+    """
+    if people < 1:
+        raise ValueError(f"people must be at least 1, got {people}")
+    p = params or Params()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    pop = _population.build(people, rng, p)
+    jr = _feeds.journeys(pop, rng, p)
+    frames: dict[str, pl.DataFrame] = {}
+    frames["cn_mps/suspects"] = _feeds.suspects(pop, jr, rng, p)
+    frames["cn_mps/fraud_reports"], report_links = _feeds.fraud_reports(pop, jr, rng, p)
+    frames["th_imm/detentions"] = _feeds.detentions(pop, jr, rng, p)
+    frames["th_imm/repatriations"] = _feeds.repatriations(pop, jr, rng, p)
+    frames["mm_police/detainees"] = _feeds.detainees(pop, jr, rng, p)
+
+    files, rows, truth = {}, {}, []
+    for name, frame in frames.items():
+        files[name] = _write_feed(name, frame, out)
+        rows[name] = frame.height
+        agency, feed = name.split("/")
+        truth.append(
+            frame.select(
+                pl.lit(agency).alias("agency"),
+                pl.lit(feed).alias("feed"),
+                pl.col(KEYS[name]).alias("source_key"),
+                pl.col("_pid").alias("person_id"),
+            )
+        )
+    pl.concat(truth).write_csv(out / "truth.csv")
+    _links(pop, report_links).write_csv(out / "truth_links.csv")
+    return {"files": files, "rows": rows, "persons": people}
+
+
+def _links(pop: pl.DataFrame, report_links: pl.DataFrame) -> pl.DataFrame:
+    """Non-identity links: compound membership, shared hub phones, and the report links."""
+    compounds = [c["en"] for c in _population.tables()["compounds"]]
+    members = pop.filter(pl.col("compound") >= 0).select(
+        pl.lit("compound").alias("kind"),
+        pl.col("compound")
+        .replace_strict(list(range(len(compounds))), compounds, return_dtype=pl.String)
+        .alias("value"),
+        "person_id",
+    )
+    hubs = pop.filter("hub_phone").select(
+        pl.lit("phone").alias("kind"),
+        ("+95" + pl.col("mm_phone").str.slice(1)).alias("value"),
+        "person_id",
+    )
+    return pl.concat([members, hubs, report_links]).unique(maintain_order=True)
+
+
+__all__ = ["FILES", "KEYS", "Params", "generate"]

@@ -1,0 +1,389 @@
+"""Properties of the scenario generator's drops (fusionlake.generator), on 2,000 people."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from fusionlake.generator import FILES, KEYS, generate, params
+from fusionlake.generator._feeds import _zawgyi_detector
+from fusionlake.generator._population import tables
+from transforms.identifiers import is_valid, luhn_valid, mm_nrc_parse, trc20_check
+
+PEOPLE = 2000
+
+COLUMNS = {
+    "cn_mps/suspects": [
+        "编号",
+        "姓名",
+        "性别",
+        "出生日期",
+        "公民身份号码",
+        "护照号码",
+        "手机号码",
+        "银行卡号",
+        "户籍地",
+        "涉案类型",
+        "案件编号",
+        "立案日期",
+    ],
+    "cn_mps/fraud_reports": [
+        "报案编号",
+        "受害人姓名",
+        "受害人身份证号",
+        "受害人电话",
+        "报案日期",
+        "被骗金额",
+        "收款账户",
+        "收款银行",
+        "涉案电话",
+        "钱包地址",
+        "案件编号",
+    ],
+    "th_imm/detentions": [
+        "ลำดับที่",
+        "ชื่อ-นามสกุล",
+        "เพศ",
+        "สัญชาติ",
+        "เลขที่หนังสือเดินทาง",
+        "วันเกิด",
+        "หมายเลขโทรศัพท์",
+        "วันที่ควบคุมตัว",
+        "สถานที่ควบคุมตัว",
+        "สถานที่ทำงานเดิม",
+    ],
+    "th_imm/repatriations": [
+        "manifest_id",
+        "flight_no",
+        "departure_date",
+        "passenger_name",
+        "sex",
+        "date_of_birth",
+        "nationality",
+        "passport_no",
+        "destination",
+    ],
+    "mm_police/detainees": [
+        "case_no",
+        "name",
+        "sex",
+        "date_of_birth",
+        "nationality",
+        "nrc",
+        "passport_no",
+        "phone",
+        "compound",
+        "township",
+        "detained_on",
+    ],
+}
+
+
+def read_feed(out: Path, name: str) -> pl.DataFrame:
+    """A generated drop as strings, the way the feed reader sees it."""
+    path = out / name / FILES[name]
+    if path.suffix == ".xlsx":
+        return pl.read_excel(path, infer_schema_length=0)
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+        return pl.DataFrame(rows, schema={c: pl.String for c in rows[0]}, orient="row")
+    encoding = "gb18030" if name.startswith("cn_mps/") else "utf-8-sig"
+    text = path.read_bytes().decode(encoding)
+    return pl.read_csv(io.StringIO(text), infer_schema=False)
+
+
+@pytest.fixture(scope="module")
+def drop(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("gen")
+    return out, generate(PEOPLE, 7, out)
+
+
+@pytest.fixture(scope="module")
+def feeds(drop) -> dict[str, pl.DataFrame]:
+    out, _ = drop
+    return {name: read_feed(out, name) for name in FILES}
+
+
+@pytest.fixture(scope="module")
+def truth(drop) -> pl.DataFrame:
+    out, _ = drop
+    return pl.read_csv(out / "truth.csv", infer_schema=False)
+
+
+def test_files_have_the_columns_of_docs_feeds_md(drop, feeds):
+    out, summary = drop
+    assert set(summary["files"]) == set(COLUMNS)
+    for name, frame in feeds.items():
+        assert frame.columns == COLUMNS[name], name
+        assert summary["rows"][name] == frame.height > 0
+        assert summary["files"][name] == out / name / FILES[name]
+    assert summary["persons"] == PEOPLE
+
+
+def test_suspects_is_gb18030_with_names_gbk_cannot_encode(drop, feeds):
+    out, _ = drop
+    raw = (out / "cn_mps/suspects/suspects.csv").read_bytes()
+    with pytest.raises(UnicodeDecodeError):
+        raw.decode("utf-8")  # really GB18030, not UTF-8
+    names = pl.concat(
+        [feeds["cn_mps/suspects"]["姓名"], feeds["cn_mps/fraud_reports"]["受害人姓名"]]
+    )
+    not_gbk = [n for n in names.drop_nulls().to_list() if not _encodable(n, "gbk")]
+    assert 0.01 < len(not_gbk) / names.len() < 0.06  # RARE_CHAR_RATE = 0.03
+    with pytest.raises(UnicodeEncodeError):
+        "\n".join(not_gbk).encode("gbk")
+    surnames = {n[0] for n in names.drop_nulls().to_list()}
+    assert {"吕", "曾", "单"} <= surnames
+
+
+def _encodable(text: str, encoding: str) -> bool:
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def test_repatriations_starts_with_a_bom_and_jsonl_is_utf8(drop):
+    out, _ = drop
+    assert (out / "th_imm/repatriations/repatriations.csv").read_bytes()[:3] == b"\xef\xbb\xbf"
+    (out / "mm_police/detainees/detainees.jsonl").read_bytes().decode("utf-8")
+
+
+def test_cn_resident_ids_valid_except_the_planted_share(feeds):
+    ids = pl.concat(
+        [feeds["cn_mps/suspects"]["公民身份号码"], feeds["cn_mps/fraud_reports"]["受害人身份证号"]]
+    ).drop_nulls()
+    valid = is_valid("cn_resident_id", ids)
+    invalid_share = 1 - valid.mean()
+    assert ids.str.len_chars().eq(18).all()
+    assert abs(invalid_share - params.INVALID_ID_RATE) < 0.015
+
+
+def test_resident_id_agrees_with_sex_and_mostly_with_birth_date(feeds):
+    s = feeds["cn_mps/suspects"].drop_nulls(["公民身份号码", "出生日期"])
+    sex_digit = s["公民身份号码"].str.slice(16, 1).cast(pl.Int64)
+    assert ((sex_digit % 2 == 1) == (s["性别"] == "男")).all()
+    written = s["出生日期"].str.strptime(pl.Date, "%Y年%-m月%-d日", strict=False)
+    implied = s["公民身份号码"].str.slice(6, 8).str.strptime(pl.Date, "%Y%m%d")
+    agree = (written == implied).mean()
+    assert 0.95 < agree < 1.0  # WRONG_BIRTH_DATE_RATE and impossible dates disagree
+
+
+def test_bank_cards_are_unionpay_and_luhn_fails_at_the_planted_rate(feeds):
+    cards = (
+        pl.concat([feeds["cn_mps/suspects"]["银行卡号"], feeds["cn_mps/fraud_reports"]["收款账户"]])
+        .drop_nulls()
+        .unique()
+    )
+    assert cards.str.starts_with("62").all()
+    assert cards.str.len_chars().is_in([16, 19]).all()
+    bad = sum(not luhn_valid(c) for c in cards.to_list()) / cards.len()
+    assert abs(bad - params.INVALID_CARD_RATE) < 0.03
+
+
+def test_wallets_are_trc20_and_mostly_valid(feeds):
+    wallets = feeds["cn_mps/fraud_reports"]["钱包地址"].drop_nulls()
+    assert wallets.len() > 50
+    assert wallets.str.contains(r"^T[1-9A-HJ-NP-Za-km-z]{33}$").all()
+    valid = [trc20_check(w)[1] for w in wallets.unique().to_list()]
+    assert sum(valid) / len(valid) > 0.9
+
+
+def test_zawgyi_share_is_detected_by_myanmartools(feeds):
+    det = feeds["mm_police/detainees"]
+    burmese = det.filter(pl.col("name").str.contains("[\u1000-\u109f]"))["name"].to_list()
+    detector = _zawgyi_detector()
+    zawgyi = [n for n in burmese if detector.get_zawgyi_probability(n) > 0.95]
+    assert abs(len(zawgyi) / len(burmese) - params.ZAWGYI_RATE) < 0.06
+    honorifics = ("ဦး", "ဒေါ်", "မောင်", "မ", "ကို", "စော", "နော်")
+    unicode_names = [n for n in burmese if n not in zawgyi]
+    assert all(n.startswith(honorifics) for n in unicode_names)
+
+
+def test_nrc_in_latin_and_burmese_forms(feeds):
+    nrc = feeds["mm_police/detainees"]["nrc"].drop_nulls()
+    latin = nrc.filter(nrc.str.contains(r"^\d+/[A-Z]+\([NEP]\)"))
+    burmese = nrc.filter(nrc.str.contains("^[၀-၉]+/"))
+    assert latin.len() > 20 and burmese.len() > 20
+    assert latin.len() + burmese.len() == nrc.len()
+    parsed = [mm_nrc_parse(v)[1] for v in nrc.to_list()]
+    assert abs(1 - sum(parsed) / len(parsed) - params.INVALID_ID_RATE) < 0.04
+
+
+def test_truth_covers_every_row_of_every_feed(feeds, truth):
+    for name, frame in feeds.items():
+        agency, feed = name.split("/")
+        t = truth.filter((pl.col("agency") == agency) & (pl.col("feed") == feed))
+        assert t.height == frame.height, name
+        # same rows in the same order; a missing key is an empty source_key
+        assert t["source_key"].fill_null("").to_list() == frame[KEYS[name]].fill_null("").to_list()
+    assert truth["person_id"].str.contains(r"^P\d{7}$").all()
+
+
+def test_keys_unique_except_planted_duplicates(feeds):
+    for name, frame in feeds.items():
+        keyed = frame.filter(pl.col(KEYS[name]).is_not_null())
+        dup_keys = keyed.filter(pl.col(KEYS[name]).is_duplicated())
+        # every repeated key is an exact copy of a row
+        assert dup_keys.unique().height == dup_keys[KEYS[name]].n_unique(), name
+        share = (dup_keys.height / 2) / frame.height
+        assert share <= params.DUPLICATE_ROW_RATE * 3, name
+
+
+def test_broken_rows_are_planted(feeds):
+    sus = feeds["cn_mps/suspects"]
+    rep = feeds["cn_mps/fraud_reports"]
+    both = pl.concat(
+        [
+            sus.select(k=pl.col("编号"), n=pl.col("姓名"), d=pl.col("出生日期")),
+            rep.select(k=pl.col("报案编号"), n=pl.col("受害人姓名"), d=pl.col("报案日期")),
+        ]
+    )
+    assert both["k"].null_count() > 0
+    assert both["n"].null_count() > 0
+    assert both["d"].str.contains("2月30日").sum() > 0
+    assert feeds["th_imm/detentions"]["วันเกิด"].str.starts_with("30/02/").sum() >= 0
+
+
+def test_same_people_appear_in_several_agencies(truth):
+    per_person = truth.group_by("person_id").agg(pl.col("agency").n_unique().alias("n"))
+    assert per_person.filter(pl.col("n") >= 2).height > 300
+    assert per_person.filter(pl.col("n") == 3).height > 20
+    assert per_person.filter(pl.col("n") == 1).height > 300
+
+
+def test_latin_names_vary_across_records_of_one_person(feeds, truth):
+    th = truth.filter(pl.col("agency") == "th_imm")
+    names = pl.concat(
+        [feeds["th_imm/detentions"]["ชื่อ-นามสกุล"], feeds["th_imm/repatriations"]["passenger_name"]]
+    )
+    spellings = (
+        th.with_columns(name=names)
+        .drop_nulls("name")
+        .group_by("person_id")
+        .agg(pl.col("name").n_unique().alias("n"))
+    )
+    assert spellings.filter(pl.col("n") > 1).height > 20
+
+
+def test_thai_feed_formats(feeds):
+    det = feeds["th_imm/detentions"]
+    born = det["วันเกิด"].drop_nulls()
+    slash = born.str.contains(r"^\d{2}/\d{2}/25\d{2}$").mean()
+    thai_month = born.str.contains(r"^\d{1,2} [\u0e00-\u0e7f.]+ 25\d{2}$").mean()
+    assert slash > 0.6 and thai_month > 0.2 and slash + thai_month > 0.99
+    phones = det["หมายเลขโทรศัพท์"].drop_nulls()
+    assert phones.str.contains(r"^0[689]\d-\d{3}-\d{4}$").mean() > 0.5
+    assert set(det["สัญชาติ"].unique().to_list()) >= {"จีน", "เวียดนาม", "อินเดีย"}
+
+
+def test_charters_carry_about_40(feeds):
+    rep = feeds["th_imm/repatriations"]
+    per_flight = rep.unique().group_by("flight_no", "departure_date").len()["len"]
+    assert per_flight.max() <= params.CHARTER_SIZE
+    assert per_flight.filter(per_flight == params.CHARTER_SIZE).len() >= per_flight.len() / 2
+    assert rep["nationality"].str.contains(r"^[A-Z]{3}$").all()
+
+
+def test_fraud_reports_tie_victims_to_suspects(drop, feeds):
+    out, _ = drop
+    sus_cards = set(feeds["cn_mps/suspects"]["银行卡号"].drop_nulls().to_list())
+    paid = feeds["cn_mps/fraud_reports"]["收款账户"]
+    assert paid.is_in(list(sus_cards)).mean() > 0.8
+    assert (
+        feeds["cn_mps/fraud_reports"]["被骗金额"].str.contains(r"^\d{1,3}(,\d{3})*\.\d{2}$").all()
+    )
+    links = pl.read_csv(out / "truth_links.csv", infer_schema=False)
+    assert set(links["kind"].unique().to_list()) == {"compound", "account", "phone", "wallet"}
+    shared = links.filter(pl.col("kind") == "account").group_by("value").len()
+    assert shared["len"].max() > 3
+
+
+def test_same_seed_same_bytes_other_seed_differs(drop, tmp_path):
+    out, _ = drop
+    again = generate(PEOPLE, 7, tmp_path / "a")
+    other = generate(PEOPLE, 8, tmp_path / "b")
+    for name, path in again["files"].items():
+        assert path.read_bytes() == (out / name / FILES[name]).read_bytes(), name
+        assert path.read_bytes() != other["files"][name].read_bytes(), name
+    for extra in ("truth.csv", "truth_links.csv"):
+        assert (tmp_path / "a" / extra).read_bytes() == (out / extra).read_bytes()
+
+
+@pytest.mark.parametrize("people", [1, 3, 40])
+def test_tiny_populations_still_write_every_file(tmp_path, people):
+    summary = generate(people, 1, tmp_path)
+    assert all(path.exists() for path in summary["files"].values())
+    truth = pl.read_csv(tmp_path / "truth.csv", infer_schema=False)
+    assert truth.height == sum(summary["rows"].values())
+
+
+def test_rejects_empty_population(tmp_path):
+    with pytest.raises(ValueError, match="at least 1"):
+        generate(0, 1, tmp_path)
+
+
+def test_myanmar_passport_spelling_follows_the_burmese_name(feeds, truth):
+    """A Myanmar national's Latin name in the Thai feed romanises their Burmese-script name."""
+    t = tables()
+    syllables = {**t["mm_syllables_male"], **t["mm_syllables_female"]}
+    honorifics = ("ဦး", "ဒေါ်", "မောင်", "ကို", "စော", "နော်", "မ")
+
+    def spellings(burmese: str) -> list[set[str]] | None:
+        for h in honorifics:  # longest honorifics first; မ alone is a prefix of others
+            if burmese.startswith(h) and _split(burmese[len(h) :], syllables) is not None:
+                return [set(syllables[s]) for s in _split(burmese[len(h) :], syllables)]
+        return None
+
+    mm = truth.filter(pl.col("agency") == "mm_police").with_columns(
+        name=feeds["mm_police/detainees"]["name"]
+    )
+    th = truth.filter(pl.col("feed") == "detentions").with_columns(
+        latin=feeds["th_imm/detentions"]["ชื่อ-นามสกุล"]
+    )
+    pairs = mm.join(th, on="person_id").drop_nulls(["name", "latin"])
+    checked = agree = 0
+    for burmese, latin in pairs.select("name", "latin").iter_rows():
+        expected = spellings(burmese)
+        if expected is None:  # a foreigner's Latin name, or a Zawgyi string
+            continue
+        checked += 1
+        tokens = latin.split()
+        agree += len(tokens) == len(expected) and all(
+            tok in opts for tok, opts in zip(tokens, expected, strict=True)
+        )
+    assert checked > 20
+    assert agree / checked > 0.85  # the rest carry planted typos
+
+
+def _split(text: str, syllables: dict) -> list[str] | None:
+    """Split a Burmese name into the generator's syllables (greedy, longest first)."""
+    out, rest = [], text
+    keys = sorted(syllables, key=len, reverse=True)
+    while rest:
+        match = next((k for k in keys if rest.startswith(k)), None)
+        if match is None:
+            return None
+        out.append(match)
+        rest = rest[len(match) :]
+    return out
+
+
+def test_the_feed_reader_reads_every_drop_with_the_feed_definitions(drop, feeds):
+    from fusionlake.feeds import load_feeds
+    from fusionlake.readers import read_drop
+
+    out, summary = drop
+    feedset = load_feeds()
+    for name, file_name in FILES.items():
+        feed = feedset.feeds[name]
+        frame = read_drop((out / name / file_name).read_bytes(), file_name, feed)
+        assert frame.columns == [*feed.columns, "source_row"], name
+        assert frame.height == summary["rows"][name], name
+        assert feed.source_key == KEYS[name]
+        assert frame[KEYS[name]].to_list() == feeds[name][KEYS[name]].to_list(), name
