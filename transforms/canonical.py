@@ -1,0 +1,438 @@
+"""Feed mapping: one validated drop, as read, to the canonical staged tables.
+
+Public surface: :func:`to_canonical` and :data:`TARGETS`.
+
+The feed definition (feeds/<agency>/<feed>.yaml, docs/feeds.md) is data; this module is the one
+piece of code that compiles it into work: each column's ``to:`` target is looked up in
+:data:`TARGETS`, its options are checked, and the column is passed to the normaliser of that
+target (names, sex, dates, countries, identifiers, phones, accounts, event fields). Every
+normaliser keeps the value as written beside the normalised one and says why a value failed;
+those reasons are gathered per source row into ``person_record.normalise_notes``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import polars as pl
+
+from fusionlake import schema
+from transforms.accounts import ACCOUNT_KINDS, normalise_accounts
+from transforms.countries import country_reason, to_iso2
+from transforms.dates import parse_dates
+from transforms.identifiers import KINDS as IDENTIFIER_KINDS
+from transforms.identifiers import normalise_identifiers
+from transforms.names import normalise_names
+from transforms.phones import normalise_phones
+
+
+class FeedLike(Protocol):
+    """The attributes of fusionlake.feeds.Feed that the mapping reads."""
+
+    agency: str
+    feed: str
+    source_key: str
+    record: str
+    role: str | None
+    releasable_to: list[str]
+    defaults: dict
+    event: dict | None
+    columns: dict[str, dict]
+
+
+#: Column targets (``to:``) and the options each accepts besides ``to``, ``required``, ``unique``.
+TARGETS: dict[str, frozenset[str]] = {
+    "source_key": frozenset(),
+    "ignore": frozenset(),
+    "person.name": frozenset({"name_order"}),
+    "person.family_name": frozenset(),
+    "person.given_name": frozenset(),
+    "person.sex": frozenset({"values"}),
+    "person.birth_date": frozenset({"calendar", "formats"}),
+    "person.nationality": frozenset({"values"}),
+    "identifier": frozenset({"kind", "issuing_country", "issuing_country_from"}),
+    "phone": frozenset({"relation", "split", "region"}),
+    "account": frozenset({"kind", "relation", "institution_column", "chain", "institution"}),
+    "event.date": frozenset({"calendar", "formats"}),
+    "event.place": frozenset(),
+    "event.compound": frozenset(),
+    "event.case_ref": frozenset(),
+    "event.amount": frozenset(),
+    "event.currency": frozenset(),
+    "event.flight": frozenset(),
+}
+_COMMON_OPTIONS = frozenset({"to", "required", "unique", "description", "note"})
+
+#: Sex values every feed understands, on top of its own ``values:`` map (keys lower-cased).
+SEX_VALUES: dict[str, str] = {
+    "m": "M", "male": "M", "f": "F", "female": "F",
+    "男": "M", "女": "F", "ชาย": "M", "หญิง": "F", "ကျား": "M", "မ": "F",
+    "က်ား": "M",  # ကျား typed in Zawgyi (ya-pin as U+103A)
+}  # fmt: skip
+
+_DEFAULT_DATE_FORMATS = ["iso"]
+
+
+@dataclass
+class _Plan:
+    """A feed's columns grouped by target, checked once before any data is touched."""
+
+    by_target: dict[str, list[tuple[str, dict]]] = field(default_factory=lambda: defaultdict(list))
+
+    def one(self, target: str) -> tuple[str, dict] | None:
+        cols = self.by_target.get(target, [])
+        return cols[0] if cols else None
+
+
+def _plan(feed: FeedLike, frame: pl.DataFrame) -> _Plan:
+    """Check the feed's column mapping against the targets and the drop; raise naming the column."""
+    plan = _Plan()
+    where = f"feed {feed.agency}/{feed.feed}"
+    for column, options in feed.columns.items():
+        target = options.get("to")
+        if target not in TARGETS:
+            raise ValueError(
+                f"{where}, column {column!r}: unknown target {target!r}; "
+                f"known: {', '.join(TARGETS)}"
+            )
+        unknown = set(options) - TARGETS[target] - _COMMON_OPTIONS
+        if unknown:
+            raise ValueError(
+                f"{where}, column {column!r} ({target}): unknown option(s) {sorted(unknown)}"
+            )
+        if target == "identifier" and options.get("kind") not in IDENTIFIER_KINDS:
+            raise ValueError(
+                f"{where}, column {column!r}: identifier kind {options.get('kind')!r} is not one "
+                f"of {', '.join(IDENTIFIER_KINDS)}"
+            )
+        if target == "account" and options.get("kind") not in ACCOUNT_KINDS:
+            raise ValueError(
+                f"{where}, column {column!r}: account kind {options.get('kind')!r} is not one "
+                f"of {', '.join(ACCOUNT_KINDS)}"
+            )
+        if target != "ignore" and column not in frame.columns:
+            raise ValueError(f"{where}: column {column!r} ({target}) is missing from the drop")
+        plan.by_target[target].append((column, options))
+    for target in ("person.name", "person.sex", "person.birth_date", "person.nationality"):
+        if len(plan.by_target.get(target, [])) > 1:
+            cols = [c for c, _ in plan.by_target[target]]
+            raise ValueError(f"{where}: several columns map to {target}: {cols}")
+    if feed.source_key not in frame.columns:
+        raise ValueError(f"{where}: source_key column {feed.source_key!r} is missing from the drop")
+    return plan
+
+
+def _clean(s: pl.Series) -> pl.Series:
+    """Strip surrounding whitespace; blank means no value."""
+    s = s.cast(pl.String).str.strip_chars()
+    return pl.select(pl.when(s.str.len_chars() > 0).then(s)).to_series().alias(s.name)
+
+
+def _note(column: str, reason: pl.Series) -> pl.Series:
+    """A per-row note "column: reason" (null where there is no reason)."""
+    return pl.select(pl.lit(f"{column}: ") + reason.cast(pl.String)).to_series()
+
+
+# ---------------------------------------------------------------------------------------------
+# Person fields
+
+
+def _sex(values: pl.Series, column: str, options: dict) -> tuple[pl.Series, pl.Series]:
+    """Map sex values through the feed's ``values:`` map, then the common M/F forms."""
+    mapping = {str(k).strip().lower(): v for k, v in SEX_VALUES.items()}
+    mapping.update({str(k).strip().lower(): v for k, v in (options.get("values") or {}).items()})
+    key = _clean(values).str.to_lowercase()
+    sex = key.replace_strict(mapping, default=None, return_dtype=pl.String)
+    reason = pl.select(
+        pl.when(key.is_not_null() & sex.is_null()).then(
+            pl.format("'{}' is not a known sex value", values)
+        )
+    ).to_series()
+    return sex, _note(column, reason)
+
+
+def _nationality(values: pl.Series, column: str, options: dict, default: str | None):
+    """Nationality in any language or code -> ISO alpha-2 (transforms.countries.to_iso2)."""
+    cleaned = _clean(values)
+    mapping = options.get("values")
+    if mapping:
+        cleaned = cleaned.replace(mapping)
+    iso = to_iso2(cleaned).cast(pl.String)
+    reason = country_reason(cleaned)
+    if default:
+        iso = iso.fill_null(default)
+    return iso, _note(column, reason)
+
+
+def _names(plan: _Plan, frame: pl.DataFrame, nationality: pl.Series) -> tuple[pl.DataFrame, list]:
+    name = plan.one("person.name")
+    family = plan.one("person.family_name")
+    given = plan.one("person.given_name")
+    if name:
+        column, options = name
+        values = frame[column]
+        order = options.get("name_order", "none")
+    elif family or given:
+        # Name parts apart: join them family first so the name normaliser splits them back.
+        parts = [frame[c] for c, _ in (family, given) if c]
+        values = pl.select(
+            pl.concat_str([_clean(p) for p in parts], separator=" ", ignore_nulls=True)
+        ).to_series()
+        column = "/".join(c for c, _ in (family, given) if c)
+        order = "family_first" if family and given else "none"
+    else:
+        return pl.DataFrame(), []
+    names = normalise_names(values.cast(pl.String), order, nationality)
+    notes = [_note(column, names["reason"])] if "reason" in names.columns else []
+    return names.drop("reason", strict=False), notes
+
+
+# ---------------------------------------------------------------------------------------------
+# Child tables
+
+
+def _identifiers(plan: _Plan, frame: pl.DataFrame, nationality: pl.Series | None):
+    tables, notes = [], []
+    for column, options in plan.by_target.get("identifier", []):
+        if options.get("issuing_country_from") == "person.nationality":
+            country: pl.Series | str | None = nationality
+        elif options.get("issuing_country_from"):
+            raise ValueError(
+                f"column {column!r}: issuing_country_from must be person.nationality, "
+                f"not {options['issuing_country_from']!r}"
+            )
+        else:
+            country = options.get("issuing_country")
+        ids = normalise_identifiers(frame[column], options["kind"], country)
+        notes.append(_note(column, ids["reason"]))
+        present = _clean(frame[column]).is_not_null()
+        tables.append(
+            ids.with_columns(
+                pl.lit(options["kind"]).alias("kind"), pl.Series("row", range(len(ids)))
+            ).filter(present)
+        )
+    return tables, notes
+
+
+def _phones(plan: _Plan, frame: pl.DataFrame, feed: FeedLike):
+    tables, notes = [], []
+    for column, options in plan.by_target.get("phone", []):
+        region = options.get("region") or (feed.defaults or {}).get("phone_region")
+        phones = normalise_phones(frame[column], region, options.get("split"))
+        tables.append(phones.with_columns(pl.lit(options.get("relation", "own")).alias("relation")))
+        per_row = (
+            phones.filter(pl.col("reason").is_not_null())
+            .group_by("row", maintain_order=True)
+            .agg(pl.col("reason").str.join("; "))
+        )
+        notes.append(
+            pl.DataFrame({"row": range(frame.height)}, schema={"row": pl.Int64})
+            .join(per_row, on="row", how="left", maintain_order="left")
+            .select(pl.lit(f"{column}: ") + pl.col("reason"))
+            .to_series()
+        )
+    return tables, notes
+
+
+def _accounts(plan: _Plan, frame: pl.DataFrame):
+    tables, notes = [], []
+    for column, options in plan.by_target.get("account", []):
+        inst_col = options.get("institution_column")
+        if inst_col and inst_col not in frame.columns:
+            raise ValueError(
+                f"column {column!r}: institution_column {inst_col!r} is not in the drop"
+            )
+        institution = (
+            _clean(frame[inst_col])
+            if inst_col
+            else options.get("institution") or options.get("chain")
+        )
+        acc = normalise_accounts(frame[column], options["kind"], institution)
+        notes.append(_note(column, acc["reason"]))
+        present = _clean(frame[column]).is_not_null()
+        tables.append(
+            acc.with_columns(
+                pl.lit(options.get("relation", "own")).alias("relation"),
+                pl.Series("row", range(len(acc))),
+            ).filter(present)
+        )
+    return tables, notes
+
+
+def _amount(values: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Money amounts as written (12,345.00, ¥1,000, 1 000) -> Float64."""
+    cleaned = _clean(values).str.replace_all(r"[,\s¥￥$฿]|CNY|RMB|THB|USD|MMK|元", "")
+    amount = cleaned.cast(pl.Float64, strict=False)
+    reason = pl.select(
+        pl.when(cleaned.is_not_null() & amount.is_null()).then(
+            pl.format("'{}' is not an amount", values)
+        )
+    ).to_series()
+    return amount, reason
+
+
+def _event(plan: _Plan, frame: pl.DataFrame, feed: FeedLike) -> tuple[pl.DataFrame | None, list]:
+    if not feed.event:
+        return None, []
+    notes = []
+    cols: dict[str, Any] = {
+        "event_type": pl.Series([feed.event.get("type")] * frame.height, dtype=pl.String),
+        "country": pl.Series([feed.event.get("country")] * frame.height, dtype=pl.String),
+    }
+    date = plan.one("event.date")
+    if date:
+        column, options = date
+        parsed = parse_dates(
+            frame[column],
+            options.get("formats") or _DEFAULT_DATE_FORMATS,
+            options.get("calendar", "gregorian"),
+        )
+        cols["event_date"] = parsed["date"]
+        notes.append(_note(column, parsed["reason"]))
+    for target, out in (
+        ("event.place", "place"),
+        ("event.compound", "compound"),
+        ("event.case_ref", "case_ref"),
+        ("event.flight", "flight"),
+    ):
+        spec = plan.one(target)
+        if spec:
+            cols[out] = _clean(frame[spec[0]]).str.replace_all(r"\s+", " ")
+    amount = plan.one("event.amount")
+    if amount:
+        cols["amount"], reason = _amount(frame[amount[0]])
+        notes.append(_note(amount[0], reason))
+    currency = plan.one("event.currency")
+    default_currency = (feed.defaults or {}).get("currency")
+    if currency:
+        cols["currency"] = _clean(frame[currency[0]]).str.to_uppercase()
+        if default_currency:
+            cols["currency"] = cols["currency"].fill_null(default_currency)
+    elif default_currency:
+        cols["currency"] = pl.Series([default_currency] * frame.height, dtype=pl.String)
+    return pl.DataFrame(cols), notes
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def to_canonical(frame: pl.DataFrame, feed: FeedLike, drop_id: str) -> dict[str, pl.DataFrame]:
+    """Map one validated drop to the canonical staged tables.
+
+    Args:
+        frame: the drop as read (fusionlake.readers.read_drop): source columns as pl.String, values
+            exactly as in the file, plus ``source_row`` (Int64, 1-based).
+        feed: its feed definition (fusionlake.feeds.Feed, or anything with the same attributes).
+        drop_id: the drop's id (content hash); record ids are ``<drop_id>:<source_row>``.
+
+    Returns:
+        ``{"person_record", "identifier", "phone", "account", "event"}``, each conformed to
+        fusionlake.schema. Every row carries provenance and ``releasable_to`` from the feed.
+        person_record has one row per source row (when the feed's ``record`` is ``person``);
+        identifier, phone and account one row per non-blank value; event one row per source row
+        when the feed names an event.
+
+    Raises:
+        ValueError: the feed maps a column to an unknown target or option, or a mapped column is
+            missing from the drop (the message names the feed and the column).
+    """
+    plan = _plan(feed, frame)
+    defaults = feed.defaults or {}
+    n = frame.height
+    base = frame.select(
+        schema.record_id_expr(drop_id).alias("record_id"),
+        pl.lit(feed.agency).alias("agency"),
+        pl.lit(feed.feed).alias("feed"),
+        pl.lit(drop_id).alias("drop_id"),
+        pl.col("source_row").cast(pl.Int64),
+        pl.col(feed.source_key).cast(pl.String).str.strip_chars().alias("source_key"),
+        pl.lit(list(feed.releasable_to), dtype=pl.List(pl.String)).alias("releasable_to"),
+    )
+    notes: list[pl.Series] = []
+
+    nat_spec = plan.one("person.nationality")
+    nationality: pl.Series | None
+    if nat_spec:
+        nationality, note = _nationality(
+            frame[nat_spec[0]], nat_spec[0], nat_spec[1], defaults.get("nationality")
+        )
+        notes.append(note)
+    elif defaults.get("nationality"):
+        nationality = pl.Series([defaults["nationality"]] * n, dtype=pl.String)
+    else:
+        nationality = None
+
+    person: dict[str, Any] = {}
+    if nationality is not None:
+        person["nationality"] = nationality
+    sex_spec = plan.one("person.sex")
+    if sex_spec:
+        person["sex"], note = _sex(frame[sex_spec[0]], *sex_spec)
+        notes.append(note)
+    birth_spec = plan.one("person.birth_date")
+    if birth_spec:
+        column, options = birth_spec
+        parsed = parse_dates(
+            frame[column],
+            options.get("formats") or _DEFAULT_DATE_FORMATS,
+            options.get("calendar", "gregorian"),
+        )
+        person["birth_date"] = parsed["date"]
+        person["birth_date_precision"] = parsed["precision"]
+        notes.append(_note(column, parsed["reason"]))
+    names, name_notes = _names(
+        plan,
+        frame,
+        nationality if nationality is not None else pl.Series([None] * n, dtype=pl.String),
+    )
+    notes = name_notes + notes
+
+    id_tables, id_notes = _identifiers(plan, frame, nationality)
+    phone_tables, phone_notes = _phones(plan, frame, feed)
+    account_tables, account_notes = _accounts(plan, frame)
+    event, event_notes = _event(plan, frame, feed)
+    notes += id_notes + phone_notes + account_notes + event_notes
+
+    indexed = base.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
+
+    def attach(tables: list[pl.DataFrame], table: str) -> pl.DataFrame:
+        if not tables:
+            return schema.empty(table)
+        rows = pl.concat(
+            [t.with_columns(pl.col("row").cast(pl.Int64)) for t in tables], how="diagonal_relaxed"
+        )
+        joined = rows.join(indexed, on="row", how="left").sort(["row"], maintain_order=True)
+        return schema.conform(joined, table)
+
+    if feed.record == "person":
+        note_frame = pl.DataFrame(
+            [note.alias(f"n{i}") for i, note in enumerate(notes)]
+            or [pl.Series("n", [None] * n, dtype=pl.String)]
+        )
+        combined = note_frame.select(
+            pl.concat_str(pl.all(), separator="; ", ignore_nulls=True).alias("normalise_notes")
+        ).with_columns(
+            pl.when(pl.col("normalise_notes").str.len_chars() > 0).then(pl.col("normalise_notes"))
+        )
+        parts = [base, names, pl.DataFrame(person), combined]
+        person_frame = pl.concat([p for p in parts if p.width], how="horizontal").with_columns(
+            pl.lit(feed.role, dtype=pl.String).alias("role")
+        )
+        person_record = schema.conform(person_frame, "person_record")
+    else:
+        person_record = schema.empty("person_record")
+
+    return {
+        "person_record": person_record,
+        "identifier": attach(id_tables, "identifier"),
+        "phone": attach(phone_tables, "phone"),
+        "account": attach(account_tables, "account"),
+        "event": schema.conform(pl.concat([base, event], how="horizontal"), "event")
+        if event is not None
+        else schema.empty("event"),
+    }
+
+
+__all__ = ["TARGETS", "to_canonical"]
