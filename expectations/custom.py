@@ -1,0 +1,212 @@
+"""Custom GX expectations of the lake, registered by name when this module is imported.
+
+Each judges a value by the same rule that transforms/ applies when it standardises the row
+(identifier check digits, dates in the feed's calendar, countries, phone numbers), so
+validation and standardisation never disagree. GX has no Polars engine: the metric receives a
+pandas Series (nulls already filtered out by GX), converts it to Polars once, and answers with a
+boolean pandas Series on the same index.
+
+Names (use them as ``type`` in a suite file):
+
+* ``expect_column_values_to_be_valid_identifier`` (kind)
+* ``expect_column_values_to_be_plausible_dates`` (formats, calendar, min_date, max_date)
+* ``expect_column_values_to_be_known_countries`` (extra_values)
+* ``expect_column_values_to_be_valid_phone_numbers`` (region, split)
+* ``expect_column_values_to_not_be_spreadsheet_formulas``
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import ClassVar
+
+import pandas as pd
+import polars as pl
+from great_expectations.execution_engine import PandasExecutionEngine
+from great_expectations.expectations.expectation import ColumnMapExpectation
+from great_expectations.expectations.metrics.map_metric_provider import (
+    ColumnMapMetricProvider,
+    column_condition_partial,
+)
+
+#: A cell a spreadsheet would evaluate: =, +, - or @ first (OWASP "CSV injection"), also after
+#: leading blanks, tab or carriage return. A minus followed by a digit is a number, not a formula.
+FORMULA_PATTERN = r"^[\s]*(?:[=+@\t\r]|-[^\d\s])"
+
+
+def _to_polars(column: pd.Series) -> pl.Series:
+    # GX hands over object or string dtype columns; as strings they convert without copies.
+    return pl.Series("v", column.astype("string").to_numpy(na_value=None), dtype=pl.String)
+
+
+def _to_pandas(mask: pl.Series, column: pd.Series) -> pd.Series:
+    return pd.Series(mask.to_numpy(), index=column.index, dtype=bool)
+
+
+def _parse_bound(value: str | None, default: dt.date) -> dt.date:
+    if value is None:
+        return default
+    if value == "today":
+        return dt.date.today()
+    return dt.date.fromisoformat(value)
+
+
+def identifier_ok(kind: str, values: pl.Series) -> pl.Series:
+    """True where the identifier's check digit/format holds (or the kind cannot tell)."""
+    from transforms.identifiers import is_valid
+
+    return is_valid(kind, values).fill_null(True)
+
+
+def dates_ok(values: pl.Series, formats: list[str], calendar: str, min_date: str | None,
+             max_date: str | None) -> pl.Series:
+    """True where the value parses in one of ``formats`` and falls in [min_date, max_date]."""
+    from transforms.dates import parse_dates
+
+    lo = _parse_bound(min_date, dt.date(1900, 1, 1))
+    hi = _parse_bound(max_date, dt.date.today())
+    # parse once per distinct value: drops repeat dates a lot
+    distinct = values.unique()
+    parsed = parse_dates(distinct, formats, calendar)["date"]
+    ok = parsed.is_not_null() & (parsed >= lo) & (parsed <= hi)
+    lookup = pl.DataFrame({"v": distinct, "ok": ok.fill_null(False)})
+    return pl.DataFrame({"v": values}).join(lookup, on="v", how="left", nulls_equal=True)["ok"]
+
+
+def countries_ok(values: pl.Series, extra_values: list[str]) -> pl.Series:
+    """True where the value names a country (any language or code) or is in extra_values."""
+    from transforms.countries import to_iso2
+
+    return to_iso2(values).is_not_null() | values.is_in(extra_values)
+
+
+def phones_ok(values: pl.Series, region: str | None, split: str | None) -> pl.Series:
+    """True where every number in the cell normalises to E.164 (blank cells pass)."""
+    from transforms.phones import normalise_phones
+
+    numbers = normalise_phones(values, region, split)
+    bad = numbers.filter(pl.col("e164").is_null())["row"].unique()
+    return ~pl.int_range(0, len(values), eager=True).is_in(bad.implode())
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+class ColumnValuesValidIdentifier(ColumnMapMetricProvider):
+    condition_metric_name = "column_values.fusionlake_valid_identifier"
+    condition_value_keys = ("kind",)
+
+    @column_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column, kind, **kwargs):
+        return _to_pandas(identifier_ok(kind, _to_polars(column)), column)
+
+
+class ColumnValuesPlausibleDates(ColumnMapMetricProvider):
+    condition_metric_name = "column_values.fusionlake_plausible_dates"
+    condition_value_keys = ("formats", "calendar", "min_date", "max_date")
+
+    @column_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column, formats, calendar="gregorian", min_date=None, max_date=None,
+                **kwargs):
+        return _to_pandas(dates_ok(_to_polars(column), list(formats), calendar, min_date,
+                                   max_date), column)
+
+
+class ColumnValuesKnownCountries(ColumnMapMetricProvider):
+    condition_metric_name = "column_values.fusionlake_known_countries"
+    condition_value_keys = ("extra_values",)
+
+    @column_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column, extra_values=(), **kwargs):
+        return _to_pandas(countries_ok(_to_polars(column), list(extra_values or [])), column)
+
+
+class ColumnValuesValidPhoneNumbers(ColumnMapMetricProvider):
+    condition_metric_name = "column_values.fusionlake_valid_phone_numbers"
+    condition_value_keys = ("region", "split")
+
+    @column_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column, region=None, split=None, **kwargs):
+        return _to_pandas(phones_ok(_to_polars(column), region, split), column)
+
+
+class ColumnValuesNotSpreadsheetFormulas(ColumnMapMetricProvider):
+    condition_metric_name = "column_values.fusionlake_not_spreadsheet_formula"
+
+    @column_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column, **kwargs):
+        return _to_pandas(~_to_polars(column).str.contains(FORMULA_PATTERN), column)
+
+
+# --- expectations -----------------------------------------------------------------------------
+
+
+class ExpectColumnValuesToBeValidIdentifier(ColumnMapExpectation):
+    """Identifier numbers whose check digit / format holds (transforms.identifiers.is_valid).
+
+    kind: cn_resident_id (MOD 11-2), th_national_id (mod 11), mm_nrc (pattern), imei and iccid
+    and bank_card (Luhn), crypto_wallet (TRC20 base58check), passport (ICAO format).
+    """
+
+    kind: str
+    map_metric = "column_values.fusionlake_valid_identifier"
+    success_keys = ("kind", "mostly")
+    args_keys = ("column", "kind")
+    library_metadata: ClassVar[dict] = {"tags": ["fusionlake"], "contributors": ["fusionlake"]}
+
+
+class ExpectColumnValuesToBePlausibleDates(ColumnMapExpectation):
+    """Dates written in one of the feed's formats and calendar, within [min_date, max_date].
+
+    Bounds are ISO dates or ``today``; an impossible date (30 February) does not parse.
+    """
+
+    formats: list[str]
+    calendar: str = "gregorian"
+    min_date: str | None = None
+    max_date: str | None = None
+    map_metric = "column_values.fusionlake_plausible_dates"
+    success_keys = ("formats", "calendar", "min_date", "max_date", "mostly")
+    args_keys = ("column", "formats", "calendar", "min_date", "max_date")
+    library_metadata: ClassVar[dict] = {"tags": ["fusionlake"], "contributors": ["fusionlake"]}
+
+
+class ExpectColumnValuesToBeKnownCountries(ColumnMapExpectation):
+    """Country names or codes the lake can map to ISO 3166-1 alpha-2 (transforms.countries)."""
+
+    extra_values: list[str] = []  # noqa: RUF012 - a pydantic field, copied per instance
+    map_metric = "column_values.fusionlake_known_countries"
+    success_keys = ("extra_values", "mostly")
+    args_keys = ("column", "extra_values")
+    library_metadata: ClassVar[dict] = {"tags": ["fusionlake"], "contributors": ["fusionlake"]}
+
+
+class ExpectColumnValuesToBeValidPhoneNumbers(ColumnMapExpectation):
+    """Phone cells whose every number normalises to E.164 (transforms.phones)."""
+
+    region: str | None = None
+    split: str | None = None
+    map_metric = "column_values.fusionlake_valid_phone_numbers"
+    success_keys = ("region", "split", "mostly")
+    args_keys = ("column", "region", "split")
+    library_metadata: ClassVar[dict] = {"tags": ["fusionlake"], "contributors": ["fusionlake"]}
+
+
+class ExpectColumnValuesToNotBeSpreadsheetFormulas(ColumnMapExpectation):
+    """No cell a spreadsheet would run as a formula (=HYPERLINK(...), +cmd, @SUM): injection."""
+
+    map_metric = "column_values.fusionlake_not_spreadsheet_formula"
+    success_keys = ("mostly",)
+    args_keys = ("column",)
+    library_metadata: ClassVar[dict] = {"tags": ["fusionlake"], "contributors": ["fusionlake"]}
+
+
+#: The custom expectations by suite name (GX registers them by the same snake-case names).
+CUSTOM = {
+    "expect_column_values_to_be_valid_identifier": ExpectColumnValuesToBeValidIdentifier,
+    "expect_column_values_to_be_plausible_dates": ExpectColumnValuesToBePlausibleDates,
+    "expect_column_values_to_be_known_countries": ExpectColumnValuesToBeKnownCountries,
+    "expect_column_values_to_be_valid_phone_numbers": ExpectColumnValuesToBeValidPhoneNumbers,
+    "expect_column_values_to_not_be_spreadsheet_formulas":
+        ExpectColumnValuesToNotBeSpreadsheetFormulas,
+}

@@ -1,0 +1,261 @@
+"""Run a feed's suite on a drop with GX (pandas engine) and split valid rows from quarantine.
+
+Two levels of failure:
+
+* drop level (``reject``): no rows, missing declared columns, or any expectation passing on
+  fewer rows than its ``mostly``: the whole drop is rejected with a reason.
+* row level (``quarantine``): the rows an expectation fails (GX's unexpected_index_list, indexed
+  by ``source_row``) go to quarantine with the expectation and a reason; the others go on.
+
+GX is run through one ephemeral context per process (no files, no telemetry); the frame goes to
+pandas once via Arrow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from dataclasses import dataclass
+
+import polars as pl
+
+from expectations.suites import load_suite
+from fusionlake.feeds import Feed
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+RESULTS_SCHEMA = {"drop_id": pl.String, "expectation": pl.String, "column": pl.String,
+                  "success": pl.Boolean, "unexpected_count": pl.Int64,
+                  "unexpected_percent": pl.Float64, "mostly": pl.Float64, "details": pl.String}
+_STORED_VALUES = 20  # unexpected values kept per expectation in the stored GX result
+_STORED_CHARS = 200  # ... each cut to this many characters (a 10 MB cell stays out of reports)
+
+_lock = threading.Lock()
+_gx: dict = {}
+
+
+@dataclass
+class ValidationOutcome:
+    """What validation decided for one drop.
+
+    Attributes:
+        accepted: whether the drop goes on to standardisation.
+        reason: why it was rejected (None when accepted).
+        valid: the rows that passed every quarantine rule (source columns + source_row).
+        quarantine: one row per (row, failed expectation): the source columns, source_row,
+            expectation, column and reason.
+        results: one row per expectation: drop_id, expectation, column, success,
+            unexpected_count, unexpected_percent, mostly, details.
+        gx_result_json: the GX validation result (JSON-able), for Data Docs.
+    """
+
+    accepted: bool
+    reason: str | None
+    valid: pl.DataFrame
+    quarantine: pl.DataFrame
+    results: pl.DataFrame
+    gx_result_json: dict
+
+
+def _context():
+    """The process's ephemeral GX context with one pandas dataframe asset (built once)."""
+    with _lock:
+        if not _gx:
+            import great_expectations as gx
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            import expectations.custom  # noqa: F401 - registers the custom expectations
+
+            context = gx.get_context(mode="ephemeral")
+            # progress bars on stderr would flood the pipeline's logs, one per drop
+            context.variables.progress_bars = ProgressBarsConfig(globally=False)
+            source = context.data_sources.add_pandas("fusionlake")
+            asset = source.add_dataframe_asset("drop")
+            _gx.update(gx=gx, context=context,
+                       batch=asset.add_batch_definition_whole_dataframe("whole"))
+        return _gx
+
+
+def _run_gx(frame: pl.DataFrame, suite_doc: dict, name: str) -> dict:
+    g = _context()
+    gx, context = g["gx"], g["context"]
+    pdf = frame.to_pandas()
+    # One run at a time per process: the context's suite and validation-definition stores are
+    # shared, and Prefect runs drops in threads. GX holds the GIL for most of a run anyway.
+    with _lock:
+        # a fresh suite object per run: a suite file may change between runs of a long process
+        suite = gx.ExpectationSuite(name=name, expectations=suite_doc["expectations"],
+                                    meta=suite_doc.get("meta") or {})
+        # absent on first use; GX raises varying types
+        with contextlib.suppress(Exception):
+            context.suites.delete(name)
+        suite = context.suites.add(suite)
+        vd_name = f"validate {name}"
+        with contextlib.suppress(Exception):
+            context.validation_definitions.delete(vd_name)
+        vd = context.validation_definitions.add(
+            gx.ValidationDefinition(name=vd_name, data=g["batch"], suite=suite))
+        result = vd.run(
+            batch_parameters={"dataframe": pdf},
+            result_format={"result_format": "COMPLETE",
+                           "unexpected_index_column_names": ["source_row"],
+                           "return_unexpected_index_query": False},
+        )
+    return result.to_json_dict()
+
+
+def _index_rows(result: dict) -> list[int]:
+    rows = []
+    for item in result.get("unexpected_index_list") or []:
+        rows.append(int(item["source_row"]) if isinstance(item, dict) else int(item))
+    return rows
+
+
+def _slim(result: dict) -> dict:
+    """The GX result without bulky lists: what Data Docs and the lake need to keep."""
+    out = json.loads(json.dumps(result, default=str))
+    for r in out.get("results", []):
+        res = r.get("result") or {}
+        for key in ("unexpected_list", "partial_unexpected_list", "unexpected_index_list",
+                    "partial_unexpected_index_list", "partial_unexpected_counts"):
+            if isinstance(res.get(key), list):
+                res[key] = [_cut(v) for v in res[key][:_STORED_VALUES]]
+        res.pop("unexpected_index_query", None)
+    return out
+
+
+def _cut(value):
+    if isinstance(value, str) and len(value) > _STORED_CHARS:
+        return value[:_STORED_CHARS] + f"... ({len(value):,} characters)"
+    if isinstance(value, dict):
+        return {k: _cut(v) for k, v in value.items()}
+    return value
+
+
+def _empty_quarantine(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.clear().with_columns(pl.lit(None, pl.String).alias("expectation"),
+                                      pl.lit(None, pl.String).alias("column"),
+                                      pl.lit(None, pl.String).alias("reason"))
+
+
+def _reject(frame: pl.DataFrame, drop_id: str, reason: str, expectation: str,
+            gx_result: dict | None = None) -> ValidationOutcome:
+    results = pl.DataFrame([{"drop_id": drop_id, "expectation": expectation, "column": None,
+                             "success": False, "unexpected_count": None,
+                             "unexpected_percent": None, "mostly": None, "details": reason}],
+                           schema=RESULTS_SCHEMA)
+    return ValidationOutcome(False, reason, frame.clear(), _empty_quarantine(frame), results,
+                             gx_result or {})
+
+
+def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str) -> ValidationOutcome:
+    """Validate one drop (as read by fusionlake.readers.read_drop) with its feed's suite.
+
+    Args:
+        frame: source columns as pl.String plus source_row.
+        feed: its feed definition (the suite is ``feed.suite_path``).
+        drop_id: the drop's id, carried into results.
+
+    Returns:
+        The outcome: accepted or not (with the reason), valid rows, quarantined rows, one result
+        row per expectation, and the GX result for Data Docs.
+    """
+    suite_doc = load_suite(feed)
+    name = f"{feed.agency}.{feed.feed}"
+    if frame.height == 0:
+        return _reject(frame, drop_id, f"{feed.name}: the file has no data rows (header only?)",
+                       "expect_table_row_count_to_be_between")
+    missing = [c for c in feed.required_columns if c not in frame.columns]
+    if missing:
+        return _reject(frame, drop_id,
+                       f"{feed.name}: the file lacks the column(s) {', '.join(missing)} that "
+                       f"the feed definition declares (found: {', '.join(frame.columns[:-1])})",
+                       "expect_table_columns_to_match_set")
+
+    raw = _run_gx(frame, suite_doc, name)
+    rows, quarantined, reasons = [], [], []
+    for exp_doc, res in zip(suite_doc["expectations"], raw["results"], strict=True):
+        cfg = res["expectation_config"]
+        kind = cfg["type"]
+        kwargs = cfg.get("kwargs", {})
+        meta = exp_doc.get("meta", {})
+        on_failure = meta.get("on_failure", "quarantine")
+        column = kwargs.get("column")
+        result = res.get("result") or {}
+        exc = (res.get("exception_info") or {})
+        error = exc.get("exception_message") if exc.get("raised_exception") else None
+        rows.append({
+            "drop_id": drop_id, "expectation": kind, "column": column,
+            "success": bool(res["success"]),
+            "unexpected_count": result.get("unexpected_count"),
+            "unexpected_percent": result.get("unexpected_percent"),
+            "mostly": kwargs.get("mostly"),
+            "details": error or (None if res["success"] else meta.get("reason")),
+        })
+        if error:
+            reasons.append(f"{kind} on {column} could not run: {error}")
+            continue
+        if not res["success"] and on_failure in ("reject", "quarantine", "flag"):
+            count = result.get("unexpected_count")
+            pct = result.get("unexpected_percent")
+            if on_failure == "reject" or count is None or pct is None:
+                reasons.append(meta.get("reason") or kind)
+            else:
+                reasons.append(f"{meta.get('reason') or kind}: {count:,} rows ({pct:.1f}%), "
+                               f"more than the {1 - kwargs.get('mostly', 1.0):.0%} the suite "
+                               "allows")
+        if on_failure == "quarantine" and column is not None:
+            bad = _index_rows(result)
+            if kind == "expect_column_values_to_be_unique" and bad:
+                # the first row of a duplicated key goes on; only the repeats are quarantined
+                dup = frame.filter(pl.col("source_row").is_in(bad))
+                bad = dup.filter(~pl.col(column).is_first_distinct())["source_row"].to_list()
+            if bad:
+                quarantined.append(pl.DataFrame(
+                    {"source_row": bad, "expectation": kind, "column": column,
+                     "reason": meta.get("reason") or kind},
+                    schema={"source_row": pl.Int64, "expectation": pl.String,
+                            "column": pl.String, "reason": pl.String}))
+    results = pl.DataFrame(rows, schema=RESULTS_SCHEMA)
+    if quarantined:
+        flags = pl.concat(quarantined)
+        quarantine = frame.join(flags, on="source_row", how="inner").sort(
+            "source_row", "expectation", maintain_order=True)
+        valid = frame.join(flags.select("source_row").unique(), on="source_row", how="anti")
+    else:
+        quarantine, valid = _empty_quarantine(frame), frame
+    gx_json = _slim(raw)
+    gx_json.setdefault("meta", {}).update({"drop_id": drop_id, "feed": feed.name})
+    if reasons:
+        return ValidationOutcome(False, f"{feed.name}: " + "; ".join(reasons), frame.clear(),
+                                 quarantine, results, gx_json)
+    return ValidationOutcome(True, None, valid, quarantine, results, gx_json)
+
+
+def summarise(outcome: ValidationOutcome) -> str:
+    """A one-screen text summary of a drop's validation, for the terminal."""
+    res = outcome.results
+    drop = res["drop_id"][0] if res.height else "?"
+    rows = outcome.valid.height + outcome.quarantine["source_row"].n_unique()
+    head = (f"drop {drop}: {'ACCEPTED' if outcome.accepted else 'REJECTED'}; "
+            f"{outcome.valid.height:,} rows valid, "
+            f"{outcome.quarantine['source_row'].n_unique():,} quarantined")
+    lines = [head if outcome.accepted else f"{head}; rows seen {rows:,}"]
+    if outcome.reason:
+        lines.append(f"reason: {outcome.reason}")
+    failed = res.filter(~pl.col("success"))
+    lines.append(f"{res.height - failed.height} of {res.height} expectations passed")
+    for r in failed.head(15).iter_rows(named=True):
+        count = "" if r["unexpected_count"] is None else f" {r['unexpected_count']:,} rows"
+        lines.append(f"  FAILED {r['expectation']}({r['column'] or ''}){count}: "
+                     f"{r['details'] or ''}")
+    if failed.height > 15:
+        lines.append(f"  ... and {failed.height - 15} more")
+    if outcome.quarantine.height:
+        by = (outcome.quarantine.group_by("column", "reason").len()
+              .sort("len", descending=True).head(5))
+        lines.append("quarantine by reason:")
+        lines += [f"  {n:>7,}  {reason}" for _, reason, n in by.iter_rows()]
+    return "\n".join(lines)

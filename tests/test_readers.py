@@ -1,0 +1,160 @@
+"""Reading drops: formats, encodings, and files a steward must be told about."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import polars as pl
+import pytest
+
+from fusionlake.feeds import load_feeds
+from fusionlake.readers import DropReadError, detect_encoding, read_drop
+
+FEEDS = load_feeds().feeds
+SUSPECTS = FEEDS["cn_mps/suspects"]
+DETENTIONS = FEEDS["th_imm/detentions"]
+DETAINEES = FEEDS["mm_police/detainees"]
+
+
+def _feed(base, **changes):
+    return dataclasses.replace(base, **changes)
+
+
+def _values(frame: pl.DataFrame) -> list[tuple]:
+    return frame.rows()
+
+
+def test_csv_gb18030_keeps_rare_name_characters():
+    # 𬌗 (U+2C317) is outside GBK: only GB18030 encodes it
+    text = "编号,姓名,性别\nXS01,王𬌗,男\nXS02,李娜,女\n"
+    frame = read_drop(text.encode("gb18030"), "suspects.csv", SUSPECTS)
+    assert frame.columns == ["编号", "姓名", "性别", "source_row"]
+    assert frame.schema["source_row"] == pl.Int64
+    assert _values(frame) == [("XS01", "王𬌗", "男", 1), ("XS02", "李娜", "女", 2)]
+
+
+def test_csv_values_stay_strings_as_written():
+    text = 'id;amount;note\n007;12,345.00;" padded "\n'
+    feed = _feed(SUSPECTS, encoding="utf-8", csv={"delimiter": ";"})
+    assert _values(read_drop(text.encode(), "x.csv", feed)) == [
+        ("007", "12,345.00", " padded ", 1)]
+
+
+def test_csv_quoted_newlines_make_one_row():
+    text = 'id,address\n1,"line one\nline two"\n2,plain\n'
+    frame = read_drop(text.encode(), "x.csv", _feed(SUSPECTS, encoding="utf-8"))
+    assert _values(frame) == [("1", "line one\nline two", 1), ("2", "plain", 2)]
+
+
+def test_utf8_bom_is_not_part_of_the_first_header():
+    data = "\ufeffmanifest_id,sex\nTG1-001,M\n".encode()
+    frame = read_drop(data, "r.csv", FEEDS["th_imm/repatriations"])
+    assert frame.columns == ["manifest_id", "sex", "source_row"]
+
+
+def test_cp874_thai_csv():
+    text = "ลำดับที่,เพศ\n1,ชาย\n2,หญิง\n"
+    feed = _feed(DETENTIONS, formats=["csv"], encoding="cp874")
+    assert _values(read_drop(text.encode("cp874"), "d.csv", feed)) == [
+        ("1", "ชาย", 1), ("2", "หญิง", 2)]
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "expected"),
+    [
+        ("编号,姓名\nXS01,王小明\nXS02,张伟\n" * 5, "gb18030", "gb18030"),
+        ("ลำดับที่,ชื่อ\n1,สมชาย ใจดี\n2,สมหญิง รักไทย\n" * 5, "cp874", "cp874"),
+        ("name\nAung Aung\n", "utf-8", "utf-8"),
+        ("name\nအောင်အောင်\n", "utf-8-sig", "utf-8-sig"),
+    ],
+)
+def test_detect_encoding(text, encoding, expected):
+    data = text.encode(encoding)
+    assert detect_encoding(data) == expected
+    frame = read_drop(data, "x.csv", _feed(SUSPECTS, encoding="detect"))
+    assert frame.columns[0] == text.split(",")[0].split("\n")[0]
+
+
+def test_xlsx_reads_every_cell_as_string():
+    import xlsxwriter
+
+    buf = io.BytesIO()
+    book = xlsxwriter.Workbook(buf)
+    sheet = book.add_worksheet("ผู้ถูกควบคุมตัว")
+    sheet.write_row(0, 0, ["ลำดับที่", "ชื่อ-นามสกุล", "วันเกิด"])
+    sheet.write_row(1, 0, [1, "LIU ZIBO", "12/03/2528"])
+    sheet.write_row(2, 0, [2, "LI NA", "12 มี.ค. 2528"])
+    book.close()
+    frame = read_drop(buf.getvalue(), "detentions.xlsx", DETENTIONS)
+    assert frame.schema["ลำดับที่"] == pl.String
+    assert _values(frame) == [("1", "LIU ZIBO", "12/03/2528", 1),
+                              ("2", "LI NA", "12 มี.ค. 2528", 2)]
+
+
+def test_jsonl_and_parquet():
+    data = ('{"case_no": "M-1", "name": "အောင်", "date_of_birth": "၁၉၉၀-၀၁-၀၂"}\n'
+            '{"case_no": "M-2", "name": null, "date_of_birth": "1985"}\n').encode()
+    frame = read_drop(data, "detainees.jsonl", DETAINEES)
+    assert frame.columns == ["case_no", "name", "date_of_birth", "source_row"]
+    assert _values(frame) == [("M-1", "အောင်", "၁၉၉၀-၀၁-၀၂", 1), ("M-2", None, "1985", 2)]
+    buf = io.BytesIO()
+    pl.DataFrame({"case_no": ["M-9"], "n": [3]}).write_parquet(buf)
+    feed = _feed(DETAINEES, formats=["parquet"])
+    assert _values(read_drop(buf.getvalue(), "d.parquet", feed)) == [("M-9", "3", 1)]
+
+
+# --- files a steward must be told about -------------------------------------------------------
+
+
+def test_binary_garbage_named_csv():
+    garbage = bytes(range(256)) * 50
+    with pytest.raises(DropReadError, match=r"^suspects\.csv: .*(binary|not valid gb18030)"):
+        read_drop(garbage, "suspects.csv", SUSPECTS)
+
+
+def test_truncated_xlsx():
+    import xlsxwriter
+
+    buf = io.BytesIO()
+    book = xlsxwriter.Workbook(buf)
+    book.add_worksheet().write_row(0, 0, ["ลำดับที่"])
+    book.close()
+    with pytest.raises(DropReadError, match=r"^detentions\.xlsx: .*save it again as \.xlsx"):
+        read_drop(buf.getvalue()[:300], "detentions.xlsx", DETENTIONS)
+
+
+def test_wrong_encoding_names_line_and_what_to_do():
+    # a GB18030 file delivered to a feed that promised UTF-8
+    data = "id,name\n1,Aung\n2,王小明\n".encode("gb18030")
+    with pytest.raises(DropReadError, match=r"x\.csv: is not valid utf-8 \(byte 0x.. at line 3\)"
+                                            r".*re-send"):
+        read_drop(data, "x.csv", _feed(SUSPECTS, encoding="utf-8"))
+
+
+def test_header_only_file_reads_as_zero_rows():
+    frame = read_drop("编号,姓名\n".encode("gb18030"), "s.csv", SUSPECTS)
+    assert (frame.columns, frame.height) == (["编号", "姓名", "source_row"], 0)
+
+
+def test_empty_file():
+    with pytest.raises(DropReadError, match=r"s\.csv: is empty"):
+        read_drop(b"", "s.csv", SUSPECTS)
+
+
+def test_duplicate_column_names():
+    data = "编号,姓名,姓名\nXS1,王,李\n".encode("gb18030")
+    with pytest.raises(DropReadError, match=r"column '姓名' appears twice \(positions 2 and 3\)"):
+        read_drop(data, "s.csv", SUSPECTS)
+
+
+def test_ten_megabytes_in_one_field_is_read_for_validation_to_judge():
+    big = "A" * 10_000_000
+    data = f"编号,姓名\nXS1,{big}\nXS2,李娜\n".encode("gb18030")
+    frame = read_drop(data, "s.csv", SUSPECTS)
+    assert frame["姓名"].str.len_chars().to_list() == [10_000_000, 2]
+
+
+def test_wrong_format_for_feed():
+    with pytest.raises(DropReadError, match=r"a xlsx file, but feed cn_mps/suspects accepts csv"):
+        read_drop(b"PK\x03\x04", "s.xlsx", SUSPECTS)
