@@ -1,0 +1,162 @@
+"""Stable entity ids and the history of merges and splits.
+
+An entity's id is inherited from the previous run's entity that shares most of its records
+(each old id goes to at most one new cluster: the one holding most of its records), so adding a
+drop leaves the ids of unchanged entities alone. A cluster that inherits nothing gets an id
+derived from its smallest record id: re-running on the same input gives the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+import polars as pl
+
+from fusionlake.schema import conform
+
+ID_PREFIX = "E"
+
+
+def derived_id(record_id: str, salt: int = 0) -> str:
+    """The id a new cluster gets from its smallest record id (salted on a collision)."""
+    text = record_id if salt == 0 else f"{record_id}#{salt}"
+    return ID_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def assign_ids(clusters: pl.DataFrame, previous: pl.DataFrame | None) -> pl.DataFrame:
+    """Give each cluster an entity id.
+
+    Args:
+        clusters: record_id, cluster (the smallest record id of the cluster).
+        previous: the previous run's entity_record (entity_id, record_id), or None.
+
+    Returns:
+        cluster -> entity_id, one row per cluster.
+    """
+    names = clusters.select("cluster").unique().sort("cluster")
+    claimed: dict[str, str] = {}  # cluster -> inherited id
+    if previous is not None and previous.height:
+        overlap = (
+            clusters.join(previous.select("record_id", "entity_id"), on="record_id")
+            .group_by("cluster", "entity_id")
+            .agg(pl.len(), pl.col("record_id").min().alias("first_record"))
+            # The old id goes to the cluster holding most of its records; on a tie, the old
+            # entity holding the smallest (earliest) record id wins, so that a merge keeps the
+            # id of the entity that was there first.
+            .sort(["len", "first_record", "cluster"], descending=[True, False, False])
+        )
+        used: set[str] = set()
+        for cluster, entity_id, _n, _first in overlap.select(
+            "cluster", "entity_id", "len", "first_record"
+        ).iter_rows():
+            if cluster in claimed or entity_id in used:
+                continue
+            claimed[cluster] = entity_id
+            used.add(entity_id)
+        taken = set(previous["entity_id"].unique().to_list())
+    else:
+        taken = set()
+    out_ids: list[str] = []
+    for cluster in names["cluster"].to_list():
+        if cluster in claimed:
+            out_ids.append(claimed[cluster])
+            continue
+        salt = 0
+        candidate = derived_id(cluster)
+        while candidate in taken:  # an old id kept by another cluster after a split
+            salt += 1
+            candidate = derived_id(cluster, salt)
+        taken.add(candidate)
+        out_ids.append(candidate)
+    return names.with_columns(pl.Series("entity_id", out_ids, dtype=pl.String))
+
+
+def history(
+    entity_record: pl.DataFrame,
+    previous: pl.DataFrame | None,
+    record_link: pl.DataFrame,
+    now: datetime,
+) -> pl.DataFrame:
+    """Merges, splits and new entities relative to the previous run.
+
+    A merge row per old entity whose records now sit in a new entity together with another old
+    entity's records; a split row per new entity that received part of an old entity; a new row
+    per entity none of whose records existed before. Unchanged entities leave no row, so the
+    history of a re-run on the same input is empty.
+    """
+    prev = (
+        previous
+        if previous is not None
+        else pl.DataFrame(schema={"entity_id": pl.String, "record_id": pl.String})
+    )
+    pairs = (
+        entity_record.join(
+            prev.select("record_id", pl.col("entity_id").alias("old")), on="record_id", how="left"
+        )
+        .group_by("entity_id", "old")
+        .len()
+    )
+    known = pairs.filter(pl.col("old").is_not_null())
+    olds_per_new = known.group_by("entity_id").agg(pl.col("old").n_unique().alias("n_old"))
+    news_per_old = known.group_by("old").agg(pl.col("entity_id").n_unique().alias("n_new"))
+    rules = _joining_rules(entity_record, prev, record_link)
+
+    merges = (
+        known.join(olds_per_new.filter(pl.col("n_old") > 1), on="entity_id")
+        .join(rules, on="entity_id", how="left")
+        .select(
+            pl.col("old").alias("old_entity_id"),
+            pl.col("entity_id").alias("new_entity_id"),
+            pl.lit("merge").alias("change"),
+            pl.format(
+                "records of {} previous entities now resolve together (via {} link)",
+                pl.col("n_old"),
+                pl.col("rules").fill_null("model"),
+            ).alias("reason"),
+        )
+    )
+    splits = known.join(news_per_old.filter(pl.col("n_new") > 1), on="old").select(
+        pl.col("old").alias("old_entity_id"),
+        pl.col("entity_id").alias("new_entity_id"),
+        pl.lit("split").alias("change"),
+        pl.format(
+            "{} of the previous entity's records now resolve here ({} parts)",
+            pl.col("len"),
+            pl.col("n_new"),
+        ).alias("reason"),
+    )
+    new = (
+        pairs.group_by("entity_id")
+        .agg(pl.col("old").is_not_null().any().alias("seen"))
+        .filter(~pl.col("seen"))
+        .select(
+            pl.lit(None, pl.String).alias("old_entity_id"),
+            pl.col("entity_id").alias("new_entity_id"),
+            pl.lit("new").alias("change"),
+            pl.lit("no record of this entity was resolved before").alias("reason"),
+        )
+    )
+    out = pl.concat([merges, splits, new]).with_columns(
+        pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("changed_at")
+    )
+    return conform(
+        out.sort("change", "new_entity_id", "old_entity_id", nulls_last=True), "entity_history"
+    )
+
+
+def _joining_rules(
+    entity_record: pl.DataFrame, prev: pl.DataFrame, record_link: pl.DataFrame
+) -> pl.DataFrame:
+    """Per new entity, the rules of the links that cross old-entity boundaries."""
+    old = prev.select("record_id", pl.col("entity_id").alias("old"))
+    crossing = (
+        record_link.select("record_id_l", "record_id_r", "rule")
+        .join(old.rename({"record_id": "record_id_l", "old": "old_l"}), on="record_id_l")
+        .join(old.rename({"record_id": "record_id_r", "old": "old_r"}), on="record_id_r")
+        .filter(pl.col("old_l") != pl.col("old_r"))
+        .join(entity_record.rename({"record_id": "record_id_l"}), on="record_id_l")
+    )
+    return crossing.group_by("entity_id").agg(
+        pl.col("rule").unique().sort().str.join("/").alias("rules")
+    )

@@ -1,0 +1,128 @@
+"""Association-grade values become entity-to-entity edges, never merges.
+
+A phone, bank account, card, wallet, compound or case reference shared by two entities links
+them. A value shared by many entities is a hub (a compound's shared phone, the compound
+itself): its weight is its inverse document frequency, ``ln(N / n) / ln(N)``, so a value of two
+people among a million weighs about 0.95 and a value shared by everyone weighs 0, and it is
+flagged ``is_hub`` above ``hub_min_entities``. Values held by more than ``hub_max_clique``
+entities are written as a star onto their smallest entity id rather than as every pair.
+"""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+
+from fusionlake.schema import conform
+from transforms.er_settings import ResolveSettings
+
+
+def association_values(tables: dict[str, pl.DataFrame], settings: ResolveSettings) -> pl.DataFrame:
+    """All declared association values: record_id, via, value, relation."""
+    parts = []
+    for via, (table, column, kinds) in settings.associations.items():
+        frame = tables.get(table)
+        if frame is None or frame.height == 0:
+            continue
+        if kinds is not None:
+            frame = frame.filter(pl.col("kind").is_in(kinds.split("|")))
+        relation = pl.col("relation") if "relation" in frame.columns else pl.lit(None, pl.String)
+        parts.append(
+            frame.filter(pl.col(column).is_not_null() & (pl.col(column) != "")).select(
+                "record_id",
+                pl.lit(via).alias("via"),
+                pl.col(column).alias("value"),
+                relation.alias("relation"),
+            )
+        )
+    if not parts:
+        return pl.DataFrame(
+            schema={
+                "record_id": pl.String,
+                "via": pl.String,
+                "value": pl.String,
+                "relation": pl.String,
+            }
+        )
+    return pl.concat(parts)
+
+
+def entity_links(
+    values: pl.DataFrame, entity_record: pl.DataFrame, settings: ResolveSettings
+) -> pl.DataFrame:
+    """Entity-to-entity edges through shared association values.
+
+    Args:
+        values: output of ``association_values``.
+        entity_record: entity_id, record_id.
+        settings: hub thresholds.
+
+    Returns:
+        The entity_link table.
+    """
+    n_entities = max(entity_record["entity_id"].n_unique(), 2)
+    held = (
+        values.join(entity_record, on="record_id")
+        .group_by("via", "value", "entity_id")
+        .agg(pl.col("record_id").unique().sort())
+    )
+    freq = held.group_by("via", "value").agg(
+        pl.len().alias("n"), pl.col("entity_id").min().alias("centre")
+    )
+    held = held.join(freq.filter(pl.col("n") > 1), on=["via", "value"])
+    log_n = math.log(n_entities)
+    held = held.with_columns(
+        ((pl.lit(n_entities).log() - pl.col("n").log()) / log_n).clip(0.0, 1.0).alias("weight"),
+        (pl.col("n") > settings.hub_min_entities).alias("is_hub"),
+    )
+    small = held.filter(pl.col("n") <= settings.hub_max_clique)
+    clique = (
+        small.join(
+            small.select(
+                "via",
+                "value",
+                pl.col("entity_id").alias("entity_id_r"),
+                pl.col("record_id").alias("record_id_r"),
+            ),
+            on=["via", "value"],
+        )
+        .filter(pl.col("entity_id") < pl.col("entity_id_r"))
+        .rename({"entity_id": "entity_id_l", "record_id": "record_id_l"})
+        .with_columns(pl.lit(None, pl.Int64).alias("star_of"))
+    )
+    big = held.filter(pl.col("n") > settings.hub_max_clique)
+    star = (
+        big.filter(pl.col("entity_id") != pl.col("centre"))
+        .join(
+            big.filter(pl.col("entity_id") == pl.col("centre")).select(
+                "via", "value", pl.col("record_id").alias("record_id_l")
+            ),
+            on=["via", "value"],
+        )
+        .rename({"entity_id": "entity_id_r", "record_id": "record_id_r"})
+        .with_columns(
+            pl.col("centre").alias("entity_id_l"), pl.col("n").cast(pl.Int64).alias("star_of")
+        )
+    )
+    cols = [
+        "entity_id_l",
+        "entity_id_r",
+        "via",
+        "value",
+        "weight",
+        "is_hub",
+        "record_id_l",
+        "record_id_r",
+        "star_of",
+    ]
+    out = pl.concat([clique.select(cols), star.select(cols)]).with_columns(
+        pl.struct(
+            pl.col("record_id_l").alias("records_l"),
+            pl.col("record_id_r").alias("records_r"),
+            pl.col("star_of").alias("hub_star_of_entities"),
+        )
+        .struct.json_encode()
+        .alias("evidence")
+    )
+    return conform(out.sort("via", "value", "entity_id_l", "entity_id_r"), "entity_link")

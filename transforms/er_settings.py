@@ -1,0 +1,377 @@
+"""Entity-resolution settings, declared as data (STYLE.md #2 and #5).
+
+Everything a reviewer may want to diff lives here: which identifier kinds are identity-grade,
+which are unique per person (a second value means a different person), the columns Splink
+compares and the SQL of each comparison level with its prior m/u probabilities, the blocking
+rules, the training plan and every threshold of the clustering and the review queue.
+``ResolveSettings.splink_settings(columns)`` compiles the declaration into the settings
+dictionary Splink 5 reads; nothing else in transforms/ writes Splink settings by hand.
+
+The comparison levels are plain SQL over ``<column>_l`` / ``<column>_r`` so that they are read,
+reviewed and rendered by Splink for any backend. Prior m/u probabilities are used as they are when
+the data are too small to train on (``min_records_to_train``); otherwise Splink re-estimates u
+by random sampling with a fixed seed and m by expectation maximisation on the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+# Identity-grade kinds: a valid check digit makes two records the same person, deterministically.
+# A passport number is identity-grade only together with its issuing country.
+IDENTITY_KINDS: tuple[str, ...] = ("cn_resident_id", "th_national_id", "mm_nrc", "passport")
+
+# Kinds a person holds at most one valid value of (per issuing country). Two different valid
+# values in one cluster mean two people: never merged silently. Passports are excluded on
+# purpose: a renewed passport has a new number, and people hold passports of two countries.
+UNIQUE_PER_PERSON_KINDS: tuple[str, ...] = ("cn_resident_id", "th_national_id", "mm_nrc")
+
+# Identifier columns handed to Splink (valid or not: a typo that breaks the check digit is still
+# strong probabilistic evidence). Column name -> identifier kinds that fill it.
+SPLINK_ID_COLUMNS: dict[str, tuple[str, ...]] = {
+    "national_id": ("cn_resident_id", "th_national_id", "mm_nrc"),
+    "passport_no": ("passport",),
+    "other_id": ("febrl_ssid",),
+}
+
+# Association-grade values: never merge people, become entity-to-entity edges.
+# via -> (staged table, value column, filter on kind or None)
+ASSOCIATIONS: dict[str, tuple[str, str, str | None]] = {
+    "phone": ("phone", "e164", None),
+    "account": ("account", "value_normalised", "bank_account|bank_card"),
+    "wallet": ("account", "value_normalised", "crypto_wallet"),
+    "compound": ("event", "compound", None),
+    "case": ("event", "case_ref", None),
+}
+
+
+def _level(
+    sql: str, label: str, m: float, u: float, *, tf: str | None = None, null: bool = False
+) -> dict[str, Any]:
+    level: dict[str, Any] = {"sql_condition": sql, "label_for_charts": label}
+    if null:
+        level["is_null_level"] = True
+        return level
+    level.update(m_probability=m, u_probability=u)
+    if tf:
+        level.update(tf_adjustment_column=tf, tf_adjustment_weight=1.0)
+    return level
+
+
+def _null(*cols: str) -> dict[str, Any]:
+    sql = " OR ".join(f'"{c}_l" IS NULL OR "{c}_r" IS NULL' for c in cols)
+    return _level(sql, "null", 0, 0, null=True)
+
+
+def _eq(col: str) -> str:
+    return f'"{col}_l" = "{col}_r"'
+
+
+def _jw(col: str) -> str:
+    return f'jaro_winkler_similarity("{col}_l", "{col}_r")'
+
+
+def _else(m: float, u: float) -> dict[str, Any]:
+    return _level("ELSE", "all other", m, u)
+
+
+# The comparisons, in the order they appear in explanations. ``requires`` lists the columns a
+# comparison needs; a comparison whose columns are absent from the records is left out (FEBRL
+# has postcodes, the agency feeds do not).
+COMPARISONS: list[dict[str, Any]] = [
+    {
+        "requires": ["name_key_sorted", "name_key_phonetic"],
+        "comparison": {
+            "output_column_name": "name",
+            "comparison_description": (
+                "one comparison for the whole name, so that agreeing parts are not counted "
+                "twice: parts exact, tokens in another order, one part exact and the other "
+                "close, phonetic key, Jaro-Winkler of the sorted tokens"
+            ),
+            "comparison_levels": [
+                _null("name_key_sorted"),
+                _level(
+                    f"{_eq('family_name')} AND {_eq('given_name')}",
+                    "exact",
+                    0.6,
+                    0.0004,
+                    tf="name_key_sorted",
+                ),
+                _level(
+                    _eq("name_key_sorted"),
+                    "same tokens, other order",
+                    0.05,
+                    0.0001,
+                    tf="name_key_sorted",
+                ),
+                _level(
+                    f"({_eq('family_name')} AND {_jw('given_name')} >= 0.88) OR "
+                    f"({_eq('given_name')} AND {_jw('family_name')} >= 0.88)",
+                    "one part exact, other close",
+                    0.12,
+                    0.0003,
+                ),
+                _level(_eq("name_key_phonetic"), "phonetic key equal", 0.05, 0.0005),
+                _level(f"{_jw('name_key_sorted')} >= 0.92", "jw>=0.92", 0.05, 0.001),
+                _level(
+                    f"{_eq('family_name')} OR {_eq('given_name')}", "one part exact", 0.05, 0.01
+                ),
+                _level(f"{_jw('name_key_sorted')} >= 0.8", "jw>=0.8", 0.04, 0.05),
+                _else(0.04, 0.9377),
+            ],
+        },
+    },
+    {
+        "requires": ["birth_date", "birth_date_precision"],
+        "comparison": {
+            "output_column_name": "birth_date",
+            "comparison_description": "birth date, honouring its precision",
+            "comparison_levels": [
+                _null("birth_date"),
+                _level(
+                    '"birth_date_l" = "birth_date_r" AND "birth_date_precision_l" = \'day\' '
+                    "AND \"birth_date_precision_r\" = 'day'",
+                    "exact day",
+                    0.85,
+                    0.0002,
+                ),
+                _level(
+                    "(\"birth_date_precision_l\" <> 'day' OR "
+                    "\"birth_date_precision_r\" <> 'day') "
+                    'AND year("birth_date_l") = year("birth_date_r")',
+                    "same year (imprecise)",
+                    0.05,
+                    0.02,
+                ),
+                _level(
+                    "damerau_levenshtein(strftime(\"birth_date_l\", '%Y%m%d'), "
+                    "strftime(\"birth_date_r\", '%Y%m%d')) <= 1",
+                    "one digit off",
+                    0.05,
+                    0.002,
+                ),
+                _level(
+                    'abs(date_diff(\'day\', "birth_date_l", "birth_date_r")) <= 366',
+                    "within a year",
+                    0.03,
+                    0.03,
+                ),
+                _else(0.02, 0.9478),
+            ],
+        },
+    },
+    {
+        "requires": ["sex"],
+        "comparison": {
+            "output_column_name": "sex",
+            "comparison_description": "sex",
+            "comparison_levels": [
+                _null("sex"),
+                _level('"sex_l" = "sex_r"', "exact", 0.97, 0.5),
+                _else(0.03, 0.5),
+            ],
+        },
+    },
+    {
+        "requires": ["nationality"],
+        "comparison": {
+            "output_column_name": "nationality",
+            "comparison_description": "nationality (ISO alpha-2)",
+            "comparison_levels": [
+                _null("nationality"),
+                _level('"nationality_l" = "nationality_r"', "exact", 0.95, 0.3),
+                _else(0.05, 0.7),
+            ],
+        },
+    },
+]
+for _col, _m_exact in (("national_id", 0.9), ("passport_no", 0.8), ("other_id", 0.8)):
+    COMPARISONS.append(
+        {
+            "requires": [_col],
+            "comparison": {
+                "output_column_name": _col,
+                "comparison_description": f"{_col}: exact, one or two edits (typos)",
+                "comparison_levels": [
+                    _null(_col),
+                    _level(f'"{_col}_l" = "{_col}_r"', "exact", _m_exact, 1e-6),
+                    _level(
+                        f'damerau_levenshtein("{_col}_l", "{_col}_r") <= 1',
+                        "1 edit",
+                        (1 - _m_exact) * 0.6,
+                        1e-5,
+                    ),
+                    _level(
+                        f'damerau_levenshtein("{_col}_l", "{_col}_r") <= 2',
+                        "2 edits",
+                        (1 - _m_exact) * 0.2,
+                        1e-4,
+                    ),
+                    _else((1 - _m_exact) * 0.2, 1 - 1.11e-4),
+                ],
+            },
+        }
+    )
+for _col in ("postcode", "street_number"):
+    COMPARISONS.append(
+        {
+            "requires": [_col],
+            "comparison": {
+                "output_column_name": _col,
+                "comparison_description": f"{_col} (address, where a feed has it)",
+                "comparison_levels": [
+                    _null(_col),
+                    _level(f'"{_col}_l" = "{_col}_r"', "exact", 0.8, 0.01, tf=_col),
+                    _level(
+                        f'damerau_levenshtein("{_col}_l", "{_col}_r") <= 1', "1 edit", 0.1, 0.05
+                    ),
+                    _else(0.1, 0.94),
+                ],
+            },
+        }
+    )
+
+# Blocking rules: pairs are scored only where one of these holds. They are on the cross-script
+# keys (sorted and phonetic name keys survive order swaps and spelling), birth date, identifiers.
+BLOCKING_RULES: list[dict[str, Any]] = [
+    {"requires": ["name_key_sorted"], "sql": "l.name_key_sorted = r.name_key_sorted"},
+    {
+        "requires": ["name_key_phonetic", "birth_year"],
+        "sql": "l.name_key_phonetic = r.name_key_phonetic AND l.birth_year = r.birth_year",
+    },
+    {
+        "requires": ["given_name", "family_name"],
+        "sql": "l.given_name = r.family_name AND l.family_name = r.given_name",
+    },
+    # Given name exact and family name starting alike: a typo in the family name. (The mirror
+    # rule, family exact and given starting alike, blocked 5 times more pairs on generated data,
+    # where many people share a family name, and found no extra match on FEBRL4.)
+    {
+        "requires": ["given_name", "family_name"],
+        "sql": "l.given_name = r.given_name AND substr(l.family_name, 1, 3) = "
+        "substr(r.family_name, 1, 3)",
+    },
+    {"requires": ["birth_date"], "sql": "l.birth_date = r.birth_date"},
+    {"requires": ["national_id"], "sql": "l.national_id = r.national_id"},
+    {"requires": ["passport_no"], "sql": "l.passport_no = r.passport_no"},
+    {"requires": ["other_id"], "sql": "l.other_id = r.other_id"},
+    {"requires": ["postcode"], "sql": "l.postcode = r.postcode"},
+]
+
+# Deterministic rules used to estimate the prior match probability, and their assumed recall.
+PRIOR_RULES: list[dict[str, Any]] = [
+    {"requires": ["national_id"], "sql": "l.national_id = r.national_id"},
+    {"requires": ["passport_no"], "sql": "l.passport_no = r.passport_no"},
+    {"requires": ["other_id"], "sql": "l.other_id = r.other_id"},
+    {
+        "requires": ["name_key_sorted", "birth_date"],
+        "sql": "l.name_key_sorted = r.name_key_sorted AND l.birth_date = r.birth_date",
+    },
+]
+
+# EM training blocks: each leaves the comparisons it blocks on to the other blocks.
+EM_RULES: list[dict[str, Any]] = [
+    {"requires": ["birth_date"], "sql": "l.birth_date = r.birth_date"},
+    {"requires": ["name_key_phonetic"], "sql": "l.name_key_phonetic = r.name_key_phonetic"},
+]
+
+
+@dataclass(frozen=True)
+class ResolveSettings:
+    """Thresholds and training plan of one resolution run; the defaults are the reviewed ones.
+
+    Attributes:
+        link_threshold: a probabilistic pair at or above this may join two records. 0.5 is
+            the point where a match is more likely than not; it is safe as a default because
+            weak links must also pass the guards below (on FEBRL4 it gives precision 1.0 and
+            recall 0.9988, where 0.9 loses 14 more true pairs and gains no precision).
+        strong_threshold: at or above this a pair joins without the chaining guards (ties,
+            pairs scored as different across the two clusters); below it they apply.
+        join_clusters_threshold: the probability needed to join two clusters that both already
+            hold several records (one bad link must not merge two established people).
+        review_low: probabilistic pairs from here up to ``link_threshold`` go to review; a pair
+            below it is evidence that its two records are different people.
+        predict_threshold: scored pairs below this are kept only as evidence against (ids only).
+        identifier_max_group: a valid identity number held by more records than this is treated
+            as a data error (a placeholder or test number) and sent to review instead of linking.
+        hub_min_entities: an association value shared by more entities than this is a hub.
+        hub_max_clique: a value shared by more entities than this is linked as a star to its
+            smallest entity id instead of every pair (a compound of 5,000 people would
+            otherwise produce 12.5 million links).
+        min_records_to_train: below this, the declared prior m/u probabilities are used as they
+            are (EM on a handful of records estimates nothing).
+        prior_match_probability: used when the data are too small to estimate it.
+        prior_recall: assumed recall of PRIOR_RULES when estimating the prior from data.
+        u_max_pairs: pairs sampled to estimate u probabilities.
+        em_max_pairs: cap on blocked pairs per EM session.
+        seed: the random seed of u sampling: the same data give the same model.
+    """
+
+    link_threshold: float = 0.5
+    strong_threshold: float = 0.99
+    join_clusters_threshold: float = 0.99
+    review_low: float = 0.2
+    predict_threshold: float = 0.05
+    identifier_max_group: int = 50
+    hub_min_entities: int = 10
+    hub_max_clique: int = 50
+    min_records_to_train: int = 1000
+    prior_match_probability: float = 1e-4
+    prior_recall: float = 0.8
+    u_max_pairs: float = 2e6
+    em_max_pairs: float | None = 1e6
+    seed: int = 42
+    identity_kinds: tuple[str, ...] = IDENTITY_KINDS
+    unique_per_person_kinds: tuple[str, ...] = UNIQUE_PER_PERSON_KINDS
+    splink_id_columns: dict[str, tuple[str, ...]] = field(
+        default_factory=lambda: dict(SPLINK_ID_COLUMNS)
+    )
+    associations: dict[str, tuple[str, str, str | None]] = field(
+        default_factory=lambda: dict(ASSOCIATIONS)
+    )
+    comparisons: list[dict[str, Any]] = field(default_factory=lambda: list(COMPARISONS))
+    blocking_rules: list[dict[str, Any]] = field(default_factory=lambda: list(BLOCKING_RULES))
+    prior_rules: list[dict[str, Any]] = field(default_factory=lambda: list(PRIOR_RULES))
+    em_rules: list[dict[str, Any]] = field(default_factory=lambda: list(EM_RULES))
+
+    def with_(self, **changes: Any) -> ResolveSettings:
+        """A copy with some fields changed (settings are immutable)."""
+        return replace(self, **changes)
+
+    def usable(self, rules: list[dict[str, Any]], columns: set[str]) -> list[dict[str, Any]]:
+        """The declared entries whose required columns exist and hold data."""
+        return [r for r in rules if set(r["requires"]) <= columns]
+
+    def splink_settings(self, columns: set[str], term_frequencies: bool = True) -> dict[str, Any]:
+        """Compile the declaration into a Splink 5 settings dictionary.
+
+        Args:
+            columns: the columns of the records handed to Splink that hold at least one value.
+            term_frequencies: keep the declared term-frequency adjustments. Off for inputs too
+                small to train on: in a handful of records every name looks common.
+        """
+        comparisons = [c["comparison"] for c in self.usable(self.comparisons, columns)]
+        if not term_frequencies:
+            comparisons = [
+                {
+                    **c,
+                    "comparison_levels": [
+                        {k: v for k, v in level.items() if not k.startswith("tf_adjustment")}
+                        for level in c["comparison_levels"]
+                    ],
+                }
+                for c in comparisons
+            ]
+        return {
+            "link_type": "dedupe_only",
+            "unique_id_column_name": "record_id",
+            "probability_two_random_records_match": self.prior_match_probability,
+            "blocking_rules_to_generate_predictions": [
+                r["sql"] for r in self.usable(self.blocking_rules, columns)
+            ],
+            "comparisons": comparisons,
+            "retain_matching_columns": True,
+            "retain_intermediate_calculation_columns": True,
+            "additional_columns_to_retain": [],
+        }

@@ -1,0 +1,280 @@
+"""Probabilistic scoring of record pairs with Splink 5 on DuckDB.
+
+``match_frame`` turns the staged tables into one row per person record with the columns the
+declared comparisons read; ``score_pairs`` trains the Fellegi-Sunter model on those records (or
+keeps the declared priors when they are too few) and returns Splink's scored pairs as a Polars
+frame with its per-comparison Bayes factors, so that every link can say what agreed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from transforms.er_settings import ResolveSettings
+
+# Extra person-record columns that declared comparisons may read when a feed provides them.
+OPTIONAL_COLUMNS: tuple[str, ...] = ("postcode", "street_number")
+
+
+def implied_from_identifiers(identifier: pl.DataFrame) -> pl.DataFrame:
+    """Birth date and sex implied by a record's valid identifiers (e.g. a CN resident ID).
+
+    Returns one row per record_id: implied_birth_date, implied_sex (first valid value, ordered
+    by kind and value so that the choice is deterministic).
+    """
+    return (
+        identifier.filter(
+            pl.col("check_valid").fill_null(False)
+            & (pl.col("implied_birth_date").is_not_null() | pl.col("implied_sex").is_not_null())
+        )
+        .sort("record_id", "kind", "value_normalised")
+        .group_by("record_id", maintain_order=True)
+        .agg(
+            pl.col("implied_birth_date").drop_nulls().first(),
+            pl.col("implied_sex").drop_nulls().first(),
+        )
+    )
+
+
+def identifier_columns(identifier: pl.DataFrame, settings: ResolveSettings) -> pl.DataFrame:
+    """One column per declared Splink identifier column, one row per record_id.
+
+    Valid values are preferred over invalid ones; invalid ones are kept because a typo that
+    breaks the check digit is still strong evidence of a match. Values held by more than
+    ``identifier_max_group`` records are dropped.
+    """
+    kind_to_col = {k: col for col, kinds in settings.splink_id_columns.items() for k in kinds}
+    frame = (
+        identifier.filter(
+            pl.col("value_normalised").is_not_null() & pl.col("kind").is_in(list(kind_to_col))
+        )
+        # A number held by more records than one person could have (a placeholder) is no
+        # evidence at all: left out here as it is left out of the deterministic links.
+        .filter(
+            pl.col("record_id").n_unique().over("kind", "value_normalised")
+            <= settings.identifier_max_group
+        )
+        .with_columns(
+            pl.col("kind").replace_strict(kind_to_col).alias("_col"),
+            (~pl.col("check_valid").fill_null(False)).alias("_invalid"),
+        )
+        .sort("record_id", "_col", "_invalid", "value_normalised")
+        .group_by("record_id", "_col", maintain_order=True)
+        .agg(pl.col("value_normalised").first())
+    )
+    wide = frame.pivot(on="_col", index="record_id", values="value_normalised")
+    for col in settings.splink_id_columns:
+        if col not in wide.columns:
+            wide = wide.with_columns(pl.lit(None, pl.String).alias(col))
+    return wide.select("record_id", *settings.splink_id_columns)
+
+
+def match_frame(tables: dict[str, pl.DataFrame], settings: ResolveSettings) -> pl.DataFrame:
+    """The records Splink compares: names, effective birth date and sex, nationality, ids.
+
+    Where a record has no birth date of day precision and one of its valid identifiers implies
+    one (a CN resident ID), the implied date is used at day precision; likewise for sex.
+    """
+    person = tables["person_record"]
+    identifier = tables["identifier"]
+    implied = implied_from_identifiers(identifier)
+    ids = identifier_columns(identifier, settings)
+    extra = [c for c in OPTIONAL_COLUMNS if c in person.columns]
+    use_implied = pl.col("implied_birth_date").is_not_null() & (
+        pl.col("birth_date").is_null() | (pl.col("birth_date_precision") != "day")
+    )
+    return (
+        person.select(
+            "record_id",
+            "name_key_sorted",
+            "name_key_phonetic",
+            "given_name",
+            "family_name",
+            "birth_date",
+            "birth_date_precision",
+            "sex",
+            "nationality",
+            *[pl.col(c).cast(pl.String) for c in extra],
+        )
+        .join(implied, on="record_id", how="left")
+        .join(ids, on="record_id", how="left")
+        .with_columns(
+            pl.when(use_implied)
+            .then(pl.col("implied_birth_date"))
+            .otherwise(pl.col("birth_date"))
+            .alias("birth_date"),
+            pl.when(use_implied)
+            .then(pl.lit("day"))
+            .otherwise(pl.col("birth_date_precision"))
+            .alias("birth_date_precision"),
+            pl.coalesce("sex", "implied_sex").alias("sex"),
+        )
+        .with_columns(pl.col("birth_date").dt.year().alias("birth_year"))
+        .drop("implied_birth_date", "implied_sex")
+        .sort("record_id")
+    )
+
+
+def _populated(frame: pl.DataFrame) -> set[str]:
+    counts = frame.select(pl.all().is_not_null().sum()).row(0, named=True)
+    return {c for c, n in counts.items() if n > 0}
+
+
+@dataclass
+class Scored:
+    """Splink's scored pairs; all pairs stay in DuckDB until ``close()``."""
+
+    pairs: pl.DataFrame
+    names: list[str]
+    con: duckdb.DuckDBPyConnection | None = None
+    table: str | None = None
+    review_low: float = 0.0
+
+    def against(self, components: pl.DataFrame) -> pl.DataFrame:
+        """Pairs scored below ``review_low`` whose records share a candidate component.
+
+        Only records that candidate links could put in one cluster need this evidence; the
+        namesakes of a large block that no link connects are left in DuckDB.
+
+        Args:
+            components: record_id, component (of the candidate-edge graph).
+        """
+        empty = pl.DataFrame(schema={"record_id_l": pl.String, "record_id_r": pl.String})
+        if self.con is None or components.height == 0:
+            return empty
+        self.con.register("fl_components", components.select("record_id", "component").to_arrow())
+        return pl.from_arrow(
+            self.con.sql(f"""
+            SELECT p.record_id_l, p.record_id_r
+            FROM {self.table} p
+            JOIN fl_components cl ON cl.record_id = p.record_id_l
+            JOIN fl_components cr ON cr.record_id = p.record_id_r
+            WHERE p.match_probability < {self.review_low} AND cl.component = cr.component
+        """).to_arrow_table()
+        )
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+
+
+def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str, Any]) -> Scored:
+    """Train (or take the priors) and predict with Splink; return scored pairs.
+
+    Args:
+        match: output of ``match_frame``.
+        settings: the declared settings.
+        stats: timings (``seconds``) and notes (``notes``) are added here.
+
+    Returns:
+        Scored: ``pairs`` (those at or above ``predict_threshold``) has record_id_l,
+        record_id_r, match_probability, match_weight, match_key, and ``w_<comparison>`` (its
+        match weight) per comparison; ``against(components)`` fetches low-scored pairs later.
+        Call ``close()`` when done.
+    """
+    from splink import DuckDBAPI, Linker
+
+    empty = pl.DataFrame(
+        schema={
+            "record_id_l": pl.String,
+            "record_id_r": pl.String,
+            "match_probability": pl.Float64,
+            "match_weight": pl.Float64,
+        }
+    )
+    if match.height < 2:
+        return Scored(empty, [])
+    columns = _populated(match)
+    trained = match.height >= settings.min_records_to_train
+    splink_settings = settings.splink_settings(columns, term_frequencies=trained)
+    names = [c["output_column_name"] for c in splink_settings["comparisons"]]
+    if not splink_settings["blocking_rules_to_generate_predictions"] or not names:
+        return Scored(empty, names)
+
+    t0 = time.perf_counter()
+    con = duckdb.connect()
+    db_api = DuckDBAPI(connection=con)
+    records = db_api.register(match.to_arrow(), table_name="fl_records")
+    linker = Linker(records, splink_settings, log_level=logging.WARNING)
+    seconds = stats.setdefault("seconds", {})
+    if trained:
+        prior = [r["sql"] for r in settings.usable(settings.prior_rules, columns)]
+        if prior:
+            linker.training.estimate_probability_two_random_records_match(
+                prior, recall=settings.prior_recall
+            )
+        t_prior = time.perf_counter()
+        linker.training.estimate_u_using_random_sampling(
+            max_pairs=settings.u_max_pairs, seed=settings.seed
+        )
+        t_u = time.perf_counter()
+        for rule in settings.usable(settings.em_rules, columns):
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                rule["sql"], estimate_without_term_frequencies=True, max_pairs=settings.em_max_pairs
+            )
+        seconds.update(
+            train_prior=t_prior - t0, train_u=t_u - t_prior, train_em=time.perf_counter() - t_u
+        )
+    else:
+        stats.setdefault("notes", []).append(
+            f"{match.height} records < min_records_to_train={settings.min_records_to_train}: "
+            "declared prior m/u probabilities used"
+        )
+    t1 = time.perf_counter()
+    predictions = linker.inference.predict(
+        threshold_match_probability=None,  # low pairs are kept: they are evidence against
+        warning_mode="never" if not trained else "auto",
+    )
+    rel = predictions.as_duckdbpyrelation().filter(
+        f"match_probability >= {settings.predict_threshold}"
+    )
+    wanted = ["record_id_l", "record_id_r", "match_probability", "match_weight", "match_key"]
+    for n in names:
+        wanted += [c for c in (f"mw_{n}", f"mw_tf_adj_{n}") if c in rel.columns]
+    raw = pl.from_arrow(rel.select(*wanted).to_arrow_table())
+    # Per comparison, its match weight (log2 Bayes factor) including any term-frequency
+    # adjustment: > 0 the field agreed, < 0 it disagreed.
+    pairs = raw.select(
+        "record_id_l",
+        "record_id_r",
+        "match_probability",
+        "match_weight",
+        "match_key",
+        *[
+            (
+                pl.col(f"mw_{n}")
+                + (
+                    pl.col(f"mw_tf_adj_{n}").fill_null(0.0)
+                    if f"mw_tf_adj_{n}" in raw.columns
+                    else 0.0
+                )
+            ).alias(f"w_{n}")
+            for n in names
+        ],
+    )
+    t2 = time.perf_counter()
+    stats.setdefault("seconds", {}).update(splink_train=t1 - t0, splink_predict=t2 - t1)
+    stats["model"] = "trained on the data" if trained else "declared priors"
+    stats["match_weights"] = _level_weights(linker)
+    return Scored(pairs, names, con, predictions.physical_name, settings.review_low)
+
+
+def _level_weights(linker: Any) -> dict[str, list[tuple[str, float | None]]]:
+    """The trained model, readable: comparison -> [(level label, log2 Bayes factor)]."""
+    out: dict[str, list[tuple[str, float | None]]] = {}
+    for comparison in linker._settings_obj.comparisons:
+        levels = []
+        for level in comparison.comparison_levels:
+            if level.is_null_level:
+                continue
+            weight = level._log2_bayes_factor if level._has_estimated_values else None
+            levels.append((level.label_for_charts, weight))
+        out[comparison.output_column_name] = levels
+    return out

@@ -1,0 +1,442 @@
+"""Entity resolution across agencies (issue #6): the public entry point.
+
+``resolve`` takes the staged canonical tables and returns the resolution tables of
+fusionlake/schema.py. The work, in order (each stage timed in ``Resolution.stats``):
+
+1. ``match``: one row per person record with names, effective birth date and sex (a valid CN
+   resident ID implies them where the record has none), nationality and identifier columns.
+2. ``splink``: Splink 5 on DuckDB scores pairs found by the declared blocking rules, with a
+   Fellegi-Sunter model EM-trained on the data (transforms/er_splink.py).
+3. ``edges``: deterministic links from identity-grade identifiers with a valid check digit,
+   steward decisions (latest per pair wins), and the scored pairs above the link threshold.
+4. ``cluster``: greedy constrained union-find that refuses chaining and identifier conflicts
+   (transforms/er_cluster.py).
+5. ``ids``: stable entity ids and the history of merges and splits (transforms/er_ids.py).
+6. ``explain``: record links with rule, probability, weight, agreeing and disagreeing fields and
+   the values compared; the review queue; entity-to-entity links (transforms/er_links.py).
+
+All thresholds and comparisons are declared in transforms/er_settings.py.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from fusionlake.schema import conform, empty
+from transforms.er_cluster import ACCEPTED, INSIDE, REFUSED, cluster, components
+from transforms.er_ids import assign_ids, history
+from transforms.er_links import association_values, entity_links
+from transforms.er_settings import ResolveSettings
+from transforms.er_splink import match_frame, score_pairs
+
+__all__ = ["Resolution", "ResolveSettings", "latest_decisions", "resolve"]
+
+# Person-record fields shown in the evidence of a link, next to the record's provenance.
+EVIDENCE_FIELDS = (
+    "name_original",
+    "name_latin",
+    "birth_date",
+    "birth_date_precision",
+    "sex",
+    "nationality",
+    "national_id",
+    "passport_no",
+    "other_id",
+)
+PROVENANCE_FIELDS = ("agency", "feed", "drop_id", "source_row")
+
+
+@dataclass
+class Resolution:
+    """The resolution tables of one run (schemas in fusionlake/schema.py) and its statistics."""
+
+    entity_record: pl.DataFrame
+    record_link: pl.DataFrame
+    entity_link: pl.DataFrame
+    entity_history: pl.DataFrame
+    review_pair: pl.DataFrame
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class _Timer:
+    def __init__(self, stats: dict[str, Any]) -> None:
+        self.seconds = stats.setdefault("seconds", {})
+        self.t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self.t
+        self.t = now
+
+
+def _ordered(frame: pl.DataFrame) -> pl.DataFrame:
+    """Put each pair as (smaller record id, larger record id)."""
+    lo = pl.min_horizontal("record_id_l", "record_id_r")
+    hi = pl.max_horizontal("record_id_l", "record_id_r")
+    return frame.with_columns(lo.alias("record_id_l"), hi.alias("record_id_r"))
+
+
+def latest_decisions(decisions: pl.DataFrame | None) -> pl.DataFrame:
+    """The steward's standing decision per unordered record pair: the latest one wins.
+
+    Decisions are append-only; replaying them onto every run is what makes them survive
+    re-runs and new models.
+    """
+    if decisions is None or decisions.height == 0:
+        return empty("decision")
+    bad = decisions.filter(~pl.col("decision").is_in(["same", "different"]))
+    if bad.height:
+        row = bad.row(0, named=True)
+        raise ValueError(
+            f"decision for ({row['record_id_l']}, {row['record_id_r']}) is "
+            f"{row['decision']!r}; expected 'same' or 'different'"
+        )
+    return (
+        _ordered(conform(decisions, "decision"))
+        .with_row_index("_i")
+        .sort("decided_at", "_i", nulls_last=False)
+        .group_by("record_id_l", "record_id_r", maintain_order=True)
+        .last()
+        .drop("_i")
+        .sort("record_id_l", "record_id_r")
+    )
+
+
+def _identifier_edges(
+    identifier: pl.DataFrame, records: pl.Series, settings: ResolveSettings
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Deterministic edges from valid identity-grade identifiers.
+
+    Returns:
+        (edges, unique_ids, oversize): edges as record_id_l, record_id_r, rule, id_evidence;
+        the valid unique-per-person values per record (for conflict checks); and the groups too
+        large to be one person (sent to review).
+    """
+    valid = (
+        identifier.filter(
+            pl.col("check_valid").fill_null(False)
+            & pl.col("value_normalised").is_not_null()
+            & pl.col("kind").is_in(list(settings.identity_kinds))
+            & pl.col("record_id").is_in(records.implode())
+            # A passport number identifies a person only with its issuing country.
+            & ((pl.col("kind") != "passport") | pl.col("issuing_country").is_not_null())
+        )
+        .select("record_id", "kind", "issuing_country", "value_normalised")
+        .unique()
+        .with_columns(
+            pl.concat_str(
+                pl.col("kind"), pl.lit(":"), pl.col("issuing_country").fill_null("?")
+            ).alias("key")
+        )
+    )
+    unique_ids = valid.filter(pl.col("kind").is_in(list(settings.unique_per_person_kinds))).select(
+        "record_id", "key", pl.col("value_normalised").alias("value")
+    )
+    groups = (
+        valid.group_by("key", "value_normalised")
+        .agg(pl.col("record_id").unique().sort())
+        .filter(pl.col("record_id").list.len() > 1)
+    )
+    oversize = groups.filter(pl.col("record_id").list.len() > settings.identifier_max_group)
+    groups = groups.filter(pl.col("record_id").list.len() <= settings.identifier_max_group)
+    edges = (
+        groups.with_columns(pl.col("record_id").list.first().alias("record_id_l"))
+        .explode("record_id")
+        .filter(pl.col("record_id") != pl.col("record_id_l"))
+        .rename({"record_id": "record_id_r"})
+        .with_columns(
+            pl.lit("identifier").alias("rule"),
+            pl.struct(pl.col("key").alias("identifier"), pl.col("value_normalised").alias("value"))
+            .struct.json_encode()
+            .alias("id_evidence"),
+        )
+        .select("record_id_l", "record_id_r", "rule", "id_evidence")
+    )
+    # One evidence per pair even when two identifiers agree.
+    edges = edges.group_by("record_id_l", "record_id_r", "rule").agg(
+        pl.col("id_evidence").sort().str.join(",").alias("id_evidence")
+    )
+    return _ordered(edges), unique_ids, oversize
+
+
+def _facts(person: pl.DataFrame, match: pl.DataFrame) -> pl.DataFrame:
+    """Per record: the values shown in link evidence, with the drop each came from."""
+    cols = [c for c in EVIDENCE_FIELDS if c in match.columns or c in person.columns]
+    base = person.select(
+        "record_id",
+        *PROVENANCE_FIELDS,
+        *[c for c in ("name_original", "name_latin") if c in person.columns],
+    )
+    effective = match.select(
+        "record_id", *[c for c in cols if c in match.columns and c not in base.columns]
+    )
+    joined = base.join(effective, on="record_id", how="left")
+    return joined.select("record_id", pl.struct(pl.exclude("record_id")).alias("facts"))
+
+
+def _agreement(names: list[str]) -> tuple[pl.Expr, pl.Expr]:
+    """Fields that agreed (match weight > 0) and disagreed (< 0), from Splink's columns."""
+    if not names:
+        none = pl.lit([], pl.List(pl.String))
+        return none, none
+    agreed = pl.concat_list(
+        [
+            pl.when(pl.col(f"w_{n}") > 0).then(pl.lit(n)).otherwise(pl.lit(None, pl.String))
+            for n in names
+        ]
+    ).list.drop_nulls()
+    disagreed = pl.concat_list(
+        [
+            pl.when(pl.col(f"w_{n}") < 0).then(pl.lit(n)).otherwise(pl.lit(None, pl.String))
+            for n in names
+        ]
+    ).list.drop_nulls()
+    return agreed, disagreed
+
+
+def resolve(
+    tables: dict[str, pl.DataFrame],
+    decisions: pl.DataFrame | None = None,
+    previous: pl.DataFrame | None = None,
+    settings: ResolveSettings | None = None,
+    now: datetime | None = None,
+) -> Resolution:
+    """Resolve person records of all agencies into entities.
+
+    Args:
+        tables: staged canonical tables: ``person_record`` (required), ``identifier``,
+            ``phone``, ``account``, ``event`` (missing ones count as empty).
+        decisions: steward decisions (schema DECISION), append-only; the latest per pair wins.
+        previous: the previous run's entity_record (entity_id, record_id), for stable ids.
+        settings: thresholds and comparisons; ``ResolveSettings()`` when omitted.
+        now: time stamp of the history rows (``datetime.now(UTC)`` when omitted).
+
+    Returns:
+        Resolution with entity_record, record_link, entity_link, entity_history, review_pair.
+
+    Raises:
+        ValueError: a required table or column is missing, or a decision is malformed.
+    """
+    settings = settings or ResolveSettings()
+    now = now or datetime.now(UTC)
+    stats: dict[str, Any] = {"seconds": {}}
+    timer = _Timer(stats)
+    if "person_record" not in tables:
+        raise ValueError("resolve: tables must include 'person_record'")
+    tables = {
+        name: tables.get(name, empty(name))
+        for name in ("person_record", "identifier", "phone", "account", "event")
+    }
+    person = tables["person_record"]
+    missing = [c for c in ("record_id", "name_key_sorted", "birth_date") if c not in person.columns]
+    if missing:
+        raise ValueError(f"resolve: person_record lacks columns {missing}")
+    dupes = person.filter(pl.col("record_id").is_duplicated())
+    if dupes.height:
+        raise ValueError(
+            f"resolve: person_record has duplicate record_id {dupes['record_id'][0]!r}"
+        )
+    records = person["record_id"]
+
+    match = match_frame(tables, settings)
+    timer.lap("match")
+    scored_pairs = score_pairs(match, settings, stats)
+    pairs, names = scored_pairs.pairs, scored_pairs.names
+    timer.t = time.perf_counter()  # score_pairs timed its own stages
+    pairs = _ordered(pairs) if pairs.height else pairs
+
+    id_edges, unique_ids, oversize = _identifier_edges(tables["identifier"], records, settings)
+    # Decisions about records no longer staged (superseded drops) are kept but cannot apply.
+    known = records.implode()
+    decided = latest_decisions(decisions).filter(
+        pl.col("record_id_l").is_in(known) & pl.col("record_id_r").is_in(known)
+    )
+    must = decided.filter(pl.col("decision") == "same").select(
+        "record_id_l", "record_id_r", pl.lit("steward").alias("rule")
+    )
+    must_not = decided.filter(pl.col("decision") == "different").select(
+        "record_id_l", "record_id_r"
+    )
+    scored = pairs.select("record_id_l", "record_id_r", "match_probability")
+    prob = scored.filter(pl.col("match_probability") >= settings.link_threshold).with_columns(
+        pl.lit("probabilistic").alias("rule")
+    )
+    edge_cols = ["record_id_l", "record_id_r", "rule"]
+    edges = (
+        pl.concat([must.select(edge_cols), id_edges.select(edge_cols), prob.select(edge_cols)])
+        .unique(["record_id_l", "record_id_r", "rule"])
+        .join(scored, on=["record_id_l", "record_id_r"], how="left")
+    )
+    timer.lap("edges")
+
+    try:
+        against = _ordered(scored_pairs.against(components(records, edges)))
+    finally:
+        scored_pairs.close()
+    result = cluster(records, edges, unique_ids, must_not, against, settings)
+    timer.lap("cluster")
+
+    ids = assign_ids(result.clusters, previous)
+    entity_record = conform(
+        result.clusters.join(ids, on="cluster").sort("record_id"), "entity_record"
+    )
+    timer.lap("ids")
+
+    facts = _facts(person, match)
+    agreed, disagreed = _agreement(names)
+    kept = (
+        result.edges.filter(pl.col("status").is_in([ACCEPTED, INSIDE]))
+        .with_columns(
+            pl.col("rule")
+            .replace_strict({"steward": 0, "identifier": 1, "probabilistic": 2})
+            .alias("_o")
+        )
+        .sort("_o")
+        .unique(["record_id_l", "record_id_r"], keep="first")
+    )
+    record_link = _explain(kept, pairs, id_edges, facts, agreed, disagreed, names)
+    record_link = conform(record_link.sort("record_id_l", "record_id_r"), "record_link")
+    review = _review(pairs, result.edges, oversize, entity_record, decided, facts, settings)
+    timer.lap("explain")
+
+    links = entity_links(association_values(tables, settings), entity_record, settings)
+    timer.lap("entity_link")
+    hist = history(entity_record, previous, record_link, now)
+    timer.lap("history")
+
+    stats["counts"] = {
+        "records": person.height,
+        "entities": entity_record["entity_id"].n_unique(),
+        "scored_pairs": pairs.height,
+        "links": {rule: n for rule, n in record_link.group_by("rule").len().iter_rows()},
+        "refused": result.edges.filter(pl.col("status") == REFUSED).height,
+        "scored_apart_pairs": against.height,
+        "review_pairs": review.height,
+        "entity_links": links.height,
+        "hub_values": links.filter("is_hub").select("via", "value").n_unique(),
+    }
+    return Resolution(entity_record, record_link, links, hist, review, stats)
+
+
+def _explain(
+    kept: pl.DataFrame,
+    pairs: pl.DataFrame,
+    id_edges: pl.DataFrame,
+    facts: pl.DataFrame,
+    agreed: pl.Expr,
+    disagreed: pl.Expr,
+    names: list[str],
+) -> pl.DataFrame:
+    """Record links with their rule, probability, weight, agreement and evidence JSON."""
+    weights = [f"w_{n}" for n in names if f"w_{n}" in pairs.columns]
+    scored = pairs.select("record_id_l", "record_id_r", "match_weight", *weights)
+    out = (
+        kept.select("record_id_l", "record_id_r", "rule", "match_probability")
+        .join(scored, on=["record_id_l", "record_id_r"], how="left")
+        .join(
+            id_edges.select("record_id_l", "record_id_r", "id_evidence"),
+            on=["record_id_l", "record_id_r"],
+            how="left",
+        )
+        .join(
+            facts.rename({"record_id": "record_id_l", "facts": "l"}), on="record_id_l", how="left"
+        )
+        .join(
+            facts.rename({"record_id": "record_id_r", "facts": "r"}), on="record_id_r", how="left"
+        )
+    )
+    if not weights:
+        out = out.with_columns([pl.lit(None, pl.Float64).alias(f"w_{n}") for n in names])
+    per_field = (
+        [pl.struct([pl.col(f"w_{n}").round(3).alias(n) for n in names]).alias("weights")]
+        if names
+        else []
+    )
+    return out.with_columns(
+        agreed.alias("agreed"),
+        disagreed.alias("disagreed"),
+        pl.struct("l", "r", pl.col("id_evidence").alias("identifiers"), *per_field)
+        .struct.json_encode()
+        .alias("evidence"),
+    )
+
+
+def _review(
+    pairs: pl.DataFrame,
+    edges: pl.DataFrame,
+    oversize: pl.DataFrame,
+    entity_record: pl.DataFrame,
+    decided: pl.DataFrame,
+    facts: pl.DataFrame,
+    settings: ResolveSettings,
+) -> pl.DataFrame:
+    """Pairs for a steward, most informative first.
+
+    Uncertain pairs (review_low <= p < link_threshold) rank by how close p is to 0.5
+    (priority = 1 - |2p - 1|). Links a guard refused rank above them (priority 1 + p): a
+    strong model link that contradicts an identifier or a steward is what a steward must see.
+    Pairs a steward already decided, and pairs that ended up in one entity anyway, are left out.
+    """
+    band = pairs.filter(
+        pl.col("match_probability").is_between(
+            settings.review_low, settings.link_threshold, closed="left"
+        )
+    ).select(
+        "record_id_l",
+        "record_id_r",
+        "match_probability",
+        (1 - (2 * pl.col("match_probability") - 1).abs()).alias("priority"),
+        pl.lit("uncertain match probability").alias("reason"),
+    )
+    refused = edges.filter(pl.col("status") == REFUSED).select(
+        "record_id_l",
+        "record_id_r",
+        "match_probability",
+        (1 + pl.col("match_probability").fill_null(1.0)).alias("priority"),
+        pl.format("{} link refused: {}", pl.col("rule"), pl.col("refusal")).alias("reason"),
+    )
+    big = (
+        oversize.with_columns(pl.col("record_id").list.first().alias("record_id_l"))
+        .explode("record_id")
+        .rename({"record_id": "record_id_r"})
+        .filter(pl.col("record_id_l") != pl.col("record_id_r"))
+        .select(
+            "record_id_l",
+            "record_id_r",
+            pl.lit(None, pl.Float64).alias("match_probability"),
+            pl.lit(2.0).alias("priority"),
+            pl.format(
+                "identifier {} {} is held by too many records to be one person",
+                pl.col("key"),
+                pl.col("value_normalised"),
+            ).alias("reason"),
+        )
+    )
+    cand = _ordered(pl.concat([refused, big, band]))
+    ent = entity_record.select("record_id", "entity_id")
+    out = (
+        cand.sort("priority", descending=True)
+        .unique(["record_id_l", "record_id_r"], keep="first")
+        .join(
+            decided.select("record_id_l", "record_id_r"),
+            on=["record_id_l", "record_id_r"],
+            how="anti",
+        )
+        .join(ent.rename({"record_id": "record_id_l", "entity_id": "e_l"}), on="record_id_l")
+        .join(ent.rename({"record_id": "record_id_r", "entity_id": "e_r"}), on="record_id_r")
+        .filter(pl.col("e_l") != pl.col("e_r"))
+        .join(
+            facts.rename({"record_id": "record_id_l", "facts": "l"}), on="record_id_l", how="left"
+        )
+        .join(
+            facts.rename({"record_id": "record_id_r", "facts": "r"}), on="record_id_r", how="left"
+        )
+        .with_columns(pl.struct("l", "r").struct.json_encode().alias("evidence"))
+        .sort(["priority", "record_id_l", "record_id_r"], descending=[True, False, False])
+    )
+    return conform(out, "review_pair")
