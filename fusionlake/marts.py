@@ -1,0 +1,685 @@
+"""DuckDB marts for analysts: built from ordered SQL steps, checked, published atomically.
+
+The mart is defined once, in ``sql/mart/NN_name.sql``: this module only registers the inputs,
+runs the steps in order and moves files around. A build for one audience (an agency) keeps only
+rows releasable to it and derives every count, list and name from those rows alone
+(``sql/mart/00_visible_inputs.sql`` is the one place that filters).
+
+Publishing follows the lake's rule that readers never see half a write::
+
+    marts/<audience>/<version>/fusion.duckdb    uploaded first (a multipart upload on S3 only
+                                                appears when complete)
+    marts/<audience>/<version>/manifest.json    written once the upload is verified
+    marts/<audience>/LATEST                     written last: the one small pointer readers follow
+
+A mart that fails its checks is never uploaded, and any failure before the pointer write leaves
+the previous version current. Versions are named ``<UTC time>-<sha256 prefix>`` so they sort by
+time; the newest ``retention`` complete versions (and the current one) are kept.
+
+Public surface: :func:`build_mart`, :func:`check_mart`, :func:`publish`, :func:`latest`,
+:func:`open_latest`, :func:`run_query`, :func:`format_result`, :func:`saved_queries`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from fusionlake import schema
+from fusionlake.faults import kill_point
+from fusionlake.settings import PROJECT_ROOT
+from fusionlake.store import LocalStore, NotFound, ObjectStore
+
+__all__ = [
+    "MART_FILE",
+    "MART_SQL_DIR",
+    "QUERY_DIR",
+    "STEWARD_TABLES",
+    "MartBuildError",
+    "MartCheckError",
+    "MartError",
+    "MartStats",
+    "SavedQuery",
+    "audiences",
+    "build_and_publish",
+    "build_mart",
+    "check_mart",
+    "format_result",
+    "latest",
+    "mart_steps",
+    "open_latest",
+    "publish",
+    "run_query",
+    "saved_queries",
+]
+
+MART_SQL_DIR = PROJECT_ROOT / "sql" / "mart"
+QUERY_DIR = PROJECT_ROOT / "sql" / "queries"
+MART_FILE = "fusion.duckdb"
+ALL = "all"
+
+#: A phone, account, wallet, compound or case held by more than this many entities is a hub
+#: (the resolver's ResolveSettings.hub_min_entities; flows pass theirs to build_mart).
+HUB_MIN = 10
+#: Versions of one audience's mart kept in a reader's local cache (S3 lakes).
+CACHE_VERSIONS = 2
+#: An unfinished version (no manifest) older than this is a crashed publish: retention removes it.
+STALE_UPLOAD = timedelta(hours=1)
+
+# The stewards' inputs as the marts expect them (fusionlake.ledger and the validation code
+# produce them); missing columns become NULL, so a producer adding a column breaks nothing.
+STEWARD_TABLES: dict[str, dict[str, pl.DataType]] = {
+    "drop_ledger": {
+        "drop_id": pl.String(),
+        "agency": pl.String(),
+        "feed": pl.String(),
+        "file_name": pl.String(),
+        "sha256": pl.String(),
+        "size": pl.Int64(),
+        "state": pl.String(),
+        "reason": pl.String(),
+        "received_at": pl.Datetime("us", "UTC"),
+        "updated_at": pl.Datetime("us", "UTC"),
+    },
+    "validation_result": {
+        "drop_id": pl.String(),
+        "expectation": pl.String(),
+        "column": pl.String(),
+        "success": pl.Boolean(),
+        "unexpected_count": pl.Int64(),
+        "unexpected_percent": pl.Float64(),
+        "mostly": pl.Float64(),
+        "details": pl.String(),
+    },
+    "quarantine": {
+        "drop_id": pl.String(),
+        "agency": pl.String(),
+        "feed": pl.String(),
+        "source_row": pl.Int64(),
+        "expectation": pl.String(),
+        "column": pl.String(),
+        "reason": pl.String(),
+        "row_json": pl.String(),
+    },
+}
+
+_AUDIENCE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_VERSION = re.compile(r"^(\d{8}T\d{6}\.\d{3})Z-[0-9a-f]{8}$")
+_QUERY_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+class MartError(Exception):
+    """A mart could not be built, checked, published or opened; the message says why."""
+
+
+class MartBuildError(MartError):
+    """A SQL step failed; ``step`` names its file."""
+
+    def __init__(self, step: str, cause: Exception):
+        self.step = step
+        super().__init__(f"mart build step {step} failed: {cause}")
+
+
+class MartCheckError(MartError):
+    """The mart failed checks (``failed`` lists them); it is not published."""
+
+    def __init__(self, failed: list[str], where: str = "mart"):
+        self.failed = failed
+        super().__init__(
+            f"{where} failed {len(failed)} check(s), not published:\n  " + "\n  ".join(failed)
+        )
+
+
+@dataclass(frozen=True)
+class MartStats:
+    """What a build produced."""
+
+    path: Path
+    audience: str
+    built_at: datetime
+    seconds: float
+    step_seconds: dict[str, float]
+    table_rows: dict[str, int]
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class SavedQuery:
+    """One analyst query of ``sql/queries``: its name (file stem), question and SQL."""
+
+    name: str
+    question: str
+    sql: str
+    path: Path
+
+
+# ---------------------------------------------------------------------------------------------
+# Build
+
+
+def mart_steps(sql_dir: Path = MART_SQL_DIR) -> list[Path]:
+    """The build steps, in the order they run (file name order: ``NN_name.sql``)."""
+    steps = sorted(sql_dir.glob("[0-9][0-9]_*.sql"))
+    if not steps:
+        raise MartError(f"no mart steps (NN_name.sql) in {sql_dir}")
+    return steps
+
+
+def _audience_name(audience: str | None) -> str:
+    name = ALL if audience is None else audience
+    if not _AUDIENCE.match(name):
+        raise MartError(
+            f"audience {audience!r} is not an agency id (lower-case letters, digits, _)"
+        )
+    return name
+
+
+def _conform(frame: pl.DataFrame | None, table: str, columns: dict[str, pl.DataType]):
+    if frame is None:
+        return pl.DataFrame(schema=columns)
+    try:
+        return frame.select(
+            [
+                (pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
+                for c, t in columns.items()
+            ]
+        )
+    except pl.exceptions.PolarsError as exc:
+        raise MartError(
+            f"mart input {table}: columns do not fit the expected schema: {exc}"
+        ) from exc
+
+
+def _inputs(staged, resolution, steward) -> dict[str, pl.DataFrame]:
+    tables: dict[str, pl.DataFrame] = {}
+    groups = (
+        (staged, schema.TABLES, "staged"),
+        (resolution, schema.RESOLUTION_TABLES, "resolution"),
+        (steward, STEWARD_TABLES, "steward"),
+    )
+    for given, known, kind in groups:
+        unknown = set(given or {}) - set(known)
+        if unknown:
+            raise MartError(
+                f"unknown {kind} input table(s) {sorted(unknown)}; known: {sorted(known)}"
+            )
+        for name, columns in known.items():
+            tables[name] = _conform((given or {}).get(name), name, columns)
+    return tables
+
+
+def _sql_literal(value: str | None) -> str:
+    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
+
+
+def build_mart(
+    path: Path,
+    staged: dict[str, pl.DataFrame],
+    resolution: dict[str, pl.DataFrame],
+    steward: dict[str, pl.DataFrame],
+    audience: str | None,
+    *,
+    previous_built_at: datetime | None = None,
+    hub_min: int = HUB_MIN,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+    sql_dir: Path = MART_SQL_DIR,
+) -> MartStats:
+    """Build a mart file from the staged, resolution and steward frames, then check it.
+
+    The file is written under a temporary name beside ``path`` and renamed to ``path`` only
+    when every step ran and every check passed, so ``path`` never holds half a mart.
+
+    Args:
+        path: The DuckDB file to create (replaced if it exists).
+        staged: schema.TABLES frames (person_record, identifier, phone, account, event).
+        resolution: schema.RESOLUTION_TABLES frames (entity_record, record_link, ...).
+        steward: drop_ledger, validation_result, quarantine (see STEWARD_TABLES).
+        audience: None for the all-agencies mart, else the agency whose mart this is: only
+            rows whose releasable_to names it are used.
+        previous_built_at: build time of the mart currently published (:func:`latest`), kept
+            in mart_info so that queries can ask what is new since then.
+        hub_min: a shared value held by more than this many entities is flagged as a hub.
+        threads: DuckDB threads (default: DuckDB's).
+        memory_limit: DuckDB memory limit, e.g. "4GB" (default: DuckDB's).
+        sql_dir: folder of the NN_name.sql steps.
+
+    Returns:
+        Timings, row counts and size.
+
+    Raises:
+        MartBuildError: a step failed (the error names the step file).
+        MartCheckError: the built mart failed checks (each failed check listed).
+    """
+    started = time.perf_counter()
+    name = _audience_name(audience)
+    tables = _inputs(staged, resolution, steward)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    built_at = datetime.now(UTC)
+    step_seconds: dict[str, float] = {}
+    try:
+        con = duckdb.connect(str(tmp))
+        try:
+            if threads:
+                con.execute(f"SET threads = {int(threads)}")
+            if memory_limit:
+                con.execute(f"SET memory_limit = {_sql_literal(memory_limit)}")
+            con.execute(f"SET VARIABLE audience = {_sql_literal(audience)}")
+            con.execute(f"SET VARIABLE built_at = {_sql_literal(built_at.isoformat())}")
+            prev = previous_built_at.isoformat() if previous_built_at else None
+            con.execute(f"SET VARIABLE previous_built_at = {_sql_literal(prev)}")
+            con.execute(f"SET VARIABLE hub_min = {int(hub_min)}")
+            for table, frame in tables.items():
+                con.register(f"in_{table}", frame.to_arrow())
+            for step in mart_steps(sql_dir):
+                t0 = time.perf_counter()
+                try:
+                    con.execute(step.read_text(encoding="utf-8"))
+                except duckdb.Error as exc:
+                    raise MartBuildError(step.name, exc) from exc
+                step_seconds[step.name] = time.perf_counter() - t0
+            failed = check_mart(con)
+            if failed:
+                raise MartCheckError(failed, where=f"mart for audience {name}")
+            table_rows = _table_rows(con)
+            for table in tables:
+                con.unregister(f"in_{table}")
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        Path(f"{tmp}.wal").unlink(missing_ok=True)
+    return MartStats(
+        path=path,
+        audience=name,
+        built_at=built_at,
+        seconds=time.perf_counter() - started,
+        step_seconds=step_seconds,
+        table_rows=table_rows,
+        size_bytes=path.stat().st_size,
+    )
+
+
+def _table_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    names = [
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY table_name"
+        ).fetchall()
+    ]
+    return {n: con.execute(f'SELECT count(*) FROM "{n}"').fetchall()[0][0] for n in names}
+
+
+def check_mart(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The checks a mart fails (empty when it may be published).
+
+    Runs the ``mart_check`` view of ``sql/mart/90_checks.sql``: row counts reconcile with the
+    visible staged input, every record has an entity, no entity without records, no orphan
+    links or detail rows, ids unique. Each failure reads ``<check>: <n> failing (<detail>)``.
+    """
+    try:
+        rows = con.execute(
+            "SELECT check_name, failures, detail FROM mart_check WHERE failures <> 0 "
+            "ORDER BY check_name"
+        ).fetchall()
+    except duckdb.Error as exc:
+        return [f"mart_check could not run (is this a fusionlake mart?): {exc}"]
+    return [f"{name}: {n} failing ({detail})" for name, n, detail in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# Publish and open
+
+
+def _prefix(audience: str) -> str:
+    return f"marts/{_audience_name(audience)}"
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _mart_info(path: Path) -> dict:
+    """mart_info of a mart file, after re-running its checks; raises if it fails any."""
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise MartError(f"{path} is not a readable DuckDB mart: {exc}") from exc
+    try:
+        failed = check_mart(con)
+        if failed:
+            raise MartCheckError(failed, where=str(path))
+        cols = [d[0] for d in con.execute("SELECT * FROM mart_info").description]
+        row = con.execute("SELECT * FROM mart_info").fetchall()[0]
+        return dict(zip(cols, row, strict=True))
+    finally:
+        con.close()
+
+
+def _new_version(digest: str, now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z-{digest[:8]}"
+
+
+def _version_time(version: str) -> datetime | None:
+    m = _VERSION.match(version)
+    if not m:
+        return None
+    return datetime.strptime(m.group(1), "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
+
+
+def latest(store: ObjectStore, audience: str = ALL) -> dict | None:
+    """The current version's pointer (version, key, sha256, size, built_at, ...), or None."""
+    try:
+        return json.loads(store.get(f"{_prefix(audience)}/LATEST"))
+    except NotFound:
+        return None
+
+
+def publish(store: ObjectStore, audience: str, local_path: Path, retention: int = 5) -> str:
+    """Upload a built mart as a new version and make it current; returns the version name.
+
+    The mart's checks are re-run on the file and its audience must match ``audience`` (so a
+    mart built for one agency can never be published as another's). ``LATEST`` is written only
+    after the upload is complete and verified; if anything fails before that, the partial
+    version is removed and the previous one stays current.
+
+    Args:
+        store: The lake.
+        audience: "all" or the agency the mart was built for.
+        local_path: The built mart file.
+        retention: Complete versions kept (the current one is always kept).
+
+    Raises:
+        MartCheckError: the file fails its checks.
+        MartError: audience mismatch, or the upload could not be completed.
+    """
+    if retention < 1:
+        raise MartError(f"retention must be at least 1, not {retention}")
+    name = _audience_name(audience)
+    local_path = Path(local_path)
+    info = _mart_info(local_path)
+    if info["audience"] != name:
+        raise MartError(
+            f"{local_path} was built for audience {info['audience']!r}, not {name!r}: refusing to "
+            "publish it there"
+        )
+    digest = _sha256_file(local_path)
+    size = local_path.stat().st_size
+    version = _new_version(digest)
+    previous = latest(store, name)
+    previous_time = _version_time(previous["version"]) if previous else None
+    if previous_time and previous["version"] >= version:  # clock behind the current version
+        version = _new_version(digest, previous_time + timedelta(milliseconds=1))
+    base = f"{_prefix(name)}/{version}"
+    key = f"{base}/{MART_FILE}"
+    pointer = {
+        "version": version,
+        "key": key,
+        "sha256": digest,
+        "size": size,
+        "audience": name,
+        "built_at": info["built_at"].isoformat() if info["built_at"] else None,
+        "published_at": datetime.now(UTC).isoformat(),
+        "writer": uuid.uuid4().hex,  # makes every pointer's bytes unique to its writer
+    }
+    try:
+        store.upload_file(key, local_path)
+        stored = {i.key: i.size for i in store.list_info(base)}
+        if stored.get(key) != size:
+            raise MartError(
+                f"upload of {local_path} to {store.uri}/{key} is incomplete "
+                f"({stored.get(key)} of {size} bytes)"
+            )
+        store.put(f"{base}/manifest.json", json.dumps(pointer, indent=2).encode())
+    except Exception as exc:
+        for k in store.list(base):  # the partial version must not linger; LATEST is untouched
+            with contextlib.suppress(Exception):  # the upload error is the one to report
+                store.delete(k)
+        if isinstance(exc, MartError):
+            raise
+        raise MartError(f"publishing mart {name}/{version} to {store.uri} failed: {exc}") from exc
+    # Never move the pointer backwards: a slower concurrent publisher of an older build must not
+    # replace a newer one (its version stays stored until retention removes it).
+    kill_point("before-pointer")  # crash tests: mart uploaded, pointer not yet moved
+    current = latest(store, name)
+    if current is None or current["version"] < version:
+        store.put(f"{_prefix(name)}/LATEST", json.dumps(pointer, indent=2).encode())
+    _apply_retention(store, name, retention, current=max(version, (current or {}).get(
+        "version", "")))
+    return version
+
+
+def audiences(staged: dict[str, pl.DataFrame]) -> list[str]:
+    """Every mart to publish: ``all`` and each agency named in any person record's releasable_to."""
+    person = staged.get("person_record")
+    names: set[str] = set()
+    if person is not None and "releasable_to" in person.columns and person.height:
+        names = set(person["releasable_to"].explode().drop_nulls().unique().to_list())
+    return [ALL, *sorted(names)]
+
+
+def build_and_publish(
+    store: ObjectStore,
+    staged: dict[str, pl.DataFrame],
+    resolution: dict[str, pl.DataFrame],
+    steward: dict[str, pl.DataFrame],
+    work_dir: Path,
+    *,
+    audience_names: list[str] | None = None,
+    retention: int = 5,
+    **build_options,
+) -> dict[str, str]:
+    """Build, check and publish the mart of every audience; returns audience -> version.
+
+    Audiences are built one after the other and each is published as soon as it passes its
+    checks; the first failure raises (marts already published stay published, the failed one
+    keeps its previous version). ``build_options`` go to :func:`build_mart`.
+    """
+    versions: dict[str, str] = {}
+    for name in audience_names or audiences(staged):
+        pointer = latest(store, name)
+        previous = datetime.fromisoformat(pointer["built_at"]) if pointer and pointer.get(
+            "built_at") else None
+        path = Path(work_dir) / name / MART_FILE
+        build_mart(path, staged, resolution, steward, None if name == ALL else name,
+                   previous_built_at=previous, **build_options)
+        versions[name] = publish(store, name, path, retention=retention)
+        path.unlink(missing_ok=True)
+    return versions
+
+
+def _apply_retention(store: ObjectStore, audience: str, retention: int, current: str) -> None:
+    prefix = _prefix(audience) + "/"
+    versions: dict[str, list[str]] = {}
+    for key in store.list(_prefix(audience)):
+        rest = key[len(prefix) :]
+        if "/" in rest:
+            versions.setdefault(rest.split("/", 1)[0], []).append(key)
+    complete = sorted(
+        (v for v, keys in versions.items() if f"{prefix}{v}/manifest.json" in keys), reverse=True
+    )
+    keep = set(complete[:retention]) | {current}
+    now = datetime.now(UTC)
+    for version, keys in versions.items():
+        if version in keep:
+            continue
+        if version not in complete:
+            # Possibly a publish in progress elsewhere: only remove it once clearly abandoned.
+            started = _version_time(version)
+            if started is not None and now - started < STALE_UPLOAD:
+                continue
+        for key in keys:
+            store.delete(key)
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "fusionlake" / "marts"
+
+
+def _prune_cache(audience_dir: Path, keep: int) -> None:
+    """Remove all but the newest ``keep`` cached versions (names sort by time)."""
+    versions = sorted((p for p in audience_dir.iterdir() if _VERSION.match(p.name)), reverse=True)
+    for old in versions[keep:]:
+        # An open connection keeps reading an unlinked file on POSIX, so this is safe.
+        for f in old.iterdir():
+            f.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            old.rmdir()
+
+
+def open_latest(
+    store: ObjectStore, audience: str = ALL, cache_dir: Path | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the current mart of an audience.
+
+    A local lake's file is opened in place; from S3 the file is downloaded once per version to
+    ``cache_dir`` (default ``~/.cache/fusionlake/marts``) and reused.
+    """
+    name = _audience_name(audience)
+    pointer = latest(store, name)
+    if pointer is None:
+        raise MartError(
+            f"no mart published for audience {name!r} in lake {store.uri}: run `fusionlake run` "
+            "first"
+        )
+    if isinstance(store, LocalStore):
+        path = store.path(pointer["key"])
+    else:
+        lake = hashlib.sha256(store.uri.encode()).hexdigest()[:12]
+        cache = Path(cache_dir or _default_cache_dir())
+        path = cache / lake / name / pointer["version"] / MART_FILE
+        if not path.exists():
+            store.download_file(pointer["key"], path)
+            if _sha256_file(path) != pointer["sha256"]:
+                path.unlink(missing_ok=True)
+                raise MartError(
+                    f"downloaded mart {pointer['key']} from {store.uri} does not match its "
+                    "sha256 in LATEST; try again"
+                )
+            _prune_cache(path.parent.parent, keep=CACHE_VERSIONS)
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise MartError(f"cannot open mart {path}: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries
+
+
+def saved_queries(query_dir: Path = QUERY_DIR) -> dict[str, SavedQuery]:
+    """The analysts' saved queries by name (file stem).
+
+    Each file's first line is a ``--`` comment stating the question the query answers; a file
+    without one is refused, so the catalogue of questions (``fusionlake sql``) stays complete.
+    """
+    out: dict[str, SavedQuery] = {}
+    for path in sorted(query_dir.glob("*.sql")):
+        text = path.read_text(encoding="utf-8")
+        first = text.lstrip("\ufeff").split("\n", 1)[0]
+        question = first[2:].strip() if first.startswith("--") else ""
+        if not question:
+            raise MartError(f"saved query {path} must start with a -- comment stating its question")
+        out[path.stem] = SavedQuery(path.stem, question, text, path)
+    return out
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
+def format_result(con: duckdb.DuckDBPyConnection, sql: str, fmt: str = "table") -> str:
+    """Run SQL on a connection and render the result as ``table``, ``csv`` or ``json``."""
+    if fmt not in ("table", "csv", "json"):
+        raise MartError(f"unknown format {fmt!r}: use table, csv or json")
+    try:
+        rel = con.sql(sql)
+    except duckdb.Error as exc:
+        raise MartError(f"query failed: {exc}") from exc
+    if rel is None:  # a statement without a result
+        return ""
+    columns = list(rel.columns)
+    rows = rel.fetchall()
+    if fmt == "json":
+        records = [dict(zip(columns, row, strict=True)) for row in rows]
+        return json.dumps(records, ensure_ascii=False, default=str, indent=1)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(["" if v is None else _cell(v) for v in row])
+        return buf.getvalue()
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns, show_lines=False, caption=f"{len(rows)} row(s)")
+    for row in rows:
+        table.add_row(*[_cell(v) for v in row])
+    buf = io.StringIO()
+    width = max(100, min(400, 4 + sum(max(len(c), 12) + 3 for c in columns)))
+    Console(file=buf, width=width, color_system=None, force_terminal=False).print(table)
+    return buf.getvalue()
+
+
+def _resolve_query(sql: str) -> str:
+    text = sql.strip()
+    if _QUERY_NAME.match(text):
+        queries = saved_queries()
+        if text in queries:
+            return queries[text].sql
+        raise MartError(f"no saved query named {text!r}; saved: {', '.join(sorted(queries))}")
+    if text.endswith(".sql") and "\n" not in text and Path(text).is_file():
+        return Path(text).read_text(encoding="utf-8")
+    return sql
+
+
+def run_query(
+    store: ObjectStore,
+    sql: str,
+    audience: str = ALL,
+    fmt: str = "table",
+    *,
+    cache_dir: Path | None = None,
+) -> str:
+    """Run SQL (or the name of a saved query, or a .sql file) on the current mart.
+
+    Args:
+        store: The lake.
+        sql: SQL text, a saved query name (``detained_not_repatriated``) or a path to a .sql file.
+        audience: Whose mart to query ("all" or an agency id).
+        fmt: ``table`` (rich rendering), ``csv`` or ``json``.
+        cache_dir: where S3 marts are cached (see :func:`open_latest`).
+    """
+    con = open_latest(store, audience, cache_dir)
+    try:
+        return format_result(con, _resolve_query(sql), fmt)
+    finally:
+        con.close()

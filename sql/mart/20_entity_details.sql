@@ -1,0 +1,62 @@
+-- Step 20: identifiers, phones, accounts and events of each record, with its entity.
+-- LEFT JOINs for the same reason as step 10: a detail row without a record must fail a check,
+-- not vanish.
+
+CREATE TABLE entity_identifier AS
+SELECT r.entity_id, i.record_id, i.agency, i.feed, i.source_key, i.drop_id, i.source_row,
+       i.kind, i.value_original, i.value_normalised, i.issuing_country, i.check_valid,
+       i.implied_birth_date, i.implied_sex, i.reason, i.releasable_to
+FROM vis_identifier AS i
+LEFT JOIN entity_record AS r USING (record_id)
+ORDER BY r.entity_id, i.record_id, i.kind;
+COMMENT ON TABLE entity_identifier IS 'Identity documents and device ids (CN resident ID, TH national ID, MM NRC, passport, IMEI, ICCID) on each record, with the entity they belong to.';
+COMMENT ON COLUMN entity_identifier.kind IS 'cn_resident_id, th_national_id, mm_nrc, passport, imei or iccid.';
+COMMENT ON COLUMN entity_identifier.value_original IS 'As written by the agency.';
+COMMENT ON COLUMN entity_identifier.value_normalised IS 'Canonical form used for matching; NULL when the value could not be parsed (see reason).';
+COMMENT ON COLUMN entity_identifier.issuing_country IS 'ISO 3166-1 alpha-2 of the issuer.';
+COMMENT ON COLUMN entity_identifier.check_valid IS 'Whether the check digit / format holds; NULL when the kind has none.';
+COMMENT ON COLUMN entity_identifier.implied_birth_date IS 'Birth date the identifier encodes (CN resident ID), else NULL.';
+COMMENT ON COLUMN entity_identifier.implied_sex IS 'Sex the identifier encodes (CN resident ID), else NULL.';
+COMMENT ON COLUMN entity_identifier.reason IS 'Why value_normalised is NULL or check_valid is false.';
+
+CREATE TABLE entity_phone AS
+SELECT r.entity_id, p.record_id, p.agency, p.feed, p.source_key, p.drop_id, p.source_row,
+       p.relation, p.phone_original, p.e164, p.country, p.line_type, p.reason, p.releasable_to
+FROM vis_phone AS p
+LEFT JOIN entity_record AS r USING (record_id)
+ORDER BY r.entity_id, p.record_id, p.e164;
+COMMENT ON TABLE entity_phone IS 'Phone numbers on each record, with the entity they belong to.';
+COMMENT ON COLUMN entity_phone.relation IS 'own: the person''s number; counterparty: a number the person dealt with (e.g. the number that called a fraud victim).';
+COMMENT ON COLUMN entity_phone.e164 IS 'Number in E.164 form (+8613800138000); NULL when it could not be parsed (see reason).';
+COMMENT ON COLUMN entity_phone.country IS 'ISO 3166-1 alpha-2 of the numbering plan.';
+COMMENT ON COLUMN entity_phone.line_type IS 'mobile, fixed_line, ... where known.';
+
+CREATE TABLE entity_account AS
+SELECT r.entity_id, a.record_id, a.agency, a.feed, a.source_key, a.drop_id, a.source_row,
+       a.relation, a.kind, a.institution, a.value_original, a.value_normalised, a.check_valid,
+       a.reason, a.releasable_to
+FROM vis_account AS a
+LEFT JOIN entity_record AS r USING (record_id)
+ORDER BY r.entity_id, a.record_id, a.value_normalised;
+COMMENT ON TABLE entity_account IS 'Bank accounts, cards and crypto wallets on each record, with the entity they belong to.';
+COMMENT ON COLUMN entity_account.relation IS 'own: held by the person; counterparty: an account the person paid into (fraud reports).';
+COMMENT ON COLUMN entity_account.kind IS 'bank_account, bank_card or crypto_wallet.';
+COMMENT ON COLUMN entity_account.institution IS 'Bank name, or the chain (TRC20) for wallets.';
+COMMENT ON COLUMN entity_account.value_normalised IS 'Account number, card number or wallet address in canonical form.';
+COMMENT ON COLUMN entity_account.check_valid IS 'Luhn (cards) or base58check (wallets) holds; NULL when the kind has none.';
+
+CREATE TABLE entity_event AS
+SELECT r.entity_id, e.record_id, e.agency, e.feed, e.source_key, e.drop_id, e.source_row,
+       e.event_type, e.event_date, e.place, e.country, e.compound, e.case_ref, e.amount,
+       e.currency, e.flight, e.releasable_to
+FROM vis_event AS e
+LEFT JOIN entity_record AS r USING (record_id)
+ORDER BY r.entity_id, e.event_date, e.record_id;
+COMMENT ON TABLE entity_event IS 'What happened to each entity, one row per source row: wanted notices, arrests, detentions, rescues, repatriations and fraud reports (the entity is the victim).';
+COMMENT ON COLUMN entity_event.event_type IS 'wanted, arrest, detention, rescue, repatriation or fraud_report.';
+COMMENT ON COLUMN entity_event.country IS 'ISO 3166-1 alpha-2 of where it happened.';
+COMMENT ON COLUMN entity_event.compound IS 'Canonical name of the scam compound involved (KK Park, Shwe Kokko, ...).';
+COMMENT ON COLUMN entity_event.case_ref IS 'The agency''s case number.';
+COMMENT ON COLUMN entity_event.amount IS 'Amount lost (fraud reports), in currency.';
+COMMENT ON COLUMN entity_event.currency IS 'ISO 4217.';
+COMMENT ON COLUMN entity_event.flight IS 'Flight number of a repatriation.';

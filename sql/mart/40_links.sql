@@ -1,0 +1,106 @@
+-- Step 40: the explained links between records and between entities.
+--
+-- Entity links come from the resolver (which pairs to connect, and through what), but the mart
+-- re-derives everything it shows about them from the visible records: a link is kept only when
+-- both entities hold the shared value in a record this audience may see, its evidence lists
+-- those records only, and its weight and hub flag count visible holders only. So an agency's
+-- mart never reveals that another agency's record shares the number.
+
+-- Every (entity, via, value) a visible record holds, in the vocabulary of entity_link.via.
+CREATE TEMP TABLE entity_value AS
+SELECT entity_id, 'phone' AS via, e164 AS value, record_id
+FROM entity_phone WHERE e164 <> '' AND entity_id IS NOT NULL
+UNION ALL
+SELECT entity_id, CASE WHEN kind = 'crypto_wallet' THEN 'wallet' ELSE 'account' END,
+       value_normalised, record_id
+FROM entity_account WHERE value_normalised <> '' AND entity_id IS NOT NULL
+UNION ALL
+SELECT entity_id, 'compound', compound, record_id
+FROM entity_event WHERE compound <> '' AND entity_id IS NOT NULL
+UNION ALL
+SELECT entity_id, 'case', case_ref, record_id
+FROM entity_event WHERE case_ref <> '' AND entity_id IS NOT NULL;
+
+CREATE TEMP TABLE entity_value_holder AS
+SELECT via, value, entity_id, list(DISTINCT record_id ORDER BY record_id) AS record_ids
+FROM entity_value
+GROUP BY ALL;
+
+CREATE TEMP TABLE value_holder_count AS
+SELECT via, value, count(*) AS shared_by
+FROM entity_value_holder
+GROUP BY ALL;
+
+-- Resolver links between entities as shown in this mart (a split entity's link goes to each
+-- of its parts; the witness joins below keep the parts that hold the value).
+CREATE TEMP TABLE link_candidate AS
+SELECT DISTINCT ml.entity_id AS entity_id_l, mr.entity_id AS entity_id_r, r.via, r.value
+FROM in_entity_link AS r
+JOIN entity_map AS ml ON ml.resolved_entity_id = r.entity_id_l
+JOIN entity_map AS mr ON mr.resolved_entity_id = r.entity_id_r
+WHERE ml.entity_id <> mr.entity_id;
+
+-- One side at a time, in separate statements: joined in one query, the optimizer may pair the
+-- two holder lists on (via, value) first -- every pair of holders of a compound, which ran out
+-- of memory on 200,000 people.
+CREATE TEMP TABLE link_left AS
+SELECT l.*, h.record_ids AS records_l
+FROM link_candidate AS l
+JOIN entity_value_holder AS h
+  ON h.entity_id = l.entity_id_l AND h.via = l.via AND h.value = l.value;
+
+CREATE TABLE entity_link AS
+SELECT
+    l.entity_id_l,
+    l.entity_id_r,
+    l.via,
+    l.value,
+    -- Inverse document frequency, the resolver's rule (transforms/er_links.py), but over this
+    -- mart's entities: a value two people of a million share weighs ~0.95, one everyone shares 0.
+    greatest(least(
+        ln(n.entities / c.shared_by) / ln(n.entities), 1.0), 0.0) AS weight,
+    c.shared_by > (SELECT hub_min FROM mart_info) AS is_hub,
+    c.shared_by,
+    json_object('l', l.records_l, 'r', h.record_ids) AS evidence
+FROM link_left AS l
+JOIN entity_value_holder AS h
+  ON h.entity_id = l.entity_id_r AND h.via = l.via AND h.value = l.value
+JOIN value_holder_count AS c ON c.via = l.via AND c.value = l.value
+CROSS JOIN (SELECT greatest(count(*), 2)::DOUBLE AS entities FROM entity) AS n
+ORDER BY l.entity_id_l, l.entity_id_r, l.via, l.value;
+
+-- How many resolver links the all-agencies mart should show: step 90 checks none was lost.
+INSERT INTO mart_input
+SELECT * FROM (
+    SELECT 'entity_link (resolver)', 'entity_link', count(*)
+    FROM (SELECT DISTINCT entity_id_l, entity_id_r, via, value FROM in_entity_link
+          WHERE entity_id_l <> entity_id_r)
+)
+WHERE getvariable('audience') IS NULL;
+
+COMMENT ON TABLE entity_link IS 'Entity-to-entity edges through a shared phone, account, wallet, compound or case: the network analysts explore. Association, not identity: linked entities are different people.';
+COMMENT ON COLUMN entity_link.via IS 'What they share: phone, account, wallet, compound or case.';
+COMMENT ON COLUMN entity_link.value IS 'The shared value (E.164 number, normalised account or wallet, compound name, case number).';
+COMMENT ON COLUMN entity_link.weight IS 'ln(N / shared_by) / ln(N), N = entities in this mart: 1 for a rare shared value, 0 for one everybody holds.';
+COMMENT ON COLUMN entity_link.is_hub IS 'True when shared_by > mart_info.hub_min: a hub (call centre number, compound), not a personal tie. The resolver links hub holders as a star around the smallest entity id instead of every pair.';
+COMMENT ON COLUMN entity_link.shared_by IS 'How many entities of this mart hold the value.';
+COMMENT ON COLUMN entity_link.evidence IS 'JSON {"l": [record_id...], "r": [record_id...]}: the records on each side that hold the value.';
+
+CREATE TABLE record_link AS
+SELECT l.record_id_l, l.record_id_r, rl.entity_id AS entity_id, l.rule, l.match_probability,
+       l.match_weight, l.agreed, l.disagreed, l.evidence
+FROM in_record_link AS l
+LEFT JOIN entity_record AS rl ON rl.record_id = l.record_id_l
+-- Only hidden records are filtered out: a link to a record that does not exist at all stays,
+-- and the orphan check of step 90 names it.
+WHERE NOT EXISTS (SELECT 1 FROM hidden_record AS h WHERE h.record_id = l.record_id_l)
+  AND NOT EXISTS (SELECT 1 FROM hidden_record AS h WHERE h.record_id = l.record_id_r)
+ORDER BY l.record_id_l, l.record_id_r;
+COMMENT ON TABLE record_link IS 'Why records were put in the same entity: one row per pair the resolver linked, with the rule, probability and fields that agreed. Pairs with a record the audience may not see are left out.';
+COMMENT ON COLUMN record_link.entity_id IS 'Entity of record_id_l.';
+COMMENT ON COLUMN record_link.rule IS 'identifier (a shared valid identity document), probabilistic (Splink model) or steward (a human decision).';
+COMMENT ON COLUMN record_link.match_probability IS 'Model probability that the two records are the same person (1 for identifier and steward links).';
+COMMENT ON COLUMN record_link.match_weight IS 'Splink match weight (log2 Bayes factor).';
+COMMENT ON COLUMN record_link.agreed IS 'Fields that agreed.';
+COMMENT ON COLUMN record_link.disagreed IS 'Fields that disagreed.';
+COMMENT ON COLUMN record_link.evidence IS 'JSON: the values compared, with the drop each came from.';

@@ -1,0 +1,35 @@
+-- Step 50: how entities changed between runs, and the pairs waiting for a steward.
+
+CREATE TABLE entity_history AS
+SELECT h.old_entity_id, coalesce(m.entity_id, h.new_entity_id) AS new_entity_id, h.change,
+       h.reason, h.changed_at
+FROM in_entity_history AS h
+LEFT JOIN entity_map AS m ON m.resolved_entity_id = h.new_entity_id
+-- An audience sees the history of the entities it sees (under the ids it sees them by),
+-- nothing about the others.
+WHERE getvariable('audience') IS NULL OR m.entity_id IS NOT NULL
+ORDER BY h.changed_at, new_entity_id, h.old_entity_id;
+COMMENT ON TABLE entity_history IS 'Merges and splits of entities between resolution runs: follow old_entity_id to new_entity_id to find where a person went.';
+COMMENT ON COLUMN entity_history.old_entity_id IS 'Entity id before the change (NULL for a new entity).';
+COMMENT ON COLUMN entity_history.new_entity_id IS 'Entity id after the change.';
+COMMENT ON COLUMN entity_history.change IS 'merge, split or new.';
+COMMENT ON COLUMN entity_history.changed_at IS 'When the resolution run that made the change ran.';
+
+CREATE TABLE review_queue AS
+SELECT
+    p.record_id_l, p.record_id_r,
+    l.entity_id AS entity_id_l, r.entity_id AS entity_id_r,
+    l.name_original AS name_l, r.name_original AS name_r,
+    l.name_latin AS name_latin_l, r.name_latin AS name_latin_r,
+    l.birth_date AS birth_date_l, r.birth_date AS birth_date_r,
+    l.agency AS agency_l, r.agency AS agency_r,
+    p.match_probability, p.priority, p.reason, p.evidence
+FROM in_review_pair AS p
+LEFT JOIN entity_record AS l ON l.record_id = p.record_id_l
+LEFT JOIN entity_record AS r ON r.record_id = p.record_id_r
+WHERE NOT EXISTS (SELECT 1 FROM hidden_record AS h WHERE h.record_id = p.record_id_l)
+  AND NOT EXISTS (SELECT 1 FROM hidden_record AS h WHERE h.record_id = p.record_id_r)
+ORDER BY p.priority DESC, p.record_id_l, p.record_id_r;
+COMMENT ON TABLE review_queue IS 'Record pairs the model could not decide, most informative first: a steward marks each same or different (decisions are replayed on every run).';
+COMMENT ON COLUMN review_queue.priority IS 'Higher first: how much a decision on this pair would teach the model.';
+COMMENT ON COLUMN review_queue.match_probability IS 'Model probability that the two records are the same person.';

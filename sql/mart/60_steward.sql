@@ -1,0 +1,43 @@
+-- Step 60: the stewards' tables. The all-agencies mart has every drop; an agency's mart has its
+-- own drops and those that gave it a visible record, and only its own quarantined rows (a
+-- rejected row was never releasable to anyone else).
+
+CREATE TEMP VIEW visible_drop AS
+SELECT DISTINCT drop_id FROM entity_record;
+
+CREATE TABLE drop_ledger AS
+SELECT drop_id, agency, feed, file_name, sha256, size, state, reason, received_at, updated_at
+FROM in_drop_ledger
+WHERE getvariable('audience') IS NULL
+   OR agency = getvariable('audience')
+   OR drop_id IN (SELECT drop_id FROM visible_drop)
+ORDER BY received_at, drop_id;
+COMMENT ON TABLE drop_ledger IS 'Every file delivery (drop) and its state: received, rejected, validated, staged, published or superseded.';
+COMMENT ON COLUMN drop_ledger.drop_id IS 'Derived from the content hash: the same bytes are the same drop, however often sent.';
+COMMENT ON COLUMN drop_ledger.sha256 IS 'SHA-256 of the file as received.';
+COMMENT ON COLUMN drop_ledger.size IS 'File size in bytes.';
+COMMENT ON COLUMN drop_ledger.state IS 'received, rejected, validated, staged, published or superseded.';
+COMMENT ON COLUMN drop_ledger.reason IS 'Why the drop is in this state (e.g. the structural problem that got it rejected).';
+
+CREATE TABLE validation_result AS
+SELECT drop_id, expectation, "column", success, unexpected_count, unexpected_percent, mostly,
+       details
+FROM in_validation_result
+WHERE drop_id IN (SELECT drop_id FROM drop_ledger)
+   OR getvariable('audience') IS NULL
+ORDER BY drop_id, expectation, "column";
+COMMENT ON TABLE validation_result IS 'Outcome of each Great Expectations expectation on each drop.';
+COMMENT ON COLUMN validation_result.expectation IS 'Expectation type (e.g. expect_column_values_to_not_be_null).';
+COMMENT ON COLUMN validation_result."column" IS 'Column the expectation checks (NULL for table-level expectations).';
+COMMENT ON COLUMN validation_result.unexpected_count IS 'Rows that failed the expectation (they are in quarantine).';
+COMMENT ON COLUMN validation_result.mostly IS 'Share of rows that must pass for the expectation to succeed.';
+COMMENT ON COLUMN validation_result.details IS 'JSON: partial list of unexpected values and other GX output.';
+
+CREATE TABLE quarantine AS
+SELECT drop_id, agency, feed, source_row, expectation, "column", reason, row_json
+FROM in_quarantine
+WHERE getvariable('audience') IS NULL OR agency = getvariable('audience')
+ORDER BY drop_id, source_row, expectation;
+COMMENT ON TABLE quarantine IS 'Rows rejected by validation, with the expectation they failed and the row as received.';
+COMMENT ON COLUMN quarantine.source_row IS '1-based data row number in the raw file.';
+COMMENT ON COLUMN quarantine.row_json IS 'The rejected row as received, as a JSON object of source column -> value.';

@@ -1,0 +1,666 @@
+"""Marts: build, checks, audience filtering, atomic publication and retention.
+
+Everything runs on a small planted scenario (:func:`scenario`) where every answer is known:
+
+* E1 ZHANG WEI   wanted by CN (cn_mps/suspects), detained by TH at KK Park, never repatriated.
+* E2 LI NA       wanted by CN, detained by MM police at Shwe Kokko, repatriated by TH.
+                 E1 and E2 share the phone +66810000001 (two compounds).
+* E3 WANG FANG   detained by TH at KK Park; her record is releasable to th_imm only.
+* E4 CHEN JIE    wanted by CN in two drops with two different resident IDs (a conflict); owns
+                 the card 6222020000000001 and the phone +8613800000004.
+* E5 LIU YANG    fraud victim (cn_mps/fraud_reports, releasable to cn_mps only): paid 50,000 CNY
+                 into E4's card and into a wallet nobody holds; was called from E4's phone.
+
+Releasability: cn_mps/suspects -> cn_mps, th_imm; cn_mps/fraud_reports -> cn_mps;
+th_imm/* -> everyone (except E3's row); mm_police/detainees -> mm_police, th_imm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from fusionlake import marts, schema
+from fusionlake.store import LocalStore
+
+ALL3 = ["cn_mps", "th_imm", "mm_police"]
+SUSPECTS_TO = ["cn_mps", "th_imm"]
+FRAUD_TO = ["cn_mps"]
+MM_TO = ["mm_police", "th_imm"]
+
+T0 = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
+T1 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)  # the previous mart's build time
+T2 = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
+
+# record_id -> (agency, feed, drop_id, source_row, releasable_to)
+RECORDS = {
+    "d_cn_s:1": ("cn_mps", "suspects", "d_cn_s", 1, SUSPECTS_TO),
+    "d_cn_s:2": ("cn_mps", "suspects", "d_cn_s", 2, SUSPECTS_TO),
+    "d_cn_s:3": ("cn_mps", "suspects", "d_cn_s", 3, SUSPECTS_TO),
+    "d_cn_s2:1": ("cn_mps", "suspects", "d_cn_s2", 1, SUSPECTS_TO),
+    "d_cn_f:1": ("cn_mps", "fraud_reports", "d_cn_f", 1, FRAUD_TO),
+    "d_th_d:1": ("th_imm", "detentions", "d_th_d", 1, ALL3),
+    "d_th_d:2": ("th_imm", "detentions", "d_th_d", 2, ["th_imm"]),
+    "d_th_r:1": ("th_imm", "repatriations", "d_th_r", 1, ALL3),
+    "d_mm_d:1": ("mm_police", "detainees", "d_mm_d", 1, MM_TO),
+}
+ENTITY_OF = {
+    "d_cn_s:1": "E1", "d_th_d:1": "E1",
+    "d_cn_s:2": "E2", "d_mm_d:1": "E2", "d_th_r:1": "E2",
+    "d_th_d:2": "E3",
+    "d_cn_s:3": "E4", "d_cn_s2:1": "E4",
+    "d_cn_f:1": "E5",
+}  # fmt: skip
+
+
+def _rows(table: str, rows: list[dict]) -> pl.DataFrame:
+    """Rows of a staged table: provenance filled in from RECORDS by record_id."""
+    full = []
+    for row in rows:
+        agency, feed, drop_id, source_row, releasable = RECORDS[row["record_id"]]
+        full.append({
+            "agency": agency, "feed": feed, "drop_id": drop_id, "source_row": source_row,
+            "source_key": f"{feed}-{source_row}", "releasable_to": releasable, **row,
+        })  # fmt: skip
+    return schema.conform(pl.DataFrame(full, infer_schema_length=None), table)
+
+
+def _person(rid, role, name, script, latin, sex, born, nat):
+    return {"record_id": rid, "role": role, "name_original": name, "name_script": script,
+            "name_latin": latin, "sex": sex, "birth_date": born, "birth_date_precision": "day",
+            "nationality": nat}  # fmt: skip
+
+
+def scenario() -> tuple[dict, dict, dict]:
+    """The planted staged, resolution and steward frames (see the module docstring)."""
+    person = _rows("person_record", [
+        _person("d_cn_s:1", "suspect", "张伟", "Han", "ZHANG WEI", "M", date(1990, 1, 1), "CN"),
+        _person("d_th_d:1", "detainee", "ZHANG WEI", "Latin", "ZHANG WEI", "M",
+                date(1990, 1, 1), "CN"),
+        _person("d_cn_s:2", "suspect", "李娜", "Han", "LI NA", "F", date(1992, 2, 2), "CN"),
+        _person("d_mm_d:1", "detainee", "LI NA", "Latin", "LI NA", "F", date(1992, 2, 2), "CN"),
+        _person("d_th_r:1", "returnee", "LI NA", "Latin", "LI NA", "F", date(1992, 2, 2), "CN"),
+        _person("d_th_d:2", "detainee", "WANG FANG", "Latin", "WANG FANG", "F",
+                date(1995, 5, 5), "CN"),
+        _person("d_cn_s:3", "suspect", "陈杰", "Han", "CHEN JIE", "M", date(1985, 5, 5), "CN"),
+        _person("d_cn_s2:1", "suspect", "陈杰", "Han", "CHEN JIE", "M", date(1985, 5, 5), "CN"),
+        _person("d_cn_f:1", "victim", "刘洋", "Han", "LIU YANG", "M", date(1970, 7, 7), "CN"),
+    ])  # fmt: skip
+
+    def ident(rid, kind, value, valid=True, country="CN"):
+        return {"record_id": rid, "kind": kind, "value_original": value,
+                "value_normalised": value, "issuing_country": country, "check_valid": valid}
+
+    identifier = _rows("identifier", [
+        ident("d_cn_s:1", "cn_resident_id", "110101199001011234"),
+        ident("d_cn_s:1", "passport", "E12345678"),
+        ident("d_th_d:1", "passport", "E12345678"),
+        ident("d_cn_s:2", "passport", "E22222222"),
+        ident("d_mm_d:1", "passport", "E22222222"),
+        ident("d_th_r:1", "passport", "E22222222"),
+        ident("d_th_d:2", "passport", "E33333333"),
+        ident("d_cn_s:3", "cn_resident_id", "440101198505050011"),
+        ident("d_cn_s2:1", "cn_resident_id", "440101198505050029", valid=False),
+    ])  # fmt: skip
+
+    def phone(rid, e164, relation="own"):
+        return {"record_id": rid, "relation": relation, "phone_original": e164, "e164": e164,
+                "country": "TH" if e164.startswith("+66") else "CN", "line_type": "mobile"}
+
+    phones = _rows("phone", [
+        phone("d_th_d:1", "+66810000001"),
+        phone("d_mm_d:1", "+66810000001"),
+        phone("d_cn_s:3", "+8613800000004"),
+        phone("d_cn_f:1", "+8613800000004", "counterparty"),
+        phone("d_cn_f:1", "+8613900000005"),
+    ])  # fmt: skip
+
+    def account(rid, kind, value, relation, institution):
+        return {"record_id": rid, "relation": relation, "kind": kind, "institution": institution,
+                "value_original": value, "value_normalised": value, "check_valid": True}
+
+    accounts = _rows("account", [
+        account("d_cn_s:3", "bank_card", "6222020000000001", "own", "ICBC"),
+        account("d_cn_f:1", "bank_card", "6222020000000001", "counterparty", "ICBC"),
+        account("d_cn_f:1", "crypto_wallet", "TXWALLETNOBODYHOLDS", "counterparty", "TRC20"),
+    ])  # fmt: skip
+
+    def event(rid, kind, day, country, **kw):
+        return {"record_id": rid, "event_type": kind, "event_date": day, "country": country,
+                **kw}
+
+    events = _rows("event", [
+        event("d_cn_s:1", "wanted", date(2025, 1, 10), "CN", case_ref="CASE-1"),
+        event("d_th_d:1", "detention", date(2025, 6, 1), "TH", compound="KK Park",
+              place="Mae Sot"),
+        event("d_cn_s:2", "wanted", date(2025, 2, 1), "CN", case_ref="CASE-2"),
+        event("d_mm_d:1", "detention", date(2025, 5, 1), "MM", compound="Shwe Kokko"),
+        event("d_th_r:1", "repatriation", date(2025, 7, 1), "TH", flight="FD123"),
+        event("d_th_d:2", "detention", date(2025, 6, 15), "TH", compound="KK Park"),
+        event("d_cn_s:3", "wanted", date(2025, 3, 1), "CN", case_ref="CASE-4"),
+        event("d_cn_s2:1", "wanted", date(2025, 3, 1), "CN", case_ref="CASE-4"),
+        event("d_cn_f:1", "fraud_report", date(2025, 4, 1), "CN", case_ref="CASE-4",
+              amount=50000.0, currency="CNY"),
+    ])  # fmt: skip
+    staged = {"person_record": person, "identifier": identifier, "phone": phones,
+              "account": accounts, "event": events}  # fmt: skip
+
+    entity_record = pl.DataFrame(
+        {"entity_id": list(ENTITY_OF.values()), "record_id": list(ENTITY_OF)}
+    )
+    record_link = schema.conform(pl.DataFrame([
+        {"record_id_l": "d_cn_s:1", "record_id_r": "d_th_d:1", "rule": "identifier",
+         "match_probability": 1.0, "agreed": ["passport"], "disagreed": []},
+        {"record_id_l": "d_cn_s:2", "record_id_r": "d_mm_d:1", "rule": "probabilistic",
+         "match_probability": 0.97, "agreed": ["name", "birth_date"], "disagreed": []},
+        {"record_id_l": "d_cn_s:2", "record_id_r": "d_th_r:1", "rule": "identifier",
+         "match_probability": 1.0, "agreed": ["passport"], "disagreed": []},
+        {"record_id_l": "d_cn_s:3", "record_id_r": "d_cn_s2:1", "rule": "probabilistic",
+         "match_probability": 0.99, "agreed": ["name", "birth_date"],
+         "disagreed": ["cn_resident_id"]},
+    ]), "record_link")  # fmt: skip
+    entity_link = schema.conform(pl.DataFrame([
+        {"entity_id_l": "E1", "entity_id_r": "E2", "via": "phone", "value": "+66810000001"},
+        {"entity_id_l": "E4", "entity_id_r": "E5", "via": "account", "value": "6222020000000001"},
+        {"entity_id_l": "E4", "entity_id_r": "E5", "via": "phone", "value": "+8613800000004"},
+        {"entity_id_l": "E1", "entity_id_r": "E3", "via": "compound", "value": "KK Park"},
+    ]), "entity_link")  # fmt: skip
+    entity_history = schema.conform(pl.DataFrame([
+        {"old_entity_id": "E2x", "new_entity_id": "E2", "change": "merge",
+         "reason": "passport E22222222", "changed_at": T0},
+        {"old_entity_id": "E1x", "new_entity_id": "E1", "change": "merge",
+         "reason": "passport E12345678", "changed_at": T2},
+        {"old_entity_id": "E3x", "new_entity_id": "E3", "change": "merge",
+         "reason": "hidden from cn_mps", "changed_at": T2},
+    ]), "entity_history")  # fmt: skip
+    review_pair = schema.conform(pl.DataFrame([
+        {"record_id_l": "d_th_d:2", "record_id_r": "d_cn_s:3", "match_probability": 0.5,
+         "priority": 0.9, "reason": "names differ, birth dates near"},
+    ]), "review_pair")  # fmt: skip
+    resolution = {"entity_record": entity_record, "record_link": record_link,
+                  "entity_link": entity_link, "entity_history": entity_history,
+                  "review_pair": review_pair}  # fmt: skip
+
+    def drop(drop_id, agency, feed, state, reason=None):
+        return {"drop_id": drop_id, "agency": agency, "feed": feed, "file_name": f"{feed}.dat",
+                "sha256": drop_id * 4, "size": 100, "state": state, "reason": reason,
+                "received_at": T0, "updated_at": T0}
+
+    ledger = pl.DataFrame([
+        drop("d_cn_s", "cn_mps", "suspects", "staged"),
+        drop("d_cn_s2", "cn_mps", "suspects", "staged"),
+        drop("d_cn_f", "cn_mps", "fraud_reports", "staged"),
+        drop("d_th_d", "th_imm", "detentions", "staged"),
+        drop("d_th_bad", "th_imm", "detentions", "rejected", "missing column ลำดับที่"),
+        drop("d_th_r", "th_imm", "repatriations", "staged"),
+        drop("d_mm_d", "mm_police", "detainees", "staged"),
+    ])  # fmt: skip
+
+    def result(drop_id, expectation, column, success, unexpected):
+        return {"drop_id": drop_id, "expectation": expectation, "column": column,
+                "success": success, "unexpected_count": unexpected}
+
+    validation = pl.DataFrame([
+        result("d_th_d", "expect_column_values_to_not_be_null", "ชื่อ-นามสกุล", False, 2),
+        result("d_th_d", "expect_column_values_to_be_unique", "ลำดับที่", True, 0),
+        result("d_mm_d", "expect_column_values_to_not_be_null", "name", False, 1),
+        result("d_cn_s", "expect_column_values_to_not_be_null", "姓名", True, 0),
+    ])  # fmt: skip
+    quarantine = pl.DataFrame([
+        {"drop_id": "d_th_d", "agency": "th_imm", "feed": "detentions", "source_row": 7,
+         "expectation": "expect_column_values_to_not_be_null", "column": "ชื่อ-นามสกุล",
+         "reason": "empty name", "row_json": "{}"},
+        {"drop_id": "d_th_d", "agency": "th_imm", "feed": "detentions", "source_row": 9,
+         "expectation": "expect_column_values_to_not_be_null", "column": "ชื่อ-นามสกุล",
+         "reason": "empty name", "row_json": "{}"},
+        {"drop_id": "d_mm_d", "agency": "mm_police", "feed": "detainees", "source_row": 3,
+         "expectation": "expect_column_values_to_not_be_null", "column": "name",
+         "reason": "empty name", "row_json": "{}"},
+    ])  # fmt: skip
+    steward = {"drop_ledger": ledger, "validation_result": validation, "quarantine": quarantine}
+    return staged, resolution, steward
+
+
+def build(tmp_path: Path, audience: str | None = None, **changes) -> marts.MartStats:
+    """Build the scenario's mart; ``changes`` replace input frames by table name."""
+    staged, resolution, steward = scenario()
+    for name, frame in changes.items():
+        for group in (staged, resolution, steward):
+            if name in group:
+                group[name] = frame
+    return marts.build_mart(
+        tmp_path / f"{audience or 'all'}.duckdb", staged, resolution, steward, audience,
+        previous_built_at=T1,
+    )
+
+
+def rows(con, sql: str) -> list[tuple]:
+    return con.execute(sql).fetchall()
+
+
+@pytest.fixture(scope="module")
+def all_mart(tmp_path_factory) -> Path:
+    return build(tmp_path_factory.mktemp("all")).path
+
+
+# ---------------------------------------------------------------------------------------------
+# build
+
+
+def test_build_all_entities_and_aggregates(all_mart):
+    con = duckdb.connect(str(all_mart), read_only=True)
+    got = rows(con, """SELECT entity_id, display_name, agencies, record_count, roles, first_seen,
+                              last_seen, birth_date, sex FROM entity ORDER BY entity_id""")
+    assert got == [
+        ("E1", "ZHANG WEI", ["cn_mps", "th_imm"], 2, ["detainee", "suspect"],
+         date(2025, 1, 10), date(2025, 6, 1), date(1990, 1, 1), "M"),
+        ("E2", "LI NA", ["cn_mps", "mm_police", "th_imm"], 3, ["detainee", "returnee", "suspect"],
+         date(2025, 2, 1), date(2025, 7, 1), date(1992, 2, 2), "F"),
+        ("E3", "WANG FANG", ["th_imm"], 1, ["detainee"], date(2025, 6, 15), date(2025, 6, 15),
+         date(1995, 5, 5), "F"),
+        ("E4", "CHEN JIE", ["cn_mps"], 2, ["suspect"], date(2025, 3, 1), date(2025, 3, 1),
+         date(1985, 5, 5), "M"),
+        ("E5", "LIU YANG", ["cn_mps"], 1, ["victim"], date(2025, 4, 1), date(2025, 4, 1),
+         date(1970, 7, 7), "M"),
+    ]  # fmt: skip
+    names = rows(con, "SELECT names FROM entity WHERE entity_id = 'E1'")[0][0]
+    assert names == [
+        {"name": "ZHANG WEI", "script": "Latin", "latin": "ZHANG WEI"},
+        {"name": "张伟", "script": "Han", "latin": "ZHANG WEI"},
+    ]
+    assert rows(con, "SELECT count(*) FROM entity_record") == [(9,)]
+    # provenance survives to every detail row
+    assert rows(con, """SELECT entity_id, agency, feed, drop_id, source_row, source_key
+                        FROM entity_event WHERE event_type = 'fraud_report'""") == [
+        ("E5", "cn_mps", "fraud_reports", "d_cn_f", 1, "fraud_reports-1")
+    ]
+    assert rows(con, """SELECT file_name, received_at FROM entity_record
+                        WHERE record_id = 'd_cn_f:1'""") == [("fraud_reports.dat", T0)]
+    assert check_types(con) == {
+        ("entity", "birth_date"): "DATE",
+        ("entity", "agencies"): "VARCHAR[]",
+        ("entity_event", "event_date"): "DATE",
+    }
+    con.close()
+
+
+def check_types(con) -> dict:
+    wanted = {("entity", "birth_date"), ("entity", "agencies"), ("entity_event", "event_date")}
+    got = rows(con, "SELECT table_name, column_name, data_type FROM duckdb_columns()")
+    return {(t, c): d for t, c, d in got if (t, c) in wanted}
+
+
+def test_every_table_and_view_has_a_comment(all_mart):
+    con = duckdb.connect(str(all_mart), read_only=True)
+    missing = rows(con, """
+        SELECT table_name FROM duckdb_tables() WHERE comment IS NULL AND NOT temporary
+        UNION ALL
+        SELECT view_name FROM duckdb_views() WHERE comment IS NULL AND NOT internal
+          AND NOT temporary""")
+    assert missing == []
+    tables = {r[0] for r in rows(con, "SELECT table_name FROM duckdb_tables()")}
+    assert {"entity", "entity_record", "entity_identifier", "entity_phone", "entity_account",
+            "entity_event", "entity_link", "record_link", "entity_history", "review_queue",
+            "drop_ledger", "validation_result", "quarantine"} <= tables  # fmt: skip
+    con.close()
+
+
+def test_entity_links_carry_evidence_from_visible_records(all_mart):
+    con = duckdb.connect(str(all_mart), read_only=True)
+    got = rows(con, """SELECT entity_id_l, entity_id_r, via, value, round(weight, 4), is_hub,
+                              shared_by, evidence
+                       FROM entity_link ORDER BY ALL""")
+    w = 0.5693  # ln(5 / 2) / ln(5): two of the five entities hold each value
+    assert got == [
+        ("E1", "E2", "phone", "+66810000001", w, False, 2,
+         '{"l":["d_th_d:1"],"r":["d_mm_d:1"]}'),
+        ("E1", "E3", "compound", "KK Park", w, False, 2, '{"l":["d_th_d:1"],"r":["d_th_d:2"]}'),
+        ("E4", "E5", "account", "6222020000000001", w, False, 2,
+         '{"l":["d_cn_s:3"],"r":["d_cn_f:1"]}'),
+        ("E4", "E5", "phone", "+8613800000004", w, False, 2,
+         '{"l":["d_cn_s:3"],"r":["d_cn_f:1"]}'),
+    ]  # fmt: skip
+    assert rows(con, "SELECT entity_id, hops FROM network('E2', 2)") == [
+        ("E2", 0), ("E1", 1), ("E3", 2)]
+    con.close()
+
+
+def test_hub_values_are_flagged_and_skipped_by_network(tmp_path):
+    staged, resolution, steward = scenario()
+    path = marts.build_mart(tmp_path / "m.duckdb", staged, resolution, steward, None,
+                            hub_min=1).path  # every shared value (2 holders) is now a hub
+    con = duckdb.connect(str(path), read_only=True)
+    assert rows(con, "SELECT DISTINCT is_hub FROM entity_link") == [(True,)]
+    assert rows(con, "SELECT entity_id, hops FROM network('E2', 2)") == [("E2", 0)]
+    con.close()
+
+
+def test_build_is_idempotent(tmp_path):
+    a = build(tmp_path / "a")
+    b = build(tmp_path / "b")
+    dump = "SELECT * EXCLUDE (built_at) FROM mart_info"
+    for con_path in (a.path, b.path):
+        assert duckdb.connect(str(con_path), read_only=True).execute(dump).fetchall() == [
+            ("all", T1, marts.HUB_MIN)
+        ]
+    assert a.table_rows == b.table_rows
+    con_a = duckdb.connect(str(a.path), read_only=True)
+    con_b = duckdb.connect(str(b.path), read_only=True)
+    for table in ("entity", "entity_record", "entity_link", "entity_event"):
+        sql = f"SELECT * FROM {table}"
+        assert con_a.execute(sql).fetchall() == con_b.execute(sql).fetchall()
+
+
+# ---------------------------------------------------------------------------------------------
+# checks
+
+
+def test_failed_check_names_the_check_and_leaves_no_file(tmp_path):
+    _staged, resolution, _ = scenario()
+    # planted defect: the resolver lost record d_th_d:2
+    lost = resolution["entity_record"].filter(pl.col("record_id") != "d_th_d:2")
+    with pytest.raises(marts.MartCheckError) as err:
+        build(tmp_path, entity_record=lost)
+    assert err.value.failed == [
+        "every record has an entity: 1 failing (records without entity_id, e.g. d_th_d:2)",
+        "no orphan details: entity_event: 1 failing (rows whose record_id is in no "
+        "entity_record, e.g. d_th_d:2)",
+        "no orphan details: entity_identifier: 1 failing (rows whose record_id is in no "
+        "entity_record, e.g. d_th_d:2)",
+        "no orphan links: review_queue: 1 failing (pairs naming a record not in entity_record, "
+        "e.g. d_th_d:2 - d_cn_s:3)",
+        # E3 lost its only record, so the resolver's E1-E3 compound link cannot be shown
+        "row counts reconcile: entity_link vs staged entity_link (resolver): 1 failing "
+        "(entity_link has 3 rows, the input has 4 visible to this audience)",
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_duplicate_record_and_orphan_link_fail_checks(tmp_path):
+    _staged, resolution, _ = scenario()
+    # planted defects: d_cn_s:1 resolved to two entities; a link to a record nobody sent
+    twice = pl.concat([resolution["entity_record"],
+                       pl.DataFrame({"entity_id": ["E9"], "record_id": ["d_cn_s:1"]})])
+    bad_link = pl.concat([resolution["record_link"], schema.conform(pl.DataFrame(
+        {"record_id_l": ["d_cn_s:1"], "record_id_r": ["ghost:1"]}), "record_link")])
+    with pytest.raises(marts.MartCheckError) as err:
+        build(tmp_path, entity_record=twice, record_link=bad_link)
+    failed = [f.split(":")[0] + ":" + f.split(":")[1] for f in err.value.failed]
+    assert failed == [
+        "ids unique: entity_record.record_id",
+        "no orphan links: record_link",
+        # the duplicate record also duplicates its identifiers and events
+        "row counts reconcile: entity_event vs staged event",
+        "row counts reconcile: entity_identifier vs staged identifier",
+        "row counts reconcile: entity_record vs staged person_record",
+    ]
+
+
+def test_failed_step_names_the_step_file(tmp_path):
+    sql_dir = tmp_path / "sql"
+    sql_dir.mkdir()
+    for step in marts.mart_steps():
+        (sql_dir / step.name).write_text(step.read_text(encoding="utf-8"), encoding="utf-8")
+    (sql_dir / "35_broken.sql").write_text("CREATE TABLE x AS SELECT no_such_column FROM entity;")
+    staged, resolution, steward = scenario()
+    with pytest.raises(marts.MartBuildError, match=r"35_broken\.sql failed: .*no_such_column"):
+        marts.build_mart(tmp_path / "m.duckdb", staged, resolution, steward, None, sql_dir=sql_dir)
+    assert not (tmp_path / "m.duckdb").exists()
+
+
+def test_resolver_link_without_visible_holder_fails_the_all_mart(tmp_path):
+    _staged, resolution, _ = scenario()
+    # planted defect: the resolver links E3 and E5 through a phone neither record has
+    extra = pl.concat([resolution["entity_link"], schema.conform(pl.DataFrame(
+        {"entity_id_l": ["E3"], "entity_id_r": ["E5"], "via": ["phone"],
+         "value": ["+660000"]}), "entity_link")])  # fmt: skip
+    with pytest.raises(marts.MartCheckError, match="entity_link vs staged entity_link"):
+        build(tmp_path, entity_link=extra)
+
+
+# ---------------------------------------------------------------------------------------------
+# audience filtering
+
+
+def test_audience_mart_contains_only_releasable_rows(tmp_path):
+    path = build(tmp_path, "cn_mps").path
+    con = duckdb.connect(str(path), read_only=True)
+    # E3's only record is th_imm-only: E3 is absent, as is her history and review pair
+    assert rows(con, "SELECT entity_id FROM entity ORDER BY 1") == [
+        ("E1",), ("E2",), ("E4",), ("E5",)]
+    assert rows(con, "SELECT new_entity_id FROM entity_history ORDER BY 1") == [("E1",), ("E2",)]
+    assert rows(con, "SELECT count(*) FROM review_queue") == [(0,)]
+    # E2's MM record is not releasable to cn_mps: aggregates forget it
+    assert rows(con, """SELECT agencies, record_count, roles FROM entity
+                        WHERE entity_id = 'E2'""") == [
+        (["cn_mps", "th_imm"], 2, ["returnee", "suspect"])]
+    # the E1-E2 phone link rests on the MM record, the E1-E3 link on E3: both gone
+    assert rows(con, "SELECT entity_id_l, entity_id_r, via FROM entity_link ORDER BY ALL") == [
+        ("E4", "E5", "account"), ("E4", "E5", "phone")]
+    # stewards: own drops and drops that gave a visible record; own quarantine only
+    assert rows(con, "SELECT drop_id FROM drop_ledger ORDER BY 1") == [
+        ("d_cn_f",), ("d_cn_s",), ("d_cn_s2",), ("d_th_d",), ("d_th_r",)]
+    assert rows(con, "SELECT count(*) FROM quarantine") == [(0,)]
+    assert rows(con, "SELECT audience FROM mart_info") == [("cn_mps",)]
+    con.close()
+
+
+def test_mm_police_mart_hides_cn_records_and_names(tmp_path):
+    path = build(tmp_path, "mm_police").path
+    con = duckdb.connect(str(path), read_only=True)
+    # E2's MM detention and TH repatriation were joined only through CN's record (d_cn_s:2),
+    # which MM may not see: in MM's mart they are two people, the second with an opaque id.
+    split = "E" + hashlib.md5(b"E2|d_th_r:1").hexdigest()[:16]
+    li_na = [{"name": "LI NA", "script": "Latin", "latin": "LI NA"}]
+    assert rows(con, """SELECT entity_id, agencies, record_count, names FROM entity
+                        ORDER BY 1""") == [
+        ("E1", ["th_imm"], 1, [{"name": "ZHANG WEI", "script": "Latin", "latin": "ZHANG WEI"}]),
+        ("E2", ["mm_police"], 1, li_na),
+        (split, ["th_imm"], 1, li_na),
+    ]  # fmt: skip
+    assert rows(con, "SELECT count(*) FROM cross_agency_entity") == [(0,)]
+    assert rows(con, "SELECT new_entity_id FROM entity_history ORDER BY 1") == [
+        ("E1",), ("E2",), (split,)]
+    assert rows(con, "SELECT count(*) FROM money_trail") == [(0,)]
+    assert rows(con, "SELECT entity_id_l, entity_id_r, via FROM entity_link") == [
+        ("E1", "E2", "phone")]
+    assert rows(con, "SELECT drop_id, count(*) FROM quarantine GROUP BY 1") == [("d_mm_d", 1)]
+    assert rows(con, "SELECT count(*) FROM record_link") == [(0,)]  # each pair has a CN side
+    con.close()
+
+
+def test_audience_must_be_an_agency_id(tmp_path):
+    staged, resolution, steward = scenario()
+    with pytest.raises(marts.MartError, match="not an agency id"):
+        marts.build_mart(tmp_path / "x.duckdb", staged, resolution, steward, "x'; DROP")
+
+
+# ---------------------------------------------------------------------------------------------
+# publish, open, retention (both store backends)
+
+
+def test_publish_and_open_latest(store, tmp_path):
+    stats = build(tmp_path)
+    version = marts.publish(store, "all", stats.path)
+    pointer = json.loads(store.get("marts/all/LATEST"))
+    assert pointer["version"] == version
+    assert pointer["key"] == f"marts/all/{version}/fusion.duckdb"
+    assert store.list("marts/all") == [
+        f"marts/all/{version}/fusion.duckdb",
+        f"marts/all/{version}/manifest.json",
+        "marts/all/LATEST",
+    ]
+    con = marts.open_latest(store, "all", cache_dir=tmp_path / "cache")
+    assert con.execute("SELECT count(*) FROM entity").fetchall() == [(5,)]
+    with pytest.raises(duckdb.Error):  # read-only
+        con.execute("DELETE FROM entity")
+    con.close()
+    # S3: downloaded once into the cache, keyed by version, then reused; local: opened in place
+    cached = list((tmp_path / "cache").rglob("fusion.duckdb"))
+    if isinstance(store, LocalStore):
+        assert cached == []
+    else:
+        assert [p.parent.name for p in cached] == [version]
+        before = cached[0].stat().st_mtime_ns
+        marts.open_latest(store, "all", cache_dir=tmp_path / "cache").close()
+        assert cached[0].stat().st_mtime_ns == before
+    out = marts.run_query(store, "SELECT entity_id FROM cross_agency_entity ORDER BY 1",
+                          fmt="csv", cache_dir=tmp_path / "cache")
+    assert out == "entity_id\nE1\nE2\n"
+
+
+def test_publish_refuses_a_mart_of_another_audience(store, tmp_path):
+    stats = build(tmp_path, "cn_mps")
+    with pytest.raises(marts.MartError, match="built for audience 'cn_mps', not 'th_imm'"):
+        marts.publish(store, "th_imm", stats.path)
+    assert store.list("marts") == []
+
+
+def test_failed_build_leaves_previous_version_current(store, tmp_path):
+    first = marts.publish(store, "all", build(tmp_path / "1").path)
+    _staged, resolution, _ = scenario()
+    with pytest.raises(marts.MartCheckError):  # planted: the resolver lost a record
+        build(tmp_path / "2",
+              entity_record=resolution["entity_record"].filter(pl.col("record_id") != "d_cn_f:1"))
+    assert marts.latest(store, "all")["version"] == first
+
+
+def test_publish_refuses_a_file_failing_checks(store, tmp_path):
+    first = marts.publish(store, "all", build(tmp_path).path)
+    bad = tmp_path / "tampered.duckdb"
+    bad.write_bytes((tmp_path / "all.duckdb").read_bytes())
+    con = duckdb.connect(str(bad))
+    con.execute("DELETE FROM entity_record WHERE record_id = 'd_cn_f:1'")  # planted defect
+    con.close()
+    with pytest.raises(marts.MartCheckError, match="row counts reconcile: entity_record"):
+        marts.publish(store, "all", bad)
+    assert marts.latest(store, "all")["version"] == first
+    assert len(store.list("marts/all")) == 3
+
+
+class _FailingUpload:
+    """A real store whose upload dies halfway: half the bytes land, then the connection drops."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def upload_file(self, key, path):
+        data = Path(path).read_bytes()
+        self._store.put(key, data[: len(data) // 2])
+        raise ConnectionError("connection reset by peer")
+
+
+def test_upload_failing_halfway_leaves_previous_version_current(store, tmp_path):
+    first = marts.publish(store, "all", build(tmp_path / "1").path)
+    with pytest.raises(marts.MartError, match="connection reset by peer"):
+        marts.publish(_FailingUpload(store), "all", build(tmp_path / "2").path)
+    assert marts.latest(store, "all")["version"] == first
+    # the partial version was removed; readers still open the first one
+    assert [k.split("/")[2] for k in store.list("marts/all") if k.count("/") == 3] == [
+        first, first]
+    con = marts.open_latest(store, "all", cache_dir=tmp_path / "cache")
+    assert con.execute("SELECT count(*) FROM entity").fetchall() == [(5,)]
+    con.close()
+
+
+def test_retention_keeps_newest_versions(store, tmp_path):
+    path = build(tmp_path).path
+    versions = []
+    for _ in range(4):
+        versions.append(marts.publish(store, "all", path, retention=2))
+        marts.open_latest(store, "all", cache_dir=tmp_path / "cache").close()
+    assert versions == sorted(versions)
+    kept = sorted({k.split("/")[2] for k in store.list("marts/all") if k.count("/") == 3})
+    assert kept == versions[-2:]
+    assert marts.latest(store, "all")["version"] == versions[-1]
+    # a reader's cache of an S3 lake keeps the newest CACHE_VERSIONS versions too
+    cached = sorted(p.parent.name for p in (tmp_path / "cache").rglob("fusion.duckdb"))
+    assert cached == ([] if isinstance(store, LocalStore) else versions[-2:])
+
+
+def test_open_latest_without_mart_says_what_to_do(store):
+    with pytest.raises(marts.MartError, match="no mart published for audience 'all'"):
+        marts.open_latest(store)
+
+
+# ---------------------------------------------------------------------------------------------
+# with the real resolver
+
+
+def test_mart_from_the_real_resolver(tmp_path):
+    """transforms.resolve on the scenario's staged frames gives the planted entities and links."""
+    from transforms.resolve import resolve
+
+    staged, _, steward = scenario()
+    staged["person_record"] = staged["person_record"].with_columns(
+        pl.col("name_latin").str.split(" ").list.sort().list.join(" ").alias("name_key_sorted")
+    )
+    res = resolve(staged, now=T2)
+    resolution = {name: getattr(res, name) for name in
+                  ("entity_record", "record_link", "entity_link", "entity_history",
+                   "review_pair")}  # fmt: skip
+    path = marts.build_mart(tmp_path / "m.duckdb", staged, resolution, steward, None).path
+    con = duckdb.connect(str(path), read_only=True)
+    assert rows(con, """SELECT display_name, agencies, record_count FROM entity
+                        ORDER BY display_name""") == [
+        ("CHEN JIE", ["cn_mps"], 2),
+        ("LI NA", ["cn_mps", "mm_police", "th_imm"], 3),
+        ("LIU YANG", ["cn_mps"], 1),
+        ("WANG FANG", ["th_imm"], 1),
+        ("ZHANG WEI", ["cn_mps", "th_imm"], 2),
+    ]
+    # entity ids are hashes, so compare each pair in name order
+    assert rows(con, """SELECT least(a.display_name, b.display_name),
+                               greatest(a.display_name, b.display_name), l.via, l.value
+                        FROM entity_link l JOIN entity a ON a.entity_id = l.entity_id_l
+                        JOIN entity b ON b.entity_id = l.entity_id_r
+                        ORDER BY l.via, l.value""") == [
+        ("CHEN JIE", "LIU YANG", "account", "6222020000000001"),
+        ("CHEN JIE", "LIU YANG", "case", "CASE-4"),  # the victim's report names the case
+        ("WANG FANG", "ZHANG WEI", "compound", "KK Park"),
+        ("LI NA", "ZHANG WEI", "phone", "+66810000001"),
+        ("CHEN JIE", "LIU YANG", "phone", "+8613800000004"),
+    ]
+    con.close()
+    # th_imm sees every record but E5's: the resolver's links keep the others whole
+    path = marts.build_mart(tmp_path / "th.duckdb", staged, resolution, steward, "th_imm").path
+    con = duckdb.connect(str(path), read_only=True)
+    assert rows(con, """SELECT display_name, agencies, record_count FROM entity
+                        ORDER BY display_name""") == [
+        ("CHEN JIE", ["cn_mps"], 2),
+        ("LI NA", ["cn_mps", "mm_police", "th_imm"], 3),
+        ("WANG FANG", ["th_imm"], 1),
+        ("ZHANG WEI", ["cn_mps", "th_imm"], 2),
+    ]
+    con.close()
+
+
+def test_build_and_publish_every_audience(store, tmp_path):
+    staged, resolution, steward = scenario()
+    assert marts.audiences(staged) == ["all", "cn_mps", "mm_police", "th_imm"]
+    first = marts.build_and_publish(store, staged, resolution, steward, tmp_path / "work")
+    assert sorted(first) == ["all", "cn_mps", "mm_police", "th_imm"]
+    counts = {
+        name: marts.run_query(store, "SELECT count(*) AS n FROM entity", name, "csv",
+                              cache_dir=tmp_path / "cache")
+        for name in first
+    }  # fmt: skip
+    assert counts == {"all": "n\n5\n", "cn_mps": "n\n4\n", "mm_police": "n\n3\n",
+                      "th_imm": "n\n4\n"}  # fmt: skip
+    # the next build records when the previous one was built: "new since the previous version"
+    built_at = marts.latest(store, "th_imm")["built_at"]
+    marts.build_and_publish(store, staged, resolution, steward, tmp_path / "work",
+                            audience_names=["th_imm"])  # fmt: skip
+    got = marts.run_query(store, "SELECT previous_built_at FROM mart_info", "th_imm", "json",
+                          cache_dir=tmp_path / "cache")  # fmt: skip
+    assert datetime.fromisoformat(json.loads(got)[0]["previous_built_at"]) == (
+        datetime.fromisoformat(built_at))
