@@ -20,9 +20,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from fusionlake import processing, zones
+from fusionlake.faults import kill_point
 from fusionlake.landing import Landed, discover, land
 from fusionlake.lease import acquire
 from fusionlake.ledger import DropEntry, Ledger
+from fusionlake.progress import stage_progress
 from fusionlake.settings import Settings
 from fusionlake.store import LakeError, ObjectInfo, ObjectStore, open_store
 from fusionlake.summary import RunSummary
@@ -91,25 +93,35 @@ def pipeline(lake: str | None = None, feeds_path: list[str] | None = None,
         # 1. land every new delivery, concurrently
         t0 = time.perf_counter()
         new = discover(store, ledger)
-        for info, fut in zip(new, [land_task.submit(lake, i, run_id) for i in new], strict=True):
-            try:
-                summary.landed.append(fut.result())
-            except Exception as exc:  # left unmarked in the ledger: the next run retries it
-                summary.problems.append(f"could not land {info.key}: {exc}")
+        futures = [land_task.submit(lake, i, run_id) for i in new]
+        with stage_progress("land", len(new), log) as advance:
+            for info, fut in zip(new, futures, strict=True):
+                try:
+                    summary.landed.append(fut.result())
+                    advance(f"{info.key}: {summary.landed[-1].status}")
+                except Exception as exc:  # left unmarked in the ledger: the next run retries it
+                    summary.problems.append(f"could not land {info.key}: {exc}")
+                    advance(f"{info.key}: failed")
         summary.stage("land", t0)
+        kill_point("after-land")
 
         # 2. per drop: read, validate, standardise (a broken drop fails only itself)
         t0 = time.perf_counter()
         pending = processing.pending_drops(ledger)
         futures = [process_task.submit(lake, feeds_path, e, run_id) for e in pending]
-        for entry, fut in zip(pending, futures, strict=True):
-            try:
-                summary.drops.append(fut.result())
-            except Exception as exc:
-                summary.problems.append(
-                    f"drop {entry.drop_id} ({entry.agency}/{entry.feed}/{entry.file_name}) "
-                    f"failed and will be retried next run: {exc}")
+        with stage_progress("validate+stage", len(pending), log) as advance:
+            for entry, fut in zip(pending, futures, strict=True):
+                name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
+                try:
+                    summary.drops.append(fut.result())
+                    advance(f"{name}: {summary.drops[-1].state}")
+                except Exception as exc:
+                    summary.problems.append(
+                        f"drop {entry.drop_id} ({name}) failed and will be retried next run: "
+                        f"{exc}")
+                    advance(f"{name}: failed")
         summary.stage("validate+stage", t0)
+        kill_point("after-stage")
         if pending:
             t0 = time.perf_counter()
             summary.data_docs = data_docs_task(lake)

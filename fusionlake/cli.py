@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -191,17 +192,16 @@ def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     import polars as pl
-    from transforms.evaluate import evaluate
 
     from fusionlake.marts import open_latest
     from fusionlake.store import open_store
+    from transforms.evaluate import evaluate
 
     truth = pl.read_csv(args.truth, infer_schema=False)
     con = open_latest(open_store(settings.lake), "all")
     try:
-        records = con.execute(
-            "select entity_id, record_id, agency, feed, source_key from entity_record"
-        ).pl()
+        records = con.sql(
+            "select entity_id, record_id, agency, feed, source_key from entity_record").pl()
     finally:
         con.close()
     scores = evaluate(records.select("entity_id", "record_id"), truth, records)
@@ -301,8 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    # Splink's EM notes (levels a small sample lacks) and GX's temp-folder notice are nothing a
+    # person running the pipeline can act on; their errors still show.
+    logging.getLogger("splink").setLevel(logging.ERROR)
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_offline()
+    _quiet_libraries()
     args = build_parser().parse_args(argv)
     settings = Settings.from_env(getattr(args, "lake", None))
     fn = COMMANDS[args.command][0]
@@ -318,9 +326,10 @@ def main(argv: list[str] | None = None) -> int:
 def _is_user_error(exc: Exception) -> bool:
     from fusionlake.landing import DeliveryError
     from fusionlake.lease import LeaseHeld
+    from fusionlake.marts import MartError
     from fusionlake.store import LakeError
 
-    return isinstance(exc, UserError | DeliveryError | LakeError | LeaseHeld)
+    return isinstance(exc, UserError | DeliveryError | LakeError | LeaseHeld | MartError)
 
 
 if __name__ == "__main__":

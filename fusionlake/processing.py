@@ -50,10 +50,9 @@ def pending_drops(ledger: Ledger) -> list[DropEntry]:
 
 def process_drop(store: ObjectStore, feedset, entry: DropEntry, run_id: str) -> DropResult:
     """Read, validate, standardise and stage one drop; record the outcome in the ledger."""
-    from transforms.canonical import to_canonical
-
     from expectations import validate_drop
     from fusionlake.readers import DropReadError, read_drop
+    from transforms.canonical import to_canonical
 
     started = time.perf_counter()
     ledger = Ledger(store)
@@ -154,6 +153,9 @@ def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: st
         frames["entity_history"] = pl.concat(
             [previous["entity_history"], resolution.entity_history], how="vertical_relaxed")
     version = zones.write_resolution(store, frames, run_id)
+    resolution.stats["new cross-agency matches"] = new_cross_agency_matches(
+        tables["person_record"], resolution.entity_record,
+        previous["entity_record"] if previous else None)
     return resolution, frames, version
 
 
@@ -178,17 +180,39 @@ def audiences(feedset, tables: dict[str, pl.DataFrame]) -> list[str]:
 def publish_marts(store: ObjectStore, staged: dict[str, pl.DataFrame],
                   resolution: dict[str, pl.DataFrame], steward: dict[str, pl.DataFrame],
                   audience_list: list[str], retention: int) -> dict[str, str]:
-    """Build, check and publish one mart per audience; returns audience -> version."""
-    from fusionlake.marts import build_mart, publish
+    """Build, check and publish one mart per audience; returns audience -> version.
 
-    versions = {}
+    Each mart remembers when the one it replaces was built, so "what is new since the last
+    version" is a plain query (sql/queries/new_cross_agency_matches.sql).
+    """
+    from fusionlake.marts import build_and_publish
+
     with tempfile.TemporaryDirectory(prefix="fusionlake-mart-") as tmp:
-        for audience in audience_list:
-            path = Path(tmp) / audience / "fusion.duckdb"
-            path.parent.mkdir(parents=True)
-            build_mart(path, staged, resolution, steward, None if audience == "all" else audience)
-            versions[audience] = publish(store, audience, path, retention=retention)
-    return versions
+        return build_and_publish(store, staged, resolution, steward, Path(tmp),
+                                 audience_names=audience_list, retention=retention)
+
+
+def new_cross_agency_matches(person: pl.DataFrame, entity_record: pl.DataFrame,
+                             previous: pl.DataFrame | None) -> int:
+    """Entities that now join records of two or more agencies, and did not in the last run.
+
+    An entity counts when no entity of the previous resolution already held records of two of
+    its agencies together; on the first run every cross-agency entity is new.
+    """
+    if not entity_record.height or not person.height:
+        return 0
+    cur = entity_record.join(person.select("record_id", "agency"), on="record_id")
+    cross = (cur.group_by("entity_id").agg(pl.col("agency").n_unique().alias("n"))
+             .filter(pl.col("n") >= 2).select("entity_id"))
+    if previous is None or not previous.height:
+        return cross.height
+    before = (
+        cur.join(cross, on="entity_id")
+        .join(previous.rename({"entity_id": "previous_id"}), on="record_id")
+        .group_by("entity_id", "previous_id").agg(pl.col("agency").n_unique().alias("n"))
+        .filter(pl.col("n") >= 2).select("entity_id").unique()
+    )
+    return cross.join(before, on="entity_id", how="anti").height
 
 
 def publish_data_docs(store: ObjectStore) -> str | None:

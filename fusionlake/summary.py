@@ -38,9 +38,6 @@ class RunSummary:
                 "entities known to 2+ agencies":
                     "select count(*) from entity where len(agencies) >= 2",
                 "review queue": "select count(*) from review_queue",
-                "new cross-agency matches":
-                    "select count(*) from entity where len(agencies) >= 2 "
-                    "and first_seen_run = (select max(first_seen_run) from entity)",
             }
             for label, sql in queries.items():
                 try:
@@ -70,6 +67,9 @@ class RunSummary:
             f"{sum(max(d.staged.get('person_record', 0), 0) for d in staged):,} |",
         ]
         lines += [f"| {k} | {v:,} |" for k, v in self.mart_figures.items()]
+        if "new cross-agency matches" in self.resolution_stats:
+            lines.append("| new cross-agency matches (since the last run) | "
+                         f"{self.resolution_stats['new cross-agency matches']:,} |")
         lines.append("")
         if self.drops:
             lines += ["## Drops", "", "| drop | file | state | rows | quarantined | reason |",
