@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(PY) -e '.[dev]'
 	touch $(STAMP)
 
+# The main job: generate sample drops, deliver them, run the whole pipeline once on the local
+# lake, ask the published mart a question, show the stewards' report and score the entities
+# against the generator's truth.
 demo: $(STAMP)
 	rm -rf $(DROPS)
 	$(BIN)/fusionlake generate --people $(PEOPLE) --seed $(SEED) --out $(DROPS)
@@ -31,8 +34,11 @@ demo: $(STAMP)
 	  agency=$$(basename $$(dirname $$dir)); feed=$$(basename $$dir); \
 	  $(BIN)/fusionlake drop --lake $(LAKE) --agency $$agency --feed $$feed $$dir* || exit 1; \
 	done
-	$(BIN)/fusionlake land --lake $(LAKE)
-	$(BIN)/fusionlake drops --lake $(LAKE)
+	$(BIN)/fusionlake run --lake $(LAKE)
+	$(BIN)/fusionlake sql --lake $(LAKE) "select display_name, agencies, roles, record_count \
+	  from entity where agency_count >= 2 order by record_count desc, display_name limit 10"
+	$(BIN)/fusionlake report --lake $(LAKE)
+	$(BIN)/fusionlake evaluate --lake $(LAKE) --truth $(DROPS)/truth.csv
 
 test: $(STAMP)
 	$(BIN)/ruff check .
