@@ -84,3 +84,10 @@ def test_chromium_shows_the_failing_expectation(site, tmp_path):
     assert "110105198001010011" in dom
     # the local jQuery and bootstrap-table ran: they wrap GX's tables in their containers
     assert "fixed-table-container" in dom
+
+
+def test_every_vendored_asset_is_in_the_repository():
+    from expectations.assets import ASSETS, VENDOR
+
+    missing = [a.local for a in ASSETS if not (VENDOR / a.local).is_file()]
+    assert not missing, f"missing {missing}: run `python -m expectations.assets` and commit them"
