@@ -108,6 +108,8 @@ def pipeline(lake: str | None = None, feeds_path: list[str] | None = None,
         # 2. per drop: read, validate, standardise (a broken drop fails only itself)
         t0 = time.perf_counter()
         pending = processing.pending_drops(ledger)
+        if pending:  # drops run in threads of this process and share the cache
+            processing.load_translit_cache(store)
         futures = [process_task.submit(lake, feeds_path, e, run_id) for e in pending]
         with stage_progress("validate+stage", len(pending), log) as advance:
             for entry, fut in zip(pending, futures, strict=True):
@@ -120,6 +122,8 @@ def pipeline(lake: str | None = None, feeds_path: list[str] | None = None,
                         f"drop {entry.drop_id} ({name}) failed and will be retried next run: "
                         f"{exc}")
                     advance(f"{name}: failed")
+        if pending:
+            processing.save_translit_cache(store)
         summary.stage("validate+stage", t0)
         kill_point("after-stage")
         if pending:

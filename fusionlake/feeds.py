@@ -42,38 +42,19 @@ _CSV_KEYS = frozenset({"delimiter", "quote_char"})
 _DEFAULT_KEYS = frozenset({"nationality", "phone_region", "currency"})
 _EVENT_KEYS = frozenset({"type", "country"})
 
-# Column targets and their options: transforms.canonical owns the mapping, so its table is the
-# reference when present; the copy here keeps the loader usable on its own.
-_TARGETS: dict[str, frozenset[str]] = {
-    "source_key": frozenset(),
-    "ignore": frozenset(),
-    "person.name": frozenset({"name_order"}),
-    "person.family_name": frozenset(),
-    "person.given_name": frozenset(),
-    "person.sex": frozenset({"values"}),
-    "person.birth_date": frozenset({"calendar", "formats", "plausible"}),
-    "person.nationality": frozenset({"values"}),
-    "identifier": frozenset({"kind", "issuing_country", "issuing_country_from"}),
-    "phone": frozenset({"relation", "split", "region"}),
-    "account": frozenset({"kind", "relation", "institution_column", "chain", "institution"}),
-    "event.date": frozenset({"calendar", "formats", "plausible"}),
-    "event.place": frozenset(),
-    "event.compound": frozenset(),
-    "event.case_ref": frozenset(),
-    "event.amount": frozenset(),
-    "event.currency": frozenset(),
-    "event.flight": frozenset(),
+# Column targets and their options are transforms.canonical's (it owns the mapping); the feed
+# file may add validation options that only the expectation suites read.
+_VALIDATION_OPTIONS: dict[str, frozenset[str]] = {
+    "person.birth_date": frozenset({"plausible"}),
+    "event.date": frozenset({"plausible"}),
 }
 _COMMON_OPTIONS = frozenset({"to", "required", "unique", "description", "note", "max_length"})
 
 
 def _targets() -> dict[str, frozenset[str]]:
-    try:
-        from transforms.canonical import TARGETS
-    except ImportError:  # transforms not importable: the loader's own table still applies
-        return _TARGETS
-    # Date plausibility is a validation option (expectations), not a mapping one.
-    return {t: opts | _TARGETS.get(t, frozenset()) for t, opts in TARGETS.items()}
+    from transforms.canonical import TARGETS
+
+    return {t: opts | _VALIDATION_OPTIONS.get(t, frozenset()) for t, opts in TARGETS.items()}
 
 
 class FeedError(Exception):

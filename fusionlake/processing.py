@@ -97,6 +97,31 @@ def process_drop(store: ObjectStore, feedset, entry: DropEntry, run_id: str) -> 
     return result
 
 
+def load_translit_cache(store: ObjectStore) -> int:
+    """Seed this process's transliteration cache from the lake; returns the entries loaded.
+
+    Transliteration is the costliest normalisation per value (DESIGN.md, "Where the time
+    goes"); names seen in earlier runs are not transliterated again.
+    """
+    from fusionlake.store import NotFound
+    from transforms.translit_cache import import_cache
+
+    try:
+        return import_cache(pl.read_parquet(store.get(zones.TRANSLIT_CACHE)))
+    except NotFound:
+        return 0
+
+
+def save_translit_cache(store: ObjectStore) -> int:
+    """Store this process's transliteration cache in the lake (the run holds the lease)."""
+    from transforms.translit_cache import export_cache
+
+    frame = export_cache()
+    if frame.height:
+        store.put(zones.TRANSLIT_CACHE, zones.to_parquet(frame))
+    return frame.height
+
+
 def load_staged(store: ObjectStore, ledger: Ledger,
                 feedset) -> tuple[dict[str, pl.DataFrame], set[str]]:
     """All canonical records that count now, and the drops wholly superseded.

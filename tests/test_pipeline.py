@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from fusionlake import zones
@@ -70,6 +71,9 @@ def test_pipeline_lifecycle(prefect_harness, lake_uri, drops, tmp_path, capsys):
     assert mart_count(store, "select count(*) from drop_ledger") == 4
     assert store.exists("reports/runs/run-1.md")
     assert first.resolution_stats["new cross-agency matches"] > 0
+    # transliterations are remembered in the lake for the next run (hanzi and Thai names)
+    cache = pl.read_parquet(store.get(zones.TRANSLIT_CACHE))
+    assert cache.height > 100 and {"script", "token", "latin"} <= set(cache.columns)
     report = store.get("reports/runs/run-1.md").decode()
     assert "new cross-agency matches" in report and "| drops staged | 4 |" in report
     ids_1 = _entity_ids(store)
