@@ -1,0 +1,190 @@
+"""Benchmark: the whole pipeline on generated drops, seconds and peak memory per stage.
+
+    .venv/bin/python bench/bench_pipeline.py --people 100000 --people 1000000
+
+For each size: ``fusionlake generate`` writes the five agency drops (timed, not part of the
+pipeline), then a fresh child process runs the pipeline's stages on a new local lake, in the
+order flows/pipeline.py runs them and through the same functions (fusionlake.processing), one
+after the other: deliver, land, validate+stage (each drop), Data Docs, load staged, resolve,
+publish marts. The flow adds Prefect's task bookkeeping on top (seconds, measured by `make demo`
+and the tests) and runs the drops of the validate+stage stage concurrently.
+
+Peak memory per stage is the highest resident set size of the child (VmRSS, which counts
+DuckDB's and Polars' native memory) sampled every 50 ms during the stage; "overall" is the
+child's ru_maxrss. A stage that fails prints its error in the table and the run stops there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ROW_MARK = "@stage "
+
+
+class RssSampler:
+    """The highest VmRSS seen since the last :meth:`reset`, sampled in a thread."""
+
+    def __init__(self, every: float = 0.05) -> None:
+        self.every, self.peak, self._stop = every, 0, threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            time.sleep(self.every)
+
+    def reset(self) -> int:
+        peak, self.peak = max(self.peak, self.rss()), self.rss()
+        return peak
+
+
+def report(row: dict) -> None:
+    """One finished stage, as a JSON line on stdout at once: a child killed by the kernel for
+    want of memory still leaves the stages it finished."""
+    print(ROW_MARK + json.dumps(row), flush=True)
+
+
+def run_stages(drops: Path, lake: Path) -> list[dict]:
+    """The pipeline's stages on ``lake``; one row per stage: name, seconds, peak bytes, note."""
+    from fusionlake import processing
+    from fusionlake.feeds import load_feeds
+    from fusionlake.landing import deliver, discover, land
+    from fusionlake.ledger import Ledger
+    from fusionlake.settings import configure_offline
+    from fusionlake.store import open_store
+
+    configure_offline()
+    store, sampler, rows = open_store(str(lake)), RssSampler(), []
+    ctx: dict = {}
+
+    def stage(name: str, fn) -> None:
+        sampler.reset()
+        t0 = time.perf_counter()
+        note = fn()
+        rows.append({"stage": name, "seconds": time.perf_counter() - t0,
+                     "peak": sampler.reset(), "note": note or ""})
+        report(rows[-1])
+
+    def do_deliver():
+        files = 0
+        for feed_dir in sorted(p for p in drops.glob("*/*") if p.is_dir()):
+            files += len(deliver(store, feed_dir.parent.name, feed_dir.name,
+                                 sorted(feed_dir.iterdir())))
+        return f"{files} files"
+
+    def do_land():
+        ledger = Ledger(store)
+        landed = [land(store, ledger, info, "bench") for info in discover(store, ledger)]
+        return f"{len(landed)} drops"
+
+    def do_stage():
+        feedset = load_feeds()
+        results = [processing.process_drop(store, feedset, e, "bench")
+                   for e in processing.pending_drops(Ledger(store))]
+        ctx["feedset"] = feedset
+        bad = [f"{r.name}: {r.reason}" for r in results if r.state != "staged"]
+        return (f"{sum(r.rows for r in results):,} rows, "
+                f"{sum(r.quarantined for r in results):,} quarantined"
+                + (f"; REJECTED {bad}" if bad else ""))
+
+    def do_docs():
+        processing.publish_data_docs(store)
+
+    def do_load():
+        ctx["tables"], _ = processing.load_staged(store, Ledger(store), ctx["feedset"])
+        return f"{ctx['tables']['person_record'].height:,} person records"
+
+    def do_resolve():
+        resolution, ctx["frames"], _ = processing.resolve_lake(store, ctx["tables"], "bench")
+        ctx["stats"] = resolution.stats
+        return f"{resolution.entity_record['entity_id'].n_unique():,} entities"
+
+    def do_publish():
+        ledger = Ledger(store)
+        steward = processing.steward_tables(store, ledger)
+        audiences = processing.audiences(ctx["feedset"], ctx["tables"])
+        marts = processing.publish_marts(store, ctx["tables"], ctx["frames"], steward,
+                                         audiences, retention=2)
+        return f"{len(marts)} marts"
+
+    for name, fn in [("deliver", do_deliver), ("land", do_land), ("validate+stage", do_stage),
+                     ("data docs", do_docs), ("load staged", do_load), ("resolve", do_resolve),
+                     ("publish marts", do_publish)]:
+        try:
+            stage(name, fn)
+        except Exception as exc:  # a benchmark reports a failure, it does not hide it
+            rows.append({"stage": name, "seconds": float("nan"), "peak": sampler.reset(),
+                         "note": f"FAILED: {type(exc).__name__}: {str(exc)[:200]}"})
+            report(rows[-1])
+            break
+    rows.append({"stage": "overall (ru_maxrss)", "seconds": sum(r["seconds"] for r in rows),
+                 "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "note": ""})
+    report(rows[-1])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--people", type=int, action="append",
+                        help="population size (repeatable; default 100000)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--child", nargs=2, metavar=("DROPS", "LAKE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_stages(Path(args.child[0]), Path(args.child[1]))
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    sizes = args.people or [100_000]
+    table = Table(title="whole pipeline on generated drops (local lake, one process per size)")
+    for col in ("people", "stage", "seconds", "peak MiB", "note"):
+        table.add_column(col, justify="right" if col in ("seconds", "peak MiB") else "left")
+    for people in sizes:
+        with tempfile.TemporaryDirectory(prefix="fusionlake-bench-") as tmp:
+            drops, lake = Path(tmp) / "drops", Path(tmp) / "lake"
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "fusionlake.cli", "generate", "--people",
+                            str(people), "--seed", str(args.seed), "--out", str(drops)],
+                           check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+            table.add_row(f"{people:,}", "(generate drops)", f"{time.perf_counter() - t0:.1f}",
+                          "", "not part of the pipeline")
+            env = {**os.environ, "POLARS_MAX_THREADS": os.environ.get("POLARS_MAX_THREADS", "")}
+            env = {k: v for k, v in env.items() if v}
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, __file__, "--child", str(drops), str(lake)],
+                                  capture_output=True, text=True, env=env, cwd=ROOT)
+            rows = [json.loads(line.removeprefix(ROW_MARK)) for line in done.stdout.splitlines()
+                    if line.startswith(ROW_MARK)]
+            for row in rows:
+                table.add_row(f"{people:,}", row["stage"], f"{row['seconds']:.1f}",
+                              f"{row['peak'] / 2**20:,.0f}", row["note"])
+            if done.returncode != 0:
+                killed = " (killed: out of memory?)" if done.returncode == -9 else ""
+                table.add_row(f"{people:,}", "CHILD FAILED",
+                              f"{time.perf_counter() - started:.1f}", "",
+                              f"exit {done.returncode}{killed} after the stages above")
+    Console(width=160).print(table)
+
+
+if __name__ == "__main__":
+    main()
