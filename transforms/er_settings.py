@@ -339,6 +339,8 @@ class ResolveSettings:
         prior_recall: assumed recall of PRIOR_RULES when estimating the prior from data.
         u_max_pairs: pairs sampled to estimate u probabilities.
         em_max_pairs: cap on blocked pairs per EM session.
+        duckdb_memory_fraction: share of the machine's memory Splink's DuckDB may hold before
+            it spills to disk (the rest is for the Polars frames of the same process).
         seed: the random seed of u sampling: the same data give the same model.
     """
 
@@ -354,6 +356,7 @@ class ResolveSettings:
     prior_match_probability: float = 1e-4
     prior_recall: float = 0.8
     u_max_pairs: float = 2e6
+    duckdb_memory_fraction: float = 0.4
     em_max_pairs: float | None = 1e6
     seed: int = 42
     identity_kinds: tuple[str, ...] = IDENTITY_KINDS

@@ -8,7 +8,11 @@ frame with its per-comparison Bayes factors, so that every link can say what agr
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -165,6 +169,23 @@ class Scored:
             self.con = None
 
 
+def _connect(settings: ResolveSettings) -> duckdb.DuckDBPyConnection:
+    """Splink's DuckDB: bounded memory that spills to a temporary folder.
+
+    The scored pairs live in DuckDB; at a million people they outgrow DuckDB's default limit
+    (80% of RAM) next to the Polars frames of the same process, and the kernel kills the run.
+    With a limit, DuckDB spills to disk instead. The folder goes when the process ends.
+    """
+    con = duckdb.connect()
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit_mib = max(256, int(total * settings.duckdb_memory_fraction) // 2**20)
+    spill = tempfile.mkdtemp(prefix="fusionlake-splink-")
+    atexit.register(shutil.rmtree, spill, ignore_errors=True)
+    con.execute(f"SET memory_limit = '{limit_mib}MiB'")
+    con.execute(f"SET temp_directory = '{spill}'")
+    return con
+
+
 def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str, Any]) -> Scored:
     """Train (or take the priors) and predict with Splink; return scored pairs.
 
@@ -199,7 +220,7 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
         return Scored(empty, names)
 
     t0 = time.perf_counter()
-    con = duckdb.connect()
+    con = _connect(settings)
     db_api = DuckDBAPI(connection=con)
     records = db_api.register(match.to_arrow(), table_name="fl_records")
     linker = Linker(records, splink_settings, log_level=logging.WARNING)
