@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -35,7 +34,7 @@ class RssSampler:
     """The highest VmRSS seen since the last :meth:`reset`, sampled in a thread."""
 
     def __init__(self, every: float = 0.05) -> None:
-        self.every, self.peak, self._stop = every, 0, threading.Event()
+        self.every, self.peak = every, 0
         threading.Thread(target=self._run, daemon=True).start()
 
     @staticmethod
@@ -47,7 +46,7 @@ class RssSampler:
         return 0
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while True:  # a daemon thread: it ends with the process
             self.peak = max(self.peak, self.rss())
             time.sleep(self.every)
 
@@ -168,11 +167,9 @@ def main() -> None:
                            check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
             table.add_row(f"{people:,}", "(generate drops)", f"{time.perf_counter() - t0:.1f}",
                           "", "not part of the pipeline")
-            env = {**os.environ, "POLARS_MAX_THREADS": os.environ.get("POLARS_MAX_THREADS", "")}
-            env = {k: v for k, v in env.items() if v}
             started = time.perf_counter()
             done = subprocess.run([sys.executable, __file__, "--child", str(drops), str(lake)],
-                                  capture_output=True, text=True, env=env, cwd=ROOT)
+                                  capture_output=True, text=True, cwd=ROOT)
             rows = [json.loads(line.removeprefix(ROW_MARK)) for line in done.stdout.splitlines()
                     if line.startswith(ROW_MARK)]
             for row in rows:

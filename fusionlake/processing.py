@@ -132,12 +132,13 @@ def load_staged(store: ObjectStore, ledger: Ledger,
     """
     from fusionlake.schema import TABLES
 
-    live = {e.drop_id for e in ledger.entries() if e.state in ("staged", "published")}
+    entries = ledger.entries()  # one listing: on S3 it is a GET per ledger object
+    live = {e.drop_id for e in entries if e.state in ("staged", "published")}
     tables = {t: zones.read_staged(store, t, live) for t in TABLES}
     person = tables["person_record"]
     by_key = [name for name, f in feedset.feeds.items() if f.supersede == "by_source_key"]
     if person.height and by_key:
-        received = {e.drop_id: e.received_at for e in ledger.entries()}
+        received = {e.drop_id: e.received_at for e in entries}
         ranked = person.with_columns(
             pl.col("drop_id").replace_strict(received, default="").alias("_received"),
             (pl.col("agency") + "/" + pl.col("feed")).alias("_feed"),

@@ -130,6 +130,16 @@ def _clean(s: pl.Series) -> pl.Series:
     return pl.select(pl.when(s.str.len_chars() > 0).then(s)).to_series().alias(s.name)
 
 
+def _dates(frame: pl.DataFrame, column: str, options: dict) -> tuple[pl.DataFrame, pl.Series]:
+    """A date column parsed with its feed options (formats, calendar), and its notes."""
+    parsed = parse_dates(
+        frame[column],
+        options.get("formats") or _DEFAULT_DATE_FORMATS,
+        options.get("calendar", "gregorian"),
+    )
+    return parsed, _note(column, parsed["reason"])
+
+
 def _note(column: str, reason: pl.Series) -> pl.Series:
     """A per-row note "column: reason" (null where there is no reason)."""
     return pl.select(pl.lit(f"{column}: ") + reason.cast(pl.String)).to_series()
@@ -283,14 +293,9 @@ def _event(plan: _Plan, frame: pl.DataFrame, feed: FeedLike) -> tuple[pl.DataFra
     }
     date = plan.one("event.date")
     if date:
-        column, options = date
-        parsed = parse_dates(
-            frame[column],
-            options.get("formats") or _DEFAULT_DATE_FORMATS,
-            options.get("calendar", "gregorian"),
-        )
+        parsed, note = _dates(frame, *date)
         cols["event_date"] = parsed["date"]
-        notes.append(_note(column, parsed["reason"]))
+        notes.append(note)
     for target, out in (
         ("event.place", "place"),
         ("event.compound", "compound"),
@@ -373,15 +378,10 @@ def to_canonical(frame: pl.DataFrame, feed: FeedLike, drop_id: str) -> dict[str,
         notes.append(note)
     birth_spec = plan.one("person.birth_date")
     if birth_spec:
-        column, options = birth_spec
-        parsed = parse_dates(
-            frame[column],
-            options.get("formats") or _DEFAULT_DATE_FORMATS,
-            options.get("calendar", "gregorian"),
-        )
+        parsed, note = _dates(frame, *birth_spec)
         person["birth_date"] = parsed["date"]
         person["birth_date_precision"] = parsed["precision"]
-        notes.append(_note(column, parsed["reason"]))
+        notes.append(note)
     names, name_notes = _names(
         plan,
         frame,
