@@ -14,14 +14,19 @@ probability), and each union is refused when it would:
 * join via a weak pair two clusters that both already hold several records, below
   ``join_clusters_threshold``.
 
-The loop is a union-find in plain Python: it is linear in the number of candidate edges (a few
-per record after blocking) and keeps per-cluster constraint sets merged small into large.
+Every decision depends only on the records of one connected component of the candidate edges,
+so components are found first (scipy, vectorised) and most are settled without the loop: a
+component of two records whose identifiers agree and that no steward or model said apart is
+joined by its first edge, whatever the guards. Only the other components go through the loop,
+a union-find in plain Python that keeps per-cluster constraint sets merged small into large. On
+a million generated people (1.67M records) that leaves about a third of the edges to it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from transforms.er_settings import ResolveSettings
@@ -42,31 +47,47 @@ class Clustering:
     edges: pl.DataFrame  # the input edges plus status, refusal
 
 
+def _labels(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected-component label of each of ``n`` nodes, given the edges (a[i], b[i])."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if n == 0:
+        return np.zeros(0, dtype=np.int32)
+    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def _indexed(edges: pl.DataFrame, index: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The edges' ends as positions in ``index`` (record_id, i)."""
+    ends = edges.select("record_id_l", "record_id_r").with_row_index("_e")
+    for side in ("l", "r"):
+        ends = ends.join(
+            index.rename({"record_id": f"record_id_{side}", "i": side}),
+            on=f"record_id_{side}",
+            how="left",
+        )
+    ends = ends.sort("_e")
+    missing = ends.filter(pl.col("l").is_null() | pl.col("r").is_null())
+    if missing.height:
+        row = missing.row(0, named=True)
+        raise ValueError(
+            f"edge ({row['record_id_l']}, {row['record_id_r']}) names a record not clustered"
+        )
+    return ends["l"].to_numpy(), ends["r"].to_numpy()
+
+
 def components(record_ids: pl.Series, edges: pl.DataFrame) -> pl.DataFrame:
     """Connected components of the candidate edges: which records any link could bring together.
 
     Returns:
         record_id, component (an integer label), for the records that have an edge.
     """
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        root = x
-        while parent.get(root, root) != root:
-            root = parent[root]
-        while parent.get(x, x) != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    for a, b in edges.select("record_id_l", "record_id_r").iter_rows():
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    nodes = sorted(set(parent) | set(parent.values()))
-    roots = [find(n) for n in nodes]
-    label = {r: i for i, r in enumerate(sorted(set(roots)))}
+    nodes = pl.concat([edges["record_id_l"], edges["record_id_r"]]).unique().sort()
+    index = pl.DataFrame({"record_id": nodes}).with_row_index("i")
+    a, b = _indexed(edges, index)
     return pl.DataFrame(
-        {"record_id": nodes, "component": [label[r] for r in roots]},
+        {"record_id": nodes, "component": _labels(len(nodes), a, b)},
         schema={"record_id": pl.String, "component": pl.Int64},
     )
 
@@ -95,7 +116,132 @@ def cluster(
     Returns:
         Clustering with one row per record and the status of each edge.
     """
-    ids = sorted(record_ids.unique().to_list())
+    ids = record_ids.unique().sort()
+    index = pl.DataFrame({"record_id": ids}).with_row_index("i")
+    ordered = edges.with_columns(
+        pl.col("rule").replace_strict(RULE_ORDER, return_dtype=pl.Int8).alias("_order"),
+        pl.col("match_probability").fill_null(1.0).alias("_p"),
+    ).sort(["_order", "_p", "record_id_l", "record_id_r"], descending=[False, True, False, False])
+    a, b = _indexed(ordered, index)
+    labels = _labels(len(ids), a, b)
+    comp = pl.DataFrame({"record_id": ids, "_c": labels})
+    sizes = comp.group_by("_c").agg(pl.len().alias("_n"), pl.col("record_id").min().alias("_min"))
+    # Components the loop must decide: a weak link among more than two records (the guard
+    # against joining two multi-record clusters depends on the order), a record a steward or
+    # the model set apart from another, or two values of a unique-per-person identifier.
+    constrained = pl.concat(
+        [
+            cannot_link["record_id_l"],
+            cannot_link["record_id_r"],
+            against["record_id_l"],
+            against["record_id_r"],
+        ]
+    ).unique()
+    clashing = (
+        unique_ids.join(comp, on="record_id")
+        .group_by("_c", "key")
+        .agg(pl.col("value").n_unique().alias("_v"))
+        .filter(pl.col("_v") > 1)["_c"]
+    )
+    ordered = ordered.with_columns(pl.Series("_c", labels[a]), pl.int_range(pl.len()).alias("_e"))
+    weak = (pl.col("rule") == "probabilistic") & (pl.col("_p") < settings.strong_threshold)
+    weak_multi = (
+        ordered.filter(weak)
+        .select("_c")
+        .unique()
+        .join(sizes.filter(pl.col("_n") > 2), on="_c")["_c"]
+    )
+    slow = (
+        weak_multi.append(comp.filter(pl.col("record_id").is_in(constrained.implode()))["_c"])
+        .append(clashing)
+        .unique()
+    )
+    is_slow = pl.col("_c").is_in(slow.implode())
+    fast = _unguarded(ordered.filter(~is_slow), a, b)
+    slow_edges = ordered.filter(is_slow)
+    slow_ids = comp.filter(pl.col("_c").is_in(slow.implode()))["record_id"].to_list()
+    slow_label, status, refusal = _greedy(
+        slow_ids, slow_edges, unique_ids, cannot_link, against, settings
+    )
+    decided = pl.concat(
+        [
+            fast,
+            pl.DataFrame(
+                {"_e": slow_edges["_e"], "status": status, "refusal": refusal},
+                schema={"_e": pl.Int64, "status": pl.String, "refusal": pl.String},
+            ),
+        ]
+    )
+    # The cluster label is the smallest record id in it: independent of edge order.
+    clusters = (
+        comp.join(sizes.select("_c", "_min"), on="_c")
+        .join(
+            pl.DataFrame(
+                {"record_id": slow_ids, "_slow": slow_label},
+                schema={"record_id": pl.String, "_slow": pl.String},
+            ),
+            on="record_id",
+            how="left",
+        )
+        .select("record_id", pl.coalesce("_slow", "_min").alias("cluster"))
+        .sort("record_id")
+    )
+    out_edges = (
+        ordered.join(decided.with_columns(pl.col("_e").cast(pl.Int64)), on="_e")
+        .sort("_e")
+        .drop("_order", "_p", "_c", "_e")
+    )
+    return Clustering(clusters=clusters, edges=out_edges)
+
+
+def _unguarded(ordered: pl.DataFrame, a: np.ndarray, b: np.ndarray) -> pl.DataFrame:
+    """Status of edges that no guard can refuse: joined in order, as the loop would.
+
+    Without guards, the loop is Kruskal's algorithm with the edge order as weight: an edge is
+    accepted when it is in the minimum spanning forest, else it was inside a cluster already.
+
+    Args:
+        ordered: the edges, with ``_e`` (position in the order, which indexes ``a`` and ``b``).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import minimum_spanning_tree
+
+    e = ordered["_e"].to_numpy()
+    lo, hi = np.minimum(a[e], b[e]), np.maximum(a[e], b[e])
+    # One entry per record pair (a sparse matrix would add up repeated ones): its first edge.
+    first = pl.DataFrame({"_e": e, "lo": lo, "hi": hi}).group_by("lo", "hi").agg(pl.col("_e").min())
+    n = int(max(a.max(initial=0), b.max(initial=0))) + 1
+    weights = first["_e"].to_numpy().astype(np.float64) + 1  # a zero weight is no edge
+    graph = coo_matrix((weights, (first["lo"].to_numpy(), first["hi"].to_numpy())), shape=(n, n))
+    tree = minimum_spanning_tree(graph.tocsr()).tocoo()
+    accepted = pl.Series("_e", tree.data.astype(np.int64) - 1)
+    return ordered.select(
+        "_e",
+        pl.when(pl.col("_e").is_in(accepted.implode()))
+        .then(pl.lit(ACCEPTED))
+        .otherwise(pl.lit(INSIDE))
+        .alias("status"),
+        pl.lit(None, pl.String).alias("refusal"),
+    )
+
+
+def _greedy(
+    ids: list[str],
+    ordered: pl.DataFrame,
+    unique_ids: pl.DataFrame,
+    cannot_link: pl.DataFrame,
+    against: pl.DataFrame,
+    settings: ResolveSettings,
+) -> tuple[list[str], list[str], list[str | None]]:
+    """The guarded union-find over ``ordered`` edges (strongest first) between ``ids``.
+
+    Returns:
+        (cluster label per id, in the order of ``ids``; status and refusal per edge).
+    """
+    ids = sorted(ids)
+    keep = pl.Series(ids, dtype=pl.String).implode()
+    unique_ids = unique_ids.filter(pl.col("record_id").is_in(keep))
+    against = against.filter(pl.col("record_id_l").is_in(keep) & pl.col("record_id_r").is_in(keep))
     index = {rid: i for i, rid in enumerate(ids)}
     parent = list(range(len(ids)))
     size = [1] * len(ids)
@@ -157,10 +303,6 @@ def cluster(
                     peers.discard(b)
                     peers.add(a)
 
-    ordered = edges.with_columns(
-        pl.col("rule").replace_strict(RULE_ORDER, return_dtype=pl.Int8).alias("_order"),
-        pl.col("match_probability").fill_null(1.0).alias("_p"),
-    ).sort(["_order", "_p", "record_id_l", "record_id_r"], descending=[False, True, False, False])
     status: list[str] = []
     refusal: list[str | None] = []
     for rid_l, rid_r, rule, p in ordered.select(
@@ -189,17 +331,8 @@ def cluster(
         refusal.append(why)
 
     roots = [find(i) for i in range(len(ids))]
-    # The cluster label is the smallest record id in it: independent of edge order.
     label: dict[int, str] = {}
     for i, root in enumerate(roots):
         if root not in label:
             label[root] = ids[i]  # ids are sorted, so the first seen is the smallest
-    clusters = pl.DataFrame(
-        {"record_id": ids, "cluster": [label[r] for r in roots]},
-        schema={"record_id": pl.String, "cluster": pl.String},
-    )
-    out_edges = ordered.drop("_order", "_p").with_columns(
-        pl.Series("status", status, dtype=pl.String),
-        pl.Series("refusal", refusal, dtype=pl.String),
-    )
-    return Clustering(clusters=clusters, edges=out_edges)
+    return [label[r] for r in roots], status, refusal
