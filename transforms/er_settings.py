@@ -404,7 +404,9 @@ class ResolveSettings:
         hub_min_entities: an association value shared by more entities than this is a hub.
         hub_max_clique: a value shared by more entities than this is linked as a star to its
             smallest entity id instead of every pair (a compound of 5,000 people would
-            otherwise produce 12.5 million links).
+            otherwise produce 12.5 million links). By default every hub is a star: with cliques
+            up to 50 entities, hubs made 5.6M of the 6.9M entity links of a million generated
+            people, each re-derived by every mart, while saying no more than the star does.
         min_records_to_train: below this, the declared prior m/u probabilities are used as they
             are (EM on a handful of records estimates nothing).
         prior_match_probability: used when the data are too small to estimate it.
@@ -423,7 +425,7 @@ class ResolveSettings:
     predict_threshold: float = 0.05
     identifier_max_group: int = 50
     hub_min_entities: int = 10
-    hub_max_clique: int = 50
+    hub_max_clique: int = 10
     min_records_to_train: int = 1000
     prior_match_probability: float = 1e-4
     prior_recall: float = 0.8

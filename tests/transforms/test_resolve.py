@@ -146,7 +146,10 @@ def test_association_values_link_entities_and_hubs_are_flagged():
     assert result.entity_record["entity_id"].n_unique() == 13
     links = result.entity_link
     hub = links.filter(pl.col("value") == shared)
-    assert hub.height == 12 * 11 // 2
+    # A hub (12 holders > hub_min_entities) is a star around its smallest entity: 11 spokes,
+    # not the 66 pairs of a clique.
+    assert hub.height == 11
+    assert hub["entity_id_l"].n_unique() == 1
     assert hub["is_hub"].all()
     lone = links.filter(pl.col("value") == pair).row(0, named=True)
     assert lone["is_hub"] is False and lone["via"] == "phone"
