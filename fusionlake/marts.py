@@ -37,6 +37,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from fusionlake import schema
 from fusionlake.faults import kill_point
@@ -203,8 +204,13 @@ def _conform(frame: pl.DataFrame | None, table: str, columns: dict[str, pl.DataT
         ) from exc
 
 
-def _inputs(staged, resolution, steward) -> dict[str, pl.DataFrame]:
-    tables: dict[str, pl.DataFrame] = {}
+def _inputs(staged, resolution, steward) -> dict[str, pa.Table]:
+    """Every input table conformed to its schema, as Arrow for DuckDB to scan.
+
+    Strings go over as Arrow string views, which DuckDB reads as they are: the default export
+    copies every string column of the lake (gigabytes at a million people) for each build.
+    """
+    tables: dict[str, pa.Table] = {}
     groups = (
         (staged, schema.TABLES, "staged"),
         (resolution, schema.RESOLUTION_TABLES, "resolution"),
@@ -217,7 +223,8 @@ def _inputs(staged, resolution, steward) -> dict[str, pl.DataFrame]:
                 f"unknown {kind} input table(s) {sorted(unknown)}; known: {sorted(known)}"
             )
         for name, columns in known.items():
-            tables[name] = _conform((given or {}).get(name), name, columns)
+            frame = _conform((given or {}).get(name), name, columns)
+            tables[name] = frame.to_arrow(compat_level=pl.CompatLevel.newest())
     return tables
 
 
@@ -264,9 +271,32 @@ def build_mart(
         MartBuildError: a step failed (the error names the step file).
         MartCheckError: the built mart failed checks (each failed check listed).
     """
+    return _build(
+        path,
+        _inputs(staged, resolution, steward),
+        audience,
+        previous_built_at=previous_built_at,
+        hub_min=hub_min,
+        threads=threads,
+        memory_limit=memory_limit,
+        sql_dir=sql_dir,
+    )
+
+
+def _build(
+    path: Path,
+    tables: dict[str, pa.Table],
+    audience: str | None,
+    *,
+    previous_built_at: datetime | None = None,
+    hub_min: int = HUB_MIN,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+    sql_dir: Path = MART_SQL_DIR,
+) -> MartStats:
+    """:func:`build_mart` on inputs already conformed (once for every audience of a run)."""
     started = time.perf_counter()
     name = _audience_name(audience)
-    tables = _inputs(staged, resolution, steward)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -284,8 +314,8 @@ def build_mart(
             prev = previous_built_at.isoformat() if previous_built_at else None
             con.execute(f"SET VARIABLE previous_built_at = {_sql_literal(prev)}")
             con.execute(f"SET VARIABLE hub_min = {int(hub_min)}")
-            for table, frame in tables.items():
-                con.register(f"in_{table}", frame.to_arrow())
+            for table, arrow in tables.items():
+                con.register(f"in_{table}", arrow)
             for step in mart_steps(sql_dir):
                 t0 = time.perf_counter()
                 try:
@@ -498,13 +528,14 @@ def build_and_publish(
     keeps its previous version). ``build_options`` go to :func:`build_mart`.
     """
     versions: dict[str, str] = {}
+    tables = _inputs(staged, resolution, steward)
     for name in audience_names or audiences(staged):
         pointer = latest(store, name)
         previous = datetime.fromisoformat(pointer["built_at"]) if pointer and pointer.get(
             "built_at") else None
         path = Path(work_dir) / name / MART_FILE
-        build_mart(path, staged, resolution, steward, None if name == ALL else name,
-                   previous_built_at=previous, **build_options)
+        _build(path, tables, None if name == ALL else name, previous_built_at=previous,
+               **build_options)
         versions[name] = publish(store, name, path, retention=retention)
         path.unlink(missing_ok=True)
     return versions

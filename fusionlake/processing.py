@@ -25,6 +25,10 @@ from fusionlake import zones
 from fusionlake.ledger import DropEntry, Ledger
 from fusionlake.store import ObjectStore
 
+# Share of the machine's memory a mart build's DuckDB may hold before it spills to disk; the
+# staged and resolution frames it reads stay in the same process.
+MART_MEMORY_FRACTION = 0.25
+
 # A drop in any of these states has been dealt with and is not processed again.
 DONE_STATES = {"rejected", "staged", "published", "superseded"}
 
@@ -212,10 +216,12 @@ def publish_marts(store: ObjectStore, staged: dict[str, pl.DataFrame],
     version" is a plain query (sql/queries/new_cross_agency_matches.sql).
     """
     from fusionlake.marts import build_and_publish
+    from fusionlake.settings import memory_share
 
     with tempfile.TemporaryDirectory(prefix="fusionlake-mart-") as tmp:
         return build_and_publish(store, staged, resolution, steward, Path(tmp),
-                                 audience_names=audience_list, retention=retention)
+                                 audience_names=audience_list, retention=retention,
+                                 memory_limit=memory_share(MART_MEMORY_FRACTION))
 
 
 def new_cross_agency_matches(person: pl.DataFrame, entity_record: pl.DataFrame,

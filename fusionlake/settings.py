@@ -54,3 +54,13 @@ class Settings:
             mart_retention=int(os.environ.get("FUSIONLAKE_MART_RETENTION", "5")),
             lease_seconds=int(os.environ.get("FUSIONLAKE_LEASE_SECONDS", "900")),
         )
+
+
+def memory_share(fraction: float, floor_mib: int = 256) -> str:
+    """A DuckDB memory limit of ``fraction`` of this machine's memory, e.g. ``"9830MiB"``.
+
+    DuckDB's default (80%) assumes it is alone; in the pipeline it shares the process with the
+    Polars frames it was handed, and past its limit it spills to disk instead of being killed.
+    """
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{max(floor_mib, int(total * fraction) // 2**20)}MiB"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -20,6 +19,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from fusionlake.settings import memory_share
 from transforms.er_settings import ResolveSettings
 
 # Extra person-record columns that declared comparisons may read when a feed provides them.
@@ -177,11 +177,9 @@ def _connect(settings: ResolveSettings) -> duckdb.DuckDBPyConnection:
     With a limit, DuckDB spills to disk instead. The folder goes when the process ends.
     """
     con = duckdb.connect()
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    limit_mib = max(256, int(total * settings.duckdb_memory_fraction) // 2**20)
     spill = tempfile.mkdtemp(prefix="fusionlake-splink-")
     atexit.register(shutil.rmtree, spill, ignore_errors=True)
-    con.execute(f"SET memory_limit = '{limit_mib}MiB'")
+    con.execute(f"SET memory_limit = '{memory_share(settings.duckdb_memory_fraction)}'")
     con.execute(f"SET temp_directory = '{spill}'")
     return con
 
@@ -222,7 +220,9 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     t0 = time.perf_counter()
     con = _connect(settings)
     db_api = DuckDBAPI(connection=con)
-    records = db_api.register(match.to_arrow(), table_name="fl_records")
+    records = db_api.register(
+        match.to_arrow(compat_level=pl.CompatLevel.newest()), table_name="fl_records"
+    )
     linker = Linker(records, splink_settings, log_level=logging.WARNING)
     seconds = stats.setdefault("seconds", {})
     if trained:
