@@ -121,6 +121,13 @@ def _valid_answer(number: phonenumbers.PhoneNumber, note: str | None):
     )
 
 
+# A drop's numbers are parsed twice, by its validation (expectations/custom.py) and by its
+# mapping to the canonical model: the second pass reads the first's answers from here. Bounded,
+# so a long-running server does not grow with every number it has seen.
+_PARSED_CACHE = 500_000
+
+
+@functools.lru_cache(maxsize=_PARSED_CACHE)
 def _parse_one(
     value: str, region: str | None, fast: bool = True
 ) -> tuple[str | None, str | None, str | None, str | None]:
