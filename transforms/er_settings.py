@@ -246,8 +246,10 @@ for _col in ("postcode", "street_number"):
 #   name alone and filters hundreds of millions of candidates. So a window is written as
 #   equalities (``l.birth_year + 1 = r.birth_year``), a missing value as a condition on one side
 #   (``l.birth_year IS NULL``: DuckDB filters that side before the join), and the one costly
-#   comparison (Jaro-Winkler) comes last and inside the narrowest join. Blocking went from 97 s
-#   to 29 s, scored pairs from 54M to 11M, with the same F1 on 100k generated people.
+#   comparison (Jaro-Winkler) comes first (its 9M candidates then exclude nothing; the later
+#   rules' fewer candidates exclude its pairs instead) and inside the narrowest join. Counted
+#   with the same exclusions, blocking went from 97 s to 35 s and scored pairs from 54M to 11.6M,
+#   with the same F1 on 100k generated people.
 #
 # ``narrow`` lists conditions ANDed to a rule when their columns exist (FEBRL has neither sex
 # nor nationality); ``unless`` names columns whose presence makes a rule redundant.
@@ -266,6 +268,23 @@ _NAME_YEAR = ["name_key_sorted", "birth_year"]
 _SPLIT = ["given_name", "family_name", "birth_year"]
 _DOB_NAME = ["birth_date", "name_key_sorted"]
 BLOCKING_RULES: list[dict[str, Any]] = [
+    # The same birth date and a close name where no part is equal (a name kept whole in one
+    # feed and split in another, typos in both parts): Jaro-Winkler on every candidate, so first,
+    # and joined on sex and nationality too; the records lacking either come in the next rules.
+    {
+        "requires": _DOB_NAME,
+        "sql": f"l.birth_date = r.birth_date AND {_NAME_CLOSE}",
+        "narrow": [_SEX_KEY, _NATIONALITY_KEY],
+    },
+    *[
+        {
+            "requires": [*_DOB_NAME, key],
+            "sql": f"l.birth_date = r.birth_date AND {side}.{key} IS NULL AND {_NAME_CLOSE}",
+            "narrow": [other],
+        }
+        for key, other in (("sex", _SAME_NATIONALITY), ("nationality", _SAME_SEX))
+        for side in ("l", "r")
+    ],
     # The same name, born in the same or an adjacent year (or the year unknown on one side).
     {
         "requires": _NAME_YEAR,
@@ -337,23 +356,6 @@ BLOCKING_RULES: list[dict[str, Any]] = [
     {"requires": ["passport_no"], "sql": "l.passport_no = r.passport_no"},
     {"requires": ["other_id"], "sql": "l.other_id = r.other_id"},
     {"requires": ["postcode"], "sql": "l.postcode = r.postcode"},
-    # The same birth date and a close name where no part is equal (a name kept whole in one
-    # feed and split in another, typos in both parts): Jaro-Winkler on every candidate, so last,
-    # joined on sex and nationality too; the records lacking either come in the rules after it.
-    {
-        "requires": _DOB_NAME,
-        "sql": f"l.birth_date = r.birth_date AND {_NAME_CLOSE}",
-        "narrow": [_SEX_KEY, _NATIONALITY_KEY],
-    },
-    *[
-        {
-            "requires": [*_DOB_NAME, key],
-            "sql": f"l.birth_date = r.birth_date AND {side}.{key} IS NULL AND {_NAME_CLOSE}",
-            "narrow": [other],
-        }
-        for key, other in (("sex", _SAME_NATIONALITY), ("nationality", _SAME_SEX))
-        for side in ("l", "r")
-    ],
 ]
 
 
