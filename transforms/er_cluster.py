@@ -15,11 +15,13 @@ probability), and each union is refused when it would:
   ``join_clusters_threshold``.
 
 Every decision depends only on the records of one connected component of the candidate edges,
-so components are found first (scipy, vectorised) and most are settled without the loop: a
-component of two records whose identifiers agree and that no steward or model said apart is
-joined by its first edge, whatever the guards. Only the other components go through the loop,
-a union-find in plain Python that keeps per-cluster constraint sets merged small into large. On
-a million generated people (1.67M records) that leaves about a third of the edges to it.
+so components are found first (scipy, vectorised) and most are settled without the loop: in a
+component whose identifiers agree, that no steward or model said apart and that has no weak
+link among three or more records, no guard can refuse, so the loop would be Kruskal's algorithm
+and scipy's minimum spanning forest over the edge order gives the same result. Only the other
+components go through the loop, a union-find in plain Python that keeps per-cluster constraint
+sets merged small into large. On 100k generated people that leaves it 25,685 of 183,338 edges
+(14%).
 """
 
 from __future__ import annotations
