@@ -5,6 +5,11 @@ runs the steps in order and moves files around. A build for one audience (an age
 rows releasable to it and derives every count, list and name from those rows alone
 (``sql/mart/00_visible_inputs.sql`` is the one place that filters).
 
+Only the steps named ``NN_audience_*.sql`` (who the mart is for, the stewards' tables) read the
+audience's name; the others depend on which rows are visible and nothing else. So audiences that
+may see exactly the same rows (often: an agency that sees everything, and the all-agencies mart)
+share one build: the others get a copy with their audience steps re-run.
+
 Publishing follows the lake's rule that readers never see half a write::
 
     marts/<audience>/<version>/fusion.duckdb    uploaded first (a multipart upload on S3 only
@@ -29,6 +34,7 @@ import io
 import json
 import os
 import re
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -179,6 +185,11 @@ def mart_steps(sql_dir: Path = MART_SQL_DIR) -> list[Path]:
     return steps
 
 
+def _is_audience_step(step: Path) -> bool:
+    """A step that reads the audience's name, re-run on a copy of a shared build."""
+    return step.name[2:].startswith("_audience_")
+
+
 def _audience_name(audience: str | None) -> str:
     name = ALL if audience is None else audience
     if not _AUDIENCE.match(name):
@@ -288,13 +299,18 @@ def _build(
     tables: dict[str, pa.Table],
     audience: str | None,
     *,
+    base: Path | None = None,
     previous_built_at: datetime | None = None,
     hub_min: int = HUB_MIN,
     threads: int | None = None,
     memory_limit: str | None = None,
     sql_dir: Path = MART_SQL_DIR,
 ) -> MartStats:
-    """:func:`build_mart` on inputs already conformed (once for every audience of a run)."""
+    """:func:`build_mart` on inputs already conformed (once for every audience of a run).
+
+    With ``base``, a mart built from the same inputs for an audience that sees the same rows,
+    only the audience steps run, on a copy of it.
+    """
     started = time.perf_counter()
     name = _audience_name(audience)
     path = Path(path)
@@ -302,6 +318,10 @@ def _build(
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     built_at = datetime.now(UTC)
     step_seconds: dict[str, float] = {}
+    steps = mart_steps(sql_dir)
+    if base is not None:
+        shutil.copyfile(base, tmp)
+        steps = [s for s in steps if _is_audience_step(s)]
     try:
         con = duckdb.connect(str(tmp))
         try:
@@ -316,7 +336,7 @@ def _build(
             con.execute(f"SET VARIABLE hub_min = {int(hub_min)}")
             for table, arrow in tables.items():
                 con.register(f"in_{table}", arrow)
-            for step in mart_steps(sql_dir):
+            for step in steps:
                 t0 = time.perf_counter()
                 try:
                     con.execute(step.read_text(encoding="utf-8"))
@@ -529,16 +549,51 @@ def build_and_publish(
     """
     versions: dict[str, str] = {}
     tables = _inputs(staged, resolution, steward)
-    for name in audience_names or audiences(staged):
-        pointer = latest(store, name)
-        previous = datetime.fromisoformat(pointer["built_at"]) if pointer and pointer.get(
-            "built_at") else None
-        path = Path(work_dir) / name / MART_FILE
-        _build(path, tables, None if name == ALL else name, previous_built_at=previous,
-               **build_options)
-        versions[name] = publish(store, name, path, retention=retention)
-        path.unlink(missing_ok=True)
-    return versions
+    names = audience_names or audiences(staged)
+    for group in _same_view(tables, names):
+        base = None
+        for name in group:  # the first is built, the others are copies of it
+            pointer = latest(store, name)
+            previous = datetime.fromisoformat(pointer["built_at"]) if pointer and pointer.get(
+                "built_at") else None
+            path = Path(work_dir) / name / MART_FILE
+            _build(path, tables, None if name == ALL else name, base=base,
+                   previous_built_at=previous, **build_options)
+            versions[name] = publish(store, name, path, retention=retention)
+            if base is None:
+                base = path
+            else:
+                path.unlink(missing_ok=True)
+        if base is not None:
+            base.unlink(missing_ok=True)
+    return {name: versions[name] for name in names}
+
+
+def _same_view(tables: dict[str, pa.Table], names: list[str]) -> list[list[str]]:
+    """Audiences grouped by the rows they may see, in ``names`` order.
+
+    The rule of 00_visible_inputs.sql: the all-agencies mart sees every row; an agency sees a
+    row whose releasable_to names it, and a detail row only when its person record is visible
+    too. Two audiences whose person and detail rows are visible alike therefore see the same rows.
+    """
+    def visible(name: str) -> list[pl.Series]:
+        out = []
+        for table in schema.TABLES:
+            lists = pl.from_arrow(tables[table].select(["releasable_to"]))["releasable_to"]
+            out.append(pl.repeat(True, len(lists), eager=True) if name == ALL
+                       else lists.list.contains(name).fill_null(False))
+        return out
+
+    groups: list[tuple[list[pl.Series], list[str]]] = []
+    for name in names:
+        view = visible(name)
+        for seen, group in groups:
+            if all(a.equals(b) for a, b in zip(seen, view, strict=True)):
+                group.append(name)
+                break
+        else:
+            groups.append((view, [name]))
+    return [group for _, group in groups]
 
 
 def _apply_retention(store: ObjectStore, audience: str, retention: int, current: str) -> None:

@@ -664,3 +664,64 @@ def test_build_and_publish_every_audience(store, tmp_path):
                           cache_dir=tmp_path / "cache")  # fmt: skip
     assert datetime.fromisoformat(json.loads(got)[0]["previous_built_at"]) == (
         datetime.fromisoformat(built_at))
+
+
+def _dump(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
+    """Every table of a mart, rows sorted (mart_info without its build time)."""
+    try:
+        tables = [r[0] for r in rows(con, "SELECT table_name FROM duckdb_tables() "
+                                          "WHERE NOT temporary")]
+        out = {t: rows(con, f'SELECT * FROM "{t}" ORDER BY ALL') for t in tables}
+        out["mart_info"] = rows(con, "SELECT * EXCLUDE (built_at) FROM mart_info")
+        out["views"] = rows(con, "SELECT view_name, sql FROM duckdb_views() "
+                                 "WHERE NOT internal ORDER BY ALL")
+        return out
+    finally:
+        con.close()
+
+
+def test_audiences_that_see_the_same_rows_share_a_build(store, tmp_path, monkeypatch):
+    staged, resolution, steward = scenario()
+
+    # th_imm may see every row, like the all-agencies mart; cn_mps and mm_police the same rows
+    # (all but E3's, which stays th_imm's only)
+    def widen(names):
+        names = set(names) | {"th_imm"}
+        if names & {"cn_mps", "mm_police"}:
+            names |= {"cn_mps", "mm_police"}
+        return sorted(names)
+
+    staged = {t: f.with_columns(pl.col("releasable_to").map_elements(
+        widen, return_dtype=pl.List(pl.String))) for t, f in staged.items()}
+    # an earlier run's history of an entity that has since gone (merged into another)
+    resolution["entity_history"] = pl.concat([resolution["entity_history"], schema.conform(
+        pl.DataFrame([{"old_entity_id": "E7", "new_entity_id": "E6", "change": "merge",
+                       "reason": "passport E66666666", "changed_at": T0}]), "entity_history")])
+    names = marts.audiences(staged)
+    tables = marts._inputs(staged, resolution, steward)
+    assert marts._same_view(tables, names) == [["all", "th_imm"], ["cn_mps", "mm_police"]]
+
+    full_builds = []
+    build = marts._build
+
+    def counting(path, tables, audience, *, base=None, **kw):
+        if base is None:
+            full_builds.append(audience)
+        return build(path, tables, audience, base=base, **kw)
+
+    monkeypatch.setattr(marts, "_build", counting)
+    marts.build_and_publish(store, staged, resolution, steward, tmp_path / "work")
+    assert full_builds == [None, "cn_mps"]
+
+    # each shared mart is exactly the mart built for its audience alone
+    for name in names:
+        alone = marts.build_mart(tmp_path / f"{name}.duckdb", staged, resolution, steward,
+                                 None if name == "all" else name)
+        shared = marts.open_latest(store, name, cache_dir=tmp_path / "cache")
+        assert _dump(shared) == _dump(duckdb.connect(str(alone.path), read_only=True)), name
+    # ... and the audience steps did run for each: a steward sees only their own quarantine
+    quarantined = {name: marts.run_query(store, "SELECT DISTINCT agency FROM quarantine", name,
+                                         "csv", cache_dir=tmp_path / "cache")
+                   for name in names}
+    assert quarantined == {"all": "agency\nmm_police\nth_imm\n", "th_imm": "agency\nth_imm\n",
+                           "cn_mps": "agency\n", "mm_police": "agency\nmm_police\n"}

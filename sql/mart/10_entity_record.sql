@@ -4,8 +4,8 @@
 --
 -- In an agency's mart an entity is only what its visible records and visible record links
 -- hold together: when two visible records were joined only through a record the audience may
--- not see, showing them as one person would reveal that record. So, for audience marts, the
--- resolver's entity is split into the connected components of its visible record links; the
+-- not see, showing them as one person would reveal that record. So, unless the audience sees
+-- every row (full_view, step 00), the resolver's entity is split into the connected components of its visible record links; the
 -- component holding the smallest record id keeps the entity id, the others get an opaque new
 -- id (md5 of the entity id and their smallest record id: stable across builds).
 
@@ -19,14 +19,14 @@ SELECT l.record_id_l AS a, l.record_id_r AS b
 FROM in_record_link AS l
 JOIN resolved AS ra ON ra.record_id = l.record_id_l
 JOIN resolved AS rb ON rb.record_id = l.record_id_r AND rb.entity_id = ra.entity_id
-WHERE getvariable('audience') IS NOT NULL;
+WHERE NOT getvariable('full_view');
 
 -- Label propagation: every record takes the smallest record id it is connected to. USING KEY
 -- keeps one row per record, so each round touches only the labels that changed.
 CREATE TEMP TABLE component AS
 WITH RECURSIVE cc(record_id, label) USING KEY (record_id) AS (
     SELECT record_id, record_id FROM resolved
-    WHERE getvariable('audience') IS NOT NULL
+    WHERE NOT getvariable('full_view')
       AND entity_id IN (SELECT entity_id FROM resolved GROUP BY entity_id HAVING count(*) > 1)
     UNION
     (SELECT nb.b, min(cc.label)
@@ -48,7 +48,7 @@ first_label AS (
     SELECT entity_id, min(label) AS label FROM labelled GROUP BY entity_id
 )
 SELECT l.record_id, l.entity_id AS resolved_entity_id,
-       CASE WHEN l.label = f.label OR getvariable('audience') IS NULL THEN l.entity_id
+       CASE WHEN l.label = f.label OR getvariable('full_view') THEN l.entity_id
             ELSE 'E' || substr(md5(l.entity_id || '|' || l.label), 1, 16) END AS entity_id
 FROM labelled AS l JOIN first_label AS f USING (entity_id);
 

@@ -76,7 +76,7 @@ SELECT * FROM (
     FROM (SELECT DISTINCT entity_id_l, entity_id_r, via, value FROM in_entity_link
           WHERE entity_id_l <> entity_id_r)
 )
-WHERE getvariable('audience') IS NULL;
+WHERE getvariable('full_view');
 
 COMMENT ON TABLE entity_link IS 'Entity-to-entity edges through a shared phone, account, wallet, compound or case: the network analysts explore. Association, not identity: linked entities are different people.';
 COMMENT ON COLUMN entity_link.via IS 'What they share: phone, account, wallet, compound or case.';

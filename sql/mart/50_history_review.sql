@@ -6,8 +6,8 @@ SELECT h.old_entity_id, coalesce(m.entity_id, h.new_entity_id) AS new_entity_id,
 FROM in_entity_history AS h
 LEFT JOIN entity_map AS m ON m.resolved_entity_id = h.new_entity_id
 -- An audience sees the history of the entities it sees (under the ids it sees them by),
--- nothing about the others.
-WHERE getvariable('audience') IS NULL OR m.entity_id IS NOT NULL
+-- nothing about the others; one that sees every row sees all of it.
+WHERE getvariable('full_view') OR m.entity_id IS NOT NULL
 ORDER BY h.changed_at, new_entity_id, h.old_entity_id;
 COMMENT ON TABLE entity_history IS 'Merges and splits of entities between resolution runs: follow old_entity_id to new_entity_id to find where a person went.';
 COMMENT ON COLUMN entity_history.old_entity_id IS 'Entity id before the change (NULL for a new entity).';

@@ -1,11 +1,12 @@
--- Step 60: the stewards' tables. The all-agencies mart has every drop; an agency's mart has its
+-- Step 60 (an audience step: re-run for each audience that shares a build): the stewards'
+-- tables. The all-agencies mart has every drop; an agency's mart has its
 -- own drops and those that gave it a visible record, and only its own quarantined rows (a
 -- rejected row was never releasable to anyone else).
 
-CREATE TEMP VIEW visible_drop AS
+CREATE OR REPLACE TEMP VIEW visible_drop AS
 SELECT DISTINCT drop_id FROM entity_record;
 
-CREATE TABLE drop_ledger AS
+CREATE OR REPLACE TABLE drop_ledger AS
 SELECT drop_id, agency, feed, file_name, sha256, size, state, reason, received_at, updated_at
 FROM in_drop_ledger
 WHERE getvariable('audience') IS NULL
@@ -19,7 +20,7 @@ COMMENT ON COLUMN drop_ledger.size IS 'File size in bytes.';
 COMMENT ON COLUMN drop_ledger.state IS 'received, rejected, validated, staged, published or superseded.';
 COMMENT ON COLUMN drop_ledger.reason IS 'Why the drop is in this state (e.g. the structural problem that got it rejected).';
 
-CREATE TABLE validation_result AS
+CREATE OR REPLACE TABLE validation_result AS
 SELECT drop_id, expectation, "column", success, unexpected_count, unexpected_percent, mostly,
        details
 FROM in_validation_result
@@ -33,7 +34,7 @@ COMMENT ON COLUMN validation_result.unexpected_count IS 'Rows that failed the ex
 COMMENT ON COLUMN validation_result.mostly IS 'Share of rows that must pass for the expectation to succeed.';
 COMMENT ON COLUMN validation_result.details IS 'JSON: partial list of unexpected values and other GX output.';
 
-CREATE TABLE quarantine AS
+CREATE OR REPLACE TABLE quarantine AS
 SELECT drop_id, agency, feed, source_row, expectation, "column", reason, row_json
 FROM in_quarantine
 WHERE getvariable('audience') IS NULL OR agency = getvariable('audience')
