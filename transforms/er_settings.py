@@ -417,8 +417,8 @@ class ResolveSettings:
         em_max_pairs: cap on blocked pairs per EM session.
         duckdb_memory_fraction: share of the machine's memory Splink's DuckDB may hold before
             it spills to disk (the rest is for the Polars frames of the same process). At a
-            million people (bench/bench_pipeline.py), 20% instead of 40% lowered resolve's
-            peak from 11.7 to 9.2 GB; resolve took 125-139 s either way.
+            million people it is most of resolve's peak: 20% gave 6.5 GB next to 2 GB of
+            frames; 12% slowed prediction from about 65 to 81 s (single runs).
         seed: the random seed of u sampling: the same data give the same model.
     """
 
@@ -434,7 +434,7 @@ class ResolveSettings:
     prior_match_probability: float = 1e-4
     prior_recall: float = 0.8
     u_max_pairs: float = 2e6
-    duckdb_memory_fraction: float = 0.2
+    duckdb_memory_fraction: float = 0.15
     em_max_pairs: float | None = 1e6
     seed: int = 42
     identity_kinds: tuple[str, ...] = IDENTITY_KINDS

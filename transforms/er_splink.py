@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -132,13 +133,12 @@ def _populated(frame: pl.DataFrame) -> set[str]:
 
 @dataclass
 class Scored:
-    """Splink's scored pairs; all pairs stay in DuckDB until ``close()``."""
+    """Splink's scored pairs; those below review_low wait on disk until ``close()``."""
 
     pairs: pl.DataFrame
     names: list[str]
-    con: duckdb.DuckDBPyConnection | None = None
-    table: str | None = None
-    review_low: float = 0.0
+    low_pairs: Path | None = None  # Parquet: record_id_l, record_id_r scored below review_low
+    memory_fraction: float = 0.2
 
     def against(self, components: pl.DataFrame) -> pl.DataFrame:
         """Pairs scored below ``review_low`` whose records share a candidate component.
@@ -150,26 +150,30 @@ class Scored:
             components: record_id, component (of the candidate-edge graph).
         """
         empty = pl.DataFrame(schema={"record_id_l": pl.String, "record_id_r": pl.String})
-        if self.con is None or components.height == 0:
+        if self.low_pairs is None or components.height == 0:
             return empty
-        self.con.register("fl_components", components.select("record_id", "component").to_arrow())
-        return pl.from_arrow(
-            self.con.sql(f"""
-            SELECT p.record_id_l, p.record_id_r
-            FROM {self.table} p
-            JOIN fl_components cl ON cl.record_id = p.record_id_l
-            JOIN fl_components cr ON cr.record_id = p.record_id_r
-            WHERE p.match_probability < {self.review_low} AND cl.component = cr.component
-        """).to_arrow_table()
-        )
+        con, _ = _connect(self.memory_fraction)
+        try:
+            con.register("fl_components", components.select("record_id", "component").to_arrow())
+            return pl.from_arrow(
+                con.sql(f"""
+                SELECT p.record_id_l, p.record_id_r
+                FROM read_parquet('{self.low_pairs}') p
+                JOIN fl_components cl ON cl.record_id = p.record_id_l
+                JOIN fl_components cr ON cr.record_id = p.record_id_r
+                WHERE cl.component = cr.component
+            """).to_arrow_table()
+            )
+        finally:
+            con.close()
 
     def close(self) -> None:
-        if self.con is not None:
-            self.con.close()
-            self.con = None
+        if self.low_pairs is not None:
+            self.low_pairs.unlink(missing_ok=True)
+            self.low_pairs = None
 
 
-def _connect(settings: ResolveSettings) -> duckdb.DuckDBPyConnection:
+def _connect(memory_fraction: float) -> tuple[duckdb.DuckDBPyConnection, Path]:
     """Splink's DuckDB: bounded memory that spills to a temporary folder.
 
     The scored pairs live in DuckDB; at a million people they outgrow DuckDB's default limit
@@ -179,9 +183,9 @@ def _connect(settings: ResolveSettings) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     spill = tempfile.mkdtemp(prefix="fusionlake-splink-")
     atexit.register(shutil.rmtree, spill, ignore_errors=True)
-    con.execute(f"SET memory_limit = '{memory_share(settings.duckdb_memory_fraction)}'")
+    con.execute(f"SET memory_limit = '{memory_share(memory_fraction)}'")
     con.execute(f"SET temp_directory = '{spill}'")
-    return con
+    return con, Path(spill)
 
 
 def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str, Any]) -> Scored:
@@ -218,7 +222,7 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
         return Scored(empty, names)
 
     t0 = time.perf_counter()
-    con = _connect(settings)
+    con, spill = _connect(settings.duckdb_memory_fraction)
     db_api = DuckDBAPI(connection=con)
     records = db_api.register(
         match.to_arrow(compat_level=pl.CompatLevel.newest()), table_name="fl_records"
@@ -284,7 +288,16 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     stats.setdefault("seconds", {}).update(splink_train=t1 - t0, splink_predict=t2 - t1)
     stats["model"] = "trained on the data" if trained else "declared priors"
     stats["match_weights"] = _level_weights(linker)
-    return Scored(pairs, names, con, predictions.physical_name, settings.review_low)
+    # Later only the pairs scored below review_low are asked for (Scored.against): they wait in
+    # a file, and Splink's DuckDB, holding every comparison of every blocked pair (11.6M pairs
+    # at a million people), closes now instead of keeping its memory while the clusters are built.
+    low = spill / "low_pairs.parquet"
+    con.execute(
+        f"COPY (SELECT record_id_l, record_id_r FROM {predictions.physical_name} "
+        f"WHERE match_probability < {settings.review_low}) TO '{low}' (FORMAT parquet)"
+    )
+    con.close()
+    return Scored(pairs, names, low, settings.duckdb_memory_fraction)
 
 
 def _level_weights(linker: Any) -> dict[str, list[tuple[str, float | None]]]:

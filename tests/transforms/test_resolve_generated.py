@@ -14,7 +14,7 @@ import pytest
 
 from fusionlake.generator import generate
 from transforms.evaluate import evaluate
-from transforms.resolve import resolve
+from transforms.resolve import input_columns, resolve
 
 _SPEC = importlib.util.spec_from_file_location(
     "bench_generated", Path(__file__).resolve().parents[2] / "bench" / "generated.py")
@@ -52,3 +52,14 @@ def test_no_entity_holds_two_valid_national_ids(resolved):
                   .agg(pl.col("value_normalised").n_unique().alias("n")))
     assert per_entity.height > 100
     assert per_entity["n"].max() == 1
+
+
+def test_the_declared_input_columns_are_all_resolve_reads(resolved):
+    tables, _truth, result = resolved
+    columns = input_columns()
+    assert set(columns) == set(tables)
+    narrow = resolve({t: f.select(columns[t]) for t, f in tables.items()})
+    for name in ("entity_record", "record_link", "entity_link", "review_pair"):
+        assert getattr(narrow, name).equals(getattr(result, name)), name
+    # and it is narrower: the columns left out are most of the detail tables
+    assert sum(len(c) for c in columns.values()) < sum(f.width for f in tables.values()) / 2
