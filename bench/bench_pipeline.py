@@ -69,6 +69,7 @@ def run_stages(drops: Path, lake: Path) -> list[dict]:
     from fusionlake.ledger import Ledger
     from fusionlake.settings import configure_offline
     from fusionlake.store import open_store
+    from transforms.resolve import input_columns
 
     configure_offline()
     store, sampler, rows = open_store(str(lake)), RssSampler(), []
@@ -107,21 +108,18 @@ def run_stages(drops: Path, lake: Path) -> list[dict]:
     def do_docs():
         processing.publish_data_docs(store)
 
-    def do_load():
-        ctx["tables"], _ = processing.load_staged(store, Ledger(store), ctx["feedset"])
+    def do_load():  # as the pipeline flow does: only the columns resolution reads
+        ctx["tables"], _ = processing.load_staged(store, Ledger(store), ctx["feedset"],
+                                                  columns=input_columns())
         return f"{ctx['tables']['person_record'].height:,} person records"
 
     def do_resolve():
-        resolution, ctx["frames"], _ = processing.resolve_lake(store, ctx["tables"], "bench")
+        resolution = processing.resolve_lake(store, ctx.pop("tables"), "bench")[0]
         ctx["stats"] = resolution.stats
         return f"{resolution.entity_record['entity_id'].n_unique():,} entities"
 
-    def do_publish():
-        ledger = Ledger(store)
-        steward = processing.steward_tables(store, ledger)
-        audiences = processing.audiences(ctx["feedset"], ctx["tables"])
-        marts = processing.publish_marts(store, ctx["tables"], ctx["frames"], steward,
-                                         audiences, retention=2)
+    def do_publish():  # from the lake, as the flow does
+        marts = processing.publish_marts(store, Ledger(store), ctx["feedset"], retention=2)
         return f"{len(marts)} marts"
 
     for name, fn in [("deliver", do_deliver), ("land", do_land), ("validate+stage", do_stage),

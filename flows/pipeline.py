@@ -139,20 +139,21 @@ def pipeline(lake: str | None = None, feeds_path: list[str] | None = None,
             log.info("nothing new since the last published marts")
         else:
             t0 = time.perf_counter()
-            tables, superseded = processing.load_staged(store, ledger, feedset)
+            from transforms.resolve import input_columns
+
+            tables, superseded = processing.load_staged(store, ledger, feedset,
+                                                        columns=input_columns())
             for drop_id in superseded:
                 ledger.record(drop_id, "superseded", "every row replaced by a later drop", run_id)
             summary.stage("load staged", t0)
 
             t0 = time.perf_counter()
-            resolution, frames, _version = processing.resolve_lake(store, tables, run_id)
-            summary.resolution_stats = resolution.stats
+            summary.resolution_stats = processing.resolve_lake(store, tables, run_id)[0].stats
+            del tables  # publishing reads the lake: the frames would only take memory
             summary.stage("resolve", t0)
 
             t0 = time.perf_counter()
-            steward = processing.steward_tables(store, ledger)
-            audiences = processing.audiences(feedset, tables)
-            summary.marts = processing.publish_marts(store, tables, frames, steward, audiences,
+            summary.marts = processing.publish_marts(store, ledger, feedset,
                                                      settings.mart_retention)
             for e in ledger.entries():
                 if e.state == "staged" and e.drop_id not in superseded:

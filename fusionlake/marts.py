@@ -40,6 +40,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import polars as pl
@@ -123,6 +124,10 @@ STEWARD_TABLES: dict[str, dict[str, pl.DataType]] = {
     },
 }
 
+#: A conformed mart input: Arrow in memory, or a Parquet file.
+Input = pa.Table | Path
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
 _AUDIENCE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _VERSION = re.compile(r"^(\d{8}T\d{6}\.\d{3})Z-[0-9a-f]{8}$")
 _QUERY_NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -199,29 +204,24 @@ def _audience_name(audience: str | None) -> str:
     return name
 
 
-def _conform(frame: pl.DataFrame | None, table: str, columns: dict[str, pl.DataType]):
+def _conform(frame: Frame | None, table: str, columns: dict[str, pl.DataType]) -> Frame:
     if frame is None:
         return pl.DataFrame(schema=columns)
-    try:
-        return frame.select(
-            [
-                (pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
-                for c, t in columns.items()
-            ]
-        )
-    except pl.exceptions.PolarsError as exc:
-        raise MartError(
-            f"mart input {table}: columns do not fit the expected schema: {exc}"
-        ) from exc
+    present = set(frame.collect_schema().names())
+    return frame.select(
+        [(pl.col(c) if c in present else pl.lit(None)).cast(t).alias(c) for c, t in columns.items()]
+    )
 
 
-def _inputs(staged, resolution, steward) -> dict[str, pa.Table]:
-    """Every input table conformed to its schema, as Arrow for DuckDB to scan.
+def _inputs(staged, resolution, steward, folder: Path | None = None) -> dict[str, Input]:
+    """Every input table conformed to its schema, for DuckDB to scan.
 
-    Strings go over as Arrow string views, which DuckDB reads as they are: the default export
-    copies every string column of the lake (gigabytes at a million people) for each build.
+    Without ``folder``, as Arrow: strings go over as Arrow string views, which DuckDB reads as
+    they are (the default export copies every string column, gigabytes at a million people).
+    With it, as Parquet files there, lazy frames streamed to disk: at a million people the
+    process then holds neither the inputs nor a copy of them while DuckDB builds.
     """
-    tables: dict[str, pa.Table] = {}
+    tables: dict[str, Input] = {}
     groups = (
         (staged, schema.TABLES, "staged"),
         (resolution, schema.RESOLUTION_TABLES, "resolution"),
@@ -235,7 +235,23 @@ def _inputs(staged, resolution, steward) -> dict[str, pa.Table]:
             )
         for name, columns in known.items():
             frame = _conform((given or {}).get(name), name, columns)
-            tables[name] = frame.to_arrow(compat_level=pl.CompatLevel.newest())
+            try:
+                if folder is None:
+                    if isinstance(frame, pl.LazyFrame):
+                        frame = frame.collect()
+                    tables[name] = frame.to_arrow(compat_level=pl.CompatLevel.newest())
+                    continue
+                path = Path(folder) / f"in_{name}.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if isinstance(frame, pl.LazyFrame):
+                    frame.sink_parquet(path, compression="lz4")
+                else:
+                    frame.write_parquet(path, compression="lz4")
+                tables[name] = path
+            except pl.exceptions.PolarsError as exc:
+                raise MartError(
+                    f"mart input {name}: columns do not fit the expected schema: {exc}"
+                ) from exc
     return tables
 
 
@@ -296,7 +312,7 @@ def build_mart(
 
 def _build(
     path: Path,
-    tables: dict[str, pa.Table],
+    tables: dict[str, Input],
     audience: str | None,
     *,
     base: Path | None = None,
@@ -334,8 +350,12 @@ def _build(
             prev = previous_built_at.isoformat() if previous_built_at else None
             con.execute(f"SET VARIABLE previous_built_at = {_sql_literal(prev)}")
             con.execute(f"SET VARIABLE hub_min = {int(hub_min)}")
-            for table, arrow in tables.items():
-                con.register(f"in_{table}", arrow)
+            for table, source in tables.items():
+                if isinstance(source, Path):
+                    con.execute(f"CREATE TEMP VIEW in_{table} AS "
+                                f"FROM read_parquet({_sql_literal(str(source))})")
+                else:
+                    con.register(f"in_{table}", source)
             for step in steps:
                 t0 = time.perf_counter()
                 try:
@@ -347,8 +367,9 @@ def _build(
             if failed:
                 raise MartCheckError(failed, where=f"mart for audience {name}")
             table_rows = _table_rows(con)
-            for table in tables:
-                con.unregister(f"in_{table}")
+            for table, source in tables.items():
+                if not isinstance(source, Path):
+                    con.unregister(f"in_{table}")
             con.execute("CHECKPOINT")
         finally:
             con.close()
@@ -521,12 +542,13 @@ def publish(store: ObjectStore, audience: str, local_path: Path, retention: int 
     return version
 
 
-def audiences(staged: dict[str, pl.DataFrame]) -> list[str]:
+def audiences(staged: dict[str, pl.DataFrame | pl.LazyFrame]) -> list[str]:
     """Every mart to publish: ``all`` and each agency named in any person record's releasable_to."""
     person = staged.get("person_record")
     names: set[str] = set()
-    if person is not None and "releasable_to" in person.columns and person.height:
-        names = set(person["releasable_to"].explode().drop_nulls().unique().to_list())
+    if person is not None and "releasable_to" in person.collect_schema().names():
+        names = set(person.lazy().select(pl.col("releasable_to").explode().drop_nulls().unique())
+                    .collect()["releasable_to"].to_list())
     return [ALL, *sorted(names)]
 
 
@@ -545,10 +567,11 @@ def build_and_publish(
 
     Audiences are built one after the other and each is published as soon as it passes its
     checks; the first failure raises (marts already published stay published, the failed one
-    keeps its previous version). ``build_options`` go to :func:`build_mart`.
+    keeps its previous version). The inputs (frames or lazy frames) are first written to
+    ``work_dir`` as Parquet, which every build reads. ``build_options`` go to :func:`build_mart`.
     """
     versions: dict[str, str] = {}
-    tables = _inputs(staged, resolution, steward)
+    tables = _inputs(staged, resolution, steward, Path(work_dir) / "inputs")
     names = audience_names or audiences(staged)
     for group in _same_view(tables, names):
         base = None
@@ -569,20 +592,22 @@ def build_and_publish(
     return {name: versions[name] for name in names}
 
 
-def _same_view(tables: dict[str, pa.Table], names: list[str]) -> list[list[str]]:
+def _same_view(tables: dict[str, Input], names: list[str]) -> list[list[str]]:
     """Audiences grouped by the rows they may see, in ``names`` order.
 
     The rule of 00_visible_inputs.sql: the all-agencies mart sees every row; an agency sees a
     row whose releasable_to names it, and a detail row only when its person record is visible
     too. Two audiences whose person and detail rows are visible alike therefore see the same rows.
     """
+    releasable = [
+        (pl.read_parquet(source, columns=["releasable_to"]) if isinstance(source, Path)
+         else pl.from_arrow(source.select(["releasable_to"])))["releasable_to"]
+        for source in (tables[table] for table in schema.TABLES)
+    ]
+
     def visible(name: str) -> list[pl.Series]:
-        out = []
-        for table in schema.TABLES:
-            lists = pl.from_arrow(tables[table].select(["releasable_to"]))["releasable_to"]
-            out.append(pl.repeat(True, len(lists), eager=True) if name == ALL
-                       else lists.list.contains(name).fill_null(False))
-        return out
+        return [pl.repeat(True, len(lists), eager=True) if name == ALL
+                else lists.list.contains(name).fill_null(False) for lists in releasable]
 
     groups: list[tuple[list[pl.Series], list[str]]] = []
     for name in names:

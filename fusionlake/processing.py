@@ -14,8 +14,10 @@ in the ledger as ``rejected`` with a reason, and never stop the other drops.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,9 +27,11 @@ from fusionlake import zones
 from fusionlake.ledger import DropEntry, Ledger
 from fusionlake.store import ObjectStore
 
-# Share of the machine's memory a mart build's DuckDB may hold before it spills to disk; the
-# staged and resolution frames it reads stay in the same process.
-MART_MEMORY_FRACTION = 0.25
+# Share of the machine's memory a mart build's DuckDB may hold before it spills to disk. Its
+# inputs are Parquet files, so it is most of what the process holds while publishing: at a
+# million people 25% peaked at 6.2 GB and 15% at 4.3 GB (121 and 136 s, single runs); 20% at 6.3
+# GB in bench_pipeline (105 s).
+MART_MEMORY_FRACTION = 0.2
 
 # A drop in any of these states has been dealt with and is not processed again.
 DONE_STATES = {"rejected", "staged", "published", "superseded"}
@@ -126,47 +130,64 @@ def save_translit_cache(store: ObjectStore) -> int:
     return frame.height
 
 
-def load_staged(store: ObjectStore, ledger: Ledger,
-                feedset) -> tuple[dict[str, pl.DataFrame], set[str]]:
-    """All canonical records that count now, and the drops wholly superseded.
+@contextlib.contextmanager
+def staged_scans(store: ObjectStore, ledger: Ledger,
+                 feedset) -> Iterator[tuple[dict[str, pl.LazyFrame], set[str]]]:
+    """Every staged table as a lazy scan of the lake's files, and the drops wholly superseded.
 
-    A feed with ``supersede: by_source_key`` keeps, per source key, the row of the newest drop
-    (a corrected re-send replaces the earlier row); a drop none of whose rows survive is
-    superseded. Returns (tables, superseded drop ids).
+    Only the records that count now are in the scans: a feed with ``supersede: by_source_key``
+    keeps, per source key, the row of the newest drop (a corrected re-send replaces the earlier
+    row); a drop none of whose rows survive is superseded. The scans are valid inside the
+    ``with`` block (files of an S3 lake are downloaded to a temporary folder for it).
     """
     from fusionlake.schema import TABLES
 
     entries = ledger.entries()  # one listing: on S3 it is a GET per ledger object
     live = {e.drop_id for e in entries if e.state in ("staged", "published")}
-    tables = {t: zones.read_staged(store, t, live) for t in TABLES}
-    person = tables["person_record"]
-    by_key = [name for name, f in feedset.feeds.items() if f.supersede == "by_source_key"]
-    if person.height and by_key:
-        received = {e.drop_id: e.received_at for e in entries}
-        ranked = person.with_columns(
-            pl.col("drop_id").replace_strict(received, default="").alias("_received"),
-            (pl.col("agency") + "/" + pl.col("feed")).alias("_feed"),
-        )
-        newest = (
-            ranked.filter(pl.col("_feed").is_in(by_key))
-            .sort("_received", descending=True)
-            .unique(["_feed", "source_key"], keep="first")
-        )
-        superseded = ranked.filter(pl.col("_feed").is_in(by_key)).join(
-            newest.select("record_id"), on="record_id", how="anti")["record_id"]
-        if superseded.len():
-            tables = {t: f.filter(~pl.col("record_id").is_in(superseded.implode()))
-                      for t, f in tables.items()}
-    before = set(person["drop_id"].unique().to_list())
-    after = set(tables["person_record"]["drop_id"].unique().to_list())
-    return tables, before - after
+    with tempfile.TemporaryDirectory(prefix="fusionlake-staged-") as tmp:
+        scans = {t: zones.scan(zones.local_files(store, zones.staged_keys(store, t, live),
+                                                 Path(tmp)), t)
+                 for t in TABLES}
+        person = scans["person_record"].select(
+            "record_id", "drop_id", "agency", "feed", "source_key").collect()
+        by_key = [name for name, f in feedset.feeds.items() if f.supersede == "by_source_key"]
+        after = before = set(person["drop_id"].unique().to_list())
+        if person.height and by_key:
+            received = {e.drop_id: e.received_at for e in entries}
+            ranked = person.with_columns(
+                pl.col("drop_id").replace_strict(received, default="").alias("_received"),
+                (pl.col("agency") + "/" + pl.col("feed")).alias("_feed"),
+            ).filter(pl.col("_feed").is_in(by_key))
+            newest = (ranked.sort("_received", descending=True)
+                      .unique(["_feed", "source_key"], keep="first"))
+            superseded = ranked.join(newest.select("record_id"), on="record_id",
+                                     how="anti")["record_id"]
+            if superseded.len():
+                scans = {t: f.filter(~pl.col("record_id").is_in(superseded.implode()))
+                         for t, f in scans.items()}
+                after = set(person.filter(~pl.col("record_id").is_in(superseded.implode()))
+                            ["drop_id"].unique().to_list())
+        yield scans, before - after
+
+
+def load_staged(store: ObjectStore, ledger: Ledger, feedset,
+                columns: dict[str, tuple[str, ...]] | None = None,
+                ) -> tuple[dict[str, pl.DataFrame], set[str]]:
+    """All canonical records that count now (see :func:`staged_scans`), and the drops wholly
+    superseded; with ``columns``, only those columns of the tables it names."""
+    with staged_scans(store, ledger, feedset) as (scans, superseded):
+        tables = {t: (f.select(columns[t]) if columns and t in columns else f).collect()
+                  for t, f in scans.items()}
+    return tables, superseded
 
 
 def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: str):
     """Entity resolution over the staged records, with steward decisions and stable ids."""
     from transforms.resolve import resolve
 
-    previous = zones.read_resolution(store)
+    keys = zones.resolution_keys(store) or {}
+    previous = {name: zones.read_frame(store, keys[name])
+                for name in ("entity_record", "entity_history") if name in keys}
     resolution = resolve(
         tables,
         decisions=zones.read_decisions(store),
@@ -197,30 +218,36 @@ def steward_tables(store: ObjectStore, ledger: Ledger) -> dict[str, pl.DataFrame
     }
 
 
-def audiences(feedset, tables: dict[str, pl.DataFrame]) -> list[str]:
-    """'all' (the task force) and one mart per agency that may see any row."""
-    person = tables["person_record"]
-    agencies = set()
-    if person.height:
-        agencies = set(person["releasable_to"].explode().drop_nulls().unique().to_list())
-    agencies |= {f.agency for f in feedset.feeds.values()}
+def audiences(feedset, staged: dict[str, pl.DataFrame | pl.LazyFrame]) -> list[str]:
+    """'all' (the task force) and one mart per agency that may see any row, or has a feed."""
+    from fusionlake.marts import audiences as releasable
+
+    agencies = set(releasable(staged)[1:]) | {f.agency for f in feedset.feeds.values()}
     return ["all", *sorted(agencies)]
 
 
-def publish_marts(store: ObjectStore, staged: dict[str, pl.DataFrame],
-                  resolution: dict[str, pl.DataFrame], steward: dict[str, pl.DataFrame],
-                  audience_list: list[str], retention: int) -> dict[str, str]:
-    """Build, check and publish one mart per audience; returns audience -> version.
+def publish_marts(store: ObjectStore, ledger: Ledger, feedset, retention: int) -> dict[str, str]:
+    """Build, check and publish one mart per audience from the lake; returns audience -> version.
 
-    Each mart remembers when the one it replaces was built, so "what is new since the last
-    version" is a plain query (sql/queries/new_cross_agency_matches.sql).
+    The inputs are read from the lake (the staged records that count now, the latest
+    resolution, the stewards' tables), not handed over in memory: at a million people the
+    process would otherwise hold gigabytes of frames while DuckDB builds. Each mart remembers
+    when the one it replaces was built, so "what is new since the last version" is a plain
+    query (sql/queries/new_cross_agency_matches.sql).
     """
-    from fusionlake.marts import build_and_publish
+    from fusionlake.marts import MartError, build_and_publish
     from fusionlake.settings import memory_share
 
-    with tempfile.TemporaryDirectory(prefix="fusionlake-mart-") as tmp:
-        return build_and_publish(store, staged, resolution, steward, Path(tmp),
-                                 audience_names=audience_list, retention=retention,
+    keys = zones.resolution_keys(store)
+    if keys is None:
+        raise MartError(f"no resolution in lake {store.uri} to publish: resolve first")
+    with (staged_scans(store, ledger, feedset) as (staged, _),
+          tempfile.TemporaryDirectory(prefix="fusionlake-mart-") as tmp):
+        resolution = {name: zones.scan(zones.local_files(store, [key], Path(tmp)), name)
+                      for name, key in keys.items()}
+        return build_and_publish(store, staged, resolution, steward_tables(store, ledger),
+                                 Path(tmp), audience_names=audiences(feedset, staged),
+                                 retention=retention,
                                  memory_limit=memory_share(MART_MEMORY_FRACTION))
 
 

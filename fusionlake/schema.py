@@ -10,6 +10,8 @@ drop and source row (DESIGN.md, "Nothing is lost").
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import polars as pl
 
 PROVENANCE: dict[str, pl.DataType] = {
@@ -160,6 +162,8 @@ TABLES: dict[str, dict[str, pl.DataType]] = {
 }
 
 
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
 def _schema(table: str) -> dict[str, pl.DataType]:
     return TABLES[table] if table in TABLES else RESOLUTION_TABLES[table]
 
@@ -169,12 +173,14 @@ def empty(table: str) -> pl.DataFrame:
     return pl.DataFrame(schema=_schema(table))
 
 
-def conform(frame: pl.DataFrame, table: str) -> pl.DataFrame:
-    """Select and cast a frame to a table's schema; missing columns become nulls."""
+def conform(frame: Frame, table: str) -> Frame:
+    """Select and cast a frame (or a lazy one) to a table's schema; missing columns become
+    nulls."""
     schema = _schema(table)
+    present = set(frame.collect_schema().names())
     return frame.select(
         [
-            (pl.col(name) if name in frame.columns else pl.lit(None)).cast(dtype).alias(name)
+            (pl.col(name) if name in present else pl.lit(None)).cast(dtype).alias(name)
             for name, dtype in schema.items()
         ]
     )

@@ -12,7 +12,9 @@ One module owns the layout of DESIGN.md so that no other code builds keys by han
     cache/translit.parquet                               transliteration cache across runs
     reports/                                             Data Docs site and run summaries
 
-Frames travel as Parquet bytes, which both backends store the same way.
+Frames travel as Parquet bytes, which both backends store the same way. Large tables (staged,
+resolution) can also be scanned lazily from files: in place on a local lake, downloaded once to a
+work folder from S3 (:func:`local_files`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import io
 import json
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 
 from fusionlake import schema
-from fusionlake.store import NotFound, ObjectStore
+from fusionlake.store import LocalStore, NotFound, ObjectStore
 
 STAGED = "staged"
 QUARANTINE = "quarantine"
@@ -59,6 +62,28 @@ def read_frames(store: ObjectStore, keys: list[str]) -> list[pl.DataFrame]:
     return [read_frame(store, k) for k in keys]
 
 
+def local_files(store: ObjectStore, keys: list[str], work_dir: Path) -> list[Path]:
+    """A local file for each key: the object itself on a local lake, else a download into
+    ``work_dir`` (which must outlive whatever reads the files)."""
+    if isinstance(store, LocalStore):
+        return [store.path(k) for k in keys]
+    paths = []
+    for key in keys:
+        path = Path(work_dir) / key
+        store.download_file(key, path)
+        paths.append(path)
+    return paths
+
+
+def scan(paths: list[Path], table: str) -> pl.LazyFrame:
+    """Parquet files of one staged or resolution table, scanned lazily in its schema."""
+    if not paths:
+        return schema.empty(table).lazy()
+    # one scan per file: files written before a column was added lack it, conform fills it in
+    return pl.concat([schema.conform(pl.scan_parquet(p), table) for p in paths],
+                     how="vertical")
+
+
 # -- staged ------------------------------------------------------------------------------------
 
 
@@ -83,11 +108,16 @@ def write_staged(store: ObjectStore, agency: str, feed: str, drop_id: str,
     return counts
 
 
+def staged_keys(store: ObjectStore, table: str, drop_ids: set[str] | None = None) -> list[str]:
+    """The staged files of a table (of the given drops only, when given)."""
+    return [k for k in store.list(f"{STAGED}/{table}")
+            if drop_ids is None or k.rsplit("/", 1)[-1].removesuffix(".parquet") in drop_ids]
+
+
 def read_staged(store: ObjectStore, table: str, drop_ids: set[str] | None = None) -> pl.DataFrame:
     """Every staged frame of a table (of the given drops only, when given)."""
-    keys = [k for k in store.list(f"{STAGED}/{table}")
-            if drop_ids is None or k.rsplit("/", 1)[-1].removesuffix(".parquet") in drop_ids]
-    frames = [schema.conform(f, table) for f in read_frames(store, keys)]
+    frames = [schema.conform(f, table)
+              for f in read_frames(store, staged_keys(store, table, drop_ids))]
     return pl.concat(frames, how="vertical") if frames else schema.empty(table)
 
 
@@ -158,16 +188,22 @@ def write_resolution(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id
     return version
 
 
-def read_resolution(store: ObjectStore) -> dict[str, pl.DataFrame] | None:
-    """The latest resolution's tables, or None before the first."""
+def resolution_keys(store: ObjectStore) -> dict[str, str] | None:
+    """Table name -> file of the latest resolution, or None before the first."""
     try:
         version = json.loads(store.get(f"{RESOLUTION}/LATEST"))["version"]
     except NotFound:
         return None
-    out = {}
-    for key in store.list(f"{RESOLUTION}/{version}"):
-        out[key.rsplit("/", 1)[-1].removesuffix(".parquet")] = read_frame(store, key)
-    return out
+    return {key.rsplit("/", 1)[-1].removesuffix(".parquet"): key
+            for key in store.list(f"{RESOLUTION}/{version}")}
+
+
+def read_resolution(store: ObjectStore) -> dict[str, pl.DataFrame] | None:
+    """The latest resolution's tables, or None before the first."""
+    keys = resolution_keys(store)
+    if keys is None:
+        return None
+    return {name: read_frame(store, key) for name, key in keys.items()}
 
 
 # -- steward decisions -------------------------------------------------------------------------
