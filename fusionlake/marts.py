@@ -40,7 +40,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import duckdb
 import polars as pl
@@ -126,7 +125,6 @@ STEWARD_TABLES: dict[str, dict[str, pl.DataType]] = {
 
 #: A conformed mart input: Arrow in memory, or a Parquet file.
 Input = pa.Table | Path
-Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 _AUDIENCE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _VERSION = re.compile(r"^(\d{8}T\d{6}\.\d{3})Z-[0-9a-f]{8}$")
@@ -204,15 +202,6 @@ def _audience_name(audience: str | None) -> str:
     return name
 
 
-def _conform(frame: Frame | None, table: str, columns: dict[str, pl.DataType]) -> Frame:
-    if frame is None:
-        return pl.DataFrame(schema=columns)
-    present = set(frame.collect_schema().names())
-    return frame.select(
-        [(pl.col(c) if c in present else pl.lit(None)).cast(t).alias(c) for c, t in columns.items()]
-    )
-
-
 def _inputs(staged, resolution, steward, folder: Path | None = None) -> dict[str, Input]:
     """Every input table conformed to its schema, for DuckDB to scan.
 
@@ -234,8 +223,10 @@ def _inputs(staged, resolution, steward, folder: Path | None = None) -> dict[str
                 f"unknown {kind} input table(s) {sorted(unknown)}; known: {sorted(known)}"
             )
         for name, columns in known.items():
-            frame = _conform((given or {}).get(name), name, columns)
+            given_frame = (given or {}).get(name)
             try:
+                frame = (pl.DataFrame(schema=columns) if given_frame is None
+                         else schema.conform_columns(given_frame, columns))
                 if folder is None:
                     if isinstance(frame, pl.LazyFrame):
                         frame = frame.collect()

@@ -164,6 +164,7 @@ TABLES: dict[str, dict[str, pl.DataType]] = {
 
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
+
 def _schema(table: str) -> dict[str, pl.DataType]:
     return TABLES[table] if table in TABLES else RESOLUTION_TABLES[table]
 
@@ -176,12 +177,16 @@ def empty(table: str) -> pl.DataFrame:
 def conform(frame: Frame, table: str) -> Frame:
     """Select and cast a frame (or a lazy one) to a table's schema; missing columns become
     nulls."""
-    schema = _schema(table)
+    return conform_columns(frame, _schema(table))
+
+
+def conform_columns(frame: Frame, columns: dict[str, pl.DataType]) -> Frame:
+    """Select and cast a frame (or a lazy one) to the given columns; missing ones become nulls."""
     present = set(frame.collect_schema().names())
     return frame.select(
         [
             (pl.col(name) if name in present else pl.lit(None)).cast(dtype).alias(name)
-            for name, dtype in schema.items()
+            for name, dtype in columns.items()
         ]
     )
 
@@ -205,6 +210,7 @@ __all__ = [
     "RESOLUTION_TABLES",
     "TABLES",
     "conform",
+    "conform_columns",
     "empty",
     "record_id_expr",
 ]

@@ -725,3 +725,12 @@ def test_audiences_that_see_the_same_rows_share_a_build(store, tmp_path, monkeyp
                    for name in names}
     assert quarantined == {"all": "agency\nmm_police\nth_imm\n", "th_imm": "agency\nth_imm\n",
                            "cn_mps": "agency\n", "mm_police": "agency\nmm_police\n"}
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_input_that_does_not_fit_its_schema_names_the_table(tmp_path, lazy):
+    staged, resolution, steward = scenario()
+    bad = staged["person_record"].with_columns(pl.lit([1, 2]).alias("birth_date"))
+    staged["person_record"] = bad.lazy() if lazy else bad
+    with pytest.raises(marts.MartError, match="mart input person_record: columns do not fit"):
+        marts._inputs(staged, resolution, steward, tmp_path if lazy else None)

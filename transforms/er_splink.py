@@ -138,7 +138,7 @@ class Scored:
     pairs: pl.DataFrame
     names: list[str]
     low_pairs: Path | None = None  # Parquet: record_id_l, record_id_r scored below review_low
-    memory_fraction: float = 0.2
+    memory_fraction: float = ResolveSettings.duckdb_memory_fraction
 
     def against(self, components: pl.DataFrame) -> pl.DataFrame:
         """Pairs scored below ``review_low`` whose records share a candidate component.
