@@ -49,6 +49,7 @@ EVIDENCE_FIELDS = (
     "other_id",
 )
 PROVENANCE_FIELDS = ("agency", "feed", "drop_id", "source_row")
+EXPLAIN_BATCH = 200_000  # record links explained at a time (see _explain)
 
 
 def input_columns(settings: ResolveSettings | None = None) -> dict[str, tuple[str, ...]]:
@@ -326,7 +327,6 @@ def resolve(
         .unique(["record_id_l", "record_id_r"], keep="first")
     )
     record_link = _explain(kept, pairs, id_edges, facts, agreed, disagreed, names)
-    record_link = conform(record_link.sort("record_id_l", "record_id_r"), "record_link")
     review = _review(pairs, result.edges, oversize, entity_record, decided, facts, settings)
     counts = {
         "records": person.height,
@@ -364,38 +364,51 @@ def _explain(
     disagreed: pl.Expr,
     names: list[str],
 ) -> pl.DataFrame:
-    """Record links with their rule, probability, weight, agreement and evidence JSON."""
+    """Record links with their rule, probability, weight, agreement and evidence JSON, sorted
+    by record_id_l, record_id_r.
+
+    Built EXPLAIN_BATCH links at a time, in sorted order: the evidence of a million links is a
+    gigabyte of JSON, and building it in one piece held the joined facts and a sorted copy of
+    it as well (the resolve stage's peak at a million people).
+    """
     weights = [f"w_{n}" for n in names if f"w_{n}" in pairs.columns]
     scored = pairs.select("record_id_l", "record_id_r", "match_weight", *weights)
-    out = (
-        kept.select("record_id_l", "record_id_r", "rule", "match_probability")
-        .join(scored, on=["record_id_l", "record_id_r"], how="left")
-        .join(
-            id_edges.select("record_id_l", "record_id_r", "id_evidence"),
-            on=["record_id_l", "record_id_r"],
-            how="left",
-        )
-        .join(
-            facts.rename({"record_id": "record_id_l", "facts": "l"}), on="record_id_l", how="left"
-        )
-        .join(
-            facts.rename({"record_id": "record_id_r", "facts": "r"}), on="record_id_r", how="left"
-        )
-    )
-    if not weights:
-        out = out.with_columns([pl.lit(None, pl.Float64).alias(f"w_{n}") for n in names])
+    evidence = id_edges.select("record_id_l", "record_id_r", "id_evidence")
+    left = facts.rename({"record_id": "record_id_l", "facts": "l"})
+    right = facts.rename({"record_id": "record_id_r", "facts": "r"})
     per_field = (
         [pl.struct([pl.col(f"w_{n}").round(3).alias(n) for n in names]).alias("weights")]
         if names
         else []
     )
-    return out.with_columns(
-        agreed.alias("agreed"),
-        disagreed.alias("disagreed"),
-        pl.struct("l", "r", pl.col("id_evidence").alias("identifiers"), *per_field)
-        .struct.json_encode()
-        .alias("evidence"),
+    links = kept.select("record_id_l", "record_id_r", "rule", "match_probability").sort(
+        "record_id_l", "record_id_r"
     )
+    parts = []
+    for start in range(0, max(links.height, 1), EXPLAIN_BATCH):
+        out = links.slice(start, EXPLAIN_BATCH)
+        for other, on in (
+            (scored, ["record_id_l", "record_id_r"]),
+            (evidence, ["record_id_l", "record_id_r"]),
+            (left, "record_id_l"),
+            (right, "record_id_r"),
+        ):
+            out = out.join(other, on=on, how="left", maintain_order="left")
+        if not weights:
+            out = out.with_columns([pl.lit(None, pl.Float64).alias(f"w_{n}") for n in names])
+        parts.append(
+            conform(
+                out.with_columns(
+                    agreed.alias("agreed"),
+                    disagreed.alias("disagreed"),
+                    pl.struct("l", "r", pl.col("id_evidence").alias("identifiers"), *per_field)
+                    .struct.json_encode()
+                    .alias("evidence"),
+                ),
+                "record_link",
+            )
+        )
+    return pl.concat(parts, rechunk=False)
 
 
 def _review(
@@ -462,13 +475,19 @@ def _review(
         .join(ent.rename({"record_id": "record_id_l", "entity_id": "e_l"}), on="record_id_l")
         .join(ent.rename({"record_id": "record_id_r", "entity_id": "e_r"}), on="record_id_r")
         .filter(pl.col("e_l") != pl.col("e_r"))
+        .sort(["priority", "record_id_l", "record_id_r"], descending=[True, False, False])
         .join(
-            facts.rename({"record_id": "record_id_l", "facts": "l"}), on="record_id_l", how="left"
+            facts.rename({"record_id": "record_id_l", "facts": "l"}),
+            on="record_id_l",
+            how="left",
+            maintain_order="left",
         )
         .join(
-            facts.rename({"record_id": "record_id_r", "facts": "r"}), on="record_id_r", how="left"
+            facts.rename({"record_id": "record_id_r", "facts": "r"}),
+            on="record_id_r",
+            how="left",
+            maintain_order="left",
         )
         .with_columns(pl.struct("l", "r").struct.json_encode().alias("evidence"))
-        .sort(["priority", "record_id_l", "record_id_r"], descending=[True, False, False])
     )
     return conform(out, "review_pair")

@@ -63,3 +63,14 @@ def test_the_declared_input_columns_are_all_resolve_reads(resolved):
         assert getattr(narrow, name).equals(getattr(result, name)), name
     # and it is narrower: the columns left out are most of the detail tables
     assert sum(len(c) for c in columns.values()) < sum(f.width for f in tables.values()) / 2
+
+
+def test_links_explained_in_batches_are_the_links_explained_at_once(resolved, monkeypatch):
+    tables, _truth, result = resolved
+    links = result.record_link
+    assert links.height > 300
+    assert links.equals(links.sort("record_id_l", "record_id_r"))
+    monkeypatch.setattr("transforms.resolve.EXPLAIN_BATCH", 97)  # several batches, a ragged end
+    batched = resolve(tables)
+    assert batched.record_link.equals(links)
+    assert batched.review_pair.equals(result.review_pair)
