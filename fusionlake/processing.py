@@ -28,10 +28,10 @@ from fusionlake.ledger import DropEntry, Ledger
 from fusionlake.store import ObjectStore
 
 # Share of the machine's memory a mart build's DuckDB may hold before it spills to disk. Its
-# inputs are Parquet files, so it is most of what the process holds while publishing: at a
-# million people 25% peaked at 6.2 GB and 15% at 4.3 GB (121 and 136 s, single runs); 20% at 6.3
-# GB in bench_pipeline (105 s).
-MART_MEMORY_FRACTION = 0.2
+# inputs are Parquet files, so it is most of what the process holds while publishing. Publishing
+# the 1M-people lake on its own (2026-12-01, single runs): 20% peaked at 5,537 MiB in 144.9 s,
+# 17% at 4,813 MiB in 144.7 s, 14% at 4,113 MiB in 158.8 s (the second full build 16 s slower).
+MART_MEMORY_FRACTION = 0.17
 
 # A drop in any of these states has been dealt with and is not processed again.
 DONE_STATES = {"rejected", "staged", "published", "superseded"}
