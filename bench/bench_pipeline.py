@@ -12,6 +12,9 @@ and the tests) and runs the drops of the validate+stage stage concurrently.
 Peak memory per stage is the highest resident set size of the child (VmRSS, which counts
 DuckDB's and Polars' native memory) sampled every 50 ms during the stage; "overall" is the
 child's ru_maxrss. A stage that fails prints its error in the table and the run stops there.
+
+The last row times a fixed workload in the same run (:func:`calibrate`); the overall row gives
+the pipeline's seconds as a multiple of it, which compares runs on a noisy machine.
 """
 
 from __future__ import annotations
@@ -59,6 +62,31 @@ def report(row: dict) -> None:
     """One finished stage, as a JSON line on stdout at once: a child killed by the kernel for
     want of memory still leaves the stages it finished."""
     print(ROW_MARK + json.dumps(row), flush=True)
+
+
+def calibrate(runs: int = 3) -> float:
+    """Median seconds of a fixed Polars and DuckDB workload (group, sort, aggregate 10M rows).
+
+    Unchanged code has run 40% slower from one hour to the next on these machines
+    (validate+stage at 1M people on 2026-12-01: 74-97 s in six runs until 04:13, 119-121 s from
+    05:00); seconds divided by this figure compare runs at different times better than seconds.
+    """
+    import duckdb
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(0)
+    frame = pl.DataFrame({"k": rng.integers(0, 1_000_000, 10_000_000),
+                          "v": rng.random(10_000_000)})
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        frame.group_by("k").agg(pl.col("v").sum()).sort("k")
+        frame.sort("v")
+        duckdb.sql("SELECT k % 1000 AS g, sum(v), count(DISTINCT k) FROM frame GROUP BY g"
+                   ).fetchall()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
 
 
 def run_stages(drops: Path, lake: Path) -> list[dict]:
@@ -153,6 +181,7 @@ def main() -> None:
     from rich.table import Table
 
     sizes = args.people or [100_000]
+    calibration = calibrate()  # in this process: the pipeline's child does not carry its memory
     table = Table(title="whole pipeline on generated drops (local lake, one process per size)")
     for col in ("people", "stage", "seconds", "peak MiB", "note"):
         table.add_column(col, justify="right" if col in ("seconds", "peak MiB") else "left")
@@ -171,6 +200,8 @@ def main() -> None:
             rows = [json.loads(line.removeprefix(ROW_MARK)) for line in done.stdout.splitlines()
                     if line.startswith(ROW_MARK)]
             for row in rows:
+                if row["stage"].startswith("overall"):
+                    row["note"] = f"{row['seconds'] / calibration:.1f} x calibration"
                 table.add_row(f"{people:,}", row["stage"], f"{row['seconds']:.1f}",
                               f"{row['peak'] / 2**20:,.0f}", row["note"])
             if done.returncode != 0:
@@ -178,6 +209,8 @@ def main() -> None:
                 table.add_row(f"{people:,}", "CHILD FAILED",
                               f"{time.perf_counter() - started:.1f}", "",
                               f"exit {done.returncode}{killed} after the stages above")
+    table.add_row("", "(calibration)", f"{calibration:.2f}", "",
+                  "fixed Polars+DuckDB workload, median of 3, same run; not part of the pipeline")
     Console(width=160).print(table)
 
 
