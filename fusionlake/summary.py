@@ -88,4 +88,8 @@ class RunSummary:
             lines += ["## Problems", ""] + [f"- {p}" for p in self.problems] + [""]
         lines += ["## Time per stage", "", "| stage | seconds |", "|---|---:|"]
         lines += [f"| {name} | {sec:.1f} |" for name, sec in self.stages]
+        steps = self.resolution_stats.get("seconds") or {}
+        if steps:  # where a slow resolve spent its time, without rerunning it under a profiler
+            lines += ["", "Resolve, by step (seconds; train_* are parts of splink_train): "
+                      + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())]
         return "\n".join(lines) + "\n"

@@ -76,6 +76,8 @@ def test_pipeline_lifecycle(prefect_harness, lake_uri, drops, tmp_path, capsys):
     assert cache.height > 100 and {"script", "token", "latin"} <= set(cache.columns)
     report = store.get("reports/runs/run-1.md").decode()
     assert "new cross-agency matches" in report and "| drops staged | 4 |" in report
+    steps = re.search(r"Resolve, by step .*: (.*)", report)
+    assert steps and "splink_predict" in steps.group(1) and "explain" in steps.group(1)
     ids_1 = _entity_ids(store)
     # the published entities scored against the generator's truth, as `make demo` does
     capsys.readouterr()
