@@ -417,8 +417,10 @@ class ResolveSettings:
         em_max_pairs: cap on blocked pairs per EM session.
         duckdb_memory_fraction: share of the machine's memory Splink's DuckDB may hold before
             it spills to disk (the rest is for the Polars frames of the same process). At a
-            million people it is most of resolve's peak: 20% gave 6.5 GB next to 2 GB of
-            frames; 12% slowed prediction from about 65 to 81 s (single runs).
+            million people it is most of the scoring peak: 20% gave 6.5 GB next to 2 GB of
+            frames; 12% slowed prediction from about 65 to 81 s. With the records' values no
+            longer carried, 15% peaked at 5,232 MiB (prediction 61.9 s) and 13% at 4,819 MiB
+            (72.5 s), below resolve's later peak either way (single runs).
         seed: the random seed of u sampling: the same data give the same model.
     """
 
@@ -493,7 +495,7 @@ class ResolveSettings:
             "comparisons": comparisons,
             # The record values of each pair are not carried through prediction: the evidence
             # of a link is built from the records afterwards (resolve._facts). Carrying them for
-            # the 11.6M blocked pairs of a million people cost 0.6 GB at the resolve peak.
+            # the 11.6M blocked pairs of a million people cost 0.6 GB at the scoring peak.
             "retain_matching_columns": False,
             # The per-comparison match weights (mw_*), which explain every link.
             "retain_intermediate_calculation_columns": True,

@@ -373,9 +373,7 @@ def _explain(
     """
     weights = [f"w_{n}" for n in names if f"w_{n}" in pairs.columns]
     scored = pairs.select("record_id_l", "record_id_r", "match_weight", *weights)
-    evidence = id_edges.select("record_id_l", "record_id_r", "id_evidence")
-    left = facts.rename({"record_id": "record_id_l", "facts": "l"})
-    right = facts.rename({"record_id": "record_id_r", "facts": "r"})
+    id_evidence = id_edges.select("record_id_l", "record_id_r", "id_evidence")
     per_field = (
         [pl.struct([pl.col(f"w_{n}").round(3).alias(n) for n in names]).alias("weights")]
         if names
@@ -387,13 +385,11 @@ def _explain(
     parts = []
     for start in range(0, max(links.height, 1), EXPLAIN_BATCH):
         out = links.slice(start, EXPLAIN_BATCH)
-        for other, on in (
-            (scored, ["record_id_l", "record_id_r"]),
-            (evidence, ["record_id_l", "record_id_r"]),
-            (left, "record_id_l"),
-            (right, "record_id_r"),
-        ):
-            out = out.join(other, on=on, how="left", maintain_order="left")
+        for other in (scored, id_evidence):
+            out = out.join(
+                other, on=["record_id_l", "record_id_r"], how="left", maintain_order="left"
+            )
+        out = _with_facts(out, facts)
         if not weights:
             out = out.with_columns([pl.lit(None, pl.Float64).alias(f"w_{n}") for n in names])
         parts.append(
@@ -476,18 +472,20 @@ def _review(
         .join(ent.rename({"record_id": "record_id_r", "entity_id": "e_r"}), on="record_id_r")
         .filter(pl.col("e_l") != pl.col("e_r"))
         .sort(["priority", "record_id_l", "record_id_r"], descending=[True, False, False])
-        .join(
-            facts.rename({"record_id": "record_id_l", "facts": "l"}),
-            on="record_id_l",
-            how="left",
-            maintain_order="left",
-        )
-        .join(
-            facts.rename({"record_id": "record_id_r", "facts": "r"}),
-            on="record_id_r",
-            how="left",
-            maintain_order="left",
-        )
-        .with_columns(pl.struct("l", "r").struct.json_encode().alias("evidence"))
+    )
+    out = _with_facts(out, facts).with_columns(
+        pl.struct("l", "r").struct.json_encode().alias("evidence")
     )
     return conform(out, "review_pair")
+
+
+def _with_facts(pairs: pl.DataFrame, facts: pl.DataFrame) -> pl.DataFrame:
+    """Pairs with the facts of their left (``l``) and right (``r``) record, in pairs' order."""
+    for side in ("l", "r"):
+        pairs = pairs.join(
+            facts.rename({"record_id": f"record_id_{side}", "facts": side}),
+            on=f"record_id_{side}",
+            how="left",
+            maintain_order="left",
+        )
+    return pairs
