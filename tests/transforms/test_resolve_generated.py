@@ -74,3 +74,19 @@ def test_links_explained_in_batches_are_the_links_explained_at_once(resolved, mo
     batched = resolve(tables)
     assert batched.record_link.equals(links)
     assert batched.review_pair.equals(result.review_pair)
+
+
+def test_splink_tables_are_removed_when_scoring_ends(resolved):
+    """Splink materialises its tables as Parquet files; a served process scores run after run,
+    so only the low-scored pairs (read later, removed by ``close``) may outlive scoring."""
+    from transforms.er_settings import ResolveSettings
+    from transforms.er_splink import match_frame, score_pairs
+
+    tables, _truth, _result = resolved
+    scored = score_pairs(match_frame(tables, ResolveSettings()), ResolveSettings(), {})
+    try:
+        assert scored.pairs.height > 0
+        assert scored.low_pairs is not None and scored.low_pairs.exists()
+        assert [p.name for p in scored.low_pairs.parent.iterdir()] == [scored.low_pairs.name]
+    finally:
+        scored.close()
