@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from febrl import febrl4_tables, phonetic_key  # noqa: E402
 
 from fusionlake.schema import conform  # noqa: E402
+from transforms.names import sort_tokens  # noqa: E402
 
 SYLLABLES = (
     "an ang bai bao bin bo cai can cao chen cheng chun cong da dan de deng di dong du fang fei "
@@ -119,7 +120,7 @@ def synthetic_tables(people: int, seed: int = 7) -> tuple[dict[str, pl.DataFrame
     persons = rec.with_columns(
         pl.when(swapped).then(pl.col("given")).otherwise(pl.col("family")).alias("family_name"),
         pl.when(swapped).then(pl.col("family")).otherwise(pl.col("given")).alias("given_name"),
-        tokens.list.sort().list.join(" ").alias("name_key_sorted"),
+        sort_tokens(tokens).list.join(" ").alias("name_key_sorted"),
         phonetic_key(tokens).alias("name_key_phonetic"),
         pl.col("birth").alias("birth_date"), pl.col("precision").alias("birth_date_precision"),
         pl.lit("Latin").alias("name_script"),

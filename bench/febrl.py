@@ -25,6 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from fusionlake.schema import conform
+from transforms.names import sort_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "febrl"
@@ -77,7 +78,7 @@ def phonetic_key(tokens: pl.Expr) -> pl.Expr:
             rest = rest.str.replace_all(f"{letter}{{2,}}", letter)
         return pl.concat_str(token.str.slice(0, 1), rest)
 
-    return tokens.list.eval(one(pl.element())).list.sort().list.join(" ")
+    return sort_tokens(tokens.list.eval(one(pl.element()))).list.join(" ")
 
 
 def read_febrl(path: Path) -> pl.DataFrame:
@@ -112,7 +113,7 @@ def febrl4_tables(paths: list[Path] | None = None) -> tuple[dict[str, pl.DataFra
             pl.lit("Latin").alias("name_script"),
             tokens.list.join(" ").alias("name_latin"),
             family.alias("family_name"), given.alias("given_name"),
-            tokens.list.sort().list.join(" ").alias("name_key_sorted"),
+            sort_tokens(tokens).list.join(" ").alias("name_key_sorted"),
             phonetic_key(tokens).alias("name_key_phonetic"),
             pl.col("date_of_birth").str.to_date("%Y%m%d", strict=False).alias("birth_date"),
         ).with_columns(

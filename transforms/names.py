@@ -488,6 +488,16 @@ def _pinyin_given(tokens: list[str]) -> list[str]:
 # Keys
 
 
+def sort_tokens(tokens: pl.Expr) -> pl.Expr:
+    """Each list of tokens sorted, as ``list.sort()`` would, in a fiftieth of its time.
+
+    Polars 2.1's ``list.sort()`` on lists of strings took 12.4 s for 800,000 two- and
+    three-token names; sorting the elements inside ``list.eval`` took 0.26 s for the same
+    result (bench/bench_names.py times both).
+    """
+    return tokens.list.eval(pl.element().sort())
+
+
 def sorted_key(latin: pl.Series) -> pl.Series:
     """Order-free key: tokens split into pinyin syllables where they split fully, sorted.
 
@@ -497,15 +507,13 @@ def sorted_key(latin: pl.Series) -> pl.Series:
     """
     tokens = latin.str.split(" ").explode().drop_nulls().unique()
     mapping = translit_cache.transliterate("key:segment", [t for t in tokens if t], _segment)
+    segmented = (
+        latin.str.split(" ")
+        .list.eval(pl.element().replace_strict(mapping, default=pl.element()))
+        .list.join(" ")
+    )
     return (
-        pl.select(
-            latin.str.split(" ")
-            .list.eval(pl.element().replace_strict(mapping, default=pl.element()))
-            .list.join(" ")
-            .str.split(" ")
-            .list.sort()
-            .list.join(" ")
-        )
+        pl.select(sort_tokens(segmented.str.split(" ")).list.join(" "))
         .to_series()
         .rename("name_key_sorted")
     )
@@ -515,7 +523,7 @@ def phonetic_key_expr(col: pl.Expr) -> pl.Expr:
     """The phonetic rules (PHONETIC_RULES) on an upper-case column of tokens, tokens re-sorted."""
     for pattern, replacement in PHONETIC_RULES:
         col = col.str.replace_all(pattern, replacement)
-    return col.str.split(" ").list.sort().list.join(" ")
+    return sort_tokens(col.str.split(" ")).list.join(" ")
 
 
 def phonetic_key_sql(column: str) -> str:
@@ -546,10 +554,11 @@ def phonetic_key(sorted_keys: pl.Series) -> pl.Series:
     mapping = dict(zip(tokens.to_list(), coded.to_list(), strict=True))
     return (
         pl.select(
-            sorted_keys.str.split(" ")
-            .list.eval(pl.element().replace_strict(mapping, default=pl.element()))
-            .list.sort()
-            .list.join(" ")
+            sort_tokens(
+                sorted_keys.str.split(" ").list.eval(
+                    pl.element().replace_strict(mapping, default=pl.element())
+                )
+            ).list.join(" ")
         )
         .to_series()
         .rename("name_key_phonetic")
@@ -670,5 +679,6 @@ __all__ = [
     "phonetic_key",
     "phonetic_key_expr",
     "phonetic_key_sql",
+    "sort_tokens",
     "sorted_key",
 ]

@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transforms import translit_cache
-from transforms.names import OUTPUT_SCHEMA, normalise_names, phonetic_key, sorted_key
+from transforms.names import (
+    OUTPUT_SCHEMA,
+    normalise_names,
+    phonetic_key,
+    sort_tokens,
+    sorted_key,
+)
 
 COLUMNS = ["name_latin", "family_name", "given_name", "reason"]
 
@@ -309,3 +315,20 @@ def test_phonetic_key_sql_matches_polars(keys_in):
     con.register("t", frame)
     got = [row[0] for row in con.sql(f"select {phonetic_key_sql('k')} from t").fetchall()]
     assert got == phonetic_key(frame["k"]).to_list()
+
+
+def test_sort_tokens_sorts_as_list_sort_does():
+    lists = pl.Series(
+        [
+            ["ZHANG", "WEI"],
+            ["B", "A", "C", "A"],  # repeats stay
+            [],  # empty list
+            None,  # null list
+            ["Z", None, "A"],  # null tokens first, as list.sort() puts them
+            ["ÖZ", "OZ", "ลี"],  # byte order beyond ASCII
+        ],
+        dtype=pl.List(pl.String),
+    )
+    got = pl.select(sort_tokens(pl.lit(lists))).to_series()
+    assert got.to_list() == lists.list.sort().to_list()
+    assert got.to_list()[:5] == [["WEI", "ZHANG"], ["A", "A", "B", "C"], [], None, [None, "A", "Z"]]
