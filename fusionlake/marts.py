@@ -459,7 +459,8 @@ def latest(store: ObjectStore, audience: str = ALL) -> dict | None:
         return None
 
 
-def publish(store: ObjectStore, audience: str, local_path: Path, retention: int = 5) -> str:
+def publish(store: ObjectStore, audience: str, local_path: Path, retention: int = 5, *,
+            move: bool = False) -> str:
     """Upload a built mart as a new version and make it current; returns the version name.
 
     The mart's checks are re-run on the file and its audience must match ``audience`` (so a
@@ -472,6 +473,8 @@ def publish(store: ObjectStore, audience: str, local_path: Path, retention: int 
         audience: "all" or the agency the mart was built for.
         local_path: The built mart file.
         retention: Complete versions kept (the current one is always kept).
+        move: the caller gives the file up: the store may take it instead of a copy (a rename
+            on a local lake), and ``local_path`` is gone afterwards.
 
     Raises:
         MartCheckError: the file fails its checks.
@@ -507,7 +510,10 @@ def publish(store: ObjectStore, audience: str, local_path: Path, retention: int 
         "writer": uuid.uuid4().hex,  # makes every pointer's bytes unique to its writer
     }
     try:
-        store.upload_file(key, local_path)
+        if move:
+            store.move_file(key, local_path)
+        else:
+            store.upload_file(key, local_path)
         stored = {i.key: i.size for i in store.list_info(base)}
         if stored.get(key) != size:
             raise MartError(
@@ -573,11 +579,10 @@ def build_and_publish(
             path = Path(work_dir) / name / MART_FILE
             _build(path, tables, None if name == ALL else name, base=base,
                    previous_built_at=previous, **build_options)
-            versions[name] = publish(store, name, path, retention=retention)
-            if base is None:
+            needed = base is None and len(group) > 1  # the next audiences copy it
+            versions[name] = publish(store, name, path, retention=retention, move=not needed)
+            if needed:
                 base = path
-            else:
-                path.unlink(missing_ok=True)
         if base is not None:
             base.unlink(missing_ok=True)
     return {name: versions[name] for name in names}

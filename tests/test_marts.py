@@ -559,11 +559,14 @@ class _FailingUpload:
         self._store.put(key, data[: len(data) // 2])
         raise ConnectionError("connection reset by peer")
 
+    move_file = upload_file
 
-def test_upload_failing_halfway_leaves_previous_version_current(store, tmp_path):
-    first = marts.publish(store, "all", build(tmp_path / "1").path)
+
+@pytest.mark.parametrize("move", [False, True])
+def test_upload_failing_halfway_leaves_previous_version_current(store, tmp_path, move):
+    first = marts.publish(store, "all", build(tmp_path / "1").path, move=move)
     with pytest.raises(marts.MartError, match="connection reset by peer"):
-        marts.publish(_FailingUpload(store), "all", build(tmp_path / "2").path)
+        marts.publish(_FailingUpload(store), "all", build(tmp_path / "2").path, move=move)
     assert marts.latest(store, "all")["version"] == first
     # the partial version was removed; readers still open the first one
     assert [k.split("/")[2] for k in store.list("marts/all") if k.count("/") == 3] == [

@@ -85,6 +85,16 @@ def test_upload_and_download_file(store, tmp_path):
     assert dest.read_bytes() == src.read_bytes()
 
 
+def test_move_file_stores_the_file_and_takes_it(store, tmp_path):
+    src = tmp_path / "mart.bin"
+    data = bytes(range(256)) * 4_000
+    src.write_bytes(data)
+    store.move_file("files/mart.bin", src)
+    assert not src.exists()
+    assert store.get("files/mart.bin") == data
+    assert store.list("files") == ["files/mart.bin"]  # no temporary left beside it
+
+
 @pytest.mark.parametrize("bad", ["/abs", "a/../b", "a//b", ""])
 def test_invalid_keys_are_refused(store, bad):
     with pytest.raises(ValueError):
