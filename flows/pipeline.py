@@ -18,6 +18,7 @@ import uuid
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from fusionlake import processing, zones
 from fusionlake.faults import kill_point
@@ -53,9 +54,12 @@ def land_task(lake: str, info: ObjectInfo, run_id: str) -> Landed:
 @task(name="process-drop", retry_condition_fn=_transient, **RETRY, **TASK)
 def process_task(lake: str, feeds_path: list[str], entry: DropEntry,
                  run_id: str) -> processing.DropResult:
-    from fusionlake.feeds import load_feeds
+    return processing.stage_drop(lake, feeds_path, entry, run_id)
 
-    return processing.process_drop(open_store(lake), load_feeds(feeds_path), entry, run_id)
+
+def _drop_runner(workers: int):
+    """Worker processes for big drops (they use every core), threads for small ones."""
+    return ProcessPoolTaskRunner(max_workers=workers) if workers else ThreadPoolTaskRunner()
 
 
 @task(name="build-data-docs", retry_condition_fn=_transient, **RETRY, **TASK)
@@ -105,25 +109,31 @@ def pipeline(lake: str | None = None, feeds_path: list[str] | None = None,
         summary.stage("land", t0)
         kill_point("after-land")
 
-        # 2. per drop: read, validate, standardise (a broken drop fails only itself)
+        # 2. per drop: read, validate, standardise (a broken drop fails only itself); the
+        # workers end with the stage, so resolution starts with their memory given back
         t0 = time.perf_counter()
-        pending = processing.pending_drops(ledger)
-        if pending:  # drops run in threads of this process and share the cache
-            processing.load_translit_cache(store)
-        futures = [process_task.submit(lake, feeds_path, e, run_id) for e in pending]
-        with stage_progress("validate+stage", len(pending), log) as advance:
+        pending = processing.largest_first(processing.pending_drops(ledger))
+        learnt = []  # transliterations the drops made, for the lake's cache
+        with (_drop_runner(processing.drop_workers(pending, settings.drop_workers)) as runner,
+              stage_progress("validate+stage", len(pending), log) as advance):
+            futures = [runner.submit(process_task, {"lake": lake, "feeds_path": feeds_path,
+                                                    "entry": e, "run_id": run_id})
+                       for e in pending]
             for entry, fut in zip(pending, futures, strict=True):
                 name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
                 try:
-                    summary.drops.append(fut.result())
-                    advance(f"{name}: {summary.drops[-1].state}")
+                    result = fut.result()
+                    learnt.append(result.transliterations)
+                    result.transliterations = None
+                    summary.drops.append(result)
+                    advance(f"{name}: {result.state}")
                 except Exception as exc:
                     summary.problems.append(
                         f"drop {entry.drop_id} ({name}) failed and will be retried next run: "
                         f"{exc}")
                     advance(f"{name}: failed")
         if pending:
-            processing.save_translit_cache(store)
+            processing.save_translit_cache(store, learnt)
         summary.stage("validate+stage", t0)
         kill_point("after-stage")
         if pending:

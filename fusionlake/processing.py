@@ -33,6 +33,11 @@ from fusionlake.store import ObjectStore
 # 17% at 4,813 MiB in 144.7 s, 14% at 4,113 MiB in 158.8 s (the second full build 16 s slower).
 MART_MEMORY_FRACTION = 0.17
 
+# Drops of a run are processed in worker processes (one per core) when together they are at least
+# this large; below it, in threads of the run's own process. A worker takes about 5 s to start
+# (imports), which a small drop would not earn back.
+PROCESS_MIN_BYTES = 32 * 2**20
+
 # A drop in any of these states has been dealt with and is not processed again.
 DONE_STATES = {"rejected", "staged", "published", "superseded"}
 
@@ -49,6 +54,9 @@ class DropResult:
     quarantined: int = 0
     staged: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    # Name tokens transliterated while processing this drop (script, token, latin), for the run
+    # to add to the lake's cache (save_translit_cache); the run takes them off the result.
+    transliterations: pl.DataFrame | None = None
 
 
 def pending_drops(ledger: Ledger) -> list[DropEntry]:
@@ -105,6 +113,48 @@ def process_drop(store: ObjectStore, feedset, entry: DropEntry, run_id: str) -> 
     return result
 
 
+def drop_workers(entries: list[DropEntry], workers: int) -> int:
+    """Worker processes for this run's drops: 0 means threads of the calling process.
+
+    Validating and standardising a drop is mostly single-threaded Python (GX's pandas engine,
+    transliteration, libphonenumber), so drops in threads share one core; in processes they use
+    every core. A process costs seconds to start (imports), so only drops worth it get them.
+    """
+    if workers < 2 or len(entries) < 2 or sum(e.size for e in entries) < PROCESS_MIN_BYTES:
+        return 0
+    return min(workers, len(entries))
+
+
+def largest_first(entries: list[DropEntry]) -> list[DropEntry]:
+    """Drops in the order to start them: the longest first, so no worker is left with one at
+    the end while the others idle."""
+    return sorted(entries, key=lambda e: (-e.size, e.drop_id))
+
+
+_seeded: set[str] = set()  # lakes whose transliteration cache this process has loaded
+
+
+def stage_drop(lake: str, feeds_path: list[str], entry: DropEntry, run_id: str) -> DropResult:
+    """:func:`process_drop` as a run's worker (thread or process) does it, from plain arguments.
+
+    The process's transliteration cache is seeded from the lake once; the result carries the
+    transliterations this drop added (``transliterations``), for :func:`save_translit_cache`.
+    """
+    from fusionlake.feeds import load_feeds
+    from fusionlake.settings import configure_offline
+    from fusionlake.store import open_store
+    from transforms.translit_cache import take_new
+
+    configure_offline()
+    store = open_store(lake)
+    if store.uri not in _seeded:
+        load_translit_cache(store)
+        _seeded.add(store.uri)
+    result = process_drop(store, load_feeds(feeds_path), entry, run_id)
+    result.transliterations = take_new()
+    return result
+
+
 def load_translit_cache(store: ObjectStore) -> int:
     """Seed this process's transliteration cache from the lake; returns the entries loaded.
 
@@ -120,13 +170,24 @@ def load_translit_cache(store: ObjectStore) -> int:
         return 0
 
 
-def save_translit_cache(store: ObjectStore) -> int:
-    """Store this process's transliteration cache in the lake (the run holds the lease)."""
-    from transforms.translit_cache import export_cache
+def save_translit_cache(store: ObjectStore, added: list[pl.DataFrame] = ()) -> int:
+    """Store the lake's transliteration cache with what this run learnt (the run holds the
+    lease): this process's own cache and the entries worker processes handed back (``added``,
+    from :attr:`DropResult.transliterations`). Returns the entries stored."""
+    from fusionlake.store import NotFound
+    from transforms.translit_cache import CACHE_SCHEMA, export_cache
 
-    frame = export_cache()
-    if frame.height:
-        store.put(zones.TRANSLIT_CACHE, zones.to_parquet(frame))
+    added = [f for f in [export_cache(), *added] if f is not None and f.height]
+    if not added:
+        return 0
+    try:
+        parts = [pl.read_parquet(store.get(zones.TRANSLIT_CACHE)), *added]
+    except NotFound:
+        parts = added
+    frame = (pl.concat([p.select(list(CACHE_SCHEMA)).cast(CACHE_SCHEMA) for p in parts])
+             .unique(["script", "token"], keep="first", maintain_order=True)
+             .sort("script", "token"))
+    store.put(zones.TRANSLIT_CACHE, zones.to_parquet(frame))
     return frame.height
 
 

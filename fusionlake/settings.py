@@ -43,6 +43,7 @@ class Settings:
     feeds_path: list[str] = field(default_factory=list)
     mart_retention: int = 5  # published mart versions kept per audience
     lease_seconds: int = 900  # a crashed run stops blocking others after this long
+    drop_workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes for drops
 
     @classmethod
     def from_env(cls, lake: str | None = None) -> Settings:
@@ -53,6 +54,7 @@ class Settings:
             feeds_path=feeds,
             mart_retention=int(os.environ.get("FUSIONLAKE_MART_RETENTION", "5")),
             lease_seconds=int(os.environ.get("FUSIONLAKE_LEASE_SECONDS", "900")),
+            drop_workers=int(os.environ.get("FUSIONLAKE_DROP_WORKERS") or os.cpu_count() or 1),
         )
 
 

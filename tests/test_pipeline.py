@@ -212,3 +212,40 @@ def test_killed_run_completes_on_restart(api_url, lake_uri, drops, crash_at):
     assert records == mart_count(store, "select count(distinct record_id) from entity_record")
     live = {e.drop_id for e in entries}
     assert records == zones.read_staged(store, "person_record", live).height > 0
+
+
+def _staged_tables(store) -> dict[str, pl.DataFrame]:
+    return {key.removeprefix("staged/"): pl.read_parquet(store.get(key)).sort("record_id")
+            for key in store.list("staged")}
+
+
+def test_drops_in_worker_processes_stage_what_threads_stage(prefect_harness, lake_uri, drops,
+                                                            tmp_path, monkeypatch):
+    from polars.testing import assert_frame_equal
+
+    from flows.pipeline import pipeline
+    from fusionlake import processing
+
+    threads = open_store(str(tmp_path / "threads"))  # the test drops are small: threads
+    deliver_all(threads, drops)
+    assert not pipeline(lake=threads.uri, run_id="threads").problems
+
+    monkeypatch.setattr(processing, "PROCESS_MIN_BYTES", 0)  # now worker processes
+    store = open_store(lake_uri)
+    deliver_all(store, drops)
+    summary = pipeline(lake=lake_uri, run_id="processes")
+    assert not summary.problems, summary.problems
+    assert sorted(d.state for d in summary.drops) == ["staged"] * 5
+    # largest drop first, so that no worker waits alone at the end
+    sizes = {e.drop_id: e.size for e in Ledger(store).entries()}
+    assert [sizes[d.drop_id] for d in summary.drops] == sorted(sizes.values(), reverse=True)
+    assert all(d.transliterations is None for d in summary.drops)  # taken into the cache
+    ours, theirs = _staged_tables(store), _staged_tables(threads)
+    assert ours.keys() == theirs.keys() and len(ours) == 25
+    for key, frame in ours.items():
+        assert_frame_equal(frame, theirs[key])
+    # the workers' transliterations reached the lake's cache: all of them
+    cache = [pl.read_parquet(s.get(zones.TRANSLIT_CACHE)).sort("script", "token")
+             for s in (store, threads)]
+    assert_frame_equal(*cache)
+    assert _entity_ids(store) == _entity_ids(threads)

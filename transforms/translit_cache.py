@@ -17,6 +17,9 @@ CACHE_SCHEMA = {"script": pl.String(), "token": pl.String(), "latin": pl.String(
 # (script, token) -> latin. script is a namespace rather than only a writing system: the same
 # hanzi read as a surname and as a given name are different entries ("Han:family", "Han:given").
 _CACHE: dict[tuple[str, str], str] = {}  # also "zawgyi": value -> Unicode (scripts.py)
+# Keys computed here since the last take_new() (not those imported): what a worker process
+# hands back to the run that stores the cache.
+_NEW: set[tuple[str, str]] = set()
 
 
 def transliterate(
@@ -37,6 +40,7 @@ def transliterate(
     if missing:
         for token, latin in zip(missing, fn(missing), strict=True):
             _CACHE[(script, token)] = latin
+            _NEW.add((script, token))
     return {t: _CACHE[(script, t)] for t in wanted}
 
 
@@ -49,6 +53,18 @@ def export_cache() -> pl.DataFrame:
         {"script": list(scripts), "token": list(tokens), "latin": list(_CACHE.values())},
         schema=CACHE_SCHEMA,
     ).sort("script", "token")
+
+
+def take_new() -> pl.DataFrame:
+    """The entries computed since the last call (imported ones excluded), as in export_cache.
+
+    Each new entry is returned by exactly one call, whichever thread makes it, so the drops of a
+    run, in threads or worker processes, together hand back everything they transliterated.
+    """
+    global _NEW
+    taken, _NEW = _NEW, set()
+    rows = [(script, token, _CACHE[(script, token)]) for script, token in taken]
+    return pl.DataFrame(rows, schema=CACHE_SCHEMA, orient="row").sort("script", "token")
 
 
 def import_cache(frame: pl.DataFrame) -> int:
@@ -69,6 +85,7 @@ def import_cache(frame: pl.DataFrame) -> int:
 def clear_cache() -> None:
     """Forget every entry (tests and benchmarks use this to measure cold runs)."""
     _CACHE.clear()
+    _NEW.clear()
 
 
-__all__ = ["clear_cache", "export_cache", "import_cache", "transliterate"]
+__all__ = ["clear_cache", "export_cache", "import_cache", "take_new", "transliterate"]
