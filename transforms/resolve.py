@@ -369,7 +369,11 @@ def _explain(
 
     Built EXPLAIN_BATCH links at a time, in sorted order: the evidence of a million links is a
     gigabyte of JSON, and building it in one piece held the joined facts and a sorted copy of
-    it as well (the resolve stage's peak at a million people).
+    it as well (the resolve stage's peak at a million people). The narrow columns (weights,
+    identifier evidence, where each end's facts are) are joined once for all links; a batch
+    only gathers its facts by position, instead of joining the 1.7M records' facts twice per
+    batch (at a million people: 10.5 s that way, 8.0 s this way, back to back on the same
+    inputs, the same table).
     """
     weights = [f"w_{n}" for n in names if f"w_{n}" in pairs.columns]
     scored = pairs.select("record_id_l", "record_id_r", "match_weight", *weights)
@@ -382,14 +386,24 @@ def _explain(
     links = kept.select("record_id_l", "record_id_r", "rule", "match_probability").sort(
         "record_id_l", "record_id_r"
     )
+    for other in (scored, id_evidence):
+        links = links.join(
+            other, on=["record_id_l", "record_id_r"], how="left", maintain_order="left"
+        )
+    position = facts.select("record_id").with_row_index("_at")
+    for side in ("l", "r"):
+        links = links.join(
+            position.rename({"record_id": f"record_id_{side}", "_at": f"_at_{side}"}),
+            on=f"record_id_{side}",
+            how="left",
+            maintain_order="left",
+        )
     parts = []
     for start in range(0, max(links.height, 1), EXPLAIN_BATCH):
         out = links.slice(start, EXPLAIN_BATCH)
-        for other in (scored, id_evidence):
-            out = out.join(
-                other, on=["record_id_l", "record_id_r"], how="left", maintain_order="left"
-            )
-        out = _with_facts(out, facts)
+        out = out.with_columns(
+            facts["facts"].gather(out[f"_at_{side}"]).alias(side) for side in ("l", "r")
+        ).drop("_at_l", "_at_r")
         if not weights:
             out = out.with_columns([pl.lit(None, pl.Float64).alias(f"w_{n}") for n in names])
         parts.append(
