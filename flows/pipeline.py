@@ -10,15 +10,19 @@ what is not (bad data: it is recorded as rejected and the run goes on).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
 import uuid
+from collections.abc import Iterator
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from fusionlake import processing, zones
 from fusionlake.faults import kill_point
@@ -57,9 +61,21 @@ def process_task(lake: str, feeds_path: list[str], entry: DropEntry,
     return processing.stage_drop(lake, feeds_path, entry, run_id)
 
 
-def _drop_runner(workers: int):
+@contextlib.contextmanager
+def _drop_runner(workers: int) -> Iterator[TaskRunner]:
     """Worker processes for big drops (they use every core), threads for small ones."""
-    return ProcessPoolTaskRunner(max_workers=workers) if workers else ThreadPoolTaskRunner()
+    if not workers:
+        with ThreadPoolTaskRunner() as runner:
+            yield runner
+        return
+    # The workers report to this run's API. Without PREFECT_API_URL that is a temporary server
+    # of this process, and each worker would otherwise start one of its own on the same SQLite
+    # database: 8-10 s per worker, and "database is locked" errors.
+    with get_client(sync_client=True) as client:
+        api_url = str(client.api_url)
+    with (temporary_settings({PREFECT_API_URL: api_url}),
+          ProcessPoolTaskRunner(max_workers=workers) as runner):
+        yield runner
 
 
 @task(name="build-data-docs", retry_condition_fn=_transient, **RETRY, **TASK)
