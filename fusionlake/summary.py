@@ -72,11 +72,12 @@ class RunSummary:
                          f"{self.resolution_stats['new cross-agency matches']:,} |")
         lines.append("")
         if self.drops:
-            lines += ["## Drops", "", "| drop | file | state | rows | quarantined | reason |",
-                      "|---|---|---|---:|---:|---|"]
+            lines += ["## Drops", "",
+                      "| drop | file | state | rows | quarantined | seconds | reason |",
+                      "|---|---|---|---:|---:|---:|---|"]
             lines += [f"| {d.drop_id[:12]} | {d.name} | {d.state} | {d.rows:,} | "
-                      f"{d.quarantined:,} | {(d.reason or '').replace('|', '/')} |"
-                      for d in self.drops]
+                      f"{d.quarantined:,} | {d.seconds:.1f} | "
+                      f"{(d.reason or '').replace('|', '/')} |" for d in self.drops]
             lines.append("")
         if self.marts:
             lines += ["## Published marts", ""]
