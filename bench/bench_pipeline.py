@@ -105,6 +105,14 @@ def calibrate(runs: int = 3) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def data_docs(lake: str) -> str | None:
+    """The Data Docs stage from a lake URI (what a drop worker receives)."""
+    from fusionlake import processing
+    from fusionlake.store import open_store
+
+    return processing.publish_data_docs(open_store(lake))
+
+
 def run_stages(drops: Path, lake: Path) -> list[dict]:
     """The pipeline's stages on ``lake``; one row per stage: name, seconds, peak bytes, note."""
     from fusionlake import processing
@@ -141,13 +149,15 @@ def run_stages(drops: Path, lake: Path) -> list[dict]:
 
     def do_stage():  # as the flow runs them: in worker processes when the drops are big
         entries = processing.largest_first(processing.pending_drops(Ledger(store)))
-        workers = processing.drop_workers(entries, Settings.from_env(str(lake)).drop_workers)
+        settings = Settings.from_env(str(lake))
+        workers = processing.drop_workers(entries, settings.drop_workers,
+                                          settings.drop_process_min_bytes)
         args = [[str(lake)] * len(entries), [[]] * len(entries), entries,
                 ["bench"] * len(entries)]
         if workers:
-            spawn = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=spawn) as pool:
-                results = list(pool.map(processing.stage_drop, *args))
+            ctx["pool"] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(
+                "spawn"))
+            results = list(ctx["pool"].map(processing.stage_drop, *args))
         else:
             results = list(map(processing.stage_drop, *args))
         processing.save_translit_cache(store, [r.transliterations for r in results])
@@ -158,8 +168,13 @@ def run_stages(drops: Path, lake: Path) -> list[dict]:
                 f"{sum(r.quarantined for r in results):,} quarantined"
                 + (f"; REJECTED {bad}" if bad else ""))
 
-    def do_docs():
-        processing.publish_data_docs(store)
+    def do_docs():  # as the flow does: by a drop worker, where GX is loaded already
+        pool = ctx.pop("pool", None)
+        if pool is None:
+            processing.publish_data_docs(store)
+            return
+        with pool:
+            pool.submit(data_docs, str(lake)).result()
 
     def do_load():  # as the pipeline flow does: only the columns resolution reads
         ctx["tables"], _ = processing.load_staged(store, Ledger(store), ctx["feedset"],

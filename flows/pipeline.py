@@ -129,33 +129,35 @@ def pipeline(lake: str | None = None, feeds_path: list[str] | None = None,
         # workers end with the stage, so resolution starts with their memory given back
         t0 = time.perf_counter()
         pending = processing.largest_first(processing.pending_drops(ledger))
+        workers = processing.drop_workers(pending, settings.drop_workers,
+                                          settings.drop_process_min_bytes)
         learnt = []  # transliterations the drops made, for the lake's cache
-        with (_drop_runner(processing.drop_workers(pending, settings.drop_workers)) as runner,
-              stage_progress("validate+stage", len(pending), log) as advance):
-            futures = [runner.submit(process_task, {"lake": lake, "feeds_path": feeds_path,
-                                                    "entry": e, "run_id": run_id})
-                       for e in pending]
-            for entry, fut in zip(pending, futures, strict=True):
-                name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
-                try:
-                    result = fut.result()
-                    learnt.append(result.transliterations)
-                    result.transliterations = None
-                    summary.drops.append(result)
-                    advance(f"{name}: {result.state}")
-                except Exception as exc:
-                    summary.problems.append(
-                        f"drop {entry.drop_id} ({name}) failed and will be retried next run: "
-                        f"{exc}")
-                    advance(f"{name}: failed")
-        if pending:
-            processing.save_translit_cache(store, learnt)
-        summary.stage("validate+stage", t0)
-        kill_point("after-stage")
-        if pending:
-            t0 = time.perf_counter()
-            summary.data_docs = data_docs_task(lake)
-            summary.stage("data docs", t0)
+        with _drop_runner(workers) as runner:
+            with stage_progress("validate+stage", len(pending), log) as advance:
+                futures = [runner.submit(process_task, {"lake": lake, "feeds_path": feeds_path,
+                                                        "entry": e, "run_id": run_id})
+                           for e in pending]
+                for entry, fut in zip(pending, futures, strict=True):
+                    name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
+                    try:
+                        result = fut.result()
+                        learnt.append(result.transliterations)
+                        result.transliterations = None
+                        summary.drops.append(result)
+                        advance(f"{name}: {result.state}")
+                    except Exception as exc:
+                        summary.problems.append(
+                            f"drop {entry.drop_id} ({name}) failed and will be retried next "
+                            f"run: {exc}")
+                        advance(f"{name}: failed")
+            if pending:
+                processing.save_translit_cache(store, learnt)
+            summary.stage("validate+stage", t0)
+            kill_point("after-stage")
+            if pending:  # by a drop worker: GX is loaded there, and need not be in this process
+                t0 = time.perf_counter()
+                summary.data_docs = runner.submit(data_docs_task, {"lake": lake}).result()
+                summary.stage("data docs", t0)
 
         # 3. resolve and publish, unless nothing they depend on changed
         fingerprint = _fingerprint(store, ledger)

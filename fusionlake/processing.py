@@ -33,11 +33,6 @@ from fusionlake.store import ObjectStore
 # 17% at 4,813 MiB in 144.7 s, 14% at 4,113 MiB in 158.8 s (the second full build 16 s slower).
 MART_MEMORY_FRACTION = 0.17
 
-# Drops of a run are processed in worker processes (one per core) when together they are at least
-# this large; below it, in threads of the run's own process. A worker takes about 5 s to start
-# (imports), which a small drop would not earn back.
-PROCESS_MIN_BYTES = 32 * 2**20
-
 # A drop in any of these states has been dealt with and is not processed again.
 DONE_STATES = {"rejected", "staged", "published", "superseded"}
 
@@ -113,14 +108,15 @@ def process_drop(store: ObjectStore, feedset, entry: DropEntry, run_id: str) -> 
     return result
 
 
-def drop_workers(entries: list[DropEntry], workers: int) -> int:
+def drop_workers(entries: list[DropEntry], workers: int, min_bytes: int) -> int:
     """Worker processes for this run's drops: 0 means threads of the calling process.
 
     Validating and standardising a drop is mostly single-threaded Python (GX's pandas engine,
     transliteration, libphonenumber), so drops in threads share one core; in processes they use
-    every core. A process costs seconds to start (imports), so only drops worth it get them.
+    every core. A process costs seconds to start (imports), so only drops that together have
+    ``min_bytes`` or more get them (Settings.drop_process_min_bytes).
     """
-    if workers < 2 or len(entries) < 2 or sum(e.size for e in entries) < PROCESS_MIN_BYTES:
+    if workers < 2 or len(entries) < 2 or sum(e.size for e in entries) < min_bytes:
         return 0
     return min(workers, len(entries))
 

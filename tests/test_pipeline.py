@@ -224,13 +224,12 @@ def test_drops_in_worker_processes_stage_what_threads_stage(prefect_harness, lak
     from polars.testing import assert_frame_equal
 
     from flows.pipeline import pipeline
-    from fusionlake import processing
 
     threads = open_store(str(tmp_path / "threads"))  # the test drops are small: threads
     deliver_all(threads, drops)
     assert not pipeline(lake=threads.uri, run_id="threads").problems
 
-    monkeypatch.setattr(processing, "PROCESS_MIN_BYTES", 0)  # now worker processes
+    monkeypatch.setenv("FUSIONLAKE_DROP_PROCESS_MIN_BYTES", "1")  # now worker processes
     store = open_store(lake_uri)
     deliver_all(store, drops)
     summary = pipeline(lake=lake_uri, run_id="processes")
@@ -249,3 +248,21 @@ def test_drops_in_worker_processes_stage_what_threads_stage(prefect_harness, lak
              for s in (store, threads)]
     assert_frame_equal(*cache)
     assert _entity_ids(store) == _entity_ids(threads)
+
+
+def test_drop_workers_report_to_the_run_s_own_prefect_server(drops, tmp_path):
+    """`fusionlake run` with no Prefect server configured starts a temporary one; its drop
+    workers must report to it, not each start another on the same database."""
+    lake = str(tmp_path / "lake")
+    deliver_all(open_store(lake), drops)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(FUSIONLAKE_DROP_PROCESS_MIN_BYTES="1", PREFECT_LOGGING_LEVEL="INFO",
+               PREFECT_HOME=str(tmp_path / "prefect"))
+    exe = str(Path(sys.executable).with_name("fusionlake"))
+    done = subprocess.run([exe, "run", "--lake", lake], env=env, capture_output=True, text=True,
+                          timeout=600)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log
+    assert log.count("Starting temporary server") == 1, log
+    assert "database is locked" not in log
+    assert sorted(e.state for e in Ledger(open_store(lake)).entries()) == ["published"] * 5

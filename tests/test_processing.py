@@ -33,7 +33,7 @@ MIB = 2**20
 )
 def test_drop_workers(sizes, workers, expected):
     entries = [_entry(f"d{i}", size) for i, size in enumerate(sizes)]
-    assert processing.drop_workers(entries, workers) == expected
+    assert processing.drop_workers(entries, workers, 32 * MIB) == expected
 
 
 def test_largest_drop_starts_first():
