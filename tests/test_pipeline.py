@@ -180,7 +180,9 @@ def test_concurrent_runs_do_not_corrupt_the_lake(api_url, lake_uri, drops):
     procs = [_cli(api_url, lake_uri, "run") for _ in range(2)]
     outs = [_finish(p) for p in procs]
     codes = sorted(p.returncode for p in procs)
-    assert codes == [0, 2], outs  # one ran, the other said another run holds the lake
+    # one ran, the other said another run holds the lake (a message is shown whole, a repr not)
+    assert codes == [0, 2], "\n".join(f"exit {p.returncode}:\n{out}\n{err}"
+                                       for p, (out, err) in zip(procs, outs, strict=True))
     loser = outs[[p.returncode for p in procs].index(2)][1]
     assert "another run" in loser
     entries = Ledger(store).entries()

@@ -97,8 +97,8 @@ def _tables() -> dict:
 @cache
 def _pinyin_syllables() -> frozenset[str]:
     """Every toneless pinyin syllable pypinyin knows, upper case, plus the passport ü forms."""
-    from pypinyin.contrib.tone_convert import to_normal
-    from pypinyin.pinyin_dict import pinyin_dict
+    to_normal = translit_cache.import_library("pypinyin.contrib.tone_convert").to_normal
+    pinyin_dict = translit_cache.import_library("pypinyin.pinyin_dict").pinyin_dict
 
     readings = {r for value in pinyin_dict.values() for r in value.split(",")}
     syllables = {to_normal(r).upper().replace("Ü", "V") for r in readings}
@@ -113,8 +113,7 @@ def _pinyin_syllables() -> frozenset[str]:
 
 
 def _pinyin(tokens: list[str], surname: bool) -> list[str]:
-    from pypinyin import Style, lazy_pinyin
-
+    pypinyin = translit_cache.import_library("pypinyin")
     tables = _tables()
     out = []
     for token in tokens:
@@ -124,7 +123,8 @@ def _pinyin(tokens: list[str], surname: bool) -> list[str]:
         if surname and token in tables["han_surname_readings"]:
             out.append(tables["han_surname_readings"][token])
             continue
-        syllables = lazy_pinyin(token, style=Style.NORMAL, errors=lambda x: ["?" * len(x)])
+        syllables = pypinyin.lazy_pinyin(token, style=pypinyin.Style.NORMAL,
+                                         errors=lambda x: ["?" * len(x)])
         out.append("".join(syllables).upper().replace("V", "YU"))
     return out
 
@@ -153,8 +153,7 @@ def _thai(tokens: list[str]) -> list[str]:
 
 def _thai_serial(tokens: list[str]) -> list[str]:
     os.environ.setdefault("PYTHAINLP_OFFLINE", "1")  # also in spawned workers
-    from pythainlp.transliterate import romanize
-
+    romanize = translit_cache.import_library("pythainlp.transliterate").romanize
     return [_ascii_upper(romanize(t, engine="royin")) for t in tokens]
 
 

@@ -103,12 +103,12 @@ def zawgyi_text_to_unicode(text: str) -> str:
 def _detector():
     import warnings
 
-    from myanmartools import ZawgyiDetector  # loads a model file shipped in the wheel
+    from transforms.translit_cache import import_library
 
     with warnings.catch_warnings():
         # myanmartools 1.2 uses importlib.resources.open_binary, deprecated since Python 3.11.
         warnings.simplefilter("ignore", DeprecationWarning)
-        return ZawgyiDetector()
+        return import_library("myanmartools").ZawgyiDetector()  # loads a model in the wheel
 
 
 def zawgyi_probability(text: str) -> float:

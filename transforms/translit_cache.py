@@ -4,11 +4,18 @@ Transliteration (pypinyin, pythainlp royin, the Burmese syllable romaniser) domi
 name normalisation, and the same tokens recur in every drop. transforms/names.py asks this module
 for each distinct token once; the pipeline may persist the cache in the lake between runs with
 :func:`export_cache` / :func:`import_cache` (columns ``script, token, latin``).
+
+Drops of a run may be staged in threads of one process, so the cache is shared between threads:
+its bookkeeping holds a lock, and the transliteration libraries are imported through
+:func:`import_library`, one thread at a time.
 """
 
 from __future__ import annotations
 
+import importlib
+import threading
 from collections.abc import Callable, Iterable
+from types import ModuleType
 
 import polars as pl
 
@@ -20,6 +27,22 @@ _CACHE: dict[tuple[str, str], str] = {}  # also "zawgyi": value -> Unicode (scri
 # Keys computed here since the last take_new() (not those imported): what a worker process
 # hands back to the run that stores the cache.
 _NEW: set[tuple[str, str]] = set()
+_LOCK = threading.Lock()  # around changes to _CACHE and _NEW, and iteration over them
+_IMPORTING = threading.Lock()
+
+
+def import_library(module: str) -> ModuleType:
+    """Import a transliteration library on first use, one thread at a time.
+
+    pypinyin's modules import one another in a cycle (``pypinyin`` -> ``converter`` ->
+    ``contrib.tone_sandhi`` -> ``contrib.tone_convert`` -> ``pypinyin``). Two threads importing
+    two of them at once each hold a module lock the other waits for; Python breaks the deadlock
+    by handing one a partially initialised module, and both fail (``_DeadlockError``,
+    ``ImportError: cannot import name 'tone_to_tone2'``). Libraries are imported lazily because
+    most commands never transliterate (pypinyin alone takes 0.3 s to import).
+    """
+    with _IMPORTING:
+        return importlib.import_module(module)
 
 
 def transliterate(
@@ -38,21 +61,19 @@ def transliterate(
     wanted = set(tokens)
     missing = [t for t in wanted if (script, t) not in _CACHE]
     if missing:
-        for token, latin in zip(missing, fn(missing), strict=True):
-            _CACHE[(script, token)] = latin
-            _NEW.add((script, token))
+        latins = fn(missing)  # outside the lock: threads transliterate at once
+        with _LOCK:
+            for token, latin in zip(missing, latins, strict=True):
+                _CACHE[(script, token)] = latin
+                _NEW.add((script, token))
     return {t: _CACHE[(script, t)] for t in wanted}
 
 
 def export_cache() -> pl.DataFrame:
     """The cache as a frame ``script, token, latin``, sorted, for storing in the lake."""
-    if not _CACHE:
-        return pl.DataFrame(schema=CACHE_SCHEMA)
-    scripts, tokens = zip(*_CACHE.keys(), strict=True)
-    return pl.DataFrame(
-        {"script": list(scripts), "token": list(tokens), "latin": list(_CACHE.values())},
-        schema=CACHE_SCHEMA,
-    ).sort("script", "token")
+    with _LOCK:
+        rows = [(script, token, latin) for (script, token), latin in _CACHE.items()]
+    return pl.DataFrame(rows, schema=CACHE_SCHEMA, orient="row").sort("script", "token")
 
 
 def take_new() -> pl.DataFrame:
@@ -62,8 +83,9 @@ def take_new() -> pl.DataFrame:
     run, in threads or worker processes, together hand back everything they transliterated.
     """
     global _NEW
-    taken, _NEW = _NEW, set()
-    rows = [(script, token, _CACHE[(script, token)]) for script, token in taken]
+    with _LOCK:
+        taken, _NEW = _NEW, set()
+        rows = [(script, token, _CACHE[(script, token)]) for script, token in taken]
     return pl.DataFrame(rows, schema=CACHE_SCHEMA, orient="row").sort("script", "token")
 
 
@@ -76,16 +98,21 @@ def import_cache(frame: pl.DataFrame) -> int:
     missing = set(CACHE_SCHEMA) - set(frame.columns)
     if missing:
         raise ValueError(f"transliteration cache frame lacks columns {sorted(missing)}")
-    before = len(_CACHE)
-    for script, token, latin in frame.select(list(CACHE_SCHEMA)).iter_rows():
-        _CACHE.setdefault((script, token), latin)
-    return len(_CACHE) - before
+    rows = frame.select(list(CACHE_SCHEMA)).iter_rows()
+    with _LOCK:
+        before = len(_CACHE)
+        for script, token, latin in rows:
+            _CACHE.setdefault((script, token), latin)
+        return len(_CACHE) - before
 
 
 def clear_cache() -> None:
     """Forget every entry (tests and benchmarks use this to measure cold runs)."""
-    _CACHE.clear()
-    _NEW.clear()
+    with _LOCK:
+        _CACHE.clear()
+        _NEW.clear()
 
 
-__all__ = ["clear_cache", "export_cache", "import_cache", "take_new", "transliterate"]
+__all__ = [
+    "clear_cache", "export_cache", "import_cache", "import_library", "take_new", "transliterate",
+]

@@ -332,3 +332,37 @@ def test_sort_tokens_sorts_as_list_sort_does():
     got = pl.select(sort_tokens(pl.lit(lists))).to_series()
     assert got.to_list() == lists.list.sort().to_list()
     assert got.to_list()[:5] == [["WEI", "ZHANG"], ["A", "A", "B", "C"], [], None, [None, "A", "Z"]]
+
+
+# --- threads ----------------------------------------------------------------------------------
+
+# A cold interpreter: two threads first use pinyin at once (one imports
+# pypinyin.contrib.tone_convert, the other pypinyin), as the first two drops of a run staged in
+# threads may. pypinyin's import cycle deadlocked here (_DeadlockError, "cannot import name
+# 'tone_to_tone2'") in 8 runs of 8 before the imports were serialised.
+_COLD_THREADS = """
+import threading
+from transforms import names
+calls = [lambda: names._segment(["ZHANGWEI"]), lambda: names._pinyin(["张伟"], surname=False)]
+barrier, errors = threading.Barrier(len(calls)), []
+def run(call):
+    barrier.wait()
+    try:
+        call()
+    except BaseException as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=run, args=(c,)) for c in calls]
+for t in threads: t.start()
+for t in threads: t.join()
+print(errors)
+"""
+
+
+def test_transliterators_first_used_from_threads_at_once():
+    import subprocess
+    import sys
+
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", _COLD_THREADS], capture_output=True,
+                             text=True, timeout=120, check=True)
+        assert out.stdout.strip() == "[]", out.stdout + out.stderr
