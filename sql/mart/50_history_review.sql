@@ -15,7 +15,14 @@ COMMENT ON COLUMN entity_history.new_entity_id IS 'Entity id after the change.';
 COMMENT ON COLUMN entity_history.change IS 'merge, split or new.';
 COMMENT ON COLUMN entity_history.changed_at IS 'When the resolution run that made the change ran.';
 
-CREATE TABLE review_queue AS
+CREATE TABLE review_queue (  -- declared for its zstd evidence: see 40_links.sql
+    record_id_l VARCHAR, record_id_r VARCHAR, entity_id_l VARCHAR, entity_id_r VARCHAR,
+    name_l VARCHAR, name_r VARCHAR, name_latin_l VARCHAR, name_latin_r VARCHAR,
+    birth_date_l DATE, birth_date_r DATE, agency_l VARCHAR, agency_r VARCHAR,
+    match_probability DOUBLE, priority DOUBLE, reason VARCHAR,
+    evidence VARCHAR USING COMPRESSION zstd
+);
+INSERT INTO review_queue
 SELECT
     p.record_id_l, p.record_id_r,
     l.entity_id AS entity_id_l, r.entity_id AS entity_id_r,
