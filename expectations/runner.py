@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -68,6 +69,9 @@ def _context():
 
             import expectations.custom  # noqa: F401 - registers the custom expectations
 
+            # the module sets its own logger to INFO on import, which then announces a
+            # temporary folder each time Data Docs are built: nothing a reader can act on
+            logging.getLogger(ProgressBarsConfig.__module__).setLevel(logging.WARNING)
             context = gx.get_context(mode="ephemeral")
             # progress bars on stderr would flood the pipeline's logs, one per drop
             context.variables.progress_bars = ProgressBarsConfig(globally=False)

@@ -9,7 +9,6 @@ frame with its per-comparison Bayes factors, so that every link can say what agr
 from __future__ import annotations
 
 import atexit
-import logging
 import shutil
 import tempfile
 import time
@@ -236,7 +235,9 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     records = db_api.register(
         match.to_arrow(compat_level=pl.CompatLevel.newest()), table_name="fl_records"
     )
-    linker = Linker(records, splink_settings, log_level=logging.WARNING)
+    # log_level=None: Splink's logging is left to the application (the CLI shows its errors,
+    # not the EM notes about levels a training sample lacks)
+    linker = Linker(records, splink_settings, log_level=None)
     seconds = stats.setdefault("seconds", {})
     if trained:
         prior = [r["sql"] for r in settings.usable(settings.prior_rules, columns)]
