@@ -74,7 +74,8 @@ def _drop_runner(workers: int) -> Iterator[TaskRunner]:
     with get_client(sync_client=True) as client:
         api_url = str(client.api_url)
     with (temporary_settings({PREFECT_API_URL: api_url}),
-          ProcessPoolTaskRunner(max_workers=workers) as runner):
+          ProcessPoolTaskRunner(max_workers=workers,
+                                initializer=processing.exit_with_parent) as runner):
         yield runner
 
 

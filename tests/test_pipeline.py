@@ -158,10 +158,11 @@ def api_url(prefect_harness):
     return PREFECT_API_URL.value()
 
 
-def _cli(api_url: str, lake: str, *args: str, env: dict | None = None) -> subprocess.Popen:
+def _cli(api_url: str, lake: str, *args: str, env: dict | None = None,
+         output: int = subprocess.PIPE) -> subprocess.Popen:
     exe = str(Path(sys.executable).with_name("fusionlake"))
-    return subprocess.Popen([exe, *args, "--lake", lake], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+    return subprocess.Popen([exe, *args, "--lake", lake], stdout=output,
+                            stderr=output, text=True, start_new_session=True,
                             env={**os.environ, "PREFECT_API_URL": api_url, **(env or {})})
 
 
@@ -190,6 +191,20 @@ def test_concurrent_runs_do_not_corrupt_the_lake(api_url, lake_uri, drops):
     assert mart_count(store, "select count(*) from drop_ledger") == 2
 
 
+def _group_ends(pgid: int, seconds: float) -> bool:
+    """Whether every process of a process group has ended within ``seconds``."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 # Each point on one backend, the pointer on both (it is the write that differs most).
 @pytest.mark.parametrize(("lake_uri", "crash_at"), [
     ("local", "after-land"), ("s3", "after-stage"),
@@ -198,9 +213,15 @@ def test_concurrent_runs_do_not_corrupt_the_lake(api_url, lake_uri, drops):
 def test_killed_run_completes_on_restart(api_url, lake_uri, drops, crash_at):
     store = open_store(lake_uri)
     deliver_all(store, drops, only={"th_imm/repatriations", "mm_police/detainees"})
-    proc = _cli(api_url, lake_uri, "run", env={"FUSIONLAKE_KILL_AT": crash_at})
-    _finish(proc)
+    env = {"FUSIONLAKE_KILL_AT": crash_at}
+    if crash_at == "after-stage":  # killed while its drop workers (processes) wait for work
+        env |= {"FUSIONLAKE_DROP_PROCESS_MIN_BYTES": "1", "FUSIONLAKE_DROP_WORKERS": "2"}
+    # no pipes: a process the killed run left behind would hold them open
+    proc = _cli(api_url, lake_uri, "run", env=env, output=subprocess.DEVNULL)
+    proc.wait(timeout=600)
     assert proc.returncode == -signal.SIGKILL
+    assert _group_ends(proc.pid, seconds=30), "the killed run's worker processes live on"
+    _finish(proc)
     if crash_at == "before-pointer":  # a mart was uploaded, but no reader may see it yet
         assert not store.exists("marts/all/LATEST")
     again = _cli(api_url, lake_uri, "run")
