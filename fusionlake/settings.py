@@ -43,7 +43,7 @@ class Settings:
     feeds_path: list[str] = field(default_factory=list)
     mart_retention: int = 5  # published mart versions kept per audience
     lease_seconds: int = 900  # a crashed run stops blocking others after this long
-    drop_workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes for drops
+    drop_workers: int = os.cpu_count() or 1  # processes for drops
     # A run's drops go to worker processes when together they are at least this large, else to
     # threads: a worker takes seconds to start (imports), which small drops do not earn back.
     drop_process_min_bytes: int = 32 * 2**20
@@ -57,7 +57,7 @@ class Settings:
             feeds_path=feeds,
             mart_retention=int(os.environ.get("FUSIONLAKE_MART_RETENTION", "5")),
             lease_seconds=int(os.environ.get("FUSIONLAKE_LEASE_SECONDS", "900")),
-            drop_workers=int(os.environ.get("FUSIONLAKE_DROP_WORKERS") or os.cpu_count() or 1),
+            drop_workers=int(os.environ.get("FUSIONLAKE_DROP_WORKERS") or cls.drop_workers),
             drop_process_min_bytes=int(os.environ.get("FUSIONLAKE_DROP_PROCESS_MIN_BYTES")
                                        or cls.drop_process_min_bytes),
         )

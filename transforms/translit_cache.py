@@ -72,8 +72,7 @@ def transliterate(
 def export_cache() -> pl.DataFrame:
     """The cache as a frame ``script, token, latin``, sorted, for storing in the lake."""
     with _LOCK:
-        rows = [(script, token, latin) for (script, token), latin in _CACHE.items()]
-    return pl.DataFrame(rows, schema=CACHE_SCHEMA, orient="row").sort("script", "token")
+        return _frame(_CACHE)
 
 
 def take_new() -> pl.DataFrame:
@@ -85,7 +84,12 @@ def take_new() -> pl.DataFrame:
     global _NEW
     with _LOCK:
         taken, _NEW = _NEW, set()
-        rows = [(script, token, _CACHE[(script, token)]) for script, token in taken]
+        return _frame(taken)
+
+
+def _frame(keys: Iterable[tuple[str, str]]) -> pl.DataFrame:
+    """Cache entries as a frame ``script, token, latin``, sorted (the caller holds _LOCK)."""
+    rows = [(script, token, _CACHE[(script, token)]) for script, token in keys]
     return pl.DataFrame(rows, schema=CACHE_SCHEMA, orient="row").sort("script", "token")
 
 
