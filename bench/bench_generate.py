@@ -22,7 +22,7 @@ from rich.table import Table
 _CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from fusionlake.generator import generate
+from fusionlake.synth import generate
 people, out = int(sys.argv[1]), Path(sys.argv[2])
 t = time.perf_counter()
 summary = generate(people, 1, out)

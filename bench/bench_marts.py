@@ -6,7 +6,7 @@ of each saved query (median of --runs) on the all-agencies mart.
 
 The frames are made directly with NumPy/Polars in the shape the pipeline produces (several
 records per person across agencies, shared phones, compounds, fraud reports paying into
-suspects' cards); entity links come from the resolver's own code (transforms/er_links.py).
+suspects' cards); entity links come from the resolver's own code (transforms/resolution/links.py).
 
     .venv/bin/python bench/bench_marts.py --people 1000000 --runs 3
 """
@@ -28,8 +28,9 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from fusionlake import marts, schema
-from fusionlake.settings import configure_offline
+from fusionlake.lake import schema
+from fusionlake.lake.settings import configure_offline
+from fusionlake.pipeline import marts
 
 FEEDS = [  # agency, feed, role, event_type, country, releasable_to
     ("cn_mps", "suspects", "suspect", "wanted", "CN", ["cn_mps", "th_imm"]),
@@ -48,8 +49,8 @@ def _rss_mb() -> float:
 
 def synthetic(people: int, seed: int = 7) -> tuple[dict, dict, dict]:
     """Staged, resolution and steward frames for ``people`` persons."""
-    from transforms.er_links import association_values, entity_links
-    from transforms.er_settings import ResolveSettings
+    from transforms.resolution.links import association_values, entity_links
+    from transforms.resolution.settings import ResolveSettings
 
     rng = np.random.default_rng(seed)
     per_person = rng.choice([1, 2, 3], size=people, p=[0.7, 0.2, 0.1])

@@ -149,7 +149,7 @@ def make_data(rows: int, seed: int = 7) -> pl.DataFrame:
 
 @dataclass
 class _Feed:
-    """Stand-in with the attributes of fusionlake.feeds.Feed that to_canonical reads."""
+    """Stand-in with the attributes of fusionlake.lake.feeds.Feed that to_canonical reads."""
 
     agency: str = "cn_mps"
     feed: str = "bench"

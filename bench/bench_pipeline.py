@@ -4,7 +4,7 @@
 
 For each size: ``fusionlake generate`` writes the five agency drops (timed, not part of the
 pipeline), then a fresh child process runs the pipeline's stages on a new local lake, in the
-order flows/pipeline.py runs them and through the same functions (fusionlake.processing):
+order flows/pipeline.py runs them and through the same functions (fusionlake.pipeline.stage):
 deliver, land, validate+stage (the drops in worker processes, largest first, as the flow runs
 them when they are big), Data Docs, load staged, resolve, publish marts. The flow adds Prefect's
 task bookkeeping on top (seconds, measured by `make demo` and the tests).
@@ -107,21 +107,21 @@ def calibrate(runs: int = 3) -> float:
 
 def data_docs(lake: str) -> str | None:
     """The Data Docs stage from a lake URI (what a drop worker receives)."""
-    from fusionlake import processing
-    from fusionlake.store import open_store
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline import stage as processing
 
     return processing.publish_data_docs(open_store(lake))
 
 
 def run_stages(drops: Path, lake: Path) -> list[dict]:
     """The pipeline's stages on ``lake``; one row per stage: name, seconds, peak bytes, note."""
-    from fusionlake import processing
-    from fusionlake.feeds import load_feeds
-    from fusionlake.landing import deliver, discover, land
-    from fusionlake.ledger import Ledger
-    from fusionlake.settings import Settings, configure_offline
-    from fusionlake.store import open_store
-    from transforms.resolve import input_columns
+    from fusionlake.lake.feeds import load_feeds
+    from fusionlake.lake.ledger import Ledger
+    from fusionlake.lake.settings import Settings, configure_offline
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline import stage as processing
+    from fusionlake.pipeline.land import deliver, discover, land
+    from transforms.resolution.resolve import input_columns
 
     configure_offline()
     store, sampler, rows = open_store(str(lake)), RssSampler(), []

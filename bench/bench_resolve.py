@@ -16,7 +16,7 @@ Each variant runs in a fresh subprocess per run so that its peak resident memory
 table shows the median seconds of each stage over the runs, the peak memory, and precision,
 recall and F1 against the truth.
 
-* ``resolve``: transforms.resolve.resolve(), stages as in Resolution.stats["seconds"].
+* ``resolve``: transforms.resolution.resolve.resolve(), stages as in Resolution.stats["seconds"].
 * ``splink``: plain Splink 5 on DuckDB on the same match frame with the same compiled settings
   and training plan, then Splink's connected components at the same threshold: what resolve()
   would cost and score without identifier logic, guards, stable ids and explanations.
@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from febrl import febrl4_tables, phonetic_key  # noqa: E402
 
-from fusionlake.schema import conform  # noqa: E402
+from fusionlake.lake.schema import conform  # noqa: E402
 from transforms.names import sort_tokens  # noqa: E402
 
 SYLLABLES = (
@@ -160,8 +160,8 @@ def plain_splink(tables: dict[str, pl.DataFrame], threshold: float) -> tuple[pl.
     import duckdb
     from splink import DuckDBAPI, Linker
 
-    from transforms.er_settings import ResolveSettings
-    from transforms.er_splink import _populated, match_frame
+    from transforms.resolution.settings import ResolveSettings
+    from transforms.resolution.splink import _populated, match_frame
 
     settings = ResolveSettings()
     seconds = {}
@@ -195,9 +195,9 @@ def plain_splink(tables: dict[str, pl.DataFrame], threshold: float) -> tuple[pl.
 
 
 def _one_run(variant: str, people: int, use_febrl: bool) -> dict:
-    from transforms.er_settings import ResolveSettings
     from transforms.evaluate import evaluate
-    from transforms.resolve import resolve
+    from transforms.resolution.resolve import resolve
+    from transforms.resolution.settings import ResolveSettings
 
     tables, truth = febrl4_tables() if use_febrl else synthetic_tables(people)
     start = time.perf_counter()

@@ -7,7 +7,7 @@ repeating a generated drop with fresh report numbers, then measures, each in a f
 (so peak memory is that step's own), the median of --runs runs of:
 
 * polars read_csv   -- pl.read_csv on the same content already in UTF-8 (Polars alone)
-* read_drop         -- fusionlake.readers.read_drop: GB18030 decode + Polars
+* read_drop         -- fusionlake.pipeline.read.read_drop: GB18030 decode + Polars
 * validate_drop     -- expectations.validate_drop on the frame read (GX pandas engine,
                        result_format COMPLETE), GX import and context creation excluded
 
@@ -36,7 +36,7 @@ def make_drop(rows: int, folder: Path) -> tuple[Path, Path]:
     """A GB18030 drop of ``rows`` rows and the same content in UTF-8."""
     import polars as pl
 
-    from fusionlake.generator import generate
+    from fusionlake.synth import generate
 
     generate(20_000, 1, folder / "gen")
     base = next((folder / "gen" / "cn_mps" / "fraud_reports").iterdir())
@@ -56,8 +56,8 @@ def child(step: str, path: str) -> None:
     """One measured step in this process; prints seconds, rows and peak RSS as JSON."""
     import polars as pl
 
-    from fusionlake.feeds import load_feeds
-    from fusionlake.readers import read_drop
+    from fusionlake.lake.feeds import load_feeds
+    from fusionlake.pipeline.read import read_drop
 
     feed = load_feeds().feeds[FEED]
     data = Path(path).read_bytes()

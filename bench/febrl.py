@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-from fusionlake.schema import conform
+from fusionlake.lake.schema import conform
 from transforms.names import sort_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,8 +151,8 @@ def febrl4_via_feeds(
     The canonical model has no address targets yet, so postcode and street number are taken
     from the drop as read and added to person_record as extra columns (see the feed files).
     """
-    from fusionlake.feeds import load_feeds
-    from fusionlake.readers import read_drop
+    from fusionlake.lake.feeds import load_feeds
+    from fusionlake.pipeline.read import read_drop
     from transforms.canonical import to_canonical
 
     paths = paths or fetch_febrl4()

@@ -5,7 +5,7 @@ Usage::
     .venv/bin/python bench/generated.py --people 10000 --seed 1
 
 ``fusionlake generate`` writes one drop per feed and truth.csv; each drop is read
-(fusionlake.readers.read_drop) and mapped (transforms.canonical.to_canonical) exactly as the
+(fusionlake.pipeline.read.read_drop) and mapped (transforms.canonical.to_canonical) exactly as the
 pipeline does, then resolved. The baseline is Splink on the values *as written* (names in their
 own scripts, birth dates in their own calendars and formats, identifiers unnormalised), with the
 same training plan: what Splink gives without the normalisation and identifier logic of
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
-from fusionlake.schema import record_id_expr
+from fusionlake.lake.schema import record_id_expr
 
 TABLES = ("person_record", "identifier", "phone", "account", "event")
 
@@ -39,8 +39,8 @@ def load_generated(out: Path) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, pl
         (canonical tables, truth, raw): raw has record_id, agency, feed, source_key and the
         person fields as written (name_raw, dob_raw, sex_raw, nat_raw, id_raw).
     """
-    from fusionlake.feeds import load_feeds
-    from fusionlake.readers import read_drop
+    from fusionlake.lake.feeds import load_feeds
+    from fusionlake.pipeline.read import read_drop
     from transforms.canonical import to_canonical
 
     feeds = load_feeds()
@@ -118,9 +118,9 @@ def baseline_splink(raw: pl.DataFrame, threshold: float = 0.5) -> pl.DataFrame:
 
 
 def main() -> None:
-    from fusionlake.generator import generate
+    from fusionlake.synth import generate
     from transforms.evaluate import evaluate
-    from transforms.resolve import resolve
+    from transforms.resolution.resolve import resolve
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--people", type=int, default=10_000)

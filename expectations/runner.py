@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from expectations.suites import load_suite
-from fusionlake.feeds import Feed
+from fusionlake.lake.feeds import Feed
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -155,7 +155,7 @@ def _reject(frame: pl.DataFrame, drop_id: str, reason: str, expectation: str,
 
 
 def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str) -> ValidationOutcome:
-    """Validate one drop (as read by fusionlake.readers.read_drop) with its feed's suite.
+    """Validate one drop (as read by fusionlake.pipeline.read.read_drop) with its feed's suite.
 
     Args:
         frame: source columns as pl.String plus source_row.

@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-from fusionlake.feeds import Feed, load_feeds
+from fusionlake.lake.feeds import Feed, load_feeds
 
 MAX_LENGTH = 4096  # longest plausible cell; a 10 MB "name" is an export accident or an attack
 BIRTH_RANGE = ("1900-01-01", "today")
@@ -143,7 +143,7 @@ def load_suite(feed: Feed) -> dict:
 
 def write_suites(feeds: list[Feed] | None = None, folder: Path | None = None) -> list[Path]:
     """Write the generated suite of each feed; returns the files written."""
-    from fusionlake.feeds import SUITES_DIR
+    from fusionlake.lake.feeds import SUITES_DIR
 
     folder = Path(folder or SUITES_DIR)
     folder.mkdir(parents=True, exist_ok=True)

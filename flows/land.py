@@ -1,7 +1,7 @@
 """The ``land_drops`` flow: copy every new landing object to raw/ and record it in the ledger.
 
 Orchestration only: what runs, in which order, with which retries. The work is in
-fusionlake.landing, which is tested without Prefect.
+fusionlake.pipeline.land, which is tested without Prefect.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import uuid
 
 from prefect import flow, task
 
-from fusionlake.landing import Landed, discover, land
-from fusionlake.ledger import Ledger
-from fusionlake.store import LakeError, ObjectInfo, open_store
+from fusionlake.lake.ledger import Ledger
+from fusionlake.lake.store import LakeError, ObjectInfo, open_store
+from fusionlake.pipeline.land import Landed, discover, land
 
 # Object-store calls can fail for passing reasons (network, throttling): retry those with
 # backoff. A landing object in the wrong place is not passing: DeliveryError is not retried.

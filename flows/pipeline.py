@@ -3,7 +3,7 @@
 discover new drops -> per drop, concurrently: land, then read, validate, standardise ->
 once: resolve entities -> publish one mart per audience -> leave a run summary.
 
-Orchestration only. Each step is a function of fusionlake.processing / fusionlake.landing,
+Orchestration only. Each step is a function of fusionlake.pipeline.stage / fusionlake.pipeline.land,
 tested without Prefect; here we say what runs when, what is retried (object-store calls) and
 what is not (bad data: it is recorded as rejected and the run goes on).
 """
@@ -24,15 +24,16 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-from fusionlake import processing, zones
-from fusionlake.faults import kill_point
-from fusionlake.landing import Landed, discover, land
-from fusionlake.lease import acquire
-from fusionlake.ledger import DropEntry, Ledger
-from fusionlake.progress import stage_progress
-from fusionlake.settings import Settings
-from fusionlake.store import LakeError, ObjectInfo, ObjectStore, open_store
-from fusionlake.summary import RunSummary
+from fusionlake.lake import zones
+from fusionlake.lake.faults import kill_point
+from fusionlake.lake.lease import acquire
+from fusionlake.lake.ledger import DropEntry, Ledger
+from fusionlake.lake.settings import Settings
+from fusionlake.lake.store import LakeError, ObjectInfo, ObjectStore, open_store
+from fusionlake.pipeline import stage as processing
+from fusionlake.pipeline.land import Landed, discover, land
+from fusionlake.pipeline.progress import stage_progress
+from fusionlake.pipeline.summary import RunSummary
 
 # Passing storage failures are retried with backoff; nothing else is (bad data does not improve).
 RETRY = {"retries": 3, "retry_delay_seconds": [2, 8, 30]}
@@ -95,7 +96,7 @@ def _fingerprint(store: ObjectStore, ledger: Ledger) -> str:
 def pipeline(lake: str | None = None, feeds_path: list[str] | None = None,
              run_id: str | None = None, lease_wait: float = 0.0) -> RunSummary:
     """Run the whole pipeline once over all new drops of a lake."""
-    from fusionlake.feeds import load_feeds
+    from fusionlake.lake.feeds import load_feeds
 
     settings = Settings.from_env(lake)
     lake = settings.lake
@@ -168,7 +169,7 @@ def pipeline(lake: str | None = None, feeds_path: list[str] | None = None,
             log.info("nothing new since the last published marts")
         else:
             t0 = time.perf_counter()
-            from transforms.resolve import input_columns
+            from transforms.resolution.resolve import input_columns
 
             tables, superseded = processing.load_staged(store, ledger, feedset,
                                                         columns=input_columns())

@@ -14,7 +14,7 @@ import time
 import urllib.request
 from contextlib import contextmanager
 
-from fusionlake.settings import Settings
+from fusionlake.lake.settings import Settings
 
 DEPLOYMENT = "fusionlake-pipeline"
 

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from fusionlake.settings import Settings, configure_offline
+from fusionlake.lake.settings import Settings, configure_offline
 
 EXIT_USER_ERROR = 2
 
@@ -28,8 +28,8 @@ class UserError(Exception):
 
 
 def cmd_drop(args: argparse.Namespace, settings: Settings) -> int:
-    from fusionlake.landing import deliver
-    from fusionlake.store import open_store
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.land import deliver
 
     _known_feed(settings, args.agency, args.feed)
     store = open_store(settings.lake)
@@ -42,8 +42,8 @@ def cmd_drop(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_drops(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import asdict
 
-    from fusionlake.ledger import Ledger
-    from fusionlake.store import open_store
+    from fusionlake.lake.ledger import Ledger
+    from fusionlake.lake.store import open_store
 
     entries = Ledger(open_store(settings.lake)).entries()
     if args.format == "json":
@@ -68,7 +68,7 @@ def cmd_land(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
-    from fusionlake.generator import generate
+    from fusionlake.synth import generate
 
     if args.people < 1:
         raise UserError("--people must be at least 1")
@@ -82,7 +82,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
-    from fusionlake.feeds import load_feeds
+    from fusionlake.lake.feeds import load_feeds
 
     feedset = load_feeds(settings.feeds_path)
     rows = [(f.name, ",".join(f.formats), f.encoding, f.source_key, str(f.path))
@@ -113,8 +113,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
-    from fusionlake.marts import run_query
-    from fusionlake.store import open_store
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.marts import run_query
 
     if (args.query is None) == (args.file is None):
         raise UserError("give either a QUERY or --file FILE")
@@ -124,9 +124,9 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    from fusionlake import zones
-    from fusionlake.ledger import Ledger
-    from fusionlake.store import open_store
+    from fusionlake.lake import zones
+    from fusionlake.lake.ledger import Ledger
+    from fusionlake.lake.store import open_store
 
     store = open_store(settings.lake)
     results = zones.read_validation_results(store)
@@ -154,8 +154,8 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
-    from fusionlake import zones
-    from fusionlake.store import open_store
+    from fusionlake.lake import zones
+    from fusionlake.lake.store import open_store
 
     resolution = zones.read_resolution(open_store(settings.lake))
     if resolution is None or resolution.get("review_pair") is None:
@@ -173,8 +173,8 @@ def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
-    from fusionlake import zones
-    from fusionlake.store import open_store
+    from fusionlake.lake import zones
+    from fusionlake.lake.store import open_store
 
     store = open_store(settings.lake)
     known = zones.read_resolution(store)
@@ -193,8 +193,8 @@ def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     import polars as pl
 
-    from fusionlake.marts import open_latest
-    from fusionlake.store import open_store
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.marts import open_latest
     from transforms.evaluate import evaluate
 
     truth = pl.read_csv(args.truth, infer_schema=False)
@@ -215,7 +215,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _known_feed(settings: Settings, agency: str, feed: str) -> None:
-    from fusionlake.feeds import load_feeds
+    from fusionlake.lake.feeds import load_feeds
 
     feedset = load_feeds(settings.feeds_path)
     if f"{agency}/{feed}" not in feedset.feeds:
@@ -324,10 +324,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_user_error(exc: Exception) -> bool:
-    from fusionlake.landing import DeliveryError
-    from fusionlake.lease import LeaseHeld
-    from fusionlake.marts import MartError
-    from fusionlake.store import LakeError
+    from fusionlake.lake.lease import LeaseHeld
+    from fusionlake.lake.store import LakeError
+    from fusionlake.pipeline.land import DeliveryError
+    from fusionlake.pipeline.marts import MartError
 
     return isinstance(exc, UserError | DeliveryError | LakeError | LeaseHeld | MartError)
 

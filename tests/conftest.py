@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from fusionlake.settings import configure_offline
+from fusionlake.lake.settings import configure_offline
 
 configure_offline()
 
@@ -71,7 +71,7 @@ def lake_uri(request, tmp_path):
 @pytest.fixture
 def store(lake_uri):
     """An ObjectStore on each backend (tests using it run twice)."""
-    from fusionlake.store import open_store
+    from fusionlake.lake.store import open_store
 
     return open_store(lake_uri)
 

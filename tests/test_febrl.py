@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from transforms.evaluate import evaluate
-from transforms.resolve import resolve
+from transforms.resolution.resolve import resolve
 
 _SPEC = importlib.util.spec_from_file_location(
     "bench_febrl", Path(__file__).resolve().parents[1] / "bench" / "febrl.py")

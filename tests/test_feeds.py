@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from expectations.suites import load_suite
-from fusionlake.feeds import FeedError, load_feeds, parse_feed
+from fusionlake.lake.feeds import FeedError, load_feeds, parse_feed
 
 GENERATED_FEEDS = {"cn_mps/suspects", "cn_mps/fraud_reports", "th_imm/detentions",
                    "th_imm/repatriations", "mm_police/detainees"}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fusionlake.landing import deliver
-from fusionlake.ledger import Ledger
-from fusionlake.store import open_store
+from fusionlake.lake.ledger import Ledger
+from fusionlake.lake.store import open_store
+from fusionlake.pipeline.land import deliver
 
 
 def test_land_drops_flow_lands_new_files_once(prefect_harness, lake_uri, tmp_path):

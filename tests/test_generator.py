@@ -1,4 +1,4 @@
-"""Properties of the scenario generator's drops (fusionlake.generator), on 2,000 people."""
+"""Properties of the scenario generator's drops (fusionlake.synth), on 2,000 people."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from fusionlake.generator import FILES, KEYS, generate, params
-from fusionlake.generator._feeds import _zawgyi_detector
-from fusionlake.generator._population import tables
+from fusionlake.synth import FILES, KEYS, generate, params
+from fusionlake.synth._feeds import _zawgyi_detector
+from fusionlake.synth._population import tables
 from transforms.identifiers import is_valid, luhn_valid, mm_nrc_parse, trc20_check
 
 PEOPLE = 2000
@@ -375,8 +375,8 @@ def _split(text: str, syllables: dict) -> list[str] | None:
 
 
 def test_the_feed_reader_reads_every_drop_with_the_feed_definitions(drop, feeds):
-    from fusionlake.feeds import load_feeds
-    from fusionlake.readers import read_drop
+    from fusionlake.lake.feeds import load_feeds
+    from fusionlake.pipeline.read import read_drop
 
     out, summary = drop
     feedset = load_feeds()

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from fusionlake.landing import DeliveryError, deliver, discover, land
-from fusionlake.ledger import Ledger
+from fusionlake.lake.ledger import Ledger
+from fusionlake.pipeline.land import DeliveryError, deliver, discover, land
 
 
 def _file(tmp_path, name, data: bytes):

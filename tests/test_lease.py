@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from fusionlake.lease import LeaseHeld, acquire
+from fusionlake.lake.lease import LeaseHeld, acquire
 
 
 def test_one_holder_at_a_time(store):

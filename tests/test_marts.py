@@ -26,8 +26,9 @@ import duckdb
 import polars as pl
 import pytest
 
-from fusionlake import marts, schema
-from fusionlake.store import LocalStore
+from fusionlake.lake import schema
+from fusionlake.lake.store import LocalStore
+from fusionlake.pipeline import marts
 from transforms.names import sort_tokens
 
 ALL3 = ["cn_mps", "th_imm", "mm_police"]
@@ -601,8 +602,8 @@ def test_open_latest_without_mart_says_what_to_do(store):
 
 
 def test_mart_from_the_real_resolver(tmp_path):
-    """transforms.resolve on the scenario's staged frames gives the planted entities and links."""
-    from transforms.resolve import resolve
+    """The real resolver on the scenario's staged frames gives the planted entities and links."""
+    from transforms.resolution.resolve import resolve
 
     staged, _, steward = scenario()
     staged["person_record"] = staged["person_record"].with_columns(

@@ -19,18 +19,18 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from fusionlake import zones
-from fusionlake.landing import deliver
-from fusionlake.ledger import Ledger
-from fusionlake.marts import open_latest
-from fusionlake.store import open_store
+from fusionlake.lake import zones
+from fusionlake.lake.ledger import Ledger
+from fusionlake.lake.store import open_store
+from fusionlake.pipeline.land import deliver
+from fusionlake.pipeline.marts import open_latest
 
 PEOPLE = 300
 
 
 @pytest.fixture(scope="module")
 def drops(tmp_path_factory):
-    from fusionlake.generator import generate
+    from fusionlake.synth import generate
 
     out = tmp_path_factory.mktemp("drops")
     generate(PEOPLE, 11, out)

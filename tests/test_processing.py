@@ -8,8 +8,9 @@ import dataclasses
 import polars as pl
 import pytest
 
-from fusionlake import processing, zones
-from fusionlake.ledger import DropEntry
+from fusionlake.lake import zones
+from fusionlake.lake.ledger import DropEntry
+from fusionlake.pipeline import stage as processing
 from transforms import translit_cache
 
 
@@ -66,9 +67,9 @@ def test_save_translit_cache_merges_the_lake_and_the_workers(store):
 
 
 def test_stage_drop_hands_back_what_it_transliterated(store, tmp_path):
-    from fusionlake.generator import generate
-    from fusionlake.landing import deliver, discover, land
-    from fusionlake.ledger import Ledger
+    from fusionlake.lake.ledger import Ledger
+    from fusionlake.pipeline.land import deliver, discover, land
+    from fusionlake.synth import generate
 
     translit_cache.clear_cache()
     generate(60, 3, tmp_path / "drops")

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 from test_marts import T2, build
 
-from fusionlake import marts
+from fusionlake.pipeline import marts
 
 QUERIES = marts.saved_queries()
 

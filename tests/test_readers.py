@@ -8,8 +8,8 @@ import io
 import polars as pl
 import pytest
 
-from fusionlake.feeds import load_feeds
-from fusionlake.readers import DropReadError, detect_encoding, read_drop
+from fusionlake.lake.feeds import load_feeds
+from fusionlake.pipeline.read import DropReadError, detect_encoding, read_drop
 
 FEEDS = load_feeds().feeds
 SUSPECTS = FEEDS["cn_mps/suspects"]

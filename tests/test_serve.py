@@ -18,9 +18,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from fusionlake.landing import deliver
-from fusionlake.marts import open_latest
-from fusionlake.store import open_store
+from fusionlake.lake.store import open_store
+from fusionlake.pipeline.land import deliver
+from fusionlake.pipeline.marts import open_latest
 
 FUSIONLAKE = str(Path(sys.executable).with_name("fusionlake"))
 
@@ -39,7 +39,7 @@ def _flow_runs(api: str) -> list[dict]:
 
 
 def test_serve_runs_the_pipeline_on_its_schedule(tmp_path):
-    from fusionlake.generator import generate
+    from fusionlake.synth import generate
 
     drops = tmp_path / "drops"
     generate(300, 11, drops)  # the seed test_pipeline uses: this drop passes its suite

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from fusionlake.store import LakeError, NotFound, S3Store, open_store, safe_part
+from fusionlake.lake.store import LakeError, NotFound, S3Store, open_store, safe_part
 
 
 def test_put_get_roundtrip_and_overwrite(store):

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from fusionlake import schema
+from fusionlake.lake import schema
 from transforms.accounts import ACCOUNT_KINDS, normalise_accounts
 from transforms.countries import country_reason, to_iso2
 from transforms.dates import parse_dates
@@ -29,7 +29,7 @@ from transforms.phones import normalise_phones
 
 
 class FeedLike(Protocol):
-    """The attributes of fusionlake.feeds.Feed that the mapping reads."""
+    """The attributes of fusionlake.lake.feeds.Feed that the mapping reads."""
 
     agency: str
     feed: str
@@ -327,14 +327,15 @@ def to_canonical(frame: pl.DataFrame, feed: FeedLike, drop_id: str) -> dict[str,
     """Map one validated drop to the canonical staged tables.
 
     Args:
-        frame: the drop as read (fusionlake.readers.read_drop): source columns as pl.String, values
+        frame: the drop as read (fusionlake.pipeline.read.read_drop): source columns as
+            pl.String, values
             exactly as in the file, plus ``source_row`` (Int64, 1-based).
-        feed: its feed definition (fusionlake.feeds.Feed, or anything with the same attributes).
+        feed: its feed definition (fusionlake.lake.feeds.Feed).
         drop_id: the drop's id (content hash); record ids are ``<drop_id>:<source_row>``.
 
     Returns:
         ``{"person_record", "identifier", "phone", "account", "event"}``, each conformed to
-        fusionlake.schema. Every row carries provenance and ``releasable_to`` from the feed.
+        fusionlake.lake.schema. Every row carries provenance and ``releasable_to`` from the feed.
         person_record has one row per source row (when the feed's ``record`` is ``person``);
         identifier, phone and account one row per non-blank value; event one row per source row
         when the feed names an event.

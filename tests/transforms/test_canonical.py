@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import polars as pl
 import pytest
 
-from fusionlake import schema
+from fusionlake.lake import schema
 from transforms.canonical import to_canonical
 
 D = dt.date
@@ -16,7 +16,7 @@ D = dt.date
 
 @dataclass
 class StandInFeed:
-    """The attributes of fusionlake.feeds.Feed that to_canonical reads."""
+    """The attributes of fusionlake.lake.feeds.Feed that to_canonical reads."""
 
     agency: str
     feed: str
@@ -207,13 +207,13 @@ def test_mapping_errors_name_the_feed_and_column():
 
 def _canonical_from_generated(tmp_path, people: int, seed: int) -> tuple[dict, pl.DataFrame]:
     """Generate drops, read each with its feed file, map it; returns (tables by feed, truth)."""
-    generator = pytest.importorskip("fusionlake.generator")
-    feeds = pytest.importorskip("fusionlake.feeds")
-    readers = pytest.importorskip("fusionlake.readers")
+    generator = pytest.importorskip("fusionlake.synth")
+    feeds = pytest.importorskip("fusionlake.lake.feeds")
+    readers = pytest.importorskip("fusionlake.pipeline.read")
     pytest.importorskip("transforms.names")
     pytest.importorskip("transforms.countries")
     if not hasattr(generator, "generate") or not hasattr(readers, "read_drop"):
-        pytest.skip("fusionlake.generator.generate or fusionlake.readers.read_drop not written yet")
+        pytest.skip("fusionlake.synth or fusionlake.pipeline.read not written yet")
     generator.generate(people, seed, tmp_path)
     feedset = feeds.load_feeds()
     out = {}

@@ -13,9 +13,9 @@ from datetime import UTC, date, datetime
 import polars as pl
 import pytest
 
-from fusionlake.schema import conform
-from transforms.er_ids import derived_id
-from transforms.resolve import ResolveSettings, latest_decisions, resolve
+from fusionlake.lake.schema import conform
+from transforms.resolution.ids import derived_id
+from transforms.resolution.resolve import ResolveSettings, latest_decisions, resolve
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 CN_X = "110101199003078515"  # two different valid CN resident IDs (same person data otherwise)

@@ -12,9 +12,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from fusionlake.generator import generate
+from fusionlake.synth import generate
 from transforms.evaluate import evaluate
-from transforms.resolve import input_columns, resolve
+from transforms.resolution.resolve import input_columns, resolve
 
 _SPEC = importlib.util.spec_from_file_location(
     "bench_generated", Path(__file__).resolve().parents[2] / "bench" / "generated.py")
@@ -70,7 +70,8 @@ def test_links_explained_in_batches_are_the_links_explained_at_once(resolved, mo
     links = result.record_link
     assert links.height > 300
     assert links.equals(links.sort("record_id_l", "record_id_r"))
-    monkeypatch.setattr("transforms.resolve.EXPLAIN_BATCH", 97)  # several batches, a ragged end
+    # several batches, a ragged end
+    monkeypatch.setattr("transforms.resolution.resolve.EXPLAIN_BATCH", 97)
     batched = resolve(tables)
     assert batched.record_link.equals(links)
     assert batched.review_pair.equals(result.review_pair)
@@ -79,8 +80,8 @@ def test_links_explained_in_batches_are_the_links_explained_at_once(resolved, mo
 def test_splink_tables_are_removed_when_scoring_ends(resolved):
     """Splink materialises its tables as Parquet files; a served process scores run after run,
     so only the low-scored pairs (read later, removed by ``close``) may outlive scoring."""
-    from transforms.er_settings import ResolveSettings
-    from transforms.er_splink import match_frame, score_pairs
+    from transforms.resolution.settings import ResolveSettings
+    from transforms.resolution.splink import match_frame, score_pairs
 
     tables, _truth, _result = resolved
     scored = score_pairs(match_frame(tables, ResolveSettings()), ResolveSettings(), {})

@@ -11,7 +11,7 @@ import pytest
 
 from expectations.docs import build_data_docs
 from expectations.runner import validate_drop
-from fusionlake.feeds import load_feeds
+from fusionlake.lake.feeds import load_feeds
 
 SUSPECTS = load_feeds().feeds["cn_mps/suspects"]
 _EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*['"]?https?://""",

@@ -6,12 +6,12 @@ import polars as pl
 import pytest
 
 from expectations.runner import validate_drop
-from fusionlake.feeds import load_feeds
-from fusionlake.readers import read_drop
+from fusionlake.lake.feeds import load_feeds
+from fusionlake.pipeline.read import read_drop
 
-generator = pytest.importorskip("fusionlake.generator")
+generator = pytest.importorskip("fusionlake.synth")
 if not hasattr(generator, "generate"):  # pragma: no cover - until the generator lands
-    pytest.skip("fusionlake.generator.generate not written yet", allow_module_level=True)
+    pytest.skip("fusionlake.synth.generate not written yet", allow_module_level=True)
 
 FEEDS = load_feeds().feeds
 #: The planted defects (fusionlake/generator/_feeds.py _plant): key missing, name missing, an

@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 
 from expectations import summarise, validate_drop
-from fusionlake.feeds import load_feeds
-from fusionlake.readers import read_drop
+from fusionlake.lake.feeds import load_feeds
+from fusionlake.pipeline.read import read_drop
 
 SUSPECTS = load_feeds().feeds["cn_mps/suspects"]
 HEADER = list(SUSPECTS.columns)
@@ -132,7 +132,7 @@ def test_a_new_agency_feed_is_onboarded_with_two_files_and_no_python(tmp_path, m
     import json
 
     from expectations.suites import suite_for_feed
-    from fusionlake.feeds import parse_feed
+    from fusionlake.lake.feeds import parse_feed
 
     folder = tmp_path / "vn_police"
     folder.mkdir()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.er_settings import _within_edits
+from transforms.resolution.settings import _within_edits
 
 # Ids as agencies write them (digits, capitals), a few non-ASCII letters and nulls.
 CHARS = st.sampled_from(list("0123456789ABXé緬"))

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import polars as pl
 
-from fusionlake import zones
-from fusionlake.ledger import DropEntry, Ledger
-from fusionlake.store import ObjectStore
+from fusionlake.lake import zones
+from fusionlake.lake.ledger import DropEntry, Ledger
+from fusionlake.lake.store import ObjectStore
 
 # Share of the machine's memory a mart build's DuckDB may hold before it spills to disk. Its
 # inputs are Parquet files, so it is most of what the process holds while publishing. Publishing
@@ -62,7 +62,7 @@ def pending_drops(ledger: Ledger) -> list[DropEntry]:
 def process_drop(store: ObjectStore, feedset, entry: DropEntry, run_id: str) -> DropResult:
     """Read, validate, standardise and stage one drop; record the outcome in the ledger."""
     from expectations import validate_drop
-    from fusionlake.readers import DropReadError, read_drop
+    from fusionlake.pipeline.read import DropReadError, read_drop
     from transforms.canonical import to_canonical
 
     started = time.perf_counter()
@@ -159,9 +159,9 @@ def stage_drop(lake: str, feeds_path: list[str], entry: DropEntry, run_id: str) 
     The process's transliteration cache is seeded from the lake once; the result carries the
     transliterations this drop added (``transliterations``), for :func:`save_translit_cache`.
     """
-    from fusionlake.feeds import load_feeds
-    from fusionlake.settings import configure_offline
-    from fusionlake.store import open_store
+    from fusionlake.lake.feeds import load_feeds
+    from fusionlake.lake.settings import configure_offline
+    from fusionlake.lake.store import open_store
     from transforms.translit_cache import take_new
 
     configure_offline()
@@ -180,7 +180,7 @@ def load_translit_cache(store: ObjectStore) -> int:
     Transliteration is the costliest normalisation per value (DESIGN.md, "Where the time
     goes"); names seen in earlier runs are not transliterated again.
     """
-    from fusionlake.store import NotFound
+    from fusionlake.lake.store import NotFound
     from transforms.translit_cache import import_cache
 
     try:
@@ -193,7 +193,7 @@ def save_translit_cache(store: ObjectStore, added: list[pl.DataFrame] = ()) -> i
     """Store the lake's transliteration cache with what this run learnt (the run holds the
     lease): this process's own cache and the entries worker processes handed back (``added``,
     from :attr:`DropResult.transliterations`). Returns the entries stored."""
-    from fusionlake.store import NotFound
+    from fusionlake.lake.store import NotFound
     from transforms.translit_cache import CACHE_SCHEMA, export_cache
 
     added = [f for f in [export_cache(), *added] if f is not None and f.height]
@@ -220,7 +220,7 @@ def staged_scans(store: ObjectStore, ledger: Ledger,
     row); a drop none of whose rows survive is superseded. The scans are valid inside the
     ``with`` block (files of an S3 lake are downloaded to a temporary folder for it).
     """
-    from fusionlake.schema import TABLES
+    from fusionlake.lake.schema import TABLES
 
     entries = ledger.entries()  # one listing: on S3 it is a GET per ledger object
     live = {e.drop_id for e in entries if e.state in ("staged", "published")}
@@ -263,7 +263,7 @@ def load_staged(store: ObjectStore, ledger: Ledger, feedset,
 
 def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: str):
     """Entity resolution over the staged records, with steward decisions and stable ids."""
-    from transforms.resolve import resolve
+    from transforms.resolution.resolve import resolve
 
     keys = zones.resolution_keys(store) or {}
     previous = {name: zones.read_frame(store, keys[name])
@@ -300,7 +300,7 @@ def steward_tables(store: ObjectStore, ledger: Ledger) -> dict[str, pl.DataFrame
 
 def audiences(feedset, staged: dict[str, pl.DataFrame | pl.LazyFrame]) -> list[str]:
     """'all' (the task force) and one mart per agency that may see any row, or has a feed."""
-    from fusionlake.marts import audiences as releasable
+    from fusionlake.pipeline.marts import audiences as releasable
 
     agencies = set(releasable(staged)[1:]) | {f.agency for f in feedset.feeds.values()}
     return ["all", *sorted(agencies)]
@@ -315,8 +315,8 @@ def publish_marts(store: ObjectStore, ledger: Ledger, feedset, retention: int) -
     when the one it replaces was built, so "what is new since the last version" is a plain
     query (sql/queries/new_cross_agency_matches.sql).
     """
-    from fusionlake.marts import MartError, build_and_publish
-    from fusionlake.settings import memory_share
+    from fusionlake.lake.settings import memory_share
+    from fusionlake.pipeline.marts import MartError, build_and_publish
 
     keys = zones.resolution_keys(store)
     if keys is None:

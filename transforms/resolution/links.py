@@ -14,8 +14,8 @@ import math
 
 import polars as pl
 
-from fusionlake.schema import conform
-from transforms.er_settings import ResolveSettings
+from fusionlake.lake.schema import conform
+from transforms.resolution.settings import ResolveSettings
 
 
 def association_values(tables: dict[str, pl.DataFrame], settings: ResolveSettings) -> pl.DataFrame:

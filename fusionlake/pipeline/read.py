@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import polars as pl
 
-from fusionlake.feeds import Feed
+from fusionlake.lake.feeds import Feed
 
 #: Largest field accepted by the CSV parser's sanity checks; longer values are read and left to
 #: the expectations (a 10 MB "name" is quarantined, not a reason to fail the whole drop).

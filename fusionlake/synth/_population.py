@@ -13,8 +13,8 @@ import numpy as np
 import polars as pl
 import yaml
 
-from fusionlake.generator import _ids
-from fusionlake.generator.params import Params
+from fusionlake.synth import _ids
+from fusionlake.synth.params import Params
 
 DATA = Path(__file__).parent / "data" / "names.yaml"
 

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import polars as pl
 
-from fusionlake.schema import conform
+from fusionlake.lake.schema import conform
 
 ID_PREFIX = "E"
 

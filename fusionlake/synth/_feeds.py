@@ -12,9 +12,9 @@ import warnings
 import numpy as np
 import polars as pl
 
-from fusionlake.generator import _text
-from fusionlake.generator._population import tables
-from fusionlake.generator.params import Params
+from fusionlake.synth import _text
+from fusionlake.synth._population import tables
+from fusionlake.synth.params import Params
 
 _WINDOWS = (("2025-02-05", "2025-03-31"), ("2025-10-20", "2025-11-30"))  # the 2025 crackdowns
 

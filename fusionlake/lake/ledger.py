@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from fusionlake.store import NotFound, ObjectInfo, ObjectStore
+from fusionlake.lake.store import NotFound, ObjectInfo, ObjectStore
 
 STATES = ("received", "rejected", "validated", "staged", "published", "superseded")
 

@@ -1,9 +1,9 @@
 """The clustering's shortcut for unguarded components decides exactly as the guarded loop.
 
-cluster() settles most components without the Python loop (transforms/er_cluster.py). On random
-graphs with every kind of constraint (weak and strong links, identifier edges, steward
-must-not-link pairs, pairs scored apart, conflicting unique identifiers), its clusters and the
-status and refusal of every edge must equal those of the loop run over all records.
+cluster() settles most components without the Python loop (transforms/resolution/cluster.py).
+On random graphs with every kind of constraint (weak and strong links, identifier edges,
+steward must-not-link pairs, pairs scored apart, conflicting unique identifiers), its clusters
+and the status and refusal of every edge must equal those of the loop run over all records.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import random
 import polars as pl
 import pytest
 
-from transforms.er_cluster import ACCEPTED, INSIDE, REFUSED, RULE_ORDER, _greedy, cluster
-from transforms.er_settings import ResolveSettings
+from transforms.resolution.cluster import ACCEPTED, INSIDE, REFUSED, RULE_ORDER, _greedy, cluster
+from transforms.resolution.settings import ResolveSettings
 
 SETTINGS = ResolveSettings()
 
@@ -90,7 +90,7 @@ def test_shortcut_decides_as_the_loop(seed):
 
 
 def test_random_graphs_exercise_every_status_and_both_paths(monkeypatch):
-    import transforms.er_cluster as er_cluster
+    import transforms.resolution.cluster as er_cluster
 
     shortcut, loop = [], []
     real_unguarded, real_greedy = er_cluster._unguarded, er_cluster._greedy

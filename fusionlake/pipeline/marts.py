@@ -45,10 +45,10 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from fusionlake import schema
-from fusionlake.faults import kill_point
-from fusionlake.settings import PROJECT_ROOT
-from fusionlake.store import LocalStore, NotFound, ObjectStore
+from fusionlake.lake import schema
+from fusionlake.lake.faults import kill_point
+from fusionlake.lake.settings import PROJECT_ROOT
+from fusionlake.lake.store import LocalStore, NotFound, ObjectStore
 
 __all__ = [
     "MART_FILE",
@@ -86,7 +86,7 @@ CACHE_VERSIONS = 2
 #: An unfinished version (no manifest) older than this is a crashed publish: retention removes it.
 STALE_UPLOAD = timedelta(hours=1)
 
-# The stewards' inputs as the marts expect them (fusionlake.ledger and the validation code
+# The stewards' inputs as the marts expect them (fusionlake.lake.ledger and the validation code
 # produce them); missing columns become NULL, so a producer adding a column breaks nothing.
 STEWARD_TABLES: dict[str, dict[str, pl.DataType]] = {
     "drop_ledger": {

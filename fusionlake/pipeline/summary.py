@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from fusionlake.landing import Landed
-from fusionlake.processing import DropResult
+from fusionlake.pipeline.land import Landed
+from fusionlake.pipeline.stage import DropResult
 
 
 @dataclass
@@ -28,7 +28,7 @@ class RunSummary:
 
     def fill_from_marts(self, store) -> None:
         """Headline figures, read back from the published 'all' mart."""
-        from fusionlake.marts import open_latest
+        from fusionlake.pipeline.marts import open_latest
 
         con = open_latest(store, "all")
         try:

@@ -1,7 +1,7 @@
 """Synthetic agency drops about people tied to the scam compounds near Myawaddy (issue #3).
 
 Public surface: :func:`generate` (what ``fusionlake generate`` calls) and the planted-defect
-rates in :mod:`fusionlake.generator.params`.
+rates in :mod:`fusionlake.synth.params`.
 
 A population is drawn once (roles, nationalities, names in their scripts, identifiers, phones),
 then each agency feed selects the people that agency saw and disguises them the way that agency
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from fusionlake.generator import _feeds, _population, _write
-from fusionlake.generator.params import Params
+from fusionlake.synth import _feeds, _population, _write
+from fusionlake.synth.params import Params
 
 #: feed name -> file name inside out/<agency>/<feed>/
 FILES = {

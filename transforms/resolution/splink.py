@@ -19,8 +19,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from fusionlake.settings import memory_share
-from transforms.er_settings import ResolveSettings
+from fusionlake.lake.settings import memory_share
+from transforms.resolution.settings import ResolveSettings
 
 # Extra person-record columns that declared comparisons may read when a feed provides them.
 OPTIONAL_COLUMNS: tuple[str, ...] = ("postcode", "street_number")

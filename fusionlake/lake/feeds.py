@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from fusionlake.settings import PROJECT_ROOT
+from fusionlake.lake.settings import PROJECT_ROOT
 
 FEEDS_DIR = PROJECT_ROOT / "feeds"
 SUITES_DIR = PROJECT_ROOT / "expectations" / "suites"

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from fusionlake.store import NotFound, ObjectStore
+from fusionlake.lake.store import NotFound, ObjectStore
 
 PREFIX = "leases"
 _GEN = re.compile(r"/(\d{6})\.json$")

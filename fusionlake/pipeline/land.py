@@ -18,8 +18,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from fusionlake.ledger import Ledger, drop_id_for, now_utc
-from fusionlake.store import ObjectInfo, ObjectStore, safe_part
+from fusionlake.lake.ledger import Ledger, drop_id_for, now_utc
+from fusionlake.lake.store import ObjectInfo, ObjectStore, safe_part
 
 LANDING = "landing"
 RAW = "raw"

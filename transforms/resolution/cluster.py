@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from transforms.er_settings import ResolveSettings
+from transforms.resolution.settings import ResolveSettings
 
 RULE_ORDER = {"steward": 0, "identifier": 1, "probabilistic": 2}
 

@@ -2,7 +2,7 @@
 
 One module owns the layout of DESIGN.md so that no other code builds keys by hand::
 
-    raw/<agency>/<feed>/<drop_id>/<file>                 (fusionlake.landing)
+    raw/<agency>/<feed>/<drop_id>/<file>                 (fusionlake.pipeline.land)
     quarantine/<agency>/<feed>/<drop_id>/rows.parquet    bad rows, each with expectation, reason
     validation/<agency>/<feed>/<drop_id>/results.parquet one row per expectation
     validation/<agency>/<feed>/<drop_id>/gx_result.json  the GX result, for Data Docs
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import polars as pl
 
-from fusionlake import schema
-from fusionlake.store import LocalStore, NotFound, ObjectStore
+from fusionlake.lake import schema
+from fusionlake.lake.store import LocalStore, NotFound, ObjectStore
 
 STAGED = "staged"
 QUARANTINE = "quarantine"

@@ -6,16 +6,16 @@ fusionlake/schema.py. The work, in order (each stage timed in ``Resolution.stats
 1. ``match``: one row per person record with names, effective birth date and sex (a valid CN
    resident ID implies them where the record has none), nationality and identifier columns.
 2. ``splink``: Splink 5 on DuckDB scores pairs found by the declared blocking rules, with a
-   Fellegi-Sunter model EM-trained on the data (transforms/er_splink.py).
+   Fellegi-Sunter model EM-trained on the data (transforms/resolution/splink.py).
 3. ``edges``: deterministic links from identity-grade identifiers with a valid check digit,
    steward decisions (latest per pair wins), and the scored pairs above the link threshold.
 4. ``cluster``: greedy constrained union-find that refuses chaining and identifier conflicts
-   (transforms/er_cluster.py).
-5. ``ids``: stable entity ids and the history of merges and splits (transforms/er_ids.py).
+   (transforms/resolution/cluster.py).
+5. ``ids``: stable entity ids and the history of merges and splits (transforms/resolution/ids.py).
 6. ``explain``: record links with rule, probability, weight, agreeing and disagreeing fields and
-   the values compared; the review queue; entity-to-entity links (transforms/er_links.py).
+   the values compared; the review queue; entity-to-entity links (transforms/resolution/links.py).
 
-All thresholds and comparisons are declared in transforms/er_settings.py.
+All thresholds and comparisons are declared in transforms/resolution/settings.py.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from typing import Any
 
 import polars as pl
 
-from fusionlake.schema import TABLES, conform, empty
-from transforms.er_cluster import ACCEPTED, INSIDE, REFUSED, cluster, components
-from transforms.er_ids import assign_ids, history
-from transforms.er_links import association_values, entity_links
-from transforms.er_settings import ResolveSettings
-from transforms.er_splink import match_frame, score_pairs
+from fusionlake.lake.schema import TABLES, conform, empty
+from transforms.resolution.cluster import ACCEPTED, INSIDE, REFUSED, cluster, components
+from transforms.resolution.ids import assign_ids, history
+from transforms.resolution.links import association_values, entity_links
+from transforms.resolution.settings import ResolveSettings
+from transforms.resolution.splink import match_frame, score_pairs
 
 __all__ = ["Resolution", "ResolveSettings", "input_columns", "latest_decisions", "resolve"]
 
