@@ -43,12 +43,14 @@ demo: $(STAMP)
 	$(BIN)/fusionlake report --lake $(LAKE)
 	$(BIN)/fusionlake evaluate --lake $(LAKE) --truth $(DROPS)/truth.csv
 
-test: $(STAMP)
-	$(BIN)/ruff check .
+test: lint
 	$(BIN)/pytest
 
+# Style, and the layers of the repository (.importlinter): lake < transforms < expectations <
+# pipeline < flows < cli, the generator beside them.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build lakehouse .pytest_cache

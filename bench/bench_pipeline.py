@@ -3,16 +3,13 @@
     .venv/bin/python bench/bench_pipeline.py --people 100000 --people 1000000
 
 For each size: ``fusionlake generate`` writes the five agency drops (timed, not part of the
-pipeline), then a fresh child process runs the pipeline's stages on a new local lake, in the
-order flows/pipeline.py runs them and through the same functions (fusionlake.pipeline.stage):
-deliver, land, validate+stage (the drops in worker processes, largest first, as the flow runs
-them when they are big), Data Docs, load staged, resolve, publish marts. The flow adds Prefect's
-task bookkeeping on top (seconds, measured by `make demo` and the tests).
+pipeline), then a fresh child process delivers them to a new local lake and runs
+fusionlake.pipeline.run on it: the stages the flow runs, in its order, through the same code,
+with an executor that measures each stage. The flow adds Prefect's task bookkeeping on top.
 
 Peak memory per stage is the highest resident set size of the child and its drop workers
 together (VmRSS, which counts DuckDB's and Polars' native memory) sampled every 50 ms during the
-stage; "overall" is the highest of those and the child's own ru_maxrss. A stage that fails
-prints its error in the table and the run stops there.
+stage; "overall" is the highest of those and the child's own ru_maxrss.
 
 The last row times a fixed workload in the same run (:func:`calibrate`); the overall row gives
 the pipeline's seconds as a multiple of it, which compares runs on a noisy machine.
@@ -21,15 +18,14 @@ the pipeline's seconds as a multiple of it, which compares runs on a noisy machi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import multiprocessing
 import resource
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,106 +101,52 @@ def calibrate(runs: int = 3) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def data_docs(lake: str) -> str | None:
-    """The Data Docs stage from a lake URI (what a drop worker receives)."""
-    from fusionlake.lake.store import open_store
-    from fusionlake.pipeline import stage as processing
-
-    return processing.publish_data_docs(open_store(lake))
-
-
 def run_stages(drops: Path, lake: Path) -> list[dict]:
-    """The pipeline's stages on ``lake``; one row per stage: name, seconds, peak bytes, note."""
-    from fusionlake.lake.feeds import load_feeds
-    from fusionlake.lake.ledger import Ledger
+    """The pipeline's stages on ``lake`` (fusionlake.pipeline.run, the same code the flow
+    runs, without Prefect's task bookkeeping); one row per stage: name, seconds, peak bytes."""
     from fusionlake.lake.settings import Settings, configure_offline
     from fusionlake.lake.store import open_store
-    from fusionlake.pipeline import stage as processing
-    from fusionlake.pipeline.land import deliver, discover, land
-    from transforms.resolution.resolve import input_columns
+    from fusionlake.pipeline.land import deliver
+    from fusionlake.pipeline.run import Executor, run
 
     configure_offline()
-    store, sampler, rows = open_store(str(lake)), RssSampler(), []
-    ctx: dict = {}
+    sampler, rows = RssSampler(), []
 
-    def stage(name: str, fn) -> None:
-        sampler.reset()
-        t0 = time.perf_counter()
-        note = fn()
-        rows.append({"stage": name, "seconds": time.perf_counter() - t0,
-                     "peak": sampler.reset(), "note": note or ""})
-        report(rows[-1])
+    class Measured(Executor):
+        """Each stage's seconds and peak memory (this process and its drop workers)."""
 
-    def do_deliver():
-        files = 0
-        for feed_dir in sorted(p for p in drops.glob("*/*") if p.is_dir()):
-            files += len(deliver(store, feed_dir.parent.name, feed_dir.name,
-                                 sorted(feed_dir.iterdir())))
-        return f"{files} files"
-
-    def do_land():
-        ledger = Ledger(store)
-        landed = [land(store, ledger, info, "bench") for info in discover(store, ledger)]
-        return f"{len(landed)} drops"
-
-    def do_stage():  # as the flow runs them: in worker processes when the drops are big
-        entries = processing.largest_first(processing.pending_drops(Ledger(store)))
-        settings = Settings.from_env(str(lake))
-        workers = processing.drop_workers(entries, settings.drop_workers,
-                                          settings.drop_process_min_bytes)
-        args = [[str(lake)] * len(entries), [[]] * len(entries), entries,
-                ["bench"] * len(entries)]
-        if workers:
-            ctx["pool"] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(
-                "spawn"))
-            results = list(ctx["pool"].map(processing.stage_drop, *args))
-        else:
-            results = list(map(processing.stage_drop, *args))
-        processing.save_translit_cache(store, [r.transliterations for r in results])
-        feedset = load_feeds()
-        ctx["feedset"] = feedset
-        bad = [f"{r.name}: {r.reason}" for r in results if r.state != "staged"]
-        return (f"{sum(r.rows for r in results):,} rows, "
-                f"{sum(r.quarantined for r in results):,} quarantined"
-                + (f"; REJECTED {bad}" if bad else ""))
-
-    def do_docs():  # as the flow does: by a drop worker, where GX is loaded already
-        pool = ctx.pop("pool", None)
-        if pool is None:
-            processing.publish_data_docs(store)
-            return
-        with pool:
-            pool.submit(data_docs, str(lake)).result()
-
-    def do_load():  # as the pipeline flow does: only the columns resolution reads
-        ctx["tables"], _ = processing.load_staged(store, Ledger(store), ctx["feedset"],
-                                                  columns=input_columns())
-        return f"{ctx['tables']['person_record'].height:,} person records"
-
-    def do_resolve():
-        resolution = processing.resolve_lake(store, ctx.pop("tables"), "bench")[0]
-        ctx["stats"] = resolution.stats
-        return f"{resolution.entity_record['entity_id'].n_unique():,} entities"
-
-    def do_publish():  # from the lake, as the flow does
-        marts = processing.publish_marts(store, Ledger(store), ctx["feedset"], retention=2)
-        return f"{len(marts)} marts"
-
-    for name, fn in [("deliver", do_deliver), ("land", do_land), ("validate+stage", do_stage),
-                     ("data docs", do_docs), ("load staged", do_load), ("resolve", do_resolve),
-                     ("publish marts", do_publish)]:
-        try:
-            stage(name, fn)
-        except Exception as exc:  # a benchmark reports a failure, it does not hide it
-            rows.append({"stage": name, "seconds": float("nan"), "peak": sampler.reset(),
-                         "note": f"FAILED: {type(exc).__name__}: {str(exc)[:200]}"})
+        @contextlib.contextmanager
+        def stage(self, name, summary):
+            sampler.reset()
+            t0 = time.perf_counter()
+            with super().stage(name, summary):
+                yield
+            rows.append({"stage": name, "seconds": time.perf_counter() - t0,
+                         "peak": sampler.reset(), "note": ""})
             report(rows[-1])
-            break
+
+    store = open_store(str(lake))
+    t0 = time.perf_counter()
+    files = sum(len(deliver(store, d.parent.name, d.name, sorted(d.iterdir())))
+                for d in sorted(p for p in drops.glob("*/*") if p.is_dir()))
+    rows.append({"stage": "deliver", "seconds": time.perf_counter() - t0,
+                 "peak": sampler.reset(), "note": f"{files} files"})
+    report(rows[-1])
+    try:
+        summary = run(Settings.from_env(str(lake)), run_id="bench", executor=Measured())
+        staged = sum(1 for d in summary.drops if d.state == "staged")
+        note = (f"{sum(d.rows for d in summary.drops):,} rows in {staged} drops staged, "
+                f"{sum(d.quarantined for d in summary.drops):,} quarantined; "
+                f"{summary.mart_figures.get('entities', 0):,} entities")
+        if summary.problems:
+            note += f"; PROBLEMS {summary.problems}"
+    except Exception as exc:  # a benchmark reports a failure, it does not hide it
+        note = f"FAILED: {type(exc).__name__}: {str(exc)[:200]}"
     # The overall peak: the highest of the stages' (this process and its drop workers together)
     # and of this process's own ru_maxrss, which no sampling interval can miss.
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     rows.append({"stage": "overall", "seconds": sum(r["seconds"] for r in rows),
-                 "peak": max([own, *(r["peak"] for r in rows)]), "note": ""})
+                 "peak": max([own, *(r["peak"] for r in rows)]), "note": note})
     report(rows[-1])
     return rows
 
@@ -244,7 +186,8 @@ def main() -> None:
                     if line.startswith(ROW_MARK)]
             for row in rows:
                 if row["stage"].startswith("overall"):
-                    row["note"] = f"{row['seconds'] / calibration:.1f} x calibration"
+                    row["note"] = (f"{row['seconds'] / calibration:.1f} x calibration; "
+                                   + row["note"])
                 table.add_row(f"{people:,}", row["stage"], f"{row['seconds']:.1f}",
                               f"{row['peak'] / 2**20:,.0f}", row["note"])
             if done.returncode != 0:

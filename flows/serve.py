@@ -14,6 +14,9 @@ import time
 import urllib.request
 from contextlib import contextmanager
 
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from flows.pipeline import pipeline
 from fusionlake.lake.settings import Settings
 
 DEPLOYMENT = "fusionlake-pipeline"
@@ -64,10 +67,6 @@ def local_prefect_server(port: int, timeout: float = 180.0):
 def serve(settings: Settings, cron: str = "*/15 * * * *", interval: float | None = None,
           port: int = 4200) -> None:
     """Serve the pipeline on its schedule until interrupted."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from flows.pipeline import pipeline
-
     schedule = {"interval": interval} if interval else {"cron": cron}
     params = {"lake": settings.lake, "feeds_path": settings.feeds_path}
 

@@ -3,6 +3,9 @@
 Each command is a small function that reads its arguments, calls library code and prints. Errors a
 user can act on (:class:`UserError` and the library's own error types) print one line naming the
 thing and what to do, and exit with status 2; nothing else is caught.
+
+The flows are imported by the commands that run them: Prefect takes seconds to import, which
+``drops``, ``sql`` or ``feeds`` need not pay.
 """
 
 from __future__ import annotations
@@ -12,9 +15,24 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
+import polars as pl
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.table import Table
+
+from fusionlake.lake import layout, zones
+from fusionlake.lake.feeds import load_feeds
+from fusionlake.lake.lease import LeaseHeld
+from fusionlake.lake.ledger import DropState, Ledger
 from fusionlake.lake.settings import Settings, configure_offline
+from fusionlake.lake.store import LakeError, open_store
+from fusionlake.pipeline.land import DeliveryError, deliver
+from fusionlake.pipeline.marts import MartError, open_latest, run_query
+from fusionlake.synth import generate
+from transforms.evaluate import evaluate
 
 EXIT_USER_ERROR = 2
 
@@ -28,9 +46,6 @@ class UserError(Exception):
 
 
 def cmd_drop(args: argparse.Namespace, settings: Settings) -> int:
-    from fusionlake.lake.store import open_store
-    from fusionlake.pipeline.land import deliver
-
     _known_feed(settings, args.agency, args.feed)
     store = open_store(settings.lake)
     done = deliver(store, args.agency, args.feed, [Path(f) for f in args.files])
@@ -40,11 +55,6 @@ def cmd_drop(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_drops(args: argparse.Namespace, settings: Settings) -> int:
-    from dataclasses import asdict
-
-    from fusionlake.lake.ledger import Ledger
-    from fusionlake.lake.store import open_store
-
     entries = Ledger(open_store(settings.lake)).entries()
     if args.format == "json":
         print(json.dumps([asdict(e) for e in entries], ensure_ascii=False, indent=1))
@@ -68,8 +78,6 @@ def cmd_land(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
-    from fusionlake.synth import generate
-
     if args.people < 1:
         raise UserError("--people must be at least 1")
     summary = generate(args.people, args.seed, Path(args.out))
@@ -82,8 +90,6 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
-    from fusionlake.lake.feeds import load_feeds
-
     feedset = load_feeds(settings.feeds_path)
     rows = [(f.name, ",".join(f.formats), f.encoding, f.source_key, str(f.path))
             for f in feedset.feeds.values()]
@@ -94,9 +100,6 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from rich.console import Console
-    from rich.markdown import Markdown
-
     from flows.pipeline import pipeline
 
     summary = pipeline(lake=settings.lake, feeds_path=settings.feeds_path,
@@ -113,9 +116,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
-    from fusionlake.lake.store import open_store
-    from fusionlake.pipeline.marts import run_query
-
     if (args.query is None) == (args.file is None):
         raise UserError("give either a QUERY or --file FILE")
     query = args.query if args.file is None else Path(args.file).read_text(encoding="utf-8")
@@ -124,13 +124,9 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
-    from fusionlake.lake import zones
-    from fusionlake.lake.ledger import Ledger
-    from fusionlake.lake.store import open_store
-
     store = open_store(settings.lake)
     results = zones.read_validation_results(store)
-    ledger = {e.drop_id: e for e in Ledger(store).entries() if e.state != "duplicate"}
+    ledger = {e.drop_id: e for e in Ledger(store).entries() if e.state != DropState.DUPLICATE}
     if results.is_empty():
         print("no drop has been validated yet: run `fusionlake run`")
         return 0
@@ -146,7 +142,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
                      f"{group.height - failed.height}/{group.height}", detail or "all passed"))
     _print_table(["drop", "feed", "file", "state", "passed", "failed expectations (rows)"],
                  rows, title="validation by drop")
-    index = f"{zones.DATA_DOCS}/index.html"
+    index = f"{layout.DATA_DOCS}/index.html"
     if store.exists(index):
         where = (f"{store.root / index}" if hasattr(store, "root") else f"{store.uri}/{index}")
         print(f"Data Docs: {where}")
@@ -154,9 +150,6 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
-    from fusionlake.lake import zones
-    from fusionlake.lake.store import open_store
-
     resolution = zones.read_resolution(open_store(settings.lake))
     if resolution is None or resolution.get("review_pair") is None:
         print("no resolution yet: run `fusionlake run`")
@@ -173,9 +166,6 @@ def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
-    from fusionlake.lake import zones
-    from fusionlake.lake.store import open_store
-
     store = open_store(settings.lake)
     known = zones.read_resolution(store)
     if known is not None:
@@ -191,12 +181,6 @@ def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    import polars as pl
-
-    from fusionlake.lake.store import open_store
-    from fusionlake.pipeline.marts import open_latest
-    from transforms.evaluate import evaluate
-
     truth = pl.read_csv(args.truth, infer_schema=False)
     con = open_latest(open_store(settings.lake), "all")
     try:
@@ -215,8 +199,6 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _known_feed(settings: Settings, agency: str, feed: str) -> None:
-    from fusionlake.lake.feeds import load_feeds
-
     feedset = load_feeds(settings.feeds_path)
     if f"{agency}/{feed}" not in feedset.feeds:
         known = ", ".join(sorted(feedset.feeds)) or "none"
@@ -227,9 +209,6 @@ def _known_feed(settings: Settings, agency: str, feed: str) -> None:
 
 
 def _print_table(headers: list[str], rows: list[tuple], title: str = "", empty: str = "") -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     if not rows and empty:
         print(empty)
         return
@@ -324,11 +303,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_user_error(exc: Exception) -> bool:
-    from fusionlake.lake.lease import LeaseHeld
-    from fusionlake.lake.store import LakeError
-    from fusionlake.pipeline.land import DeliveryError
-    from fusionlake.pipeline.marts import MartError
-
     return isinstance(exc, UserError | DeliveryError | LakeError | LeaseHeld | MartError)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from fusionlake.lake import zones
+from fusionlake.lake import layout, zones
 from fusionlake.lake.ledger import Ledger
 from fusionlake.lake.store import open_store
 from fusionlake.pipeline.land import deliver
@@ -72,7 +72,7 @@ def test_pipeline_lifecycle(prefect_harness, lake_uri, drops, tmp_path, capsys):
     assert store.exists("reports/runs/run-1.md")
     assert first.resolution_stats["new cross-agency matches"] > 0
     # transliterations are remembered in the lake for the next run (hanzi and Thai names)
-    cache = pl.read_parquet(store.get(zones.TRANSLIT_CACHE))
+    cache = pl.read_parquet(store.get(layout.TRANSLIT_CACHE))
     assert cache.height > 100 and {"script", "token", "latin"} <= set(cache.columns)
     report = store.get("reports/runs/run-1.md").decode()
     assert "new cross-agency matches" in report and "| drops staged | 4 |" in report
@@ -267,7 +267,7 @@ def test_drops_in_worker_processes_stage_what_threads_stage(prefect_harness, lak
     for key, frame in ours.items():
         assert_frame_equal(frame, theirs[key])
     # the workers' transliterations reached the lake's cache: all of them
-    cache = [pl.read_parquet(s.get(zones.TRANSLIT_CACHE)).sort("script", "token")
+    cache = [pl.read_parquet(s.get(layout.TRANSLIT_CACHE)).sort("script", "token")
              for s in (store, threads)]
     assert_frame_equal(*cache)
     assert _entity_ids(store) == _entity_ids(threads)

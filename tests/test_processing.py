@@ -8,7 +8,7 @@ import dataclasses
 import polars as pl
 import pytest
 
-from fusionlake.lake import zones
+from fusionlake.lake import layout, zones
 from fusionlake.lake.ledger import DropEntry
 from fusionlake.pipeline import stage as processing
 from transforms import translit_cache
@@ -56,12 +56,12 @@ def test_new_transliterations_are_taken_once():
 def test_save_translit_cache_merges_the_lake_and_the_workers(store):
     translit_cache.clear_cache()
     row = {"script": ["Thai"], "token": ["ก"], "latin": ["K"]}
-    store.put(zones.TRANSLIT_CACHE, zones.to_parquet(pl.DataFrame(row)))  # an earlier run's
+    store.put(layout.TRANSLIT_CACHE, zones.to_parquet(pl.DataFrame(row)))  # an earlier run's
     worker_a = pl.DataFrame({"script": ["Han:given", "Thai"], "token": ["伟", "ก"],
                              "latin": ["WEI", "K"]})
     worker_b = pl.DataFrame({"script": ["Han:family"], "token": ["张"], "latin": ["ZHANG"]})
     assert processing.save_translit_cache(store, [worker_a, None, worker_b]) == 3
-    stored = pl.read_parquet(store.get(zones.TRANSLIT_CACHE))
+    stored = pl.read_parquet(store.get(layout.TRANSLIT_CACHE))
     assert stored.rows() == [("Han:family", "张", "ZHANG"), ("Han:given", "伟", "WEI"),
                              ("Thai", "ก", "K")]
 

@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from fusionlake.lake.layout import LEASES as PREFIX
 from fusionlake.lake.store import NotFound, ObjectStore
 
-PREFIX = "leases"
 _GEN = re.compile(r"/(\d{6})\.json$")
 
 

@@ -19,16 +19,36 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 
 import polars as pl
 
+from fusionlake.lake.layout import LEDGER_DROPS as DROPS
+from fusionlake.lake.layout import LEDGER_DUPLICATES as DUPLICATES
+from fusionlake.lake.layout import LEDGER_SEEN as SEEN
+from fusionlake.lake.layout import ledger_event_key
 from fusionlake.lake.store import NotFound, ObjectInfo, ObjectStore
 
-STATES = ("received", "rejected", "validated", "staged", "published", "superseded")
 
-DROPS = "ledger/drops"
-DUPLICATES = "ledger/duplicates"
-SEEN = "ledger/seen"
+class DropState(StrEnum):
+    """Where a drop is. A StrEnum: stored and printed as its plain value."""
+
+    RECEIVED = "received"  # landed in raw/, not yet validated
+    VALIDATED = "validated"  # passed validation; staging pending
+    REJECTED = "rejected"  # unusable as sent (unknown feed, unreadable, broken structure)
+    STAGED = "staged"  # canonical records in staged/, not yet in a published mart
+    PUBLISHED = "published"  # in the published marts
+    SUPERSEDED = "superseded"  # every row replaced by a later drop of a by_source_key feed
+    DUPLICATE = "duplicate"  # the same bytes delivered again: listed, never ingested again
+
+
+#: States a drop can be recorded in (a duplicate is a delivery, recorded apart).
+STATES = tuple(s for s in DropState if s is not DropState.DUPLICATE)
+#: The work of a run: drops received or validated but not yet staged or rejected.
+PENDING = frozenset({DropState.RECEIVED, DropState.VALIDATED})
+#: Drops whose staged records count: the marts are built from them.
+LIVE = frozenset({DropState.STAGED, DropState.PUBLISHED})
+
 
 _EVENT = re.compile(r"^(\d{3,})-([a-z_]+)\.json$")
 
@@ -71,7 +91,7 @@ class DropEntry:
     file_name: str
     sha256: str
     size: int
-    state: str
+    state: DropState
     reason: str | None
     received_at: str
     updated_at: str
@@ -92,16 +112,17 @@ class Ledger:
         This is the claim that makes landing safe between concurrent runs: only the run whose
         write creates ``000-received.json`` goes on with the drop.
         """
-        event = {**meta, "state": "received", "reason": None, "at": meta["received_at"],
-                 "run_id": run_id}
-        return self.store.put_if_absent(self._event_key(meta["drop_id"], 0, "received"),
+        event = {**meta, "state": DropState.RECEIVED, "reason": None,
+                 "at": meta["received_at"], "run_id": run_id}
+        return self.store.put_if_absent(self._event_key(meta["drop_id"], 0, DropState.RECEIVED),
                                         _dump(event))
 
-    def record(self, drop_id: str, state: str, reason: str | None, run_id: str,
+    def record(self, drop_id: str, state: DropState, reason: str | None, run_id: str,
                **extra) -> None:
         """Append a state change for a drop that has been received."""
         if state not in STATES:
             raise ValueError(f"unknown drop state {state!r}; known: {', '.join(STATES)}")
+        state = DropState(state)
         for _attempt in range(20):
             events = self._event_names(drop_id)
             if not events:
@@ -162,7 +183,7 @@ class Ledger:
                 file_name=dup["file_name"],
                 sha256=dup["sha256"],
                 size=first.size if first else 0,
-                state="duplicate",
+                state=DropState.DUPLICATE,
                 reason=f"same bytes as {first.file_name if first else 'an earlier drop'}"
                        f" (drop {dup['drop_id']}); not ingested again",
                 received_at=dup["at"],
@@ -185,7 +206,7 @@ class Ledger:
 
     # -- internals -------------------------------------------------------------------------
     def _event_key(self, drop_id: str, seq: int, state: str) -> str:
-        return f"{DROPS}/{drop_id}/{seq:03d}-{state}.json"
+        return ledger_event_key(drop_id, seq, state)
 
     def _event_names(self, drop_id: str) -> list[tuple[int, str]]:
         out = []
@@ -206,7 +227,7 @@ class Ledger:
             file_name=first["file_name"],
             sha256=first["sha256"],
             size=first["size"],
-            state=last["state"],
+            state=DropState(last["state"]),
             reason=last.get("reason"),
             received_at=first["received_at"],
             updated_at=last["at"],

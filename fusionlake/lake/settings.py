@@ -49,9 +49,11 @@ class Settings:
     drop_process_min_bytes: int = 32 * 2**20
 
     @classmethod
-    def from_env(cls, lake: str | None = None) -> Settings:
-        """Settings from ``--lake`` (if given) and the ``FUSIONLAKE_*`` variables."""
-        feeds = [p for p in os.environ.get("FUSIONLAKE_FEEDS_PATH", "").split(":") if p]
+    def from_env(cls, lake: str | None = None, feeds_path: list[str] | None = None) -> Settings:
+        """Settings from ``--lake`` and feed folders (if given) and the ``FUSIONLAKE_*``
+        variables."""
+        feeds = (feeds_path if feeds_path is not None else
+                 [p for p in os.environ.get("FUSIONLAKE_FEEDS_PATH", "").split(":") if p])
         return cls(
             lake=lake or os.environ.get("FUSIONLAKE_LAKE") or DEFAULT_LAKE,
             feeds_path=feeds,

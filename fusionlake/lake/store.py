@@ -35,6 +35,8 @@ __all__ = [
     "ObjectInfo",
     "ObjectStore",
     "S3Store",
+    "TransientLakeError",
+    "is_transient",
     "join_key",
     "open_store",
     "safe_part",
@@ -43,6 +45,39 @@ __all__ = [
 
 class LakeError(Exception):
     """A storage problem a person can act on; the message says what and what to do."""
+
+
+class TransientLakeError(LakeError):
+    """A storage failure that may pass (5xx, throttling, a dropped connection, a timeout):
+    worth retrying with backoff. Any other LakeError needs a person."""
+
+
+#: S3 error codes that say "try again later", whatever the HTTP status.
+TRANSIENT_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
+    "InternalError", "ServiceUnavailable", "RequestLimitExceeded", "TooManyRequests",
+})  # fmt: skip
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a storage failure that may pass: the one retry
+    rule of every stage."""
+    from botocore.exceptions import ClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        # closed, reset or timed-out connections, an unreachable endpoint
+        if isinstance(exc, TransientLakeError | ConnectionError | TimeoutError
+                      | BotoConnectionError):
+            return True
+        if isinstance(exc, ClientError):
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            code = exc.response.get("Error", {}).get("Code", "")
+            return status >= 500 or status == 429 or code in TRANSIENT_CODES
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class NotFound(LakeError, KeyError):
@@ -316,7 +351,7 @@ class S3Store(ObjectStore):
                 "AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
             ) from None
         except EndpointConnectionError as exc:
-            raise LakeError(
+            raise TransientLakeError(
                 f"cannot reach the S3 endpoint for {self.uri} ({exc}): check AWS_ENDPOINT_URL "
                 "and that the object store is running"
             ) from None
@@ -334,6 +369,9 @@ class S3Store(ObjectStore):
                     f"S3 refused {what} on {self.uri} ({code}): check AWS_ACCESS_KEY_ID, "
                     "AWS_SECRET_ACCESS_KEY or AWS_PROFILE and the bucket policy"
                 ) from None
+            if is_transient(exc):
+                raise TransientLakeError(f"S3 {what} on {self.uri} failed ({code or exc}); "
+                                         "it may pass: retry") from exc
             raise
 
     # -- interface -------------------------------------------------------------------------

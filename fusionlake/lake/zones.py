@@ -1,16 +1,4 @@
-"""Where each zone of the lake keeps its objects, and how frames go in and out of them.
-
-One module owns the layout of DESIGN.md so that no other code builds keys by hand::
-
-    raw/<agency>/<feed>/<drop_id>/<file>                 (fusionlake.pipeline.land)
-    quarantine/<agency>/<feed>/<drop_id>/rows.parquet    bad rows, each with expectation, reason
-    validation/<agency>/<feed>/<drop_id>/results.parquet one row per expectation
-    validation/<agency>/<feed>/<drop_id>/gx_result.json  the GX result, for Data Docs
-    staged/<table>/<agency>/<feed>/<drop_id>.parquet     canonical records of an accepted drop
-    resolution/<version>/<table>.parquet, LATEST         entity resolution output
-    decisions/<timestamp>-<id>.json                      steward decisions, append-only
-    cache/translit.parquet                               transliteration cache across runs
-    reports/                                             Data Docs site and run summaries
+"""How frames go in and out of the lake's zones (the keys themselves: fusionlake.lake.layout).
 
 Frames travel as Parquet bytes, which both backends store the same way. Large tables (staged,
 resolution) can also be scanned lazily from files: in place on a local lake, downloaded once to a
@@ -27,17 +15,9 @@ from pathlib import Path
 
 import polars as pl
 
-from fusionlake.lake import schema
+from fusionlake.lake import layout, schema
+from fusionlake.lake.layout import DECISIONS, QUARANTINE, RESOLUTION, VALIDATION, staged_key
 from fusionlake.lake.store import LocalStore, NotFound, ObjectStore
-
-STAGED = "staged"
-QUARANTINE = "quarantine"
-VALIDATION = "validation"
-RESOLUTION = "resolution"
-DECISIONS = "decisions"
-REPORTS = "reports"
-DATA_DOCS = "reports/data_docs"
-TRANSLIT_CACHE = "cache/translit.parquet"
 
 
 def to_parquet(frame: pl.DataFrame) -> bytes:
@@ -87,10 +67,6 @@ def scan(paths: list[Path], table: str) -> pl.LazyFrame:
 # -- staged ------------------------------------------------------------------------------------
 
 
-def staged_key(table: str, agency: str, feed: str, drop_id: str) -> str:
-    return f"{STAGED}/{table}/{agency}/{feed}/{drop_id}.parquet"
-
-
 def write_staged(store: ObjectStore, agency: str, feed: str, drop_id: str,
                  tables: dict[str, pl.DataFrame]) -> dict[str, int]:
     """Write a drop's canonical tables; a drop staged before is not rewritten.
@@ -110,8 +86,8 @@ def write_staged(store: ObjectStore, agency: str, feed: str, drop_id: str,
 
 def staged_keys(store: ObjectStore, table: str, drop_ids: set[str] | None = None) -> list[str]:
     """The staged files of a table (of the given drops only, when given)."""
-    return [k for k in store.list(f"{STAGED}/{table}")
-            if drop_ids is None or k.rsplit("/", 1)[-1].removesuffix(".parquet") in drop_ids]
+    return [k for k in store.list(layout.staged_prefix(table))
+            if drop_ids is None or layout.drop_id_of_staged(k) in drop_ids]
 
 
 def read_staged(store: ObjectStore, table: str, drop_ids: set[str] | None = None) -> pl.DataFrame:
@@ -127,12 +103,11 @@ def read_staged(store: ObjectStore, table: str, drop_ids: set[str] | None = None
 def write_validation(store: ObjectStore, agency: str, feed: str, drop_id: str,
                      results: pl.DataFrame, quarantine: pl.DataFrame,
                      gx_result: dict | None) -> None:
-    base = f"{agency}/{feed}/{drop_id}"
-    write_frame(store, f"{VALIDATION}/{base}/results.parquet", results)
+    write_frame(store, layout.validation_results_key(agency, feed, drop_id), results)
     if gx_result is not None:
-        store.put(f"{VALIDATION}/{base}/gx_result.json",
+        store.put(layout.gx_result_key(agency, feed, drop_id),
                   json.dumps(gx_result, ensure_ascii=False, default=str).encode())
-    write_frame(store, f"{QUARANTINE}/{base}/rows.parquet", quarantine)
+    write_frame(store, layout.quarantine_key(agency, feed, drop_id), quarantine)
 
 
 def read_validation_results(store: ObjectStore) -> pl.DataFrame:

@@ -18,11 +18,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from fusionlake.lake import layout
+from fusionlake.lake.layout import LANDING
 from fusionlake.lake.ledger import Ledger, drop_id_for, now_utc
 from fusionlake.lake.store import ObjectInfo, ObjectStore, safe_part
-
-LANDING = "landing"
-RAW = "raw"
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl",
            ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
@@ -76,7 +75,7 @@ def deliver(store: ObjectStore, agency: str, feed: str, paths: list[Path]) -> li
     """
     paths = check_files(paths)
     try:
-        prefix = f"{LANDING}/{safe_part(agency)}/{safe_part(feed)}"
+        prefix = layout.landing_prefix(safe_part(agency), safe_part(feed))
     except ValueError as exc:
         raise DeliveryError(f"agency or feed name unusable: {exc}") from None
     done = []
@@ -142,7 +141,7 @@ def land(store: ObjectStore, ledger: Ledger, info: ObjectInfo, run_id: str) -> L
         return Landed(info.key, "duplicate", drop_id, agency, feed, file_name, existing.raw_key,
                       f"same bytes as {existing.file_name} (drop {drop_id}); not ingested again")
 
-    raw_key = f"{RAW}/{agency}/{feed}/{drop_id}/{file_name}"
+    raw_key = layout.raw_key(agency, feed, drop_id, file_name)
     received_at = now_utc().isoformat()
     manifest = {
         "drop_id": drop_id,
@@ -160,7 +159,7 @@ def land(store: ObjectStore, ledger: Ledger, info: ObjectInfo, run_id: str) -> L
     # raw first, ledger claim last: a crash in between leaves an unclaimed raw copy that the
     # next run completes (the raw writes are conditional and idempotent).
     store.put_if_absent(raw_key, data)
-    store.put_if_absent(f"{RAW}/{agency}/{feed}/{drop_id}/manifest.json",
+    store.put_if_absent(layout.raw_manifest_key(agency, feed, drop_id),
                         json.dumps(manifest, ensure_ascii=False, indent=1).encode())
     if not ledger.receive(manifest, run_id):
         # Another run (or another name for the same bytes in this run) claimed it first.

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from fusionlake.lake.ledger import DropState
 from fusionlake.pipeline.land import Landed
+from fusionlake.pipeline.marts import open_latest
 from fusionlake.pipeline.stage import DropResult
 
 
@@ -28,8 +30,6 @@ class RunSummary:
 
     def fill_from_marts(self, store) -> None:
         """Headline figures, read back from the published 'all' mart."""
-        from fusionlake.pipeline.marts import open_latest
-
         con = open_latest(store, "all")
         try:
             queries = {
@@ -50,8 +50,8 @@ class RunSummary:
     def markdown(self) -> str:
         landed = [x for x in self.landed if x.status == "landed"]
         dups = [x for x in self.landed if x.status == "duplicate"]
-        rejected = [d for d in self.drops if d.state == "rejected"]
-        staged = [d for d in self.drops if d.state == "staged"]
+        rejected = [d for d in self.drops if d.state == DropState.REJECTED]
+        staged = [d for d in self.drops if d.state == DropState.STAGED]
         lines = [f"# fusionlake run {self.run_id}", "", f"Lake: `{self.lake}`", ""]
         if self.noop:
             lines += ["Nothing new: no deliveries, no pending drops, marts unchanged.", ""]

@@ -1,0 +1,134 @@
+"""Resolve step: the staged records that count now, and entity resolution over them.
+
+The staged files are opened once per run (:func:`staged_scans`): resolution collects the columns
+it reads from them, and publishing (fusionlake.pipeline.publish) builds the marts from the same
+files, so an S3 lake's staged zone is downloaded once.
+
+Splink (and its DuckDB) take seconds to import and drop workers import this package without ever
+resolving, so transforms.resolution is imported where it is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+
+from fusionlake.lake import zones
+from fusionlake.lake.feeds import FeedSet
+from fusionlake.lake.ledger import LIVE, Ledger
+from fusionlake.lake.schema import TABLES
+from fusionlake.lake.store import ObjectStore
+
+
+@contextlib.contextmanager
+def staged_scans(store: ObjectStore, ledger: Ledger,
+                 feedset: FeedSet) -> Iterator[tuple[dict[str, pl.LazyFrame], set[str]]]:
+    """Every staged table as a lazy scan of the lake's files, and the drops wholly superseded.
+
+    Only the records that count now are in the scans: a feed with ``supersede: by_source_key``
+    keeps, per source key, the row of the newest drop (a corrected re-send replaces the earlier
+    row); a drop none of whose rows survive is superseded. The scans are valid inside the
+    ``with`` block (files of an S3 lake are downloaded to a temporary folder for it).
+    """
+    entries = ledger.entries()  # one listing: on S3 it is a GET per ledger object
+    live = {e.drop_id for e in entries if e.state in LIVE}
+    with tempfile.TemporaryDirectory(prefix="fusionlake-staged-") as tmp:
+        scans = {t: zones.scan(zones.local_files(store, zones.staged_keys(store, t, live),
+                                                 Path(tmp)), t)
+                 for t in TABLES}
+        person = scans["person_record"].select(
+            "record_id", "drop_id", "agency", "feed", "source_key").collect()
+        by_key = [name for name, f in feedset.feeds.items() if f.supersede == "by_source_key"]
+        after = before = set(person["drop_id"].unique().to_list())
+        if person.height and by_key:
+            received = {e.drop_id: e.received_at for e in entries}
+            ranked = person.with_columns(
+                pl.col("drop_id").replace_strict(received, default="").alias("_received"),
+                (pl.col("agency") + "/" + pl.col("feed")).alias("_feed"),
+            ).filter(pl.col("_feed").is_in(by_key))
+            newest = (ranked.sort("_received", descending=True)
+                      .unique(["_feed", "source_key"], keep="first"))
+            superseded = ranked.join(newest.select("record_id"), on="record_id",
+                                     how="anti")["record_id"]
+            if superseded.len():
+                scans = {t: f.filter(~pl.col("record_id").is_in(superseded.implode()))
+                         for t, f in scans.items()}
+                after = set(person.filter(~pl.col("record_id").is_in(superseded.implode()))
+                            ["drop_id"].unique().to_list())
+        yield scans, before - after
+
+
+def load_staged(store: ObjectStore, ledger: Ledger, feedset: FeedSet,
+                columns: dict[str, tuple[str, ...]] | None = None,
+                ) -> tuple[dict[str, pl.DataFrame], set[str]]:
+    """All canonical records that count now (see :func:`staged_scans`), and the drops wholly
+    superseded; with ``columns``, only those columns of the tables it names."""
+    with staged_scans(store, ledger, feedset) as (scans, superseded):
+        tables = {t: (f.select(columns[t]) if columns and t in columns else f).collect()
+                  for t, f in scans.items()}
+    return tables, superseded
+
+
+def collect_inputs(scans: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
+    """The staged tables as resolution reads them: only the columns it uses (less memory)."""
+    from transforms.resolution.resolve import input_columns
+
+    columns = input_columns()
+    return {t: (f.select(columns[t]) if t in columns else f).collect()
+            for t, f in scans.items()}
+
+
+def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: str):
+    """Entity resolution over the staged records, with steward decisions and stable ids."""
+    from transforms.resolution.resolve import resolve  # Splink: seconds to import; see above
+
+    keys = zones.resolution_keys(store) or {}
+    previous = {name: zones.read_frame(store, keys[name])
+                for name in ("entity_record", "entity_history") if name in keys}
+    resolution = resolve(
+        tables,
+        decisions=zones.read_decisions(store),
+        previous=previous["entity_record"] if previous else None,
+    )
+    frames = {
+        "entity_record": resolution.entity_record,
+        "record_link": resolution.record_link,
+        "entity_link": resolution.entity_link,
+        "entity_history": resolution.entity_history,
+        "review_pair": resolution.review_pair,
+    }
+    if previous and "entity_history" in previous:
+        frames["entity_history"] = pl.concat(
+            [previous["entity_history"], resolution.entity_history], how="vertical_relaxed")
+    version = zones.write_resolution(store, frames, run_id)
+    resolution.stats["new cross-agency matches"] = new_cross_agency_matches(
+        tables["person_record"], resolution.entity_record,
+        previous["entity_record"] if previous else None)
+    return resolution, frames, version
+
+
+def new_cross_agency_matches(person: pl.DataFrame, entity_record: pl.DataFrame,
+                             previous: pl.DataFrame | None) -> int:
+    """Entities that now join records of two or more agencies, and did not in the last run.
+
+    An entity counts when no entity of the previous resolution already held records of two of
+    its agencies together; on the first run every cross-agency entity is new.
+    """
+    if not entity_record.height or not person.height:
+        return 0
+    cur = entity_record.join(person.select("record_id", "agency"), on="record_id")
+    cross = (cur.group_by("entity_id").agg(pl.col("agency").n_unique().alias("n"))
+             .filter(pl.col("n") >= 2).select("entity_id"))
+    if previous is None or not previous.height:
+        return cross.height
+    before = (
+        cur.join(cross, on="entity_id")
+        .join(previous.rename({"entity_id": "previous_id"}), on="record_id")
+        .group_by("entity_id", "previous_id").agg(pl.col("agency").n_unique().alias("n"))
+        .filter(pl.col("n") >= 2).select("entity_id").unique()
+    )
+    return cross.join(before, on="entity_id", how="anti").height
