@@ -76,6 +76,34 @@ def test_generated_feed_columns_match_docs():
         (GOOD.replace("format: csv", "format: xls"), "format", "unknown format 'xls'"),
         (GOOD.replace("name_order: given_first", "name_order: given_first, lang: th"),
          "columns.name.lang", "unknown option"),
+        (GOOD + "  passport: {to: identifier, kind: pasport}\n", "columns.passport.kind",
+         "unknown kind 'pasport'; allowed: cn_resident_id, th_national_id, mm_nrc, passport"),
+        (GOOD.replace("formats: [iso]", "formats: [iso, '%d/%q/%Y']"), "columns.dob.formats",
+         "'%d/%q/%Y': %q is not supported; use %d %e %m %Y %y %b %B"),
+        (GOOD.replace("formats: [iso]", "calendar: thai"), "columns.dob.calendar",
+         "unknown calendar 'thai'; allowed: gregorian or buddhist"),
+        (GOOD.replace("given_first", "surname_first"), "columns.name.name_order",
+         "unknown name_order 'surname_first'; allowed: family_first, given_first or none"),
+        (GOOD + "  tel: {to: phone, relation: mine}\n", "columns.tel.relation",
+         "unknown relation 'mine'; allowed: own or counterparty"),
+        (GOOD + "  sex: {to: person.sex, values: {m: male}}\n", "columns.sex.values.m",
+         "unknown value 'male'; allowed: M or F"),
+        (GOOD + "  acct: {to: account, kind: bank_card, institution_column: bank}\n",
+         "columns.acct.institution_column",
+         "names column 'bank', which is not another column under columns:"),
+        (GOOD + "  pp: {to: identifier, kind: passport, issuing_country_from: person.nationality}"
+         "\n", "columns.pp.issuing_country_from",
+         "no column maps to person.nationality and defaults.nationality is not set"),
+        (GOOD + "  alias: {to: person.name}\n", "columns.alias.to",
+         "person.name is already mapped from column 'name'"),
+        (GOOD + "  when: {to: event.date, plausible: [2000-01-01, soon]}\n",
+         "columns.when.plausible", "must be an ISO date (YYYY-MM-DD) or today, got 'soon'"),
+        (GOOD + "defaults: {phone_region: thailand}\n", "defaults.phone_region",
+         "must be an ISO 3166-1 alpha-2 code such as TH, got 'thailand'"),
+        (GOOD + "event: {type: party}\n", "event.type",
+         "unknown type 'party'; allowed: wanted, arrest, detention, rescue"),
+        (GOOD.replace("columns:", "suite: missing.suite.yaml\ncolumns:"), "suite",
+         "names 'missing.suite.yaml', which is not a file beside broken.yaml"),
     ],
 )
 def test_a_broken_feed_file_is_reported_with_path_and_key(tmp_path, text, key, message):
@@ -121,5 +149,24 @@ def test_get_unknown_feed_lists_known_feeds():
 
 def test_parse_feed_raises_feed_error(tmp_path):
     path = _write(tmp_path, "xx", "f", GOOD.replace("record: person", "record: vehicle"))
-    with pytest.raises(FeedError, match=r"key 'record': must be one of person"):
+    with pytest.raises(FeedError, match=r"key 'record': unknown record 'vehicle'; allowed: person"):
         parse_feed(path)
+
+
+# --- one contract: the transforms' registries and the docs agree with it ---------------------
+
+
+def test_transform_registries_equal_the_contract_lists():
+    from fusionlake.lake import feeds
+    from transforms import accounts, canonical, dates, identifiers, names
+
+    assert list(identifiers.KINDS) == list(feeds.IDENTIFIER_KINDS)
+    assert list(accounts.ACCOUNT_KINDS) == list(feeds.ACCOUNT_KINDS)
+    assert list(dates.NAMED_FORMATS) == list(feeds.NAMED_DATE_FORMATS)
+    assert list(dates.CALENDARS) == list(feeds.CALENDARS)
+    assert "".join(dates._DIRECTIVES) == feeds.DATE_DIRECTIVES
+    assert names.NAME_ORDERS == feeds.NAME_ORDERS
+    assert canonical.TARGETS is feeds.TARGET_OPTIONS
+    assert set(feeds.TARGET_OPTIONS["person.sex"]) - set(feeds.TARGET_OPTIONS["ignore"]) == {
+        "values"}
+
