@@ -180,11 +180,12 @@ def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str) -> ValidationOu
 
     raw = _run_gx(frame, suite_doc, name)
     rows, quarantined, reasons = [], [], []
-    for exp_doc, res in zip(suite_doc["expectations"], raw["results"], strict=True):
+    # GX orders results its own way (by column), so each result's meta comes with its config
+    for res in raw["results"]:
         cfg = res["expectation_config"]
         kind = cfg["type"]
         kwargs = cfg.get("kwargs", {})
-        meta = exp_doc.get("meta", {})
+        meta = cfg.get("meta") or {}
         on_failure = meta.get("on_failure", "quarantine")
         column = kwargs.get("column")
         result = res.get("result") or {}
