@@ -42,7 +42,6 @@ from pydantic import (
 from fusionlake.lake.settings import PROJECT_ROOT
 
 FEEDS_DIR = PROJECT_ROOT / "feeds"
-SUITES_DIR = PROJECT_ROOT / "expectations" / "suites"
 
 # ---------------------------------------------------------------------------------------------
 # The allowed values. transforms/ keeps a registry for several of these (the functions that do
@@ -326,6 +325,10 @@ class FeedError(Exception):
         super().__init__(f"{where}: {message}")
 
 
+#: Suite override files a feed may have beside it, tried in this order (expectations/suites.py).
+SUITE_OVERRIDE_SUFFIXES = (".suite.yaml", ".suite.yml", ".suite.json")
+
+
 @dataclass(frozen=True)
 class Feed:
     """One agency feed, as its checked YAML file declares it (docs/feeds.md).
@@ -373,18 +376,19 @@ class Feed:
                 if opts.get("optional", False) and c not in present]
 
     @property
-    def suite_path(self) -> Path:
-        """The expectation suite of this feed.
+    def suite_path(self) -> Path | None:
+        """The steward's override of this feed's compiled suite, or None when there is none.
 
-        ``suite:`` in the feed file (relative to it), else ``<feed>.suite.json`` next to the feed
-        file, else ``expectations/suites/<agency>.<feed>.json``.
+        ``suite:`` in the feed file (relative to it), else ``<feed>.suite.yaml`` (``.yml``,
+        ``.json``) beside the feed file.
         """
         if self.suite:
             return (self.path.parent / self.suite).resolve()
-        beside = self.path.parent / f"{self.feed}.suite.json"
-        if beside.exists():
-            return beside
-        return SUITES_DIR / f"{self.agency}.{self.feed}.json"
+        for suffix in SUITE_OVERRIDE_SUFFIXES:
+            beside = self.path.parent / f"{self.feed}{suffix}"
+            if beside.exists():
+                return beside
+        return None
 
 
 @dataclass
