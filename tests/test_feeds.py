@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
@@ -171,6 +172,16 @@ def test_transform_registries_equal_the_contract_lists():
     assert set(feeds.TARGET_OPTIONS["person.sex"]) - set(feeds.TARGET_OPTIONS["ignore"]) == {
         "values"}
 
+
+def test_docs_document_every_key_and_option_the_contract_accepts():
+    from fusionlake.lake import feeds
+
+    docs = (feeds.PROJECT_ROOT / "docs" / "feeds.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"`([a-z_.]+)", docs)) | set(re.findall(r"^\s*([a-z_]+):", docs,
+                                                                        re.M))
+    options = set().union(*feeds.TARGET_OPTIONS.values())
+    keys = set(feeds.FeedFile.model_fields)
+    assert sorted((options | keys | set(feeds.TARGETS)) - documented) == []
 
 
 # --- a feed that loads never fails later for a reason the contract could have caught ----------
