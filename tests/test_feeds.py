@@ -104,6 +104,10 @@ def test_generated_feed_columns_match_docs():
          "must be an ISO 3166-1 alpha-2 code such as TH, got 'thailand'"),
         (GOOD + "event: {type: party}\n", "event.type",
          "unknown type 'party'; allowed: wanted, arrest, detention, rescue"),
+        (GOOD + "  photo:\n", "columns.photo", "must be a mapping with a 'to:' target"),
+        (GOOD.replace("dob:  {to: person.birth_date,", "dob:  {to: person.birth_date, optional: "
+                      "true, required: true,"), "columns.dob.optional",
+         "a column that may be absent cannot be required or the source_key"),
         (GOOD.replace("columns:", "suite: missing.suite.yaml\ncolumns:"), "suite",
          "names 'missing.suite.yaml', which is not a file beside broken.yaml"),
     ],

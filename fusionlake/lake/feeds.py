@@ -417,47 +417,50 @@ class FeedSet:
 def _error_from_pydantic(path: Path, doc: dict, exc: ValidationError) -> FeedError:
     """The first problem pydantic found, as a FeedError with a dotted key and allowed values."""
     err = exc.errors(include_url=False)[0]
+    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
     loc = [str(p) for p in err["loc"] if not isinstance(p, int)]  # list positions: value is quoted
-    column_opts = None
-    if len(loc) >= 2 and loc[0] == "columns":
-        column_opts = (doc.get("columns") or {}).get(_column_key(doc, loc[1]))
+    options = None  # the options of the column at fault, as written
+    if loc[:1] == ["columns"] and len(loc) >= 2:
+        options = _column_options(doc, loc[1])
         if len(loc) >= 3 and loc[2] in _TARGET_MODELS:
             del loc[2]  # pydantic names the union member by its tag; the file does not
-    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
-    if kind == "union_tag_invalid":
-        return FeedError(path, ".".join([*loc, "to"]),
-                         f"unknown target {ctx.get('tag')!r}; allowed: {', '.join(TARGETS)}")
-    if kind == "union_tag_not_found" or (kind == "model_attributes_type" and column_opts is None
-                                         and loc[:1] == ["columns"] and len(loc) == 2):
-        return FeedError(path, ".".join(loc), "must be a mapping with a 'to:' target, e.g. "
-                                              "{to: ignore}")
     key = ".".join(loc)
+
+    if kind == "union_tag_invalid":
+        return FeedError(path, f"{key}.to",
+                         f"unknown target {ctx.get('tag')!r}; allowed: {', '.join(TARGETS)}")
+    if kind in ("union_tag_not_found", "model_attributes_type") and loc[:1] == ["columns"] \
+            and len(loc) == 2:
+        return FeedError(path, key, "must be a mapping with a 'to:' target, e.g. {to: ignore}")
+    if kind == "extra_forbidden" and len(loc) == 3 and isinstance(options, dict):
+        target = options.get("to")
+        if loc[2] == "values":
+            takers = [t for t, allowed in TARGET_OPTIONS.items() if "values" in allowed]
+            return FeedError(path, key, f"target {target} takes no values: map; only "
+                                        f"{', '.join(takers)} do")
+        allowed = sorted(TARGET_OPTIONS[target] | {"to"})
+        return FeedError(path, key, f"unknown option for target {target}; allowed: "
+                                    f"{', '.join(allowed)}")
     if kind == "extra_forbidden":
-        if len(loc) == 3 and loc[0] == "columns" and isinstance(column_opts, dict):
-            target = column_opts.get("to")
-            if loc[2] == "values":
-                takers = [t for t, opts in TARGET_OPTIONS.items() if "values" in opts]
-                return FeedError(path, key, f"target {target} takes no values: map; only "
-                                            f"{', '.join(takers)} do")
-            allowed = sorted(TARGET_OPTIONS[target] | {"to"})
-            return FeedError(path, key, f"unknown option for target {target}; allowed: "
-                                        f"{', '.join(allowed)}")
-        parent = _model_at(loc[:-1])
-        return FeedError(path, key, f"unknown key; allowed: {', '.join(parent.model_fields)}")
+        known = _model_at(loc[:-1]).model_fields
+        return FeedError(path, key, f"unknown key; allowed: {', '.join(known)}")
     if kind == "missing":
         return FeedError(path, key, "is required")
     if kind == "literal_error":
-        what = "value" if loc[-2:-1] == ["values"] else loc[-1]  # a key of a values: map
-        return FeedError(path, key, f"unknown {what} {value!r}; allowed: "
-                                    f"{ctx.get('expected', '').replace(chr(39), '')}")
-    message = str(ctx["error"]) if kind in ("value_error", "assertion_error") else err["msg"]
-    return FeedError(path, key, f"{message} (got {value!r})" if kind != "value_error" else message)
+        what = "value" if loc[-2:-1] == ["values"] else loc[-1]  # a value of a values: map
+        allowed = ctx.get("expected", "").replace("'", "")
+        return FeedError(path, key, f"unknown {what} {value!r}; allowed: {allowed}")
+    if kind == "value_error":  # the checks above: their message quotes the value
+        return FeedError(path, key, str(ctx["error"]))
+    return FeedError(path, key, f"{err['msg']} (got {value!r})")
 
 
-def _column_key(doc: dict, name: str) -> Any:
-    """The YAML key of column ``name`` (YAML may have read it as a number)."""
-    columns = doc.get("columns") if isinstance(doc.get("columns"), dict) else {}
-    return next((k for k in columns if str(k) == name), name)
+def _column_options(doc: dict, name: str) -> Any:
+    """The options of column ``name`` as written (YAML may have read the name as a number)."""
+    columns = doc.get("columns")
+    if not isinstance(columns, dict):
+        return None
+    return next((opts for k, opts in columns.items() if str(k) == name), None)
 
 
 def _model_at(loc: list[str]) -> type[BaseModel]:
