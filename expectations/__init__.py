@@ -7,8 +7,8 @@ The public surface (STYLE.md #1)::
     build_data_docs(results, out_dir) -> Path
     suite_for_feed(feed) -> dict, load_suite(feed) -> dict
 
-Suites are JSON files in expectations/suites/ (``python -m expectations.suites`` regenerates
-them from the feed files); custom expectations live in expectations/custom.py.
+Suites are compiled from the feed files when loaded, plus an optional steward override beside
+the feed file (expectations/suites.py); custom expectations live in expectations/custom.py.
 """
 
 from __future__ import annotations

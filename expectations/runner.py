@@ -159,7 +159,7 @@ def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str) -> ValidationOu
 
     Args:
         frame: source columns as pl.String plus source_row.
-        feed: its feed definition (the suite is ``feed.suite_path``).
+        feed: its feed definition (the suite is compiled from it: load_suite).
         drop_id: the drop's id, carried into results.
 
     Returns:
@@ -177,14 +177,18 @@ def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str) -> ValidationOu
                        f"{feed.name}: the file lacks the column(s) {', '.join(missing)} that "
                        f"the feed definition declares (found: {', '.join(frame.columns[:-1])})",
                        "expect_table_columns_to_match_set")
+    # an optional column the drop lacks is checked (and later mapped) as a column of nulls
+    frame = frame.with_columns(pl.lit(None, pl.String).alias(c)
+                               for c in feed.absent_optional_columns(frame.columns))
 
     raw = _run_gx(frame, suite_doc, name)
     rows, quarantined, reasons = [], [], []
-    for exp_doc, res in zip(suite_doc["expectations"], raw["results"], strict=True):
+    # GX orders results its own way (by column), so each result's meta comes with its config
+    for res in raw["results"]:
         cfg = res["expectation_config"]
         kind = cfg["type"]
         kwargs = cfg.get("kwargs", {})
-        meta = exp_doc.get("meta", {})
+        meta = cfg.get("meta") or {}
         on_failure = meta.get("on_failure", "quarantine")
         column = kwargs.get("column")
         result = res.get("result") or {}

@@ -4,8 +4,8 @@ Each command is a small function that reads its arguments, calls library code an
 user can act on (:class:`UserError` and the library's own error types) print one line naming the
 thing and what to do, and exit with status 2; nothing else is caught.
 
-The flows are imported by the commands that run them: Prefect takes seconds to import, which
-``drops``, ``sql`` or ``feeds`` need not pay.
+The flows and expectations are imported by the commands that use them: Prefect and GX take
+seconds to import, which ``drops`` or ``sql`` need not pay.
 """
 
 from __future__ import annotations
@@ -90,13 +90,25 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
+    from expectations.suites import SuiteError, load_suite  # GX: seconds to import
+
     feedset = load_feeds(settings.feeds_path)
-    rows = [(f.name, ",".join(f.formats), f.encoding, f.source_key, str(f.path))
-            for f in feedset.feeds.values()]
-    _print_table(["feed", "format", "encoding", "key", "source"], rows, title="feeds")
-    for err in feedset.errors:
+    errors: list[Exception] = list(feedset.errors)
+    rows = []
+    for f in feedset.feeds.values():
+        # compile each suite now, so a broken steward override fails here, not in a run
+        try:
+            load_suite(f)
+        except SuiteError as exc:
+            errors.append(exc)
+        override = f.suite_path.name if f.suite_path else "-"
+        rows.append((f.name, ",".join(f.formats), f.encoding, f.source_key, override,
+                     str(f.path)))
+    _print_table(["feed", "format", "encoding", "key", "override", "source"], rows,
+                 title="feeds")
+    for err in errors:
         print(f"error: {err}", file=sys.stderr)
-    return 1 if feedset.errors else 0
+    return 1 if errors else 0
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
+import yaml
 
 from expectations.suites import load_suite
 from fusionlake.lake.feeds import FeedError, load_feeds, parse_feed
@@ -61,7 +63,7 @@ def test_generated_feed_columns_match_docs():
     assert (suspects.name, suspects.encoding, suspects.formats) == (
         "cn_mps/suspects", "gb18030", ["csv"])
     assert suspects.source_key == "编号"
-    assert suspects.suite_path.name == "cn_mps.suspects.json"
+    assert suspects.suite_path is None  # no steward override: the suite is all compiled
 
 
 @pytest.mark.parametrize(
@@ -76,6 +78,38 @@ def test_generated_feed_columns_match_docs():
         (GOOD.replace("format: csv", "format: xls"), "format", "unknown format 'xls'"),
         (GOOD.replace("name_order: given_first", "name_order: given_first, lang: th"),
          "columns.name.lang", "unknown option"),
+        (GOOD + "  passport: {to: identifier, kind: pasport}\n", "columns.passport.kind",
+         "unknown kind 'pasport'; allowed: cn_resident_id, th_national_id, mm_nrc, passport"),
+        (GOOD.replace("formats: [iso]", "formats: [iso, '%d/%q/%Y']"), "columns.dob.formats",
+         "'%d/%q/%Y': %q is not supported; use %d %e %m %Y %y %b %B"),
+        (GOOD.replace("formats: [iso]", "calendar: thai"), "columns.dob.calendar",
+         "unknown calendar 'thai'; allowed: gregorian or buddhist"),
+        (GOOD.replace("given_first", "surname_first"), "columns.name.name_order",
+         "unknown name_order 'surname_first'; allowed: family_first, given_first or none"),
+        (GOOD + "  tel: {to: phone, relation: mine}\n", "columns.tel.relation",
+         "unknown relation 'mine'; allowed: own or counterparty"),
+        (GOOD + "  sex: {to: person.sex, values: {m: male}}\n", "columns.sex.values.m",
+         "unknown value 'male'; allowed: M or F"),
+        (GOOD + "  acct: {to: account, kind: bank_card, institution_column: bank}\n",
+         "columns.acct.institution_column",
+         "names column 'bank', which is not another column under columns:"),
+        (GOOD + "  pp: {to: identifier, kind: passport, issuing_country_from: person.nationality}"
+         "\n", "columns.pp.issuing_country_from",
+         "no column maps to person.nationality and defaults.nationality is not set"),
+        (GOOD + "  alias: {to: person.name}\n", "columns.alias.to",
+         "person.name is already mapped from column 'name'"),
+        (GOOD + "  when: {to: event.date, plausible: [2000-01-01, soon]}\n",
+         "columns.when.plausible", "must be an ISO date (YYYY-MM-DD) or today, got 'soon'"),
+        (GOOD + "defaults: {phone_region: thailand}\n", "defaults.phone_region",
+         "must be an ISO 3166-1 alpha-2 code such as TH, got 'thailand'"),
+        (GOOD + "event: {type: party}\n", "event.type",
+         "unknown type 'party'; allowed: wanted, arrest, detention, rescue"),
+        (GOOD + "  photo:\n", "columns.photo", "must be a mapping with a 'to:' target"),
+        (GOOD.replace("dob:  {to: person.birth_date,", "dob:  {to: person.birth_date, optional: "
+                      "true, required: true,"), "columns.dob.optional",
+         "a column that may be absent cannot be required or the source_key"),
+        (GOOD.replace("columns:", "suite: missing.suite.yaml\ncolumns:"), "suite",
+         "names 'missing.suite.yaml', which is not a file beside broken.yaml"),
     ],
 )
 def test_a_broken_feed_file_is_reported_with_path_and_key(tmp_path, text, key, message):
@@ -121,5 +155,198 @@ def test_get_unknown_feed_lists_known_feeds():
 
 def test_parse_feed_raises_feed_error(tmp_path):
     path = _write(tmp_path, "xx", "f", GOOD.replace("record: person", "record: vehicle"))
-    with pytest.raises(FeedError, match=r"key 'record': must be one of person"):
+    with pytest.raises(FeedError, match=r"key 'record': unknown record 'vehicle'; allowed: person"):
         parse_feed(path)
+
+
+# --- one contract: the transforms' registries and the docs agree with it ---------------------
+
+
+def test_transform_registries_equal_the_contract_lists():
+    from fusionlake.lake import feeds
+    from transforms import accounts, canonical, dates, identifiers, names
+
+    assert list(identifiers.KINDS) == list(feeds.IDENTIFIER_KINDS)
+    assert list(accounts.ACCOUNT_KINDS) == list(feeds.ACCOUNT_KINDS)
+    assert list(dates.NAMED_FORMATS) == list(feeds.NAMED_DATE_FORMATS)
+    assert list(dates.CALENDARS) == list(feeds.CALENDARS)
+    assert "".join(dates._DIRECTIVES) == feeds.DATE_DIRECTIVES
+    assert names.NAME_ORDERS == feeds.NAME_ORDERS
+    assert canonical.TARGETS is feeds.TARGET_OPTIONS
+    assert set(feeds.TARGET_OPTIONS["person.sex"]) - set(feeds.TARGET_OPTIONS["ignore"]) == {
+        "values"}
+
+
+def test_docs_document_every_key_and_option_the_contract_accepts():
+    from fusionlake.lake import feeds
+
+    docs = (feeds.PROJECT_ROOT / "docs" / "feeds.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"`([a-z_.]+)", docs)) | set(re.findall(r"^\s*([a-z_]+):", docs,
+                                                                        re.M))
+    options = set().union(*feeds.TARGET_OPTIONS.values())
+    keys = set(feeds.FeedFile.model_fields)
+    assert sorted((options | keys | set(feeds.TARGETS)) - documented) == []
+
+
+# --- a feed that loads never fails later for a reason the contract could have caught ----------
+
+EVERYTHING = """\
+agency: xx_police
+feed: everything
+title: A feed that uses every key and option docs/feeds.md documents
+format: [csv, jsonl]
+encoding: utf-8
+csv: {delimiter: ";", quote_char: "'"}
+sheet: 0
+source_key: id
+record: person
+role: suspect
+releasable_to: [xx_police, yy_police]
+supersede: by_source_key
+defaults: {nationality: TH, phone_region: TH, currency: THB}
+event: {type: arrest, country: TH}
+suite: everything.suite.yaml
+columns:
+  id:       {to: source_key, required: true, unique: true, max_length: 8, description: row key}
+  name:     {to: person.name, required: true, name_order: given_first, note: as on the ID card}
+  family:   {to: person.family_name}
+  given:    {to: person.given_name}
+  sex:      {to: person.sex, values: {chai: M, ying: F}}
+  dob:      {to: person.birth_date, calendar: buddhist, formats: ["%d/%m/%Y", thai_month],
+             plausible: [1900-01-01, today]}
+  nat:      {to: person.nationality, values: {Siamese: TH}}
+  passport: {to: identifier, kind: passport, issuing_country_from: person.nationality}
+  pin:      {to: identifier, kind: th_national_id, issuing_country: TH}
+  phone:    {to: phone, relation: own, split: ",", region: TH}
+  account:  {to: account, kind: bank_account, relation: counterparty, institution_column: bank}
+  bank:     {to: ignore}
+  card:     {to: account, kind: bank_card, institution: KBank}
+  wallet:   {to: account, kind: crypto_wallet, chain: TRC20}
+  arrested: {to: event.date, calendar: gregorian, formats: [iso], plausible: ["2000-01-01", today]}
+  place:    {to: event.place}
+  compound: {to: event.compound}
+  case:     {to: event.case_ref}
+  amount:   {to: event.amount}
+  currency: {to: event.currency}
+  flight:   {to: event.flight}
+  remarks:  {to: ignore, optional: true}   # absent from the planted drop
+"""
+EVERYTHING_DROP = (
+    "id;name;family;given;sex;dob;nat;passport;pin;phone;account;bank;card;wallet;arrested;"
+    "place;compound;case;amount;currency;flight\n"
+    "A-1;Somchai Jaidee;Jaidee;Somchai;chai;12/03/2528;Siamese;AA1234567;1101700230708;"
+    "'081-234-5678,02-123-4567';123-456-7890;Kasikorn;4111111111111111;"
+    "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t;2025-01-31;Mae Sot;KK Park;C-9;12,345.00;;FD 123\n"
+    "A-2;Malee Sukjai;Sukjai;Malee;ying;12 มี.ค. 2530;Siamese;A123456;3509900123450;"
+    "0812345679;;;;;2025-02-01;Mae Sot;;C-9;500;USD;\n"
+)
+
+
+def test_a_feed_using_every_option_runs_from_read_to_canonical(tmp_path):
+    import datetime as dt
+
+    from expectations import validate_drop
+    from fusionlake.lake.feeds import TARGET_OPTIONS, FeedFile
+    from fusionlake.pipeline.read import read_drop
+    from transforms.canonical import to_canonical
+
+    path = _write(tmp_path, "xx_police", "everything", EVERYTHING)
+    (path.parent / "everything.suite.yaml").write_text("change: []\n", encoding="utf-8")
+    feed = parse_feed(path)
+    # the fixture really uses every top-level key, every target and every option
+    assert set(yaml.safe_load(EVERYTHING)) == set(FeedFile.model_fields)
+    assert {o["to"] for o in feed.columns.values()} == set(TARGET_OPTIONS)
+    for target, allowed in TARGET_OPTIONS.items():
+        used = set().union(*(set(o) for o in feed.columns.values() if o["to"] == target))
+        common = TARGET_OPTIONS["ignore"]  # options every target takes
+        assert allowed - common <= used, target
+    assert set().union(*(set(o) for o in feed.columns.values())) - {"to"} == set().union(
+        *TARGET_OPTIONS.values())
+
+    frame = read_drop(EVERYTHING_DROP.encode(), "drop.csv", feed)
+    outcome = validate_drop(frame, feed, "d1")
+    assert (outcome.accepted, outcome.reason, outcome.quarantine.height) == (True, None, 0)
+    tables = to_canonical(outcome.valid, feed, "d1")
+
+    people = tables["person_record"].select("source_key", "family_name", "given_name", "sex",
+                                            "birth_date", "nationality", "normalise_notes")
+    assert people.rows() == [
+        ("A-1", "JAIDEE", "SOMCHAI", "M", dt.date(1985, 3, 12), "TH", None),
+        ("A-2", "SUKJAI", "MALEE", "F", dt.date(1987, 3, 12), "TH", None),
+    ]
+    assert tables["identifier"].select("source_key", "kind", "issuing_country",
+                                       "check_valid").rows() == [
+        ("A-1", "passport", "TH", True), ("A-1", "th_national_id", "TH", True),
+        ("A-2", "passport", "TH", True), ("A-2", "th_national_id", "TH", True),
+    ]  # fmt: skip
+    assert tables["phone"].select("source_key", "relation", "e164").rows() == [
+        ("A-1", "own", "+66812345678"), ("A-1", "own", "+6621234567"),
+        ("A-2", "own", "+66812345679"),
+    ]  # fmt: skip
+    assert tables["account"].select("relation", "kind", "institution", "value_normalised",
+                                    "check_valid").rows() == [
+        ("counterparty", "bank_account", "Kasikorn", "1234567890", None),
+        ("own", "bank_card", "KBank", "4111111111111111", True),
+        ("own", "crypto_wallet", "TRC20", "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t", True),
+    ]  # fmt: skip
+    assert tables["event"].select("event_type", "event_date", "country", "place", "compound",
+                                  "case_ref", "amount", "currency", "flight").rows() == [
+        ("arrest", dt.date(2025, 1, 31), "TH", "Mae Sot", "KK Park", "C-9", 12345.0, "THB",
+         "FD 123"),
+        ("arrest", dt.date(2025, 2, 1), "TH", "Mae Sot", None, "C-9", 500.0, "USD", None),
+    ]  # fmt: skip
+    assert set(tables["person_record"]["releasable_to"].to_list()[0]) == {"xx_police",
+                                                                           "yy_police"}
+
+
+# --- fusionlake feeds ---------------------------------------------------------------------------
+
+
+def test_fusionlake_feeds_rejects_what_the_mapping_could_not_run(tmp_path, monkeypatch, capsys):
+    from fusionlake.cli import main
+
+    bad = {
+        "option": GOOD.replace("formats: [iso]", "formats: [iso], fromat: iso"),
+        "kind": GOOD + "  护照号码: {to: identifier, kind: pasport, issuing_country: CN}\n",
+        "target": GOOD.replace("person.birth_date", "person.dob"),
+        "values": GOOD.replace("name_order: given_first", "values: {a: b}"),
+    }
+    for feed, text in bad.items():
+        _write(tmp_path, "xx_police", feed, text.replace("feed: arrests", f"feed: {feed}"))
+    _write(tmp_path, "yy_police", "arrests", GOOD.replace("xx_police", "yy_police"))
+    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(tmp_path))
+
+    assert main(["feeds"]) == 1
+    out, err = capsys.readouterr()
+    assert "yy_police/arrests" in out  # the good feed is still listed
+    folder = tmp_path / "xx_police"
+    assert sorted(err.splitlines()) == [
+        f"error: {folder / 'kind.yaml'}: key 'columns.护照号码.kind': unknown kind 'pasport'; "
+        "allowed: cn_resident_id, th_national_id, mm_nrc, passport, imei, iccid, bank_card, "
+        "crypto_wallet or febrl_ssid",
+        f"error: {folder / 'option.yaml'}: key 'columns.dob.fromat': unknown option for target "
+        "person.birth_date; allowed: calendar, description, formats, max_length, note, "
+        "optional, plausible, required, to, unique",
+        f"error: {folder / 'target.yaml'}: key 'columns.dob.to': unknown target 'person.dob'; "
+        "allowed: source_key, ignore, person.name, person.family_name, person.given_name, "
+        "person.sex, person.birth_date, person.nationality, identifier, phone, account, "
+        "event.date, event.place, event.compound, event.case_ref, event.amount, "
+        "event.currency, event.flight",
+        f"error: {folder / 'values.yaml'}: key 'columns.name.values': target person.name takes "
+        "no values: map; only person.sex, person.nationality do",
+    ]
+
+
+def test_fusionlake_feeds_reports_a_broken_suite_override(tmp_path, monkeypatch, capsys):
+    from fusionlake.cli import main
+
+    path = _write(tmp_path, "xx_police", "arrests", GOOD)
+    override = path.parent / "arrests.suite.yaml"
+    override.write_text("change:\n  - {type: expect_column_values_to_be_unique, column: name,"
+                        " kwargs: {mostly: 0.5}}\n", encoding="utf-8")
+    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(tmp_path))
+
+    assert main(["feeds"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {override}: change[0] (expect_column_values_to_be_unique on "
+                          "name): the compiled suite has no such expectation; it has: ")

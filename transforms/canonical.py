@@ -2,10 +2,10 @@
 
 Public surface: :func:`to_canonical` and :data:`TARGETS`.
 
-The feed definition (feeds/<agency>/<feed>.yaml, docs/feeds.md) is data; this module is the one
-piece of code that compiles it into work: each column's ``to:`` target is looked up in
-:data:`TARGETS`, its options are checked, and the column is passed to the normaliser of that
-target (names, sex, dates, countries, identifiers, phones, accounts, event fields). Every
+The feed definition (feeds/<agency>/<feed>.yaml, docs/feeds.md) is data, checked completely by
+the feed contract (fusionlake.lake.feeds) when it is loaded; this module is the one piece of code
+that compiles it into work: each column is passed, with its options, to the normaliser of its
+``to:`` target (names, sex, dates, countries, identifiers, phones, accounts, event fields). Every
 normaliser keeps the value as written beside the normalised one and says why a value failed;
 those reasons are gathered per source row into ``person_record.normalise_notes``.
 """
@@ -19,10 +19,10 @@ from typing import Any, Protocol
 import polars as pl
 
 from fusionlake.lake import schema
-from transforms.accounts import ACCOUNT_KINDS, normalise_accounts
+from fusionlake.lake.feeds import TARGET_OPTIONS
+from transforms.accounts import normalise_accounts
 from transforms.countries import country_reason, to_iso2
 from transforms.dates import parse_dates
-from transforms.identifiers import KINDS as IDENTIFIER_KINDS
 from transforms.identifiers import normalise_identifiers
 from transforms.names import normalise_names
 from transforms.phones import normalise_phones
@@ -42,28 +42,8 @@ class FeedLike(Protocol):
     columns: dict[str, dict]
 
 
-#: Column targets (``to:``) and the options each accepts besides ``to``, ``required``, ``unique``.
-TARGETS: dict[str, frozenset[str]] = {
-    "source_key": frozenset(),
-    "ignore": frozenset(),
-    "person.name": frozenset({"name_order"}),
-    "person.family_name": frozenset(),
-    "person.given_name": frozenset(),
-    "person.sex": frozenset({"values"}),
-    "person.birth_date": frozenset({"calendar", "formats"}),
-    "person.nationality": frozenset({"values"}),
-    "identifier": frozenset({"kind", "issuing_country", "issuing_country_from"}),
-    "phone": frozenset({"relation", "split", "region"}),
-    "account": frozenset({"kind", "relation", "institution_column", "chain", "institution"}),
-    "event.date": frozenset({"calendar", "formats"}),
-    "event.place": frozenset(),
-    "event.compound": frozenset(),
-    "event.case_ref": frozenset(),
-    "event.amount": frozenset(),
-    "event.currency": frozenset(),
-    "event.flight": frozenset(),
-}
-_COMMON_OPTIONS = frozenset({"to", "required", "unique", "description", "note"})
+#: Column targets (``to:``) and the options each accepts, as the feed contract declares them.
+TARGETS: dict[str, frozenset[str]] = TARGET_OPTIONS
 
 #: Sex values every feed understands, on top of its own ``values:`` map (keys lower-cased).
 SEX_VALUES: dict[str, str] = {
@@ -77,7 +57,7 @@ _DEFAULT_DATE_FORMATS = ["iso"]
 
 @dataclass
 class _Plan:
-    """A feed's columns grouped by target, checked once before any data is touched."""
+    """A feed's columns grouped by target, checked against the drop before any data is touched."""
 
     by_target: dict[str, list[tuple[str, dict]]] = field(default_factory=lambda: defaultdict(list))
 
@@ -87,41 +67,28 @@ class _Plan:
 
 
 def _plan(feed: FeedLike, frame: pl.DataFrame) -> _Plan:
-    """Check the feed's column mapping against the targets and the drop; raise naming the column."""
+    """Group the feed's columns by target; raise naming a declared column the drop lacks.
+
+    The feed contract (fusionlake.lake.feeds) has already checked targets, options and kinds
+    when the feed was loaded; only what needs the drop itself is checked here.
+    """
     plan = _Plan()
     where = f"feed {feed.agency}/{feed.feed}"
     for column, options in feed.columns.items():
-        target = options.get("to")
-        if target not in TARGETS:
-            raise ValueError(
-                f"{where}, column {column!r}: unknown target {target!r}; "
-                f"known: {', '.join(TARGETS)}"
-            )
-        unknown = set(options) - TARGETS[target] - _COMMON_OPTIONS
-        if unknown:
-            raise ValueError(
-                f"{where}, column {column!r} ({target}): unknown option(s) {sorted(unknown)}"
-            )
-        if target == "identifier" and options.get("kind") not in IDENTIFIER_KINDS:
-            raise ValueError(
-                f"{where}, column {column!r}: identifier kind {options.get('kind')!r} is not one "
-                f"of {', '.join(IDENTIFIER_KINDS)}"
-            )
-        if target == "account" and options.get("kind") not in ACCOUNT_KINDS:
-            raise ValueError(
-                f"{where}, column {column!r}: account kind {options.get('kind')!r} is not one "
-                f"of {', '.join(ACCOUNT_KINDS)}"
-            )
+        target = options["to"]
         if target != "ignore" and column not in frame.columns:
             raise ValueError(f"{where}: column {column!r} ({target}) is missing from the drop")
         plan.by_target[target].append((column, options))
-    for target in ("person.name", "person.sex", "person.birth_date", "person.nationality"):
-        if len(plan.by_target.get(target, [])) > 1:
-            cols = [c for c, _ in plan.by_target[target]]
-            raise ValueError(f"{where}: several columns map to {target}: {cols}")
     if feed.source_key not in frame.columns:
         raise ValueError(f"{where}: source_key column {feed.source_key!r} is missing from the drop")
     return plan
+
+
+def _with_absent_optional_columns(frame: pl.DataFrame, feed: FeedLike) -> pl.DataFrame:
+    """The drop with each ``optional`` column it lacks added as nulls: no value, not an error."""
+    absent = [c for c, opts in feed.columns.items()
+              if opts.get("optional") and c not in frame.columns]
+    return frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in absent)
 
 
 def _clean(s: pl.Series) -> pl.Series:
@@ -206,13 +173,9 @@ def _names(plan: _Plan, frame: pl.DataFrame, nationality: pl.Series) -> tuple[pl
 def _identifiers(plan: _Plan, frame: pl.DataFrame, nationality: pl.Series | None):
     tables, notes = [], []
     for column, options in plan.by_target.get("identifier", []):
-        if options.get("issuing_country_from") == "person.nationality":
+        # the contract allows only person.nationality here
+        if options.get("issuing_country_from"):
             country: pl.Series | str | None = nationality
-        elif options.get("issuing_country_from"):
-            raise ValueError(
-                f"column {column!r}: issuing_country_from must be person.nationality, "
-                f"not {options['issuing_country_from']!r}"
-            )
         else:
             country = options.get("issuing_country")
         ids = normalise_identifiers(frame[column], options["kind"], country)
@@ -341,9 +304,10 @@ def to_canonical(frame: pl.DataFrame, feed: FeedLike, drop_id: str) -> dict[str,
         when the feed names an event.
 
     Raises:
-        ValueError: the feed maps a column to an unknown target or option, or a mapped column is
-            missing from the drop (the message names the feed and the column).
+        ValueError: a mapped column that is not ``optional`` is missing from the drop (the
+            message names the feed and the column).
     """
+    frame = _with_absent_optional_columns(frame, feed)
     plan = _plan(feed, frame)
     defaults = feed.defaults or {}
     n = frame.height

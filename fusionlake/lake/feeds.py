@@ -1,60 +1,318 @@
-"""Feed definitions: one YAML file per agency feed (docs/feeds.md), checked when loaded.
+"""The feed contract: one YAML file per agency feed (docs/feeds.md), checked completely at load.
 
 The project's own feeds live in ``feeds/<agency>/<feed>.yaml``; folders listed in
 ``FUSIONLAKE_FEEDS_PATH`` (``:``-separated) and ``extra_paths`` are searched the same way, so a
-new agency feed is onboarded with a feed file and a suite, no Python. A file with an error is
-reported (path and offending key) in :attr:`FeedSet.errors` and the other feeds still load, so a
-typo fails ``fusionlake feeds`` and CI rather than a scheduled run.
+new agency feed is onboarded with a feed file (and, if a steward wants, a suite override beside
+it), no Python.
 
-Additions to the format of docs/feeds.md (all optional):
+This module is the only definition of what a feed file may say. :class:`FeedFile` (pydantic)
+checks every key, every column target and every option of each target, with the allowed values
+listed here (:data:`TARGET_OPTIONS`, :data:`IDENTIFIER_KINDS`, :data:`ACCOUNT_KINDS`, ...);
+:func:`parse_feed` then checks the references between keys (source_key, institution_column,
+issuing_country_from, one column per single-valued person field). The mapping
+(transforms/canonical.py) and the suites (expectations/suites.py) trust a loaded :class:`Feed`;
+the transforms' own registries are tested to equal the lists here.
 
-* ``suite:`` path of the expectation suite, relative to the feed file (default: see
-  :attr:`Feed.suite_path`).
-* per column ``max_length:`` longest value accepted (default 4096 characters).
-* per column ``plausible: [min, max]`` for date columns, ISO dates or ``today``.
+A file with an error is reported (path, offending key, allowed values) in :attr:`FeedSet.errors`
+and the other feeds still load, so a typo fails ``fusionlake feeds`` and CI rather than a
+scheduled run.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
 
 from fusionlake.lake.settings import PROJECT_ROOT
 
 FEEDS_DIR = PROJECT_ROOT / "feeds"
-SUITES_DIR = PROJECT_ROOT / "expectations" / "suites"
 
-FORMATS = ("csv", "xlsx", "jsonl", "parquet")
-ENCODINGS = ("utf-8", "utf-8-sig", "gb18030", "cp874", "tis-620", "detect")
-RECORDS = ("person",)
-SUPERSEDE = ("none", "by_source_key")
-EVENT_TYPES = ("wanted", "arrest", "detention", "rescue", "repatriation", "fraud_report")
+# ---------------------------------------------------------------------------------------------
+# The allowed values. transforms/ keeps a registry for several of these (the functions that do
+# the work); tests/test_feeds.py checks that each registry equals its list here.
 
-_REQUIRED_KEYS = ("agency", "feed", "format", "source_key", "record", "columns")
-_KNOWN_KEYS = frozenset({
-    "agency", "feed", "title", "format", "encoding", "csv", "sheet", "source_key", "record",
-    "role", "releasable_to", "supersede", "defaults", "event", "columns", "suite",
-})  # fmt: skip
-_CSV_KEYS = frozenset({"delimiter", "quote_char"})
-_DEFAULT_KEYS = frozenset({"nationality", "phone_region", "currency"})
-_EVENT_KEYS = frozenset({"type", "country"})
+Format = Literal["csv", "xlsx", "jsonl", "parquet"]
+Encoding = Literal["utf-8", "utf-8-sig", "gb18030", "cp874", "tis-620", "detect"]
+RecordKind = Literal["person"]
+Supersede = Literal["none", "by_source_key"]
+EventType = Literal["wanted", "arrest", "detention", "rescue", "repatriation", "fraud_report"]
+#: transforms.identifiers.KINDS
+IdentifierKind = Literal["cn_resident_id", "th_national_id", "mm_nrc", "passport", "imei",
+                         "iccid", "bank_card", "crypto_wallet", "febrl_ssid"]
+#: transforms.accounts.ACCOUNT_KINDS
+AccountKind = Literal["bank_account", "bank_card", "crypto_wallet"]
+#: transforms.dates.CALENDARS
+Calendar = Literal["gregorian", "buddhist"]
+#: transforms.names.NAME_ORDERS
+NameOrder = Literal["family_first", "given_first", "none"]
+Relation = Literal["own", "counterparty"]
+Sex = Literal["M", "F"]
 
-# Column targets and their options are transforms.canonical's (it owns the mapping); the feed
-# file may add validation options that only the expectation suites read.
-_VALIDATION_OPTIONS: dict[str, frozenset[str]] = {
-    "person.birth_date": frozenset({"plausible"}),
-    "event.date": frozenset({"plausible"}),
+FORMATS: tuple[str, ...] = get_args(Format)
+ENCODINGS: tuple[str, ...] = get_args(Encoding)
+RECORDS: tuple[str, ...] = get_args(RecordKind)
+SUPERSEDE: tuple[str, ...] = get_args(Supersede)
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+IDENTIFIER_KINDS: tuple[str, ...] = get_args(IdentifierKind)
+ACCOUNT_KINDS: tuple[str, ...] = get_args(AccountKind)
+CALENDARS: tuple[str, ...] = get_args(Calendar)
+NAME_ORDERS: tuple[str, ...] = get_args(NameOrder)
+RELATIONS: tuple[str, ...] = get_args(Relation)
+#: Named date forms a ``formats:`` list may use besides strptime patterns (transforms.dates).
+NAMED_DATE_FORMATS: tuple[str, ...] = ("thai_month", "chinese", "iso", "year_only",
+                                       "excel_serial")
+#: strptime directives a date pattern may use (transforms.dates compiles exactly these).
+DATE_DIRECTIVES = "demYybB"
+#: Person fields a row has once: two columns mapped to one of them would be ambiguous.
+SINGLE_VALUED_TARGETS = ("person.name", "person.sex", "person.birth_date", "person.nationality")
+
+
+# ---------------------------------------------------------------------------------------------
+# Small value types
+
+
+def _lower_id(value: str) -> str:
+    if not value or value != value.lower() or "/" in value:
+        raise ValueError(f"must be a lower-case id without '/', got {value!r}")
+    return value
+
+
+def _date_format(value: str) -> str:
+    """A named form or a strptime pattern of the directives transforms.dates understands."""
+    if value in NAMED_DATE_FORMATS:
+        return value
+    codes = re.findall(r"%(.)", value.replace("%%", ""))
+    if not codes:
+        raise ValueError(f"{value!r} is neither a named form ({', '.join(NAMED_DATE_FORMATS)}) "
+                         "nor a strptime pattern")
+    for code in codes:
+        if code not in DATE_DIRECTIVES:
+            raise ValueError(f"{value!r}: %{code} is not supported; use "
+                             f"{' '.join('%' + c for c in DATE_DIRECTIVES)}")
+    groups = [{"e": "d", "B": "b"}.get(c, c) for c in codes]  # %e is %d, %B is %b
+    if len(set(groups)) < len(groups):
+        raise ValueError(f"{value!r} gives one part of the date twice")
+    return value
+
+
+def _code(letters: int, standard: str, example: str):
+    """A check that a value is an upper-case code of ``letters`` letters."""
+
+    def check(value: str) -> str:
+        if not re.fullmatch(rf"[A-Z]{{{letters}}}", value):
+            raise ValueError(f"must be an {standard} code such as {example}, got {value!r}")
+        return value
+
+    return check
+
+
+def _plausible_bound(value: Any) -> dt.date | str:
+    """An ISO date (YAML may already have read it as one) or ``today``."""
+    if isinstance(value, dt.date) or value == "today":
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"must be an ISO date (YYYY-MM-DD) or today, got {value!r}") from None
+
+
+# YAML reads `1: M` or `2025-01-01` as int / date; source values and column names are text.
+Text = Annotated[str, BeforeValidator(lambda v: v if isinstance(v, str) else str(v))]
+LowerId = Annotated[str, AfterValidator(_lower_id)]
+CountryCode = Annotated[str, AfterValidator(_code(2, "ISO 3166-1 alpha-2", "TH"))]
+CurrencyCode = Annotated[str, AfterValidator(_code(3, "ISO 4217", "THB"))]
+DateFormat = Annotated[str, AfterValidator(_date_format)]
+PlausibleBound = Annotated[Any, AfterValidator(_plausible_bound)]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors, and nothing is coerced that a steward did not write."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Columns: one model per target, told apart by ``to:``
+
+
+class _Column(_Strict):
+    """Options every column takes. The first four drive the feed's suite (expectations/)."""
+
+    required: bool = Field(False, description="a value in every row (else quarantined)")
+    unique: bool = Field(False, description="no value repeats within a drop (else quarantined)")
+    optional: bool = Field(False, description="the column may be absent from a drop")
+    max_length: PositiveInt | None = Field(None, description="longest value (default 4096)")
+    description: str | None = Field(None, description="what the column holds, for people")
+    note: str | None = Field(None, description="a steward's remark, for people")
+
+
+class _DateColumn(_Column):
+    calendar: Calendar = Field("gregorian", description="buddhist: years are Buddhist Era")
+    formats: list[DateFormat] = Field(["iso"], min_length=1, description="tried in order")
+    plausible: tuple[PlausibleBound, PlausibleBound] | None = Field(
+        None, description="[earliest, latest] accepted, ISO dates or today")
+
+    @field_validator("plausible")
+    @classmethod
+    def _ordered(cls, value):
+        if value and all(isinstance(b, dt.date) for b in value) and value[0] > value[1]:
+            raise ValueError(f"earliest {value[0]} is after latest {value[1]}")
+        return value
+
+
+class SourceKeyColumn(_Column):
+    to: Literal["source_key"]
+
+
+class IgnoreColumn(_Column):
+    to: Literal["ignore"]
+
+
+class NameColumn(_Column):
+    to: Literal["person.name"]
+    name_order: NameOrder = Field("none", description="none: Burmese names have no family name")
+
+
+class NamePartColumn(_Column):
+    to: Literal["person.family_name", "person.given_name"]
+
+
+class SexColumn(_Column):
+    to: Literal["person.sex"]
+    values: dict[Text, Sex] | None = Field(None, description="source value -> M or F")
+
+
+class BirthDateColumn(_DateColumn):
+    to: Literal["person.birth_date"]
+
+
+class NationalityColumn(_Column):
+    to: Literal["person.nationality"]
+    values: dict[Text, Text] | None = Field(None, description="source value -> country name or "
+                                                              "code")
+
+
+class IdentifierColumn(_Column):
+    to: Literal["identifier"]
+    kind: IdentifierKind
+    issuing_country: CountryCode | None = None
+    issuing_country_from: Literal["person.nationality"] | None = Field(
+        None, description="take each row's issuing country from its nationality")
+
+
+class PhoneColumn(_Column):
+    to: Literal["phone"]
+    relation: Relation = "own"
+    split: str | None = Field(None, min_length=1, description="separator of several numbers")
+    region: CountryCode | None = Field(None, description="overrides defaults.phone_region")
+
+
+class AccountColumn(_Column):
+    to: Literal["account"]
+    kind: AccountKind
+    relation: Relation = "own"
+    institution_column: Text | None = Field(None, description="the column naming the bank")
+    institution: str | None = Field(None, description="the bank, when the feed has one")
+    chain: str | None = Field(None, description="the chain of a crypto wallet, e.g. TRC20")
+
+
+class EventDateColumn(_DateColumn):
+    to: Literal["event.date"]
+
+
+class EventFieldColumn(_Column):
+    to: Literal["event.place", "event.compound", "event.case_ref", "event.amount",
+                "event.currency", "event.flight"]
+
+
+_COLUMN_MODELS: tuple[type[_Column], ...] = (
+    SourceKeyColumn, IgnoreColumn, NameColumn, NamePartColumn, SexColumn, BirthDateColumn,
+    NationalityColumn, IdentifierColumn, PhoneColumn, AccountColumn, EventDateColumn,
+    EventFieldColumn,
+)
+Column = Annotated[
+    SourceKeyColumn | IgnoreColumn | NameColumn | NamePartColumn | SexColumn | BirthDateColumn
+    | NationalityColumn | IdentifierColumn | PhoneColumn | AccountColumn | EventDateColumn
+    | EventFieldColumn,
+    Field(discriminator="to"),
+]
+
+#: The model of each target, by the ``to:`` value that selects it.
+_TARGET_MODELS: dict[str, type[_Column]] = {
+    target: model
+    for model in _COLUMN_MODELS
+    for target in get_args(model.model_fields["to"].annotation)
 }
-_COMMON_OPTIONS = frozenset({"to", "required", "unique", "description", "note", "max_length"})
+#: Column targets (``to:``) and every option each accepts besides ``to``.
+TARGET_OPTIONS: dict[str, frozenset[str]] = {
+    target: frozenset(model.model_fields) - {"to"} for target, model in _TARGET_MODELS.items()
+}
+TARGETS: tuple[str, ...] = tuple(TARGET_OPTIONS)
 
 
-def _targets() -> dict[str, frozenset[str]]:
-    from transforms.canonical import TARGETS
+# ---------------------------------------------------------------------------------------------
+# The feed file
 
-    return {t: opts | _VALIDATION_OPTIONS.get(t, frozenset()) for t, opts in TARGETS.items()}
+
+class CsvOptions(_Strict):
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    quote_char: str = Field('"', min_length=1, max_length=1)
+
+
+class Defaults(_Strict):
+    nationality: CountryCode | None = None
+    phone_region: CountryCode | None = None
+    currency: CurrencyCode | None = None
+
+
+class EventSpec(_Strict):
+    type: EventType
+    country: CountryCode | None = None
+
+
+def _as_list(value: Any) -> Any:
+    return value if isinstance(value, list) else [value]
+
+
+class FeedFile(_Strict):
+    """A feed file as written: every key, with the type and allowed values of each."""
+
+    agency: LowerId
+    feed: LowerId
+    title: str | None = None
+    format: Annotated[list[Format], BeforeValidator(_as_list), Field(min_length=1)]
+    encoding: Annotated[Encoding, BeforeValidator(lambda v: str(v).lower())] = "utf-8"
+    csv: CsvOptions | None = None
+    sheet: int | str = 0
+    source_key: Text
+    record: RecordKind
+    role: str | None = None
+    releasable_to: list[LowerId] | None = None
+    supersede: Supersede = "none"
+    defaults: Defaults | None = None
+    event: EventSpec | None = None
+    columns: Annotated[dict[Text, Column], Field(min_length=1)]
+    suite: str | None = Field(None, description="suite override file, relative to the feed file")
+
+
+# ---------------------------------------------------------------------------------------------
+# What loading gives the rest of the code
 
 
 class FeedError(Exception):
@@ -67,9 +325,17 @@ class FeedError(Exception):
         super().__init__(f"{where}: {message}")
 
 
+#: Suite override files a feed may have beside it, tried in this order (expectations/suites.py).
+SUITE_OVERRIDE_SUFFIXES = (".suite.yaml", ".suite.yml", ".suite.json")
+
+
 @dataclass(frozen=True)
 class Feed:
-    """One agency feed, as its YAML file declares it (docs/feeds.md)."""
+    """One agency feed, as its checked YAML file declares it (docs/feeds.md).
+
+    ``columns`` maps each source column to its options exactly as written (``to`` included),
+    after :class:`FeedFile` has checked them.
+    """
 
     agency: str
     feed: str
@@ -104,19 +370,25 @@ class Feed:
         """
         return [c for c, opts in self.columns.items() if not opts.get("optional", False)]
 
-    @property
-    def suite_path(self) -> Path:
-        """The expectation suite of this feed.
+    def absent_optional_columns(self, present: list[str]) -> list[str]:
+        """The ``optional`` columns missing from a drop with columns ``present``."""
+        return [c for c, opts in self.columns.items()
+                if opts.get("optional", False) and c not in present]
 
-        ``suite:`` in the feed file (relative to it), else ``<feed>.suite.json`` next to the feed
-        file, else ``expectations/suites/<agency>.<feed>.json``.
+    @property
+    def suite_path(self) -> Path | None:
+        """The steward's override of this feed's compiled suite, or None when there is none.
+
+        ``suite:`` in the feed file (relative to it), else ``<feed>.suite.yaml`` (``.yml``,
+        ``.json``) beside the feed file.
         """
         if self.suite:
             return (self.path.parent / self.suite).resolve()
-        beside = self.path.parent / f"{self.feed}.suite.json"
-        if beside.exists():
-            return beside
-        return SUITES_DIR / f"{self.agency}.{self.feed}.json"
+        for suffix in SUITE_OVERRIDE_SUFFIXES:
+            beside = self.path.parent / f"{self.feed}{suffix}"
+            if beside.exists():
+                return beside
+        return None
 
 
 @dataclass
@@ -138,33 +410,101 @@ class FeedSet:
         return self.feeds[name]
 
 
-def _check_ident(path: Path, key: str, value) -> str:
-    if not isinstance(value, str) or not value or value != value.lower() or "/" in value:
-        raise FeedError(path, key, f"must be a lower-case id without '/', got {value!r}")
-    return value
+# ---------------------------------------------------------------------------------------------
+# Loading
 
 
-def _check_column(path: Path, name: str, opts, targets: dict[str, frozenset[str]]) -> dict:
-    key = f"columns.{name}"
-    if not isinstance(opts, dict) or "to" not in opts:
-        raise FeedError(path, key, "must be a mapping with a 'to:' target, e.g. {to: ignore}")
-    target = opts["to"]
-    if target not in targets:
-        raise FeedError(path, f"{key}.to",
-                        f"unknown target {target!r}; known: {', '.join(sorted(targets))}")
-    allowed = _COMMON_OPTIONS | {"optional"} | targets[target]
-    for option in opts:
-        if option not in allowed:
-            raise FeedError(path, f"{key}.{option}",
-                            f"unknown option for target {target}; allowed: "
-                            f"{', '.join(sorted(allowed))}")
-    if "values" in opts and not isinstance(opts["values"], dict):
-        raise FeedError(path, f"{key}.values", "must map source values to canonical ones")
-    if "formats" in opts and not (isinstance(opts["formats"], list) and opts["formats"]):
-        raise FeedError(path, f"{key}.formats", "must be a non-empty list of date formats")
-    if opts.get("calendar", "gregorian") not in ("gregorian", "buddhist"):
-        raise FeedError(path, f"{key}.calendar", "must be gregorian or buddhist")
-    return dict(opts)
+def _error_from_pydantic(path: Path, doc: dict, exc: ValidationError) -> FeedError:
+    """The first problem pydantic found, as a FeedError with a dotted key and allowed values."""
+    err = exc.errors(include_url=False)[0]
+    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    loc = [str(p) for p in err["loc"] if not isinstance(p, int)]  # list positions: value is quoted
+    options = None  # the options of the column at fault, as written
+    if loc[:1] == ["columns"] and len(loc) >= 2:
+        options = _column_options(doc, loc[1])
+        if len(loc) >= 3 and loc[2] in _TARGET_MODELS:
+            del loc[2]  # pydantic names the union member by its tag; the file does not
+    key = ".".join(loc)
+
+    if kind == "union_tag_invalid":
+        return FeedError(path, f"{key}.to",
+                         f"unknown target {ctx.get('tag')!r}; allowed: {', '.join(TARGETS)}")
+    if kind in ("union_tag_not_found", "model_attributes_type") and loc[:1] == ["columns"] \
+            and len(loc) == 2:
+        return FeedError(path, key, "must be a mapping with a 'to:' target, e.g. {to: ignore}")
+    if kind == "extra_forbidden" and len(loc) == 3 and isinstance(options, dict):
+        target = options.get("to")
+        if loc[2] == "values":
+            takers = [t for t, allowed in TARGET_OPTIONS.items() if "values" in allowed]
+            return FeedError(path, key, f"target {target} takes no values: map; only "
+                                        f"{', '.join(takers)} do")
+        allowed = sorted(TARGET_OPTIONS[target] | {"to"})
+        return FeedError(path, key, f"unknown option for target {target}; allowed: "
+                                    f"{', '.join(allowed)}")
+    if kind == "extra_forbidden":
+        known = _model_at(loc[:-1]).model_fields
+        return FeedError(path, key, f"unknown key; allowed: {', '.join(known)}")
+    if kind == "missing":
+        return FeedError(path, key, "is required")
+    if kind == "literal_error":
+        what = "value" if loc[-2:-1] == ["values"] else loc[-1]  # a value of a values: map
+        allowed = ctx.get("expected", "").replace("'", "")
+        return FeedError(path, key, f"unknown {what} {value!r}; allowed: {allowed}")
+    if kind == "value_error":  # the checks above: their message quotes the value
+        return FeedError(path, key, str(ctx["error"]))
+    return FeedError(path, key, f"{err['msg']} (got {value!r})")
+
+
+def _column_options(doc: dict, name: str) -> Any:
+    """The options of column ``name`` as written (YAML may have read the name as a number)."""
+    columns = doc.get("columns")
+    if not isinstance(columns, dict):
+        return None
+    return next((opts for k, opts in columns.items() if str(k) == name), None)
+
+
+def _model_at(loc: list[str]) -> type[BaseModel]:
+    """The model whose keys are checked at ``loc`` (top level, csv, defaults or event)."""
+    nested = {"csv": CsvOptions, "defaults": Defaults, "event": EventSpec}
+    return nested.get(loc[0], FeedFile) if loc else FeedFile
+
+
+def _check_references(path: Path, model: FeedFile) -> None:
+    """What one key says about another: each must name something the file declares."""
+    columns = model.columns
+    if model.source_key not in columns:
+        raise FeedError(path, "source_key",
+                        f"names column {model.source_key!r}, which is not under columns:")
+    by_target: dict[str, list[str]] = {}
+    for name, spec in columns.items():
+        by_target.setdefault(spec.to, []).append(name)
+    for target in SINGLE_VALUED_TARGETS:
+        if len(by_target.get(target, [])) > 1:
+            names = by_target[target]
+            raise FeedError(path, f"columns.{names[1]}.to",
+                            f"{target} is already mapped from column {names[0]!r}; a row has "
+                            "one, so map only one column to it")
+    has_nationality = "person.nationality" in by_target or (
+        model.defaults is not None and model.defaults.nationality is not None)
+    for name, spec in columns.items():
+        key = f"columns.{name}"
+        if isinstance(spec, AccountColumn) and spec.institution_column is not None:
+            ref = spec.institution_column
+            if ref not in columns or ref == name:
+                raise FeedError(path, f"{key}.institution_column",
+                                f"names column {ref!r}, which is not another column under "
+                                "columns:")
+        if isinstance(spec, IdentifierColumn):
+            if spec.issuing_country and spec.issuing_country_from:
+                raise FeedError(path, f"{key}.issuing_country_from",
+                                "give issuing_country or issuing_country_from, not both")
+            if spec.issuing_country_from and not has_nationality:
+                raise FeedError(path, f"{key}.issuing_country_from",
+                                "no column maps to person.nationality and defaults.nationality "
+                                "is not set")
+        if spec.optional and (spec.required or spec.to == "source_key"):
+            raise FeedError(path, f"{key}.optional",
+                            "a column that may be absent cannot be required or the source_key")
 
 
 def parse_feed(path: Path, text: str | None = None) -> Feed:
@@ -181,72 +521,33 @@ def parse_feed(path: Path, text: str | None = None) -> Feed:
         raise FeedError(path, None, f"cannot be read: {exc}") from exc
     if not isinstance(doc, dict):
         raise FeedError(path, None, "must be a YAML mapping (agency:, feed:, columns:, ...)")
-    for key in doc:
-        if key not in _KNOWN_KEYS:
-            raise FeedError(path, str(key),
-                            f"unknown key; known keys: {', '.join(sorted(_KNOWN_KEYS))}")
-    for key in _REQUIRED_KEYS:
-        if key not in doc:
-            raise FeedError(path, key, "is required")
-    agency = _check_ident(path, "agency", doc["agency"])
-    feed = _check_ident(path, "feed", doc["feed"])
-    formats = doc["format"] if isinstance(doc["format"], list) else [doc["format"]]
-    for fmt in formats:
-        if fmt not in FORMATS:
-            raise FeedError(path, "format", f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    encoding = str(doc.get("encoding", "utf-8")).lower()
-    if encoding not in ENCODINGS:
-        raise FeedError(path, "encoding",
-                        f"unknown encoding {encoding!r}; known: {', '.join(ENCODINGS)}")
-    csv_opts = doc.get("csv") or {}
-    if not isinstance(csv_opts, dict) or set(csv_opts) - _CSV_KEYS:
-        raise FeedError(path, "csv", f"csv options allowed: {', '.join(sorted(_CSV_KEYS))}")
-    if doc["record"] not in RECORDS:
-        raise FeedError(path, "record", f"must be one of {', '.join(RECORDS)}")
-    supersede = doc.get("supersede", "none")
-    if supersede not in SUPERSEDE:
-        raise FeedError(path, "supersede", f"must be one of {', '.join(SUPERSEDE)}")
-    defaults = doc.get("defaults") or {}
-    if not isinstance(defaults, dict) or set(defaults) - _DEFAULT_KEYS:
-        raise FeedError(path, "defaults",
-                        f"defaults allowed: {', '.join(sorted(_DEFAULT_KEYS))}")
-    event = doc.get("event")
-    if event is not None:
-        if not isinstance(event, dict) or set(event) - _EVENT_KEYS or "type" not in event:
-            raise FeedError(path, "event", "must be {type: ..., country: ...}")
-        if event["type"] not in EVENT_TYPES:
-            raise FeedError(path, "event.type", f"must be one of {', '.join(EVENT_TYPES)}")
-    releasable = doc.get("releasable_to") or [agency]
-    if not isinstance(releasable, list) or not all(isinstance(a, str) for a in releasable):
-        raise FeedError(path, "releasable_to", "must be a list of agency ids")
-    columns = doc["columns"]
-    if not isinstance(columns, dict) or not columns:
-        raise FeedError(path, "columns", "must map each source column to {to: target}")
-    targets = _targets()
-    checked = {str(name): _check_column(path, str(name), opts, targets)
-               for name, opts in columns.items()}
-    source_key = str(doc["source_key"])
-    if source_key not in checked:
-        raise FeedError(path, "source_key",
-                        f"names column {source_key!r}, which is not under columns:")
-    for name, opts in checked.items():
-        ref = opts.get("institution_column")
-        if ref is not None and ref not in checked:
-            raise FeedError(path, f"columns.{name}.institution_column",
-                            f"names column {ref!r}, which is not under columns:")
+    try:
+        model = FeedFile.model_validate(doc)
+    except ValidationError as exc:
+        raise _error_from_pydantic(path, doc, exc) from None
+    _check_references(path, model)
+    if model.suite and not (path.parent / model.suite).is_file():
+        raise FeedError(path, "suite", f"names {model.suite!r}, which is not a file beside "
+                                       f"{path.name}")
     return Feed(
-        agency=agency, feed=feed, title=str(doc.get("title") or f"{agency}/{feed}"),
-        formats=formats, encoding=encoding, csv=dict(csv_opts), sheet=doc.get("sheet", 0),
-        source_key=source_key, record=doc["record"], role=doc.get("role"),
-        releasable_to=list(releasable), supersede=supersede, defaults=dict(defaults),
-        event=dict(event) if event else None, columns=checked, path=path.resolve(),
-        suite=doc.get("suite"),
+        agency=model.agency, feed=model.feed, title=model.title or f"{model.agency}/{model.feed}",
+        formats=list(model.format), encoding=model.encoding,
+        csv=model.csv.model_dump(exclude_unset=True) if model.csv else {},
+        sheet=model.sheet, source_key=model.source_key, record=model.record, role=model.role,
+        releasable_to=list(model.releasable_to or [model.agency]), supersede=model.supersede,
+        defaults=model.defaults.model_dump(exclude_unset=True) if model.defaults else {},
+        event=model.event.model_dump(exclude_unset=True) if model.event else None,
+        # options as written: readers apply their documented defaults
+        columns={name: spec.model_dump(exclude_unset=True)
+                 for name, spec in model.columns.items()},
+        path=path.resolve(), suite=model.suite,
     )
 
 
 def _feed_files(folder: Path) -> list[Path]:
-    # <agency>/<feed>.yaml (and .yml); suites beside them are not feed files.
-    return sorted(p for p in folder.glob("*/*.y*ml") if p.suffix in (".yaml", ".yml"))
+    # <agency>/<feed>.yaml (and .yml); suite overrides beside them are not feed files.
+    return sorted(p for p in folder.glob("*/*.y*ml")
+                  if p.suffix in (".yaml", ".yml") and not p.stem.endswith(".suite"))
 
 
 def load_feeds(extra_paths: list[str] | None = None) -> FeedSet:
@@ -280,4 +581,7 @@ def load_feeds(extra_paths: list[str] | None = None) -> FeedSet:
     return out
 
 
-__all__ = ["Feed", "FeedError", "FeedSet", "load_feeds", "parse_feed"]
+__all__ = [
+    "ACCOUNT_KINDS", "IDENTIFIER_KINDS", "NAMED_DATE_FORMATS", "TARGETS", "TARGET_OPTIONS",
+    "Feed", "FeedError", "FeedFile", "FeedSet", "load_feeds", "parse_feed",
+]  # fmt: skip

@@ -186,20 +186,34 @@ def test_passport_issuing_country_from_nationality_and_sex_values():
     assert tables["event"]["flight"].to_list() == ["FD 123", "FD123"]
 
 
-def test_mapping_errors_name_the_feed_and_column():
+def test_a_declared_column_missing_from_the_drop_names_the_feed_and_column():
     drop = _drop({"k": ["1"], "x": ["a"]})
-    bad_target = StandInFeed("a", "f", "k", {"k": {"to": "source_key"}, "x": {"to": "person.age"}})
-    with pytest.raises(ValueError, match=r"feed a/f, column 'x': unknown target 'person.age'"):
-        to_canonical(drop, bad_target, "d")
-    bad_kind = StandInFeed("a", "f", "k", {"x": {"to": "identifier", "kind": "ssn"}})
-    with pytest.raises(ValueError, match=r"column 'x': identifier kind 'ssn' is not one of"):
-        to_canonical(drop, bad_kind, "d")
-    bad_option = StandInFeed("a", "f", "k", {"x": {"to": "phone", "splitt": ";"}})
-    with pytest.raises(ValueError, match=r"column 'x' \(phone\): unknown option\(s\) \['splitt'\]"):
-        to_canonical(drop, bad_option, "d")
-    missing = StandInFeed("a", "f", "k", {"y": {"to": "event.place"}})
-    with pytest.raises(ValueError, match=r"column 'y' \(event.place\) is missing from the drop"):
+    missing = StandInFeed("a", "f", "k", {"k": {"to": "source_key"}, "y": {"to": "event.place"}})
+    with pytest.raises(ValueError, match=r"^feed a/f: column 'y' \(event.place\) is missing "
+                                         r"from the drop$"):
         to_canonical(drop, missing, "d")
+
+
+def test_an_optional_column_missing_from_the_drop_maps_as_no_value():
+    drop = _drop({"k": ["1", "2"], "sex": ["M", "F"]})
+    feed = StandInFeed("a", "f", "k", {
+        "k": {"to": "source_key"},
+        "sex": {"to": "person.sex"},
+        "dob": {"to": "person.birth_date", "optional": True, "formats": ["iso"]},
+        "tel": {"to": "phone", "optional": True},
+    })  # fmt: skip
+    tables = to_canonical(drop, feed, "d")
+    _assert_conformed(tables)
+    assert tables["person_record"].select("sex", "birth_date", "normalise_notes").rows() == [
+        ("M", None, None), ("F", None, None)]
+    assert tables["phone"].height == 0
+
+
+def test_the_mapping_reads_its_targets_from_the_feed_contract():
+    from fusionlake.lake.feeds import TARGET_OPTIONS
+    from transforms import canonical
+
+    assert canonical.TARGETS is TARGET_OPTIONS
 
 
 # --- generated drops through the real feed files --------------------------------------------

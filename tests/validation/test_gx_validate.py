@@ -129,11 +129,6 @@ def test_summary_fits_one_screen_and_names_failures(flagged):
 
 
 def test_a_new_agency_feed_is_onboarded_with_two_files_and_no_python(tmp_path, monkeypatch):
-    import json
-
-    from expectations.suites import suite_for_feed
-    from fusionlake.lake.feeds import parse_feed
-
     folder = tmp_path / "vn_police"
     folder.mkdir()
     (folder / "arrests.yaml").write_text(
@@ -143,19 +138,27 @@ def test_a_new_agency_feed_is_onboarded_with_two_files_and_no_python(tmp_path, m
         "  ma_ho_so: {to: source_key, required: true, unique: true}\n"
         "  ho_ten:   {to: person.name, required: true, name_order: family_first}\n"
         "  ngay_sinh: {to: person.birth_date, formats: ['%d/%m/%Y']}\n", encoding="utf-8")
-    # the suite a steward writes (here: generated, then one expectation tightened by hand)
-    suite = suite_for_feed(parse_feed(folder / "arrests.yaml"))
-    (folder / "arrests.suite.json").write_text(json.dumps(suite, ensure_ascii=False))
+    # the steward's override: a key must look like HS<digits>, else the row is quarantined
+    (folder / "arrests.suite.yaml").write_text(
+        "add:\n"
+        "  - type: expect_column_values_to_match_regex\n"
+        "    kwargs: {column: ma_ho_so, regex: '^HS[0-9]+$', mostly: 0.9}\n"
+        "    meta: {on_failure: quarantine, reason: ma_ho_so is not HS and digits}\n",
+        encoding="utf-8")
     monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(tmp_path))
 
     feed = load_feeds().get("vn_police", "arrests")
-    assert feed.suite_path == folder / "arrests.suite.json"
-    good = "".join(f"HS{i},NGUYỄN VĂN AN,02/09/1990\n" for i in range(3, 41))
+    assert feed.suite_path == folder / "arrests.suite.yaml"
+    good = "".join(f"HS{i},NGUYỄN VĂN AN,02/09/1990\n" for i in range(4, 41))
     data = ("ma_ho_so,ho_ten,ngay_sinh\nHS1,NGUYỄN VĂN AN,02/09/1990\n"
             "HS2,TRẦN THỊ BÌNH,31/02/1991\n"  # row 2: impossible date
+            "X-3,LÊ VĂN CƯỜNG,01/01/1980\n"  # row 3: a key the steward's rule refuses
             + good).encode()
     outcome = validate_drop(read_drop(data, "arrests.csv", feed), feed, "vn1")
     assert outcome.accepted, outcome.reason
-    assert outcome.quarantine.select("source_row", "column").rows() == [(2, "ngay_sinh")]
-    assert outcome.valid.height == 39
+    assert outcome.quarantine.select("source_row", "column", "reason").rows() == [
+        (2, "ngay_sinh", "ngay_sinh is not a date in %d/%m/%Y between 1900-01-01 and today"),
+        (3, "ma_ho_so", "ma_ho_so is not HS and digits"),
+    ]
+    assert outcome.valid.height == 38
     assert "TRẦN THỊ BÌNH" not in outcome.valid["ho_ten"]
