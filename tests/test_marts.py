@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, date, datetime
+import re
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
 
-from fusionlake.lake import schema
+from fusionlake.lake import schema, versions
 from fusionlake.lake.store import LocalStore
 from fusionlake.pipeline import marts
 from transforms.names import sort_tokens
@@ -590,6 +591,28 @@ def test_retention_keeps_newest_versions(store, tmp_path):
     # a reader's cache of an S3 lake keeps the newest CACHE_VERSIONS versions too
     cached = sorted(p.parent.name for p in (tmp_path / "cache").rglob("fusion.duckdb"))
     assert cached == ([] if isinstance(store, LocalStore) else versions[-2:])
+
+
+def test_marts_and_resolution_use_the_one_version_format(store, tmp_path):
+    from fusionlake.lake import zones
+
+    mart = marts.publish(store, "all", build(tmp_path).path)
+    resolution = zones.write_resolution(store, {"entity_record": pl.DataFrame({"a": [1]})}, "r1")
+    one_format = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{6}$")  # fusionlake.lake.versions
+    assert one_format.match(mart) and one_format.match(resolution)
+    assert json.loads(store.get(f"marts/all/{mart}/manifest.json"))["version"] == mart
+    assert json.loads(store.get(f"resolution/{resolution}/manifest.json"))["version"] == resolution
+
+
+def test_retention_removes_a_crashed_publish_and_keeps_one_in_progress(store, tmp_path):
+    now = datetime.now(UTC)
+    crashed = versions.new_version(now=now - versions.STALE_UNFINISHED - timedelta(minutes=1))
+    in_progress = versions.new_version(now=now - timedelta(minutes=5))
+    for version in (crashed, in_progress):
+        store.put(f"marts/all/{version}/fusion.duckdb", b"half a mart")
+    published = marts.publish(store, "all", build(tmp_path).path, retention=1)
+    kept = sorted({k.split("/")[2] for k in store.list("marts/all") if k.count("/") == 3})
+    assert kept == sorted([in_progress, published])
 
 
 def test_open_latest_without_mart_says_what_to_do(store):

@@ -7,7 +7,7 @@ One module owns the layout of DESIGN.md so that no other code builds keys by han
     validation/<agency>/<feed>/<drop_id>/results.parquet one row per expectation
     validation/<agency>/<feed>/<drop_id>/gx_result.json  the GX result, for Data Docs
     staged/<table>/<agency>/<feed>/<drop_id>.parquet     canonical records of an accepted drop
-    resolution/<version>/<table>.parquet, LATEST         entity resolution output
+    resolution/<version>/<table>.parquet, LATEST         entity resolution output (versions.py)
     decisions/<timestamp>-<id>.json                      steward decisions, append-only
     cache/translit.parquet                               transliteration cache across runs
     reports/                                             Data Docs site and run summaries
@@ -27,7 +27,8 @@ from pathlib import Path
 
 import polars as pl
 
-from fusionlake.lake import schema
+from fusionlake.lake import schema, versions
+from fusionlake.lake.settings import Settings
 from fusionlake.lake.store import LocalStore, NotFound, ObjectStore
 
 STAGED = "staged"
@@ -174,28 +175,34 @@ def read_quarantine(store: ObjectStore) -> pl.DataFrame:
 # -- resolution state --------------------------------------------------------------------------
 
 
-def new_version() -> str:
-    """A version name that sorts by time and is unique across machines."""
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:6]
+def write_resolution(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: str,
+                     retention: int = Settings.resolution_retention) -> str:
+    """Store a resolution under a new version, point resolution/LATEST at it, prune old ones.
 
-
-def write_resolution(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: str) -> str:
-    """Store a resolution under a new version and point resolution/LATEST at it."""
-    version = new_version()
+    Versioned like the marts (fusionlake.lake.versions): the previous resolution, which the
+    resolver read its stable ids from, stays current and readable until the new one is
+    complete, and only the versions beyond the newest ``retention`` are removed afterwards.
+    """
+    current = versions.read_pointer(store, RESOLUTION)
+    version = versions.new_version(after=current["version"] if current else None)
+    base = versions.version_prefix(RESOLUTION, version)
     for name, frame in tables.items():
-        write_frame(store, f"{RESOLUTION}/{version}/{name}.parquet", frame)
-    store.put(f"{RESOLUTION}/LATEST", json.dumps({"version": version, "run_id": run_id}).encode())
+        write_frame(store, f"{base}/{name}.parquet", frame)
+    pointer = {"version": version, "run_id": run_id, "tables": sorted(tables)}
+    versions.finish(store, RESOLUTION, version, pointer)
+    versions.move_pointer(store, RESOLUTION, pointer)
+    versions.apply_retention(store, RESOLUTION, retention)
     return version
 
 
 def resolution_keys(store: ObjectStore) -> dict[str, str] | None:
     """Table name -> file of the latest resolution, or None before the first."""
-    try:
-        version = json.loads(store.get(f"{RESOLUTION}/LATEST"))["version"]
-    except NotFound:
+    pointer = versions.read_pointer(store, RESOLUTION)
+    if pointer is None:
         return None
     return {key.rsplit("/", 1)[-1].removesuffix(".parquet"): key
-            for key in store.list(f"{RESOLUTION}/{version}")}
+            for key in store.list(versions.version_prefix(RESOLUTION, pointer["version"]))
+            if key.endswith(".parquet")}
 
 
 def read_resolution(store: ObjectStore) -> dict[str, pl.DataFrame] | None:

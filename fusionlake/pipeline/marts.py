@@ -18,8 +18,9 @@ Publishing follows the lake's rule that readers never see half a write::
     marts/<audience>/LATEST                     written last: the one small pointer readers follow
 
 A mart that fails its checks is never uploaded, and any failure before the pointer write leaves
-the previous version current. Versions are named ``<UTC time>-<sha256 prefix>`` so they sort by
-time; the newest ``retention`` complete versions (and the current one) are kept.
+the previous version current. Version names, the pointer and retention (the newest
+``retention`` complete versions and the current one are kept) are fusionlake.lake.versions',
+the same as the resolution's.
 
 Public surface: :func:`build_mart`, :func:`check_mart`, :func:`publish`, :func:`latest`,
 :func:`open_latest`, :func:`run_query`, :func:`format_result`, :func:`saved_queries`.
@@ -38,17 +39,17 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 
-from fusionlake.lake import schema
+from fusionlake.lake import schema, versions
 from fusionlake.lake.faults import kill_point
 from fusionlake.lake.settings import PROJECT_ROOT
-from fusionlake.lake.store import LocalStore, NotFound, ObjectStore
+from fusionlake.lake.store import LocalStore, ObjectStore
 
 __all__ = [
     "MART_FILE",
@@ -83,8 +84,6 @@ ALL = "all"
 HUB_MIN = 10
 #: Versions of one audience's mart kept in a reader's local cache (S3 lakes).
 CACHE_VERSIONS = 2
-#: An unfinished version (no manifest) older than this is a crashed publish: retention removes it.
-STALE_UPLOAD = timedelta(hours=1)
 
 # The stewards' inputs as the marts expect them (fusionlake.lake.ledger and the validation code
 # produce them); missing columns become NULL, so a producer adding a column breaks nothing.
@@ -127,7 +126,6 @@ STEWARD_TABLES: dict[str, dict[str, pl.DataType]] = {
 Input = pa.Table | Path
 
 _AUDIENCE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_VERSION = re.compile(r"^(\d{8}T\d{6}\.\d{3})Z-[0-9a-f]{8}$")
 _QUERY_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 
@@ -439,24 +437,9 @@ def _mart_info(path: Path) -> dict:
         con.close()
 
 
-def _new_version(digest: str, now: datetime | None = None) -> str:
-    now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z-{digest[:8]}"
-
-
-def _version_time(version: str) -> datetime | None:
-    m = _VERSION.match(version)
-    if not m:
-        return None
-    return datetime.strptime(m.group(1), "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
-
-
 def latest(store: ObjectStore, audience: str = ALL) -> dict | None:
     """The current version's pointer (version, key, sha256, size, built_at, ...), or None."""
-    try:
-        return json.loads(store.get(f"{_prefix(audience)}/LATEST"))
-    except NotFound:
-        return None
+    return versions.read_pointer(store, _prefix(audience))
 
 
 def publish(store: ObjectStore, audience: str, local_path: Path, retention: int = 5, *,
@@ -492,12 +475,10 @@ def publish(store: ObjectStore, audience: str, local_path: Path, retention: int 
         )
     digest = _sha256_file(local_path)
     size = local_path.stat().st_size
-    version = _new_version(digest)
+    prefix = _prefix(name)
     previous = latest(store, name)
-    previous_time = _version_time(previous["version"]) if previous else None
-    if previous_time and previous["version"] >= version:  # clock behind the current version
-        version = _new_version(digest, previous_time + timedelta(milliseconds=1))
-    base = f"{_prefix(name)}/{version}"
+    version = versions.new_version(after=previous["version"] if previous else None)
+    base = versions.version_prefix(prefix, version)
     key = f"{base}/{MART_FILE}"
     pointer = {
         "version": version,
@@ -520,22 +501,17 @@ def publish(store: ObjectStore, audience: str, local_path: Path, retention: int 
                 f"upload of {local_path} to {store.uri}/{key} is incomplete "
                 f"({stored.get(key)} of {size} bytes)"
             )
-        store.put(f"{base}/manifest.json", json.dumps(pointer, indent=2).encode())
+        versions.finish(store, prefix, version, pointer)
     except Exception as exc:
-        for k in store.list(base):  # the partial version must not linger; LATEST is untouched
-            with contextlib.suppress(Exception):  # the upload error is the one to report
-                store.delete(k)
+        # the partial version must not linger; LATEST is untouched
+        with contextlib.suppress(Exception):  # the upload error is the one to report
+            versions.remove_version(store, prefix, version)
         if isinstance(exc, MartError):
             raise
         raise MartError(f"publishing mart {name}/{version} to {store.uri} failed: {exc}") from exc
-    # Never move the pointer backwards: a slower concurrent publisher of an older build must not
-    # replace a newer one (its version stays stored until retention removes it).
     kill_point("before-pointer")  # crash tests: mart uploaded, pointer not yet moved
-    current = latest(store, name)
-    if current is None or current["version"] < version:
-        store.put(f"{_prefix(name)}/LATEST", json.dumps(pointer, indent=2).encode())
-    _apply_retention(store, name, retention, current=max(version, (current or {}).get(
-        "version", "")))
+    versions.move_pointer(store, prefix, pointer)
+    versions.apply_retention(store, prefix, retention)
     return version
 
 
@@ -617,30 +593,6 @@ def _same_view(tables: dict[str, Input], names: list[str]) -> list[list[str]]:
     return [group for _, group in groups]
 
 
-def _apply_retention(store: ObjectStore, audience: str, retention: int, current: str) -> None:
-    prefix = _prefix(audience) + "/"
-    versions: dict[str, list[str]] = {}
-    for key in store.list(_prefix(audience)):
-        rest = key[len(prefix) :]
-        if "/" in rest:
-            versions.setdefault(rest.split("/", 1)[0], []).append(key)
-    complete = sorted(
-        (v for v, keys in versions.items() if f"{prefix}{v}/manifest.json" in keys), reverse=True
-    )
-    keep = set(complete[:retention]) | {current}
-    now = datetime.now(UTC)
-    for version, keys in versions.items():
-        if version in keep:
-            continue
-        if version not in complete:
-            # Possibly a publish in progress elsewhere: only remove it once clearly abandoned.
-            started = _version_time(version)
-            if started is not None and now - started < STALE_UPLOAD:
-                continue
-        for key in keys:
-            store.delete(key)
-
-
 def _default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "fusionlake" / "marts"
@@ -648,8 +600,9 @@ def _default_cache_dir() -> Path:
 
 def _prune_cache(audience_dir: Path, keep: int) -> None:
     """Remove all but the newest ``keep`` cached versions (names sort by time)."""
-    versions = sorted((p for p in audience_dir.iterdir() if _VERSION.match(p.name)), reverse=True)
-    for old in versions[keep:]:
+    cached = sorted((p for p in audience_dir.iterdir() if versions.is_version(p.name)),
+                    reverse=True)
+    for old in cached[keep:]:
         # An open connection keeps reading an unlinked file on POSIX, so this is safe.
         for f in old.iterdir():
             f.unlink(missing_ok=True)
