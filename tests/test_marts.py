@@ -31,6 +31,8 @@ from fusionlake.lake import schema, versions
 from fusionlake.lake.store import LocalStore
 from fusionlake.pipeline import marts
 from transforms.names import sort_tokens
+from transforms.resolution import settings as resolve_settings
+from transforms.resolution.settings import ResolveSettings
 
 ALL3 = ["cn_mps", "th_imm", "mm_police"]
 SUSPECTS_TO = ["cn_mps", "th_imm"]
@@ -350,7 +352,7 @@ def test_build_is_idempotent(tmp_path):
     dump = "SELECT * EXCLUDE (built_at) FROM mart_info"
     for con_path in (a.path, b.path):
         assert duckdb.connect(str(con_path), read_only=True).execute(dump).fetchall() == [
-            ("all", T1, marts.HUB_MIN)
+            ("all", T1, ResolveSettings().hub_min_entities)
         ]
     assert a.table_rows == b.table_rows
     con_a = duckdb.connect(str(a.path), read_only=True)
@@ -624,18 +626,22 @@ def test_open_latest_without_mart_says_what_to_do(store):
 # with the real resolver
 
 
-def test_mart_from_the_real_resolver(tmp_path):
-    """The real resolver on the scenario's staged frames gives the planted entities and links."""
+def _resolved(staged: dict) -> tuple[dict, dict]:
+    """The scenario's staged frames as the resolver reads them, and its resolution."""
     from transforms.resolution.resolve import resolve
 
-    staged, _, steward = scenario()
-    staged["person_record"] = staged["person_record"].with_columns(
-        sort_tokens(pl.col("name_latin").str.split(" ")).list.join(" ").alias("name_key_sorted")
-    )
+    staged = {**staged, "person_record": staged["person_record"].with_columns(
+        sort_tokens(pl.col("name_latin").str.split(" ")).list.join(" ").alias("name_key_sorted"))}
     res = resolve(staged, now=T2)
-    resolution = {name: getattr(res, name) for name in
-                  ("entity_record", "record_link", "entity_link", "entity_history",
-                   "review_pair")}  # fmt: skip
+    return staged, {name: getattr(res, name) for name in
+                    ("entity_record", "record_link", "entity_link", "entity_history",
+                     "review_pair")}  # fmt: skip
+
+
+def test_mart_from_the_real_resolver(tmp_path):
+    """The real resolver on the scenario's staged frames gives the planted entities and links."""
+    staged, _, steward = scenario()
+    staged, resolution = _resolved(staged)
     path = marts.build_mart(tmp_path / "m.duckdb", staged, resolution, steward, None).path
     con = duckdb.connect(str(path), read_only=True)
     assert rows(con, """SELECT display_name, agencies, record_count FROM entity
@@ -670,6 +676,28 @@ def test_mart_from_the_real_resolver(tmp_path):
         ("ZHANG WEI", ["cn_mps", "th_imm"], 2),
     ]
     con.close()
+
+
+def test_one_hub_threshold_for_the_resolver_and_the_marts(tmp_path, monkeypatch):
+    """HUB_MIN_ENTITIES is the one place: changing it changes both sides' hub flags."""
+    staged, _, steward = scenario()
+
+    def hub_flags(name: str) -> tuple[list[bool], list[tuple]]:
+        plain, resolution = _resolved(staged)
+        path = marts.build_mart(tmp_path / f"{name}.duckdb", plain, resolution, steward,
+                                None).path
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            mart = rows(con, "SELECT DISTINCT is_hub, (SELECT hub_min FROM mart_info) "
+                             "FROM entity_link")
+        finally:
+            con.close()
+        return resolution["entity_link"]["is_hub"].unique().to_list(), mart
+
+    # every shared value of the scenario has two holders
+    assert hub_flags("ten") == ([False], [(False, 10)])
+    monkeypatch.setattr(resolve_settings, "HUB_MIN_ENTITIES", 1)
+    assert hub_flags("one") == ([True], [(True, 1)])
 
 
 def test_build_and_publish_every_audience(store, tmp_path):

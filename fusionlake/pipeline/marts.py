@@ -50,6 +50,7 @@ from fusionlake.lake import schema, versions
 from fusionlake.lake.faults import kill_point
 from fusionlake.lake.settings import PROJECT_ROOT
 from fusionlake.lake.store import LocalStore, ObjectStore
+from transforms.resolution.settings import ResolveSettings
 
 __all__ = [
     "MART_FILE",
@@ -79,9 +80,6 @@ QUERY_DIR = PROJECT_ROOT / "sql" / "queries"
 MART_FILE = "fusion.duckdb"
 ALL = "all"
 
-#: A phone, account, wallet, compound or case held by more than this many entities is a hub
-#: (the resolver's ResolveSettings.hub_min_entities; flows pass theirs to build_mart).
-HUB_MIN = 10
 #: Versions of one audience's mart kept in a reader's local cache (S3 lakes).
 CACHE_VERSIONS = 2
 
@@ -256,7 +254,7 @@ def build_mart(
     audience: str | None,
     *,
     previous_built_at: datetime | None = None,
-    hub_min: int = HUB_MIN,
+    hub_min: int | None = None,
     threads: int | None = None,
     memory_limit: str | None = None,
     sql_dir: Path = MART_SQL_DIR,
@@ -275,7 +273,9 @@ def build_mart(
             rows whose releasable_to names it are used.
         previous_built_at: build time of the mart currently published (:func:`latest`), kept
             in mart_info so that queries can ask what is new since then.
-        hub_min: a shared value held by more than this many entities is flagged as a hub.
+        hub_min: a shared value held by more than this many entities is flagged as a hub;
+            by default the resolver's (ResolveSettings.hub_min_entities), so that the mart and
+            the resolution agree on what a hub is.
         threads: DuckDB threads (default: DuckDB's).
         memory_limit: DuckDB memory limit, e.g. "4GB" (default: DuckDB's).
         sql_dir: folder of the NN_name.sql steps.
@@ -306,7 +306,7 @@ def _build(
     *,
     base: Path | None = None,
     previous_built_at: datetime | None = None,
-    hub_min: int = HUB_MIN,
+    hub_min: int | None = None,
     threads: int | None = None,
     memory_limit: str | None = None,
     sql_dir: Path = MART_SQL_DIR,
@@ -338,6 +338,8 @@ def _build(
             con.execute(f"SET VARIABLE built_at = {_sql_literal(built_at.isoformat())}")
             prev = previous_built_at.isoformat() if previous_built_at else None
             con.execute(f"SET VARIABLE previous_built_at = {_sql_literal(prev)}")
+            if hub_min is None:
+                hub_min = ResolveSettings().hub_min_entities
             con.execute(f"SET VARIABLE hub_min = {int(hub_min)}")
             for table, source in tables.items():
                 if isinstance(source, Path):

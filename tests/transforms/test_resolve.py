@@ -153,7 +153,8 @@ def test_association_values_link_entities_and_hubs_are_flagged():
     assert hub["is_hub"].all()
     lone = links.filter(pl.col("value") == pair).row(0, named=True)
     assert lone["is_hub"] is False and lone["via"] == "phone"
-    assert lone["weight"] > hub["weight"].max()
+    # the weight is the marts' to compute, over the entities each audience sees (40_links.sql)
+    assert links["weight"].null_count() == links.height
     assert json.loads(lone["evidence"])["records_l"] in (["d1:1"], ["d1:13"])
 
 
