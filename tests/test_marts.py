@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -409,9 +410,7 @@ def test_duplicate_record_and_orphan_link_fail_checks(tmp_path):
 
 def test_failed_step_names_the_step_file(tmp_path):
     sql_dir = tmp_path / "sql"
-    sql_dir.mkdir()
-    for step in marts.mart_steps():
-        (sql_dir / step.name).write_text(step.read_text(encoding="utf-8"), encoding="utf-8")
+    shutil.copytree(marts.MART_SQL_DIR, sql_dir)
     (sql_dir / "35_broken.sql").write_text("CREATE TABLE x AS SELECT no_such_column FROM entity;")
     staged, resolution, steward = scenario()
     with pytest.raises(marts.MartBuildError, match=r"35_broken\.sql failed: .*no_such_column"):
@@ -739,16 +738,7 @@ def _dump(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
 def test_audiences_that_see_the_same_rows_share_a_build(store, tmp_path, monkeypatch):
     staged, resolution, steward = scenario()
 
-    # th_imm may see every row, like the all-agencies mart; cn_mps and mm_police the same rows
-    # (all but E3's, which stays th_imm's only)
-    def widen(names):
-        names = set(names) | {"th_imm"}
-        if names & {"cn_mps", "mm_police"}:
-            names |= {"cn_mps", "mm_police"}
-        return sorted(names)
-
-    staged = {t: f.with_columns(pl.col("releasable_to").map_elements(
-        widen, return_dtype=pl.List(pl.String))) for t, f in staged.items()}
+    staged = _widened(staged)  # all and th_imm see the same rows, cn_mps and mm_police too
     # an earlier run's history of an entity that has since gone (merged into another)
     resolution["entity_history"] = pl.concat([resolution["entity_history"], schema.conform(
         pl.DataFrame([{"old_entity_id": "E7", "new_entity_id": "E6", "change": "merge",
@@ -781,6 +771,70 @@ def test_audiences_that_see_the_same_rows_share_a_build(store, tmp_path, monkeyp
                    for name in names}
     assert quarantined == {"all": "agency\nmm_police\nth_imm\n", "th_imm": "agency\nth_imm\n",
                            "cn_mps": "agency\n", "mm_police": "agency\nmm_police\n"}
+
+
+def _widened(staged: dict) -> dict:
+    """th_imm may see every row, like the all-agencies mart; cn_mps and mm_police the same rows
+    (all but E3's, which stays th_imm's only)."""
+    def widen(names):
+        names = set(names) | {"th_imm"}
+        if names & {"cn_mps", "mm_police"}:
+            names |= {"cn_mps", "mm_police"}
+        return sorted(names)
+
+    return {t: f.with_columns(pl.col("releasable_to").map_elements(
+        widen, return_dtype=pl.List(pl.String))) for t, f in staged.items()}
+
+
+def _groups_by_filtering(tables: dict, names: list[str], sql_dir: Path) -> list[list[str]]:
+    """Audiences grouped by the rows step 00 actually keeps for each (vis_* tables)."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        con = duckdb.connect()
+        try:
+            for table, source in tables.items():
+                con.register(f"in_{table}", source)
+            con.execute(f"SET VARIABLE audience = {'NULL' if name == 'all' else repr(name)}")
+            con.execute((sql_dir / "visibility.sql").read_text())
+            con.execute((sql_dir / "00_visible_inputs.sql").read_text())
+            seen = repr([rows(con, f"SELECT * FROM vis_{t} ORDER BY ALL") for t in schema.TABLES])
+        finally:
+            con.close()
+        groups.setdefault(seen, []).append(name)
+    return list(groups.values())
+
+
+@pytest.mark.parametrize(("widen", "expected"), [
+    (False, [["all"], ["cn_mps"], ["mm_police"], ["th_imm"]]),
+    (True, [["all", "th_imm"], ["cn_mps", "mm_police"]]),
+])
+def test_shared_build_groups_equal_filtering_per_audience(widen, expected):
+    staged, resolution, steward = scenario()
+    staged = _widened(staged) if widen else staged
+    names = marts.audiences(staged)
+    tables = marts._inputs(staged, resolution, steward)
+    assert marts._same_view(tables, names) == expected
+    assert _groups_by_filtering(tables, names, marts.MART_SQL_DIR) == expected
+
+
+def test_one_visibility_rule_for_filtering_and_shared_builds(tmp_path):
+    """sql/mart/visibility.sql is the one place: a changed rule changes both."""
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(marts.MART_SQL_DIR, sql_dir)
+    rule = sql_dir / "visibility.sql"
+    rule.write_text(rule.read_text().replace(
+        "audience IS NULL OR", "audience IS NULL OR audience = 'mm_police' OR"))
+    staged, resolution, steward = scenario()
+    names = marts.audiences(staged)
+    tables = marts._inputs(staged, resolution, steward)
+    expected = [["all", "mm_police"], ["cn_mps"], ["th_imm"]]
+    assert marts._same_view(tables, names, sql_dir) == expected
+    assert _groups_by_filtering(tables, names, sql_dir) == expected
+    mart = marts.build_mart(tmp_path / "mm.duckdb", staged, resolution, steward, "mm_police",
+                            sql_dir=sql_dir).path
+    con = duckdb.connect(str(mart), read_only=True)
+    assert rows(con, "SELECT count(*) FROM entity") == [(5,)]  # every entity, as for all
+    con.close()
 
 
 @pytest.mark.parametrize("lazy", [False, True])

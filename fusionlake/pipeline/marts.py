@@ -3,7 +3,8 @@
 The mart is defined once, in ``sql/mart/NN_name.sql``: this module only registers the inputs,
 runs the steps in order and moves files around. A build for one audience (an agency) keeps only
 rows releasable to it and derives every count, list and name from those rows alone
-(``sql/mart/00_visible_inputs.sql`` is the one place that filters).
+(``sql/mart/00_visible_inputs.sql`` is the one place that filters, with the one rule of
+``sql/mart/visibility.sql``).
 
 Only the steps named ``NN_audience_*.sql`` (who the mart is for, the stewards' tables) read the
 audience's name; the others depend on which rows are visible and nothing else. So audiences that
@@ -78,6 +79,8 @@ __all__ = [
 MART_SQL_DIR = PROJECT_ROOT / "sql" / "mart"
 QUERY_DIR = PROJECT_ROOT / "sql" / "queries"
 MART_FILE = "fusion.duckdb"
+#: The rule of who may see a row, a SQL macro loaded before the steps (not itself a step).
+VISIBILITY_SQL = "visibility.sql"
 ALL = "all"
 
 #: Versions of one audience's mart kept in a reader's local cache (S3 lakes).
@@ -242,6 +245,14 @@ def _inputs(staged, resolution, steward, folder: Path | None = None) -> dict[str
     return tables
 
 
+def _visibility_sql(sql_dir: Path) -> str:
+    """The ``visible_to(releasable_to, audience)`` macro: who may see a row."""
+    path = Path(sql_dir) / VISIBILITY_SQL
+    if not path.is_file():
+        raise MartError(f"no visibility rule ({VISIBILITY_SQL}) in {sql_dir}")
+    return path.read_text(encoding="utf-8")
+
+
 def _sql_literal(value: str | None) -> str:
     return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
 
@@ -341,6 +352,7 @@ def _build(
             if hub_min is None:
                 hub_min = ResolveSettings().hub_min_entities
             con.execute(f"SET VARIABLE hub_min = {int(hub_min)}")
+            con.execute(_visibility_sql(sql_dir))
             for table, source in tables.items():
                 if isinstance(source, Path):
                     con.execute(f"CREATE TEMP VIEW in_{table} AS "
@@ -548,7 +560,7 @@ def build_and_publish(
     versions: dict[str, str] = {}
     tables = _inputs(staged, resolution, steward, Path(work_dir) / "inputs")
     names = audience_names or audiences(staged)
-    for group in _same_view(tables, names):
+    for group in _same_view(tables, names, build_options.get("sql_dir", MART_SQL_DIR)):
         base = None
         for name in group:  # the first is built, the others are copies of it
             pointer = latest(store, name)
@@ -566,33 +578,39 @@ def build_and_publish(
     return {name: versions[name] for name in names}
 
 
-def _same_view(tables: dict[str, Input], names: list[str]) -> list[list[str]]:
+def _same_view(tables: dict[str, Input], names: list[str],
+               sql_dir: Path = MART_SQL_DIR) -> list[list[str]]:
     """Audiences grouped by the rows they may see, in ``names`` order.
 
-    The rule of 00_visible_inputs.sql: the all-agencies mart sees every row; an agency sees a
-    row whose releasable_to names it, and a detail row only when its person record is visible
-    too. Two audiences whose person and detail rows are visible alike therefore see the same rows.
+    Whether a row is visible depends on its releasable_to and the audience alone (the
+    ``visible_to`` macro that step 00 filters with, run here in DuckDB too). Two audiences that
+    agree on every releasable_to value of the staged inputs therefore see the same person and
+    detail rows, and so the same rows of every table built from them.
     """
-    releasable = [
-        (pl.read_parquet(source, columns=["releasable_to"]) if isinstance(source, Path)
-         else pl.from_arrow(source.select(["releasable_to"])))["releasable_to"]
-        for source in (tables[table] for table in schema.TABLES)
-    ]
-
-    def visible(name: str) -> list[pl.Series]:
-        return [pl.repeat(True, len(lists), eager=True) if name == ALL
-                else lists.list.contains(name).fill_null(False) for lists in releasable]
-
-    groups: list[tuple[list[pl.Series], list[str]]] = []
+    con = duckdb.connect()
+    try:
+        con.execute(_visibility_sql(sql_dir))
+        for table in schema.TABLES:
+            source = tables[table]
+            if isinstance(source, Path):
+                con.execute(f"CREATE TEMP VIEW in_{table} AS SELECT releasable_to "
+                            f"FROM read_parquet({_sql_literal(str(source))})")
+            else:
+                con.register(f"in_{table}", source.select(["releasable_to"]))
+        distinct = " UNION ".join(f"SELECT releasable_to FROM in_{t}" for t in schema.TABLES)
+        con.execute(f"CREATE TEMP TABLE release AS SELECT row_number() OVER () AS i, "
+                    f"releasable_to FROM ({distinct})")
+        views = {
+            name: con.execute("SELECT list(visible_to(releasable_to, ?::VARCHAR) ORDER BY i) "
+                              "FROM release", [None if name == ALL else name]).fetchone()[0]
+            for name in names
+        }
+    finally:
+        con.close()
+    groups: dict[tuple, list[str]] = {}
     for name in names:
-        view = visible(name)
-        for seen, group in groups:
-            if all(a.equals(b) for a, b in zip(seen, view, strict=True)):
-                group.append(name)
-                break
-        else:
-            groups.append((view, [name]))
-    return [group for _, group in groups]
+        groups.setdefault(tuple(views[name] or ()), []).append(name)
+    return list(groups.values())
 
 
 def _default_cache_dir() -> Path:
