@@ -35,6 +35,10 @@ SPLINK_ID_COLUMNS: dict[str, tuple[str, ...]] = {
     "other_id": ("febrl_ssid",),
 }
 
+# How two records were linked, strongest first: clustering joins edges in this order, and a
+# pair linked several ways is explained by the first (cluster.RULE_ORDER, resolve._explain).
+LINK_RULES: tuple[str, ...] = ("steward", "identifier", "probabilistic")
+
 # An association value shared by more entities than this is a hub: the one threshold of the
 # resolver's entity links and of every mart's entity_link.is_hub (fusionlake.pipeline.marts
 # reads it from ResolveSettings, which looks it up here when settings are made).
