@@ -183,6 +183,8 @@ def write_resolution(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id
     resolver read its stable ids from, stays current and readable until the new one is
     complete, and only the versions beyond the newest ``retention`` are removed afterwards.
     """
+    if retention < 1:  # checked before writing: the new resolution must survive its own pruning
+        raise ValueError(f"resolution retention must be at least 1, not {retention}")
     current = versions.read_pointer(store, RESOLUTION)
     version = versions.new_version(after=current["version"] if current else None)
     base = versions.version_prefix(RESOLUTION, version)

@@ -49,7 +49,7 @@ import pyarrow as pa
 
 from fusionlake.lake import schema, versions
 from fusionlake.lake.faults import kill_point
-from fusionlake.lake.settings import PROJECT_ROOT
+from fusionlake.lake.settings import PROJECT_ROOT, Settings
 from fusionlake.lake.store import LocalStore, ObjectStore
 from transforms.resolution.settings import ResolveSettings
 
@@ -456,8 +456,8 @@ def latest(store: ObjectStore, audience: str = ALL) -> dict | None:
     return versions.read_pointer(store, _prefix(audience))
 
 
-def publish(store: ObjectStore, audience: str, local_path: Path, retention: int = 5, *,
-            move: bool = False) -> str:
+def publish(store: ObjectStore, audience: str, local_path: Path,
+            retention: int = Settings.mart_retention, *, move: bool = False) -> str:
     """Upload a built mart as a new version and make it current; returns the version name.
 
     The mart's checks are re-run on the file and its audience must match ``audience`` (so a
@@ -547,7 +547,7 @@ def build_and_publish(
     work_dir: Path,
     *,
     audience_names: list[str] | None = None,
-    retention: int = 5,
+    retention: int = Settings.mart_retention,
     **build_options,
 ) -> dict[str, str]:
     """Build, check and publish the mart of every audience; returns audience -> version.
