@@ -19,17 +19,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, date, datetime
+import re
+import shutil
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
 
-from fusionlake.lake import schema
+from fusionlake.lake import schema, versions
 from fusionlake.lake.store import LocalStore
 from fusionlake.pipeline import marts
 from transforms.names import sort_tokens
+from transforms.resolution import settings as resolve_settings
+from transforms.resolution.settings import ResolveSettings
 
 ALL3 = ["cn_mps", "th_imm", "mm_police"]
 SUSPECTS_TO = ["cn_mps", "th_imm"]
@@ -349,7 +353,7 @@ def test_build_is_idempotent(tmp_path):
     dump = "SELECT * EXCLUDE (built_at) FROM mart_info"
     for con_path in (a.path, b.path):
         assert duckdb.connect(str(con_path), read_only=True).execute(dump).fetchall() == [
-            ("all", T1, marts.HUB_MIN)
+            ("all", T1, ResolveSettings().hub_min_entities)
         ]
     assert a.table_rows == b.table_rows
     con_a = duckdb.connect(str(a.path), read_only=True)
@@ -406,9 +410,7 @@ def test_duplicate_record_and_orphan_link_fail_checks(tmp_path):
 
 def test_failed_step_names_the_step_file(tmp_path):
     sql_dir = tmp_path / "sql"
-    sql_dir.mkdir()
-    for step in marts.mart_steps():
-        (sql_dir / step.name).write_text(step.read_text(encoding="utf-8"), encoding="utf-8")
+    shutil.copytree(marts.MART_SQL_DIR, sql_dir)
     (sql_dir / "35_broken.sql").write_text("CREATE TABLE x AS SELECT no_such_column FROM entity;")
     staged, resolution, steward = scenario()
     with pytest.raises(marts.MartBuildError, match=r"35_broken\.sql failed: .*no_such_column"):
@@ -592,6 +594,28 @@ def test_retention_keeps_newest_versions(store, tmp_path):
     assert cached == ([] if isinstance(store, LocalStore) else versions[-2:])
 
 
+def test_marts_and_resolution_use_the_one_version_format(store, tmp_path):
+    from fusionlake.lake import zones
+
+    mart = marts.publish(store, "all", build(tmp_path).path)
+    resolution = zones.write_resolution(store, {"entity_record": pl.DataFrame({"a": [1]})}, "r1")
+    one_format = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{6}$")  # fusionlake.lake.versions
+    assert one_format.match(mart) and one_format.match(resolution)
+    assert json.loads(store.get(f"marts/all/{mart}/manifest.json"))["version"] == mart
+    assert json.loads(store.get(f"resolution/{resolution}/manifest.json"))["version"] == resolution
+
+
+def test_retention_removes_a_crashed_publish_and_keeps_one_in_progress(store, tmp_path):
+    now = datetime.now(UTC)
+    crashed = versions.new_version(now=now - versions.STALE_UNFINISHED - timedelta(minutes=1))
+    in_progress = versions.new_version(now=now - timedelta(minutes=5))
+    for version in (crashed, in_progress):
+        store.put(f"marts/all/{version}/fusion.duckdb", b"half a mart")
+    published = marts.publish(store, "all", build(tmp_path).path, retention=1)
+    kept = sorted({k.split("/")[2] for k in store.list("marts/all") if k.count("/") == 3})
+    assert kept == sorted([in_progress, published])
+
+
 def test_open_latest_without_mart_says_what_to_do(store):
     with pytest.raises(marts.MartError, match="no mart published for audience 'all'"):
         marts.open_latest(store)
@@ -601,18 +625,22 @@ def test_open_latest_without_mart_says_what_to_do(store):
 # with the real resolver
 
 
-def test_mart_from_the_real_resolver(tmp_path):
-    """The real resolver on the scenario's staged frames gives the planted entities and links."""
+def _resolved(staged: dict) -> tuple[dict, dict]:
+    """The scenario's staged frames as the resolver reads them, and its resolution."""
     from transforms.resolution.resolve import resolve
 
-    staged, _, steward = scenario()
-    staged["person_record"] = staged["person_record"].with_columns(
-        sort_tokens(pl.col("name_latin").str.split(" ")).list.join(" ").alias("name_key_sorted")
-    )
+    staged = {**staged, "person_record": staged["person_record"].with_columns(
+        sort_tokens(pl.col("name_latin").str.split(" ")).list.join(" ").alias("name_key_sorted"))}
     res = resolve(staged, now=T2)
-    resolution = {name: getattr(res, name) for name in
-                  ("entity_record", "record_link", "entity_link", "entity_history",
-                   "review_pair")}  # fmt: skip
+    return staged, {name: getattr(res, name) for name in
+                    ("entity_record", "record_link", "entity_link", "entity_history",
+                     "review_pair")}  # fmt: skip
+
+
+def test_mart_from_the_real_resolver(tmp_path):
+    """The real resolver on the scenario's staged frames gives the planted entities and links."""
+    staged, _, steward = scenario()
+    staged, resolution = _resolved(staged)
     path = marts.build_mart(tmp_path / "m.duckdb", staged, resolution, steward, None).path
     con = duckdb.connect(str(path), read_only=True)
     assert rows(con, """SELECT display_name, agencies, record_count FROM entity
@@ -647,6 +675,28 @@ def test_mart_from_the_real_resolver(tmp_path):
         ("ZHANG WEI", ["cn_mps", "th_imm"], 2),
     ]
     con.close()
+
+
+def test_one_hub_threshold_for_the_resolver_and_the_marts(tmp_path, monkeypatch):
+    """HUB_MIN_ENTITIES is the one place: changing it changes both sides' hub flags."""
+    staged, _, steward = scenario()
+
+    def hub_flags(name: str) -> tuple[list[bool], list[tuple]]:
+        plain, resolution = _resolved(staged)
+        path = marts.build_mart(tmp_path / f"{name}.duckdb", plain, resolution, steward,
+                                None).path
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            mart = rows(con, "SELECT DISTINCT is_hub, (SELECT hub_min FROM mart_info) "
+                             "FROM entity_link")
+        finally:
+            con.close()
+        return resolution["entity_link"]["is_hub"].unique().to_list(), mart
+
+    # every shared value of the scenario has two holders
+    assert hub_flags("ten") == ([False], [(False, 10)])
+    monkeypatch.setattr(resolve_settings, "HUB_MIN_ENTITIES", 1)
+    assert hub_flags("one") == ([True], [(True, 1)])
 
 
 def test_build_and_publish_every_audience(store, tmp_path):
@@ -688,16 +738,7 @@ def _dump(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
 def test_audiences_that_see_the_same_rows_share_a_build(store, tmp_path, monkeypatch):
     staged, resolution, steward = scenario()
 
-    # th_imm may see every row, like the all-agencies mart; cn_mps and mm_police the same rows
-    # (all but E3's, which stays th_imm's only)
-    def widen(names):
-        names = set(names) | {"th_imm"}
-        if names & {"cn_mps", "mm_police"}:
-            names |= {"cn_mps", "mm_police"}
-        return sorted(names)
-
-    staged = {t: f.with_columns(pl.col("releasable_to").map_elements(
-        widen, return_dtype=pl.List(pl.String))) for t, f in staged.items()}
+    staged = _widened(staged)  # all and th_imm see the same rows, cn_mps and mm_police too
     # an earlier run's history of an entity that has since gone (merged into another)
     resolution["entity_history"] = pl.concat([resolution["entity_history"], schema.conform(
         pl.DataFrame([{"old_entity_id": "E7", "new_entity_id": "E6", "change": "merge",
@@ -730,6 +771,70 @@ def test_audiences_that_see_the_same_rows_share_a_build(store, tmp_path, monkeyp
                    for name in names}
     assert quarantined == {"all": "agency\nmm_police\nth_imm\n", "th_imm": "agency\nth_imm\n",
                            "cn_mps": "agency\n", "mm_police": "agency\nmm_police\n"}
+
+
+def _widened(staged: dict) -> dict:
+    """th_imm may see every row, like the all-agencies mart; cn_mps and mm_police the same rows
+    (all but E3's, which stays th_imm's only)."""
+    def widen(names):
+        names = set(names) | {"th_imm"}
+        if names & {"cn_mps", "mm_police"}:
+            names |= {"cn_mps", "mm_police"}
+        return sorted(names)
+
+    return {t: f.with_columns(pl.col("releasable_to").map_elements(
+        widen, return_dtype=pl.List(pl.String))) for t, f in staged.items()}
+
+
+def _groups_by_filtering(tables: dict, names: list[str], sql_dir: Path) -> list[list[str]]:
+    """Audiences grouped by the rows step 00 actually keeps for each (vis_* tables)."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        con = duckdb.connect()
+        try:
+            for table, source in tables.items():
+                con.register(f"in_{table}", source)
+            con.execute(f"SET VARIABLE audience = {'NULL' if name == 'all' else repr(name)}")
+            con.execute((sql_dir / "visibility.sql").read_text())
+            con.execute((sql_dir / "00_visible_inputs.sql").read_text())
+            seen = repr([rows(con, f"SELECT * FROM vis_{t} ORDER BY ALL") for t in schema.TABLES])
+        finally:
+            con.close()
+        groups.setdefault(seen, []).append(name)
+    return list(groups.values())
+
+
+@pytest.mark.parametrize(("widen", "expected"), [
+    (False, [["all"], ["cn_mps"], ["mm_police"], ["th_imm"]]),
+    (True, [["all", "th_imm"], ["cn_mps", "mm_police"]]),
+])
+def test_shared_build_groups_equal_filtering_per_audience(widen, expected):
+    staged, resolution, steward = scenario()
+    staged = _widened(staged) if widen else staged
+    names = marts.audiences(staged)
+    tables = marts._inputs(staged, resolution, steward)
+    assert marts._same_view(tables, names) == expected
+    assert _groups_by_filtering(tables, names, marts.MART_SQL_DIR) == expected
+
+
+def test_one_visibility_rule_for_filtering_and_shared_builds(tmp_path):
+    """sql/mart/visibility.sql is the one place: a changed rule changes both."""
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(marts.MART_SQL_DIR, sql_dir)
+    rule = sql_dir / "visibility.sql"
+    rule.write_text(rule.read_text().replace(
+        "audience IS NULL OR", "audience IS NULL OR audience = 'mm_police' OR"))
+    staged, resolution, steward = scenario()
+    names = marts.audiences(staged)
+    tables = marts._inputs(staged, resolution, steward)
+    expected = [["all", "mm_police"], ["cn_mps"], ["th_imm"]]
+    assert marts._same_view(tables, names, sql_dir) == expected
+    assert _groups_by_filtering(tables, names, sql_dir) == expected
+    mart = marts.build_mart(tmp_path / "mm.duckdb", staged, resolution, steward, "mm_police",
+                            sql_dir=sql_dir).path
+    con = duckdb.connect(str(mart), read_only=True)
+    assert rows(con, "SELECT count(*) FROM entity") == [(5,)]  # every entity, as for all
+    con.close()
 
 
 @pytest.mark.parametrize("lazy", [False, True])

@@ -152,14 +152,17 @@ def _luhn_padded(padded: pl.Expr, max_len: int = 20) -> pl.Expr:
 
 
 def luhn_valid(number: str) -> bool:
-    """Luhn check of one digit string (for tests and single values)."""
-    total = 0
-    for i, ch in enumerate(reversed(number)):
-        d = int(ch)
-        if i % 2 == 1:
-            d = d * 2 - 9 if d >= 5 else d * 2
-        total += d
-    return total % 10 == 0
+    """Luhn check of one digit string (for tests and single values).
+
+    The vectorised rule (:func:`luhn_valid_expr`) applied to one value, so the rule is written
+    once.
+
+    Raises:
+        ValueError: ``number`` holds something other than ASCII digits.
+    """
+    if not (number.isascii() and number.isdigit()) and number:
+        raise ValueError(f"not a string of digits: {number!r}")
+    return pl.select(luhn_valid_expr(pl.lit(number, pl.String), max(20, len(number)))).item()
 
 
 def _result(frame: pl.DataFrame) -> pl.DataFrame:

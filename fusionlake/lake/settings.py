@@ -42,6 +42,9 @@ class Settings:
     lake: str = DEFAULT_LAKE
     feeds_path: list[str] = field(default_factory=list)
     mart_retention: int = 5  # published mart versions kept per audience
+    # Resolution versions kept (the current one always is): more than one, so that a run still
+    # reading the version that was current when it started finds it after a new one is written.
+    resolution_retention: int = 3
     lease_seconds: int = 900  # a crashed run stops blocking others after this long
     drop_workers: int = os.cpu_count() or 1  # processes for drops
     # A run's drops go to worker processes when together they are at least this large, else to
@@ -58,6 +61,7 @@ class Settings:
             lake=lake or os.environ.get("FUSIONLAKE_LAKE") or DEFAULT_LAKE,
             feeds_path=feeds,
             mart_retention=int(os.environ.get("FUSIONLAKE_MART_RETENTION", "5")),
+            resolution_retention=int(os.environ.get("FUSIONLAKE_RESOLUTION_RETENTION", "3")),
             lease_seconds=int(os.environ.get("FUSIONLAKE_LEASE_SECONDS", "900")),
             drop_workers=int(os.environ.get("FUSIONLAKE_DROP_WORKERS") or cls.drop_workers),
             drop_process_min_bytes=int(os.environ.get("FUSIONLAKE_DROP_PROCESS_MIN_BYTES")

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import polars as pl
 
-from fusionlake.lake import layout, schema
+from fusionlake.lake import layout, schema, versions
 from fusionlake.lake.layout import DECISIONS, QUARANTINE, RESOLUTION, VALIDATION, staged_key
+from fusionlake.lake.settings import Settings
 from fusionlake.lake.store import LocalStore, NotFound, ObjectStore
 
 
@@ -149,28 +150,36 @@ def read_quarantine(store: ObjectStore) -> pl.DataFrame:
 # -- resolution state --------------------------------------------------------------------------
 
 
-def new_version() -> str:
-    """A version name that sorts by time and is unique across machines."""
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:6]
+def write_resolution(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: str,
+                     retention: int = Settings.resolution_retention) -> str:
+    """Store a resolution under a new version, point resolution/LATEST at it, prune old ones.
 
-
-def write_resolution(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: str) -> str:
-    """Store a resolution under a new version and point resolution/LATEST at it."""
-    version = new_version()
+    Versioned like the marts (fusionlake.lake.versions): the previous resolution, which the
+    resolver read its stable ids from, stays current and readable until the new one is
+    complete, and only the versions beyond the newest ``retention`` are removed afterwards.
+    """
+    if retention < 1:  # checked before writing: the new resolution must survive its own pruning
+        raise ValueError(f"resolution retention must be at least 1, not {retention}")
+    current = versions.read_pointer(store, RESOLUTION)
+    version = versions.new_version(after=current["version"] if current else None)
+    base = versions.version_prefix(RESOLUTION, version)
     for name, frame in tables.items():
-        write_frame(store, f"{RESOLUTION}/{version}/{name}.parquet", frame)
-    store.put(f"{RESOLUTION}/LATEST", json.dumps({"version": version, "run_id": run_id}).encode())
+        write_frame(store, f"{base}/{name}.parquet", frame)
+    pointer = {"version": version, "run_id": run_id, "tables": sorted(tables)}
+    versions.finish(store, RESOLUTION, version, pointer)
+    versions.move_pointer(store, RESOLUTION, pointer)
+    versions.apply_retention(store, RESOLUTION, retention)
     return version
 
 
 def resolution_keys(store: ObjectStore) -> dict[str, str] | None:
     """Table name -> file of the latest resolution, or None before the first."""
-    try:
-        version = json.loads(store.get(f"{RESOLUTION}/LATEST"))["version"]
-    except NotFound:
+    pointer = versions.read_pointer(store, RESOLUTION)
+    if pointer is None:
         return None
     return {key.rsplit("/", 1)[-1].removesuffix(".parquet"): key
-            for key in store.list(f"{RESOLUTION}/{version}")}
+            for key in store.list(versions.version_prefix(RESOLUTION, pointer["version"]))
+            if key.endswith(".parquet")}
 
 
 def read_resolution(store: ObjectStore) -> dict[str, pl.DataFrame] | None:

@@ -3,7 +3,8 @@
 The mart is defined once, in ``sql/mart/NN_name.sql``: this module only registers the inputs,
 runs the steps in order and moves files around. A build for one audience (an agency) keeps only
 rows releasable to it and derives every count, list and name from those rows alone
-(``sql/mart/00_visible_inputs.sql`` is the one place that filters).
+(``sql/mart/00_visible_inputs.sql`` is the one place that filters, with the one rule of
+``sql/mart/visibility.sql``).
 
 Only the steps named ``NN_audience_*.sql`` (who the mart is for, the stewards' tables) read the
 audience's name; the others depend on which rows are visible and nothing else. So audiences that
@@ -18,8 +19,9 @@ Publishing follows the lake's rule that readers never see half a write::
     marts/<audience>/LATEST                     written last: the one small pointer readers follow
 
 A mart that fails its checks is never uploaded, and any failure before the pointer write leaves
-the previous version current. Versions are named ``<UTC time>-<sha256 prefix>`` so they sort by
-time; the newest ``retention`` complete versions (and the current one) are kept.
+the previous version current. Version names, the pointer and retention (the newest
+``retention`` complete versions and the current one are kept) are fusionlake.lake.versions',
+the same as the resolution's.
 
 Public surface: :func:`build_mart`, :func:`check_mart`, :func:`publish`, :func:`latest`,
 :func:`open_latest`, :func:`run_query`, :func:`format_result`, :func:`saved_queries`.
@@ -38,17 +40,18 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 
-from fusionlake.lake import schema
+from fusionlake.lake import schema, versions
 from fusionlake.lake.faults import kill_point
-from fusionlake.lake.settings import PROJECT_ROOT
-from fusionlake.lake.store import LocalStore, NotFound, ObjectStore
+from fusionlake.lake.settings import PROJECT_ROOT, Settings
+from fusionlake.lake.store import LocalStore, ObjectStore
+from transforms.resolution.settings import ResolveSettings
 
 __all__ = [
     "MART_FILE",
@@ -76,15 +79,12 @@ __all__ = [
 MART_SQL_DIR = PROJECT_ROOT / "sql" / "mart"
 QUERY_DIR = PROJECT_ROOT / "sql" / "queries"
 MART_FILE = "fusion.duckdb"
+#: The rule of who may see a row, a SQL macro loaded before the steps (not itself a step).
+VISIBILITY_SQL = "visibility.sql"
 ALL = "all"
 
-#: A phone, account, wallet, compound or case held by more than this many entities is a hub
-#: (the resolver's ResolveSettings.hub_min_entities; flows pass theirs to build_mart).
-HUB_MIN = 10
 #: Versions of one audience's mart kept in a reader's local cache (S3 lakes).
 CACHE_VERSIONS = 2
-#: An unfinished version (no manifest) older than this is a crashed publish: retention removes it.
-STALE_UPLOAD = timedelta(hours=1)
 
 # The stewards' inputs as the marts expect them (fusionlake.lake.ledger and the validation code
 # produce them); missing columns become NULL, so a producer adding a column breaks nothing.
@@ -127,7 +127,6 @@ STEWARD_TABLES: dict[str, dict[str, pl.DataType]] = {
 Input = pa.Table | Path
 
 _AUDIENCE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_VERSION = re.compile(r"^(\d{8}T\d{6}\.\d{3})Z-[0-9a-f]{8}$")
 _QUERY_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 
@@ -246,6 +245,14 @@ def _inputs(staged, resolution, steward, folder: Path | None = None) -> dict[str
     return tables
 
 
+def _visibility_sql(sql_dir: Path) -> str:
+    """The ``visible_to(releasable_to, audience)`` macro: who may see a row."""
+    path = Path(sql_dir) / VISIBILITY_SQL
+    if not path.is_file():
+        raise MartError(f"no visibility rule ({VISIBILITY_SQL}) in {sql_dir}")
+    return path.read_text(encoding="utf-8")
+
+
 def _sql_literal(value: str | None) -> str:
     return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
 
@@ -258,7 +265,7 @@ def build_mart(
     audience: str | None,
     *,
     previous_built_at: datetime | None = None,
-    hub_min: int = HUB_MIN,
+    hub_min: int | None = None,
     threads: int | None = None,
     memory_limit: str | None = None,
     sql_dir: Path = MART_SQL_DIR,
@@ -277,7 +284,9 @@ def build_mart(
             rows whose releasable_to names it are used.
         previous_built_at: build time of the mart currently published (:func:`latest`), kept
             in mart_info so that queries can ask what is new since then.
-        hub_min: a shared value held by more than this many entities is flagged as a hub.
+        hub_min: a shared value held by more than this many entities is flagged as a hub;
+            by default the resolver's (ResolveSettings.hub_min_entities), so that the mart and
+            the resolution agree on what a hub is.
         threads: DuckDB threads (default: DuckDB's).
         memory_limit: DuckDB memory limit, e.g. "4GB" (default: DuckDB's).
         sql_dir: folder of the NN_name.sql steps.
@@ -308,7 +317,7 @@ def _build(
     *,
     base: Path | None = None,
     previous_built_at: datetime | None = None,
-    hub_min: int = HUB_MIN,
+    hub_min: int | None = None,
     threads: int | None = None,
     memory_limit: str | None = None,
     sql_dir: Path = MART_SQL_DIR,
@@ -340,7 +349,10 @@ def _build(
             con.execute(f"SET VARIABLE built_at = {_sql_literal(built_at.isoformat())}")
             prev = previous_built_at.isoformat() if previous_built_at else None
             con.execute(f"SET VARIABLE previous_built_at = {_sql_literal(prev)}")
+            if hub_min is None:
+                hub_min = ResolveSettings().hub_min_entities
             con.execute(f"SET VARIABLE hub_min = {int(hub_min)}")
+            con.execute(_visibility_sql(sql_dir))
             for table, source in tables.items():
                 if isinstance(source, Path):
                     con.execute(f"CREATE TEMP VIEW in_{table} AS "
@@ -439,28 +451,13 @@ def _mart_info(path: Path) -> dict:
         con.close()
 
 
-def _new_version(digest: str, now: datetime | None = None) -> str:
-    now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z-{digest[:8]}"
-
-
-def _version_time(version: str) -> datetime | None:
-    m = _VERSION.match(version)
-    if not m:
-        return None
-    return datetime.strptime(m.group(1), "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
-
-
 def latest(store: ObjectStore, audience: str = ALL) -> dict | None:
     """The current version's pointer (version, key, sha256, size, built_at, ...), or None."""
-    try:
-        return json.loads(store.get(f"{_prefix(audience)}/LATEST"))
-    except NotFound:
-        return None
+    return versions.read_pointer(store, _prefix(audience))
 
 
-def publish(store: ObjectStore, audience: str, local_path: Path, retention: int = 5, *,
-            move: bool = False) -> str:
+def publish(store: ObjectStore, audience: str, local_path: Path,
+            retention: int = Settings.mart_retention, *, move: bool = False) -> str:
     """Upload a built mart as a new version and make it current; returns the version name.
 
     The mart's checks are re-run on the file and its audience must match ``audience`` (so a
@@ -492,12 +489,10 @@ def publish(store: ObjectStore, audience: str, local_path: Path, retention: int 
         )
     digest = _sha256_file(local_path)
     size = local_path.stat().st_size
-    version = _new_version(digest)
+    prefix = _prefix(name)
     previous = latest(store, name)
-    previous_time = _version_time(previous["version"]) if previous else None
-    if previous_time and previous["version"] >= version:  # clock behind the current version
-        version = _new_version(digest, previous_time + timedelta(milliseconds=1))
-    base = f"{_prefix(name)}/{version}"
+    version = versions.new_version(after=previous["version"] if previous else None)
+    base = versions.version_prefix(prefix, version)
     key = f"{base}/{MART_FILE}"
     pointer = {
         "version": version,
@@ -520,22 +515,17 @@ def publish(store: ObjectStore, audience: str, local_path: Path, retention: int 
                 f"upload of {local_path} to {store.uri}/{key} is incomplete "
                 f"({stored.get(key)} of {size} bytes)"
             )
-        store.put(f"{base}/manifest.json", json.dumps(pointer, indent=2).encode())
+        versions.finish(store, prefix, version, pointer)
     except Exception as exc:
-        for k in store.list(base):  # the partial version must not linger; LATEST is untouched
-            with contextlib.suppress(Exception):  # the upload error is the one to report
-                store.delete(k)
+        # the partial version must not linger; LATEST is untouched
+        with contextlib.suppress(Exception):  # the upload error is the one to report
+            versions.remove_version(store, prefix, version)
         if isinstance(exc, MartError):
             raise
         raise MartError(f"publishing mart {name}/{version} to {store.uri} failed: {exc}") from exc
-    # Never move the pointer backwards: a slower concurrent publisher of an older build must not
-    # replace a newer one (its version stays stored until retention removes it).
     kill_point("before-pointer")  # crash tests: mart uploaded, pointer not yet moved
-    current = latest(store, name)
-    if current is None or current["version"] < version:
-        store.put(f"{_prefix(name)}/LATEST", json.dumps(pointer, indent=2).encode())
-    _apply_retention(store, name, retention, current=max(version, (current or {}).get(
-        "version", "")))
+    versions.move_pointer(store, prefix, pointer)
+    versions.apply_retention(store, prefix, retention)
     return version
 
 
@@ -557,7 +547,7 @@ def build_and_publish(
     work_dir: Path,
     *,
     audience_names: list[str] | None = None,
-    retention: int = 5,
+    retention: int = Settings.mart_retention,
     **build_options,
 ) -> dict[str, str]:
     """Build, check and publish the mart of every audience; returns audience -> version.
@@ -570,7 +560,7 @@ def build_and_publish(
     versions: dict[str, str] = {}
     tables = _inputs(staged, resolution, steward, Path(work_dir) / "inputs")
     names = audience_names or audiences(staged)
-    for group in _same_view(tables, names):
+    for group in _same_view(tables, names, build_options.get("sql_dir", MART_SQL_DIR)):
         base = None
         for name in group:  # the first is built, the others are copies of it
             pointer = latest(store, name)
@@ -588,57 +578,39 @@ def build_and_publish(
     return {name: versions[name] for name in names}
 
 
-def _same_view(tables: dict[str, Input], names: list[str]) -> list[list[str]]:
+def _same_view(tables: dict[str, Input], names: list[str],
+               sql_dir: Path = MART_SQL_DIR) -> list[list[str]]:
     """Audiences grouped by the rows they may see, in ``names`` order.
 
-    The rule of 00_visible_inputs.sql: the all-agencies mart sees every row; an agency sees a
-    row whose releasable_to names it, and a detail row only when its person record is visible
-    too. Two audiences whose person and detail rows are visible alike therefore see the same rows.
+    Whether a row is visible depends on its releasable_to and the audience alone (the
+    ``visible_to`` macro that step 00 filters with, run here in DuckDB too). Two audiences that
+    agree on every releasable_to value of the staged inputs therefore see the same person and
+    detail rows, and so the same rows of every table built from them.
     """
-    releasable = [
-        (pl.read_parquet(source, columns=["releasable_to"]) if isinstance(source, Path)
-         else pl.from_arrow(source.select(["releasable_to"])))["releasable_to"]
-        for source in (tables[table] for table in schema.TABLES)
-    ]
-
-    def visible(name: str) -> list[pl.Series]:
-        return [pl.repeat(True, len(lists), eager=True) if name == ALL
-                else lists.list.contains(name).fill_null(False) for lists in releasable]
-
-    groups: list[tuple[list[pl.Series], list[str]]] = []
+    con = duckdb.connect()
+    try:
+        con.execute(_visibility_sql(sql_dir))
+        for table in schema.TABLES:
+            source = tables[table]
+            if isinstance(source, Path):
+                con.execute(f"CREATE TEMP VIEW in_{table} AS SELECT releasable_to "
+                            f"FROM read_parquet({_sql_literal(str(source))})")
+            else:
+                con.register(f"in_{table}", source.select(["releasable_to"]))
+        distinct = " UNION ".join(f"SELECT releasable_to FROM in_{t}" for t in schema.TABLES)
+        con.execute(f"CREATE TEMP TABLE release AS SELECT row_number() OVER () AS i, "
+                    f"releasable_to FROM ({distinct})")
+        views = {
+            name: con.execute("SELECT list(visible_to(releasable_to, ?::VARCHAR) ORDER BY i) "
+                              "FROM release", [None if name == ALL else name]).fetchone()[0]
+            for name in names
+        }
+    finally:
+        con.close()
+    groups: dict[tuple, list[str]] = {}
     for name in names:
-        view = visible(name)
-        for seen, group in groups:
-            if all(a.equals(b) for a, b in zip(seen, view, strict=True)):
-                group.append(name)
-                break
-        else:
-            groups.append((view, [name]))
-    return [group for _, group in groups]
-
-
-def _apply_retention(store: ObjectStore, audience: str, retention: int, current: str) -> None:
-    prefix = _prefix(audience) + "/"
-    versions: dict[str, list[str]] = {}
-    for key in store.list(_prefix(audience)):
-        rest = key[len(prefix) :]
-        if "/" in rest:
-            versions.setdefault(rest.split("/", 1)[0], []).append(key)
-    complete = sorted(
-        (v for v, keys in versions.items() if f"{prefix}{v}/manifest.json" in keys), reverse=True
-    )
-    keep = set(complete[:retention]) | {current}
-    now = datetime.now(UTC)
-    for version, keys in versions.items():
-        if version in keep:
-            continue
-        if version not in complete:
-            # Possibly a publish in progress elsewhere: only remove it once clearly abandoned.
-            started = _version_time(version)
-            if started is not None and now - started < STALE_UPLOAD:
-                continue
-        for key in keys:
-            store.delete(key)
+        groups.setdefault(tuple(views[name] or ()), []).append(name)
+    return list(groups.values())
 
 
 def _default_cache_dir() -> Path:
@@ -648,8 +620,9 @@ def _default_cache_dir() -> Path:
 
 def _prune_cache(audience_dir: Path, keep: int) -> None:
     """Remove all but the newest ``keep`` cached versions (names sort by time)."""
-    versions = sorted((p for p in audience_dir.iterdir() if _VERSION.match(p.name)), reverse=True)
-    for old in versions[keep:]:
+    cached = sorted((p for p in audience_dir.iterdir() if versions.is_version(p.name)),
+                    reverse=True)
+    for old in cached[keep:]:
         # An open connection keeps reading an unlinked file on POSIX, so this is safe.
         for f in old.iterdir():
             f.unlink(missing_ok=True)

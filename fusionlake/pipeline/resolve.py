@@ -21,6 +21,7 @@ from fusionlake.lake import zones
 from fusionlake.lake.feeds import FeedSet
 from fusionlake.lake.ledger import LIVE, Ledger
 from fusionlake.lake.schema import TABLES
+from fusionlake.lake.settings import Settings
 from fusionlake.lake.store import ObjectStore
 
 
@@ -82,7 +83,8 @@ def collect_inputs(scans: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
             for t, f in scans.items()}
 
 
-def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: str):
+def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: str,
+                 retention: int = Settings.resolution_retention):
     """Entity resolution over the staged records, with steward decisions and stable ids."""
     from transforms.resolution.resolve import resolve  # Splink: seconds to import; see above
 
@@ -104,7 +106,7 @@ def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: st
     if previous and "entity_history" in previous:
         frames["entity_history"] = pl.concat(
             [previous["entity_history"], resolution.entity_history], how="vertical_relaxed")
-    version = zones.write_resolution(store, frames, run_id)
+    version = zones.write_resolution(store, frames, run_id, retention=retention)
     resolution.stats["new cross-agency matches"] = new_cross_agency_matches(
         tables["person_record"], resolution.entity_record,
         previous["entity_record"] if previous else None)

@@ -225,10 +225,11 @@ def inputs_changed(r: Run) -> bool:
     return not built or built.get("fingerprint") != fingerprint(r.store, r.ledger)
 
 
-def resolve_once(lake: str, scans: dict, run_id: str) -> dict:
+def resolve_once(lake: str, scans: dict, run_id: str, retention: int) -> dict:
     """Resolve the staged records that count now; the resolution's statistics."""
     store = open_store(lake)
-    return resolve.resolve_lake(store, resolve.collect_inputs(scans), run_id)[0].stats
+    return resolve.resolve_lake(store, resolve.collect_inputs(scans), run_id,
+                                retention)[0].stats
 
 
 def resolve_entities(r: Run, scans: dict, superseded: set[str]) -> None:
@@ -237,7 +238,8 @@ def resolve_entities(r: Run, scans: dict, superseded: set[str]) -> None:
                         r.run_id)
     with r.executor.stage("resolve", r.summary):
         r.summary.resolution_stats = r.executor.once(
-            "resolve", resolve_once, lake=r.settings.lake, scans=scans, run_id=r.run_id)
+            "resolve", resolve_once, lake=r.settings.lake, scans=scans, run_id=r.run_id,
+            retention=r.settings.resolution_retention)
 
 
 def publish_once(lake: str, feeds_path: list[str], scans: dict, superseded: set[str],

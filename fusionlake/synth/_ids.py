@@ -73,6 +73,10 @@ def luhn_numbers(
 ) -> pl.Series:
     """Card numbers: prefix + random digits + Luhn check digit (wrong where not ``valid``).
 
+    This computes the digit that makes the Luhn check pass, over a (rows x digits) matrix; the
+    check itself is written once, in transforms.identifiers.luhn_valid_expr, and the generator's
+    tests hold these numbers to it.
+
     Args:
         prefix_digits: (n, p) digits of the issuer prefix (BIN).
         body_len: total length without the check digit.

@@ -9,41 +9,39 @@
 -- on which rows are visible and nothing else. So audiences that see the same rows share one
 -- build, and only their audience steps are re-run on a copy (fusionlake.marts).
 
--- A person record is visible when its own releasable_to names the audience. The visible rows
--- are materialised once: every later step reads them, and scanning the Arrow inputs again each
--- time costs more than the copy.
+-- A person record is visible when its own releasable_to names the audience (visible_to, the
+-- macro of sql/mart/visibility.sql). The visible rows are materialised once: every later step
+-- reads them, and scanning the Arrow inputs again each time costs more than the copy.
 CREATE TEMP TABLE vis_person_record AS
 SELECT *
 FROM in_person_record
-WHERE getvariable('audience') IS NULL
-   OR list_contains(releasable_to, getvariable('audience'));
+WHERE visible_to(releasable_to, getvariable('audience'));
 
 -- A detail row (identifier, phone, account, event) is visible when its own releasable_to names
 -- the audience and its person record is not hidden. A detail row whose person record is missing
 -- altogether stays in, so that the orphan check of step 90 reports it instead of hiding it.
 CREATE TEMP TABLE hidden_record AS
 SELECT record_id FROM in_person_record
-WHERE getvariable('audience') IS NOT NULL
-  AND NOT coalesce(list_contains(releasable_to, getvariable('audience')), false);
+WHERE NOT visible_to(releasable_to, getvariable('audience'));
 
 CREATE TEMP TABLE vis_identifier AS
 SELECT * FROM in_identifier AS x
-WHERE (getvariable('audience') IS NULL OR list_contains(releasable_to, getvariable('audience')))
+WHERE visible_to(x.releasable_to, getvariable('audience'))
   AND NOT EXISTS (SELECT 1 FROM hidden_record AS h WHERE h.record_id = x.record_id);
 
 CREATE TEMP TABLE vis_phone AS
 SELECT * FROM in_phone AS x
-WHERE (getvariable('audience') IS NULL OR list_contains(releasable_to, getvariable('audience')))
+WHERE visible_to(x.releasable_to, getvariable('audience'))
   AND NOT EXISTS (SELECT 1 FROM hidden_record AS h WHERE h.record_id = x.record_id);
 
 CREATE TEMP TABLE vis_account AS
 SELECT * FROM in_account AS x
-WHERE (getvariable('audience') IS NULL OR list_contains(releasable_to, getvariable('audience')))
+WHERE visible_to(x.releasable_to, getvariable('audience'))
   AND NOT EXISTS (SELECT 1 FROM hidden_record AS h WHERE h.record_id = x.record_id);
 
 CREATE TEMP TABLE vis_event AS
 SELECT * FROM in_event AS x
-WHERE (getvariable('audience') IS NULL OR list_contains(releasable_to, getvariable('audience')))
+WHERE visible_to(x.releasable_to, getvariable('audience'))
   AND NOT EXISTS (SELECT 1 FROM hidden_record AS h WHERE h.record_id = x.record_id);
 
 -- Rows of each staged input that this audience may see: step 90 reconciles the mart against it.

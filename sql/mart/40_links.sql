@@ -67,10 +67,12 @@ SELECT
     l.entity_id_r,
     l.via,
     l.value,
-    -- Inverse document frequency, the resolver's rule (transforms/er_links.py), but over this
-    -- mart's entities: a value two people of a million share weighs ~0.95, one everyone shares 0.
+    -- The one definition of a link's weight (the resolver leaves it empty): inverse document
+    -- frequency over this mart's entities. A value two of a million share weighs ~0.95, one
+    -- everyone shares 0.
     greatest(least(
         ln(n.entities / c.shared_by) / ln(n.entities), 1.0), 0.0) AS weight,
+    -- hub_min is the resolver's ResolveSettings.hub_min_entities (fusionlake.pipeline.marts)
     c.shared_by > (SELECT hub_min FROM mart_info) AS is_hub,
     c.shared_by,
     json_object('l', l.records_l, 'r', h.record_ids) AS evidence

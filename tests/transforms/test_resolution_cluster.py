@@ -114,3 +114,10 @@ def test_random_graphs_exercise_every_status_and_both_paths(monkeypatch):
     assert statuses == {ACCEPTED, INSIDE, REFUSED}
     # Both ways of deciding were used, on many edges each.
     assert sum(shortcut) > 200 and sum(loop) > 200, (sum(shortcut), sum(loop))
+
+
+def test_rule_order_comes_from_the_declared_link_rules():
+    from transforms.resolution.settings import LINK_RULES
+
+    assert LINK_RULES == ("steward", "identifier", "probabilistic")
+    assert RULE_ORDER == {"steward": 0, "identifier": 1, "probabilistic": 2}

@@ -31,9 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from transforms.resolution.settings import ResolveSettings
+from transforms.resolution.settings import LINK_RULES, ResolveSettings
 
-RULE_ORDER = {"steward": 0, "identifier": 1, "probabilistic": 2}
+#: Rank of each link rule, strongest first (settings.LINK_RULES).
+RULE_ORDER = {rule: rank for rank, rule in enumerate(LINK_RULES)}
 
 # Edge status after clustering.
 ACCEPTED = "accepted"  # joined two clusters

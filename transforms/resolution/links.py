@@ -2,15 +2,16 @@
 
 A phone, bank account, card, wallet, compound or case reference shared by two entities links
 them. A value shared by many entities is a hub (a compound's shared phone, the compound
-itself): its weight is its inverse document frequency, ``ln(N / n) / ln(N)``, so a value of two
-people among a million weighs about 0.95 and a value shared by everyone weighs 0, and it is
-flagged ``is_hub`` above ``hub_min_entities``. Values held by more than ``hub_max_clique``
-entities are written as a star onto their smallest entity id rather than as every pair.
+itself): it is flagged ``is_hub`` above ``hub_min_entities``, the threshold every mart applies
+too. Values held by more than ``hub_max_clique`` entities are written as a star onto their
+smallest entity id rather than as every pair.
+
+A link's weight is defined once, in sql/mart/40_links.sql: each mart counts the entities its
+audience may see, so a weight computed here over all agencies' entities could only be wrong
+there; the resolver leaves ``weight`` empty.
 """
 
 from __future__ import annotations
-
-import math
 
 import polars as pl
 
@@ -59,9 +60,8 @@ def entity_links(
         settings: hub thresholds.
 
     Returns:
-        The entity_link table.
+        The entity_link table (``weight`` empty: the marts compute it, see the module doc).
     """
-    n_entities = max(entity_record["entity_id"].n_unique(), 2)
     held = (
         values.join(entity_record, on="record_id")
         .group_by("via", "value", "entity_id")
@@ -71,11 +71,7 @@ def entity_links(
         pl.len().alias("n"), pl.col("entity_id").min().alias("centre")
     )
     held = held.join(freq.filter(pl.col("n") > 1), on=["via", "value"])
-    log_n = math.log(n_entities)
-    held = held.with_columns(
-        ((pl.lit(n_entities).log() - pl.col("n").log()) / log_n).clip(0.0, 1.0).alias("weight"),
-        (pl.col("n") > settings.hub_min_entities).alias("is_hub"),
-    )
+    held = held.with_columns((pl.col("n") > settings.hub_min_entities).alias("is_hub"))
     small = held.filter(pl.col("n") <= settings.hub_max_clique)
     clique = (
         small.join(
@@ -110,7 +106,6 @@ def entity_links(
         "entity_id_r",
         "via",
         "value",
-        "weight",
         "is_hub",
         "record_id_l",
         "record_id_r",

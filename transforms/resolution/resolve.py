@@ -28,7 +28,14 @@ from typing import Any
 import polars as pl
 
 from fusionlake.lake.schema import TABLES, conform, empty
-from transforms.resolution.cluster import ACCEPTED, INSIDE, REFUSED, cluster, components
+from transforms.resolution.cluster import (
+    ACCEPTED,
+    INSIDE,
+    REFUSED,
+    RULE_ORDER,
+    cluster,
+    components,
+)
 from transforms.resolution.ids import assign_ids, history
 from transforms.resolution.links import association_values, entity_links
 from transforms.resolution.settings import ResolveSettings
@@ -319,9 +326,7 @@ def resolve(
     kept = (
         result.edges.filter(pl.col("status").is_in([ACCEPTED, INSIDE]))
         .with_columns(
-            pl.col("rule")
-            .replace_strict({"steward": 0, "identifier": 1, "probabilistic": 2})
-            .alias("_o")
+            pl.col("rule").replace_strict(RULE_ORDER, return_dtype=pl.Int8).alias("_o")
         )
         .sort("_o")
         .unique(["record_id_l", "record_id_r"], keep="first")

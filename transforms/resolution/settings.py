@@ -35,6 +35,15 @@ SPLINK_ID_COLUMNS: dict[str, tuple[str, ...]] = {
     "other_id": ("febrl_ssid",),
 }
 
+# How two records were linked, strongest first: clustering joins edges in this order, and a
+# pair linked several ways is explained by the first (cluster.RULE_ORDER, resolve._explain).
+LINK_RULES: tuple[str, ...] = ("steward", "identifier", "probabilistic")
+
+# An association value shared by more entities than this is a hub: the one threshold of the
+# resolver's entity links and of every mart's entity_link.is_hub (fusionlake.pipeline.marts
+# reads it from ResolveSettings, which looks it up here when settings are made).
+HUB_MIN_ENTITIES = 10
+
 # Association-grade values: never merge people, become entity-to-entity edges.
 # via -> (staged table, value column, filter on kind or None)
 ASSOCIATIONS: dict[str, tuple[str, str, str | None]] = {
@@ -439,7 +448,8 @@ class ResolveSettings:
         predict_threshold: scored pairs below this are kept only as evidence against (ids only).
         identifier_max_group: a valid identity number held by more records than this is treated
             as a data error (a placeholder or test number) and sent to review instead of linking.
-        hub_min_entities: an association value shared by more entities than this is a hub.
+        hub_min_entities: an association value shared by more entities than this is a hub
+            (default HUB_MIN_ENTITIES; the marts flag hubs with the same number).
         hub_max_clique: a value shared by more entities than this is linked as a star to its
             smallest entity id instead of every pair (a compound of 5,000 people would
             otherwise produce 12.5 million links). By default every hub is a star: with cliques
@@ -466,7 +476,7 @@ class ResolveSettings:
     review_low: float = 0.2
     predict_threshold: float = 0.05
     identifier_max_group: int = 50
-    hub_min_entities: int = 10
+    hub_min_entities: int = field(default_factory=lambda: HUB_MIN_ENTITIES)
     hub_max_clique: int = 10
     min_records_to_train: int = 1000
     prior_match_probability: float = 1e-4

@@ -1,0 +1,151 @@
+"""Versioned publishing: write under a new version, then move one small pointer.
+
+Whatever the lake publishes whole and replaces whole (the resolution, each audience's mart) is
+kept under one prefix like this::
+
+    <prefix>/<version>/...              the version's objects, written first
+    <prefix>/<version>/manifest.json    written last: the version is complete
+    <prefix>/LATEST                     the pointer readers follow, moved after the manifest
+
+Readers never see half a write (DESIGN.md, property 3): they follow ``LATEST``, which only ever
+names a complete version, and the version it named before stays in place until retention
+removes it, after the pointer has moved.
+
+Version names are ``<UTC time to the microsecond>Z-<6 random hex digits>``, e.g.
+``20261202T133939123456Z-4f0c2a``: they sort by time as strings, and two machines writing in
+the same microsecond still pick different names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from fusionlake.lake.layout import LATEST
+from fusionlake.lake.store import NotFound, ObjectStore
+
+POINTER = LATEST
+MANIFEST = "manifest.json"
+#: A version without its manifest older than this is a crashed write, not one in progress.
+STALE_UNFINISHED = timedelta(hours=1)
+
+# Also matches the marts' earlier names (``20261202T133939.123Z-<8 hex>``), which sort before
+# any later name of this format, so lakes published before keep their order and retention.
+_NAME = re.compile(r"^(\d{8}T\d{6})\.?(\d{1,6})Z-[0-9a-f]+$")
+
+
+def new_version(after: str | None = None, now: datetime | None = None) -> str:
+    """A new version name, later than ``after`` (the current version), if given.
+
+    A machine whose clock is behind the one that wrote ``after`` still names a later version,
+    so the pointer always moves forward.
+    """
+    now = now or datetime.now(UTC)
+    previous = version_time(after) if after else None
+    if previous is not None and previous >= now:
+        now = previous + timedelta(microseconds=1)
+    return f"{now:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:6]}"
+
+
+def is_version(name: str) -> bool:
+    """Whether a folder name is a version name."""
+    return _NAME.match(name) is not None
+
+
+def version_time(name: str) -> datetime | None:
+    """When a version was started, from its name (None for a name that is not a version)."""
+    m = _NAME.match(name)
+    if m is None:
+        return None
+    # %f reads "123" as 0.123 s: the earlier millisecond names parse as they should
+    return datetime.strptime(m.group(1) + m.group(2), "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC)
+
+
+def version_prefix(prefix: str, version: str) -> str:
+    """The folder of one version's objects."""
+    return f"{prefix}/{version}"
+
+
+def read_pointer(store: ObjectStore, prefix: str) -> dict | None:
+    """The current pointer (at least ``version``), or None before the first version."""
+    try:
+        return json.loads(store.get(f"{prefix}/{POINTER}"))
+    except NotFound:
+        return None
+
+
+def finish(store: ObjectStore, prefix: str, version: str, manifest: dict) -> None:
+    """Mark a version complete: every object of it must be written before this."""
+    store.put(f"{version_prefix(prefix, version)}/{MANIFEST}",
+              json.dumps(manifest, indent=2).encode())
+
+
+def move_pointer(store: ObjectStore, prefix: str, pointer: dict) -> bool:
+    """Point readers at ``pointer["version"]``; returns False if a newer version is current.
+
+    The pointer never moves backwards: a slower concurrent writer of an older version must not
+    replace a newer one (its version stays stored until retention removes it). The pointer is
+    one small object replaced whole (``store.put``), so a reader sees the old or the new one.
+    """
+    current = read_pointer(store, prefix)
+    if current is not None and current["version"] >= pointer["version"]:
+        return False
+    store.put(f"{prefix}/{POINTER}", json.dumps(pointer, indent=2).encode())
+    return True
+
+
+def _version_keys(store: ObjectStore, prefix: str) -> dict[str, list[str]]:
+    """Every version folder under ``prefix`` with its objects (other folders are left alone)."""
+    out: dict[str, list[str]] = {}
+    for key in store.list(prefix):
+        rest = key[len(prefix) + 1 :]
+        if "/" in rest and is_version(version := rest.split("/", 1)[0]):
+            out.setdefault(version, []).append(key)
+    return out
+
+
+def complete_versions(store: ObjectStore, prefix: str) -> list[str]:
+    """The versions that have their manifest, newest first."""
+    return sorted((v for v, keys in _version_keys(store, prefix).items()
+                   if f"{version_prefix(prefix, v)}/{MANIFEST}" in keys), reverse=True)
+
+
+def remove_version(store: ObjectStore, prefix: str, version: str) -> None:
+    """Delete every object of a version (the manifest last, so that it never looks complete
+    while some of its objects are already gone)."""
+    keys = store.list(version_prefix(prefix, version))
+    for key in sorted(keys, key=lambda k: k.endswith(f"/{MANIFEST}")):
+        store.delete(key)
+
+
+def apply_retention(store: ObjectStore, prefix: str, keep: int, *,
+                    stale_after: timedelta = STALE_UNFINISHED,
+                    now: datetime | None = None) -> list[str]:
+    """Remove old versions; returns the versions removed.
+
+    Kept: the newest ``keep`` complete versions, the current one (whatever its age), and
+    unfinished versions younger than ``stale_after`` (possibly a write in progress elsewhere).
+    Call it after moving the pointer, so the version that was current until then is counted
+    among the complete ones, not removed while a reader may still be on it.
+    """
+    if keep < 1:
+        raise ValueError(f"retention must keep at least 1 version, not {keep}")
+    now = now or datetime.now(UTC)
+    found = _version_keys(store, prefix)
+    complete = sorted((v for v, keys in found.items()
+                       if f"{version_prefix(prefix, v)}/{MANIFEST}" in keys), reverse=True)
+    kept = set(complete[:keep])
+    current = read_pointer(store, prefix)
+    if current is not None:
+        kept.add(current["version"])
+    removed = []
+    for version in sorted(found):
+        if version in kept:
+            continue
+        if version not in complete and now - version_time(version) < stale_after:
+            continue
+        remove_version(store, prefix, version)
+        removed.append(version)
+    return removed
