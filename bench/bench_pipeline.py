@@ -11,8 +11,10 @@ Peak memory per stage is the highest resident set size of the child and its drop
 together (VmRSS, which counts DuckDB's and Polars' native memory) sampled every 50 ms during the
 stage; "overall" is the highest of those and the child's own ru_maxrss.
 
-The last row times a fixed workload in the same run (:func:`calibrate`); the overall row gives
-the pipeline's seconds as a multiple of it, which compares runs on a noisy machine.
+Beside the pipeline, bench/yardstick.py runs plain Splink deduplicating as many records as the
+drops hold, in the same run: "x splink" is each stage's seconds over plain Splink's, the ratio
+that compares runs on a noisy machine. The last row times a fixed Polars and DuckDB workload
+(:func:`calibrate`), the ratio earlier results (bench/RESULTS.md) were given in.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import yardstick  # noqa: E402  (bench/yardstick.py, beside this file)
+
 ROW_MARK = "@stage "
 
 
@@ -168,8 +173,8 @@ def main() -> None:
     sizes = args.people or [100_000]
     calibration = calibrate()  # in this process: the pipeline's child does not carry its memory
     table = Table(title="whole pipeline on generated drops (local lake, one process per size)")
-    for col in ("people", "stage", "seconds", "peak MiB", "note"):
-        table.add_column(col, justify="right" if col in ("seconds", "peak MiB") else "left")
+    for col in ("people", "stage", "seconds", "x splink", "peak MiB", "note"):
+        table.add_column(col, justify="left" if col in ("stage", "note") else "right")
     for people in sizes:
         with tempfile.TemporaryDirectory(prefix="fusionlake-bench-") as tmp:
             drops, lake = Path(tmp) / "drops", Path(tmp) / "lake"
@@ -178,24 +183,31 @@ def main() -> None:
                             str(people), "--seed", str(args.seed), "--out", str(drops)],
                            check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
             table.add_row(f"{people:,}", "(generate drops)", f"{time.perf_counter() - t0:.1f}",
-                          "", "not part of the pipeline")
+                          "", "", "not part of the pipeline")
+            records = (drops / "truth.csv").read_bytes().count(b"\n") - 1
             started = time.perf_counter()
             done = subprocess.run([sys.executable, __file__, "--child", str(drops), str(lake)],
                                   capture_output=True, text=True, cwd=ROOT)
             rows = [json.loads(line.removeprefix(ROW_MARK)) for line in done.stdout.splitlines()
                     if line.startswith(ROW_MARK)]
+            splink = yardstick.measure(records)
             for row in rows:
                 if row["stage"].startswith("overall"):
                     row["note"] = (f"{row['seconds'] / calibration:.1f} x calibration; "
                                    + row["note"])
                 table.add_row(f"{people:,}", row["stage"], f"{row['seconds']:.1f}",
+                              f"{row['seconds'] / splink['total']:.2f}",
                               f"{row['peak'] / 2**20:,.0f}", row["note"])
             if done.returncode != 0:
                 killed = " (killed: out of memory?)" if done.returncode == -9 else ""
                 table.add_row(f"{people:,}", "CHILD FAILED",
-                              f"{time.perf_counter() - started:.1f}", "",
+                              f"{time.perf_counter() - started:.1f}", "", "",
                               f"exit {done.returncode}{killed} after the stages above")
-    table.add_row("", "(calibration)", f"{calibration:.2f}", "",
+            steps = ", ".join(f"{k} {v:.1f} s" for k, v in splink["seconds"].items())
+            table.add_row(f"{people:,}", "(plain Splink)", f"{splink['total']:.1f}", "1.00",
+                          f"{splink['peak'] / 2**20:,.0f}",
+                          f"yardstick on {records:,} records, same run: {steps}")
+    table.add_row("", "(calibration)", f"{calibration:.2f}", "", "",
                   "fixed Polars+DuckDB workload, median of 3, same run; not part of the pipeline")
     Console(width=160).print(table)
 
