@@ -432,7 +432,10 @@ class FeedSet:
 
 def _error_from_pydantic(path: Path, doc: dict, exc: ValidationError) -> FeedError:
     """The first problem pydantic found, as a FeedError with a dotted key and allowed values."""
-    err = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    # a list where one value or a list may stand (identifier kind): the list member's error
+    # names the bad element
+    err = next((e for e in errors if not isinstance(e.get("input"), list)), errors[0])
     kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
     loc = [str(p) for p in err["loc"] if not isinstance(p, int)]  # list positions: value is quoted
     # a union (one kind or a list of kinds) names its member in the path; the file does not
