@@ -9,8 +9,8 @@ Usage::
 pipeline does, then resolved. The baseline is Splink on the values *as written* (names in their
 own scripts, birth dates in their own calendars and formats, identifiers unnormalised), with the
 same training plan: what Splink gives without the normalisation and identifier logic of
-fusionlake. Both are scored with transforms.evaluate against truth.csv. The drops carry the shapes of
-real registers (fusionlake/synth/params.py: Latin name columns beside native ones, a document
+fusionlake. Both are scored with transforms.evaluate against truth.csv. The drops carry the shapes
+of real registers (fusionlake/synth/params.py: Latin name columns beside native ones, a document
 column of mixed kinds, mixed-script NRCs, corrupted birth dates).
 """
 

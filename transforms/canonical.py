@@ -352,10 +352,11 @@ def to_canonical(frame: pl.DataFrame, feed: FeedLike, drop_id: str) -> dict[str,
 
     Returns:
         ``{"person_record", "person_name", "identifier", "phone", "account", "event"}``, each
-        conformed to fusionlake.lake.schema. Every row carries provenance and ``releasable_to`` from the feed.
+        conformed to fusionlake.lake.schema. Every row carries provenance and ``releasable_to``
+        from the feed.
         person_record has one row per source row (when the feed's ``record`` is ``person``);
-        person_name one row per name of a row (its primary name, then its Latin and alias names;
-        blanks left out);
+        person_name one row per name of a row (its primary name, then its Latin and alias
+        names; blanks left out);
         identifier, phone and account one row per non-blank value; event one row per source row
         when the feed names an event.
 

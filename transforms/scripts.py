@@ -1,8 +1,9 @@
 """Writing-system detection, Zawgyi -> Unicode conversion, and digits of any script.
 
 Public surface: :func:`detect_script`, :func:`zawgyi_to_unicode` and :func:`ascii_digits`. Each
-takes a Polars Series (ascii_digits also an expression) and keeps row count and order. Per-value Python work (Zawgyi detection and conversion) runs once
-per distinct value, never per row.
+takes a Polars Series (ascii_digits also an expression) and keeps row count and order.
+Per-value Python work (Zawgyi detection and conversion) runs once per distinct value, never per
+row.
 """
 
 from __future__ import annotations
@@ -175,4 +176,5 @@ def zawgyi_to_unicode(values: pl.Series) -> pl.DataFrame:
     return pl.DataFrame([value.rename("value"), raw.cast(pl.String), was.cast(pl.Boolean)])
 
 
-__all__ = ["DIGITS", "ascii_digits", "detect_script", "zawgyi_probability", "zawgyi_text_to_unicode", "zawgyi_to_unicode"]
+__all__ = ["DIGITS", "ascii_digits", "detect_script", "zawgyi_probability",
+           "zawgyi_text_to_unicode", "zawgyi_to_unicode"]
