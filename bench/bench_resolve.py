@@ -7,7 +7,8 @@ Usage::
 
 Records are synthetic canonical frames (``synthetic_tables``: people with 1-4 records each
 across three agencies, with typos, swapped name order, missing or year-only birth dates, CN
-resident IDs, passports, shared phones and compounds), or FEBRL4 with ``--febrl``. Once
+resident IDs, passports, shared phones and compounds), or FEBRL4 with ``--febrl``, onboarded
+through its feed files (bench/feeds/febrl/) as the pipeline does it. Once
 ``fusionlake generate`` and the feed mapping are in place, the generated drops should replace the
 synthetic frames here.
 
@@ -41,7 +42,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from febrl import febrl4_tables, phonetic_key  # noqa: E402
+from febrl import febrl4_via_feeds, phonetic_key  # noqa: E402
 
 from fusionlake.lake.schema import conform  # noqa: E402
 from transforms.names import sort_tokens  # noqa: E402
@@ -199,7 +200,7 @@ def _one_run(variant: str, people: int, use_febrl: bool) -> dict:
     from transforms.resolution.resolve import resolve
     from transforms.resolution.settings import ResolveSettings
 
-    tables, truth = febrl4_tables() if use_febrl else synthetic_tables(people)
+    tables, truth = febrl4_via_feeds() if use_febrl else synthetic_tables(people)
     start = time.perf_counter()
     if variant == "resolve":
         result = resolve(tables)

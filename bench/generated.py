@@ -9,7 +9,9 @@ Usage::
 pipeline does, then resolved. The baseline is Splink on the values *as written* (names in their
 own scripts, birth dates in their own calendars and formats, identifiers unnormalised), with the
 same training plan: what Splink gives without the normalisation and identifier logic of
-fusionlake. Both are scored with transforms.evaluate against truth.csv.
+fusionlake. Both are scored with transforms.evaluate against truth.csv. The drops carry the shapes
+of real registers (fusionlake/synth/params.py: Latin name columns beside native ones, a document
+column of mixed kinds, mixed-script NRCs, corrupted birth dates).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import polars as pl
 
 from fusionlake.lake.schema import record_id_expr
 
-TABLES = ("person_record", "identifier", "phone", "account", "event")
+TABLES = ("person_record", "person_name", "identifier", "phone", "account", "event")
 
 
 def _first(feed, targets: tuple[str, ...]) -> list[str]:
@@ -57,7 +59,8 @@ def load_generated(out: Path) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, pl
             parts[t].append(canon[t])
         if canon["person_record"].height == 0:
             continue
-        names = _first(feed, ("person.name",)) or _first(
+        names = [c for c in _first(feed, ("person.name",))
+                 if feed.columns[c].get("name_role", "primary") == "primary"] or _first(
             feed, ("person.family_name", "person.given_name"))
         cols = {
             "name_raw": pl.concat_str([pl.col(c) for c in names], separator=" ",

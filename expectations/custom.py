@@ -145,10 +145,11 @@ class ExpectColumnValuesToBeValidIdentifier(ColumnMapExpectation):
     """Identifier numbers whose check digit / format holds (transforms.identifiers.is_valid).
 
     kind: cn_resident_id (MOD 11-2), th_national_id (mod 11), mm_nrc (pattern), imei and iccid
-    and bank_card (Luhn), crypto_wallet (TRC20 base58check), passport (ICAO format).
+    and bank_card (Luhn), crypto_wallet (TRC20 base58check), passport (ICAO format); a list of
+    kinds for a column holding several (valid as any of them).
     """
 
-    kind: str
+    kind: str | list[str]
     map_metric = "column_values.fusionlake_valid_identifier"
     success_keys = ("kind", "mostly")
     args_keys = ("column", "kind")

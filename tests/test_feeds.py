@@ -97,7 +97,16 @@ def test_generated_feed_columns_match_docs():
          "\n", "columns.pp.issuing_country_from",
          "no column maps to person.nationality and defaults.nationality is not set"),
         (GOOD + "  alias: {to: person.name}\n", "columns.alias.to",
-         "person.name is already mapped from column 'name'"),
+         "person.name is already mapped from column 'name'; a record has one primary name: "
+         "give the others name_role: latin or alias"),
+        (GOOD + "  alias: {to: person.name, name_role: nickname}\n", "columns.alias.name_role",
+         "unknown name_role 'nickname'; allowed: primary, latin or alias"),
+        (GOOD + "  doc: {to: identifier, kind: [passport, th_pin]}\n", "columns.doc.kind",
+         "unknown kind 'th_pin'; allowed: cn_resident_id"),
+        (GOOD + "  doc: {to: identifier, kind: [passport, passport]}\n", "columns.doc.kind",
+         "lists a kind twice"),
+        (GOOD + "  zip: {to: address.postcode}\n  zip2: {to: address.postcode}\n",
+         "columns.zip2.to", "address.postcode is already mapped from column 'zip'"),
         (GOOD + "  when: {to: event.date, plausible: [2000-01-01, soon]}\n",
          "columns.when.plausible", "must be an ISO date (YYYY-MM-DD) or today, got 'soon'"),
         (GOOD + "defaults: {phone_region: thailand}\n", "defaults.phone_region",
@@ -209,6 +218,7 @@ suite: everything.suite.yaml
 columns:
   id:       {to: source_key, required: true, unique: true, max_length: 8, description: row key}
   name:     {to: person.name, required: true, name_order: given_first, note: as on the ID card}
+  thai:     {to: person.name, name_role: alias, name_order: given_first}
   family:   {to: person.family_name}
   given:    {to: person.given_name}
   sex:      {to: person.sex, values: {chai: M, ying: F}}
@@ -217,6 +227,12 @@ columns:
   nat:      {to: person.nationality, values: {Siamese: TH}}
   passport: {to: identifier, kind: passport, issuing_country_from: person.nationality}
   pin:      {to: identifier, kind: th_national_id, issuing_country: TH}
+  doc:      {to: identifier, kind: [passport, th_national_id, mm_nrc], issuing_country: TH}
+  houseno:  {to: address.street_number}
+  street:   {to: address.street}
+  district: {to: address.district}
+  province: {to: address.province}
+  postcode: {to: address.postcode}
   phone:    {to: phone, relation: own, split: ",", region: TH}
   account:  {to: account, kind: bank_account, relation: counterparty, institution_column: bank}
   bank:     {to: ignore}
@@ -232,13 +248,15 @@ columns:
   remarks:  {to: ignore, optional: true}   # absent from the planted drop
 """
 EVERYTHING_DROP = (
-    "id;name;family;given;sex;dob;nat;passport;pin;phone;account;bank;card;wallet;arrested;"
-    "place;compound;case;amount;currency;flight\n"
-    "A-1;Somchai Jaidee;Jaidee;Somchai;chai;12/03/2528;Siamese;AA1234567;1101700230708;"
+    "id;name;thai;family;given;sex;dob;nat;passport;pin;doc;houseno;street;district;province;"
+    "postcode;phone;account;bank;card;wallet;arrested;place;compound;case;amount;currency;flight\n"
+    "A-1;Somchai Jaidee;สมชาย ใจดี;Jaidee;Somchai;chai;12/03/2528;Siamese;AA1234567;1101700230708;"
+    "๑๑๐๑๗๐๐๒๐๓๔๕๐;๑๒;Soi 5;Mae Sot;Tak;๖๓ ๑๑๐;"
     "'081-234-5678,02-123-4567';123-456-7890;Kasikorn;4111111111111111;"
     "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t;2025-01-31;Mae Sot;KK Park;C-9;12,345.00;;FD 123\n"
-    "A-2;Malee Sukjai;Sukjai;Malee;ying;12 มี.ค. 2530;Siamese;A123456;3509900123450;"
-    "0812345679;;;;;2025-02-01;Mae Sot;;C-9;500;USD;\n"
+    "A-2;Malee Sukjai;;Sukjai;Malee;ying;12 มี.ค. 2530;Siamese;A123456;3509900123450;"
+    "12/OUKAMA(နိုင်)123456;;;;;;"
+    "0812345679;;;;;2025-02-01;แม่สอด;เคเคปาร์ค;C-9;500;USD;\n"
 )
 
 
@@ -274,10 +292,23 @@ def test_a_feed_using_every_option_runs_from_read_to_canonical(tmp_path):
         ("A-1", "JAIDEE", "SOMCHAI", "M", dt.date(1985, 3, 12), "TH", None),
         ("A-2", "SUKJAI", "MALEE", "F", dt.date(1987, 3, 12), "TH", None),
     ]
-    assert tables["identifier"].select("source_key", "kind", "issuing_country",
-                                       "check_valid").rows() == [
-        ("A-1", "passport", "TH", True), ("A-1", "th_national_id", "TH", True),
-        ("A-2", "passport", "TH", True), ("A-2", "th_national_id", "TH", True),
+    assert tables["identifier"].select("source_key", "kind", "value_normalised",
+                                       "issuing_country", "check_valid").rows() == [
+        ("A-1", "passport", "AA1234567", "TH", True),
+        ("A-1", "th_national_id", "1101700230708", "TH", True),
+        ("A-1", "th_national_id", "1101700203450", "TH", True),  # doc: Thai digits, a TH ID
+        ("A-2", "passport", "A123456", "TH", True),
+        ("A-2", "th_national_id", "3509900123450", "TH", True),
+        ("A-2", "mm_nrc", "12/OUKAMA(N)123456", "MM", True),  # doc: a mixed-script NRC
+    ]  # fmt: skip
+    assert tables["person_record"].select(
+        "street_number", "street", "district", "province", "postcode").rows() == [
+        ("12", "Soi 5", "Mae Sot", "Tak", "63110"), (None, None, None, None, None)]
+    assert tables["person_name"].select("source_key", "role", "name_original",
+                                        "name_script").rows() == [
+        ("A-1", "primary", "Somchai Jaidee", "Latin"),
+        ("A-1", "alias", "สมชาย ใจดี", "Thai"),
+        ("A-2", "primary", "Malee Sukjai", "Latin"),
     ]  # fmt: skip
     assert tables["phone"].select("source_key", "relation", "e164").rows() == [
         ("A-1", "own", "+66812345678"), ("A-1", "own", "+6621234567"),
@@ -293,7 +324,13 @@ def test_a_feed_using_every_option_runs_from_read_to_canonical(tmp_path):
                                   "case_ref", "amount", "currency", "flight").rows() == [
         ("arrest", dt.date(2025, 1, 31), "TH", "Mae Sot", "KK Park", "C-9", 12345.0, "THB",
          "FD 123"),
-        ("arrest", dt.date(2025, 2, 1), "TH", "Mae Sot", None, "C-9", 500.0, "USD", None),
+        ("arrest", dt.date(2025, 2, 1), "TH", "Mae Sot", "KK Park", "C-9", 500.0, "USD", None),
+    ]  # fmt: skip
+    # every spelling of a place, one gazetteer id; the value as written is kept
+    assert tables["event"].select("place_id", "place_original", "compound_id",
+                                  "compound_original").rows() == [
+        ("th_mae_sot", "Mae Sot", "mm_kk_park", "KK Park"),
+        ("th_mae_sot", "แม่สอด", "mm_kk_park", "เคเคปาร์ค"),
     ]  # fmt: skip
     assert set(tables["person_record"]["releasable_to"].to_list()[0]) == {"xx_police",
                                                                            "yy_police"}
@@ -330,8 +367,9 @@ def test_fusionlake_feeds_rejects_what_the_mapping_could_not_run(tmp_path, monke
         f"error: {folder / 'target.yaml'}: key 'columns.dob.to': unknown target 'person.dob'; "
         "allowed: source_key, ignore, person.name, person.family_name, person.given_name, "
         "person.sex, person.birth_date, person.nationality, identifier, phone, account, "
-        "event.date, event.place, event.compound, event.case_ref, event.amount, "
-        "event.currency, event.flight",
+        "address.street_number, address.street, address.district, address.province, "
+        "address.postcode, event.date, event.place, event.compound, event.case_ref, "
+        "event.amount, event.currency, event.flight",
         f"error: {folder / 'values.yaml'}: key 'columns.name.values': target person.name takes "
         "no values: map; only person.sex, person.nationality do",
     ]

@@ -23,9 +23,11 @@ from fusionlake.lake.feeds import TARGET_OPTIONS
 from transforms.accounts import normalise_accounts
 from transforms.countries import country_reason, to_iso2
 from transforms.dates import parse_dates
-from transforms.identifiers import normalise_identifiers
+from transforms.identifiers import normalise_identifiers, normalise_mixed_identifiers
 from transforms.names import normalise_names
 from transforms.phones import normalise_phones
+from transforms.places import canonical_places
+from transforms.scripts import ascii_digits
 
 
 class FeedLike(Protocol):
@@ -143,8 +145,15 @@ def _nationality(values: pl.Series, column: str, options: dict, default: str | N
     return iso, _note(column, reason)
 
 
+_NAME_COLUMNS = ("name_original", "name_script", "name_latin", "family_name", "given_name",
+                 "name_key_sorted", "name_key_phonetic")
+
+
 def _names(plan: _Plan, frame: pl.DataFrame, nationality: pl.Series) -> tuple[pl.DataFrame, list]:
-    name = plan.one("person.name")
+    """The primary name of each row: the ``person.name`` column whose role is primary, else the
+    name parts joined."""
+    name = next(((c, o) for c, o in plan.by_target.get("person.name", [])
+                 if o.get("name_role", "primary") == "primary"), None)
     family = plan.one("person.family_name")
     given = plan.one("person.given_name")
     if name:
@@ -166,6 +175,48 @@ def _names(plan: _Plan, frame: pl.DataFrame, nationality: pl.Series) -> tuple[pl
     return names.drop("reason", strict=False), notes
 
 
+def _other_names(plan: _Plan, frame: pl.DataFrame, nationality: pl.Series):
+    """The Latin and alias names of each row (``person.name`` columns with another role): one
+    frame per column with ``row`` and ``role``, blanks left out, and their notes."""
+    tables, notes = [], []
+    for column, options in plan.by_target.get("person.name", []):
+        role = options.get("name_role", "primary")
+        if role == "primary":
+            continue
+        names = normalise_names(frame[column].cast(pl.String), options.get("name_order", "none"),
+                                nationality)
+        present = _clean(frame[column]).is_not_null()
+        # a blank alias is no name, not a name that failed
+        notes.append(_note(column, names["reason"].set(~present, None)))
+        tables.append(names.select(_NAME_COLUMNS).with_columns(
+            pl.Series("row", range(frame.height), dtype=pl.Int64), pl.lit(role).alias("role"),
+        ).filter(present))
+    return tables, notes
+
+
+def _address(plan: _Plan, frame: pl.DataFrame) -> dict[str, pl.Series]:
+    """Address parts (``address.*`` targets) as person_record columns.
+
+    Street lines from several columns are joined with ", "; postcodes and street numbers get
+    ASCII digits and upper case, postcodes lose their spaces (``10 110`` and ``10110`` agree).
+    """
+    out: dict[str, pl.Series] = {}
+    for target in ("address.street_number", "address.street", "address.district",
+                   "address.province", "address.postcode"):
+        specs = plan.by_target.get(target, [])
+        if not specs:
+            continue
+        parts = [_clean(frame[c]).str.replace_all(r"\s+", " ") for c, _ in specs]
+        value = pl.select(pl.concat_str(parts, separator=", ", ignore_nulls=True)).to_series()
+        if target in ("address.postcode", "address.street_number"):
+            value = ascii_digits(value.str.normalize("NFKC")).str.to_uppercase()
+        if target == "address.postcode":
+            value = value.str.replace_all(r"[\s\-]", "")
+        out[target.split(".", 1)[1]] = pl.select(
+            pl.when(value.str.len_chars() > 0).then(value)).to_series()
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Child tables
 
@@ -178,14 +229,15 @@ def _identifiers(plan: _Plan, frame: pl.DataFrame, nationality: pl.Series | None
             country: pl.Series | str | None = nationality
         else:
             country = options.get("issuing_country")
-        ids = normalise_identifiers(frame[column], options["kind"], country)
+        kind = options["kind"]
+        if isinstance(kind, str):
+            ids = normalise_identifiers(frame[column], kind, country).with_columns(
+                pl.lit(kind).alias("kind"))
+        else:  # a column of several kinds: decided per value (format and check digit)
+            ids = normalise_mixed_identifiers(frame[column], list(kind), country)
         notes.append(_note(column, ids["reason"]))
         present = _clean(frame[column]).is_not_null()
-        tables.append(
-            ids.with_columns(
-                pl.lit(options["kind"]).alias("kind"), pl.Series("row", range(len(ids)))
-            ).filter(present)
-        )
+        tables.append(ids.with_columns(pl.Series("row", range(len(ids)))).filter(present))
     return tables, notes
 
 
@@ -259,12 +311,14 @@ def _event(plan: _Plan, frame: pl.DataFrame, feed: FeedLike) -> tuple[pl.DataFra
         parsed, note = _dates(frame, *date)
         cols["event_date"] = parsed["date"]
         notes.append(note)
-    for target, out in (
-        ("event.place", "place"),
-        ("event.compound", "compound"),
-        ("event.case_ref", "case_ref"),
-        ("event.flight", "flight"),
-    ):
+    for target, out in (("event.place", "place"), ("event.compound", "compound")):
+        spec = plan.one(target)
+        if spec:  # the gazetteer's id and canonical name; the value as written is kept
+            places = canonical_places(frame[spec[0]])
+            cols[out] = places["place"]
+            cols[f"{out}_id"] = places["place_id"]
+            cols[f"{out}_original"] = places["place_original"]
+    for target, out in (("event.case_ref", "case_ref"), ("event.flight", "flight")):
         spec = plan.one(target)
         if spec:
             cols[out] = _clean(frame[spec[0]]).str.replace_all(r"\s+", " ")
@@ -297,9 +351,12 @@ def to_canonical(frame: pl.DataFrame, feed: FeedLike, drop_id: str) -> dict[str,
         drop_id: the drop's id (content hash); record ids are ``<drop_id>:<source_row>``.
 
     Returns:
-        ``{"person_record", "identifier", "phone", "account", "event"}``, each conformed to
-        fusionlake.lake.schema. Every row carries provenance and ``releasable_to`` from the feed.
+        ``{"person_record", "person_name", "identifier", "phone", "account", "event"}``, each
+        conformed to fusionlake.lake.schema. Every row carries provenance and ``releasable_to``
+        from the feed.
         person_record has one row per source row (when the feed's ``record`` is ``person``);
+        person_name one row per name of a row (its primary name, then its Latin and alias
+        names; blanks left out);
         identifier, phone and account one row per non-blank value; event one row per source row
         when the feed names an event.
 
@@ -354,6 +411,12 @@ def to_canonical(frame: pl.DataFrame, feed: FeedLike, drop_id: str) -> dict[str,
     )
     notes = name_notes + notes
 
+    name_nat = (nationality if nationality is not None
+                else pl.Series([None] * n, dtype=pl.String))
+    other_names, other_name_notes = _other_names(plan, frame, name_nat)
+    notes += other_name_notes
+    person.update(_address(plan, frame))
+
     id_tables, id_notes = _identifiers(plan, frame, nationality)
     phone_tables, phone_notes = _phones(plan, frame, feed)
     account_tables, account_notes = _accounts(plan, frame)
@@ -386,11 +449,22 @@ def to_canonical(frame: pl.DataFrame, feed: FeedLike, drop_id: str) -> dict[str,
             pl.lit(feed.role, dtype=pl.String).alias("role")
         )
         person_record = schema.conform(person_frame, "person_record")
+        if "name_original" in person_frame.columns:
+            primary = person_frame.select(
+                [c for c in _NAME_COLUMNS if c in person_frame.columns]).with_columns(
+                pl.Series("row", range(n), dtype=pl.Int64), pl.lit("primary").alias("role"))
+            other_names = [primary.filter(pl.col("name_original").is_not_null()), *other_names]
+        person_name = attach(other_names, "person_name").sort(
+            "source_row", pl.col("role").replace_strict(
+                {r: i for i, r in enumerate(schema.NAME_ROLES)}, return_dtype=pl.Int8),
+            maintain_order=True)
     else:
         person_record = schema.empty("person_record")
+        person_name = schema.empty("person_name")
 
     return {
         "person_record": person_record,
+        "person_name": person_name,
         "identifier": attach(id_tables, "identifier"),
         "phone": attach(phone_tables, "phone"),
         "account": attach(account_tables, "account"),

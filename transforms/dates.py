@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from transforms.scripts import DIGITS
+
 OUTPUT_SCHEMA: dict[str, pl.DataType] = {
     "date": pl.Date(),
     "precision": pl.String(),
@@ -33,12 +35,8 @@ CALENDARS = {"gregorian": 0, "buddhist": 543}  # years to subtract to get CE
 # living people are 2400+ (CE 1857+), and clerks do sometimes write CE years in BE forms.
 _MIN_BE_YEAR = 2400
 
-# Digits of other scripts, mapped to ASCII before parsing.
-_DIGITS = {
-    **{chr(0x0E50 + i): str(i) for i in range(10)},  # Thai ๐-๙
-    **{chr(0x1040 + i): str(i) for i in range(10)},  # Myanmar ၀-၉
-    **{chr(0xFF10 + i): str(i) for i in range(10)},  # full-width ０-９ (Chinese forms)
-}
+# Digits of other scripts (Thai, Myanmar, full-width) are mapped to ASCII before parsing.
+_DIGITS = DIGITS
 
 THAI_MONTHS_ABBR = ["ม.ค.", "ก.พ.", "มี.ค.", "เม.ย.", "พ.ค.", "มิ.ย.",
                     "ก.ค.", "ส.ค.", "ก.ย.", "ต.ค.", "พ.ย.", "ธ.ค."]  # fmt: skip

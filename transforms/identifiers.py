@@ -32,6 +32,8 @@ import base58
 import polars as pl
 import yaml
 
+from transforms.scripts import ascii_digits
+
 DATA_DIR = Path(__file__).parent / "data"
 
 #: Columns of every per-kind result, in order (value_original and issuing_country are added around).
@@ -524,13 +526,17 @@ def _nrc_prefix(prefix: str) -> tuple[str | None, str | None, str | None, str | 
                 return None, f"township '{town_s}' has characters {''.join(unknown)!r}", None, None
             town = "".join(ref["syllables"][ch] for ch in town_b)
             note = f"township {town_s} not in reference table; transliterated {town}"
-        nrc_type = ref["type_by_skeleton"].get(_MM_MARKS.sub("", type_s.translate(_ZAWGYI_NA)))
     else:
         town = town_s.upper()
         if not town.isascii() or not town.isalpha():
             return None, f"township '{town_s}' is not Latin letters", None, None
         if town not in ref["latin_townships"].get(state, set()):
             note = f"township {town} not in reference table"
+    # The citizenship marker is read in its own script: clerks type a Burmese (နိုင်) after a
+    # Latin township code, or N after a Burmese one.
+    if re.search("[\u1000-\u109f]", type_s):
+        nrc_type = ref["type_by_skeleton"].get(_MM_MARKS.sub("", type_s.translate(_ZAWGYI_NA)))
+    else:
         nrc_type = ref["type_by_latin"].get(type_s.upper())
     if nrc_type is None:
         return None, f"citizenship type '{type_s}' is not N, E or P", None, None
@@ -636,12 +642,14 @@ def _country_series(issuing_country: pl.Series | str | None, n: int, default: st
 
 
 def normalise_identifiers(
-    values: pl.Series, kind: str, issuing_country: pl.Series | str | None = None
+    values: pl.Series, kind: str | list[str], issuing_country: pl.Series | str | None = None
 ) -> pl.DataFrame:
-    """Normalise and check identifiers of one kind.
+    """Normalise and check identifiers of one kind (or of several: see
+    :func:`normalise_mixed_identifiers`).
 
     Args:
-        values: identifiers as written (pl.String; nulls and blanks mean "none").
+        values: identifiers as written (pl.String; nulls and blanks mean "none"); Thai, Myanmar
+            and full-width digits are read as ASCII.
         kind: one of :data:`KINDS` (cn_resident_id, th_national_id, mm_nrc, passport, imei,
             iccid, bank_card, crypto_wallet; febrl_ssid for the FEBRL benchmark, unchecked).
         issuing_country: ISO alpha-2 per row (Series), for all rows (str), or None. National IDs
@@ -658,10 +666,12 @@ def normalise_identifiers(
         >>> normalise_identifiers(pl.Series(["11010519491231002X"]), "cn_resident_id").row(0)
         ('11010519491231002X', '11010519491231002X', 'CN', True, datetime.date(1949, 12, 31), 'F', None)
     """  # noqa: E501
+    if not isinstance(kind, str):
+        return normalise_mixed_identifiers(values, list(kind), issuing_country).drop("kind")
     fn, default_country = _rule(kind)
     values = values.cast(pl.String)
     country = _country_series(issuing_country, len(values), default_country)
-    result = fn(values, country)
+    result = fn(_ascii(values, kind), country)
     return (
         pl.DataFrame({"value_original": values})
         .hstack(result)
@@ -672,7 +682,7 @@ def normalise_identifiers(
     )
 
 
-def is_valid(kind: str, values: pl.Series) -> pl.Series:
+def is_valid(kind: str | list[str], values: pl.Series) -> pl.Series:
     """Whether each identifier's check digit / format holds.
 
     The same rule as :func:`normalise_identifiers` (``check_valid``): separators and case are
@@ -687,10 +697,79 @@ def is_valid(kind: str, values: pl.Series) -> pl.Series:
     Returns:
         Boolean Series of the same length and name as ``values``.
     """
+    if not isinstance(kind, str):  # a column of several kinds: valid as any of them
+        kinds = list(kind)
+        checks = pl.DataFrame([is_valid(k, values).alias(k) for k in kinds])
+        any_valid = checks.select(pl.any_horizontal(pl.all()).alias("v"))["v"]
+        # any_horizontal is null only where no kind could tell and none said True
+        return any_valid.alias(values.name)
     fn, default_country = _rule(kind)
     values = values.cast(pl.String)
     country = pl.Series([default_country] * len(values), dtype=pl.String)
-    return fn(values, country)["check_valid"].alias(values.name)
+    return fn(_ascii(values, kind), country)["check_valid"].alias(values.name)
+
+
+def _ascii(values: pl.Series, kind: str) -> pl.Series:
+    """Digits of any script as ASCII, full-width letters as ASCII (NFKC); an NRC keeps its
+    Myanmar digits (its parser reads them, telling the digit ၀ from the letter wa by position)."""
+    return ascii_digits(values.str.normalize("NFKC"), myanmar=kind != "mm_nrc")
+
+
+# How a value that no kind of a mixed column accepts is assigned a kind: a national ID's shape
+# (13 or 18 digits, state/township(type)) says more than a passport's, which almost any short
+# string of letters and digits has.
+_LOOSE_KINDS = ("passport", "febrl_ssid")
+
+
+def normalise_mixed_identifiers(
+    values: pl.Series, kinds: list[str], issuing_country: pl.Series | str | None = None
+) -> pl.DataFrame:
+    """Normalise a column holding identifiers of several kinds, deciding the kind per value.
+
+    A register often keeps passports for foreigners and national ID numbers for nationals in
+    one column. Every kind's rule runs over the whole column (vectorised); each value then
+    takes the first kind, in the order of ``kinds``, whose check digit or format holds. A value
+    that none accepts takes the first kind that can parse it (national IDs before passports), and
+    otherwise the first kind listed; it stays invalid with that kind's reason.
+
+    National ID kinds are issued by their own country whatever ``issuing_country`` says (a TH
+    national ID is Thai); the other kinds take ``issuing_country`` as
+    :func:`normalise_identifiers` does.
+
+    Returns:
+        The columns of :func:`normalise_identifiers`, plus ``kind`` (the kind decided).
+    """
+    if not kinds:
+        raise ValueError("a mixed identifier column needs at least one kind")
+    values = values.cast(pl.String)
+    n = len(values)
+    results = []
+    for kind in kinds:
+        _, default_country = _rule(kind)
+        country = (_country_series(default_country, n, default_country) if default_country
+                   else _country_series(issuing_country, n, None))
+        results.append(normalise_identifiers(values, kind, country))
+    rank = []
+    for i, (kind, result) in enumerate(zip(kinds, results, strict=True)):
+        valid = result["check_valid"].fill_null(False)
+        parsed = result["value_normalised"].is_not_null()
+        loose = kind in _LOOSE_KINDS
+        rank.append(pl.select(
+            pl.when(pl.lit(valid)).then(i)
+            .when(pl.lit(parsed) & (not loose)).then(100 + i)
+            .when(pl.lit(parsed)).then(200 + i)
+            .otherwise(300 + i)
+        ).to_series().alias(f"r{i}"))
+    best = pl.DataFrame(rank).select(pl.min_horizontal(pl.all()) % 100).to_series()
+    picked = {}
+    for column in OUTPUT_SCHEMA:
+        expr = pl.lit(None, OUTPUT_SCHEMA[column])
+        for i in reversed(range(len(kinds))):
+            expr = pl.when(pl.lit(best) == i).then(pl.lit(results[i][column])).otherwise(expr)
+        picked[column] = expr
+    kind = best.replace_strict(list(range(len(kinds))), kinds, return_dtype=pl.String)
+    return pl.select(**picked).with_columns(
+        pl.when(pl.col("value_original").is_not_null()).then(pl.lit(kind)).alias("kind"))
 
 
 __all__ = [
@@ -701,5 +780,6 @@ __all__ = [
     "luhn_valid_expr",
     "mm_nrc_parse",
     "normalise_identifiers",
+    "normalise_mixed_identifiers",
     "trc20_check",
 ]

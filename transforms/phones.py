@@ -17,6 +17,8 @@ import phonenumbers
 import polars as pl
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 
+from transforms.scripts import ascii_digits
+
 OUTPUT_SCHEMA: dict[str, pl.DataType] = {
     "row": pl.Int64(),
     "phone_original": pl.String(),
@@ -372,7 +374,9 @@ def normalise_phones(
     frame = frame.with_columns(pl.col("phone_original").str.strip_chars()).filter(
         pl.col("phone_original").str.len_chars() > 0
     )
-    distinct = frame.select("phone_original", "_region").unique()
+    # Thai, Myanmar and full-width digits are read as ASCII; the number as written is kept.
+    frame = frame.with_columns(ascii_digits(pl.col("phone_original")).alias("_ascii"))
+    distinct = frame.select(pl.col("_ascii").alias("phone_original"), "_region").unique()
     # Plain digit strings in the common forms are checked against libphonenumber's own range
     # patterns as Polars expressions; only the rest is parsed one value at a time.
     fast = _vector_fast(distinct)
@@ -399,8 +403,8 @@ def normalise_phones(
         or [pl.DataFrame(schema=lookup_schema)]
     )
     out = frame.join(
-        lookup,
-        on=["phone_original", "_region"],
+        lookup.rename({"phone_original": "_ascii"}),
+        on=["_ascii", "_region"],
         how="left",
         maintain_order="left",
         nulls_equal=True,

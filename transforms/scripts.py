@@ -1,8 +1,9 @@
-"""Writing-system detection and Zawgyi -> Unicode conversion.
+"""Writing-system detection, Zawgyi -> Unicode conversion, and digits of any script.
 
-Public surface: :func:`detect_script` and :func:`zawgyi_to_unicode`. Both take a Polars Series
-and keep row count and order. Per-value Python work (Zawgyi detection and conversion) runs once
-per distinct value, never per row.
+Public surface: :func:`detect_script`, :func:`zawgyi_to_unicode` and :func:`ascii_digits`. Each
+takes a Polars Series (ascii_digits also an expression) and keeps row count and order.
+Per-value Python work (Zawgyi detection and conversion) runs once per distinct value, never per
+row.
 """
 
 from __future__ import annotations
@@ -24,6 +25,29 @@ SCRIPT_PATTERNS: dict[str, str] = {
     "Han": r"\p{Han}",
 }
 LATIN_PATTERN = r"\p{Latin}"
+
+# Digits of the scripts agencies write in, mapped to ASCII before identifiers, dates and phones
+# are parsed: a clerk's keyboard decides which digits a number gets, not its meaning.
+DIGITS: dict[str, str] = {
+    **{chr(0x0E50 + i): str(i) for i in range(10)},  # Thai ๐-๙
+    **{chr(0x1040 + i): str(i) for i in range(10)},  # Myanmar ၀-၉
+    **{chr(0xFF10 + i): str(i) for i in range(10)},  # full-width ０-９ (Chinese forms)
+}
+#: The same, without Myanmar digits: for values whose Burmese letters the caller reads itself
+#: (an NRC's township, where ၀ and the letter wa are confused).
+DIGITS_NOT_MYANMAR: dict[str, str] = {k: v for k, v in DIGITS.items()
+                                      if not 0x1040 <= ord(k) <= 0x1049}
+
+
+def ascii_digits(values: pl.Series | pl.Expr, myanmar: bool = True) -> pl.Series | pl.Expr:
+    """Thai, Myanmar and full-width digits as ASCII 0-9; everything else unchanged.
+
+    Args:
+        values: strings (a Series or an expression).
+        myanmar: also map Myanmar digits (False where the caller handles them).
+    """
+    return values.str.replace_many(DIGITS if myanmar else DIGITS_NOT_MYANMAR)
+
 
 # myanmartools gives a probability; Google's own guidance treats > 0.95 as Zawgyi.
 ZAWGYI_THRESHOLD = 0.95
@@ -152,4 +176,5 @@ def zawgyi_to_unicode(values: pl.Series) -> pl.DataFrame:
     return pl.DataFrame([value.rename("value"), raw.cast(pl.String), was.cast(pl.Boolean)])
 
 
-__all__ = ["detect_script", "zawgyi_probability", "zawgyi_text_to_unicode", "zawgyi_to_unicode"]
+__all__ = ["DIGITS", "ascii_digits", "detect_script", "zawgyi_probability",
+           "zawgyi_text_to_unicode", "zawgyi_to_unicode"]

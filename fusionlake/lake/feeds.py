@@ -61,6 +61,8 @@ AccountKind = Literal["bank_account", "bank_card", "crypto_wallet"]
 Calendar = Literal["gregorian", "buddhist"]
 #: transforms.names.NAME_ORDERS
 NameOrder = Literal["family_first", "given_first", "none"]
+#: fusionlake.lake.schema.NAME_ROLES: what one of a record's names is
+NameRole = Literal["primary", "latin", "alias"]
 Relation = Literal["own", "counterparty"]
 Sex = Literal["M", "F"]
 
@@ -73,6 +75,7 @@ IDENTIFIER_KINDS: tuple[str, ...] = get_args(IdentifierKind)
 ACCOUNT_KINDS: tuple[str, ...] = get_args(AccountKind)
 CALENDARS: tuple[str, ...] = get_args(Calendar)
 NAME_ORDERS: tuple[str, ...] = get_args(NameOrder)
+NAME_ROLES: tuple[str, ...] = get_args(NameRole)
 RELATIONS: tuple[str, ...] = get_args(Relation)
 #: Named date forms a ``formats:`` list may use besides strptime patterns (transforms.dates).
 NAMED_DATE_FORMATS: tuple[str, ...] = ("thai_month", "chinese", "iso", "year_only",
@@ -80,7 +83,12 @@ NAMED_DATE_FORMATS: tuple[str, ...] = ("thai_month", "chinese", "iso", "year_onl
 #: strptime directives a date pattern may use (transforms.dates compiles exactly these).
 DATE_DIRECTIVES = "demYybB"
 #: Person fields a row has once: two columns mapped to one of them would be ambiguous.
-SINGLE_VALUED_TARGETS = ("person.name", "person.sex", "person.birth_date", "person.nationality")
+SINGLE_VALUED_TARGETS = ("person.sex", "person.birth_date", "person.nationality",
+                         "address.street_number", "address.district", "address.province",
+                         "address.postcode")
+#: Address parts (the person's home address), mapped to person_record columns of the same name.
+ADDRESS_TARGETS = ("address.street_number", "address.street", "address.district",
+                   "address.province", "address.postcode")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,6 +195,8 @@ class IgnoreColumn(_Column):
 class NameColumn(_Column):
     to: Literal["person.name"]
     name_order: NameOrder = Field("none", description="none: Burmese names have no family name")
+    name_role: NameRole = Field("primary", description="primary: the name the record goes by; "
+                                "latin: the same name in Latin letters; alias: another name")
 
 
 class NamePartColumn(_Column):
@@ -210,7 +220,8 @@ class NationalityColumn(_Column):
 
 class IdentifierColumn(_Column):
     to: Literal["identifier"]
-    kind: IdentifierKind
+    kind: IdentifierKind | Annotated[list[IdentifierKind], Field(min_length=1)] = Field(
+        description="a kind, or a list: each value takes the first kind whose check holds")
     issuing_country: CountryCode | None = None
     issuing_country_from: Literal["person.nationality"] | None = Field(
         None, description="take each row's issuing country from its nationality")
@@ -236,6 +247,11 @@ class EventDateColumn(_DateColumn):
     to: Literal["event.date"]
 
 
+class AddressColumn(_Column):
+    to: Literal["address.street_number", "address.street", "address.district",
+                "address.province", "address.postcode"]
+
+
 class EventFieldColumn(_Column):
     to: Literal["event.place", "event.compound", "event.case_ref", "event.amount",
                 "event.currency", "event.flight"]
@@ -243,13 +259,13 @@ class EventFieldColumn(_Column):
 
 _COLUMN_MODELS: tuple[type[_Column], ...] = (
     SourceKeyColumn, IgnoreColumn, NameColumn, NamePartColumn, SexColumn, BirthDateColumn,
-    NationalityColumn, IdentifierColumn, PhoneColumn, AccountColumn, EventDateColumn,
-    EventFieldColumn,
+    NationalityColumn, IdentifierColumn, PhoneColumn, AccountColumn, AddressColumn,
+    EventDateColumn, EventFieldColumn,
 )
 Column = Annotated[
     SourceKeyColumn | IgnoreColumn | NameColumn | NamePartColumn | SexColumn | BirthDateColumn
-    | NationalityColumn | IdentifierColumn | PhoneColumn | AccountColumn | EventDateColumn
-    | EventFieldColumn,
+    | NationalityColumn | IdentifierColumn | PhoneColumn | AccountColumn | AddressColumn
+    | EventDateColumn | EventFieldColumn,
     Field(discriminator="to"),
 ]
 
@@ -416,9 +432,14 @@ class FeedSet:
 
 def _error_from_pydantic(path: Path, doc: dict, exc: ValidationError) -> FeedError:
     """The first problem pydantic found, as a FeedError with a dotted key and allowed values."""
-    err = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    # a list where one value or a list may stand (identifier kind): the list member's error
+    # names the bad element
+    err = next((e for e in errors if not isinstance(e.get("input"), list)), errors[0])
     kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
     loc = [str(p) for p in err["loc"] if not isinstance(p, int)]  # list positions: value is quoted
+    # a union (one kind or a list of kinds) names its member in the path; the file does not
+    loc = [p for p in loc if not p.startswith(("literal[", "list["))]
     options = None  # the options of the column at fault, as written
     if loc[:1] == ["columns"] and len(loc) >= 2:
         options = _column_options(doc, loc[1])
@@ -484,6 +505,21 @@ def _check_references(path: Path, model: FeedFile) -> None:
             raise FeedError(path, f"columns.{names[1]}.to",
                             f"{target} is already mapped from column {names[0]!r}; a row has "
                             "one, so map only one column to it")
+    primaries = [name for name in by_target.get("person.name", [])
+                 if columns[name].name_role == "primary"]
+    if len(primaries) > 1:
+        raise FeedError(path, f"columns.{primaries[1]}.to",
+                        f"person.name is already mapped from column {primaries[0]!r}; a record "
+                        "has one primary name: give the others name_role: latin or alias")
+    if by_target.get("person.name") and not primaries and not (
+            by_target.get("person.family_name") or by_target.get("person.given_name")):
+        first = by_target["person.name"][0]
+        raise FeedError(path, f"columns.{first}.name_role",
+                        "no column is the primary name (name_role: primary, the default)")
+    for name, spec in columns.items():
+        if isinstance(spec, IdentifierColumn) and isinstance(spec.kind, list) \
+                and len(set(spec.kind)) < len(spec.kind):
+            raise FeedError(path, f"columns.{name}.kind", f"lists a kind twice: {spec.kind}")
     has_nationality = "person.nationality" in by_target or (
         model.defaults is not None and model.defaults.nationality is not None)
     for name, spec in columns.items():
@@ -582,6 +618,7 @@ def load_feeds(extra_paths: list[str] | None = None) -> FeedSet:
 
 
 __all__ = [
-    "ACCOUNT_KINDS", "IDENTIFIER_KINDS", "NAMED_DATE_FORMATS", "TARGETS", "TARGET_OPTIONS",
+    "ACCOUNT_KINDS", "ADDRESS_TARGETS", "IDENTIFIER_KINDS", "NAMED_DATE_FORMATS", "NAME_ROLES",
+    "TARGETS", "TARGET_OPTIONS",
     "Feed", "FeedError", "FeedFile", "FeedSet", "load_feeds", "parse_feed",
 ]  # fmt: skip

@@ -39,7 +39,32 @@ PERSON_RECORD: dict[str, pl.DataType] = {
     "birth_date": pl.Date(),  # first day of the known period when precision < day
     "birth_date_precision": pl.String(),  # day | month | year | null
     "nationality": pl.String(),  # ISO 3166-1 alpha-2
+    # Home address, where a feed maps one (address.* targets); the resolver compares postcode
+    # and street number.
+    "street_number": pl.String(),
+    "street": pl.String(),
+    "district": pl.String(),  # township (MM), amphoe/district (TH), suburb (AU), ...
+    "province": pl.String(),  # state, region or province
+    "postcode": pl.String(),  # ASCII digits and letters, no spaces
     "normalise_notes": pl.String(),  # why any field of this row could not be normalised
+}
+
+#: What one of a record's names is: the name it goes by, the same name in Latin letters (a
+#: second column of a register that writes both), or another name (alias, former name).
+NAME_ROLES: tuple[str, ...] = ("primary", "latin", "alias")
+
+# Every name of a person record, one row each: the primary name (also in person_record) and any
+# Latin or alias columns of the feed. Entity resolution compares records across all their names.
+PERSON_NAME: dict[str, pl.DataType] = {
+    **PROVENANCE,
+    "role": pl.String(),  # primary | latin | alias (NAME_ROLES)
+    "name_original": pl.String(),  # as written (after Zawgyi->Unicode conversion)
+    "name_script": pl.String(),  # Han | Thai | Myanmar | Latin | Other
+    "name_latin": pl.String(),  # transliterated, upper case, "FAMILY GIVEN"
+    "family_name": pl.String(),
+    "given_name": pl.String(),
+    "name_key_sorted": pl.String(),
+    "name_key_phonetic": pl.String(),
 }
 
 IDENTIFIER: dict[str, pl.DataType] = {
@@ -79,9 +104,13 @@ EVENT: dict[str, pl.DataType] = {
     **PROVENANCE,
     "event_type": pl.String(),  # wanted | arrest | detention | rescue | repatriation | fraud_report
     "event_date": pl.Date(),
-    "place": pl.String(),
+    "place": pl.String(),  # canonical name (gazetteer), else as written, transliterated
+    "place_id": pl.String(),  # gazetteer id (transforms/data/places.yaml); null when unknown
+    "place_original": pl.String(),  # as written
     "country": pl.String(),  # ISO alpha-2
     "compound": pl.String(),  # canonical compound name (KK Park, Shwe Kokko, ...)
+    "compound_id": pl.String(),  # gazetteer id; null when the compound is not in it
+    "compound_original": pl.String(),  # as written
     "case_ref": pl.String(),
     "amount": pl.Float64(),
     "currency": pl.String(),  # ISO 4217
@@ -155,6 +184,7 @@ RESOLUTION_TABLES: dict[str, dict[str, pl.DataType]] = {
 
 TABLES: dict[str, dict[str, pl.DataType]] = {
     "person_record": PERSON_RECORD,
+    "person_name": PERSON_NAME,
     "identifier": IDENTIFIER,
     "phone": PHONE,
     "account": ACCOUNT,
@@ -204,6 +234,8 @@ __all__ = [
     "ACCOUNT",
     "EVENT",
     "IDENTIFIER",
+    "NAME_ROLES",
+    "PERSON_NAME",
     "PERSON_RECORD",
     "PHONE",
     "PROVENANCE",

@@ -38,7 +38,7 @@ KEYS = {
 }
 
 
-def _write_feed(name: str, frame: pl.DataFrame, out: Path) -> Path:
+def _write_feed(name: str, frame: pl.DataFrame, out: Path, malformed: int = 0) -> Path:
     path = out / name / FILES[name]
     path.parent.mkdir(parents=True, exist_ok=True)
     data = frame.drop("_pid")
@@ -50,7 +50,22 @@ def _write_feed(name: str, frame: pl.DataFrame, out: Path) -> Path:
         _write.write_xlsx(data, path, sheet="ผู้ถูกควบคุมตัว")
     else:
         _write.write_jsonl(data, path)
+        if malformed:
+            _malformed_lines(path, malformed)
     return path
+
+
+def _malformed_lines(path: Path, count: int) -> None:
+    """Insert ``count`` malformed JSON lines (a truncated copy of the line after them) at even
+    intervals: an export cut short. Every real row stays whole, so no person is lost."""
+    lines = path.read_bytes().decode("utf-8").splitlines(keepends=True)
+    step = max(1, len(lines) // (count + 1))
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        if i and i % step == 0 and len(out) - i < count:
+            out.append(line[: len(line) // 2] + "\n")
+        out.append(line)
+    path.write_bytes("".join(out).encode("utf-8"))
 
 
 def generate(people: int, seed: int, out: Path, params: Params | None = None) -> dict:
@@ -86,7 +101,8 @@ def generate(people: int, seed: int, out: Path, params: Params | None = None) ->
 
     files, rows, truth = {}, {}, []
     for name, frame in frames.items():
-        files[name] = _write_feed(name, frame, out)
+        files[name] = _write_feed(name, frame, out, p.malformed_lines if name.endswith(
+            "detainees") else 0)
         rows[name] = frame.height
         agency, feed = name.split("/")
         truth.append(

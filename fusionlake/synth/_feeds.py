@@ -120,6 +120,15 @@ def journeys(pop: pl.DataFrame, rng: np.random.Generator, p: Params) -> pl.DataF
     )
 
 
+def _th_pins(rng: np.random.Generator, n: int) -> pl.Series:
+    """Valid TH national ID numbers: 12 digits (first 1-8) and the mod-11 check digit."""
+    digits = rng.integers(0, 10, (n, 12))
+    digits[:, 0] = rng.integers(1, 9, n)
+    check = (11 - (digits * np.arange(13, 1, -1)).sum(axis=1) % 11) % 10
+    full = pl.DataFrame(np.concatenate([digits, check[:, None]], axis=1))
+    return full.select(pl.concat_str(pl.all().cast(pl.String))).to_series().alias("pin")
+
+
 def _rows(mask: np.ndarray, rng: np.random.Generator, rate: float) -> np.ndarray:
     """Indexes of the persons a feed lists, with some listed twice (different keys)."""
     idx = np.flatnonzero(mask)
@@ -173,6 +182,12 @@ def _off_birth(birth: pl.Expr, u: pl.Series, p: Params) -> pl.Expr:
         .otherwise(pl.duration(days=0))
     )
     return birth + shift
+
+
+def _corrupt(expr: pl.Expr, u: pl.Series, rate: float, garbage: list[str]) -> pl.Expr:
+    """A birth date as written, replaced for a share of rows by one that is no date at all."""
+    pick = pl.lit(pl.Series(garbage)).gather((pl.lit(u) * 1e6).cast(pl.Int64) % len(garbage))
+    return pl.when(pl.lit(u) < rate).then(pick).otherwise(expr)
 
 
 def _missing(expr: pl.Expr, u: pl.Series, rate: float) -> pl.Expr:
@@ -279,11 +294,15 @@ def suspects(pop: pl.DataFrame, jr: pl.DataFrame, rng: np.random.Generator, p: P
             )
         )
     )
+    latin = latin_name(df, rng, p, variants=False)
     out = df.select(
         pl.lit(None, pl.String).alias("编号"),
         pl.col("native_name").alias("姓名"),
+        pl.when(pl.lit(_u(rng, n)) < p.cn_latin_name_rate).then(pl.lit(latin)).alias("英文姓名"),
         pl.when(pl.col("male")).then(pl.lit("男")).otherwise(pl.lit("女")).alias("性别"),
-        _text.cn_date(_off_birth(pl.col("birth"), _u(rng, n), p)).alias("出生日期"),
+        _corrupt(_text.cn_date(_off_birth(pl.col("birth"), _u(rng, n), p)), _u(rng, n),
+                 p.corrupt_birth_date_rate, ["0000年00月00日", "1985年13月45日", "不详"])
+        .alias("出生日期"),
         pl.col("cn_id").alias("公民身份号码"),
         pl.when(has_pp).then(pl.col("passport")).alias("护照号码"),
         _missing(phones, _u(rng, n), p.missing_field_rate).alias("手机号码"),
@@ -425,11 +444,17 @@ def detentions(pop: pl.DataFrame, jr: pl.DataFrame, rng: np.random.Generator, p:
         .otherwise(pl.col("nat").replace_strict(nat_th, return_dtype=pl.String))
     )
     birth = _off_birth(pl.col("birth"), _u(rng, n), p)
-    birth_s = (
+    birth_s = _corrupt(
         pl.when(pl.lit(_u(rng, n)) < 0.7)
         .then(_text.be_date(birth))
-        .otherwise(_text.thai_month_date(birth, t["thai_months"]))
+        .otherwise(_text.thai_month_date(birth, t["thai_months"])),
+        _u(rng, n), p.corrupt_birth_date_rate, ["00/00/0000", "31/13/2528", "ไม่ทราบ"],
     )
+    # One document column, as registers keep it: passports, the TH national ID of Thai nationals,
+    # the NRC of Myanmar nationals who have no passport (some in Thai digits).
+    th_pin = _th_pins(rng, n)
+    nrc_instead = pl.lit(_u(rng, n) < p.nrc_in_passport_rate)
+    thai_digits = pl.lit(_u(rng, n) < 0.2)
     th = pl.col("th_mobile")
     th_fmt = pl.format("{}-{}-{}", th.str.slice(0, 3), th.str.slice(3, 3), th.str.slice(6))
     own = pl.coalesce(
@@ -463,7 +488,13 @@ def detentions(pop: pl.DataFrame, jr: pl.DataFrame, rng: np.random.Generator, p:
         pl.col("_name").alias("ชื่อ-นามสกุล"),
         pl.when(pl.col("male")).then(pl.lit("ชาย")).otherwise(pl.lit("หญิง")).alias("เพศ"),
         nationality.alias("สัญชาติ"),
-        pl.when(pl.lit(_u(rng, n)) >= pp_missing).then(pl.col("passport")).alias("เลขที่หนังสือเดินทาง"),
+        pl.when(pl.col("nat") == "TH")
+        .then(pl.when(thai_digits).then(_text.thai_digits(pl.lit(th_pin))).otherwise(pl.lit(th_pin)))
+        .when(pl.lit(_u(rng, n)) >= pp_missing)
+        .then(pl.col("passport"))
+        .when((pl.col("nat") == "MM") & nrc_instead)
+        .then(pl.col("nrc_latin"))
+        .alias("เลขที่หนังสือเดินทาง"),
         birth_s.alias("วันเกิด"),
         _missing(phone, _u(rng, n), p.missing_field_rate).alias("หมายเลขโทรศัพท์"),
         _text.be_date(pl.col("th_date")).alias("วันที่ควบคุมตัว"),
@@ -494,7 +525,9 @@ def repatriations(pop: pl.DataFrame, jr: pl.DataFrame, rng: np.random.Generator,
         pl.col("rep_date").dt.strftime("%Y-%m-%d").alias("departure_date"),
         pl.col("_name").alias("passenger_name"),
         pl.col("sex"),
-        _off_birth(pl.col("birth"), _u(rng, n), p).dt.strftime("%d/%m/%Y").alias("date_of_birth"),
+        _corrupt(_off_birth(pl.col("birth"), _u(rng, n), p).dt.strftime("%d/%m/%Y"),
+                 _u(rng, n), p.corrupt_birth_date_rate, ["00/00/0000", "99/99/9999", "N/A"])
+        .alias("date_of_birth"),
         pl.col("nat")
         .replace_strict({k: v[1] for k, v in t["nationalities"].items()}, return_dtype=pl.String)
         .alias("nationality"),
@@ -568,12 +601,13 @@ def detainees(pop: pl.DataFrame, jr: pl.DataFrame, rng: np.random.Generator, p: 
     )
     birth = _off_birth(pl.col("birth"), _u(rng, n), p)
     ub = _u(rng, n)
-    dob = (
+    dob = _corrupt(
         pl.when(pl.lit(ub) < p.year_only_birth_rate)
         .then(birth.dt.year().cast(pl.String))
         .when(is_mm & (pl.lit(ub) < 0.45))
         .then(_text.burmese_digits(birth.dt.strftime("%Y-%m-%d")))
-        .otherwise(birth.dt.strftime("%Y-%m-%d"))
+        .otherwise(birth.dt.strftime("%Y-%m-%d")),
+        _u(rng, n), p.corrupt_birth_date_rate, ["0000-00-00", "1985-13-45", "မသိ"],
     )
     nat_my = {k: v[3] for k, v in t["nationalities"].items()}
     nat_en = {k: v[4] for k, v in t["nationalities"].items()}
@@ -583,11 +617,20 @@ def detainees(pop: pl.DataFrame, jr: pl.DataFrame, rng: np.random.Generator, p: 
         .otherwise(pl.col("nat").replace_strict(nat_en, return_dtype=pl.String))
     )
     nrc_b = pl.col("nrc_burmese")
+    latin_nrc = pl.col("nrc_latin")
+    um = _u(rng, n)
     nrc = (
-        pl.when(pl.lit(_u(rng, n)) < 0.5)
-        .then(pl.col("nrc_latin"))
+        # mixed scripts: the citizenship marker in Burmese after a Latin township code, or
+        # Burmese digits around one
+        pl.when(pl.lit(um) < p.mixed_script_nrc_rate / 2)
+        .then(latin_nrc.str.replace(r"\(N\)", "(နိုင်)"))
+        .when(pl.lit(um) < p.mixed_script_nrc_rate)
+        .then(_text.burmese_digits(latin_nrc))
+        .when(pl.lit(_u(rng, n)) < 0.5)
+        .then(latin_nrc)
         .otherwise(_text.burmese_digits(nrc_b))
     )
+    name_en = pl.when(is_mm & pl.lit(_u(rng, n) < p.latin_name_rate)).then(pl.col("_latin"))
     comp = t["compounds"]
     compound = (
         pl.when(pl.lit(_u(rng, n)) < 0.5)
@@ -612,6 +655,7 @@ def detainees(pop: pl.DataFrame, jr: pl.DataFrame, rng: np.random.Generator, p: 
     out = df.select(
         pl.lit(None, pl.String).alias("case_no"),
         name.alias("name"),
+        name_en.alias("name_en"),
         sex.alias("sex"),
         dob.alias("date_of_birth"),
         nationality.alias("nationality"),

@@ -39,6 +39,11 @@ def burmese_digits(expr: pl.Expr) -> pl.Expr:
     return expr.str.replace_many(list("0123456789"), MM_DIGITS)
 
 
+def thai_digits(expr: pl.Expr) -> pl.Expr:
+    """ASCII digits -> Thai digits (๐-๙)."""
+    return expr.str.replace_many(list("0123456789"), [chr(0x0E50 + i) for i in range(10)])
+
+
 def cn_date(date: pl.Expr) -> pl.Expr:
     """2025年3月7日 (no zero padding, as Chinese forms write it)."""
     return pl.format("{}年{}月{}日", date.dt.year(), date.dt.month(), date.dt.day())

@@ -40,6 +40,18 @@ NAME_TYPO_RATE = 0.05  # Latin name with a dropped, doubled or swapped letter
 NAME_SWAP_RATE = 0.05  # Latin name with given and family name swapped
 ZAWGYI_RATE = 0.15  # Burmese names encoded in Zawgyi instead of Unicode
 
+# --- shapes of real registers (issue 18) ---------------------------------------------------------
+LATIN_NAME_RATE = 0.5  # mm_police: Burmese-named rows that also give the name in Latin (name_en)
+CN_LATIN_NAME_RATE = 0.3  # cn_mps/suspects: rows with the passport (Latin) name beside 姓名
+NRC_IN_PASSPORT_RATE = 0.5  # th_imm: Myanmar nationals without a passport: their NRC instead
+MIXED_SCRIPT_NRC_RATE = 0.10  # mm_police: Latin NRC with the Burmese (နိုင်) marker, or
+#                               Burmese digits after a Latin township code
+CORRUPT_BIRTH_DATE_RATE = 0.01  # birth dates that are no date at all (00/00/0000, 1985-13-45)
+# Malformed JSON lines in mm_police's drop (truncated copies of a row: no person is lost). Off
+# by default until every reader isolates bad lines (issue 18, item 2): a reader that cannot
+# would reject the whole drop.
+MALFORMED_LINES = 0
+
 
 @dataclass(frozen=True)
 class Params:
@@ -71,3 +83,9 @@ class Params:
     name_typo_rate: float = NAME_TYPO_RATE
     name_swap_rate: float = NAME_SWAP_RATE
     zawgyi_rate: float = ZAWGYI_RATE
+    latin_name_rate: float = LATIN_NAME_RATE
+    cn_latin_name_rate: float = CN_LATIN_NAME_RATE
+    nrc_in_passport_rate: float = NRC_IN_PASSPORT_RATE
+    mixed_script_nrc_rate: float = MIXED_SCRIPT_NRC_RATE
+    corrupt_birth_date_rate: float = CORRUPT_BIRTH_DATE_RATE
+    malformed_lines: int = MALFORMED_LINES

@@ -48,14 +48,20 @@ COMMENT ON COLUMN entity_account.check_valid IS 'Luhn (cards) or base58check (wa
 CREATE TABLE entity_event AS
 SELECT r.entity_id, e.record_id, e.agency, e.feed, e.source_key, e.drop_id, e.source_row,
        e.event_type, e.event_date, e.place, e.country, e.compound, e.case_ref, e.amount,
-       e.currency, e.flight, e.releasable_to
+       e.currency, e.flight, e.releasable_to, e.place_id, e.place_original, e.compound_id,
+       e.compound_original
 FROM vis_event AS e
 LEFT JOIN entity_record AS r USING (record_id)
 ORDER BY r.entity_id, e.event_date, e.record_id;
 COMMENT ON TABLE entity_event IS 'What happened to each entity, one row per source row: wanted notices, arrests, detentions, rescues, repatriations and fraud reports (the entity is the victim).';
 COMMENT ON COLUMN entity_event.event_type IS 'wanted, arrest, detention, rescue, repatriation or fraud_report.';
 COMMENT ON COLUMN entity_event.country IS 'ISO 3166-1 alpha-2 of where it happened.';
-COMMENT ON COLUMN entity_event.compound IS 'Canonical name of the scam compound involved (KK Park, Shwe Kokko, ...).';
+COMMENT ON COLUMN entity_event.compound IS 'Canonical name of the scam compound involved (KK Park, Shwe Kokko, ...), from the place gazetteer (transforms/data/places.yaml); a compound not in it keeps its Latin transliteration.';
+COMMENT ON COLUMN entity_event.compound_id IS 'Gazetteer id of the compound (mm_kk_park, mm_shwe_kokko, ...): one id for every spelling in Latin, Burmese, Thai and Chinese; NULL when the compound is not in the gazetteer.';
+COMMENT ON COLUMN entity_event.compound_original IS 'The compound as the agency wrote it.';
+COMMENT ON COLUMN entity_event.place IS 'Canonical name of where it happened (Myawaddy, Mae Sot IDC, ...) from the place gazetteer; a place not in it keeps its Latin transliteration.';
+COMMENT ON COLUMN entity_event.place_id IS 'Gazetteer id of the place (mm_myawaddy, th_mae_sot_idc, ...); NULL when the place is not in the gazetteer.';
+COMMENT ON COLUMN entity_event.place_original IS 'The place as the agency wrote it.';
 COMMENT ON COLUMN entity_event.case_ref IS 'The agency''s case number.';
 COMMENT ON COLUMN entity_event.amount IS 'Amount lost (fraud reports), in currency.';
 COMMENT ON COLUMN entity_event.currency IS 'ISO 4217.';

@@ -6,8 +6,10 @@ WITH held AS (
            value_normalised, entity_id
     FROM entity_account WHERE value_normalised IS NOT NULL
 ),
+-- one compound per gazetteer id, whatever script it was written in (KK Park = เคเคปาร์ค)
 compound_of AS (
-    SELECT DISTINCT entity_id, compound FROM entity_event WHERE compound IS NOT NULL
+    SELECT DISTINCT entity_id, coalesce(compound_id, compound) AS compound_key, compound
+    FROM entity_event WHERE compound IS NOT NULL
 )
 SELECT h.via, h.value,
        list(DISTINCT c.compound ORDER BY c.compound) AS compounds,
@@ -16,5 +18,5 @@ SELECT h.via, h.value,
 FROM held AS h
 JOIN compound_of AS c USING (entity_id)
 GROUP BY h.via, h.value
-HAVING count(DISTINCT c.compound) >= 2
-ORDER BY count(DISTINCT c.compound) DESC, entities DESC, h.via, h.value;
+HAVING count(DISTINCT c.compound_key) >= 2
+ORDER BY count(DISTINCT c.compound_key) DESC, entities DESC, h.via, h.value;

@@ -37,7 +37,8 @@ def _drop(columns: dict[str, list]) -> pl.DataFrame:
 
 
 def _assert_conformed(tables: dict[str, pl.DataFrame]) -> None:
-    assert set(tables) == {"person_record", "identifier", "phone", "account", "event"}
+    assert set(tables) == {"person_record", "person_name", "identifier", "phone", "account",
+                           "event"}
     for name, frame in tables.items():
         assert frame.schema == pl.Schema(schema.TABLES[name]), name
 

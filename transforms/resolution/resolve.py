@@ -71,8 +71,9 @@ def input_columns(settings: ResolveSettings | None = None) -> dict[str, tuple[st
         "person_record": (
             "record_id", *PROVENANCE_FIELDS, "name_original", "name_latin", "family_name",
             "given_name", "name_key_sorted", "name_key_phonetic", "sex", "birth_date",
-            "birth_date_precision", "nationality",
+            "birth_date_precision", "nationality", "postcode", "street_number",
         ),
+        "person_name": ("record_id", "role", "name_key_sorted"),
         "identifier": (
             "record_id", "kind", "value_normalised", "issuing_country", "check_valid",
             "implied_birth_date", "implied_sex",
@@ -243,8 +244,9 @@ def resolve(
     """Resolve person records of all agencies into entities.
 
     Args:
-        tables: staged canonical tables: ``person_record`` (required), ``identifier``,
-            ``phone``, ``account``, ``event`` (missing ones count as empty).
+        tables: staged canonical tables: ``person_record`` (required), ``person_name`` (every
+            name of a record: compared across), ``identifier``, ``phone``, ``account``,
+            ``event`` (missing ones count as empty).
         decisions: steward decisions (schema DECISION), append-only; the latest per pair wins.
         previous: the previous run's entity_record (entity_id, record_id), for stable ids.
         settings: thresholds and comparisons; ``ResolveSettings()`` when omitted.
@@ -264,7 +266,7 @@ def resolve(
         raise ValueError("resolve: tables must include 'person_record'")
     tables = {
         name: tables.get(name, empty(name))
-        for name in ("person_record", "identifier", "phone", "account", "event")
+        for name in ("person_record", "person_name", "identifier", "phone", "account", "event")
     }
     person = tables["person_record"]
     missing = [c for c in ("record_id", "name_key_sorted", "birth_date") if c not in person.columns]

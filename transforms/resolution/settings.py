@@ -154,8 +154,19 @@ COMPARISONS: list[dict[str, Any]] = [
                     0.12,
                     0.0003,
                 ),
+                # Records with several names (native and Latin, aliases: person_name) agree
+                # when any name of one has the tokens of any name of the other.
+                {**_level('list_has_any("name_keys_l", "name_keys_r")',
+                          "another of their names, same tokens", 0.05, 0.0002),
+                 "requires": ["name_keys"]},
                 _level(_eq("name_key_phonetic"), "phonetic key equal", 0.05, 0.0005),
                 _level(f"{_jw('name_key_sorted')} >= 0.92", "jw>=0.92", 0.05, 0.001),
+                {**_level(
+                    'jaro_winkler_similarity("name_key_alt_l", "name_key_sorted_r") >= 0.92 OR '
+                    'jaro_winkler_similarity("name_key_sorted_l", "name_key_alt_r") >= 0.92 OR '
+                    'jaro_winkler_similarity("name_key_alt_l", "name_key_alt_r") >= 0.92',
+                    "another of their names close (jw>=0.92)", 0.03, 0.001),
+                 "requires": ["name_key_alt"]},
                 _level(
                     f"{_eq('family_name')} OR {_eq('given_name')}", "one part exact", 0.05, 0.01
                 ),
@@ -350,6 +361,16 @@ BLOCKING_RULES: list[dict[str, Any]] = [
         {"requires": _NAME_YEAR, "sql": f"l.name_key_sorted = r.name_key_sorted AND {side}"}
         for side in ("l.birth_year IS NULL", "r.birth_year IS NULL")
     ],
+    # Another of their names (a Latin column beside a native one, an alias: person_name) equal
+    # to the other record's name or other name, born in the same year. name_key_alt is null for
+    # records with one name, so these join only the few that have two.
+    *[
+        {"requires": ["name_key_alt", "birth_year"],
+         "sql": f"{left} = {right} AND l.birth_year = r.birth_year", "narrow": _PEOPLE}
+        for left, right in (("l.name_key_alt", "r.name_key_sorted"),
+                            ("l.name_key_sorted", "r.name_key_alt"),
+                            ("l.name_key_alt", "r.name_key_alt"))
+    ],
     {
         "requires": ["name_key_sorted"],
         "unless": ["birth_year"],
@@ -519,7 +540,15 @@ class ResolveSettings:
             term_frequencies: keep the declared term-frequency adjustments. Off for inputs too
                 small to train on: in a handful of records every name looks common.
         """
-        comparisons = [c["comparison"] for c in self.usable(self.comparisons, columns)]
+        comparisons = [
+            # a level may need columns of its own (``requires``): left out without them
+            {**c["comparison"], "comparison_levels": [
+                {k: v for k, v in level.items() if k != "requires"}
+                for level in c["comparison"]["comparison_levels"]
+                if set(level.get("requires", ())) <= columns
+            ]}
+            for c in self.usable(self.comparisons, columns)
+        ]
         if not term_frequencies:
             comparisons = [
                 {

@@ -79,17 +79,50 @@ def identifier_columns(identifier: pl.DataFrame, settings: ResolveSettings) -> p
     return wide.select("record_id", *settings.splink_id_columns)
 
 
+def other_names(person: pl.DataFrame, person_name: pl.DataFrame | None) -> pl.DataFrame | None:
+    """Per record with more than one name: ``name_keys`` (the sorted keys of all its names) and
+    ``name_key_alt`` (its first other name whose key differs from the primary one, Latin before
+    alias); None when no record has another name (the comparisons then stay as they were).
+    """
+    if person_name is None or person_name.height == 0:
+        return None
+    primary = person.select("record_id", pl.col("name_key_sorted").alias("_primary"))
+    others = (
+        person_name.filter((pl.col("role") != "primary") & pl.col("name_key_sorted").is_not_null())
+        .select("record_id", "role", "name_key_sorted")
+        .join(primary, on="record_id", how="inner")
+        .filter(pl.col("name_key_sorted") != pl.col("_primary").fill_null(""))
+    )
+    if others.height == 0:
+        return None
+    order = {"latin": 0, "alias": 1}
+    return (
+        others.with_columns(pl.col("role").replace_strict(order, default=2, return_dtype=pl.Int8))
+        .sort("record_id", "role", "name_key_sorted")
+        .group_by("record_id", maintain_order=True)
+        .agg(pl.col("name_key_sorted").first().alias("name_key_alt"),
+             pl.col("_primary").first(), pl.col("name_key_sorted").alias("_others"))
+        .select("record_id", "name_key_alt",
+                pl.concat_list(pl.col("_primary").fill_null(pl.col("name_key_alt")),
+                               "_others").list.unique().list.sort().alias("name_keys"))
+    )
+
+
 def match_frame(tables: dict[str, pl.DataFrame], settings: ResolveSettings) -> pl.DataFrame:
     """The records Splink compares: names, effective birth date and sex, nationality, ids.
 
     Where a record has no birth date of day precision and one of its valid identifiers implies
-    one (a CN resident ID), the implied date is used at day precision; likewise for sex.
+    one (a CN resident ID), the implied date is used at day precision; likewise for sex. Records
+    with several names (``person_name``) carry them as ``name_keys`` and ``name_key_alt``.
     """
     person = tables["person_record"]
+    names = other_names(person, tables.get("person_name"))
     identifier = tables["identifier"]
     implied = implied_from_identifiers(identifier)
     ids = identifier_columns(identifier, settings)
-    extra = [c for c in OPTIONAL_COLUMNS if c in person.columns]
+    # address columns that hold a value (a feed with address targets): compared when present
+    extra = [c for c in OPTIONAL_COLUMNS
+             if c in person.columns and person[c].null_count() < person.height]
     use_implied = pl.col("implied_birth_date").is_not_null() & (
         pl.col("birth_date").is_null() | (pl.col("birth_date_precision") != "day")
     )
@@ -121,6 +154,9 @@ def match_frame(tables: dict[str, pl.DataFrame], settings: ResolveSettings) -> p
         )
         .with_columns(pl.col("birth_date").dt.year().alias("birth_year"))
         .drop("implied_birth_date", "implied_sex")
+        .pipe(lambda f: f if names is None else f.join(names, on="record_id", how="left")
+              .with_columns(pl.col("name_keys").fill_null(
+                  pl.concat_list(pl.col("name_key_sorted")).list.drop_nulls())))
         .sort("record_id")
     )
 
