@@ -72,6 +72,8 @@ BUDDHIST_YEARS = 2400
 #: Identifier kinds a column's values are tested for, in order (passports have no check digit:
 #: the header must name them).
 CHECKED_KINDS = ("cn_resident_id", "th_national_id", "mm_nrc", "imei", "iccid", "crypto_wallet")
+#: Share of rows a source key may repeat or leave empty (they are quarantined, the rest goes on).
+KEY_REPEATS = 0.02
 #: Words of the feed name (--feed) that say which event each row records and the persons' role.
 EVENT_WORDS = {"wanted": ("suspect", "wanted"), "arrest": ("arrest",),
                "detention": ("detention", "detainee", "detained", "custody"),
@@ -288,24 +290,25 @@ def header_key(text: str) -> str:
 
 
 @cache
-def vocabulary() -> dict[str, dict]:
-    """Header word (as :func:`header_key`) -> the entry proposing its target and options.
+def vocabulary() -> dict[str, tuple[dict, str]]:
+    """Header word (as :func:`header_key`) -> (the entry's target and options, the word as
+    the vocabulary writes it).
 
     Raises:
         ValueError: a word listed under two entries, or an entry without words.
     """
     entries = yaml.safe_load(VOCABULARY.read_text(encoding="utf-8"))
-    table: dict[str, dict] = {}
+    table: dict[str, tuple[dict, str]] = {}
     for i, entry in enumerate(entries):
         hint = {k: v for k, v in entry.items() if k != "words"}
         if not entry.get("words"):
             raise ValueError(f"{VOCABULARY.name}: entry {i} has no words")
         for word in entry["words"]:
             key = header_key(word)
-            if key in table and table[key] != hint:
-                raise ValueError(f"{VOCABULARY.name}: {word!r} is listed for {table[key]} and "
-                                 f"{hint}")
-            table[key] = hint
+            if key in table and table[key][0] != hint:
+                raise ValueError(f"{VOCABULARY.name}: {word!r} is listed for {table[key][0]} "
+                                 f"and {hint}")
+            table.setdefault(key, (hint, str(word)))
     return table
 
 
@@ -318,13 +321,12 @@ def header_hint(column: str) -> tuple[dict | None, str | None, bool]:
     key = header_key(column)
     table = vocabulary()
     if key in table:
-        return table[key], key, True
+        return (*table[key], True)
     found = [w for w in table
              if w in key and (len(w) >= 4 or not re.fullmatch(r"[a-z0-9]+", w))]
     if not found:
         return None, None, False
-    word = max(found, key=len)
-    return table[word], word, False
+    return (*table[max(found, key=len)], False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -464,7 +466,7 @@ def looks_like_names(distinct: pl.DataFrame) -> float:
 
 def name_order(scripts: dict[str, float], distinct: pl.DataFrame) -> tuple[str, str]:
     """The name_order of a name column and why: by its main script (and case, for Latin)."""
-    if scripts["Myanmar"] >= 0.2:
+    if scripts["Myanmar"] >= 0.05:
         return "none", "Burmese names have no family name"
     if scripts["Han"] >= 0.5:
         return "family_first", "Chinese names put the family name first"
@@ -634,30 +636,38 @@ def _agency_country(agency: str) -> str | None:
     return prefix if len(prefix) == 2 and prefix in set(country_table().values()) else None
 
 
-def _choose_source_key(frame: pl.DataFrame, guesses: list[ColumnGuess]) -> tuple[str, str]:
-    """The column to use as source key, and why: unique and non-empty in every row, preferring
-    a header that names a key, then a case number, then the left-most column no person field
-    needs."""
+def _choose_source_key(frame: pl.DataFrame, guesses: list[ColumnGuess]) -> tuple[str, str, bool]:
+    """The column to use as source key, why, and whether it is sure.
+
+    Candidates have a value in nearly every row and repeat in few (:data:`KEY_REPEATS`: an
+    export with one duplicated row still has its key); a header that names a key wins, then a
+    case number, then the left-most column no person field needs, fully unique ones first.
+    """
     body = frame.drop("source_row")
-    stats = body.select(pl.all().str.strip_chars().n_unique().name.suffix(".u"),
-                        pl.all().str.strip_chars().null_count().name.suffix(".z"))
-    blank = body.select((pl.all().str.strip_chars() == "").sum())
+    n = body.height
+    values = body.select(pl.all().str.strip_chars().replace("", None))
+    distinct = values.select(pl.all().n_unique())
+    empty = values.select(pl.all().null_count())
     rank = {"source_key": 0, "event.case_ref": 1, "ignore": 2, "event.flight": 3}
 
-    def clean(g: ColumnGuess) -> bool:
-        return (stats[f"{g.name}.u"][0] == body.height and stats[f"{g.name}.z"][0] == 0
-                and blank[g.name][0] == 0)
+    def stats(g: ColumnGuess) -> tuple[int, int]:
+        return distinct[g.name][0] - (1 if empty[g.name][0] else 0), empty[g.name][0]
 
-    usable = [g for g in guesses if clean(g) and g.target in (*rank, "event.place",
-                                                              "event.compound", "identifier")]
+    usable = [g for g in guesses if g.target in (*rank, "event.place", "event.compound",
+                                                 "identifier")
+              and stats(g)[0] >= (1 - KEY_REPEATS) * n and stats(g)[1] <= KEY_REPEATS * n]
     if usable:
-        best = min(usable, key=lambda g: (rank.get(g.target, 4), guesses.index(g)))
-        return best.name, f"unique and non-empty in all {body.height:,} rows"
+        best = min(usable, key=lambda g: (rank.get(g.target, 4), stats(g)[0] < n,
+                                          guesses.index(g)))
+        unique, blank = stats(best)
+        if unique == n:
+            return best.name, f"unique and non-empty in all {n:,} rows", True
+        return best.name, (f"{unique:,} distinct values in {n:,} rows, {blank:,} empty: the "
+                           "repeats and empty rows will be quarantined"), True
     named = [g for g in guesses if g.target == "source_key"] or guesses
-    best = max(named, key=lambda g: stats[f"{g.name}.u"][0])
-    return best.name, (f"CHECK: no column is unique and non-empty in every row; {best.name} has "
-                       f"{stats[f'{best.name}.u'][0]:,} distinct values in {body.height:,} rows "
-                       "(the others will be quarantined as duplicates)")
+    best = max(named, key=lambda g: stats(g)[0])
+    return best.name, (f"CHECK: no column is unique in nearly every row; {best.name} has "
+                       f"{stats(best)[0]:,} distinct values in {n:,} rows"), False
 
 
 def propose(frame: pl.DataFrame, agency: str, feed: str, sniffed: Sniffed,
@@ -677,12 +687,12 @@ def propose(frame: pl.DataFrame, agency: str, feed: str, sniffed: Sniffed,
         hint, word, whole = header_hint(name)
         guesses.append(_guess_column(name, _clean(sample[name]), hint, word, whole))
 
-    key, key_why = _choose_source_key(frame, guesses)
+    key, key_why, key_sure = _choose_source_key(frame, guesses)
     for i, g in enumerate(guesses):
         if g.name == key:
             was = "" if g.target in ("source_key", "ignore") else f" (rather than {g.target})"
             guesses[i] = ColumnGuess(key, {"to": "source_key", "required": True, "unique": True},
-                                     [key_why + was], "high" if "CHECK" not in key_why else "low")
+                                     [key_why + was], "high" if key_sure else "low")
         elif g.target == "source_key":
             guesses[i] = replace(g, options={"to": "ignore"},
                                  why=[*g.why, f"a key, but {key} identifies rows"], sure="low")
@@ -952,7 +962,7 @@ def draft_feed(path: Path, agency: str, feed: str, check: bool = True,
     where = out or path.with_name(f"{feed}.yaml")
     line = None
     if check:
-        draft, loaded, line = check_sample(frame, draft, where)
+        draft, _, line = check_sample(frame, draft, where)
         draft.notes.append(line)
     text = render(draft)
     return DraftResult(text, load_draft(text, where), draft, line)
