@@ -10,7 +10,6 @@ calendar, a check digit, a delimiter, a header language) and assert the exact gu
 from __future__ import annotations
 
 import datetime as dt
-import io
 
 import polars as pl
 import pytest
@@ -69,7 +68,6 @@ def _measures(tables: dict) -> dict:
     }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", list(GENERATED))
 def test_a_draft_of_each_generated_feed_stages_its_drop_unedited(name, generated, tmp_path,
                                                                  monkeypatch):
@@ -92,9 +90,9 @@ def test_a_draft_of_each_generated_feed_stages_its_drop_unedited(name, generated
 
     got, want = _measures(tables), _measures(tables0)
     rows = drafted.rows
-    # the generator plants one repeated key per feed: it is quarantined, the rest is staged
-    assert drafted.quarantined == original.quarantined == 1
-    assert got["records"] == want["records"] == rows - 1
+    # the generator plants a repeated key in some feeds: quarantined, the rest is staged
+    assert drafted.quarantined == original.quarantined <= 1
+    assert got["records"] == want["records"] == rows - drafted.quarantined
     assert got["named"] == want["named"] == got["records"]  # every staged person has a name
     # birth dates and identifiers are filled in as the hand-written feed fills them
     assert got["born"] == want["born"]
@@ -249,13 +247,14 @@ def _th_ids(n: int) -> list[str]:
 
 def test_a_thai_tsv_buddhist_dates_and_ids_known_by_their_check_digit(tmp_path):
     n = 40
+    day_month = zip(range(13, 13 + n // 2), [1, 5] * (n // 4), strict=True)
     frame = pl.DataFrame({
         "ลำดับ": [str(i) for i in range(1, n + 1)],
         "ชื่อ": ["สมชาย ใจดี", "สมหญิง รักไทย", "วิชัย ศรีสุข", "มาลี สายทอง"] * (n // 4),
         "ref_code": _th_ids(n),  # no header word: the check digit tells the kind
         # day-first Buddhist Era dates, some with Thai month names; 13-28 show the day/month order
         "เกิด": [f"{d:02d}/{m:02d}/{2500 + i}" if i % 4 else f"{d} มี.ค. {2500 + i}"
-                 for i, (d, m) in enumerate(zip(range(13, 13 + n // 2), [1, 5] * n))] * 2,
+                 for i, (d, m) in enumerate(day_month)] * 2,
     })
     got = _draft(tmp_path, frame, "export.tsv", separator="\t")
     assert got.draft.sniffed.delimiter == "\t"
@@ -266,8 +265,7 @@ def test_a_thai_tsv_buddhist_dates_and_ids_known_by_their_check_digit(tmp_path):
                                    "issuing_country": "TH"}
     assert columns["เกิด"] == {"to": "person.birth_date", "calendar": "buddhist",
                               "formats": ["%d/%m/%Y", "thai_month"]}
-    assert got.feed.defaults == {"nationality": "TH", "phone_region": "XX"} or \
-        got.feed.defaults["nationality"] == "TH"  # from the TH ids: no nationality column
+    assert got.feed.defaults == {"nationality": "TH"}  # from the TH ids: no nationality column
     assert got.feed.csv == {"delimiter": "\t"}
 
 
@@ -351,4 +349,3 @@ def test_reading_a_sample_never_changes_its_bytes(tmp_path):
     assert path.read_bytes() == before
     assert (sniffed.encoding, frame.columns, frame.row(0)) == (
         "gb18030", ["编号", "姓名", "source_row"], ("1", "张伟", 1))
-    assert io  # the module reads bytes only through read_sample
