@@ -116,15 +116,16 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_feeds_draft(args: argparse.Namespace, settings: Settings) -> int:
     """``feeds draft FILE``: a feed file for a steward to review, from a sample of the export.
 
-    ``--out`` a folder writes ``<folder>/<agency>/<feed>.yaml`` (the layout of a folder in
-    FUSIONLAKE_FEEDS_PATH); a file path writes that file; without it the draft goes to stdout.
+    ``--out`` a folder (any path not ending in .yaml or .yml) writes
+    ``<folder>/<agency>/<feed>.yaml`` (the layout of a folder in FUSIONLAKE_FEEDS_PATH); a .yaml
+    path writes that file; without it the draft goes to stdout.
     An existing file is never overwritten: it may hold a steward's review.
     """
     from fusionlake.pipeline.draft import DraftError, draft_feed
 
     out = Path(args.out) if args.out else None
-    if out is not None and out.is_dir():
-        out = out / args.agency / f"{args.feed}.yaml"
+    if out is not None and (out.is_dir() or out.suffix not in (".yaml", ".yml")):
+        out = out / args.agency / f"{args.feed}.yaml"  # a folder, existing or not
     if out is not None and out.exists():
         raise UserError(f"{out} exists; review or remove it, or give another --out")
     try:
