@@ -90,6 +90,8 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
+    if getattr(args, "action", None) == "draft":
+        return cmd_feeds_draft(args, settings)
     from expectations.suites import SuiteError, load_suite  # GX: seconds to import
 
     feedset = load_feeds(settings.feeds_path)
@@ -109,6 +111,42 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
     for err in errors:
         print(f"error: {err}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def cmd_feeds_draft(args: argparse.Namespace, settings: Settings) -> int:
+    """``feeds draft FILE``: a feed file for a steward to review, from a sample of the export.
+
+    ``--out`` a folder (any path not ending in .yaml or .yml) writes
+    ``<folder>/<agency>/<feed>.yaml`` (the layout of a folder in FUSIONLAKE_FEEDS_PATH); a .yaml
+    path writes that file; without it the draft goes to stdout.
+    An existing file is never overwritten: it may hold a steward's review.
+    """
+    from fusionlake.pipeline.draft import DraftError, draft_feed
+
+    out = Path(args.out) if args.out else None
+    if out is not None and (out.is_dir() or out.suffix not in (".yaml", ".yml")):
+        out = out / args.agency / f"{args.feed}.yaml"  # a folder, existing or not
+    if out is not None and out.exists():
+        raise UserError(f"{out} exists; review or remove it, or give another --out")
+    try:
+        result = draft_feed(Path(args.file), args.agency, args.feed, check=not args.no_check,
+                            out=out)
+    except DraftError as exc:
+        raise UserError(str(exc)) from None
+    guesses = result.draft.columns
+    unsure = [g.name for g in guesses if g.sure == "low"]
+    if out is None:
+        sys.stdout.write(result.text)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(result.text, encoding="utf-8")
+    print(f"drafted {args.agency}/{args.feed} from {args.file}: {len(guesses)} columns, "
+          f"{sum(g.target != 'ignore' for g in guesses)} mapped"
+          + (f", check {', '.join(unsure)}" if unsure else "")
+          + (f"; wrote {out}" if out else ""), file=sys.stderr)
+    if result.check:
+        print(result.check, file=sys.stderr)
+    return 0
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -264,6 +302,19 @@ def build_parser() -> argparse.ArgumentParser:
     p["drop"].add_argument("--feed", required=True)
     p["drop"].add_argument("files", nargs="+", metavar="FILE")
     p["drops"].add_argument("--format", choices=["table", "json"], default="table")
+    actions = p["feeds"].add_subparsers(dest="action", metavar="ACTION")
+    draft_help = ("draft a feed file from a sample of an agency's export (CSV/TSV, xlsx, JSON "
+                  "Lines, Parquet), for a steward to review")
+    draft = actions.add_parser("draft", parents=[common], help=draft_help,
+                               description=draft_help)
+    draft.add_argument("file", metavar="FILE", help="the sample file")
+    draft.add_argument("--agency", required=True, help="lower-case id of the agency")
+    draft.add_argument("--feed", required=True, help="lower-case id of the feed")
+    draft.add_argument("--out", metavar="PATH",
+                       help="file to write, or a folder to write <agency>/<feed>.yaml in "
+                            "(default: stdout)")
+    draft.add_argument("--no-check", action="store_true",
+                       help="skip validating the sample with the drafted suite (GX)")
     p["generate"].add_argument("--people", type=int, required=True)
     p["generate"].add_argument("--seed", type=int, default=1)
     p["generate"].add_argument("--out", required=True)
