@@ -10,8 +10,9 @@ settings of infra/production.env:
 - one run of the deployment, which the worker executes: it must complete and publish the mart
   on the S3 lake. The cron schedule of prefect.yaml must be live on the server.
 
-Only the host names, ports and secrets of production.env are replaced, and the test checks that
-it needs no setting production.env does not document. Every process it starts is stopped at
+Only the addresses, paths and secrets of production.env are replaced, and the test checks that
+it needs no setting production.env does not document (beyond them it sets its own PREFECT_HOME
+and a scheduler that looks at new deployments every 5 s). Every process it starts is stopped at
 the end, also when it fails. Skipped, saying why, only where PostgreSQL is not installed
 (.ci/run installs it).
 """
