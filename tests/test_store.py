@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import polars as pl
 import pytest
 
 from fusionlake.lake.store import LakeError, NotFound, S3Store, open_store, safe_part
@@ -147,3 +148,16 @@ def test_lake_uri_forms(tmp_path):
         open_store("gs://bucket/x")
     with pytest.raises(LakeError, match="names no bucket"):
         open_store("s3:///x")
+
+
+def test_conforming_a_frame_without_columns_keeps_it_empty():
+    """An empty input (no quarantine yet) must not become one row of nulls in a mart."""
+    from fusionlake.lake.schema import conform_columns
+
+    columns = {"drop_id": pl.String(), "source_row": pl.Int64()}
+    for frame in (pl.DataFrame(), pl.DataFrame().lazy()):
+        out = conform_columns(frame, columns)
+        out = out.collect() if isinstance(out, pl.LazyFrame) else out
+        assert out.shape == (0, 2) and out.schema == pl.Schema(columns)
+    two = conform_columns(pl.DataFrame({"drop_id": ["a", "b"]}), columns)
+    assert two.rows() == [("a", None), ("b", None)]

@@ -213,9 +213,13 @@ def conform(frame: Frame, table: str) -> Frame:
 def conform_columns(frame: Frame, columns: dict[str, pl.DataType]) -> Frame:
     """Select and cast a frame (or a lazy one) to the given columns; missing ones become nulls."""
     present = set(frame.collect_schema().names())
+    # A literal alone would make one row of a frame without columns (an empty input); with no
+    # column to take the height from, the missing ones repeat for the frame's height instead.
+    missing = (lambda dtype: pl.lit(None, dtype)) if present else (
+        lambda dtype: pl.repeat(None, pl.len(), dtype=dtype))
     return frame.select(
         [
-            (pl.col(name) if name in present else pl.lit(None)).cast(dtype).alias(name)
+            (pl.col(name).cast(dtype) if name in present else missing(dtype)).alias(name)
             for name, dtype in columns.items()
         ]
     )
