@@ -33,7 +33,7 @@ from fusionlake.lake.feeds import Feed
 _SNIFF_BYTES = 64 * 1024
 #: Share of NUL bytes above which a "text" file is binary (UTF-16, a zip, an image), rejected
 #: whole; below it, the lines holding NUL bytes are quarantined and the rest is read.
-_BINARY_NUL_SHARE = 0.01
+_BINARY_NUL_SHARE = 0.1
 
 #: What a quarantined line or cell records (the source columns come first where they parsed).
 BAD_SCHEMA = {"source_row": pl.Int64, "line": pl.Int64, "expectation": pl.String,
