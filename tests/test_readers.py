@@ -234,8 +234,8 @@ def test_jsonl_with_two_malformed_lines_among_118_reads_116():
 
 
 def test_jsonl_non_object_and_nul_lines():
-    data = ('{"case_no": "M-1"}\n\n[1, 2]\n{"case_no": "M-2", "name": "a\\u0000b"}\n'
-            '{"case_no": "M-3"}\n').encode()
+    data = (b'{"case_no": "M-1"}\n\n[1, 2]\n{"case_no": "M-2", "name": "a\\u0000b"}\n'
+            b'{"case_no": "M-3"}\n')
     read = read_drop_isolated(data, "d.jsonl", DETAINEES)
     assert read.frame.rows() == [("M-1", None, 1), ("M-3", None, 4)]
     assert read.lines.rows() == [(1, 1), (4, 5)]  # the blank line 2 is no record

@@ -124,7 +124,8 @@ def test_a_bad_birth_date_is_flagged_and_the_person_still_stages(store, tmp_path
     assert by_row[10]["normalise_notes"] == (
         "出生日期: 出生日期 is not a date in chinese, iso between 1900-01-01 and today")
     ids = _staged(store, entry, "identifier")
-    assert ids.filter(pl.col("source_row") == 15).select("value_original", "check_valid").rows() == [
+    bad_id = ids.filter(pl.col("source_row") == 15)
+    assert bad_id.select("value_original", "check_valid").rows() == [
         ("110105198001010011", False)]  # kept as written, marked invalid
     flags = zones.read_frame(store, layout.flags_key("cn_mps", "suspects", entry.drop_id))
     assert flags.select("source_row", "line", "column").rows() == [
@@ -266,3 +267,64 @@ def test_accept_and_reject_commands(store, tmp_path, decision, capsys):
     assert f"is {state}; {decision} applies to held drops only" in capsys.readouterr().err
     assert main(["retry", entry.drop_id, "--lake", store.uri]) == (0 if state == "rejected"
                                                                    else 2)
+
+
+@pytest.mark.slow
+def test_which_planted_rows_reach_the_mart(tmp_path):
+    """A whole run (land, validate+stage, resolve, publish) over generated drops with planted
+    defects in the suspects file: flagged rows reach the mart, unusable lines do not."""
+    from fusionlake.lake.settings import Settings
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.marts import open_latest
+    from fusionlake.pipeline.run import run
+    from fusionlake.synth import generate
+
+    generate(80, 3, tmp_path / "drops")
+    src = next((tmp_path / "drops/cn_mps/suspects").iterdir())
+    lines = src.read_bytes().decode("gb18030").split("\n")
+    header = lines[0].split(",")
+    born, key = header.index("出生日期"), header.index("编号")
+
+    def cells(n):
+        return lines[n - 1].split(",")  # the generated suspects hold no quoted commas
+
+    flagged = cells(3)
+    flagged[born] = "1985年2月30日"  # line 3: a birth date that does not exist: flagged
+    lines[2] = ",".join(flagged)
+    ragged = cells(5)[0]
+    lines[4] += ",多余"  # line 5: one field too many: quarantined with its line
+    keyless = cells(7)
+    lost_name = keyless[header.index("姓名")]
+    keyless[key] = ""  # line 7: no source key: quarantined
+    lines[6] = ",".join(keyless)
+    src.write_bytes("\n".join(lines).encode("gb18030"))
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    for folder in sorted((tmp_path / "drops").glob("*/*")):
+        deliver(store, folder.parent.name, folder.name, sorted(folder.iterdir()))
+
+    summary = run(Settings(lake=lake, feeds_path=[]))
+    assert {d.state for d in summary.drops} == {"staged"}
+    suspects = next(d for d in summary.drops if d.name.startswith("cn_mps/suspects"))
+    assert (suspects.quarantined, suspects.flagged) == (2, 1)
+    con = open_latest(store, "all")
+    try:
+        keys = {r[0] for r in con.execute(
+            "select source_key from entity_record where feed = 'suspects'").fetchall()}
+        quarantine = con.execute(
+            "select source_row, expectation, reason from quarantine where feed = 'suspects' "
+            "order by source_row").fetchall()
+        kept = con.execute("select row_json from quarantine where feed = 'suspects' "
+                           "order by source_row").fetchall()
+    finally:
+        con.close()
+    generated = [ln.split(",")[key] for ln in lines[1:] if ln.strip()]
+    assert keys == {k for k in generated if k and k != ragged}  # no good row lost
+    assert flagged[key] in keys
+    assert quarantine == [
+        (4, "read_field_count", f"line 5: {len(header) + 1} fields, the header has "
+                                f"{len(header)}; check the delimiter ',' and the quoting"),
+        (6, "expect_column_values_to_not_be_null", "编号 is empty, but every row needs it")]
+    # both lines are kept in quarantine: the ragged one as written, the keyless one by column
+    assert json.loads(kept[0][0])["raw_line"] == lines[4]
+    assert lost_name in kept[1][0]
