@@ -196,7 +196,8 @@ def apply_flags(tables: dict[str, pl.DataFrame], flags: pl.DataFrame,
             .then(pl.col("normalise_notes")).alias("normalise_notes"))
     dates = flags.filter(pl.col("expectation") == "expect_column_values_to_be_plausible_dates")
     for column, rows in dates.group_by("column"):
-        target = feed.columns[column[0]]["to"]
+        # a steward's own date rule may watch a column the feed does not map
+        target = (feed.columns.get(column[0]) or {}).get("to")
         bad = pl.col("source_row").is_in(rows["source_row"].implode())
         if target == "person.birth_date" and person.height:
             out["person_record"] = out["person_record"].with_columns(
