@@ -252,6 +252,10 @@ def test_accept_and_reject_commands(store, tmp_path, decision, capsys):
     feeds = _vn_feed(tmp_path / "feeds", HOLD)
     entry = _land(store, tmp_path, "vn_police", "arrests", "a.csv", VN_DROP)
     _process(store, entry, feeds)
+    assert main(["drops", "--format", "json", "--lake", store.uri]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert (listed["drop_id"], listed["state"]) == (entry.drop_id, "held")
+    assert listed["reason"].startswith("vn_police/arrests: held for a steward: sdt holds")
     assert main(["retry", "nope", "--lake", store.uri]) == 2
     assert "no drop 'nope' in the ledger" in capsys.readouterr().err
     assert main([decision, entry.drop_id[:8], "--by", "Lan", "--why", "checked",
