@@ -1,11 +1,17 @@
-"""Run a feed's suite on a drop with GX (pandas engine) and split valid rows from quarantine.
+"""Run a feed's suite on a drop with GX (pandas engine): flag values, quarantine rows, judge
+the drop (expectations/suites.py says what each level means).
 
-Two levels of failure:
+* value level (``flag``): the rows an expectation fails are listed in ``flags`` (source_row,
+  expectation, column, reason) and go on; standardisation leaves their normalised value null
+  or marked invalid.
+* row level (``quarantine``): the rows an expectation fails (GX's unexpected_index_list,
+  indexed by ``source_row``) go to quarantine with the expectation and a reason.
+* drop level (``reject``): no rows, missing declared columns: the drop is rejected.
+* ``hold``: when such an expectation fails (fewer than ``mostly`` pass) the drop is held for a
+  steward, unless the steward has accepted it already (``accept_holds``).
 
-* drop level (``reject``): no rows, missing declared columns, or any expectation passing on
-  fewer rows than its ``mostly``: the whole drop is rejected with a reason.
-* row level (``quarantine``): the rows an expectation fails (GX's unexpected_index_list, indexed
-  by ``source_row``) go to quarantine with the expectation and a reason; the others go on.
+An expectation that fails its ``mostly`` without ``hold`` is a warning: it stays failed in the
+results and Data Docs, and the drop goes on.
 
 GX is run through one ephemeral context per process (no files, no telemetry); the frame goes to
 pandas once via Arrow.
@@ -18,7 +24,7 @@ import json
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -37,19 +43,27 @@ _lock = threading.Lock()
 _gx: dict = {}
 
 
+FLAGS_SCHEMA = {"source_row": pl.Int64, "expectation": pl.String, "column": pl.String,
+                "reason": pl.String}
+
+
 @dataclass
 class ValidationOutcome:
     """What validation decided for one drop.
 
     Attributes:
         accepted: whether the drop goes on to standardisation.
-        reason: why it was rejected (None when accepted).
-        valid: the rows that passed every quarantine rule (source columns + source_row).
+        reason: why it was rejected or held (None when accepted).
+        valid: the rows that passed every quarantine rule (source columns + source_row); also
+            filled when the drop is held, so that the steward sees what would be staged.
         quarantine: one row per (row, failed expectation): the source columns, source_row,
             expectation, column and reason.
         results: one row per expectation: drop_id, expectation, column, success,
             unexpected_count, unexpected_percent, mostly, details.
         gx_result_json: the GX validation result (JSON-able), for Data Docs.
+        flags: one row per (valid row, failed flag expectation): FLAGS_SCHEMA.
+        warnings: expectations that failed their ``mostly`` without rejecting or holding.
+        held: the drop waits for a steward (an ``on_failure: hold`` expectation failed).
     """
 
     accepted: bool
@@ -58,6 +72,14 @@ class ValidationOutcome:
     quarantine: pl.DataFrame
     results: pl.DataFrame
     gx_result_json: dict
+    flags: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FLAGS_SCHEMA))
+    warnings: list[str] = field(default_factory=list)
+    held: bool = False
+
+    @property
+    def flagged(self) -> int:
+        """Rows that go on with at least one flagged value."""
+        return self.flags["source_row"].n_unique() if self.flags.height else 0
 
 
 def _context():
@@ -154,17 +176,21 @@ def _reject(frame: pl.DataFrame, drop_id: str, reason: str, expectation: str,
                              gx_result or {})
 
 
-def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str) -> ValidationOutcome:
+def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str,
+                  accept_holds: bool = False) -> ValidationOutcome:
     """Validate one drop (as read by fusionlake.pipeline.read.read_drop) with its feed's suite.
 
     Args:
         frame: source columns as pl.String plus source_row.
         feed: its feed definition (the suite is compiled from it: load_suite).
         drop_id: the drop's id, carried into results.
+        accept_holds: a steward accepted the drop (``fusionlake accept``): a failing ``hold``
+            expectation is then a warning, not a reason to hold it again.
 
     Returns:
-        The outcome: accepted or not (with the reason), valid rows, quarantined rows, one result
-        row per expectation, and the GX result for Data Docs.
+        The outcome: accepted, held or rejected (with the reason), valid rows, flagged values,
+        quarantined rows, warnings, one result row per expectation, and the GX result for Data
+        Docs.
     """
     suite_doc = load_suite(feed)
     name = f"{feed.agency}.{feed.feed}"
@@ -173,16 +199,18 @@ def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str) -> ValidationOu
                        "expect_table_row_count_to_be_between")
     missing = [c for c in feed.required_columns if c not in frame.columns]
     if missing:
+        found = [c for c in frame.columns if c != "source_row"]
         return _reject(frame, drop_id,
                        f"{feed.name}: the file lacks the column(s) {', '.join(missing)} that "
-                       f"the feed definition declares (found: {', '.join(frame.columns[:-1])})",
+                       f"the feed definition declares (found: {', '.join(found)})",
                        "expect_table_columns_to_match_set")
     # an optional column the drop lacks is checked (and later mapped) as a column of nulls
     frame = frame.with_columns(pl.lit(None, pl.String).alias(c)
                                for c in feed.absent_optional_columns(frame.columns))
 
     raw = _run_gx(frame, suite_doc, name)
-    rows, quarantined, reasons = [], [], []
+    rows, quarantined, flagged = [], [], []
+    rejects, holds, warnings = [], [], []
     # GX orders results its own way (by column), so each result's meta comes with its config
     for res in raw["results"]:
         cfg = res["expectation_config"]
@@ -203,43 +231,61 @@ def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str) -> ValidationOu
             "details": error or (None if res["success"] else meta.get("reason")),
         })
         if error:
-            reasons.append(f"{kind} on {column} could not run: {error}")
+            rejects.append(f"{kind} on {column} could not run: {error}")
             continue
-        if not res["success"] and on_failure in ("reject", "quarantine", "flag"):
-            count = result.get("unexpected_count")
-            pct = result.get("unexpected_percent")
-            if on_failure == "reject" or count is None or pct is None:
-                reasons.append(meta.get("reason") or kind)
+        reason = meta.get("reason") or kind
+        if not res["success"]:
+            failure = _failure_text(reason, result, kwargs)
+            if on_failure == "reject":
+                rejects.append(reason)
+            elif on_failure == "hold" and not accept_holds:
+                holds.append(failure)
             else:
-                reasons.append(f"{meta.get('reason') or kind}: {count:,} rows ({pct:.1f}%), "
-                               f"more than the {1 - kwargs.get('mostly', 1.0):.0%} the suite "
-                               "allows")
-        if on_failure == "quarantine" and column is not None:
-            bad = _index_rows(result)
-            if kind == "expect_column_values_to_be_unique" and bad:
-                # the first row of a duplicated key goes on; only the repeats are quarantined
-                dup = frame.filter(pl.col("source_row").is_in(bad))
-                bad = dup.filter(~pl.col(column).is_first_distinct())["source_row"].to_list()
-            if bad:
-                quarantined.append(pl.DataFrame(
-                    {"source_row": bad, "expectation": kind, "column": column,
-                     "reason": meta.get("reason") or kind},
-                    schema={"source_row": pl.Int64, "expectation": pl.String,
-                            "column": pl.String, "reason": pl.String}))
+                warnings.append(failure)
+        row_level = meta.get("rows", "flag") if on_failure == "hold" else on_failure
+        if column is None or row_level not in ("quarantine", "flag"):
+            continue
+        bad = _index_rows(result)
+        if kind == "expect_column_values_to_be_unique" and bad:
+            # the first row of a duplicated key goes on; only the repeats are quarantined
+            dup = frame.filter(pl.col("source_row").is_in(bad))
+            bad = dup.filter(~pl.col(column).is_first_distinct())["source_row"].to_list()
+        if bad:
+            (quarantined if row_level == "quarantine" else flagged).append(pl.DataFrame(
+                {"source_row": bad, "expectation": kind, "column": column, "reason": reason},
+                schema=FLAGS_SCHEMA))
     results = pl.DataFrame(rows, schema=RESULTS_SCHEMA)
     if quarantined:
-        flags = pl.concat(quarantined)
-        quarantine = frame.join(flags, on="source_row", how="inner").sort(
+        bad_rows = pl.concat(quarantined)
+        quarantine = frame.join(bad_rows, on="source_row", how="inner").sort(
             "source_row", "expectation", maintain_order=True)
-        valid = frame.join(flags.select("source_row").unique(), on="source_row", how="anti")
+        valid = frame.join(bad_rows.select("source_row").unique(), on="source_row", how="anti")
     else:
+        bad_rows = pl.DataFrame(schema=FLAGS_SCHEMA)
         quarantine, valid = _empty_quarantine(frame), frame
+    # a quarantined row is not flagged as well: it does not go on
+    flags = (pl.concat(flagged).join(bad_rows.select("source_row").unique(), on="source_row",
+                                     how="anti").sort("source_row", "expectation",
+                                                      maintain_order=True)
+             if flagged else pl.DataFrame(schema=FLAGS_SCHEMA))
     gx_json = _slim(raw)
     gx_json.setdefault("meta", {}).update({"drop_id": drop_id, "feed": feed.name})
-    if reasons:
-        return ValidationOutcome(False, f"{feed.name}: " + "; ".join(reasons), frame.clear(),
-                                 quarantine, results, gx_json)
-    return ValidationOutcome(True, None, valid, quarantine, results, gx_json)
+    if rejects:
+        return ValidationOutcome(False, f"{feed.name}: " + "; ".join(rejects), frame.clear(),
+                                 quarantine, results, gx_json, flags.clear(), warnings)
+    if holds:
+        return ValidationOutcome(False, f"{feed.name}: held for a steward: " + "; ".join(holds),
+                                 valid, quarantine, results, gx_json, flags, warnings, held=True)
+    return ValidationOutcome(True, None, valid, quarantine, results, gx_json, flags, warnings)
+
+
+def _failure_text(reason: str, result: dict, kwargs: dict) -> str:
+    """``reason: 12 rows (11.0%), more than the 10% the suite allows`` for a failed mostly."""
+    count, pct = result.get("unexpected_count"), result.get("unexpected_percent")
+    if count is None or pct is None:
+        return reason
+    return (f"{reason}: {count:,} rows ({pct:.1f}%), more than the "
+            f"{1 - kwargs.get('mostly', 1.0):.0%} the suite allows")
 
 
 def summarise(outcome: ValidationOutcome) -> str:
@@ -247,12 +293,14 @@ def summarise(outcome: ValidationOutcome) -> str:
     res = outcome.results
     drop = res["drop_id"][0] if res.height else "?"
     rows = outcome.valid.height + outcome.quarantine["source_row"].n_unique()
-    head = (f"drop {drop}: {'ACCEPTED' if outcome.accepted else 'REJECTED'}; "
-            f"{outcome.valid.height:,} rows valid, "
+    verdict = "ACCEPTED" if outcome.accepted else "HELD" if outcome.held else "REJECTED"
+    head = (f"drop {drop}: {verdict}; {outcome.valid.height:,} rows valid "
+            f"({outcome.flagged:,} flagged), "
             f"{outcome.quarantine['source_row'].n_unique():,} quarantined")
     lines = [head if outcome.accepted else f"{head}; rows seen {rows:,}"]
     if outcome.reason:
         lines.append(f"reason: {outcome.reason}")
+    lines += [f"warning: {w}" for w in outcome.warnings[:5]]
     failed = res.filter(~pl.col("success"))
     lines.append(f"{res.height - failed.height} of {res.height} expectations passed")
     for r in failed.head(15).iter_rows(named=True):
@@ -261,6 +309,11 @@ def summarise(outcome: ValidationOutcome) -> str:
                      f"{r['details'] or ''}")
     if failed.height > 15:
         lines.append(f"  ... and {failed.height - 15} more")
+    if outcome.flags.height:
+        by = (outcome.flags.group_by("column", "reason").len()
+              .sort("len", descending=True).head(5))
+        lines.append("flagged by reason:")
+        lines += [f"  {n:>7,}  {reason}" for _, reason, n in by.iter_rows()]
     if outcome.quarantine.height:
         by = (outcome.quarantine.group_by("column", "reason").len()
               .sort("len", descending=True).head(5))

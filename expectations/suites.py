@@ -18,20 +18,31 @@ A steward who wants more, or less strictness, writes an override file beside the
 in an override fails ``fusionlake feeds`` with the file and entry at fault.
 ``python -m expectations.suites AGENCY/FEED`` prints a feed's suite, override applied, for review.
 
-Every expectation's ``meta`` says what its failure means (``on_failure``):
+Every expectation's ``meta`` says what its failure means (``on_failure``), by level, as in
+GX and dbt (docs/feeds.md, "Severity"):
 
-* ``reject``: the drop's structure is wrong; the whole drop is rejected.
-* ``quarantine``: the failing rows go to quarantine, the others go on; the drop is rejected when
-  fewer than ``mostly`` of the rows pass.
-* ``flag``: recorded in the results and Data Docs, the rows go on (standardisation keeps the
-  value with ``check_valid = false``); the drop is rejected when fewer than ``mostly`` pass.
+* ``flag``: a bad *value* (identifier check digit or format, phone, date parse or plausibility,
+  country, sex, spreadsheet formula). The row goes on; standardisation keeps the value as
+  written, leaves the normalised one null or marked invalid, and notes why; the flag is counted.
+* ``quarantine``: an unusable *row* (no source key, a duplicate key, no name, a cell over the
+  size limit). Those rows go to quarantine with the reason; the others go on.
+* ``reject``: a broken *structure* (no rows, missing declared columns). The drop is rejected.
+* ``hold`` (only by a steward's override): rows are treated as before the override (``rows``
+  keeps that: flag or quarantine), and when fewer than ``mostly`` pass, the drop waits in the
+  ledger as ``held`` for ``fusionlake accept`` or ``fusionlake reject``.
 
-and ``reason``, the sentence a steward reads in the quarantine.
+A ``mostly`` that is not met fails the expectation in the results and Data Docs and warns in
+the run summary; it never rejects a drop by itself.
+
+``reason`` is the sentence a steward reads in the quarantine, the flags and the summary.
+:func:`suite_fingerprint` says when a feed's definition or compiled suite has changed, so that
+the drops it rejected or held are validated again.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -49,7 +60,8 @@ EVENT_RANGE = ("2000-01-01", "today")
 _NAME_TARGETS = ("person.name", "person.family_name", "person.given_name")
 _CHECKED_ACCOUNTS = ("bank_card", "crypto_wallet")
 
-#: How much of a drop may fail each kind of rule before the whole drop is rejected.
+#: How much of a drop may fail each kind of rule before the expectation fails (a warning in the
+#: run summary and a failed expectation in Data Docs; a drop is held only by ``on_failure: hold``).
 MOSTLY = {"required": 0.95, "unique": 0.95, "dates": 0.95, "formula": 0.99, "length": 0.99,
           "identifier": 0.90, "phone": 0.90, "sex": 0.95, "country": 0.95}
 
@@ -90,7 +102,7 @@ def suite_for_feed(feed: Feed) -> dict:
                        MOSTLY["length"], column=col,
                        max_value=opts.get("max_length", MAX_LENGTH)))
         if target in _NAME_TARGETS:
-            exps.append(_e("expect_column_values_to_not_be_spreadsheet_formulas", "quarantine",
+            exps.append(_e("expect_column_values_to_not_be_spreadsheet_formulas", "flag",
                            f"{col} holds a spreadsheet formula (=, +, -, @ first): possible "
                            "formula injection", MOSTLY["formula"], column=col))
         if target == "person.sex":
@@ -104,7 +116,7 @@ def suite_for_feed(feed: Feed) -> dict:
         if target in ("person.birth_date", "event.date"):
             lo, hi = opts.get("plausible") or (BIRTH_RANGE if target == "person.birth_date"
                                                else EVENT_RANGE)
-            exps.append(_e("expect_column_values_to_be_plausible_dates", "quarantine",
+            exps.append(_e("expect_column_values_to_be_plausible_dates", "flag",
                            f"{col} is not a date in {', '.join(opts.get('formats', ['iso']))} "
                            f"between {lo} and {hi}", MOSTLY["dates"], column=col,
                            formats=list(opts.get("formats", ["iso"])),
@@ -141,17 +153,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+OnFailure = Literal["reject", "quarantine", "flag", "hold"]
+
+
 class _Meta(BaseModel):
     """An expectation's meta: what its failure means, and why, for the steward."""
 
     model_config = ConfigDict(extra="allow")  # GX keeps any other notes a steward adds
 
-    on_failure: Literal["reject", "quarantine", "flag"] = "quarantine"
+    on_failure: OnFailure = "quarantine"
     reason: str | None = None
+    rows: Literal["flag", "quarantine"] | None = Field(
+        None, description="with hold: what happens to the failing rows (default: as compiled, "
+                          "else flag)")
 
 
 class _ChangeMeta(_Meta):
-    on_failure: Literal["reject", "quarantine", "flag"] | None = None
+    on_failure: OnFailure | None = None
 
 
 class _Change(_Strict):
@@ -244,12 +262,19 @@ def apply_override(suite: dict, override: SuiteOverride, path: Path) -> dict:
             raise SuiteError(f"{path}: {where}: the compiled suite has no such expectation; it "
                              f"has: {'; '.join(generated)}")
         for exp in found:
+            before = exp["meta"].get("on_failure")
             exp["kwargs"].update(change.kwargs)
             exp["meta"].update(change.meta.model_dump(exclude_none=True))
+            if exp["meta"].get("on_failure") == "hold":
+                # a hold waits for a steward on the whole drop; its rows keep their own level
+                exp["meta"].setdefault("rows", before if before in ("flag", "quarantine")
+                                       else "flag")
             _check_with_gx(path, where, exp)
     for i, added in enumerate(override.add):
         exp = {"type": added.type, "kwargs": dict(added.kwargs),
                "meta": added.meta.model_dump(exclude_none=True)}
+        if exp["meta"]["on_failure"] == "hold":
+            exp["meta"].setdefault("rows", "flag")
         _check_with_gx(path, f"add[{i}] ({added.type})", exp)
         exps.append(exp)
     out["meta"]["override"] = path.name
@@ -263,6 +288,26 @@ def load_suite(feed: Feed) -> dict:
     if path is None:
         return suite
     return apply_override(suite, _read_override(path), path)
+
+
+def suite_fingerprint(feed: Feed | None) -> str:
+    """What a drop's validation depended on: the feed file, its override file, and the suite
+    compiled from them (which changes with this module too). A drop rejected or held under one
+    fingerprint is validated again once the fingerprint changes; ``none`` when there was no feed.
+
+    No GX is needed: the override is hashed as a file, not compiled.
+    """
+    if feed is None:
+        return "none"
+    digest = hashlib.sha256()
+    digest.update(json.dumps(suite_for_feed(feed), sort_keys=True, ensure_ascii=False,
+                             default=str).encode())
+    for path in (feed.path, feed.suite_path):
+        try:
+            digest.update(b"\0" + (path.read_bytes() if path is not None else b""))
+        except OSError:  # a file gone since the feed loaded: the next load reports it
+            digest.update(b"\0?")
+    return digest.hexdigest()[:16]
 
 
 def main(argv: list[str]) -> int:

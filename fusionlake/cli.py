@@ -26,7 +26,7 @@ from rich.table import Table
 from fusionlake.lake import layout, zones
 from fusionlake.lake.feeds import load_feeds
 from fusionlake.lake.lease import LeaseHeld
-from fusionlake.lake.ledger import DropState, Ledger
+from fusionlake.lake.ledger import DropState, Ledger, StewardError
 from fusionlake.lake.settings import Settings, configure_offline
 from fusionlake.lake.store import LakeError, open_store
 from fusionlake.pipeline.land import DeliveryError, deliver
@@ -230,6 +230,38 @@ def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _steward(decision: str, args: argparse.Namespace, settings: Settings) -> int:
+    ledger = Ledger(open_store(settings.lake))
+    found = ledger.find(args.drop)
+    if len(found) != 1:
+        listed = "; ".join(f"{e.drop_id} ({e.agency}/{e.feed}/{e.file_name}, {e.state})"
+                           for e in found[:5])
+        raise UserError(f"no drop {args.drop!r} in the ledger; see `fusionlake drops`"
+                        if not found else f"{args.drop!r} names {len(found)} drops: {listed}; "
+                        "give more of the drop id")
+    by = getattr(args, "by", None) or "steward"
+    why = getattr(args, "why", None) or "retry requested"
+    entry = ledger.decide(found[0].drop_id, decision, by, why)
+    then = {"accept": "the next `fusionlake run` stages it",
+            "reject": "it stays rejected (`fusionlake retry` brings it back)",
+            "retry": "the next `fusionlake run` validates it again"}[decision]
+    print(f"{decision}: drop {entry.drop_id} ({entry.agency}/{entry.feed}/{entry.file_name}, "
+          f"was {entry.state}); {then}")
+    return 0
+
+
+def cmd_accept(args: argparse.Namespace, settings: Settings) -> int:
+    return _steward("accept", args, settings)
+
+
+def cmd_reject(args: argparse.Namespace, settings: Settings) -> int:
+    return _steward("reject", args, settings)
+
+
+def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
+    return _steward("retry", args, settings)
+
+
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     truth = pl.read_csv(args.truth, infer_schema=False)
     con = open_latest(open_store(settings.lake), "all")
@@ -282,6 +314,9 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str]] =
     "report": (cmd_report, "validation by drop, and where the Data Docs are"),
     "review": (cmd_review, "record pairs waiting for a steward's decision"),
     "decide": (cmd_decide, "record a steward's decision on two records"),
+    "accept": (cmd_accept, "accept a held drop: the next run stages it (recorded in the ledger)"),
+    "reject": (cmd_reject, "reject a held drop for good (recorded in the ledger)"),
+    "retry": (cmd_retry, "validate a rejected or held drop again in the next run"),
     "evaluate": (cmd_evaluate, "precision, recall and F1 of the published entities"),
 }
 
@@ -339,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     verdict.add_argument("--different", action="store_true")
     p["decide"].add_argument("--by", required=True, help="who decides")
     p["decide"].add_argument("--why", required=True, help="the reason, for the audit trail")
+    for name in ("accept", "reject", "retry"):
+        p[name].add_argument("drop", metavar="DROP",
+                             help="the drop id, or the start of it or of its sha256")
+    for name in ("accept", "reject"):
+        p[name].add_argument("--by", required=True, help="who decides")
+        p[name].add_argument("--why", required=True, help="the reason, for the audit trail")
     p["evaluate"].add_argument("--truth", required=True, help="truth.csv of `generate`")
     return parser
 
@@ -366,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_user_error(exc: Exception) -> bool:
-    return isinstance(exc, UserError | DeliveryError | LakeError | LeaseHeld | MartError)
+    return isinstance(exc, UserError | DeliveryError | LakeError | LeaseHeld | MartError
+                      | StewardError)
 
 
 if __name__ == "__main__":

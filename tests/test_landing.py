@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from fusionlake.lake.ledger import Ledger
+from fusionlake.lake.ledger import Ledger, drop_id_for
 from fusionlake.pipeline.land import DeliveryError, deliver, discover, land
 
 
@@ -28,11 +28,12 @@ def test_landing_copies_bytes_with_manifest_and_ledger_entry(store, tmp_path):
     deliver(store, "cn_mps", "suspects", [_file(tmp_path, "suspects.csv", data)])
     [landed] = _land_all(store)
     sha = hashlib.sha256(data).hexdigest()
+    drop_id = hashlib.sha256(f"cn_mps/suspects/{sha}".encode()).hexdigest()[:20]
     assert landed.status == "landed"
-    assert landed.drop_id == sha[:20]
+    assert landed.drop_id == drop_id == drop_id_for("cn_mps", "suspects", sha)
     assert store.get(landed.raw_key) == data  # byte for byte
-    assert landed.raw_key == f"raw/cn_mps/suspects/{sha[:20]}/suspects.csv"
-    manifest = json.loads(store.get(f"raw/cn_mps/suspects/{sha[:20]}/manifest.json"))
+    assert landed.raw_key == f"raw/cn_mps/suspects/{drop_id}/suspects.csv"
+    manifest = json.loads(store.get(f"raw/cn_mps/suspects/{drop_id}/manifest.json"))
     assert manifest["sha256"] == sha
     assert manifest["size"] == len(data)
     assert manifest["file_name"] == "suspects.csv"
@@ -148,3 +149,63 @@ def test_ledger_state_changes_are_appended(store, tmp_path):
     assert frame["state"].to_list() == ["staged"]
     with pytest.raises(ValueError, match="unknown drop state"):
         ledger.record(landed.drop_id, "bogus", None, "run-a")
+
+
+def test_same_bytes_to_the_wrong_feed_then_the_right_one_are_two_drops(store, tmp_path):
+    data = "编号,姓名\nGA-1,张伟\n".encode("gb18030")
+    deliver(store, "cn_mps", "fraud_reports", [_file(tmp_path, "suspects.csv", data)])
+    [wrong] = _land_all(store)
+    deliver(store, "cn_mps", "suspects", [_file(tmp_path, "suspects.csv", data)])
+    [right] = _land_all(store)
+    assert (wrong.status, right.status) == ("landed", "landed")
+    assert wrong.drop_id != right.drop_id
+    entries = Ledger(store).entries()
+    assert [(e.drop_id, e.agency, e.feed, e.state) for e in entries] == [
+        (wrong.drop_id, "cn_mps", "fraud_reports", "received"),
+        (right.drop_id, "cn_mps", "suspects", "received")]
+    assert right.raw_key.startswith(f"raw/cn_mps/suspects/{right.drop_id}/")
+    # sent to the right feed again: a duplicate of the right feed's drop
+    deliver(store, "cn_mps", "suspects", [_file(tmp_path, "again.csv", data)])
+    [dup] = _land_all(store)
+    assert (dup.status, dup.drop_id) == ("duplicate", right.drop_id)
+
+
+def test_a_drop_landed_under_a_content_only_id_keeps_it(store, tmp_path):
+    """Lakes from before feed-aware ids: the ledger's id stays, the same bytes stay one drop."""
+    data = b"a,b\n1,2\n"
+    sha = hashlib.sha256(data).hexdigest()
+    legacy = sha[:20]
+    Ledger(store).receive({"drop_id": legacy, "agency": "th_imm", "feed": "repatriations",
+                           "file_name": "old.csv", "sha256": sha, "size": len(data),
+                           "received_at": "2026-11-01T00:00:00+00:00",
+                           "landing_key": "landing/th_imm/repatriations/old.csv",
+                           "raw_key": f"raw/th_imm/repatriations/{legacy}/old.csv"}, "old-run")
+    deliver(store, "th_imm", "repatriations", [_file(tmp_path, "new.csv", data)])
+    [dup] = _land_all(store)
+    assert (dup.status, dup.drop_id) == ("duplicate", legacy)
+    # the same bytes in another feed are a new drop, with the new kind of id
+    deliver(store, "th_imm", "detentions", [_file(tmp_path, "new.csv", data)])
+    [other] = _land_all(store)
+    assert (other.status, other.drop_id) == ("landed", drop_id_for("th_imm", "detentions", sha))
+
+
+def test_steward_decisions_are_recorded_with_who_and_why(store, tmp_path):
+    from fusionlake.lake.ledger import StewardError
+
+    deliver(store, "cn_mps", "suspects", [_file(tmp_path, "s.csv", b"a\n1\n")])
+    [landed] = _land_all(store)
+    ledger = Ledger(store)
+    with pytest.raises(StewardError, match="is received; accept applies to held drops only"):
+        ledger.decide(landed.drop_id, "accept", "Somchai", "looks fine")
+    ledger.record(landed.drop_id, "held", "phones below their mostly", "run-a",
+                  fingerprint="f1")
+    assert (ledger.get(landed.drop_id).state, ledger.get(landed.drop_id).fingerprint) == (
+        "held", "f1")
+    ledger.decide(landed.drop_id, "accept", "Somchai", "foreign numbers expected")
+    entry = ledger.get(landed.drop_id)
+    assert (entry.state, entry.decision, entry.reason) == (
+        "validated", "accept", "accepted by Somchai: foreign numbers expected")
+    last = ledger.events(landed.drop_id)[-1]
+    assert (last["decided_by"], last["why"]) == ("Somchai", "foreign numbers expected")
+    assert [e.drop_id for e in ledger.find(landed.drop_id[:6])] == [landed.drop_id]
+    assert [e.drop_id for e in ledger.find(landed.drop_id[:0])] == []

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 
 import polars as pl
 import pytest
 
 from fusionlake.lake.feeds import load_feeds
-from fusionlake.pipeline.read import DropReadError, detect_encoding, read_drop
+from fusionlake.pipeline.read import (
+    DropReadError,
+    detect_encoding,
+    read_drop,
+    read_drop_isolated,
+)
 
 FEEDS = load_feeds().feeds
 SUSPECTS = FEEDS["cn_mps/suspects"]
@@ -148,13 +154,111 @@ def test_duplicate_column_names():
         read_drop(data, "s.csv", SUSPECTS)
 
 
-def test_ten_megabytes_in_one_field_is_read_for_validation_to_judge():
+def test_ten_megabytes_in_one_field_quarantines_that_line_only():
     big = "A" * 10_000_000
     data = f"编号,姓名\nXS1,{big}\nXS2,李娜\n".encode("gb18030")
-    frame = read_drop(data, "s.csv", SUSPECTS)
-    assert frame["姓名"].str.len_chars().to_list() == [10_000_000, 2]
+    read = read_drop_isolated(data, "s.csv", SUSPECTS)
+    assert read.frame.rows() == [("XS2", "李娜", 2)]
+    assert read.bad.select("source_row", "line", "expectation", "column", "reason").rows() == [
+        (1, 2, "read_cell_too_long", "姓名",
+         "line 2: 姓名 is 10000000 characters long, more than the 4,096 the feed allows")]
+    assert read.bad["姓名"].str.len_chars().to_list() == [10_000_000]  # kept whole: nothing lost
 
 
 def test_wrong_format_for_feed():
     with pytest.raises(DropReadError, match=r"a xlsx file, but feed cn_mps/suspects accepts csv"):
         read_drop(b"PK\x03\x04", "s.xlsx", SUSPECTS)
+
+
+# --- line-level isolation: the bad line goes to quarantine, the rest of the drop is read -------
+
+
+def _bad(read) -> list[tuple]:
+    return read.bad.select("source_row", "line", "expectation", "reason").rows()
+
+
+def test_ragged_csv_rows_are_quarantined_with_their_physical_line():
+    data = ("编号,姓名,性别\n"
+            "XS1,王伟,男\n"
+            "XS2,李娜\n"  # line 3: a field short
+            '"XS3","张\n伟",男\n'  # lines 4-5: one record, a quoted line break
+            "XS4,赵六,男,多余\n"  # line 6: a field too many
+            "\n"  # line 7: blank, no record
+            "XS5,钱七,女\n").encode("gb18030")
+    read = read_drop_isolated(data, "s.csv", SUSPECTS)
+    assert read.frame.rows() == [("XS1", "王伟", "男", 1), ("XS3", "张\n伟", "男", 3),
+                                 ("XS5", "钱七", "女", 5)]
+    assert read.lines.rows() == [(1, 2), (3, 4), (5, 8)]
+    assert _bad(read) == [
+        (2, 3, "read_field_count",
+         "line 3: 2 fields, the header has 3; check the delimiter ',' and the quoting"),
+        (4, 6, "read_field_count",
+         "line 6: 4 fields, the header has 3; check the delimiter ',' and the quoting"),
+    ]
+    assert read.bad["raw_line"].to_list() == ["XS2,李娜", "XS4,赵六,男,多余"]  # as written
+
+
+def test_a_stray_quote_costs_its_own_line_only():
+    data = ('编号,姓名\nXS1,王伟\nXS2,5"2 tall\nXS3,李娜\nXS4,张伟\n').encode("gb18030")
+    read = read_drop_isolated(data, "s.csv", SUSPECTS)
+    assert read.frame["编号"].to_list() == ["XS1", "XS3", "XS4"]
+    assert _bad(read) == [(2, 3, "read_unclosed_quote",
+                           'line 3: an odd number of " (a quoted field that never closes, or '
+                           "a stray quote)")]
+
+
+def test_nul_byte_inside_a_csv_field_quarantines_the_line():
+    data = "编号,姓名\nXS1,王\x00伟\nXS2,李娜\n".encode("gb18030")
+    read = read_drop_isolated(data, "s.csv", SUSPECTS)
+    assert read.frame["编号"].to_list() == ["XS2"]
+    assert _bad(read) == [(1, 2, "read_nul_byte", "line 2: a NUL byte inside a field")]
+
+
+def test_mostly_nul_bytes_is_a_binary_file_rejected_whole():
+    data = "id,name\n1,Aung\n".encode("utf-16-le") * 20  # valid UTF-8 bytes, half NULs
+    with pytest.raises(DropReadError, match=r"s\.csv: is binary, not a CSV text file"):
+        read_drop_isolated(data, "s.csv", _feed(SUSPECTS, encoding="utf-8"))
+
+
+def test_jsonl_with_two_malformed_lines_among_118_reads_116():
+    lines = [json.dumps({"case_no": f"MP-{i:03d}", "name": "Aung Aung"}) for i in range(118)]
+    lines[9] = '{"case_no": "MP-009", "name": "Aung'  # line 10: cut off mid-string
+    lines[60] = "case_no=MP-060"  # line 61: not JSON at all
+    read = read_drop_isolated(("\n".join(lines) + "\n").encode(), "d.jsonl", DETAINEES)
+    assert read.frame.height == 116
+    assert "MP-009" not in read.frame["case_no"] and "MP-061" in read.frame["case_no"]
+    assert read.bad.select("source_row", "line", "expectation").rows() == [
+        (10, 10, "read_malformed_json"), (61, 61, "read_malformed_json")]
+    assert read.bad["reason"][0].startswith("line 10: not valid JSON (Unterminated string")
+    assert read.bad["raw_line"].to_list() == [lines[9], lines[60]]
+
+
+def test_jsonl_non_object_and_nul_lines():
+    data = (b'{"case_no": "M-1"}\n\n[1, 2]\n{"case_no": "M-2", "name": "a\\u0000b"}\n'
+            b'{"case_no": "M-3"}\n')
+    read = read_drop_isolated(data, "d.jsonl", DETAINEES)
+    assert read.frame.rows() == [("M-1", None, 1), ("M-3", None, 4)]
+    assert read.lines.rows() == [(1, 1), (4, 5)]  # the blank line 2 is no record
+    assert _bad(read) == [(2, 3, "read_malformed_json", "line 3: a JSON list, not an object"),
+                          (3, 4, "read_nul_byte", "line 4: name holds a NUL byte")]
+
+
+def test_over_long_cell_in_xlsx_names_its_sheet_row():
+    import xlsxwriter
+
+    buf = io.BytesIO()
+    book = xlsxwriter.Workbook(buf)
+    sheet = book.add_worksheet()
+    sheet.write_row(0, 0, ["ลำดับที่", "ชื่อ-นามสกุล"])
+    sheet.write_row(1, 0, ["1", "LIU ZIBO"])
+    sheet.write_row(2, 0, ["2", "B" * 5000])
+    book.close()
+    read = read_drop_isolated(buf.getvalue(), "detentions.xlsx", DETENTIONS)
+    assert read.frame.rows() == [("1", "LIU ZIBO", 1)]
+    assert _bad(read) == [(2, 3, "read_cell_too_long", "line 3: ชื่อ-นามสกุล is 5000 characters "
+                           "long, more than the 4,096 the feed allows")]
+
+
+def test_a_column_named_like_the_lakes_row_numbers_is_refused():
+    with pytest.raises(DropReadError, match="reserves for row numbers"):
+        read_drop(b"id,source_line\n1,2\n", "x.csv", _feed(SUSPECTS, encoding="utf-8"))

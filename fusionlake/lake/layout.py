@@ -10,6 +10,7 @@ each kind of object in it::
     leases/<name>/NNNNNN.json, .released                 one pipeline run per lake at a time
     validation/<agency>/<feed>/<drop_id>/results.parquet one row per expectation
     validation/<agency>/<feed>/<drop_id>/gx_result.json  the GX result, for Data Docs
+    validation/<agency>/<feed>/<drop_id>/flags.parquet   values flagged in rows that went on
     quarantine/<agency>/<feed>/<drop_id>/rows.parquet    bad rows with expectation and reason
     staged/<table>/<agency>/<feed>/<drop_id>.parquet     canonical records of an accepted drop
     resolution/<version>/<table>.parquet, LATEST         entity resolution output
@@ -71,6 +72,10 @@ def validation_results_key(agency: str, feed: str, drop_id: str) -> str:
 
 def gx_result_key(agency: str, feed: str, drop_id: str) -> str:
     return f"{VALIDATION}/{drop_base(agency, feed, drop_id)}/gx_result.json"
+
+
+def flags_key(agency: str, feed: str, drop_id: str) -> str:
+    return f"{VALIDATION}/{drop_base(agency, feed, drop_id)}/flags.parquet"
 
 
 def quarantine_key(agency: str, feed: str, drop_id: str) -> str:

@@ -9,7 +9,10 @@ the lake. The ledger is append-only: every change of state is a new small JSON o
     ledger/duplicates/<key-hash>.json            the same bytes delivered again under another name
     ledger/seen/<key-and-etag-hash>              landing objects already looked at (skip re-hashing)
 
-The current state of a drop is its newest event.
+The current state of a drop is its newest event. Besides its state and reason an event may
+carry ``fingerprint`` (of the feed definition and suite a rejection or hold was decided under,
+expectations.suites.suite_fingerprint: the drop is validated again once it changes) and a
+steward's ``decision`` (accept, reject, retry) with ``decided_by`` and ``why``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class DropState(StrEnum):
     PUBLISHED = "published"  # in the published marts
     SUPERSEDED = "superseded"  # every row replaced by a later drop of a by_source_key feed
     DUPLICATE = "duplicate"  # the same bytes delivered again: listed, never ingested again
+    HELD = "held"  # an ``on_failure: hold`` expectation failed: waits for a steward's accept
 
 
 #: States a drop can be recorded in (a duplicate is a delivery, recorded apart).
@@ -48,6 +52,8 @@ STATES = tuple(s for s in DropState if s is not DropState.DUPLICATE)
 PENDING = frozenset({DropState.RECEIVED, DropState.VALIDATED})
 #: Drops whose staged records count: the marts are built from them.
 LIVE = frozenset({DropState.STAGED, DropState.PUBLISHED})
+#: Drops that did not get in, and get another try when their feed or suite changes.
+STOPPED = frozenset({DropState.REJECTED, DropState.HELD})
 
 
 _EVENT = re.compile(r"^(\d{3,})-([a-z_]+)\.json$")
@@ -72,8 +78,22 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def drop_id_for(sha256: str) -> str:
-    """A drop's identity is its content: the same bytes are the same drop, whenever sent."""
+def drop_id_for(agency: str, feed: str, sha256: str) -> str:
+    """A drop's identity: its agency, feed and content (20 hex digits of a sha256 over them).
+
+    The same bytes sent to a feed are the same drop whenever and under whatever name they are
+    sent; sent to another feed, they are another drop, listed under that feed.
+
+    Lakes from before this rule named a drop by its content alone (:func:`legacy_drop_id`, the
+    first 20 hex digits of the file's sha256). Those ids are never rewritten: a drop's id is
+    read from the ledger, and landing looks a delivery up under both ids (``land``), so bytes
+    already landed in a feed are still recognised there; only new drops get the new id.
+    """
+    return hashlib.sha256(f"{agency}/{feed}/{sha256}".encode()).hexdigest()[:20]
+
+
+def legacy_drop_id(sha256: str) -> str:
+    """The id a drop got before identity included its feed: the content hash alone."""
     return sha256[:20]
 
 
@@ -97,6 +117,12 @@ class DropEntry:
     updated_at: str
     raw_key: str | None
     landing_key: str | None
+    fingerprint: str | None = None  # of the feed+suite the last rejection or hold was under
+    decision: str | None = None  # a steward's, when the newest event is one: accept|reject|retry
+
+
+class StewardError(Exception):
+    """A steward's command that does not fit the drop (unknown, or in the wrong state)."""
 
 
 class Ledger:
@@ -140,6 +166,39 @@ class Ledger:
         event = {"drop_id": drop_id, "landing_key": landing_key, "file_name": file_name,
                  "sha256": sha256, "at": now_utc().isoformat(), "run_id": run_id}
         return self.store.put_if_absent(f"{DUPLICATES}/{_hash(landing_key)}.json", _dump(event))
+
+    def decide(self, drop_id: str, decision: str, by: str, why: str,
+               run_id: str = "steward") -> DropEntry:
+        """A steward's decision on a drop, recorded with who and why; the entry before it.
+
+        ``accept`` (a held drop): validated, staged by the next run with its holds waived.
+        ``reject`` (a held drop): rejected for good; only ``retry`` brings it back.
+        ``retry`` (a rejected or held drop): received again, validated by the next run.
+        """
+        entry = self.get(drop_id)
+        if entry is None:
+            raise StewardError(f"no drop {drop_id} in the ledger; see `fusionlake drops`")
+        allowed = {"accept": {DropState.HELD}, "reject": {DropState.HELD},
+                   "retry": set(STOPPED)}[decision]
+        if entry.state not in allowed:
+            raise StewardError(
+                f"drop {drop_id} ({entry.agency}/{entry.feed}/{entry.file_name}) is "
+                f"{entry.state}; {decision} applies to "
+                f"{' or '.join(sorted(allowed))} drops only")
+        state = {"accept": DropState.VALIDATED, "reject": DropState.REJECTED,
+                 "retry": DropState.RECEIVED}[decision]
+        verb = {"accept": "accepted", "reject": "rejected", "retry": "sent to be validated again"}
+        self.record(drop_id, state, f"{verb[decision]} by {by}: {why}", run_id,
+                    decision=decision, decided_by=by, why=why)
+        return entry
+
+    def find(self, prefix: str) -> list[DropEntry]:
+        """Drops whose id, or file sha256, starts with ``prefix`` (as `fusionlake drops` shows)."""
+        prefix = prefix.strip().lower()
+        if not prefix:
+            return []
+        return [e for e in self.entries() if e.state != DropState.DUPLICATE
+                and (e.drop_id.startswith(prefix) or e.sha256.startswith(prefix))]
 
     def mark_seen(self, info: ObjectInfo, drop_id: str) -> None:
         self.store.put_if_absent(f"{SEEN}/{self._seen_name(info)}", drop_id.encode())
@@ -233,6 +292,8 @@ class Ledger:
             updated_at=last["at"],
             raw_key=first.get("raw_key"),
             landing_key=first.get("landing_key"),
+            fingerprint=last.get("fingerprint"),
+            decision=last.get("decision"),
         )
 
 

@@ -6,8 +6,10 @@ Plain functions over an :class:`ObjectStore`; flows/land.py only orchestrates th
   ``landing/<agency>/<feed>/``. It never replaces a delivered file.
 * :func:`discover` lists the landing objects not looked at yet.
 * :func:`land` copies one landing object to ``raw/<agency>/<feed>/<drop_id>/<file>`` with a
-  ``manifest.json`` and claims it in the ledger. The same bytes under any name are one drop;
-  a second delivery is recorded as a duplicate and not ingested again.
+  ``manifest.json`` and claims it in the ledger. A drop is its agency, feed and content
+  (ledger.drop_id_for): the same bytes under any name in one feed are one drop, and a second
+  delivery is recorded as a duplicate and not ingested again; the same bytes in another feed
+  are another drop.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from fusionlake.lake import layout
 from fusionlake.lake.layout import LANDING
-from fusionlake.lake.ledger import Ledger, drop_id_for, now_utc
+from fusionlake.lake.ledger import DropEntry, Ledger, drop_id_for, legacy_drop_id, now_utc
 from fusionlake.lake.store import ObjectInfo, ObjectStore, safe_part
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl",
@@ -121,6 +123,18 @@ def sniff_encoding(data: bytes) -> str:
         return "utf-8" if exc.start > (1 << 16) - 4 else "not utf-8"
 
 
+def known_drop(ledger: Ledger, agency: str, feed: str, sha: str) -> DropEntry | None:
+    """The drop these bytes already are in this feed: under its id, or under the content-only
+    id that lakes from before feed-aware ids gave it (ledger.drop_id_for)."""
+    found = ledger.get(drop_id_for(agency, feed, sha))
+    if found is not None:
+        return found
+    legacy = ledger.get(legacy_drop_id(sha))
+    if legacy is not None and (legacy.agency, legacy.feed) == (agency, feed):
+        return legacy
+    return None
+
+
 def land(store: ObjectStore, ledger: Ledger, info: ObjectInfo, run_id: str) -> Landed:
     """Copy one landing object to raw/ with its manifest, and claim it in the ledger.
 
@@ -130,8 +144,8 @@ def land(store: ObjectStore, ledger: Ledger, info: ObjectInfo, run_id: str) -> L
     agency, feed, file_name = split_landing_key(info.key)
     data = store.get(info.key)
     sha = hashlib.sha256(data).hexdigest()
-    drop_id = drop_id_for(sha)
-    existing = ledger.get(drop_id)
+    existing = known_drop(ledger, agency, feed, sha)
+    drop_id = existing.drop_id if existing is not None else drop_id_for(agency, feed, sha)
     if existing is not None:
         ledger.mark_seen(info, drop_id)
         if existing.landing_key == info.key:

@@ -4,8 +4,17 @@ Every value stays a string exactly as in the file (nothing stripped, nothing inf
 the job of transforms/, judging is the job of expectations/. A file that cannot be read as its
 feed says raises :class:`DropReadError` with a message a data steward can act on.
 
-Text is decoded once, as whole bytes, to UTF-8 and then handed to Polars' CSV/NDJSON readers:
-a large drop is never turned into Python objects row by row.
+One bad line never costs the rest of the drop (:func:`read_drop_isolated`): a CSV record with
+too many or too few fields or broken quoting, a JSON line that is not a JSON object, a field
+holding a NUL byte, or a cell longer than its column's ``max_length`` goes to quarantine with
+its line number in the file (1-based, physical: the header is line 1) and the reason; every
+other row is read. ``source_row`` numbers the data records as they stand in the file, bad ones
+included, so a good row's number does not depend on its neighbours.
+
+Text is decoded once, as whole bytes, to UTF-8 and handed to Polars: lines are split, quotes
+counted and records checked as vectorised string expressions, and the good records parsed by
+Polars' CSV/NDJSON readers; a large drop is never turned into Python objects row by row (only a
+JSON Lines file that Polars refuses is looked at line by line, to find the bad lines).
 """
 
 from __future__ import annotations
@@ -14,14 +23,38 @@ import io
 import json
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import polars as pl
 
+from expectations.suites import MAX_LENGTH
 from fusionlake.lake.feeds import Feed
 
-#: Largest field accepted by the CSV parser's sanity checks; longer values are read and left to
-#: the expectations (a 10 MB "name" is quarantined, not a reason to fail the whole drop).
 _SNIFF_BYTES = 64 * 1024
+#: Share of NUL bytes above which a "text" file is binary (UTF-16, a zip, an image), rejected
+#: whole; below it, the lines holding NUL bytes are quarantined and the rest is read.
+_BINARY_NUL_SHARE = 0.1
+
+#: What a quarantined line or cell records (the source columns come first where they parsed).
+BAD_SCHEMA = {"source_row": pl.Int64, "line": pl.Int64, "expectation": pl.String,
+              "column": pl.String, "reason": pl.String, "raw_line": pl.String}
+
+
+@dataclass
+class DropRead:
+    """A drop as read, with the lines that could not be.
+
+    Attributes:
+        frame: the good rows: source columns as pl.String, plus ``source_row``.
+        lines: ``source_row`` -> ``line`` (1-based physical line of the record's start; null
+            where a format has no lines, as in Parquet), for every good row.
+        bad: one row per quarantined line or cell: the source columns where the line parsed,
+            then BAD_SCHEMA (``raw_line`` holds the text of a line that did not parse).
+    """
+
+    frame: pl.DataFrame
+    lines: pl.DataFrame
+    bad: pl.DataFrame
 
 _EXTENSIONS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl",
                ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
@@ -128,33 +161,125 @@ def _csv_header(text: bytes, separator: str, quote: str) -> list[str]:
     return ["" if v is None else v for v in head.row(0)] if head.height else []
 
 
-def _read_csv(data: bytes, file_name: str, feed: Feed) -> pl.DataFrame:
+_LINE = "source_line"  # the line column while a frame is read (an agency may have a "line")
+
+
+def _check_reserved(columns: list[str], file_name: str) -> None:
+    for name in ("source_row", _LINE):
+        if name in columns:
+            raise DropReadError(f"{file_name}: has a column named {name!r}, which the lake "
+                                "reserves for row numbers; ask the agency to rename it")
+
+
+def _check_binary(text: bytes, file_name: str, what: str) -> None:
+    sample = text[:_SNIFF_BYTES]
+    if sample and sample.count(b"\x00") > _BINARY_NUL_SHARE * len(sample):
+        raise DropReadError(f"{file_name}: is binary, not a {what} text file; ask the agency to "
+                            f"export the data again as {what}")
+
+
+def _physical_lines(text: bytes) -> pl.DataFrame:
+    """``line`` (1-based) and ``text`` of every physical line, without its line break."""
+    lines = pl.Series("text", [text]).cast(pl.String).str.split("\n").explode()
+    return (pl.DataFrame([lines]).with_row_index("line", offset=1)
+            .with_columns(pl.col("line").cast(pl.Int64),
+                          pl.col("text").str.strip_suffix("\r")))
+
+
+def _hex(char: str) -> str:
+    return f"\\x{{{ord(char):X}}}"  # a regex escape that is safe inside and outside a class
+
+
+def _csv_records(text: bytes, separator: str, quote: str) -> pl.DataFrame:
+    """The CSV's records: ``line`` of their start, ``text`` (lines joined), ``fields``
+    counted outside quotes, ``problem`` for a record that cannot be parsed, and ``blank``.
+
+    A record spans lines while a quoted field is open (an odd count of quote chars so far). A
+    stray quote char would make it swallow the lines after it, so a multi-line record that is
+    not well-formed is judged again line by line: only the line at fault is lost.
+    """
+    q, sep = _hex(quote), _hex(separator)
+    quoted = f"{q}(?:[^{q}]|{q}{q})*{q}"
+    field = f"(?:{quoted}|[^{q}{sep}]*)"
+    t = pl.col("text")
+    judged = [
+        (t.str.strip_chars().str.len_chars() == 0).alias("blank"),
+        (t.str.replace_all(quoted, "").str.count_matches(separator, literal=True) + 1)
+        .cast(pl.Int64).alias("fields"),
+        pl.when(~t.str.contains(f"^{field}(?:{sep}{field})*$"))
+        .then(pl.when(t.str.count_matches(quote, literal=True) % 2 == 1)
+              .then(pl.lit("read_unclosed_quote")).otherwise(pl.lit("read_malformed_quoting")))
+        .when(t.str.contains("\x00", literal=True)).then(pl.lit("read_nul_byte"))
+        .alias("problem"),
+    ]
+    lines = _physical_lines(text).with_columns(
+        t.str.count_matches(quote, literal=True).alias("quotes"))
+    starts = (pl.col("quotes").cum_sum() - pl.col("quotes")) % 2 == 0
+    lines = lines.with_columns(starts.cum_sum().alias("record"))
+    if lines.height == lines["record"].n_unique():  # no quoted line breaks: lines are records
+        return lines.select("record", "line", "text").with_columns(judged).drop("record")
+    records = (lines.group_by("record", maintain_order=True)
+               .agg(pl.col("line").first(), t.str.join("\n"), pl.len().alias("n_lines"))
+               .with_columns(judged))
+    broken = records.filter(pl.col("problem").is_not_null() & (pl.col("n_lines") > 1))
+    if broken.height:
+        alone = (lines.join(broken.select("record"), on="record", how="semi")
+                 .select("record", "line", "text").with_columns(judged))
+        records = pl.concat([records.join(broken.select("record"), on="record", how="anti")
+                             .drop("n_lines"), alone]).sort("line")
+    return records.select("line", "text", "blank", "fields", "problem")
+
+
+def _read_csv(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
     text = _decode(data, file_name, feed)
-    if b"\x00" in text[:_SNIFF_BYTES]:
-        raise DropReadError(f"{file_name}: is binary, not a CSV text file; ask the agency to "
-                            "export the data again as CSV")
+    _check_binary(text, file_name, "CSV")
     if not text.strip():
         raise DropReadError(f"{file_name}: is empty; ask the agency to re-send it")
     separator = feed.csv.get("delimiter", ",")
     quote = feed.csv.get("quote_char", '"')
-    header = _csv_header(text, separator, quote)
+    records = _csv_records(text, separator, quote).filter(~pl.col("blank"))
+    header = _csv_header(records["text"][0].encode(), separator, quote)
     _check_header(header, file_name)
-    try:
-        # Parse without a header so duplicate names are ours to report, and every value stays
-        # a string (infer_schema=False); quoted newlines are handled by Polars.
-        frame = pl.read_csv(io.BytesIO(text), separator=separator, quote_char=quote,
-                            has_header=False, skip_rows=1, infer_schema=False,
-                            new_columns=header,
-                            raise_if_empty=False)
-    except pl.exceptions.ComputeError as exc:
-        raise DropReadError(f"{file_name}: not a well-formed CSV ({_first_line(exc)}); check "
-                            f"the delimiter {separator!r} and the quoting") from exc
-    if frame.height == 0:  # header only: keep the columns so validation can name the problem
-        return pl.DataFrame(schema={c: pl.String for c in header})
-    if frame.width != len(header):
-        raise DropReadError(f"{file_name}: rows have {frame.width} fields, the header "
-                            f"{len(header)}; check the delimiter {separator!r}")
-    return frame
+    body = records.slice(1).with_columns(
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_row"),
+        pl.when(pl.col("problem").is_null() & (pl.col("fields") != len(header)))
+        .then(pl.lit("read_field_count")).otherwise(pl.col("problem")).alias("problem"))
+    reasons = {
+        "read_unclosed_quote": pl.format(f"line {{}}: an odd number of {quote} (a quoted field "
+                                         "that never closes, or a stray quote)", "line"),
+        "read_malformed_quoting": pl.format(f"line {{}}: a {quote} inside a field that is not "
+                                            "quoted, or text after a closing quote", "line"),
+        "read_nul_byte": pl.format("line {}: a NUL byte inside a field", "line"),
+        "read_field_count": pl.format(f"line {{}}: {{}} fields, the header has {len(header)}; "
+                                      f"check the delimiter {separator!r} and the quoting",
+                                      "line", "fields"),
+    }
+    reason = pl.lit(None, pl.String)
+    for problem, text_expr in reasons.items():
+        reason = pl.when(pl.col("problem") == problem).then(text_expr).otherwise(reason)
+    bad = body.filter(pl.col("problem").is_not_null()).select(
+        "source_row", "line", pl.col("problem").alias("expectation"),
+        pl.lit(None, pl.String).alias("column"), reason.alias("reason"),
+        pl.col("text").alias("raw_line"))
+    good = body.filter(pl.col("problem").is_null())
+    if good.height == 0:  # header only, or nothing readable: validation names the problem
+        frame = pl.DataFrame(schema={c: pl.String for c in header})
+    else:
+        joined = good["text"].str.join("\n").cast(pl.Binary).item() + b"\n"
+        try:
+            # every value stays a string (infer_schema=False); quoted newlines are Polars' job
+            frame = pl.read_csv(io.BytesIO(joined), separator=separator, quote_char=quote,
+                                has_header=False, infer_schema=False, new_columns=header,
+                                raise_if_empty=False)
+        except pl.exceptions.ComputeError as exc:
+            raise DropReadError(f"{file_name}: not a well-formed CSV ({_first_line(exc)}); "
+                                f"check the delimiter {separator!r} and the quoting") from exc
+        if frame.height != good.height:  # our record split and Polars' must agree
+            raise DropReadError(f"{file_name}: {good.height:,} records but Polars read "
+                                f"{frame.height:,} rows; check the quoting")
+    _check_reserved(header, file_name)
+    frame = frame.with_columns(good["source_row"], good["line"].alias(_LINE))
+    return frame, bad
 
 
 def _first_line(exc: Exception) -> str:
@@ -191,26 +316,64 @@ def _read_xlsx(data: bytes, file_name: str, feed: Feed) -> pl.DataFrame:
     return frame.select(pl.all().cast(pl.String))
 
 
-def _read_jsonl(data: bytes, file_name: str, feed: Feed) -> pl.DataFrame:
+def _json_object(line: str) -> str | None:
+    """Why one JSON line is not a JSON object, or None when it is."""
+    if "\x00" in line:
+        return "a NUL byte inside a field"
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON ({exc})"
+    return None if isinstance(value, dict) else f"a JSON {type(value).__name__}, not an object"
+
+
+def _read_jsonl(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
     text = _decode(data, file_name, feed)
+    _check_binary(text, file_name, "JSON Lines")
     if not text.strip():
         raise DropReadError(f"{file_name}: is empty; ask the agency to re-send it")
-    first = text.lstrip().split(b"\n", 1)[0]
+    lines = (_physical_lines(text).filter(pl.col("text").str.strip_chars().str.len_chars() > 0)
+             .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_row")))
+    bad = pl.DataFrame(schema=BAD_SCHEMA)
+    good, frame = lines, None
     try:
-        keys = list(json.loads(first))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise DropReadError(f"{file_name}: line 1 is not a JSON object ({exc}); expected JSON "
-                            "Lines (one object per line)") from exc
-    names = list(dict.fromkeys([*feed.columns, *keys]))
-    try:
-        frame = pl.read_ndjson(io.BytesIO(text), schema={c: pl.String for c in names},
-                               ignore_errors=False)
-    except pl.exceptions.PolarsError as exc:
-        raise DropReadError(f"{file_name}: not valid JSON Lines ({_first_line(exc)}); expected "
-                            "one JSON object per line") from exc
+        first = json.loads(lines["text"][0])
+        names = list(dict.fromkeys([*feed.columns, *first]))
+        frame = pl.read_ndjson(io.BytesIO(lines["text"].str.join("\n").cast(pl.Binary).item()),
+                               schema={c: pl.String for c in names})
+        if frame.height != lines.height:
+            raise ValueError("not one JSON object per line")
+    except (pl.exceptions.PolarsError, ValueError, TypeError):
+        # the file has bad lines: find them (Python per line, only for a broken file)
+        why = pl.Series([_json_object(t) for t in lines["text"]], dtype=pl.String)
+        lines = lines.with_columns(why.alias("why"))
+        bad = lines.filter(pl.col("why").is_not_null()).select(
+            "source_row", "line",
+            pl.when(pl.col("why").str.starts_with("a NUL")).then(pl.lit("read_nul_byte"))
+            .otherwise(pl.lit("read_malformed_json")).alias("expectation"),
+            pl.lit(None, pl.String).alias("column"),
+            pl.format("line {}: {}", "line", "why").alias("reason"),
+            pl.col("text").alias("raw_line"))
+        good, frame = lines.filter(pl.col("why").is_null()), None
+    if good.height == 0:
+        raise DropReadError(f"{file_name}: no line is a JSON object (line 1: "
+                            f"{_json_object(lines['text'][0])}); expected JSON Lines (one "
+                            "object per line)")
+    first = json.loads(good["text"][0])
+    names = list(dict.fromkeys([*feed.columns, *first]))
+    if frame is None:
+        try:
+            frame = pl.read_ndjson(
+                io.BytesIO(good["text"].str.join("\n").cast(pl.Binary).item()),
+                schema={c: pl.String for c in names})
+        except pl.exceptions.PolarsError as exc:
+            raise DropReadError(f"{file_name}: not valid JSON Lines ({_first_line(exc)}); "
+                                "expected one JSON object per line") from exc
     # Columns the file never mentions stay absent, so a drop missing a column is rejected.
-    present = set(keys) | {c for c in names if frame[c].null_count() < frame.height}
-    return frame.select([c for c in names if c in present])
+    present = set(first) | {c for c in names if frame[c].null_count() < frame.height}
+    frame = frame.select([c for c in names if c in present])
+    _check_reserved(frame.columns, file_name)
+    return frame.with_columns(good["source_row"], good["line"].alias(_LINE)), bad
 
 
 def _read_parquet(data: bytes, file_name: str, feed: Feed) -> pl.DataFrame:
@@ -222,17 +385,70 @@ def _read_parquet(data: bytes, file_name: str, feed: Feed) -> pl.DataFrame:
     return frame.select(pl.all().cast(pl.String))
 
 
-#: Readers by format: a feed file's ``format:`` string picks one (STYLE.md #4).
-READERS: dict[str, Callable[[bytes, str, Feed], pl.DataFrame]] = {
+def _xlsx(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
+    frame = _read_xlsx(data, file_name, feed)
+    _check_reserved(frame.columns, file_name)
+    rows = pl.int_range(1, frame.height + 1, dtype=pl.Int64, eager=True)
+    # the sheet's row: the header is row 1
+    return frame.with_columns(rows.alias("source_row"), (rows + 1).alias(_LINE)), \
+        pl.DataFrame(schema=BAD_SCHEMA)
+
+
+def _parquet(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
+    frame = _read_parquet(data, file_name, feed)
+    _check_reserved(frame.columns, file_name)
+    return frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int64)
+                              .alias("source_row"), pl.lit(None, pl.Int64).alias(_LINE)), \
+        pl.DataFrame(schema=BAD_SCHEMA)
+
+
+#: Readers by format: a feed file's ``format:`` string picks one (STYLE.md #4). Each returns
+#: the rows read (source columns, source_row, source_line) and the lines it quarantined.
+READERS: dict[str, Callable[[bytes, str, Feed], tuple[pl.DataFrame, pl.DataFrame]]] = {
     "csv": _read_csv,
-    "xlsx": _read_xlsx,
+    "xlsx": _xlsx,
     "jsonl": _read_jsonl,
-    "parquet": _read_parquet,
+    "parquet": _parquet,
 }
 
 
-def read_drop(data: bytes, file_name: str, feed: Feed) -> pl.DataFrame:
-    """Read one drop of ``feed``: source columns as pl.String, plus ``source_row``.
+def _bad_cells(frame: pl.DataFrame, feed: Feed) -> pl.DataFrame:
+    """One row per cell longer than its column's ``max_length`` (MAX_LENGTH when the feed
+    sets none, or for a column it does not declare) or holding a NUL byte: BAD_SCHEMA, with
+    ``row`` (the frame's row) instead of the source columns."""
+    found = []
+    for column in frame.columns:
+        if column in ("source_row", _LINE):
+            continue
+        limit = (feed.columns.get(column) or {}).get("max_length") or MAX_LENGTH
+        values = frame[column]
+        # bytes first: a cell of at most ``limit`` bytes has at most ``limit`` characters
+        long = values.str.len_bytes() > limit
+        if long.any():
+            long = long & (values.str.len_chars() > limit)
+        nul = values.str.contains("\x00", literal=True)
+        if not (long.any() or nul.any()):
+            continue
+        found.append(frame.select(
+            pl.int_range(pl.len()).alias("row"), "source_row", pl.col(_LINE).alias("line"),
+            pl.lit(column).alias("column"),
+            pl.when(long).then(pl.lit("read_cell_too_long")).when(nul)
+            .then(pl.lit("read_nul_byte")).alias("expectation"),
+            pl.when(long).then(pl.format(
+                f"line {{}}: {column} is {{}} characters long, more than the {limit:,} the "
+                "feed allows", pl.col(_LINE).cast(pl.String).fill_null("?"),
+                pl.col(column).str.len_chars()))
+            .when(nul).then(pl.format(f"line {{}}: {column} holds a NUL byte",
+                                      pl.col(_LINE).cast(pl.String).fill_null("?")))
+            .alias("reason"),
+        ).filter(pl.col("expectation").is_not_null()))
+    if not found:
+        return pl.DataFrame(schema={"row": pl.UInt32, **BAD_SCHEMA})
+    return pl.concat(found).with_columns(pl.lit(None, pl.String).alias("raw_line"))
+
+
+def read_drop_isolated(data: bytes, file_name: str, feed: Feed) -> DropRead:
+    """Read one drop of ``feed``, putting the lines and cells that cannot be read aside.
 
     Args:
         data: the file's bytes (as landed in raw/).
@@ -240,22 +456,41 @@ def read_drop(data: bytes, file_name: str, feed: Feed) -> pl.DataFrame:
         feed: its feed definition.
 
     Returns:
-        The file's columns in file order, values exactly as written, and ``source_row``
-        (pl.Int64, 1-based data row, header not counted).
+        DropRead: the good rows (source columns in file order, values exactly as written, and
+        ``source_row``, the 1-based data record, header not counted), each row's line, and
+        the quarantined lines and cells with line number and reason.
 
     Raises:
-        DropReadError: binary or empty file, wrong encoding, broken workbook, duplicate column
-            names, ... with the file name and what to do.
+        DropReadError: the file as a whole cannot be read: binary or empty file, wrong
+            encoding, broken workbook, duplicate column names, ... with the file name and
+            what to do.
     """
     if not data:
         raise DropReadError(f"{file_name}: is empty (0 bytes); ask the agency to re-send it")
     fmt = _format(file_name, feed)
-    frame = READERS[fmt](data, file_name, feed)
-    if "source_row" in frame.columns:
-        raise DropReadError(f"{file_name}: has a column named 'source_row', which the lake "
-                            "reserves for row numbers; ask the agency to rename it")
-    return frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int64)
-                              .alias("source_row"))
+    frame, bad_lines = READERS[fmt](data, file_name, feed)
+    cells = _bad_cells(frame, feed)
+    bad = [bad_lines.select(list(BAD_SCHEMA)).cast(BAD_SCHEMA)]
+    if cells.height:
+        rows = frame.with_row_index("row").join(cells.select("row").unique(), on="row",
+                                                how="semi")
+        # a row with a bad cell keeps its source columns in quarantine: nothing is lost
+        bad.append(rows.drop("source_row", _LINE).join(
+            cells.select("row", *BAD_SCHEMA).cast(BAD_SCHEMA), on="row").drop("row")
+            .sort("source_row", "column"))
+        frame = frame.with_row_index("row").join(cells.select("row").unique(), on="row",
+                                                 how="anti").drop("row")
+    bad_frame = pl.concat(bad, how="diagonal_relaxed").sort("source_row", maintain_order=True)
+    columns = [c for c in bad_frame.columns if c not in BAD_SCHEMA] + list(BAD_SCHEMA)
+    return DropRead(frame.drop(_LINE), frame.select("source_row", pl.col(_LINE).alias("line")),
+                    bad_frame.select(columns))
 
 
-__all__ = ["READERS", "DropReadError", "detect_encoding", "read_drop"]
+def read_drop(data: bytes, file_name: str, feed: Feed) -> pl.DataFrame:
+    """The good rows of one drop of ``feed`` (:func:`read_drop_isolated` says which are good;
+    use it where the quarantined lines must be kept)."""
+    return read_drop_isolated(data, file_name, feed).frame
+
+
+__all__ = ["BAD_SCHEMA", "READERS", "DropRead", "DropReadError", "detect_encoding",
+           "read_drop", "read_drop_isolated"]

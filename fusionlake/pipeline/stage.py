@@ -1,16 +1,21 @@
 """Validate+stage step: one drop from raw/ to staged/, and what the drops share.
 
-* :func:`process_drop` -- read one received drop from raw/, validate it with its feed's suite,
-  quarantine bad rows, map the good ones to the canonical model and stage them.
+* :func:`process_drop` -- read one received drop from raw/ (lines that cannot be read go to
+  quarantine), validate it with its feed's suite, quarantine unusable rows, flag bad values,
+  map the rows to the canonical model and stage them.
 * :func:`stage_drop` -- the same from plain arguments, as a run's worker (thread or process)
   calls it; :func:`save_translit_cache` then keeps what the workers transliterated.
 * :func:`publish_data_docs` -- the stewards' Data Docs site from every stored GX result.
 
 A drop's failures (unknown feed, unreadable file, broken structure) are data problems: they end
-in the ledger as ``rejected`` with a reason, and never stop the other drops.
+in the ledger as ``rejected`` with a reason (or ``held`` for a steward, when an ``on_failure:
+hold`` expectation fails), and never stop the other drops. Each rejection or hold records the
+fingerprint of the feed definition and suite it was decided under; :func:`pending_drops` hands
+the drop to the next run once that fingerprint changes (the feed was onboarded or fixed).
 
 GX takes seconds to import and a run's own process need not load it when its drops go to worker
-processes, so expectations is imported where it is used.
+processes, so the GX runner is imported where it is used (expectations.suites, which compiles
+suites without GX, is imported at the top).
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ from pathlib import Path
 
 import polars as pl
 
+from expectations.suites import suite_fingerprint
 from fusionlake.lake import layout, zones
 from fusionlake.lake.feeds import FeedSet, load_feeds
-from fusionlake.lake.ledger import PENDING, DropEntry, DropState, Ledger
+from fusionlake.lake.ledger import PENDING, STOPPED, DropEntry, DropState, Ledger
 from fusionlake.lake.settings import configure_offline
 from fusionlake.lake.store import NotFound, ObjectStore, open_store
-from fusionlake.pipeline.read import DropReadError, read_drop
+from fusionlake.pipeline.read import DropRead, DropReadError, read_drop_isolated
 from transforms.canonical import to_canonical
 from transforms.translit_cache import CACHE_SCHEMA, export_cache, import_cache, take_new
 
@@ -46,6 +52,8 @@ class DropResult:
     reason: str | None = None
     rows: int = 0
     quarantined: int = 0
+    flagged: int = 0  # rows staged with at least one value flagged (kept, not normalised)
+    warnings: list[str] = field(default_factory=list)  # expectations short of their mostly
     staged: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     # Name tokens transliterated while processing this drop (script, token, latin), for the run
@@ -53,9 +61,23 @@ class DropResult:
     transliterations: pl.DataFrame | None = None
 
 
-def pending_drops(ledger: Ledger) -> list[DropEntry]:
-    """Drops received (or validated) but not yet staged or rejected: the work of this run."""
-    return [e for e in ledger.entries() if e.state in PENDING]
+def pending_drops(ledger: Ledger, feedset: FeedSet | None = None) -> list[DropEntry]:
+    """The work of this run: drops received (or validated, or accepted by a steward) but not
+    yet staged or rejected; and, given the run's feeds, every drop rejected or held under a
+    feed definition or suite that has changed since (not those a steward rejected).
+    """
+    out, prints = [], {}
+    for e in ledger.entries():
+        if e.state in PENDING:
+            out.append(e)
+        elif (feedset is not None and e.state in STOPPED and e.fingerprint is not None
+              and e.decision != "reject"):
+            name = f"{e.agency}/{e.feed}"
+            if name not in prints:
+                prints[name] = suite_fingerprint(feedset.feeds.get(name))
+            if prints[name] != e.fingerprint:
+                out.append(e)
+    return out
 
 
 def process_drop(store: ObjectStore, feedset: FeedSet, entry: DropEntry,
@@ -67,43 +89,124 @@ def process_drop(store: ObjectStore, feedset: FeedSet, entry: DropEntry,
     ledger = Ledger(store)
     name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
     result = DropResult(entry.drop_id, name, DropState.REJECTED)
+    feed = feedset.feeds.get(f"{entry.agency}/{entry.feed}")
+    fingerprint = suite_fingerprint(feed)
 
-    def reject(reason: str) -> DropResult:
-        ledger.record(entry.drop_id, DropState.REJECTED, reason, run_id)
-        result.reason = reason
+    def stop(reason: str, state: DropState = DropState.REJECTED) -> DropResult:
+        # the fingerprint lets a later run try again once the feed or its suite changes
+        ledger.record(entry.drop_id, state, reason, run_id, fingerprint=fingerprint)
+        result.state, result.reason = state, reason
         result.seconds = time.perf_counter() - started
         return result
 
-    feed = feedset.feeds.get(f"{entry.agency}/{entry.feed}")
     if feed is None:
-        return reject(f"no feed definition for {entry.agency}/{entry.feed}: onboard it with a "
-                      "feed file and a suite (docs/feeds.md), then re-run")
+        return stop(f"no feed definition for {entry.agency}/{entry.feed}: onboard it with a "
+                    "feed file (docs/feeds.md); the next run validates this drop again")
     data = store.get(entry.raw_key)
     try:
-        frame = read_drop(data, entry.file_name, feed)
+        read = read_drop_isolated(data, entry.file_name, feed)
     except DropReadError as exc:
-        return reject(str(exc))
-    result.rows = frame.height
+        return stop(str(exc))
+    result.rows = read.frame.height + read.bad["source_row"].n_unique()
 
-    outcome = validate_drop(frame, feed, entry.drop_id)
-    zones.write_validation(store, entry.agency, entry.feed, entry.drop_id, outcome.results,
-                           outcome.quarantine, outcome.gx_result_json)
-    result.quarantined = outcome.quarantine["source_row"].n_unique() if (
-        outcome.quarantine.height) else 0
+    outcome = validate_drop(read.frame, feed, entry.drop_id,
+                            accept_holds=entry.decision == "accept")
+    quarantine = _quarantine(read, outcome.quarantine)
+    flags = outcome.flags.join(read.lines, on="source_row", how="left")
+    zones.write_validation(store, entry.agency, entry.feed, entry.drop_id,
+                           pl.concat([_read_results(read, entry.drop_id, result.rows),
+                                      outcome.results], how="vertical_relaxed"),
+                           quarantine, outcome.gx_result_json)
+    zones.write_frame(store, layout.flags_key(entry.agency, entry.feed, entry.drop_id), flags)
+    result.quarantined = quarantine["source_row"].n_unique() if quarantine.height else 0
+    result.flagged = outcome.flagged
+    result.warnings = list(outcome.warnings)
+    if outcome.held:
+        return stop(outcome.reason or "held for a steward", DropState.HELD)
     if not outcome.accepted:
-        return reject(outcome.reason or "failed validation")
+        return stop(outcome.reason or "failed validation")
     if entry.state == DropState.RECEIVED:
         ledger.record(entry.drop_id, DropState.VALIDATED,
-                      f"{outcome.valid.height} rows valid, {result.quarantined} quarantined",
-                      run_id)
+                      f"{outcome.valid.height} rows valid ({result.flagged} flagged), "
+                      f"{result.quarantined} quarantined", run_id)
 
-    tables = to_canonical(outcome.valid, feed, entry.drop_id)
+    tables = apply_flags(to_canonical(outcome.valid, feed, entry.drop_id), outcome.flags, feed)
     result.staged = zones.write_staged(store, entry.agency, entry.feed, entry.drop_id, tables)
+    warned = f"; {len(result.warnings)} expectations below their mostly" if result.warnings \
+        else ""
     ledger.record(entry.drop_id, DropState.STAGED,
-                  f"{tables['person_record'].height} person records", run_id)
+                  f"{tables['person_record'].height} person records, {result.flagged} rows "
+                  f"flagged, {result.quarantined} quarantined{warned}", run_id)
     result.state = DropState.STAGED
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _quarantine(read: DropRead, validated: pl.DataFrame) -> pl.DataFrame:
+    """The drop's quarantine: lines the reader could not use, then rows validation refused,
+    each with its line in the file."""
+    rows = validated.join(read.lines, on="source_row", how="left")
+    if not read.bad.height:
+        return rows
+    return pl.concat([read.bad, rows], how="diagonal_relaxed").sort("source_row",
+                                                                     maintain_order=True)
+
+
+def _read_results(read: DropRead, drop_id: str, rows: int) -> pl.DataFrame:
+    """One result row per kind of line the reader quarantined, beside GX's results."""
+    from expectations.runner import RESULTS_SCHEMA
+
+    if not read.bad.height:
+        return pl.DataFrame(schema=RESULTS_SCHEMA)
+    return (read.bad.group_by("expectation", "column", maintain_order=True)
+            .agg(pl.len().alias("unexpected_count"), pl.col("reason").first())
+            .select(pl.lit(drop_id).alias("drop_id"), "expectation", "column",
+                    pl.lit(False).alias("success"),
+                    pl.col("unexpected_count").cast(pl.Int64),
+                    (pl.col("unexpected_count") * 100.0 / max(rows, 1)).alias(
+                        "unexpected_percent"),
+                    pl.lit(None, pl.Float64).alias("mostly"),
+                    pl.format("{} lines quarantined; the first: {}", "unexpected_count",
+                              "reason").alias("details"))
+            .cast(RESULTS_SCHEMA))
+
+
+def apply_flags(tables: dict[str, pl.DataFrame], flags: pl.DataFrame,
+                feed) -> dict[str, pl.DataFrame]:
+    """Staged tables with the flagged values marked: the note ``column: reason`` on the
+    person's ``normalise_notes`` (unless standardisation noted that column already), and a
+    date that failed its plausibility check set to null, as a date that does not parse is.
+
+    The original value stays in raw/ and in the identifier/phone tables' value as written.
+    """
+    if not flags.height:
+        return tables
+    out = dict(tables)
+    person = out["person_record"]
+    if person.height:
+        notes = (flags.join(person.select("source_row", "normalise_notes"), on="source_row")
+                 .filter(~pl.col("normalise_notes").fill_null("")
+                         .str.contains(pl.col("column") + ": ", literal=True))
+                 .group_by("source_row", maintain_order=True)
+                 .agg(pl.format("{}: {}", "column", "reason").str.join("; ").alias("_flag")))
+        out["person_record"] = person.join(notes, on="source_row", how="left").with_columns(
+            pl.concat_str("normalise_notes", "_flag", separator="; ", ignore_nulls=True)
+            .alias("normalise_notes")).drop("_flag").with_columns(
+            pl.when(pl.col("normalise_notes").str.len_chars() > 0)
+            .then(pl.col("normalise_notes")).alias("normalise_notes"))
+    dates = flags.filter(pl.col("expectation") == "expect_column_values_to_be_plausible_dates")
+    for column, rows in dates.group_by("column"):
+        # a steward's own date rule may watch a column the feed does not map
+        target = (feed.columns.get(column[0]) or {}).get("to")
+        bad = pl.col("source_row").is_in(rows["source_row"].implode())
+        if target == "person.birth_date" and person.height:
+            out["person_record"] = out["person_record"].with_columns(
+                pl.when(~bad).then(pl.col(c)).alias(c)
+                for c in ("birth_date", "birth_date_precision"))
+        elif target == "event.date" and out["event"].height:
+            out["event"] = out["event"].with_columns(
+                pl.when(~bad).then(pl.col("event_date")).alias("event_date"))
+    return out
 
 
 def drop_workers(entries: list[DropEntry], workers: int, min_bytes: int) -> int:

@@ -51,6 +51,7 @@ class RunSummary:
         landed = [x for x in self.landed if x.status == "landed"]
         dups = [x for x in self.landed if x.status == "duplicate"]
         rejected = [d for d in self.drops if d.state == DropState.REJECTED]
+        held = [d for d in self.drops if d.state == DropState.HELD]
         staged = [d for d in self.drops if d.state == DropState.STAGED]
         lines = [f"# fusionlake run {self.run_id}", "", f"Lake: `{self.lake}`", ""]
         if self.noop:
@@ -61,8 +62,11 @@ class RunSummary:
             f"| duplicates (not ingested again) | {len(dups)} |",
             f"| drops staged | {len(staged)} |",
             f"| drops rejected | {len(rejected)} |",
+            f"| drops held (waiting for `fusionlake accept` or `reject`) | {len(held)} |",
             f"| rows read | {sum(d.rows for d in self.drops):,} |",
             f"| rows quarantined | {sum(d.quarantined for d in self.drops):,} |",
+            f"| rows flagged (staged, a value kept but not normalised) | "
+            f"{sum(d.flagged for d in self.drops):,} |",
             f"| person records staged | "
             f"{sum(max(d.staged.get('person_record', 0), 0) for d in staged):,} |",
         ]
@@ -73,12 +77,16 @@ class RunSummary:
         lines.append("")
         if self.drops:
             lines += ["## Drops", "",
-                      "| drop | file | state | rows | quarantined | seconds | reason |",
-                      "|---|---|---|---:|---:|---:|---|"]
+                      "| drop | file | state | rows | quarantined | flagged | seconds | reason |",
+                      "|---|---|---|---:|---:|---:|---:|---|"]
             lines += [f"| {d.drop_id[:12]} | {d.name} | {d.state} | {d.rows:,} | "
-                      f"{d.quarantined:,} | {d.seconds:.1f} | "
+                      f"{d.quarantined:,} | {d.flagged:,} | {d.seconds:.1f} | "
                       f"{(d.reason or '').replace('|', '/')} |" for d in self.drops]
             lines.append("")
+        warnings = [(d, w) for d in self.drops for w in d.warnings]
+        if warnings:  # a mostly not met: the drop went on, the steward should look
+            lines += ["## Warnings", ""]
+            lines += [f"- {d.name} ({d.drop_id[:12]}): {w}" for d, w in warnings] + [""]
         if self.marts:
             lines += ["## Published marts", ""]
             lines += [f"- `{a}`: marts/{a}/{v}/fusion.duckdb" for a, v in self.marts.items()]

@@ -137,7 +137,7 @@ def test_the_compiled_suite_follows_a_feed_edit(tmp_path):
          "GX expectation"),
         ("add:\n  - {type: expect_column_values_to_match_regex, kwargs: {column: id},"
          " meta: {on_failure: drop}}\n",
-         "add[0].meta.on_failure: Input should be 'reject', 'quarantine' or 'flag'"),
+         "add[0].meta.on_failure: Input should be 'reject', 'quarantine', 'flag' or 'hold'"),
         ("remove: [expect_column_values_to_be_unique]\n",
          "remove: Extra inputs are not permitted (allowed: change, add, description)"),
         ("change: [\n", "not a readable suite override"),
@@ -148,3 +148,71 @@ def test_a_bad_override_is_reported_with_its_file_and_entry(tmp_path, override, 
     with pytest.raises(SuiteError) as caught:
         load_suite(feed)
     assert str(caught.value).startswith(f"{feed.path.parent / 'arrests.suite.yaml'}: {message}")
+
+
+def test_hold_keeps_the_compiled_row_level_and_added_holds_flag(tmp_path):
+    feed = _feed_with_override(tmp_path, """\
+        change:
+          - {type: expect_column_values_to_be_unique, column: id, meta: {on_failure: hold}}
+          - {type: expect_column_values_to_be_valid_phone_numbers, column: phone,
+             kwargs: {mostly: 0.99}, meta: {on_failure: hold}}
+        add:
+          - type: expect_column_values_to_match_regex
+            kwargs: {column: id, regex: "^A-"}
+            meta: {on_failure: hold, reason: id is not A-}
+        """)
+    got = _by_key(load_suite(feed))
+    # a duplicate key is still quarantined row by row; the drop is held when too many repeat
+    assert got[("expect_column_values_to_be_unique", "id")]["meta"] == {
+        "on_failure": "hold", "rows": "quarantine",
+        "reason": "id repeats a value of an earlier row of this drop (duplicate row)"}
+    assert got[("expect_column_values_to_be_valid_phone_numbers", "phone")]["meta"][
+        "rows"] == "flag"
+    assert got[("expect_column_values_to_match_regex", "id")]["meta"] == {
+        "on_failure": "hold", "rows": "flag", "reason": "id is not A-"}
+
+
+def test_value_checks_flag_and_only_unusable_rows_quarantine(tmp_path):
+    folder = tmp_path / "xx_police"
+    folder.mkdir()
+    (folder / "arrests.yaml").write_text(FEED + """\
+  born:  {to: person.birth_date}
+  sex:   {to: person.sex}
+  nat:   {to: person.nationality}
+  pp:    {to: identifier, kind: passport, issuing_country: TH}
+""", encoding="utf-8")
+    levels = {(e["type"], e["kwargs"].get("column")): e["meta"]["on_failure"]
+              for e in suite_for_feed(parse_feed(folder / "arrests.yaml"))["expectations"]}
+    assert {k: v for k, v in levels.items() if v != "flag"} == {
+        ("expect_table_columns_to_match_set", None): "reject",
+        ("expect_table_row_count_to_be_between", None): "reject",
+        ("expect_column_values_to_not_be_null", "id"): "quarantine",
+        ("expect_column_values_to_be_unique", "id"): "quarantine",
+        ("expect_column_values_to_not_be_null", "name"): "quarantine",
+        **{("expect_column_value_lengths_to_be_between", c): "quarantine"
+           for c in ("id", "name", "phone", "born", "sex", "nat", "pp")},
+    }
+    assert {k[0] for k, v in levels.items() if v == "flag"} == {
+        "expect_column_values_to_not_be_spreadsheet_formulas",
+        "expect_column_values_to_be_valid_phone_numbers",
+        "expect_column_values_to_be_plausible_dates",
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_be_known_countries",
+        "expect_column_values_to_be_valid_identifier"}
+
+
+def test_the_fingerprint_follows_the_feed_and_its_override(tmp_path):
+    from expectations.suites import suite_fingerprint
+
+    feed = _feed_with_override(tmp_path, None)
+    before = suite_fingerprint(feed)
+    assert suite_fingerprint(parse_feed(feed.path)) == before  # the same files: the same
+    (feed.path.parent / "arrests.suite.yaml").write_text(
+        "change:\n  - {type: expect_column_values_to_be_unique, column: id,"
+        " kwargs: {mostly: 1.0}}\n", encoding="utf-8")
+    with_override = suite_fingerprint(parse_feed(feed.path))
+    assert with_override != before
+    feed.path.write_text(FEED.replace("phone: {to: phone}", "phone: {to: phone, split: ';'}"),
+                         encoding="utf-8")
+    assert suite_fingerprint(parse_feed(feed.path)) not in (before, with_override)
+    assert suite_fingerprint(None) == "none"
