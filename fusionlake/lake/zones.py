@@ -136,7 +136,8 @@ def read_quarantine(store: ObjectStore) -> pl.DataFrame:
         frame = read_frame(store, key)
         if frame.is_empty():
             continue
-        keep = [c for c in ("source_row", "expectation", "column", "reason") if c in frame.columns]
+        keep = [c for c in ("source_row", "line", "expectation", "column", "reason")
+                if c in frame.columns]
         source_cols = [c for c in frame.columns if c not in keep]
         frames.append(frame.select(
             pl.lit(drop_id).alias("drop_id"), pl.lit(agency).alias("agency"),

@@ -116,6 +116,7 @@ STEWARD_TABLES: dict[str, dict[str, pl.DataType]] = {
         "agency": pl.String(),
         "feed": pl.String(),
         "source_row": pl.Int64(),
+        "line": pl.Int64(),
         "expectation": pl.String(),
         "column": pl.String(),
         "reason": pl.String(),

@@ -47,10 +47,9 @@ NRC_IN_PASSPORT_RATE = 0.5  # th_imm: Myanmar nationals without a passport: thei
 MIXED_SCRIPT_NRC_RATE = 0.10  # mm_police: Latin NRC with the Burmese (နိုင်) marker, or
 #                               Burmese digits after a Latin township code
 CORRUPT_BIRTH_DATE_RATE = 0.01  # birth dates that are no date at all (00/00/0000, 1985-13-45)
-# Malformed JSON lines in mm_police's drop (truncated copies of a row: no person is lost). Off
-# by default until every reader isolates bad lines (issue 18, item 2): a reader that cannot
-# would reject the whole drop.
-MALFORMED_LINES = 0
+# Malformed JSON lines in mm_police's drop (truncated copies of a row: no person is lost); the
+# reader quarantines them with their line numbers and reads the rest.
+MALFORMED_LINES = 2
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,11 @@ COMMENT ON COLUMN validation_result.mostly IS 'Share of rows that must pass for 
 COMMENT ON COLUMN validation_result.details IS 'JSON: partial list of unexpected values and other GX output.';
 
 CREATE OR REPLACE TABLE quarantine AS
-SELECT drop_id, agency, feed, source_row, expectation, "column", reason, row_json
+SELECT drop_id, agency, feed, source_row, line, expectation, "column", reason, row_json
 FROM in_quarantine
 WHERE getvariable('audience') IS NULL OR agency = getvariable('audience')
 ORDER BY drop_id, source_row, expectation;
 COMMENT ON TABLE quarantine IS 'Rows rejected by validation, with the expectation they failed and the row as received.';
 COMMENT ON COLUMN quarantine.source_row IS '1-based data row number in the raw file.';
+COMMENT ON COLUMN quarantine.line IS '1-based physical line of the row in the raw file (the header is line 1); NULL for formats without lines (xlsx, Parquet).';
 COMMENT ON COLUMN quarantine.row_json IS 'The rejected row as received, as a JSON object of source column -> value.';
