@@ -1,6 +1,6 @@
 """Great Expectations validation of agency drops: suites per feed, custom checks, Data Docs.
 
-The public surface (STYLE.md #1)::
+The public surface::
 
     validate_drop(frame, feed, drop_id) -> ValidationOutcome
     summarise(outcome) -> str

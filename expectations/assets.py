@@ -1,4 +1,4 @@
-"""Offline copies of the web assets GX Data Docs pages load from CDNs (DESIGN.md #6).
+"""Offline copies of the web assets GX Data Docs load from CDNs (docs/architecture.md, 6).
 
 Each asset comes from the npm registry package that the CDN URL serves, pinned to the same
 version, fetched once by the project's setup (``python -m expectations.assets``, which runs

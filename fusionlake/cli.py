@@ -1,4 +1,4 @@
-"""The ``fusionlake`` command line (CONTRACT.md lists the commands users script against).
+"""The ``fusionlake`` command line (README.md lists the commands users script against).
 
 Each command is a small function that reads its arguments, calls library code and prints. Errors a
 user can act on (:class:`UserError` and the library's own error types) print one line naming the

@@ -1,4 +1,4 @@
-"""Every object key of the lake, in one place (DESIGN.md, "The lake").
+"""Every object key of the lake, in one place (docs/architecture.md, "The lake").
 
 No other module builds a key by hand: each zone has a prefix constant here and a function for
 each kind of object in it::

@@ -5,7 +5,7 @@ frames with exactly these columns in this order; entity resolution and the marts
 Changing a column here is a change of the lake's format: say why in the commit.
 
 Provenance columns come first in every table so that any row can be traced to agency, feed,
-drop and source row (DESIGN.md, "Nothing is lost").
+drop and source row (docs/architecture.md, "Nothing is lost").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Keys are ``/``-separated strings relative to the lake root (``raw/th_imm/detentions/<id>/f.xlsx``).
 Everything else in fusionlake talks to :class:`ObjectStore` only, so the local folder (the embedded
-default) and any S3 endpoint pass the same test suite (DESIGN.md, "One code path, two stores").
+default) and any S3 endpoint pass the same test suite (docs/architecture.md, property 5).
 
 Two kinds of write:
 

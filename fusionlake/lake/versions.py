@@ -7,9 +7,9 @@ kept under one prefix like this::
     <prefix>/<version>/manifest.json    written last: the version is complete
     <prefix>/LATEST                     the pointer readers follow, moved after the manifest
 
-Readers never see half a write (DESIGN.md, property 3): they follow ``LATEST``, which only ever
-names a complete version, and the version it named before stays in place until retention
-removes it, after the pointer has moved.
+Readers never see half a write (docs/architecture.md, property 3): they follow ``LATEST``,
+which only ever names a complete version, and the version it named before stays in place until
+retention removes it, after the pointer has moved.
 
 Version names are ``<UTC time to the microsecond>Z-<6 random hex digits>``, e.g.
 ``20261202T133939123456Z-4f0c2a``: they sort by time as strings, and two machines writing in

@@ -402,7 +402,7 @@ def _parquet(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl.
         pl.DataFrame(schema=BAD_SCHEMA)
 
 
-#: Readers by format: a feed file's ``format:`` string picks one (STYLE.md #4). Each returns
+#: Readers by format: a feed file's ``format:`` string picks one. Each returns
 #: the rows read (source columns, source_row, source_line) and the lines it quarantined.
 READERS: dict[str, Callable[[bytes, str, Feed], tuple[pl.DataFrame, pl.DataFrame]]] = {
     "csv": _read_csv,

@@ -268,8 +268,8 @@ def stage_drop(lake: str, feeds_path: list[str], entry: DropEntry, run_id: str) 
 def load_translit_cache(store: ObjectStore) -> int:
     """Seed this process's transliteration cache from the lake; returns the entries loaded.
 
-    Transliteration is the costliest normalisation per value (DESIGN.md, "Where the time
-    goes"); names seen in earlier runs are not transliterated again.
+    Transliteration is the costliest normalisation per value (docs/architecture.md, "Where
+    the time goes"); names seen in earlier runs are not transliterated again.
     """
     try:
         return import_cache(pl.read_parquet(store.get(layout.TRANSLIT_CACHE)))

@@ -1,4 +1,4 @@
--- Who may see a row: the one definition of the rule (DESIGN.md, property 4).
+-- Who may see a row: the one definition of the rule (docs/architecture.md, property 4).
 --
 -- Not a build step (its name has no NN_ number): the build loads it before step 00, which
 -- filters every input with it, and fusionlake.pipeline.marts loads it to find the audiences

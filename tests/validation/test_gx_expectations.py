@@ -1,6 +1,6 @@
 """Every expectation our suites use, on small frames: one catches planted defects, one passes.
 
-Each planted defect carries a comment naming it (STYLE.md #11). The expectations run through
+Each planted defect carries a comment naming it. The expectations run through
 real GX (pandas engine), exactly as validate_drop runs them.
 """
 

@@ -1,4 +1,4 @@
-"""Entity-resolution settings, declared as data (STYLE.md #2 and #5).
+"""Entity-resolution settings, declared as data.
 
 Everything a reviewer may want to diff lives here: which identifier kinds are identity-grade,
 which are unique per person (a second value means a different person), the columns Splink
