@@ -74,6 +74,8 @@ __all__ = [
     "publish",
     "run_query",
     "saved_queries",
+    "visibility_groups",
+    "visible_rows",
 ]
 
 MART_SQL_DIR = PROJECT_ROOT / "sql" / "mart"
@@ -216,32 +218,39 @@ def _inputs(staged, resolution, steward, folder: Path | None = None) -> dict[str
         (steward, STEWARD_TABLES, "steward"),
     )
     for given, known, kind in groups:
-        unknown = set(given or {}) - set(known)
-        if unknown:
-            raise MartError(
-                f"unknown {kind} input table(s) {sorted(unknown)}; known: {sorted(known)}"
-            )
-        for name, columns in known.items():
-            given_frame = (given or {}).get(name)
-            try:
-                frame = (pl.DataFrame(schema=columns) if given_frame is None
-                         else schema.conform_columns(given_frame, columns))
-                if folder is None:
-                    if isinstance(frame, pl.LazyFrame):
-                        frame = frame.collect()
-                    tables[name] = frame.to_arrow(compat_level=pl.CompatLevel.newest())
-                    continue
-                path = Path(folder) / f"in_{name}.parquet"
-                path.parent.mkdir(parents=True, exist_ok=True)
+        tables.update(_conformed(given, known, kind, folder))
+    return tables
+
+
+def _conformed(given, known: dict, kind: str, folder: Path | None) -> dict[str, Input]:
+    """One kind of input (staged, resolution or steward tables) conformed: see :func:`_inputs`."""
+    unknown = set(given or {}) - set(known)
+    if unknown:
+        raise MartError(
+            f"unknown {kind} input table(s) {sorted(unknown)}; known: {sorted(known)}"
+        )
+    tables: dict[str, Input] = {}
+    for name, columns in known.items():
+        given_frame = (given or {}).get(name)
+        try:
+            frame = (pl.DataFrame(schema=columns) if given_frame is None
+                     else schema.conform_columns(given_frame, columns))
+            if folder is None:
                 if isinstance(frame, pl.LazyFrame):
-                    frame.sink_parquet(path, compression="lz4")
-                else:
-                    frame.write_parquet(path, compression="lz4")
-                tables[name] = path
-            except pl.exceptions.PolarsError as exc:
-                raise MartError(
-                    f"mart input {name}: columns do not fit the expected schema: {exc}"
-                ) from exc
+                    frame = frame.collect()
+                tables[name] = frame.to_arrow(compat_level=pl.CompatLevel.newest())
+                continue
+            path = Path(folder) / f"in_{name}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(frame, pl.LazyFrame):
+                frame.sink_parquet(path, compression="lz4")
+            else:
+                frame.write_parquet(path, compression="lz4")
+            tables[name] = path
+        except pl.exceptions.PolarsError as exc:
+            raise MartError(
+                f"mart input {name}: columns do not fit the expected schema: {exc}"
+            ) from exc
     return tables
 
 
@@ -542,7 +551,7 @@ def audiences(staged: dict[str, pl.DataFrame | pl.LazyFrame]) -> list[str]:
 def build_and_publish(
     store: ObjectStore,
     staged: dict[str, pl.DataFrame],
-    resolution: dict[str, pl.DataFrame],
+    resolution: dict,
     steward: dict[str, pl.DataFrame],
     work_dir: Path,
     *,
@@ -552,30 +561,100 @@ def build_and_publish(
 ) -> dict[str, str]:
     """Build, check and publish the mart of every audience; returns audience -> version.
 
-    Audiences are built one after the other and each is published as soon as it passes its
+    ``resolution`` is each audience's own resolution, ``{audience: {table: frame}}``, resolved
+    from the rows that audience may see alone (fusionlake.pipeline.resolve.resolve_audiences);
+    audiences handed the same object share it. A plain ``{table: frame}`` is one resolution for
+    every audience: only an audience that sees every row can be built from it (any other fails
+    the check that its resolution holds no record hidden from it).
+
+    Audiences that see the same rows and share a resolution share one build (the others get a
+    copy with their audience steps re-run). Each mart is published as soon as it passes its
     checks; the first failure raises (marts already published stay published, the failed one
     keeps its previous version). The inputs (frames or lazy frames) are first written to
     ``work_dir`` as Parquet, which every build reads. ``build_options`` go to :func:`build_mart`.
     """
     versions: dict[str, str] = {}
-    tables = _inputs(staged, resolution, steward, Path(work_dir) / "inputs")
     names = audience_names or audiences(staged)
-    for group in _same_view(tables, names, build_options.get("sql_dir", MART_SQL_DIR)):
-        base = None
-        for name in group:  # the first is built, the others are copies of it
-            pointer = latest(store, name)
-            previous = datetime.fromisoformat(pointer["built_at"]) if pointer and pointer.get(
-                "built_at") else None
-            path = Path(work_dir) / name / MART_FILE
-            _build(path, tables, None if name == ALL else name, base=base,
-                   previous_built_at=previous, **build_options)
-            needed = base is None and len(group) > 1  # the next audiences copy it
-            versions[name] = publish(store, name, path, retention=retention, move=not needed)
-            if needed:
-                base = path
-        if base is not None:
-            base.unlink(missing_ok=True)
+    per_audience = _per_audience(resolution, names)
+    folder = Path(work_dir) / "inputs"
+    shared = {**_conformed(staged, schema.TABLES, "staged", folder),
+              **_conformed(steward, STEWARD_TABLES, "steward", folder)}
+    resolved: dict[int, dict[str, Input]] = {}  # id of an audience's resolution -> its files
+    for view in _same_view(shared, names, build_options.get("sql_dir", MART_SQL_DIR)):
+        by_resolution: dict[int, list[str]] = {}
+        for name in view:
+            by_resolution.setdefault(id(per_audience[name]), []).append(name)
+        for key, group in by_resolution.items():
+            if key not in resolved:
+                resolved[key] = _conformed(per_audience[group[0]], schema.RESOLUTION_TABLES,
+                                           "resolution", folder / f"resolution_{len(resolved)}")
+            tables = {**shared, **resolved[key]}
+            base = None
+            for name in group:  # the first is built, the others are copies of it
+                pointer = latest(store, name)
+                previous = datetime.fromisoformat(pointer["built_at"]) if pointer and pointer.get(
+                    "built_at") else None
+                path = Path(work_dir) / name / MART_FILE
+                _build(path, tables, None if name == ALL else name, base=base,
+                       previous_built_at=previous, **build_options)
+                needed = base is None and len(group) > 1  # the next audiences copy it
+                versions[name] = publish(store, name, path, retention=retention,
+                                         move=not needed)
+                if needed:
+                    base = path
+            if base is not None:
+                base.unlink(missing_ok=True)
     return {name: versions[name] for name in names}
+
+
+def _per_audience(resolution: dict, names: list[str]) -> dict[str, dict]:
+    """``{audience: tables}`` from either form :func:`build_and_publish` accepts; an audience
+    without one gets an empty resolution (it may see no row, else its checks fail)."""
+    if resolution and set(resolution) <= set(schema.RESOLUTION_TABLES):
+        return dict.fromkeys(names, resolution)
+    empty: dict = {}
+    return {name: (resolution or {}).get(name, empty) for name in names}
+
+
+def visibility_groups(staged: dict[str, pl.DataFrame | pl.LazyFrame], names: list[str],
+                      sql_dir: Path = MART_SQL_DIR) -> list[list[str]]:
+    """Audiences grouped by the staged rows they may see (the rule of ``visibility.sql``)."""
+    release = {t: (staged[t] if t in staged else schema.empty(t)).lazy()
+               .select(pl.col("releasable_to").cast(pl.List(pl.String))).unique().collect()
+               .to_arrow() for t in schema.TABLES}
+    return _same_view(release, names, sql_dir)
+
+
+def visible_rows(staged: dict[str, pl.LazyFrame], audience: str,
+                 sql_dir: Path = MART_SQL_DIR) -> dict[str, pl.LazyFrame]:
+    """The staged rows an audience may see, as step 00 of the marts keeps them.
+
+    A person record is visible when ``visible_to`` its releasable_to; a detail row when its own
+    releasable_to is and its person record is not hidden. The rule is evaluated by DuckDB on the
+    distinct releasable_to values only (a handful), then applied to the rows by Polars.
+    """
+    if audience == ALL:
+        return dict(staged)
+    key = pl.col("releasable_to").cast(pl.List(pl.String)).list.join("\x1f").fill_null("\x00")
+    values = pl.concat([staged[t].select(pl.col("releasable_to").cast(pl.List(pl.String)))
+                        for t in schema.TABLES if t in staged]).unique().collect()
+    con = duckdb.connect()
+    try:
+        con.execute(_visibility_sql(sql_dir))
+        con.register("release", values.to_arrow())
+        seen = con.execute(
+            "SELECT releasable_to FROM release WHERE visible_to(releasable_to, ?::VARCHAR)",
+            [audience]).pl().select(key.alias("k"))["k"]
+    finally:
+        con.close()
+    visible = key.is_in(seen.implode())
+    person = staged["person_record"]
+    hidden = person.filter(~visible).select("record_id")
+    out = {"person_record": person.filter(visible)}
+    for table, frame in staged.items():
+        if table != "person_record":
+            out[table] = frame.filter(visible).join(hidden, on="record_id", how="anti")
+    return out
 
 
 def _same_view(tables: dict[str, Input], names: list[str],

@@ -1,7 +1,10 @@
 -- Step 60 (an audience step: re-run for each audience that shares a build): the stewards'
--- tables. The all-agencies mart has every drop; an agency's mart has its
--- own drops and those that gave it a visible record, and only its own quarantined rows (a
--- rejected row was never releasable to anyone else).
+-- tables. The all-agencies mart has every drop. An agency's mart has its own deliveries (every
+-- drop it sent, and its own re-sends of known bytes), the drops of others that gave it a
+-- visible record (not their re-sends, which are another agency's deliveries), the validation
+-- results of its own drops only (they count and quote rows of the whole file, which another
+-- agency may not see), and only its own quarantined rows (a rejected row was never releasable
+-- to anyone else).
 
 CREATE OR REPLACE TEMP VIEW visible_drop AS
 SELECT DISTINCT drop_id FROM entity_record;
@@ -11,8 +14,8 @@ SELECT drop_id, agency, feed, file_name, sha256, size, state, reason, received_a
 FROM in_drop_ledger
 WHERE getvariable('audience') IS NULL
    OR agency = getvariable('audience')
-   OR drop_id IN (SELECT drop_id FROM visible_drop)
-ORDER BY received_at, drop_id;
+   OR (state IS DISTINCT FROM 'duplicate' AND drop_id IN (SELECT drop_id FROM visible_drop))
+ORDER BY received_at, drop_id, file_name;
 COMMENT ON TABLE drop_ledger IS 'Every file delivery (drop) and its state: received, rejected, validated, staged, published or superseded.';
 COMMENT ON COLUMN drop_ledger.drop_id IS 'Derived from the content hash: the same bytes are the same drop, however often sent.';
 COMMENT ON COLUMN drop_ledger.sha256 IS 'SHA-256 of the file as received.';
@@ -24,8 +27,9 @@ CREATE OR REPLACE TABLE validation_result AS
 SELECT drop_id, expectation, "column", success, unexpected_count, unexpected_percent, mostly,
        details
 FROM in_validation_result
-WHERE drop_id IN (SELECT drop_id FROM drop_ledger)
-   OR getvariable('audience') IS NULL
+WHERE getvariable('audience') IS NULL
+   OR drop_id IN (SELECT drop_id FROM in_drop_ledger
+                  WHERE agency = getvariable('audience') AND state IS DISTINCT FROM 'duplicate')
 ORDER BY drop_id, expectation, "column";
 COMMENT ON TABLE validation_result IS 'Outcome of each Great Expectations expectation on each drop.';
 COMMENT ON COLUMN validation_result.expectation IS 'Expectation type (e.g. expect_column_values_to_not_be_null).';

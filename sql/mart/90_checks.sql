@@ -56,6 +56,11 @@ SELECT 'no orphan links: review_queue', count(*), 'pairs naming a record not in 
 FROM review_queue
 WHERE entity_id_l IS NULL OR entity_id_r IS NULL
 UNION ALL
+SELECT 'resolution holds no record hidden from this audience', count(*),
+       'the resolution was not made from this audience''s rows alone, e.g. '
+           || coalesce(min(record_id), '-')
+FROM resolution_hidden
+UNION ALL
 SELECT 'ids unique: entity.entity_id', count(*) - count(DISTINCT entity_id),
        'duplicate or NULL entity ids'
 FROM entity
