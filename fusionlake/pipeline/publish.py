@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from fusionlake.lake import layout, versions, zones
+from fusionlake.lake import audit, layout, versions, zones
 from fusionlake.lake.feeds import FeedSet
 from fusionlake.lake.ledger import Ledger
 from fusionlake.lake.settings import memory_share
@@ -29,6 +29,7 @@ def steward_tables(store: ObjectStore, ledger: Ledger) -> dict[str, pl.DataFrame
         "drop_ledger": ledger.frame(),
         "validation_result": zones.read_validation_results(store),
         "quarantine": zones.read_quarantine(store),
+        "audit_log": audit.frame(store),
     }
 
 

@@ -57,7 +57,8 @@ COMMENT ON TABLE mart_input IS 'Rows of each staged input table visible to this 
 -- own resolution (fusionlake.pipeline.resolve: one per visibility group, over its visible rows
 -- alone), which never holds one: step 90 refuses to publish a mart whose resolution does, as its
 -- entities, links and history would then be derived from rows the audience may not see.
-CREATE TEMP TABLE resolution_hidden AS
+CREATE TABLE mart_resolution_check AS
+SELECT count(*) AS hidden_records FROM (
 SELECT record_id FROM in_entity_record
 WHERE record_id IN (SELECT record_id FROM hidden_record)
 UNION
@@ -67,4 +68,6 @@ SELECT record_id_r FROM in_record_link WHERE record_id_r IN (SELECT record_id FR
 UNION
 SELECT record_id_l FROM in_review_pair WHERE record_id_l IN (SELECT record_id FROM hidden_record)
 UNION
-SELECT record_id_r FROM in_review_pair WHERE record_id_r IN (SELECT record_id FROM hidden_record);
+SELECT record_id_r FROM in_review_pair WHERE record_id_r IN (SELECT record_id FROM hidden_record)
+);
+COMMENT ON TABLE mart_resolution_check IS 'Records of the resolution this mart was built from that its audience may not see: 0, or the mart is not published (see mart_check).';

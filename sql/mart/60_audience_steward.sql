@@ -46,3 +46,17 @@ ORDER BY drop_id, source_row, expectation;
 COMMENT ON TABLE quarantine IS 'Rows rejected by validation, with the expectation they failed and the row as received.';
 COMMENT ON COLUMN quarantine.source_row IS '1-based data row number in the raw file.';
 COMMENT ON COLUMN quarantine.row_json IS 'The rejected row as received, as a JSON object of source column -> value.';
+
+-- The audit trail is the task force's stewards' (fusionlake.lake.audit): queries and decisions
+-- of every agency. An agency's mart has the table, empty.
+CREATE OR REPLACE TABLE audit_log AS
+SELECT "at", kind, who, audience, summary, "rows", detail
+FROM in_audit_log
+WHERE getvariable('audience') IS NULL
+ORDER BY "at", kind;
+COMMENT ON TABLE audit_log IS 'Append-only audit trail of the lake: every fusionlake sql query (audience, query, who, rows returned), every steward decision and drop acceptance. Filled in the all-agencies mart only.';
+COMMENT ON COLUMN audit_log.kind IS 'sql, decision or acceptance.';
+COMMENT ON COLUMN audit_log.who IS 'The person ($USER, or fusionlake sql --as / decide --by).';
+COMMENT ON COLUMN audit_log.audience IS 'Whose mart a query ran on.';
+COMMENT ON COLUMN audit_log."rows" IS 'Rows a query returned (NULL when it was refused or failed).';
+COMMENT ON COLUMN audit_log.detail IS 'JSON: every field of the entry, the outcome of a query among them.';
