@@ -235,6 +235,8 @@ def _conformed(given, known: dict, kind: str, folder: Path | None) -> dict[str, 
     tables: dict[str, Input] = {}
     for name, columns in known.items():
         given_frame = (given or {}).get(name)
+        if given_frame is not None and not given_frame.collect_schema().names():
+            given_frame = None  # no columns at all ("nothing yet"): conformed, it would be a row
         try:
             frame = (pl.DataFrame(schema=columns) if given_frame is None
                      else schema.conform_columns(given_frame, columns))
