@@ -77,9 +77,34 @@ def _render_validation(result: dict) -> str:
 
     import expectations.custom  # noqa: F401 - the custom expectations must be registered
 
-    loaded = ExpectationSuiteValidationResultSchema().load(result)
+    loaded = ExpectationSuiteValidationResultSchema().load(_escaped_values(result))
     document = ValidationResultsPageRenderer().render(loaded)
     return DefaultJinjaPageView().render(document)
+
+
+def _escape_strings(value):
+    if isinstance(value, str):
+        return html.escape(value)
+    if isinstance(value, list):
+        return [_escape_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _escape_strings(v) for k, v in value.items()}
+    return value
+
+
+def _escaped_values(result: dict) -> dict:
+    """The result with every value that came from the drop HTML-escaped.
+
+    GX's page templates insert unexpected values and sample rows as they are, so a cell holding
+    ``<script>`` would run in the steward's browser. The values of a drop sit under each
+    expectation result's ``result`` (unexpected lists and counts) and ``exception_info``.
+    """
+    out = dict(result)
+    out["results"] = [
+        {**r, **{k: _escape_strings(r[k]) for k in ("result", "exception_info") if k in r}}
+        for r in result.get("results") or []
+    ]
+    return out
 
 
 def _write_static(out_dir: Path) -> bool:

@@ -11,8 +11,10 @@ seconds to import, which ``drops`` or ``sql`` need not pay.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -22,15 +24,16 @@ import polars as pl
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
+from rich.text import Text
 
-from fusionlake.lake import layout, zones
+from fusionlake.lake import audit, layout, zones
 from fusionlake.lake.feeds import load_feeds
 from fusionlake.lake.lease import LeaseHeld
 from fusionlake.lake.ledger import DropState, Ledger, StewardError
 from fusionlake.lake.settings import Settings, configure_offline
 from fusionlake.lake.store import LakeError, open_store
 from fusionlake.pipeline.land import DeliveryError, deliver
-from fusionlake.pipeline.marts import MartError, open_latest, run_query
+from fusionlake.pipeline.marts import MartError, open_latest, run_query, terminal_safe
 from fusionlake.synth import generate
 from transforms.evaluate import evaluate
 
@@ -169,8 +172,14 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     if (args.query is None) == (args.file is None):
         raise UserError("give either a QUERY or --file FILE")
     query = args.query if args.file is None else Path(args.file).read_text(encoding="utf-8")
-    print(run_query(open_store(settings.lake), query, audience=args.audience, fmt=args.format))
+    print(run_query(open_store(settings.lake), query, audience=args.audience, fmt=args.format,
+                    who=_who(args)))
     return 0
+
+
+def _who(args: argparse.Namespace) -> str:
+    """Who runs the command, for the audit trail: --as, else the login name."""
+    return getattr(args, "as_", None) or os.environ.get("USER") or getpass.getuser()
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
@@ -225,6 +234,8 @@ def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
             raise UserError(f"unknown record id(s): {', '.join(missing)}; see `fusionlake review`")
     body = zones.append_decision(store, args.record_a, args.record_b,
                                  "same" if args.same else "different", args.by, args.why)
+    audit.record(store, "decision", who=args.by, login=_who(args), **{
+        k: body[k] for k in ("record_id_l", "record_id_r", "decision", "reason")})
     print(f"recorded: {body['record_id_l']} and {body['record_id_r']} are {body['decision']} "
           f"(by {body['decided_by']}); it applies from the next run")
     return 0
@@ -241,7 +252,10 @@ def _steward(decision: str, args: argparse.Namespace, settings: Settings) -> int
                         "give more of the drop id")
     by = getattr(args, "by", None) or "steward"
     why = getattr(args, "why", None) or "retry requested"
+    store = ledger.store
     entry = ledger.decide(found[0].drop_id, decision, by, why)
+    audit.record(store, "acceptance", who=by, login=_who(args), decision=decision,
+                 drop_id=entry.drop_id, feed=f"{entry.agency}/{entry.feed}", reason=why)
     then = {"accept": "the next `fusionlake run` stages it",
             "reject": "it stays rejected (`fusionlake retry` brings it back)",
             "retry": "the next `fusionlake run` validates it again"}[decision]
@@ -260,6 +274,19 @@ def cmd_reject(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
     return _steward("retry", args, settings)
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    found = audit.frame(open_store(settings.lake), args.kind).tail(args.limit)
+    if args.format == "json":
+        print(json.dumps([json.loads(d) for d in found["detail"]], ensure_ascii=False, indent=1))
+        return 0
+    rows = [(r["at"].strftime("%Y-%m-%d %H:%M:%S"), r["kind"], r["who"] or "",
+             r["audience"] or "", "" if r["rows"] is None else f"{r['rows']:,}", r["summary"])
+            for r in found.iter_rows(named=True)]
+    _print_table(["when (UTC)", "kind", "who", "audience", "rows", "what"], rows,
+                 title=f"audit trail of {settings.lake}", empty="the audit trail is empty")
+    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
@@ -297,8 +324,8 @@ def _print_table(headers: list[str], rows: list[tuple], title: str = "", empty: 
     table = Table(title=title or None, show_lines=False)
     for h in headers:
         table.add_column(h, overflow="fold")
-    for row in rows:
-        table.add_row(*[str(v) for v in row])
+    for row in rows:  # Text: no rich markup, no terminal escapes from the data
+        table.add_row(*[Text(terminal_safe(str(v))) for v in row])
     Console(width=max(120, Console().width)).print(table)
 
 
@@ -317,6 +344,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str]] =
     "accept": (cmd_accept, "accept a held drop: the next run stages it (recorded in the ledger)"),
     "reject": (cmd_reject, "reject a held drop for good (recorded in the ledger)"),
     "retry": (cmd_retry, "validate a rejected or held drop again in the next run"),
+    "audit": (cmd_audit, "the audit trail: queries, decisions and acceptances, oldest first"),
     "evaluate": (cmd_evaluate, "precision, recall and F1 of the published entities"),
 }
 
@@ -366,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
     p["sql"].add_argument("--file", help="a .sql file, e.g. sql/queries/NAME.sql")
     p["sql"].add_argument("--audience", default="all")
     p["sql"].add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p["sql"].add_argument("--as", dest="as_", metavar="NAME",
+                          help="who asks, for the audit trail (default: $USER)")
+    p["audit"].add_argument("--kind", help="only entries of this kind (sql, decision, ...)")
+    p["audit"].add_argument("--limit", type=int, default=50, help="the newest N entries")
+    p["audit"].add_argument("--format", choices=["table", "json"], default="table")
     p["review"].add_argument("--limit", type=int, default=20)
     p["decide"].add_argument("record_a", metavar="RECORD_A")
     p["decide"].add_argument("record_b", metavar="RECORD_B")
@@ -408,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _is_user_error(exc: Exception) -> bool:
     return isinstance(exc, UserError | DeliveryError | LakeError | LeaseHeld | MartError
-                      | StewardError)
+                      | StewardError | audit.AuditError)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ th_imm/* -> everyone (except E3's row); mm_police/detainees -> mm_police, th_imm
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -233,9 +232,51 @@ def scenario() -> tuple[dict, dict, dict]:
     return staged, resolution, steward
 
 
+def own_resolution(staged: dict, resolution: dict, audience: str | None) -> dict:
+    """The scenario's planted resolution as the audience's own resolution would be.
+
+    An agency's mart is built from a resolution of its visible rows alone
+    (fusionlake.pipeline.resolve). For the planted scenario that is: its visible records, the
+    record links and review pairs between them, the entity links whose value both entities hold
+    in a visible record, and the history of the entities left. (The planted E2 keeps its id for
+    mm_police, whose two records share a passport; the real resolver would link them so.)
+    """
+    if audience in (None, "all"):
+        return resolution
+    vis = {t: f.collect() for t, f in marts.visible_rows(
+        {t: f.lazy() for t, f in staged.items()}, audience).items()}
+    ids = vis["person_record"]["record_id"].implode()
+    entity_record = resolution["entity_record"].filter(pl.col("record_id").is_in(ids))
+
+    def both(frame):
+        return frame.filter(pl.col("record_id_l").is_in(ids) & pl.col("record_id_r").is_in(ids))
+
+    held = pl.concat([
+        vis["phone"].select("record_id", pl.lit("phone").alias("via"),
+                            pl.col("e164").alias("value")),
+        vis["account"].select("record_id", pl.when(pl.col("kind") == "crypto_wallet")
+                              .then(pl.lit("wallet")).otherwise(pl.lit("account")).alias("via"),
+                              pl.col("value_normalised").alias("value")),
+        vis["event"].select("record_id", pl.lit("compound").alias("via"),
+                            pl.col("compound").alias("value")),
+        vis["event"].select("record_id", pl.lit("case").alias("via"),
+                            pl.col("case_ref").alias("value")),
+    ]).drop_nulls().join(entity_record, on="record_id").select("entity_id", "via", "value")
+    links = resolution["entity_link"]
+    for side in ("l", "r"):
+        links = links.join(held.rename({"entity_id": f"entity_id_{side}"}),
+                           on=[f"entity_id_{side}", "via", "value"], how="semi")
+    return {"entity_record": entity_record, "record_link": both(resolution["record_link"]),
+            "entity_link": links, "review_pair": both(resolution["review_pair"]),
+            "entity_history": resolution["entity_history"].filter(
+                pl.col("new_entity_id").is_in(entity_record["entity_id"].implode()))}
+
+
 def build(tmp_path: Path, audience: str | None = None, **changes) -> marts.MartStats:
-    """Build the scenario's mart; ``changes`` replace input frames by table name."""
+    """Build the scenario's mart from the audience's own resolution; ``changes`` replace input
+    frames by table name (after the resolution is made the audience's)."""
     staged, resolution, steward = scenario()
+    resolution = own_resolution(staged, resolution, audience)
     for name, frame in changes.items():
         for group in (staged, resolution, steward):
             if name in group:
@@ -244,6 +285,16 @@ def build(tmp_path: Path, audience: str | None = None, **changes) -> marts.MartS
         tmp_path / f"{audience or 'all'}.duckdb", staged, resolution, steward, audience,
         previous_built_at=T1,
     )
+
+
+def per_audience(staged: dict, resolution: dict, names: list[str]) -> dict:
+    """Each audience's own resolution; audiences that see the same rows share one object."""
+    out, by_view = {}, {}
+    for group in marts.visibility_groups(staged, names):
+        own = own_resolution(staged, resolution, None if group[0] == "all" else group[0])
+        for name in group:
+            out[name] = by_view.setdefault(group[0], own)
+    return out
 
 
 def rows(con, sql: str) -> list[tuple]:
@@ -458,19 +509,17 @@ def test_audience_mart_contains_only_releasable_rows(tmp_path):
 def test_mm_police_mart_hides_cn_records_and_names(tmp_path):
     path = build(tmp_path, "mm_police").path
     con = duckdb.connect(str(path), read_only=True)
-    # E2's MM detention and TH repatriation were joined only through CN's record (d_cn_s:2),
-    # which MM may not see: in MM's mart they are two people, the second with an opaque id.
-    split = "E" + hashlib.md5(b"E2|d_th_r:1").hexdigest()[:16]
+    # mm_police resolves its own rows: E2's MM detention and TH repatriation share a passport,
+    # so they are one person there too, without CN's record (d_cn_s:2) or anything from it
     li_na = [{"name": "LI NA", "script": "Latin", "latin": "LI NA"}]
     assert rows(con, """SELECT entity_id, agencies, record_count, names FROM entity
                         ORDER BY 1""") == [
         ("E1", ["th_imm"], 1, [{"name": "ZHANG WEI", "script": "Latin", "latin": "ZHANG WEI"}]),
-        ("E2", ["mm_police"], 1, li_na),
-        (split, ["th_imm"], 1, li_na),
+        ("E2", ["mm_police", "th_imm"], 2, li_na),
     ]  # fmt: skip
-    assert rows(con, "SELECT count(*) FROM cross_agency_entity") == [(0,)]
+    assert rows(con, "SELECT count(*) FROM cross_agency_entity") == [(1,)]
     assert rows(con, "SELECT new_entity_id FROM entity_history ORDER BY 1") == [
-        ("E1",), ("E2",), (split,)]
+        ("E1",), ("E2",)]
     assert rows(con, "SELECT count(*) FROM money_trail") == [(0,)]
     assert rows(con, "SELECT entity_id_l, entity_id_r, via FROM entity_link") == [
         ("E1", "E2", "phone")]
@@ -664,8 +713,11 @@ def test_mart_from_the_real_resolver(tmp_path):
         ("CHEN JIE", "LIU YANG", "phone", "+8613800000004"),
     ]
     con.close()
-    # th_imm sees every record but E5's: the resolver's links keep the others whole
-    path = marts.build_mart(tmp_path / "th.duckdb", staged, resolution, steward, "th_imm").path
+    # th_imm sees every record but E5's, and resolves them alone: the others stay whole
+    visible = {t: f.collect() for t, f in marts.visible_rows(
+        {t: f.lazy() for t, f in staged.items()}, "th_imm").items()}
+    _, own = _resolved(visible)
+    path = marts.build_mart(tmp_path / "th.duckdb", visible, own, steward, "th_imm").path
     con = duckdb.connect(str(path), read_only=True)
     assert rows(con, """SELECT display_name, agencies, record_count FROM entity
                         ORDER BY display_name""") == [
@@ -702,6 +754,7 @@ def test_one_hub_threshold_for_the_resolver_and_the_marts(tmp_path, monkeypatch)
 def test_build_and_publish_every_audience(store, tmp_path):
     staged, resolution, steward = scenario()
     assert marts.audiences(staged) == ["all", "cn_mps", "mm_police", "th_imm"]
+    resolution = per_audience(staged, resolution, marts.audiences(staged))
     first = marts.build_and_publish(store, staged, resolution, steward, tmp_path / "work")
     assert sorted(first) == ["all", "cn_mps", "mm_police", "th_imm"]
     counts = {
@@ -709,7 +762,7 @@ def test_build_and_publish_every_audience(store, tmp_path):
                               cache_dir=tmp_path / "cache")
         for name in first
     }  # fmt: skip
-    assert counts == {"all": "n\n5\n", "cn_mps": "n\n4\n", "mm_police": "n\n3\n",
+    assert counts == {"all": "n\n5\n", "cn_mps": "n\n4\n", "mm_police": "n\n2\n",
                       "th_imm": "n\n4\n"}  # fmt: skip
     # the next build records when the previous one was built: "new since the previous version"
     built_at = marts.latest(store, "th_imm")["built_at"]
@@ -756,12 +809,13 @@ def test_audiences_that_see_the_same_rows_share_a_build(store, tmp_path, monkeyp
         return build(path, tables, audience, base=base, **kw)
 
     monkeypatch.setattr(marts, "_build", counting)
-    marts.build_and_publish(store, staged, resolution, steward, tmp_path / "work")
+    own = per_audience(staged, resolution, names)
+    marts.build_and_publish(store, staged, own, steward, tmp_path / "work")
     assert full_builds == [None, "cn_mps"]
 
     # each shared mart is exactly the mart built for its audience alone
     for name in names:
-        alone = marts.build_mart(tmp_path / f"{name}.duckdb", staged, resolution, steward,
+        alone = marts.build_mart(tmp_path / f"{name}.duckdb", staged, own[name], steward,
                                  None if name == "all" else name)
         shared = marts.open_latest(store, name, cache_dir=tmp_path / "cache")
         assert _dump(shared) == _dump(duckdb.connect(str(alone.path), read_only=True)), name

@@ -146,8 +146,9 @@ def test_queries_respect_the_audience(marts_by_audience):
     # MM may not see CN's wanted list, fraud reports or TH-only rows
     assert answer(mm, "wanted_in_china_detained_abroad") == []
     assert answer(mm, "victim_payments_and_controllers") == []
-    # E2's repatriation is tied to her MM detention only through CN's record: MM can't see it
-    assert answer(mm, "detained_not_repatriated", "entity_id") == [("E2",), ("E1",)]
+    # E2's MM detention and TH repatriation share a passport: MM's own resolution joins them,
+    # so she was repatriated; E1's detention (TH) has no repatriation
+    assert answer(mm, "detained_not_repatriated", "entity_id") == [("E1",)]
     assert answer(mm, "data_quality_by_feed", "agency, feed, drops, quarantined_rows") == [
         ("mm_police", "detainees", 1, 1), ("th_imm", "detentions", 1, 0),
         ("th_imm", "repatriations", 1, 0)]  # fmt: skip

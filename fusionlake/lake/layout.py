@@ -13,8 +13,10 @@ each kind of object in it::
     validation/<agency>/<feed>/<drop_id>/flags.parquet   values flagged in rows that went on
     quarantine/<agency>/<feed>/<drop_id>/rows.parquet    bad rows with expectation and reason
     staged/<table>/<agency>/<feed>/<drop_id>.parquet     canonical records of an accepted drop
-    resolution/<version>/<table>.parquet, LATEST         entity resolution output
+    resolution/<version>/<table>.parquet, LATEST         entity resolution of the task force (all)
+    resolution/audience/<agency>/<version>/..., LATEST   each agency's own resolution
     decisions/<time>-<id>.json                           steward decisions, append-only
+    audit/<kind>/<time>-<id>.json                        who queried or decided what, append-only
     marts/<audience>/<version>/fusion.duckdb, LATEST     published marts
     marts/FINGERPRINT                                    what the current marts were built from
     reports/data_docs/, reports/runs/<run_id>.md         for stewards and operators
@@ -34,6 +36,7 @@ QUARANTINE = "quarantine"
 STAGED = "staged"
 RESOLUTION = "resolution"
 DECISIONS = "decisions"
+AUDIT = "audit"
 MARTS = "marts"
 REPORTS = "reports"
 DATA_DOCS = f"{REPORTS}/data_docs"
@@ -104,6 +107,21 @@ def lease_prefix(name: str) -> str:
 def mart_prefix(audience: str) -> str:
     """``marts/<audience>``: the audience's versions and its LATEST pointer."""
     return f"{MARTS}/{audience}"
+
+
+def resolution_prefix(audience: str) -> str:
+    """Where an audience's resolution is versioned.
+
+    The task force's (``all``) stays at ``resolution/`` where lakes have always kept it; each
+    agency's is resolved from its own rows alone (fusionlake.pipeline.resolve) and kept apart, so
+    its ids and history are derived from nothing it may not see.
+    """
+    return RESOLUTION if audience == "all" else f"{RESOLUTION}/audience/{audience}"
+
+
+def audit_key(kind: str, stamp: str, writer: str) -> str:
+    """``audit/<kind>/<UTC time>-<writer>.json``: names sort by time within a kind."""
+    return f"{AUDIT}/{kind}/{stamp}-{writer}.json"
 
 
 def run_report_key(run_id: str) -> str:

@@ -235,15 +235,18 @@ class Ledger:
         for key in self.store.list(DUPLICATES):
             dup = json.loads(self.store.get(key))
             first = next((e for e in out if e.drop_id == dup["drop_id"]), None)
+            # the delivery is the sender's (landing/<agency>/<feed>/...), not the first drop's
+            _, agency, feed = [*dup["landing_key"].split("/", 3), "", "", ""][:3]
+            same_sender = first is not None and (first.agency, first.feed) == (agency, feed)
             out.append(DropEntry(
                 drop_id=dup["drop_id"],
-                agency=first.agency if first else "",
-                feed=first.feed if first else "",
+                agency=agency,
+                feed=feed,
                 file_name=dup["file_name"],
                 sha256=dup["sha256"],
                 size=first.size if first else 0,
                 state=DropState.DUPLICATE,
-                reason=f"same bytes as {first.file_name if first else 'an earlier drop'}"
+                reason=f"same bytes as {first.file_name if same_sender else 'an earlier drop'}"
                        f" (drop {dup['drop_id']}); not ingested again",
                 received_at=dup["at"],
                 updated_at=dup["at"],

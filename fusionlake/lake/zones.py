@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from fusionlake.lake import layout, schema, versions
-from fusionlake.lake.layout import DECISIONS, QUARANTINE, RESOLUTION, VALIDATION, staged_key
+from fusionlake.lake.layout import DECISIONS, QUARANTINE, VALIDATION, staged_key
 from fusionlake.lake.settings import Settings
 from fusionlake.lake.store import LocalStore, NotFound, ObjectStore
 
@@ -148,44 +148,58 @@ def read_quarantine(store: ObjectStore) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
 
 
+RESOLUTION = layout.RESOLUTION  # the task force's resolution prefix (older callers import it here)
+
+
 # -- resolution state --------------------------------------------------------------------------
 
 
 def write_resolution(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: str,
-                     retention: int = Settings.resolution_retention) -> str:
-    """Store a resolution under a new version, point resolution/LATEST at it, prune old ones.
+                     retention: int = Settings.resolution_retention,
+                     audience: str = "all", origin: str | None = None) -> str:
+    """Store an audience's resolution under a new version, move its LATEST, prune old ones.
+
+    Each audience has its own (layout.resolution_prefix): an agency's is resolved from the rows
+    it may see alone, so its ids and history never derive from another agency's rows.
 
     Versioned like the marts (fusionlake.lake.versions): the previous resolution, which the
     resolver read its stable ids from, stays current and readable until the new one is
     complete, and only the versions beyond the newest ``retention`` are removed afterwards.
+    The pointer's ``resolved_as`` names the resolution these tables are a copy of (``origin``,
+    ``<audience>/<version>``; the version itself when they are not a copy): audiences with the
+    same one may share a mart build.
     """
     if retention < 1:  # checked before writing: the new resolution must survive its own pruning
         raise ValueError(f"resolution retention must be at least 1, not {retention}")
-    current = versions.read_pointer(store, RESOLUTION)
+    prefix = layout.resolution_prefix(audience)
+    current = versions.read_pointer(store, prefix)
     version = versions.new_version(after=current["version"] if current else None)
-    base = versions.version_prefix(RESOLUTION, version)
+    base = versions.version_prefix(prefix, version)
     for name, frame in tables.items():
         write_frame(store, f"{base}/{name}.parquet", frame)
     pointer = {"version": version, "run_id": run_id, "tables": sorted(tables)}
-    versions.finish(store, RESOLUTION, version, pointer)
-    versions.move_pointer(store, RESOLUTION, pointer)
-    versions.apply_retention(store, RESOLUTION, retention)
+    if audience != "all" or origin:
+        pointer["resolved_as"] = origin or f"{audience}/{version}"
+    versions.finish(store, prefix, version, pointer)
+    versions.move_pointer(store, prefix, pointer)
+    versions.apply_retention(store, prefix, retention)
     return version
 
 
-def resolution_keys(store: ObjectStore) -> dict[str, str] | None:
-    """Table name -> file of the latest resolution, or None before the first."""
-    pointer = versions.read_pointer(store, RESOLUTION)
+def resolution_keys(store: ObjectStore, audience: str = "all") -> dict[str, str] | None:
+    """Table name -> file of an audience's latest resolution, or None before the first."""
+    prefix = layout.resolution_prefix(audience)
+    pointer = versions.read_pointer(store, prefix)
     if pointer is None:
         return None
     return {key.rsplit("/", 1)[-1].removesuffix(".parquet"): key
-            for key in store.list(versions.version_prefix(RESOLUTION, pointer["version"]))
+            for key in store.list(versions.version_prefix(prefix, pointer["version"]))
             if key.endswith(".parquet")}
 
 
-def read_resolution(store: ObjectStore) -> dict[str, pl.DataFrame] | None:
-    """The latest resolution's tables, or None before the first."""
-    keys = resolution_keys(store)
+def read_resolution(store: ObjectStore, audience: str = "all") -> dict[str, pl.DataFrame] | None:
+    """An audience's latest resolution tables, or None before the first."""
+    keys = resolution_keys(store, audience)
     if keys is None:
         return None
     return {name: read_frame(store, key) for name, key in keys.items()}

@@ -47,7 +47,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from fusionlake.lake import schema, versions
+from fusionlake.lake import audit, schema, versions
 from fusionlake.lake.faults import kill_point
 from fusionlake.lake.settings import PROJECT_ROOT, Settings
 from fusionlake.lake.store import LocalStore, ObjectStore
@@ -74,6 +74,10 @@ __all__ = [
     "publish",
     "run_query",
     "saved_queries",
+    "spreadsheet_safe",
+    "terminal_safe",
+    "visibility_groups",
+    "visible_rows",
 ]
 
 MART_SQL_DIR = PROJECT_ROOT / "sql" / "mart"
@@ -111,6 +115,7 @@ STEWARD_TABLES: dict[str, dict[str, pl.DataType]] = {
         "mostly": pl.Float64(),
         "details": pl.String(),
     },
+    "audit_log": audit.AUDIT_SCHEMA,
     "quarantine": {
         "drop_id": pl.String(),
         "agency": pl.String(),
@@ -217,32 +222,41 @@ def _inputs(staged, resolution, steward, folder: Path | None = None) -> dict[str
         (steward, STEWARD_TABLES, "steward"),
     )
     for given, known, kind in groups:
-        unknown = set(given or {}) - set(known)
-        if unknown:
-            raise MartError(
-                f"unknown {kind} input table(s) {sorted(unknown)}; known: {sorted(known)}"
-            )
-        for name, columns in known.items():
-            given_frame = (given or {}).get(name)
-            try:
-                frame = (pl.DataFrame(schema=columns) if given_frame is None
-                         else schema.conform_columns(given_frame, columns))
-                if folder is None:
-                    if isinstance(frame, pl.LazyFrame):
-                        frame = frame.collect()
-                    tables[name] = frame.to_arrow(compat_level=pl.CompatLevel.newest())
-                    continue
-                path = Path(folder) / f"in_{name}.parquet"
-                path.parent.mkdir(parents=True, exist_ok=True)
+        tables.update(_conformed(given, known, kind, folder))
+    return tables
+
+
+def _conformed(given, known: dict, kind: str, folder: Path | None) -> dict[str, Input]:
+    """One kind of input (staged, resolution or steward tables) conformed: see :func:`_inputs`."""
+    unknown = set(given or {}) - set(known)
+    if unknown:
+        raise MartError(
+            f"unknown {kind} input table(s) {sorted(unknown)}; known: {sorted(known)}"
+        )
+    tables: dict[str, Input] = {}
+    for name, columns in known.items():
+        given_frame = (given or {}).get(name)
+        if given_frame is not None and not given_frame.collect_schema().names():
+            given_frame = None  # no columns at all ("nothing yet"): conformed, it would be a row
+        try:
+            frame = (pl.DataFrame(schema=columns) if given_frame is None
+                     else schema.conform_columns(given_frame, columns))
+            if folder is None:
                 if isinstance(frame, pl.LazyFrame):
-                    frame.sink_parquet(path, compression="lz4")
-                else:
-                    frame.write_parquet(path, compression="lz4")
-                tables[name] = path
-            except pl.exceptions.PolarsError as exc:
-                raise MartError(
-                    f"mart input {name}: columns do not fit the expected schema: {exc}"
-                ) from exc
+                    frame = frame.collect()
+                tables[name] = frame.to_arrow(compat_level=pl.CompatLevel.newest())
+                continue
+            path = Path(folder) / f"in_{name}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(frame, pl.LazyFrame):
+                frame.sink_parquet(path, compression="lz4")
+            else:
+                frame.write_parquet(path, compression="lz4")
+            tables[name] = path
+        except pl.exceptions.PolarsError as exc:
+            raise MartError(
+                f"mart input {name}: columns do not fit the expected schema: {exc}"
+            ) from exc
     return tables
 
 
@@ -543,7 +557,7 @@ def audiences(staged: dict[str, pl.DataFrame | pl.LazyFrame]) -> list[str]:
 def build_and_publish(
     store: ObjectStore,
     staged: dict[str, pl.DataFrame],
-    resolution: dict[str, pl.DataFrame],
+    resolution: dict,
     steward: dict[str, pl.DataFrame],
     work_dir: Path,
     *,
@@ -553,30 +567,101 @@ def build_and_publish(
 ) -> dict[str, str]:
     """Build, check and publish the mart of every audience; returns audience -> version.
 
-    Audiences are built one after the other and each is published as soon as it passes its
+    ``resolution`` is each audience's own resolution, ``{audience: {table: frame}}``, resolved
+    from the rows that audience may see alone (fusionlake.pipeline.resolve.resolve_audiences);
+    audiences handed the same object share it. A plain ``{table: frame}`` is one resolution for
+    every audience: only an audience that sees every row can be built from it (any other fails
+    the check that its resolution holds no record hidden from it).
+
+    Audiences that see the same rows and share a resolution share one build (the others get a
+    copy with their audience steps re-run). Each mart is published as soon as it passes its
     checks; the first failure raises (marts already published stay published, the failed one
     keeps its previous version). The inputs (frames or lazy frames) are first written to
     ``work_dir`` as Parquet, which every build reads. ``build_options`` go to :func:`build_mart`.
     """
     versions: dict[str, str] = {}
-    tables = _inputs(staged, resolution, steward, Path(work_dir) / "inputs")
     names = audience_names or audiences(staged)
-    for group in _same_view(tables, names, build_options.get("sql_dir", MART_SQL_DIR)):
-        base = None
-        for name in group:  # the first is built, the others are copies of it
-            pointer = latest(store, name)
-            previous = datetime.fromisoformat(pointer["built_at"]) if pointer and pointer.get(
-                "built_at") else None
-            path = Path(work_dir) / name / MART_FILE
-            _build(path, tables, None if name == ALL else name, base=base,
-                   previous_built_at=previous, **build_options)
-            needed = base is None and len(group) > 1  # the next audiences copy it
-            versions[name] = publish(store, name, path, retention=retention, move=not needed)
-            if needed:
-                base = path
-        if base is not None:
-            base.unlink(missing_ok=True)
+    per_audience = _per_audience(resolution, names)
+    folder = Path(work_dir) / "inputs"
+    shared = {**_conformed(staged, schema.TABLES, "staged", folder),
+              **_conformed(steward, STEWARD_TABLES, "steward", folder)}
+    resolved: dict[int, dict[str, Input]] = {}  # id of an audience's resolution -> its files
+    for view in _same_view(shared, names, build_options.get("sql_dir", MART_SQL_DIR)):
+        by_resolution: dict[int, list[str]] = {}
+        for name in view:
+            by_resolution.setdefault(id(per_audience[name]), []).append(name)
+        for key, group in by_resolution.items():
+            if key not in resolved:
+                resolved[key] = _conformed(per_audience[group[0]], schema.RESOLUTION_TABLES,
+                                           "resolution", folder / f"resolution_{len(resolved)}")
+            tables = {**shared, **resolved[key]}
+            base = None
+            for name in group:  # the first is built, the others are copies of it
+                pointer = latest(store, name)
+                previous = datetime.fromisoformat(pointer["built_at"]) if pointer and pointer.get(
+                    "built_at") else None
+                path = Path(work_dir) / name / MART_FILE
+                _build(path, tables, None if name == ALL else name, base=base,
+                       previous_built_at=previous, **build_options)
+                needed = base is None and len(group) > 1  # the next audiences copy it
+                versions[name] = publish(store, name, path, retention=retention,
+                                         move=not needed)
+                if needed:
+                    base = path
+            if base is not None:
+                base.unlink(missing_ok=True)
     return {name: versions[name] for name in names}
+
+
+def _per_audience(resolution: dict, names: list[str]) -> dict[str, dict]:
+    """``{audience: tables}`` from either form :func:`build_and_publish` accepts; an audience
+    without one gets an empty resolution (it may see no row, else its checks fail)."""
+    if resolution and set(resolution) <= set(schema.RESOLUTION_TABLES):
+        return dict.fromkeys(names, resolution)
+    empty: dict = {}
+    return {name: (resolution or {}).get(name, empty) for name in names}
+
+
+def visibility_groups(staged: dict[str, pl.DataFrame | pl.LazyFrame], names: list[str],
+                      sql_dir: Path = MART_SQL_DIR) -> list[list[str]]:
+    """Audiences grouped by the staged rows they may see (the rule of ``visibility.sql``)."""
+    release = {t: (staged[t] if t in staged else schema.empty(t)).lazy()
+               .select(pl.col("releasable_to").cast(pl.List(pl.String))).unique().collect()
+               .to_arrow() for t in schema.TABLES}
+    return _same_view(release, names, sql_dir)
+
+
+def visible_rows(staged: dict[str, pl.LazyFrame], audience: str,
+                 sql_dir: Path = MART_SQL_DIR) -> dict[str, pl.LazyFrame]:
+    """The staged rows an audience may see, as step 00 of the marts keeps them.
+
+    A person record is visible when ``visible_to`` its releasable_to; a detail row when its own
+    releasable_to is and its person record is not hidden. The rule is evaluated by DuckDB on the
+    distinct releasable_to values only (a handful), then applied to the rows by Polars.
+    """
+    if audience == ALL:
+        return dict(staged)
+    key = pl.col("releasable_to").cast(pl.List(pl.String)).list.join("\x1f").fill_null("\x00")
+    values = pl.concat([staged[t].select(pl.col("releasable_to").cast(pl.List(pl.String)))
+                        for t in schema.TABLES if t in staged]).unique().collect()
+    con = duckdb.connect()
+    try:
+        con.execute(_visibility_sql(sql_dir))
+        con.register("release", values.to_arrow())
+        seen = pl.DataFrame({"releasable_to": [r[0] for r in con.execute(
+            "SELECT releasable_to FROM release WHERE visible_to(releasable_to, ?::VARCHAR)",
+            [audience]).fetchall()]}, schema={"releasable_to": pl.List(pl.String)}
+        ).select(key.alias("k"))["k"]
+    finally:
+        con.close()
+    visible = key.is_in(seen.implode())
+    person = staged["person_record"]
+    hidden = person.filter(~visible).select("record_id")
+    out = {"person_record": person.filter(visible)}
+    for table, frame in staged.items():
+        if table != "person_record":
+            out[table] = frame.filter(visible).join(hidden, on="record_id", how="anti")
+    return out
 
 
 def _same_view(tables: dict[str, Input], names: list[str],
@@ -631,13 +716,63 @@ def _prune_cache(audience_dir: Path, keep: int) -> None:
             old.rmdir()
 
 
+#: How :func:`open_latest` opens a mart (DuckDB settings, applied before the file is attached and
+#: then locked): the file is the only thing a query can read.
+LOCKED = {
+    "enable_external_access": False,
+    "autoload_known_extensions": False,
+    "autoinstall_known_extensions": False,
+    "allow_community_extensions": False,
+    "lock_configuration": True,
+}
+
+# DuckDB's error for a refused statement -> what was refused, in the user's words.
+_REFUSALS = (
+    ("file system operations are disabled",
+     "it reads or writes a file or another database (ATTACH, COPY ... TO, EXPORT, read_text, "
+     "read_parquet, read_csv and other file readers); only this mart's tables can be queried"),
+    ("external extensions is disabled",
+     "extensions cannot be installed or loaded (INSTALL, LOAD)"),
+    ("configuration has been locked",
+     "settings cannot be changed (SET, RESET, PRAGMA)"),
+    ("read-only mode",
+     "the mart is read-only (CREATE, INSERT, UPDATE, DELETE, DROP)"),
+)
+
+
+def _refusal(exc: duckdb.Error) -> str | None:
+    text = str(exc)
+    for needle, why in _REFUSALS:
+        if needle in text:
+            return f"statement refused: {why}"
+    if isinstance(exc, duckdb.PermissionException):
+        return f"statement refused: {text.splitlines()[0]}"
+    return None
+
+
+def _private_dirs(root: Path, leaf: Path) -> None:
+    """Create ``leaf`` under ``root``, every folder readable by the user alone."""
+    leaf.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for folder in [leaf, *leaf.parents]:
+        if folder == root.parent:
+            break
+        with contextlib.suppress(OSError):
+            folder.chmod(0o700)
+
+
 def open_latest(
     store: ObjectStore, audience: str = ALL, cache_dir: Path | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to the current mart of an audience.
+    """A read-only, locked connection to the current mart of an audience: a boundary.
+
+    The connection reads this one file and nothing else (:data:`LOCKED`): no ATTACH of another
+    mart, no COPY or EXPORT to a file, no file readers (read_parquet of the lake, read_text),
+    no extension installed or loaded, no setting changed. :func:`run_query` says in one line
+    why a statement was refused.
 
     A local lake's file is opened in place; from S3 the file is downloaded once per version to
-    ``cache_dir`` (default ``~/.cache/fusionlake/marts``) and reused.
+    ``cache_dir`` (default ``~/.cache/fusionlake/marts``), in a folder per lake and audience
+    that only the user may read (an analyst's client needs its own audience's prefix only).
     """
     name = _audience_name(audience)
     pointer = latest(store, name)
@@ -653,7 +788,9 @@ def open_latest(
         cache = Path(cache_dir or _default_cache_dir())
         path = cache / lake / name / pointer["version"] / MART_FILE
         if not path.exists():
+            _private_dirs(cache, path.parent)
             store.download_file(pointer["key"], path)
+            path.chmod(0o600)
             if _sha256_file(path) != pointer["sha256"]:
                 path.unlink(missing_ok=True)
                 raise MartError(
@@ -662,7 +799,7 @@ def open_latest(
                 )
             _prune_cache(path.parent.parent, keep=CACHE_VERSIONS)
     try:
-        return duckdb.connect(str(path), read_only=True)
+        return duckdb.connect(str(path), read_only=True, config=dict(LOCKED))
     except duckdb.Error as exc:
         raise MartError(f"cannot open mart {path}: {exc}") from exc
 
@@ -696,38 +833,73 @@ def _cell(value) -> str:
     return str(value)
 
 
+#: Leading characters that make a spreadsheet treat a cell as a formula (OWASP, "CSV Injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def spreadsheet_safe(value) -> str:
+    """A CSV cell no spreadsheet will execute: text starting with ``= + - @``, a tab or a
+    carriage return gets a leading single quote (OWASP). Numbers are written as they are: a
+    negative number is a number, not a formula."""
+    if value is None:
+        return ""
+    text = _cell(value)
+    if isinstance(value, str | list | dict) and text.startswith(FORMULA_START):
+        return "'" + text
+    return text
+
+
+def terminal_safe(text: str) -> str:
+    """Text with control characters (terminal escape sequences among them) shown as ``\\xNN``
+    instead of being sent to the terminal; newlines and tabs stay."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def format_result(con: duckdb.DuckDBPyConnection, sql: str, fmt: str = "table") -> str:
     """Run SQL on a connection and render the result as ``table``, ``csv`` or ``json``."""
+    return _run_and_format(con, sql, fmt)[0]
+
+
+def _run_and_format(con: duckdb.DuckDBPyConnection, sql: str, fmt: str) -> tuple[str, int]:
+    """:func:`format_result`, and the number of rows the query returned."""
     if fmt not in ("table", "csv", "json"):
         raise MartError(f"unknown format {fmt!r}: use table, csv or json")
     try:
         rel = con.sql(sql)
     except duckdb.Error as exc:
+        refused = _refusal(exc)
+        if refused:
+            raise MartError(refused) from None
         raise MartError(f"query failed: {exc}") from exc
     if rel is None:  # a statement without a result
-        return ""
+        return "", 0
     columns = list(rel.columns)
     rows = rel.fetchall()
     if fmt == "json":
         records = [dict(zip(columns, row, strict=True)) for row in rows]
-        return json.dumps(records, ensure_ascii=False, default=str, indent=1)
+        return json.dumps(records, ensure_ascii=False, default=str, indent=1), len(rows)
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(columns)
+        writer.writerow([spreadsheet_safe(c) for c in columns])
         for row in rows:
-            writer.writerow(["" if v is None else _cell(v) for v in row])
-        return buf.getvalue()
+            writer.writerow([spreadsheet_safe(v) for v in row])
+        return buf.getvalue(), len(rows)
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(*columns, show_lines=False, caption=f"{len(rows)} row(s)")
+    # Text, not str: rich would read "[...]" in a cell as markup (links among them)
+    table = Table(*[escape(terminal_safe(c)) for c in columns], show_lines=False,
+                  caption=f"{len(rows)} row(s)")
     for row in rows:
-        table.add_row(*[_cell(v) for v in row])
+        table.add_row(*[Text(terminal_safe(_cell(v))) for v in row])
     buf = io.StringIO()
     width = max(100, min(400, 4 + sum(max(len(c), 12) + 3 for c in columns)))
     Console(file=buf, width=width, color_system=None, force_terminal=False).print(table)
-    return buf.getvalue()
+    return buf.getvalue(), len(rows)
 
 
 def _resolve_query(sql: str) -> str:
@@ -749,6 +921,7 @@ def run_query(
     fmt: str = "table",
     *,
     cache_dir: Path | None = None,
+    who: str | None = None,
 ) -> str:
     """Run SQL (or the name of a saved query, or a .sql file) on the current mart.
 
@@ -756,11 +929,27 @@ def run_query(
         store: The lake.
         sql: SQL text, a saved query name (``detained_not_repatriated``) or a path to a .sql file.
         audience: Whose mart to query ("all" or an agency id).
-        fmt: ``table`` (rich rendering), ``csv`` or ``json``.
+        fmt: ``table`` (rich rendering, control characters shown escaped), ``csv`` (cells a
+            spreadsheet would run neutralised) or ``json``.
         cache_dir: where S3 marts are cached (see :func:`open_latest`).
+        who: the person asking; when given, the query is recorded in the lake's audit trail
+            (fusionlake.lake.audit, kind ``sql``) with the rows it returned, or why it was
+            refused or failed.
     """
-    con = open_latest(store, audience, cache_dir)
+    text = _resolve_query(sql)
+    entry = {"audience": _audience_name(audience), "query": text.strip(), "format": fmt}
+    if sql.strip() != text.strip():
+        entry["named"] = sql.strip()
     try:
-        return format_result(con, _resolve_query(sql), fmt)
-    finally:
-        con.close()
+        con = open_latest(store, audience, cache_dir)
+        try:
+            out, n = _run_and_format(con, text, fmt)
+        finally:
+            con.close()
+    except MartError as exc:
+        if who is not None:
+            audit.record(store, "sql", who=who, outcome=str(exc), rows=None, **entry)
+        raise
+    if who is not None:
+        audit.record(store, "sql", who=who, outcome="ok", rows=n, **entry)
+    return out

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from fusionlake.lake import zones
+from fusionlake.lake import audit, layout, versions, zones
 from fusionlake.lake.feeds import FeedSet
 from fusionlake.lake.ledger import Ledger
 from fusionlake.lake.settings import memory_share
@@ -29,6 +29,7 @@ def steward_tables(store: ObjectStore, ledger: Ledger) -> dict[str, pl.DataFrame
         "drop_ledger": ledger.frame(),
         "validation_result": zones.read_validation_results(store),
         "quarantine": zones.read_quarantine(store),
+        "audit_log": audit.frame(store),
     }
 
 
@@ -36,6 +37,31 @@ def audiences(feedset: FeedSet, staged: dict[str, pl.DataFrame | pl.LazyFrame]) 
     """'all' (the task force) and one mart per agency that may see any row, or has a feed."""
     agencies = set(releasable(staged)[1:]) | {f.agency for f in feedset.feeds.values()}
     return ["all", *sorted(agencies)]
+
+
+def audience_resolutions(store: ObjectStore, names: list[str],
+                         work_dir: Path) -> dict[str, dict[str, pl.LazyFrame]]:
+    """Each audience's own resolution (fusionlake.pipeline.resolve), scanned from the lake.
+
+    Audiences whose resolutions are copies of one (the same ``resolved_as``) get the same
+    object, which lets build_and_publish share their build. An audience never resolved (an
+    agency with a feed but no row it may see yet) gets none: its mart is built empty, or fails
+    its checks if it does see rows.
+    """
+    out: dict[str, dict[str, pl.LazyFrame]] = {}
+    by_origin: dict[str, dict[str, pl.LazyFrame]] = {}
+    for name in names:
+        pointer = versions.read_pointer(store, layout.resolution_prefix(name))
+        keys = zones.resolution_keys(store, name)
+        if pointer is None or keys is None:
+            continue
+        origin = pointer.get("resolved_as") or f"{name}/{pointer['version']}"
+        if origin not in by_origin:
+            by_origin[origin] = {table: zones.scan(zones.local_files(store, [key], work_dir),
+                                                   table)
+                                 for table, key in keys.items()}
+        out[name] = by_origin[origin]
+    return out
 
 
 def publish_marts(store: ObjectStore, ledger: Ledger, feedset: FeedSet, retention: int,
@@ -49,13 +75,12 @@ def publish_marts(store: ObjectStore, ledger: Ledger, feedset: FeedSet, retentio
     when the one it replaces was built, so "what is new since the last version" is a plain
     query (sql/queries/new_cross_agency_matches.sql).
     """
-    keys = zones.resolution_keys(store)
-    if keys is None:
+    names = audiences(feedset, staged)
+    if zones.resolution_keys(store) is None:
         raise MartError(f"no resolution in lake {store.uri} to publish: resolve first")
     with tempfile.TemporaryDirectory(prefix="fusionlake-mart-") as tmp:
-        resolution = {name: zones.scan(zones.local_files(store, [key], Path(tmp)), name)
-                      for name, key in keys.items()}
+        resolution = audience_resolutions(store, names, Path(tmp))
         return build_and_publish(store, staged, resolution, steward_tables(store, ledger),
-                                 Path(tmp), audience_names=audiences(feedset, staged),
+                                 Path(tmp), audience_names=names,
                                  retention=retention,
                                  memory_limit=memory_share(MART_MEMORY_FRACTION))

@@ -1,5 +1,20 @@
 """Resolve step: the staged records that count now, and entity resolution over them.
 
+Entity resolution runs once per *visibility group*: the audiences (``all`` and each agency)
+that may see exactly the same staged rows (fusionlake.pipeline.marts.visibility_groups). Each
+group is resolved from its visible rows alone, and each audience keeps its own resolution in the
+lake (layout.resolution_prefix) with its own stable ids and history. So an agency's entities,
+links, history and review queue are exactly those of a lake that only ever received the rows it
+may see (DESIGN.md, property 4), and N audiences cost as many resolutions as there are distinct
+views, not N.
+
+Why the Splink model is trained per group and not once on every row: its m and u parameters
+are estimated by EM from the pairs of the rows it is given, so one hidden record moves them, and
+with them the match probability and weight of the visible pairs an agency's mart shows
+(record_link, review_queue). Those probabilities would then differ from the ones of a lake that
+never received the hidden rows, and on small groups could betray that the hidden rows exist.
+Training on each group's rows is what the rule requires; it costs one training per group.
+
 The staged files are opened once per run (:func:`staged_scans`): resolution collects the columns
 it reads from them, and publishing (fusionlake.pipeline.publish) builds the marts from the same
 files, so an S3 lake's staged zone is downloaded once.
@@ -12,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +39,9 @@ from fusionlake.lake.ledger import LIVE, Ledger
 from fusionlake.lake.schema import TABLES
 from fusionlake.lake.settings import Settings
 from fusionlake.lake.store import ObjectStore
+from fusionlake.pipeline import marts
+
+ALL = marts.ALL
 
 
 @contextlib.contextmanager
@@ -83,14 +102,65 @@ def collect_inputs(scans: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
             for t, f in scans.items()}
 
 
+def resolve_audiences(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str,
+                      retention: int = Settings.resolution_retention,
+                      audiences: list[str] | None = None) -> dict:
+    """Resolve each visibility group over its own rows; every audience's resolution is stored.
+
+    Returns the statistics of the ``all`` group's resolution (what the run summary reports),
+    with ``audience groups`` (who shared a resolution) and ``seconds per group``.
+
+    An audience of a group gets the group's resolution as it is when its previous resolution
+    is the leader's (the usual case: the same audiences shared a view last run too); one whose
+    previous differs (the views changed since) is resolved on its own, so that its ids stay
+    the ones it had.
+    """
+    names = audiences or marts.audiences(scans)
+    groups = marts.visibility_groups(scans, names)
+    stats: dict = {}
+    per_group: dict[str, float] = {}
+    for group in groups:
+        t0 = time.perf_counter()
+        tables = collect_inputs(marts.visible_rows(scans, group[0]))
+        leader_previous = _previous(store, group[0]) if len(group) > 1 else {}
+        resolution, frames, version = resolve_lake(store, tables, run_id, retention,
+                                                   audience=group[0])
+        for other in group[1:]:
+            if _same_frames(_previous(store, other), leader_previous):
+                zones.write_resolution(store, frames, run_id, retention, audience=other,
+                                       origin=f"{group[0]}/{version}")
+            else:
+                resolve_lake(store, tables, run_id, retention, audience=other)
+        if ALL in group:
+            stats = resolution.stats
+        per_group["+".join(group)] = round(time.perf_counter() - t0, 3)
+        del tables, resolution, frames
+    stats["audience groups"] = groups
+    stats["seconds per group"] = per_group
+    return stats
+
+
+def _previous(store: ObjectStore, audience: str) -> dict[str, pl.DataFrame]:
+    """The audience's current entity_record and entity_history (none before its first run)."""
+    keys = zones.resolution_keys(store, audience) or {}
+    return {name: zones.read_frame(store, keys[name])
+            for name in ("entity_record", "entity_history") if name in keys}
+
+
+def _same_frames(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> bool:
+    return a.keys() == b.keys() and all(a[k].equals(b[k]) for k in a)
+
+
 def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: str,
-                 retention: int = Settings.resolution_retention):
-    """Entity resolution over the staged records, with steward decisions and stable ids."""
+                 retention: int = Settings.resolution_retention, audience: str = ALL):
+    """Entity resolution of one audience's records, with steward decisions and stable ids.
+
+    ``tables`` must hold only the rows ``audience`` may see (:func:`resolve_audiences`): the ids
+    are inherited from this audience's previous resolution, or derived from its own records.
+    """
     from transforms.resolution.resolve import resolve  # Splink: seconds to import; see above
 
-    keys = zones.resolution_keys(store) or {}
-    previous = {name: zones.read_frame(store, keys[name])
-                for name in ("entity_record", "entity_history") if name in keys}
+    previous = _previous(store, audience)
     resolution = resolve(
         tables,
         decisions=zones.read_decisions(store),
@@ -106,7 +176,8 @@ def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: st
     if previous and "entity_history" in previous:
         frames["entity_history"] = pl.concat(
             [previous["entity_history"], resolution.entity_history], how="vertical_relaxed")
-    version = zones.write_resolution(store, frames, run_id, retention=retention)
+    version = zones.write_resolution(store, frames, run_id, retention=retention,
+                                     audience=audience)
     resolution.stats["new cross-agency matches"] = new_cross_agency_matches(
         tables["person_record"], resolution.entity_record,
         previous["entity_record"] if previous else None)

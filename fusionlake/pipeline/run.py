@@ -226,10 +226,10 @@ def inputs_changed(r: Run) -> bool:
 
 
 def resolve_once(lake: str, scans: dict, run_id: str, retention: int) -> dict:
-    """Resolve the staged records that count now; the resolution's statistics."""
+    """Resolve the staged records that count now, once per visibility group; the statistics
+    of the all-agencies resolution."""
     store = open_store(lake)
-    return resolve.resolve_lake(store, resolve.collect_inputs(scans), run_id,
-                                retention)[0].stats
+    return resolve.resolve_audiences(store, scans, run_id, retention)
 
 
 def resolve_entities(r: Run, scans: dict, superseded: set[str]) -> None:

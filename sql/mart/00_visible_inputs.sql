@@ -53,14 +53,21 @@ UNION ALL SELECT 'account', 'entity_account', count(*) FROM vis_account
 UNION ALL SELECT 'event', 'entity_event', count(*) FROM vis_event;
 COMMENT ON TABLE mart_input IS 'Rows of each staged input table visible to this audience; the mart tables must hold exactly as many (see mart_check).';
 
--- Whether this audience sees every row of every staged input (the all-agencies mart does): then
--- no entity is split, no resolver link may be lost, and the whole entity history is shown.
-SET VARIABLE full_view = (
-    SELECT bool_and(i.visible_rows = t.n)
-    FROM mart_input AS i
-    JOIN (SELECT 'person_record' AS input_table, count(*) AS n FROM in_person_record
-          UNION ALL SELECT 'identifier', count(*) FROM in_identifier
-          UNION ALL SELECT 'phone', count(*) FROM in_phone
-          UNION ALL SELECT 'account', count(*) FROM in_account
-          UNION ALL SELECT 'event', count(*) FROM in_event) AS t USING (input_table)
+-- Records of the resolution this audience may not see. The mart is built from the audience's
+-- own resolution (fusionlake.pipeline.resolve: one per visibility group, over its visible rows
+-- alone), which never holds one: step 90 refuses to publish a mart whose resolution does, as its
+-- entities, links and history would then be derived from rows the audience may not see.
+CREATE TABLE mart_resolution_check AS
+SELECT count(*) AS hidden_records FROM (
+SELECT record_id FROM in_entity_record
+WHERE record_id IN (SELECT record_id FROM hidden_record)
+UNION
+SELECT record_id_l FROM in_record_link WHERE record_id_l IN (SELECT record_id FROM hidden_record)
+UNION
+SELECT record_id_r FROM in_record_link WHERE record_id_r IN (SELECT record_id FROM hidden_record)
+UNION
+SELECT record_id_l FROM in_review_pair WHERE record_id_l IN (SELECT record_id FROM hidden_record)
+UNION
+SELECT record_id_r FROM in_review_pair WHERE record_id_r IN (SELECT record_id FROM hidden_record)
 );
+COMMENT ON TABLE mart_resolution_check IS 'Records of the resolution this mart was built from that its audience may not see: 0, or the mart is not published (see mart_check).';

@@ -2,63 +2,17 @@
 -- A LEFT JOIN keeps records the resolver missed (entity_id NULL) so that step 90 fails loudly
 -- instead of the record silently disappearing from the mart.
 --
--- In an agency's mart an entity is only what its visible records and visible record links
--- hold together: when two visible records were joined only through a record the audience may
--- not see, showing them as one person would reveal that record. So, unless the audience sees
--- every row (full_view, step 00), the resolver's entity is split into the connected components of its visible record links; the
--- component holding the smallest record id keeps the entity id, the others get an opaque new
--- id (md5 of the entity id and their smallest record id: stable across builds).
+-- The resolution is this audience's own (resolved from the rows it may see alone), so its
+-- entities, ids and links are shown as they are: none was derived from a hidden record, and no
+-- entity needs splitting or re-labelling here.
 
-CREATE TEMP TABLE resolved AS
-SELECT DISTINCT er.entity_id, er.record_id
-FROM in_entity_record AS er
-WHERE er.record_id IN (SELECT record_id FROM vis_person_record);
-
-CREATE TEMP TABLE visible_edge AS
-SELECT l.record_id_l AS a, l.record_id_r AS b
-FROM in_record_link AS l
-JOIN resolved AS ra ON ra.record_id = l.record_id_l
-JOIN resolved AS rb ON rb.record_id = l.record_id_r AND rb.entity_id = ra.entity_id
-WHERE NOT getvariable('full_view');
-
--- Label propagation: every record takes the smallest record id it is connected to. USING KEY
--- keeps one row per record, so each round touches only the labels that changed.
-CREATE TEMP TABLE component AS
-WITH RECURSIVE cc(record_id, label) USING KEY (record_id) AS (
-    SELECT record_id, record_id FROM resolved
-    WHERE NOT getvariable('full_view')
-      AND entity_id IN (SELECT entity_id FROM resolved GROUP BY entity_id HAVING count(*) > 1)
-    UNION
-    (SELECT nb.b, min(cc.label)
-     FROM cc
-     JOIN (SELECT a, b FROM visible_edge UNION ALL SELECT b, a FROM visible_edge) AS nb
-       ON nb.a = cc.record_id
-     JOIN recurring.cc AS cur ON cur.record_id = nb.b
-     GROUP BY nb.b, cur.label
-     HAVING min(cc.label) < cur.label)
-)
-SELECT record_id, label FROM cc;
-
-CREATE TEMP TABLE shown_entity AS
-WITH labelled AS (
-    SELECT r.entity_id, r.record_id, coalesce(c.label, r.record_id) AS label
-    FROM resolved AS r LEFT JOIN component AS c USING (record_id)
-),
-first_label AS (
-    SELECT entity_id, min(label) AS label FROM labelled GROUP BY entity_id
-)
-SELECT l.record_id, l.entity_id AS resolved_entity_id,
-       CASE WHEN l.label = f.label OR getvariable('full_view') THEN l.entity_id
-            ELSE 'E' || substr(md5(l.entity_id || '|' || l.label), 1, 16) END AS entity_id
-FROM labelled AS l JOIN first_label AS f USING (entity_id);
-
--- Resolver entity -> entity as shown in this mart (several when split).
-CREATE TEMP TABLE entity_map AS
-SELECT DISTINCT resolved_entity_id, entity_id FROM shown_entity;
-
+-- One file name per drop: its first delivery's. A later delivery of the same bytes (a
+-- duplicate row of the ledger, possibly by another agency under another name) is listed in
+-- drop_ledger but never names the drop.
 CREATE TEMP VIEW drop_file AS
 SELECT drop_id, any_value(file_name) AS file_name, min(received_at) AS received_at
 FROM in_drop_ledger
+WHERE state IS DISTINCT FROM 'duplicate'
 GROUP BY drop_id;
 
 CREATE TABLE entity_record AS
@@ -89,7 +43,7 @@ SELECT
     p.releasable_to
 FROM vis_person_record AS p
 -- a record the resolver put in two entities comes out twice: step 90 reports it
-LEFT JOIN shown_entity AS er USING (record_id)
+LEFT JOIN in_entity_record AS er USING (record_id)
 LEFT JOIN drop_file AS d USING (drop_id)
 ORDER BY er.entity_id, p.record_id;
 

@@ -39,14 +39,11 @@ SELECT via, value, count(*) AS shared_by
 FROM entity_value_holder
 GROUP BY ALL;
 
--- Resolver links between entities as shown in this mart (a split entity's link goes to each
--- of its parts; the witness joins below keep the parts that hold the value).
+-- The resolver's links between entities (of this audience's own resolution).
 CREATE TEMP TABLE link_candidate AS
-SELECT DISTINCT ml.entity_id AS entity_id_l, mr.entity_id AS entity_id_r, r.via, r.value
+SELECT DISTINCT r.entity_id_l, r.entity_id_r, r.via, r.value
 FROM in_entity_link AS r
-JOIN entity_map AS ml ON ml.resolved_entity_id = r.entity_id_l
-JOIN entity_map AS mr ON mr.resolved_entity_id = r.entity_id_r
-WHERE ml.entity_id <> mr.entity_id;
+WHERE r.entity_id_l <> r.entity_id_r;
 
 -- One side at a time, in separate statements: joined in one query, the optimizer may pair the
 -- two holder lists on (via, value) first -- every pair of holders of a compound, which ran out
@@ -83,14 +80,9 @@ JOIN value_holder_count AS c ON c.via = l.via AND c.value = l.value
 CROSS JOIN (SELECT greatest(count(*), 2)::DOUBLE AS entities FROM entity) AS n
 ORDER BY l.entity_id_l, l.entity_id_r, l.via, l.value;
 
--- How many resolver links the all-agencies mart should show: step 90 checks none was lost.
+-- How many resolver links the mart should show: step 90 checks none was lost.
 INSERT INTO mart_input
-SELECT * FROM (
-    SELECT 'entity_link (resolver)', 'entity_link', count(*)
-    FROM (SELECT DISTINCT entity_id_l, entity_id_r, via, value FROM in_entity_link
-          WHERE entity_id_l <> entity_id_r)
-)
-WHERE getvariable('full_view');
+SELECT 'entity_link (resolver)', 'entity_link', count(*) FROM link_candidate;
 
 COMMENT ON TABLE entity_link IS 'Entity-to-entity edges through a shared phone, account, wallet, compound or case: the network analysts explore. Association, not identity: linked entities are different people.';
 COMMENT ON COLUMN entity_link.via IS 'What they share: phone, account, wallet, compound or case.';
@@ -109,13 +101,11 @@ INSERT INTO record_link
 SELECT l.record_id_l, l.record_id_r, rl.entity_id AS entity_id, l.rule, l.match_probability,
        l.match_weight, l.agreed, l.disagreed, l.evidence
 FROM in_record_link AS l
+-- Nothing is filtered: a link naming a record not in entity_record fails the orphan check of
+-- step 90 instead of vanishing.
 LEFT JOIN entity_record AS rl ON rl.record_id = l.record_id_l
--- Only hidden records are filtered out: a link to a record that does not exist at all stays,
--- and the orphan check of step 90 names it.
-WHERE NOT EXISTS (SELECT 1 FROM hidden_record AS h WHERE h.record_id = l.record_id_l)
-  AND NOT EXISTS (SELECT 1 FROM hidden_record AS h WHERE h.record_id = l.record_id_r)
 ORDER BY l.record_id_l, l.record_id_r;
-COMMENT ON TABLE record_link IS 'Why records were put in the same entity: one row per pair the resolver linked, with the rule, probability and fields that agreed. Pairs with a record the audience may not see are left out.';
+COMMENT ON TABLE record_link IS 'Why records were put in the same entity: one row per pair the resolver linked, with the rule, probability and fields that agreed.';
 COMMENT ON COLUMN record_link.entity_id IS 'Entity of record_id_l.';
 COMMENT ON COLUMN record_link.rule IS 'identifier (a shared valid identity document), probabilistic (Splink model) or steward (a human decision).';
 COMMENT ON COLUMN record_link.match_probability IS 'Model probability that the two records are the same person (1 for identifier and steward links).';

@@ -1,14 +1,11 @@
 -- Step 50: how entities changed between runs, and the pairs waiting for a steward.
 
 CREATE TABLE entity_history AS
-SELECT h.old_entity_id, coalesce(m.entity_id, h.new_entity_id) AS new_entity_id, h.change,
-       h.reason, h.changed_at
+-- The history of this audience's own resolution: every merge and split in it was made from rows
+-- the audience may see.
+SELECT h.old_entity_id, h.new_entity_id, h.change, h.reason, h.changed_at
 FROM in_entity_history AS h
-LEFT JOIN entity_map AS m ON m.resolved_entity_id = h.new_entity_id
--- An audience sees the history of the entities it sees (under the ids it sees them by),
--- nothing about the others; one that sees every row sees all of it.
-WHERE getvariable('full_view') OR m.entity_id IS NOT NULL
-ORDER BY h.changed_at, new_entity_id, h.old_entity_id;
+ORDER BY h.changed_at, h.new_entity_id, h.old_entity_id;
 COMMENT ON TABLE entity_history IS 'Merges and splits of entities between resolution runs: follow old_entity_id to new_entity_id to find where a person went.';
 COMMENT ON COLUMN entity_history.old_entity_id IS 'Entity id before the change (NULL for a new entity).';
 COMMENT ON COLUMN entity_history.new_entity_id IS 'Entity id after the change.';
@@ -34,8 +31,6 @@ SELECT
 FROM in_review_pair AS p
 LEFT JOIN entity_record AS l ON l.record_id = p.record_id_l
 LEFT JOIN entity_record AS r ON r.record_id = p.record_id_r
-WHERE NOT EXISTS (SELECT 1 FROM hidden_record AS h WHERE h.record_id = p.record_id_l)
-  AND NOT EXISTS (SELECT 1 FROM hidden_record AS h WHERE h.record_id = p.record_id_r)
 ORDER BY p.priority DESC, p.record_id_l, p.record_id_r;
 COMMENT ON TABLE review_queue IS 'Record pairs the model could not decide, most informative first: a steward marks each same or different (decisions are replayed on every run).';
 COMMENT ON COLUMN review_queue.priority IS 'Higher first: how much a decision on this pair would teach the model.';

@@ -1,7 +1,10 @@
 -- Step 60 (an audience step: re-run for each audience that shares a build): the stewards'
--- tables. The all-agencies mart has every drop; an agency's mart has its
--- own drops and those that gave it a visible record, and only its own quarantined rows (a
--- rejected row was never releasable to anyone else).
+-- tables. The all-agencies mart has every drop. An agency's mart has its own deliveries (every
+-- drop it sent, and its own re-sends of known bytes), the drops of others that gave it a
+-- visible record (not their re-sends, which are another agency's deliveries), the validation
+-- results of its own drops only (they count and quote rows of the whole file, which another
+-- agency may not see), and only its own quarantined rows (a rejected row was never releasable
+-- to anyone else).
 
 CREATE OR REPLACE TEMP VIEW visible_drop AS
 SELECT DISTINCT drop_id FROM entity_record;
@@ -11,8 +14,8 @@ SELECT drop_id, agency, feed, file_name, sha256, size, state, reason, received_a
 FROM in_drop_ledger
 WHERE getvariable('audience') IS NULL
    OR agency = getvariable('audience')
-   OR drop_id IN (SELECT drop_id FROM visible_drop)
-ORDER BY received_at, drop_id;
+   OR (state IS DISTINCT FROM 'duplicate' AND drop_id IN (SELECT drop_id FROM visible_drop))
+ORDER BY received_at, drop_id, file_name;
 COMMENT ON TABLE drop_ledger IS 'Every file delivery (drop) and its state: received, rejected, validated, staged, published or superseded.';
 COMMENT ON COLUMN drop_ledger.drop_id IS 'Derived from the content hash: the same bytes are the same drop, however often sent.';
 COMMENT ON COLUMN drop_ledger.sha256 IS 'SHA-256 of the file as received.';
@@ -24,8 +27,9 @@ CREATE OR REPLACE TABLE validation_result AS
 SELECT drop_id, expectation, "column", success, unexpected_count, unexpected_percent, mostly,
        details
 FROM in_validation_result
-WHERE drop_id IN (SELECT drop_id FROM drop_ledger)
-   OR getvariable('audience') IS NULL
+WHERE getvariable('audience') IS NULL
+   OR drop_id IN (SELECT drop_id FROM in_drop_ledger
+                  WHERE agency = getvariable('audience') AND state IS DISTINCT FROM 'duplicate')
 ORDER BY drop_id, expectation, "column";
 COMMENT ON TABLE validation_result IS 'Outcome of each Great Expectations expectation on each drop.';
 COMMENT ON COLUMN validation_result.expectation IS 'Expectation type (e.g. expect_column_values_to_not_be_null).';
@@ -43,3 +47,17 @@ COMMENT ON TABLE quarantine IS 'Rows rejected by validation, with the expectatio
 COMMENT ON COLUMN quarantine.source_row IS '1-based data row number in the raw file.';
 COMMENT ON COLUMN quarantine.line IS '1-based physical line of the row in the raw file (the header is line 1); NULL for formats without lines (xlsx, Parquet).';
 COMMENT ON COLUMN quarantine.row_json IS 'The rejected row as received, as a JSON object of source column -> value.';
+
+-- The audit trail is the task force's stewards' (fusionlake.lake.audit): queries and decisions
+-- of every agency. An agency's mart has the table, empty.
+CREATE OR REPLACE TABLE audit_log AS
+SELECT "at", kind, who, audience, summary, "rows", detail
+FROM in_audit_log
+WHERE getvariable('audience') IS NULL
+ORDER BY "at", kind;
+COMMENT ON TABLE audit_log IS 'Append-only audit trail of the lake: every fusionlake sql query (audience, query, who, rows returned), every steward decision and drop acceptance. Filled in the all-agencies mart only.';
+COMMENT ON COLUMN audit_log.kind IS 'sql, decision or acceptance.';
+COMMENT ON COLUMN audit_log.who IS 'The person ($USER, or fusionlake sql --as / decide --by).';
+COMMENT ON COLUMN audit_log.audience IS 'Whose mart a query ran on.';
+COMMENT ON COLUMN audit_log."rows" IS 'Rows a query returned (NULL when it was refused or failed).';
+COMMENT ON COLUMN audit_log.detail IS 'JSON: every field of the entry, the outcome of a query among them.';

@@ -56,6 +56,10 @@ SELECT 'no orphan links: review_queue', count(*), 'pairs naming a record not in 
 FROM review_queue
 WHERE entity_id_l IS NULL OR entity_id_r IS NULL
 UNION ALL
+SELECT 'resolution holds no record hidden from this audience', hidden_records,
+       'the resolution was not made from this audience''s rows alone: resolve per audience'
+FROM mart_resolution_check
+UNION ALL
 SELECT 'ids unique: entity.entity_id', count(*) - count(DISTINCT entity_id),
        'duplicate or NULL entity ids'
 FROM entity

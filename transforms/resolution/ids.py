@@ -112,7 +112,8 @@ def history(
             pl.format(
                 "records of {} previous entities now resolve together (via {} link)",
                 pl.col("n_old"),
-                pl.col("rules").fill_null("model"),
+                # every merge has a joining link (clusters are connected by kept links)
+                pl.col("rules").fill_null("unrecorded"),
             ).alias("reason"),
         )
     )
@@ -148,14 +149,22 @@ def history(
 def _joining_rules(
     entity_record: pl.DataFrame, prev: pl.DataFrame, record_link: pl.DataFrame
 ) -> pl.DataFrame:
-    """Per new entity, the rules of the links that cross old-entity boundaries."""
+    """Per new entity, the rules of the links that join its previous entities together.
+
+    A link joins when its two records were not in one previous entity. A record new in this run
+    counts as a part of its own: two old entities are often joined through a new record (each
+    holding an identifier of one of them), and those links are the ones that made the merge.
+    """
     old = prev.select("record_id", pl.col("entity_id").alias("old"))
+    part = entity_record.select("record_id").join(old, on="record_id", how="left").select(
+        "record_id", pl.coalesce("old", pl.lit("new:") + pl.col("record_id")).alias("part"))
     crossing = (
         record_link.select("record_id_l", "record_id_r", "rule")
-        .join(old.rename({"record_id": "record_id_l", "old": "old_l"}), on="record_id_l")
-        .join(old.rename({"record_id": "record_id_r", "old": "old_r"}), on="record_id_r")
-        .filter(pl.col("old_l") != pl.col("old_r"))
-        .join(entity_record.rename({"record_id": "record_id_l"}), on="record_id_l")
+        .join(part.rename({"record_id": "record_id_l", "part": "part_l"}), on="record_id_l")
+        .join(part.rename({"record_id": "record_id_r", "part": "part_r"}), on="record_id_r")
+        .filter(pl.col("part_l") != pl.col("part_r"))
+        .join(entity_record.select("record_id", "entity_id")
+              .rename({"record_id": "record_id_l"}), on="record_id_l")
     )
     return crossing.group_by("entity_id").agg(
         pl.col("rule").unique().sort().str.join("/").alias("rules")

