@@ -90,8 +90,9 @@ def test_a_draft_of_each_generated_feed_stages_its_drop_unedited(name, generated
 
     got, want = _measures(tables), _measures(tables0)
     rows = drafted.rows
-    # the generator plants a repeated key in some feeds: quarantined, the rest is staged
-    assert drafted.quarantined == original.quarantined <= 1
+    # the generator plants unusable rows (a repeated key, an empty key, malformed lines) in
+    # some feeds: the draft quarantines exactly what the hand-written feed does, and stages the rest
+    assert drafted.quarantined == original.quarantined <= 2
     assert got["records"] == want["records"] == rows - drafted.quarantined
     assert got["named"] == want["named"] == got["records"]  # every staged person has a name
     # birth dates and identifiers are filled in as the hand-written feed fills them
