@@ -34,18 +34,22 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import yaml
 
 from fusionlake.lake.feeds import Feed, FeedError, parse_feed
-from fusionlake.pipeline.read import DropReadError, detect_encoding, read_drop
+from fusionlake.pipeline.read import DropReadError, detect_encoding, read_drop_isolated
 from transforms.canonical import SEX_VALUES
 from transforms.countries import country_table, to_iso2
 from transforms.dates import parse_dates
 from transforms.identifiers import KINDS, is_valid
 from transforms.phones import normalise_phones
 from transforms.scripts import detect_script
+
+if TYPE_CHECKING:
+    from expectations import ValidationOutcome
 
 VOCABULARY = Path(__file__).parent / "data" / "column_names.yaml"
 
@@ -72,8 +76,15 @@ BUDDHIST_YEARS = 2400
 #: Identifier kinds a column's values are tested for, in order (passports have no check digit:
 #: the header must name them).
 CHECKED_KINDS = ("cn_resident_id", "th_national_id", "mm_nrc", "imei", "iccid", "crypto_wallet")
-#: Share of rows a source key may repeat or leave empty (they are quarantined, the rest goes on).
+#: Share of rows a draft lets be unusable: a source key that repeats or is empty, a primary name
+#: that is empty (such rows are quarantined, the rest goes on). A name empty in more rows is not
+#: made required: quarantining that many rows is the steward's decision.
 KEY_REPEATS = 0.02
+#: A kind joins the list of a mixed identifier column (passports for foreigners, national IDs
+#: for nationals) when its check accepts this share of the rows no kind before it accepts, and
+#: at least MIXED_KIND_ROWS rows: a check digit passing by chance must not add a kind.
+MIXED_KIND_SHARE = 0.01
+MIXED_KIND_ROWS = 2
 #: Words of the feed name (--feed) that say which event each row records and the persons' role.
 EVENT_WORDS = {"wanted": ("suspect", "wanted"), "arrest": ("arrest",),
                "detention": ("detention", "detainee", "detained", "custody"),
@@ -83,10 +94,17 @@ ROLE_WORDS = {"suspect": ("suspect", "wanted"), "detainee": ("detention", "detai
               "returnee": ("repatriat", "return", "deport"), "victim": ("fraud", "victim"),
               "rescued": ("rescue",), "arrestee": ("arrest",)}  # fmt: skip
 #: Targets a row has once (transforms.canonical maps one column to each).
-_ONE_PER_ROW = ("person.name", "person.family_name", "person.given_name", "person.sex",
-                "person.birth_date", "person.nationality", "event.date", "event.place",
+#: (Several person.name columns are one primary name and its Latin spelling or aliases, and
+#: several address.street columns are joined: see :func:`_name_roles`.)
+_ONE_PER_ROW = ("person.family_name", "person.given_name", "person.sex", "person.birth_date",
+                "person.nationality", "address.street_number", "address.district",
+                "address.province", "address.postcode", "event.date", "event.place",
                 "event.compound", "event.case_ref", "event.amount", "event.currency",
                 "event.flight")
+#: Targets whose values are kept as written (no check), so an empty sample column keeps them.
+_FREE_TEXT = ("event.place", "event.compound", "event.case_ref", "event.flight",
+              "address.street_number", "address.street", "address.district", "address.province",
+              "address.postcode")
 _NATIONAL_ID_COUNTRY = {"cn_resident_id": "CN", "th_national_id": "TH", "mm_nrc": "MM"}
 _KEY_DROP = r"[\s_\-\.:/()（）#№]+"
 _NUMERICISH = r"^[\d\s.,:/+\-年月日]+$"  # numbers, dates, phones: what a header cell is not
@@ -244,9 +262,17 @@ def read_sample(path: Path, agency: str, feed: str) -> tuple[pl.DataFrame, Sniff
             pass
     feed_like = _provisional_feed(agency, feed, path, sniffed, columns)
     try:
-        frame = read_drop(data, str(path), feed_like)
+        read = read_drop_isolated(data, str(path), feed_like)
     except DropReadError as exc:
         raise DraftError(str(exc).split("; feed ")[0]) from None
+    frame = read.frame
+    if read.bad.height:  # a drop quarantines them too: the steward should know
+        lines = read.bad["line"].drop_nulls().unique().sort().to_list()
+        sniffed.notes.append(
+            f"{read.bad['source_row'].n_unique():,} records cannot be read (line"
+            f"{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines[:5]))}"
+            f"{', ...' if len(lines) > 5 else ''}: {read.bad['reason'][0].split(': ', 1)[-1]}); a drop "
+            "quarantines such lines, with the line as written")
     if frame.height == 0:
         raise DraftError(f"{path}: has a header but no data rows; drafting judges the values, "
                          "so it needs a sample with rows")
@@ -404,6 +430,31 @@ def identifier_shares(distinct: pl.DataFrame, kinds: tuple[str, ...]) -> dict[st
     return {k: _share(distinct, is_valid(k, distinct["v"]).fill_null(True)) for k in kinds}
 
 
+def identifier_kinds(distinct: pl.DataFrame, kinds: tuple[str, ...],
+                     named: str | None = None) -> tuple[list[str], dict[str, float], float]:
+    """The kind, or kinds, of an identifier column, each kind's share, and the share of rows
+    some chosen kind accepts.
+
+    The kind accepting most rows comes first (the header's kind where it accepts as many); then
+    each other kind, in the order of ``kinds``, whose check accepts at least
+    :data:`MIXED_KIND_SHARE` of the rows no kind chosen so far accepts (a register that keeps
+    passports for foreigners and national IDs for nationals in one column).
+    """
+    accepts = {k: is_valid(k, distinct["v"]).fill_null(True) for k in kinds}
+    shares = {k: _share(distinct, accepts[k]) for k in kinds}
+    best = max(kinds, key=lambda k: shares[k])
+    if named and shares.get(named, 0) >= shares[best] - 1e-9:
+        best = named
+    chosen, covered = [best], accepts[best]
+    least = max(MIXED_KIND_ROWS, MIXED_KIND_SHARE * distinct["n"].sum())
+    for k in kinds:
+        gain = (distinct["n"] * (accepts[k] & ~covered).cast(pl.Int64)).sum()
+        if k not in chosen and shares[best] > 0 and gain >= least:
+            chosen.append(k)
+            covered = covered | accepts[k]
+    return chosen, shares, _share(distinct, covered)
+
+
 def luhn_card_share(distinct: pl.DataFrame) -> float:
     """Share of rows that are bank card numbers (16-19 digits passing the card rule)."""
     digits = distinct["v"].str.replace_all(r"[\s\-]", "")
@@ -502,8 +553,7 @@ def _guess_column(name: str, values: pl.Series, hint: dict | None, word: str | N
     if hint and hint.get("institution"):
         return ColumnGuess(name, {"to": "ignore"}, [said + ": names a bank"], "medium")
     if distinct.height == 0:
-        opts = {"to": target} if target in ("event.place", "event.compound", "event.case_ref",
-                                           "event.flight") else {"to": "ignore"}
+        opts = {"to": target} if target in _FREE_TEXT else {"to": "ignore"}
         return ColumnGuess(name, opts, [said, "empty in the sample"], "low")
 
     if target in ("person.birth_date", "event.date") or target is None:
@@ -529,16 +579,18 @@ def _guess_column(name: str, values: pl.Series, hint: dict | None, word: str | N
     if target == "identifier" or (target is None and hint is None):
         named = (hint or {}).get("kind")
         kinds = CHECKED_KINDS + (("passport",) if target == "identifier" else ())
-        shares = identifier_shares(distinct, kinds)
-        best = max(kinds, key=lambda k: shares[k])
-        if named and shares.get(named, 0) >= shares[best] - 1e-9:
-            best = named
-        if target == "identifier" and shares[best] >= AT_LEAST:
-            why = [said, f"{_pct(shares[best])} pass the {best} check"]
-            if named and named != best:
+        chosen, shares, covered = identifier_kinds(distinct, kinds, named)
+        best = chosen[0]
+        if target == "identifier" and covered >= AT_LEAST:
+            why = [said, ", ".join(f"{_pct(shares[k])} pass the {k} check" for k in chosen)]
+            if len(chosen) > 1:
+                why.append(f"{_pct(covered)} pass one of them: several kinds in one column, "
+                           "each value takes the first kind whose check holds")
+            if named and named not in chosen:
                 why.append(f"the header suggests {named} ({_pct(shares.get(named, 0))})")
-            sure = _sure(shares[best], named == best or named is None)
-            return ColumnGuess(name, {"to": "identifier", "kind": best}, why, sure)
+            sure = _sure(covered, named is None or named in chosen)
+            kind = best if len(chosen) == 1 else chosen
+            return ColumnGuess(name, {"to": "identifier", "kind": kind}, why, sure)
         if target is None and shares[best] >= VALUES_ONLY:
             return ColumnGuess(name, {"to": "identifier", "kind": best},
                                [said, f"{_pct(shares[best])} pass the {best} check digit"],
@@ -609,6 +661,8 @@ def _guess_column(name: str, values: pl.Series, hint: dict | None, word: str | N
         share = looks_like_names(distinct)
         if target or (share >= VALUES_ONLY and distinct.height >= 0.5 * distinct["n"].sum()):
             opts = {"to": target or "person.name"}
+            if (hint or {}).get("name_role"):
+                opts["name_role"] = hint["name_role"]
             why = [said, f"{_pct(share)} read as names"]
             if opts["to"] == "person.name":
                 scripts = script_shares(distinct)
@@ -696,6 +750,7 @@ def propose(frame: pl.DataFrame, agency: str, feed: str, sniffed: Sniffed,
         elif g.target == "source_key":
             guesses[i] = replace(g, options={"to": "ignore"},
                                  why=[*g.why, f"a key, but {key} identifies rows"], sure="low")
+    _name_roles(guesses, sample)
     _one_column_per_target(guesses)
 
     event, role = _event_and_role(feed)
@@ -712,6 +767,56 @@ def propose(frame: pl.DataFrame, agency: str, feed: str, sniffed: Sniffed,
     _defaults_and_links(draft, sample)
     _required_values(draft, body)
     return draft
+
+
+def _name_roles(guesses: list[ColumnGuess], sample: pl.DataFrame) -> None:
+    """A record has one primary name; other name columns are its Latin spelling or aliases.
+
+    The primary is the fullest name column whose header names no other role (the fullest of all
+    where every header does). Another name column is ``latin`` when its values are Latin letters
+    while the primary's, in the rows that have both, mostly are not (a register that writes the
+    name in its own script and as the passport spells it), or when its header says so and most
+    of its values are Latin; otherwise it is an ``alias``. A Latin spelling takes the primary's
+    name_order: it is the same name.
+    """
+    names = [g for g in guesses if g.target == "person.name"]
+    if len(names) < 2:
+        for g in names:
+            g.options.pop("name_role", None)  # the only name is the primary one
+        return
+    values = {g.name: _clean(sample[g.name]) for g in names}
+    filled = {g.name: values[g.name].is_not_null().sum() for g in names}
+    plain = [g for g in names if "name_role" not in g.options] or names
+    primary = max(plain, key=lambda g: (filled[g.name], -guesses.index(g)))
+    if primary.options.pop("name_role", None):
+        primary.why.append("the primary name: the fullest name column")
+    main = values[primary.name]
+    for g in names:
+        if g is primary:
+            continue
+        said = g.options.pop("name_role", None)
+        mine = values[g.name]
+        both = mine.is_not_null() & main.is_not_null()
+        if not both.any():
+            both = mine.is_not_null()
+        latin = (detect_script(mine.filter(both)) == "Latin").mean() or 0.0
+        latin_primary = (detect_script(main.filter(both)) == "Latin").mean() or 0.0
+        order = g.options.pop("name_order", None)
+        if said != "alias" and (latin >= SURE and latin_primary < 0.5
+                                or said == "latin" and latin >= AT_LEAST):
+            g.options = {"to": "person.name", "name_role": "latin",
+                         "name_order": primary.options.get("name_order", order)}
+            g.why.append(f"name_role latin: {_pct(latin)} Latin letters where {primary.name} has "
+                         f"{_pct(latin_primary)} in the same rows; name_order of {primary.name}, "
+                         "the same name")
+            g.sure = "high" if said == "latin" and latin >= SURE and latin_primary < 0.5 \
+                else "medium"
+        else:
+            g.options = {"to": "person.name", "name_role": "alias"} | (
+                {"name_order": order} if order else {})
+            g.why.append(f"name_role alias: a name beside {primary.name}, the primary one"
+                         + ("" if said else " (check: another name, or its spelling?)"))
+            g.sure = "medium" if said else "low"
 
 
 def _one_column_per_target(guesses: list[ColumnGuess]) -> None:
@@ -733,8 +838,10 @@ def _defaults_and_links(draft: Draft, sample: pl.DataFrame) -> None:
     """Nationality default, passports' issuing country, phone region, banks of accounts."""
     cols = draft.columns
     has_nationality = any(g.target == "person.nationality" for g in cols)
+    # a column of one national ID kind; in a list of kinds each ID is issued by its own country
     national = [g for g in cols if g.target == "identifier"
-                and g.options.get("kind") in _NATIONAL_ID_COUNTRY]
+                and isinstance(g.options.get("kind"), str)
+                and g.options["kind"] in _NATIONAL_ID_COUNTRY]
     for g in national:
         g.options["issuing_country"] = KINDS[g.options["kind"]][1]
     if not has_nationality and national:
@@ -744,10 +851,18 @@ def _defaults_and_links(draft: Draft, sample: pl.DataFrame) -> None:
                            f"{national[0].options['kind']} numbers and no column gives "
                            "nationality (check)")
     for g in cols:
-        if g.target == "identifier" and g.options.get("kind") == "passport" and (
-                has_nationality or draft.defaults.get("nationality")):
+        kinds = g.options.get("kind")
+        if g.target != "identifier" or "passport" not in (
+                kinds if isinstance(kinds, list) else [kinds]):
+            continue
+        if has_nationality:
             g.options["issuing_country_from"] = "person.nationality"
-            g.why.append("issuing country: each row's nationality")
+            g.why.append("passports issued by each row's nationality")
+        elif draft.defaults.get("nationality"):
+            code = draft.defaults["nationality"]
+            g.options["issuing_country"] = code
+            g.why.append(f"passports issued by {code}: no column gives nationality and "
+                         f"defaults.nationality is {code}")
 
     phones = [g for g in cols if g.target == "phone"]
     country = _agency_country(draft.agency)
@@ -789,15 +904,20 @@ def _defaults_and_links(draft: Draft, sample: pl.DataFrame) -> None:
 
 
 def _required_values(draft: Draft, body: pl.DataFrame) -> None:
-    """``required: true`` on a name column that has a value in every row of the sample."""
+    """``required: true`` on the primary name when it is empty in few rows (a row without a
+    name is unusable: quarantined, as a row without a key is)."""
     for g in draft.columns:
-        if g.target == "person.name":
+        if g.target == "person.name" and "name_role" not in g.options:
             empty = body.select((pl.col(g.name).str.strip_chars().str.len_chars() == 0)
                                 .fill_null(True).sum()).item()
-            if empty == 0:
+            if empty <= KEY_REPEATS * body.height:
                 g.options["required"] = True
+                if empty:
+                    g.why.append(f"empty in {empty:,} of {body.height:,} rows, which will be "
+                                 "quarantined (a person needs a name)")
             else:
-                g.why.append(f"empty in {empty:,} rows, so not required")
+                g.why.append(f"empty in {empty:,} of {body.height:,} rows: too many to "
+                             "quarantine, so not required (check)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -895,48 +1015,106 @@ def load_draft(text: str, path: Path) -> Feed:
         raise AssertionError(f"the draft does not load: {exc}\n{text}") from exc
 
 
-def check_sample(frame: pl.DataFrame, draft: Draft, path: Path,
+def check_sample(sample: Path, draft: Draft, path: Path,
                  rounds: int = 3) -> tuple[Draft, Feed, str]:
-    """Validate the sample with the suite compiled from the draft, as a run would.
+    """Read and validate the sample with the draft, as a run would read and validate a drop.
 
-    A value check that would reject the drop sets its column to ``ignore`` (with the reason) or,
-    for a required name with empty cells, drops ``required``; the rest is left for the steward.
-    Returns the draft, its feed and one line on the outcome.
+    Only a drop's structure rejects it (the file unreadable as the draft says, a declared
+    column missing, an expectation that cannot run on a column's values): a column that makes
+    the check reject the sample is set to ``ignore`` with the reason. Values that fail a guess's
+    check are flagged and the row goes on, so such a guess is kept; where more of the sample
+    fail than the suite's ``mostly`` allows (every drop like it would warn), the guess is marked
+    ``low`` and says so, for the steward to fix the option or the mapping.
+
+    Args:
+        sample: the sample file.
+        draft: the draft proposed from it.
+        path: where the feed file will be (its folder is where a suite override is looked for).
+
+    Returns:
+        The draft, its feed and one line on the outcome.
     """
-    from expectations import validate_drop  # GX takes seconds to import; drafting alone not
+    from expectations import SuiteError, load_suite, validate_drop  # GX: seconds to import
 
-    if frame.height > SAMPLE_ROWS:  # GX's pandas engine is the slow part; a sample tells
-        frame = frame.sample(SAMPLE_ROWS, seed=0).sort("source_row")
+    data = Path(sample).read_bytes()
     for _ in range(rounds):
         feed = load_draft(render(draft), path)
-        outcome = validate_drop(frame, feed, "draft-sample")
-        quarantined = outcome.quarantine["source_row"].n_unique() if outcome.quarantine.height \
-            else 0
-        if outcome.accepted:
-            line = (f"checked on the sample with the suite compiled from this file: accepted, "
-                    f"{outcome.valid.height:,} rows valid, {quarantined:,} quarantined")
-            return draft, feed, line
-        failed = outcome.results.filter(~pl.col("success") & pl.col("column").is_not_null())
-        changed = False
-        for row in failed.iter_rows(named=True):
-            g = next((g for g in draft.columns if g.name == row["column"]), None)
-            if g is None or g.target in ("source_key", "ignore"):
-                continue
-            pct = row["unexpected_percent"] or 0
-            if row["expectation"] == "expect_column_values_to_not_be_null":
-                g.options.pop("required", None)
-                g.why.append(f"not required: empty in {pct:.0f}% of the sample")
-            else:
-                was = g.target
-                g.options = {"to": "ignore"}
-                g.why.append(f"would be {was}, but {pct:.0f}% of the sample fail its check "
-                             f"({row['expectation']}), which would reject the drop")
-                g.sure = "low"
-            changed = True
-        if not changed:
+        try:
+            read = read_drop_isolated(data, str(sample), feed)
+        except DropReadError as exc:  # the sniffing went wrong: nothing a column can fix
+            return draft, feed, f"CHECK: the sample would be rejected: {exc}"
+        frame = read.frame
+        if frame.height > SAMPLE_ROWS:  # GX's pandas engine is the slow part; a sample tells
+            frame = frame.sample(SAMPLE_ROWS, seed=0).sort("source_row")
+        try:
+            outcome = validate_drop(frame, feed, "draft-sample")
+            suite = load_suite(feed)
+        except SuiteError as exc:  # a steward's override beside --out that fits no draft
+            return draft, feed, f"CHECK: the suite override does not apply to this draft: {exc}"
+        if outcome.accepted or outcome.held or not _set_aside(draft, outcome, suite):
             break
+    if not (outcome.accepted or outcome.held):
+        feed = load_draft(render(draft), path)
+        return draft, feed, f"CHECK: the sample would be rejected: {outcome.reason}"
+
+    _note_failed_checks(draft, outcome.results, suite)
     feed = load_draft(render(draft), path)
-    return draft, feed, f"CHECK: the sample would be rejected: {outcome.reason}"
+    lines = read.bad["source_row"].n_unique() if read.bad.height else 0
+    quarantined = outcome.quarantine["source_row"].n_unique() if outcome.quarantine.height \
+        else 0
+    checked = ("the suite compiled from this file" if frame.height == read.frame.height
+               else f"the suite compiled from this file, on {frame.height:,} of its rows")
+    line = (f"checked on the sample with {checked}: "
+            + ("held for a steward by the suite override" if outcome.held else "accepted")
+            + f", {outcome.valid.height:,} rows valid, {quarantined + lines:,} quarantined"
+            + (f" ({lines:,} unreadable)" if lines else "")
+            + f", {outcome.flagged:,} flagged"
+            + (f", {len(outcome.warnings):,} warnings" if outcome.warnings else ""))
+    return draft, feed, line
+
+
+def _set_aside(draft: Draft, outcome: ValidationOutcome, suite: dict) -> bool:
+    """Set to ``ignore`` each column whose expectation rejected the sample (one that cannot run
+    on its values, or one a suite override makes ``reject``); whether any was."""
+    rejecting = {(e["type"], e["kwargs"].get("column")) for e in suite["expectations"]
+                 if e["meta"].get("on_failure") == "reject"}
+    changed = False
+    for row in outcome.results.filter(~pl.col("success") & pl.col("column").is_not_null()
+                                      ).iter_rows(named=True):
+        g = next((g for g in draft.columns if g.name == row["column"]), None)
+        could_not_run = f"{row['expectation']} on {row['column']} could not run" in (
+            outcome.reason or "")
+        if g is None or g.target in ("source_key", "ignore") or not (
+                could_not_run or (row["expectation"], row["column"]) in rejecting):
+            continue
+        was = g.target
+        g.options = {"to": "ignore"}
+        g.why.append(f"would be {was}, but its check ({row['expectation']}) "
+                     f"{'cannot run on' if could_not_run else 'fails'} the sample's values, "
+                     "which would reject the drop")
+        g.sure = "low"
+        changed = True
+    return changed
+
+
+def _note_failed_checks(draft: Draft, results: pl.DataFrame, suite: dict) -> None:
+    """A guess whose check fails more of the sample than its ``mostly`` allows is kept but
+    marked ``low``: every drop like this one would be staged with a warning."""
+    levels = {(e["type"], e["kwargs"].get("column")): e["meta"].get("on_failure")
+              for e in suite["expectations"]}
+    failed = results.filter(~pl.col("success") & pl.col("column").is_not_null())
+    for row in failed.iter_rows(named=True):
+        g = next((g for g in draft.columns if g.name == row["column"]), None)
+        if g is None or g.target == "ignore":
+            continue
+        level = levels.get((row["expectation"], row["column"]), "flag")
+        what = "flagged" if level == "flag" else "quarantined" if level == "quarantine" \
+            else level
+        g.why.append(f"{row['unexpected_percent'] or 0:.0f}% of the sample fail its check "
+                     f"({row['expectation']}, more than the {1 - (row['mostly'] or 1):.0%} the "
+                     f"suite allows): those rows are {what} and every drop like this one warns; "
+                     "check the values and this guess")
+        g.sure = "low"
 
 
 def draft_feed(path: Path, agency: str, feed: str, check: bool = True,
@@ -946,8 +1124,9 @@ def draft_feed(path: Path, agency: str, feed: str, check: bool = True,
     Args:
         path: a sample of the agency's export (CSV/TSV, xlsx, JSON Lines or Parquet).
         agency, feed: lower-case ids for the new feed.
-        check: validate the sample with the suite compiled from the draft (imports GX) and
-            demote guesses that would reject it.
+        check: read and validate the sample with the draft and its compiled suite (imports
+            GX): set aside a column that would reject the drop, mark guesses whose checks fail
+            much of the sample.
         out: where the file will be written (its folder is where a suite override is looked
             for); default: beside the sample.
 
@@ -964,7 +1143,7 @@ def draft_feed(path: Path, agency: str, feed: str, check: bool = True,
     where = out or path.with_name(f"{feed}.yaml")
     line = None
     if check:
-        draft, _, line = check_sample(frame, draft, where)
+        draft, _, line = check_sample(path, draft, where)
         draft.notes.append(line)
     text = render(draft)
     return DraftResult(text, load_draft(text, where), draft, line)
