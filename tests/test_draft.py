@@ -342,16 +342,56 @@ def test_month_first_dates_are_told_from_day_first_by_days_past_the_12th(tmp_pat
                                    "formats": ["chinese"]}
 
 
-def test_a_second_name_column_is_left_for_the_steward(tmp_path):
-    frame = pl.DataFrame({"编号": ["1", "2", "3"], "姓名": ["张伟", "李娜", "王芳"],
-                          "英文姓名": ["ZHANG WEI", "LI NA", "WANG FANG"],
-                          "性别": ["男", "女", "女"]})
+def test_a_second_name_column_is_the_latin_spelling_or_an_alias(tmp_path):
+    frame = pl.DataFrame({"编号": ["1", "2", "3", "4"], "姓名": ["张伟", "李娜", "王芳", "刘洋"],
+                          "英文姓名": ["ZHANG WEI", "LI NA", None, "LIU YANG"],  # header says so
+                          "name_2": ["ZHANG WEI", None, "WANG FANG", None],  # values say so
+                          "别名": ["张三", None, None, "小刘"],  # an alias, by its header
+                          "性别": ["男", "女", "女", "男"]})
     got = _draft(tmp_path, frame, "people.jsonl")
-    assert got.feed.columns["姓名"]["to"] == "person.name"
-    assert got.feed.columns["英文姓名"] == {"to": "ignore"}
-    assert "also looks like person.name, which 姓名 has" in got.text
-    assert got.feed.columns["性别"]["values"] == {"男": "M", "女": "F"}
+    columns = got.feed.columns
+    # the fullest name column is the primary one; a Latin spelling takes its name order
+    assert columns["姓名"] == {"to": "person.name", "name_order": "family_first",
+                              "required": True}
+    assert columns["英文姓名"] == {"to": "person.name", "name_role": "latin",
+                                "name_order": "family_first"}
+    assert columns["name_2"] == {"to": "person.name", "name_role": "latin",
+                                 "name_order": "family_first"}
+    assert columns["别名"] == {"to": "person.name", "name_role": "alias",
+                              "name_order": "family_first"}
+    assert "name_role latin: 100% Latin letters where 姓名 has 0% in the same rows" in got.text
+    assert columns["性别"]["values"] == {"男": "M", "女": "F"}
     assert got.feed.encoding == "utf-8"
+
+
+def test_a_primary_name_empty_in_many_rows_is_not_required(tmp_path):
+    n = 20
+    frame = pl.DataFrame({"id": [str(i) for i in range(n)],
+                          "name": ["SOMCHAI JAIDEE", None] * (n // 2)})  # half the rows
+    got = _draft(tmp_path, frame)
+    assert got.feed.columns["name"] == {"to": "person.name", "name_order": "family_first"}
+    assert "empty in 10 of 20 rows: too many to quarantine, so not required" in got.text
+
+
+def test_a_column_of_several_document_kinds_gets_a_list_of_kinds(tmp_path):
+    passports = [f"AA{1234567 + i}" for i in range(12)]
+    thai = _th_ids(4)
+    nrcs = ["12/OUKAMA(N)123456", "၁၂/ဥကမ(နိုင်)၁၂၃၄၅၇", "12/OUKAMA(နိုင်)123458"]
+    frame = pl.DataFrame({"no": [str(i) for i in range(19)],
+                          "name": ["SOMCHAI JAIDEE"] * 19,
+                          "nationality": ["TH"] * 19,
+                          "document no": passports + thai + nrcs})
+    got = _draft(tmp_path, frame, feed="detentions")
+    # the kind accepting most values first, then the others in the order the draft tries them
+    assert got.feed.columns["document no"] == {
+        "to": "identifier", "kind": ["passport", "th_national_id", "mm_nrc"],
+        "issuing_country_from": "person.nationality"}
+    assert "63% pass the passport check, 21% pass the th_national_id check, 16% pass the " \
+        "mm_nrc check; 100% pass one of them" in got.text
+    # one Thai ID among passports is not a second kind: a kind must add two rows or more
+    frame = frame.with_columns(pl.Series("document no", passports + thai[:1] + passports[:6]))
+    got = _draft(tmp_path, frame, feed="detentions")
+    assert got.feed.columns["document no"]["kind"] == "passport"
 
 
 def test_parquet_and_xlsx_samples_are_read_by_the_pipeline_readers(tmp_path):
@@ -370,21 +410,55 @@ def test_every_written_scalar_reads_back_as_itself(text):
     assert yaml.safe_load(f"k: {drafting._scalar(text)}")["k"] == text
 
 
-def test_a_guess_that_would_reject_the_drop_is_set_aside_by_the_check(tmp_path):
-    n = 40
+def _half_bad_phones(tmp_path, n: int = 40):
     frame = pl.DataFrame({
         "id": [str(i) for i in range(n)],
         "name": ["SOMCHAI JAIDEE"] * n,
-        # half of the phone cells are too short to be numbers: the suite would reject the drop
+        # half of the phone cells are too short to be numbers
         "phone": ["081-234-5678", "12"] * (n // 2),
     })
     path = tmp_path / "s.csv"
     frame.write_csv(path)
-    got = draft_feed(path, "th_agency", "records")
-    assert got.feed.columns["phone"] == {"to": "ignore"}
-    assert "would be phone, but 50% of the sample fail its check" in got.text
+    return path
+
+
+def test_a_guess_whose_check_fails_much_of_the_sample_is_kept_flagged_and_marked_low(tmp_path):
+    # bad values are flagged and the rows go on: the guess does not reject the drop any more,
+    # but every drop like this one would warn, so the steward is told
+    got = draft_feed(_half_bad_phones(tmp_path), "th_agency", "records")
+    assert got.feed.columns["phone"] == {"to": "phone"}
+    line = next(x for x in got.text.splitlines() if x.lstrip().startswith("phone:"))
+    assert "# low: " in line
+    assert ("50% of the sample fail its check (expect_column_values_to_be_valid_phone_numbers, "
+            "more than the 10% the suite allows): those rows are flagged") in line
     assert got.check == ("checked on the sample with the suite compiled from this file: "
-                         f"accepted, {n} rows valid, 0 quarantined")
+                         "accepted, 40 rows valid, 0 quarantined, 20 flagged, 1 warning")
+
+
+def test_a_reject_a_stewards_override_asks_for_is_reported_not_worked_around(tmp_path):
+    out = tmp_path / "feeds" / "th_agency" / "records.yaml"
+    out.parent.mkdir(parents=True)
+    (out.parent / "records.suite.yaml").write_text(
+        "change:\n"
+        "  - type: expect_column_values_to_be_valid_phone_numbers\n"
+        "    column: phone\n"
+        "    meta: {on_failure: reject, reason: phone numbers must be valid}\n",
+        encoding="utf-8")
+    got = draft_feed(_half_bad_phones(tmp_path), "th_agency", "records", out=out)
+    assert got.feed.columns["phone"] == {"to": "phone"}
+    assert got.check == ("CHECK: the sample would be rejected: th_agency/records: phone numbers "
+                         "must be valid")
+
+
+def test_lines_the_reader_cannot_read_are_named_in_the_draft_and_counted_by_the_check(
+        tmp_path):
+    path = tmp_path / "people.jsonl"
+    path.write_text('{"id": "1", "name": "LI NA"}\n{"id": "2", "name": "WANG\n'
+                    '{"id": "3", "name": "ZHANG WEI"}\n', encoding="utf-8")
+    got = draft_feed(path, "cn_agency", "records")
+    assert "# 1 record cannot be read (line 2: not valid JSON" in got.text
+    assert got.check == ("checked on the sample with the suite compiled from this file: "
+                         "accepted, 2 rows valid, 1 quarantined (1 unreadable), 0 flagged")
 
 
 def test_value_measures_are_shares_of_rows_not_of_distinct_values():

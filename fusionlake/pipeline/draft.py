@@ -5,20 +5,26 @@ draft from one sample of the agency's export:
 
 1. :func:`read_sample` -- the file's format (extension, then content), encoding
    (:func:`fusionlake.pipeline.read.detect_encoding`), CSV delimiter and whether the first row
-   is a header; then the file is read by the pipeline's own reader (:func:`read_drop`), so the
-   draft sees exactly the frame a drop of this feed will give.
+   is a header; then the file is read by the pipeline's own reader (:func:`read_drop_isolated`),
+   so the draft sees exactly the frame a drop of this feed will give, and names the lines a
+   drop would quarantine as unreadable.
 2. :func:`propose` -- a target for each column, from its header (a small vocabulary in Chinese,
    Thai, Burmese and English: ``data/column_names.yaml``) and from its values: date formats and
-   calendar, identifier kinds by check digit, phone region and separator, sex value maps,
-   nationality, the unique non-empty column that can be the source key. Every measure is a
+   calendar, identifier kinds by check digit (a list of kinds for a column that mixes them),
+   phone region and separator, sex value maps, nationality, which name column is the primary
+   name and which its Latin spelling or an alias, the unique non-empty column that can be the
+   source key. Every measure is a
    vectorised Polars expression over the sample (the share of values each candidate accepts),
    computed once per distinct value; the transforms' own rules judge the values.
 3. :func:`render` -- the feed YAML, each guess with a comment saying what it rests on and how sure
    it is; the text is loaded through the feed contract (:func:`parse_feed`) before it is
    returned, so a draft never says what the contract rejects.
-4. :func:`check_sample` -- the suite compiled from the draft validates the sample (GX, as a run
-   would); a column whose guess would reject the drop is set to ``ignore`` with the reason, so the
-   draft stages the sample with no hand edits. :func:`draft_feed` does all four.
+4. :func:`check_sample` -- the sample is read with the draft and validated with the suite
+   compiled from it (GX, as a run would). Bad values are flagged, not rejected, so only
+   structure can reject: a column whose check cannot run on its values is set to ``ignore``
+   with the reason; a guess whose check fails more of the sample than the suite's ``mostly``
+   is kept and marked ``low``; the draft stages the sample with no hand edits.
+   :func:`draft_feed` does all four.
 
 A sample that cannot be drafted from (empty, header only, binary, no header row) raises
 :class:`DraftError`, one line naming the file.
@@ -258,7 +264,7 @@ def read_sample(path: Path, agency: str, feed: str) -> tuple[pl.DataFrame, Sniff
             import fastexcel
 
             sniffed.sheet_names = list(fastexcel.read_excel(data).sheet_names)
-        except Exception:  # a broken workbook: read_drop names the problem below
+        except Exception:  # a broken workbook: the reader names the problem below
             pass
     feed_like = _provisional_feed(agency, feed, path, sniffed, columns)
     try:
@@ -268,10 +274,12 @@ def read_sample(path: Path, agency: str, feed: str) -> tuple[pl.DataFrame, Sniff
     frame = read.frame
     if read.bad.height:  # a drop quarantines them too: the steward should know
         lines = read.bad["line"].drop_nulls().unique().sort().to_list()
+        bad = read.bad["source_row"].n_unique()
+        first = read.bad["reason"][0].split(": ", 1)[-1]  # without its "line N: "
         sniffed.notes.append(
-            f"{read.bad['source_row'].n_unique():,} records cannot be read (line"
+            f"{bad:,} record{'s' if bad > 1 else ''} cannot be read (line"
             f"{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines[:5]))}"
-            f"{', ...' if len(lines) > 5 else ''}: {read.bad['reason'][0].split(': ', 1)[-1]}); a drop "
+            f"{', ...' if len(lines) > 5 else ''}: {first}); a drop "
             "quarantines such lines, with the line as written")
     if frame.height == 0:
         raise DraftError(f"{path}: has a header but no data rows; drafting judges the values, "
@@ -288,7 +296,7 @@ def _jsonl_keys(text: bytes) -> list[str]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError:
-            continue  # read_drop reports a malformed file with its line
+            continue  # the reader quarantines a malformed line, with its number
         if isinstance(obj, dict):
             keys.update(dict.fromkeys(obj))
     return list(keys)
@@ -802,15 +810,14 @@ def _name_roles(guesses: list[ColumnGuess], sample: pl.DataFrame) -> None:
         latin = (detect_script(mine.filter(both)) == "Latin").mean() or 0.0
         latin_primary = (detect_script(main.filter(both)) == "Latin").mean() or 0.0
         order = g.options.pop("name_order", None)
-        if said != "alias" and (latin >= SURE and latin_primary < 0.5
-                                or said == "latin" and latin >= AT_LEAST):
+        by_values = latin >= SURE and latin_primary < 0.5
+        if said != "alias" and (by_values or (said == "latin" and latin >= AT_LEAST)):
             g.options = {"to": "person.name", "name_role": "latin",
                          "name_order": primary.options.get("name_order", order)}
             g.why.append(f"name_role latin: {_pct(latin)} Latin letters where {primary.name} has "
                          f"{_pct(latin_primary)} in the same rows; name_order of {primary.name}, "
                          "the same name")
-            g.sure = "high" if said == "latin" and latin >= SURE and latin_primary < 0.5 \
-                else "medium"
+            g.sure = "high" if said == "latin" and by_values else "medium"
         else:
             g.options = {"to": "person.name", "name_role": "alias"} | (
                 {"name_order": order} if order else {})
@@ -1020,8 +1027,9 @@ def check_sample(sample: Path, draft: Draft, path: Path,
     """Read and validate the sample with the draft, as a run would read and validate a drop.
 
     Only a drop's structure rejects it (the file unreadable as the draft says, a declared
-    column missing, an expectation that cannot run on a column's values): a column that makes
-    the check reject the sample is set to ``ignore`` with the reason. Values that fail a guess's
+    column missing, an expectation that cannot run on a column's values) or a steward's override
+    that says ``reject``: a column whose check cannot run on its values is set to ``ignore``
+    with the reason; any other reject is reported in the line returned. Values that fail a guess's
     check are flagged and the row goes on, so such a guess is kept; where more of the sample
     fail than the suite's ``mostly`` allows (every drop like it would warn), the guess is marked
     ``low`` and says so, for the steward to fix the option or the mapping.
@@ -1051,7 +1059,7 @@ def check_sample(sample: Path, draft: Draft, path: Path,
             suite = load_suite(feed)
         except SuiteError as exc:  # a steward's override beside --out that fits no draft
             return draft, feed, f"CHECK: the suite override does not apply to this draft: {exc}"
-        if outcome.accepted or outcome.held or not _set_aside(draft, outcome, suite):
+        if outcome.accepted or outcome.held or not _set_aside(draft, outcome):
             break
     if not (outcome.accepted or outcome.held):
         feed = load_draft(render(draft), path)
@@ -1069,29 +1077,26 @@ def check_sample(sample: Path, draft: Draft, path: Path,
             + f", {outcome.valid.height:,} rows valid, {quarantined + lines:,} quarantined"
             + (f" ({lines:,} unreadable)" if lines else "")
             + f", {outcome.flagged:,} flagged"
-            + (f", {len(outcome.warnings):,} warnings" if outcome.warnings else ""))
+            + (f", {len(outcome.warnings):,} warning{'s' if len(outcome.warnings) > 1 else ''}"
+               if outcome.warnings else ""))
     return draft, feed, line
 
 
-def _set_aside(draft: Draft, outcome: ValidationOutcome, suite: dict) -> bool:
-    """Set to ``ignore`` each column whose expectation rejected the sample (one that cannot run
-    on its values, or one a suite override makes ``reject``); whether any was."""
-    rejecting = {(e["type"], e["kwargs"].get("column")) for e in suite["expectations"]
-                 if e["meta"].get("on_failure") == "reject"}
+def _set_aside(draft: Draft, outcome: ValidationOutcome) -> bool:
+    """Set to ``ignore`` each column whose compiled check cannot run on its values (which
+    rejects the drop: the guess is wrong for them); whether any was. A reject a steward's
+    override asks for is the steward's rule, and is reported, not worked around."""
     changed = False
     for row in outcome.results.filter(~pl.col("success") & pl.col("column").is_not_null()
                                       ).iter_rows(named=True):
         g = next((g for g in draft.columns if g.name == row["column"]), None)
-        could_not_run = f"{row['expectation']} on {row['column']} could not run" in (
-            outcome.reason or "")
-        if g is None or g.target in ("source_key", "ignore") or not (
-                could_not_run or (row["expectation"], row["column"]) in rejecting):
+        if g is None or g.target in ("source_key", "ignore") or (
+                f"{row['expectation']} on {row['column']} could not run" not in (
+                    outcome.reason or "")):
             continue
-        was = g.target
+        g.why.append(f"would be {g.target}, but its check ({row['expectation']}) cannot run "
+                     "on the sample's values, which would reject the drop")
         g.options = {"to": "ignore"}
-        g.why.append(f"would be {was}, but its check ({row['expectation']}) "
-                     f"{'cannot run on' if could_not_run else 'fails'} the sample's values, "
-                     "which would reject the drop")
         g.sure = "low"
         changed = True
     return changed
