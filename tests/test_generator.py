@@ -85,14 +85,37 @@ COLUMNS = {
 }
 
 
+def split_json_lines(path: Path) -> tuple[list[dict], list[int]]:
+    """The parsed rows of a JSON Lines file, and the 1-based numbers of lines that do not parse."""
+    good, bad = [], []
+    for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+        try:
+            good.append(json.loads(line))
+        except json.JSONDecodeError:
+            bad.append(number)
+    return good, bad
+
+
+def test_malformed_json_lines_are_planted_without_losing_a_person(drop):
+    out, _ = drop
+    path = out / "mm_police/detainees" / FILES["mm_police/detainees"]
+    good, bad = split_json_lines(path)
+    assert len(bad) == params.MALFORMED_LINES == 2
+    # each is a truncated copy of the line after it: that whole row is still in the file
+    lines = path.read_text("utf-8").splitlines()
+    for number in bad:
+        assert lines[number].startswith(lines[number - 1])
+    assert len(good) == len(lines) - 2
+
+
 def read_feed(out: Path, name: str) -> pl.DataFrame:
     """A generated drop as strings, the way the feed reader sees it."""
     path = out / name / FILES[name]
     if path.suffix == ".xlsx":
         return pl.read_excel(path, infer_schema_length=0)
-    if path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
-        return pl.DataFrame(rows, schema={c: pl.String for c in rows[0]}, orient="row")
+    if path.suffix == ".jsonl":  # the planted malformed lines are left out, as the reader does
+        good, _bad = split_json_lines(path)
+        return pl.DataFrame(good, schema={c: pl.String for c in good[0]}, orient="row")
     encoding = "gb18030" if name.startswith("cn_mps/") else "utf-8-sig"
     text = path.read_bytes().decode(encoding)
     return pl.read_csv(io.StringIO(text), infer_schema=False)
