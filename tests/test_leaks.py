@@ -301,6 +301,8 @@ def test_transitive_marts_follow_the_rule(tmp_path):
 
 
 def test_a_duplicate_is_its_senders_delivery(tmp_path):
+    """The same bytes from two agencies are two drops, each its sender's; a re-send within one
+    feed is a duplicate of that feed's drop, shown to its sender only."""
     store = open_store(str(tmp_path / "lake"))
     ledger = Ledger(store)
     data = tmp_path / "list.csv"
@@ -308,22 +310,30 @@ def test_a_duplicate_is_its_senders_delivery(tmp_path):
     deliver(store, "cn_mps", "suspects", [data])
     (tmp_path / "th").mkdir()
     shutil.copy(data, tmp_path / "th" / "detained.csv")
+    shutil.copy(data, tmp_path / "th" / "again.csv")
     deliver(store, "th_imm", "detentions", [tmp_path / "th" / "detained.csv"])
     for info in discover(store, ledger):
         land(store, ledger, info, "run")
-    entries = {(e.agency, e.feed, e.file_name, e.state, e.reason) for e in ledger.entries()}
-    drop_id = ledger.entries()[0].drop_id
-    assert ("th_imm", "detentions", "detained.csv", "duplicate",
-            f"same bytes as an earlier drop (drop {drop_id}); not ingested again") in entries
+    deliver(store, "th_imm", "detentions", [tmp_path / "th" / "again.csv"])
+    for info in discover(store, ledger):
+        land(store, ledger, info, "run")
+    entries = {(e.agency, e.feed, e.file_name, e.state) for e in ledger.entries()}
+    assert entries == {("cn_mps", "suspects", "list.csv", "received"),
+                       ("th_imm", "detentions", "detained.csv", "received"),
+                       ("th_imm", "detentions", "again.csv", "duplicate")}
+    th_drop = next(e.drop_id for e in ledger.entries() if e.file_name == "detained.csv")
+    dup = next(e for e in ledger.entries() if e.file_name == "again.csv")
+    assert dup.drop_id == th_drop and "list.csv" not in (dup.reason or "")
     empty = {t: schema.empty(t) for t in schema.TABLES}
     steward = {"drop_ledger": ledger.frame()}
     got = {}
     for audience in ("cn_mps", "th_imm"):
         path = marts.build_mart(tmp_path / f"{audience}.duckdb", empty, {}, steward,
                                 audience).path
-        got[audience] = _q(path, "SELECT agency, file_name, state FROM drop_ledger")
+        got[audience] = _q(path, "SELECT agency, file_name, state FROM drop_ledger ORDER BY ALL")
     assert got == {"cn_mps": [("cn_mps", "list.csv", "received")],
-                   "th_imm": [("th_imm", "detained.csv", "duplicate")]}
+                   "th_imm": [("th_imm", "again.csv", "duplicate"),
+                              ("th_imm", "detained.csv", "received")]}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -44,13 +44,20 @@ SELECT * FROM in_event AS x
 WHERE visible_to(x.releasable_to, getvariable('audience'))
   AND NOT EXISTS (SELECT 1 FROM hidden_record AS h WHERE h.record_id = x.record_id);
 
+-- A record's names (native script, Latin, aliases), visible with their record.
+CREATE TEMP TABLE vis_person_name AS
+SELECT * FROM in_person_name AS x
+WHERE visible_to(x.releasable_to, getvariable('audience'))
+  AND NOT EXISTS (SELECT 1 FROM hidden_record AS h WHERE h.record_id = x.record_id);
+
 -- Rows of each staged input that this audience may see: step 90 reconciles the mart against it.
 CREATE TABLE mart_input AS
 SELECT 'person_record' AS input_table, 'entity_record' AS mart_table, count(*) AS visible_rows FROM vis_person_record
 UNION ALL SELECT 'identifier', 'entity_identifier', count(*) FROM vis_identifier
 UNION ALL SELECT 'phone', 'entity_phone', count(*) FROM vis_phone
 UNION ALL SELECT 'account', 'entity_account', count(*) FROM vis_account
-UNION ALL SELECT 'event', 'entity_event', count(*) FROM vis_event;
+UNION ALL SELECT 'event', 'entity_event', count(*) FROM vis_event
+UNION ALL SELECT 'person_name', 'entity_name', count(*) FROM vis_person_name;
 COMMENT ON TABLE mart_input IS 'Rows of each staged input table visible to this audience; the mart tables must hold exactly as many (see mart_check).';
 
 -- Records of the resolution this audience may not see. The mart is built from the audience's

@@ -1,6 +1,23 @@
--- Step 20: identifiers, phones, accounts and events of each record, with its entity.
+-- Step 20: names, identifiers, phones, accounts and events of each record, with its entity.
 -- LEFT JOINs for the same reason as step 10: a detail row without a record must fail a check,
 -- not vanish.
+
+CREATE TABLE entity_name AS
+SELECT r.entity_id, n.record_id, n.agency, n.feed, n.source_key, n.drop_id, n.source_row,
+       n.role, n.name_original, n.name_script, n.name_latin, n.family_name, n.given_name,
+       n.releasable_to
+FROM vis_person_name AS n
+LEFT JOIN entity_record AS r USING (record_id)
+ORDER BY r.entity_id, n.record_id, n.role, n.name_original;
+COMMENT ON TABLE entity_name IS 'Every name on each record (a feed may give a native-script name, its Latin spelling and aliases), with the entity it belongs to; the resolver compares records across all of them.';
+COMMENT ON COLUMN entity_name.entity_id IS 'The entity the record belongs to.';
+COMMENT ON COLUMN entity_name.record_id IS 'The record carrying the name.';
+COMMENT ON COLUMN entity_name.role IS 'primary (the record''s name), latin (its Latin spelling as the agency wrote it) or alias.';
+COMMENT ON COLUMN entity_name.name_original IS 'As written by the agency (Zawgyi converted to Unicode).';
+COMMENT ON COLUMN entity_name.name_script IS 'Han, Thai, Myanmar, Latin or Other.';
+COMMENT ON COLUMN entity_name.name_latin IS 'Transliterated to Latin, upper case, family name first.';
+COMMENT ON COLUMN entity_name.family_name IS 'Family name part, in Latin.';
+COMMENT ON COLUMN entity_name.given_name IS 'Given name part, in Latin.';
 
 CREATE TABLE entity_identifier AS
 SELECT r.entity_id, i.record_id, i.agency, i.feed, i.source_key, i.drop_id, i.source_row,

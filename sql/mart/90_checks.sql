@@ -10,6 +10,7 @@ WITH mart_count AS (
     UNION ALL SELECT 'entity_account', count(*) FROM entity_account
     UNION ALL SELECT 'entity_event', count(*) FROM entity_event
     UNION ALL SELECT 'entity_link', count(*) FROM entity_link
+    UNION ALL SELECT 'entity_name', count(*) FROM entity_name
 )
 SELECT 'row counts reconcile: ' || i.mart_table || ' vs staged ' || i.input_table AS check_name,
        abs(i.visible_rows - m.n) AS failures,
@@ -34,9 +35,11 @@ FROM (
     UNION ALL SELECT 'entity_phone', record_id FROM entity_phone WHERE entity_id IS NULL
     UNION ALL SELECT 'entity_account', record_id FROM entity_account WHERE entity_id IS NULL
     UNION ALL SELECT 'entity_event', record_id FROM entity_event WHERE entity_id IS NULL
+    UNION ALL SELECT 'entity_name', record_id FROM entity_name WHERE entity_id IS NULL
     -- one NULL row per table so that a table without orphans still reports 0
     UNION ALL SELECT * FROM (VALUES ('entity_identifier', NULL), ('entity_phone', NULL),
-                                    ('entity_account', NULL), ('entity_event', NULL))
+                                    ('entity_account', NULL), ('entity_event', NULL),
+                                    ('entity_name', NULL))
 ) GROUP BY t
 UNION ALL
 SELECT 'no orphan links: entity_link', count(*), 'links naming an entity not in entity, e.g. '
