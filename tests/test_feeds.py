@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import textwrap
 
+import polars as pl
 import pytest
 import yaml
 
@@ -245,18 +246,21 @@ columns:
   amount:   {to: event.amount}
   currency: {to: event.currency}
   flight:   {to: event.flight}
+  share:    {to: releasable_to, split: "|"}
   remarks:  {to: ignore, optional: true}   # absent from the planted drop
 """
 EVERYTHING_DROP = (
     "id;name;thai;family;given;sex;dob;nat;passport;pin;doc;houseno;street;district;province;"
-    "postcode;phone;account;bank;card;wallet;arrested;place;compound;case;amount;currency;flight\n"
+    "postcode;phone;account;bank;card;wallet;arrested;place;compound;case;amount;currency;flight;"
+    "share\n"
     "A-1;Somchai Jaidee;สมชาย ใจดี;Jaidee;Somchai;chai;12/03/2528;Siamese;AA1234567;1101700230708;"
     "๑๑๐๑๗๐๐๒๐๓๔๕๐;๑๒;Soi 5;Mae Sot;Tak;๖๓ ๑๑๐;"
     "'081-234-5678,02-123-4567';123-456-7890;Kasikorn;4111111111111111;"
-    "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t;2025-01-31;Mae Sot;KK Park;C-9;12,345.00;;FD 123\n"
+    "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t;2025-01-31;Mae Sot;KK Park;C-9;12,345.00;;FD 123;"
+    " ZZ_Police | \n"
     "A-2;Malee Sukjai;;Sukjai;Malee;ying;12 มี.ค. 2530;Siamese;A123456;3509900123450;"
     "12/OUKAMA(နိုင်)123456;;;;;;"
-    "0812345679;;;;;2025-02-01;แม่สอด;เคเคปาร์ค;C-9;500;USD;\n"
+    "0812345679;;;;;2025-02-01;แม่สอด;เคเคปาร์ค;C-9;500;USD;;\n"
 )
 
 
@@ -332,8 +336,51 @@ def test_a_feed_using_every_option_runs_from_read_to_canonical(tmp_path):
         ("th_mae_sot", "Mae Sot", "mm_kk_park", "KK Park"),
         ("th_mae_sot", "แม่สอด", "mm_kk_park", "เคเคปาร์ค"),
     ]  # fmt: skip
-    assert set(tables["person_record"]["releasable_to"].to_list()[0]) == {"xx_police",
-                                                                           "yy_police"}
+    # a row's own releasable_to (with the sender), else the feed's; every table carries it
+    assert tables["person_record"]["releasable_to"].to_list() == [
+        ["xx_police", "zz_police"], ["xx_police", "yy_police"]]
+    assert tables["phone"]["releasable_to"].to_list() == [
+        ["xx_police", "zz_police"], ["xx_police", "zz_police"], ["xx_police", "yy_police"]]
+
+
+def test_a_sharing_agreement_caps_the_feed_and_every_row(tmp_path):
+    from transforms.canonical import to_canonical
+
+    path = _write(tmp_path, "xx_police", "list", """\
+agency: xx_police
+feed: list
+format: csv
+source_key: id
+record: person
+releasable_to: [xx_police, yy_police, zz_police]
+columns:
+  id:    {to: source_key}
+  name:  {to: person.name}
+  share: {to: releasable_to}
+""")
+    (path.parent / "sharing.yaml").write_text(
+        "agency: xx_police\ndefault: [aa_police]\nfeeds:\n  list: [yy_police]\n",
+        encoding="utf-8")
+    feedset = load_feeds([str(tmp_path)])
+    assert not feedset.errors  # the agreement is no feed file
+    feed = feedset.feeds["xx_police/list"]
+    assert feed.releasable_to == ["xx_police", "yy_police"]  # zz_police is beyond the cap
+    assert feed.share_limit == ["xx_police", "yy_police"]
+    frame = pl.DataFrame({"id": ["1", "2", "3"], "name": ["A B", "C D", "E F"],
+                          "share": ["zz_police,yy_police", None, "zz_police"],
+                          "source_row": [1, 2, 3]})
+    rows = to_canonical(frame, feed, "d1")["person_record"]["releasable_to"].to_list()
+    assert rows == [["xx_police", "yy_police"], ["xx_police", "yy_police"], ["xx_police"]]
+
+
+def test_a_broken_sharing_agreement_is_reported_with_its_file(tmp_path):
+    _write(tmp_path, "xx_police", "list", "agency: xx_police\nfeed: list\nformat: csv\n"
+           "source_key: id\nrecord: person\ncolumns:\n  id: {to: source_key}\n"
+           "  name: {to: person.name}\n")
+    (tmp_path / "xx_police" / "sharing.yaml").write_text("agency: yy_police\n", encoding="utf-8")
+    errors = [str(e) for e in load_feeds([str(tmp_path)]).errors]
+    assert errors == [f"{tmp_path / 'xx_police' / 'sharing.yaml'}: key 'agency': is "
+                      "'yy_police', but the file is in the folder of 'xx_police'"]
 
 
 # --- fusionlake feeds ---------------------------------------------------------------------------
@@ -369,7 +416,7 @@ def test_fusionlake_feeds_rejects_what_the_mapping_could_not_run(tmp_path, monke
         "person.sex, person.birth_date, person.nationality, identifier, phone, account, "
         "address.street_number, address.street, address.district, address.province, "
         "address.postcode, event.date, event.place, event.compound, event.case_ref, "
-        "event.amount, event.currency, event.flight",
+        "event.amount, event.currency, event.flight, releasable_to",
         f"error: {folder / 'values.yaml'}: key 'columns.name.values': target person.name takes "
         "no values: map; only person.sex, person.nationality do",
     ]

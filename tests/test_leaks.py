@@ -470,3 +470,51 @@ def test_data_docs_escape_every_value_of_a_drop(tmp_path):
                     "&lt;svg onload=alert(3)&gt;"):
         assert escaped in page
     assert "&amp;lt;" not in page  # escaped once, not twice
+
+
+# ---------------------------------------------------------------------------------------------
+# releasability per row (a feed column) and an agency's sharing agreement
+
+
+TIPS_FEED = """\
+agency: cn_mps
+feed: tips
+format: csv
+source_key: id
+record: person
+role: suspect
+releasable_to: [cn_mps]
+columns:
+  id:       {to: source_key, required: true, unique: true}
+  name:     {to: person.name, name_order: family_first}
+  passport: {to: identifier, kind: passport, issuing_country: CN}
+  share:    {to: releasable_to, split: ","}
+"""
+TIPS = ("id,name,passport,share\n"
+        "1,ZHANG WEI,E12345678,th_imm\n"  # released to th_imm
+        "2,ZHANG WEI,E12345678,\n"  # the feed's default: cn_mps alone
+        "3,LI NA,E87654321,\"th_imm, mm_police\"\n")  # mm_police is beyond the agreement
+
+
+@pytest.mark.slow
+def test_releasability_from_a_column_and_a_sharing_agreement_follow_the_rule(tmp_path):
+    feeds = tmp_path / "feeds" / "cn_mps"
+    feeds.mkdir(parents=True)
+    (feeds / "tips.yaml").write_text(TIPS_FEED, encoding="utf-8")
+    (feeds / "sharing.yaml").write_text("agency: cn_mps\nfeeds:\n  tips: [cn_mps, th_imm]\n",
+                                        encoding="utf-8")
+    (tmp_path / "tips.csv").write_text(TIPS, encoding="utf-8")
+    full = open_store(str(tmp_path / "lake"))
+    deliver(full, "cn_mps", "tips", [tmp_path / "tips.csv"])
+    summary = run(Settings(lake=full.uri, feeds_path=[str(tmp_path / "feeds")], drop_workers=0))
+    assert not summary.problems, summary.problems
+    seen = {a: _q(_mart_path(full, a), "SELECT source_key FROM entity_record ORDER BY 1")
+            for a in AGENCIES}
+    assert seen == {"cn_mps": [("1",), ("2",), ("3",)], "th_imm": [("1",), ("3",)],
+                    "mm_police": []}
+    # th_imm sees record 1 alone of the two that share a passport: no link, no merge history
+    assert _q(_mart_path(full, "th_imm"), "SELECT count(*) FROM record_link") == [(0,)]
+    # the rule, table by table; published again first, so that the ledger both sides read says
+    # "published" (the run built its marts while the drop was still "staged")
+    _publish_all(full, tmp_path / "work")
+    _assert_rule(full, tmp_path, AGENCIES)

@@ -93,6 +93,26 @@ def _with_absent_optional_columns(frame: pl.DataFrame, feed: FeedLike) -> pl.Dat
     return frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in absent)
 
 
+def _releasable_to(feed: FeedLike, spec: tuple[str, dict] | None) -> pl.Expr:
+    """Who may see each row: the feed's ``releasable_to``, or the row's own list where the feed
+    maps a column to it (blank: the feed's); always the sending agency, and never beyond the
+    agency's sharing agreement (``share_limit``)."""
+    default = pl.lit(list(feed.releasable_to), dtype=pl.List(pl.String))
+    if spec is None:
+        return default
+    column, options = spec
+    ids = (pl.col(column).cast(pl.String).str.to_lowercase()
+           .str.split(options.get("split", ","))
+           .list.eval(pl.element().str.strip_chars())
+           .list.eval(pl.element().filter(pl.element().str.len_chars() > 0)))
+    chosen = pl.when(ids.list.len() > 0).then(ids).otherwise(default)
+    chosen = chosen.list.concat(pl.lit([feed.agency], dtype=pl.List(pl.String)))
+    limit = getattr(feed, "share_limit", None)
+    if limit is not None:
+        chosen = chosen.list.set_intersection(pl.lit(list(limit), dtype=pl.List(pl.String)))
+    return chosen.list.unique().list.sort()
+
+
 def _clean(s: pl.Series) -> pl.Series:
     """Strip surrounding whitespace; blank means no value."""
     s = s.cast(pl.String).str.strip_chars()
@@ -375,7 +395,7 @@ def to_canonical(frame: pl.DataFrame, feed: FeedLike, drop_id: str) -> dict[str,
         pl.lit(drop_id).alias("drop_id"),
         pl.col("source_row").cast(pl.Int64),
         pl.col(feed.source_key).cast(pl.String).str.strip_chars().alias("source_key"),
-        pl.lit(list(feed.releasable_to), dtype=pl.List(pl.String)).alias("releasable_to"),
+        _releasable_to(feed, plan.one("releasable_to")).alias("releasable_to"),
     )
     notes: list[pl.Series] = []
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -85,7 +85,9 @@ DATE_DIRECTIVES = "demYybB"
 #: Person fields a row has once: two columns mapped to one of them would be ambiguous.
 SINGLE_VALUED_TARGETS = ("person.sex", "person.birth_date", "person.nationality",
                          "address.street_number", "address.district", "address.province",
-                         "address.postcode")
+                         "address.postcode", "releasable_to")
+#: A sharing agreement beside an agency's feed files (feeds/<agency>/sharing.yaml).
+SHARING_FILE = "sharing.yaml"
 #: Address parts (the person's home address), mapped to person_record columns of the same name.
 ADDRESS_TARGETS = ("address.street_number", "address.street", "address.district",
                    "address.province", "address.postcode")
@@ -252,6 +254,11 @@ class AddressColumn(_Column):
                 "address.province", "address.postcode"]
 
 
+class ReleasableToColumn(_Column):
+    to: Literal["releasable_to"]
+    split: str = Field(",", min_length=1, description="separator of the agency ids in a cell")
+
+
 class EventFieldColumn(_Column):
     to: Literal["event.place", "event.compound", "event.case_ref", "event.amount",
                 "event.currency", "event.flight"]
@@ -260,12 +267,12 @@ class EventFieldColumn(_Column):
 _COLUMN_MODELS: tuple[type[_Column], ...] = (
     SourceKeyColumn, IgnoreColumn, NameColumn, NamePartColumn, SexColumn, BirthDateColumn,
     NationalityColumn, IdentifierColumn, PhoneColumn, AccountColumn, AddressColumn,
-    EventDateColumn, EventFieldColumn,
+    EventDateColumn, EventFieldColumn, ReleasableToColumn,
 )
 Column = Annotated[
     SourceKeyColumn | IgnoreColumn | NameColumn | NamePartColumn | SexColumn | BirthDateColumn
     | NationalityColumn | IdentifierColumn | PhoneColumn | AccountColumn | AddressColumn
-    | EventDateColumn | EventFieldColumn,
+    | EventDateColumn | EventFieldColumn | ReleasableToColumn,
     Field(discriminator="to"),
 ]
 
@@ -327,6 +334,20 @@ class FeedFile(_Strict):
     suite: str | None = Field(None, description="suite override file, relative to the feed file")
 
 
+class SharingAgreement(_Strict):
+    """What an agency agrees to share (feeds/<agency>/sharing.yaml): per feed, the most its rows
+    may be released to. It narrows the feed's ``releasable_to`` and any per-row
+    ``releasable_to`` column; it never widens them. The agency always sees its own rows."""
+
+    agency: LowerId
+    default: list[LowerId] | None = Field(None, description="the limit of feeds not listed")
+    feeds: dict[LowerId, list[LowerId]] = Field({}, description="feed -> its limit")
+
+    def limit(self, feed: str) -> list[str] | None:
+        limit = self.feeds.get(feed, self.default)
+        return None if limit is None else sorted({*limit, self.agency})
+
+
 # ---------------------------------------------------------------------------------------------
 # What loading gives the rest of the code
 
@@ -370,6 +391,9 @@ class Feed:
     columns: dict[str, dict]
     path: Path
     suite: str | None = field(default=None)
+    #: The most any row of the feed may be released to (the agency's sharing agreement, with
+    #: the agency itself); None when no agreement narrows the feed.
+    share_limit: list[str] | None = field(default=None)
 
     @property
     def name(self) -> str:
@@ -581,9 +605,36 @@ def parse_feed(path: Path, text: str | None = None) -> Feed:
 
 
 def _feed_files(folder: Path) -> list[Path]:
-    # <agency>/<feed>.yaml (and .yml); suite overrides beside them are not feed files.
+    # <agency>/<feed>.yaml (and .yml); suite overrides and sharing agreements are not feed files.
     return sorted(p for p in folder.glob("*/*.y*ml")
-                  if p.suffix in (".yaml", ".yml") and not p.stem.endswith(".suite"))
+                  if p.suffix in (".yaml", ".yml") and not p.stem.endswith(".suite")
+                  and p.name != SHARING_FILE)
+
+
+def parse_sharing(path: Path) -> SharingAgreement:
+    """Check and load an agency's sharing agreement; FeedError naming the file and key."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        agreement = SharingAgreement.model_validate(doc)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise FeedError(path, None, f"cannot be read as YAML: {exc}") from exc
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        key = ".".join(str(p) for p in err["loc"]) or None
+        raise FeedError(path, key, err["msg"]) from None
+    if agreement.agency != path.parent.name:
+        raise FeedError(path, "agency", f"is {agreement.agency!r}, but the file is in the folder "
+                                        f"of {path.parent.name!r}")
+    return agreement
+
+
+def _apply_sharing(feed: Feed, agreement: SharingAgreement) -> Feed:
+    limit = agreement.limit(feed.feed)
+    if limit is None:
+        return feed
+    return replace(feed, share_limit=limit,
+                   releasable_to=[a for a in feed.releasable_to if a in limit])
 
 
 def load_feeds(extra_paths: list[str] | None = None) -> FeedSet:
@@ -614,11 +665,22 @@ def load_feeds(extra_paths: list[str] | None = None) -> FeedSet:
                                             f"{out.feeds[feed.name].path}"))
                 continue
             out.feeds[feed.name] = feed
+    for folder in folders:  # agreements narrow the feeds of their agency, wherever defined
+        for path in sorted(folder.glob(f"*/{SHARING_FILE}")) if folder.is_dir() else []:
+            try:
+                agreement = parse_sharing(path)
+            except FeedError as exc:
+                out.errors.append(exc)
+                continue
+            for name, feed in out.feeds.items():
+                if feed.agency == agreement.agency:
+                    out.feeds[name] = _apply_sharing(feed, agreement)
     return out
 
 
 __all__ = [
     "ACCOUNT_KINDS", "ADDRESS_TARGETS", "IDENTIFIER_KINDS", "NAMED_DATE_FORMATS", "NAME_ROLES",
     "TARGETS", "TARGET_OPTIONS",
-    "Feed", "FeedError", "FeedFile", "FeedSet", "load_feeds", "parse_feed",
+    "Feed", "FeedError", "FeedFile", "FeedSet", "SharingAgreement", "load_feeds", "parse_feed",
+    "parse_sharing",
 ]  # fmt: skip
