@@ -90,6 +90,18 @@ ALL = "all"
 #: Versions of one audience's mart kept in a reader's local cache (S3 lakes).
 CACHE_VERSIONS = 2
 
+#: The DuckDB storage format the mart files are written in: the oldest format of the current
+#: stable 1.x line (1.4 LTS, 1.5), so that the DuckDB CLI and Python client an analyst installs
+#: from PyPI open the file, and so does any later release (DuckDB reads every older format).
+#: DuckDB 2.0's own format (file version 69) is refused by every 1.x client ("can only read
+#: versions between 64 and 68"). Why not pin the 1.5 line instead (its duckdb-extension-*
+#: wheels would let DuckDB read the lake's Parquet on S3 in place and the marts use DuckLake
+#: snapshots)? Measured on the same inputs (bench/bench_mart_format.py, 100k people, README's
+#: Benchmarks): the older format costs nothing measurable in build time or size, while pinning
+#: 1.5 would move Splink, the resolver and every other DuckDB user of the pipeline to another
+#: engine, and the marts are read from a local copy either way (fusionlake sql, mart-path).
+STORAGE_VERSION = "v1.4.0"
+
 # The stewards' inputs as the marts expect them (fusionlake.lake.ledger and the validation code
 # produce them); missing columns become NULL, so a producer adding a column breaks nothing.
 STEWARD_TABLES: dict[str, dict[str, pl.DataType]] = {
@@ -336,11 +348,13 @@ def _build(
     threads: int | None = None,
     memory_limit: str | None = None,
     sql_dir: Path = MART_SQL_DIR,
+    storage_version: str | None = STORAGE_VERSION,
 ) -> MartStats:
     """:func:`build_mart` on inputs already conformed (once for every audience of a run).
 
     With ``base``, a mart built from the same inputs for an audience that sees the same rows,
-    only the audience steps run, on a copy of it.
+    only the audience steps run, on a copy of it. ``storage_version`` is the file format
+    (:data:`STORAGE_VERSION`; None for the engine's own, which only benchmarks use).
     """
     started = time.perf_counter()
     name = _audience_name(audience)
@@ -354,7 +368,9 @@ def _build(
         shutil.copyfile(base, tmp)
         steps = [s for s in steps if _is_audience_step(s)]
     try:
-        con = duckdb.connect(str(tmp))
+        config = ({"storage_compatibility_version": storage_version}
+                  if storage_version and base is None else {})  # a copy keeps its base's
+        con = duckdb.connect(str(tmp), config=config)
         try:
             if threads:
                 con.execute(f"SET threads = {int(threads)}")
