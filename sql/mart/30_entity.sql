@@ -116,6 +116,10 @@ COMMENT ON COLUMN entity.agencies IS 'Agencies that know this person (that sent 
 COMMENT ON COLUMN entity.agency_count IS 'len(agencies): 2 or more means a cross-agency match.';
 COMMENT ON COLUMN entity.feeds IS 'agency/feed of every feed that mentions the person.';
 COMMENT ON COLUMN entity.record_count IS 'Number of person records (rows of entity_record).';
+COMMENT ON COLUMN entity.identifier_count IS 'Rows of entity_identifier for the person.';
+COMMENT ON COLUMN entity.phone_count IS 'Rows of entity_phone for the person.';
+COMMENT ON COLUMN entity.account_count IS 'Rows of entity_account for the person.';
+COMMENT ON COLUMN entity.event_count IS 'Rows of entity_event for the person.';
 COMMENT ON COLUMN entity.first_seen IS 'Date of the earliest event (wanted notice, arrest, detention, ...) of the person.';
 COMMENT ON COLUMN entity.last_seen IS 'Date of the latest event of the person.';
 COMMENT ON COLUMN entity.first_received_at IS 'When the lake first received a drop mentioning the person (NULL when no drop of it is in the ledger).';
