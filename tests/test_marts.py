@@ -274,16 +274,18 @@ def own_resolution(staged: dict, resolution: dict, audience: str | None) -> dict
 
 def build(tmp_path: Path, audience: str | None = None, **changes) -> marts.MartStats:
     """Build the scenario's mart from the audience's own resolution; ``changes`` replace input
-    frames by table name (after the resolution is made the audience's)."""
+    frames by table name (after the resolution is made the audience's), and may give the
+    ``previous_entity_record`` (none by default: a first run)."""
     staged, resolution, steward = scenario()
     resolution = own_resolution(staged, resolution, audience)
+    previous = changes.pop("previous_entity_record", None)
     for name, frame in changes.items():
         for group in (staged, resolution, steward):
             if name in group:
                 group[name] = frame
     return marts.build_mart(
         tmp_path / f"{audience or 'all'}.duckdb", staged, resolution, steward, audience,
-        previous_built_at=T1,
+        previous_built_at=T1, previous_entity_record=previous,
     )
 
 

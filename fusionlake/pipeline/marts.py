@@ -56,7 +56,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from fusionlake.lake import audit, layout, schema, versions
+from fusionlake.lake import audit, layout, schema, versions, zones
 from fusionlake.lake.faults import kill_point
 from fusionlake.lake.settings import PROJECT_ROOT, Settings
 from fusionlake.lake.store import LocalStore, ObjectStore
@@ -154,6 +154,14 @@ STEWARD_TABLES: dict[str, dict[str, pl.DataType]] = {
     },
 }
 
+#: The previous resolution's record -> entity map (the one before the audience's current
+#: resolution), from which the mart tells which cross-agency matches are new, exactly as the run
+#: summary counts them (fusionlake.pipeline.resolve.new_cross_agency_matches). Empty on a first
+#: run: then every cross-agency entity is new.
+PREVIOUS_TABLES: dict[str, dict[str, pl.DataType]] = {
+    "previous_entity_record": schema.RESOLUTION_TABLES["entity_record"],
+}
+
 #: A conformed mart input: Arrow in memory, or a Parquet file.
 Input = pa.Table | Path
 
@@ -232,7 +240,8 @@ def _audience_name(audience: str | None) -> str:
     return name
 
 
-def _inputs(staged, resolution, steward, folder: Path | None = None) -> dict[str, Input]:
+def _inputs(staged, resolution, steward, folder: Path | None = None,
+            previous: dict | None = None) -> dict[str, Input]:
     """Every input table conformed to its schema, for DuckDB to scan.
 
     Without ``folder``, as Arrow: strings go over as Arrow string views, which DuckDB reads as
@@ -245,6 +254,7 @@ def _inputs(staged, resolution, steward, folder: Path | None = None) -> dict[str
         (staged, schema.TABLES, "staged"),
         (resolution, schema.RESOLUTION_TABLES, "resolution"),
         (steward, STEWARD_TABLES, "steward"),
+        (previous, PREVIOUS_TABLES, "previous resolution"),
     )
     for given, known, kind in groups:
         tables.update(_conformed(given, known, kind, folder))
@@ -309,6 +319,7 @@ def build_mart(
     threads: int | None = None,
     memory_limit: str | None = None,
     sql_dir: Path = MART_SQL_DIR,
+    previous_entity_record: pl.DataFrame | None = None,
 ) -> MartStats:
     """Build a mart file from the staged, resolution and steward frames, then check it.
 
@@ -330,6 +341,8 @@ def build_mart(
         threads: DuckDB threads (default: DuckDB's).
         memory_limit: DuckDB memory limit, e.g. "4GB" (default: DuckDB's).
         sql_dir: folder of the NN_name.sql steps.
+        previous_entity_record: entity_id, record_id of the audience's previous resolution
+            (None on a first run): entity.new_cross_agency_match compares with it.
 
     Returns:
         Timings, row counts and size.
@@ -340,7 +353,9 @@ def build_mart(
     """
     return _build(
         path,
-        _inputs(staged, resolution, steward),
+        _inputs(staged, resolution, steward,
+                previous={"previous_entity_record": previous_entity_record}
+                if previous_entity_record is not None else None),
         audience,
         previous_built_at=previous_built_at,
         hub_min=hub_min,
@@ -677,8 +692,13 @@ def build_and_publish(
             by_resolution.setdefault(id(per_audience[name]), []).append(name)
         for key, group in by_resolution.items():
             if key not in resolved:
-                resolved[key] = _conformed(per_audience[group[0]], schema.RESOLUTION_TABLES,
-                                           "resolution", folder / f"resolution_{len(resolved)}")
+                where = folder / f"resolution_{len(resolved)}"
+                resolved[key] = {
+                    **_conformed(per_audience[group[0]], schema.RESOLUTION_TABLES,
+                                 "resolution", where),
+                    **_conformed(_previous_resolution(store, group[0]), PREVIOUS_TABLES,
+                                 "previous resolution", where),
+                }
             tables = {**shared, **resolved[key]}
             base = None
             for name in group:  # the first is built, the others are copies of it
@@ -696,6 +716,20 @@ def build_and_publish(
             if base is not None:
                 base.unlink(missing_ok=True)
     return {name: versions[name] for name in names}
+
+
+def _previous_resolution(store: ObjectStore, audience: str) -> dict[str, pl.DataFrame] | None:
+    """``{"previous_entity_record": frame}`` of the audience's resolution before its current
+    one, or None when there is none (a first run, or retention kept only one version)."""
+    prefix = layout.resolution_prefix(audience)
+    pointer = versions.read_pointer(store, prefix)
+    if pointer is None:
+        return None
+    older = [v for v in versions.complete_versions(store, prefix) if v < pointer["version"]]
+    key = f"{versions.version_prefix(prefix, older[0])}/entity_record.parquet" if older else None
+    if key is None or not store.exists(key):
+        return None
+    return {"previous_entity_record": zones.read_frame(store, key)}
 
 
 def _per_audience(resolution: dict, names: list[str]) -> dict[str, dict]:
@@ -996,42 +1030,43 @@ def _run_and_format(con: duckdb.DuckDBPyConnection, sql: str, fmt: str,
     if max_rows < 0:
         raise MartError(f"--max-rows must be 0 (all rows) or more, not {max_rows}")
     try:
-        rel = con.sql(sql)
+        cur = con.execute(sql)
+        if cur.description is None:  # a statement without a result
+            return "", 0
+        columns = [d[0] for d in cur.description]
+        if fmt == "table":
+            head, tail, total = _head_and_tail(cur, max_rows)
+            return _table(columns, head, tail, total), total
+        rows = cur.fetchall()
     except duckdb.Error as exc:
         refused = _refusal(exc)
         if refused:
             raise MartError(refused) from None
         raise MartError(f"query failed: {exc}") from exc
-    if rel is None:  # a statement without a result
-        return "", 0
-    columns = list(rel.columns)
     if fmt == "json":
-        rows = rel.fetchall()
         records = [dict(zip(columns, row, strict=True)) for row in rows]
         return json.dumps(records, ensure_ascii=False, default=_json_value, indent=1), len(rows)
     if fmt == "csv":
-        rows = rel.fetchall()
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow([spreadsheet_safe(c) for c in columns])
         for row in rows:
             writer.writerow([spreadsheet_safe(v) for v in row])
         return buf.getvalue(), len(rows)
-    head, tail, total = _head_and_tail(rel, max_rows)
-    return _table(columns, head, tail, total), total
+    raise AssertionError(fmt)  # checked above
 
 
-def _head_and_tail(rel: duckdb.DuckDBPyRelation, max_rows: int) -> tuple[list, list, int]:
+def _head_and_tail(cur: duckdb.DuckDBPyConnection, max_rows: int) -> tuple[list, list, int]:
     """The first and last rows to show of a result (all of them when max_rows is 0), and how
     many rows it has; only the shown rows are kept in memory."""
     if max_rows == 0:
-        rows = rel.fetchall()
+        rows = cur.fetchall()
         return rows, [], len(rows)
     keep_head = (max_rows + 1) // 2
     head: list = []
     tail: deque = deque(maxlen=max_rows - keep_head)
     total = 0
-    while batch := rel.fetchmany(10_000):
+    while batch := cur.fetchmany(10_000):
         total += len(batch)
         for row in batch:
             if len(head) < keep_head:
