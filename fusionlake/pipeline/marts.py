@@ -76,8 +76,10 @@ __all__ = [
     "audiences",
     "build_and_publish",
     "build_mart",
+    "catalogue",
     "check_mart",
     "current_file",
+    "dictionary_page",
     "format_result",
     "latest",
     "mart_path",
@@ -706,11 +708,14 @@ def build_and_publish(
                 previous = datetime.fromisoformat(pointer["built_at"]) if pointer and pointer.get(
                     "built_at") else None
                 path = Path(work_dir) / name / MART_FILE
-                _build(path, tables, None if name == ALL else name, base=base,
-                       previous_built_at=previous, **build_options)
+                stats = _build(path, tables, None if name == ALL else name, base=base,
+                               previous_built_at=previous, **build_options)
+                page = dictionary_page(path, stats.built_at) if name == ALL else None
                 needed = base is None and len(group) > 1  # the next audiences copy it
                 versions[name] = publish(store, name, path, retention=retention,
                                          move=not needed)
+                if page is not None:  # beside Data Docs: reports/dictionary/index.html
+                    store.put(layout.DICTIONARY_PAGE, page.encode())
                 if needed:
                     base = path
             if base is not None:
@@ -730,6 +735,26 @@ def _previous_resolution(store: ObjectStore, audience: str) -> dict[str, pl.Data
     if key is None or not store.exists(key):
         return None
     return {"previous_entity_record": zones.read_frame(store, key)}
+
+
+def dictionary_page(path: Path, built_at: datetime | None = None) -> str:
+    """The data dictionary (fusionlake.pipeline.dictionary) of a mart file, as one HTML page."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        relations = dictionary.catalogue(con)
+    finally:
+        con.close()
+    return dictionary.render_html(relations, saved_queries().values(), built_at=built_at)
+
+
+def catalogue(store: ObjectStore, audience: str = ALL,
+              cache_dir: Path | None = None) -> list[dictionary.Relation]:
+    """The tables, views and macros of an audience's current mart, with their comments."""
+    con = open_latest(store, audience, cache_dir)
+    try:
+        return dictionary.catalogue(con)
+    finally:
+        con.close()
 
 
 def _per_audience(resolution: dict, names: list[str]) -> dict[str, dict]:
@@ -1086,13 +1111,8 @@ def _table(columns: list[str], head: list, tail: list, total: int) -> str:
     from rich.text import Text
 
     shown = len(head) + len(tail)
-    caption = f"{total} row(s)"
-    if shown < total:
-        caption = (f"{total:,} rows ({shown} shown: --max-rows N shows more, 0 all; --format "
-                   "csv or json writes every row)")
     # Text, not str: rich would read "[...]" in a cell as markup (links among them)
-    table = Table(*[escape(terminal_safe(c)) for c in columns], show_lines=False,
-                  caption=caption)
+    table = Table(*[escape(terminal_safe(c)) for c in columns], show_lines=False)
     for row in head:
         table.add_row(*[Text(terminal_safe(_cell(v))) for v in row])
     if tail:
@@ -1102,6 +1122,12 @@ def _table(columns: list[str], head: list, tail: list, total: int) -> str:
     buf = io.StringIO()
     width = max(100, min(400, 4 + sum(max(len(c), 12) + 3 for c in columns)))
     Console(file=buf, width=width, color_system=None, force_terminal=False).print(table)
+    # under the table, not as its caption: a narrow table would wrap it
+    if shown < total:
+        buf.write(f"{total:,} rows ({shown} shown: --max-rows N shows more, 0 all; --format "
+                  "csv or json writes every row)\n")
+    else:
+        buf.write(f"{total} row(s)\n")
     return buf.getvalue()
 
 
