@@ -11,6 +11,7 @@ seconds to import, which ``drops`` or ``sql`` need not pay.
 from __future__ import annotations
 
 import argparse
+import csv
 import getpass
 import json
 import logging
@@ -33,7 +34,17 @@ from fusionlake.lake.ledger import DropState, Ledger, StewardError
 from fusionlake.lake.settings import Settings, configure_offline
 from fusionlake.lake.store import LakeError, open_store
 from fusionlake.pipeline.land import DeliveryError, deliver
-from fusionlake.pipeline.marts import MartError, open_latest, run_query, terminal_safe
+from fusionlake.pipeline.marts import (
+    MAX_ROWS,
+    MartError,
+    catalogue,
+    mart_path,
+    open_latest,
+    run_query,
+    saved_queries,
+    spreadsheet_safe,
+    terminal_safe,
+)
 from fusionlake.synth import generate
 from transforms.evaluate import evaluate
 
@@ -169,11 +180,56 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    if args.list:
+        return _list_mart(args, settings)
     if (args.query is None) == (args.file is None):
-        raise UserError("give either a QUERY or --file FILE")
-    query = args.query if args.file is None else Path(args.file).read_text(encoding="utf-8")
-    print(run_query(open_store(settings.lake), query, audience=args.audience, fmt=args.format,
-                    who=_who(args)))
+        raise UserError("give either a QUERY (SQL or a saved question's name) or --file FILE "
+                        "(- for stdin); --list shows the tables and saved questions")
+    if args.file == "-":
+        query = sys.stdin.read()
+    elif args.file is not None:
+        try:
+            query = Path(args.file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot read --file {args.file}: {exc.strerror}") from None
+    else:
+        query = args.query
+    if args.max_rows < 0:
+        raise UserError(f"--max-rows must be 0 (all rows) or more, not {args.max_rows}")
+    out = run_query(open_store(settings.lake), query, audience=args.audience, fmt=args.format,
+                    who=_who(args), max_rows=args.max_rows)
+    sys.stdout.write(out if out.endswith("\n") or not out else out + "\n")
+    return 0
+
+
+def _list_mart(args: argparse.Namespace, settings: Settings) -> int:
+    """``sql --list``: the mart's tables, views and macros with their comments, and the saved
+    questions (the data dictionary's contents; the page is reports/dictionary/index.html)."""
+    relations = catalogue(open_store(settings.lake), args.audience)
+    queries = saved_queries()
+    if args.format == "json":
+        print(json.dumps({
+            "relations": [{"name": r.name, "kind": r.kind, "comment": r.comment,
+                           "columns": [asdict(c) for c in r.columns]} for r in relations],
+            "saved_questions": [{"name": q.name, "question": q.question}
+                                for q in queries.values()],
+        }, ensure_ascii=False, indent=1))
+        return 0
+    rows = [(r.kind, r.name, r.comment or "") for r in relations]
+    rows += [("question", q.name, q.question) for q in queries.values()]
+    if args.format == "csv":
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow(["kind", "name", "description"])
+        out.writerows([[spreadsheet_safe(v) for v in row] for row in rows])
+        return 0
+    _print_table(["kind", "name", "description"], rows,
+                 title=f"mart of audience {args.audience}: DESCRIBE <name> shows its columns; "
+                       "fusionlake sql <question> runs a saved question")
+    return 0
+
+
+def cmd_mart_path(args: argparse.Namespace, settings: Settings) -> int:
+    print(mart_path(open_store(settings.lake), args.audience))
     return 0
 
 
@@ -337,7 +393,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str]] =
     "feeds": (cmd_feeds, "the feed definitions found, with their source"),
     "run": (cmd_run, "the whole pipeline once over all new drops (Prefect flow)"),
     "serve": (cmd_serve, "the pipeline on its schedule"),
-    "sql": (cmd_sql, "a SQL query on the latest published mart"),
+    "sql": (cmd_sql, "a SQL query, or a saved question by name, on the latest published mart"),
+    "mart-path": (cmd_mart_path, "the path of the current mart file, for any DuckDB client"),
     "report": (cmd_report, "validation by drop, and where the Data Docs are"),
     "review": (cmd_review, "record pairs waiting for a steward's decision"),
     "decide": (cmd_decide, "record a steward's decision on two records"),
@@ -390,10 +447,24 @@ def build_parser() -> argparse.ArgumentParser:
     p["serve"].add_argument("--port", type=int, default=4200,
                             help="port of the local Prefect server started when "
                                  "PREFECT_API_URL is not set")
-    p["sql"].add_argument("query", nargs="?", metavar="QUERY")
-    p["sql"].add_argument("--file", help="a .sql file, e.g. sql/queries/NAME.sql")
-    p["sql"].add_argument("--audience", default="all")
-    p["sql"].add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p["sql"].add_argument("query", nargs="?", metavar="QUERY",
+                          help="SQL text, or the name of a saved question of sql/queries "
+                               "(e.g. losses_by_case; --list names them all)")
+    p["sql"].add_argument("--file", metavar="FILE",
+                          help="read the SQL from a file (e.g. sql/queries/NAME.sql), or from "
+                               "stdin with -")
+    p["sql"].add_argument("--audience", default="all",
+                          help="whose mart: all (the task force) or an agency id")
+    p["sql"].add_argument("--format", choices=["table", "csv", "json"], default="table",
+                          help="table for people; csv and json always hold every row")
+    p["sql"].add_argument("--max-rows", type=int, default=MAX_ROWS, metavar="N",
+                          help=f"rows the table output shows (default {MAX_ROWS}, the first and "
+                               "last halves; 0 shows all)")
+    p["sql"].add_argument("--list", action="store_true",
+                          help="list the mart's tables and views with their descriptions, and "
+                               "the saved questions")
+    p["mart-path"].add_argument("--audience", default="all",
+                                help="whose mart: all (the task force) or an agency id")
     p["sql"].add_argument("--as", dest="as_", metavar="NAME",
                           help="who asks, for the audit trail (default: $USER)")
     p["audit"].add_argument("--kind", help="only entries of this kind (sql, decision, ...)")
@@ -431,12 +502,31 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env(getattr(args, "lake", None))
     fn = COMMANDS[args.command][0]
     try:
-        return fn(args, settings)
+        code = fn(args, settings)
+        sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
+        return code
+    except BrokenPipeError:
+        return _closed_pipe()
     except Exception as exc:
         if _is_user_error(exc):
             print(f"fusionlake {args.command}: {exc}", file=sys.stderr)
             return EXIT_USER_ERROR
         raise
+
+
+#: Exit status after the reader of stdout went away (``| head``): a process killed by SIGPIPE's.
+EXIT_CLOSED_PIPE = 128 + 13
+
+
+def _closed_pipe() -> int:
+    """The reader of our output has gone (``fusionlake sql ... | head``): stop quietly.
+
+    stdout is pointed at /dev/null so that Python's final flush of the unwritten rest cannot
+    raise again at exit (https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_CLOSED_PIPE
 
 
 def _is_user_error(exc: Exception) -> bool:

@@ -274,16 +274,18 @@ def own_resolution(staged: dict, resolution: dict, audience: str | None) -> dict
 
 def build(tmp_path: Path, audience: str | None = None, **changes) -> marts.MartStats:
     """Build the scenario's mart from the audience's own resolution; ``changes`` replace input
-    frames by table name (after the resolution is made the audience's)."""
+    frames by table name (after the resolution is made the audience's), and may give the
+    ``previous_entity_record`` (none by default: a first run)."""
     staged, resolution, steward = scenario()
     resolution = own_resolution(staged, resolution, audience)
+    previous = changes.pop("previous_entity_record", None)
     for name, frame in changes.items():
         for group in (staged, resolution, steward):
             if name in group:
                 group[name] = frame
     return marts.build_mart(
         tmp_path / f"{audience or 'all'}.duckdb", staged, resolution, steward, audience,
-        previous_built_at=T1,
+        previous_built_at=T1, previous_entity_record=previous,
     )
 
 
@@ -548,6 +550,8 @@ def test_publish_and_open_latest(store, tmp_path):
         f"marts/all/{version}/fusion.duckdb",
         f"marts/all/{version}/manifest.json",
         "marts/all/LATEST",
+        # a local lake's stable path for DuckDB clients
+        *(["marts/all/current.duckdb"] if isinstance(store, LocalStore) else []),
     ]
     con = marts.open_latest(store, "all", cache_dir=tmp_path / "cache")
     assert con.execute("SELECT count(*) FROM entity").fetchall() == [(5,)]
@@ -594,7 +598,7 @@ def test_publish_refuses_a_file_failing_checks(store, tmp_path):
     with pytest.raises(marts.MartCheckError, match="row counts reconcile: entity_record"):
         marts.publish(store, "all", bad)
     assert marts.latest(store, "all")["version"] == first
-    assert len(store.list("marts/all")) == 3
+    assert len(store.list("marts/all")) == (4 if isinstance(store, LocalStore) else 3)
 
 
 class _FailingUpload:
@@ -663,6 +667,58 @@ def test_retention_removes_a_crashed_publish_and_keeps_one_in_progress(store, tm
     published = marts.publish(store, "all", build(tmp_path).path, retention=1)
     kept = sorted({k.split("/")[2] for k in store.list("marts/all") if k.count("/") == 3})
     assert kept == sorted([in_progress, published])
+
+
+def test_current_path_follows_latest_and_survives_retention(tmp_path):
+    store = LocalStore(tmp_path / "lake")
+    first = marts.publish(store, "all", build(tmp_path / "1").path, retention=1)
+    current = store.root / "marts" / "all" / "current.duckdb"
+    assert marts.mart_path(store, "all") == current
+    assert current.samefile(store.path(f"marts/all/{first}/fusion.duckdb"))
+    # a client holds the stable path open while the next version is published
+    reader = duckdb.connect(str(current), read_only=True)
+    changed = build(tmp_path / "2", entity_history=pl.DataFrame())
+    second = marts.publish(store, "all", changed.path, retention=1)
+    assert not store.list(f"marts/all/{first}")  # retention removed the first version
+    assert reader.execute("SELECT count(*) FROM entity_history").fetchall() == [(3,)]
+    reader.close()
+    assert current.samefile(store.path(f"marts/all/{second}/fusion.duckdb"))
+    con = duckdb.connect(str(current), read_only=True)
+    assert con.execute("SELECT count(*) FROM entity_history").fetchall() == [(0,)]
+    con.close()
+    # a publish that died between LATEST and current.duckdb: mart-path brings it up to date
+    current.unlink()
+    assert marts.mart_path(store, "all") == current and current.exists()
+
+
+def test_published_marts_are_readable_by_the_group(tmp_path):
+    store = LocalStore(tmp_path / "lake")
+    version = marts.publish(store, "all", build(tmp_path).path)
+    modes = {key: store.path(key).stat().st_mode & 0o777 for key in store.list("marts")}
+    assert modes == {f"marts/all/{version}/fusion.duckdb": 0o640,
+                     f"marts/all/{version}/manifest.json": 0o640,
+                     "marts/all/LATEST": 0o640, "marts/all/current.duckdb": 0o640}
+    folders = [store.root / "marts", store.root / "marts" / "all",
+               store.root / "marts" / "all" / version]
+    assert [f.stat().st_mode & 0o777 for f in folders] == [0o750] * 3
+
+
+def test_mart_path_of_an_s3_lake_is_the_verified_local_copy(s3_bucket, tmp_path):
+    from fusionlake.lake.store import open_store
+
+    store = open_store(f"s3://{s3_bucket}/lake")
+    version = marts.publish(store, "cn_mps", build(tmp_path, "cn_mps").path)
+    path = marts.mart_path(store, "cn_mps", cache_dir=tmp_path / "cache")
+    assert path.parent.name == version and path.parent.parent.name == "cn_mps"
+    assert path.read_bytes() == store.get(f"marts/cn_mps/{version}/fusion.duckdb")
+    assert not store.exists("marts/cn_mps/current.duckdb")
+
+
+def test_marts_are_written_in_a_format_duckdb_1x_reads(all_mart):
+    # the database header's storage version number: 2.0's own is 69, 1.x reads 64 to 68
+    header = all_mart.read_bytes()[:64]
+    assert header[8:12] == b"DUCK"
+    assert 64 <= int.from_bytes(header[12:20], "little") <= 68
 
 
 def test_open_latest_without_mart_says_what_to_do(store):
@@ -851,7 +907,12 @@ def _groups_by_filtering(tables: dict, names: list[str], sql_dir: Path) -> list[
             con.execute(f"SET VARIABLE audience = {'NULL' if name == 'all' else repr(name)}")
             con.execute((sql_dir / "visibility.sql").read_text())
             con.execute((sql_dir / "00_visible_inputs.sql").read_text())
-            seen = repr([rows(con, f"SELECT * FROM vis_{t} ORDER BY ALL") for t in schema.TABLES])
+            # the staged tables step 00 filters (person_name is not a mart input)
+            kept = [r[0] for r in rows(con, "SELECT table_name FROM duckdb_tables() "
+                                            "WHERE table_name LIKE 'vis\\_%' ESCAPE '\\' "
+                                            "ORDER BY 1")]
+            assert len(kept) == 5
+            seen = repr([rows(con, f"SELECT * FROM {t} ORDER BY ALL") for t in kept])
         finally:
             con.close()
         groups.setdefault(seen, []).append(name)

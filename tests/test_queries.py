@@ -8,24 +8,34 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
-from test_marts import T2, build
+from test_marts import T2, build, scenario
 
 from fusionlake.pipeline import marts
 
 QUERIES = marts.saved_queries()
 
 
+#: The previous resolution: E1's two records were apart (E1x, E1y), E2's three already together.
+PREVIOUS = pl.DataFrame({
+    "entity_id": ["E1x", "E1y", "E2", "E2", "E2", "E3", "E4"],
+    "record_id": ["d_cn_s:1", "d_th_d:1", "d_cn_s:2", "d_mm_d:1", "d_th_r:1", "d_th_d:2",
+                  "d_cn_s:3"],
+})  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def marts_by_audience(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("queries")
     return {
-        "all": build(base).path,
-        "mm_police": build(base, "mm_police").path,
-        "cn_mps": build(base, "cn_mps").path,
+        "all": build(base, previous_entity_record=PREVIOUS).path,
+        "mm_police": build(base, "mm_police", previous_entity_record=PREVIOUS).path,
+        "cn_mps": build(base, "cn_mps", previous_entity_record=PREVIOUS).path,
     }
 
 
@@ -44,6 +54,8 @@ def test_catalogue_has_a_question_for_every_query():
     for query in QUERIES.values():
         assert query.question.endswith("?"), query.path
     assert set(QUERIES) == set(EXPECTED) | {"detained_not_repatriated"}
+    assert {"calling_phones_held_by_detainees", "detentions_and_rescues_by_compound"} <= set(
+        QUERIES)
 
 
 def test_a_query_file_without_question_is_refused(tmp_path):
@@ -53,12 +65,16 @@ def test_a_query_file_without_question_is_refused(tmp_path):
 
 
 EXPECTED = {
-    # E1 (detained in TH) and E2 (detained in MM) are wanted by CN; E3 is not wanted.
+    # E1 (detained in TH) and E2 (detained in MM, then repatriated by TH) are wanted by CN; E3
+    # is not wanted. One row per person, with the state it is in.
     "wanted_in_china_detained_abroad": (
-        "entity_id, cn_case_ref, detained_by, detained_in, detained_on, compound",
+        "entity_id, cn_case_refs, detained_by, detained_in, detained_on, compound, "
+        "detention_record_id, status, repatriated_on",
         [
-            ("E1", "CASE-1", "th_imm", "TH", date(2025, 6, 1), "KK Park"),
-            ("E2", "CASE-2", "mm_police", "MM", date(2025, 5, 1), "Shwe Kokko"),
+            ("E1", ["CASE-1"], "th_imm", "TH", date(2025, 6, 1), "KK Park", "d_th_d:1",
+             "detained", None),
+            ("E2", ["CASE-2"], "mm_police", "MM", date(2025, 5, 1), "Shwe Kokko", "d_mm_d:1",
+             "repatriated", date(2025, 7, 1)),
         ],
     ),
     # +66810000001 is held by E1 (KK Park) and E2 (Shwe Kokko).
@@ -70,14 +86,15 @@ EXPECTED = {
     "victim_payments_and_controllers": (
         "account_kind, account, reports, victims, total_amount, holder_entity_ids, holder_names",
         [
-            ("bank_card", "6222020000000001", 1, 1, 50000.0, ["E4"], ["CHEN JIE"]),
-            ("crypto_wallet", "TXWALLETNOBODYHOLDS", 1, 1, 50000.0, [], []),
+            ("bank_card", "6222020000000001", 1, 1, Decimal("50000.00"), ["E4"], ["CHEN JIE"]),
+            ("crypto_wallet", "TXWALLETNOBODYHOLDS", 1, 1, Decimal("50000.00"), [], []),
         ],
     ),
-    # E1's merge happened after the previous version (T1); E2's before; E3 is one agency only.
+    # E1's records were in two entities of the previous resolution, now one (merged after the
+    # previous version, T1); E2's three were already together; E3, E4, E5: one agency each.
     "new_cross_agency_matches": (
-        "entity_id, old_entity_id, changed_at",
-        [("E1", "E1x", T2)],
+        "entity_id, agencies, merged_from, changed_at",
+        [("E1", ["cn_mps", "th_imm"], ["E1x"], T2)],
     ),
     # E4's two CN records carry different resident ids.
     "conflicting_identifiers": (
@@ -106,9 +123,20 @@ EXPECTED = {
         "record_id_l, record_id_r, name_l, name_r, agency_l, agency_r, priority",
         [("d_th_d:2", "d_cn_s:3", "WANG FANG", "陈杰", "th_imm", "cn_mps", 0.9)],
     ),
+    # E5 paid into E4's card, was called from E4's phone, and the report names E4's case
     "losses_by_case": (
         "*",
-        [("CASE-4", 1, 50000.0, ["CNY"], ["E4"], ["CHEN JIE"])],
+        [("CASE-4", ["E4"], ["CHEN JIE"], 1, 1, Decimal("50000.00"), "CNY",
+          ["account", "case_ref", "phone"], ["CASE-4"])],
+    ),
+    # E5 was called from E4's phone; E4 was never detained
+    "calling_phones_held_by_detainees": ("*", []),
+    # E1, E3 detained at KK Park by TH; E2 at Shwe Kokko by MM (E1 and E2 are cross-agency)
+    "detentions_and_rescues_by_compound": (
+        "compound_id, compound, spellings, agencies, detentions, rescues, people, "
+        "people_known_to_several_agencies",
+        [(None, "KK Park", [], ["th_imm"], 2, 0, 2, 1),
+         (None, "Shwe Kokko", [], ["mm_police"], 1, 0, 1, 1)],
     ),
     "hub_values": (
         "*",
@@ -163,12 +191,16 @@ def test_run_query_by_name_in_every_format(store, tmp_path, marts_by_audience):
     cache = tmp_path / "cache"
     csv_out = marts.run_query(store, "losses_by_case", fmt="csv", cache_dir=cache)
     assert csv_out == (
-        "case_ref,victims,total_amount,currencies,suspect_entity_ids,suspect_names\n"
-        'CASE-4,1,50000.0,"[""CNY""]","[""E4""]","[""CHEN JIE""]"\n'
+        "case_ref,suspect_entity_ids,suspect_names,reports,victims,total_amount,currency,"
+        "linked_via,report_case_refs\n"
+        'CASE-4,"[""E4""]","[""CHEN JIE""]",1,1,50000.00,CNY,'
+        '"[""account"", ""case_ref"", ""phone""]","[""CASE-4""]"\n'
     )
     assert json.loads(marts.run_query(store, "losses_by_case", fmt="json", cache_dir=cache)) == [{
-        "case_ref": "CASE-4", "victims": 1, "total_amount": 50000.0, "currencies": ["CNY"],
-        "suspect_entity_ids": ["E4"], "suspect_names": ["CHEN JIE"]}]  # fmt: skip
+        "case_ref": "CASE-4", "suspect_entity_ids": ["E4"], "suspect_names": ["CHEN JIE"],
+        "reports": 1, "victims": 1, "total_amount": 50000.0, "currency": "CNY",
+        "linked_via": ["account", "case_ref", "phone"],
+        "report_case_refs": ["CASE-4"]}]  # fmt: skip
     table = marts.run_query(store, "SELECT entity_id, display_name FROM entity ORDER BY 1",
                             cache_dir=cache)
     cells = [[c.strip() for c in line.split("│")[1:-1]] for line in table.splitlines()
@@ -179,3 +211,71 @@ def test_run_query_by_name_in_every_format(store, tmp_path, marts_by_audience):
     assert "5 row(s)" in table
     with pytest.raises(marts.MartError, match="no saved query named 'nope'"):
         marts.run_query(store, "nope", cache_dir=cache)
+
+
+def _events(**by_record) -> pl.DataFrame:
+    """The scenario's events with some columns replaced, by record id: {record_id: {col: v}}."""
+    events = scenario()[0]["event"]
+    for record_id, values in by_record.items():
+        events = events.with_columns([
+            pl.when(pl.col("record_id") == record_id).then(pl.lit(v)).otherwise(pl.col(c))
+            .alias(c) for c, v in values.items()])
+    return events
+
+
+def test_losses_by_case_follow_the_money_and_the_phone_when_case_numbers_differ(tmp_path):
+    # as the generator writes them: the report is J-numbered, the wanted case A-numbered
+    path = build(tmp_path, event=_events(**{"d_cn_f:1": {"case_ref": "J4401012025123456"}})).path
+    assert answer(path, "losses_by_case") == [
+        ("CASE-4", ["E4"], ["CHEN JIE"], 1, 1, Decimal("50000.00"), "CNY", ["account", "phone"],
+         ["J4401012025123456"])]  # fmt: skip
+
+
+def test_money_is_exact_decimal(tmp_path):
+    # two amounts whose float sum is 4061325.0600000005
+    events = _events(**{"d_cn_f:1": {"amount": 2198852.47}})
+    extra = events.filter(pl.col("record_id") == "d_cn_f:1").with_columns(
+        pl.lit(1862472.59).alias("amount"), pl.lit(2).cast(pl.Int64).alias("source_row"))
+    assert 2198852.47 + 1862472.59 == 4061325.0600000005
+    con = duckdb.connect(str(build(tmp_path, event=pl.concat([events, extra])).path),
+                         read_only=True)
+    got = con.execute("SELECT typeof(amount), sum(amount)::VARCHAR FROM entity_event "
+                      "WHERE event_type = 'fraud_report' GROUP BY 1").fetchall()
+    con.close()
+    assert got == [("DECIMAL(18,2)", "4061325.06")]
+
+
+def test_calling_phone_held_by_detainees(tmp_path):
+    # E5 was also called from +66810000001, the own phone of E1 (detained by TH at KK Park)
+    # and E2 (detained by MM at Shwe Kokko)
+    phones = scenario()[0]["phone"]
+    called = phones.filter(pl.col("record_id") == "d_cn_f:1").head(1).with_columns(
+        pl.lit("+66810000001").alias("e164"), pl.lit("+66810000001").alias("phone_original"),
+        pl.lit("counterparty").alias("relation"))
+    path = build(tmp_path, phone=pl.concat([phones, called])).path
+    assert answer(path, "calling_phones_held_by_detainees") == [
+        ("+66810000001", 1, 1, Decimal("50000.00"), ["CNY"], ["E1", "E2"], ["ZHANG WEI", "LI NA"],
+         ["mm_police", "th_imm"], ["KK Park", "Shwe Kokko"])]  # fmt: skip
+
+
+def test_compound_question_groups_every_spelling_of_one_compound(tmp_path):
+    # TH wrote KK Park in Thai for E1 and in Latin for E3; MM police's detention of E2 and a
+    # rescue of E3 were at KK Park too, written in Burmese
+    events = _events(**{
+        "d_th_d:1": {"compound_id": "mm_kk_park", "compound_original": "เคเคปาร์ค"},
+        "d_th_d:2": {"compound_id": "mm_kk_park", "compound_original": "KK Park"},
+        "d_mm_d:1": {"compound_id": "mm_kk_park", "compound": "KK Park",
+                     "compound_original": "ကေကေပါ့ခ်"},
+    })
+    rescue = events.filter(pl.col("record_id") == "d_th_d:2").with_columns(
+        pl.lit("rescue").alias("event_type"), pl.lit(3).cast(pl.Int64).alias("source_row"))
+    path = build(tmp_path, event=pl.concat([events, rescue])).path
+    assert answer(path, "detentions_and_rescues_by_compound") == [
+        ("mm_kk_park", "KK Park", ["KK Park", "เคเคปาร์ค", "ကေကေပါ့ခ်"], ["mm_police", "th_imm"],
+         3, 1, 3, 2, date(2025, 5, 1), date(2025, 6, 15))]  # fmt: skip
+
+
+def test_on_a_first_run_every_cross_agency_entity_is_a_new_match(tmp_path):
+    path = build(tmp_path).path  # no previous resolution
+    assert answer(path, "new_cross_agency_matches", "entity_id, merged_from") == [
+        ("E1", ["E1x"]), ("E2", [])]

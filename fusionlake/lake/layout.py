@@ -18,8 +18,10 @@ each kind of object in it::
     decisions/<time>-<id>.json                           steward decisions, append-only
     audit/<kind>/<time>-<id>.json                        who queried or decided what, append-only
     marts/<audience>/<version>/fusion.duckdb, LATEST     published marts
+    marts/<audience>/current.duckdb                      the current one, a stable path (local)
     marts/FINGERPRINT                                    what the current marts were built from
     reports/data_docs/, reports/runs/<run_id>.md         for stewards and operators
+    reports/dictionary/index.html                        the marts' data dictionary, for analysts
     cache/translit.parquet                               transliterations across runs
 """
 
@@ -41,6 +43,8 @@ MARTS = "marts"
 REPORTS = "reports"
 DATA_DOCS = f"{REPORTS}/data_docs"
 RUN_REPORTS = f"{REPORTS}/runs"
+DICTIONARY = f"{REPORTS}/dictionary"
+DICTIONARY_PAGE = f"{DICTIONARY}/index.html"  # one for every audience: schema only, no data
 TRANSLIT_CACHE = "cache/translit.parquet"
 MARTS_FINGERPRINT = f"{MARTS}/FINGERPRINT"
 LATEST = "LATEST"  # the pointer object beside a zone's versions
@@ -107,6 +111,12 @@ def lease_prefix(name: str) -> str:
 def mart_prefix(audience: str) -> str:
     """``marts/<audience>``: the audience's versions and its LATEST pointer."""
     return f"{MARTS}/{audience}"
+
+
+def mart_current_key(audience: str) -> str:
+    """``marts/<audience>/current.duckdb``: on a local lake, the current version's file under a
+    path that never changes (a hard link, replaced whenever LATEST moves), for DuckDB clients."""
+    return f"{MARTS}/{audience}/current.duckdb"
 
 
 def resolution_prefix(audience: str) -> str:

@@ -17,6 +17,12 @@ Publishing follows the lake's rule that readers never see half a write::
                                                 appears when complete)
     marts/<audience>/<version>/manifest.json    written once the upload is verified
     marts/<audience>/LATEST                     written last: the one small pointer readers follow
+    marts/<audience>/current.duckdb             local lakes: a hard link to the current file,
+                                                replaced right after LATEST (a stable path)
+
+The files are written in DuckDB's :data:`STORAGE_VERSION` format, which the DuckDB 1.x CLI and
+Python clients analysts install open, and on a local lake the group may read them (0640 files,
+0750 folders).
 
 A mart that fails its checks is never uploaded, and any failure before the pointer write leaves
 the previous version current. Version names, the pointer and retention (the newest
@@ -24,7 +30,8 @@ the previous version current. Version names, the pointer and retention (the newe
 the same as the resolution's.
 
 Public surface: :func:`build_mart`, :func:`check_mart`, :func:`publish`, :func:`latest`,
-:func:`open_latest`, :func:`run_query`, :func:`format_result`, :func:`saved_queries`.
+:func:`open_latest`, :func:`mart_path`, :func:`run_query`, :func:`format_result`,
+:func:`saved_queries`.
 """
 
 from __future__ import annotations
@@ -39,18 +46,21 @@ import re
 import shutil
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 
-from fusionlake.lake import audit, schema, versions
+from fusionlake.lake import audit, layout, schema, versions, zones
 from fusionlake.lake.faults import kill_point
 from fusionlake.lake.settings import PROJECT_ROOT, Settings
 from fusionlake.lake.store import LocalStore, ObjectStore
+from fusionlake.pipeline import dictionary
 from transforms.resolution.settings import ResolveSettings
 
 __all__ = [
@@ -66,12 +76,17 @@ __all__ = [
     "audiences",
     "build_and_publish",
     "build_mart",
+    "catalogue",
     "check_mart",
+    "current_file",
+    "dictionary_page",
     "format_result",
     "latest",
+    "mart_path",
     "mart_steps",
     "open_latest",
     "publish",
+    "refresh_current",
     "run_query",
     "saved_queries",
     "spreadsheet_safe",
@@ -89,6 +104,20 @@ ALL = "all"
 
 #: Versions of one audience's mart kept in a reader's local cache (S3 lakes).
 CACHE_VERSIONS = 2
+
+#: The DuckDB storage format the mart files are written in: DuckDB 1.4's (the LTS line), which
+#: every client from 1.4.0 on reads, the newest 1.x CLI and Python client on PyPI among them
+#: (tests/test_mart_clients.py opens every published mart with it), and any later release.
+#: DuckDB 2.0's own format (file version 69) is refused by every 1.x client ("can only read
+#: versions between 64 and 68"). Why not pin the 1.5 line instead (its duckdb-extension-*
+#: wheels would let DuckDB read the lake's Parquet on S3 in place and the marts use DuckLake
+#: snapshots)? Measured on the same inputs (bench/bench_mart_format.py, 100k people, README's
+#: Benchmarks): written by 2.0 in this format the mart builds as fast and is as small as in
+#: 2.0's own, while 1.5 built the same mart slower into a file 2.6 times larger. Pinning 1.5
+#: would also move Splink, the resolver and every other DuckDB user of the pipeline back a
+#: major version, for extensions (httpfs, ducklake) the marts do not need: they are read from a
+#: local file either way (fusionlake sql, mart-path; an S3 mart is downloaded and verified).
+STORAGE_VERSION = "v1.4.0"
 
 # The stewards' inputs as the marts expect them (fusionlake.lake.ledger and the validation code
 # produce them); missing columns become NULL, so a producer adding a column breaks nothing.
@@ -127,6 +156,14 @@ STEWARD_TABLES: dict[str, dict[str, pl.DataType]] = {
         "reason": pl.String(),
         "row_json": pl.String(),
     },
+}
+
+#: The previous resolution's record -> entity map (the one before the audience's current
+#: resolution), from which the mart tells which cross-agency matches are new, exactly as the run
+#: summary counts them (fusionlake.pipeline.resolve.new_cross_agency_matches). Empty on a first
+#: run: then every cross-agency entity is new.
+PREVIOUS_TABLES: dict[str, dict[str, pl.DataType]] = {
+    "previous_entity_record": schema.RESOLUTION_TABLES["entity_record"],
 }
 
 #: A conformed mart input: Arrow in memory, or a Parquet file.
@@ -207,7 +244,8 @@ def _audience_name(audience: str | None) -> str:
     return name
 
 
-def _inputs(staged, resolution, steward, folder: Path | None = None) -> dict[str, Input]:
+def _inputs(staged, resolution, steward, folder: Path | None = None,
+            previous: dict | None = None) -> dict[str, Input]:
     """Every input table conformed to its schema, for DuckDB to scan.
 
     Without ``folder``, as Arrow: strings go over as Arrow string views, which DuckDB reads as
@@ -220,6 +258,7 @@ def _inputs(staged, resolution, steward, folder: Path | None = None) -> dict[str
         (staged, schema.TABLES, "staged"),
         (resolution, schema.RESOLUTION_TABLES, "resolution"),
         (steward, STEWARD_TABLES, "steward"),
+        (previous, PREVIOUS_TABLES, "previous resolution"),
     )
     for given, known, kind in groups:
         tables.update(_conformed(given, known, kind, folder))
@@ -284,6 +323,7 @@ def build_mart(
     threads: int | None = None,
     memory_limit: str | None = None,
     sql_dir: Path = MART_SQL_DIR,
+    previous_entity_record: pl.DataFrame | None = None,
 ) -> MartStats:
     """Build a mart file from the staged, resolution and steward frames, then check it.
 
@@ -305,6 +345,8 @@ def build_mart(
         threads: DuckDB threads (default: DuckDB's).
         memory_limit: DuckDB memory limit, e.g. "4GB" (default: DuckDB's).
         sql_dir: folder of the NN_name.sql steps.
+        previous_entity_record: entity_id, record_id of the audience's previous resolution
+            (None on a first run): entity.new_cross_agency_match compares with it.
 
     Returns:
         Timings, row counts and size.
@@ -315,7 +357,9 @@ def build_mart(
     """
     return _build(
         path,
-        _inputs(staged, resolution, steward),
+        _inputs(staged, resolution, steward,
+                previous={"previous_entity_record": previous_entity_record}
+                if previous_entity_record is not None else None),
         audience,
         previous_built_at=previous_built_at,
         hub_min=hub_min,
@@ -336,11 +380,13 @@ def _build(
     threads: int | None = None,
     memory_limit: str | None = None,
     sql_dir: Path = MART_SQL_DIR,
+    storage_version: str | None = STORAGE_VERSION,
 ) -> MartStats:
     """:func:`build_mart` on inputs already conformed (once for every audience of a run).
 
     With ``base``, a mart built from the same inputs for an audience that sees the same rows,
-    only the audience steps run, on a copy of it.
+    only the audience steps run, on a copy of it. ``storage_version`` is the file format
+    (:data:`STORAGE_VERSION`; None for the engine's own, which only benchmarks use).
     """
     started = time.perf_counter()
     name = _audience_name(audience)
@@ -354,7 +400,9 @@ def _build(
         shutil.copyfile(base, tmp)
         steps = [s for s in steps if _is_audience_step(s)]
     try:
-        con = duckdb.connect(str(tmp))
+        config = ({"storage_compatibility_version": storage_version}
+                  if storage_version and base is None else {})  # a copy keeps its base's
+        con = duckdb.connect(str(tmp), config=config)
         try:
             if threads:
                 con.execute(f"SET threads = {int(threads)}")
@@ -421,7 +469,9 @@ def check_mart(con: duckdb.DuckDBPyConnection) -> list[str]:
 
     Runs the ``mart_check`` view of ``sql/mart/90_checks.sql``: row counts reconcile with the
     visible staged input, every record has an entity, no entity without records, no orphan
-    links or detail rows, ids unique. Each failure reads ``<check>: <n> failing (<detail>)``.
+    links or detail rows, ids unique; and every table, view and column carries a comment (the
+    data dictionary, fusionlake.pipeline.dictionary). Each failure reads
+    ``<check>: <n> failing (<detail>)``.
     """
     try:
         rows = con.execute(
@@ -430,7 +480,12 @@ def check_mart(con: duckdb.DuckDBPyConnection) -> list[str]:
         ).fetchall()
     except duckdb.Error as exc:
         return [f"mart_check could not run (is this a fusionlake mart?): {exc}"]
-    return [f"{name}: {n} failing ({detail})" for name, n, detail in rows]
+    failed = [f"{name}: {n} failing ({detail})" for name, n, detail in rows]
+    missing = dictionary.uncommented(dictionary.catalogue(con))
+    if missing:
+        failed.append(f"every table, view and column has a COMMENT ON: {len(missing)} failing "
+                      f"({', '.join(missing[:10])}{', ...' if len(missing) > 10 else ''})")
+    return failed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -539,9 +594,58 @@ def publish(store: ObjectStore, audience: str, local_path: Path,
             raise
         raise MartError(f"publishing mart {name}/{version} to {store.uri} failed: {exc}") from exc
     kill_point("before-pointer")  # crash tests: mart uploaded, pointer not yet moved
-    versions.move_pointer(store, prefix, pointer)
+    if versions.move_pointer(store, prefix, pointer):
+        _share_with_group(store, name, pointer)
+        refresh_current(store, name, pointer)
     versions.apply_retention(store, prefix, retention)
     return version
+
+
+#: Modes of a local lake's published marts: the lake's group (analysts) may read them.
+FILE_MODE, FOLDER_MODE = 0o640, 0o750
+
+
+def _share_with_group(store: ObjectStore, audience: str, pointer: dict) -> None:
+    """On a local lake, make the current version readable by the group (files 0640, folders
+    0750): the store writes every object 0600, and analysts open the mart as themselves."""
+    if not isinstance(store, LocalStore):
+        return
+    mart = store.path(pointer["key"])
+    for folder in (mart.parent, mart.parent.parent, mart.parent.parent.parent):
+        folder.chmod(FOLDER_MODE)
+    for file in mart.parent.iterdir():
+        file.chmod(FILE_MODE)
+    store.path(f"{_prefix(audience)}/{versions.POINTER}").chmod(FILE_MODE)
+
+
+def refresh_current(store: ObjectStore, audience: str, pointer: dict | None = None) -> Path | None:
+    """Point ``marts/<audience>/current.duckdb`` at the current version (local lakes only).
+
+    The stable path is a hard link to the versioned file, so it costs no space and stays valid
+    after retention removes that version's folder. It is replaced atomically (a new link under a
+    temporary name, renamed over the old one): a client opening it gets the previous or the
+    current mart, never half of one. publish() calls it right after moving LATEST; a publish
+    that crashed in between leaves it one version behind until the next publish or
+    ``fusionlake mart-path``. Returns the path, or None on S3 or before any mart.
+    """
+    if not isinstance(store, LocalStore):
+        return None
+    name = _audience_name(audience)
+    pointer = pointer or latest(store, name)
+    if pointer is None:
+        return None
+    source = store.path(pointer["key"])
+    current = store.path(layout.mart_current_key(name))
+    with contextlib.suppress(FileNotFoundError):
+        if os.path.samefile(source, current):
+            return current
+    tmp = current.with_name(f".{current.name}.{uuid.uuid4().hex[:8]}.tmp")
+    os.link(source, tmp)
+    try:
+        os.replace(tmp, current)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return current
 
 
 def audiences(staged: dict[str, pl.DataFrame | pl.LazyFrame]) -> list[str]:
@@ -592,8 +696,13 @@ def build_and_publish(
             by_resolution.setdefault(id(per_audience[name]), []).append(name)
         for key, group in by_resolution.items():
             if key not in resolved:
-                resolved[key] = _conformed(per_audience[group[0]], schema.RESOLUTION_TABLES,
-                                           "resolution", folder / f"resolution_{len(resolved)}")
+                where = folder / f"resolution_{len(resolved)}"
+                resolved[key] = {
+                    **_conformed(per_audience[group[0]], schema.RESOLUTION_TABLES,
+                                 "resolution", where),
+                    **_conformed(_previous_resolution(store, group[0]), PREVIOUS_TABLES,
+                                 "previous resolution", where),
+                }
             tables = {**shared, **resolved[key]}
             base = None
             for name in group:  # the first is built, the others are copies of it
@@ -601,16 +710,53 @@ def build_and_publish(
                 previous = datetime.fromisoformat(pointer["built_at"]) if pointer and pointer.get(
                     "built_at") else None
                 path = Path(work_dir) / name / MART_FILE
-                _build(path, tables, None if name == ALL else name, base=base,
-                       previous_built_at=previous, **build_options)
+                stats = _build(path, tables, None if name == ALL else name, base=base,
+                               previous_built_at=previous, **build_options)
+                page = dictionary_page(path, stats.built_at) if name == ALL else None
                 needed = base is None and len(group) > 1  # the next audiences copy it
                 versions[name] = publish(store, name, path, retention=retention,
                                          move=not needed)
+                if page is not None:  # beside Data Docs: reports/dictionary/index.html
+                    store.put(layout.DICTIONARY_PAGE, page.encode())
                 if needed:
                     base = path
             if base is not None:
                 base.unlink(missing_ok=True)
     return {name: versions[name] for name in names}
+
+
+def _previous_resolution(store: ObjectStore, audience: str) -> dict[str, pl.DataFrame] | None:
+    """``{"previous_entity_record": frame}`` of the audience's resolution before its current
+    one, or None when there is none (a first run, or retention kept only one version)."""
+    prefix = layout.resolution_prefix(audience)
+    pointer = versions.read_pointer(store, prefix)
+    if pointer is None:
+        return None
+    older = [v for v in versions.complete_versions(store, prefix) if v < pointer["version"]]
+    key = f"{versions.version_prefix(prefix, older[0])}/entity_record.parquet" if older else None
+    if key is None or not store.exists(key):
+        return None
+    return {"previous_entity_record": zones.read_frame(store, key)}
+
+
+def dictionary_page(path: Path, built_at: datetime | None = None) -> str:
+    """The data dictionary (fusionlake.pipeline.dictionary) of a mart file, as one HTML page."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        relations = dictionary.catalogue(con)
+    finally:
+        con.close()
+    return dictionary.render_html(relations, saved_queries().values(), built_at=built_at)
+
+
+def catalogue(store: ObjectStore, audience: str = ALL,
+              cache_dir: Path | None = None) -> list[dictionary.Relation]:
+    """The tables, views and macros of an audience's current mart, with their comments."""
+    con = open_latest(store, audience, cache_dir)
+    try:
+        return dictionary.catalogue(con)
+    finally:
+        con.close()
 
 
 def _per_audience(resolution: dict, names: list[str]) -> dict[str, dict]:
@@ -768,11 +914,22 @@ def open_latest(
     The connection reads this one file and nothing else (:data:`LOCKED`): no ATTACH of another
     mart, no COPY or EXPORT to a file, no file readers (read_parquet of the lake, read_text),
     no extension installed or loaded, no setting changed. :func:`run_query` says in one line
-    why a statement was refused.
+    why a statement was refused. Which file: :func:`current_file`.
+    """
+    path = current_file(store, audience, cache_dir)
+    try:
+        return duckdb.connect(str(path), read_only=True, config=dict(LOCKED))
+    except duckdb.Error as exc:
+        raise MartError(f"cannot open mart {path}: {exc}") from exc
 
-    A local lake's file is opened in place; from S3 the file is downloaded once per version to
-    ``cache_dir`` (default ``~/.cache/fusionlake/marts``), in a folder per lake and audience
-    that only the user may read (an analyst's client needs its own audience's prefix only).
+
+def current_file(store: ObjectStore, audience: str = ALL, cache_dir: Path | None = None) -> Path:
+    """The local file of an audience's current mart.
+
+    A local lake's versioned file is used in place; from S3 the file is downloaded once per
+    version to ``cache_dir`` (default ``~/.cache/fusionlake/marts``), in a folder per lake and
+    audience that only the user may read (an analyst's client needs its own audience's prefix
+    only), and checked against the sha256 in LATEST.
     """
     name = _audience_name(audience)
     pointer = latest(store, name)
@@ -782,26 +939,38 @@ def open_latest(
             "first"
         )
     if isinstance(store, LocalStore):
-        path = store.path(pointer["key"])
-    else:
-        lake = hashlib.sha256(store.uri.encode()).hexdigest()[:12]
-        cache = Path(cache_dir or _default_cache_dir())
-        path = cache / lake / name / pointer["version"] / MART_FILE
-        if not path.exists():
-            _private_dirs(cache, path.parent)
-            store.download_file(pointer["key"], path)
-            path.chmod(0o600)
-            if _sha256_file(path) != pointer["sha256"]:
-                path.unlink(missing_ok=True)
-                raise MartError(
-                    f"downloaded mart {pointer['key']} from {store.uri} does not match its "
-                    "sha256 in LATEST; try again"
-                )
-            _prune_cache(path.parent.parent, keep=CACHE_VERSIONS)
-    try:
-        return duckdb.connect(str(path), read_only=True, config=dict(LOCKED))
-    except duckdb.Error as exc:
-        raise MartError(f"cannot open mart {path}: {exc}") from exc
+        return store.path(pointer["key"])
+    lake = hashlib.sha256(store.uri.encode()).hexdigest()[:12]
+    cache = Path(cache_dir or _default_cache_dir())
+    path = cache / lake / name / pointer["version"] / MART_FILE
+    if not path.exists():
+        _private_dirs(cache, path.parent)
+        store.download_file(pointer["key"], path)
+        path.chmod(0o600)
+        if _sha256_file(path) != pointer["sha256"]:
+            path.unlink(missing_ok=True)
+            raise MartError(
+                f"downloaded mart {pointer['key']} from {store.uri} does not match its "
+                "sha256 in LATEST; try again"
+            )
+        _prune_cache(path.parent.parent, keep=CACHE_VERSIONS)
+    return path
+
+
+def mart_path(store: ObjectStore, audience: str = ALL, cache_dir: Path | None = None) -> Path:
+    """The path a DuckDB client should open for an audience's current mart.
+
+    On a local lake the stable ``marts/<audience>/current.duckdb`` (brought up to date first;
+    when the user may not write there, the current version's own file); on S3 the local cache
+    file of :func:`current_file`, downloaded if needed.
+    """
+    path = current_file(store, audience, cache_dir)
+    if isinstance(store, LocalStore):
+        try:
+            return refresh_current(store, audience) or path
+        except PermissionError:
+            return path
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -856,29 +1025,54 @@ def terminal_safe(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def format_result(con: duckdb.DuckDBPyConnection, sql: str, fmt: str = "table") -> str:
-    """Run SQL on a connection and render the result as ``table``, ``csv`` or ``json``."""
-    return _run_and_format(con, sql, fmt)[0]
+#: Rows the table output shows by default, as the DuckDB CLI does (``--max-rows``; 0 for all).
+MAX_ROWS = 40
 
 
-def _run_and_format(con: duckdb.DuckDBPyConnection, sql: str, fmt: str) -> tuple[str, int]:
+def format_result(con: duckdb.DuckDBPyConnection, sql: str, fmt: str = "table",
+                  max_rows: int = MAX_ROWS) -> str:
+    """Run SQL on a connection and render the result as ``table``, ``csv`` or ``json``.
+
+    ``max_rows`` limits the table output only (0: no limit): when the result has more rows, the
+    first and last halves are shown around a ``…`` row and the caption says how many there are
+    and how to see all. CSV and JSON are for programs and always hold every row.
+    """
+    return _run_and_format(con, sql, fmt, max_rows)[0]
+
+
+def _json_value(value):
+    """JSON for what the json module cannot write: DECIMAL money as a number (a float's
+    shortest repr gives back the two decimals exactly for any amount below 10^13), the rest
+    (dates, times, UUIDs) as text."""
+    if isinstance(value, Decimal):
+        return float(value)
+    return str(value)
+
+
+def _run_and_format(con: duckdb.DuckDBPyConnection, sql: str, fmt: str,
+                    max_rows: int = MAX_ROWS) -> tuple[str, int]:
     """:func:`format_result`, and the number of rows the query returned."""
     if fmt not in ("table", "csv", "json"):
         raise MartError(f"unknown format {fmt!r}: use table, csv or json")
+    if max_rows < 0:
+        raise MartError(f"--max-rows must be 0 (all rows) or more, not {max_rows}")
     try:
-        rel = con.sql(sql)
+        cur = con.execute(sql)
+        if cur.description is None:  # a statement without a result
+            return "", 0
+        columns = [d[0] for d in cur.description]
+        if fmt == "table":
+            head, tail, total = _head_and_tail(cur, max_rows)
+            return _table(columns, head, tail, total), total
+        rows = cur.fetchall()
     except duckdb.Error as exc:
         refused = _refusal(exc)
         if refused:
             raise MartError(refused) from None
         raise MartError(f"query failed: {exc}") from exc
-    if rel is None:  # a statement without a result
-        return "", 0
-    columns = list(rel.columns)
-    rows = rel.fetchall()
     if fmt == "json":
         records = [dict(zip(columns, row, strict=True)) for row in rows]
-        return json.dumps(records, ensure_ascii=False, default=str, indent=1), len(rows)
+        return json.dumps(records, ensure_ascii=False, default=_json_value, indent=1), len(rows)
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
@@ -886,20 +1080,57 @@ def _run_and_format(con: duckdb.DuckDBPyConnection, sql: str, fmt: str) -> tuple
         for row in rows:
             writer.writerow([spreadsheet_safe(v) for v in row])
         return buf.getvalue(), len(rows)
+    raise AssertionError(fmt)  # checked above
+
+
+def _head_and_tail(cur: duckdb.DuckDBPyConnection, max_rows: int) -> tuple[list, list, int]:
+    """The first and last rows to show of a result (all of them when max_rows is 0), and how
+    many rows it has; only the shown rows are kept in memory."""
+    if max_rows == 0:
+        rows = cur.fetchall()
+        return rows, [], len(rows)
+    keep_head = (max_rows + 1) // 2
+    head: list = []
+    tail: deque = deque(maxlen=max_rows - keep_head)
+    total = 0
+    while batch := cur.fetchmany(10_000):
+        total += len(batch)
+        for row in batch:
+            if len(head) < keep_head:
+                head.append(row)
+            else:
+                tail.append(row)
+    if total <= max_rows:  # everything fits: no gap
+        return [*head, *tail], [], total
+    return head, list(tail), total
+
+
+def _table(columns: list[str], head: list, tail: list, total: int) -> str:
+    """A rich table of the rows (``tail`` after a ``…`` row when rows were left out)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
+    shown = len(head) + len(tail)
     # Text, not str: rich would read "[...]" in a cell as markup (links among them)
-    table = Table(*[escape(terminal_safe(c)) for c in columns], show_lines=False,
-                  caption=f"{len(rows)} row(s)")
-    for row in rows:
+    table = Table(*[escape(terminal_safe(c)) for c in columns], show_lines=False)
+    for row in head:
         table.add_row(*[Text(terminal_safe(_cell(v))) for v in row])
+    if tail:
+        table.add_row(*[Text("…") for _ in columns])
+        for row in tail:
+            table.add_row(*[Text(terminal_safe(_cell(v))) for v in row])
     buf = io.StringIO()
     width = max(100, min(400, 4 + sum(max(len(c), 12) + 3 for c in columns)))
     Console(file=buf, width=width, color_system=None, force_terminal=False).print(table)
-    return buf.getvalue(), len(rows)
+    # under the table, not as its caption: a narrow table would wrap it
+    if shown < total:
+        buf.write(f"{total:,} rows ({shown} shown: --max-rows N shows more, 0 all; --format "
+                  "csv or json writes every row)\n")
+    else:
+        buf.write(f"{total} row(s)\n")
+    return buf.getvalue()
 
 
 def _resolve_query(sql: str) -> str:
@@ -922,6 +1153,7 @@ def run_query(
     *,
     cache_dir: Path | None = None,
     who: str | None = None,
+    max_rows: int = MAX_ROWS,
 ) -> str:
     """Run SQL (or the name of a saved query, or a .sql file) on the current mart.
 
@@ -935,6 +1167,7 @@ def run_query(
         who: the person asking; when given, the query is recorded in the lake's audit trail
             (fusionlake.lake.audit, kind ``sql``) with the rows it returned, or why it was
             refused or failed.
+        max_rows: rows the table output shows (0: all; see :func:`format_result`).
     """
     text = _resolve_query(sql)
     entry = {"audience": _audience_name(audience), "query": text.strip(), "format": fmt}
@@ -943,7 +1176,7 @@ def run_query(
     try:
         con = open_latest(store, audience, cache_dir)
         try:
-            out, n = _run_and_format(con, text, fmt)
+            out, n = _run_and_format(con, text, fmt, max_rows)
         finally:
             con.close()
     except MartError as exc:

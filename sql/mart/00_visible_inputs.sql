@@ -59,6 +59,9 @@ UNION ALL SELECT 'account', 'entity_account', count(*) FROM vis_account
 UNION ALL SELECT 'event', 'entity_event', count(*) FROM vis_event
 UNION ALL SELECT 'person_name', 'entity_name', count(*) FROM vis_person_name;
 COMMENT ON TABLE mart_input IS 'Rows of each staged input table visible to this audience; the mart tables must hold exactly as many (see mart_check).';
+COMMENT ON COLUMN mart_input.input_table IS 'Staged input table (or the resolver''s links).';
+COMMENT ON COLUMN mart_input.mart_table IS 'Mart table that must hold its rows.';
+COMMENT ON COLUMN mart_input.visible_rows IS 'Rows of the input this audience may see.';
 
 -- Records of the resolution this audience may not see. The mart is built from the audience's
 -- own resolution (fusionlake.pipeline.resolve: one per visibility group, over its visible rows
@@ -78,3 +81,4 @@ UNION
 SELECT record_id_r FROM in_review_pair WHERE record_id_r IN (SELECT record_id FROM hidden_record)
 );
 COMMENT ON TABLE mart_resolution_check IS 'Records of the resolution this mart was built from that its audience may not see: 0, or the mart is not published (see mart_check).';
+COMMENT ON COLUMN mart_resolution_check.hidden_records IS 'How many: 0 in every published mart.';

@@ -10,5 +10,6 @@ SELECT
     CAST(getvariable('hub_min') AS INTEGER) AS hub_min;
 COMMENT ON TABLE mart_info IS 'One row describing this mart: who it was built for and when.';
 COMMENT ON COLUMN mart_info.audience IS 'Agency this mart was built for, or all. Only rows releasable to it are present.';
+COMMENT ON COLUMN mart_info.built_at IS 'When this mart was built.';
 COMMENT ON COLUMN mart_info.previous_built_at IS 'Build time of the mart that was current when this one was built (NULL for the first); "new since the previous version" means after this.';
 COMMENT ON COLUMN mart_info.hub_min IS 'A phone, account, wallet, compound or case held by more than this many entities is a hub: entity_link.is_hub.';

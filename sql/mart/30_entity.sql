@@ -30,6 +30,18 @@ FROM (
 WHERE entity_id IS NOT NULL
 GROUP BY entity_id;
 
+-- Entities that held records of two or more agencies together already in the previous
+-- resolution (in_previous_entity_record; empty on a first run). The rule of the run summary's
+-- "new cross-agency matches" (fusionlake.pipeline.resolve.new_cross_agency_matches): an entity
+-- of two or more agencies is a new match unless one previous entity held two of its agencies.
+CREATE TEMP TABLE matched_before AS
+SELECT DISTINCT r.entity_id
+FROM entity_record AS r
+JOIN in_previous_entity_record AS p USING (record_id)
+WHERE r.entity_id IS NOT NULL
+GROUP BY r.entity_id, p.entity_id
+HAVING count(DISTINCT r.agency) >= 2;
+
 CREATE TABLE entity AS
 WITH base AS (
     SELECT
@@ -86,6 +98,7 @@ SELECT
     b.roles,
     b.agencies,
     len(b.agencies) AS agency_count,
+    len(b.agencies) >= 2 AND m.entity_id IS NULL AS new_cross_agency_match,
     b.feeds,
     b.record_count,
     coalesce(c.identifier_count, 0) AS identifier_count,
@@ -100,6 +113,7 @@ LEFT JOIN display AS d USING (entity_id)
 LEFT JOIN birth AS bd USING (entity_id)
 LEFT JOIN sex AS s USING (entity_id)
 LEFT JOIN entity_detail_count AS c USING (entity_id)
+LEFT JOIN matched_before AS m USING (entity_id)
 ORDER BY b.entity_id;
 
 COMMENT ON TABLE entity IS 'One row per resolved person. Every aggregate is computed from the records this mart''s audience may see.';
@@ -114,8 +128,13 @@ COMMENT ON COLUMN entity.nationalities IS 'Distinct nationalities (ISO alpha-2) 
 COMMENT ON COLUMN entity.roles IS 'Distinct roles (suspect, victim, detainee, returnee, ...) the records give.';
 COMMENT ON COLUMN entity.agencies IS 'Agencies that know this person (that sent at least one of its records).';
 COMMENT ON COLUMN entity.agency_count IS 'len(agencies): 2 or more means a cross-agency match.';
+COMMENT ON COLUMN entity.new_cross_agency_match IS 'True when the person is known to two or more agencies and no entity of the previous resolution held records of two of those agencies together: a match new in this version (every cross-agency entity on a first run). The run summary''s "new cross-agency matches" counts these.';
 COMMENT ON COLUMN entity.feeds IS 'agency/feed of every feed that mentions the person.';
 COMMENT ON COLUMN entity.record_count IS 'Number of person records (rows of entity_record).';
+COMMENT ON COLUMN entity.identifier_count IS 'Rows of entity_identifier for the person.';
+COMMENT ON COLUMN entity.phone_count IS 'Rows of entity_phone for the person.';
+COMMENT ON COLUMN entity.account_count IS 'Rows of entity_account for the person.';
+COMMENT ON COLUMN entity.event_count IS 'Rows of entity_event for the person.';
 COMMENT ON COLUMN entity.first_seen IS 'Date of the earliest event (wanted notice, arrest, detention, ...) of the person.';
 COMMENT ON COLUMN entity.last_seen IS 'Date of the latest event of the person.';
 COMMENT ON COLUMN entity.first_received_at IS 'When the lake first received a drop mentioning the person (NULL when no drop of it is in the ledger).';

@@ -86,6 +86,8 @@ SELECT 'entity_link (resolver)', 'entity_link', count(*) FROM link_candidate;
 
 COMMENT ON TABLE entity_link IS 'Entity-to-entity edges through a shared phone, account, wallet, compound or case: the network analysts explore. Association, not identity: linked entities are different people.';
 COMMENT ON COLUMN entity_link.via IS 'What they share: phone, account, wallet, compound or case.';
+COMMENT ON COLUMN entity_link.entity_id_l IS 'One entity of the pair: entity.entity_id.';
+COMMENT ON COLUMN entity_link.entity_id_r IS 'The other entity of the pair.';
 COMMENT ON COLUMN entity_link.value IS 'The shared value (E.164 number, normalised account or wallet, compound name, case number).';
 COMMENT ON COLUMN entity_link.weight IS 'ln(N / shared_by) / ln(N), N = entities in this mart: 1 for a rare shared value, 0 for one everybody holds.';
 COMMENT ON COLUMN entity_link.is_hub IS 'True when shared_by > mart_info.hub_min: a hub (call centre number, compound), not a personal tie. The resolver links hub holders as a star around the smallest entity id instead of every pair.';
@@ -107,6 +109,8 @@ LEFT JOIN entity_record AS rl ON rl.record_id = l.record_id_l
 ORDER BY l.record_id_l, l.record_id_r;
 COMMENT ON TABLE record_link IS 'Why records were put in the same entity: one row per pair the resolver linked, with the rule, probability and fields that agreed.';
 COMMENT ON COLUMN record_link.entity_id IS 'Entity of record_id_l.';
+COMMENT ON COLUMN record_link.record_id_l IS 'One record of the linked pair: entity_record.record_id.';
+COMMENT ON COLUMN record_link.record_id_r IS 'The other record of the pair.';
 COMMENT ON COLUMN record_link.rule IS 'identifier (a shared valid identity document), probabilistic (Splink model) or steward (a human decision).';
 COMMENT ON COLUMN record_link.match_probability IS 'Model probability that the two records are the same person (1 for identifier and steward links).';
 COMMENT ON COLUMN record_link.match_weight IS 'Splink match weight (log2 Bayes factor).';

@@ -18,6 +18,11 @@ WHERE getvariable('audience') IS NULL
 ORDER BY received_at, drop_id, file_name;
 COMMENT ON TABLE drop_ledger IS 'Every file delivery (drop) and its state: received, rejected, validated, staged, published or superseded.';
 COMMENT ON COLUMN drop_ledger.drop_id IS 'Derived from the content hash: the same bytes are the same drop, however often sent.';
+COMMENT ON COLUMN drop_ledger.agency IS 'Agency that delivered the file.';
+COMMENT ON COLUMN drop_ledger.feed IS 'Feed it was delivered to.';
+COMMENT ON COLUMN drop_ledger.file_name IS 'Name of the delivered file.';
+COMMENT ON COLUMN drop_ledger.received_at IS 'When the lake received the file.';
+COMMENT ON COLUMN drop_ledger.updated_at IS 'When the drop entered its current state.';
 COMMENT ON COLUMN drop_ledger.sha256 IS 'SHA-256 of the file as received.';
 COMMENT ON COLUMN drop_ledger.size IS 'File size in bytes.';
 COMMENT ON COLUMN drop_ledger.state IS 'received, rejected, validated, staged, published or superseded.';
@@ -33,6 +38,9 @@ WHERE getvariable('audience') IS NULL
 ORDER BY drop_id, expectation, "column";
 COMMENT ON TABLE validation_result IS 'Outcome of each Great Expectations expectation on each drop.';
 COMMENT ON COLUMN validation_result.expectation IS 'Expectation type (e.g. expect_column_values_to_not_be_null).';
+COMMENT ON COLUMN validation_result.drop_id IS 'The drop validated: drop_ledger.drop_id.';
+COMMENT ON COLUMN validation_result.success IS 'Whether the expectation held (within mostly).';
+COMMENT ON COLUMN validation_result.unexpected_percent IS 'unexpected_count as a percentage of the rows checked.';
 COMMENT ON COLUMN validation_result."column" IS 'Column the expectation checks (NULL for table-level expectations).';
 COMMENT ON COLUMN validation_result.unexpected_count IS 'Rows that failed the expectation (they are in quarantine).';
 COMMENT ON COLUMN validation_result.mostly IS 'Share of rows that must pass for the expectation to succeed.';
@@ -45,6 +53,12 @@ WHERE getvariable('audience') IS NULL OR agency = getvariable('audience')
 ORDER BY drop_id, source_row, expectation;
 COMMENT ON TABLE quarantine IS 'Rows rejected by validation, with the expectation they failed and the row as received.';
 COMMENT ON COLUMN quarantine.source_row IS '1-based data row number in the raw file.';
+COMMENT ON COLUMN quarantine.drop_id IS 'The drop the row came from: drop_ledger.drop_id.';
+COMMENT ON COLUMN quarantine.agency IS 'Agency that sent it.';
+COMMENT ON COLUMN quarantine.feed IS 'Feed it was delivered to.';
+COMMENT ON COLUMN quarantine.expectation IS 'The expectation (or reading rule: ragged line, no key) the row failed.';
+COMMENT ON COLUMN quarantine."column" IS 'Source column of the bad value (NULL when the whole row or line is bad).';
+COMMENT ON COLUMN quarantine.reason IS 'Why the row was quarantined, in words.';
 COMMENT ON COLUMN quarantine.line IS '1-based physical line of the row in the raw file (the header is line 1); NULL for formats without lines (xlsx, Parquet).';
 COMMENT ON COLUMN quarantine.row_json IS 'The rejected row as received, as a JSON object of source column -> value.';
 
@@ -57,6 +71,8 @@ WHERE getvariable('audience') IS NULL
 ORDER BY "at", kind;
 COMMENT ON TABLE audit_log IS 'Append-only audit trail of the lake: every fusionlake sql query (audience, query, who, rows returned), every steward decision and drop acceptance. Filled in the all-agencies mart only.';
 COMMENT ON COLUMN audit_log.kind IS 'sql, decision or acceptance.';
+COMMENT ON COLUMN audit_log."at" IS 'When it happened (UTC).';
+COMMENT ON COLUMN audit_log.summary IS 'One line: the query, or the decision and its reason.';
 COMMENT ON COLUMN audit_log.who IS 'The person ($USER, or fusionlake sql --as / decide --by).';
 COMMENT ON COLUMN audit_log.audience IS 'Whose mart a query ran on.';
 COMMENT ON COLUMN audit_log."rows" IS 'Rows a query returned (NULL when it was refused or failed).';

@@ -71,3 +71,6 @@ SELECT 'ids unique: entity_record.record_id', count(*) - count(DISTINCT record_i
        'records listed twice (resolved to two entities?) or NULL record ids'
 FROM entity_record;
 COMMENT ON VIEW mart_check IS 'Checks the mart must pass to be published; failures > 0 means the check failed. Run SELECT * FROM mart_check WHERE failures > 0 to re-check a published mart.';
+COMMENT ON COLUMN mart_check.check_name IS 'What is checked.';
+COMMENT ON COLUMN mart_check.failures IS 'Rows failing the check: 0 when it passes.';
+COMMENT ON COLUMN mart_check.detail IS 'What failed, with an example.';

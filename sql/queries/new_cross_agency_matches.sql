@@ -1,8 +1,21 @@
--- Which persons became known to two or more agencies through a merge since the previous mart version?
-SELECT e.entity_id, e.display_name, e.agencies, h.old_entity_id, h.reason, h.changed_at
-FROM entity_history AS h
-JOIN entity AS e ON e.entity_id = h.new_entity_id
-WHERE h.change = 'merge'
-  AND e.agency_count >= 2
-  AND h.changed_at > coalesce((SELECT previous_built_at FROM mart_info), '-infinity'::TIMESTAMPTZ)
-ORDER BY h.changed_at DESC, e.entity_id, h.old_entity_id;
+-- Which persons are known to two or more agencies for the first time in this mart version (the run summary's "new cross-agency matches"; on a first run, every one)?
+-- entity.new_cross_agency_match is the summary's rule (sql/mart/30_entity.sql): no entity of the
+-- previous resolution held records of two of the person's agencies together. The history since
+-- the previous mart says how the records came together (merged_from is empty when every record
+-- of the person is new, or new records joined an existing entity).
+WITH since_previous AS (
+    SELECT new_entity_id AS entity_id,
+           list(DISTINCT old_entity_id ORDER BY old_entity_id)
+               FILTER (WHERE change = 'merge') AS merged_from,
+           list(DISTINCT reason ORDER BY reason) AS how,
+           max(changed_at) AS changed_at
+    FROM entity_history
+    WHERE changed_at > coalesce((SELECT previous_built_at FROM mart_info), '-infinity'::TIMESTAMPTZ)
+    GROUP BY new_entity_id
+)
+SELECT e.entity_id, e.display_name, e.agencies, e.roles, e.record_count,
+       coalesce(s.merged_from, []) AS merged_from, coalesce(s.how, []) AS how, s.changed_at
+FROM entity AS e
+LEFT JOIN since_previous AS s USING (entity_id)
+WHERE e.new_cross_agency_match
+ORDER BY e.entity_id;
