@@ -10,8 +10,14 @@ FROM vis_person_name AS n
 LEFT JOIN entity_record AS r USING (record_id)
 ORDER BY r.entity_id, n.record_id, n.role, n.name_original;
 COMMENT ON TABLE entity_name IS 'Every name on each record (a feed may give a native-script name, its Latin spelling and aliases), with the entity it belongs to; the resolver compares records across all of them.';
-COMMENT ON COLUMN entity_name.entity_id IS 'The entity the record belongs to.';
-COMMENT ON COLUMN entity_name.record_id IS 'The record carrying the name.';
+COMMENT ON COLUMN entity_name.entity_id IS 'The entity (person) whose record carries this name: entity.entity_id.';
+COMMENT ON COLUMN entity_name.record_id IS 'The person record it is on: entity_record.record_id.';
+COMMENT ON COLUMN entity_name.agency IS 'Agency that sent the record.';
+COMMENT ON COLUMN entity_name.feed IS 'The agency''s feed it came in.';
+COMMENT ON COLUMN entity_name.source_key IS 'The row''s id at the agency (the feed''s key column).';
+COMMENT ON COLUMN entity_name.drop_id IS 'The drop (file delivery) it came from: drop_ledger.drop_id.';
+COMMENT ON COLUMN entity_name.source_row IS '1-based data row number in the raw file.';
+COMMENT ON COLUMN entity_name.releasable_to IS 'Agencies this row may be shown to.';
 COMMENT ON COLUMN entity_name.role IS 'primary (the record''s name), latin (its Latin spelling as the agency wrote it) or alias.';
 COMMENT ON COLUMN entity_name.name_original IS 'As written by the agency (Zawgyi converted to Unicode).';
 COMMENT ON COLUMN entity_name.name_script IS 'Han, Thai, Myanmar, Latin or Other.';
