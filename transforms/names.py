@@ -130,9 +130,8 @@ def _pinyin(tokens: list[str], surname: bool) -> list[str]:
 
 
 # royin costs about 0.6 ms a word. THAI_WORKERS > 1 spreads big batches of new words over that
-# many processes. Off by default: on the shared 2-core bench machine (load 8) two spawned workers
-# were slower (12.3 s vs 10.2 s for 12.6k names) because of start-up and contention; turn it on
-# where cores are really free.
+# many processes. Off by default: start-up and contention cost more than they save on a small
+# machine; turn it on where cores are really free.
 THAI_WORKERS = 1
 THAI_PARALLEL_MIN = 4000
 

@@ -7,12 +7,10 @@
 -- mart never reveals that another agency's record shares the number.
 
 -- Compression. The JSON evidence columns (entity_link, record_link, and review_queue in step
--- 50) are declared zstd, so these tables are created with their columns, then filled. DuckDB's
--- own choice for them is FSST, which compressed record_link's 893 MB of evidence at a million
--- people to 318 MiB in 10.4 s, zstd to 79 MiB in 2.8 s (scans as fast). The 1M-people
--- all-agencies mart: 929 -> 628 MiB, built in 38 s instead of 43 s (medians of 3), the saved
--- queries as fast (11 s in all either way). The other columns keep DuckDB's choice: zstd on
--- every string made the mart larger (1,268 MiB).
+-- 50) are declared zstd, so these tables are created with their columns, then filled: zstd
+-- makes them a quarter of the size of DuckDB's own choice (FSST) and builds faster, with scans
+-- as fast (bench/RESULTS.md). The other columns keep DuckDB's choice: zstd on every string made
+-- the mart larger.
 
 -- Every (entity, via, value) a visible record holds, in the vocabulary of entity_link.via.
 CREATE TEMP TABLE entity_value AS

@@ -62,9 +62,8 @@ EXPLAIN_BATCH = 200_000  # record links explained at a time (see _explain)
 def input_columns(settings: ResolveSettings | None = None) -> dict[str, tuple[str, ...]]:
     """The staged columns :func:`resolve` reads, per table.
 
-    A caller may load only these: at a million people the full staged tables took 3.8 GB of
-    memory once loaded, these 1.5 GB (releasable_to, original values, reasons and notes stay on
-    disk).
+    A caller may load only these, less than half the memory of the full staged tables
+    (releasable_to, original values, reasons and notes stay on disk).
     """
     settings = settings or ResolveSettings()
     columns: dict[str, tuple[str, ...]] = {
@@ -378,9 +377,8 @@ def _explain(
     gigabyte of JSON, and building it in one piece held the joined facts and a sorted copy of
     it as well (the resolve stage's peak at a million people). The narrow columns (weights,
     identifier evidence, where each end's facts are) are joined once for all links; a batch
-    only gathers its facts by position, instead of joining the 1.7M records' facts twice per
-    batch (at a million people: 10.5 s that way, 8.0 s this way, back to back on the same
-    inputs, the same table).
+    only gathers its facts by position, instead of joining every record's facts twice per
+    batch.
     """
     weights = [f"w_{n}" for n in names if f"w_{n}" in pairs.columns]
     scored = pairs.select("record_id_l", "record_id_r", "match_weight", *weights)

@@ -93,10 +93,8 @@ def _within_edits(left: str, right: str, k: int) -> str:
     more edits, one of ``2k + 1`` pieces of ``left`` found unchanged in ``right`` (k edits, a
     transposition across a piece boundary included, damage at most 2k pieces).
 
-    On the 11.6M blocked pairs of a million generated people, the three comparisons (birth date,
-    national id, passport), each timed alone, took 23.7 s without the guards and 12.2 s with
-    them; Splink's whole prediction query 40.1 s and 18.3 s (single runs), with the same
-    comparison levels for every pair (tests/transforms/test_er_settings.py).
+    The guards halve the cost of the edit-distance levels at scale (figures: bench/RESULTS.md),
+    with the same comparison levels for every pair (tests/transforms/test_resolution_settings.py).
     """
     lengths = f"abs(length({left}) - length({right})) <= {k}"
     if k == 1:
@@ -291,7 +289,7 @@ for _col in ("postcode", "street_number"):
 # Blocking rules: pairs are scored only where one of these holds. They are on the cross-script
 # keys (sorted and phonetic name keys survive order swaps and spelling), birth date, identifiers.
 #
-# Two costs shape them, both measured on a million generated people (1.67M records):
+# Two costs shape them at scale (figures: bench/RESULTS.md):
 #
 # * A rule whose blocks grow with the population (a common Chinese name, a birth date shared by
 #   dozens of people) makes pairs that grow with its square; at a million people the plain rules
@@ -303,9 +301,8 @@ for _col in ("postcode", "street_number"):
 #   equalities (``l.birth_year + 1 = r.birth_year``), a missing value as a condition on one side
 #   (``l.birth_year IS NULL``: DuckDB filters that side before the join), and the one costly
 #   comparison (Jaro-Winkler) comes first (its 9M candidates then exclude nothing; the later
-#   rules' fewer candidates exclude its pairs instead) and inside the narrowest join. Counted
-#   with the same exclusions, blocking went from 97 s to 35 s and scored pairs from 54M to 11.6M,
-#   with the same F1 on 100k generated people.
+#   rules' fewer candidates exclude its pairs instead) and inside the narrowest join: a third of
+#   the blocking time and a fifth of the scored pairs, with the same F1.
 #
 # ``narrow`` lists conditions ANDed to a rule when their columns exist (FEBRL has neither sex
 # nor nationality); ``unless`` names columns whose presence makes a rule redundant.
@@ -483,11 +480,8 @@ class ResolveSettings:
         u_max_pairs: pairs sampled to estimate u probabilities.
         em_max_pairs: cap on blocked pairs per EM session.
         duckdb_memory_fraction: share of the machine's memory Splink's DuckDB may hold before
-            it spills to disk (the rest is for the Polars frames of the same process). At a
-            million people it is most of the scoring peak: 20% gave 6.5 GB next to 2 GB of
-            frames; 12% slowed prediction from about 65 to 81 s. With the records' values no
-            longer carried, 15% peaked at 5,232 MiB (prediction 61.9 s) and 13% at 4,819 MiB
-            (72.5 s), below resolve's later peak either way (single runs).
+            it spills to disk (the rest is for the Polars frames of the same process): more
+            raises the scoring peak, less slows prediction.
         seed: the random seed of u sampling: the same data give the same model.
     """
 
@@ -569,8 +563,8 @@ class ResolveSettings:
             ],
             "comparisons": comparisons,
             # The record values of each pair are not carried through prediction: the evidence
-            # of a link is built from the records afterwards (resolve._facts). Carrying them for
-            # the 11.6M blocked pairs of a million people cost 0.6 GB at the scoring peak.
+            # of a link is built from the records afterwards (resolve._facts); carrying them
+            # through every blocked pair costs memory at the scoring peak.
             "retain_matching_columns": False,
             # The per-comparison match weights (mw_*), which explain every link.
             "retain_intermediate_calculation_columns": True,
