@@ -29,11 +29,12 @@ from rich.text import Text
 from fusionlake.lake import audit, layout, zones
 from fusionlake.lake.feeds import load_feeds
 from fusionlake.lake.lease import LeaseHeld
-from fusionlake.lake.ledger import DropState, Ledger, StewardError
+from fusionlake.lake.ledger import Ledger, StewardError
 from fusionlake.lake.settings import Settings, configure_offline
-from fusionlake.lake.store import LakeError, open_store
+from fusionlake.lake.store import LakeError, LocalStore, open_store
 from fusionlake.pipeline.land import DeliveryError, deliver
 from fusionlake.pipeline.marts import MartError, open_latest, run_query, terminal_safe
+from fusionlake.pipeline.report import drop_reports
 from fusionlake.synth import generate
 from transforms.evaluate import evaluate
 
@@ -184,28 +185,60 @@ def _who(args: argparse.Namespace) -> str:
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     store = open_store(settings.lake)
-    results = zones.read_validation_results(store)
-    ledger = {e.drop_id: e for e in Ledger(store).entries() if e.state != DropState.DUPLICATE}
-    if results.is_empty():
-        print("no drop has been validated yet: run `fusionlake run`")
+    reports = drop_reports(store)
+    if args.format == "json":
+        print(json.dumps([r.as_json() for r in reports], ensure_ascii=False, indent=1))
         return 0
-    rows = []
-    for (drop_id,), group in results.group_by(["drop_id"], maintain_order=True):
-        entry = ledger.get(drop_id)
-        failed = group.filter(~group["success"])
-        detail = "; ".join(
-            f"{r['expectation']}({r['column'] or ''}): {r['unexpected_count'] or 0}"
-            for r in failed.iter_rows(named=True))
-        rows.append((drop_id[:12], f"{entry.agency}/{entry.feed}" if entry else "?",
-                     entry.file_name if entry else "?", entry.state if entry else "?",
-                     f"{group.height - failed.height}/{group.height}", detail or "all passed"))
-    _print_table(["drop", "feed", "file", "state", "passed", "failed expectations (rows)"],
-                 rows, title="validation by drop")
-    index = f"{layout.DATA_DOCS}/index.html"
-    if store.exists(index):
-        where = (f"{store.root / index}" if hasattr(store, "root") else f"{store.uri}/{index}")
-        print(f"Data Docs: {where}")
+    if not reports:
+        print("no drops yet: deliver with `fusionlake drop`, then `fusionlake run`")
+        return 0
+    rows = [(r.drop_id[:12], f"{r.agency}/{r.feed}", r.file, r.received, r.state,
+             _count(r.rows), _count(r.staged), _count(r.flagged), _count(r.quarantined),
+             "yes" if r.held else "", "-" if r.expectations is None
+             else f"{r.passed}/{r.expectations}")
+            for r in reports]
+    _print_table(["drop", "feed", "file", "received (UTC)", "state", "rows", "staged",
+                  "flagged", "quarantined", "held", "checks passed"], rows,
+                 title=f"validation by drop, {settings.lake}", width=150)
+    # the findings are long: one line each under the table rather than a squeezed column
+    print("\nchecks that failed or found bad values (rows), and why a drop was not validated:")
+    for r in reports:
+        print(f"  {r.drop_id[:12]} {r.agency}/{r.feed}/{terminal_safe(r.file)}: "
+              f"{terminal_safe(_findings(r))}")
+    print(_data_docs_hint(store))
     return 0
+
+
+def _count(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def _findings(r) -> str:
+    """Failed checks first, then those that found bad values within their mostly."""
+    if r.expectations is None:  # never validated: the reader's or the ledger's reason
+        return r.reason or "not validated yet"
+    parts = [f"{'FAILED ' if not f['success'] else ''}{_short(f['expectation'])}"
+             f"({f['column'] or ''}): {f['unexpected_count'] or 0:,}"
+             for f in sorted(r.findings, key=lambda f: f["success"])]
+    return "; ".join(parts) or "all passed, no bad values"
+
+
+def _short(expectation: str) -> str:
+    """``expect_column_values_to_be_valid_identifier`` -> ``valid_identifier``, for tables."""
+    for prefix in ("expect_column_values_to_", "expect_column_", "expect_", "be_"):
+        expectation = expectation.removeprefix(prefix)
+    return expectation
+
+
+def _data_docs_hint(store) -> str:
+    """Where a browser opens the Data Docs: a file on a local lake, a command on S3."""
+    index = f"{layout.DATA_DOCS}/index.html"
+    if not store.exists(index):
+        return "Data Docs: none yet (a run builds them)"
+    if isinstance(store, LocalStore):
+        return f"Data Docs: {store.path(index).resolve().as_uri()}"
+    return ("Data Docs are in the lake; open them with `fusionlake docs --serve 8000` or copy "
+            "them with `fusionlake docs --sync DIR`")
 
 
 def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
@@ -317,16 +350,19 @@ def _known_feed(settings: Settings, agency: str, feed: str) -> None:
         )
 
 
-def _print_table(headers: list[str], rows: list[tuple], title: str = "", empty: str = "") -> None:
+def _print_table(headers: list[str], rows: list[tuple], title: str = "", empty: str = "",
+                 width: int = 120) -> None:
     if not rows and empty:
         print(empty)
         return
     table = Table(title=title or None, show_lines=False)
-    for h in headers:
-        table.add_column(h, overflow="fold")
+    for i, h in enumerate(headers):
+        # short columns keep their width, so the long ones (reasons, findings) get the rest
+        short = max([len(h), *(len(str(r[i])) for r in rows)]) <= 20
+        table.add_column(h, overflow="fold", no_wrap=short)
     for row in rows:  # Text: no rich markup, no terminal escapes from the data
         table.add_row(*[Text(terminal_safe(str(v))) for v in row])
-    Console(width=max(120, Console().width)).print(table)
+    Console(width=max(width, Console().width)).print(table)
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str]] = {
@@ -399,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     p["audit"].add_argument("--kind", help="only entries of this kind (sql, decision, ...)")
     p["audit"].add_argument("--limit", type=int, default=50, help="the newest N entries")
     p["audit"].add_argument("--format", choices=["table", "json"], default="table")
+    p["report"].add_argument("--format", choices=["table", "json"], default="table",
+                             help="output format (default: table)")
     p["review"].add_argument("--limit", type=int, default=20)
     p["decide"].add_argument("record_a", metavar="RECORD_A")
     p["decide"].add_argument("record_b", metavar="RECORD_B")
