@@ -241,6 +241,75 @@ def _data_docs_hint(store) -> str:
             "them with `fusionlake docs --sync DIR`")
 
 
+def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
+    """Where a browser opens the Data Docs: the lake's own folder, a synced copy, or a server.
+
+    Browsers open neither ``s3://`` URLs nor objects behind S3 credentials, so an S3 lake's site
+    is copied to a local folder (``--sync DIR``) or served from a temporary copy on 127.0.0.1
+    (``--serve PORT``; 0 picks a free port).
+    """
+    store = open_store(settings.lake)
+    prefix = f"{layout.DATA_DOCS}/"
+    keys = store.list(layout.DATA_DOCS)
+    if f"{prefix}index.html" not in keys:
+        raise UserError(f"no Data Docs in {settings.lake} yet: `fusionlake run` builds them")
+    if args.sync is None and args.serve is None:
+        if isinstance(store, LocalStore):
+            print(store.path(f"{prefix}index.html").resolve().as_uri())
+            return 0
+        raise UserError(f"{settings.lake} is not a folder a browser can open: give --sync DIR "
+                        "(a local copy) or --serve PORT (a local web server)")
+    if args.sync is not None:
+        root = _sync_docs(store, keys, prefix, Path(args.sync))
+        print((root / "index.html").resolve().as_uri())
+        if args.serve is None:
+            return 0
+    elif isinstance(store, LocalStore):
+        root = store.path(prefix)
+    else:
+        import tempfile
+
+        root = _sync_docs(store, keys, prefix,
+                          Path(tempfile.mkdtemp(prefix="fusionlake-docs-")))
+    return _serve_folder(root, args.serve)
+
+
+def _sync_docs(store, keys: list[str], prefix: str, out: Path) -> Path:
+    """Copy the site's objects into ``out`` (pages of drops no longer listed are removed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    wanted = {out / k.removeprefix(prefix) for k in keys}
+    for key in keys:
+        store.download_file(key, out / key.removeprefix(prefix))
+    for old in (p for p in out.rglob("*.html") if p not in wanted):
+        old.unlink()
+    print(f"synced {len(keys)} files of the Data Docs to {out}", file=sys.stderr)
+    return out
+
+
+def _serve_folder(root: Path, port: int) -> int:
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format, *args):
+            pass  # a steward reading pages needs no access log
+
+    handler = functools.partial(Quiet, directory=str(root))
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as exc:
+        raise UserError(f"cannot serve on 127.0.0.1:{port}: {exc.strerror}") from None
+    print(f"Data Docs: http://127.0.0.1:{server.server_address[1]}/index.html "
+          "(Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
     resolution = zones.read_resolution(open_store(settings.lake))
     if resolution is None or resolution.get("review_pair") is None:
@@ -375,6 +444,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str]] =
     "serve": (cmd_serve, "the pipeline on its schedule"),
     "sql": (cmd_sql, "a SQL query on the latest published mart"),
     "report": (cmd_report, "validation by drop, and where the Data Docs are"),
+    "docs": (cmd_docs, "open the Data Docs: a local path, a synced copy or a local web server"),
     "review": (cmd_review, "record pairs waiting for a steward's decision"),
     "decide": (cmd_decide, "record a steward's decision on two records"),
     "accept": (cmd_accept, "accept a held drop: the next run stages it (recorded in the ledger)"),
@@ -437,6 +507,11 @@ def build_parser() -> argparse.ArgumentParser:
     p["audit"].add_argument("--format", choices=["table", "json"], default="table")
     p["report"].add_argument("--format", choices=["table", "json"], default="table",
                              help="output format (default: table)")
+    p["docs"].add_argument("--sync", metavar="DIR",
+                           help="copy the site into DIR (for an S3 lake) and print its path")
+    p["docs"].add_argument("--serve", metavar="PORT", type=int,
+                           help="serve the site on http://127.0.0.1:PORT until Ctrl-C "
+                                "(0: a free port)")
     p["review"].add_argument("--limit", type=int, default=20)
     p["decide"].add_argument("record_a", metavar="RECORD_A")
     p["decide"].add_argument("record_b", metavar="RECORD_B")
