@@ -310,23 +310,77 @@ def _serve_folder(root: Path, port: int) -> int:
     return 0
 
 
+#: Fields of a record compared side by side in `review`: agreeing or disagreeing is marked.
+_COMPARED = ("name_original", "name_latin", "birth_date", "birth_date_precision", "sex",
+             "nationality", "national_id", "passport_no", "other_id")
+#: Where each record comes from: shown, never marked (two agencies differ by design).
+_PROVENANCE = ("agency", "feed", "drop_id", "source_row")
+
+
+def _side_by_side(evidence: str | None) -> list[dict]:
+    """The two records' fields of a review pair: field, A, B and whether they agree."""
+    facts = json.loads(evidence) if evidence else {}
+    left, right = facts.get("l") or {}, facts.get("r") or {}
+    out = []
+    for name in (*_PROVENANCE, *_COMPARED):
+        a, b = left.get(name), right.get(name)
+        if a is None and b is None:
+            continue
+        agree = None  # nothing to compare when a side is empty
+        if name in _COMPARED and a not in (None, "") and b not in (None, ""):
+            agree = str(a).strip().casefold() == str(b).strip().casefold()
+        out.append({"field": name, "a": a, "b": b, "agree": agree})
+    return out
+
+
 def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
     resolution = zones.read_resolution(open_store(settings.lake))
     if resolution is None or resolution.get("review_pair") is None:
+        if args.format == "json":
+            print("[]")
+            return 0
         print("no resolution yet: run `fusionlake run`")
         return 0
-    queue = resolution["review_pair"].sort("priority", descending=True).head(args.limit)
-    rows = [(r["record_id_l"], r["record_id_r"], f"{r['match_probability']:.3f}",
-             r["reason"] or "", r["evidence"] or "") for r in queue.iter_rows(named=True)]
-    _print_table(["record A", "record B", "probability", "why uncertain", "evidence"], rows,
-                 title=f"review queue ({resolution['review_pair'].height} pairs)",
-                 empty="the review queue is empty")
+    pairs = resolution["review_pair"]
+    queue = pairs.sort(["priority", "record_id_l", "record_id_r"],
+                       descending=[True, False, False]).head(args.limit)
+    listed = [{"record_id_l": r["record_id_l"], "record_id_r": r["record_id_r"],
+               "match_probability": r["match_probability"], "priority": r["priority"],
+               "reason": r["reason"], "fields": _side_by_side(r["evidence"])}
+              for r in queue.iter_rows(named=True)]
+    if args.format == "json":
+        print(json.dumps(listed, ensure_ascii=False, indent=1, default=str))
+        return 0
+    if not listed:
+        print("the review queue is empty")
+        return 0
+    print(f"review queue: {pairs.height:,} pairs, the {len(listed)} most informative first "
+          "(= agree, ≠ disagree)")
+    console = Console(width=max(120, Console().width))
+    for i, p in enumerate(listed, 1):
+        prob = "-" if p["match_probability"] is None else f"{p['match_probability']:.3f}"
+        # the heading is printed, not a table title: rich would wrap it to the table's width
+        print(f"\n{i}. {terminal_safe(p['reason'] or '')}: probability {prob}, priority "
+              f"{p['priority']:.3f}")
+        table = Table()
+        table.add_column("field", no_wrap=True)
+        table.add_column(f"A {p['record_id_l']}", overflow="fold")
+        table.add_column("", no_wrap=True)
+        table.add_column(f"B {p['record_id_r']}", overflow="fold")
+        for f in p["fields"]:
+            style = "bold" if f["agree"] is False else ""
+            a, b = ("" if v is None else terminal_safe(str(v)) for v in (f["a"], f["b"]))
+            table.add_row(f["field"], Text(a, style=style),
+                          {True: "=", False: "≠", None: ""}[f["agree"]], Text(b, style=style))
+        console.print(table)
     print("decide with: fusionlake decide RECORD_A RECORD_B --same|--different --by NAME "
           "--why TEXT")
     return 0
 
 
 def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
+    if args.record_a == args.record_b:
+        raise UserError(f"{args.record_a} is one record: a decision needs two different ones")
     store = open_store(settings.lake)
     known = zones.read_resolution(store)
     if known is not None:
@@ -334,12 +388,62 @@ def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
         missing = [r for r in (args.record_a, args.record_b) if r not in ids]
         if missing:
             raise UserError(f"unknown record id(s): {', '.join(missing)}; see `fusionlake review`")
-    body = zones.append_decision(store, args.record_a, args.record_b,
-                                 "same" if args.same else "different", args.by, args.why)
+    decision = "same" if args.same else "different" if args.different else "undo"
+    if decision == "undo":
+        left, right = sorted((args.record_a, args.record_b))
+        standing = zones.read_decisions(store).filter(
+            (pl.col("record_id_l") == left) & (pl.col("record_id_r") == right))
+        if standing.is_empty():
+            raise UserError(f"no decision on {left} and {right} to undo; see "
+                            "`fusionlake decisions`")
+    body = zones.append_decision(store, args.record_a, args.record_b, decision, args.by,
+                                 args.why)
     audit.record(store, "decision", who=args.by, login=_who(args), **{
         k: body[k] for k in ("record_id_l", "record_id_r", "decision", "reason")})
+    if decision == "undo":
+        print(f"recorded: the decision on {body['record_id_l']} and {body['record_id_r']} is "
+              f"withdrawn (by {body['decided_by']}); from the next run the model decides")
+        return 0
     print(f"recorded: {body['record_id_l']} and {body['record_id_r']} are {body['decision']} "
           f"(by {body['decided_by']}); it applies from the next run")
+    return 0
+
+
+def _decision_status(history: pl.DataFrame) -> list[str]:
+    """Per decision: standing (the pair's one in force), superseded, undone, or undo."""
+    status = [""] * history.height
+    last: dict[tuple, int] = {}  # the pair's latest same/different not yet undone
+    for i, r in enumerate(history.iter_rows(named=True)):
+        pair = (r["record_id_l"], r["record_id_r"])
+        if r["decision"] == "undo":
+            status[i] = "undo"
+            if pair in last:
+                status[last.pop(pair)] = "undone"
+            continue
+        if pair in last:
+            status[last[pair]] = "superseded"
+        last[pair] = i
+        status[i] = "standing"
+    return status
+
+
+def cmd_decisions(args: argparse.Namespace, settings: Settings) -> int:
+    history = zones.read_decisions(open_store(settings.lake), include_undone=True)
+    if args.record:
+        history = history.filter((pl.col("record_id_l") == args.record)
+                                 | (pl.col("record_id_r") == args.record))
+    status = _decision_status(history)
+    listed = [{**r, "decided_at": r["decided_at"].isoformat(), "status": st}
+              for r, st in zip(history.iter_rows(named=True), status, strict=True)]
+    if args.format == "json":
+        print(json.dumps(listed, ensure_ascii=False, indent=1))
+        return 0
+    rows = [(d["decided_at"][:19].replace("T", " "), d["record_id_l"], d["record_id_r"],
+             d["decision"], d["status"], d["decided_by"] or "", d["reason"] or "")
+            for d in listed]
+    _print_table(["when (UTC)", "record A", "record B", "decision", "status", "by", "why"],
+                 rows, title="steward decisions, oldest first (the standing one per pair "
+                 "applies to every run)", empty="no decisions yet")
     return 0
 
 
@@ -446,7 +550,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str]] =
     "report": (cmd_report, "validation by drop, and where the Data Docs are"),
     "docs": (cmd_docs, "open the Data Docs: a local path, a synced copy or a local web server"),
     "review": (cmd_review, "record pairs waiting for a steward's decision"),
-    "decide": (cmd_decide, "record a steward's decision on two records"),
+    "decide": (cmd_decide, "record a steward's decision on two records, or undo it"),
+    "decisions": (cmd_decisions, "the steward decisions, oldest first, with which stand"),
     "accept": (cmd_accept, "accept a held drop: the next run stages it (recorded in the ledger)"),
     "reject": (cmd_reject, "reject a held drop for good (recorded in the ledger)"),
     "retry": (cmd_retry, "validate a rejected or held drop again in the next run"),
@@ -512,12 +617,23 @@ def build_parser() -> argparse.ArgumentParser:
     p["docs"].add_argument("--serve", metavar="PORT", type=int,
                            help="serve the site on http://127.0.0.1:PORT until Ctrl-C "
                                 "(0: a free port)")
-    p["review"].add_argument("--limit", type=int, default=20)
-    p["decide"].add_argument("record_a", metavar="RECORD_A")
-    p["decide"].add_argument("record_b", metavar="RECORD_B")
+    p["review"].add_argument("--limit", type=int, default=20,
+                             help="the N most informative pairs (default: 20)")
+    p["review"].add_argument("--format", choices=["table", "json"], default="table",
+                             help="output format (default: table, two columns per pair)")
+    p["decide"].add_argument("record_a", metavar="RECORD_A", help="a record id (see `review`)")
+    p["decide"].add_argument("record_b", metavar="RECORD_B", help="another record id")
+    p["decisions"].add_argument("--record", metavar="RECORD_ID",
+                                help="only the decisions on this record")
+    p["decisions"].add_argument("--format", choices=["table", "json"], default="table",
+                                help="output format (default: table)")
     verdict = p["decide"].add_mutually_exclusive_group(required=True)
-    verdict.add_argument("--same", action="store_true")
-    verdict.add_argument("--different", action="store_true")
+    verdict.add_argument("--same", action="store_true", help="the two records are one person")
+    verdict.add_argument("--different", action="store_true",
+                         help="the two records are two people")
+    verdict.add_argument("--undo", action="store_true",
+                         help="withdraw the standing decision on the pair (recorded, "
+                              "nothing deleted)")
     p["decide"].add_argument("--by", required=True, help="who decides")
     p["decide"].add_argument("--why", required=True, help="the reason, for the audit trail")
     for name in ("accept", "reject", "retry"):
