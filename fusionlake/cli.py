@@ -34,7 +34,7 @@ from fusionlake.lake.settings import Settings, configure_offline
 from fusionlake.lake.store import LakeError, LocalStore, open_store
 from fusionlake.pipeline.land import DeliveryError, deliver
 from fusionlake.pipeline.marts import MartError, open_latest, run_query, terminal_safe
-from fusionlake.pipeline.report import drop_reports
+from fusionlake.pipeline.report import FAIL_ON, drop_reports
 from fusionlake.synth import generate
 from transforms.evaluate import evaluate
 
@@ -110,8 +110,13 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
         override = f.suite_path.name if f.suite_path else "-"
         rows.append((f.name, ",".join(f.formats), f.encoding, f.source_key, override,
                      str(f.path)))
-    _print_table(["feed", "format", "encoding", "key", "override", "source"], rows,
-                 title="feeds")
+    if args.format == "json":
+        print(json.dumps([dict(zip(("feed", "formats", "encoding", "key", "override", "source"),
+                                   (r[0], r[1].split(","), *r[2:]), strict=True))
+                          for r in rows], ensure_ascii=False, indent=1))
+    else:
+        _print_table(["feed", "format", "encoding", "key", "override", "source"], rows,
+                     title="feeds")
     for err in errors:
         print(f"error: {err}", file=sys.stderr)
     return 1 if errors else 0
@@ -158,11 +163,34 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     summary = pipeline(lake=settings.lake, feeds_path=settings.feeds_path,
                        lease_wait=args.wait)
-    Console().print(Markdown(summary.markdown()))
-    return 1 if summary.problems else 0
+    if args.format == "json":
+        print(json.dumps(summary.as_json(), ensure_ascii=False, indent=1))
+    elif sys.stdout.isatty():
+        Console().print(Markdown(summary.markdown()))
+    else:  # piped or redirected: the markdown itself, no 80-column reflow of the tables
+        sys.stdout.write(summary.markdown())
+    if summary.problems:
+        return 1
+    failed = summary.drops_in(args.fail_on)
+    if failed:
+        print(f"fusionlake run: {len(failed)} drop(s) {'/'.join(sorted(set(args.fail_on)))}: "
+              + ", ".join(failed), file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    if args.interval is None:  # checked before any server starts
+        from prefect.client.schemas.schedules import CronSchedule
+        from pydantic import ValidationError
+
+        try:
+            CronSchedule(cron=args.cron)
+        except ValidationError:
+            raise UserError(f"--cron {args.cron!r} is not a cron schedule (five fields: minute "
+                            "hour day month weekday, e.g. '*/15 * * * *')") from None
+    elif args.interval <= 0:
+        raise UserError(f"--interval must be more than 0 seconds, not {args.interval}")
     from flows.serve import serve
 
     serve(settings, cron=args.cron, interval=args.interval, port=args.port)
@@ -172,10 +200,21 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     if (args.query is None) == (args.file is None):
         raise UserError("give either a QUERY or --file FILE")
-    query = args.query if args.file is None else Path(args.file).read_text(encoding="utf-8")
-    print(run_query(open_store(settings.lake), query, audience=args.audience, fmt=args.format,
-                    who=_who(args)))
+    query = args.query if args.file is None else _read_query(args.file)
+    store = open_store(settings.lake)
+    _check_audience(store, args.audience)
+    print(run_query(store, query, audience=args.audience, fmt=args.format, who=_who(args)))
     return 0
+
+
+def _read_query(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file (saved questions are in sql/queries/)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot be read: {getattr(exc, 'strerror', None) or exc}") \
+            from None
 
 
 def _who(args: argparse.Namespace) -> str:
@@ -495,18 +534,61 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+#: The columns of a truth file (README: `truth.csv`).
+TRUTH_COLUMNS = ("agency", "feed", "source_key", "person_id")
+
+
+def _read_truth(path: str) -> pl.DataFrame:
+    """The truth file, or a one-line error: missing, unreadable, without the columns, or empty
+    (an empty truth has no pairs to miss, and would score a perfect 1.0)."""
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such file (a truth file is `generate`'s truth.csv)")
+    try:
+        truth = pl.read_csv(path, infer_schema=False)
+    except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not a readable CSV file: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in TRUTH_COLUMNS if c not in truth.columns]
+    if missing:
+        raise UserError(f"{path}: lacks the column(s) {', '.join(missing)}; a truth file has "
+                        f"the columns {','.join(TRUTH_COLUMNS)}")
+    if truth.is_empty():
+        raise UserError(f"{path}: no rows, so nothing to score against")
+    return truth
+
+
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    truth = pl.read_csv(args.truth, infer_schema=False)
-    con = open_latest(open_store(settings.lake), "all")
+    truth = _read_truth(args.truth)
+    store = open_store(settings.lake)
+    _check_audience(store, "all")
+    con = open_latest(store, "all")
     try:
         records = con.sql(
             "select entity_id, record_id, agency, feed, source_key from entity_record").pl()
     finally:
         con.close()
-    scores = evaluate(records.select("entity_id", "record_id"), truth, records)
+    try:
+        scores = evaluate(records.select("entity_id", "record_id"), truth, records)
+    except ValueError as exc:  # a source key given two persons: the file's fault
+        raise UserError(f"{args.truth}: {exc}") from None
+    if args.format == "json":
+        print(json.dumps(scores, indent=1))
+        return 0
     rows = [(k, f"{v:.4f}" if isinstance(v, float) else f"{v:,}") for k, v in scores.items()]
     _print_table(["measure", "value"], rows, title=f"published entities vs {args.truth}")
     return 0
+
+
+def _check_audience(store, audience: str) -> None:
+    """A one-line error naming the audiences that have a mart, for one that has none."""
+    from fusionlake.pipeline.marts import latest
+
+    if latest(store, audience) is not None:
+        return
+    known = sorted({k.split("/")[1] for k in store.list(layout.MARTS)
+                    if k.count("/") >= 2 and k.endswith("/LATEST")})
+    if not known:
+        raise UserError(f"no mart published in {store.uri} yet: run `fusionlake run` first")
+    raise UserError(f"no mart for audience {audience!r}: the audiences are {', '.join(known)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -560,22 +642,54 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str]] =
 }
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fusionlake")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown (not installed)"
+
+
+def _fail_on(value: str) -> list[str]:
+    kinds = [k.strip() for k in value.split(",") if k.strip()]
+    wrong = [k for k in kinds if k not in FAIL_ON]
+    if wrong or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: give one or more of {', '.join(FAIL_ON)}, comma-separated")
+    return kinds
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors in one line and exit 2, like every other user error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--lake", default=argparse.SUPPRESS,
                         help="lake URI: a path or s3://bucket/prefix (default: $FUSIONLAKE_LAKE "
                              "or ./lakehouse)")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fusionlake", parents=[common],
         description="An open data lake for cross-agency intelligence fusion.")
+    parser.add_argument("--version", action="version", version=f"fusionlake {_version()}",
+                        help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = {name: sub.add_parser(name, parents=[common], help=help_, description=help_)
          for name, (_fn, help_) in COMMANDS.items()}
 
-    p["drop"].add_argument("--agency", required=True)
-    p["drop"].add_argument("--feed", required=True)
-    p["drop"].add_argument("files", nargs="+", metavar="FILE")
-    p["drops"].add_argument("--format", choices=["table", "json"], default="table")
+    p["drop"].add_argument("--agency", required=True,
+                           help="lower-case id of the agency that sent the files")
+    p["drop"].add_argument("--feed", required=True,
+                           help="lower-case id of the feed (see `fusionlake feeds`)")
+    p["drop"].add_argument("files", nargs="+", metavar="FILE", help="the files to deliver")
+    p["drops"].add_argument("--format", choices=["table", "json"], default="table",
+                            help="output format (default: table)")
+    p["feeds"].add_argument("--format", choices=["table", "json"], default="table",
+                            help="output format (default: table)")
     actions = p["feeds"].add_subparsers(dest="action", metavar="ACTION")
     draft_help = ("draft a feed file from a sample of an agency's export (CSV/TSV, xlsx, JSON "
                   "Lines, Parquet), for a steward to review")
@@ -589,11 +703,19 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: stdout)")
     draft.add_argument("--no-check", action="store_true",
                        help="skip validating the sample with the drafted suite (GX)")
-    p["generate"].add_argument("--people", type=int, required=True)
-    p["generate"].add_argument("--seed", type=int, default=1)
-    p["generate"].add_argument("--out", required=True)
+    p["generate"].add_argument("--people", type=int, required=True,
+                               help="how many people the scenario has")
+    p["generate"].add_argument("--seed", type=int, default=1,
+                               help="random seed: the same seed gives the same files")
+    p["generate"].add_argument("--out", required=True,
+                               help="folder for <agency>/<feed>/ files and truth.csv")
     p["run"].add_argument("--wait", type=float, default=0.0,
                           help="seconds to wait for another run on the same lake to finish")
+    p["run"].add_argument("--fail-on", type=_fail_on, default=[], metavar="KINDS",
+                          help="exit 1 when this run had such drops: a comma-separated list of "
+                               f"{', '.join(FAIL_ON)}")
+    p["run"].add_argument("--format", choices=["markdown", "json"], default="markdown",
+                          help="the run summary as markdown (default; plain when piped) or JSON")
     p["serve"].add_argument("--cron", default="*/15 * * * *",
                             help="schedule (default: every 15 minutes)")
     p["serve"].add_argument("--interval", type=float, default=None,
@@ -601,15 +723,19 @@ def build_parser() -> argparse.ArgumentParser:
     p["serve"].add_argument("--port", type=int, default=4200,
                             help="port of the local Prefect server started when "
                                  "PREFECT_API_URL is not set")
-    p["sql"].add_argument("query", nargs="?", metavar="QUERY")
+    p["sql"].add_argument("query", nargs="?", metavar="QUERY",
+                          help="the SQL (or give --file)")
     p["sql"].add_argument("--file", help="a .sql file, e.g. sql/queries/NAME.sql")
-    p["sql"].add_argument("--audience", default="all")
-    p["sql"].add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p["sql"].add_argument("--audience", default="all",
+                          help="whose mart to query (default: all)")
+    p["sql"].add_argument("--format", choices=["table", "csv", "json"], default="table",
+                          help="output format (default: table)")
     p["sql"].add_argument("--as", dest="as_", metavar="NAME",
                           help="who asks, for the audit trail (default: $USER)")
     p["audit"].add_argument("--kind", help="only entries of this kind (sql, decision, ...)")
     p["audit"].add_argument("--limit", type=int, default=50, help="the newest N entries")
-    p["audit"].add_argument("--format", choices=["table", "json"], default="table")
+    p["audit"].add_argument("--format", choices=["table", "json"], default="table",
+                            help="output format (default: table)")
     p["report"].add_argument("--format", choices=["table", "json"], default="table",
                              help="output format (default: table)")
     p["docs"].add_argument("--sync", metavar="DIR",
@@ -643,6 +769,8 @@ def build_parser() -> argparse.ArgumentParser:
         p[name].add_argument("--by", required=True, help="who decides")
         p[name].add_argument("--why", required=True, help="the reason, for the audit trail")
     p["evaluate"].add_argument("--truth", required=True, help="truth.csv of `generate`")
+    p["evaluate"].add_argument("--format", choices=["table", "json"], default="table",
+                               help="output format (default: table)")
     return parser
 
 
@@ -653,14 +781,52 @@ def _quiet_libraries() -> None:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
+#: Integer settings read from the environment (Settings.from_env), with their least value.
+_INT_VARIABLES = {"FUSIONLAKE_DROP_WORKERS": 1, "FUSIONLAKE_DROP_PROCESS_MIN_BYTES": 0,
+                  "FUSIONLAKE_MART_RETENTION": 1, "FUSIONLAKE_RESOLUTION_RETENTION": 1,
+                  "FUSIONLAKE_LEASE_SECONDS": 1}
+
+
+def _check_environment() -> None:
+    for name, least in _INT_VARIABLES.items():
+        value = os.environ.get(name)
+        if not value:
+            continue
+        try:
+            ok = int(value) >= least
+        except ValueError:
+            ok = False
+        if not ok:
+            raise UserError(f"{name}={value!r} is not a whole number of at least {least}")
+
+
+def _check_lake(lake: str) -> None:
+    """A local lake may be created, but only in a folder that exists: a typo in --lake must
+    not quietly start a new lake somewhere else."""
+    if "://" in lake:
+        return
+    path = Path(lake).expanduser()
+    if not path.exists() and not path.parent.is_dir():
+        raise UserError(f"--lake {lake}: {path.parent} does not exist; create it first, or "
+                        "check the path")
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_offline()
     _quiet_libraries()
     args = build_parser().parse_args(argv)
-    settings = Settings.from_env(getattr(args, "lake", None))
     fn = COMMANDS[args.command][0]
     try:
+        _check_environment()
+        settings = Settings.from_env(getattr(args, "lake", None))
+        if fn not in (cmd_generate, cmd_feeds):  # the commands that use a lake
+            _check_lake(settings.lake)
         return fn(args, settings)
+    except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly; stdout is pointed at devnull so the
+        # interpreter's final flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:
         if _is_user_error(exc):
             print(f"fusionlake {args.command}: {exc}", file=sys.stderr)

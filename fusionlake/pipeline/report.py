@@ -25,6 +25,9 @@ from fusionlake.lake import layout, zones
 from fusionlake.lake.ledger import DropEntry, DropState, Ledger
 from fusionlake.lake.store import NotFound, ObjectStore
 
+#: The kinds of drop ``fusionlake run --fail-on`` can fail a run on (RunSummary.drops_in).
+FAIL_ON = ("rejected", "held", "flagged")
+
 #: Reader problems carry expectations of this prefix (fusionlake.pipeline.read).
 _READ_PREFIX = "read_"
 
@@ -146,4 +149,4 @@ def quarantine_rows(store: ObjectStore, agency: str, feed: str, drop_id: str) ->
                         value.alias("value"), pl.col("reason").cast(pl.String)).cast(out_schema)
 
 
-__all__ = ["DropReport", "drop_reports", "quarantine_rows"]
+__all__ = ["FAIL_ON", "DropReport", "drop_reports", "quarantine_rows"]
