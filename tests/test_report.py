@@ -18,7 +18,7 @@ from fusionlake.lake import layout
 from fusionlake.lake.store import open_store
 from fusionlake.pipeline.report import drop_reports, quarantine_rows
 from fusionlake.pipeline.stage import publish_data_docs
-from tests.test_severity import _land, _process, _suspect, _suspects_csv
+from tests.test_severity import HOLD, VN_DROP, _land, _process, _suspect, _suspects_csv, _vn_feed
 
 _DETAINEE = {"case_no": None, "name": "Aung Aung", "sex": "M", "date_of_birth": "1990-01-02",
              "nationality": "Myanmar", "nrc": "12/OUKAMA(N)123456", "passport_no": None,
@@ -47,6 +47,9 @@ def lake(tmp_path_factory):
     _process(store, detainees)
     broken = _land(store, tmp, "cn_mps", "suspects", "broken.csv", b"\x00\x01garbage\x00\n")
     _process(store, broken)  # rejected while being read
+    # 2 of 9 phone numbers bad, under an on_failure: hold rule: waits for a steward
+    held = _land(store, tmp, "vn_police", "arrests", "a.csv", VN_DROP)
+    _process(store, held, _vn_feed(tmp / "feeds", HOLD))
     publish_data_docs(store)
     return uri, store, suspects, detainees, broken
 
@@ -62,6 +65,7 @@ def test_every_drop_is_counted_including_one_rejected_while_read(lake):
         ("s.csv", "staged", 40, 38, 3, 2, False),
         ("d.jsonl", "staged", 118, 116, 0, 2, False),
         ("broken.csv", "rejected", None, None, None, None, False),
+        ("a.csv", "held", 10, 0, 2, 0, True),  # the 2 bad numbers, flagged
     ]
     found = {(f["expectation"], f["column"]): (f["success"], f["unexpected_count"])
              for f in reports[0].findings}
@@ -75,6 +79,8 @@ def test_every_drop_is_counted_including_one_rejected_while_read(lake):
     assert [(f["expectation"], f["success"], f["unexpected_count"])
             for f in reports[1].failed] == [("read_malformed_json", False, 2)]
     assert reports[2].reason.startswith("broken.csv: is binary")
+    assert [(f["column"], f["success"], f["unexpected_count"]) for f in reports[3].failed] == [
+        ("sdt", False, 2)]
 
 
 def test_quarantine_rows_carry_line_column_value_and_reason(lake):
@@ -95,11 +101,13 @@ def test_report_as_json_and_as_a_table(lake, capsys):
     assert [(d["file"], d["rows"], d["staged"], d["flagged"], d["quarantined"], d["state"])
             for d in listed] == [("s.csv", 40, 38, 3, 2, "staged"),
                                  ("d.jsonl", 118, 116, 0, 2, "staged"),
-                                 ("broken.csv", None, None, None, None, "rejected")]
+                                 ("broken.csv", None, None, None, None, "rejected"),
+                                 ("a.csv", 10, 0, 2, 0, "held")]
     assert listed[1]["failed"][0]["unexpected_count"] == 2
     assert main(["report", "--lake", uri]) == 0
     out = capsys.readouterr().out
     assert re.search(r"s\.csv .*│ staged .*│ 40 .*│ 38 .*│ 3 .*│ 2 ", out)
+    assert re.search(r"a\.csv .*│ held .*│ 10 .*│ 0 .*│ 2 .*│ 0 .*│ yes ", out)
     assert f"{broken.drop_id[:12]} cn_mps/suspects/broken.csv: broken.csv: is binary" in out
     assert (f"{suspects.drop_id[:12]} cn_mps/suspects/s.csv: FAILED unique(编号): 2; "
             "not_be_null(编号): 1; plausible_dates(出生日期): 2; valid_identifier(公民身份号码): 1"
@@ -142,7 +150,7 @@ def test_data_docs_index_and_quarantine_pages(lake):
     parsed = _Cells()
     parsed.feed(store.get(f"{layout.DATA_DOCS}/index.html").decode())
     assert {d: (c["rows"], c["staged"], c["flagged"], c["quarantined"])
-            for d, c in parsed.rows.items()} == {
+            for d, c in parsed.rows.items() if c["2"] != "a.csv"} == {
         suspects.drop_id: ("40", "38", "3", "2"),
         detainees.drop_id: ("118", "116", "0", "2"),
         broken.drop_id: ("-", "-", "-", "-")}

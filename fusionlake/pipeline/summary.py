@@ -131,7 +131,10 @@ class RunSummary:
             lines += ["## Published marts", ""]
             lines += [f"- `{a}`: marts/{a}/{v}/fusion.duckdb" for a, v in self.marts.items()]
             lines += ["", "Query: `fusionlake sql \"select * from entity limit 10\"`", ""]
-        if self.data_docs:
+        if self.data_docs and "://" in self.data_docs:  # no browser opens s3:// URLs
+            lines += ["Validation reports (Data Docs): in the lake; open them with "
+                      "`fusionlake docs --serve 8000` or `fusionlake docs --sync DIR`", ""]
+        elif self.data_docs:
             lines += [f"Validation reports (Data Docs): `{self.data_docs}`", ""]
         if self.problems:
             lines += ["## Problems", ""] + [f"- {p}" for p in self.problems] + [""]
