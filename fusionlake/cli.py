@@ -617,7 +617,9 @@ def _print_table(headers: list[str], rows: list[tuple], title: str = "", empty: 
         table.add_column(h, overflow="fold", no_wrap=short)
     for row in rows:  # Text: no rich markup, no terminal escapes from the data
         table.add_row(*[Text(terminal_safe(str(v))) for v in row])
-    Console(width=max(width, Console().width)).print(table)
+    # piped or redirected: as wide as the table needs, no squeeze into 80 columns
+    wide = max(width, Console().width) if sys.stdout.isatty() else 10_000
+    Console(width=wide).print(table)
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str]] = {
