@@ -73,3 +73,14 @@ def test_serve_answers_on_loopback(s3_endpoint, s3_bucket):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_docs_on_a_local_lake_prints_the_index_as_a_file_url(tmp_path, capsys):
+    uri = str(tmp_path / "lake")
+    assert main(["docs", "--lake", uri]) == 2
+    assert capsys.readouterr().err == (f"fusionlake docs: no Data Docs in {uri} yet: "
+                                       "`fusionlake run` builds them\n")
+    _site(uri)
+    assert main(["docs", "--lake", uri]) == 0
+    index = tmp_path / "lake" / layout.DATA_DOCS / "index.html"
+    assert capsys.readouterr().out == index.resolve().as_uri() + "\n"
