@@ -241,7 +241,7 @@ def _drop_from_result(drop_id: str, feed: str, result: dict) -> dict:
         count = res.get("unexpected_count")
         if not r.get("success") or count:
             cfg = r["expectation_config"]
-            findings.append({"expectation": cfg["type"],
+            findings.append({"expectation": cfg["type"], "check": None,
                              "column": (cfg.get("kwargs") or {}).get("column"),
                              "success": bool(r.get("success")), "unexpected_count": count})
     passed, total = _stats(result)
@@ -258,10 +258,12 @@ def _n(value) -> str:
     return "-" if value is None else f"{value:,}"
 
 
-def _finding_text(f: dict) -> str:
-    mark = "FAILED " if not f["success"] else ""
-    return (f"{mark}{f['expectation']}({f.get('column') or ''}): "
-            f"{_n(f.get('unexpected_count'))} rows")
+def _finding(f: dict) -> str:
+    """One check as HTML: its short name (the full GX name on hover), column and real count."""
+    mark = '<span class="failed">FAILED</span> ' if not f["success"] else ""
+    name = f.get("check") or f["expectation"]
+    return (f'{mark}<span title="{html.escape(f["expectation"])}">{html.escape(name)}</span>'
+            f"({html.escape(f.get('column') or '')}): {_n(f.get('unexpected_count'))} rows")
 
 
 _PAGE_HEAD = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{title}</title>"
@@ -284,7 +286,7 @@ def _index_page(drops: list[dict], pages: dict[str, str], quarantine_pages: dict
             checks, found = "-", e(d.get("reason") or "not validated yet")
         else:
             checks = f"{d['passed']} of {d['expectations']}"
-            found = "<br>".join(e(_finding_text(f)) for f in sorted(
+            found = "<br>".join(_finding(f) for f in sorted(
                 d.get("findings") or [], key=lambda f: f["success"])) or "no bad values"
         body.append(
             f'<tr data-drop="{e(did)}"><td>{e(d["agency"] + "/" + d["feed"])}</td>'
@@ -319,7 +321,8 @@ def _quarantine_page(drop: dict, rows: Sequence[dict]) -> str:
     e = html.escape
     shown = rows[:QUARANTINE_PAGE_ROWS]
     body = "".join(
-        f"<tr><td>{_n(r.get('line'))}</td><td>{e(str(r.get('column') or ''))}</td>"
+        f"<tr><td>{'' if r.get('line') is None else r['line']}</td>"
+        f"<td>{e(str(r.get('column') or ''))}</td>"
         f"<td><code>{e('' if r.get('value') is None else str(r['value']))}</code></td>"
         f"<td>{e(str(r.get('reason') or ''))}</td></tr>" for r in shown)
     more = (f"<p>The first {len(shown):,} of {len(rows):,} quarantined rows; all of them are "

@@ -256,17 +256,10 @@ def _findings(r) -> str:
     """Failed checks first, then those that found bad values within their mostly."""
     if r.expectations is None:  # never validated: the reader's or the ledger's reason
         return r.reason or "not validated yet"
-    parts = [f"{'FAILED ' if not f['success'] else ''}{_short(f['expectation'])}"
+    parts = [f"{'FAILED ' if not f['success'] else ''}{f['check']}"
              f"({f['column'] or ''}): {f['unexpected_count'] or 0:,}"
              for f in sorted(r.findings, key=lambda f: f["success"])]
     return "; ".join(parts) or "all passed, no bad values"
-
-
-def _short(expectation: str) -> str:
-    """``expect_column_values_to_be_valid_identifier`` -> ``valid_identifier``, for tables."""
-    for prefix in ("expect_column_values_to_", "expect_column_", "expect_", "be_"):
-        expectation = expectation.removeprefix(prefix)
-    return expectation
 
 
 def _data_docs_hint(store) -> str:

@@ -50,8 +50,8 @@ class DropReport:
     held: bool = False
     expectations: int | None = None
     passed: int | None = None
-    #: expectations that failed or found bad values: expectation, column, success,
-    #: unexpected_count (GX's real count), unexpected_percent, mostly
+    #: expectations that failed or found bad values: expectation, check (its short name),
+    #: column, success, unexpected_count (GX's real count), unexpected_percent, mostly, details
     findings: list[dict] = field(default_factory=list)
 
     @property
@@ -62,6 +62,13 @@ class DropReport:
         out = asdict(self)
         out["failed"] = self.failed
         return out
+
+
+def check_name(expectation: str) -> str:
+    """``expect_column_values_to_be_valid_identifier`` -> ``valid_identifier``: for tables."""
+    for prefix in ("expect_column_values_to_", "expect_column_", "expect_", "be_"):
+        expectation = expectation.removeprefix(prefix)
+    return expectation
 
 
 def _count_rows(data: bytes) -> int:
@@ -101,7 +108,8 @@ def _report(store: ObjectStore, entry: DropEntry) -> DropReport:
     rep.expectations, rep.passed = gx.height, int(gx["success"].sum())
     found = results.filter(~pl.col("success") | (pl.col("unexpected_count").fill_null(0) > 0))
     rep.findings = [
-        {"expectation": r["expectation"], "column": r["column"], "success": r["success"],
+        {"expectation": r["expectation"], "check": check_name(r["expectation"]),
+         "column": r["column"], "success": r["success"],
          "unexpected_count": r["unexpected_count"],
          "unexpected_percent": r["unexpected_percent"], "mostly": r["mostly"],
          "details": r["details"]}
@@ -149,4 +157,4 @@ def quarantine_rows(store: ObjectStore, agency: str, feed: str, drop_id: str) ->
                         value.alias("value"), pl.col("reason").cast(pl.String)).cast(out_schema)
 
 
-__all__ = ["FAIL_ON", "DropReport", "drop_reports", "quarantine_rows"]
+__all__ = ["FAIL_ON", "DropReport", "check_name", "drop_reports", "quarantine_rows"]

@@ -44,7 +44,8 @@ def site(tmp_path_factory):
             "reason": None, "rows": 51, "staged": 50, "flagged": 25, "quarantined": 1,
             "held": False, "expectations": 27, "passed": 26,
             "findings": [{"expectation": "expect_column_values_to_be_valid_identifier",
-                          "column": "公民身份号码", "success": False, "unexpected_count": 25}]}
+                          "check": "valid_identifier", "column": "公民身份号码",
+                          "success": False, "unexpected_count": 25}]}
     quarantine = {"drop-failing-ids": [
         {"line": 12, "column": "编号", "value": "<img src=x onerror=alert(1)>",
          "reason": "the key repeats an earlier row"}]}
@@ -74,7 +75,8 @@ def test_index_lists_the_failed_drop(site):
     _, index = site
     text = index.read_text(encoding="utf-8")
     assert "drop-failing-ids" in text
-    assert "FAILED expect_column_values_to_be_valid_identifier(公民身份号码): 25 rows" in text
+    assert "FAILED valid_identifier (公民身份号码): 25 rows" in _text(text)
+    assert '<span title="expect_column_values_to_be_valid_identifier">' in text
     assert re.search(r'<td class="flagged">25</td><td class="quarantined"><a class="quarantine" '
                      r'href="quarantine/cn_mps.suspects/drop-failing-ids.html">1</a></td>', text)
 
