@@ -28,6 +28,9 @@ from great_expectations.expectations.metrics.map_metric_provider import (
     ColumnMapMetricProvider,
     column_condition_partial,
 )
+from great_expectations.render import LegacyRendererType, RenderedStringTemplateContent
+from great_expectations.render.renderer.renderer import renderer
+from great_expectations.render.util import num_to_str
 
 #: A cell a spreadsheet would evaluate: =, +, - or @ first (OWASP "CSV injection"), also after
 #: leading blanks, tab or carriage return. A minus followed by a digit is a number, not a formula.
@@ -138,6 +141,38 @@ class ColumnValuesNotSpreadsheetFormulas(ColumnMapMetricProvider):
         return _to_pandas(~_to_polars(column).str.contains(FORMULA_PATTERN), column)
 
 
+# --- how Data Docs say them -------------------------------------------------------------------
+
+
+def _sentence(configuration, runtime_configuration: dict | None, template: str,
+              params: dict) -> list[RenderedStringTemplateContent]:
+    """The expectation as a sentence for Data Docs (GX's prescriptive renderer).
+
+    Without one, GX prints the raw call, ``expect_...(**{'batch_id': ...})``. ``template``
+    uses GX's ``$name`` placeholders; ``$column`` and the ``mostly`` clause are added here.
+    """
+    runtime_configuration = runtime_configuration or {}
+    kwargs = dict(configuration.kwargs) if configuration is not None else {}
+    params = {"column": kwargs.get("column"), **params}
+    text = template
+    if runtime_configuration.get("include_column_name") is not False:
+        text = f"$column {text}"
+    mostly = kwargs.get("mostly")
+    if isinstance(mostly, int | float) and mostly < 1.0:
+        params["mostly_pct"] = num_to_str(mostly * 100, no_scientific=True)
+        text += ", at least $mostly_pct % of the time"
+    return [RenderedStringTemplateContent(
+        content_block_type="string_template",
+        string_template={"template": text + ".", "params": params,
+                         "styling": runtime_configuration.get("styling")})]
+
+
+def _words(value) -> str:
+    """A kind or a list of them as plain words: ``imei or iccid``."""
+    values = value if isinstance(value, list | tuple) else [value]
+    return " or ".join(str(v).replace("_", " ") for v in values if v is not None)
+
+
 # --- expectations -----------------------------------------------------------------------------
 
 
@@ -155,6 +190,15 @@ class ExpectColumnValuesToBeValidIdentifier(ColumnMapExpectation):
     args_keys = ("column", "kind")
     library_metadata: ClassVar[dict] = {"tags": ["fusionlake"], "contributors": ["fusionlake"]}
 
+    @classmethod
+    @renderer(renderer_type=LegacyRendererType.PRESCRIPTIVE)
+    def _prescriptive_renderer(cls, configuration=None, result=None,
+                               runtime_configuration=None, **kwargs):
+        kind = _words(configuration.kwargs.get("kind")) if configuration else ""
+        return _sentence(configuration, runtime_configuration,
+                         "values must be valid $kind numbers (check digit and format)",
+                         {"kind": kind})
+
 
 class ExpectColumnValuesToBePlausibleDates(ColumnMapExpectation):
     """Dates written in one of the feed's formats and calendar, within [min_date, max_date].
@@ -171,6 +215,19 @@ class ExpectColumnValuesToBePlausibleDates(ColumnMapExpectation):
     args_keys = ("column", "formats", "calendar", "min_date", "max_date")
     library_metadata: ClassVar[dict] = {"tags": ["fusionlake"], "contributors": ["fusionlake"]}
 
+    @classmethod
+    @renderer(renderer_type=LegacyRendererType.PRESCRIPTIVE)
+    def _prescriptive_renderer(cls, configuration=None, result=None,
+                               runtime_configuration=None, **kwargs):
+        kw = configuration.kwargs if configuration else {}
+        return _sentence(configuration, runtime_configuration,
+                         "values must be real dates written as $formats in the $calendar "
+                         "calendar, from $min_date to $max_date",
+                         {"formats": _words(list(kw.get("formats") or [])) or "any format",
+                          "calendar": kw.get("calendar") or "gregorian",
+                          "min_date": kw.get("min_date") or "any date",
+                          "max_date": kw.get("max_date") or "any date"})
+
 
 class ExpectColumnValuesToBeKnownCountries(ColumnMapExpectation):
     """Country names or codes the lake can map to ISO 3166-1 alpha-2 (transforms.countries)."""
@@ -180,6 +237,18 @@ class ExpectColumnValuesToBeKnownCountries(ColumnMapExpectation):
     success_keys = ("extra_values", "mostly")
     args_keys = ("column", "extra_values")
     library_metadata: ClassVar[dict] = {"tags": ["fusionlake"], "contributors": ["fusionlake"]}
+
+    @classmethod
+    @renderer(renderer_type=LegacyRendererType.PRESCRIPTIVE)
+    def _prescriptive_renderer(cls, configuration=None, result=None,
+                               runtime_configuration=None, **kwargs):
+        extra = list((configuration.kwargs.get("extra_values") if configuration else None)
+                     or [])
+        text = "values must be countries that map to an ISO 3166-1 code"
+        if extra:
+            text += " (or one of $extra_values)"
+        return _sentence(configuration, runtime_configuration, text,
+                         {"extra_values": ", ".join(map(str, extra))})
 
 
 class ExpectColumnValuesToBeValidPhoneNumbers(ColumnMapExpectation):
@@ -192,6 +261,19 @@ class ExpectColumnValuesToBeValidPhoneNumbers(ColumnMapExpectation):
     args_keys = ("column", "region", "split")
     library_metadata: ClassVar[dict] = {"tags": ["fusionlake"], "contributors": ["fusionlake"]}
 
+    @classmethod
+    @renderer(renderer_type=LegacyRendererType.PRESCRIPTIVE)
+    def _prescriptive_renderer(cls, configuration=None, result=None,
+                               runtime_configuration=None, **kwargs):
+        kw = configuration.kwargs if configuration else {}
+        text = "values must be phone numbers that normalise to E.164"
+        if kw.get("region"):
+            text += " (numbers without a country code read as $region)"
+        if kw.get("split"):
+            text += ", several numbers in a cell split on $split"
+        return _sentence(configuration, runtime_configuration, text,
+                         {"region": kw.get("region"), "split": kw.get("split")})
+
 
 class ExpectColumnValuesToNotBeSpreadsheetFormulas(ColumnMapExpectation):
     """No cell a spreadsheet would run as a formula (=HYPERLINK(...), +cmd, @SUM): injection."""
@@ -200,6 +282,13 @@ class ExpectColumnValuesToNotBeSpreadsheetFormulas(ColumnMapExpectation):
     success_keys = ("mostly",)
     args_keys = ("column",)
     library_metadata: ClassVar[dict] = {"tags": ["fusionlake"], "contributors": ["fusionlake"]}
+
+    @classmethod
+    @renderer(renderer_type=LegacyRendererType.PRESCRIPTIVE)
+    def _prescriptive_renderer(cls, configuration=None, result=None,
+                               runtime_configuration=None, **kwargs):
+        return _sentence(configuration, runtime_configuration,
+                         "values must not be spreadsheet formulas (=, +, -, @ commands)", {})
 
 
 #: The custom expectations by suite name (GX registers them by the same snake-case names).

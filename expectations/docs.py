@@ -8,8 +8,9 @@ other external link (logos, newsletter) is removed, so nothing a steward opens r
 
 Layout::
 
-    index.html
-    validations/<agency>.<feed>/<drop_id>.html
+    index.html                                   one row per drop, with its counts
+    validations/<agency>.<feed>/<drop_id>.html   GX's page of one drop's expectations
+    quarantine/<agency>.<feed>/<drop_id>.html    the rows kept out: line, column, value, reason
     static/vendor/...   static/fusionlake.css
 """
 
@@ -19,7 +20,7 @@ import html
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from expectations.assets import ASSETS, VENDOR, installed
@@ -40,6 +41,7 @@ _URL_ATTR = re.compile(r"""(?P<attr>\b(?:src|href)\s*=\s*)(?P<q>["'])(?P<url>htt
                        re.IGNORECASE)
 _TAG_WITH_URL = re.compile(r"<(?:script|link)\b[^>]*https?://[^>]*>(?:\s*</script>)?",
                            re.IGNORECASE)
+_FAVICON = re.compile(r'<link rel="shortcut icon" href="#"[^>]*>')
 _GX_INDEX = re.compile(r'href="(?:\.\./)+index\.html"')
 _GX_RELATIVE = re.compile(r'(?P<attr>\b(?:src|href)=)"(?:\.\./)+'
                           r'(?!\.\./|static/vendor|static/fusionlake|index\.html)[^"]*"')
@@ -77,9 +79,60 @@ def _render_validation(result: dict) -> str:
 
     import expectations.custom  # noqa: F401 - the custom expectations must be registered
 
-    loaded = ExpectationSuiteValidationResultSchema().load(_escaped_values(result))
+    loaded = ExpectationSuiteValidationResultSchema().load(_escaped_values(_named(result)))
     document = ValidationResultsPageRenderer().render(loaded)
     return DefaultJinjaPageView().render(document)
+
+
+def _named(result: dict) -> dict:
+    """The result with what GX's page shows filled in from our own meta.
+
+    GX prints ``__none__`` for a run without a name and "Data asset: None" without batch
+    kwargs: the drop id and the drop's file say what the page is about. A column-map result
+    gets its real unexpected count as its observed value: the stored value lists are a sample.
+    """
+    out = dict(result)
+    meta = dict(out.get("meta") or {})
+    run_id = dict(meta.get("run_id") or {}) if isinstance(meta.get("run_id"), dict) else {}
+    run_id["run_name"] = run_id.get("run_name") or meta.get("drop_id") or "drop"
+    meta["run_id"] = run_id
+    asset = meta.get("file") or meta.get("feed") or meta.get("drop_id")
+    meta["batch_kwargs"] = {"data_asset_name": asset}
+    meta.pop("batch_spec", None)
+    out["meta"] = meta
+    results = []
+    for r in out.get("results") or []:
+        res = dict(r.get("result") or {})
+        count, total = res.get("unexpected_count"), res.get("element_count")
+        if isinstance(count, int) and isinstance(total, int) and "observed_value" not in res:
+            pct = res.get("unexpected_percent") or 0.0
+            res["observed_value"] = (f"{count:,} unexpected of {total:,} rows ({pct:.3g}%)"
+                                     if count else "0 unexpected")
+        results.append({**r, "result": res})
+    out["results"] = results
+    return out
+
+
+#: GX's sample table counts each value within the stored sample (at most 20 values), which
+#: reads as the value's count: it is labelled as a sample, the real count is the observed value.
+_SAMPLE_HEADER = re.compile(r"(<th[^>]*>\s*)Sampled Unexpected Values(\s*</th>\s*<th[^>]*>\s*)"
+                            r"Count(\s*</th>)")
+_LOGO = re.compile(r"<a[^>]*>\s*<img[^>]*alt=\"Great Expectations\"[^>]*>\s*</a>", re.DOTALL)
+_FOOTER = re.compile(r"<footer>.*?</footer>", re.DOTALL)
+_SUITE_LINK = re.compile(r'<a href="#" >([^<]*)</a>')
+_WALKTHROUGH = re.compile(r"<script>\s*try \{\s*if \(localStorage.getItem\('ge-walkthrough.*?"
+                          r"</script>", re.DOTALL)
+
+
+def _tidy(page: str) -> str:
+    """Take out what points nowhere in our site: GX's logo, newsletter footer, suite link."""
+    page = _SAMPLE_HEADER.sub(r"\1Sample of the unexpected values\2Count in the sample\3", page)
+    page = _LOGO.sub("", page)
+    page = _FOOTER.sub("", page)
+    page = _FAVICON.sub("", page)
+    page = _WALKTHROUGH.sub("", page)
+    # the suite's own page is not published: its name stays, as text
+    return _SUITE_LINK.sub(r"<span>\1</span>", page)
 
 
 def _escape_strings(value):
@@ -126,13 +179,20 @@ def _stats(result: dict) -> tuple[int, int]:
     return sum(1 for r in rows if r.get("success")), len(rows)
 
 
-def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path) -> Path:
+def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path,
+                    drops: Iterable[dict] | None = None,
+                    quarantine: Mapping[str, Sequence[dict]] | None = None) -> Path:
     """Build the stewards' site from GX validation results; returns the index page.
 
     Args:
         results: (drop_id, GX validation result as a JSON dict: ValidationOutcome.gx_result_json)
             per drop; the result's meta carries the feed name.
         out_dir: folder to write the site into (created; existing pages are replaced).
+        drops: one dict per drop for the index (fusionlake.pipeline.report.DropReport.as_json:
+            file, received, state, rows, staged, flagged, quarantined, held, findings), drops
+            that never reached GX included; without it the index lists the validated drops.
+        quarantine: drop_id -> its quarantined rows (line, column, value, reason), each drop
+            with rows gets a page ``quarantine/<agency>.<feed>/<drop_id>.html``.
 
     Returns:
         Path of ``index.html``.
@@ -140,42 +200,143 @@ def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     have_vendor = _write_static(out_dir)
-    rows = []
+    drops = list(drops) if drops is not None else None
+    by_id = {d["drop_id"]: d for d in drops or []}
+    pages: dict[str, str] = {}
+    fallback = []
     for drop_id, result in results:
         meta = result.get("meta") or {}
         feed = str(meta.get("feed") or meta.get("expectation_suite_name") or "unknown")
+        known = by_id.get(drop_id)
+        if known:  # the page names the drop's file, not only its feed
+            result = {**result, "meta": {**meta, "file": f"{feed}/{known['file']}"}}
         rel = f"validations/{_safe(feed.replace('/', '.'))}/{_safe(drop_id)}.html"
         page = out_dir / rel
         page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(_localise(_render_validation(result), "../../static/", have_vendor),
-                        encoding="utf-8")
-        passed, total = _stats(result)
-        failed = [f"{r['expectation_config']['type']}"
-                  f"({r['expectation_config'].get('kwargs', {}).get('column', '')})"
-                  for r in result.get("results") or [] if not r.get("success")]
-        rows.append((feed, drop_id, bool(result.get("success")), passed, total, failed, rel))
+        page.write_text(_tidy(_localise(_render_validation(result), "../../static/",
+                                        have_vendor)), encoding="utf-8")
+        pages[drop_id] = rel
+        fallback.append(_drop_from_result(drop_id, feed, result))
+    quarantine_pages = {}
+    for drop in drops or fallback:
+        rows = (quarantine or {}).get(drop["drop_id"])
+        if rows:
+            rel = (f"quarantine/{_safe(drop['agency'] + '.' + drop['feed'])}/"
+                   f"{_safe(drop['drop_id'])}.html")
+            (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out_dir / rel).write_text(_quarantine_page(drop, rows), encoding="utf-8")
+            quarantine_pages[drop["drop_id"]] = rel
     index = out_dir / "index.html"
-    index.write_text(_index_page(rows), encoding="utf-8")
+    index.write_text(_index_page(drops if drops is not None else fallback, pages,
+                                 quarantine_pages), encoding="utf-8")
     return index
 
 
-def _index_page(rows: list) -> str:
+def _drop_from_result(drop_id: str, feed: str, result: dict) -> dict:
+    """An index row from the GX result alone (no ledger at hand)."""
+    agency, _, name = feed.partition("/")
+    findings = []
+    for r in result.get("results") or []:
+        res = r.get("result") or {}
+        count = res.get("unexpected_count")
+        if not r.get("success") or count:
+            cfg = r["expectation_config"]
+            findings.append({"expectation": cfg["type"], "check": None,
+                             "column": (cfg.get("kwargs") or {}).get("column"),
+                             "success": bool(r.get("success")), "unexpected_count": count})
+    passed, total = _stats(result)
+    counts = [(r.get("result") or {}).get("element_count") for r in result.get("results") or []]
+    counts = [c for c in counts if isinstance(c, int)]
+    return {"drop_id": drop_id, "agency": agency, "feed": name, "file": "", "received": "",
+            "state": "passed" if result.get("success") else "failed", "reason": None,
+            "rows": max(counts) if counts else None, "staged": None, "flagged": None,
+            "quarantined": None, "held": False, "expectations": total, "passed": passed,
+            "findings": findings}
+
+
+def _n(value) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _finding(f: dict) -> str:
+    """One check as HTML: its short name (the full GX name on hover), column and real count."""
+    mark = '<span class="failed">FAILED</span> ' if not f["success"] else ""
+    name = f.get("check") or f["expectation"]
+    return (f'{mark}<span title="{html.escape(f["expectation"])}">{html.escape(name)}</span>'
+            f"({html.escape(f.get('column') or '')}): {_n(f.get('unexpected_count'))} rows")
+
+
+_PAGE_HEAD = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{title}</title>"
+              "<link rel=\"stylesheet\" href=\"{static}fusionlake.css\"></head><body>")
+
+
+def _index_page(drops: list[dict], pages: dict[str, str], quarantine_pages: dict[str, str]) -> str:
     body = []
-    for feed, drop_id, success, passed, total, failed, rel in sorted(rows):
-        status = ('<span class="passed">passed</span>' if success
-                  else '<span class="failed">failed</span>')
+    for d in sorted(drops, key=lambda d: (d.get("received") or "", d["drop_id"])):
+        e = html.escape
+        did = d["drop_id"]
+        drop_cell = (f'<a href="{e(pages[did])}">{e(did)}</a>' if did in pages else e(did))
+        q = d.get("quarantined")
+        q_cell = (f'<a class="quarantine" href="{e(quarantine_pages[did])}">{_n(q)}</a>'
+                  if did in quarantine_pages else _n(q))
+        state = str(d.get("state") or "")
+        state_cls = {"rejected": "failed", "held": "failed", "failed": "failed"}.get(state,
+                                                                                       "passed")
+        if d.get("expectations") is None:
+            checks, found = "-", e(d.get("reason") or "not validated yet")
+        else:
+            checks = f"{d['passed']} of {d['expectations']}"
+            found = "<br>".join(_finding(f) for f in sorted(
+                d.get("findings") or [], key=lambda f: f["success"])) or "no bad values"
         body.append(
-            f"<tr><td>{html.escape(feed)}</td><td><a href=\"{html.escape(rel)}\">"
-            f"{html.escape(drop_id)}</a></td><td>{status}</td><td>{passed} of {total}</td>"
-            f"<td>{html.escape(', '.join(failed)) or '-'}</td></tr>")
+            f'<tr data-drop="{e(did)}"><td>{e(d["agency"] + "/" + d["feed"])}</td>'
+            f"<td>{drop_cell}</td><td>{e(d.get('file') or '')}</td>"
+            f"<td>{e(d.get('received') or '')}</td>"
+            f'<td><span class="{state_cls}">{e(state)}</span></td>'
+            f'<td class="rows">{_n(d.get("rows"))}</td>'
+            f'<td class="staged">{_n(d.get("staged"))}</td>'
+            f'<td class="flagged">{_n(d.get("flagged"))}</td>'
+            f'<td class="quarantined">{q_cell}</td>'
+            f"<td>{'yes' if d.get('held') else ''}</td><td>{checks}</td><td>{found}</td></tr>")
     return (
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>fusionlake data docs</title>"
-        "<link rel=\"stylesheet\" href=\"static/fusionlake.css\"></head><body>"
-        "<h1>fusionlake: validation of agency drops</h1>"
-        "<p>One row per validated drop; open a drop for every expectation and the values that "
-        "failed it.</p><table><thead><tr><th>feed</th><th>drop</th><th>status</th>"
-        "<th>expectations passed</th><th>failed expectations</th></tr></thead><tbody>"
-        + "".join(body) + "</tbody></table></body></html>"
+        _PAGE_HEAD.format(title="fusionlake data docs", static="static/")
+        + "<h1>fusionlake: validation of agency drops</h1>"
+        "<p>One row per drop, rejected ones included. <b>flagged</b>: rows staged with a value "
+        "kept but not normalised; <b>quarantined</b>: rows kept out, open the count for the rows "
+        "with their line, column, value and reason; the last column lists every check that "
+        "failed or found bad values within its <code>mostly</code>, with the real number of "
+        "rows. Open a drop for every expectation.</p>"
+        "<table><thead><tr><th>feed</th><th>drop</th><th>file</th><th>received (UTC)</th>"
+        "<th>state</th><th>rows</th><th>staged</th><th>flagged</th><th>quarantined</th>"
+        "<th>held</th><th>checks passed</th><th>checks that found bad values</th></tr></thead>"
+        "<tbody>" + "".join(body) + "</tbody></table></body></html>"
+    )
+
+
+#: rows shown on a quarantine page; the rest stay in the lake, the page says how many
+QUARANTINE_PAGE_ROWS = 5000
+
+
+def _quarantine_page(drop: dict, rows: Sequence[dict]) -> str:
+    e = html.escape
+    shown = rows[:QUARANTINE_PAGE_ROWS]
+    body = "".join(
+        f"<tr><td>{'' if r.get('line') is None else r['line']}</td>"
+        f"<td>{e(str(r.get('column') or ''))}</td>"
+        f"<td><code>{e('' if r.get('value') is None else str(r['value']))}</code></td>"
+        f"<td>{e(str(r.get('reason') or ''))}</td></tr>" for r in shown)
+    more = (f"<p>The first {len(shown):,} of {len(rows):,} quarantined rows; all of them are "
+            f"in the lake under quarantine/{e(drop['agency'])}/{e(drop['feed'])}/"
+            f"{e(drop['drop_id'])}/.</p>" if len(rows) > len(shown) else "")
+    title = f"quarantine of {drop['agency']}/{drop['feed']}/{drop.get('file') or ''}"
+    return (
+        _PAGE_HEAD.format(title=e(title), static="../../static/")
+        + f'<p><a href="../../index.html">all drops</a></p><h1>{e(title)}</h1>'
+        f"<p>Drop {e(drop['drop_id'])}: {len(rows):,} quarantined rows (a row may appear once "
+        "per check it failed). Line is the line in the file as delivered (1 = the header of a "
+        "CSV).</p>" + more +
+        "<table><thead><tr><th>line</th><th>column</th><th>value</th><th>reason</th></tr>"
+        "</thead><tbody>" + body + "</tbody></table></body></html>"
     )
 
 

@@ -30,9 +30,9 @@ from rich.text import Text
 from fusionlake.lake import audit, layout, zones
 from fusionlake.lake.feeds import load_feeds
 from fusionlake.lake.lease import LeaseHeld
-from fusionlake.lake.ledger import DropState, Ledger, StewardError
+from fusionlake.lake.ledger import Ledger, StewardError
 from fusionlake.lake.settings import Settings, configure_offline
-from fusionlake.lake.store import LakeError, open_store
+from fusionlake.lake.store import LakeError, LocalStore, open_store
 from fusionlake.pipeline.land import DeliveryError, deliver
 from fusionlake.pipeline.marts import (
     MAX_ROWS,
@@ -45,6 +45,7 @@ from fusionlake.pipeline.marts import (
     spreadsheet_safe,
     terminal_safe,
 )
+from fusionlake.pipeline.report import FAIL_ON, drop_reports
 from fusionlake.synth import generate
 from transforms.evaluate import evaluate
 
@@ -120,8 +121,13 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
         override = f.suite_path.name if f.suite_path else "-"
         rows.append((f.name, ",".join(f.formats), f.encoding, f.source_key, override,
                      str(f.path)))
-    _print_table(["feed", "format", "encoding", "key", "override", "source"], rows,
-                 title="feeds")
+    if args.format == "json":
+        print(json.dumps([dict(zip(("feed", "formats", "encoding", "key", "override", "source"),
+                                   (r[0], r[1].split(","), *r[2:]), strict=True))
+                          for r in rows], ensure_ascii=False, indent=1))
+    else:
+        _print_table(["feed", "format", "encoding", "key", "override", "source"], rows,
+                     title="feeds")
     for err in errors:
         print(f"error: {err}", file=sys.stderr)
     return 1 if errors else 0
@@ -168,11 +174,34 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     summary = pipeline(lake=settings.lake, feeds_path=settings.feeds_path,
                        lease_wait=args.wait)
-    Console().print(Markdown(summary.markdown()))
-    return 1 if summary.problems else 0
+    if args.format == "json":
+        print(json.dumps(summary.as_json(), ensure_ascii=False, indent=1))
+    elif sys.stdout.isatty():
+        Console().print(Markdown(summary.markdown()))
+    else:  # piped or redirected: the markdown itself, no 80-column reflow of the tables
+        sys.stdout.write(summary.markdown())
+    if summary.problems:
+        return 1
+    failed = summary.drops_in(args.fail_on)
+    if failed:
+        print(f"fusionlake run: {len(failed)} drop(s) {'/'.join(sorted(set(args.fail_on)))}: "
+              + ", ".join(failed), file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    if args.interval is None:  # checked before any server starts
+        from prefect.client.schemas.schedules import CronSchedule
+        from pydantic import ValidationError
+
+        try:
+            CronSchedule(cron=args.cron)
+        except ValidationError:
+            raise UserError(f"--cron {args.cron!r} is not a cron schedule (five fields: minute "
+                            "hour day month weekday, e.g. '*/15 * * * *')") from None
+    elif args.interval <= 0:
+        raise UserError(f"--interval must be more than 0 seconds, not {args.interval}")
     from flows.serve import serve
 
     serve(settings, cron=args.cron, interval=args.interval, port=args.port)
@@ -188,15 +217,14 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     if args.file == "-":
         query = sys.stdin.read()
     elif args.file is not None:
-        try:
-            query = Path(args.file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UserError(f"cannot read --file {args.file}: {exc.strerror}") from None
+        query = _read_query(args.file)
     else:
         query = args.query
     if args.max_rows < 0:
         raise UserError(f"--max-rows must be 0 (all rows) or more, not {args.max_rows}")
-    out = run_query(open_store(settings.lake), query, audience=args.audience, fmt=args.format,
+    store = open_store(settings.lake)
+    _check_audience(store, args.audience)
+    out = run_query(store, query, audience=args.audience, fmt=args.format,
                     who=_who(args), max_rows=args.max_rows)
     sys.stdout.write(out if out.endswith("\n") or not out else out + "\n")
     return 0
@@ -233,6 +261,16 @@ def cmd_mart_path(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _read_query(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file (saved questions are in sql/queries/)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot be read: {getattr(exc, 'strerror', None) or exc}") \
+            from None
+
+
 def _who(args: argparse.Namespace) -> str:
     """Who runs the command, for the audit trail: --as, else the login name."""
     return getattr(args, "as_", None) or os.environ.get("USER") or getpass.getuser()
@@ -240,47 +278,195 @@ def _who(args: argparse.Namespace) -> str:
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     store = open_store(settings.lake)
-    results = zones.read_validation_results(store)
-    ledger = {e.drop_id: e for e in Ledger(store).entries() if e.state != DropState.DUPLICATE}
-    if results.is_empty():
-        print("no drop has been validated yet: run `fusionlake run`")
+    reports = drop_reports(store)
+    if args.format == "json":
+        print(json.dumps([r.as_json() for r in reports], ensure_ascii=False, indent=1))
         return 0
-    rows = []
-    for (drop_id,), group in results.group_by(["drop_id"], maintain_order=True):
-        entry = ledger.get(drop_id)
-        failed = group.filter(~group["success"])
-        detail = "; ".join(
-            f"{r['expectation']}({r['column'] or ''}): {r['unexpected_count'] or 0}"
-            for r in failed.iter_rows(named=True))
-        rows.append((drop_id[:12], f"{entry.agency}/{entry.feed}" if entry else "?",
-                     entry.file_name if entry else "?", entry.state if entry else "?",
-                     f"{group.height - failed.height}/{group.height}", detail or "all passed"))
-    _print_table(["drop", "feed", "file", "state", "passed", "failed expectations (rows)"],
-                 rows, title="validation by drop")
-    index = f"{layout.DATA_DOCS}/index.html"
-    if store.exists(index):
-        where = (f"{store.root / index}" if hasattr(store, "root") else f"{store.uri}/{index}")
-        print(f"Data Docs: {where}")
+    if not reports:
+        print("no drops yet: deliver with `fusionlake drop`, then `fusionlake run`")
+        return 0
+    rows = [(r.drop_id[:12], f"{r.agency}/{r.feed}", r.file, r.received, r.state,
+             _count(r.rows), _count(r.staged), _count(r.flagged), _count(r.quarantined),
+             "yes" if r.held else "", "-" if r.expectations is None
+             else f"{r.passed}/{r.expectations}")
+            for r in reports]
+    _print_table(["drop", "feed", "file", "received (UTC)", "state", "rows", "staged",
+                  "flagged", "quarantined", "held", "checks passed"], rows,
+                 title=f"validation by drop, {settings.lake}", width=150)
+    # the findings are long: one line each under the table rather than a squeezed column
+    print("\nchecks that failed or found bad values (rows), and why a drop was not validated:")
+    for r in reports:
+        print(f"  {r.drop_id[:12]} {r.agency}/{r.feed}/{terminal_safe(r.file)}: "
+              f"{terminal_safe(_findings(r))}")
+    print(_data_docs_hint(store))
     return 0
+
+
+def _count(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def _findings(r) -> str:
+    """Failed checks first, then those that found bad values within their mostly."""
+    if r.expectations is None:  # never validated: the reader's or the ledger's reason
+        return r.reason or "not validated yet"
+    parts = [f"{'FAILED ' if not f['success'] else ''}{f['check']}"
+             f"({f['column'] or ''}): {f['unexpected_count'] or 0:,}"
+             for f in sorted(r.findings, key=lambda f: f["success"])]
+    return "; ".join(parts) or "all passed, no bad values"
+
+
+def _data_docs_hint(store) -> str:
+    """Where a browser opens the Data Docs: a file on a local lake, a command on S3."""
+    index = f"{layout.DATA_DOCS}/index.html"
+    if not store.exists(index):
+        return "Data Docs: none yet (a run builds them)"
+    if isinstance(store, LocalStore):
+        return f"Data Docs: {store.path(index).resolve().as_uri()}"
+    return ("Data Docs are in the lake; open them with `fusionlake docs --serve 8000` or copy "
+            "them with `fusionlake docs --sync DIR`")
+
+
+def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
+    """Where a browser opens the Data Docs: the lake's own folder, a synced copy, or a server.
+
+    Browsers open neither ``s3://`` URLs nor objects behind S3 credentials, so an S3 lake's site
+    is copied to a local folder (``--sync DIR``) or served from a temporary copy on 127.0.0.1
+    (``--serve PORT``; 0 picks a free port).
+    """
+    store = open_store(settings.lake)
+    prefix = f"{layout.DATA_DOCS}/"
+    keys = store.list(layout.DATA_DOCS)
+    if f"{prefix}index.html" not in keys:
+        raise UserError(f"no Data Docs in {settings.lake} yet: `fusionlake run` builds them")
+    if args.sync is None and args.serve is None:
+        if isinstance(store, LocalStore):
+            print(store.path(f"{prefix}index.html").resolve().as_uri())
+            return 0
+        raise UserError(f"{settings.lake} is not a folder a browser can open: give --sync DIR "
+                        "(a local copy) or --serve PORT (a local web server)")
+    if args.sync is not None:
+        root = _sync_docs(store, keys, prefix, Path(args.sync))
+        print((root / "index.html").resolve().as_uri())
+        if args.serve is None:
+            return 0
+    elif isinstance(store, LocalStore):
+        root = store.path(prefix)
+    else:
+        import tempfile
+
+        root = _sync_docs(store, keys, prefix,
+                          Path(tempfile.mkdtemp(prefix="fusionlake-docs-")))
+    return _serve_folder(root, args.serve)
+
+
+def _sync_docs(store, keys: list[str], prefix: str, out: Path) -> Path:
+    """Copy the site's objects into ``out`` (pages of drops no longer listed are removed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    wanted = {out / k.removeprefix(prefix) for k in keys}
+    for key in keys:
+        store.download_file(key, out / key.removeprefix(prefix))
+    for old in (p for p in out.rglob("*.html") if p not in wanted):
+        old.unlink()
+    print(f"synced {len(keys)} files of the Data Docs to {out}", file=sys.stderr)
+    return out
+
+
+def _serve_folder(root: Path, port: int) -> int:
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format, *args):
+            pass  # a steward reading pages needs no access log
+
+    handler = functools.partial(Quiet, directory=str(root))
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as exc:
+        raise UserError(f"cannot serve on 127.0.0.1:{port}: {exc.strerror}") from None
+    print(f"Data Docs: http://127.0.0.1:{server.server_address[1]}/index.html "
+          "(Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+#: Fields of a record compared side by side in `review`: agreeing or disagreeing is marked.
+_COMPARED = ("name_original", "name_latin", "birth_date", "birth_date_precision", "sex",
+             "nationality", "national_id", "passport_no", "other_id")
+#: Where each record comes from: shown, never marked (two agencies differ by design).
+_PROVENANCE = ("agency", "feed", "drop_id", "source_row")
+
+
+def _side_by_side(evidence: str | None) -> list[dict]:
+    """The two records' fields of a review pair: field, A, B and whether they agree."""
+    facts = json.loads(evidence) if evidence else {}
+    left, right = facts.get("l") or {}, facts.get("r") or {}
+    out = []
+    for name in (*_PROVENANCE, *_COMPARED):
+        a, b = left.get(name), right.get(name)
+        if a is None and b is None:
+            continue
+        agree = None  # nothing to compare when a side is empty
+        if name in _COMPARED and a not in (None, "") and b not in (None, ""):
+            agree = str(a).strip().casefold() == str(b).strip().casefold()
+        out.append({"field": name, "a": a, "b": b, "agree": agree})
+    return out
 
 
 def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
     resolution = zones.read_resolution(open_store(settings.lake))
     if resolution is None or resolution.get("review_pair") is None:
+        if args.format == "json":
+            print("[]")
+            return 0
         print("no resolution yet: run `fusionlake run`")
         return 0
-    queue = resolution["review_pair"].sort("priority", descending=True).head(args.limit)
-    rows = [(r["record_id_l"], r["record_id_r"], f"{r['match_probability']:.3f}",
-             r["reason"] or "", r["evidence"] or "") for r in queue.iter_rows(named=True)]
-    _print_table(["record A", "record B", "probability", "why uncertain", "evidence"], rows,
-                 title=f"review queue ({resolution['review_pair'].height} pairs)",
-                 empty="the review queue is empty")
+    pairs = resolution["review_pair"]
+    queue = pairs.sort(["priority", "record_id_l", "record_id_r"],
+                       descending=[True, False, False]).head(args.limit)
+    listed = [{"record_id_l": r["record_id_l"], "record_id_r": r["record_id_r"],
+               "match_probability": r["match_probability"], "priority": r["priority"],
+               "reason": r["reason"], "fields": _side_by_side(r["evidence"])}
+              for r in queue.iter_rows(named=True)]
+    if args.format == "json":
+        print(json.dumps(listed, ensure_ascii=False, indent=1, default=str))
+        return 0
+    if not listed:
+        print("the review queue is empty")
+        return 0
+    print(f"review queue: {pairs.height:,} pairs, the {len(listed)} most informative first "
+          "(= agree, ≠ disagree)")
+    console = Console(width=max(120, Console().width))
+    for i, p in enumerate(listed, 1):
+        prob = "-" if p["match_probability"] is None else f"{p['match_probability']:.3f}"
+        # the heading is printed, not a table title: rich would wrap it to the table's width
+        print(f"\n{i}. {terminal_safe(p['reason'] or '')}: probability {prob}, priority "
+              f"{p['priority']:.3f}")
+        table = Table()
+        table.add_column("field", no_wrap=True)
+        table.add_column(f"A {p['record_id_l']}", overflow="fold")
+        table.add_column("", no_wrap=True)
+        table.add_column(f"B {p['record_id_r']}", overflow="fold")
+        for f in p["fields"]:
+            style = "bold" if f["agree"] is False else ""
+            a, b = ("" if v is None else terminal_safe(str(v)) for v in (f["a"], f["b"]))
+            table.add_row(f["field"], Text(a, style=style),
+                          {True: "=", False: "≠", None: ""}[f["agree"]], Text(b, style=style))
+        console.print(table)
     print("decide with: fusionlake decide RECORD_A RECORD_B --same|--different --by NAME "
           "--why TEXT")
     return 0
 
 
 def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
+    if args.record_a == args.record_b:
+        raise UserError(f"{args.record_a} is one record: a decision needs two different ones")
     store = open_store(settings.lake)
     known = zones.read_resolution(store)
     if known is not None:
@@ -288,12 +474,62 @@ def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
         missing = [r for r in (args.record_a, args.record_b) if r not in ids]
         if missing:
             raise UserError(f"unknown record id(s): {', '.join(missing)}; see `fusionlake review`")
-    body = zones.append_decision(store, args.record_a, args.record_b,
-                                 "same" if args.same else "different", args.by, args.why)
+    decision = "same" if args.same else "different" if args.different else "undo"
+    if decision == "undo":
+        left, right = sorted((args.record_a, args.record_b))
+        standing = zones.read_decisions(store).filter(
+            (pl.col("record_id_l") == left) & (pl.col("record_id_r") == right))
+        if standing.is_empty():
+            raise UserError(f"no decision on {left} and {right} to undo; see "
+                            "`fusionlake decisions`")
+    body = zones.append_decision(store, args.record_a, args.record_b, decision, args.by,
+                                 args.why)
     audit.record(store, "decision", who=args.by, login=_who(args), **{
         k: body[k] for k in ("record_id_l", "record_id_r", "decision", "reason")})
+    if decision == "undo":
+        print(f"recorded: the decision on {body['record_id_l']} and {body['record_id_r']} is "
+              f"withdrawn (by {body['decided_by']}); from the next run the model decides")
+        return 0
     print(f"recorded: {body['record_id_l']} and {body['record_id_r']} are {body['decision']} "
           f"(by {body['decided_by']}); it applies from the next run")
+    return 0
+
+
+def _decision_status(history: pl.DataFrame) -> list[str]:
+    """Per decision: standing (the pair's one in force), superseded, undone, or undo."""
+    status = [""] * history.height
+    last: dict[tuple, int] = {}  # the pair's latest same/different not yet undone
+    for i, r in enumerate(history.iter_rows(named=True)):
+        pair = (r["record_id_l"], r["record_id_r"])
+        if r["decision"] == "undo":
+            status[i] = "undo"
+            if pair in last:
+                status[last.pop(pair)] = "undone"
+            continue
+        if pair in last:
+            status[last[pair]] = "superseded"
+        last[pair] = i
+        status[i] = "standing"
+    return status
+
+
+def cmd_decisions(args: argparse.Namespace, settings: Settings) -> int:
+    history = zones.read_decisions(open_store(settings.lake), include_undone=True)
+    if args.record:
+        history = history.filter((pl.col("record_id_l") == args.record)
+                                 | (pl.col("record_id_r") == args.record))
+    status = _decision_status(history)
+    listed = [{**r, "decided_at": r["decided_at"].isoformat(), "status": st}
+              for r, st in zip(history.iter_rows(named=True), status, strict=True)]
+    if args.format == "json":
+        print(json.dumps(listed, ensure_ascii=False, indent=1))
+        return 0
+    rows = [(d["decided_at"][:19].replace("T", " "), d["record_id_l"], d["record_id_r"],
+             d["decision"], d["status"], d["decided_by"] or "", d["reason"] or "")
+            for d in listed]
+    _print_table(["when (UTC)", "record A", "record B", "decision", "status", "by", "why"],
+                 rows, title="steward decisions, oldest first (the standing one per pair "
+                 "applies to every run)", empty="no decisions yet")
     return 0
 
 
@@ -345,18 +581,61 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+#: The columns of a truth file (README: `truth.csv`).
+TRUTH_COLUMNS = ("agency", "feed", "source_key", "person_id")
+
+
+def _read_truth(path: str) -> pl.DataFrame:
+    """The truth file, or a one-line error: missing, unreadable, without the columns, or empty
+    (an empty truth has no pairs to miss, and would score a perfect 1.0)."""
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such file (a truth file is `generate`'s truth.csv)")
+    try:
+        truth = pl.read_csv(path, infer_schema=False)
+    except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not a readable CSV file: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in TRUTH_COLUMNS if c not in truth.columns]
+    if missing:
+        raise UserError(f"{path}: lacks the column(s) {', '.join(missing)}; a truth file has "
+                        f"the columns {','.join(TRUTH_COLUMNS)}")
+    if truth.is_empty():
+        raise UserError(f"{path}: no rows, so nothing to score against")
+    return truth
+
+
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    truth = pl.read_csv(args.truth, infer_schema=False)
-    con = open_latest(open_store(settings.lake), "all")
+    truth = _read_truth(args.truth)
+    store = open_store(settings.lake)
+    _check_audience(store, "all")
+    con = open_latest(store, "all")
     try:
         records = con.sql(
             "select entity_id, record_id, agency, feed, source_key from entity_record").pl()
     finally:
         con.close()
-    scores = evaluate(records.select("entity_id", "record_id"), truth, records)
+    try:
+        scores = evaluate(records.select("entity_id", "record_id"), truth, records)
+    except ValueError as exc:  # a source key given two persons: the file's fault
+        raise UserError(f"{args.truth}: {exc}") from None
+    if args.format == "json":
+        print(json.dumps(scores, indent=1))
+        return 0
     rows = [(k, f"{v:.4f}" if isinstance(v, float) else f"{v:,}") for k, v in scores.items()]
     _print_table(["measure", "value"], rows, title=f"published entities vs {args.truth}")
     return 0
+
+
+def _check_audience(store, audience: str) -> None:
+    """A one-line error naming the audiences that have a mart, for one that has none."""
+    from fusionlake.pipeline.marts import latest
+
+    if latest(store, audience) is not None:
+        return
+    known = sorted({k.split("/")[1] for k in store.list(layout.MARTS)
+                    if k.count("/") >= 2 and k.endswith("/LATEST")})
+    if not known:
+        raise UserError(f"no mart published in {store.uri} yet: run `fusionlake run` first")
+    raise UserError(f"no mart for audience {audience!r}: the audiences are {', '.join(known)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -373,16 +652,21 @@ def _known_feed(settings: Settings, agency: str, feed: str) -> None:
         )
 
 
-def _print_table(headers: list[str], rows: list[tuple], title: str = "", empty: str = "") -> None:
+def _print_table(headers: list[str], rows: list[tuple], title: str = "", empty: str = "",
+                 width: int = 120) -> None:
     if not rows and empty:
         print(empty)
         return
     table = Table(title=title or None, show_lines=False)
-    for h in headers:
-        table.add_column(h, overflow="fold")
+    for i, h in enumerate(headers):
+        # short columns keep their width, so the long ones (reasons, findings) get the rest
+        short = max([len(h), *(len(str(r[i])) for r in rows)]) <= 20
+        table.add_column(h, overflow="fold", no_wrap=short)
     for row in rows:  # Text: no rich markup, no terminal escapes from the data
         table.add_row(*[Text(terminal_safe(str(v))) for v in row])
-    Console(width=max(120, Console().width)).print(table)
+    # piped or redirected: as wide as the table needs, no squeeze into 80 columns
+    wide = max(width, Console().width) if sys.stdout.isatty() else 10_000
+    Console(width=wide).print(table)
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str]] = {
@@ -396,8 +680,10 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str]] =
     "sql": (cmd_sql, "a SQL query, or a saved question by name, on the latest published mart"),
     "mart-path": (cmd_mart_path, "the path of the current mart file, for any DuckDB client"),
     "report": (cmd_report, "validation by drop, and where the Data Docs are"),
+    "docs": (cmd_docs, "open the Data Docs: a local path, a synced copy or a local web server"),
     "review": (cmd_review, "record pairs waiting for a steward's decision"),
-    "decide": (cmd_decide, "record a steward's decision on two records"),
+    "decide": (cmd_decide, "record a steward's decision on two records, or undo it"),
+    "decisions": (cmd_decisions, "the steward decisions, oldest first, with which stand"),
     "accept": (cmd_accept, "accept a held drop: the next run stages it (recorded in the ledger)"),
     "reject": (cmd_reject, "reject a held drop for good (recorded in the ledger)"),
     "retry": (cmd_retry, "validate a rejected or held drop again in the next run"),
@@ -406,22 +692,54 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, Settings], int], str]] =
 }
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fusionlake")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown (not installed)"
+
+
+def _fail_on(value: str) -> list[str]:
+    kinds = [k.strip() for k in value.split(",") if k.strip()]
+    wrong = [k for k in kinds if k not in FAIL_ON]
+    if wrong or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: give one or more of {', '.join(FAIL_ON)}, comma-separated")
+    return kinds
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors in one line and exit 2, like every other user error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--lake", default=argparse.SUPPRESS,
                         help="lake URI: a path or s3://bucket/prefix (default: $FUSIONLAKE_LAKE "
                              "or ./lakehouse)")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fusionlake", parents=[common],
         description="An open data lake for cross-agency intelligence fusion.")
+    parser.add_argument("--version", action="version", version=f"fusionlake {_version()}",
+                        help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = {name: sub.add_parser(name, parents=[common], help=help_, description=help_)
          for name, (_fn, help_) in COMMANDS.items()}
 
-    p["drop"].add_argument("--agency", required=True)
-    p["drop"].add_argument("--feed", required=True)
-    p["drop"].add_argument("files", nargs="+", metavar="FILE")
-    p["drops"].add_argument("--format", choices=["table", "json"], default="table")
+    p["drop"].add_argument("--agency", required=True,
+                           help="lower-case id of the agency that sent the files")
+    p["drop"].add_argument("--feed", required=True,
+                           help="lower-case id of the feed (see `fusionlake feeds`)")
+    p["drop"].add_argument("files", nargs="+", metavar="FILE", help="the files to deliver")
+    p["drops"].add_argument("--format", choices=["table", "json"], default="table",
+                            help="output format (default: table)")
+    p["feeds"].add_argument("--format", choices=["table", "json"], default="table",
+                            help="output format (default: table)")
     actions = p["feeds"].add_subparsers(dest="action", metavar="ACTION")
     draft_help = ("draft a feed file from a sample of an agency's export (CSV/TSV, xlsx, JSON "
                   "Lines, Parquet), for a steward to review")
@@ -435,11 +753,19 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: stdout)")
     draft.add_argument("--no-check", action="store_true",
                        help="skip validating the sample with the drafted suite (GX)")
-    p["generate"].add_argument("--people", type=int, required=True)
-    p["generate"].add_argument("--seed", type=int, default=1)
-    p["generate"].add_argument("--out", required=True)
+    p["generate"].add_argument("--people", type=int, required=True,
+                               help="how many people the scenario has")
+    p["generate"].add_argument("--seed", type=int, default=1,
+                               help="random seed: the same seed gives the same files")
+    p["generate"].add_argument("--out", required=True,
+                               help="folder for <agency>/<feed>/ files and truth.csv")
     p["run"].add_argument("--wait", type=float, default=0.0,
                           help="seconds to wait for another run on the same lake to finish")
+    p["run"].add_argument("--fail-on", type=_fail_on, default=[], metavar="KINDS",
+                          help="exit 1 when this run had such drops: a comma-separated list of "
+                               f"{', '.join(FAIL_ON)}")
+    p["run"].add_argument("--format", choices=["markdown", "json"], default="markdown",
+                          help="the run summary as markdown (default; plain when piped) or JSON")
     p["serve"].add_argument("--cron", default="*/15 * * * *",
                             help="schedule (default: every 15 minutes)")
     p["serve"].add_argument("--interval", type=float, default=None,
@@ -469,13 +795,32 @@ def build_parser() -> argparse.ArgumentParser:
                           help="who asks, for the audit trail (default: $USER)")
     p["audit"].add_argument("--kind", help="only entries of this kind (sql, decision, ...)")
     p["audit"].add_argument("--limit", type=int, default=50, help="the newest N entries")
-    p["audit"].add_argument("--format", choices=["table", "json"], default="table")
-    p["review"].add_argument("--limit", type=int, default=20)
-    p["decide"].add_argument("record_a", metavar="RECORD_A")
-    p["decide"].add_argument("record_b", metavar="RECORD_B")
+    p["audit"].add_argument("--format", choices=["table", "json"], default="table",
+                            help="output format (default: table)")
+    p["report"].add_argument("--format", choices=["table", "json"], default="table",
+                             help="output format (default: table)")
+    p["docs"].add_argument("--sync", metavar="DIR",
+                           help="copy the site into DIR (for an S3 lake) and print its path")
+    p["docs"].add_argument("--serve", metavar="PORT", type=int,
+                           help="serve the site on http://127.0.0.1:PORT until Ctrl-C "
+                                "(0: a free port)")
+    p["review"].add_argument("--limit", type=int, default=20,
+                             help="the N most informative pairs (default: 20)")
+    p["review"].add_argument("--format", choices=["table", "json"], default="table",
+                             help="output format (default: table, two columns per pair)")
+    p["decide"].add_argument("record_a", metavar="RECORD_A", help="a record id (see `review`)")
+    p["decide"].add_argument("record_b", metavar="RECORD_B", help="another record id")
+    p["decisions"].add_argument("--record", metavar="RECORD_ID",
+                                help="only the decisions on this record")
+    p["decisions"].add_argument("--format", choices=["table", "json"], default="table",
+                                help="output format (default: table)")
     verdict = p["decide"].add_mutually_exclusive_group(required=True)
-    verdict.add_argument("--same", action="store_true")
-    verdict.add_argument("--different", action="store_true")
+    verdict.add_argument("--same", action="store_true", help="the two records are one person")
+    verdict.add_argument("--different", action="store_true",
+                         help="the two records are two people")
+    verdict.add_argument("--undo", action="store_true",
+                         help="withdraw the standing decision on the pair (recorded, "
+                              "nothing deleted)")
     p["decide"].add_argument("--by", required=True, help="who decides")
     p["decide"].add_argument("--why", required=True, help="the reason, for the audit trail")
     for name in ("accept", "reject", "retry"):
@@ -485,6 +830,8 @@ def build_parser() -> argparse.ArgumentParser:
         p[name].add_argument("--by", required=True, help="who decides")
         p[name].add_argument("--why", required=True, help="the reason, for the audit trail")
     p["evaluate"].add_argument("--truth", required=True, help="truth.csv of `generate`")
+    p["evaluate"].add_argument("--format", choices=["table", "json"], default="table",
+                               help="output format (default: table)")
     return parser
 
 
@@ -495,13 +842,46 @@ def _quiet_libraries() -> None:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
+#: Integer settings read from the environment (Settings.from_env), with their least value.
+_INT_VARIABLES = {"FUSIONLAKE_DROP_WORKERS": 1, "FUSIONLAKE_DROP_PROCESS_MIN_BYTES": 0,
+                  "FUSIONLAKE_MART_RETENTION": 1, "FUSIONLAKE_RESOLUTION_RETENTION": 1,
+                  "FUSIONLAKE_LEASE_SECONDS": 1}
+
+
+def _check_environment() -> None:
+    for name, least in _INT_VARIABLES.items():
+        value = os.environ.get(name)
+        if not value:
+            continue
+        try:
+            ok = int(value) >= least
+        except ValueError:
+            ok = False
+        if not ok:
+            raise UserError(f"{name}={value!r} is not a whole number of at least {least}")
+
+
+def _check_lake(lake: str) -> None:
+    """A local lake may be created, but only in a folder that exists: a typo in --lake must
+    not quietly start a new lake somewhere else."""
+    if "://" in lake:
+        return
+    path = Path(lake).expanduser()
+    if not path.exists() and not path.parent.is_dir():
+        raise UserError(f"--lake {lake}: {path.parent} does not exist; create it first, or "
+                        "check the path")
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_offline()
     _quiet_libraries()
     args = build_parser().parse_args(argv)
-    settings = Settings.from_env(getattr(args, "lake", None))
     fn = COMMANDS[args.command][0]
     try:
+        _check_environment()
+        settings = Settings.from_env(getattr(args, "lake", None))
+        if fn not in (cmd_generate, cmd_feeds):  # the commands that use a lake
+            _check_lake(settings.lake)
         code = fn(args, settings)
         sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
         return code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,119 @@ def test_unreachable_endpoint_is_one_clear_line(s3_endpoint, s3_bucket):
                env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
     assert proc.returncode == 2
     assert "cannot reach the S3 endpoint" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# every user error: one line on stderr, exit 2, nothing started or created
+
+
+def _setup_truth(tmp_path, text: str | None) -> str:
+    path = tmp_path / "truth.csv"
+    if text is not None:
+        path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def _lake_with_audiences(tmp_path) -> str:
+    from fusionlake.lake import layout
+    from fusionlake.lake.store import open_store
+
+    store = open_store(str(tmp_path / "lake"))
+    for audience in ("all", "th_imm"):  # the pointers the published marts leave
+        store.put(f"{layout.mart_prefix(audience)}/LATEST", b'{"version": "v1"}')
+    return str(tmp_path / "lake")
+
+
+USER_ERRORS = [
+    # (name, arguments with {truth} and {lake} filled in, environment, setup, stderr)
+    ("missing --file", ["sql", "--file", "{tmp}/missing.sql", "--lake", "{lake}"], {}, None,
+     "fusionlake sql: {tmp}/missing.sql: no such file (saved questions are in sql/queries/)"),
+    ("missing truth", ["evaluate", "--truth", "{truth}", "--lake", "{lake}"], {}, None,
+     "fusionlake evaluate: {truth}: no such file (a truth file is `generate`'s truth.csv)"),
+    ("truth without its columns", ["evaluate", "--truth", "{truth}", "--lake", "{lake}"], {},
+     "id;who\n1;2\n", "fusionlake evaluate: {truth}: lacks the column(s) agency, feed, "
+     "source_key, person_id; a truth file has the columns agency,feed,source_key,person_id"),
+    ("empty truth", ["evaluate", "--truth", "{truth}", "--lake", "{lake}"], {},
+     "agency,feed,source_key,person_id\n",
+     "fusionlake evaluate: {truth}: no rows, so nothing to score against"),
+    ("bad cron", ["serve", "--cron", "every day", "--lake", "{lake}"], {}, None,
+     "fusionlake serve: --cron 'every day' is not a cron schedule (five fields: minute hour "
+     "day month weekday, e.g. '*/15 * * * *')"),
+    ("bad FUSIONLAKE_DROP_WORKERS", ["drops", "--lake", "{lake}"],
+     {"FUSIONLAKE_DROP_WORKERS": "two"}, None,
+     "fusionlake drops: FUSIONLAKE_DROP_WORKERS='two' is not a whole number of at least 1"),
+    ("zero FUSIONLAKE_DROP_WORKERS", ["drops", "--lake", "{lake}"],
+     {"FUSIONLAKE_DROP_WORKERS": "0"}, None,
+     "fusionlake drops: FUSIONLAKE_DROP_WORKERS='0' is not a whole number of at least 1"),
+    ("unknown audience", ["sql", "select 1", "--audience", "nsa", "--lake", "{lake}"], {},
+     "audiences", "fusionlake sql: no mart for audience 'nsa': the audiences are all, th_imm"),
+    ("lake in a folder that does not exist",
+     ["drop", "--lake", "{tmp}/nowhere/lake", "--agency", "th_imm", "--feed", "repatriations",
+      "README.md"], {}, None,
+     "fusionlake drop: --lake {tmp}/nowhere/lake: {tmp}/nowhere does not exist; create it "
+     "first, or check the path"),
+    ("decide a record against itself",
+     ["decide", "d1:1", "d1:1", "--same", "--by", "ploy", "--why", "x", "--lake", "{lake}"], {},
+     None, "fusionlake decide: d1:1 is one record: a decision needs two different ones"),
+    ("bad --fail-on", ["run", "--fail-on", "late", "--lake", "{lake}"], {}, None,
+     "fusionlake run: argument --fail-on: 'late': give one or more of rejected, held, flagged, "
+     "comma-separated (see fusionlake run --help)"),
+    ("missing argument", ["drop", "--lake", "{lake}"], {}, None,
+     "fusionlake drop: the following arguments are required: --agency, --feed, FILE (see "
+     "fusionlake drop --help)"),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "env", "setup", "message"), USER_ERRORS,
+                         ids=[case[0] for case in USER_ERRORS])
+def test_every_user_error_is_one_line_and_exit_2(tmp_path, name, args, env, setup, message):
+    lake = (_lake_with_audiences(tmp_path) if setup == "audiences"
+            else str(tmp_path / "lake"))
+    truth = _setup_truth(tmp_path, setup if setup != "audiences" else None)
+    fill = {"tmp": str(tmp_path), "lake": lake, "truth": truth}
+    proc = run(*[a.format(**fill) for a in args], env=env)
+    assert (proc.returncode, proc.stderr) == (2, message.format(**fill) + "\n")
+    assert proc.stdout == ""
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_version_and_help_for_every_option():
+    import argparse
+
+    from fusionlake.cli import build_parser
+
+    version = run("--version", check=True).stdout
+    assert re.fullmatch(r"fusionlake \d+\.\d+\.\d+\S*\n", version)
+    missing = []
+
+    def walk(parser, name):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, subparser in action.choices.items():
+                    walk(subparser, f"{name} {sub}")
+            elif not action.help:
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "fusionlake")
+    assert missing == []
+
+
+def test_feeds_as_json():
+    listed = json.loads(run("feeds", "--format", "json", check=True).stdout)
+    suspects = next(f for f in listed if f["feed"] == "cn_mps/suspects")
+    assert (suspects["formats"], suspects["encoding"], suspects["key"]) == (
+        ["csv"], "gb18030", "编号")
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """`fusionlake decisions --format json | head -c 1`: no BrokenPipe traceback."""
+    from fusionlake.lake import zones
+    from fusionlake.lake.store import open_store
+
+    store = open_store(str(tmp_path / "lake"))
+    for i in range(1500):  # about 300 kB of JSON: more than a pipe's buffer
+        zones.append_decision(store, f"d1:{i}", f"d2:{i}", "same", "ploy", "x" * 40)
+    proc = subprocess.run(f"'{FUSIONLAKE}' decisions --format json --lake '{tmp_path / 'lake'}'"
+                          " | head -c 1", shell=True, capture_output=True, text=True, timeout=300)
+    assert proc.stdout == "["
+    assert proc.stderr == ""

@@ -208,11 +208,21 @@ def read_resolution(store: ObjectStore, audience: str = "all") -> dict[str, pl.D
 # -- steward decisions -------------------------------------------------------------------------
 
 
+#: What a steward can record about a pair; ``undo`` withdraws the pair's standing decision.
+DECISIONS_KINDS = ("same", "different", "undo")
+
+
 def append_decision(store: ObjectStore, record_l: str, record_r: str, decision: str,
                     decided_by: str, reason: str) -> dict:
-    """Record a steward's must-link / must-not-link decision (append-only, audited)."""
-    if decision not in ("same", "different"):
-        raise ValueError("decision must be 'same' or 'different'")
+    """Record a steward's must-link / must-not-link decision, or its undo (append-only, audited).
+
+    Nothing is ever deleted: an ``undo`` is a decision of its own, later than the one it
+    withdraws, and :func:`read_decisions` leaves the withdrawn one out.
+    """
+    if decision not in DECISIONS_KINDS:
+        raise ValueError(f"decision must be one of {', '.join(DECISIONS_KINDS)}")
+    if record_l == record_r:
+        raise ValueError(f"a record is always the same as itself: {record_l}")
     now = datetime.now(UTC)
     left, right = sorted((record_l, record_r))
     body = {"record_id_l": left, "record_id_r": right, "decision": decision,
@@ -222,14 +232,29 @@ def append_decision(store: ObjectStore, record_l: str, record_r: str, decision: 
     return body
 
 
-def read_decisions(store: ObjectStore) -> pl.DataFrame:
-    """Every decision, oldest first (the latest per pair wins when replayed)."""
+def read_decisions(store: ObjectStore, include_undone: bool = False) -> pl.DataFrame:
+    """Steward decisions, oldest first (the latest per pair wins when replayed).
+
+    By default the decisions that still count: an ``undo`` removes its pair's decisions made
+    before it (and is left out itself), so a pair whose latest entry is an undo has none.
+    ``include_undone`` gives the whole history, undos included, for listing.
+    """
     rows = [json.loads(store.get(k)) for k in store.list(DECISIONS)]
     if not rows:
         return schema.empty("decision")
-    frame = pl.DataFrame(rows).with_columns(
-        pl.col("decided_at").str.to_datetime(time_zone="UTC", time_unit="us"))
-    return schema.conform(frame, "decision").sort("decided_at")
+    frame = schema.conform(pl.DataFrame(rows).with_columns(
+        pl.col("decided_at").str.to_datetime(time_zone="UTC", time_unit="us")),
+        "decision").sort("decided_at", maintain_order=True)
+    if include_undone:
+        return frame
+    pair = ["record_id_l", "record_id_r"]
+    last_undo = (frame.filter(pl.col("decision") == "undo").group_by(pair)
+                 .agg(pl.col("decided_at").max().alias("undone_at")))
+    return (frame.join(last_undo, on=pair, how="left", maintain_order="left")
+            .filter(pl.col("undone_at").is_null()
+                    | (pl.col("decided_at") > pl.col("undone_at")))
+            .filter(pl.col("decision") != "undo")
+            .drop("undone_at"))
 
 
 def read_json(store: ObjectStore, key: str) -> dict | None:

@@ -38,6 +38,7 @@ from fusionlake.lake.ledger import PENDING, STOPPED, DropEntry, DropState, Ledge
 from fusionlake.lake.settings import configure_offline
 from fusionlake.lake.store import NotFound, ObjectStore, open_store
 from fusionlake.pipeline.read import DropRead, DropReadError, read_drop_isolated
+from fusionlake.pipeline.report import drop_reports, quarantine_rows
 from transforms.canonical import to_canonical
 from transforms.translit_cache import CACHE_SCHEMA, export_cache, import_cache, take_new
 
@@ -296,15 +297,23 @@ def save_translit_cache(store: ObjectStore, added: list[pl.DataFrame] = ()) -> i
 
 
 def publish_data_docs(store: ObjectStore) -> str | None:
-    """Rebuild the stewards' Data Docs site from every stored GX result, into reports/."""
+    """Rebuild the stewards' Data Docs site from every stored GX result, into reports/.
+
+    The index lists every drop of the ledger with the counts of ``fusionlake report``
+    (fusionlake.pipeline.report), and each drop with quarantined rows gets a page of them.
+    """
     from expectations import build_data_docs  # GX: see the module's docstring
 
     results = zones.read_gx_results(store)
-    if not results:
+    drops = drop_reports(store)
+    if not results and not drops:
         return None
+    quarantine = {d.drop_id: quarantine_rows(store, d.agency, d.feed, d.drop_id).to_dicts()
+                  for d in drops if d.quarantined}
     with tempfile.TemporaryDirectory(prefix="fusionlake-docs-") as tmp:
         root = Path(tmp)
-        index = build_data_docs(results, root)
+        index = build_data_docs(results, root, drops=[d.as_json() for d in drops],
+                                quarantine=quarantine)
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             store.put(f"{layout.DATA_DOCS}/{path.relative_to(root).as_posix()}",
                       path.read_bytes())

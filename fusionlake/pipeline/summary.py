@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from fusionlake.lake.ledger import DropState
 from fusionlake.pipeline.land import Landed
 from fusionlake.pipeline.marts import open_latest
+from fusionlake.pipeline.report import FAIL_ON
 from fusionlake.pipeline.stage import DropResult
 
 
@@ -46,6 +47,45 @@ class RunSummary:
                     continue
         finally:
             con.close()
+
+    FAIL_ON = FAIL_ON
+
+    def drops_in(self, kinds) -> list[str]:
+        """This run's drops (agency/feed/file) that were rejected, held or had flagged rows."""
+        kinds = set(kinds or ())
+        return [d.name for d in self.drops
+                if ("rejected" in kinds and d.state == DropState.REJECTED)
+                or ("held" in kinds and d.state == DropState.HELD)
+                or ("flagged" in kinds and d.flagged > 0)]
+
+    def as_json(self) -> dict:
+        """The summary as data: the figures of :meth:`markdown`, for scripts."""
+        staged = [d for d in self.drops if d.state == DropState.STAGED]
+        return {
+            "run_id": self.run_id, "lake": self.lake, "noop": self.noop,
+            "counts": {
+                "landed": sum(x.status == "landed" for x in self.landed),
+                "duplicates": sum(x.status == "duplicate" for x in self.landed),
+                "staged": len(staged),
+                "rejected": sum(d.state == DropState.REJECTED for d in self.drops),
+                "held": sum(d.state == DropState.HELD for d in self.drops),
+                "rows_read": sum(d.rows for d in self.drops),
+                "rows_quarantined": sum(d.quarantined for d in self.drops),
+                "rows_flagged": sum(d.flagged for d in self.drops),
+                "person_records_staged": sum(max(d.staged.get("person_record", 0), 0)
+                                             for d in staged),
+            },
+            "mart_figures": dict(self.mart_figures),
+            "new_cross_agency_matches": self.resolution_stats.get("new cross-agency matches"),
+            "drops": [{"drop_id": d.drop_id, "name": d.name, "state": str(d.state),
+                       "rows": d.rows, "quarantined": d.quarantined, "flagged": d.flagged,
+                       "seconds": round(d.seconds, 3), "reason": d.reason,
+                       "warnings": list(d.warnings)} for d in self.drops],
+            "marts": {a: f"marts/{a}/{v}/fusion.duckdb" for a, v in self.marts.items()},
+            "data_docs": self.data_docs,
+            "problems": list(self.problems),
+            "stages": [{"stage": n, "seconds": round(sec, 3)} for n, sec in self.stages],
+        }
 
     def markdown(self) -> str:
         landed = [x for x in self.landed if x.status == "landed"]
@@ -91,7 +131,10 @@ class RunSummary:
             lines += ["## Published marts", ""]
             lines += [f"- `{a}`: marts/{a}/{v}/fusion.duckdb" for a, v in self.marts.items()]
             lines += ["", "Query: `fusionlake sql \"select * from entity limit 10\"`", ""]
-        if self.data_docs:
+        if self.data_docs and "://" in self.data_docs:  # no browser opens s3:// URLs
+            lines += ["Validation reports (Data Docs): in the lake; open them with "
+                      "`fusionlake docs --serve 8000` or `fusionlake docs --sync DIR`", ""]
+        elif self.data_docs:
             lines += [f"Validation reports (Data Docs): `{self.data_docs}`", ""]
         if self.problems:
             lines += ["## Problems", ""] + [f"- {p}" for p in self.problems] + [""]

@@ -1,0 +1,160 @@
+"""The stewards' report: what became of each drop, read back from the lake.
+
+One :class:`DropReport` per drop in the ledger (duplicates aside), including drops rejected
+while being read, which have no validation result: their row says so, with the reader's reason.
+The counts come from the objects a run wrote (validation/, quarantine/, staged/), so ``fusionlake
+report`` and the Data Docs index show the same figures without re-running anything.
+
+Counts are of source rows: ``rows`` every row the drop held (readable or not), ``quarantined``
+the rows kept out (with their line in the file), ``flagged`` the rows staged with a value kept
+but not normalised, ``staged`` the person records written. The expectations listed are those that
+failed or found bad values within their ``mostly``, with GX's real unexpected count (the stored
+GX result keeps only a sample of the values).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from fusionlake.lake import layout, zones
+from fusionlake.lake.ledger import DropEntry, DropState, Ledger
+from fusionlake.lake.store import NotFound, ObjectStore
+
+#: The kinds of drop ``fusionlake run --fail-on`` can fail a run on (RunSummary.drops_in).
+FAIL_ON = ("rejected", "held", "flagged")
+
+#: Reader problems carry expectations of this prefix (fusionlake.pipeline.read).
+_READ_PREFIX = "read_"
+
+
+@dataclass
+class DropReport:
+    """One drop as a steward sees it; None where the drop never got that far."""
+
+    drop_id: str
+    agency: str
+    feed: str
+    file: str
+    received: str
+    state: str
+    reason: str | None
+    rows: int | None = None
+    staged: int | None = None
+    flagged: int | None = None
+    quarantined: int | None = None
+    held: bool = False
+    expectations: int | None = None
+    passed: int | None = None
+    #: expectations that failed or found bad values: expectation, check (its short name),
+    #: column, success, unexpected_count (GX's real count), unexpected_percent, mostly, details
+    findings: list[dict] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[dict]:
+        return [f for f in self.findings if not f["success"]]
+
+    def as_json(self) -> dict:
+        out = asdict(self)
+        out["failed"] = self.failed
+        return out
+
+
+def check_name(expectation: str) -> str:
+    """``expect_column_values_to_be_valid_identifier`` -> ``valid_identifier``: for tables."""
+    for prefix in ("expect_column_values_to_", "expect_column_", "expect_", "be_"):
+        expectation = expectation.removeprefix(prefix)
+    return expectation
+
+
+def _count_rows(data: bytes) -> int:
+    return pq.ParquetFile(io.BytesIO(data)).metadata.num_rows
+
+
+def _frame(store: ObjectStore, key: str) -> pl.DataFrame | None:
+    try:
+        return zones.read_frame(store, key)
+    except NotFound:
+        return None
+
+
+def _report(store: ObjectStore, entry: DropEntry) -> DropReport:
+    rep = DropReport(entry.drop_id, entry.agency, entry.feed, entry.file_name,
+                     entry.received_at[:19].replace("T", " "), str(entry.state), entry.reason,
+                     held=entry.state == DropState.HELD)
+    a, f, d = entry.agency, entry.feed, entry.drop_id
+    results = _frame(store, layout.validation_results_key(a, f, d))
+    if results is None:  # never validated: rejected while being read, or not yet run
+        return rep
+    quarantine = _frame(store, layout.quarantine_key(a, f, d))
+    flags = _frame(store, layout.flags_key(a, f, d))
+    rep.quarantined = (quarantine["source_row"].n_unique()
+                       if quarantine is not None and quarantine.height else 0)
+    rep.flagged = flags["source_row"].n_unique() if flags is not None and flags.height else 0
+    unreadable = 0
+    if quarantine is not None and quarantine.height and "expectation" in quarantine.columns:
+        unreadable = quarantine.filter(pl.col("expectation").str.starts_with(_READ_PREFIX))[
+            "source_row"].n_unique()
+    rep.rows = _validated_rows(store, a, f, d) + unreadable
+    try:
+        rep.staged = _count_rows(store.get(layout.staged_key("person_record", a, f, d)))
+    except NotFound:
+        rep.staged = 0
+    gx = results.filter(~pl.col("expectation").str.starts_with(_READ_PREFIX))
+    rep.expectations, rep.passed = gx.height, int(gx["success"].sum())
+    found = results.filter(~pl.col("success") | (pl.col("unexpected_count").fill_null(0) > 0))
+    rep.findings = [
+        {"expectation": r["expectation"], "check": check_name(r["expectation"]),
+         "column": r["column"], "success": r["success"],
+         "unexpected_count": r["unexpected_count"],
+         "unexpected_percent": r["unexpected_percent"], "mostly": r["mostly"],
+         "details": r["details"]}
+        for r in found.iter_rows(named=True)]
+    return rep
+
+
+def _validated_rows(store: ObjectStore, agency: str, feed: str, drop_id: str) -> int:
+    """The rows GX saw (its element_count), 0 when the drop was rejected before GX ran."""
+    try:
+        gx = json.loads(store.get(layout.gx_result_key(agency, feed, drop_id)))
+    except NotFound:
+        return 0
+    counts = [(r.get("result") or {}).get("element_count") for r in gx.get("results") or []]
+    counts = [c for c in counts if isinstance(c, int)]
+    return max(counts) if counts else 0
+
+
+def drop_reports(store: ObjectStore) -> list[DropReport]:
+    """Every drop of the ledger but duplicates, oldest first."""
+    entries = [e for e in Ledger(store).entries() if e.state != DropState.DUPLICATE]
+    return [_report(store, e) for e in sorted(entries, key=lambda e: e.received_at)]
+
+
+def quarantine_rows(store: ObjectStore, agency: str, feed: str, drop_id: str) -> pl.DataFrame:
+    """A drop's quarantined rows as a steward reads them: line, column, value and reason.
+
+    ``value`` is the cell the expectation refused, or the raw line when the reader could not
+    split it into fields (column is then empty).
+    """
+    out_schema = {"line": pl.Int64, "column": pl.String, "value": pl.String,
+                  "reason": pl.String}
+    frame = _frame(store, layout.quarantine_key(agency, feed, drop_id))
+    if frame is None or frame.is_empty():
+        return pl.DataFrame(schema=out_schema)
+    if "line" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, pl.Int64).alias("line"))
+    if "raw_line" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, pl.String).alias("raw_line"))
+    columns = [c for c in frame["column"].drop_nulls().unique().to_list() if c in frame.columns]
+    value = pl.col("raw_line")
+    for c in columns:  # Python per distinct column name, the values stay vectorised
+        value = pl.when(pl.col("column") == c).then(pl.col(c).cast(pl.String)).otherwise(value)
+    return frame.select(pl.col("line").cast(pl.Int64), pl.col("column").cast(pl.String),
+                        value.alias("value"), pl.col("reason").cast(pl.String)).cast(out_schema)
+
+
+__all__ = ["FAIL_ON", "DropReport", "check_name", "drop_reports", "quarantine_rows"]

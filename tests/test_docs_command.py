@@ -1,0 +1,86 @@
+"""`fusionlake docs`: an S3 lake's Data Docs, synced to a folder or served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from fusionlake.cli import main
+from fusionlake.lake import layout
+from fusionlake.lake.store import open_store
+
+FUSIONLAKE = str(Path(sys.executable).with_name("fusionlake"))
+_INDEX = "<!DOCTYPE html><html><body><h1>validation of agency drops</h1></body></html>"
+
+
+def _site(uri: str) -> None:
+    store = open_store(uri)
+    store.put(f"{layout.DATA_DOCS}/index.html", _INDEX.encode())
+    store.put(f"{layout.DATA_DOCS}/static/fusionlake.css", b"body { margin: 0 }")
+
+
+def test_sync_copies_the_site_and_prints_a_file_url(s3_bucket, tmp_path, capsys):
+    uri = f"s3://{s3_bucket}/lake"
+    _site(uri)
+    out = tmp_path / "docs"
+    (out / "validations").mkdir(parents=True)
+    (out / "validations" / "gone.html").write_text("an old drop's page")
+    assert main(["docs", "--lake", uri, "--sync", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert printed.out.strip() == (out / "index.html").resolve().as_uri()
+    assert (out / "index.html").read_text() == _INDEX
+    assert (out / "static" / "fusionlake.css").read_text() == "body { margin: 0 }"
+    assert not (out / "validations" / "gone.html").exists()
+
+
+def test_report_on_s3_points_at_docs_not_at_an_s3_url(s3_bucket, tmp_path, capsys):
+    from tests.test_severity import _land
+
+    uri = f"s3://{s3_bucket}/lake"
+    _site(uri)
+    _land(open_store(uri), tmp_path, "th_imm", "repatriations", "r.csv", b"manifest_id\nM-1\n")
+    assert main(["report", "--lake", uri]) == 0
+    out = capsys.readouterr().out
+    assert "s3://" not in out.replace(f"s3://{s3_bucket}/lake", "")  # only the lake's name
+    assert "index.html" not in out
+    assert "fusionlake docs --serve 8000" in out
+
+
+def test_docs_on_s3_without_an_option_is_one_line(s3_bucket, capsys):
+    uri = f"s3://{s3_bucket}/lake"
+    _site(uri)
+    assert main(["docs", "--lake", uri]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"fusionlake docs: {uri} is not a folder a browser can open: give --sync DIR "
+                   "(a local copy) or --serve PORT (a local web server)\n")
+
+
+def test_serve_answers_on_loopback(s3_endpoint, s3_bucket):
+    uri = f"s3://{s3_bucket}/lake"
+    _site(uri)
+    proc = subprocess.Popen([FUSIONLAKE, "docs", "--lake", uri, "--serve", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ))
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("Data Docs: http://127.0.0.1:"), (line, proc.stderr.read())
+        url = line.split()[2]
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.read().decode() == _INDEX
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_docs_on_a_local_lake_prints_the_index_as_a_file_url(tmp_path, capsys):
+    uri = str(tmp_path / "lake")
+    assert main(["docs", "--lake", uri]) == 2
+    assert capsys.readouterr().err == (f"fusionlake docs: no Data Docs in {uri} yet: "
+                                       "`fusionlake run` builds them\n")
+    _site(uri)
+    assert main(["docs", "--lake", uri]) == 0
+    index = tmp_path / "lake" / layout.DATA_DOCS / "index.html"
+    assert capsys.readouterr().out == index.resolve().as_uri() + "\n"

@@ -1,0 +1,73 @@
+"""What `fusionlake run` prints and returns: plain markdown when piped, JSON, --fail-on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fusionlake.lake.ledger import DropState
+from fusionlake.pipeline.stage import DropResult
+from fusionlake.pipeline.summary import RunSummary
+
+
+def _summary() -> RunSummary:
+    s = RunSummary("run-7", "/lake")
+    s.drops = [
+        DropResult("d1", "cn_mps/suspects/s.csv", DropState.STAGED, "ok", rows=40,
+                   quarantined=1, flagged=3, staged={"person_record": 39}, seconds=1.25),
+        DropResult("d2", "cn_mps/suspects/broken.csv", DropState.REJECTED,
+                   "broken.csv: is binary"),
+        DropResult("d3", "vn_mps/wanted/w.csv", DropState.HELD, "held: 4 bad phones", rows=9),
+    ]
+    s.stages = [("land", 0.5), ("validate and stage", 2.0)]
+    return s
+
+
+@pytest.mark.parametrize(("kinds", "failing"), [
+    ([], []),
+    (["rejected"], ["cn_mps/suspects/broken.csv"]),
+    (["held", "flagged"], ["cn_mps/suspects/s.csv", "vn_mps/wanted/w.csv"]),
+])
+def test_drops_a_run_can_fail_on(kinds, failing):
+    assert _summary().drops_in(kinds) == failing
+
+
+def test_summary_as_json():
+    data = _summary().as_json()
+    assert data["counts"] == {"landed": 0, "duplicates": 0, "staged": 1, "rejected": 1,
+                              "held": 1, "rows_read": 49, "rows_quarantined": 1,
+                              "rows_flagged": 3, "person_records_staged": 39}
+    assert [(d["name"], d["state"], d["seconds"]) for d in data["drops"]] == [
+        ("cn_mps/suspects/s.csv", "staged", 1.25),
+        ("cn_mps/suspects/broken.csv", "rejected", 0.0),
+        ("vn_mps/wanted/w.csv", "held", 0.0)]
+    assert data["stages"] == [{"stage": "land", "seconds": 0.5},
+                              {"stage": "validate and stage", "seconds": 2.0}]
+    json.dumps(data)  # plain data all the way down
+
+
+@pytest.mark.slow
+def test_run_piped_prints_plain_markdown_json_and_fails_on_request(prefect_harness, tmp_path,
+                                                                   capsys):
+    from fusionlake.cli import main
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.land import deliver
+
+    lake = str(tmp_path / "lake")
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b"\x00\x01garbage\x00\n")
+    deliver(open_store(lake), "cn_mps", "suspects", [broken])
+    capsys.readouterr()
+    assert main(["run", "--lake", lake, "--fail-on", "held,rejected", "--format", "json"]) == 1
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    assert (data["counts"]["rejected"], data["drops"][0]["name"]) == (
+        1, "cn_mps/suspects/broken.csv")
+    assert err.endswith("fusionlake run: 1 drop(s) held/rejected: cn_mps/suspects/broken.csv\n")
+    # nothing new now: exit 0 even with --fail-on, and the markdown is printed as written
+    assert main(["run", "--lake", lake, "--fail-on", "rejected"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# fusionlake run ")
+    assert "Nothing new: no deliveries, no pending drops, marts unchanged." in out
+    assert "| drops rejected | 0 |" in out  # a markdown table row, not a reflowed box
