@@ -6,6 +6,10 @@ fills itself with JavaScript from a site store we do not keep. Every CDN link of
 templates is rewritten to a copy under ``static/`` in the site (expectations/assets.py); any
 other external link (logos, newsletter) is removed, so nothing a steward opens reaches out.
 
+Pages are rendered one drop at a time: a drop whose page cannot be rendered (no GX result
+because the drop was rejected before its suite ran, or a result GX cannot read) gets a page
+saying what went wrong, and the other drops' pages and the index are built as usual.
+
 Layout::
 
     index.html
@@ -101,6 +105,22 @@ def _stats(result: dict) -> tuple[int, int]:
     return sum(1 for r in rows if r.get("success")), len(rows)
 
 
+def _error_page(feed: str, drop_id: str, what: str) -> str:
+    """The page of a drop whose GX page could not be rendered: what went wrong, and where the
+    drop's results are anyway."""
+    return (
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(feed)} {html.escape(drop_id)}</title>"
+        "<link rel=\"stylesheet\" href=\"../../static/fusionlake.css\"></head><body>"
+        f"<p><a href=\"../../index.html\">all drops</a></p>"
+        f"<h1>{html.escape(feed)}: drop {html.escape(drop_id)}</h1>"
+        f"<p class=\"failed\">This drop's validation page could not be rendered: "
+        f"{html.escape(what)}</p>"
+        "<p>Its state and reason are in the drop ledger (<code>fusionlake drops</code>), its "
+        "expectation results in <code>fusionlake report</code> and the mart's "
+        "<code>validation_result</code> table.</p></body></html>")
+
+
 def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path) -> Path:
     """Build the stewards' site from GX validation results; returns the index page.
 
@@ -110,25 +130,39 @@ def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path) -> Path:
         out_dir: folder to write the site into (created; existing pages are replaced).
 
     Returns:
-        Path of ``index.html``.
+        Path of ``index.html``. A drop whose page cannot be rendered gets a page saying why
+        (and a row saying so in the index); it never stops the others.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     have_vendor = _write_static(out_dir)
     rows = []
     for drop_id, result in results:
-        meta = result.get("meta") or {}
+        meta = (result.get("meta") if isinstance(result, dict) else None) or {}
         feed = str(meta.get("feed") or meta.get("expectation_suite_name") or "unknown")
         rel = f"validations/{_safe(feed.replace('/', '.'))}/{_safe(drop_id)}.html"
         page = out_dir / rel
         page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(_localise(_render_validation(result), "../../static/", have_vendor),
-                        encoding="utf-8")
-        passed, total = _stats(result)
-        failed = [f"{r['expectation_config']['type']}"
-                  f"({r['expectation_config'].get('kwargs', {}).get('column', '')})"
-                  for r in result.get("results") or [] if not r.get("success")]
-        rows.append((feed, drop_id, bool(result.get("success")), passed, total, failed, rel))
+        what = None
+        if not isinstance(result, dict) or not result.get("results"):
+            what = ("no GX result was stored for it: it was rejected before its suite ran "
+                    "(no data rows, or a declared column missing)")
+        else:
+            try:
+                text = _localise(_render_validation(result), "../../static/", have_vendor)
+                passed, total = _stats(result)
+                failed = [f"{r['expectation_config']['type']}"
+                          f"({r['expectation_config'].get('kwargs', {}).get('column', '')})"
+                          for r in result["results"] if not r.get("success")]
+            except Exception as exc:  # one drop's page never stops the site
+                what = f"{type(exc).__name__}: {str(exc)[:500]}"
+        if what is not None:
+            text = _error_page(feed, drop_id, what)
+            passed = total = 0
+            failed = [f"page not rendered: {what}"]
+        page.write_text(text, encoding="utf-8")
+        success = isinstance(result, dict) and bool(result.get("success")) and total > 0
+        rows.append((feed, drop_id, success, passed, total, failed, rel))
     index = out_dir / "index.html"
     index.write_text(_index_page(rows), encoding="utf-8")
     return index

@@ -6,8 +6,16 @@ InternalError, and connections dropped before or after the endpoint acted, at a 
 
 from __future__ import annotations
 
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
+import polars as pl
 import pytest
 from conftest import s3_client
 
@@ -116,3 +124,160 @@ def test_unreachable_endpoint_with_credentials_in_its_url_is_redacted(monkeypatc
         S3Store("bucket", "lake", client=client).list("raw")
     assert "cannot reach the S3 endpoint" in str(err.value)
     assert "hunter22" not in str(err.value) and "admin" not in str(err.value)
+
+
+# -- whole runs ---------------------------------------------------------------------------------
+
+PEOPLE = 200
+
+
+@pytest.fixture(scope="module")
+def drops(tmp_path_factory):
+    from fusionlake.synth import generate
+
+    out = tmp_path_factory.mktemp("drops")
+    generate(PEOPLE, 11, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def api_url(prefect_harness):
+    """CLI runs in subprocesses report to the test's Prefect server."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
+def _feed_dirs(drops_dir):
+    return sorted(p for p in drops_dir.glob("*/*") if p.is_dir())
+
+
+def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
+    exe = str(Path(sys.executable).with_name("fusionlake"))
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, **env})
+
+
+# Columns that say when or by which run something happened: they differ between any two runs.
+_VOLATILE = re.compile(r"(_at|_time|^run_id|^version|^built|^published|^key$|^sha256$|^size$"
+                       r"|^reason$)")
+
+
+def _mart_tables(con) -> dict[str, pl.DataFrame]:
+    names = [r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY 1").fetchall()]
+    out = {}
+    for name in names:
+        frame = con.execute(f'SELECT * FROM "{name}"').pl()
+        frame = frame.select([c for c in frame.columns if not _VOLATILE.search(c)])
+        out[name] = frame.sort(frame.columns, nulls_last=True) if frame.columns else frame
+    return out
+
+
+@pytest.mark.slow
+def test_drop_run_and_sql_pass_at_30_percent_faults_with_the_marts_of_a_clean_run(
+        api_url, drops, s3_bucket, fault_proxy, tmp_path):
+    from polars.testing import assert_frame_equal
+
+    from flows.pipeline import pipeline
+    from fusionlake.lake.ledger import Ledger
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.land import deliver
+    from fusionlake.pipeline.marts import open_latest
+
+    clean = open_store(str(tmp_path / "clean"))
+    for feed_dir in _feed_dirs(drops):
+        deliver(clean, feed_dir.parent.name, feed_dir.name, sorted(feed_dir.iterdir()))
+    assert not pipeline(lake=clean.uri, run_id="clean").problems
+
+    lake = f"s3://{s3_bucket}/lake"
+    env = {"AWS_ENDPOINT_URL": fault_proxy.url, "PREFECT_API_URL": api_url}
+    fault_proxy.rate = 0.3
+    for feed_dir in _feed_dirs(drops):
+        done = _cli("drop", "--lake", lake, "--agency", feed_dir.parent.name, "--feed",
+                    feed_dir.name, *map(str, sorted(feed_dir.iterdir())), env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+    done = _cli("run", "--lake", lake, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    query = _cli("sql", "--lake", lake, "--format", "csv",
+                 "select count(*) as n from entity_record", env=env)
+    assert query.returncode == 0, query.stdout + query.stderr
+    injected = dict(fault_proxy.counts)
+    fault_proxy.rate = 0.0
+    assert all(injected.get(f, 0) > 10 for f in ("slowdown", "internal", "drop-before",
+                                                  "drop-after")), injected
+
+    store = open_store(lake)  # straight to moto from here on
+    assert sorted(e.state for e in Ledger(store).entries()) == ["published"] * 5
+    ours, theirs = open_latest(store, "all"), open_latest(clean, "all")
+    try:
+        mine, clean_tables = _mart_tables(ours), _mart_tables(theirs)
+    finally:
+        ours.close()
+        theirs.close()
+    assert mine.keys() == clean_tables.keys() and "entity_record" in mine
+    for name, frame in mine.items():
+        assert_frame_equal(frame, clean_tables[name], check_row_order=True), name
+    assert query.stdout.split() == ["n", str(mine["entity_record"].height)]
+
+
+def _header_only(src: Path, dest: Path) -> Path:
+    lines = src.read_text(encoding="utf-8-sig").splitlines()
+    dest.write_text(lines[0] + "\n", encoding="utf-8-sig")
+    return dest
+
+
+def _without_column(src: Path, dest: Path, column: str) -> Path:
+    rows = list(csv.reader(src.read_text(encoding="utf-8-sig").splitlines()))
+    drop = rows[0].index(column)
+    with dest.open("w", encoding="utf-8-sig", newline="") as fh:
+        csv.writer(fh).writerows([r[:drop] + r[drop + 1:] for r in rows])
+    return dest
+
+
+@pytest.mark.slow
+def test_bad_drops_and_a_broken_page_stop_no_other_drop(prefect_harness, drops, tmp_path):
+    from flows.pipeline import pipeline
+    from fusionlake.lake import layout
+    from fusionlake.lake.ledger import Ledger
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.land import deliver
+    from fusionlake.pipeline.marts import open_latest
+
+    store = open_store(str(tmp_path / "lake"))
+    first = drops / "cn_mps" / "suspects"
+    deliver(store, "cn_mps", "suspects", sorted(first.iterdir()))
+    assert not pipeline(lake=store.uri, run_id="run-1").problems
+    # a stored GX result that GX cannot read any more: its page cannot be rendered
+    gx_key = next(k for k in store.list("validation") if k.endswith("/gx_result.json"))
+    broken = json.loads(store.get(gx_key))
+    broken["results"] = [{"expectation_config": {"type": 42}, "success": "perhaps"}]
+    store.put(gx_key, json.dumps(broken).encode())
+
+    src = next((drops / "th_imm" / "repatriations").iterdir())
+    deliver(store, "th_imm", "repatriations", [src, _header_only(src, tmp_path / "empty.csv"),
+                                               _without_column(src, tmp_path / "nocol.csv",
+                                                               "passenger_name")])
+    deliver(store, "mm_police", "detainees", sorted((drops / "mm_police" / "detainees").iterdir()))
+    second = pipeline(lake=store.uri, run_id="run-2")
+    assert not second.problems, second.problems  # bad data is not a failure of the run
+    by_file = {e.file_name: e for e in Ledger(store).entries()}
+    assert by_file["empty.csv"].state == "rejected"
+    assert "no data rows" in by_file["empty.csv"].reason
+    assert by_file["nocol.csv"].state == "rejected"
+    assert "passenger_name" in by_file["nocol.csv"].reason
+    assert by_file[src.name].state == "published"
+    assert sorted(e.state for e in by_file.values()) == (
+        ["published"] * 3 + ["rejected"] * 2)
+    con = open_latest(store, "all")
+    try:
+        assert con.execute("select count(distinct drop_id) from entity_record").fetchone()[0] == 3
+    finally:
+        con.close()
+    # Data Docs were rebuilt: the broken page and the rejected drops' pages say what went wrong
+    index = store.get(f"{layout.DATA_DOCS}/index.html").decode()
+    assert "page not rendered" in index
+    broken_id = gx_key.split("/")[3]
+    page = next(k for k in store.list(layout.DATA_DOCS) if k.endswith(f"/{broken_id}.html"))
+    assert "could not be rendered" in store.get(page).decode()
+    assert store.exists(f"{layout.RUN_REPORTS}/run-2.md")

@@ -29,6 +29,7 @@ import hashlib
 import os
 import random
 import re
+import socket
 import tempfile
 import time
 import unicodedata
@@ -223,10 +224,27 @@ def _cut_bytes(text: str, limit: int) -> str:
     return text if len(data) <= limit else data[:limit].decode(errors="ignore")
 
 
+def host_tag() -> str:
+    """Six hex digits naming this machine in temp file names (pids are per machine)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
 def _temp_prefix(name: str) -> str:
-    """The prefix of a temporary file written beside ``name``: ``.<name>.`` with the name cut
-    so that prefix, mkstemp's 8 random characters and ``.tmp`` stay within NAME_MAX bytes."""
-    return f".{_cut_bytes(name, NAME_MAX - 2 - 8 - len(TEMP_SUFFIX))}."
+    """The prefix of a temporary file written beside ``name``: ``.<name>.<host>-<pid>.``, the
+    name cut so that the whole, mkstemp's 8 random characters and ``.tmp`` stay within
+    NAME_MAX bytes. The host and pid say whose it is, so a clean start can remove those of
+    dead processes at once (fusionlake.pipeline.run.clean_start)."""
+    owner = f".{host_tag()}-{os.getpid()}."
+    return f".{_cut_bytes(name, NAME_MAX - 1 - len(owner) - 8 - len(TEMP_SUFFIX))}{owner}"
+
+
+_TEMP_OWNER = re.compile(r"\.([0-9a-f]{6})-(\d+)\.[^./]{8}" + re.escape(TEMP_SUFFIX) + "$")
+
+
+def temp_owner(key: str) -> tuple[str, int] | None:
+    """(host tag, pid) of the process that wrote a local temp file, from its name."""
+    m = _TEMP_OWNER.search(key)
+    return (m.group(1), int(m.group(2))) if m else None
 
 
 def _clean_segment(part: str) -> str:
