@@ -159,8 +159,8 @@ def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
 
 
 # Columns that say when or by which run something happened: they differ between any two runs.
-_VOLATILE = re.compile(r"(_at|_time|^run_id|^version|^built|^published|^key$|^sha256$|^size$"
-                       r"|^reason$)")
+# (a published drop's reason names the mart version it went into)
+_VOLATILE = re.compile(r"(_at$|_time$|^run_id$|^version$|^built|^published|^reason$)")
 
 
 def _mart_tables(con) -> dict[str, pl.DataFrame]:
@@ -168,7 +168,7 @@ def _mart_tables(con) -> dict[str, pl.DataFrame]:
         "SELECT table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY 1").fetchall()]
     out = {}
     for name in names:
-        frame = con.execute(f'SELECT * FROM "{name}"').pl()
+        frame = con.sql(f'SELECT * FROM "{name}"').pl()
         frame = frame.select([c for c in frame.columns if not _VOLATILE.search(c)])
         out[name] = frame.sort(frame.columns, nulls_last=True) if frame.columns else frame
     return out
