@@ -2,7 +2,9 @@
 
 Each command is a small function that reads its arguments, calls library code and prints. Errors a
 user can act on (:class:`UserError` and the library's own error types) print one line naming the
-thing and what to do, and exit with status 2; nothing else is caught.
+thing and what to do, and exit with status 2; anything else prints its traceback and exits with
+status 1, as Python would. Neither ever shows credentials (an endpoint URL with a password in it,
+a secret key): every message is redacted first.
 
 The flows and expectations are imported by the commands that use them: Prefect and GX take
 seconds to import, which ``drops`` or ``sql`` need not pay.
@@ -14,6 +16,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -25,10 +28,10 @@ from rich.table import Table
 
 from fusionlake.lake import layout, zones
 from fusionlake.lake.feeds import load_feeds
-from fusionlake.lake.lease import LeaseHeld
+from fusionlake.lake.lease import LeaseHeld, LeaseLost
 from fusionlake.lake.ledger import DropState, Ledger
 from fusionlake.lake.settings import Settings, configure_offline
-from fusionlake.lake.store import LakeError, open_store
+from fusionlake.lake.store import LakeError, open_store, redact
 from fusionlake.pipeline.land import DeliveryError, deliver
 from fusionlake.pipeline.marts import MartError, open_latest, run_query
 from fusionlake.synth import generate
@@ -113,9 +116,11 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from flows.pipeline import pipeline
+    from flows.server import owned_server
 
-    summary = pipeline(lake=settings.lake, feeds_path=settings.feeds_path,
-                       lease_wait=args.wait)
+    with owned_server():  # without PREFECT_API_URL: a server that ends with this command
+        summary = pipeline(lake=settings.lake, feeds_path=settings.feeds_path,
+                           lease_wait=args.wait)
     Console().print(Markdown(summary.markdown()))
     return 1 if summary.problems else 0
 
@@ -309,13 +314,15 @@ def main(argv: list[str] | None = None) -> int:
         return fn(args, settings)
     except Exception as exc:
         if _is_user_error(exc):
-            print(f"fusionlake {args.command}: {exc}", file=sys.stderr)
+            print(redact(f"fusionlake {args.command}: {exc}"), file=sys.stderr)
             return EXIT_USER_ERROR
-        raise
+        print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+        return 1
 
 
 def _is_user_error(exc: Exception) -> bool:
-    return isinstance(exc, UserError | DeliveryError | LakeError | LeaseHeld | MartError)
+    return isinstance(exc, UserError | DeliveryError | LakeError | LeaseHeld | LeaseLost
+                      | MartError)
 
 
 if __name__ == "__main__":

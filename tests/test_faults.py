@@ -281,3 +281,32 @@ def test_bad_drops_and_a_broken_page_stop_no_other_drop(prefect_harness, drops, 
     page = next(k for k in store.list(layout.DATA_DOCS) if k.endswith(f"/{broken_id}.html"))
     assert "could not be rendered" in store.get(page).decode()
     assert store.exists(f"{layout.RUN_REPORTS}/run-2.md")
+
+
+def test_drop_of_a_file_with_a_253_byte_thai_name(tmp_path):
+    name = "ผู้ต้องหา" * 9 + "ก" * 2 + ".csv"  # 83 Thai characters and .csv: 253 bytes
+    assert len(name.encode()) == 253
+    src = tmp_path / name
+    src.write_text("suspect_id,name\nA1,สมชาย\n", encoding="utf-8")
+    lake = tmp_path / "lake"
+    done = _cli("drop", "--lake", str(lake), "--agency", "th_imm", "--feed", "detentions",
+                str(src), env={})
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    landed = lake / "landing" / "th_imm" / "detentions" / name
+    assert landed.read_bytes() == src.read_bytes()
+    assert [p.name for p in landed.parent.iterdir()] == [name]  # no temp file left
+
+
+def test_credentials_in_aws_endpoint_url_are_never_printed(tmp_path):
+    src = tmp_path / "x.csv"
+    src.write_text("a\n1\n", encoding="utf-8")
+    env = {"AWS_ENDPOINT_URL": "http://fusion:pa55word@127.0.0.1:9",
+           "AWS_ACCESS_KEY_ID": "AKIAFUSION", "AWS_SECRET_ACCESS_KEY": "very-secret-key",
+           "AWS_MAX_ATTEMPTS": "1"}
+    for args in (["drops"], ["drop", "--agency", "th_imm", "--feed", "detentions", str(src)]):
+        done = _cli(*args, "--lake", "s3://bucket/lake", env=env)
+        assert done.returncode == 2, done.stderr
+        assert "cannot reach the S3 endpoint" in done.stderr
+        assert "pa55word" not in done.stderr + done.stdout
+        assert "very-secret-key" not in done.stderr + done.stdout
