@@ -310,3 +310,80 @@ def test_credentials_in_aws_endpoint_url_are_never_printed(tmp_path):
         assert "cannot reach the S3 endpoint" in done.stderr
         assert "pa55word" not in done.stderr + done.stdout
         assert "very-secret-key" not in done.stderr + done.stdout
+
+
+# -- model training never fails a run ------------------------------------------------------------
+
+
+def _planted_records() -> pl.DataFrame:
+    """Per birth date, two records of one man (TH) and two women of other names (MM): every
+    pair that differs in sex also differs in nationality, and no other pair does."""
+    import datetime as dt
+
+    rows = []
+    for n in range(40):
+        born = dt.date(1970, 1, 1) + dt.timedelta(days=37 * n)
+        for k, (name, sex, nat) in enumerate([(f"SOMCHAI{n}", "M", "TH")] * 2
+                                             + [(f"AYE{n}X", "F", "MM"),
+                                                (f"MYA{n}Y", "F", "MM")]):
+            rows.append({"record_id": f"r{n:03d}{k}", "name_key_sorted": name,
+                         "name_key_phonetic": name[:4], "given_name": name,
+                         "family_name": None, "birth_date": born,
+                         "birth_date_precision": "day", "sex": sex, "nationality": nat,
+                         "birth_year": born.year})
+    return pl.DataFrame(rows)
+
+
+def _settings(**changes):
+    """The declared settings, trained from 20 records on."""
+    from transforms.resolution.settings import ResolveSettings
+
+    return ResolveSettings().with_(min_records_to_train=20, **changes)
+
+
+def test_em_driving_an_m_probability_below_splinks_minimum_does_not_fail_scoring():
+    from splink.internals.comparison_level import M_U_CLAMP_MIN
+
+    from transforms.resolution.splink import score_pairs
+
+    # EM's first session (blocked on birth date) finds that no matching pair differs in sex or
+    # nationality: those levels' m falls to 0.0, which Splink 5 refuses (ValueError), as it
+    # refused 3.8e-316 at a million people
+    stats: dict = {}
+    scored = score_pairs(_planted_records(), _settings(), stats)
+    try:
+        assert stats["model"] == "trained on the data"
+        assert stats["model_notes"] == [
+            "EM drove m of nationality level 'all other' to 0, below Splink's minimum: "
+            "clamped to 1e-300",
+            "EM drove m of sex level 'all other' to 0, below Splink's minimum: clamped to 1e-300"]
+        model = json.loads(stats["model_json"])
+        probs = [lv[k] for c in model["comparisons"] for lv in c["comparison_levels"]
+                 for k in ("m_probability", "u_probability") if isinstance(lv.get(k), float)]
+        assert probs and min(probs) >= M_U_CLAMP_MIN
+        # the two records of each man are still found
+        same = scored.pairs.filter(pl.col("record_id_l").str.slice(0, 4)
+                                   == pl.col("record_id_r").str.slice(0, 4))
+        assert same.filter(pl.col("record_id_l").str.ends_with("0")
+                           & pl.col("record_id_r").str.ends_with("1")).height == 40
+    finally:
+        scored.close()
+
+
+def test_training_that_still_fails_falls_back_to_the_last_good_model():
+    from transforms.resolution.splink import score_pairs
+
+    good: dict = {}
+    score_pairs(_planted_records(), _settings(), good).close()
+    broken = _settings(
+        em_rules=[{"requires": ["birth_date"], "sql": "l.no_such_column = r.no_such_column"}],
+        fallback_model=good["model_json"])  # a session Splink cannot run
+    stats: dict = {}
+    score_pairs(_planted_records(), broken, stats).close()
+    assert stats["model"] == "the last good model"
+    assert "model_json" not in stats  # a failed training leaves no model to keep
+    assert stats["model_notes"][0].startswith("model training failed (")
+    # and with no model kept yet: the declared priors
+    stats = {}
+    score_pairs(_planted_records(), broken.with_(fallback_model=None), stats).close()
+    assert stats["model"] == "declared priors"

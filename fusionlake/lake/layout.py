@@ -18,6 +18,7 @@ each kind of object in it::
     marts/FINGERPRINT                                    what the current marts were built from
     reports/data_docs/, reports/runs/<run_id>.md         for stewards and operators
     cache/translit.parquet                               transliterations across runs
+    models/splink_model.json                             the last model trained on the data
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ REPORTS = "reports"
 DATA_DOCS = f"{REPORTS}/data_docs"
 RUN_REPORTS = f"{REPORTS}/runs"
 TRANSLIT_CACHE = "cache/translit.parquet"
+# The Splink model the last successful training produced: a run whose training fails uses it.
+SPLINK_MODEL = "models/splink_model.json"
 MARTS_FINGERPRINT = f"{MARTS}/FINGERPRINT"
 LATEST = "LATEST"  # the pointer object beside a zone's versions
 

@@ -6,6 +6,10 @@ files, so an S3 lake's staged zone is downloaded once.
 
 Splink (and its DuckDB) take seconds to import and drop workers import this package without ever
 resolving, so transforms.resolution is imported where it is used.
+
+Each model trained on the data is kept in the lake (``models/splink_model.json``); a run whose
+training fails resolves with it instead of failing (transforms/resolution/splink.py), and its
+run summary says so.
 """
 
 from __future__ import annotations
@@ -17,12 +21,12 @@ from pathlib import Path
 
 import polars as pl
 
-from fusionlake.lake import zones
+from fusionlake.lake import layout, zones
 from fusionlake.lake.feeds import FeedSet
 from fusionlake.lake.ledger import LIVE, Ledger
 from fusionlake.lake.schema import TABLES
 from fusionlake.lake.settings import Settings
-from fusionlake.lake.store import ObjectStore
+from fusionlake.lake.store import NotFound, ObjectStore
 
 
 @contextlib.contextmanager
@@ -87,7 +91,12 @@ def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: st
                  retention: int = Settings.resolution_retention):
     """Entity resolution over the staged records, with steward decisions and stable ids."""
     from transforms.resolution.resolve import resolve  # Splink: seconds to import; see above
+    from transforms.resolution.settings import ResolveSettings
 
+    try:
+        last_model = store.get(layout.SPLINK_MODEL).decode()
+    except NotFound:
+        last_model = None
     keys = zones.resolution_keys(store) or {}
     previous = {name: zones.read_frame(store, keys[name])
                 for name in ("entity_record", "entity_history") if name in keys}
@@ -95,7 +104,9 @@ def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: st
         tables,
         decisions=zones.read_decisions(store),
         previous=previous["entity_record"] if previous else None,
+        settings=ResolveSettings(fallback_model=last_model),
     )
+    trained = resolution.stats.pop("model_json", None)
     frames = {
         "entity_record": resolution.entity_record,
         "record_link": resolution.record_link,
@@ -107,6 +118,8 @@ def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: st
         frames["entity_history"] = pl.concat(
             [previous["entity_history"], resolution.entity_history], how="vertical_relaxed")
     version = zones.write_resolution(store, frames, run_id, retention=retention)
+    if trained is not None:  # kept once the resolution it made is stored
+        store.put(layout.SPLINK_MODEL, trained.encode())
     resolution.stats["new cross-agency matches"] = new_cross_agency_matches(
         tables["person_record"], resolution.entity_record,
         previous["entity_record"] if previous else None)
