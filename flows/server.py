@@ -12,6 +12,11 @@ loopback, no UI) itself, so that:
   backstop when the parent-death signal is not available).
 
 ``python -m flows.server --port P --parent PID`` is the server process.
+
+Enter :func:`owned_server` before Prefect is imported: Prefect reads ``PREFECT_API_URL`` into
+its root settings when it is imported, and threads it starts later (the flow's heartbeat, the
+events worker) see only those; a URL set afterwards reaches the flow but not them, and they
+would start a temporary server of their own.
 """
 
 from __future__ import annotations
@@ -61,8 +66,6 @@ def owned_server(timeout: float = 180.0) -> Iterator[str | None]:
     if os.environ.get("PREFECT_API_URL"):
         yield None
         return
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
@@ -85,8 +88,13 @@ def owned_server(timeout: float = 180.0) -> Iterator[str | None]:
                 raise RuntimeError(f"the temporary Prefect server did not answer on {url} "
                                    f"within {timeout:.0f} s")
             time.sleep(0.2)
-        os.environ["PREFECT_API_URL"] = url
-        with temporary_settings(updates={PREFECT_API_URL: url}):
+        os.environ["PREFECT_API_URL"] = url  # before Prefect is imported: see the docstring
+        if "prefect" in sys.modules:  # imported already (a test): the settings of this block
+            from prefect.settings import PREFECT_API_URL, temporary_settings
+
+            with temporary_settings(updates={PREFECT_API_URL: url}):
+                yield url
+        else:
             yield url
     finally:
         if saved is None:

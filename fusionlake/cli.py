@@ -115,10 +115,13 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from flows.pipeline import pipeline
     from flows.server import owned_server
 
-    with owned_server():  # without PREFECT_API_URL: a server that ends with this command
+    # without PREFECT_API_URL: a server that ends with this command (entered before Prefect
+    # is imported, see flows/server.py)
+    with owned_server():
+        from flows.pipeline import pipeline
+
         summary = pipeline(lake=settings.lake, feeds_path=settings.feeds_path,
                            lease_wait=args.wait)
     Console().print(Markdown(summary.markdown()))
