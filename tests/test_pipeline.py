@@ -174,7 +174,8 @@ def _finish(proc: subprocess.Popen) -> tuple[str, str]:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-@pytest.mark.parametrize("lake_uri", ["s3"], indirect=True)  # lease by conditional PUT
+# the lease by a conditional PUT on S3, by link(2) on disk
+@pytest.mark.parametrize("lake_uri", ["local", "s3"], indirect=True)
 def test_concurrent_runs_do_not_corrupt_the_lake(api_url, lake_uri, drops):
     store = open_store(lake_uri)
     deliver_all(store, drops, only={"th_imm/repatriations", "cn_mps/suspects"})
