@@ -49,7 +49,16 @@ from typing import Any
 from fusionlake.lake import layout, versions, zones
 from fusionlake.lake.faults import kill_point, pause_point
 from fusionlake.lake.feeds import FeedSet, load_feeds
-from fusionlake.lake.lease import Fence, Lease, LeaseLost, acquire, install, pid_alive, uninstall
+from fusionlake.lake.lease import (
+    Fence,
+    Lease,
+    LeaseLost,
+    acquire,
+    current_fence,
+    install,
+    pid_alive,
+    uninstall,
+)
 from fusionlake.lake.ledger import LIVE, DropEntry, DropState, Ledger
 from fusionlake.lake.settings import Settings
 from fusionlake.lake.store import (
@@ -299,8 +308,6 @@ def land_deliveries(settings: Settings, run_id: str | None = None,
 def _fence_in_worker(fence: Fence | None, lake: str) -> Iterator[ObjectStore]:
     """In a worker (thread or process): the lake's store, with the run's fence installed when
     this process does not have it yet (a worker process)."""
-    from fusionlake.lake.lease import current_fence
-
     store = open_store(lake)
     mine = fence is not None and current_fence(store) != fence
     if mine:
