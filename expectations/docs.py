@@ -6,6 +6,10 @@ fills itself with JavaScript from a site store we do not keep. Every CDN link of
 templates is rewritten to a copy under ``static/`` in the site (expectations/assets.py); any
 other external link (logos, newsletter) is removed, so nothing a steward opens reaches out.
 
+Pages are rendered one drop at a time: a drop whose page cannot be rendered (no GX result
+because the drop was rejected before its suite ran, or a result GX cannot read) gets a page
+saying what went wrong, and the other drops' pages and the index are built as usual.
+
 Layout::
 
     index.html                                   one row per drop, with its counts
@@ -179,6 +183,22 @@ def _stats(result: dict) -> tuple[int, int]:
     return sum(1 for r in rows if r.get("success")), len(rows)
 
 
+def _error_page(feed: str, drop_id: str, what: str) -> str:
+    """The page of a drop whose GX page could not be rendered: what went wrong, and where the
+    drop's results are anyway."""
+    return (
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(feed)} {html.escape(drop_id)}</title>"
+        "<link rel=\"stylesheet\" href=\"../../static/fusionlake.css\"></head><body>"
+        f"<p><a href=\"../../index.html\">all drops</a></p>"
+        f"<h1>{html.escape(feed)}: drop {html.escape(drop_id)}</h1>"
+        f"<p class=\"failed\">This drop's validation page could not be rendered: "
+        f"{html.escape(what)}</p>"
+        "<p>Its state and reason are in the drop ledger (<code>fusionlake drops</code>), its "
+        "expectation results in <code>fusionlake report</code> and the mart's "
+        "<code>validation_result</code> table.</p></body></html>")
+
+
 def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path,
                     drops: Iterable[dict] | None = None,
                     quarantine: Mapping[str, Sequence[dict]] | None = None) -> Path:
@@ -195,7 +215,8 @@ def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path,
             with rows gets a page ``quarantine/<agency>.<feed>/<drop_id>.html``.
 
     Returns:
-        Path of ``index.html``.
+        Path of ``index.html``. A drop whose page cannot be rendered gets a page saying why
+        (and a row saying so in the index); it never stops the others.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -205,7 +226,7 @@ def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path,
     pages: dict[str, str] = {}
     fallback = []
     for drop_id, result in results:
-        meta = result.get("meta") or {}
+        meta = (result.get("meta") if isinstance(result, dict) else None) or {}
         feed = str(meta.get("feed") or meta.get("expectation_suite_name") or "unknown")
         known = by_id.get(drop_id)
         if known:  # the page names the drop's file, not only its feed
@@ -213,10 +234,27 @@ def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path,
         rel = f"validations/{_safe(feed.replace('/', '.'))}/{_safe(drop_id)}.html"
         page = out_dir / rel
         page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(_tidy(_localise(_render_validation(result), "../../static/",
-                                        have_vendor)), encoding="utf-8")
+        what = None
+        if not isinstance(result, dict) or not result.get("results"):
+            what = ("no GX result was stored for it: it was rejected before its suite ran "
+                    "(no data rows, or a declared column missing)")
+        else:
+            try:
+                text = _tidy(_localise(_render_validation(result), "../../static/",
+                                       have_vendor))
+                row = _drop_from_result(drop_id, feed, result)
+            except Exception as exc:  # one drop's page never stops the site
+                what = f"{type(exc).__name__}: {str(exc)[:500]}"
+        if what is not None:
+            text = _error_page(feed, drop_id, what)
+            agency, _, name = feed.partition("/")
+            row = {"drop_id": drop_id, "agency": agency, "feed": name, "file": "",
+                   "received": "", "state": "page not rendered", "reason": what, "rows": None,
+                   "staged": None, "flagged": None, "quarantined": None, "held": False,
+                   "expectations": 0, "passed": 0, "findings": []}
+        page.write_text(text, encoding="utf-8")
         pages[drop_id] = rel
-        fallback.append(_drop_from_result(drop_id, feed, result))
+        fallback.append(row)
     quarantine_pages = {}
     for drop in drops or fallback:
         rows = (quarantine or {}).get(drop["drop_id"])

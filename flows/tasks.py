@@ -24,8 +24,11 @@ from fusionlake.lake.store import is_transient
 from fusionlake.pipeline import stage
 from fusionlake.pipeline.run import Executor
 
-# One retry policy for every stage: storage failures that pass are retried with backoff;
-# nothing else is (bad data does not improve by trying again).
+# One retry policy for every stage (land, validate+stage, data docs, resolve, publish): storage
+# failures that pass (fusionlake.lake.store.is_transient: 5xx, throttling, dropped connections,
+# timeouts, and the store's own TransientLakeError once its retries ran out) are retried with
+# backoff; nothing else is -- bad data does not improve by trying again, and a run that lost
+# its lease (LeaseLost) must stop.
 RETRIES = {"retries": 3, "retry_delay_seconds": [2, 8, 30]}
 
 

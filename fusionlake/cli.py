@@ -2,7 +2,9 @@
 
 Each command is a small function that reads its arguments, calls library code and prints. Errors a
 user can act on (:class:`UserError` and the library's own error types) print one line naming the
-thing and what to do, and exit with status 2; nothing else is caught.
+thing and what to do, and exit with status 2; anything else prints its traceback and exits with
+status 1, as Python would. Neither ever shows credentials (an endpoint URL with a password in it,
+a secret key): every message is redacted first.
 
 The flows and expectations are imported by the commands that use them: Prefect and GX take
 seconds to import, which ``drops`` or ``sql`` need not pay.
@@ -17,6 +19,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -29,10 +32,10 @@ from rich.text import Text
 
 from fusionlake.lake import audit, layout, zones
 from fusionlake.lake.feeds import load_feeds
-from fusionlake.lake.lease import LeaseHeld
+from fusionlake.lake.lease import LeaseHeld, LeaseLost
 from fusionlake.lake.ledger import Ledger, StewardError
 from fusionlake.lake.settings import Settings, configure_offline
-from fusionlake.lake.store import LakeError, LocalStore, open_store
+from fusionlake.lake.store import LakeError, LocalStore, open_store, redact
 from fusionlake.pipeline.land import DeliveryError, deliver
 from fusionlake.pipeline.marts import (
     MAX_ROWS,
@@ -170,10 +173,15 @@ def cmd_feeds_draft(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from flows.pipeline import pipeline
+    from flows.server import owned_server
 
-    summary = pipeline(lake=settings.lake, feeds_path=settings.feeds_path,
-                       lease_wait=args.wait)
+    # without PREFECT_API_URL: a server that ends with this command (entered before Prefect
+    # is imported, see flows/server.py)
+    with owned_server():
+        from flows.pipeline import pipeline
+
+        summary = pipeline(lake=settings.lake, feeds_path=settings.feeds_path,
+                           lease_wait=args.wait)
     if args.format == "json":
         print(json.dumps(summary.as_json(), ensure_ascii=False, indent=1))
     elif sys.stdout.isatty():
@@ -889,9 +897,10 @@ def main(argv: list[str] | None = None) -> int:
         return _closed_pipe()
     except Exception as exc:
         if _is_user_error(exc):
-            print(f"fusionlake {args.command}: {exc}", file=sys.stderr)
+            print(redact(f"fusionlake {args.command}: {exc}"), file=sys.stderr)
             return EXIT_USER_ERROR
-        raise
+        print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+        return 1
 
 
 #: Exit status after the reader of stdout went away (``| head``): a process killed by SIGPIPE's.
@@ -910,8 +919,8 @@ def _closed_pipe() -> int:
 
 
 def _is_user_error(exc: Exception) -> bool:
-    return isinstance(exc, UserError | DeliveryError | LakeError | LeaseHeld | MartError
-                      | StewardError | audit.AuditError)
+    return isinstance(exc, UserError | DeliveryError | LakeError | LeaseHeld | LeaseLost
+                      | MartError | StewardError | audit.AuditError)
 
 
 if __name__ == "__main__":

@@ -83,3 +83,25 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=180):
         yield
+
+
+@pytest.fixture
+def fault_proxy(s3_endpoint):
+    """A fault proxy (tests/faultproxy.py) in front of the moto server, injecting nothing until
+    a test sets its ``rate`` or ``script``; point a client at ``fault_proxy.url``."""
+    from faultproxy import FaultProxy
+
+    with FaultProxy(s3_endpoint, rate=0.0, seed=19) as proxy:
+        yield proxy
+
+
+def s3_client(endpoint: str):
+    """A boto3 S3 client for ``endpoint`` configured as the lake's own (S3Store's retries)."""
+    import boto3
+    from botocore.config import Config
+
+    from fusionlake.lake.store import S3Store
+
+    return boto3.session.Session().client("s3", endpoint_url=endpoint, config=Config(
+        connect_timeout=5, read_timeout=60,
+        retries={"max_attempts": S3Store.BOTO_ATTEMPTS, "mode": "standard"}))

@@ -62,3 +62,57 @@ def test_context_manager_releases(store):
         pass
     with acquire(store, "run-2") as lease:
         assert lease.generation == 2
+
+
+def test_heartbeat_keeps_a_short_lease_past_its_time(store):
+    import time
+
+    lease = acquire(store, "long-run", seconds=1).start_heartbeat()
+    try:
+        time.sleep(2.5)  # more than twice the lease: only renewals keep it
+        with pytest.raises(LeaseHeld, match="long-run"):
+            acquire(store, "run-2", seconds=1)
+        lease.check()
+    finally:
+        lease.release()
+    assert acquire(store, "run-2").generation == lease.generation + 1
+
+
+def test_a_run_that_lost_its_lease_cannot_write_the_ledger_or_move_a_pointer(store):
+    from fusionlake.lake import versions
+    from fusionlake.lake.lease import LeaseLost, install, uninstall
+    from fusionlake.lake.ledger import DropState, Ledger
+
+    ledger = Ledger(store)
+    meta = {"drop_id": "d1", "agency": "a", "feed": "f", "file_name": "x.csv", "sha256": "ab",
+            "size": 1, "received_at": "2026-01-01T00:00:00+00:00", "raw_key": "raw/x",
+            "landing_key": "landing/a/f/x.csv"}
+    first = acquire(store, "run-1", seconds=-1)  # expired at once: as if frozen past its time
+    install(first.fence, store.uri)
+    try:
+        with pytest.raises(LeaseLost, match="expired"):
+            ledger.receive(meta, "run-1")
+        second = acquire(store, "run-2")  # the lake is taken over
+        with pytest.raises(LeaseLost, match=r"run-2 on .* took it over \(generation 2, this "
+                                            r"run held 1\)"):
+            versions.move_pointer(store, "marts/all", {"version": "20260101T000000000000Z-aa"})
+    finally:
+        uninstall(first.fence, store.uri)
+    assert ledger.entries() == [] and not store.exists("marts/all/LATEST")
+    # the holder writes as usual
+    install(second.fence, store.uri)
+    try:
+        assert ledger.receive(meta, "run-2")
+        ledger.record("d1", DropState.REJECTED, "test", "run-2")
+        assert versions.move_pointer(store, "marts/all",
+                                     {"version": "20260101T000000000000Z-aa"})
+    finally:
+        uninstall(second.fence, store.uri)
+    assert [e.state for e in ledger.entries()] == ["rejected"]
+
+
+def test_old_generations_are_pruned(store):
+    for n in range(14):
+        acquire(store, f"run-{n}").release()
+    gens = sorted({k.rsplit("/", 1)[1].split(".")[0] for k in store.list("leases/pipeline")})
+    assert gens[0] == "000005" and gens[-1] == "000014"

@@ -174,7 +174,8 @@ def _finish(proc: subprocess.Popen) -> tuple[str, str]:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-@pytest.mark.parametrize("lake_uri", ["s3"], indirect=True)  # lease by conditional PUT
+# the lease by a conditional PUT on S3, by link(2) on disk
+@pytest.mark.parametrize("lake_uri", ["local", "s3"], indirect=True)
 def test_concurrent_runs_do_not_corrupt_the_lake(api_url, lake_uri, drops):
     store = open_store(lake_uri)
     deliver_all(store, drops, only={"th_imm/repatriations", "cn_mps/suspects"})
@@ -205,15 +206,34 @@ def _group_ends(pgid: int, seconds: float) -> bool:
     return False
 
 
-# Each point on one backend, the pointer on both (it is the write that differs most).
+def _leftovers(store, tmp: Path) -> list[str]:
+    """What crashed runs can leave: temp folders, unfinished writes, unfinished versions."""
+    from fusionlake.lake import versions
+    from fusionlake.pipeline.run import versioned_prefixes
+
+    found = [f"folder {p.name}" for p in tmp.iterdir() if p.name.startswith("fusionlake-")]
+    found += [f"partial write {p.key}" for p in store.partial_writes("")]
+    found += [f"unfinished version {prefix}/{v}" for prefix in versioned_prefixes(store)
+              for v in versions.unfinished_versions(store, prefix)]
+    return found
+
+
+# Each point on one backend, the pointer on both (it is the write that differs most); then
+# the points that leave something behind: a temp file in raw/ and in ledger/, a version
+# without its manifest.
 @pytest.mark.parametrize(("lake_uri", "crash_at"), [
     ("local", "after-land"), ("s3", "after-stage"),
     ("local", "before-pointer"), ("s3", "before-pointer"),
+    ("local", "temp-written:raw/"), ("local", "temp-written:ledger/drops/"),
+    ("s3", "before-manifest:marts/"), ("local", "before-manifest:resolution"),
 ], indirect=["lake_uri"])
-def test_killed_run_completes_on_restart(api_url, lake_uri, drops, crash_at):
+def test_killed_run_completes_on_restart_and_leaves_nothing(api_url, lake_uri, drops, crash_at,
+                                                            tmp_path):
     store = open_store(lake_uri)
     deliver_all(store, drops, only={"th_imm/repatriations", "mm_police/detainees"})
-    env = {"FUSIONLAKE_KILL_AT": crash_at}
+    tmp = tmp_path / "tmp"  # the runs' temporary folders go here, to be looked at
+    tmp.mkdir()
+    env = {"FUSIONLAKE_KILL_AT": crash_at, "TMPDIR": str(tmp)}
     if crash_at == "after-stage":  # killed while its drop workers (processes) wait for work
         env |= {"FUSIONLAKE_DROP_PROCESS_MIN_BYTES": "1", "FUSIONLAKE_DROP_WORKERS": "2"}
     # no pipes: a process the killed run left behind would hold them open
@@ -224,9 +244,15 @@ def test_killed_run_completes_on_restart(api_url, lake_uri, drops, crash_at):
     _finish(proc)
     if crash_at == "before-pointer":  # a mart was uploaded, but no reader may see it yet
         assert not store.exists("marts/all/LATEST")
-    again = _cli(api_url, lake_uri, "run")
+    left = _leftovers(store, tmp)
+    assert any(f"-{proc.pid}" in x for x in left), left  # its own run folder at least
+    if crash_at.startswith(("temp-written", "before-manifest")):
+        assert len(left) >= 2, left  # and what the point leaves in the lake
+    again = _cli(api_url, lake_uri, "run", env={"TMPDIR": str(tmp)})
     out, err = _finish(again)
     assert again.returncode == 0, out + err
+    assert _leftovers(store, tmp) == []
+    assert "clean start removed" in store.get("reports/runs/LATEST.md").decode()
     entries = Ledger(store).entries()
     assert sorted(e.state for e in entries) == ["published", "published"]
     staged = store.list("staged/person_record")
@@ -235,6 +261,84 @@ def test_killed_run_completes_on_restart(api_url, lake_uri, drops, crash_at):
     assert records == mart_count(store, "select count(distinct record_id) from entity_record")
     live = {e.drop_id for e in entries}
     assert records == zones.read_staged(store, "person_record", live).height > 0
+
+
+def _stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def _wait(condition, seconds: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("lake_uri", ["local", "s3"], indirect=True)
+def test_run_that_lost_its_lease_stops_before_its_next_write(api_url, lake_uri, drops):
+    import time
+
+    store = open_store(lake_uri)
+    deliver_all(store, drops, only={"th_imm/repatriations", "mm_police/detainees"})
+    short = {"FUSIONLAKE_LEASE_SECONDS": "2"}
+    # the first run lands the drops, then freezes (SIGSTOP: its heartbeat stops too)
+    first = _cli(api_url, lake_uri, "run", env=short | {"FUSIONLAKE_PAUSE_AT": "before-stage"})
+    try:
+        assert _wait(lambda: _stopped(first.pid), 300), "the first run never reached its pause"
+        time.sleep(3)  # past its lease
+        second = _cli(api_url, lake_uri, "run", env=short)
+        out, err = _finish(second)
+        assert second.returncode == 0, out + err
+        os.kill(first.pid, signal.SIGCONT)
+        out, err = first.communicate(timeout=300)
+    finally:
+        _finish(first)
+    assert first.returncode == 2, out + err
+    assert "lost the lease" in err and "took it over" in err
+    # no drop was staged twice, and the first run wrote nothing after it woke up
+    ledger = Ledger(store)
+    for entry in ledger.entries():
+        events = [e["state"] for e in ledger.events(entry.drop_id)]
+        assert events == ["received", "validated", "staged", "published"], events
+    assert len(store.list("reports/runs")) == 2  # the second run's report and LATEST.md
+
+
+def test_killed_run_leaves_no_prefect_server(drops, tmp_path):
+    """Without PREFECT_API_URL a run starts its own temporary Prefect server: a SIGKILL of the
+    run must not leave it behind."""
+    lake = str(tmp_path / "lake")
+    deliver_all(open_store(lake), drops, only={"th_imm/repatriations"})
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(FUSIONLAKE_KILL_AT="after-land", PREFECT_HOME=str(tmp_path / "prefect"))
+    exe = str(Path(sys.executable).with_name("fusionlake"))
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as fh:
+        proc = subprocess.Popen([exe, "run", "--lake", lake], env=env, stdout=subprocess.DEVNULL,
+                                stderr=fh, start_new_session=True)
+        proc.wait(timeout=600)
+    assert proc.returncode == -signal.SIGKILL
+    started = re.search(r"temporary Prefect server on \S+ \(pid (\d+)\)", log.read_text())
+    assert started, log.read_text()
+    server = int(started.group(1))
+    try:
+        assert _wait(lambda: not _alive(server), 30), "the run's Prefect server lives on"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
 
 
 def _staged_tables(store) -> dict[str, pl.DataFrame]:
@@ -287,6 +391,7 @@ def test_drop_workers_report_to_the_run_s_own_prefect_server(drops, tmp_path):
                           timeout=600)
     log = done.stdout + done.stderr
     assert done.returncode == 0, log
-    assert log.count("Starting temporary server") == 1, log
+    assert log.count("started a temporary Prefect server") == 1, log
+    assert "Starting temporary server" not in log  # Prefect's own: no worker started one
     assert "database is locked" not in log
     assert sorted(e.state for e in Ledger(open_store(lake)).entries()) == ["published"] * 5

@@ -1,8 +1,13 @@
-"""Fault injection for the crash tests: kill the process at a named point of a run.
+"""Fault injection for the crash tests: kill or pause the process at a named point of a run.
 
 ``FUSIONLAKE_KILL_AT=<point>`` makes :func:`kill_point` send SIGKILL to this process when a run
-reaches that point, exactly like a power cut or an OOM kill: no cleanup, no ``finally``. The
-points are where a half-done write would hurt most. Unset (always, in production) it does nothing.
+reaches that point, exactly like a power cut or an OOM kill: no cleanup, no ``finally``. A point
+may be narrowed to the keys it is reached with: ``temp-written:raw/`` kills the first time a
+temporary file under ``raw/`` has been written and not yet renamed.
+
+``FUSIONLAKE_PAUSE_AT=<point>`` makes :func:`pause_point` stop this process (SIGSTOP) there,
+like a frozen VM or a long stall: every thread stops, the lease's heartbeat too, until someone
+sends SIGCONT. Unset (always, in production) both do nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +16,19 @@ import os
 import signal
 
 
-def kill_point(name: str) -> None:
-    if os.environ.get("FUSIONLAKE_KILL_AT") == name:
+def _matches(variable: str, name: str, detail: str) -> bool:
+    wanted = os.environ.get(variable)
+    if not wanted:
+        return False
+    point, _, prefix = wanted.partition(":")
+    return point == name and detail.startswith(prefix)
+
+
+def kill_point(name: str, detail: str = "") -> None:
+    if _matches("FUSIONLAKE_KILL_AT", name, detail):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def pause_point(name: str, detail: str = "") -> None:
+    if _matches("FUSIONLAKE_PAUSE_AT", name, detail):
+        os.kill(os.getpid(), signal.SIGSTOP)

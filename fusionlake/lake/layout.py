@@ -23,6 +23,8 @@ each kind of object in it::
     reports/data_docs/, reports/runs/<run_id>.md         for stewards and operators
     reports/dictionary/index.html                        the marts' data dictionary, for analysts
     cache/translit.parquet                               transliterations across runs
+    models/splink_model.json, models/<audience>/...      the last model trained on each
+                                                         audience's data (the task force's first)
 """
 
 from __future__ import annotations
@@ -46,6 +48,13 @@ RUN_REPORTS = f"{REPORTS}/runs"
 DICTIONARY = f"{REPORTS}/dictionary"
 DICTIONARY_PAGE = f"{DICTIONARY}/index.html"  # one for every audience: schema only, no data
 TRANSLIT_CACHE = "cache/translit.parquet"
+# The Splink model the last successful training produced: a run whose training fails uses it.
+SPLINK_MODEL = "models/splink_model.json"
+
+
+def splink_model_key(audience: str) -> str:
+    """The last good model of an audience's resolution: the task force's at SPLINK_MODEL."""
+    return SPLINK_MODEL if audience == "all" else f"models/{audience}/splink_model.json"
 MARTS_FINGERPRINT = f"{MARTS}/FINGERPRINT"
 LATEST = "LATEST"  # the pointer object beside a zone's versions
 

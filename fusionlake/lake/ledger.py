@@ -30,6 +30,7 @@ from fusionlake.lake.layout import LEDGER_DROPS as DROPS
 from fusionlake.lake.layout import LEDGER_DUPLICATES as DUPLICATES
 from fusionlake.lake.layout import LEDGER_SEEN as SEEN
 from fusionlake.lake.layout import ledger_event_key
+from fusionlake.lake.lease import check_fence
 from fusionlake.lake.store import NotFound, ObjectInfo, ObjectStore
 
 
@@ -140,6 +141,7 @@ class Ledger:
         """
         event = {**meta, "state": DropState.RECEIVED, "reason": None,
                  "at": meta["received_at"], "run_id": run_id}
+        check_fence(self.store)  # a run that lost its lease stops here (lease.py, "Fencing")
         return self.store.put_if_absent(self._event_key(meta["drop_id"], 0, DropState.RECEIVED),
                                         _dump(event))
 
@@ -156,6 +158,7 @@ class Ledger:
             seq = max(n for n, _ in events) + 1
             event = {"drop_id": drop_id, "state": state, "reason": reason,
                      "at": now_utc().isoformat(), "run_id": run_id, **extra}
+            check_fence(self.store)  # a run that lost its lease stops here (lease.py)
             if self.store.put_if_absent(self._event_key(drop_id, seq, state), _dump(event)):
                 return
         raise RuntimeError(f"could not append to the ledger of drop {drop_id}: too much contention")

@@ -13,20 +13,35 @@ Two kinds of write:
   leases safe between concurrent runs. It guards against the retry trap (a retried conditional
   PUT answers 412 although the first attempt succeeded) by reading the object back: identical
   bytes mean the write was ours. Callers put something unique to the writer (a run id) in what
-  they write, so that two writers never produce identical bytes by accident.
+  they write, so that two writers never produce identical bytes by accident: ledger events carry
+  the run id and the time, lease generations the run id, host and pid, pointers a writer id.
+
+Storage failures that pass (5xx, SlowDown and other throttling, a dropped or closed connection,
+a read timeout) are retried where they happen: botocore's standard retry mode retries each
+request, and the store retries each whole operation (a GET with its body, a multipart upload)
+with backoff on top, so that a run meets :class:`TransientLakeError` only after a minute of
+failures. Messages never carry credentials (:func:`redact`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import random
 import re
+import socket
 import tempfile
+import time
 import unicodedata
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlparse
+
+from fusionlake.lake.faults import kill_point
 
 __all__ = [
     "LakeError",
@@ -34,13 +49,18 @@ __all__ = [
     "NotFound",
     "ObjectInfo",
     "ObjectStore",
+    "PartialWrite",
     "S3Store",
     "TransientLakeError",
     "is_transient",
     "join_key",
     "open_store",
+    "redact",
+    "retrying",
     "safe_part",
 ]
+
+T = TypeVar("T")
 
 
 class LakeError(Exception):
@@ -62,15 +82,17 @@ TRANSIENT_CODES = frozenset({
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) is a storage failure that may pass: the one retry
     rule of every stage."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
     from botocore.exceptions import ConnectionError as BotoConnectionError
+    from urllib3.exceptions import HTTPError as Urllib3Error
 
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        # closed, reset or timed-out connections, an unreachable endpoint
+        # closed, reset or timed-out connections, an unreachable endpoint, a body cut short
         if isinstance(exc, TransientLakeError | ConnectionError | TimeoutError
-                      | BotoConnectionError):
+                      | BotoConnectionError | HTTPClientError | IncompleteReadError
+                      | Urllib3Error):
             return True
         if isinstance(exc, ClientError):
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
@@ -78,6 +100,62 @@ def is_transient(exc: BaseException) -> bool:
             return status >= 500 or status == 429 or code in TRANSIENT_CODES
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+#: How often the store tries a whole operation that fails transiently, on top of botocore's
+#: retries of each request; the backoff starts at 0.2 s and doubles to at most 5 s.
+STORE_ATTEMPTS = 6
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.2, 5.0
+
+
+def retrying(fn: Callable[[], T], what: str, attempts: int = STORE_ATTEMPTS,
+             transient: Callable[[BaseException], bool] = is_transient) -> T:
+    """``fn()``, called again with jittered exponential backoff while it fails transiently.
+
+    After ``attempts`` transient failures the last one is raised as a
+    :class:`TransientLakeError` naming ``what`` (Prefect's retry policy may still try the
+    whole stage again); any other error is raised at once.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            if attempt == attempts:
+                if isinstance(exc, TransientLakeError):
+                    raise
+                raise TransientLakeError(
+                    f"{what} failed {attempts} times ({redact(_describe(exc))}); the object "
+                    "store may be overloaded or unreachable: the run can be retried") from exc
+            delay = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2 ** (attempt - 1))
+            time.sleep(delay * (0.5 + random.random() / 2))
+    raise AssertionError("unreachable")
+
+
+def _describe(exc: BaseException) -> str:
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return f"{err.get('Code') or status}: {err.get('Message') or ''}".strip(": ")
+    return f"{type(exc).__name__}: {exc}"
+
+
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` without credentials: ``http://user:secret@host`` becomes ``http://***@host``,
+    and the values of AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN are masked wherever they
+    appear (an endpoint URL echoed by botocore, a config dump)."""
+    text = _USERINFO.sub(r"\g<scheme>***@", str(text))
+    for var in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        secret = os.environ.get(var)
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
 
 
 class NotFound(LakeError, KeyError):
@@ -94,6 +172,21 @@ class ObjectInfo:
     key: str
     size: int
     etag: str  # changes whenever the content may have changed
+
+
+@dataclass(frozen=True)
+class PartialWrite:
+    """A write that started and has not finished: in progress, or left by a crashed process.
+
+    On disk a temporary file beside its destination (``key`` is the temp file's own key); on S3
+    an incomplete multipart upload (``key`` is the object it would create). Listings never
+    show them; :meth:`ObjectStore.partial_writes` does, so that a clean start can remove those
+    older than any write in progress could be.
+    """
+
+    key: str
+    started: datetime
+    upload_id: str | None = None
 
 
 def safe_part(name: str) -> str:
@@ -115,7 +208,43 @@ def safe_part(name: str) -> str:
     cleaned = cleaned.strip("._ ")
     if not cleaned:
         raise ValueError(f"name {name!r} has nothing usable as a file name")
-    return cleaned[:200]
+    # at most 200 characters and 255 bytes (a file name's limit on every common file system)
+    return _cut_bytes(cleaned[:200], NAME_MAX)
+
+
+#: The longest file name common file systems take, in bytes (UTF-8 Thai takes 3 a character).
+NAME_MAX = 255
+#: Suffix of every temporary file the local store writes (a write in progress or abandoned).
+TEMP_SUFFIX = ".tmp"
+
+
+def _cut_bytes(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, on a character boundary."""
+    data = text.encode()
+    return text if len(data) <= limit else data[:limit].decode(errors="ignore")
+
+
+def host_tag() -> str:
+    """Six hex digits naming this machine in temp file names (pids are per machine)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def _temp_prefix(name: str) -> str:
+    """The prefix of a temporary file written beside ``name``: ``.<name>.<host>-<pid>.``, the
+    name cut so that the whole, mkstemp's 8 random characters and ``.tmp`` stay within
+    NAME_MAX bytes. The host and pid say whose it is, so a clean start can remove those of
+    dead processes at once (fusionlake.pipeline.run.clean_start)."""
+    owner = f".{host_tag()}-{os.getpid()}."
+    return f".{_cut_bytes(name, NAME_MAX - 1 - len(owner) - 8 - len(TEMP_SUFFIX))}{owner}"
+
+
+_TEMP_OWNER = re.compile(r"\.([0-9a-f]{6})-(\d+)\.[^./]{8}" + re.escape(TEMP_SUFFIX) + "$")
+
+
+def temp_owner(key: str) -> tuple[str, int] | None:
+    """(host tag, pid) of the process that wrote a local temp file, from its name."""
+    m = _TEMP_OWNER.search(key)
+    return (m.group(1), int(m.group(2))) if m else None
 
 
 def _clean_segment(part: str) -> str:
@@ -192,6 +321,14 @@ class ObjectStore(ABC):
         path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(path, self.get(key))
 
+    def partial_writes(self, prefix: str = "") -> list[PartialWrite]:
+        """Writes under ``prefix`` that started and did not finish (see :class:`PartialWrite`)."""
+        return []
+
+    def discard_partial(self, partial: PartialWrite) -> None:
+        """Remove what a partial write left (a temp file; an incomplete multipart upload)."""
+        raise NotImplementedError(f"{type(self).__name__} lists no partial writes")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.uri!r})"
 
@@ -202,17 +339,27 @@ def _check_key(key: str) -> str:
     return key
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _mkstemp(path: Path) -> tuple[int, str]:
+    """A temporary file beside ``path`` (same disk, so the final rename is atomic)."""
+    return tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name), suffix=TEMP_SUFFIX)
+
+
+def _atomic_write(path: Path, data: bytes, key: str = "") -> None:
+    fd, tmp = _mkstemp(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        kill_point("temp-written", key)  # crash tests: a temp file left behind
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _is_temp(name: str) -> bool:
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
 
 
 class LocalStore(ObjectStore):
@@ -237,17 +384,18 @@ class LocalStore(ObjectStore):
     def put(self, key: str, data: bytes) -> None:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, data)
+        _atomic_write(path, data, key)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = _mkstemp(path)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            kill_point("temp-written", key)  # crash tests: a temp file left behind
             os.link(tmp, path)  # atomic, and fails if the name exists
             return True
         except FileExistsError:
@@ -262,8 +410,8 @@ class LocalStore(ObjectStore):
         out = []
         for dirpath, _dirs, files in os.walk(base):
             for name in files:
-                if name.startswith(".") and name.endswith(".tmp"):
-                    continue  # a write in progress
+                if _is_temp(name):
+                    continue  # a write in progress (or abandoned: partial_writes)
                 full = Path(dirpath) / name
                 st = full.stat()
                 key = full.relative_to(self.root).as_posix()
@@ -274,10 +422,37 @@ class LocalStore(ObjectStore):
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
+    def partial_writes(self, prefix: str = "") -> list[PartialWrite]:
+        base = self.root / prefix.strip("/") if prefix.strip("/") else self.root
+        out = []
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                if not _is_temp(name):
+                    continue
+                full = Path(dirpath) / name
+                try:
+                    started = datetime.fromtimestamp(full.stat().st_mtime, UTC)
+                except FileNotFoundError:  # finished or removed meanwhile
+                    continue
+                out.append(PartialWrite(full.relative_to(self.root).as_posix(), started))
+        return sorted(out, key=lambda p: p.key)
+
+    def discard_partial(self, partial: PartialWrite) -> None:
+        path = self.path(partial.key)
+        path.unlink(missing_ok=True)
+        # the folders a crashed write created go too when nothing else is in them
+        for parent in path.parents:
+            if parent == self.root or not parent.is_relative_to(self.root):
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+
     def upload_file(self, key: str, path: Path) -> None:
         dest = self.path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+        fd, tmp = _mkstemp(dest)
         os.close(fd)
         try:
             with open(path, "rb") as src, open(tmp, "wb") as dst:
@@ -285,6 +460,7 @@ class LocalStore(ObjectStore):
                     dst.write(chunk)
                 dst.flush()
                 os.fsync(dst.fileno())
+            kill_point("temp-written", key)  # crash tests: a temp file left behind
             os.replace(tmp, dest)
         finally:
             Path(tmp).unlink(missing_ok=True)
@@ -309,24 +485,33 @@ class S3Store(ObjectStore):
 
     Credentials and endpoint come from boto3's standard chain (``AWS_ENDPOINT_URL``,
     ``AWS_ACCESS_KEY_ID``, profiles, instance roles), as every AWS tool does.
+
+    Each request is retried by botocore (standard mode, :data:`BOTO_ATTEMPTS` attempts); each
+    operation as a whole by the store (:func:`retrying`), because botocore gives up when its
+    retry quota runs dry under a long burst of errors, and a multipart upload or a body read
+    can fail past botocore's own retries.
     """
 
-    def __init__(self, bucket: str, prefix: str = "", client=None):
+    #: botocore's attempts per request (standard mode: 5xx, throttling, dropped connections;
+    #: backoff up to 1, 2, 4, 8 s between them).
+    BOTO_ATTEMPTS = 6
+
+    def __init__(self, bucket: str, prefix: str = "", client=None, attempts: int = STORE_ATTEMPTS):
         import boto3
         from botocore.config import Config
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.attempts = attempts
         if client is None:
             config = Config(
                 connect_timeout=5,
                 read_timeout=60,
-                retries={"max_attempts": 4, "mode": "standard"},
+                retries={"max_attempts": self.BOTO_ATTEMPTS, "mode": "standard"},
             )
             client = boto3.session.Session().client("s3", config=config)
         self.client = client
-        self._checked = False
 
     # -- helpers ---------------------------------------------------------------------------
     def _k(self, key: str) -> str:
@@ -336,29 +521,37 @@ class S3Store(ObjectStore):
     def _unk(self, full: str) -> str:
         return full[len(self.prefix) + 1 :] if self.prefix else full
 
-    def _call(self, what: str, fn, **kwargs):
-        from botocore.exceptions import (
-            ClientError,
-            EndpointConnectionError,
-            NoCredentialsError,
-        )
+    def _call(self, what: str, fn, key: str | None = None, **kwargs):
+        """``fn(Bucket=..., **kwargs)``, retried while it fails transiently; errors a person
+        can act on become :class:`LakeError` with what to do."""
+        return self._op(what, lambda: fn(Bucket=self.bucket, **kwargs), key)
+
+    def _op(self, what: str, fn: Callable[[], T], key: str | None = None) -> T:
+        """``fn()`` (one S3 operation, however many requests), retried and its errors
+        translated. A 412 (PreconditionFailed) comes through as the ClientError it is."""
+        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+        def transient(exc: BaseException) -> bool:
+            # nothing listening at all: botocore has tried BOTO_ATTEMPTS times already, and a
+            # wrong AWS_ENDPOINT_URL should be said within seconds, not minutes
+            return is_transient(exc) and not isinstance(exc, EndpointConnectionError)
 
         try:
-            return fn(Bucket=self.bucket, **kwargs)
+            return retrying(fn, f"S3 {what} on {self.uri}" + (f"/{key}" if key else ""),
+                            self.attempts, transient)
         except NoCredentialsError:
             raise LakeError(
                 f"no S3 credentials for {self.uri}: set AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
             ) from None
         except EndpointConnectionError as exc:
-            raise TransientLakeError(
+            raise TransientLakeError(redact(
                 f"cannot reach the S3 endpoint for {self.uri} ({exc}): check AWS_ENDPOINT_URL "
-                "and that the object store is running"
-            ) from None
+                "and that the object store is running")) from None
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound"):
-                raise NotFound(f"no object {kwargs.get('Key')!r} in lake {self.uri}") from None
+                raise NotFound(f"no object {key!r} in lake {self.uri}") from None
             if code == "NoSuchBucket":
                 raise LakeError(
                     f"bucket {self.bucket!r} does not exist at the S3 endpoint: create it "
@@ -369,38 +562,46 @@ class S3Store(ObjectStore):
                     f"S3 refused {what} on {self.uri} ({code}): check AWS_ACCESS_KEY_ID, "
                     "AWS_SECRET_ACCESS_KEY or AWS_PROFILE and the bucket policy"
                 ) from None
-            if is_transient(exc):
-                raise TransientLakeError(f"S3 {what} on {self.uri} failed ({code or exc}); "
-                                         "it may pass: retry") from exc
             raise
 
     # -- interface -------------------------------------------------------------------------
     def get(self, key: str) -> bytes:
-        resp = self._call("GetObject", self.client.get_object, Key=self._k(key))
-        return resp["Body"].read()
+        full = self._k(key)
+
+        def get_and_read() -> bytes:  # the body is read inside the retry: it can be cut short
+            return self.client.get_object(Bucket=self.bucket, Key=full)["Body"].read()
+
+        return self._op("GetObject", get_and_read, key)
 
     def put(self, key: str, data: bytes) -> None:
-        self._call("PutObject", self.client.put_object, Key=self._k(key), Body=data)
+        self._call("PutObject", self.client.put_object, key, Key=self._k(key), Body=data)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         from botocore.exceptions import ClientError
 
-        try:
-            self._call(
-                "PutObject", self.client.put_object, Key=self._k(key), Body=data, IfNoneMatch="*"
-            )
-            return True
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code not in ("PreconditionFailed", "ConditionalRequestConflict") and status != 412:
-                raise
-        # 412: someone wrote this key first -- or our own first attempt did and its answer was
-        # lost, so boto3 retried. Identical bytes mean it was us.
-        try:
-            return hashlib.sha256(self.get(key)).digest() == hashlib.sha256(data).digest()
-        except NotFound:  # deleted in between: try once more
-            return self.put_if_absent(key, data)
+        for _attempt in range(10):
+            try:
+                self._call("PutObject", self.client.put_object, key, Key=self._k(key),
+                           Body=data, IfNoneMatch="*")
+                return True
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if code == "ConditionalRequestConflict" or status == 409:
+                    # another conditional write to this key is in flight: ask again
+                    time.sleep(0.05 + random.random() / 10)
+                    continue
+                if code != "PreconditionFailed" and status != 412:
+                    raise
+            # 412: someone wrote this key first -- or our own first attempt did and its answer
+            # was lost (a dropped connection after S3 acted), so the request was retried.
+            # Identical bytes mean it was us: writers put their run id in what they write.
+            try:
+                return hashlib.sha256(self.get(key)).digest() == hashlib.sha256(data).digest()
+            except NotFound:  # deleted in between: try again
+                continue
+        raise TransientLakeError(f"conditional write of {self.uri}/{key} kept conflicting with "
+                                 "other writers; it may pass: retry")
 
     def list_info(self, prefix: str) -> list[ObjectInfo]:
         full = self._k(prefix.strip("/")) + "/" if prefix.strip("/") else (
@@ -408,11 +609,11 @@ class S3Store(ObjectStore):
         )
         out: list[ObjectInfo] = []
         token = None
-        while True:  # pages of 1,000 keys
+        while True:  # pages of 1,000 keys, each retried on its own
             kwargs = {"Prefix": full}
             if token:
                 kwargs["ContinuationToken"] = token
-            resp = self._call("ListObjectsV2", self.client.list_objects_v2, **kwargs)
+            resp = self._call("ListObjectsV2", self.client.list_objects_v2, prefix, **kwargs)
             for obj in resp.get("Contents", []):
                 out.append(ObjectInfo(self._unk(obj["Key"]), obj["Size"], obj["ETag"].strip('"')))
             if not resp.get("IsTruncated"):
@@ -422,23 +623,62 @@ class S3Store(ObjectStore):
         return out
 
     def delete(self, key: str) -> None:
-        self._call("DeleteObject", self.client.delete_object, Key=self._k(key))
+        self._call("DeleteObject", self.client.delete_object, key, Key=self._k(key))
+
+    def partial_writes(self, prefix: str = "") -> list[PartialWrite]:
+        full = self._k(prefix.strip("/")) + "/" if prefix.strip("/") else (
+            self.prefix + "/" if self.prefix else ""
+        )
+        out: list[PartialWrite] = []
+        marker: dict = {}
+        while True:
+            resp = self._call("ListMultipartUploads", self.client.list_multipart_uploads,
+                              prefix, Prefix=full, **marker)
+            for up in resp.get("Uploads", []):
+                out.append(PartialWrite(self._unk(up["Key"]), up["Initiated"], up["UploadId"]))
+            if not resp.get("IsTruncated"):
+                break
+            marker = {"KeyMarker": resp["NextKeyMarker"],
+                      "UploadIdMarker": resp["NextUploadIdMarker"]}
+        return sorted(out, key=lambda p: p.key)
+
+    def discard_partial(self, partial: PartialWrite) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call("AbortMultipartUpload", self.client.abort_multipart_upload, partial.key,
+                       Key=self._k(partial.key), UploadId=partial.upload_id)
+        except ClientError as exc:  # completed or aborted meanwhile
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise
 
     def upload_file(self, key: str, path: Path) -> None:
-        # Multipart for large files; the object appears only when the upload completes.
-        try:
+        # Multipart for large files; the object appears only when the upload completes. The
+        # whole upload is tried again when it fails transiently -- also when only the answer
+        # to CompleteMultipartUpload was lost: its retry meets NoSuchUpload, and uploading the
+        # same file again under the same key is idempotent.
+        def transient(exc: BaseException) -> bool:
+            return is_transient(exc) or "NoSuchUpload" in str(exc)
+
+        def upload() -> None:
             self.client.upload_file(str(path), self.bucket, self._k(key))
+
+        try:
+            retrying(upload, f"upload of {path} to {self.uri}/{key}", self.attempts, transient)
+        except TransientLakeError:
+            raise
         except Exception as exc:  # S3UploadFailedError wraps ClientError
-            raise LakeError(f"upload of {path} to {self.uri}/{key} failed: {exc}") from exc
+            raise LakeError(redact(f"upload of {path} to {self.uri}/{key} failed: {exc}")) from exc
 
     def download_file(self, key: str, path: Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = _mkstemp(path)
         os.close(fd)
         try:
-            self._call("HeadObject", self.client.head_object, Key=self._k(key))
-            self.client.download_file(self.bucket, self._k(key), tmp)
+            self._call("HeadObject", self.client.head_object, key, Key=self._k(key))
+            self._op("download", lambda: self.client.download_file(
+                self.bucket, self._k(key), tmp), key)
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)

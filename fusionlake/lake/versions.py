@@ -23,7 +23,9 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from fusionlake.lake.faults import kill_point
 from fusionlake.lake.layout import LATEST
+from fusionlake.lake.lease import check_fence
 from fusionlake.lake.store import NotFound, ObjectStore
 
 POINTER = LATEST
@@ -78,6 +80,7 @@ def read_pointer(store: ObjectStore, prefix: str) -> dict | None:
 
 def finish(store: ObjectStore, prefix: str, version: str, manifest: dict) -> None:
     """Mark a version complete: every object of it must be written before this."""
+    kill_point("before-manifest", prefix)  # crash tests: a version left without its manifest
     store.put(f"{version_prefix(prefix, version)}/{MANIFEST}",
               json.dumps(manifest, indent=2).encode())
 
@@ -88,18 +91,25 @@ def move_pointer(store: ObjectStore, prefix: str, pointer: dict) -> bool:
     The pointer never moves backwards: a slower concurrent writer of an older version must not
     replace a newer one (its version stays stored until retention removes it). The pointer is
     one small object replaced whole (``store.put``), so a reader sees the old or the new one.
+    A run that lost its lease raises LeaseLost here instead of moving it (lease.py, "Fencing").
     """
     current = read_pointer(store, prefix)
     if current is not None and current["version"] >= pointer["version"]:
         return False
+    check_fence(store)
     store.put(f"{prefix}/{POINTER}", json.dumps(pointer, indent=2).encode())
     return True
 
 
 def _version_keys(store: ObjectStore, prefix: str) -> dict[str, list[str]]:
-    """Every version folder under ``prefix`` with its objects (other folders are left alone)."""
+    """Every version folder under ``prefix`` with its objects (other folders are left alone).
+
+    Writes that never finished count too (a crashed upload's temp file or multipart upload):
+    a version holding only such a write is still a version, unfinished, for retention to see.
+    """
     out: dict[str, list[str]] = {}
-    for key in store.list(prefix):
+    partial = [p.key for p in store.partial_writes(prefix)]
+    for key in store.list(prefix) + partial:
         rest = key[len(prefix) + 1 :]
         if "/" in rest and is_version(version := rest.split("/", 1)[0]):
             out.setdefault(version, []).append(key)
@@ -114,10 +124,20 @@ def complete_versions(store: ObjectStore, prefix: str) -> list[str]:
 
 def remove_version(store: ObjectStore, prefix: str, version: str) -> None:
     """Delete every object of a version (the manifest last, so that it never looks complete
-    while some of its objects are already gone)."""
-    keys = store.list(version_prefix(prefix, version))
+    while some of its objects are already gone), and what unfinished writes left in it."""
+    base = version_prefix(prefix, version)
+    for partial in store.partial_writes(base):
+        store.discard_partial(partial)
+    keys = store.list(base)
     for key in sorted(keys, key=lambda k: k.endswith(f"/{MANIFEST}")):
         store.delete(key)
+
+
+def unfinished_versions(store: ObjectStore, prefix: str) -> list[str]:
+    """Versions without their manifest (being written, or left by a crashed run), oldest
+    first."""
+    return sorted(v for v, keys in _version_keys(store, prefix).items()
+                  if f"{version_prefix(prefix, v)}/{MANIFEST}" not in keys)
 
 
 def apply_retention(store: ObjectStore, prefix: str, keep: int, *,

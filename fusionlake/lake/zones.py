@@ -105,7 +105,7 @@ def write_validation(store: ObjectStore, agency: str, feed: str, drop_id: str,
                      results: pl.DataFrame, quarantine: pl.DataFrame,
                      gx_result: dict | None) -> None:
     write_frame(store, layout.validation_results_key(agency, feed, drop_id), results)
-    if gx_result is not None:
+    if gx_result:  # a drop rejected before its suite ran has none (not an empty one)
         store.put(layout.gx_result_key(agency, feed, drop_id),
                   json.dumps(gx_result, ensure_ascii=False, default=str).encode())
     write_frame(store, layout.quarantine_key(agency, feed, drop_id), quarantine)

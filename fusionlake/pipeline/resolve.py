@@ -21,6 +21,10 @@ files, so an S3 lake's staged zone is downloaded once.
 
 Splink (and its DuckDB) take seconds to import and drop workers import this package without ever
 resolving, so transforms.resolution is imported where it is used.
+
+Each model trained on the data is kept in the lake (``models/splink_model.json``); a run whose
+training fails resolves with it instead of failing (transforms/resolution/splink.py), and its
+run summary says so.
 """
 
 from __future__ import annotations
@@ -33,12 +37,12 @@ from pathlib import Path
 
 import polars as pl
 
-from fusionlake.lake import zones
+from fusionlake.lake import layout, zones
 from fusionlake.lake.feeds import FeedSet
 from fusionlake.lake.ledger import LIVE, Ledger
 from fusionlake.lake.schema import TABLES
 from fusionlake.lake.settings import Settings
-from fusionlake.lake.store import ObjectStore
+from fusionlake.lake.store import NotFound, ObjectStore
 from fusionlake.pipeline import marts
 
 ALL = marts.ALL
@@ -159,13 +163,20 @@ def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: st
     are inherited from this audience's previous resolution, or derived from its own records.
     """
     from transforms.resolution.resolve import resolve  # Splink: seconds to import; see above
+    from transforms.resolution.settings import ResolveSettings
 
+    try:  # the fallback should training fail: this audience's last good model
+        last_model = store.get(layout.splink_model_key(audience)).decode()
+    except NotFound:
+        last_model = None
     previous = _previous(store, audience)
     resolution = resolve(
         tables,
         decisions=zones.read_decisions(store),
         previous=previous["entity_record"] if previous else None,
+        settings=ResolveSettings(fallback_model=last_model),
     )
+    trained = resolution.stats.pop("model_json", None)
     frames = {
         "entity_record": resolution.entity_record,
         "record_link": resolution.record_link,
@@ -178,6 +189,8 @@ def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: st
             [previous["entity_history"], resolution.entity_history], how="vertical_relaxed")
     version = zones.write_resolution(store, frames, run_id, retention=retention,
                                      audience=audience)
+    if trained is not None:  # kept once the resolution it made is stored
+        store.put(layout.splink_model_key(audience), trained.encode())
     resolution.stats["new cross-agency matches"] = new_cross_agency_matches(
         tables["person_record"], resolution.entity_record,
         previous["entity_record"] if previous else None)

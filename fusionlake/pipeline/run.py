@@ -1,7 +1,8 @@
 """The order of the stages: :func:`run` is the whole pipeline once over a lake's new drops.
 
-    land -> validate+stage (per drop, concurrently) -> data docs
-         -> (only when the drops or decisions changed) resolve -> publish -> run summary
+    clean start -> land -> validate+stage (per drop, concurrently) -> data docs
+         -> (only when the drops or decisions changed) load staged -> resolve -> publish
+         -> run summary
 
 Each stage is a function of this package, tested without Prefect. *How* a stage is executed is
 the :class:`Executor`'s business: this one calls the steps in this process (drops in a pool of
@@ -9,6 +10,19 @@ threads, or of processes when they are big); flows/pipeline.py supplies one that
 call a Prefect task with retries. The benchmark (bench/bench_pipeline.py) supplies one that
 measures each stage. So the flow, the benchmark and the tests run the same stages in the same
 order.
+
+What a run promises whatever goes wrong:
+
+* **One drop's failure stops no other.** A drop that fails reading, validation or staging is
+  recorded in the ledger with its reason (rejected) and the run goes on; a drop that failed for
+  a storage error stays pending for the next run. Data Docs are built page by page and their
+  errors never fail a run. A run publishes only marts that hold every drop it staged.
+* **It holds the lake.** The lease is renewed by a heartbeat while the run works, and checked
+  before every stage, ledger transition and pointer move (fusionlake.lake.lease, "Fencing"):
+  a run that lost it raises LeaseLost and writes nothing more.
+* **It starts clean.** Before landing it sweeps what crashed runs left (:func:`clean_start`):
+  temporary folders of dead processes (every run works in its own,
+  ``fusionlake-run-<run_id>-<pid>``), writes that never finished, unfinished versions.
 """
 
 from __future__ import annotations
@@ -17,22 +31,48 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
+import re
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor as PoolExecutor
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
-from fusionlake.lake import layout, zones
-from fusionlake.lake.faults import kill_point
+from fusionlake.lake import layout, versions, zones
+from fusionlake.lake.faults import kill_point, pause_point
 from fusionlake.lake.feeds import FeedSet, load_feeds
-from fusionlake.lake.lease import acquire
-from fusionlake.lake.ledger import LIVE, DropState, Ledger
+from fusionlake.lake.lease import (
+    Fence,
+    Lease,
+    LeaseLost,
+    acquire,
+    current_fence,
+    install,
+    pid_alive,
+    uninstall,
+)
+from fusionlake.lake.ledger import LIVE, DropEntry, DropState, Ledger
 from fusionlake.lake.settings import Settings
-from fusionlake.lake.store import ObjectInfo, ObjectStore, open_store
+from fusionlake.lake.store import (
+    LakeError,
+    ObjectInfo,
+    ObjectStore,
+    TransientLakeError,
+    host_tag,
+    is_transient,
+    open_store,
+    redact,
+    retrying,
+    temp_owner,
+)
 from fusionlake.pipeline import publish, resolve, stage
 from fusionlake.pipeline.land import discover, land
 from fusionlake.pipeline.progress import stage_progress
@@ -110,6 +150,17 @@ class Run:
     run_id: str
     summary: RunSummary
     executor: Executor
+    lease: Lease | None = None
+    staged: set[str] = field(default_factory=set)  # drops this run staged
+
+    @property
+    def fence(self) -> Fence | None:
+        return self.lease.fence if self.lease is not None else None
+
+    def check_lease(self) -> None:
+        """Before each stage: stop (LeaseLost) if another run has the lake now."""
+        if self.lease is not None:
+            self.lease.check()
 
 
 def run(settings: Settings, run_id: str | None = None, lease_wait: float = 0.0,
@@ -118,22 +169,124 @@ def run(settings: Settings, run_id: str | None = None, lease_wait: float = 0.0,
     run_id = run_id or new_run_id()
     store = open_store(settings.lake)
     summary = RunSummary(run_id=run_id, lake=store.uri)
-    with acquire(store, run_id, seconds=settings.lease_seconds, wait=lease_wait):
+    lease = acquire(store, run_id, seconds=settings.lease_seconds, wait=lease_wait)
+    with lease, run_folder(run_id), fenced(lease):
+        lease.start_heartbeat()
         feedset = load_feeds(settings.feeds_path)
         summary.problems += [f"feed definition error: {err}" for err in feedset.errors]
         r = Run(settings, store, Ledger(store), feedset, run_id, summary,
-                executor or Executor())
+                executor or Executor(), lease)
+        clean_start(r)
         new = land_new(r)
+        pause_point("before-stage")  # lease tests: a run frozen past its lease
+        r.check_lease()
         pending = validate_and_stage(r)
+        r.check_lease()
         if inputs_changed(r):
-            with resolve.staged_scans(store, r.ledger, feedset) as (scans, superseded):
+            with load_staged(r) as (scans, superseded):
                 resolve_entities(r, scans, superseded)
+                r.check_lease()
                 publish_marts(r, scans, superseded)
         else:
             summary.noop = not new and not pending
             r.executor.log.info("nothing new since the last published marts")
+        r.check_lease()
         leave_summary(r)
     return summary
+
+
+# -- a run's own folder, its lease in every process, and the clean start -----------------------
+
+#: Every run works in ``<tmp>/fusionlake-run-<run_id>-<pid>``: Splink's spill files, staged
+#: files downloaded from S3, marts being built. A crash leaves the folder; the next run on this
+#: machine removes it when the pid is gone.
+_RUN_FOLDER = re.compile(r"^fusionlake-run-[0-9A-Za-z_.-]+-(\d+)$")
+
+
+@contextlib.contextmanager
+def run_folder(run_id: str) -> Iterator[Path]:
+    """This run's temporary folder, made the process's (and its workers') temp folder, and
+    removed at the end."""
+    base = Path(tempfile.gettempdir())
+    folder = base / f"fusionlake-run-{re.sub(r'[^0-9A-Za-z_.-]', '_', run_id)}-{os.getpid()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    saved_dir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = str(folder)
+    os.environ["TMPDIR"] = str(folder)  # worker processes start with it
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = saved_dir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def fenced(lease: Lease) -> Iterator[None]:
+    """Ledger transitions and pointer moves of this process check the run's lease."""
+    install(lease.fence, lease.store.uri)
+    try:
+        yield
+    finally:
+        uninstall(lease.fence, lease.store.uri)
+
+
+def stale_run_folders(base: Path | None = None) -> list[Path]:
+    """Run folders (``fusionlake-run-<run_id>-<pid>``) of processes of this machine that no
+    longer exist."""
+    base = Path(base or tempfile.gettempdir())
+    out = []
+    with contextlib.suppress(OSError):
+        for path in base.iterdir():
+            m = _RUN_FOLDER.match(path.name)
+            if m and path.is_dir() and not pid_alive(int(m.group(1))):
+                out.append(path)
+    return sorted(out)
+
+
+def clean_start(r: Run) -> None:
+    """Sweep what crashed runs left, before this run writes anything.
+
+    * run folders of dead processes on this machine;
+    * writes that never finished (temp files on disk, incomplete multipart uploads on S3):
+      those of dead processes of this machine at once, the others once older than the lease
+      (``fusionlake drop`` and ``land`` write without the lease and may be at work now);
+    * unfinished versions of the resolution and of every mart: only the lease holder writes
+      them, and this run holds the lease, so whoever started them is gone.
+    """
+    with r.executor.stage("clean start", r.summary):
+        swept = {"run folders": 0, "unfinished writes": 0, "unfinished versions": 0}
+        for folder in stale_run_folders(Path(tempfile.tempdir).parent
+                                        if tempfile.tempdir else None):
+            shutil.rmtree(folder, ignore_errors=True)
+            swept["run folders"] += 1
+        cutoff = datetime.now(UTC) - timedelta(seconds=r.settings.lease_seconds)
+        host = host_tag()
+        for partial in r.store.partial_writes(""):
+            owner = temp_owner(partial.key)
+            dead = owner is not None and owner[0] == host and not pid_alive(owner[1])
+            if dead or partial.started < cutoff:
+                r.store.discard_partial(partial)
+                swept["unfinished writes"] += 1
+        for prefix in versioned_prefixes(r.store):
+            for version in versions.unfinished_versions(r.store, prefix):
+                versions.remove_version(r.store, prefix, version)
+                swept["unfinished versions"] += 1
+        if any(swept.values()):
+            r.summary.notes.append("clean start removed what crashed runs left: " + ", ".join(
+                f"{n} {what}" for what, n in swept.items() if n))
+
+
+def versioned_prefixes(store: ObjectStore) -> list[str]:
+    """The resolution's prefix and each audience's mart prefix."""
+    audiences = {k.split("/")[1] for k in store.list(layout.MARTS) if k.count("/") >= 2}
+    return [layout.RESOLUTION, *(layout.mart_prefix(a) for a in sorted(audiences))]
+
+
+
 
 
 def land_deliveries(settings: Settings, run_id: str | None = None,
@@ -151,10 +304,31 @@ def land_deliveries(settings: Settings, run_id: str | None = None,
 # -- the stages ------------------------------------------------------------------------------
 
 
-def land_one(lake: str, info: ObjectInfo, run_id: str):
-    """Land one delivery (a worker's call: plain arguments)."""
+@contextlib.contextmanager
+def _fence_in_worker(fence: Fence | None, lake: str) -> Iterator[ObjectStore]:
+    """In a worker (thread or process): the lake's store, with the run's fence installed when
+    this process does not have it yet (a worker process)."""
     store = open_store(lake)
-    return land(store, Ledger(store), info, run_id)
+    mine = fence is not None and current_fence(store) != fence
+    if mine:
+        install(fence, store.uri)
+    try:
+        yield store
+    finally:
+        if mine:
+            uninstall(fence, store.uri)
+
+
+def land_one(lake: str, info: ObjectInfo, run_id: str, fence: Fence | None = None):
+    """Land one delivery (a worker's call: plain arguments)."""
+    with _fence_in_worker(fence, lake) as store:
+        return land(store, Ledger(store), info, run_id)
+
+
+def _stop_if_lost(out: Any) -> None:
+    """A worker that found the lease lost: the whole run stops, not only that drop."""
+    if isinstance(out, LeaseLost):
+        raise out
 
 
 def land_new(r: Run) -> list[ObjectInfo]:
@@ -162,17 +336,44 @@ def land_new(r: Run) -> list[ObjectInfo]:
     the ledger, so the next run tries it again."""
     with r.executor.stage("land", r.summary):
         new = discover(r.store, r.ledger)
-        calls = [{"lake": r.settings.lake, "info": i, "run_id": r.run_id} for i in new]
+        calls = [{"lake": r.settings.lake, "info": i, "run_id": r.run_id, "fence": r.fence}
+                 for i in new]
         with stage_progress("land", len(new), r.executor.log) as advance:
             for info, out in zip(new, r.executor.each("land", land_one, calls), strict=True):
+                _stop_if_lost(out)
                 if isinstance(out, Exception):
-                    r.summary.problems.append(f"could not land {info.key}: {out}")
+                    r.summary.problems.append(f"could not land {info.key}: {redact(out)}")
                     advance(f"{info.key}: failed")
                 else:
                     r.summary.landed.append(out)
                     advance(f"{info.key}: {out.status}")
     kill_point("after-land")
     return new
+
+
+def stage_one(lake: str, feeds_path: list[str], entry: DropEntry, run_id: str,
+              fence: Fence | None = None):
+    """Validate and stage one drop (a worker's call: plain arguments), under the run's fence."""
+    with _fence_in_worker(fence, lake):
+        return stage.stage_drop(lake, feeds_path, entry, run_id)
+
+
+def _failed_drop(r: Run, entry: DropEntry, exc: Exception) -> stage.DropResult | None:
+    """What a drop whose processing raised becomes.
+
+    A storage error leaves it pending (the next run tries again; a retry can help). Anything
+    else is about this drop (a file no reader or normaliser copes with): it is rejected with
+    the error as its reason, so that it never blocks a later run, and the run goes on.
+    """
+    name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
+    if isinstance(exc, LakeError) or is_transient(exc):
+        r.summary.problems.append(f"drop {entry.drop_id} ({name}) failed and will be retried "
+                                  f"next run: {redact(exc)}")
+        return None
+    reason = redact(f"could not be processed: {type(exc).__name__}: {exc}")[:2000]
+    r.ledger.record(entry.drop_id, DropState.REJECTED, reason, r.run_id)
+    r.summary.problems.append(f"drop {entry.drop_id} ({name}) {reason}")
+    return stage.DropResult(entry.drop_id, name, DropState.REJECTED, reason)
 
 
 def validate_and_stage(r: Run) -> list:
@@ -188,28 +389,36 @@ def validate_and_stage(r: Run) -> list:
         with r.executor.stage("validate+stage", r.summary):
             learnt = []  # transliterations the drops made, for the lake's cache
             calls = [{"lake": s.lake, "feeds_path": s.feeds_path, "entry": e,
-                      "run_id": r.run_id} for e in pending]
+                      "run_id": r.run_id, "fence": r.fence} for e in pending]
             with stage_progress("validate+stage", len(pending), r.executor.log) as advance:
-                results = r.executor.each("validate+stage", stage.stage_drop, calls)
+                results = r.executor.each("validate+stage", stage_one, calls)
                 for entry, out in zip(pending, results, strict=True):
                     name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
+                    _stop_if_lost(out)
                     if isinstance(out, Exception):
-                        r.summary.problems.append(
-                            f"drop {entry.drop_id} ({name}) failed and will be retried next "
-                            f"run: {out}")
-                        advance(f"{name}: failed")
-                        continue
-                    learnt.append(out.transliterations)
+                        out = _failed_drop(r, entry, out)
+                        if out is None:
+                            advance(f"{name}: failed")
+                            continue
+                    if out.transliterations is not None:
+                        learnt.append(out.transliterations)
                     out.transliterations = None
                     r.summary.drops.append(out)
+                    if out.state == DropState.STAGED:
+                        r.staged.add(out.drop_id)
                     advance(f"{name}: {out.state}")
             if pending:
                 stage.save_translit_cache(r.store, learnt)
         kill_point("after-stage")
         if pending:  # by a drop worker when there are some: GX is loaded there already
             with r.executor.stage("data docs", r.summary):
-                r.summary.data_docs = r.executor.once("data docs", stage.data_docs_of,
-                                                      lake=s.lake)
+                try:
+                    r.summary.data_docs = r.executor.once("data docs", stage.data_docs_of,
+                                                          lake=s.lake)
+                except Exception as exc:  # the stewards' site never fails a run
+                    r.summary.notes.append(
+                        f"Data Docs were not rebuilt ({redact(exc)}); the drops' validation "
+                        "results are in the ledger, `fusionlake report` and the marts")
     return pending
 
 
@@ -223,6 +432,27 @@ def fingerprint(store: ObjectStore, ledger: Ledger) -> str:
 def inputs_changed(r: Run) -> bool:
     built = zones.read_json(r.store, layout.MARTS_FINGERPRINT)
     return not built or built.get("fingerprint") != fingerprint(r.store, r.ledger)
+
+
+@contextlib.contextmanager
+def load_staged(r: Run) -> Iterator[tuple[dict, set[str]]]:
+    """The staged records that count now (resolve.staged_scans), loaded again from the start
+    while it fails transiently; and a check that every drop this run staged is among them, so
+    that no mart is published without one."""
+    with contextlib.ExitStack() as stack:
+        with r.executor.stage("load staged", r.summary):
+            scans, superseded = retrying(
+                lambda: stack.enter_context(resolve.staged_scans(r.store, r.ledger, r.feedset)),
+                "loading the staged records")
+            present: set[str] = set()
+            for frame in scans.values():
+                present |= set(frame.select("drop_id").unique().collect()["drop_id"].to_list())
+            missing = sorted(r.staged - superseded - present)
+            if missing:
+                raise TransientLakeError(
+                    f"drop(s) {', '.join(missing)} staged by this run are not among the staged "
+                    "records read back: nothing is published without them; run again")
+        yield scans, superseded
 
 
 def resolve_once(lake: str, scans: dict, run_id: str, retention: int) -> dict:
@@ -240,6 +470,7 @@ def resolve_entities(r: Run, scans: dict, superseded: set[str]) -> None:
         r.summary.resolution_stats = r.executor.once(
             "resolve", resolve_once, lake=r.settings.lake, scans=scans, run_id=r.run_id,
             retention=r.settings.resolution_retention)
+    r.summary.notes += r.summary.resolution_stats.get("model_notes", [])
 
 
 def publish_once(lake: str, feeds_path: list[str], scans: dict, superseded: set[str],

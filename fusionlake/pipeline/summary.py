@@ -19,6 +19,9 @@ class RunSummary:
     landed: list[Landed] = field(default_factory=list)
     drops: list[DropResult] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # what a reader should know that did not fail the run (Data Docs not rebuilt, the model
+    # fallen back to the last good one, leftovers of crashed runs removed)
+    notes: list[str] = field(default_factory=list)
     stages: list[tuple[str, float]] = field(default_factory=list)
     marts: dict[str, str] = field(default_factory=dict)
     data_docs: str | None = None
@@ -138,6 +141,8 @@ class RunSummary:
             lines += [f"Validation reports (Data Docs): `{self.data_docs}`", ""]
         if self.problems:
             lines += ["## Problems", ""] + [f"- {p}" for p in self.problems] + [""]
+        if self.notes:
+            lines += ["## Notes", ""] + [f"- {n}" for n in self.notes] + [""]
         lines += ["## Time per stage", "", "| stage | seconds |", "|---|---:|"]
         lines += [f"| {name} | {sec:.1f} |" for name, sec in self.stages]
         steps = self.resolution_stats.get("seconds") or {}

@@ -512,6 +512,9 @@ class ResolveSettings:
     blocking_rules: list[dict[str, Any]] = field(default_factory=lambda: list(BLOCKING_RULES))
     prior_rules: list[dict[str, Any]] = field(default_factory=lambda: list(PRIOR_RULES))
     em_rules: list[dict[str, Any]] = field(default_factory=lambda: list(EM_RULES))
+    # A Splink model (JSON) trained by an earlier run: used when training fails on this run's
+    # data (transforms/resolution/splink.py; the pipeline keeps the last good one in the lake).
+    fallback_model: str | None = None
 
     def with_(self, **changes: Any) -> ResolveSettings:
         """A copy with some fields changed (settings are immutable)."""

@@ -4,13 +4,24 @@
 declared comparisons read; ``score_pairs`` trains the Fellegi-Sunter model on those records (or
 keeps the declared priors when they are too few) and returns Splink's scored pairs as a Polars
 frame with its per-comparison Bayes factors, so that every link can say what agreed.
+
+Training never fails a run. An m or u probability that EM drives below what Splink accepts
+(1e-300: at a million people EM took one to 3.8e-316, and Splink 5 raises ValueError) is
+clamped to that minimum, as Splink itself clamps it when it computes a match weight; if
+training still fails, the last good model (``ResolveSettings.fallback_model``, which the
+pipeline keeps in the lake) is used, and without one the declared priors.
+``stats["model_notes"]`` says what happened and ``stats["model_json"]`` holds a model trained
+on the data, for the next run to fall back on.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import json
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,35 +285,38 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     # log_level=None: Splink's logging is left to the application (the CLI shows its errors,
     # not the EM notes about levels a training sample lacks)
     linker = Linker(records, splink_settings, log_level=None)
-    seconds = stats.setdefault("seconds", {})
+    notes = stats.setdefault("model_notes", [])
+    model = "trained on the data" if trained else "declared priors"
     if trained:
-        prior = [r["sql"] for r in settings.usable(settings.prior_rules, columns)]
-        if prior:
-            linker.training.estimate_probability_two_random_records_match(
-                prior, recall=settings.prior_recall
-            )
-        t_prior = time.perf_counter()
-        linker.training.estimate_u_using_random_sampling(
-            max_pairs=settings.u_max_pairs, seed=settings.seed
-        )
-        t_u = time.perf_counter()
-        for rule in settings.usable(settings.em_rules, columns):
-            linker.training.estimate_parameters_using_expectation_maximisation(
-                rule["sql"], estimate_without_term_frequencies=True, max_pairs=settings.em_max_pairs
-            )
-        seconds.update(
-            train_prior=t_prior - t0, train_u=t_u - t_prior, train_em=time.perf_counter() - t_u
-        )
+        try:
+            _train(linker, settings, columns, stats, t0)
+            stats["model_json"] = json.dumps(linker.misc.save_model_to_json())
+        except Exception as exc:  # training never fails a run: the last good model, or priors
+            why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            linker, model = _fallback(records, settings, columns, Linker)
+            notes.append(f"model training failed ({why}); {model} used instead")
     else:
         stats.setdefault("notes", []).append(
             f"{match.height} records < min_records_to_train={settings.min_records_to_train}: "
             "declared prior m/u probabilities used"
         )
     t1 = time.perf_counter()
-    predictions = linker.inference.predict(
-        threshold_match_probability=None,  # low pairs are kept: they are evidence against
-        warning_mode="never" if not trained else "auto",
-    )
+    try:
+        predictions = linker.inference.predict(
+            threshold_match_probability=None,  # low pairs are kept: they are evidence against
+            warning_mode="never" if not trained else "auto",
+        )
+    except Exception as exc:
+        if model != "the last good model":
+            raise
+        # a model saved before the inputs changed shape (a column no feed fills any more)
+        notes.append(f"the last good model could not score these records "
+                     f"({type(exc).__name__}); the declared priors used instead")
+        linker = Linker(records, settings.splink_settings(columns, term_frequencies=False),
+                        log_level=None)
+        model = "declared priors"
+        predictions = linker.inference.predict(threshold_match_probability=None,
+                                               warning_mode="never")
     rel = predictions.as_duckdbpyrelation().filter(
         f"match_probability >= {settings.predict_threshold}"
     )
@@ -332,7 +346,7 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     )
     t2 = time.perf_counter()
     stats.setdefault("seconds", {}).update(splink_train=t1 - t0, splink_predict=t2 - t1)
-    stats["model"] = "trained on the data" if trained else "declared priors"
+    stats["model"] = model
     stats["match_weights"] = _level_weights(linker)
     # Later only the pairs scored below review_low are asked for (Scored.against): they wait in
     # a file, and Splink's DuckDB, holding every comparison of every blocked pair (11.6M pairs
@@ -345,6 +359,92 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     con.close()
     shutil.rmtree(splink_tables, ignore_errors=True)  # a served process runs again: not kept
     return Scored(pairs, names, low, settings.duckdb_memory_fraction)
+
+
+def _train(linker: Any, settings: ResolveSettings, columns: set[str], stats: dict[str, Any],
+           t0: float) -> None:
+    """Estimate the model's parameters on the data: the prior from deterministic rules, u by
+    random sampling, m by EM in the declared sessions.
+
+    EM's estimates below Splink's minimum are clamped to it (:func:`_clamped_em`).
+    """
+    notes = stats.setdefault("model_notes", [])
+    prior = [r["sql"] for r in settings.usable(settings.prior_rules, columns)]
+    if prior:
+        linker.training.estimate_probability_two_random_records_match(
+            prior, recall=settings.prior_recall
+        )
+    t_prior = time.perf_counter()
+    linker.training.estimate_u_using_random_sampling(
+        max_pairs=settings.u_max_pairs, seed=settings.seed
+    )
+    t_u = time.perf_counter()
+    with _clamped_em(notes):
+        for rule in settings.usable(settings.em_rules, columns):
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                rule["sql"], estimate_without_term_frequencies=True,
+                max_pairs=settings.em_max_pairs,
+            )
+    stats.setdefault("seconds", {}).update(
+        train_prior=t_prior - t0, train_u=t_u - t_prior, train_em=time.perf_counter() - t_u
+    )
+
+
+_em_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _clamped_em(notes: list[str]):
+    """EM sessions whose m and u estimates are clamped to Splink's minimum (1e-300).
+
+    Splink 5 computes each level's estimates in SQL and refuses (ValueError) one below its
+    minimum when it stores it; a level that no pair EM thinks a match ever reaches underflows
+    so. Its lookup of estimates is clamped just before Splink stores them (Splink's module
+    function ``populate_m_u_from_lookup``, wrapped for the sessions of this block), and each
+    clamp is noted. A Splink without that function trains unclamped, and a failure then falls
+    back (:func:`_fallback`).
+    """
+    from splink.internals import expectation_maximisation as em
+    from splink.internals.comparison_level import M_U_CLAMP_MIN
+
+    original = getattr(em, "populate_m_u_from_lookup", None)
+    if original is None:
+        yield
+        return
+    clamped: dict[tuple[str, str, str], float] = {}
+
+    def populate(fixed, level, output_column_name, lookup, *args, **kwargs):
+        estimates = lookup.get(output_column_name, {}).get(level.comparison_vector_value)
+        for name in ("m_probability", "u_probability"):
+            value = estimates.get(name) if isinstance(estimates, dict) else None
+            if isinstance(value, int | float) and value < M_U_CLAMP_MIN:
+                key = (output_column_name, level.label_for_charts, name[0])
+                clamped[key] = min(value, clamped.get(key, value))
+                estimates[name] = M_U_CLAMP_MIN
+        return original(fixed, level, output_column_name, lookup, *args, **kwargs)
+
+    with _em_lock:
+        em.populate_m_u_from_lookup = populate
+        try:
+            yield
+        finally:
+            em.populate_m_u_from_lookup = original
+    for (comparison, label, which), value in sorted(clamped.items()):
+        notes.append(f"EM drove {which} of {comparison} level '{label}' to {value:.3g}, below "
+                     f"Splink's minimum: clamped to {M_U_CLAMP_MIN:g}")
+
+
+def _fallback(records: Any, settings: ResolveSettings, columns: set[str],
+              linker_class: Any) -> tuple[Any, str]:
+    """A linker with the last good model when there is one that loads, else the priors."""
+    if settings.fallback_model:
+        try:
+            return (linker_class(records, json.loads(settings.fallback_model), log_level=None),
+                    "the last good model")
+        except Exception:  # unreadable or from another Splink: the priors then
+            pass
+    return (linker_class(records, settings.splink_settings(columns, term_frequencies=False),
+                         log_level=None), "declared priors")
 
 
 def _level_weights(linker: Any) -> dict[str, list[tuple[str, float | None]]]:

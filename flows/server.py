@@ -1,0 +1,133 @@
+"""A Prefect server owned by one command: it ends when the command ends, however it ends.
+
+Without ``PREFECT_API_URL`` Prefect starts a temporary server (about 200 MB) in a child process
+and stops it at exit -- but not when the process is killed (SIGKILL, the OOM killer), and then
+it lives on. :func:`owned_server` starts the same server (uvicorn running Prefect's app on
+loopback, no UI) itself, so that:
+
+* it runs in its own process group (a Ctrl-C in the terminal reaches the command, which stops
+  the server in order);
+* the kernel sends it SIGTERM when the command's process dies (``PR_SET_PDEATHSIG``, Linux);
+* it watches its parent itself and exits when the parent is gone (any POSIX system; the
+  backstop when the parent-death signal is not available).
+
+``python -m flows.server --port P --parent PID`` is the server process.
+
+Enter :func:`owned_server` before Prefect is imported: Prefect reads ``PREFECT_API_URL`` into
+its root settings when it is imported, and threads it starts later (the flow's heartbeat, the
+events worker) see only those; a URL set afterwards reaches the flow but not them, and they
+would start a temporary server of their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+
+PR_SET_PDEATHSIG = 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent process dies (Linux only)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+@contextlib.contextmanager
+def owned_server(timeout: float = 180.0) -> Iterator[str | None]:
+    """A temporary Prefect server for this process, its API URL set for the block (and for
+    worker processes); the server configured by ``PREFECT_API_URL`` instead when there is
+    one (yields None then)."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield None
+        return
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+           "PREFECT__SERVER_FINAL": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.server", "--port", str(port), "--parent",
+         str(os.getpid())],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True, preexec_fn=_die_with_parent)
+    print(f"started a temporary Prefect server on {url.removesuffix('/api')} (pid {proc.pid}); "
+          "it ends with this command", file=sys.stderr, flush=True)
+    saved = os.environ.get("PREFECT_API_URL")
+    try:
+        deadline = time.monotonic() + timeout
+        while not _healthy(url):
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+                raise RuntimeError(f"the temporary Prefect server exited at start-up:\n{err}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the temporary Prefect server did not answer on {url} "
+                                   f"within {timeout:.0f} s")
+            time.sleep(0.2)
+        os.environ["PREFECT_API_URL"] = url  # before Prefect is imported: see the docstring
+        if "prefect" in sys.modules:  # imported already (a test): the settings of this block
+            from prefect.settings import PREFECT_API_URL, temporary_settings
+
+            with temporary_settings(updates={PREFECT_API_URL: url}):
+                yield url
+        else:
+            yield url
+    finally:
+        if saved is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = saved
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit as soon as the process that started this server is gone."""
+    while True:
+        if os.getppid() != parent:
+            os._exit(0)
+        time.sleep(0.5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--parent", type=int, required=True)
+    args = parser.parse_args(argv)
+    threading.Thread(target=_watch_parent, args=(args.parent,), daemon=True).start()
+    import uvicorn
+
+    uvicorn.run("prefect.server.api.server:create_app", factory=True, host="127.0.0.1",
+                port=args.port, log_level="error", lifespan="on")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,389 @@
+"""Faults and crashes: storage errors are retried where they happen, bad drops stop nothing.
+
+The S3 tests run through tests/faultproxy.py in front of the moto server: 503 SlowDown, 500
+InternalError, and connections dropped before or after the endpoint acted, at a seeded rate.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import s3_client
+
+from fusionlake.lake.store import LakeError, S3Store, TransientLakeError, is_transient, redact
+
+
+def _store(proxy, bucket: str, **kwargs) -> S3Store:
+    return S3Store(bucket, "lake", client=s3_client(proxy.url), **kwargs)
+
+
+@pytest.mark.slow  # SlowDown backs off for about a second per retry, as it should
+def test_every_operation_survives_30_percent_faults(fault_proxy, s3_bucket, tmp_path):
+    store = _store(fault_proxy, s3_bucket)
+    fault_proxy.rate = 0.3
+    for i in range(24):
+        store.put(f"p/{i:03d}", f"v{i}".encode())
+    assert store.list("p") == [f"p/{i:03d}" for i in range(24)]
+    assert [store.get(f"p/{i:03d}") for i in range(24)] == [f"v{i}".encode() for i in range(24)]
+    assert all(store.put_if_absent(f"c/{i}", b"run-1 wrote this") for i in range(20))
+    assert not any(store.put_if_absent(f"c/{i}", b"run-2 wrote this") for i in range(20))
+    src = tmp_path / "f.bin"
+    src.write_bytes(bytes(range(256)) * 4096)
+    store.upload_file("big/f.bin", src)
+    store.download_file("big/f.bin", tmp_path / "back.bin")
+    assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
+    for i in range(24):
+        store.delete(f"p/{i:03d}")
+    assert store.list("p") == []
+    # each kind of fault was met, and every one was retried away
+    assert {"slowdown", "internal", "drop-before", "drop-after"} <= set(fault_proxy.counts)
+
+
+def test_conditional_write_whose_answer_was_lost_is_ours(fault_proxy, s3_bucket):
+    # The retry trap: S3 creates the object, the answer is lost, botocore retries and meets
+    # 412. Reading the object back tells our write from someone else's.
+    store = _store(fault_proxy, s3_bucket)
+    fault_proxy.script = ["drop-after"]
+    assert store.put_if_absent("ledger/x/000-received.json", b'{"run_id": "run-1"}') is True
+    assert fault_proxy.counts["drop-after"] == 1
+    fault_proxy.script = ["drop-after"]  # and another writer's retried write is not ours
+    assert store.put_if_absent("ledger/x/000-received.json", b'{"run_id": "run-2"}') is False
+    assert store.get("ledger/x/000-received.json") == b'{"run_id": "run-1"}'
+
+
+def test_conditional_writes_stay_exclusive_under_faults(fault_proxy, s3_bucket):
+    store = _store(fault_proxy, s3_bucket)
+    fault_proxy.rate = 0.3
+    for n in range(5):
+        winners = []
+
+        def claim(w, n=n, winners=winners):
+            if store.put_if_absent(f"claim/{n}", f"writer-{w}".encode()):
+                winners.append(w)
+
+        threads = [threading.Thread(target=claim, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(winners) == 1
+        assert store.get(f"claim/{n}") == f"writer-{winners[0]}".encode()
+
+
+def test_lasting_failure_is_a_transient_lake_error_naming_the_operation(fault_proxy, s3_bucket):
+    store = _store(fault_proxy, s3_bucket, attempts=2)
+    fault_proxy.rate = 1.0
+    fault_proxy.faults = ("internal",)  # (SlowDown backs off for seconds: same path, slower)
+    with pytest.raises(TransientLakeError, match=r"S3 PutObject on s3://.*/lake/k failed 2 times "
+                                                 r"\(InternalError"):
+        store.put("k", b"x")
+
+
+def test_botocore_failures_that_pass_are_transient():
+    from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
+
+    def client_error(status, code):
+        return ClientError({"Error": {"Code": code},
+                            "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+
+    assert is_transient(client_error(503, "SlowDown"))
+    assert is_transient(client_error(500, "InternalError"))
+    assert is_transient(client_error(400, "RequestTimeout"))
+    assert is_transient(ConnectionClosedError(endpoint_url="http://x"))
+    assert is_transient(ReadTimeoutError(endpoint_url="http://x"))
+    assert not is_transient(client_error(412, "PreconditionFailed"))
+    assert not is_transient(client_error(403, "AccessDenied"))
+    assert not is_transient(ValueError("bad data"))
+
+
+def test_credentials_in_the_endpoint_are_never_echoed(monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-key")
+    assert redact("Could not connect to http://user:secret@host:9000/b") == (
+        "Could not connect to http://***@host:9000/b")
+    assert redact("signed with s3cr3t-key") == "signed with ***"
+
+
+def test_unreachable_endpoint_with_credentials_in_its_url_is_redacted(monkeypatch):
+    import boto3
+    from botocore.config import Config
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y-secret")
+    client = boto3.client("s3", endpoint_url="http://admin:hunter22@127.0.0.1:9",
+                          config=Config(retries={"max_attempts": 1}, connect_timeout=1))
+    with pytest.raises(LakeError) as err:
+        S3Store("bucket", "lake", client=client).list("raw")
+    assert "cannot reach the S3 endpoint" in str(err.value)
+    assert "hunter22" not in str(err.value) and "admin" not in str(err.value)
+
+
+# -- whole runs ---------------------------------------------------------------------------------
+
+PEOPLE = 200
+
+
+@pytest.fixture(scope="module")
+def drops(tmp_path_factory):
+    from fusionlake.synth import generate
+
+    out = tmp_path_factory.mktemp("drops")
+    generate(PEOPLE, 11, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def api_url(prefect_harness):
+    """CLI runs in subprocesses report to the test's Prefect server."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
+def _feed_dirs(drops_dir):
+    return sorted(p for p in drops_dir.glob("*/*") if p.is_dir())
+
+
+def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
+    exe = str(Path(sys.executable).with_name("fusionlake"))
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, **env})
+
+
+# Columns that say when or by which run something happened: they differ between any two runs.
+# (a published drop's reason names the mart version it went into)
+_VOLATILE = re.compile(r"(_at$|_time$|^run_id$|^version$|^built|^published|^reason$)")
+
+
+def _mart_tables(con) -> dict[str, pl.DataFrame]:
+    names = [r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY 1").fetchall()]
+    out = {}
+    for name in names:
+        frame = con.sql(f'SELECT * FROM "{name}"').pl()
+        frame = frame.select([c for c in frame.columns if not _VOLATILE.search(c)])
+        out[name] = frame.sort(frame.columns, nulls_last=True) if frame.columns else frame
+    return out
+
+
+@pytest.mark.slow
+def test_drop_run_and_sql_pass_at_30_percent_faults_with_the_marts_of_a_clean_run(
+        api_url, drops, s3_bucket, fault_proxy, tmp_path):
+    from polars.testing import assert_frame_equal
+
+    from flows.pipeline import pipeline
+    from fusionlake.lake.ledger import Ledger
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.land import deliver
+    from fusionlake.pipeline.marts import open_latest
+
+    clean = open_store(str(tmp_path / "clean"))
+    for feed_dir in _feed_dirs(drops):
+        deliver(clean, feed_dir.parent.name, feed_dir.name, sorted(feed_dir.iterdir()))
+    assert not pipeline(lake=clean.uri, run_id="clean").problems
+
+    lake = f"s3://{s3_bucket}/lake"
+    env = {"AWS_ENDPOINT_URL": fault_proxy.url, "PREFECT_API_URL": api_url}
+    fault_proxy.rate = 0.3
+    for feed_dir in _feed_dirs(drops):
+        done = _cli("drop", "--lake", lake, "--agency", feed_dir.parent.name, "--feed",
+                    feed_dir.name, *map(str, sorted(feed_dir.iterdir())), env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+    done = _cli("run", "--lake", lake, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    query = _cli("sql", "--lake", lake, "--format", "csv",
+                 "select count(*) as n from entity_record", env=env)
+    assert query.returncode == 0, query.stdout + query.stderr
+    injected = dict(fault_proxy.counts)
+    fault_proxy.rate = 0.0
+    assert all(injected.get(f, 0) > 10 for f in ("slowdown", "internal", "drop-before",
+                                                  "drop-after")), injected
+
+    store = open_store(lake)  # straight to moto from here on
+    assert sorted(e.state for e in Ledger(store).entries()) == ["published"] * 5
+    ours, theirs = open_latest(store, "all"), open_latest(clean, "all")
+    try:
+        mine, clean_tables = _mart_tables(ours), _mart_tables(theirs)
+    finally:
+        ours.close()
+        theirs.close()
+    assert mine.keys() == clean_tables.keys() and "entity_record" in mine
+    for name, frame in mine.items():
+        assert_frame_equal(frame, clean_tables[name], check_row_order=True), name
+    assert query.stdout.split() == ["n", str(mine["entity_record"].height)]
+
+
+def _header_only(src: Path, dest: Path) -> Path:
+    lines = src.read_text(encoding="utf-8-sig").splitlines()
+    dest.write_text(lines[0] + "\n", encoding="utf-8-sig")
+    return dest
+
+
+def _without_column(src: Path, dest: Path, column: str) -> Path:
+    rows = list(csv.reader(src.read_text(encoding="utf-8-sig").splitlines()))
+    drop = rows[0].index(column)
+    with dest.open("w", encoding="utf-8-sig", newline="") as fh:
+        csv.writer(fh).writerows([r[:drop] + r[drop + 1:] for r in rows])
+    return dest
+
+
+@pytest.mark.slow
+def test_bad_drops_and_a_broken_page_stop_no_other_drop(prefect_harness, drops, tmp_path):
+    from flows.pipeline import pipeline
+    from fusionlake.lake import layout
+    from fusionlake.lake.ledger import Ledger
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.land import deliver
+    from fusionlake.pipeline.marts import open_latest
+
+    store = open_store(str(tmp_path / "lake"))
+    first = drops / "cn_mps" / "suspects"
+    deliver(store, "cn_mps", "suspects", sorted(first.iterdir()))
+    assert not pipeline(lake=store.uri, run_id="run-1").problems
+    # a stored GX result that GX cannot read any more: its page cannot be rendered
+    gx_key = next(k for k in store.list("validation") if k.endswith("/gx_result.json"))
+    broken = json.loads(store.get(gx_key))
+    broken["results"] = [{"expectation_config": {"type": 42}, "success": "perhaps"}]
+    store.put(gx_key, json.dumps(broken).encode())
+
+    src = next((drops / "th_imm" / "repatriations").iterdir())
+    deliver(store, "th_imm", "repatriations", [src, _header_only(src, tmp_path / "empty.csv"),
+                                               _without_column(src, tmp_path / "nocol.csv",
+                                                               "passenger_name")])
+    deliver(store, "mm_police", "detainees", sorted((drops / "mm_police" / "detainees").iterdir()))
+    second = pipeline(lake=store.uri, run_id="run-2")
+    assert not second.problems, second.problems  # bad data is not a failure of the run
+    by_file = {e.file_name: e for e in Ledger(store).entries()}
+    assert by_file["empty.csv"].state == "rejected"
+    assert "no data rows" in by_file["empty.csv"].reason
+    assert by_file["nocol.csv"].state == "rejected"
+    assert "passenger_name" in by_file["nocol.csv"].reason
+    assert by_file[src.name].state == "published"
+    assert sorted(e.state for e in by_file.values()) == (
+        ["published"] * 3 + ["rejected"] * 2)
+    con = open_latest(store, "all")
+    try:
+        assert con.execute("select count(distinct drop_id) from entity_record").fetchone()[0] == 3
+    finally:
+        con.close()
+    # Data Docs were rebuilt: the broken page and the rejected drops' pages say what went wrong
+    index = store.get(f"{layout.DATA_DOCS}/index.html").decode()
+    assert "page not rendered" in index
+    broken_id = gx_key.split("/")[3]
+    page = next(k for k in store.list(layout.DATA_DOCS) if k.endswith(f"/{broken_id}.html"))
+    assert "could not be rendered" in store.get(page).decode()
+    assert store.exists(f"{layout.RUN_REPORTS}/run-2.md")
+
+
+def test_drop_of_a_file_with_a_253_byte_thai_name(tmp_path):
+    name = "ผู้ต้องหา" * 9 + "ก" * 2 + ".csv"  # 83 Thai characters and .csv: 253 bytes
+    assert len(name.encode()) == 253
+    src = tmp_path / name
+    src.write_text("suspect_id,name\nA1,สมชาย\n", encoding="utf-8")
+    lake = tmp_path / "lake"
+    done = _cli("drop", "--lake", str(lake), "--agency", "th_imm", "--feed", "detentions",
+                str(src), env={})
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    landed = lake / "landing" / "th_imm" / "detentions" / name
+    assert landed.read_bytes() == src.read_bytes()
+    assert [p.name for p in landed.parent.iterdir()] == [name]  # no temp file left
+
+
+def test_credentials_in_aws_endpoint_url_are_never_printed(tmp_path):
+    src = tmp_path / "x.csv"
+    src.write_text("a\n1\n", encoding="utf-8")
+    env = {"AWS_ENDPOINT_URL": "http://fusion:pa55word@127.0.0.1:9",
+           "AWS_ACCESS_KEY_ID": "AKIAFUSION", "AWS_SECRET_ACCESS_KEY": "very-secret-key",
+           "AWS_MAX_ATTEMPTS": "1"}
+    for args in (["drops"], ["drop", "--agency", "th_imm", "--feed", "detentions", str(src)]):
+        done = _cli(*args, "--lake", "s3://bucket/lake", env=env)
+        assert done.returncode == 2, done.stderr
+        assert "cannot reach the S3 endpoint" in done.stderr
+        assert "pa55word" not in done.stderr + done.stdout
+        assert "very-secret-key" not in done.stderr + done.stdout
+
+
+# -- model training never fails a run ------------------------------------------------------------
+
+
+def _planted_records() -> pl.DataFrame:
+    """Per birth date, two records of one man (TH) and two women of other names (MM): every
+    pair that differs in sex also differs in nationality, and no other pair does."""
+    import datetime as dt
+
+    rows = []
+    for n in range(40):
+        born = dt.date(1970, 1, 1) + dt.timedelta(days=37 * n)
+        for k, (name, sex, nat) in enumerate([(f"SOMCHAI{n}", "M", "TH")] * 2
+                                             + [(f"AYE{n}X", "F", "MM"),
+                                                (f"MYA{n}Y", "F", "MM")]):
+            rows.append({"record_id": f"r{n:03d}{k}", "name_key_sorted": name,
+                         "name_key_phonetic": name[:4], "given_name": name,
+                         "family_name": None, "birth_date": born,
+                         "birth_date_precision": "day", "sex": sex, "nationality": nat,
+                         "birth_year": born.year})
+    return pl.DataFrame(rows)
+
+
+def _settings(**changes):
+    """The declared settings, trained from 20 records on."""
+    from transforms.resolution.settings import ResolveSettings
+
+    return ResolveSettings().with_(min_records_to_train=20, **changes)
+
+
+def test_em_driving_an_m_probability_below_splinks_minimum_does_not_fail_scoring():
+    from splink.internals.comparison_level import M_U_CLAMP_MIN
+
+    from transforms.resolution.splink import score_pairs
+
+    # EM's first session (blocked on birth date) finds that no matching pair differs in sex or
+    # nationality: those levels' m falls to 0.0, which Splink 5 refuses (ValueError), as it
+    # refused 3.8e-316 at a million people
+    stats: dict = {}
+    scored = score_pairs(_planted_records(), _settings(), stats)
+    try:
+        assert stats["model"] == "trained on the data"
+        assert stats["model_notes"] == [
+            "EM drove m of nationality level 'all other' to 0, below Splink's minimum: "
+            "clamped to 1e-300",
+            "EM drove m of sex level 'all other' to 0, below Splink's minimum: clamped to 1e-300"]
+        model = json.loads(stats["model_json"])
+        probs = [lv[k] for c in model["comparisons"] for lv in c["comparison_levels"]
+                 for k in ("m_probability", "u_probability") if isinstance(lv.get(k), float)]
+        assert probs and min(probs) >= M_U_CLAMP_MIN
+        # the two records of each man are still found
+        same = scored.pairs.filter(pl.col("record_id_l").str.slice(0, 4)
+                                   == pl.col("record_id_r").str.slice(0, 4))
+        assert same.filter(pl.col("record_id_l").str.ends_with("0")
+                           & pl.col("record_id_r").str.ends_with("1")).height == 40
+    finally:
+        scored.close()
+
+
+def test_training_that_still_fails_falls_back_to_the_last_good_model():
+    from transforms.resolution.splink import score_pairs
+
+    good: dict = {}
+    score_pairs(_planted_records(), _settings(), good).close()
+    broken = _settings(
+        em_rules=[{"requires": ["birth_date"], "sql": "l.no_such_column = r.no_such_column"}],
+        fallback_model=good["model_json"])  # a session Splink cannot run
+    stats: dict = {}
+    score_pairs(_planted_records(), broken, stats).close()
+    assert stats["model"] == "the last good model"
+    assert "model_json" not in stats  # a failed training leaves no model to keep
+    assert stats["model_notes"][0].startswith("model training failed (")
+    # and with no model kept yet: the declared priors
+    stats = {}
+    score_pairs(_planted_records(), broken.with_(fallback_model=None), stats).close()
+    assert stats["model"] == "declared priors"
