@@ -466,9 +466,9 @@ class LocalStore(ObjectStore):
             Path(tmp).unlink(missing_ok=True)
 
     def move_file(self, key: str, path: Path) -> None:
-        # A rename when the file is on the lake's disk: a million people's mart is 0.9 GB, which
-        # took 3.3 s to copy and sync; the rename takes none of that. The file is synced first,
-        # so the object is as durable as a copied one.
+        # A rename when the file is on the lake's disk: a large mart costs seconds to copy and
+        # sync, a rename nothing. The file is synced first, so the object is as durable as a
+        # copied one.
         dest = self.path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "rb") as fh:

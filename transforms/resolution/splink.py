@@ -270,10 +270,8 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     t0 = time.perf_counter()
     con, spill = _connect(settings.duckdb_memory_fraction)
     # Splink's tables (blocked pairs, comparison vectors, predictions) go to Parquet files, not
-    # into DuckDB: at a million people the 11.6M scored pairs otherwise fill DuckDB's share of
-    # memory and spill anyway. Scoring the 1M lake alone (records loaded, trained, predicted):
-    # peak RSS 4,228 MiB as tables, 1,995 MiB as files; the prediction SQL 43.8 and 71.4 s as
-    # tables, 38.1-44.8 s as files (single runs in the same hour: the time is noise).
+    # into DuckDB: at scale the scored pairs otherwise fill DuckDB's share of memory and spill
+    # anyway; as files scoring peaks at half the memory, as fast (bench/RESULTS.md).
     splink_tables = spill / "tables"
     splink_tables.mkdir()
     db_api = DuckDBAPI(
