@@ -224,6 +224,7 @@ def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path,
     drops = list(drops) if drops is not None else None
     by_id = {d["drop_id"]: d for d in drops or []}
     pages: dict[str, str] = {}
+    broken: dict[str, str] = {}  # drop -> why its page could not be rendered
     fallback = []
     for drop_id, result in results:
         meta = (result.get("meta") if isinstance(result, dict) else None) or {}
@@ -246,6 +247,7 @@ def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path,
             except Exception as exc:  # one drop's page never stops the site
                 what = f"{type(exc).__name__}: {str(exc)[:500]}"
         if what is not None:
+            broken[drop_id] = what
             text = _error_page(feed, drop_id, what)
             agency, _, name = feed.partition("/")
             row = {"drop_id": drop_id, "agency": agency, "feed": name, "file": "",
@@ -266,7 +268,7 @@ def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path,
             quarantine_pages[drop["drop_id"]] = rel
     index = out_dir / "index.html"
     index.write_text(_index_page(drops if drops is not None else fallback, pages,
-                                 quarantine_pages), encoding="utf-8")
+                                 quarantine_pages, broken), encoding="utf-8")
     return index
 
 
@@ -308,7 +310,8 @@ _PAGE_HEAD = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{title}
               "<link rel=\"stylesheet\" href=\"{static}fusionlake.css\"></head><body>")
 
 
-def _index_page(drops: list[dict], pages: dict[str, str], quarantine_pages: dict[str, str]) -> str:
+def _index_page(drops: list[dict], pages: dict[str, str], quarantine_pages: dict[str, str],
+                broken: dict[str, str] | None = None) -> str:
     body = []
     for d in sorted(drops, key=lambda d: (d.get("received") or "", d["drop_id"])):
         e = html.escape
@@ -326,6 +329,8 @@ def _index_page(drops: list[dict], pages: dict[str, str], quarantine_pages: dict
             checks = f"{d['passed']} of {d['expectations']}"
             found = "<br>".join(_finding(f) for f in sorted(
                 d.get("findings") or [], key=lambda f: f["success"])) or "no bad values"
+        if did in (broken or {}):  # its own page says why; the row must not look fine
+            found = f'<span class="failed">page not rendered: {e(broken[did])}</span><br>{found}'
         body.append(
             f'<tr data-drop="{e(did)}"><td>{e(d["agency"] + "/" + d["feed"])}</td>'
             f"<td>{drop_cell}</td><td>{e(d.get('file') or '')}</td>"
