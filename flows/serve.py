@@ -10,31 +10,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.pipeline import pipeline
+from flows.server import healthy, wait_healthy
 from fusionlake.lake.settings import Settings
 
 DEPLOYMENT = "fusionlake-pipeline"
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
 
 
 @contextmanager
 def local_prefect_server(port: int, timeout: float = 180.0):
     """Start ``prefect server start`` on 127.0.0.1:port; yield its API URL; stop it after."""
     url = f"http://127.0.0.1:{port}/api"
-    if _healthy(url):  # one is already running there: use it
+    if healthy(url):  # one is already running there: use it
         yield url
         return
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -46,15 +37,7 @@ def local_prefect_server(port: int, timeout: float = 180.0):
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + timeout
-        while not _healthy(url):
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-                raise RuntimeError(f"the local Prefect server exited at start-up:\n{err}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the local Prefect server did not answer on {url} "
-                                   f"within {timeout:.0f} s")
-            time.sleep(0.5)
+        wait_healthy(proc, url, timeout, "the local Prefect server")
         yield url
     finally:
         proc.terminate()

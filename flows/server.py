@@ -43,12 +43,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str) -> bool:
+    """Whether a Prefect server answers at its API URL."""
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
             return resp.status == 200
     except OSError:
         return False
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, timeout: float, what: str) -> None:
+    """Wait until the server started as ``proc`` answers at ``url``; raise, naming it and
+    quoting its last error output, if it exits or stays silent for ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not healthy(url):
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+            raise RuntimeError(f"{what} exited at start-up:\n{err}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not answer on {url} within {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def _die_with_parent() -> None:
@@ -79,15 +93,7 @@ def owned_server(timeout: float = 180.0) -> Iterator[str | None]:
           "it ends with this command", file=sys.stderr, flush=True)
     saved = os.environ.get("PREFECT_API_URL")
     try:
-        deadline = time.monotonic() + timeout
-        while not _healthy(url):
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-                raise RuntimeError(f"the temporary Prefect server exited at start-up:\n{err}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the temporary Prefect server did not answer on {url} "
-                                   f"within {timeout:.0f} s")
-            time.sleep(0.2)
+        wait_healthy(proc, url, timeout, "the temporary Prefect server")
         os.environ["PREFECT_API_URL"] = url  # before Prefect is imported: see the docstring
         if "prefect" in sys.modules:  # imported already (a test): the settings of this block
             from prefect.settings import PREFECT_API_URL, temporary_settings

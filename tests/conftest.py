@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
 from fusionlake.lake.settings import configure_offline
+
+# Test modules share fixtures' helpers by module name (``from test_severity import ...``): pytest
+# puts a test file's folder on sys.path only once it collects that folder, so both test folders
+# are put there from the start, whatever order the files are collected in.
+for _folder in (Path(__file__).parent, Path(__file__).parent / "transforms"):
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
 
 configure_offline()
 

@@ -11,12 +11,12 @@ from datetime import date
 
 import polars as pl
 import pytest
+from test_resolve import BASE, NOW, entity_of, person, tables
 
 from fusionlake.cli import main
 from fusionlake.lake import zones
 from fusionlake.lake.schema import conform
 from fusionlake.lake.store import open_store
-from tests.transforms.test_resolve import BASE, NOW, entity_of, person, tables
 from transforms.resolution.resolve import resolve
 
 _EVIDENCE = json.dumps({

@@ -37,7 +37,7 @@ def test_sync_copies_the_site_and_prints_a_file_url(s3_bucket, tmp_path, capsys)
 
 
 def test_report_on_s3_points_at_docs_not_at_an_s3_url(s3_bucket, tmp_path, capsys):
-    from tests.test_severity import _land
+    from test_severity import _land
 
     uri = f"s3://{s3_bucket}/lake"
     _site(uri)

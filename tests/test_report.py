@@ -12,13 +12,13 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+from test_severity import HOLD, VN_DROP, _land, _process, _suspect, _suspects_csv, _vn_feed
 
 from fusionlake.cli import main
 from fusionlake.lake import layout
 from fusionlake.lake.store import open_store
 from fusionlake.pipeline.report import drop_reports, quarantine_rows
 from fusionlake.pipeline.stage import publish_data_docs
-from tests.test_severity import HOLD, VN_DROP, _land, _process, _suspect, _suspects_csv, _vn_feed
 
 _DETAINEE = {"case_no": None, "name": "Aung Aung", "sex": "M", "date_of_birth": "1990-01-02",
              "nationality": "Myanmar", "nrc": "12/OUKAMA(N)123456", "passport_no": None,
