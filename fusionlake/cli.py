@@ -727,6 +727,14 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
+    common.add_argument("-v", "--verbose", dest="log_level", action="store_const", const="info",
+                        default=argparse.SUPPRESS,
+                        help="progress lines (stage, counts, seconds) on stderr: --log-level info")
+    common.add_argument("--log-level", dest="log_level", default=argparse.SUPPRESS,
+                        choices=["debug", "info", "warning", "error"],
+                        help="what goes to stderr (default: info for run, serve and land when "
+                             "stderr is not a terminal, where no progress bar shows; else "
+                             "warning); debug and info also raise Prefect's own logging")
     common.add_argument("--lake", default=argparse.SUPPRESS,
                         help="lake URI: a path or s3://bucket/prefix (default: $FUSIONLAKE_LAKE "
                              "or ./lakehouse)")
@@ -843,6 +851,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(args: argparse.Namespace) -> None:
+    """Progress lines (fusionlake.progress: one per finished stage, with counts and seconds) on
+    stderr. A scheduled or piped run shows no progress bar, so it gets them by default."""
+    chosen = getattr(args, "log_level", None)
+    unattended = args.command in ("run", "serve", "land") and not sys.stderr.isatty()
+    level = chosen or ("info" if unattended else "warning")
+    if chosen in ("debug", "info"):  # asked for: Prefect's own lines too (before it is imported)
+        os.environ["PREFECT_LOGGING_LEVEL"] = chosen.upper()
+    logger = logging.getLogger("fusionlake")
+    for old in list(logger.handlers):  # main() may run more than once in one process (tests)
+        logger.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
 def _quiet_libraries() -> None:
     # Splink's EM notes (levels a small sample lacks) and GX's temp-folder notice are nothing a
     # person running the pipeline can act on; their errors still show.
@@ -885,6 +911,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     args = build_parser().parse_args(argv)
     fn = COMMANDS[args.command][0]
+    _configure_logging(args)
     try:
         _check_environment()
         settings = Settings.from_env(getattr(args, "lake", None))

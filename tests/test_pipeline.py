@@ -85,10 +85,11 @@ def test_pipeline_lifecycle(prefect_harness, lake_uri, drops, tmp_path, capsys):
     f1 = re.search(r"\bf1\s*\S\s*([0-9.]+)", capsys.readouterr().out)
     assert f1 and float(f1.group(1)) > 0.95
 
-    # 2. nothing new: a fast no-op that publishes nothing
+    # 2. nothing new: a fast no-op that publishes nothing and leaves no report to wade through
     second = pipeline(lake=lake_uri, run_id="run-2")
     assert second.noop
-    assert "Nothing new" in store.get("reports/runs/run-2.md").decode()
+    assert not store.exists("reports/runs/run-2.md")
+    assert "run-1" in store.get("reports/runs/LATEST.md").decode()
     assert second.marts == {}
     assert _entity_ids(store) == ids_1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -65,6 +66,9 @@ def test_run_piped_prints_plain_markdown_json_and_fails_on_request(prefect_harne
     assert (data["counts"]["rejected"], data["drops"][0]["name"]) == (
         1, "cn_mps/suspects/broken.csv")
     assert err.endswith("fusionlake run: 1 drop(s) held/rejected: cn_mps/suspects/broken.csv\n")
+    # stderr is no terminal here, as in a scheduled run: one progress line per stage
+    assert re.search(r"validate\+stage: done in [0-9.]+ s \(1 drops, 0 rows, 0 quarantined, "
+                     r"0 flagged\)", err), err
     # nothing new now: exit 0 even with --fail-on, and the markdown is printed as written
     assert main(["run", "--lake", lake, "--fail-on", "rejected"]) == 0
     out = capsys.readouterr().out

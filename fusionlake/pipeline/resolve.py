@@ -30,6 +30,7 @@ run summary says so.
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 import time
 from collections.abc import Iterator
@@ -44,6 +45,9 @@ from fusionlake.lake.schema import TABLES
 from fusionlake.lake.settings import Settings
 from fusionlake.lake.store import NotFound, ObjectStore
 from fusionlake.pipeline import marts
+
+#: Progress lines a person watching a long resolve reads (the command line shows them).
+progress = logging.getLogger("fusionlake.progress")
 
 ALL = marts.ALL
 
@@ -138,6 +142,8 @@ def resolve_audiences(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id
         if ALL in group:
             stats = resolution.stats
         per_group["+".join(group)] = round(time.perf_counter() - t0, 3)
+        progress.info("resolve: audiences %s done in %.1f s (%d of %d groups)", "+".join(group),
+                      per_group["+".join(group)], len(per_group), len(groups))
         del tables, resolution, frames
     stats["audience groups"] = groups
     stats["seconds per group"] = per_group

@@ -78,6 +78,22 @@ from fusionlake.pipeline.land import discover, land
 from fusionlake.pipeline.progress import stage_progress
 from fusionlake.pipeline.summary import RunSummary
 
+#: One line per finished stage, with its counts and seconds, for whoever watches a run.
+progress = logging.getLogger("fusionlake.progress")
+
+
+def _stage_counts(name: str, summary: RunSummary) -> str:
+    if name == "land":
+        return f"{len(summary.landed)} deliveries"
+    if name == "validate+stage":
+        drops = summary.drops
+        return (f"{len(drops)} drops, {sum(d.rows for d in drops):,} rows, "
+                f"{sum(d.quarantined for d in drops):,} quarantined, "
+                f"{sum(d.flagged for d in drops):,} flagged")
+    if name == "publish":
+        return f"{len(summary.marts)} marts"
+    return ""
+
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
@@ -128,12 +144,16 @@ class Executor:
 
     @contextlib.contextmanager
     def stage(self, name: str, summary: RunSummary) -> Iterator[None]:
-        """Around each stage: its seconds go into the run summary."""
+        """Around each stage: its seconds go into the run summary, and a progress line with
+        its counts to the ``fusionlake.progress`` logger (the command line prints it)."""
         t0 = time.perf_counter()
         try:
             yield
         finally:
             summary.stage(name, t0)
+            counts = _stage_counts(name, summary)
+            progress.info("%s: done in %.1f s%s", name, time.perf_counter() - t0,
+                          f" ({counts})" if counts else "")
 
     def report(self, markdown: str, run_id: str) -> None:
         """Hand the run summary to whoever runs the pipeline (the lake has it already)."""
@@ -497,8 +517,12 @@ def publish_marts(r: Run, scans: dict, superseded: set[str]) -> None:
 
 
 def leave_summary(r: Run) -> None:
-    """The run summary, for the person reading it the next morning (reports/runs/)."""
+    """The run summary, for the person reading it the next morning (reports/runs/). A run that
+    found nothing to do leaves no report: a schedule every 15 minutes would bury the real ones."""
     text = r.summary.markdown()
+    if r.summary.noop and not (r.summary.problems or r.summary.notes):
+        progress.info("nothing new: no report written")
+        return
     r.store.put(layout.run_report_key(r.run_id), text.encode())
     r.store.put(layout.LATEST_RUN_REPORT, text.encode())
     r.executor.report(text, r.run_id)
