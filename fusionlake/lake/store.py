@@ -344,7 +344,8 @@ def _mkstemp(path: Path) -> tuple[int, str]:
     return tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name), suffix=TEMP_SUFFIX)
 
 
-def _atomic_write(path: Path, data: bytes, key: str = "") -> None:
+def _write_temp(path: Path, data: bytes, key: str = "") -> str:
+    """``data`` in a synced temporary file beside ``path``; its name (removed on failure)."""
     fd, tmp = _mkstemp(path)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -352,6 +353,15 @@ def _atomic_write(path: Path, data: bytes, key: str = "") -> None:
             fh.flush()
             os.fsync(fh.fileno())
         kill_point("temp-written", key)  # crash tests: a temp file left behind
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _atomic_write(path: Path, data: bytes, key: str = "") -> None:
+    tmp = _write_temp(path, data, key)
+    try:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -389,13 +399,8 @@ class LocalStore(ObjectStore):
     def put_if_absent(self, key: str, data: bytes) -> bool:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _mkstemp(path)
+        tmp = _write_temp(path, data, key)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            kill_point("temp-written", key)  # crash tests: a temp file left behind
             os.link(tmp, path)  # atomic, and fails if the name exists
             return True
         except FileExistsError:
