@@ -99,7 +99,10 @@ def owned_server(timeout: float = 180.0) -> Iterator[str | None]:
             from prefect.settings import PREFECT_API_URL, temporary_settings
 
             with temporary_settings(updates={PREFECT_API_URL: url}):
-                yield url
+                try:
+                    yield url
+                finally:
+                    _drain_prefect_workers()
         else:
             yield url
     finally:
@@ -113,6 +116,21 @@ def owned_server(timeout: float = 180.0) -> Iterator[str | None]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _drain_prefect_workers(timeout: float = 10.0) -> None:
+    """Send what Prefect's log and event workers still hold to this server before it stops.
+
+    They are per process and keep the address they started with: left running, they retry the
+    stopped server until whoever drains them next (Prefect's test harness at its exit) waits
+    for them for ever.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):  # never fail the command over its logs
+            worker.drain_all(timeout=timeout)
 
 
 def _watch_parent(parent: int) -> None:
