@@ -458,12 +458,14 @@ def test_follow_up_is_about_half_people_already_seen_and_half_new(follow_up):
     out, result, _, before = follow_up
     after = pl.read_csv(out / "truth.csv", infer_schema=False)
     assert after.head(before.height).equals(before)
-    mine = after.slice(before.height)  # appended: one row per row of the drop
-    assert mine.height == FOLLOW_UP
-    assert mine["source_key"].drop_nulls().str.starts_with("MWD-2026-").all()
+    mine = after.slice(before.height)  # appended: one per row of the drop with a case number
+    _, _, rows, _ = follow_up
+    assert mine["source_key"].to_list() == rows["case_no"].drop_nulls().to_list()
+    assert mine["source_key"].str.starts_with("MWD-2026-").all()
     number = mine["person_id"].str.slice(1).cast(pl.Int64)
     known = mine.filter(number <= PEOPLE)
-    assert known.height == result["known"]
+    keyless = rows["case_no"].null_count()  # rows with no truth row
+    assert known.height <= result["known"] <= known.height + keyless
     assert 0.4 * FOLLOW_UP <= known.height <= 0.6 * FOLLOW_UP
     # the known ones are people some agency has already listed, and no victim
     assert set(known["person_id"]) <= set(before["person_id"])
@@ -510,13 +512,15 @@ def test_follow_up_is_deterministic_and_leaves_the_first_drops_alone(drop, follo
     # truth rows appended; written again, a follow-up replaces its own rows, not adds more
     truth_after = (tmp_path / "first/truth.csv").read_bytes()
     assert truth_after.startswith(truth_before)
-    assert truth_after.count(b"\n") == truth_before.count(b"\n") + FOLLOW_UP
+    keyless = pl.read_ndjson(io.BytesIO(again))["case_no"].null_count()
+    assert truth_after.count(b"\n") == truth_before.count(b"\n") + FOLLOW_UP - keyless
     generate_follow_up(PEOPLE, 7, tmp_path / "first", FOLLOW_UP)
     assert (tmp_path / "first/truth.csv").read_bytes() == truth_after
     other = generate_follow_up(PEOPLE, 8, tmp_path / "other", FOLLOW_UP)
     assert other["files"]["mm_police/detainees"].read_bytes() != again
     # in a fresh folder, the truth holds the follow-up's rows alone
-    assert (tmp_path / "other/truth.csv").read_bytes().count(b"\n") == FOLLOW_UP + 1
+    assert pl.read_csv(tmp_path / "other/truth.csv")["source_key"].to_list() == (
+        pl.read_ndjson(other["files"]["mm_police/detainees"])["case_no"].drop_nulls().to_list())
 
 
 def test_follow_up_of_a_tiny_scenario_and_bad_sizes(tmp_path):
@@ -527,6 +531,20 @@ def test_follow_up_of_a_tiny_scenario_and_bad_sizes(tmp_path):
     assert result["rows"]["mm_police/detainees"] == 10 and result["known"] <= 3
     with pytest.raises(ValueError, match="at least 1 row"):
         generate_follow_up(3, 1, tmp_path, 0)
+
+
+def test_follow_up_written_again_keeps_one_truth_row_per_keyed_row(tmp_path):
+    """Rows planted without a case number have no truth row, so a follow-up written again
+    finds every row of its own in truth.csv and replaces them."""
+    from fusionlake.synth import generate_follow_up
+
+    result = generate_follow_up(500, 1, tmp_path, 1000)
+    rows = pl.read_ndjson(result["files"]["mm_police/detainees"])
+    assert rows.height == 1000 and rows["case_no"].null_count() == 2  # seed 1 plants two
+    once = (tmp_path / "truth.csv").read_bytes()
+    generate_follow_up(500, 1, tmp_path, 1000)
+    assert (tmp_path / "truth.csv").read_bytes() == once
+    assert once.count(b"\n") == 1 + 998
 
 
 def test_the_feed_reader_reads_the_follow_up(follow_up):

@@ -132,9 +132,10 @@ def generate_follow_up(people: int, seed: int, out: Path, rows: int,
     The first drops are not written again: give the ``out`` folder of the :func:`generate` call
     it follows, and the file lands beside that feed's first file under another name
     (``out/mm_police/detainees/detainees-follow-up.jsonl``) while its truth rows are appended to
-    ``out/truth.csv``, so the truth covers the lake after both drops (written again, a follow-up
-    replaces its own earlier rows there and leaves the others). In a fresh folder, truth.csv holds
-    the follow-up's rows alone. The same (people, seed, rows) gives the same bytes.
+    ``out/truth.csv`` (one per row with a case number), so the truth covers the lake after both
+    drops (written again, a follow-up replaces its own earlier rows there and leaves the others).
+    In a fresh folder, truth.csv holds the follow-up's rows alone. The same (people, seed, rows)
+    gives the same bytes.
 
     Returns:
         ``{"files": {feed: Path}, "rows": {feed: int}, "persons": people, "known": int}``:
@@ -150,15 +151,17 @@ def generate_follow_up(people: int, seed: int, out: Path, rows: int,
     # No truncated lines planted (the first drop has two): ROWS is then the drop's rows as the
     # pipeline counts them, the lines of the file and the truth rows alike.
     _write.write_jsonl(frame.drop("_pid"), path)
+    # One truth row per row with a case number: a row without one is quarantined and cannot be
+    # scored, and leaving it out lets a follow-up written again find all of its own rows.
     truth = frame.select(pl.lit(agency).alias("agency"), pl.lit(feed).alias("feed"),
                          pl.col(KEYS[_follow_up.FEED]).alias("source_key"),
-                         pl.col("_pid").alias("person_id"))
+                         pl.col("_pid").alias("person_id")).drop_nulls("source_key")
     truth_path = out / "truth.csv"
     if truth_path.exists():
         earlier = pl.read_csv(truth_path, infer_schema=False)
         mine = ((pl.col("agency") == agency) & (pl.col("feed") == feed)
                 & pl.col("source_key").str.starts_with(_follow_up.KEY_PREFIX))
-        truth = pl.concat([earlier.filter(~mine.fill_null(False)), truth])
+        truth = pl.concat([earlier.filter(~mine.fill_null(False)), truth])  # keyless: kept
     truth.write_csv(truth_path)
     known = frame["_pid"].str.slice(1).cast(pl.Int64).le(people).sum()
     return {"files": {_follow_up.FEED: path}, "rows": {_follow_up.FEED: frame.height},
