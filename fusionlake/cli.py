@@ -49,7 +49,7 @@ from fusionlake.pipeline.marts import (
     terminal_safe,
 )
 from fusionlake.pipeline.report import FAIL_ON, drop_reports
-from fusionlake.synth import generate
+from fusionlake.synth import generate, generate_follow_up
 from transforms.evaluate import evaluate
 
 EXIT_USER_ERROR = 2
@@ -98,11 +98,18 @@ def cmd_land(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     if args.people < 1:
         raise UserError("--people must be at least 1")
-    summary = generate(args.people, args.seed, Path(args.out))
+    if args.follow_up is not None:
+        if args.follow_up < 1:
+            raise UserError("--follow-up must be at least 1 row")
+        summary = generate_follow_up(args.people, args.seed, Path(args.out), args.follow_up)
+        title = (f"follow-up drop of {summary['persons']:,} people, seed {args.seed}: "
+                 f"{summary['known']:,} rows of people already seen")
+    else:
+        summary = generate(args.people, args.seed, Path(args.out))
+        title = f"{summary['persons']:,} people, seed {args.seed}"
     rows = [(name, f"{summary['rows'][name]:,}", str(path))
             for name, path in summary["files"].items()]
-    _print_table(["feed", "rows", "file"], rows,
-                 title=f"{summary['persons']:,} people, seed {args.seed}")
+    _print_table(["feed", "rows", "file"], rows, title=title)
     print(f"truth: {Path(args.out) / 'truth.csv'}")
     return 0
 
@@ -775,6 +782,16 @@ def build_parser() -> argparse.ArgumentParser:
                                help="random seed: the same seed gives the same files")
     p["generate"].add_argument("--out", required=True,
                                help="folder for <agency>/<feed>/ files and truth.csv")
+    p["generate"].add_argument(
+        "--follow-up", type=int, metavar="ROWS",
+        help="instead of the first drops, write the scenario's next delivery: ROWS rows of "
+             "mm_police/detainees from a later raid (about half re-detentions of people already "
+             "in the scenario, half new people; case numbers MWD-2026-*), as "
+             "OUT/mm_police/detainees/detainees-follow-up.jsonl, with its truth rows appended to "
+             "OUT/truth.csv. Give the --people, --seed and --out of the drops it follows: the "
+             "file lands beside them under a new name, the truth then covers both, and "
+             "delivering the folder again lands only the new file (the others are recorded "
+             "as already received)")
     p["run"].add_argument("--wait", type=float, default=0.0,
                           help="seconds to wait for another run on the same lake to finish")
     p["run"].add_argument("--fail-on", type=_fail_on, default=[], metavar="KINDS",

@@ -417,3 +417,215 @@ def test_the_feed_reader_reads_every_drop_with_the_feed_definitions(drop, feeds)
         assert frame.height == summary["rows"][name], name
         assert feed.source_key == KEYS[name]
         assert frame[KEYS[name]].to_list() == feeds[name][KEYS[name]].to_list(), name
+
+
+# -- the follow-up drop (fusionlake generate --follow-up ROWS) ----------------------------------
+
+FOLLOW_UP = 400
+
+
+@pytest.fixture(scope="module")
+def follow_up(tmp_path_factory) -> tuple[Path, dict, pl.DataFrame, pl.DataFrame]:
+    """A follow-up written beside its first drops (a folder of its own: the module's ``drop``
+    stays as a plain run leaves it): the folder, the result, its rows, the truth before it."""
+    from fusionlake.synth import generate_follow_up
+
+    out = tmp_path_factory.mktemp("follow-up")
+    generate(PEOPLE, 7, out)
+    before = pl.read_csv(out / "truth.csv", infer_schema=False)
+    result = generate_follow_up(PEOPLE, 7, out, FOLLOW_UP)
+    good, _bad = split_json_lines(result["files"]["mm_police/detainees"])
+    rows = pl.DataFrame(good, schema={c: pl.String for c in good[0]}, orient="row")
+    return out, result, rows, before
+
+
+def test_follow_up_has_the_rows_asked_in_a_new_file_beside_the_first(follow_up):
+    out, result, frame, _ = follow_up
+    path = result["files"]["mm_police/detainees"]
+    assert path == out / "mm_police/detainees/detainees-follow-up.jsonl"
+    assert path.name != FILES["mm_police/detainees"]
+    assert result["rows"] == {"mm_police/detainees": FOLLOW_UP} and frame.height == FOLLOW_UP
+    assert frame.columns == COLUMNS["mm_police/detainees"]
+    # no line cut short: every line is a row
+    assert path.read_bytes().count(b"\n") == FOLLOW_UP
+    # a later raid, with case numbers the first drop cannot have (the feed supersedes by key)
+    keys = frame["case_no"].drop_nulls()
+    assert keys.str.starts_with("MWD-2026-").all()
+    assert frame["detained_on"].drop_nulls().str.starts_with("2026-0").all()
+
+
+def test_follow_up_is_about_half_people_already_seen_and_half_new(follow_up):
+    out, result, _, before = follow_up
+    after = pl.read_csv(out / "truth.csv", infer_schema=False)
+    assert after.head(before.height).equals(before)
+    mine = after.slice(before.height)  # appended: one per row of the drop with a case number
+    _, _, rows, _ = follow_up
+    assert mine["source_key"].to_list() == rows["case_no"].drop_nulls().to_list()
+    assert mine["source_key"].str.starts_with("MWD-2026-").all()
+    number = mine["person_id"].str.slice(1).cast(pl.Int64)
+    known = mine.filter(number <= PEOPLE)
+    keyless = rows["case_no"].null_count()  # rows with no truth row
+    assert known.height <= result["known"] <= known.height + keyless
+    assert 0.4 * FOLLOW_UP <= known.height <= 0.6 * FOLLOW_UP
+    # the known ones are people some agency has already listed, and no victim
+    assert set(known["person_id"]) <= set(before["person_id"])
+    victims = set(before.filter(pl.col("feed") == "fraud_reports")["person_id"])
+    assert not set(known["person_id"]) & victims
+    # the new ones are numbered after the population
+    assert number.filter(number > PEOPLE).min() == PEOPLE + 1
+
+
+def test_follow_up_writes_known_people_as_the_agency_writes_them(follow_up, feeds):
+    """A re-detained Myanmar national carries the NRC number of the first drop's rows of them."""
+    out, _, frame, truth = follow_up
+    after = pl.read_csv(out / "truth.csv", infer_schema=False)
+    first = feeds["mm_police/detainees"].join(
+        truth.filter(pl.col("feed") == "detainees"), left_on="case_no", right_on="source_key")
+    again = frame.join(after.filter(pl.col("source_key").str.starts_with("MWD-2026-")),
+                       left_on="case_no", right_on="source_key")
+
+    def nrc_number(col: str) -> pl.Expr:  # the six digits, whatever script they are in
+        return (pl.col(col).str.replace_all(r"[^0-9၀-၉]", "")
+                .str.replace_many(list("၀၁၂၃၄၅၆၇၈၉"), list("0123456789")))
+
+    pairs = (first.select("person_id", nrc_number("nrc").alias("a")).drop_nulls()
+             .join(again.select("person_id", nrc_number("nrc").alias("b")).drop_nulls(),
+                   on="person_id"))
+    assert pairs.height >= 5
+    assert (pairs["a"].str.slice(-6) == pairs["b"].str.slice(-6)).mean() >= 0.9
+
+
+def test_follow_up_is_deterministic_and_leaves_the_first_drops_alone(drop, follow_up, tmp_path):
+    from fusionlake.synth import generate_follow_up
+
+    out, result, _, _ = follow_up
+    first = generate(PEOPLE, 7, tmp_path / "first")
+    before = {n: p.read_bytes() for n, p in first["files"].items()}
+    truth_before = (tmp_path / "first/truth.csv").read_bytes()
+    generate_follow_up(PEOPLE, 7, tmp_path / "first", FOLLOW_UP)
+    assert {n: p.read_bytes() for n, p in first["files"].items()} == before
+    # the first drops in the folder the follow-up went into are those of a plain run
+    assert all(before[n] == (out / n / FILES[n]).read_bytes() for n in FILES)
+    assert all(before[n] == p.read_bytes() for n, p in drop[1]["files"].items())
+    again = (tmp_path / "first/mm_police/detainees/detainees-follow-up.jsonl").read_bytes()
+    assert again == result["files"]["mm_police/detainees"].read_bytes()
+    # truth rows appended; written again, a follow-up replaces its own rows, not adds more
+    truth_after = (tmp_path / "first/truth.csv").read_bytes()
+    assert truth_after.startswith(truth_before)
+    keyless = pl.read_ndjson(io.BytesIO(again))["case_no"].null_count()
+    assert truth_after.count(b"\n") == truth_before.count(b"\n") + FOLLOW_UP - keyless
+    generate_follow_up(PEOPLE, 7, tmp_path / "first", FOLLOW_UP)
+    assert (tmp_path / "first/truth.csv").read_bytes() == truth_after
+    other = generate_follow_up(PEOPLE, 8, tmp_path / "other", FOLLOW_UP)
+    assert other["files"]["mm_police/detainees"].read_bytes() != again
+    # in a fresh folder, the truth holds the follow-up's rows alone
+    assert pl.read_csv(tmp_path / "other/truth.csv")["source_key"].to_list() == (
+        pl.read_ndjson(other["files"]["mm_police/detainees"])["case_no"].drop_nulls().to_list())
+
+
+def test_follow_up_of_a_tiny_scenario_and_bad_sizes(tmp_path):
+    from fusionlake.synth import generate_follow_up
+
+    # three people, two of them possibly unseen: the rows are still all there
+    result = generate_follow_up(3, 1, tmp_path, 10)
+    assert result["rows"]["mm_police/detainees"] == 10 and result["known"] <= 3
+    with pytest.raises(ValueError, match="at least 1 row"):
+        generate_follow_up(3, 1, tmp_path, 0)
+
+
+def test_follow_up_written_again_keeps_one_truth_row_per_keyed_row(tmp_path):
+    """Rows planted without a case number have no truth row, so a follow-up written again
+    finds every row of its own in truth.csv and replaces them."""
+    from fusionlake.synth import generate_follow_up
+
+    result = generate_follow_up(500, 1, tmp_path, 1000)
+    rows = pl.read_ndjson(result["files"]["mm_police/detainees"])
+    assert rows.height == 1000 and rows["case_no"].null_count() == 2  # seed 1 plants two
+    once = (tmp_path / "truth.csv").read_bytes()
+    generate_follow_up(500, 1, tmp_path, 1000)
+    assert (tmp_path / "truth.csv").read_bytes() == once
+    assert once.count(b"\n") == 1 + 998
+
+
+def test_the_feed_reader_reads_the_follow_up(follow_up):
+    from fusionlake.lake.feeds import load_feeds
+    from fusionlake.pipeline.read import read_drop
+
+    _, result, frame, _ = follow_up
+    path = result["files"]["mm_police/detainees"]
+    feed = load_feeds().feeds["mm_police/detainees"]
+    read = read_drop(path.read_bytes(), path.name, feed)
+    assert read.height == FOLLOW_UP
+    assert read["case_no"].to_list() == frame["case_no"].to_list()
+
+
+def test_generate_command_follow_up_option(tmp_path, capsys):
+    from fusionlake.cli import main
+
+    assert main(["generate", "--people", "50", "--seed", "4", "--out", str(tmp_path)]) == 0
+    first = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert main(["generate", "--people", "50", "--seed", "4", "--out", str(tmp_path),
+                 "--follow-up", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "detainees-follow-up.jsonl" in out and "follow-up drop" in out
+    now = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert set(now) - set(first) == {Path("mm_police/detainees/detainees-follow-up.jsonl")}
+    assert main(["generate", "--people", "50", "--out", str(tmp_path), "--follow-up", "0"]) == 2
+    assert "--follow-up must be at least 1 row" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_follow_up_lands_as_a_new_drop_and_its_records_reach_the_mart(tmp_path, capsys):
+    """Two runs of the pipeline on a local lake: the first drops, then the follow-up alone.
+    Its rows arrive as records of their own (no earlier record replaced), and the truth after
+    both drops scores every published record."""
+    from fusionlake.cli import main
+    from fusionlake.lake.settings import Settings
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.land import deliver
+    from fusionlake.pipeline.marts import open_latest
+    from fusionlake.pipeline.run import run
+    from fusionlake.synth import generate_follow_up
+
+    drops, lake = tmp_path / "drops", str(tmp_path / "lake")
+    generate(300, 11, drops)
+    store = open_store(lake)
+    for folder in sorted(drops.glob("*/*")):
+        deliver(store, folder.parent.name, folder.name, sorted(folder.iterdir()))
+    first = run(Settings(lake=lake, feeds_path=[]))
+    assert {d.state for d in first.drops} == {"staged"}
+
+    def records() -> pl.DataFrame:
+        con = open_latest(store, "all")
+        try:
+            return con.sql("select entity_id, source_key, drop_id from entity_record "
+                           "where feed = 'detainees'").pl()
+        finally:
+            con.close()
+
+    before = records()
+    result = generate_follow_up(300, 11, drops, 120)
+    path = result["files"]["mm_police/detainees"]
+    # the whole folder again, as a scheduled delivery script would: only the new file is new
+    landed = deliver(store, "mm_police", "detainees", sorted(path.parent.iterdir()))
+    assert len(landed) == 2
+    second = run(Settings(lake=lake, feeds_path=[]))
+    [new] = second.drops
+    assert (new.name, new.state, new.rows) == (
+        f"mm_police/detainees/{path.name}", "staged", 120)
+    after = records()
+    arrived = after.filter(pl.col("drop_id") == new.drop_id)
+    assert arrived.height == new.staged["person_record"] == 120 - new.quarantined
+    rows, _bad = split_json_lines(path)
+    sent = {r["case_no"] for r in rows if r["case_no"]}
+    assert set(arrived["source_key"]) <= sent
+    assert arrived["source_key"].str.starts_with("MWD-2026-").all()
+    # every earlier detainee record is still there
+    assert set(before["source_key"]) <= set(after["source_key"])
+    assert after.height == before.height + arrived.height
+    # the truth covers both drops: every published record is scored
+    assert main(["evaluate", "--truth", str(drops / "truth.csv"), "--lake", lake,
+                 "--format", "json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["records_without_truth"] == 0
+    assert scores["records"] == first.mart_figures["person records"] + arrived.height

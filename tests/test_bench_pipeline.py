@@ -1,0 +1,69 @@
+"""bench/bench_pipeline.py reads how a run resolved and published from its summary: "full"
+unless the run says it worked incrementally, so the benchmark never credits what did not run."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from fusionlake.pipeline.summary import RunSummary
+
+_spec = importlib.util.spec_from_file_location(
+    "bench_pipeline", Path(__file__).resolve().parents[1] / "bench" / "bench_pipeline.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+def summary(resolution_stats: dict | None = None, **extra) -> RunSummary:
+    out = RunSummary(run_id="r", lake="/lake", marts={"all": "v1", "cn_mps": "v1"},
+                     resolution_stats=resolution_stats or {"new cross-agency matches": 3})
+    for name, value in extra.items():  # what a later pipeline may add beside today's fields
+        setattr(out, name, value)
+    return out
+
+
+def test_a_summary_that_says_nothing_is_a_full_run():
+    assert bench.run_modes(summary()) == {"resolve": "full", "publish": "full"}
+
+
+@pytest.mark.parametrize(("stats", "expected"), [
+    ({"mode": "incremental", "entities touched": 12}, "incremental"),
+    ({"incremental": True}, "incremental"),
+    ({"incremental": False}, "full"),
+    ({"mode": "full", "model_notes": ["retrained"]}, "full"),
+    # one resolution per visibility group: each says how it ran
+    ({"groups": {"all": {"mode": "incremental"}, "mm_police": {"mode": "full"}}},
+     "mixed (1 of 2 incremental)"),
+])
+def test_resolve_mode_from_the_resolution_statistics(stats, expected):
+    assert bench.run_modes(summary(stats))["resolve"] == expected
+
+
+@pytest.mark.parametrize(("marts", "expected"), [
+    ({"all": "updated in place", "cn_mps": "updated in place"}, "incremental"),
+    ({"all": "rebuilt", "cn_mps": "updated in place"}, "mixed (1 of 2 incremental)"),
+    ({"all": {"rebuilt": True}, "cn_mps": {"rebuilt": True}}, "full"),
+    ({"all": {"rebuilt": False}}, "incremental"),
+])
+def test_publish_mode_from_what_the_summary_says_of_each_mart(marts, expected):
+    assert bench.run_modes(summary(mart_modes=marts))["publish"] == expected
+
+
+def test_verdicts_set_each_figure_beside_its_target():
+    rows = [{"stage": "validate+stage", "seconds": 3.2, "peak": 100 * 2**20},
+            {"stage": "resolve", "seconds": 4.0, "peak": 200 * 2**20},
+            {"stage": "publish", "seconds": 1.0, "peak": 150 * 2**20},
+            {"stage": "overall", "seconds": 9.0, "peak": 5000 * 2**20,
+             "mode": {"resolve": "incremental", "publish": "full"}}]
+    full = {v["stage"]: v for v in bench.verdicts(10, "full", rows, 2.0)}
+    assert (full["overall"]["x_splink"], full["overall"]["target"], full["overall"]["met"]) == (
+        4.5, 5.0, True)
+    assert (full["validate+stage"]["met"], full["resolve"]["met"], full["publish"]["met"]) == (
+        False, True, True)
+    assert full["overall"]["peak_met"] is False and full["resolve"]["peak_met"] is None
+    assert full["overall"]["mode"] == "resolve incremental, publish full"
+    incremental = {v["stage"]: v for v in bench.verdicts(10, "incremental", rows, 2.0)}
+    assert (incremental["overall"]["target"], incremental["overall"]["met"]) == (1.0, False)
+    assert incremental["resolve"]["target"] is None and incremental["resolve"]["met"] is None
