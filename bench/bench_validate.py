@@ -1,6 +1,7 @@
-"""Validation cost: GX suite of the largest feed on a 1,000,000-row drop, next to Polars reading it.
+"""Validation cost: the suite of the largest feed on one big drop, and stage_drop per drop.
 
     .venv/bin/python bench/bench_validate.py [--rows 1000000] [--runs 3]
+    .venv/bin/python bench/bench_validate.py --people 100000 [--runs 3]   # stage_drop per drop
 
 Builds a cn_mps/fraud_reports drop (the largest generated feed) of --rows rows in GB18030 by
 repeating a generated drop with fresh report numbers, then measures, each in a fresh process
@@ -13,6 +14,13 @@ repeating a generated drop with fresh report numbers, then measures, each in a f
 
 Peak memory is the child's ru_maxrss (resource.getrusage), so it includes the interpreter and
 the libraries loaded.
+
+With ``--people N``: the five drops of ``fusionlake generate --people N --seed 3`` are delivered
+and landed in a new local lake, then a fresh child process (a drop worker: fusionlake.pipeline
+already imported, GX and the normalisers not) times ``stage_drop`` on each drop, largest first,
+and then ``data_docs_of``; then a 1,000-row drop (the head of the repatriations file) is
+delivered, and another fresh child times its ``stage_drop`` and the Data Docs after it: what a
+scheduled run over a small drop pays. Median of --runs runs, each on a new lake.
 """
 
 from __future__ import annotations
@@ -81,14 +89,101 @@ def child(step: str, path: str) -> None:
                                  "peak_mib": peak_mib}) + "\n")
 
 
+def stage_child(lake: str) -> None:
+    """Time stage_drop on every pending drop of ``lake``, then data_docs_of; JSON lines out."""
+    from fusionlake.lake.feeds import load_feeds
+    from fusionlake.lake.ledger import Ledger
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline import stage
+
+    store = open_store(lake)
+    for entry in stage.largest_first(stage.pending_drops(Ledger(store), load_feeds())):
+        started, cpu = time.perf_counter(), time.process_time()
+        result = stage.stage_drop(lake, [], entry, "bench")
+        sys.stdout.write(json.dumps({"step": f"{entry.agency}/{entry.feed}", "rows": result.rows,
+                                     "state": str(result.state),
+                                     "seconds": time.perf_counter() - started,
+                                     "cpu": time.process_time() - cpu}) + "\n")
+    started, cpu = time.perf_counter(), time.process_time()
+    stage.data_docs_of(lake)
+    sys.stdout.write(json.dumps({"step": "data docs", "rows": None, "state": "",
+                                 "seconds": time.perf_counter() - started,
+                                 "cpu": time.process_time() - cpu}) + "\n")
+
+
+def stage_run(drops: Path, lake: Path) -> list[dict]:
+    """One run: land the drops, stage them in a child; then one 1,000-row drop, in another."""
+    from fusionlake.lake.settings import Settings, configure_offline
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.land import deliver
+    from fusionlake.pipeline.run import land_deliveries
+
+    configure_offline()
+    store = open_store(str(lake))
+
+    def land_and_stage(label: str) -> list[dict]:
+        land_deliveries(Settings.from_env(str(lake)), run_id="bench")
+        out = subprocess.run([sys.executable, __file__, "--stage-child", str(lake)],
+                             capture_output=True, text=True, check=True)
+        rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+        return [{**r, "step": f"{label}{r['step']}"} for r in rows]
+
+    for folder in sorted(p for p in drops.glob("*/*") if p.is_dir()):
+        deliver(store, folder.parent.name, folder.name, sorted(folder.iterdir()))
+    rows = land_and_stage("")
+    source = drops / "th_imm" / "repatriations" / "repatriations.csv"
+    small = lake.parent / "small" / "repatriations-small.csv"
+    small.parent.mkdir(exist_ok=True)
+    small.write_bytes(b"".join(source.read_bytes().splitlines(keepends=True)[:1001]))
+    deliver(store, "th_imm", "repatriations", [small])
+    return rows + land_and_stage("1,000-row drop: ")
+
+
+def stage_table(people: int, runs: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from fusionlake.synth import generate
+
+    with tempfile.TemporaryDirectory(prefix="bench-stage-") as tmp:
+        drops = Path(tmp) / "drops"
+        generate(people, 3, drops)
+        results = [stage_run(drops, Path(tmp) / f"lake{i}") for i in range(runs)]
+    table = Table(title=f"stage_drop per drop, {people:,} people (seed 3), one fresh worker "
+                        f"process, median of {runs} runs")
+    # CPU seconds of the worker process beside the wall: on a shared machine they move less
+    for col in ("step", "rows", "state", "seconds", "cpu seconds"):
+        table.add_column(col, justify="left" if col in ("step", "state") else "right")
+    for i, row in enumerate(results[0]):
+        secs = statistics.median(r[i]["seconds"] for r in results)
+        cpu = statistics.median(r[i]["cpu"] for r in results)
+        table.add_row(row["step"], "" if row["rows"] is None else f"{row['rows']:,}",
+                      row["state"], f"{secs:.2f}", f"{cpu:.2f}")
+    full = [[sum(r[k] for r in result if not r["step"].startswith("1,")) for k in ("seconds",
+                                                                                  "cpu")]
+            for result in results]
+    table.add_row("all five drops + data docs, serial", "", "",
+                  f"{statistics.median(f[0] for f in full):.2f}",
+                  f"{statistics.median(f[1] for f in full):.2f}")
+    Console().print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--people", type=int, help="time stage_drop per generated drop instead")
     parser.add_argument("--child", nargs=2, metavar=("STEP", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--stage-child", metavar="LAKE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
+        return
+    if args.stage_child:
+        stage_child(args.stage_child)
+        return
+    if args.people:
+        stage_table(args.people, args.runs)
         return
     from rich.console import Console
     from rich.table import Table

@@ -4,7 +4,8 @@ Each judges a value by the same rule that transforms/ applies when it standardis
 (identifier check digits, dates in the feed's calendar, countries, phone numbers), so
 validation and standardisation never disagree. GX has no Polars engine: the metric receives a
 pandas Series (nulls already filtered out by GX), converts it to Polars once, and answers with a
-boolean pandas Series on the same index.
+boolean pandas Series on the same index. The rules themselves are in expectations/checks.py
+(no GX), which expectations/engine.py also applies when it computes a suite without GX.
 
 Names (use them as ``type`` in a suite file):
 
@@ -17,7 +18,6 @@ Names (use them as ``type`` in a suite file):
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import ClassVar
 
 import pandas as pd
@@ -32,9 +32,13 @@ from great_expectations.render import LegacyRendererType, RenderedStringTemplate
 from great_expectations.render.renderer.renderer import renderer
 from great_expectations.render.util import num_to_str
 
-#: A cell a spreadsheet would evaluate: =, +, - or @ first (OWASP "CSV injection"), also after
-#: leading blanks, tab or carriage return. A minus followed by a digit is a number, not a formula.
-FORMULA_PATTERN = r"^[\s]*(?:[=+@\t\r]|-[^\d\s])"
+from expectations.checks import (
+    countries_ok,
+    dates_ok,
+    identifier_ok,
+    not_formula_ok,
+    phones_ok,
+)
 
 
 def _to_polars(column: pd.Series) -> pl.Series:
@@ -44,52 +48,6 @@ def _to_polars(column: pd.Series) -> pl.Series:
 
 def _to_pandas(mask: pl.Series, column: pd.Series) -> pd.Series:
     return pd.Series(mask.to_numpy(), index=column.index, dtype=bool)
-
-
-def _parse_bound(value: str | None, default: dt.date) -> dt.date:
-    if value is None:
-        return default
-    if value == "today":
-        return dt.date.today()
-    return dt.date.fromisoformat(value)
-
-
-def identifier_ok(kind: str, values: pl.Series) -> pl.Series:
-    """True where the identifier's check digit/format holds (or the kind cannot tell)."""
-    from transforms.identifiers import is_valid
-
-    return is_valid(kind, values).fill_null(True)
-
-
-def dates_ok(values: pl.Series, formats: list[str], calendar: str, min_date: str | None,
-             max_date: str | None) -> pl.Series:
-    """True where the value parses in one of ``formats`` and falls in [min_date, max_date]."""
-    from transforms.dates import parse_dates
-
-    lo = _parse_bound(min_date, dt.date(1900, 1, 1))
-    hi = _parse_bound(max_date, dt.date.today())
-    # parse once per distinct value: drops repeat dates a lot
-    distinct = values.unique()
-    parsed = parse_dates(distinct, formats, calendar)["date"]
-    ok = parsed.is_not_null() & (parsed >= lo) & (parsed <= hi)
-    lookup = pl.DataFrame({"v": distinct, "ok": ok.fill_null(False)})
-    return pl.DataFrame({"v": values}).join(lookup, on="v", how="left", nulls_equal=True)["ok"]
-
-
-def countries_ok(values: pl.Series, extra_values: list[str]) -> pl.Series:
-    """True where the value names a country (any language or code) or is in extra_values."""
-    from transforms.countries import to_iso2
-
-    return to_iso2(values).is_not_null() | values.is_in(extra_values)
-
-
-def phones_ok(values: pl.Series, region: str | None, split: str | None) -> pl.Series:
-    """True where every number in the cell normalises to E.164 (blank cells pass)."""
-    from transforms.phones import normalise_phones
-
-    numbers = normalise_phones(values, region, split)
-    bad = numbers.filter(pl.col("e164").is_null())["row"].unique()
-    return ~pl.int_range(0, len(values), eager=True).is_in(bad.implode())
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -138,7 +96,7 @@ class ColumnValuesNotSpreadsheetFormulas(ColumnMapMetricProvider):
 
     @column_condition_partial(engine=PandasExecutionEngine)
     def _pandas(cls, column, **kwargs):
-        return _to_pandas(~_to_polars(column).str.contains(FORMULA_PATTERN), column)
+        return _to_pandas(not_formula_ok(_to_polars(column)), column)
 
 
 # --- how Data Docs say them -------------------------------------------------------------------

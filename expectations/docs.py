@@ -10,8 +10,13 @@ Pages are rendered one drop at a time: a drop whose page cannot be rendered (no 
 because the drop was rejected before its suite ran, or a result GX cannot read) gets a page
 saying what went wrong, and the other drops' pages and the index are built as usual.
 
+A site is built incrementally: ``previous`` names the drops whose pages an earlier build wrote
+(and that have not changed since); only the other drops' pages are rendered, the index lists
+them all, and ``rendered.json`` records every drop's pages for the next build.
+
 Layout::
 
+    rendered.json                                every drop's pages (for the next build)
     index.html                                   one row per drop, with its counts
     validations/<agency>.<feed>/<drop_id>.html   GX's page of one drop's expectations
     quarantine/<agency>.<feed>/<drop_id>.html    the rows kept out: line, column, value, reason
@@ -21,6 +26,7 @@ Layout::
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import shutil
@@ -199,9 +205,14 @@ def _error_page(feed: str, drop_id: str, what: str) -> str:
         "<code>validation_result</code> table.</p></body></html>")
 
 
+#: The site's record of the pages each drop has (page, quarantine page, why not rendered).
+RENDERED = "rendered.json"
+
+
 def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path,
                     drops: Iterable[dict] | None = None,
-                    quarantine: Mapping[str, Sequence[dict]] | None = None) -> Path:
+                    quarantine: Mapping[str, Sequence[dict]] | None = None,
+                    previous: Mapping[str, dict] | None = None) -> Path:
     """Build the stewards' site from GX validation results; returns the index page.
 
     Args:
@@ -213,6 +224,9 @@ def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path,
             that never reached GX included; without it the index lists the validated drops.
         quarantine: drop_id -> its quarantined rows (line, column, value, reason), each drop
             with rows gets a page ``quarantine/<agency>.<feed>/<drop_id>.html``.
+        previous: drop_id -> its entry in the ``rendered.json`` of an earlier build of this
+            site, for drops whose pages are already there and are not rendered again; the
+            static assets are written only when there is no earlier build.
 
     Returns:
         Path of ``index.html``. A drop whose page cannot be rendered gets a page saying why
@@ -220,11 +234,14 @@ def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path,
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    have_vendor = _write_static(out_dir)
+    previous = dict(previous or {})
+    have_vendor = _write_static(out_dir) if not previous else bool(
+        next(iter(previous.values())).get("vendor", installed()))
     drops = list(drops) if drops is not None else None
     by_id = {d["drop_id"]: d for d in drops or []}
-    pages: dict[str, str] = {}
-    broken: dict[str, str] = {}  # drop -> why its page could not be rendered
+    # what earlier builds rendered; this build's pages replace their entries
+    pages = {d: e["page"] for d, e in previous.items() if e.get("page")}
+    broken = {d: e["broken"] for d, e in previous.items() if e.get("broken")}
     fallback = []
     for drop_id, result in results:
         meta = (result.get("meta") if isinstance(result, dict) else None) or {}
@@ -246,6 +263,7 @@ def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path,
                 row = _drop_from_result(drop_id, feed, result)
             except Exception as exc:  # one drop's page never stops the site
                 what = f"{type(exc).__name__}: {str(exc)[:500]}"
+        broken.pop(drop_id, None)
         if what is not None:
             broken[drop_id] = what
             text = _error_page(feed, drop_id, what)
@@ -257,7 +275,7 @@ def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path,
         page.write_text(text, encoding="utf-8")
         pages[drop_id] = rel
         fallback.append(row)
-    quarantine_pages = {}
+    quarantine_pages = {d: e["quarantine"] for d, e in previous.items() if e.get("quarantine")}
     for drop in drops or fallback:
         rows = (quarantine or {}).get(drop["drop_id"])
         if rows:
@@ -269,6 +287,10 @@ def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path,
     index = out_dir / "index.html"
     index.write_text(_index_page(drops if drops is not None else fallback, pages,
                                  quarantine_pages, broken), encoding="utf-8")
+    listed = {d["drop_id"] for d in (drops if drops is not None else fallback)} | set(pages)
+    (out_dir / RENDERED).write_text(json.dumps({d: {
+        "page": pages.get(d), "quarantine": quarantine_pages.get(d), "broken": broken.get(d),
+        "vendor": have_vendor} for d in sorted(listed)}, indent=0), encoding="utf-8")
     return index
 
 

@@ -13,8 +13,11 @@ the drop (expectations/suites.py says what each level means).
 An expectation that fails its ``mostly`` without ``hold`` is a warning: it stays failed in the
 results and Data Docs, and the drop goes on.
 
-GX is run through one ephemeral context per process (no files, no telemetry); the frame goes to
-pandas once via Arrow.
+The suite's expectations are computed in Polars and reported as GX's validation result
+(expectations/engine.py), which Data Docs render with GX's own renderer; an expectation that
+module does not compute (a steward's own regex, say) is run by GX, through one ephemeral context
+per process (no files, no telemetry), on the columns it reads. A drop whose suite needs no GX
+never imports it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from expectations import engine
 from expectations.suites import load_suite
 from fusionlake.lake.feeds import Feed
 
@@ -132,11 +136,9 @@ def _run_gx(frame: pl.DataFrame, suite_doc: dict, name: str) -> dict:
     return result.to_json_dict()
 
 
-def _index_rows(result: dict) -> list[int]:
-    rows = []
-    for item in result.get("unexpected_index_list") or []:
-        rows.append(int(item["source_row"]) if isinstance(item, dict) else int(item))
-    return rows
+def _gx_one(frame: pl.DataFrame, expectation: dict) -> dict:
+    """GX's result for one expectation that expectations/engine.py does not compute."""
+    return _run_gx(frame, {"expectations": [expectation]}, "fusionlake.gx")["results"][0]
 
 
 def _slim(result: dict) -> dict:
@@ -208,11 +210,11 @@ def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str,
     frame = frame.with_columns(pl.lit(None, pl.String).alias(c)
                                for c in feed.absent_optional_columns(frame.columns))
 
-    raw = _run_gx(frame, suite_doc, name)
+    raw, failing = engine.validate(frame, {**suite_doc, "name": name}, _gx_one)
     rows, quarantined, flagged = [], [], []
     rejects, holds, warnings = [], [], []
     # GX orders results its own way (by column), so each result's meta comes with its config
-    for res in raw["results"]:
+    for res, bad_rows in zip(raw["results"], failing, strict=True):
         cfg = res["expectation_config"]
         kind = cfg["type"]
         kwargs = cfg.get("kwargs", {})
@@ -245,15 +247,16 @@ def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str,
         row_level = meta.get("rows", "flag") if on_failure == "hold" else on_failure
         if column is None or row_level not in ("quarantine", "flag"):
             continue
-        bad = _index_rows(result)
-        if kind == "expect_column_values_to_be_unique" and bad:
+        bad = bad_rows
+        if kind == "expect_column_values_to_be_unique" and len(bad):
             # the first row of a duplicated key goes on; only the repeats are quarantined
-            dup = frame.filter(pl.col("source_row").is_in(bad))
-            bad = dup.filter(~pl.col(column).is_first_distinct())["source_row"].to_list()
-        if bad:
-            (quarantined if row_level == "quarantine" else flagged).append(pl.DataFrame(
-                {"source_row": bad, "expectation": kind, "column": column, "reason": reason},
-                schema=FLAGS_SCHEMA))
+            dup = frame.filter(pl.col("source_row").is_in(bad.implode()))
+            bad = dup.filter(~pl.col(column).is_first_distinct())["source_row"]
+        if len(bad):
+            (quarantined if row_level == "quarantine" else flagged).append(
+                pl.DataFrame({"source_row": bad}).select(
+                    pl.col("source_row").cast(pl.Int64), pl.lit(kind).alias("expectation"),
+                    pl.lit(column, pl.String).alias("column"), pl.lit(reason).alias("reason")))
     results = pl.DataFrame(rows, schema=RESULTS_SCHEMA)
     if quarantined:
         bad_rows = pl.concat(quarantined)

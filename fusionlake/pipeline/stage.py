@@ -20,6 +20,7 @@ suites without GX, is imported at the top).
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -297,24 +298,47 @@ def save_translit_cache(store: ObjectStore, added: list[pl.DataFrame] = ()) -> i
 
 
 def publish_data_docs(store: ObjectStore) -> str | None:
-    """Rebuild the stewards' Data Docs site from every stored GX result, into reports/.
+    """Bring the stewards' Data Docs site in reports/ up to date with the stored GX results.
 
     The index lists every drop of the ledger with the counts of ``fusionlake report``
-    (fusionlake.pipeline.report), and each drop with quarantined rows gets a page of them.
+    (fusionlake.pipeline.report), and each drop with quarantined rows gets a page of them. Only
+    drops whose stored result or quarantine changed since the site's last build (new drops, and
+    drops validated again) have their pages rendered; the site's ``rendered.json`` keeps, per
+    drop, the pages it has and the versions (etags) of the objects they were rendered from.
     """
     from expectations import build_data_docs  # GX: see the module's docstring
+    from expectations.docs import RENDERED
 
-    results = zones.read_gx_results(store)
     drops = drop_reports(store)
+    results = {key.split("/")[3]: info for info in store.list_info(layout.VALIDATION)
+               if (key := info.key).endswith("/gx_result.json")}
+    quarantined = {info.key.split("/")[3]: info.etag for info in store.list_info(
+        layout.QUARANTINE) if info.key.endswith("/rows.parquet")}
     if not results and not drops:
         return None
+    try:
+        site = json.loads(store.get(f"{layout.DATA_DOCS}/{RENDERED}"))
+    except (NotFound, ValueError):  # no site yet, or one built before it kept this record
+        site = {}
+    sources = {d: f"{info.etag if (info := results.get(d)) else '-'}/{quarantined.get(d, '-')}"
+               for d in {*results, *(d.drop_id for d in drops)}}
+    previous = {d: entry for d, entry in site.items()
+                if d in sources and entry.get("sources") == sources[d]}
+    todo = [d for d in sources if d not in previous]
     quarantine = {d.drop_id: quarantine_rows(store, d.agency, d.feed, d.drop_id).to_dicts()
-                  for d in drops if d.quarantined}
+                  for d in drops if d.quarantined and d.drop_id in todo}
     with tempfile.TemporaryDirectory(prefix="fusionlake-docs-") as tmp:
         root = Path(tmp)
-        index = build_data_docs(results, root, drops=[d.as_json() for d in drops],
-                                quarantine=quarantine)
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        index = build_data_docs(
+            [(d, json.loads(store.get(results[d].key))) for d in sorted(todo) if d in results],
+            root, drops=[d.as_json() for d in drops], quarantine=quarantine, previous=previous)
+        record = json.loads((root / RENDERED).read_text(encoding="utf-8"))
+        (root / RENDERED).write_text(json.dumps(
+            {d: {**entry, "sources": sources.get(d)} for d, entry in record.items()},
+            ensure_ascii=False), encoding="utf-8")
+        # the record last: a build that stops half-way renders the same pages again next time
+        for path in sorted((p for p in root.rglob("*") if p.is_file()),
+                           key=lambda p: p.name == RENDERED):
             store.put(f"{layout.DATA_DOCS}/{path.relative_to(root).as_posix()}",
                       path.read_bytes())
         rel = Path(index).relative_to(root).as_posix()
