@@ -307,6 +307,19 @@ def _visibility_sql(sql_dir: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
+def rules_sha256(sql_dir: Path = MART_SQL_DIR) -> str:
+    """SHA-256 of the mart's rules: every ``.sql`` file under ``sql_dir``, names included.
+
+    Recorded in mart_info: a mart built with other rules is never updated in place.
+    """
+    digest = hashlib.sha256()
+    root = Path(sql_dir)
+    for path in sorted(root.rglob("*.sql")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def _sql_literal(value: str | None) -> str:
     return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
 
@@ -381,12 +394,14 @@ def _build(
     memory_limit: str | None = None,
     sql_dir: Path = MART_SQL_DIR,
     storage_version: str | None = STORAGE_VERSION,
+    resolution_version: str | None = None,
 ) -> MartStats:
     """:func:`build_mart` on inputs already conformed (once for every audience of a run).
 
     With ``base``, a mart built from the same inputs for an audience that sees the same rows,
     only the audience steps run, on a copy of it. ``storage_version`` is the file format
     (:data:`STORAGE_VERSION`; None for the engine's own, which only benchmarks use).
+    ``resolution_version`` is recorded in mart_info: the version the mart holds.
     """
     started = time.perf_counter()
     name = _audience_name(audience)
@@ -404,31 +419,12 @@ def _build(
                   if storage_version and base is None else {})  # a copy keeps its base's
         con = duckdb.connect(str(tmp), config=config)
         try:
-            if threads:
-                con.execute(f"SET threads = {int(threads)}")
-            if memory_limit:
-                con.execute(f"SET memory_limit = {_sql_literal(memory_limit)}")
-            con.execute(f"SET VARIABLE audience = {_sql_literal(audience)}")
-            con.execute(f"SET VARIABLE built_at = {_sql_literal(built_at.isoformat())}")
-            prev = previous_built_at.isoformat() if previous_built_at else None
-            con.execute(f"SET VARIABLE previous_built_at = {_sql_literal(prev)}")
-            if hub_min is None:
-                hub_min = ResolveSettings().hub_min_entities
-            con.execute(f"SET VARIABLE hub_min = {int(hub_min)}")
-            con.execute(_visibility_sql(sql_dir))
+            _prepare(con, audience, built_at, previous_built_at=previous_built_at,
+                     hub_min=hub_min, threads=threads, memory_limit=memory_limit,
+                     sql_dir=sql_dir, resolution_version=resolution_version)
             for table, source in tables.items():
-                if isinstance(source, Path):
-                    con.execute(f"CREATE TEMP VIEW in_{table} AS "
-                                f"FROM read_parquet({_sql_literal(str(source))})")
-                else:
-                    con.register(f"in_{table}", source)
-            for step in steps:
-                t0 = time.perf_counter()
-                try:
-                    con.execute(step.read_text(encoding="utf-8"))
-                except duckdb.Error as exc:
-                    raise MartBuildError(step.name, exc) from exc
-                step_seconds[step.name] = time.perf_counter() - t0
+                _register(con, f"in_{table}", source)
+            step_seconds.update(_run_steps(con, steps))
             failed = check_mart(con)
             if failed:
                 raise MartCheckError(failed, where=f"mart for audience {name}")
@@ -452,6 +448,47 @@ def _build(
         table_rows=table_rows,
         size_bytes=path.stat().st_size,
     )
+
+
+def _prepare(con: duckdb.DuckDBPyConnection, audience: str | None, built_at: datetime, *,
+             previous_built_at: datetime | None, hub_min: int | None, threads: int | None,
+             memory_limit: str | None, sql_dir: Path, resolution_version: str | None) -> None:
+    """Settings, the variables the steps read, and the rules loaded before them."""
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    if memory_limit:
+        con.execute(f"SET memory_limit = {_sql_literal(memory_limit)}")
+    con.execute(f"SET VARIABLE audience = {_sql_literal(audience)}")
+    con.execute(f"SET VARIABLE built_at = {_sql_literal(built_at.isoformat())}")
+    prev = previous_built_at.isoformat() if previous_built_at else None
+    con.execute(f"SET VARIABLE previous_built_at = {_sql_literal(prev)}")
+    if hub_min is None:
+        hub_min = ResolveSettings().hub_min_entities
+    con.execute(f"SET VARIABLE hub_min = {int(hub_min)}")
+    con.execute(f"SET VARIABLE resolution_version = {_sql_literal(resolution_version)}")
+    con.execute(f"SET VARIABLE rules_sha256 = {_sql_literal(rules_sha256(sql_dir))}")
+    con.execute(_visibility_sql(sql_dir))
+
+
+def _register(con: duckdb.DuckDBPyConnection, name: str, source: Input) -> None:
+    """An input as a view: a Parquet file read in place, or Arrow registered."""
+    if isinstance(source, Path):
+        con.execute(f"CREATE TEMP VIEW {name} AS FROM read_parquet({_sql_literal(str(source))})")
+    else:
+        con.register(name, source)
+
+
+def _run_steps(con: duckdb.DuckDBPyConnection, steps: list[Path]) -> dict[str, float]:
+    """Run SQL steps in order; their seconds by file name. A failure names the file."""
+    seconds: dict[str, float] = {}
+    for step in steps:
+        t0 = time.perf_counter()
+        try:
+            con.execute(step.read_text(encoding="utf-8"))
+        except duckdb.Error as exc:
+            raise MartBuildError(step.name, exc) from exc
+        seconds[step.name] = time.perf_counter() - t0
+    return seconds
 
 
 def _table_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

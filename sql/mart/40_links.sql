@@ -12,8 +12,13 @@
 -- as fast (bench/RESULTS.md). The other columns keep DuckDB's choice: zstd on every string made
 -- the mart larger.
 
+-- What an entity link is made of, as macros: the one definition of the values entities share
+-- and of a link's weight, called here and by the in-place update (sql/mart/update/), which asks
+-- the previous mart the same question. A table macro reads the tables of whichever database is
+-- current when it is called.
+
 -- Every (entity, via, value) a visible record holds, in the vocabulary of entity_link.via.
-CREATE TEMP TABLE entity_value AS
+CREATE OR REPLACE TEMP MACRO entity_values() AS TABLE
 SELECT entity_id, 'phone' AS via, e164 AS value, record_id
 FROM entity_phone WHERE e164 <> '' AND entity_id IS NOT NULL
 UNION ALL
@@ -26,6 +31,17 @@ FROM entity_event WHERE compound <> '' AND entity_id IS NOT NULL
 UNION ALL
 SELECT entity_id, 'case', case_ref, record_id
 FROM entity_event WHERE case_ref <> '' AND entity_id IS NOT NULL;
+
+-- A link's weight: inverse document frequency over the mart's entities (at least 2, so that the
+-- logarithm never divides by zero). A value two of a million share weighs ~0.95, one everyone
+-- shares 0. It depends on how many entities the mart holds, so an in-place update that adds
+-- entities re-weighs every link with it.
+CREATE OR REPLACE TEMP MACRO link_weight(entity_count, shared_by) AS
+    greatest(least(ln(greatest(entity_count, 2)::DOUBLE / shared_by)
+                   / ln(greatest(entity_count, 2)::DOUBLE), 1.0), 0.0);
+
+CREATE TEMP TABLE entity_value AS
+FROM entity_values();
 
 CREATE TEMP TABLE entity_value_holder AS
 SELECT via, value, entity_id, list(DISTINCT record_id ORDER BY record_id) AS record_ids
@@ -62,11 +78,8 @@ SELECT
     l.entity_id_r,
     l.via,
     l.value,
-    -- The one definition of a link's weight (the resolver leaves it empty): inverse document
-    -- frequency over this mart's entities. A value two of a million share weighs ~0.95, one
-    -- everyone shares 0.
-    greatest(least(
-        ln(n.entities / c.shared_by) / ln(n.entities), 1.0), 0.0) AS weight,
+    -- the one definition of a link's weight: link_weight, above
+    link_weight(n.entities, c.shared_by) AS weight,
     -- hub_min is the resolver's ResolveSettings.hub_min_entities (fusionlake.pipeline.marts)
     c.shared_by > (SELECT hub_min FROM mart_info) AS is_hub,
     c.shared_by,
@@ -75,7 +88,7 @@ FROM link_left AS l
 JOIN entity_value_holder AS h
   ON h.entity_id = l.entity_id_r AND h.via = l.via AND h.value = l.value
 JOIN value_holder_count AS c ON c.via = l.via AND c.value = l.value
-CROSS JOIN (SELECT greatest(count(*), 2)::DOUBLE AS entities FROM entity) AS n
+CROSS JOIN (SELECT count(*) AS entities FROM entity) AS n
 ORDER BY l.entity_id_l, l.entity_id_r, l.via, l.value;
 
 -- How many resolver links the mart should show: step 90 checks none was lost.
