@@ -11,6 +11,11 @@ and for an agency that may not see every row.
 from __future__ import annotations
 
 import importlib.util
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +25,7 @@ import pytest
 
 from fusionlake.lake import zones
 from fusionlake.lake.store import LocalStore
-from fusionlake.pipeline import marts
+from fusionlake.pipeline import marts, summary
 from fusionlake.synth import generate
 
 _SPEC = importlib.util.spec_from_file_location(
@@ -256,3 +261,124 @@ def test_untouched_cross_agency_entities_are_no_new_match_after_the_update(scena
         "SELECT entity_id FROM entity WHERE new_cross_agency_match").fetchall()}
     con.close()
     assert now_new <= touched
+
+
+# ---------------------------------------------------------------------------------------------
+# when the mart is rebuilt instead, and why
+
+
+def _publish(store, scenario, r2, pointers, work: Path, **kw) -> dict:
+    both = scenario[1]
+    marts.build_and_publish(store, both, r2, steward(both), work, audience_names=["all"],
+                            pointers=pointers, **kw)
+    return marts.latest(store, "all")["build"]
+
+
+def test_each_reason_to_rebuild_is_reported(scenario, tmp_path, monkeypatch):
+    store, r2, pointers = _lake(tmp_path, scenario, ["all"])
+    since = pointers["all"]["incremental_of"]
+    full = _publish(store, scenario, r2, pointers, tmp_path / "a", full=True)
+    assert (full["mode"], full["why"]) == (
+        "rebuilt", "a full build was asked for (fusionlake run --full)")
+    # the published mart now holds R2, not the version the delta is relative to
+    stale = _publish(store, scenario, r2, pointers, tmp_path / "b")
+    assert (stale["mode"], stale["why"]) == (
+        "rebuilt", f"the published mart holds resolution {pointers['all']['version']}, the "
+                   f"delta is relative to {since}")
+    no_delta = {"all": {t: f for t, f in r2["all"].items() if t != marts.DELTA}}
+    assert _publish(store, scenario, no_delta, pointers, tmp_path / "c")["why"] == (
+        "the resolution was full (no resolution_delta): every row may have changed")
+    assert _publish(store, scenario, r2, {"all": {"version": "v"}}, tmp_path / "d")["why"] == (
+        "the resolution names no version it is an increment of (no incremental_of)")
+
+
+def test_no_previous_mart_or_other_rules_or_an_unreadable_one_rebuild(scenario, tmp_path,
+                                                                       monkeypatch):
+    store, r2, pointers = _lake(tmp_path, scenario, ["all"])
+    damaged = marts.latest(store, "all")
+    store.path(damaged["key"]).write_bytes(b"not a duckdb file")
+    why = _publish(store, scenario, r2, pointers, tmp_path / "a")["why"]
+    assert why.startswith(f"the published mart {damaged['version']} could not be read ("), why
+
+    store, r2, pointers = _lake(tmp_path / "rules", scenario, ["all"])
+    monkeypatch.setattr(marts, "rules_sha256", lambda sql_dir=None: "other rules")
+    assert _publish(store, scenario, r2, pointers, tmp_path / "b")["why"] == (
+        "the mart rules (sql/mart/) changed since the published mart was built")
+
+    empty = LocalStore(tmp_path / "empty")
+    assert _publish(empty, scenario, r2, pointers, tmp_path / "c")["why"] == (
+        "no mart published yet")
+
+
+def test_an_update_failing_its_checks_is_rebuilt(scenario, tmp_path):
+    """A delta that leaves out a new record's entity: the row counts do not reconcile, the
+    update is not published, the mart is rebuilt whole and says why."""
+    store, r2, pointers = _lake(tmp_path, scenario, ["all"])
+    delta = r2["all"][marts.DELTA]
+    new = delta.filter(pl.col("entity_id_before").is_null())["record_id"][0]
+    entity = delta.filter(pl.col("record_id") == new)["entity_id_after"][0]
+    short = {**r2["all"], marts.DELTA: delta.filter(pl.col("entity_id_after") != entity)}
+    build = _publish(store, scenario, {"all": short}, pointers, tmp_path / "a")
+    assert build["mode"] == "rebuilt"
+    assert build["why"].startswith("the in-place update failed (mart for audience all, updated "
+                                   "in place failed 1 check(s)"), build["why"]
+
+
+def test_run_summary_says_how_each_mart_was_made(scenario, tmp_path):
+    store, r2, pointers = _lake(tmp_path, scenario, ["all"])
+    version = marts.build_and_publish(store, scenario[1], r2, steward(scenario[1]),
+                                      tmp_path / "w", audience_names=["all"],
+                                      pointers=pointers)["all"]
+    builds = summary.mart_builds(store, {"all": version})
+    note = summary.mart_build_note(builds["all"])
+    touched = builds["all"]["records_touched"]
+    assert note.startswith(f" (updated in place: {touched:,} records touched, ")
+    run = summary.RunSummary(run_id="r", lake=store.uri, marts={"all": version})
+    run.fill_from_marts(store)
+    assert f"marts/all/{version}/fusion.duckdb (updated in place: {touched:,}" in run.markdown()
+    assert run.as_json()["mart_builds"]["all"]["mode"] == "updated"
+
+
+# ---------------------------------------------------------------------------------------------
+# crashes
+
+
+_CRASH = textwrap.dedent("""
+    import pickle, sys
+    from pathlib import Path
+    from fusionlake.lake.store import LocalStore
+    from fusionlake.pipeline import marts
+    both, r2, pointers, steward = pickle.loads(Path(sys.argv[1]).read_bytes())
+    marts.build_and_publish(LocalStore(Path(sys.argv[2])), both, r2, steward, Path(sys.argv[3]),
+                            audience_names=["all"], pointers=pointers)
+""")
+
+
+@pytest.mark.parametrize("point", ["mart-update", "mart-updated"])
+def test_a_process_killed_mid_update_leaves_the_published_mart_untouched(scenario, tmp_path,
+                                                                          point):
+    store, r2, pointers = _lake(tmp_path, scenario, ["all"])
+    before = marts.latest(store, "all")
+    published = published_file(store, "all")
+    digest = marts._sha256_file(published)
+    args = tmp_path / "args.pkl"
+    args.write_bytes(pickle.dumps((scenario[1], r2, pointers, steward(scenario[1]))))
+    env = {**os.environ, "FUSIONLAKE_KILL_AT": f"{point}:all"}
+    done = subprocess.run([sys.executable, "-c", _CRASH, str(args), str(store.root),
+                           str(tmp_path / "work")], env=env, capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr[-2000:]
+    # the copy being updated was never the published file: it and LATEST are as they were
+    assert marts.latest(store, "all") == before
+    assert marts._sha256_file(published) == digest
+    con = marts.open_latest(store, "all")
+    assert con.execute("SELECT resolution_version FROM mart_info").fetchone()[0] == (
+        pointers["all"]["incremental_of"])
+    con.close()
+    # the next run publishes the update
+    build = _publish(store, scenario, r2, pointers, tmp_path / "again")
+    assert build["mode"] == "updated"
+    con = marts.open_latest(store, "all")
+    assert con.execute("SELECT resolution_version FROM mart_info").fetchone()[0] == (
+        pointers["all"]["version"])
+    assert not con.execute("SELECT * FROM mart_check WHERE failures <> 0").fetchall()
+    con.close()
