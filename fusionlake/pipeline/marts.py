@@ -11,6 +11,13 @@ audience's name; the others depend on which rows are visible and nothing else. S
 may see exactly the same rows (often: an agency that sees everything, and the all-agencies mart)
 share one build: the others get a copy with their audience steps re-run.
 
+After an incremental resolution (a ``resolution_delta`` beside the audience's resolution, and
+``incremental_of`` in its pointer) the published mart is updated in place instead of rebuilt:
+the same numbered steps run over the touched records alone, and their rows replace the touched
+rows of a private copy of the previous version (``sql/mart/update/``, "In-place updates"
+below). Any doubt (no delta, a mart built from another resolution version or other rules, a
+full build asked for, a failed update) means a full build; LATEST says which it was and why.
+
 Publishing follows the lake's rule that readers never see half a write::
 
     marts/<audience>/<version>/fusion.duckdb    uploaded first (a multipart upload on S3 only
@@ -29,7 +36,8 @@ the previous version current. Version names, the pointer and retention (the newe
 ``retention`` complete versions and the current one are kept) are fusionlake.lake.versions',
 the same as the resolution's.
 
-Public surface: :func:`build_mart`, :func:`check_mart`, :func:`publish`, :func:`latest`,
+Public surface: :func:`build_mart`, :func:`build_and_publish`, :func:`update_plan`,
+:func:`check_mart`, :func:`publish`, :func:`latest`,
 :func:`open_latest`, :func:`mart_path`, :func:`run_query`, :func:`format_result`,
 :func:`saved_queries`.
 """
