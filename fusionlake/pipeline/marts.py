@@ -988,6 +988,7 @@ def _update(path: Path, previous: Path, tables: dict[str, Input], delta: Input,
             _register(con, f"src_{table}", source)
         _register(con, "update_delta", delta)
         seconds.update(_run_steps(con, [update["10"]]))
+        t0 = time.perf_counter()
         for table in tables:
             sql = _RESTRICTED.get(table, "SELECT * FROM src_{t}").format(t=table)
             if table in _RESTRICTED:
@@ -996,16 +997,20 @@ def _update(path: Path, previous: Path, tables: dict[str, Input], delta: Input,
             elif table == "entity_link":
                 sql = _LINKS.format(t=table)
             con.execute(f"CREATE TEMP VIEW in_{table} AS {sql}")
+        seconds["load touched records"] = time.perf_counter() - t0
         kept = _temp_objects(con)
         con.execute("ATTACH ':memory:' AS first; USE first")
         seconds.update({f"first pass {k}": v for k, v in _run_steps(con, steps).items()})
         _drop_temp_objects(con, keep=kept)  # the second pass makes them again
         seconds.update(_run_steps(con, [update["20"]]))
         con.execute("USE mart; DETACH first")
+        t0 = time.perf_counter()
         for table in _PER_RECORD:
             if table in tables:
                 con.execute(f"INSERT INTO load_{table} SELECT * FROM src_{table} "
                             "SEMI JOIN holder_record USING (record_id)")
+        seconds["load holders of touched values"] = time.perf_counter() - t0
+        seconds["holder records"] = con.execute("SELECT count(*) FROM holder_record").fetchone()[0]
         con.execute("ATTACH ':memory:' AS scratch; USE scratch")
         seconds.update({f"second pass {k}": v for k, v in _run_steps(con, steps).items()})
         seconds.update(_run_steps(con, [update["30"]]))
@@ -1021,6 +1026,7 @@ def _update(path: Path, previous: Path, tables: dict[str, Input], delta: Input,
     finally:
         con.close()
         shutil.rmtree(path.parent / ".spill", ignore_errors=True)
+    t0 = time.perf_counter()
     con = duckdb.connect(str(previous))
     try:
         failed = check_mart(con)
@@ -1030,6 +1036,7 @@ def _update(path: Path, previous: Path, tables: dict[str, Input], delta: Input,
         con.execute("CHECKPOINT")
     finally:
         con.close()
+    seconds["checks and checkpoint"] = time.perf_counter() - t0
     kill_point("mart-updated", name)  # crash tests: the copy is complete, not yet published
     os.replace(previous, path)
     Path(f"{previous}.wal").unlink(missing_ok=True)
