@@ -924,11 +924,13 @@ def update_plan(store: ObjectStore, audience: str, pointer: dict | None, delta,
 # entity, is as the previous version had it, so the previous mart's rows for them are right.
 # The update runs on a private copy of the previous mart (attached as `mart`; readers keep the
 # published file): it picks the touched records (sql/mart/update/10), runs the numbered steps of
-# sql/mart/ over them alone (database `first`), widens them to every holder of a value a touched
-# entity holds (update/20: links depend on all holders), runs the steps again over that
-# (database `scratch`), and replaces the touched rows of the mart with theirs in one transaction
-# (update/30, 40). The audience steps (stewards' tables, mart_info) then run on the whole mart,
-# and the same checks as a full build's decide whether it is published.
+# sql/mart/ over them alone (database `scratch`), works out the entity links via every value a
+# touched entity holds or held (update/20: a link depends on all holders of its value, but only
+# their number and the records of the linked entities are read, so the cost follows the touched
+# records and values, not the holders of a hub), and replaces the touched rows of the mart with
+# theirs in one transaction (update/30, 40). The audience steps (stewards' tables, mart_info)
+# then run on the whole mart, and the same checks as a full build's decide whether it is
+# published.
 
 #: How the update restricts each input of the steps: to the rows of the records it loads, to
 #: the pairs with a touched record, to the history of the touched entities, to the links via a
@@ -945,10 +947,8 @@ _RESTRICTED = {
                       "touched_entity) OR new_entity_id IN (SELECT entity_id FROM "
                       "touched_entity)",
 }
-#: Restricted as a view, read when the second pass runs: the touched values are known by then.
+#: Restricted as a view, read by update step 20: the touched values are known by then.
 _LINKS = "SELECT * FROM src_{t} SEMI JOIN touched_value USING (via, value)"
-#: Inputs loaded per record, which the closure of update step 20 adds records to.
-_PER_RECORD = (*schema.TABLES, "entity_record", "previous_entity_record")
 
 
 def update_steps(sql_dir: Path = MART_SQL_DIR) -> list[Path]:
@@ -977,7 +977,7 @@ def _update(path: Path, previous: Path, tables: dict[str, Input], delta: Input,
     steps = mart_steps(sql_dir)
     update = {step.name[:2]: step for step in update_steps(sql_dir)}
     seconds: dict[str, float] = {}
-    # the in-memory databases of both passes; the mart copy is attached
+    # the steps over the touched records run in memory (database scratch); the mart copy is attached
     con = duckdb.connect(config={"temp_directory": str(path.parent / ".spill")})
     try:
         _prepare(con, audience, built_at, previous_built_at=previous_built_at,
@@ -998,22 +998,12 @@ def _update(path: Path, previous: Path, tables: dict[str, Input], delta: Input,
                 sql = _LINKS.format(t=table)
             con.execute(f"CREATE TEMP VIEW in_{table} AS {sql}")
         seconds["load touched records"] = time.perf_counter() - t0
-        kept = _temp_objects(con)
-        con.execute("ATTACH ':memory:' AS first; USE first")
-        seconds.update({f"first pass {k}": v for k, v in _run_steps(con, steps).items()})
-        _drop_temp_objects(con, keep=kept)  # the second pass makes them again
-        seconds.update(_run_steps(con, [update["20"]]))
-        con.execute("USE mart; DETACH first")
-        t0 = time.perf_counter()
-        for table in _PER_RECORD:
-            if table in tables:
-                con.execute(f"INSERT INTO load_{table} SELECT * FROM src_{table} "
-                            "SEMI JOIN holder_record USING (record_id)")
-        seconds["load holders of touched values"] = time.perf_counter() - t0
-        seconds["holder records"] = con.execute("SELECT count(*) FROM holder_record").fetchone()[0]
         con.execute("ATTACH ':memory:' AS scratch; USE scratch")
-        seconds.update({f"second pass {k}": v for k, v in _run_steps(con, steps).items()})
-        seconds.update(_run_steps(con, [update["30"]]))
+        seconds.update({f"steps over touched records {k}": v
+                        for k, v in _run_steps(con, steps).items()})
+        seconds.update(_run_steps(con, [update["20"], update["30"]]))
+        seconds["holder records"] = con.execute(
+            "SELECT count(DISTINCT record_id) FROM value_holding").fetchone()[0]
         touched = con.execute("SELECT count(*) FROM touched_record").fetchone()[0]
         con.execute("BEGIN TRANSACTION")
         seconds.update(_run_steps(con, [update["40"]]))
@@ -1043,21 +1033,6 @@ def _update(path: Path, previous: Path, tables: dict[str, Input], delta: Input,
     return MartStats(path=path, audience=name, built_at=built_at,
                      seconds=time.perf_counter() - started, step_seconds=seconds,
                      table_rows=table_rows, size_bytes=path.stat().st_size), touched
-
-
-def _temp_objects(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
-    """The temporary tables and views of a connection, as (kind, name)."""
-    tables = con.execute("SELECT 'TABLE', table_name FROM duckdb_tables() "
-                         "WHERE temporary").fetchall()
-    views = con.execute("SELECT 'VIEW', view_name FROM duckdb_views() "
-                        "WHERE temporary AND NOT internal").fetchall()
-    return {tuple(r) for r in tables} | {tuple(r) for r in views}
-
-
-def _drop_temp_objects(con: duckdb.DuckDBPyConnection, keep: set[tuple[str, str]]) -> None:
-    """Drop the temporary tables and views a pass of the steps made (they are made again)."""
-    for kind, name in sorted(_temp_objects(con) - keep, reverse=True):  # views first
-        con.execute(f'DROP {kind} IF EXISTS temp.main."{name}"')
 
 
 def _previous_resolution(store: ObjectStore, audience: str) -> dict[str, pl.DataFrame] | None:

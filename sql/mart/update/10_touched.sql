@@ -5,8 +5,9 @@
 -- previous mart, attached as `mart`. It registers the resolution's delta as update_delta
 -- (record_id, entity_id_before, entity_id_after: the contract of resolution_delta) and every
 -- full input as a view src_<table>. The numbered steps of sql/mart/ then run again over inputs
--- restricted to the records chosen here (in_<table> views over load_<table>), and update step
--- 30 replaces the touched rows of the mart with theirs.
+-- restricted to the records chosen here (in_<table> views over load_<table>), update step 20
+-- works out the entity links via the values they hold, and update step 40 replaces the touched
+-- rows of the mart with theirs.
 
 -- Entities the delta touched, as they were (in the previous mart) and as they are.
 CREATE TEMP TABLE touched_entity AS
@@ -31,7 +32,7 @@ SELECT record_id FROM touched_record ANTI JOIN mart.entity_record USING (record_
 
 -- Records whose staged rows the steps read: the touched ones, and the other side of every
 -- record link and review pair of a touched record (the review queue shows both records' entity
--- and name). Update step 20 adds the holders of the values the touched entities hold.
+-- and name).
 CREATE TEMP TABLE load_record AS
 SELECT record_id FROM touched_record
 UNION
@@ -43,6 +44,6 @@ SELECT record_id_r FROM src_review_pair SEMI JOIN touched_record ON record_id = 
 UNION
 SELECT record_id_l FROM src_review_pair SEMI JOIN touched_record ON record_id = record_id_r;
 
--- The shared values whose links are rebuilt (filled by update step 20; empty for the first
--- pass, which only finds them).
+-- The shared values whose links are looked at again (filled by update step 20, from what the
+-- steps found; empty while they run, so in_entity_link holds no link then).
 CREATE TEMP TABLE touched_value (via VARCHAR, value VARCHAR);

@@ -39,16 +39,22 @@ SELECT * FROM scratch.entity SEMI JOIN touched_entity USING (entity_id);
 UPDATE mart.entity SET new_cross_agency_match = false
 WHERE new_cross_agency_match AND entity_id NOT IN (SELECT entity_id FROM touched_entity);
 
--- Entity links: every link via a touched value (update step 20), rebuilt from all its holders.
-DELETE FROM mart.entity_link
-WHERE (via, value) IN (SELECT (via, value) FROM touched_value)
-   OR entity_id_l IN (SELECT entity_id FROM touched_entity)
-   OR entity_id_r IN (SELECT entity_id FROM touched_entity);
+-- Entity links via a touched value (update step 20): the dropped ones go, the rebuilt ones come
+-- in, and the kept ones (between untouched entities) take the value's new holder count.
+DELETE FROM mart.entity_link AS l
+USING dropped_link AS d
+WHERE l.entity_id_l = d.entity_id_l AND l.entity_id_r = d.entity_id_r
+  AND l.via = d.via AND l.value = d.value;
 INSERT INTO mart.entity_link BY NAME
-SELECT * FROM scratch.entity_link SEMI JOIN touched_value USING (via, value);
+FROM rebuilt_link;
 
--- A link's weight counts the mart's entities (link_weight): with entities added or merged, every
--- link is weighed again over the new count.
+UPDATE mart.entity_link AS l
+SET shared_by = c.shared_by, is_hub = link_is_hub(c.shared_by)
+FROM value_holder_count AS c
+WHERE l.via = c.via AND l.value = c.value AND l.shared_by <> c.shared_by;
+
+-- A link's weight counts the mart's entities (link_weight): with entities added or merged, or
+-- a value's holders counted again, a link is weighed again.
 UPDATE mart.entity_link
 SET weight = link_weight((SELECT count(*) FROM mart.entity), shared_by)
 WHERE weight IS DISTINCT FROM link_weight((SELECT count(*) FROM mart.entity), shared_by);
