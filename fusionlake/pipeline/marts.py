@@ -849,7 +849,8 @@ def _build_or_update(store: ObjectStore, name: str, path: Path, tables: dict[str
     audience = None if name == ALL else name
     copy = path.with_name(f".{path.name}.previous")
     why = update_plan(store, name, pointer, resolution.get(DELTA), copy, full=full,
-                      sql_dir=options.get("sql_dir", MART_SQL_DIR))
+                      sql_dir=options.get("sql_dir", MART_SQL_DIR),
+                      hub_min=options.get("hub_min"))
     if why is None:
         delta = _conformed({DELTA: resolution[DELTA]}, {DELTA: schema.RESOLUTION_TABLES[DELTA]},
                            "resolution delta", path.parent / "delta")[DELTA]
@@ -868,14 +869,16 @@ def _build_or_update(store: ObjectStore, name: str, path: Path, tables: dict[str
 
 
 def update_plan(store: ObjectStore, audience: str, pointer: dict | None, delta,
-                copy: Path, *, full: bool = False, sql_dir: Path = MART_SQL_DIR) -> str | None:
+                copy: Path, *, full: bool = False, sql_dir: Path = MART_SQL_DIR,
+                hub_min: int | None = None) -> str | None:
     """Whether an audience's published mart can be updated in place: None when it can (then
     ``copy`` holds a private copy of it to update), else why it must be rebuilt.
 
     It can when the audience's resolution is incremental (a delta, and its pointer's
     ``incremental_of``), and the published mart was built from exactly that previous version
-    with the same rules (mart_info.resolution_version and rules_sha256), and no full build was
-    asked for.
+    with the same rules and hub threshold (mart_info.resolution_version, rules_sha256 and
+    hub_min; ``hub_min`` None is the resolver's, as for a build), and no full build was asked
+    for: the update keeps the rows of the links between untouched entities, hub flag included.
     """
     if full:
         return "a full build was asked for (fusionlake run --full)"
@@ -897,8 +900,8 @@ def update_plan(store: ObjectStore, audience: str, pointer: dict | None, delta,
                 raise MartError("its file does not match the sha256 in LATEST")
         con = duckdb.connect(str(copy), read_only=True)
         try:
-            version, rules = con.execute(
-                "SELECT resolution_version, rules_sha256 FROM mart_info").fetchone()
+            version, rules, hubs = con.execute(
+                "SELECT resolution_version, rules_sha256, hub_min FROM mart_info").fetchone()
         finally:
             con.close()
     except Exception as exc:  # any reason the previous mart cannot be read means: rebuild
@@ -911,6 +914,8 @@ def update_plan(store: ObjectStore, audience: str, pointer: dict | None, delta,
                f"the delta is relative to {since}")
     elif rules != rules_sha256(sql_dir):
         why = "the mart rules (sql/mart/) changed since the published mart was built"
+    elif hubs != (ResolveSettings().hub_min_entities if hub_min is None else hub_min):
+        why = f"the hub threshold changed since the published mart was built (hub_min {hubs})"
     if why is not None:
         copy.unlink(missing_ok=True)
     return why
