@@ -155,9 +155,11 @@ def scenario(tmp_path_factory):
     return first, both, agency, resolutions
 
 
-def _lake(tmp_path: Path, scenario, names: list[str]) -> tuple[LocalStore, dict, dict]:
-    """A lake with each audience's R1 and R2 stored (R2 current), and the mart of R1 published
-    (built whole); returns the store, R2's resolutions with their deltas, and R2's pointers."""
+def _lake(tmp_path: Path, scenario, names: list[str], second: dict | None = None,
+          **build_options) -> tuple[LocalStore, dict, dict]:
+    """A lake with each audience's R1 and R2 stored (R2 current; ``second`` may give other R2
+    frames by audience), and the mart of R1 published (built whole, with ``build_options``);
+    returns the store, R2's resolutions with their deltas, and R2's pointers."""
     first, _both, _agency, resolutions = scenario
     store = LocalStore(tmp_path / "lake")
     r1_pointers = {name: {"version": zones.write_resolution(
@@ -165,10 +167,11 @@ def _lake(tmp_path: Path, scenario, names: list[str]) -> tuple[LocalStore, dict,
     # R1's mart, published while R1 is the current resolution
     marts.build_and_publish(store, first, {name: resolutions[name][0] for name in names},
                             steward(first), tmp_path / "w1", audience_names=names,
-                            pointers=r1_pointers)
+                            pointers=r1_pointers, **build_options)
     r2, r2_pointers = {}, {}
     for name in names:
         r1, r2_frames = resolutions[name]
+        r2_frames = (second or {}).get(name, r2_frames)
         r2[name] = {**r2_frames, marts.DELTA: delta_between(r1, r2_frames)}
         r2_pointers[name] = {"version": zones.write_resolution(store, r2[name], "run-2",
                                                                audience=name),
@@ -240,6 +243,79 @@ def test_mart_updated_in_place_equals_the_mart_built_whole(scenario, tmp_path):
     assert updated[agency]["mart_info"][0][0] == agency
 
 
+def _holders(path: Path) -> dict[tuple[str, str], int]:
+    """shared_by of every value a link of the mart goes through."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return dict(((via, value), n) for via, value, n in con.execute(
+            "SELECT DISTINCT via, value, shared_by FROM entity_link").fetchall())
+    finally:
+        con.close()
+
+
+def test_values_that_become_or_stop_being_hubs_update_as_in_a_full_build(scenario, tmp_path):
+    """The update keeps the rows of links between untouched entities and sets their shared_by,
+    is_hub and weight by value: with the hub threshold between a touched value's holders before
+    and after (it becomes a hub, or stops being one), the updated mart equals the mart built
+    whole."""
+    store, r2, pointers = _lake(tmp_path, scenario, ["all"])
+    before = _holders(published_file(store, "all"))
+    _publish(store, scenario, r2, pointers, tmp_path / "whole", full=True)
+    after = _holders(published_file(store, "all"))
+    # becomes a hub: a value the second drop gives one more holder
+    grew = sorted((n, after[v], v) for v, n in before.items() if after.get(v, n) > n)
+    # stops being one: no value loses holders in this scenario, so R2 merges two holders of a
+    # value linked as a clique (every pair: links between untouched holders stay) into one
+    n, value = min((n, v) for v, n in before.items() if after.get(v) == n and 4 <= n <= 10)
+    merged = _merge_two_holders(scenario[3]["all"][1], published_file(store, "all"), value)
+    cases = (("becomes a hub", *grew[0], None), ("stops being one", n, n - 1, value, merged))
+    for case, old, new, value, second in cases:
+        hub_min = min(old, new)  # a hub on the side with more holders only
+        store, r2, pointers = _lake(tmp_path / case, scenario, ["all"], hub_min=hub_min,
+                                    second=second and {"all": second})
+        assert _hub_flags(published_file(store, "all"), value) == {old > hub_min}, case
+        build = _publish(store, scenario, r2, pointers, tmp_path / case / "a", hub_min=hub_min)
+        assert build["mode"] == "updated", case
+        updated = dump(published_file(store, "all"))
+        assert _hub_flags(published_file(store, "all"), value) == {new > hub_min}, case
+        _publish(store, scenario, r2, pointers, tmp_path / case / "b", hub_min=hub_min,
+                 full=True)
+        whole = dump(published_file(store, "all"))
+        for table in whole:
+            assert updated[table] == whole[table], (case, table)
+
+
+def _merge_two_holders(r2: dict, mart: Path, value: tuple[str, str]) -> dict:
+    """R2 with the two largest entity ids holding ``value`` (in the mart) made one entity."""
+    con = duckdb.connect(str(mart), read_only=True)
+    try:
+        holders = sorted({e for r in con.execute(
+            "SELECT entity_id_l, entity_id_r FROM entity_link WHERE via = ? AND value = ?",
+            list(value)).fetchall() for e in r})
+    finally:
+        con.close()
+    keep, gone = holders[-2:]
+
+    def merged(column: str) -> pl.Expr:
+        return (pl.when(pl.col(column) == gone).then(pl.lit(keep)).otherwise(pl.col(column))
+                .alias(column))
+
+    return {**r2,
+            "entity_record": r2["entity_record"].with_columns(merged("entity_id")),
+            "entity_link": r2["entity_link"].with_columns(merged("entity_id_l"),
+                                                          merged("entity_id_r"))
+            .filter(pl.col("entity_id_l") != pl.col("entity_id_r"))}
+
+
+def _hub_flags(path: Path, value: tuple[str, str]) -> set[bool]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return {r[0] for r in con.execute(
+            "SELECT is_hub FROM entity_link WHERE via = ? AND value = ?", list(value)).fetchall()}
+    finally:
+        con.close()
+
+
 def _first_ids(scenario) -> list[str]:
     return scenario[0]["person_record"]["record_id"].to_list()
 
@@ -304,6 +380,10 @@ def test_no_previous_mart_or_other_rules_or_an_unreadable_one_rebuild(scenario, 
     monkeypatch.setattr(marts, "rules_sha256", lambda sql_dir=None: "other rules")
     assert _publish(store, scenario, r2, pointers, tmp_path / "b")["why"] == (
         "the mart rules (sql/mart/) changed since the published mart was built")
+
+    store, r2, pointers = _lake(tmp_path / "hubs", scenario, ["all"])
+    assert _publish(store, scenario, r2, pointers, tmp_path / "d", hub_min=3)["why"] == (
+        "the hub threshold changed since the published mart was built (hub_min 10)")
 
     empty = LocalStore(tmp_path / "empty")
     assert _publish(empty, scenario, r2, pointers, tmp_path / "c")["why"] == (
