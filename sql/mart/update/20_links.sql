@@ -29,7 +29,9 @@ CREATE OR REPLACE TEMP TABLE touched_value AS SELECT DISTINCT via, value FROM to
 -- as the steps built them over the touched records, the others as the previous mart has them.
 CREATE TEMP TABLE value_holding AS
 SELECT entity_id, via, value, record_id
-FROM entity_values() SEMI JOIN touched_value USING (via, value) ANTI JOIN touched_entity USING (entity_id);
+FROM entity_values()
+SEMI JOIN touched_value USING (via, value)
+ANTI JOIN touched_entity USING (entity_id);
 
 USE scratch;
 INSERT INTO value_holding
