@@ -406,7 +406,7 @@ def test_build_is_idempotent(tmp_path):
     dump = "SELECT * EXCLUDE (built_at) FROM mart_info"
     for con_path in (a.path, b.path):
         assert duckdb.connect(str(con_path), read_only=True).execute(dump).fetchall() == [
-            ("all", T1, ResolveSettings().hub_min_entities)
+            ("all", T1, ResolveSettings().hub_min_entities, None, marts.rules_sha256())
         ]
     assert a.table_rows == b.table_rows
     con_a = duckdb.connect(str(a.path), read_only=True)

@@ -172,6 +172,14 @@ DECISION: dict[str, pl.DataType] = {
     "decided_at": pl.Datetime("us", "UTC"),
 }
 
+# Which records an incremental resolution touched (issue 22): the new records and every record
+# of an entity it touched, with that entity before (null for a new record) and after.
+RESOLUTION_DELTA: dict[str, pl.DataType] = {
+    "record_id": pl.String(),
+    "entity_id_before": pl.String(),
+    "entity_id_after": pl.String(),
+}
+
 RESOLUTION_TABLES: dict[str, dict[str, pl.DataType]] = {
     "entity_record": ENTITY_RECORD,
     "record_link": RECORD_LINK,
@@ -179,6 +187,7 @@ RESOLUTION_TABLES: dict[str, dict[str, pl.DataType]] = {
     "entity_history": ENTITY_HISTORY,
     "review_pair": REVIEW_PAIR,
     "decision": DECISION,
+    "resolution_delta": RESOLUTION_DELTA,
 }
 
 

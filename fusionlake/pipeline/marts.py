@@ -11,6 +11,13 @@ audience's name; the others depend on which rows are visible and nothing else. S
 may see exactly the same rows (often: an agency that sees everything, and the all-agencies mart)
 share one build: the others get a copy with their audience steps re-run.
 
+After an incremental resolution (a ``resolution_delta`` beside the audience's resolution, and
+``incremental_of`` in its pointer) the published mart is updated in place instead of rebuilt:
+the same numbered steps run over the touched records alone, and their rows replace the touched
+rows of a private copy of the previous version (``sql/mart/update/``, "In-place updates"
+below). Any doubt (no delta, a mart built from another resolution version or other rules, a
+full build asked for, a failed update) means a full build; LATEST says which it was and why.
+
 Publishing follows the lake's rule that readers never see half a write::
 
     marts/<audience>/<version>/fusion.duckdb    uploaded first (a multipart upload on S3 only
@@ -29,7 +36,8 @@ the previous version current. Version names, the pointer and retention (the newe
 ``retention`` complete versions and the current one are kept) are fusionlake.lake.versions',
 the same as the resolution's.
 
-Public surface: :func:`build_mart`, :func:`check_mart`, :func:`publish`, :func:`latest`,
+Public surface: :func:`build_mart`, :func:`build_and_publish`, :func:`update_plan`,
+:func:`check_mart`, :func:`publish`, :func:`latest`,
 :func:`open_latest`, :func:`mart_path`, :func:`run_query`, :func:`format_result`,
 :func:`saved_queries`.
 """
@@ -41,6 +49,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -64,10 +73,12 @@ from fusionlake.pipeline import dictionary
 from transforms.resolution.settings import ResolveSettings
 
 __all__ = [
+    "DELTA",
     "MART_FILE",
     "MART_SQL_DIR",
     "QUERY_DIR",
     "STEWARD_TABLES",
+    "MartBuild",
     "MartBuildError",
     "MartCheckError",
     "MartError",
@@ -87,10 +98,13 @@ __all__ = [
     "open_latest",
     "publish",
     "refresh_current",
+    "rules_sha256",
     "run_query",
     "saved_queries",
     "spreadsheet_safe",
     "terminal_safe",
+    "update_plan",
+    "update_steps",
     "visibility_groups",
     "visible_rows",
 ]
@@ -166,8 +180,19 @@ PREVIOUS_TABLES: dict[str, dict[str, pl.DataType]] = {
     "previous_entity_record": schema.RESOLUTION_TABLES["entity_record"],
 }
 
+#: The resolution's frame that says which records an incremental resolution touched
+#: (fusionlake.lake.schema): what an in-place update updates, never a mart input itself.
+DELTA = "resolution_delta"
+#: The resolution tables the steps read (everything the resolver writes but the delta).
+MART_RESOLUTION_TABLES = {t: c for t, c in schema.RESOLUTION_TABLES.items() if t != DELTA}
+#: The in-place update's own steps, ``sql/mart/update/NN_name.sql`` (see "In-place updates").
+UPDATE_DIR = "update"
+
 #: A conformed mart input: Arrow in memory, or a Parquet file.
 Input = pa.Table | Path
+
+#: One line per mart published, for whoever watches a run (the command line shows them).
+progress = logging.getLogger("fusionlake.progress")
 
 _AUDIENCE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _QUERY_NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -206,6 +231,22 @@ class MartStats:
     step_seconds: dict[str, float]
     table_rows: dict[str, int]
     size_bytes: int
+
+
+@dataclass(frozen=True)
+class MartBuild:
+    """How a published mart version was made, for the run summary (kept in its LATEST).
+
+    ``mode`` is ``updated`` (the previous version, updated in place for the records an
+    incremental resolution touched), ``rebuilt`` (built whole from the lake; ``why`` says why
+    it was not updated) or ``copied`` (an audience that sees the same rows as ``why`` names,
+    whose build it shares).
+    """
+
+    mode: str
+    why: str
+    seconds: float
+    records_touched: int | None = None
 
 
 @dataclass(frozen=True)
@@ -256,7 +297,7 @@ def _inputs(staged, resolution, steward, folder: Path | None = None,
     tables: dict[str, Input] = {}
     groups = (
         (staged, schema.TABLES, "staged"),
-        (resolution, schema.RESOLUTION_TABLES, "resolution"),
+        (resolution, MART_RESOLUTION_TABLES, "resolution"),
         (steward, STEWARD_TABLES, "steward"),
         (previous, PREVIOUS_TABLES, "previous resolution"),
     )
@@ -305,6 +346,19 @@ def _visibility_sql(sql_dir: Path) -> str:
     if not path.is_file():
         raise MartError(f"no visibility rule ({VISIBILITY_SQL}) in {sql_dir}")
     return path.read_text(encoding="utf-8")
+
+
+def rules_sha256(sql_dir: Path = MART_SQL_DIR) -> str:
+    """SHA-256 of the mart's rules: every ``.sql`` file under ``sql_dir``, names included.
+
+    Recorded in mart_info: a mart built with other rules is never updated in place.
+    """
+    digest = hashlib.sha256()
+    root = Path(sql_dir)
+    for path in sorted(root.rglob("*.sql")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _sql_literal(value: str | None) -> str:
@@ -381,12 +435,14 @@ def _build(
     memory_limit: str | None = None,
     sql_dir: Path = MART_SQL_DIR,
     storage_version: str | None = STORAGE_VERSION,
+    resolution_version: str | None = None,
 ) -> MartStats:
     """:func:`build_mart` on inputs already conformed (once for every audience of a run).
 
     With ``base``, a mart built from the same inputs for an audience that sees the same rows,
     only the audience steps run, on a copy of it. ``storage_version`` is the file format
     (:data:`STORAGE_VERSION`; None for the engine's own, which only benchmarks use).
+    ``resolution_version`` is recorded in mart_info: the version the mart holds.
     """
     started = time.perf_counter()
     name = _audience_name(audience)
@@ -404,31 +460,12 @@ def _build(
                   if storage_version and base is None else {})  # a copy keeps its base's
         con = duckdb.connect(str(tmp), config=config)
         try:
-            if threads:
-                con.execute(f"SET threads = {int(threads)}")
-            if memory_limit:
-                con.execute(f"SET memory_limit = {_sql_literal(memory_limit)}")
-            con.execute(f"SET VARIABLE audience = {_sql_literal(audience)}")
-            con.execute(f"SET VARIABLE built_at = {_sql_literal(built_at.isoformat())}")
-            prev = previous_built_at.isoformat() if previous_built_at else None
-            con.execute(f"SET VARIABLE previous_built_at = {_sql_literal(prev)}")
-            if hub_min is None:
-                hub_min = ResolveSettings().hub_min_entities
-            con.execute(f"SET VARIABLE hub_min = {int(hub_min)}")
-            con.execute(_visibility_sql(sql_dir))
+            _prepare(con, audience, built_at, previous_built_at=previous_built_at,
+                     hub_min=hub_min, threads=threads, memory_limit=memory_limit,
+                     sql_dir=sql_dir, resolution_version=resolution_version)
             for table, source in tables.items():
-                if isinstance(source, Path):
-                    con.execute(f"CREATE TEMP VIEW in_{table} AS "
-                                f"FROM read_parquet({_sql_literal(str(source))})")
-                else:
-                    con.register(f"in_{table}", source)
-            for step in steps:
-                t0 = time.perf_counter()
-                try:
-                    con.execute(step.read_text(encoding="utf-8"))
-                except duckdb.Error as exc:
-                    raise MartBuildError(step.name, exc) from exc
-                step_seconds[step.name] = time.perf_counter() - t0
+                _register(con, f"in_{table}", source)
+            step_seconds.update(_run_steps(con, steps))
             failed = check_mart(con)
             if failed:
                 raise MartCheckError(failed, where=f"mart for audience {name}")
@@ -452,6 +489,47 @@ def _build(
         table_rows=table_rows,
         size_bytes=path.stat().st_size,
     )
+
+
+def _prepare(con: duckdb.DuckDBPyConnection, audience: str | None, built_at: datetime, *,
+             previous_built_at: datetime | None, hub_min: int | None, threads: int | None,
+             memory_limit: str | None, sql_dir: Path, resolution_version: str | None) -> None:
+    """Settings, the variables the steps read, and the rules loaded before them."""
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    if memory_limit:
+        con.execute(f"SET memory_limit = {_sql_literal(memory_limit)}")
+    con.execute(f"SET VARIABLE audience = {_sql_literal(audience)}")
+    con.execute(f"SET VARIABLE built_at = {_sql_literal(built_at.isoformat())}")
+    prev = previous_built_at.isoformat() if previous_built_at else None
+    con.execute(f"SET VARIABLE previous_built_at = {_sql_literal(prev)}")
+    if hub_min is None:
+        hub_min = ResolveSettings().hub_min_entities
+    con.execute(f"SET VARIABLE hub_min = {int(hub_min)}")
+    con.execute(f"SET VARIABLE resolution_version = {_sql_literal(resolution_version)}")
+    con.execute(f"SET VARIABLE rules_sha256 = {_sql_literal(rules_sha256(sql_dir))}")
+    con.execute(_visibility_sql(sql_dir))
+
+
+def _register(con: duckdb.DuckDBPyConnection, name: str, source: Input) -> None:
+    """An input as a view: a Parquet file read in place, or Arrow registered."""
+    if isinstance(source, Path):
+        con.execute(f"CREATE TEMP VIEW {name} AS FROM read_parquet({_sql_literal(str(source))})")
+    else:
+        con.register(name, source)
+
+
+def _run_steps(con: duckdb.DuckDBPyConnection, steps: list[Path]) -> dict[str, float]:
+    """Run SQL steps in order; their seconds by file name. A failure names the file."""
+    seconds: dict[str, float] = {}
+    for step in steps:
+        t0 = time.perf_counter()
+        try:
+            con.execute(step.read_text(encoding="utf-8"))
+        except duckdb.Error as exc:
+            raise MartBuildError(step.name, exc) from exc
+        seconds[step.name] = time.perf_counter() - t0
+    return seconds
 
 
 def _table_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -527,7 +605,8 @@ def latest(store: ObjectStore, audience: str = ALL) -> dict | None:
 
 
 def publish(store: ObjectStore, audience: str, local_path: Path,
-            retention: int = Settings.mart_retention, *, move: bool = False) -> str:
+            retention: int = Settings.mart_retention, *, move: bool = False,
+            build: MartBuild | None = None) -> str:
     """Upload a built mart as a new version and make it current; returns the version name.
 
     The mart's checks are re-run on the file and its audience must match ``audience`` (so a
@@ -542,6 +621,8 @@ def publish(store: ObjectStore, audience: str, local_path: Path,
         retention: Complete versions kept (the current one is always kept).
         move: the caller gives the file up: the store may take it instead of a copy (a rename
             on a local lake), and ``local_path`` is gone afterwards.
+        build: how the mart was made (updated in place or rebuilt, and why), kept in LATEST
+            for the run summary.
 
     Raises:
         MartCheckError: the file fails its checks.
@@ -574,6 +655,10 @@ def publish(store: ObjectStore, audience: str, local_path: Path,
         "published_at": datetime.now(UTC).isoformat(),
         "writer": uuid.uuid4().hex,  # makes every pointer's bytes unique to its writer
     }
+    if build is not None:
+        pointer["build"] = {"mode": build.mode, "why": build.why,
+                            "seconds": round(build.seconds, 3),
+                            "records_touched": build.records_touched}
     try:
         if move:
             store.move_file(key, local_path)
@@ -667,9 +752,11 @@ def build_and_publish(
     *,
     audience_names: list[str] | None = None,
     retention: int = Settings.mart_retention,
+    pointers: dict[str, dict] | None = None,
+    full: bool = False,
     **build_options,
 ) -> dict[str, str]:
-    """Build, check and publish the mart of every audience; returns audience -> version.
+    """Build or update, check and publish the mart of every audience; returns audience -> version.
 
     ``resolution`` is each audience's own resolution, ``{audience: {table: frame}}``, resolved
     from the rows that audience may see alone (fusionlake.pipeline.resolve.resolve_audiences);
@@ -677,15 +764,23 @@ def build_and_publish(
     every audience: only an audience that sees every row can be built from it (any other fails
     the check that its resolution holds no record hidden from it).
 
+    ``pointers`` are the audiences' resolution pointers (``version``, and ``incremental_of``
+    when the resolution was incremental): with them, a resolution holding a
+    ``resolution_delta`` frame updates the previous mart in place when that mart was built from
+    exactly the version the delta is relative to, with the same rules (:func:`update_plan`);
+    ``full`` asks for full builds whatever the delta. How each version was made goes into its
+    LATEST (:class:`MartBuild`) and a progress line.
+
     Audiences that see the same rows and share a resolution share one build (the others get a
     copy with their audience steps re-run). Each mart is published as soon as it passes its
     checks; the first failure raises (marts already published stay published, the failed one
     keeps its previous version). The inputs (frames or lazy frames) are first written to
     ``work_dir`` as Parquet, which every build reads. ``build_options`` go to :func:`build_mart`.
     """
-    versions: dict[str, str] = {}
+    published: dict[str, str] = {}
     names = audience_names or audiences(staged)
     per_audience = _per_audience(resolution, names)
+    pointers = pointers or {}
     folder = Path(work_dir) / "inputs"
     shared = {**_conformed(staged, schema.TABLES, "staged", folder),
               **_conformed(steward, STEWARD_TABLES, "steward", folder)}
@@ -695,34 +790,254 @@ def build_and_publish(
         for name in view:
             by_resolution.setdefault(id(per_audience[name]), []).append(name)
         for key, group in by_resolution.items():
+            own = per_audience[group[0]]
             if key not in resolved:
                 where = folder / f"resolution_{len(resolved)}"
                 resolved[key] = {
-                    **_conformed(per_audience[group[0]], schema.RESOLUTION_TABLES,
-                                 "resolution", where),
+                    **_conformed(_without_delta(own), MART_RESOLUTION_TABLES, "resolution",
+                                 where),
                     **_conformed(_previous_resolution(store, group[0]), PREVIOUS_TABLES,
                                  "previous resolution", where),
                 }
             tables = {**shared, **resolved[key]}
-            base = None
-            for name in group:  # the first is built, the others are copies of it
+            base, made = None, None
+            for name in group:  # the first is built or updated, the others are copies of it
+                t0 = time.perf_counter()
                 pointer = latest(store, name)
                 previous = datetime.fromisoformat(pointer["built_at"]) if pointer and pointer.get(
                     "built_at") else None
                 path = Path(work_dir) / name / MART_FILE
-                stats = _build(path, tables, None if name == ALL else name, base=base,
-                               previous_built_at=previous, **build_options)
+                options = {**build_options, "previous_built_at": previous,
+                           "resolution_version": (pointers.get(name) or {}).get("version")}
+                if base is None:
+                    stats, made = _build_or_update(store, name, path, tables, own,
+                                                   pointers.get(name), full, options)
+                else:
+                    stats = _build(path, tables, None if name == ALL else name, base=base,
+                                   **options)
+                    made = MartBuild("copied", f"sees the same rows as {group[0]}, whose "
+                                     f"build it shares ({made.mode if made else 'rebuilt'})",
+                                     time.perf_counter() - t0)
                 page = dictionary_page(path, stats.built_at) if name == ALL else None
                 needed = base is None and len(group) > 1  # the next audiences copy it
-                versions[name] = publish(store, name, path, retention=retention,
-                                         move=not needed)
+                published[name] = publish(store, name, path, retention=retention,
+                                          move=not needed, build=made)
+                progress.info("publish: mart %s %s in %.1f s (%s)%s", name, made.mode,
+                              time.perf_counter() - t0, made.why,
+                              f", {made.records_touched:,} records touched"
+                              if made.records_touched is not None else "")
                 if page is not None:  # beside Data Docs: reports/dictionary/index.html
                     store.put(layout.DICTIONARY_PAGE, page.encode())
                 if needed:
                     base = path
             if base is not None:
                 base.unlink(missing_ok=True)
-    return {name: versions[name] for name in names}
+    return {name: published[name] for name in names}
+
+
+def _without_delta(resolution: dict) -> dict:
+    """A resolution's tables without its delta, which the steps never read."""
+    return {t: f for t, f in (resolution or {}).items() if t != DELTA}
+
+
+def _build_or_update(store: ObjectStore, name: str, path: Path, tables: dict[str, Input],
+                     resolution: dict, pointer: dict | None, full: bool,
+                     options: dict) -> tuple[MartStats, MartBuild]:
+    """Update the published mart in place when :func:`update_plan` allows it, else build it
+    whole; a failed update (a step, or the checks) falls back to a full build and says why."""
+    t0 = time.perf_counter()
+    audience = None if name == ALL else name
+    copy = path.with_name(f".{path.name}.previous")
+    why = update_plan(store, name, pointer, resolution.get(DELTA), copy, full=full,
+                      sql_dir=options.get("sql_dir", MART_SQL_DIR),
+                      hub_min=options.get("hub_min"))
+    if why is None:
+        delta = _conformed({DELTA: resolution[DELTA]}, {DELTA: schema.RESOLUTION_TABLES[DELTA]},
+                           "resolution delta", path.parent / "delta")[DELTA]
+        try:
+            stats, touched = _update(path, copy, tables, delta, audience, **options)
+            return stats, MartBuild(
+                "updated", f"in place from version {latest(store, name)['version']}",
+                time.perf_counter() - t0, touched)
+        except MartError as exc:
+            why = f"the in-place update failed ({str(exc).splitlines()[0]}): rebuilt instead"
+        finally:
+            copy.unlink(missing_ok=True)
+            Path(f"{copy}.wal").unlink(missing_ok=True)
+    stats = _build(path, tables, audience, **options)
+    return stats, MartBuild("rebuilt", why, time.perf_counter() - t0)
+
+
+def update_plan(store: ObjectStore, audience: str, pointer: dict | None, delta,
+                copy: Path, *, full: bool = False, sql_dir: Path = MART_SQL_DIR,
+                hub_min: int | None = None) -> str | None:
+    """Whether an audience's published mart can be updated in place: None when it can (then
+    ``copy`` holds a private copy of it to update), else why it must be rebuilt.
+
+    It can when the audience's resolution is incremental (a delta, and its pointer's
+    ``incremental_of``), and the published mart was built from exactly that previous version
+    with the same rules and hub threshold (mart_info.resolution_version, rules_sha256 and
+    hub_min; ``hub_min`` None is the resolver's, as for a build), and no full build was asked
+    for: the update keeps the rows of the links between untouched entities, hub flag included.
+    """
+    if full:
+        return "a full build was asked for (fusionlake run --full)"
+    if delta is None:
+        return "the resolution was full (no resolution_delta): every row may have changed"
+    since = (pointer or {}).get("incremental_of")
+    if not since:
+        return "the resolution names no version it is an increment of (no incremental_of)"
+    published = latest(store, audience)
+    if published is None:
+        return "no mart published yet"
+    try:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(store, LocalStore):
+            shutil.copyfile(store.path(published["key"]), copy)
+        else:
+            store.download_file(published["key"], copy)
+            if _sha256_file(copy) != published["sha256"]:
+                raise MartError("its file does not match the sha256 in LATEST")
+        con = duckdb.connect(str(copy), read_only=True)
+        try:
+            version, rules, hubs = con.execute(
+                "SELECT resolution_version, rules_sha256, hub_min FROM mart_info").fetchone()
+        finally:
+            con.close()
+    except Exception as exc:  # any reason the previous mart cannot be read means: rebuild
+        copy.unlink(missing_ok=True)
+        return (f"the published mart {published['version']} could not be read "
+                f"({str(exc).splitlines()[0]})")
+    why = None
+    if version != since:
+        why = (f"the published mart holds resolution {version or 'of no recorded version'}, "
+               f"the delta is relative to {since}")
+    elif rules != rules_sha256(sql_dir):
+        why = "the mart rules (sql/mart/) changed since the published mart was built"
+    elif hubs != (ResolveSettings().hub_min_entities if hub_min is None else hub_min):
+        why = f"the hub threshold changed since the published mart was built (hub_min {hubs})"
+    if why is not None:
+        copy.unlink(missing_ok=True)
+    return why
+
+
+# ---------------------------------------------------------------------------------------------
+# In-place updates
+#
+# An incremental resolution (fusionlake.pipeline.resolve) names the records whose entity, links,
+# review pairs or history may have changed: its resolution_delta. Every other record, and its
+# entity, is as the previous version had it, so the previous mart's rows for them are right.
+# The update runs on a private copy of the previous mart (attached as `mart`; readers keep the
+# published file): it picks the touched records (sql/mart/update/10), runs the numbered steps of
+# sql/mart/ over them alone (database `scratch`), works out the entity links via every value a
+# touched entity holds or held (update/20: a link depends on all holders of its value, but only
+# their number and the records of the linked entities are read, so the cost follows the touched
+# records and values, not the holders of a hub), and replaces the touched rows of the mart with
+# theirs in one transaction (update/30, 40). The audience steps (stewards' tables, mart_info)
+# then run on the whole mart, and the same checks as a full build's decide whether it is
+# published.
+
+#: How the update restricts each input of the steps: to the rows of the records it loads, to
+#: the pairs with a touched record, to the history of the touched entities, to the links via a
+#: touched value. Inputs not named (the stewards' tables) are read whole.
+_RESTRICTED = {
+    **dict.fromkeys(schema.TABLES, "SELECT * FROM src_{t} SEMI JOIN load_record USING (record_id)"),
+    "entity_record": "SELECT * FROM src_{t} SEMI JOIN load_record USING (record_id)",
+    "previous_entity_record": "SELECT * FROM src_{t} SEMI JOIN load_record USING (record_id)",
+    "record_link": "SELECT * FROM src_{t} WHERE record_id_l IN (SELECT record_id FROM "
+                   "touched_record) OR record_id_r IN (SELECT record_id FROM touched_record)",
+    "review_pair": "SELECT * FROM src_{t} WHERE record_id_l IN (SELECT record_id FROM "
+                   "touched_record) OR record_id_r IN (SELECT record_id FROM touched_record)",
+    "entity_history": "SELECT * FROM src_{t} WHERE old_entity_id IN (SELECT entity_id FROM "
+                      "touched_entity) OR new_entity_id IN (SELECT entity_id FROM "
+                      "touched_entity)",
+}
+#: Restricted as a view, read by update step 20: the touched values are known by then.
+_LINKS = "SELECT * FROM src_{t} SEMI JOIN touched_value USING (via, value)"
+
+
+def update_steps(sql_dir: Path = MART_SQL_DIR) -> list[Path]:
+    """The in-place update's own steps (``sql/mart/update/NN_name.sql``), in order."""
+    steps = sorted((Path(sql_dir) / UPDATE_DIR).glob("[0-9][0-9]_*.sql"))
+    if not steps:
+        raise MartError(f"no in-place update steps in {Path(sql_dir) / UPDATE_DIR}")
+    return steps
+
+
+def _update(path: Path, previous: Path, tables: dict[str, Input], delta: Input,
+            audience: str | None, *, previous_built_at: datetime | None = None,
+            hub_min: int | None = None, threads: int | None = None,
+            memory_limit: str | None = None, sql_dir: Path = MART_SQL_DIR,
+            resolution_version: str | None = None) -> tuple[MartStats, int]:
+    """Update ``previous`` (a private copy of the published mart) in place for the records of
+    ``delta`` and move it to ``path``; its stats and how many records were touched.
+
+    Raises MartError (MartBuildError naming the step, MartCheckError) when it cannot: the caller
+    builds the mart whole instead.
+    """
+    started = time.perf_counter()
+    name = _audience_name(audience)
+    path = Path(path)
+    built_at = datetime.now(UTC)
+    steps = mart_steps(sql_dir)
+    update = {step.name[:2]: step for step in update_steps(sql_dir)}
+    seconds: dict[str, float] = {}
+    # the steps over the touched records run in memory (database scratch); the mart copy is attached
+    con = duckdb.connect(config={"temp_directory": str(path.parent / ".spill")})
+    try:
+        _prepare(con, audience, built_at, previous_built_at=previous_built_at,
+                 hub_min=hub_min, threads=threads, memory_limit=memory_limit,
+                 sql_dir=sql_dir, resolution_version=resolution_version)
+        con.execute(f"ATTACH {_sql_literal(str(previous))} AS mart")
+        for table, source in tables.items():
+            _register(con, f"src_{table}", source)
+        _register(con, "update_delta", delta)
+        seconds.update(_run_steps(con, [update["10"]]))
+        t0 = time.perf_counter()
+        for table in tables:
+            sql = _RESTRICTED.get(table, "SELECT * FROM src_{t}").format(t=table)
+            if table in _RESTRICTED:
+                con.execute(f"CREATE TEMP TABLE load_{table} AS {sql}")
+                sql = f"FROM load_{table}"
+            elif table == "entity_link":
+                sql = _LINKS.format(t=table)
+            con.execute(f"CREATE TEMP VIEW in_{table} AS {sql}")
+        seconds["load touched records"] = time.perf_counter() - t0
+        con.execute("ATTACH ':memory:' AS scratch; USE scratch")
+        seconds.update({f"steps over touched records {k}": v
+                        for k, v in _run_steps(con, steps).items()})
+        seconds.update(_run_steps(con, [update["20"], update["30"]]))
+        seconds["holder records"] = con.execute(
+            "SELECT count(DISTINCT record_id) FROM value_holding").fetchone()[0]
+        touched = con.execute("SELECT count(*) FROM touched_record").fetchone()[0]
+        con.execute("BEGIN TRANSACTION")
+        seconds.update(_run_steps(con, [update["40"]]))
+        kill_point("mart-update", name)  # crash tests: rows replaced, not yet committed
+        con.execute("COMMIT")
+        con.execute("USE mart")
+        seconds.update(_run_steps(con, [s for s in steps if _is_audience_step(s)]))
+    except duckdb.Error as exc:
+        raise MartError(f"in-place update of the {name} mart failed: {exc}") from exc
+    finally:
+        con.close()
+        shutil.rmtree(path.parent / ".spill", ignore_errors=True)
+    t0 = time.perf_counter()
+    con = duckdb.connect(str(previous))
+    try:
+        failed = check_mart(con)
+        if failed:
+            raise MartCheckError(failed, where=f"mart for audience {name}, updated in place")
+        table_rows = _table_rows(con)
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    seconds["checks and checkpoint"] = time.perf_counter() - t0
+    kill_point("mart-updated", name)  # crash tests: the copy is complete, not yet published
+    os.replace(previous, path)
+    Path(f"{previous}.wal").unlink(missing_ok=True)
+    return MartStats(path=path, audience=name, built_at=built_at,
+                     seconds=time.perf_counter() - started, step_seconds=seconds,
+                     table_rows=table_rows, size_bytes=path.stat().st_size), touched
 
 
 def _previous_resolution(store: ObjectStore, audience: str) -> dict[str, pl.DataFrame] | None:
@@ -762,7 +1077,7 @@ def catalogue(store: ObjectStore, audience: str = ALL,
 def _per_audience(resolution: dict, names: list[str]) -> dict[str, dict]:
     """``{audience: tables}`` from either form :func:`build_and_publish` accepts; an audience
     without one gets an empty resolution (it may see no row, else its checks fail)."""
-    if resolution and set(resolution) <= set(schema.RESOLUTION_TABLES):
+    if resolution and set(resolution) <= set(schema.RESOLUTION_TABLES) | {DELTA}:
         return dict.fromkeys(names, resolution)
     empty: dict = {}
     return {name: (resolution or {}).get(name, empty) for name in names}

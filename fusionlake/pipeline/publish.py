@@ -39,14 +39,17 @@ def audiences(feedset: FeedSet, staged: dict[str, pl.DataFrame | pl.LazyFrame]) 
     return ["all", *sorted(agencies)]
 
 
-def audience_resolutions(store: ObjectStore, names: list[str],
-                         work_dir: Path) -> dict[str, dict[str, pl.LazyFrame]]:
+def audience_resolutions(store: ObjectStore, names: list[str], work_dir: Path,
+                         pointers: dict[str, dict] | None = None,
+                         ) -> dict[str, dict[str, pl.LazyFrame]]:
     """Each audience's own resolution (fusionlake.pipeline.resolve), scanned from the lake.
 
     Audiences whose resolutions are copies of one (the same ``resolved_as``) get the same
     object, which lets build_and_publish share their build. An audience never resolved (an
     agency with a feed but no row it may see yet) gets none: its mart is built empty, or fails
-    its checks if it does see rows.
+    its checks if it does see rows. An incremental resolution's ``resolution_delta`` comes
+    with its tables (what an in-place update of the mart updates); each audience's resolution
+    pointer goes into ``pointers`` when given (its version, and ``incremental_of``).
     """
     out: dict[str, dict[str, pl.LazyFrame]] = {}
     by_origin: dict[str, dict[str, pl.LazyFrame]] = {}
@@ -55,6 +58,8 @@ def audience_resolutions(store: ObjectStore, names: list[str],
         keys = zones.resolution_keys(store, name)
         if pointer is None or keys is None:
             continue
+        if pointers is not None:
+            pointers[name] = pointer
         origin = pointer.get("resolved_as") or f"{name}/{pointer['version']}"
         if origin not in by_origin:
             by_origin[origin] = {table: zones.scan(zones.local_files(store, [key], work_dir),
@@ -65,8 +70,12 @@ def audience_resolutions(store: ObjectStore, names: list[str],
 
 
 def publish_marts(store: ObjectStore, ledger: Ledger, feedset: FeedSet, retention: int,
-                  staged: dict[str, pl.LazyFrame]) -> dict[str, str]:
+                  staged: dict[str, pl.LazyFrame], full: bool = False) -> dict[str, str]:
     """Build, check and publish one mart per audience from the lake; returns audience -> version.
+
+    A mart whose audience's resolution was incremental is updated in place from its previous
+    version (fusionlake.pipeline.marts.update_plan says when); ``full`` (``fusionlake run
+    --full``) rebuilds every mart. Each version's LATEST says which it was and why.
 
     ``staged`` are the scans of fusionlake.pipeline.resolve.staged_scans. The inputs are read
     from the lake's files (the staged records that count now, the latest resolution, the
@@ -79,8 +88,9 @@ def publish_marts(store: ObjectStore, ledger: Ledger, feedset: FeedSet, retentio
     if zones.resolution_keys(store) is None:
         raise MartError(f"no resolution in lake {store.uri} to publish: resolve first")
     with tempfile.TemporaryDirectory(prefix="fusionlake-mart-") as tmp:
-        resolution = audience_resolutions(store, names, Path(tmp))
+        pointers: dict[str, dict] = {}
+        resolution = audience_resolutions(store, names, Path(tmp), pointers)
         return build_and_publish(store, staged, resolution, steward_tables(store, ledger),
                                  Path(tmp), audience_names=names,
-                                 retention=retention,
+                                 retention=retention, pointers=pointers, full=full,
                                  memory_limit=memory_share(MART_MEMORY_FRACTION))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from fusionlake.lake.ledger import DropState
 from fusionlake.pipeline.land import Landed
-from fusionlake.pipeline.marts import open_latest
+from fusionlake.pipeline.marts import latest, open_latest
 from fusionlake.pipeline.report import FAIL_ON
 from fusionlake.pipeline.stage import DropResult
 
@@ -27,13 +27,17 @@ class RunSummary:
     data_docs: str | None = None
     resolution_stats: dict = field(default_factory=dict)
     mart_figures: dict[str, int] = field(default_factory=dict)
+    # per published mart: updated in place or rebuilt, and why (see mart_builds)
+    mart_builds: dict[str, dict] = field(default_factory=dict)
     noop: bool = False
 
     def stage(self, name: str, started: float) -> None:
         self.stages.append((name, time.perf_counter() - started))
 
     def fill_from_marts(self, store) -> None:
-        """Headline figures, read back from the published 'all' mart."""
+        """Headline figures, read back from the published 'all' mart, and how each mart was
+        made."""
+        self.mart_builds = mart_builds(store, self.marts)
         con = open_latest(store, "all")
         try:
             queries = {
@@ -85,6 +89,7 @@ class RunSummary:
                        "seconds": round(d.seconds, 3), "reason": d.reason,
                        "warnings": list(d.warnings)} for d in self.drops],
             "marts": {a: f"marts/{a}/{v}/fusion.duckdb" for a, v in self.marts.items()},
+            "mart_builds": dict(self.mart_builds),
             "data_docs": self.data_docs,
             "problems": list(self.problems),
             "stages": [{"stage": n, "seconds": round(sec, 3)} for n, sec in self.stages],
@@ -132,7 +137,8 @@ class RunSummary:
             lines += [f"- {d.name} ({d.drop_id[:12]}): {w}" for d, w in warnings] + [""]
         if self.marts:
             lines += ["## Published marts", ""]
-            lines += [f"- `{a}`: marts/{a}/{v}/fusion.duckdb" for a, v in self.marts.items()]
+            lines += [f"- `{a}`: marts/{a}/{v}/fusion.duckdb"
+                      f"{mart_build_note(self.mart_builds.get(a))}" for a, v in self.marts.items()]
             lines += ["", "Query: `fusionlake sql \"select * from entity limit 10\"`", ""]
         if self.data_docs and "://" in self.data_docs:  # no browser opens s3:// URLs
             lines += ["Validation reports (Data Docs): in the lake; open them with "
@@ -150,3 +156,24 @@ class RunSummary:
             lines += ["", "Resolve, by step (seconds; train_* are parts of splink_train): "
                       + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())]
         return "\n".join(lines) + "\n"
+
+
+def mart_builds(store, marts: dict[str, str]) -> dict[str, dict]:
+    """How each mart version just published was made (fusionlake.pipeline.marts.MartBuild, in
+    its LATEST): ``mode`` updated, rebuilt or copied, ``why``, seconds, records touched."""
+    out = {}
+    for audience, version in marts.items():
+        pointer = latest(store, audience) or {}
+        if pointer.get("version") == version and pointer.get("build"):
+            out[audience] = pointer["build"]
+    return out
+
+
+def mart_build_note(build: dict | None) -> str:
+    """`` (updated in place: 1,234 records touched, 2.1 s)`` or `` (rebuilt: why)``."""
+    if not build:
+        return ""
+    if build["mode"] == "updated":
+        return (f" (updated in place: {build.get('records_touched') or 0:,} records touched, "
+                f"{build['seconds']:.1f} s)")
+    return f" ({build['mode']}: {build['why']}, {build['seconds']:.1f} s)"

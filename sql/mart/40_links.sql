@@ -12,8 +12,13 @@
 -- as fast (bench/RESULTS.md). The other columns keep DuckDB's choice: zstd on every string made
 -- the mart larger.
 
+-- What an entity link is made of, as macros: the one definition of the values entities share
+-- and of a link's weight, called here and by the in-place update (sql/mart/update/), which asks
+-- the previous mart the same question. A table macro reads the tables of whichever database is
+-- current when it is called.
+
 -- Every (entity, via, value) a visible record holds, in the vocabulary of entity_link.via.
-CREATE TEMP TABLE entity_value AS
+CREATE OR REPLACE TEMP MACRO entity_values() AS TABLE
 SELECT entity_id, 'phone' AS via, e164 AS value, record_id
 FROM entity_phone WHERE e164 <> '' AND entity_id IS NOT NULL
 UNION ALL
@@ -27,56 +32,87 @@ UNION ALL
 SELECT entity_id, 'case', case_ref, record_id
 FROM entity_event WHERE case_ref <> '' AND entity_id IS NOT NULL;
 
-CREATE TEMP TABLE entity_value_holder AS
+-- A link's weight: inverse document frequency over the mart's entities (at least 2, so that the
+-- logarithm never divides by zero). A value two of a million share weighs ~0.95, one everyone
+-- shares 0. It depends on how many entities the mart holds, so an in-place update that adds
+-- entities re-weighs every link with it.
+CREATE OR REPLACE TEMP MACRO link_weight(entity_count, shared_by) AS
+    greatest(least(ln(greatest(entity_count, 2)::DOUBLE / shared_by)
+                   / ln(greatest(entity_count, 2)::DOUBLE), 1.0), 0.0);
+
+-- Whether a value is a hub: held by more entities than hub_min, the resolver's
+-- ResolveSettings.hub_min_entities (fusionlake.pipeline.marts sets it; mart_info records it).
+CREATE OR REPLACE TEMP MACRO link_is_hub(shared_by) AS
+    shared_by > CAST(getvariable('hub_min') AS INTEGER);
+
+-- The rows of entity_link are made in four statements over temp tables, each reading the one
+-- before through a table macro: the in-place update calls the same macros over the links it
+-- builds again (sql/mart/update/20_links.sql). (A macro is defined once the tables it reads
+-- exist: DuckDB checks that they do.)
+
+-- Each holder's records of a value.
+CREATE TEMP TABLE entity_value AS
+FROM entity_values();
+
+CREATE OR REPLACE TEMP MACRO value_holders() AS TABLE
 SELECT via, value, entity_id, list(DISTINCT record_id ORDER BY record_id) AS record_ids
 FROM entity_value
 GROUP BY ALL;
 
+CREATE TEMP TABLE entity_value_holder AS
+FROM value_holders();
+
+-- shared_by: how many entities hold each value (the in-place update counts them the same way).
 CREATE TEMP TABLE value_holder_count AS
 SELECT via, value, count(*) AS shared_by
 FROM entity_value_holder
 GROUP BY ALL;
 
 -- The resolver's links between entities (of this audience's own resolution).
-CREATE TEMP TABLE link_candidate AS
+CREATE OR REPLACE TEMP MACRO resolver_links() AS TABLE
 SELECT DISTINCT r.entity_id_l, r.entity_id_r, r.via, r.value
 FROM in_entity_link AS r
 WHERE r.entity_id_l <> r.entity_id_r;
 
+CREATE TEMP TABLE link_candidate AS
+FROM resolver_links();
+
 -- One side at a time, in separate statements: joined in one query, the optimizer may pair the
 -- two holder lists on (via, value) first -- every pair of holders of a compound, which ran out
--- of memory on 200,000 people.
-CREATE TEMP TABLE link_left AS
+-- of memory on 200,000 people. So the left side is stored first (link_left) ...
+CREATE OR REPLACE TEMP MACRO link_left_records() AS TABLE
 SELECT l.*, h.record_ids AS records_l
 FROM link_candidate AS l
 JOIN entity_value_holder AS h
   ON h.entity_id = l.entity_id_l AND h.via = l.via AND h.value = l.value;
+
+CREATE TEMP TABLE link_left AS
+FROM link_left_records();
+
+-- ... then each link's row, weighed over entity_count entities. A link is kept only when both
+-- entities hold the value in a visible record (the joins).
+CREATE OR REPLACE TEMP MACRO entity_link_rows(entity_count) AS TABLE
+SELECT
+    l.entity_id_l,
+    l.entity_id_r,
+    l.via,
+    l.value,
+    link_weight(entity_count, c.shared_by) AS weight,
+    link_is_hub(c.shared_by) AS is_hub,
+    c.shared_by,
+    json_object('l', l.records_l, 'r', h.record_ids) AS evidence
+FROM link_left AS l
+JOIN entity_value_holder AS h
+  ON h.entity_id = l.entity_id_r AND h.via = l.via AND h.value = l.value
+JOIN value_holder_count AS c ON c.via = l.via AND c.value = l.value;
 
 CREATE TABLE entity_link (
     entity_id_l VARCHAR, entity_id_r VARCHAR, via VARCHAR, value VARCHAR, weight DOUBLE,
     is_hub BOOLEAN, shared_by BIGINT, evidence JSON USING COMPRESSION zstd
 );
 INSERT INTO entity_link
-SELECT
-    l.entity_id_l,
-    l.entity_id_r,
-    l.via,
-    l.value,
-    -- The one definition of a link's weight (the resolver leaves it empty): inverse document
-    -- frequency over this mart's entities. A value two of a million share weighs ~0.95, one
-    -- everyone shares 0.
-    greatest(least(
-        ln(n.entities / c.shared_by) / ln(n.entities), 1.0), 0.0) AS weight,
-    -- hub_min is the resolver's ResolveSettings.hub_min_entities (fusionlake.pipeline.marts)
-    c.shared_by > (SELECT hub_min FROM mart_info) AS is_hub,
-    c.shared_by,
-    json_object('l', l.records_l, 'r', h.record_ids) AS evidence
-FROM link_left AS l
-JOIN entity_value_holder AS h
-  ON h.entity_id = l.entity_id_r AND h.via = l.via AND h.value = l.value
-JOIN value_holder_count AS c ON c.via = l.via AND c.value = l.value
-CROSS JOIN (SELECT greatest(count(*), 2)::DOUBLE AS entities FROM entity) AS n
-ORDER BY l.entity_id_l, l.entity_id_r, l.via, l.value;
+FROM entity_link_rows((SELECT count(*) FROM entity))
+ORDER BY entity_id_l, entity_id_r, via, value;
 
 -- How many resolver links the mart should show: step 90 checks none was lost.
 INSERT INTO mart_input
