@@ -372,6 +372,13 @@ def resolve_incremental(
         t = now_t
 
     new_ids = new_ids.sort().rename("record_id")
+    changed = changed_decisions(decisions_before, decisions)
+    if new_ids.len() == 0 and changed.height == 0:  # nothing for this audience: as it was
+        say("nothing new for this audience")
+        return Outcome(dict(previous), delta_frame(new_ids, previous["entity_record"],
+                                                   previous["entity_record"]),
+                       components, pl.DataFrame(schema=model.match_schema or {}),
+                       {"seconds": {}, "counts": {"new_records": 0, "affected_records": 0}})
     new_tables = _rows(scans, new_ids, columns)
     holders = _identity_holders(scans, new_tables["identifier"])
     oversize = oversize_values(holders, new_ids, settings)
@@ -384,7 +391,6 @@ def resolve_incremental(
     match_new, pairs_new = score_new(new_tables, model, settings, old_match)
     lap("scoring", f"{pairs_new.height:,} pairs of the new records scored")
 
-    changed = changed_decisions(decisions_before, decisions)
     edges = pl.concat([touching_edges(pairs_new, holders, new_ids, settings), changed]).unique()
     affected = affected_records(new_ids, edges, components)
     # An old record holding an identity number that too many records hold has review pairs

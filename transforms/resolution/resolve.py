@@ -21,6 +21,7 @@ All thresholds and comparisons are declared in transforms/resolution/settings.py
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -106,13 +107,19 @@ class Resolution:
 
 
 class _Timer:
-    def __init__(self, stats: dict[str, Any]) -> None:
+    """Seconds per stage into ``stats["seconds"]``, and a line per stage to ``progress``."""
+
+    def __init__(self, stats: dict[str, Any],
+                 progress: Callable[[str, str], None] | None = None) -> None:
         self.seconds = stats.setdefault("seconds", {})
         self.t = time.perf_counter()
+        self.progress = progress
 
-    def lap(self, stage: str) -> None:
+    def lap(self, stage: str, counts: str = "") -> None:
         now = time.perf_counter()
         self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self.t
+        if self.progress is not None:
+            self.progress(stage, f"{counts + ' ' if counts else ''}in {now - self.t:.1f} s")
         self.t = now
 
 
@@ -271,6 +278,7 @@ def resolve(
     settings: ResolveSettings | None = None,
     now: datetime | None = None,
     kept: KeptModel | None = None,
+    progress: Callable[[str, str], None] | None = None,
 ) -> Resolution:
     """Resolve person records of all agencies into entities.
 
@@ -283,6 +291,7 @@ def resolve(
         settings: thresholds and comparisons; ``ResolveSettings()`` when omitted.
         now: time stamp of the history rows (``datetime.now(UTC)`` when omitted).
         kept: score with this model (and its term frequencies) instead of training one.
+        progress: called with (step, "counts in seconds") as each step ends.
 
     Returns:
         Resolution with entity_record, record_link, entity_link, entity_history, review_pair;
@@ -294,7 +303,7 @@ def resolve(
     settings = settings or ResolveSettings()
     now = now or datetime.now(UTC)
     stats: dict[str, Any] = {"seconds": {}}
-    timer = _Timer(stats)
+    timer = _Timer(stats, progress)
     tables = checked_tables(tables)
     person = tables["person_record"]
     records = person["record_id"]
@@ -302,10 +311,15 @@ def resolve(
     match = match_frame(tables, settings)
     if kept is not None and kept.match_schema:  # the columns the kept model was scored on
         match = conform_match(match, kept.match_schema)
-    timer.lap("match")
+    timer.lap("match", f"{match.height:,} records")
     scored_pairs = score_pairs(match, settings, stats, kept=kept)
     pairs, names = scored_pairs.pairs, scored_pairs.names
     timer.t = time.perf_counter()  # score_pairs timed its own stages
+    if progress is not None:
+        seconds = stats["seconds"]
+        progress("training", f"{stats.get('model', 'no model')} in "
+                 f"{seconds.get('splink_train', 0.0):.1f} s")
+        progress("scoring", f"{pairs.height:,} pairs in {seconds.get('splink_predict', 0.0):.1f} s")
     pairs = _ordered(pairs) if pairs.height else pairs
     try:
         core = resolve_scored(tables, records, match, pairs, names, scored_pairs.against,
@@ -317,9 +331,9 @@ def resolve(
     # links need more.
     del pairs, scored_pairs, core
     links = entity_links(association_values(tables, settings), entity_record, settings)
-    timer.lap("entity_link")
+    timer.lap("entity_link", f"{links.height:,} entity links")
     hist = history(entity_record, previous, record_link, now)
-    timer.lap("history")
+    timer.lap("history", f"{hist.height:,} changes")
     model = stats.pop("scoring_model", None)
     if model is not None:
         stats["state"] = KeptState(match, component_labels(comps), model)
@@ -411,18 +425,18 @@ def resolve_scored(
         .unique(["record_id_l", "record_id_r", "rule"])
         .join(scored, on=["record_id_l", "record_id_r"], how="left")
     )
-    timer.lap("edges")
+    timer.lap("edges", f"{edges.height:,} candidate edges")
 
     comps = components(records, edges)
     against = _ordered(against_of(comps))
     result = cluster(records, edges, unique_ids, must_not, against, settings)
-    timer.lap("cluster")
+    timer.lap("cluster", f"{records.len():,} records")
 
     ids = assign_ids(result.clusters, previous, taken)
     entity_record = conform(
         result.clusters.join(ids, on="cluster").sort("record_id"), "entity_record"
     )
-    timer.lap("ids")
+    timer.lap("ids", f"{entity_record['entity_id'].n_unique():,} entities")
 
     facts = _facts(person, match)
     agreed, disagreed = _agreement(names)
@@ -445,7 +459,7 @@ def resolve_scored(
         "scored_apart_pairs": against.height,
         "review_pairs": review.height,
     }
-    timer.lap("explain")
+    timer.lap("explain", f"{record_link.height:,} record links, {review.height:,} review pairs")
     return entity_record, record_link, review, counts, comps
 
 
