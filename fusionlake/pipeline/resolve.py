@@ -216,11 +216,11 @@ def read_state(store: ObjectStore, audience: str, version: str, work_dir: Path) 
     from transforms.resolution.splink import KeptModel
 
     try:
-        info = json.loads(store.get(layout.resolution_state_key(audience, version,
-                                                                 STATE_FILE)))
+        data = store.get(layout.resolution_state_key(audience, version, STATE_FILE))
     except NotFound:
         raise StateError(f"no kept state for resolution version {version}") from None
     try:
+        info = json.loads(data)
         if info.get("resolution_version") != version:
             raise StateError(f"the kept state names resolution version "
                              f"{info.get('resolution_version')}, not {version}")
@@ -292,8 +292,11 @@ def _prune_states(store: ObjectStore, audience: str) -> None:
     for k in keys:
         version = k[len(prefix) + 1:].split("/", 1)[0]
         if k.endswith("/" + STATE_FILE) and version in live:
-            info = json.loads(store.get(k))
-            named |= {*info["match_parts"], *info["tf_tables"].values(), info["components"], k}
+            try:
+                info = json.loads(store.get(k))
+                named |= {*info["match_parts"], *info["tf_tables"].values(), info["components"]}
+            except (ValueError, KeyError, TypeError):  # unusable anyway (read_state says why)
+                continue
     for k in keys:
         version = k[len(prefix) + 1:].split("/", 1)[0]
         if version not in live and k not in named:
