@@ -153,9 +153,10 @@ def _pairs(entity_record: pl.DataFrame) -> set[tuple[str, str]]:
 def test_incremental_and_retrained_full_runs_agree(lake, scenario, tmp_path):
     """D1 then D2 (model trained on D1) against D1+D2 in one run (model trained on both).
 
-    Measured on this scenario: pairwise F1 0.998 between the two partitions of 3,398 records;
-    the difference is the model trained on 60 records fewer, not the increment (the test above
-    shows the increment is exact with the same model).
+    Measured on this scenario: pairwise F1 0.9996 between the two partitions (2,397 and 2,395
+    same-entity record pairs, 2,395 of them in both); the difference is the model trained on 60
+    records fewer, not the increment (the test above shows the increment is exact with the
+    same model).
     """
     gen, d1, d2, _ = scenario
     store = open_store(lake)
@@ -171,7 +172,7 @@ def test_incremental_and_retrained_full_runs_agree(lake, scenario, tmp_path):
     both = len(a & b)
     f1 = 2 * both / (len(a) + len(b))
     assert len(a) > 1000
-    assert f1 >= 0.99, f1
+    assert f1 >= 0.999, f1
 
 
 def test_superseded_rows_make_a_full_resolution(lake, scenario):

@@ -9,11 +9,13 @@ gives: the same entities with the same ids, links, review pairs, entity links an
 from __future__ import annotations
 
 import importlib.util
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
+from test_resolve import CN_X, ident, person
+from test_resolve import tables as make_tables
 
 from fusionlake.synth import generate
 from transforms.resolution import incremental
@@ -105,3 +107,59 @@ def test_delta_holds_the_new_records_and_every_record_of_a_touched_entity(lake):
     joined = delta.filter(pl.col("entity_id_before").is_null()
                           & pl.col("entity_id_after").is_in(list(touched_before)))
     assert joined.height > 10
+
+
+def test_a_new_record_bridging_two_entities_merges_them_with_history(tmp_path):
+    """Two old entities, one holding a CN resident ID and one a passport; a new record holding
+    both joins them. The merged entity keeps the id of the entity with the earliest record."""
+    old = [person("d1:1", "WANG WEI", date(1990, 3, 7)),
+           person("d1:2", "WONG WAI", None, sex=None, agency="th_imm"),
+           person("d1:3", "LI NA", date(1985, 1, 2), sex="F")]
+    old_ids = [ident("d1:1", "cn_resident_id", CN_X), ident("d1:2", "passport", "E12345678")]
+    new = [person("d2:1", "WANG WEI", None, sex=None, drop="d2", agency="mm_police")]
+    new_ids_rows = [ident("d2:1", "cn_resident_id", CN_X), ident("d2:1", "passport", "E12345678")]
+    first = resolve(make_tables(old, old_ids), now=NOW)
+    assert first.entity_record["entity_id"].n_unique() == 3
+    state = first.stats["state"]
+    state.match.write_parquet(tmp_path / "match.parquet")
+    every = make_tables(old + new, old_ids + new_ids_rows)
+    out = incremental.resolve_incremental(
+        {t: f.lazy() for t, f in every.items()}, pl.Series(["d2:1"]), state.model,
+        [tmp_path / "match.parquet"], state.components, _frames(first), None, None,
+        ResolveSettings(), LATER)
+    er = dict(out.frames["entity_record"].iter_rows())
+    ids = dict(first.entity_record.select("record_id", "entity_id").iter_rows())
+    ea, eb, ec = (ids[r] for r in ("d1:1", "d1:2", "d1:3"))
+    assert dict(out.frames["entity_record"].select("record_id", "entity_id").iter_rows()) == {
+        "d1:1": ea, "d1:2": ea, "d2:1": ea, "d1:3": ec}, er
+    history = out.frames["entity_history"].slice(first.entity_history.height)
+    assert history.select("old_entity_id", "new_entity_id", "change").rows() == [
+        (ea, ea, "merge"), (eb, ea, "merge")]
+    assert "identifier" in history["reason"][0]
+    assert out.delta.rows() == [("d1:1", ea, ea), ("d1:2", eb, ea), ("d2:1", None, ea)]
+    links = out.frames["record_link"].select("record_id_l", "record_id_r", "rule").rows()
+    assert links == [("d1:1", "d2:1", "identifier"), ("d1:2", "d2:1", "identifier")]
+    # the same as a full resolution with that model
+    full = resolve(every, previous=first.entity_record, now=LATER, kept=state.model)
+    assert out.frames["entity_record"].equals(full.entity_record)
+    assert history.equals(full.entity_history)
+
+
+def test_an_identifier_pushed_over_the_group_limit_declines(lake):
+    """A new record holding a number that then has more holders than identifier_max_group:
+    the number stops linking the old holders too, which only a full run sees."""
+    tables, _truth, new_ids, first, state, match_file = lake
+    holders = tables["identifier"].filter(
+        pl.col("kind") == "cn_resident_id", pl.col("check_valid"),
+        ~pl.col("record_id").is_in(new_ids.implode())).group_by("value_normalised").len()
+    value, n = holders.sort("len", "value_normalised", descending=[True, False]).row(0)
+    settings = ResolveSettings(identifier_max_group=n)
+    extra = tables["identifier"].filter(pl.col("record_id") == new_ids[0]).head(1).with_columns(
+        pl.lit("cn_resident_id").alias("kind"), pl.lit(value).alias("value_normalised"),
+        pl.lit(True).alias("check_valid"))
+    every = {**tables, "identifier": pl.concat([tables["identifier"], extra])}
+    with pytest.raises(incremental.Declined, match=f"cn_resident_id {value} of a new record "
+                       f"is held by {n + 1} records, more than identifier_max_group={n}"):
+        incremental.resolve_incremental(
+            {t: f.lazy() for t, f in every.items()}, new_ids, state.model, [match_file],
+            state.components, _frames(first), None, None, settings, LATER)

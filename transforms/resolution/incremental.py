@@ -426,6 +426,8 @@ def resolve_incremental(
     values = association_values(tables, settings).select("via", "value").unique()
     value_holders = {}
     for via, (table, column, _kinds) in settings.associations.items():
+        if table not in scans:  # a table the caller has none of
+            continue
         wanted = values.filter(pl.col("via") == via)["value"].implode()
         frame = scans[table].filter(pl.col(column).is_in(wanted))
         value_holders[table] = pl.concat(
