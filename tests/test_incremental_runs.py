@@ -77,6 +77,16 @@ def lake(scenario, tmp_path):
     return str(copy)
 
 
+@pytest.fixture
+def any_lake(scenario, lake_uri):
+    """The lake after the first run, copied onto each backend (local folder, S3)."""
+    source = open_store(str(scenario[3]))
+    target = open_store(lake_uri)
+    for key in source.list(""):
+        target.put(key, source.get(key))
+    return lake_uri
+
+
 def _mode(summary, group: str = GROUP) -> dict[str, str]:
     return summary.resolution_stats["resolve mode"][group]
 
@@ -85,7 +95,8 @@ def _pointer(store, audience: str = "all") -> dict:
     return versions.read_pointer(store, layout.resolution_prefix(audience))
 
 
-def test_a_follow_up_drop_is_resolved_incrementally_with_a_delta(lake, scenario):
+def test_a_follow_up_drop_is_resolved_incrementally_with_a_delta(any_lake, scenario):
+    lake = any_lake
     store = open_store(lake)
     before = zones.read_resolution(store)
     deliver(store, "mm_police", "detainees", [scenario[2]])
@@ -281,3 +292,20 @@ def test_the_flow_passes_full(prefect_harness, lake):
     summary = pipeline(lake=lake, full=True)
     assert _mode(summary)["mode"] == "full"
     assert "--full" in _mode(summary)["why"]
+
+
+def test_bad_incremental_settings_are_user_errors(monkeypatch, capsys, tmp_path):
+    from fusionlake.cli import build_parser, main
+
+    assert build_parser().parse_args(["run", "--full"]).full is True
+    for name, value in (("FUSIONLAKE_INCREMENTAL_MAX_SHARE", "lots"),
+                        ("FUSIONLAKE_INCREMENTAL_MAX_SHARE", "1.5"),
+                        ("FUSIONLAKE_FULL_EVERY", "0")):
+        monkeypatch.setenv(name, value)
+        assert main(["drops", "--lake", str(tmp_path)]) == 2
+        assert f"{name}={value!r}" in capsys.readouterr().err
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("FUSIONLAKE_FULL_EVERY", "4")
+    monkeypatch.setenv("FUSIONLAKE_INCREMENTAL_MAX_SHARE", "0.25")
+    settings = Settings.from_env(str(tmp_path))
+    assert (settings.full_every, settings.incremental_max_share) == (4, 0.25)

@@ -25,6 +25,31 @@ resolving, so transforms.resolution is imported where it is used.
 Each model trained on the data is kept in the lake (``models/splink_model.json``); a run whose
 training fails resolves with it instead of failing (transforms/resolution/splink.py), and its
 run summary says so.
+
+**Incremental runs.** A scheduled run over a small drop does not resolve the lake again. Each
+resolution version keeps, beside the model, what the next run needs
+(``models/<audience>/state/<version>/``: the scoring model with its term-frequency tables,
+every record's match frame as Parquet parts, each record's component of the candidate-edge
+graph, the steward decisions applied). When records were only added, the next run scores the
+new ones against the kept match frames with the kept model and re-resolves only the
+components they touch (transforms/resolution/incremental.py): it reads the new records' rows,
+the affected records' rows and the holders of their identifier and association values, never
+every staged table. The version it writes holds the complete tables plus ``resolution_delta``
+(the records whose entity may differ), and its pointer says ``incremental_of``.
+
+It resolves in full instead (and says why in the run summary) on the first run, when a record
+resolved before is no longer staged (superseded or withdrawn), when the new records are more
+than ``FUSIONLAKE_INCREMENTAL_MAX_SHARE`` (default 0.1) of the audience's records, every
+``FUSIONLAKE_FULL_EVERY`` runs (default 96, a day of 15-minute runs: the model is retrained),
+on ``fusionlake run --full``, when the kept state of the current version is missing or
+unreadable (a run killed between the two writes leaves a version without ``state.json``, which
+is never trusted), when a new record's identifier is held by more than identifier_max_group
+records, or when the new records fill a column the kept model does not compare. Changed
+steward decisions do not force a full run: their records' components are re-resolved.
+
+With the same model an incremental run gives exactly what a full run gives. The one difference
+is the model itself: it is not retrained, and its term frequencies (how common a name is)
+stay those of the records it was trained on until the next full run.
 """
 
 from __future__ import annotations
