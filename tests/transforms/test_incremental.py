@@ -163,3 +163,36 @@ def test_an_identifier_pushed_over_the_group_limit_declines(lake):
         incremental.resolve_incremental(
             {t: f.lazy() for t, f in every.items()}, new_ids, state.model, [match_file],
             state.components, _frames(first), None, None, settings, LATER)
+
+
+def test_a_placeholder_number_held_by_too_many_already_stays_incremental(tmp_path):
+    """A passport number typed for more people than identifier_max_group (a placeholder) is no
+    evidence for anyone. A new record carrying it changes nothing for the old holders but its
+    review pairs: the run stays incremental, and the new record's match frame leaves the
+    number out as a full run does (with it, the same-named holders would score as a match)."""
+    settings = ResolveSettings(identifier_max_group=3)
+    # four old holders of the placeholder, three of them namesakes born on other days
+    old = [person("d1:1", "WANG WEI", date(1961, 1, 1)),
+           person("d1:2", "WANG WEI", date(1972, 2, 2)),
+           person("d1:3", "WANG WEI", date(1983, 3, 3)),
+           person("d1:4", "LI NA", date(1985, 1, 2))]
+    placeholder = [ident(f"d1:{i}", "passport", "000000000") for i in (1, 2, 3, 4)]
+    new = [person("d2:1", "WANG WEI", date(1994, 4, 4), drop="d2")]
+    first = resolve(make_tables(old, placeholder), now=NOW, settings=settings)
+    state = first.stats["state"]
+    state.match.write_parquet(tmp_path / "match.parquet")
+    every = make_tables(old + new, [*placeholder, ident("d2:1", "passport", "000000000")])
+    out = incremental.resolve_incremental(
+        {t: f.lazy() for t, f in every.items()}, pl.Series(["d2:1"]), state.model,
+        [tmp_path / "match.parquet"], state.components, _frames(first), None, None,
+        settings, LATER)
+    full = resolve(every, previous=first.entity_record, now=LATER, kept=state.model,
+                   settings=settings)
+    for name in ("entity_record", "record_link", "entity_link", "review_pair"):
+        assert out.frames[name].equals(getattr(full, name)), name
+    assert out.new_match.filter(pl.col("record_id") == "d2:1")["passport_no"].to_list() == [None]
+    # the placeholder's review pairs now name the new holder too
+    reason = "identifier passport:CN 000000000 is held by too many records to be one person"
+    pairs = out.frames["review_pair"].filter(pl.col("reason") == reason)
+    assert pairs.select("record_id_l", "record_id_r").rows() == [
+        ("d1:1", "d1:2"), ("d1:1", "d1:3"), ("d1:1", "d1:4"), ("d1:1", "d2:1")]

@@ -75,19 +75,28 @@ _PAIR = ["record_id_l", "record_id_r"]
 
 
 def score_new(new_tables: dict[str, pl.DataFrame], model: KeptModel, settings: ResolveSettings,
-              old_match: list[Path]) -> tuple[pl.DataFrame, pl.DataFrame]:
+              old_match: list[Path], holders: pl.DataFrame | None = None,
+              ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The new records' match frame and every pair involving one of them, scored.
 
     Args:
         new_tables: staged rows of the new records only.
         model: the kept model (its ``match_schema`` is the match frame's).
         old_match: Parquet files of the kept match frames of the old records.
+        holders: identifier rows of every other record holding a value a new record holds:
+            a value held by more than ``identifier_max_group`` records is left out of the
+            match frame, and only all its holders tell.
 
     Returns:
         (match frame of the new records, scored pairs ordered l < r: all of them, none dropped
         by a threshold).
     """
     tables = checked_tables(new_tables)
+    if holders is not None and holders.height:
+        own = tables["identifier"]
+        others = holders.filter(~pl.col("record_id").is_in(own["record_id"].implode()))
+        tables = {**tables, "identifier": pl.concat([own, others.select(own.columns)],
+                                                    how="vertical_relaxed")}
     match = match_frame(tables, settings)
     if model.match_schema:
         match = conform_match(match, model.match_schema)
@@ -119,10 +128,12 @@ def touching_edges(pairs: pl.DataFrame, identity: pl.DataFrame, new_ids: pl.Seri
 
 def oversize_values(identifier: pl.DataFrame, new_ids: pl.Series,
                     settings: ResolveSettings) -> pl.DataFrame:
-    """Identifier values of the new records held by more than ``identifier_max_group``
-    records (new and old): such a value stops being evidence for every holder (its old links
-    go away, its old match-frame column empties), which an incremental run cannot see, so
-    the run is a full one.
+    """Identifier values the new records push over ``identifier_max_group`` holders (at most
+    that many old holders, more with the new ones): such a value stops being evidence for every
+    old holder (its old links go away, its old match-frame column empties), which an
+    incremental run cannot see, so the run is a full one. A value that had too many holders
+    already (a placeholder typed for many people) changes nothing for the old holders but its
+    review pairs, which the affected set covers.
 
     Args:
         identifier: staged identifier rows of every holder of the new records' values.
@@ -136,10 +147,14 @@ def oversize_values(identifier: pl.DataFrame, new_ids: pl.Series,
                                & pl.col("kind").is_in(list(kinds))
                                & pl.col("value_normalised").is_not_null()).select(
         "kind", "value_normalised").unique()
+    new = pl.col("record_id").is_in(new_ids.implode())
     return (identifier.join(values, on=["kind", "value_normalised"])
             .group_by("kind", "value_normalised")
-            .agg(pl.col("record_id").n_unique().alias("holders"))
-            .filter(pl.col("holders") > settings.identifier_max_group)
+            .agg(pl.col("record_id").n_unique().alias("holders"),
+                 pl.col("record_id").filter(~new).n_unique().alias("_old"))
+            .filter((pl.col("holders") > settings.identifier_max_group)
+                    & (pl.col("_old") <= settings.identifier_max_group))
+            .drop("_old")
             .sort("kind", "value_normalised"))
 
 
@@ -388,7 +403,7 @@ def resolve_incremental(
                        f"more than identifier_max_group={settings.identifier_max_group}")
     lap("read", f"{new_ids.len():,} new records")
 
-    match_new, pairs_new = score_new(new_tables, model, settings, old_match)
+    match_new, pairs_new = score_new(new_tables, model, settings, old_match, holders)
     lap("scoring", f"{pairs_new.height:,} pairs of the new records scored")
 
     edges = pl.concat([touching_edges(pairs_new, holders, new_ids, settings), changed]).unique()
