@@ -61,7 +61,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -188,7 +188,7 @@ def resolve_audiences(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id
                                        origin=f"{group[0]}/{version}")
             else:
                 resolve_lake(store, visible, run_id, retention, audience=other,
-                             options=replace(options, full=True))
+                             options=options)
         if ALL in group:
             stats = resolution.stats
         per_group["+".join(group)] = round(time.perf_counter() - t0, 3)

@@ -196,3 +196,12 @@ def test_a_placeholder_number_held_by_too_many_already_stays_incremental(tmp_pat
     pairs = out.frames["review_pair"].filter(pl.col("reason") == reason)
     assert pairs.select("record_id_l", "record_id_r").rows() == [
         ("d1:1", "d1:2"), ("d1:1", "d1:3"), ("d1:1", "d1:4"), ("d1:1", "d2:1")]
+
+
+def test_decisions_about_records_resolved_elsewhere_change_nothing(lake):
+    """A decision about records this resolution does not hold (another audience's rows, a
+    superseded record) is not a change to fold in: the delta is the same as without it."""
+    decided = pl.DataFrame({
+        "record_id_l": ["elsewhere:1"], "record_id_r": ["elsewhere:2"], "decision": ["same"],
+        "decided_by": ["steward"], "reason": ["one person"], "decided_at": [LATER]})
+    assert _increment(lake, decisions=decided).delta.equals(_increment(lake).delta)

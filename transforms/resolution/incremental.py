@@ -387,7 +387,12 @@ def resolve_incremental(
         t = now_t
 
     new_ids = new_ids.sort().rename("record_id")
-    changed = changed_decisions(decisions_before, decisions)
+    # Only decisions about records of this resolution apply (another audience's, or a
+    # superseded record's, stay out: as in a full run).
+    known = pl.concat([previous["entity_record"]["record_id"], new_ids]).implode()
+    standing = latest_decisions(decisions).filter(
+        pl.col("record_id_l").is_in(known) & pl.col("record_id_r").is_in(known))
+    changed = changed_decisions(decisions_before, standing)
     if new_ids.len() == 0 and changed.height == 0:  # nothing for this audience: as it was
         say("nothing new for this audience")
         return Outcome(dict(previous), delta_frame(new_ids, previous["entity_record"],
