@@ -238,7 +238,10 @@ def _kept_linker(db_api: Any, records: Any, kept: KeptModel) -> Any:
     """A linker on ``records`` with the kept model and its frozen term frequencies."""
     from splink import Linker
 
-    linker = Linker(records, json.loads(kept.model_json), log_level=None)
+    # validated when it was trained: checking its SQL against the columns again costs a
+    # quarter of a second per linker, twice per incremental run
+    linker = Linker(records, json.loads(kept.model_json), log_level=None,
+                    validate_settings=False)
     for column, table in kept.tf_tables.items():
         tf = db_api.register(table.to_arrow(), table_name=f"fl_tf_{column}")
         linker.table_management.register_term_frequency_lookup(tf, column)
