@@ -205,3 +205,19 @@ def test_decisions_about_records_resolved_elsewhere_change_nothing(lake):
         "record_id_l": ["elsewhere:1"], "record_id_r": ["elsewhere:2"], "decision": ["same"],
         "decided_by": ["steward"], "reason": ["one person"], "decided_at": [LATER]})
     assert _increment(lake, decisions=decided).delta.equals(_increment(lake).delta)
+
+
+def test_new_records_filling_a_column_the_model_never_compared_decline(lake):
+    """The first feed with addresses: a full run would compare postcodes, the kept model
+    cannot, so the run is a full one (and trains a model that does)."""
+    tables, _truth, new_ids, first, state, match_file = lake
+    assert "postcode" not in state.model.match_schema
+    person = tables["person_record"].with_columns(
+        pl.when(pl.col("record_id").is_in(new_ids.implode())).then(pl.lit("10110"))
+        .otherwise(pl.col("postcode")).alias("postcode"))
+    with pytest.raises(incremental.Declined, match="new records fill postcode, which the kept "
+                       "model does not compare"):
+        incremental.resolve_incremental(
+            {**{t: f.lazy() for t, f in tables.items()}, "person_record": person.lazy()},
+            new_ids, state.model, [match_file], state.components, _frames(first), None, None,
+            ResolveSettings(), LATER)

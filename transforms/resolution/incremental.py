@@ -31,8 +31,9 @@ decides when to run it and reads only the rows it needs.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -53,7 +54,13 @@ from transforms.resolution.resolve import (
     resolve_scored,
 )
 from transforms.resolution.settings import ResolveSettings
-from transforms.resolution.splink import KeptModel, kept_names, match_frame, score_with_kept
+from transforms.resolution.splink import (
+    KeptModel,
+    KeptScorer,
+    _populated,
+    kept_names,
+    match_frame,
+)
 
 __all__ = [
     "Declined",
@@ -74,9 +81,21 @@ __all__ = [
 _PAIR = ["record_id_l", "record_id_r"]
 
 
+@contextlib.contextmanager
+def _scoring(model: KeptModel, settings: ResolveSettings,
+             scorer: KeptScorer | None) -> Iterator[KeptScorer]:
+    """The caller's scorer, or one of its own for this call (a scorer holds a DuckDB and a
+    linker: one per run saves setting them up again)."""
+    if scorer is not None:
+        yield scorer
+        return
+    with KeptScorer(model, settings) as own:
+        yield own
+
+
 def score_new(new_tables: dict[str, pl.DataFrame], model: KeptModel, settings: ResolveSettings,
               old_match: list[Path], holders: pl.DataFrame | None = None,
-              ) -> tuple[pl.DataFrame, pl.DataFrame]:
+              scorer: KeptScorer | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The new records' match frame and every pair involving one of them, scored.
 
     Args:
@@ -99,8 +118,13 @@ def score_new(new_tables: dict[str, pl.DataFrame], model: KeptModel, settings: R
                                                     how="vertical_relaxed")}
     match = match_frame(tables, settings)
     if model.match_schema:
+        unseen = sorted(_populated(match) - set(model.match_schema))
+        if unseen:  # a full run would compare them: the model must be trained again
+            raise Declined(f"new records fill {', '.join(unseen)}, which the kept model does "
+                           "not compare")
         match = conform_match(match, model.match_schema)
-    return match, score_with_kept(model, settings, match, old_match)
+    with _scoring(model, settings, scorer) as scoring:
+        return match, scoring.score(match, old_match)
 
 
 def touching_edges(pairs: pl.DataFrame, identity: pl.DataFrame, new_ids: pl.Series,
@@ -212,6 +236,7 @@ def resolve_increment(
     taken: set[str],
     settings: ResolveSettings,
     now: datetime,
+    scorer: KeptScorer | None = None,
 ) -> Increment:
     """Resolve the affected records (whole components) with the kept model.
 
@@ -228,8 +253,8 @@ def resolve_increment(
     timer = _Timer(stats)
     tables = checked_tables(tables)
     records = tables["person_record"]["record_id"].sort()
-    every = score_with_kept(model, settings, match.filter(pl.col("record_id").is_in(
-        records.implode())))
+    with _scoring(model, settings, scorer) as scoring:
+        every = scoring.score(match.filter(pl.col("record_id").is_in(records.implode())))
     timer.lap("splink_predict")
     pairs = every.filter(pl.col("match_probability") >= settings.predict_threshold)
     low = every.filter(pl.col("match_probability") < settings.review_low).select(_PAIR)
@@ -344,7 +369,14 @@ def _identity_holders(scans: dict[str, pl.LazyFrame], identifier: pl.DataFrame,
     return scans["identifier"].join(values.lazy(), on=["kind", "value_normalised"]).collect()
 
 
-def resolve_incremental(
+def resolve_incremental(*args: Any, **kwargs: Any) -> Outcome:
+    """See :func:`_resolve_incremental` (its scorer closed however it ends)."""
+    with contextlib.ExitStack() as stack:
+        return _resolve_incremental(stack, *args, **kwargs)
+
+
+def _resolve_incremental(
+    stack: contextlib.ExitStack,
     scans: dict[str, pl.LazyFrame],
     new_ids: pl.Series,
     model: KeptModel,
@@ -408,7 +440,8 @@ def resolve_incremental(
                        f"more than identifier_max_group={settings.identifier_max_group}")
     lap("read", f"{new_ids.len():,} new records")
 
-    match_new, pairs_new = score_new(new_tables, model, settings, old_match, holders)
+    scorer = stack.enter_context(KeptScorer(model, settings))
+    match_new, pairs_new = score_new(new_tables, model, settings, old_match, holders, scorer)
     lap("scoring", f"{pairs_new.height:,} pairs of the new records scored")
 
     edges = pl.concat([touching_edges(pairs_new, holders, new_ids, settings), changed]).unique()
@@ -437,7 +470,9 @@ def resolve_incremental(
     prev_er = previous["entity_record"]
     inc = resolve_increment(tables, match, model, decisions,
                             prev_er.filter(pl.col("record_id").is_in(affected.implode())),
-                            set(prev_er["entity_id"].unique().to_list()), settings, now)
+                            set(prev_er["entity_id"].unique().to_list()), settings, now,
+                            scorer)
+    stack.close()  # DuckDB's memory back before the frames are merged
     stats["seconds"].update({f"increment_{k}": round(v, 3)
                              for k, v in inc.stats["seconds"].items()})
     lap("clustering", f"{inc.entity_record['entity_id'].n_unique():,} entities of the "

@@ -291,56 +291,95 @@ def kept_names(kept: KeptModel) -> list[str]:
     return [c["output_column_name"] for c in json.loads(kept.model_json)["comparisons"]]
 
 
+class KeptScorer:
+    """Scores pairs with a kept model: one DuckDB and one linker for all the calls of a run.
+
+    Use as a context manager; :meth:`score` may be called several times.
+    """
+
+    def __init__(self, kept: KeptModel, settings: ResolveSettings) -> None:
+        self.kept = kept
+        self.names = kept_names(kept)
+        self.settings = settings
+        self._con: Any = None
+        self._linker: Any = None
+        self._calls = 0
+
+    def __enter__(self) -> KeptScorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            shutil.rmtree(self._spill, ignore_errors=True)
+            self._con = None
+
+    def _register(self, table: Any) -> Any:
+        from splink import DuckDBAPI
+
+        if self._con is None:
+            self._con, self._spill = _connect(self.settings.duckdb_memory_fraction)
+            self._db_api = DuckDBAPI(connection=self._con)
+        self._calls += 1
+        frame = self._db_api.register(table, table_name=f"fl_in_{self._calls}")
+        if self._linker is None:
+            self._linker = _kept_linker(self._db_api, frame, self.kept)
+        return frame
+
+    def score(self, new: pl.DataFrame, old: list[Path] | None = None) -> pl.DataFrame:
+        """Pairs within ``new`` and, given ``old`` (Parquet files of match frames), between
+        ``old`` and ``new``; never within ``old``.
+
+        Blocking is the model's own rules, so the pairs are exactly those a full scoring of
+        old + new would give that involve a new record (every pair, none dropped by
+        threshold).
+
+        Returns:
+            record_id_l, record_id_r (ordered: l < r), match_probability, match_weight,
+            match_key, w_<comparison>.
+        """
+        names = self.names
+        if new.height == 0 or not names:
+            return pl.DataFrame(schema={"record_id_l": pl.String, "record_id_r": pl.String,
+                                        "match_probability": pl.Float64,
+                                        "match_weight": pl.Float64, "match_key": pl.String,
+                                        **{f"w_{n}": pl.Float64 for n in names}})
+        fresh = self._register(new.to_arrow(compat_level=pl.CompatLevel.newest()))
+        inference = self._linker.inference
+        parts = [pl.from_arrow(inference.predict_within(
+            fresh, warning_mode="never").as_duckdbpyrelation().to_arrow_table())]
+        if old:
+            files = ", ".join(f"'{p}'" for p in old)
+            cols = ", ".join(f'"{c}"' for c in new.columns)
+            view = f"fl_old_view_{self._calls}"
+            self._con.execute(f"CREATE VIEW {view} AS SELECT {cols} "
+                              f"FROM read_parquet([{files}], union_by_name = true)")
+            parts.append(pl.from_arrow(inference.predict_between(
+                self._register(view), fresh,
+                warning_mode="never").as_duckdbpyrelation().to_arrow_table()))
+        both = pl.concat([p.select(_pred_columns(p, names)) for p in parts],
+                         how="vertical_relaxed")
+        self._con.register("fl_pred", both.to_arrow())
+        pairs = _pairs_of(self._con.sql("SELECT * FROM fl_pred"), names)
+        self._con.unregister("fl_pred")
+        lo = pl.min_horizontal("record_id_l", "record_id_r")
+        hi = pl.max_horizontal("record_id_l", "record_id_r")
+        return pairs.with_columns(lo.alias("record_id_l"), hi.alias("record_id_r")).sort(
+            "record_id_l", "record_id_r")
+
+
 def score_with_kept(
     kept: KeptModel,
     settings: ResolveSettings,
     new: pl.DataFrame,
     old: list[Path] | None = None,
 ) -> pl.DataFrame:
-    """Pairs scored with a kept model: within ``new`` and, given ``old`` (Parquet files of
-    match frames), between ``old`` and ``new``; never within ``old``.
-
-    Blocking is the model's own rules, so the pairs are exactly those a full scoring of
-    old + new would give that involve a new record (every pair, none dropped by threshold).
-
-    Returns:
-        record_id_l, record_id_r (ordered: l < r), match_probability, match_weight,
-        match_key, w_<comparison>.
-    """
-    from splink import DuckDBAPI
-
-    names = kept_names(kept)
-    if new.height == 0 or not names:
-        return pl.DataFrame(schema={"record_id_l": pl.String, "record_id_r": pl.String,
-                                    "match_probability": pl.Float64,
-                                    "match_weight": pl.Float64, "match_key": pl.String,
-                                    **{f"w_{n}": pl.Float64 for n in names}})
-    con, spill = _connect(settings.duckdb_memory_fraction)
-    try:
-        db_api = DuckDBAPI(connection=con)
-        fresh = db_api.register(new.to_arrow(compat_level=pl.CompatLevel.newest()),
-                                table_name="fl_new")
-        linker = _kept_linker(db_api, fresh, kept)
-        parts = [pl.from_arrow(linker.inference.predict_within(
-            fresh, warning_mode="never").as_duckdbpyrelation().to_arrow_table())]
-        if old:
-            files = ", ".join(f"'{p}'" for p in old)
-            cols = ", ".join(f'"{c}"' for c in new.columns)
-            con.execute(f"CREATE VIEW fl_old_view AS SELECT {cols} "
-                        f"FROM read_parquet([{files}], union_by_name = true)")
-            kept_old = db_api.register("fl_old_view", table_name="fl_old")
-            parts.append(pl.from_arrow(linker.inference.predict_between(
-                kept_old, fresh, warning_mode="never").as_duckdbpyrelation().to_arrow_table()))
-        both = pl.concat([p.select(_pred_columns(p, names)) for p in parts], how="vertical_relaxed")
-        con.register("fl_pred", both.to_arrow())
-        pairs = _pairs_of(con.sql("SELECT * FROM fl_pred"), names)
-    finally:
-        con.close()
-        shutil.rmtree(spill, ignore_errors=True)
-    lo = pl.min_horizontal("record_id_l", "record_id_r")
-    hi = pl.max_horizontal("record_id_l", "record_id_r")
-    return pairs.with_columns(lo.alias("record_id_l"), hi.alias("record_id_r")).sort(
-        "record_id_l", "record_id_r")
+    """:meth:`KeptScorer.score` once."""
+    with KeptScorer(kept, settings) as scorer:
+        return scorer.score(new, old)
 
 
 def _pred_columns(frame: pl.DataFrame, names: list[str]) -> list[str]:
