@@ -302,7 +302,7 @@ def write_state(store: ObjectStore, audience: str, version: str, *, model: Any =
         info = {**previous.info, "incremental_runs": previous.info["incremental_runs"] + 1,
                 "match_parts": [*previous.info["match_parts"], key("match.parquet")]}
     info.update(resolution_version=version, components=key("components.parquet"),
-                decisions=decisions.rows())
+                decisions=decisions.rows(), settings=settings_fingerprint())
     kill_point("before-resolution-state", audience)  # crash tests: a resolution without state
     store.put(key(STATE_FILE), json.dumps(info).encode())
     _prune_states(store, audience)
@@ -328,6 +328,14 @@ def _prune_states(store: ObjectStore, audience: str) -> None:
             store.delete(k)
 
 
+def settings_fingerprint() -> str:
+    """The fingerprint of the resolution settings this code resolves with (kept with the
+    state: a run under other settings resolves in full)."""
+    from transforms.resolution.settings import ResolveSettings
+
+    return ResolveSettings().fingerprint()
+
+
 # -- one audience ------------------------------------------------------------------------------
 
 
@@ -350,6 +358,9 @@ def plan(store: ObjectStore, visible: dict[str, pl.LazyFrame], audience: str,
         kept = read_state(store, audience, pointer["version"], work_dir)
     except StateError as exc:
         return "full", f"{exc}: resolved in full, and the state kept anew"
+    if kept.info.get("settings") != settings_fingerprint():
+        return "full", ("the resolution settings changed since the state was kept "
+                        "(transforms/resolution/settings.py): the model is trained again")
     runs = kept.info["incremental_runs"] + 1
     if runs >= options.full_every:
         return "full", (f"{runs} runs since the model was trained "
