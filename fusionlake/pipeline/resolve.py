@@ -43,8 +43,9 @@ than ``FUSIONLAKE_INCREMENTAL_MAX_SHARE`` (default 0.1) of the audience's record
 ``FUSIONLAKE_FULL_EVERY`` runs (default 96, a day of 15-minute runs: the model is retrained),
 on ``fusionlake run --full``, when the kept state of the current version is missing or
 unreadable (a run killed between the two writes leaves a version without ``state.json``, which
-is never trusted), when a new record's identifier is held by more than identifier_max_group
-records, or when the new records fill a column the kept model does not compare. Changed
+is never trusted), when the resolution settings changed since the state was kept (their
+fingerprint is kept with it), when a new record pushes an identifier over identifier_max_group
+holders, or when the new records fill a column the kept model does not compare. Changed
 steward decisions do not force a full run: their records' components are re-resolved.
 
 With the same model an incremental run gives exactly what a full run gives. The one difference
@@ -344,7 +345,8 @@ def plan(store: ObjectStore, visible: dict[str, pl.LazyFrame], audience: str,
     """Incremental or full, and why: ``("incremental", (kept, new_ids))`` or
     ``("full", reason)``.
 
-    Incremental when a previous resolution of this audience has its kept state, no record was
+    Incremental when a previous resolution of this audience has its kept state, kept under the
+    same resolution settings, no record was
     removed since (a superseded or withdrawn row changes old pairs), the new records are at
     most ``max_share`` of all, fewer than ``full_every`` runs went by since the model was
     trained, and ``--full`` was not asked for.
