@@ -188,7 +188,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         from flows.pipeline import pipeline
 
         summary = pipeline(lake=settings.lake, feeds_path=settings.feeds_path,
-                           lease_wait=args.wait)
+                           lease_wait=args.wait, full=args.full)
     if args.format == "json":
         print(json.dumps(summary.as_json(), ensure_ascii=False, indent=1))
     elif sys.stdout.isatty():
@@ -792,6 +792,9 @@ def build_parser() -> argparse.ArgumentParser:
              "file lands beside them under a new name, the truth then covers both, and "
              "delivering the folder again lands only the new file (the others are recorded "
              "as already received)")
+    p["run"].add_argument("--full", action="store_true",
+                          help="resolve every record again, retraining the model, and rebuild "
+                          "every mart (scheduled runs resolve new records incrementally)")
     p["run"].add_argument("--wait", type=float, default=0.0,
                           help="seconds to wait for another run on the same lake to finish")
     p["run"].add_argument("--fail-on", type=_fail_on, default=[], metavar="KINDS",
@@ -896,7 +899,7 @@ def _quiet_libraries() -> None:
 #: Integer settings read from the environment (Settings.from_env), with their least value.
 _INT_VARIABLES = {"FUSIONLAKE_DROP_WORKERS": 1, "FUSIONLAKE_DROP_PROCESS_MIN_BYTES": 0,
                   "FUSIONLAKE_MART_RETENTION": 1, "FUSIONLAKE_RESOLUTION_RETENTION": 1,
-                  "FUSIONLAKE_LEASE_SECONDS": 1}
+                  "FUSIONLAKE_LEASE_SECONDS": 1, "FUSIONLAKE_FULL_EVERY": 1}
 
 
 def _check_environment() -> None:
@@ -910,6 +913,15 @@ def _check_environment() -> None:
             ok = False
         if not ok:
             raise UserError(f"{name}={value!r} is not a whole number of at least {least}")
+    share = os.environ.get("FUSIONLAKE_INCREMENTAL_MAX_SHARE")
+    if share:
+        try:
+            ok = 0.0 <= float(share) <= 1.0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise UserError(f"FUSIONLAKE_INCREMENTAL_MAX_SHARE={share!r} is not a share "
+                            "between 0 and 1")
 
 
 def _check_lake(lake: str) -> None:

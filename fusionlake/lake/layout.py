@@ -25,6 +25,9 @@ each kind of object in it::
     cache/translit.parquet                               transliterations across runs
     models/splink_model.json, models/<audience>/...      the last model trained on each
                                                          audience's data (the task force's first)
+    models/<audience>/state/<version>/state.json, ...    what an incremental resolution needs
+                                                         (model, term frequencies, match frames,
+                                                         components), per resolution version
 """
 
 from __future__ import annotations
@@ -55,6 +58,19 @@ SPLINK_MODEL = "models/splink_model.json"
 def splink_model_key(audience: str) -> str:
     """The last good model of an audience's resolution: the task force's at SPLINK_MODEL."""
     return SPLINK_MODEL if audience == "all" else f"models/{audience}/splink_model.json"
+
+
+def resolution_state_prefix(audience: str) -> str:
+    """``models/<audience>/state``: the kept resolution state of each resolution version."""
+    return f"models/{audience}/state"
+
+
+def resolution_state_key(audience: str, version: str, name: str) -> str:
+    """An object of the kept state of one resolution version (``state.json`` is written last:
+    a version without it has no state an incremental run may trust)."""
+    return f"{resolution_state_prefix(audience)}/{version}/{name}"
+
+
 MARTS_FINGERPRINT = f"{MARTS}/FINGERPRINT"
 LATEST = "LATEST"  # the pointer object beside a zone's versions
 

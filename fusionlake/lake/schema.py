@@ -163,6 +163,17 @@ REVIEW_PAIR: dict[str, pl.DataType] = {
     "evidence": pl.String(),
 }
 
+# Written beside the complete tables by an incremental resolution only (none after a full one):
+# every record whose entity, record links, review pairs or history may differ from the
+# previous version. A record absent keeps its entity id, and its entity its records, record
+# links, review pairs and history rows; entity_link rows differ only for the association values
+# a record listed here holds. Consumers (the marts) update from it instead of rebuilding.
+RESOLUTION_DELTA: dict[str, pl.DataType] = {
+    "record_id": pl.String(),
+    "entity_id_before": pl.String(),  # null: a record new to this audience
+    "entity_id_after": pl.String(),
+}
+
 DECISION: dict[str, pl.DataType] = {
     "record_id_l": pl.String(),
     "record_id_r": pl.String(),
@@ -170,14 +181,6 @@ DECISION: dict[str, pl.DataType] = {
     "decided_by": pl.String(),
     "reason": pl.String(),
     "decided_at": pl.Datetime("us", "UTC"),
-}
-
-# Which records an incremental resolution touched (issue 22): the new records and every record
-# of an entity it touched, with that entity before (null for a new record) and after.
-RESOLUTION_DELTA: dict[str, pl.DataType] = {
-    "record_id": pl.String(),
-    "entity_id_before": pl.String(),
-    "entity_id_after": pl.String(),
 }
 
 RESOLUTION_TABLES: dict[str, dict[str, pl.DataType]] = {
@@ -252,6 +255,7 @@ __all__ = [
     "PERSON_RECORD",
     "PHONE",
     "PROVENANCE",
+    "RESOLUTION_DELTA",
     "RESOLUTION_TABLES",
     "TABLES",
     "conform",

@@ -50,6 +50,15 @@ class Settings:
     # A run's drops go to worker processes when together they are at least this large, else to
     # threads: a worker takes seconds to start (imports), which small drops do not earn back.
     drop_process_min_bytes: int = 32 * 2**20
+    # Incremental resolution (fusionlake/pipeline/resolve.py): a scheduled run over a small drop
+    # scores the new records with the kept model instead of resolving everything again. A full
+    # resolution (retraining the model) every this many runs of an audience: 96 is a day of
+    # 15-minute runs.
+    full_every: int = 96
+    # New records above this share of the audience's records: a full resolution instead.
+    incremental_max_share: float = 0.1
+    # `fusionlake run --full`: resolve everything again and retrain, and rebuild every mart.
+    full: bool = False
 
     @classmethod
     def from_env(cls, lake: str | None = None, feeds_path: list[str] | None = None) -> Settings:
@@ -66,6 +75,9 @@ class Settings:
             drop_workers=int(os.environ.get("FUSIONLAKE_DROP_WORKERS") or cls.drop_workers),
             drop_process_min_bytes=int(os.environ.get("FUSIONLAKE_DROP_PROCESS_MIN_BYTES")
                                        or cls.drop_process_min_bytes),
+            full_every=int(os.environ.get("FUSIONLAKE_FULL_EVERY") or cls.full_every),
+            incremental_max_share=float(os.environ.get("FUSIONLAKE_INCREMENTAL_MAX_SHARE")
+                                        or cls.incremental_max_share),
         )
 
 

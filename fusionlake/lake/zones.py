@@ -168,6 +168,9 @@ def write_resolution(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id
     The pointer's ``resolved_as`` names the resolution these tables are a copy of (``origin``,
     ``<audience>/<version>``; the version itself when they are not a copy): audiences with the
     same one may share a mart build.
+
+    Tables holding a ``resolution_delta`` are an incremental resolution: the pointer's
+    ``incremental_of`` names the version the delta is relative to, the audience's current one.
     """
     if retention < 1:  # checked before writing: the new resolution must survive its own pruning
         raise ValueError(f"resolution retention must be at least 1, not {retention}")
@@ -180,6 +183,10 @@ def write_resolution(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id
     pointer = {"version": version, "run_id": run_id, "tables": sorted(tables)}
     if audience != "all" or origin:
         pointer["resolved_as"] = origin or f"{audience}/{version}"
+    if "resolution_delta" in tables:
+        if current is None:
+            raise ValueError("an incremental resolution needs a previous one")
+        pointer["incremental_of"] = current["version"]
     versions.finish(store, prefix, version, pointer)
     versions.move_pointer(store, prefix, pointer)
     versions.apply_retention(store, prefix, retention)

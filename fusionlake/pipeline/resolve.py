@@ -25,20 +25,52 @@ resolving, so transforms.resolution is imported where it is used.
 Each model trained on the data is kept in the lake (``models/splink_model.json``); a run whose
 training fails resolves with it instead of failing (transforms/resolution/splink.py), and its
 run summary says so.
+
+**Incremental runs.** A scheduled run over a small drop does not resolve the lake again. Each
+resolution version keeps, beside the model, what the next run needs
+(``models/<audience>/state/<version>/``: the scoring model with its term-frequency tables,
+every record's match frame as Parquet parts, each record's component of the candidate-edge
+graph, the steward decisions applied). When records were only added, the next run scores the
+new ones against the kept match frames with the kept model and re-resolves only the
+components they touch (transforms/resolution/incremental.py): it reads the new records' rows,
+the affected records' rows and the holders of their identifier and association values, never
+every staged table. The version it writes holds the complete tables plus ``resolution_delta``
+(the records whose entity may differ), and its pointer says ``incremental_of``.
+
+It resolves in full instead (and says why in the run summary) on the first run, when a record
+resolved before is no longer staged (superseded or withdrawn), when the new records are more
+than ``FUSIONLAKE_INCREMENTAL_MAX_SHARE`` (default 0.1) of the audience's records, every
+``FUSIONLAKE_FULL_EVERY`` runs (default 96, a day of 15-minute runs: the model is retrained),
+on ``fusionlake run --full``, when the kept state of the current version is missing or
+unreadable (a run killed between the two writes leaves a version without ``state.json``, which
+is never trusted), when the resolution settings changed since the state was kept (their
+fingerprint is kept with it), when a new record pushes an identifier over identifier_max_group
+holders, or when the new records fill a column the kept model does not compare. Changed
+steward decisions do not force a full run: their records' components are re-resolved.
+
+With the same model an incremental run gives exactly what a full run gives. The one difference
+is the model itself: it is not retrained, and its term frequencies (how common a name is)
+stay those of the records it was trained on until the next full run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from fusionlake.lake import layout, zones
+from fusionlake.lake import layout, versions, zones
+from fusionlake.lake.faults import kill_point
 from fusionlake.lake.feeds import FeedSet
 from fusionlake.lake.ledger import LIVE, Ledger
 from fusionlake.lake.schema import TABLES
@@ -110,43 +142,64 @@ def collect_inputs(scans: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
             for t, f in scans.items()}
 
 
+@dataclass(frozen=True)
+class Options:
+    """How a run resolves (fusionlake.lake.settings.Settings): see the module doc."""
+
+    full: bool = False  # `fusionlake run --full`
+    full_every: int = Settings.full_every
+    max_share: float = Settings.incremental_max_share
+
+    @classmethod
+    def of(cls, settings: Settings) -> Options:
+        return cls(settings.full, settings.full_every, settings.incremental_max_share)
+
+
 def resolve_audiences(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str,
                       retention: int = Settings.resolution_retention,
-                      audiences: list[str] | None = None) -> dict:
+                      audiences: list[str] | None = None,
+                      options: Options | None = None) -> dict:
     """Resolve each visibility group over its own rows; every audience's resolution is stored.
 
     Returns the statistics of the ``all`` group's resolution (what the run summary reports),
-    with ``audience groups`` (who shared a resolution) and ``seconds per group``.
+    with ``audience groups`` (who shared a resolution), ``seconds per group`` and
+    ``resolve mode`` (per group: incremental or full, and why).
 
     An audience of a group gets the group's resolution as it is when its previous resolution
     is the leader's (the usual case: the same audiences shared a view last run too); one whose
     previous differs (the views changed since) is resolved on its own, so that its ids stay
     the ones it had.
     """
+    options = options or Options()
     names = audiences or marts.audiences(scans)
     groups = marts.visibility_groups(scans, names)
     stats: dict = {}
     per_group: dict[str, float] = {}
+    modes: dict[str, dict[str, str]] = {}
     for group in groups:
         t0 = time.perf_counter()
-        tables = collect_inputs(marts.visible_rows(scans, group[0]))
+        visible = marts.visible_rows(scans, group[0])
         leader_previous = _previous(store, group[0]) if len(group) > 1 else {}
-        resolution, frames, version = resolve_lake(store, tables, run_id, retention,
-                                                   audience=group[0])
+        resolution, frames, version, mode = resolve_lake(store, visible, run_id, retention,
+                                                         audience=group[0], options=options)
+        modes["+".join(group)] = mode
         for other in group[1:]:
             if _same_frames(_previous(store, other), leader_previous):
                 zones.write_resolution(store, frames, run_id, retention, audience=other,
                                        origin=f"{group[0]}/{version}")
             else:
-                resolve_lake(store, tables, run_id, retention, audience=other)
+                resolve_lake(store, visible, run_id, retention, audience=other,
+                             options=options)
         if ALL in group:
             stats = resolution.stats
         per_group["+".join(group)] = round(time.perf_counter() - t0, 3)
-        progress.info("resolve: audiences %s done in %.1f s (%d of %d groups)", "+".join(group),
-                      per_group["+".join(group)], len(per_group), len(groups))
-        del tables, resolution, frames
+        progress.info("resolve: audiences %s done in %.1f s (%d of %d groups, %s)",
+                      "+".join(group), per_group["+".join(group)], len(per_group), len(groups),
+                      mode["mode"])
+        del visible, resolution, frames
     stats["audience groups"] = groups
     stats["seconds per group"] = per_group
+    stats["resolve mode"] = modes
     return stats
 
 
@@ -161,28 +214,233 @@ def _same_frames(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> bool
     return a.keys() == b.keys() and all(a[k].equals(b[k]) for k in a)
 
 
-def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: str,
-                 retention: int = Settings.resolution_retention, audience: str = ALL):
+# -- the kept state of a resolution -----------------------------------------------------------
+
+
+@dataclass
+class Kept:
+    """The kept state of an audience's current resolution version, as read from the lake."""
+
+    version: str  # the resolution version it belongs to
+    info: dict  # state.json
+    model: Any  # transforms.resolution.splink.KeptModel
+    match_files: list[Path]  # local Parquet files of every record's match frame
+    components: pl.DataFrame
+    decisions: pl.DataFrame
+
+
+class StateError(Exception):
+    """The kept state is missing or cannot be used (the run resolves in full instead)."""
+
+
+def read_state(store: ObjectStore, audience: str, version: str, work_dir: Path) -> Kept:
+    """The kept state of one resolution version; StateError when it is missing or unreadable.
+
+    A run killed after writing a resolution but before its state leaves a version without
+    ``state.json``: no state is trusted that does not name the version it belongs to.
+    """
+    from transforms.resolution.splink import KeptModel
+
+    try:
+        data = store.get(layout.resolution_state_key(audience, version, STATE_FILE))
+    except NotFound:
+        raise StateError(f"no kept state for resolution version {version}") from None
+    try:
+        info = json.loads(data)
+        if info.get("resolution_version") != version:
+            raise StateError(f"the kept state names resolution version "
+                             f"{info.get('resolution_version')}, not {version}")
+        tf = {col: zones.read_frame(store, key) for col, key in info["tf_tables"].items()}
+        files = zones.local_files(store, info["match_parts"], work_dir)
+        schema = dict(pl.read_parquet_schema(files[0]))
+        model = KeptModel(info["model"], tf, schema)
+        components = zones.read_frame(store, info["components"])
+        decisions = (pl.DataFrame(info["decisions"], schema=list(DECISION_COLUMNS), orient="row")
+                     if info["decisions"] else pl.DataFrame(schema=list(DECISION_COLUMNS)))
+    except StateError:
+        raise
+    except Exception as exc:  # unreadable, half-written, from another version of the code
+        raise StateError(f"the kept state of resolution version {version} is unreadable "
+                         f"({type(exc).__name__}: {str(exc)[:200]})") from exc
+    return Kept(version, info, model, files, components, decisions)
+
+
+STATE_FILE = "state.json"
+DECISION_COLUMNS = {"record_id_l": pl.String, "record_id_r": pl.String,
+                    "decision": pl.String}
+
+
+def _standing(decisions: pl.DataFrame | None, known: pl.Series) -> pl.DataFrame:
+    """The steward decisions a resolution over ``known`` records applies, as stored."""
+    from transforms.resolution.resolve import latest_decisions
+
+    keep = known.implode()
+    return (latest_decisions(decisions)
+            .filter(pl.col("record_id_l").is_in(keep) & pl.col("record_id_r").is_in(keep))
+            .select(list(DECISION_COLUMNS)).sort("record_id_l", "record_id_r"))
+
+
+def write_state(store: ObjectStore, audience: str, version: str, *, model: Any = None,
+                components: pl.DataFrame, match: pl.DataFrame, decisions: pl.DataFrame,
+                previous: Kept | None = None) -> None:
+    """Keep what the next incremental run needs, for resolution ``version`` (state.json last).
+
+    After a full resolution (``previous`` None): the model, its term-frequency tables, every
+    record's match frame. After an incremental one: the new records' match frames as one more
+    part, the model and earlier parts named where they are.
+    """
+    key = functools.partial(layout.resolution_state_key, audience, version)
+    zones.write_frame(store, key("match.parquet"), match)
+    zones.write_frame(store, key("components.parquet"), components)
+    if previous is None:
+        tf = {}
+        for col, frame in model.tf_tables.items():
+            zones.write_frame(store, key(f"tf_{col}.parquet"), frame)
+            tf[col] = key(f"tf_{col}.parquet")
+        info = {"model": model.model_json, "tf_tables": tf, "trained_in": version,
+                "incremental_runs": 0, "match_parts": [key("match.parquet")]}
+    else:
+        info = {**previous.info, "incremental_runs": previous.info["incremental_runs"] + 1,
+                "match_parts": [*previous.info["match_parts"], key("match.parquet")]}
+    info.update(resolution_version=version, components=key("components.parquet"),
+                decisions=decisions.rows(), settings=settings_fingerprint())
+    kill_point("before-resolution-state", audience)  # crash tests: a resolution without state
+    store.put(key(STATE_FILE), json.dumps(info).encode())
+    _prune_states(store, audience)
+
+
+def _prune_states(store: ObjectStore, audience: str) -> None:
+    """Remove the kept state of resolution versions gone, but no object a kept one names."""
+    prefix = layout.resolution_state_prefix(audience)
+    live = set(versions.complete_versions(store, layout.resolution_prefix(audience)))
+    keys = store.list(prefix)
+    named: set[str] = set()
+    for k in keys:
+        version = k[len(prefix) + 1:].split("/", 1)[0]
+        if k.endswith("/" + STATE_FILE) and version in live:
+            try:
+                info = json.loads(store.get(k))
+                named |= {*info["match_parts"], *info["tf_tables"].values(), info["components"]}
+            except (ValueError, KeyError, TypeError):  # unusable anyway (read_state says why)
+                continue
+    for k in keys:
+        version = k[len(prefix) + 1:].split("/", 1)[0]
+        if version not in live and k not in named:
+            store.delete(k)
+
+
+def settings_fingerprint() -> str:
+    """The fingerprint of the resolution settings this code resolves with (kept with the
+    state: a run under other settings resolves in full)."""
+    from transforms.resolution.settings import ResolveSettings
+
+    return ResolveSettings().fingerprint()
+
+
+# -- one audience ------------------------------------------------------------------------------
+
+
+def plan(store: ObjectStore, visible: dict[str, pl.LazyFrame], audience: str,
+         options: Options, work_dir: Path) -> tuple[str, Any]:
+    """Incremental or full, and why: ``("incremental", (kept, new_ids))`` or
+    ``("full", reason)``.
+
+    Incremental when a previous resolution of this audience has its kept state, kept under the
+    same resolution settings, no record was
+    removed since (a superseded or withdrawn row changes old pairs), the new records are at
+    most ``max_share`` of all, fewer than ``full_every`` runs went by since the model was
+    trained, and ``--full`` was not asked for.
+    """
+    if options.full:
+        return "full", "asked for (--full): the model is trained again"
+    pointer = versions.read_pointer(store, layout.resolution_prefix(audience))
+    if pointer is None:
+        return "full", "the first resolution of this audience"
+    try:
+        kept = read_state(store, audience, pointer["version"], work_dir)
+    except StateError as exc:
+        return "full", f"{exc}: resolved in full, and the state kept anew"
+    if kept.info.get("settings") != settings_fingerprint():
+        return "full", ("the resolution settings changed since the state was kept "
+                        "(transforms/resolution/settings.py): the model is trained again")
+    runs = kept.info["incremental_runs"] + 1
+    if runs >= options.full_every:
+        return "full", (f"{runs} runs since the model was trained "
+                        f"(FUSIONLAKE_FULL_EVERY={options.full_every}): trained again")
+    staged = visible["person_record"].select("record_id").collect()["record_id"]
+    before = zones.scan(zones.local_files(
+        store, [zones.resolution_keys(store, audience)["entity_record"]], work_dir),
+        "entity_record").select("record_id").collect()["record_id"]
+    removed = before.filter(~before.is_in(staged.implode())).len()
+    if removed:
+        return "full", f"{removed:,} records resolved before are no longer staged"
+    new_ids = staged.filter(~staged.is_in(before.implode()))
+    share = new_ids.len() / max(staged.len(), 1)
+    if share > options.max_share:
+        return "full", (f"{new_ids.len():,} new records are {share:.1%} of {staged.len():,}, "
+                        f"more than FUSIONLAKE_INCREMENTAL_MAX_SHARE={options.max_share:g}")
+    return "incremental", (kept, new_ids)
+
+
+def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame | pl.LazyFrame],
+                 run_id: str, retention: int = Settings.resolution_retention,
+                 audience: str = ALL, options: Options | None = None):
     """Entity resolution of one audience's records, with steward decisions and stable ids.
 
-    ``tables`` must hold only the rows ``audience`` may see (:func:`resolve_audiences`): the ids
-    are inherited from this audience's previous resolution, or derived from its own records.
+    ``tables`` must hold only the rows ``audience`` may see (:func:`resolve_audiences`), as
+    frames or lazy scans: the ids are inherited from this audience's previous resolution, or
+    derived from its own records. Incremental when :func:`plan` allows it, else full.
+
+    Returns:
+        (resolution stats holder, frames written, version, {"mode", "why"}).
     """
+    options = options or Options()
+    scans = {t: f.lazy() for t, f in tables.items()}
+    with tempfile.TemporaryDirectory(prefix="fusionlake-state-") as tmp:
+        mode, detail = plan(store, scans, audience, options, Path(tmp))
+        if mode == "incremental":
+            kept, new_ids = detail
+            try:
+                return _incremental(store, scans, run_id, retention, audience, kept, new_ids)
+            except Exception as exc:  # the full resolution is always right: never a failed run
+                from transforms.resolution.incremental import Declined
+
+                why = (str(exc) if isinstance(exc, Declined) else
+                       f"the incremental resolution failed ({type(exc).__name__}: "
+                       f"{str(exc)[:300]})")
+                detail = f"{why}: resolved in full"
+        return _full(store, scans, run_id, retention, audience, detail)
+
+
+def _log(step: str, line: str) -> None:
+    progress.info("resolve: %s", f"{step}: {line}" if line else step)
+
+
+def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, retention: int,
+          audience: str, why: str):
     from transforms.resolution.resolve import resolve  # Splink: seconds to import; see above
     from transforms.resolution.settings import ResolveSettings
 
+    _log("full", f"{audience}: {why}")
+    t0 = time.perf_counter()
+    tables = collect_inputs(scans)
+    _log("read", f"{tables['person_record'].height:,} records in "
+         f"{time.perf_counter() - t0:.1f} s")
     try:  # the fallback should training fail: this audience's last good model
         last_model = store.get(layout.splink_model_key(audience)).decode()
     except NotFound:
         last_model = None
     previous = _previous(store, audience)
+    decisions = zones.read_decisions(store)
     resolution = resolve(
         tables,
-        decisions=zones.read_decisions(store),
+        decisions=decisions,
         previous=previous["entity_record"] if previous else None,
         settings=ResolveSettings(fallback_model=last_model),
+        progress=_log,
     )
     trained = resolution.stats.pop("model_json", None)
+    state = resolution.stats.pop("state", None)
     frames = {
         "entity_record": resolution.entity_record,
         "record_link": resolution.record_link,
@@ -193,14 +451,69 @@ def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: st
     if previous and "entity_history" in previous:
         frames["entity_history"] = pl.concat(
             [previous["entity_history"], resolution.entity_history], how="vertical_relaxed")
+    t0 = time.perf_counter()
     version = zones.write_resolution(store, frames, run_id, retention=retention,
                                      audience=audience)
     if trained is not None:  # kept once the resolution it made is stored
         store.put(layout.splink_model_key(audience), trained.encode())
+    if state is not None:
+        write_state(store, audience, version, model=state.model, components=state.components,
+                    match=state.match,
+                    decisions=_standing(decisions, tables["person_record"]["record_id"]))
+    _log("writing", f"resolution {version} and its kept state in "
+         f"{time.perf_counter() - t0:.1f} s")
     resolution.stats["new cross-agency matches"] = new_cross_agency_matches(
         tables["person_record"], resolution.entity_record,
         previous["entity_record"] if previous else None)
-    return resolution, frames, version
+    return resolution, frames, version, {"mode": "full", "why": why}
+
+
+@dataclass
+class _Stats:
+    """What resolve_audiences reads of a resolution: its statistics."""
+
+    stats: dict
+
+
+def _incremental(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str,
+                 retention: int, audience: str, kept: Kept, new_ids: pl.Series):
+    from transforms.resolution.incremental import resolve_incremental
+    from transforms.resolution.resolve import input_columns
+    from transforms.resolution.settings import ResolveSettings
+
+    why = (f"{new_ids.len():,} new records scored with the model trained in resolution "
+           f"{kept.info['trained_in']} (incremental run {kept.info['incremental_runs'] + 1} since)")
+    _log("incremental", f"{audience}: {why}")
+    t0 = time.perf_counter()
+    keys = zones.resolution_keys(store, audience)
+    previous = {name: zones.read_frame(store, keys[name])
+                for name in ("entity_record", "record_link", "entity_link", "entity_history",
+                             "review_pair")}
+    _log("previous", f"{previous['entity_record'].height:,} records' resolution read in "
+         f"{time.perf_counter() - t0:.1f} s")
+    decisions = zones.read_decisions(store)
+    settings = ResolveSettings()
+    out = resolve_incremental(
+        scans, new_ids, kept.model, kept.match_files, kept.components, previous,
+        kept.decisions, decisions, settings, datetime.now(UTC), columns=input_columns(settings),
+        progress=lambda line: _log(line, ""))
+    t0 = time.perf_counter()
+    frames = {**out.frames, "resolution_delta": out.delta}
+    version = zones.write_resolution(store, frames, run_id, retention=retention,
+                                     audience=audience)
+    known = out.frames["entity_record"]["record_id"]
+    write_state(store, audience, version, components=out.components, match=out.new_match,
+                decisions=_standing(decisions, known), previous=kept)
+    _log("writing", f"resolution {version} (incremental of {kept.version}, "
+         f"{out.delta.height:,} records in its delta) in {time.perf_counter() - t0:.1f} s")
+    changed = out.delta["record_id"].implode()
+    person = scans["person_record"].select("record_id", "agency").filter(
+        pl.col("record_id").is_in(changed)).collect()
+    stats = {**out.stats, "model": "the kept model",
+             "new cross-agency matches": new_cross_agency_matches(
+                 person, out.frames["entity_record"].filter(pl.col("record_id").is_in(changed)),
+                 previous["entity_record"])}
+    return _Stats(stats), frames, version, {"mode": "incremental", "why": why}
 
 
 def new_cross_agency_matches(person: pl.DataFrame, entity_record: pl.DataFrame,

@@ -202,7 +202,7 @@ def run(settings: Settings, run_id: str | None = None, lease_wait: float = 0.0,
         r.check_lease()
         pending = validate_and_stage(r)
         r.check_lease()
-        if inputs_changed(r):
+        if inputs_changed(r) or settings.full:
             with load_staged(r) as (scans, superseded):
                 resolve_entities(r, scans, superseded)
                 r.check_lease()
@@ -475,11 +475,12 @@ def load_staged(r: Run) -> Iterator[tuple[dict, set[str]]]:
         yield scans, superseded
 
 
-def resolve_once(lake: str, scans: dict, run_id: str, retention: int) -> dict:
-    """Resolve the staged records that count now, once per visibility group; the statistics
-    of the all-agencies resolution."""
+def resolve_once(lake: str, scans: dict, run_id: str, retention: int,
+                 options: resolve.Options | None = None) -> dict:
+    """Resolve the staged records that count now, once per visibility group (incrementally
+    where resolve.plan allows); the statistics of the all-agencies resolution."""
     store = open_store(lake)
-    return resolve.resolve_audiences(store, scans, run_id, retention)
+    return resolve.resolve_audiences(store, scans, run_id, retention, options=options)
 
 
 def resolve_entities(r: Run, scans: dict, superseded: set[str]) -> None:
@@ -489,7 +490,7 @@ def resolve_entities(r: Run, scans: dict, superseded: set[str]) -> None:
     with r.executor.stage("resolve", r.summary):
         r.summary.resolution_stats = r.executor.once(
             "resolve", resolve_once, lake=r.settings.lake, scans=scans, run_id=r.run_id,
-            retention=r.settings.resolution_retention)
+            retention=r.settings.resolution_retention, options=resolve.Options.of(r.settings))
     r.summary.notes += r.summary.resolution_stats.get("model_notes", [])
 
 
@@ -513,7 +514,7 @@ def publish_marts(r: Run, scans: dict, superseded: set[str]) -> None:
         r.summary.marts = r.executor.once(
             "publish", publish_once, lake=r.settings.lake, feeds_path=r.settings.feeds_path,
             scans=scans, superseded=superseded, retention=r.settings.mart_retention,
-            run_id=r.run_id, full=getattr(r.settings, "full", False))  # --full: Settings.full
+            run_id=r.run_id, full=r.settings.full)
         r.summary.fill_from_marts(r.store)
 
 

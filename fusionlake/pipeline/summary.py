@@ -93,6 +93,7 @@ class RunSummary:
             "data_docs": self.data_docs,
             "problems": list(self.problems),
             "stages": [{"stage": n, "seconds": round(sec, 3)} for n, sec in self.stages],
+            "resolve_mode": self.resolution_stats.get("resolve mode", {}),
         }
 
     def markdown(self) -> str:
@@ -155,6 +156,7 @@ class RunSummary:
         if steps:  # where a slow resolve spent its time, without rerunning it under a profiler
             lines += ["", "Resolve, by step (seconds; train_* are parts of splink_train): "
                       + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())]
+        lines += resolve_mode_lines(self.resolution_stats)
         return "\n".join(lines) + "\n"
 
 
@@ -177,3 +179,12 @@ def mart_build_note(build: dict | None) -> str:
         return (f" (updated in place: {build.get('records_touched') or 0:,} records touched, "
                 f"{build['seconds']:.1f} s)")
     return f" ({build['mode']}: {build['why']}, {build['seconds']:.1f} s)"
+
+
+def resolve_mode_lines(resolution_stats: dict) -> list[str]:
+    """Per audience group: whether resolve was incremental or full, and why."""
+    modes = resolution_stats.get("resolve mode") or {}
+    if not modes:
+        return []
+    return ["", "Resolve, per audience group:"] + [
+        f"- {group}: {m['mode']} ({m['why']})" for group, m in modes.items()]

@@ -74,3 +74,17 @@ def test_guarded_edit_levels_decide_as_damerau_levenshtein(k, pairs):
 def test_guarded_edit_levels_on_planted_cases(a, b, k, within):
     plain, guarded = _decide([(a, b)], k)
     assert guarded == plain == [within]
+
+
+def test_fingerprint_follows_what_a_result_depends_on():
+    from transforms.resolution.settings import ResolveSettings
+
+    base = ResolveSettings().fingerprint()
+    assert base == ResolveSettings().fingerprint()  # the same settings, the same print
+    # the last good model and DuckDB's memory share change no result
+    assert ResolveSettings(fallback_model='{"x": 1}', duckdb_memory_fraction=0.5).fingerprint() \
+        == base
+    # a threshold, a group limit or an identifier kind does
+    assert ResolveSettings(link_threshold=0.6).fingerprint() != base
+    assert ResolveSettings(identifier_max_group=51).fingerprint() != base
+    assert ResolveSettings(identity_kinds=("passport",)).fingerprint() != base

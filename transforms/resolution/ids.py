@@ -24,12 +24,15 @@ def derived_id(record_id: str, salt: int = 0) -> str:
     return ID_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def assign_ids(clusters: pl.DataFrame, previous: pl.DataFrame | None) -> pl.DataFrame:
+def assign_ids(clusters: pl.DataFrame, previous: pl.DataFrame | None,
+               taken: set[str] | None = None) -> pl.DataFrame:
     """Give each cluster an entity id.
 
     Args:
         clusters: record_id, cluster (the smallest record id of the cluster).
         previous: the previous run's entity_record (entity_id, record_id), or None.
+        taken: more ids a derived id must not collide with (an incremental run passes the
+            ids of the entities it leaves alone).
 
     Returns:
         cluster -> entity_id, one row per cluster.
@@ -54,9 +57,9 @@ def assign_ids(clusters: pl.DataFrame, previous: pl.DataFrame | None) -> pl.Data
                 continue
             claimed[cluster] = entity_id
             used.add(entity_id)
-        taken = set(previous["entity_id"].unique().to_list())
+        taken = set(previous["entity_id"].unique().to_list()) | (taken or set())
     else:
-        taken = set()
+        taken = set(taken or ())
     out_ids: list[str] = []
     for cluster in names["cluster"].to_list():
         if cluster in claimed:

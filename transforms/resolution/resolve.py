@@ -21,6 +21,7 @@ All thresholds and comparisons are declared in transforms/resolution/settings.py
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -39,9 +40,17 @@ from transforms.resolution.cluster import (
 from transforms.resolution.ids import assign_ids, history
 from transforms.resolution.links import association_values, entity_links
 from transforms.resolution.settings import ResolveSettings
-from transforms.resolution.splink import match_frame, score_pairs
+from transforms.resolution.splink import KeptModel, match_frame, score_pairs
 
-__all__ = ["Resolution", "ResolveSettings", "input_columns", "latest_decisions", "resolve"]
+__all__ = [
+    "KeptState",
+    "Resolution",
+    "ResolveSettings",
+    "input_columns",
+    "latest_decisions",
+    "resolve",
+    "resolve_scored",
+]
 
 # Person-record fields shown in the evidence of a link, next to the record's provenance.
 EVIDENCE_FIELDS = (
@@ -98,13 +107,19 @@ class Resolution:
 
 
 class _Timer:
-    def __init__(self, stats: dict[str, Any]) -> None:
+    """Seconds per stage into ``stats["seconds"]``, and a line per stage to ``progress``."""
+
+    def __init__(self, stats: dict[str, Any],
+                 progress: Callable[[str, str], None] | None = None) -> None:
         self.seconds = stats.setdefault("seconds", {})
         self.t = time.perf_counter()
+        self.progress = progress
 
-    def lap(self, stage: str) -> None:
+    def lap(self, stage: str, counts: str = "") -> None:
         now = time.perf_counter()
         self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self.t
+        if self.progress is not None:
+            self.progress(stage, f"{counts + ' ' if counts else ''}in {now - self.t:.1f} s")
         self.t = now
 
 
@@ -233,12 +248,37 @@ def _agreement(names: list[str]) -> tuple[pl.Expr, pl.Expr]:
     return agreed, disagreed
 
 
+@dataclass
+class KeptState:
+    """What an incremental run needs from the full resolution before it (kept in the lake).
+
+    ``match`` is the match frame of every record (what Splink compared), ``components`` the
+    record -> component label of the candidate-edge graph (label: the component's smallest
+    record id; records without an edge are absent, their own component) and ``model`` the
+    model the pairs were scored with.
+    """
+
+    match: pl.DataFrame
+    components: pl.DataFrame
+    model: KeptModel
+
+
+def component_labels(comps: pl.DataFrame) -> pl.DataFrame:
+    """record_id, component: integer component labels replaced by the component's smallest
+    record id, a label that is unique across runs and independent of edge order."""
+    return comps.with_columns(
+        pl.col("record_id").min().over("component").alias("component")
+    ).select("record_id", pl.col("component").cast(pl.String)).sort("record_id")
+
+
 def resolve(
     tables: dict[str, pl.DataFrame],
     decisions: pl.DataFrame | None = None,
     previous: pl.DataFrame | None = None,
     settings: ResolveSettings | None = None,
     now: datetime | None = None,
+    kept: KeptModel | None = None,
+    progress: Callable[[str, str], None] | None = None,
 ) -> Resolution:
     """Resolve person records of all agencies into entities.
 
@@ -250,9 +290,12 @@ def resolve(
         previous: the previous run's entity_record (entity_id, record_id), for stable ids.
         settings: thresholds and comparisons; ``ResolveSettings()`` when omitted.
         now: time stamp of the history rows (``datetime.now(UTC)`` when omitted).
+        kept: score with this model (and its term frequencies) instead of training one.
+        progress: called with (step, "counts in seconds") as each step ends.
 
     Returns:
-        Resolution with entity_record, record_link, entity_link, entity_history, review_pair.
+        Resolution with entity_record, record_link, entity_link, entity_history, review_pair;
+        ``stats["state"]`` is the :class:`KeptState` an incremental run can continue from.
 
     Raises:
         ValueError: a required table or column is missing, or a decision is malformed.
@@ -260,7 +303,50 @@ def resolve(
     settings = settings or ResolveSettings()
     now = now or datetime.now(UTC)
     stats: dict[str, Any] = {"seconds": {}}
-    timer = _Timer(stats)
+    timer = _Timer(stats, progress)
+    tables = checked_tables(tables)
+    person = tables["person_record"]
+    records = person["record_id"]
+
+    match = match_frame(tables, settings)
+    if kept is not None and kept.match_schema:  # the columns the kept model was scored on
+        match = conform_match(match, kept.match_schema)
+    timer.lap("match", f"{match.height:,} records")
+    scored_pairs = score_pairs(match, settings, stats, kept=kept)
+    pairs, names = scored_pairs.pairs, scored_pairs.names
+    timer.t = time.perf_counter()  # score_pairs timed its own stages
+    if progress is not None:
+        seconds = stats["seconds"]
+        progress("training", f"{stats.get('model', 'no model')} in "
+                 f"{seconds.get('splink_train', 0.0):.1f} s")
+        progress("scoring", f"{pairs.height:,} pairs in {seconds.get('splink_predict', 0.0):.1f} s")
+    pairs = _ordered(pairs) if pairs.height else pairs
+    try:
+        core = resolve_scored(tables, records, match, pairs, names, scored_pairs.against,
+                              decisions, previous, settings, timer)
+    finally:
+        scored_pairs.close()
+    entity_record, record_link, review, counts, comps = core
+    # The scored pairs are done with: at a million people they hold gigabytes the entity
+    # links need more.
+    del pairs, scored_pairs, core
+    links = entity_links(association_values(tables, settings), entity_record, settings)
+    timer.lap("entity_link", f"{links.height:,} entity links")
+    hist = history(entity_record, previous, record_link, now)
+    timer.lap("history", f"{hist.height:,} changes")
+    model = stats.pop("scoring_model", None)
+    if model is not None:
+        stats["state"] = KeptState(match, component_labels(comps), model)
+    stats["counts"] = {
+        **counts,
+        "entity_links": links.height,
+        "hub_values": links.filter("is_hub").select("via", "value").n_unique(),
+    }
+    return Resolution(entity_record, record_link, links, hist, review, stats)
+
+
+def checked_tables(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """Every input table (missing ones empty), once person_record is found usable."""
     if "person_record" not in tables:
         raise ValueError("resolve: tables must include 'person_record'")
     tables = {
@@ -276,15 +362,47 @@ def resolve(
         raise ValueError(
             f"resolve: person_record has duplicate record_id {dupes['record_id'][0]!r}"
         )
-    records = person["record_id"]
+    return tables
 
-    match = match_frame(tables, settings)
-    timer.lap("match")
-    scored_pairs = score_pairs(match, settings, stats)
-    pairs, names = scored_pairs.pairs, scored_pairs.names
-    timer.t = time.perf_counter()  # score_pairs timed its own stages
-    pairs = _ordered(pairs) if pairs.height else pairs
 
+def conform_match(match: pl.DataFrame, columns: dict[str, pl.DataType]) -> pl.DataFrame:
+    """A match frame with exactly ``columns`` (missing ones null), so that frames of
+    different runs stack and a kept model finds what it compares."""
+    return match.select([
+        (pl.col(c).cast(t) if c in match.columns else pl.lit(None, t)).alias(c)
+        for c, t in columns.items()])
+
+
+def resolve_scored(
+    tables: dict[str, pl.DataFrame],
+    records: pl.Series,
+    match: pl.DataFrame,
+    pairs: pl.DataFrame,
+    names: list[str],
+    against_of: Any,
+    decisions: pl.DataFrame | None,
+    previous: pl.DataFrame | None,
+    settings: ResolveSettings,
+    timer: _Timer,
+    taken: set[str] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, Any], pl.DataFrame]:
+    """From scored pairs to entities: edges, clusters, ids, record links and review pairs.
+
+    Every step depends only on the records of whole components of the candidate edges, so
+    an incremental run calls this on the affected components alone and gets what a full run
+    gets for them.
+
+    Args:
+        records: the records to cluster (whole components: see above).
+        pairs: scored pairs at or above predict_threshold, ordered (l < r).
+        against_of: components -> pairs scored below review_low inside a component.
+        taken: entity ids a new cluster must not get besides ``previous``'s (the ids of the
+            entities outside ``records``).
+
+    Returns:
+        entity_record, record_link, review_pair, counts, components (integer labels).
+    """
+    person = tables["person_record"]
     id_edges, unique_ids, oversize = _identifier_edges(tables["identifier"], records, settings)
     # Decisions about records no longer staged (superseded drops) are kept but cannot apply.
     known = records.implode()
@@ -307,20 +425,18 @@ def resolve(
         .unique(["record_id_l", "record_id_r", "rule"])
         .join(scored, on=["record_id_l", "record_id_r"], how="left")
     )
-    timer.lap("edges")
+    timer.lap("edges", f"{edges.height:,} candidate edges")
 
-    try:
-        against = _ordered(scored_pairs.against(components(records, edges)))
-    finally:
-        scored_pairs.close()
+    comps = components(records, edges)
+    against = _ordered(against_of(comps))
     result = cluster(records, edges, unique_ids, must_not, against, settings)
-    timer.lap("cluster")
+    timer.lap("cluster", f"{records.len():,} records")
 
-    ids = assign_ids(result.clusters, previous)
+    ids = assign_ids(result.clusters, previous, taken)
     entity_record = conform(
         result.clusters.join(ids, on="cluster").sort("record_id"), "entity_record"
     )
-    timer.lap("ids")
+    timer.lap("ids", f"{entity_record['entity_id'].n_unique():,} entities")
 
     facts = _facts(person, match)
     agreed, disagreed = _agreement(names)
@@ -343,22 +459,8 @@ def resolve(
         "scored_apart_pairs": against.height,
         "review_pairs": review.height,
     }
-    # Scoring and clustering are done with: at a million people their frames hold gigabytes
-    # that the entity links need more.
-    del match, scored_pairs, pairs, scored, prob, edges, against, result, facts, kept, id_edges
-    timer.lap("explain")
-
-    links = entity_links(association_values(tables, settings), entity_record, settings)
-    timer.lap("entity_link")
-    hist = history(entity_record, previous, record_link, now)
-    timer.lap("history")
-
-    stats["counts"] = {
-        **counts,
-        "entity_links": links.height,
-        "hub_values": links.filter("is_hub").select("via", "value").n_unique(),
-    }
-    return Resolution(entity_record, record_link, links, hist, review, stats)
+    timer.lap("explain", f"{record_link.height:,} record links, {review.height:,} review pairs")
+    return entity_record, record_link, review, counts, comps
 
 
 def _explain(

@@ -15,7 +15,9 @@ by random sampling with a fixed seed and m by expectation maximisation on the da
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 # Identity-grade kinds: a valid check digit makes two records the same person, deterministically.
@@ -519,6 +521,19 @@ class ResolveSettings:
     def with_(self, **changes: Any) -> ResolveSettings:
         """A copy with some fields changed (settings are immutable)."""
         return replace(self, **changes)
+
+    def fingerprint(self) -> str:
+        """A short hash of every setting a resolution's result depends on.
+
+        An incremental resolution continues the state a full one kept only under the same
+        fingerprint: with a threshold, comparison or identifier kind changed, the entities it
+        leaves alone would still follow the old settings. The fallback model and DuckDB's
+        memory share change no result, so they are left out.
+        """
+        kept = {k: v for k, v in asdict(self).items()
+                if k not in ("fallback_model", "duckdb_memory_fraction")}
+        text = json.dumps(kept, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def usable(self, rules: list[dict[str, Any]], columns: set[str]) -> list[dict[str, Any]]:
         """The declared entries whose required columns exist and hold data (and whose

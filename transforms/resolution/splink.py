@@ -219,6 +219,176 @@ class Scored:
             self.low_pairs = None
 
 
+@dataclass
+class KeptModel:
+    """A scoring model kept between runs: Splink's model JSON and its term-frequency tables.
+
+    Incremental resolution scores new records with it instead of training again; the term
+    frequencies are those of the records it was trained on, frozen until the next retrain (the
+    one thing an incremental run computes differently from a full one).
+    """
+
+    model_json: str
+    tf_tables: dict[str, pl.DataFrame]  # column -> (column, tf_<column>)
+    # the match frame's columns and types it scored: later frames are conformed to them
+    match_schema: dict[str, pl.DataType] | None = None
+
+
+def _kept_linker(db_api: Any, records: Any, kept: KeptModel) -> Any:
+    """A linker on ``records`` with the kept model and its frozen term frequencies."""
+    from splink import Linker
+
+    # validated when it was trained: checking its SQL against the columns again costs a
+    # quarter of a second per linker, twice per incremental run
+    linker = Linker(records, json.loads(kept.model_json), log_level=None,
+                    validate_settings=False)
+    for column, table in kept.tf_tables.items():
+        tf = db_api.register(table.to_arrow(), table_name=f"fl_tf_{column}")
+        linker.table_management.register_term_frequency_lookup(tf, column)
+    return linker
+
+
+def _tf_tables(linker: Any) -> dict[str, pl.DataFrame]:
+    """The term-frequency tables the linker scored with (computed or registered)."""
+    out = {}
+    for column in linker._settings_obj._term_frequency_columns:
+        name = column.unquote().name
+        out[name] = pl.from_arrow(
+            linker.table_management.compute_tf_table(name).as_duckdbpyrelation().to_arrow_table())
+    return out
+
+
+def _pairs_of(rel: Any, names: list[str]) -> pl.DataFrame:
+    """Splink's predictions as our pairs: ids, probability, weight, match key and, per
+    comparison, its match weight including any term-frequency adjustment (``w_<name>``: > 0
+    the field agreed, < 0 it disagreed)."""
+    wanted = ["record_id_l", "record_id_r", "match_probability", "match_weight", "match_key"]
+    for n in names:
+        wanted += [c for c in (f"mw_{n}", f"mw_tf_adj_{n}") if c in rel.columns]
+    raw = pl.from_arrow(rel.select(*wanted).to_arrow_table())
+    return raw.select(
+        "record_id_l",
+        "record_id_r",
+        "match_probability",
+        "match_weight",
+        pl.col("match_key").cast(pl.String),
+        *[
+            (
+                pl.col(f"mw_{n}")
+                + (
+                    pl.col(f"mw_tf_adj_{n}").fill_null(0.0)
+                    if f"mw_tf_adj_{n}" in raw.columns
+                    else 0.0
+                )
+            ).alias(f"w_{n}")
+            for n in names
+        ],
+    )
+
+
+def kept_names(kept: KeptModel) -> list[str]:
+    """The comparisons of a kept model, by output column name."""
+    return [c["output_column_name"] for c in json.loads(kept.model_json)["comparisons"]]
+
+
+class KeptScorer:
+    """Scores pairs with a kept model: one DuckDB and one linker for all the calls of a run.
+
+    Use as a context manager; :meth:`score` may be called several times.
+    """
+
+    def __init__(self, kept: KeptModel, settings: ResolveSettings) -> None:
+        self.kept = kept
+        self.names = kept_names(kept)
+        self.settings = settings
+        self._con: Any = None
+        self._linker: Any = None
+        self._calls = 0
+
+    def __enter__(self) -> KeptScorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            shutil.rmtree(self._spill, ignore_errors=True)
+            self._con = None
+
+    def _register(self, table: Any) -> Any:
+        from splink import DuckDBAPI
+
+        if self._con is None:
+            self._con, self._spill = _connect(self.settings.duckdb_memory_fraction)
+            self._db_api = DuckDBAPI(connection=self._con)
+        self._calls += 1
+        frame = self._db_api.register(table, table_name=f"fl_in_{self._calls}")
+        if self._linker is None:
+            self._linker = _kept_linker(self._db_api, frame, self.kept)
+        return frame
+
+    def score(self, new: pl.DataFrame, old: list[Path] | None = None) -> pl.DataFrame:
+        """Pairs within ``new`` and, given ``old`` (Parquet files of match frames), between
+        ``old`` and ``new``; never within ``old``.
+
+        Blocking is the model's own rules, so the pairs are exactly those a full scoring of
+        old + new would give that involve a new record (every pair, none dropped by
+        threshold).
+
+        Returns:
+            record_id_l, record_id_r (ordered: l < r), match_probability, match_weight,
+            match_key, w_<comparison>.
+        """
+        names = self.names
+        if new.height == 0 or not names:
+            return pl.DataFrame(schema={"record_id_l": pl.String, "record_id_r": pl.String,
+                                        "match_probability": pl.Float64,
+                                        "match_weight": pl.Float64, "match_key": pl.String,
+                                        **{f"w_{n}": pl.Float64 for n in names}})
+        fresh = self._register(new.to_arrow(compat_level=pl.CompatLevel.newest()))
+        inference = self._linker.inference
+        parts = [pl.from_arrow(inference.predict_within(
+            fresh, warning_mode="never").as_duckdbpyrelation().to_arrow_table())]
+        if old:
+            files = ", ".join(f"'{p}'" for p in old)
+            cols = ", ".join(f'"{c}"' for c in new.columns)
+            view = f"fl_old_view_{self._calls}"
+            self._con.execute(f"CREATE VIEW {view} AS SELECT {cols} "
+                              f"FROM read_parquet([{files}], union_by_name = true)")
+            parts.append(pl.from_arrow(inference.predict_between(
+                self._register(view), fresh,
+                warning_mode="never").as_duckdbpyrelation().to_arrow_table()))
+        both = pl.concat([p.select(_pred_columns(p, names)) for p in parts],
+                         how="vertical_relaxed")
+        self._con.register("fl_pred", both.to_arrow())
+        pairs = _pairs_of(self._con.sql("SELECT * FROM fl_pred"), names)
+        self._con.unregister("fl_pred")
+        lo = pl.min_horizontal("record_id_l", "record_id_r")
+        hi = pl.max_horizontal("record_id_l", "record_id_r")
+        return pairs.with_columns(lo.alias("record_id_l"), hi.alias("record_id_r")).sort(
+            "record_id_l", "record_id_r")
+
+
+def score_with_kept(
+    kept: KeptModel,
+    settings: ResolveSettings,
+    new: pl.DataFrame,
+    old: list[Path] | None = None,
+) -> pl.DataFrame:
+    """:meth:`KeptScorer.score` once."""
+    with KeptScorer(kept, settings) as scorer:
+        return scorer.score(new, old)
+
+
+def _pred_columns(frame: pl.DataFrame, names: list[str]) -> list[str]:
+    wanted = ["record_id_l", "record_id_r", "match_probability", "match_weight", "match_key"]
+    for n in names:
+        wanted += [c for c in (f"mw_{n}", f"mw_tf_adj_{n}") if c in frame.columns]
+    return wanted
+
+
 def _connect(memory_fraction: float) -> tuple[duckdb.DuckDBPyConnection, Path]:
     """Splink's DuckDB: bounded memory that spills to a temporary folder.
 
@@ -234,13 +404,17 @@ def _connect(memory_fraction: float) -> tuple[duckdb.DuckDBPyConnection, Path]:
     return con, Path(spill)
 
 
-def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str, Any]) -> Scored:
-    """Train (or take the priors) and predict with Splink; return scored pairs.
+def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str, Any],
+                kept: KeptModel | None = None) -> Scored:
+    """Train (or take the priors, or a kept model) and predict with Splink; return scored pairs.
 
     Args:
         match: output of ``match_frame``.
         settings: the declared settings.
-        stats: timings (``seconds``) and notes (``notes``) are added here.
+        stats: timings (``seconds``) and notes (``notes``) are added here; ``scoring_model``
+            (a :class:`KeptModel`) is the model the pairs were scored with, for incremental
+            runs to reuse.
+        kept: score with this model and its term frequencies instead of training.
 
     Returns:
         Scored: ``pairs`` (those at or above ``predict_threshold``) has record_id_l,
@@ -261,9 +435,12 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     if match.height < 2:
         return Scored(empty, [])
     columns = _populated(match)
-    trained = match.height >= settings.min_records_to_train
+    trained = match.height >= settings.min_records_to_train and kept is None
     splink_settings = settings.splink_settings(columns, term_frequencies=trained)
     names = [c["output_column_name"] for c in splink_settings["comparisons"]]
+    if kept is not None:
+        splink_settings = json.loads(kept.model_json)
+        names = kept_names(kept)
     if not splink_settings["blocking_rules_to_generate_predictions"] or not names:
         return Scored(empty, names)
 
@@ -282,9 +459,11 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     )
     # log_level=None: Splink's logging is left to the application (the CLI shows its errors,
     # not the EM notes about levels a training sample lacks)
-    linker = Linker(records, splink_settings, log_level=None)
+    linker = (Linker(records, splink_settings, log_level=None) if kept is None
+              else _kept_linker(db_api, records, kept))
     notes = stats.setdefault("model_notes", [])
-    model = "trained on the data" if trained else "declared priors"
+    model = ("the kept model" if kept is not None else
+             "trained on the data" if trained else "declared priors")
     if trained:
         try:
             _train(linker, settings, columns, stats, t0)
@@ -293,7 +472,7 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
             why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
             linker, model = _fallback(records, settings, columns, Linker)
             notes.append(f"model training failed ({why}); {model} used instead")
-    else:
+    elif kept is None:
         stats.setdefault("notes", []).append(
             f"{match.height} records < min_records_to_train={settings.min_records_to_train}: "
             "declared prior m/u probabilities used"
@@ -318,30 +497,9 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     rel = predictions.as_duckdbpyrelation().filter(
         f"match_probability >= {settings.predict_threshold}"
     )
-    wanted = ["record_id_l", "record_id_r", "match_probability", "match_weight", "match_key"]
-    for n in names:
-        wanted += [c for c in (f"mw_{n}", f"mw_tf_adj_{n}") if c in rel.columns]
-    raw = pl.from_arrow(rel.select(*wanted).to_arrow_table())
-    # Per comparison, its match weight (log2 Bayes factor) including any term-frequency
-    # adjustment: > 0 the field agreed, < 0 it disagreed.
-    pairs = raw.select(
-        "record_id_l",
-        "record_id_r",
-        "match_probability",
-        "match_weight",
-        "match_key",
-        *[
-            (
-                pl.col(f"mw_{n}")
-                + (
-                    pl.col(f"mw_tf_adj_{n}").fill_null(0.0)
-                    if f"mw_tf_adj_{n}" in raw.columns
-                    else 0.0
-                )
-            ).alias(f"w_{n}")
-            for n in names
-        ],
-    )
+    pairs = _pairs_of(rel, names)
+    stats["scoring_model"] = KeptModel(json.dumps(linker.misc.save_model_to_json()),
+                                       _tf_tables(linker), dict(match.schema))
     t2 = time.perf_counter()
     stats.setdefault("seconds", {}).update(splink_train=t1 - t0, splink_predict=t2 - t1)
     stats["model"] = model

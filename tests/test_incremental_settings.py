@@ -1,0 +1,43 @@
+"""A kept resolution state is continued only under the resolution settings it was kept with.
+
+A deploy that changes a threshold, comparison or identifier kind must not be followed by
+incremental runs that resolve the new records under the new settings while every other entity
+stays as the old settings made it: the first run after it resolves in full (and keeps a new
+state). Hand-made records, resolved with the declared priors (fast), on both stores.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+from fusionlake.lake.schema import conform
+from fusionlake.pipeline import resolve
+
+
+def _tables(n: int) -> dict[str, pl.DataFrame]:
+    names = ["WANG WEI", "LI NA", "CHEN JIE", "ZHAO LEI", "LIU YANG", "HU JUN"]
+    rows = [{"record_id": f"d1:{i}", "agency": "cn_mps", "feed": "suspects", "drop_id": "d1",
+             "source_row": i, "source_key": str(i), "name_original": names[i % 6],
+             "name_latin": names[i % 6], "family_name": names[i % 6].split()[0],
+             "given_name": names[i % 6].split()[1],
+             "name_key_sorted": " ".join(sorted(names[i % 6].split())),
+             "name_key_phonetic": " ".join(t[:3] for t in sorted(names[i % 6].split())),
+             "birth_date": date(1980 + i % 6, 1 + i % 12, 1), "birth_date_precision": "day",
+             "sex": "M", "nationality": "CN"} for i in range(n)]
+    return {"person_record": conform(pl.DataFrame(rows), "person_record")}
+
+
+def test_changed_settings_make_the_next_run_full(store, tmp_path, monkeypatch):
+    resolve.resolve_lake(store, _tables(12), "run-1")
+    more = {t: f.lazy() for t, f in _tables(13).items()}  # one record more
+    mode, detail = resolve.plan(store, more, "all", resolve.Options(), Path(tmp_path))
+    assert mode == "incremental"
+    assert detail[1].to_list() == ["d1:12"]
+    monkeypatch.setattr(resolve, "settings_fingerprint", lambda: "another-fingerprint")
+    mode, why = resolve.plan(store, more, "all", resolve.Options(), Path(tmp_path))
+    assert (mode, why) == ("full", "the resolution settings changed since the state was kept "
+                                   "(transforms/resolution/settings.py): the model is trained "
+                                   "again")

@@ -1,0 +1,223 @@
+"""Incremental resolution against a full one (transforms/resolution/incremental.py).
+
+Generated agency drops (2,000 people, about 3,400 records: enough to train the model) are
+resolved without a few records, then the few are added incrementally. With the model frozen
+from the first training, the increment must give exactly what a full resolution of every record
+gives: the same entities with the same ids, links, review pairs, entity links and history.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+from test_resolve import CN_X, ident, person
+from test_resolve import tables as make_tables
+
+from fusionlake.synth import generate
+from transforms.resolution import incremental
+from transforms.resolution.resolve import input_columns, resolve
+from transforms.resolution.settings import ResolveSettings
+
+_SPEC = importlib.util.spec_from_file_location(
+    "bench_generated", Path(__file__).resolve().parents[2] / "bench" / "generated.py")
+generated = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(generated)
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+LATER = datetime(2026, 12, 2, tzinfo=UTC)
+
+
+def _without(tables: dict[str, pl.DataFrame], ids: pl.Series) -> dict[str, pl.DataFrame]:
+    return {t: f.filter(~pl.col("record_id").is_in(ids.implode())) for t, f in tables.items()}
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    """Every generated record, the new ones (every 20th of one feed), and the first full
+    resolution of the others with its kept state (match frame on disk)."""
+    out = tmp_path_factory.mktemp("generated")
+    generate(2000, 11, out)
+    tables, truth, _raw = generated.load_generated(out)
+    columns = input_columns()
+    tables = {t: f.select(columns[t]) for t, f in tables.items()}
+    person = tables["person_record"].sort("record_id")
+    feed = person.filter(pl.col("agency") == person["agency"][0])
+    new_ids = feed["record_id"].gather_every(20)
+    first = resolve(_without(tables, new_ids), now=NOW)
+    state = first.stats["state"]
+    match_file = out / "match.parquet"
+    state.match.write_parquet(match_file)
+    return tables, truth, new_ids, first, state, match_file
+
+
+def _frames(res) -> dict[str, pl.DataFrame]:
+    return {"entity_record": res.entity_record, "record_link": res.record_link,
+            "entity_link": res.entity_link, "entity_history": res.entity_history,
+            "review_pair": res.review_pair}
+
+
+def _increment(lake, decisions_before=None, decisions=None):
+    tables, _truth, new_ids, first, state, match_file = lake
+    return incremental.resolve_incremental(
+        {t: f.lazy() for t, f in tables.items()}, new_ids, state.model, [match_file],
+        state.components, _frames(first), decisions_before, decisions, ResolveSettings(),
+        LATER)
+
+
+def test_increment_with_the_frozen_model_equals_a_full_resolution(lake):
+    tables, _truth, new_ids, first, state, _match = lake
+    assert first.stats["counts"]["records"] > 3000
+    assert 50 < new_ids.len() < 200
+    out = _increment(lake)
+    full = resolve(tables, previous=first.entity_record, now=LATER, kept=state.model)
+    for name in ("entity_record", "record_link", "entity_link", "review_pair"):
+        assert out.frames[name].equals(getattr(full, name)), name
+    history = out.frames["entity_history"]
+    assert history.slice(first.entity_history.height).equals(full.entity_history)
+    # it read and re-resolved a small part of the lake
+    assert out.stats["counts"]["affected_records"] < tables["person_record"].height / 5
+
+
+def test_delta_holds_the_new_records_and_every_record_of_a_touched_entity(lake):
+    _tables, _truth, new_ids, first, _state, _match = lake
+    out = _increment(lake)
+    delta = out.delta
+    assert delta.columns == ["record_id", "entity_id_before", "entity_id_after"]
+    assert set(new_ids) <= set(delta["record_id"])
+    assert delta.filter(pl.col("record_id").is_in(new_ids.implode()))[
+        "entity_id_before"].null_count() == new_ids.len()
+    assert delta["entity_id_after"].null_count() == 0
+    before, after = first.entity_record, out.frames["entity_record"]
+    touched_before = set(delta["entity_id_before"].drop_nulls())
+    touched_after = set(delta["entity_id_after"])
+    # all records of every touched entity, before and after, are in the delta ...
+    assert set(before.filter(pl.col("entity_id").is_in(list(touched_before)))["record_id"]) \
+        <= set(delta["record_id"])
+    assert set(after.filter(pl.col("entity_id").is_in(list(touched_after)))["record_id"]) \
+        <= set(delta["record_id"])
+    # ... and every other record kept its entity id
+    rest = before.join(delta.select("record_id"), on="record_id", how="anti")
+    assert rest.join(after, on="record_id", suffix="_after").filter(
+        pl.col("entity_id") != pl.col("entity_id_after")).height == 0
+    # the new records did join old entities
+    joined = delta.filter(pl.col("entity_id_before").is_null()
+                          & pl.col("entity_id_after").is_in(list(touched_before)))
+    assert joined.height > 10
+
+
+def test_a_new_record_bridging_two_entities_merges_them_with_history(tmp_path):
+    """Two old entities, one holding a CN resident ID and one a passport; a new record holding
+    both joins them. The merged entity keeps the id of the entity with the earliest record."""
+    old = [person("d1:1", "WANG WEI", date(1990, 3, 7)),
+           person("d1:2", "WONG WAI", None, sex=None, agency="th_imm"),
+           person("d1:3", "LI NA", date(1985, 1, 2), sex="F")]
+    old_ids = [ident("d1:1", "cn_resident_id", CN_X), ident("d1:2", "passport", "E12345678")]
+    new = [person("d2:1", "WANG WEI", None, sex=None, drop="d2", agency="mm_police")]
+    new_ids_rows = [ident("d2:1", "cn_resident_id", CN_X), ident("d2:1", "passport", "E12345678")]
+    first = resolve(make_tables(old, old_ids), now=NOW)
+    assert first.entity_record["entity_id"].n_unique() == 3
+    state = first.stats["state"]
+    state.match.write_parquet(tmp_path / "match.parquet")
+    every = make_tables(old + new, old_ids + new_ids_rows)
+    out = incremental.resolve_incremental(
+        {t: f.lazy() for t, f in every.items()}, pl.Series(["d2:1"]), state.model,
+        [tmp_path / "match.parquet"], state.components, _frames(first), None, None,
+        ResolveSettings(), LATER)
+    er = dict(out.frames["entity_record"].iter_rows())
+    ids = dict(first.entity_record.select("record_id", "entity_id").iter_rows())
+    ea, eb, ec = (ids[r] for r in ("d1:1", "d1:2", "d1:3"))
+    assert dict(out.frames["entity_record"].select("record_id", "entity_id").iter_rows()) == {
+        "d1:1": ea, "d1:2": ea, "d2:1": ea, "d1:3": ec}, er
+    history = out.frames["entity_history"].slice(first.entity_history.height)
+    assert history.select("old_entity_id", "new_entity_id", "change").rows() == [
+        (ea, ea, "merge"), (eb, ea, "merge")]
+    assert "identifier" in history["reason"][0]
+    assert out.delta.rows() == [("d1:1", ea, ea), ("d1:2", eb, ea), ("d2:1", None, ea)]
+    links = out.frames["record_link"].select("record_id_l", "record_id_r", "rule").rows()
+    assert links == [("d1:1", "d2:1", "identifier"), ("d1:2", "d2:1", "identifier")]
+    # the same as a full resolution with that model
+    full = resolve(every, previous=first.entity_record, now=LATER, kept=state.model)
+    assert out.frames["entity_record"].equals(full.entity_record)
+    assert history.equals(full.entity_history)
+
+
+def test_an_identifier_pushed_over_the_group_limit_declines(lake):
+    """A new record holding a number that then has more holders than identifier_max_group:
+    the number stops linking the old holders too, which only a full run sees."""
+    tables, _truth, new_ids, first, state, match_file = lake
+    holders = tables["identifier"].filter(
+        pl.col("kind") == "cn_resident_id", pl.col("check_valid"),
+        ~pl.col("record_id").is_in(new_ids.implode())).group_by("value_normalised").len()
+    value, n = holders.sort("len", "value_normalised", descending=[True, False]).row(0)
+    settings = ResolveSettings(identifier_max_group=n)
+    extra = tables["identifier"].filter(pl.col("record_id") == new_ids[0]).head(1).with_columns(
+        pl.lit("cn_resident_id").alias("kind"), pl.lit(value).alias("value_normalised"),
+        pl.lit(True).alias("check_valid"))
+    every = {**tables, "identifier": pl.concat([tables["identifier"], extra])}
+    with pytest.raises(incremental.Declined, match=f"cn_resident_id {value} of a new record "
+                       f"is held by {n + 1} records, more than identifier_max_group={n}"):
+        incremental.resolve_incremental(
+            {t: f.lazy() for t, f in every.items()}, new_ids, state.model, [match_file],
+            state.components, _frames(first), None, None, settings, LATER)
+
+
+def test_a_placeholder_number_held_by_too_many_already_stays_incremental(tmp_path):
+    """A passport number typed for more people than identifier_max_group (a placeholder) is no
+    evidence for anyone. A new record carrying it changes nothing for the old holders but its
+    review pairs: the run stays incremental, and the new record's match frame leaves the
+    number out as a full run does (with it, the same-named holders would score as a match)."""
+    settings = ResolveSettings(identifier_max_group=3)
+    # four old holders of the placeholder, three of them namesakes born on other days
+    old = [person("d1:1", "WANG WEI", date(1961, 1, 1)),
+           person("d1:2", "WANG WEI", date(1972, 2, 2)),
+           person("d1:3", "WANG WEI", date(1983, 3, 3)),
+           person("d1:4", "LI NA", date(1985, 1, 2))]
+    placeholder = [ident(f"d1:{i}", "passport", "000000000") for i in (1, 2, 3, 4)]
+    new = [person("d2:1", "WANG WEI", date(1994, 4, 4), drop="d2")]
+    first = resolve(make_tables(old, placeholder), now=NOW, settings=settings)
+    state = first.stats["state"]
+    state.match.write_parquet(tmp_path / "match.parquet")
+    every = make_tables(old + new, [*placeholder, ident("d2:1", "passport", "000000000")])
+    out = incremental.resolve_incremental(
+        {t: f.lazy() for t, f in every.items()}, pl.Series(["d2:1"]), state.model,
+        [tmp_path / "match.parquet"], state.components, _frames(first), None, None,
+        settings, LATER)
+    full = resolve(every, previous=first.entity_record, now=LATER, kept=state.model,
+                   settings=settings)
+    for name in ("entity_record", "record_link", "entity_link", "review_pair"):
+        assert out.frames[name].equals(getattr(full, name)), name
+    assert out.new_match.filter(pl.col("record_id") == "d2:1")["passport_no"].to_list() == [None]
+    # the placeholder's review pairs now name the new holder too
+    reason = "identifier passport:CN 000000000 is held by too many records to be one person"
+    pairs = out.frames["review_pair"].filter(pl.col("reason") == reason)
+    assert pairs.select("record_id_l", "record_id_r").rows() == [
+        ("d1:1", "d1:2"), ("d1:1", "d1:3"), ("d1:1", "d1:4"), ("d1:1", "d2:1")]
+
+
+def test_decisions_about_records_resolved_elsewhere_change_nothing(lake):
+    """A decision about records this resolution does not hold (another audience's rows, a
+    superseded record) is not a change to fold in: the delta is the same as without it."""
+    decided = pl.DataFrame({
+        "record_id_l": ["elsewhere:1"], "record_id_r": ["elsewhere:2"], "decision": ["same"],
+        "decided_by": ["steward"], "reason": ["one person"], "decided_at": [LATER]})
+    assert _increment(lake, decisions=decided).delta.equals(_increment(lake).delta)
+
+
+def test_new_records_filling_a_column_the_model_never_compared_decline(lake):
+    """The first feed with addresses: a full run would compare postcodes, the kept model
+    cannot, so the run is a full one (and trains a model that does)."""
+    tables, _truth, new_ids, first, state, match_file = lake
+    assert "postcode" not in state.model.match_schema
+    person = tables["person_record"].with_columns(
+        pl.when(pl.col("record_id").is_in(new_ids.implode())).then(pl.lit("10110"))
+        .otherwise(pl.col("postcode")).alias("postcode"))
+    with pytest.raises(incremental.Declined, match="new records fill postcode, which the kept "
+                       "model does not compare"):
+        incremental.resolve_incremental(
+            {**{t: f.lazy() for t, f in tables.items()}, "person_record": person.lazy()},
+            new_ids, state.model, [match_file], state.components, _frames(first), None, None,
+            ResolveSettings(), LATER)
