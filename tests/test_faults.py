@@ -159,8 +159,9 @@ def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
 
 
 # Columns that say when or by which run something happened: they differ between any two runs.
-# (a published drop's reason names the mart version it went into)
-_VOLATILE = re.compile(r"(_at$|_time$|^run_id$|^version$|^built|^published|^reason$)")
+# (a published drop's reason names the mart version it went into, mart_info the resolution
+# version it was built from)
+_VOLATILE = re.compile(r"(_at$|_time$|^run_id$|version$|^built|^published|^reason$)")
 
 
 def _mart_tables(con) -> dict[str, pl.DataFrame]:
