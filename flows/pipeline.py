@@ -24,4 +24,4 @@ def pipeline(lake: str | None = None, feeds_path: list[str] | None = None,
     the stewards' decisions changed.
     """
     settings = Settings.from_env(lake, feeds_path)
-    return run(settings, run_id=run_id, lease_wait=lease_wait, executor=PrefectExecutor())
+    return run(settings, run_id=run_id, lease_wait=lease_wait, executor=PrefectExecutor(settings))
