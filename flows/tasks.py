@@ -22,6 +22,7 @@ Where per-drop work (validate+stage of each drop, then the Data Docs) runs is a 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
@@ -76,6 +77,10 @@ def _loopback(url: str) -> bool:
 def dask_runner(settings: Settings, api_url: str) -> TaskRunner:
     """prefect-dask's task runner for per-drop work: the scheduler at ``settings.dask_address``,
     or a LocalCluster of ``drop_workers`` single-threaded processes on this host."""
+    # Dask's own lines (scheduler and nanny start, connections, retirement) at WARNING unless
+    # the user configured its logging: a run's progress lines are what an operator reads.
+    # Set before Dask is imported, which reads it; the cluster's processes inherit it.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
     from prefect_dask import DaskTaskRunner  # the optional `dask` extra (check_task_runner)
 
     if settings.dask_address:
