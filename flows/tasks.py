@@ -36,7 +36,7 @@ from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_se
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from fusionlake.lake.settings import Settings, SettingsError
-from fusionlake.lake.store import is_transient
+from fusionlake.lake.store import TransientLakeError, is_transient
 from fusionlake.pipeline import stage
 from fusionlake.pipeline.run import Executor
 
@@ -95,6 +95,24 @@ def dask_runner(settings: Settings, api_url: str) -> TaskRunner:
     return DaskTaskRunner(cluster_kwargs={
         "n_workers": settings.drop_workers, "threads_per_worker": 1, "processes": True,
         "host": "127.0.0.1", "dashboard_address": ":0", "env": env})
+
+
+def lost_by_cluster(exc: Exception) -> Exception:
+    """A per-drop call's error as the run should judge it.
+
+    A call the Dask cluster lost (a connection to the scheduler or a worker closed, the call
+    cancelled because the cluster went away) is no fault of the drop: it becomes a transient
+    error, which leaves the drop pending for the next run instead of rejecting it
+    (fusionlake.pipeline.run, "_failed_drop"). A drop that killed the workers that took it
+    (Dask's KilledWorker, after three) is the drop's own failure and stays as it is.
+    """
+    from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
+
+    if isinstance(exc, CommClosedError | FutureCancelledError):
+        return TransientLakeError(
+            f"the Dask cluster lost the call ({type(exc).__name__}: {exc}); it runs again next run")
+    return exc
 
 
 class PrefectExecutor(Executor):
@@ -173,11 +191,12 @@ class PrefectExecutor(Executor):
         t = as_task(name, fn)
         futures = [self._runner.submit(t, kwargs) if self._runner else t.submit(**kwargs)
                    for kwargs in calls]
+        on_dask = self.settings.task_runner == "dask" and self._runner is not None
         for fut in futures:
             try:
                 yield fut.result()
             except Exception as exc:
-                yield exc
+                yield lost_by_cluster(exc) if on_dask else exc
 
     def once(self, name: str, fn: Callable, **kwargs) -> Any:
         t = as_task(name, fn)

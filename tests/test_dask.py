@@ -186,3 +186,21 @@ def test_the_flow_refuses_before_landing_anything(prefect_harness, tmp_path, s3_
                                             r"http://127\.0\.0\.1:\d+/api/?: set PREFECT_API_URL"):
         pipeline(lake=on_s3.uri)
     assert Ledger(on_s3).entries() == []
+
+
+def test_calls_the_cluster_lost_leave_their_drops_pending():
+    from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
+    from distributed.scheduler import KilledWorker
+
+    from flows.tasks import lost_by_cluster
+    from fusionlake.lake.store import TransientLakeError, is_transient
+
+    for exc in (CommClosedError("in <TCP (closed)>: Stream is closed"),
+                FutureCancelledError("stage_one-1f2e", "scheduler-connection-lost")):
+        lost = lost_by_cluster(exc)
+        assert isinstance(lost, TransientLakeError) and is_transient(lost)
+        assert str(lost).startswith(f"the Dask cluster lost the call ({type(exc).__name__}: ")
+    # a drop that killed its workers, or any error of the drop itself, is judged as it is
+    for exc in (KilledWorker("stage_one-1f2e", "tcp://127.0.0.1:4000", 3), ValueError("bad")):
+        assert lost_by_cluster(exc) is exc
