@@ -28,4 +28,4 @@ def pipeline(lake: str | None = None, feeds_path: list[str] | None = None,
     the model) and rebuild every mart.
     """
     settings = replace(Settings.from_env(lake, feeds_path), full=full)
-    return run(settings, run_id=run_id, lease_wait=lease_wait, executor=PrefectExecutor())
+    return run(settings, run_id=run_id, lease_wait=lease_wait, executor=PrefectExecutor(settings))

@@ -2,25 +2,41 @@
 
 :class:`PrefectExecutor` is the fusionlake.pipeline.run.Executor that flows hand to the stages:
 each call becomes a task of the current flow run (visible in the UI, retried on transient storage
-errors, never on bad data), per-drop work runs on a Prefect task runner (threads, or worker
-processes for big drops), and the run summary becomes a markdown artifact.
+errors, never on bad data), per-drop work runs on a Prefect task runner, and the run summary
+becomes a markdown artifact.
+
+Where per-drop work (validate+stage of each drop, then the Data Docs) runs is a setting
+(Settings.task_runner, ``FUSIONLAKE_TASK_RUNNER``):
+
+* ``local`` (the default): threads of the flow's process, or worker processes of this host
+  for big drops (fusionlake.pipeline.stage.drop_workers);
+* ``dask``: a Dask cluster through prefect-dask (the ``dask`` extra). Without
+  ``FUSIONLAKE_DASK_ADDRESS`` the run starts a LocalCluster of ``drop_workers`` processes on
+  this host and stops it with the stage; with one, it hands the drops to that scheduler's
+  workers, on other machines. Each call carries plain arguments (lake URI, feed folders, the
+  ledger entry, the run's lease fence), and the workers read and write the lake themselves, so
+  that lake must be on object storage (Settings.check_task_runner). docs/scale.md says what runs
+  where.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
+from urllib.parse import urlparse
 
 from prefect import Task, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-from fusionlake.lake.store import is_transient
+from fusionlake.lake.settings import Settings, SettingsError
+from fusionlake.lake.store import TransientLakeError, is_transient
 from fusionlake.pipeline import stage
 from fusionlake.pipeline.run import Executor
 
@@ -48,43 +64,139 @@ def as_task(name: str, fn: Callable) -> Task:
                 persist_result=False, **RETRIES)
 
 
-class PrefectExecutor(Executor):
-    """Runs the stages as Prefect tasks of the current flow run."""
+#: How long a run waits for the first worker of a Dask scheduler given by address (a fleet
+#: that is scaled to zero, or still starting) before it stops, its drops left pending.
+DASK_WORKER_WAIT_SECONDS = 120
 
-    def __init__(self) -> None:
+
+def _loopback(url: str) -> bool:
+    host = urlparse(url if "://" in url else f"tcp://{url}").hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def dask_runner(settings: Settings, api_url: str) -> TaskRunner:
+    """prefect-dask's task runner for per-drop work: the scheduler at ``settings.dask_address``,
+    or a LocalCluster of ``drop_workers`` single-threaded processes on this host."""
+    # Dask's own lines (scheduler and nanny start, connections, retirement) at WARNING unless
+    # the user configured its logging: a run's progress lines are what an operator reads.
+    # Set before Dask is imported, which reads it; the cluster's processes inherit it.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    from prefect_dask import DaskTaskRunner  # the optional `dask` extra (check_task_runner)
+
+    if settings.dask_address:
+        return DaskTaskRunner(address=settings.dask_address)
+    # One thread per process: validate+stage is mostly single-threaded Python (GX, translit.),
+    # so a drop per core. The cluster listens on loopback only (its diagnostics page on a free
+    # port: several runs or users on one host do not collide). Its processes start with this
+    # process's environment (the lake's AWS_* variables) and the run's Prefect settings, its
+    # API above all.
+    env = get_current_settings().to_environment_variables(exclude_unset=True)
+    env["PREFECT_API_URL"] = api_url
+    return DaskTaskRunner(cluster_kwargs={
+        "n_workers": settings.drop_workers, "threads_per_worker": 1, "processes": True,
+        "host": "127.0.0.1", "dashboard_address": ":0", "env": env})
+
+
+def lost_by_cluster(exc: Exception) -> Exception:
+    """A per-drop call's error as the run should judge it.
+
+    A call the Dask cluster lost (a connection to the scheduler or a worker closed, the call
+    cancelled because the cluster went away) is no fault of the drop: it becomes a transient
+    error, which leaves the drop pending for the next run instead of rejecting it
+    (fusionlake.pipeline.run, "_failed_drop"). A drop that killed the workers that took it
+    (Dask's KilledWorker, after three) is the drop's own failure and stays as it is.
+    """
+    from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
+
+    if isinstance(exc, CommClosedError | FutureCancelledError):
+        return TransientLakeError(
+            f"the Dask cluster lost the call ({type(exc).__name__}: {exc}); it runs again next run")
+    return exc
+
+
+class PrefectExecutor(Executor):
+    """Runs the stages as Prefect tasks of the current flow run; per-drop work where
+    ``settings.task_runner`` says (see the module's docstring)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
         super().__init__()
         self.log = get_run_logger()
+        # No settings (the land flow): no per-drop stage, so nothing runs on a cluster.
+        self.settings = settings or Settings()
+        # Refused before the run lands anything: a lake the cluster cannot reach, a missing
+        # extra, or a Prefect API that the cluster's workers cannot reach.
+        self.settings.check_task_runner()
+        if self.settings.task_runner == "dask" and self.settings.dask_address:
+            api = self._api_url()
+            if _loopback(api) and not _loopback(self.settings.dask_address):
+                raise SettingsError(
+                    f"the Dask scheduler at {self.settings.dask_address} has workers on other "
+                    f"machines, which cannot reach this run's Prefect API at {api}: set "
+                    "PREFECT_API_URL to a Prefect server they can reach")
         self._runner: TaskRunner | None = None
+
+    @staticmethod
+    def _api_url() -> str:
+        # Without PREFECT_API_URL this run's API is a temporary server of this process, and each
+        # worker would otherwise start one of its own on the same SQLite database (seconds per
+        # worker, and "database is locked" errors): workers are pointed at this one.
+        with get_client(sync_client=True) as client:
+            return str(client.api_url)
 
     @contextlib.contextmanager
     def workers(self, processes: int) -> Iterator[None]:
+        if self.settings.task_runner == "dask":
+            with self._on_dask():
+                yield
+            return
         if not processes:
             with ThreadPoolTaskRunner() as runner:
                 self._runner = runner
                 yield
             self._runner = None
             return
-        # The workers report to this run's API. Without PREFECT_API_URL that is a temporary
-        # server of this process, and each worker would otherwise start one of its own on the
-        # same SQLite database (seconds per worker, and "database is locked" errors).
-        with get_client(sync_client=True) as client:
-            api_url = str(client.api_url)
-        with (temporary_settings({PREFECT_API_URL: api_url}),
+        with (temporary_settings({PREFECT_API_URL: self._api_url()}),
               ProcessPoolTaskRunner(max_workers=processes,
                                     initializer=stage.exit_with_parent) as runner):
             self._runner = runner
             yield
         self._runner = None
 
+    @contextlib.contextmanager
+    def _on_dask(self) -> Iterator[None]:
+        """Per-drop work on a Dask cluster, for as long as the stage lasts."""
+        api_url = self._api_url()
+        # The settings in force when a call is submitted travel with it (prefect-dask serialises
+        # the context), so each task run reports to this run's API from any worker.
+        with (temporary_settings({PREFECT_API_URL: api_url}),
+              dask_runner(self.settings, api_url) as runner):
+            client = runner.client  # starts the LocalCluster, or connects to the scheduler
+            try:
+                client.wait_for_workers(1, timeout=DASK_WORKER_WAIT_SECONDS)
+            except TimeoutError:
+                raise SettingsError(
+                    f"no Dask worker joined the scheduler at {client.scheduler.address} within "
+                    f"{DASK_WORKER_WAIT_SECONDS} s; start workers (`dask worker ADDRESS`) and "
+                    "run again: the drops stay pending") from None
+            self.log.info("per-drop work on Dask: scheduler %s, %d worker(s)",
+                          client.scheduler.address, len(client.nthreads()))
+            self._runner = runner
+            try:
+                yield
+            finally:
+                self._runner = None
+
     def each(self, name: str, fn: Callable, calls: list[dict]) -> Iterator[Any]:
         t = as_task(name, fn)
         futures = [self._runner.submit(t, kwargs) if self._runner else t.submit(**kwargs)
                    for kwargs in calls]
+        on_dask = self.settings.task_runner == "dask" and self._runner is not None
         for fut in futures:
             try:
                 yield fut.result()
             except Exception as exc:
-                yield exc
+                yield lost_by_cluster(exc) if on_dask else exc
 
     def once(self, name: str, fn: Callable, **kwargs) -> Any:
         t = as_task(name, fn)

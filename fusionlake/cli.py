@@ -34,7 +34,7 @@ from fusionlake.lake import audit, layout, zones
 from fusionlake.lake.feeds import load_feeds
 from fusionlake.lake.lease import LeaseHeld, LeaseLost
 from fusionlake.lake.ledger import Ledger, StewardError
-from fusionlake.lake.settings import Settings, configure_offline
+from fusionlake.lake.settings import Settings, SettingsError, configure_offline
 from fusionlake.lake.store import LakeError, LocalStore, open_store, redact
 from fusionlake.pipeline.land import DeliveryError, deliver
 from fusionlake.pipeline.marts import (
@@ -946,6 +946,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(getattr(args, "lake", None))
         if fn not in (cmd_generate, cmd_feeds):  # the commands that use a lake
             _check_lake(settings.lake)
+        if fn in (cmd_run, cmd_serve):  # where drops are staged, before any server starts
+            settings.check_task_runner()
         code = fn(args, settings)
         sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
         return code
@@ -975,8 +977,8 @@ def _closed_pipe() -> int:
 
 
 def _is_user_error(exc: Exception) -> bool:
-    return isinstance(exc, UserError | DeliveryError | LakeError | LeaseHeld | LeaseLost
-                      | MartError | StewardError | audit.AuditError)
+    return isinstance(exc, UserError | SettingsError | DeliveryError | LakeError | LeaseHeld
+                      | LeaseLost | MartError | StewardError | audit.AuditError)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ environment for its own configuration.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,11 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 DEFAULT_LAKE = "./lakehouse"
+
+#: Where a run's per-drop work (validate+stage, Data Docs) executes: ``local`` is this host
+#: (threads, or worker processes for big drops); ``dask`` a Dask cluster, a LocalCluster of
+#: ``drop_workers`` processes or the scheduler at ``FUSIONLAKE_DASK_ADDRESS``.
+TASK_RUNNERS = ("local", "dask")
 
 # Agencies run this on closed networks: nothing may phone home, and Prefect's ephemeral server
 # needs more than its default 20 s to start the first time on a fresh machine (migrations).
@@ -27,6 +33,15 @@ OFFLINE_ENVIRONMENT = {
     "PYTHAINLP_OFFLINE": "1",
     "HF_HUB_OFFLINE": "1",
 }
+
+
+class SettingsError(ValueError):
+    """Settings that cannot work together; the message says which and what to change."""
+
+
+def is_local_path(lake: str) -> bool:
+    """Whether a lake URI is a folder of this host (a path or ``file://``), not object storage."""
+    return "://" not in lake or lake.startswith("file://")
 
 
 def configure_offline() -> None:
@@ -59,6 +74,29 @@ class Settings:
     incremental_max_share: float = 0.1
     # `fusionlake run --full`: resolve everything again and retrain, and rebuild every mart.
     full: bool = False
+    task_runner: str = "local"  # TASK_RUNNERS: where per-drop work runs
+    # A running Dask scheduler (``tcp://host:8786``) whose workers take the per-drop work; none:
+    # the run starts a LocalCluster of drop_workers processes on this host and stops it after.
+    dask_address: str | None = None
+
+    def check_task_runner(self) -> None:
+        """Raise :class:`SettingsError` if per-drop work cannot run where the settings say.
+
+        A Dask scheduler at an address has workers on other machines (or in other containers):
+        they cannot see this host's lake folder, and a drop they staged into their own would be
+        lost to the run. Such a cluster needs a lake on object storage (``s3://``).
+        """
+        if self.task_runner not in TASK_RUNNERS:
+            raise SettingsError(f"FUSIONLAKE_TASK_RUNNER={self.task_runner!r} is not one of "
+                                f"{', '.join(TASK_RUNNERS)}")
+        if self.task_runner == "dask" and importlib.util.find_spec("prefect_dask") is None:
+            raise SettingsError("FUSIONLAKE_TASK_RUNNER=dask needs prefect-dask: install "
+                                "fusionlake with its `dask` extra (pip install 'fusionlake[dask]')")
+        if self.task_runner == "dask" and self.dask_address and is_local_path(self.lake):
+            raise SettingsError(
+                f"the Dask scheduler at {self.dask_address} (FUSIONLAKE_DASK_ADDRESS) has "
+                f"workers that cannot read this host's lake folder {self.lake}: give an "
+                "s3:// lake, or unset FUSIONLAKE_DASK_ADDRESS for a cluster on this host")
 
     @classmethod
     def from_env(cls, lake: str | None = None, feeds_path: list[str] | None = None) -> Settings:
@@ -78,6 +116,11 @@ class Settings:
             full_every=int(os.environ.get("FUSIONLAKE_FULL_EVERY") or cls.full_every),
             incremental_max_share=float(os.environ.get("FUSIONLAKE_INCREMENTAL_MAX_SHARE")
                                         or cls.incremental_max_share),
+            # an address alone says dask: nobody names a scheduler to leave it unused
+            task_runner=(os.environ.get("FUSIONLAKE_TASK_RUNNER")
+                         or ("dask" if os.environ.get("FUSIONLAKE_DASK_ADDRESS") else "local")
+                         ).strip().lower(),
+            dask_address=os.environ.get("FUSIONLAKE_DASK_ADDRESS") or None,
         )
 
 
