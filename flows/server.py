@@ -104,7 +104,13 @@ def owned_server(timeout: float = 180.0) -> Iterator[str | None]:
                 finally:
                     _drain_prefect_workers()
         else:
-            yield url
+            try:
+                yield url
+            finally:
+                # the command imported Prefect inside the block: its workers hold logs for this
+                # server, and flushing them at exit to a stopped server took a minute of retries
+                if "prefect" in sys.modules:
+                    _drain_prefect_workers()
     finally:
         if saved is None:
             os.environ.pop("PREFECT_API_URL", None)
