@@ -652,6 +652,7 @@ def publish(store: ObjectStore, audience: str, local_path: Path,
         "size": size,
         "audience": name,
         "built_at": info["built_at"].isoformat() if info["built_at"] else None,
+        "resolution_version": info.get("resolution_version"),
         "published_at": datetime.now(UTC).isoformat(),
         "writer": uuid.uuid4().hex,  # makes every pointer's bytes unique to its writer
     }
@@ -1042,12 +1043,20 @@ def _update(path: Path, previous: Path, tables: dict[str, Input], delta: Input,
 
 def _previous_resolution(store: ObjectStore, audience: str) -> dict[str, pl.DataFrame] | None:
     """``{"previous_entity_record": frame}`` of the audience's resolution before its current
-    one, or None when there is none (a first run, or retention kept only one version)."""
+    one, or None when there is none (a first run, or retention kept only one version).
+
+    That is the resolution the published mart holds (its LATEST names it) when that one is
+    older: after a run killed between resolving and publishing, the version just before the
+    current one is the killed run's, which no mart ever showed, and a match it made must still
+    be new in the next mart (entity.new_cross_agency_match)."""
     prefix = layout.resolution_prefix(audience)
     pointer = versions.read_pointer(store, prefix)
     if pointer is None:
         return None
     older = [v for v in versions.complete_versions(store, prefix) if v < pointer["version"]]
+    shown = (latest(store, audience) or {}).get("resolution_version")
+    if shown in older:
+        older = [shown]
     key = f"{versions.version_prefix(prefix, older[0])}/entity_record.parquet" if older else None
     if key is None or not store.exists(key):
         return None

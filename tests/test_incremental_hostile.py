@@ -1,0 +1,390 @@
+"""Incremental runs when things go wrong: a flaky store, two runs at once, a run killed between
+resolving and publishing, and malformed files delivered beside a good follow-up drop.
+
+The scenario is test_incremental_runs' (its module fixture: 2,000 generated people, the Myanmar
+police's detainee file split so that its last 60 rows come as a follow-up drop); each test starts
+from a copy of the lake after the first run. The yardstick is the same follow-up run on a clean
+copy, uninterrupted (``follow_up``): the faulted and the killed runs must end with its resolution
+frames and mart tables, compared without the columns that say when or by which run something
+happened (test_faults' ``_VOLATILE``). The S3 run goes through tests/faultproxy.py at a 30 %
+fault rate; the concurrent and the killed runs are subprocesses of fusionlake.pipeline.run
+(``FUSIONLAKE_KILL_AT`` kills one with SIGKILL at a named point, fusionlake/lake/faults.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+import test_incremental_runs as incremental
+from faultproxy import FAULTS
+from polars.testing import assert_frame_equal
+from test_faults import _VOLATILE, _mart_tables, _without_column
+from test_incremental_runs import GROUP, _mode, _pointer, _state_file
+
+from fusionlake.lake import layout, versions, zones
+from fusionlake.lake.ledger import Ledger
+from fusionlake.lake.settings import Settings
+from fusionlake.lake.store import open_store
+from fusionlake.pipeline import marts
+from fusionlake.pipeline.land import deliver
+from fusionlake.pipeline.resolve import read_state
+from fusionlake.pipeline.run import run
+
+pytestmark = pytest.mark.slow
+
+# test_incremental_runs' module fixtures, computed once for this module too: the generated
+# scenario with its lake after the first run, and a fresh copy of that lake for each test
+scenario = incremental.scenario
+lake = incremental.lake
+
+AUDIENCES = ("all", "cn_mps", "mm_police", "th_imm")
+
+
+def _copy(source, target) -> None:
+    for key in source.list(""):
+        target.put(key, source.get(key))
+
+
+def _resolutions(store) -> dict[tuple[str, str], pl.DataFrame]:
+    """Every audience's current resolution frames, without their volatile columns, sorted."""
+    out = {}
+    for audience in AUDIENCES:
+        for name, frame in zones.read_resolution(store, audience).items():
+            frame = frame.select([c for c in frame.columns if not _VOLATILE.search(c)])
+            out[audience, name] = frame.sort(frame.columns, nulls_last=True)
+    return out
+
+
+def _marts(store) -> dict[str, dict[str, pl.DataFrame]]:
+    """Every audience's published mart, table by table, without volatile columns."""
+    out = {}
+    for audience in AUDIENCES:
+        con = marts.open_latest(store, audience)
+        try:
+            out[audience] = _mart_tables(con)
+        finally:
+            con.close()
+    return out
+
+
+def _assert_same(mine: dict, theirs: dict) -> None:
+    assert mine.keys() == theirs.keys()
+    for name, frame in mine.items():
+        if isinstance(frame, dict):
+            _assert_same(frame, theirs[name])
+        else:
+            try:
+                assert_frame_equal(frame, theirs[name])
+            except AssertionError as exc:
+                raise AssertionError(f"{name}: {exc}") from None
+
+
+def _states(store) -> dict[str, str]:
+    return {e.file_name: str(e.state) for e in Ledger(store).entries()}
+
+
+@pytest.fixture(scope="module")
+def follow_up(scenario, tmp_path_factory):
+    """The yardstick: the follow-up drop resolved incrementally on a clean local copy of the
+    lake, nothing in its way; (store, run summary)."""
+    path = tmp_path_factory.mktemp("follow_up") / "lake"
+    shutil.copytree(scenario[3], path)
+    store = open_store(str(path))
+    deliver(store, "mm_police", "detainees", [scenario[2]])
+    summary = run(Settings(lake=str(path)))
+    assert not summary.problems, summary.problems
+    assert _mode(summary)["mode"] == "incremental", _mode(summary)
+    return store, summary
+
+
+# -- a flaky store ------------------------------------------------------------------------------
+
+
+def test_a_follow_up_run_at_30_percent_faults_ends_as_on_a_clean_store(
+        scenario, follow_up, s3_endpoint, s3_bucket, fault_proxy, monkeypatch):
+    clean, clean_summary = follow_up
+    uri = f"s3://{s3_bucket}/lake"
+    store = open_store(uri)
+    _copy(open_store(str(scenario[3])), store)
+    deliver(store, "mm_police", "detainees", [scenario[2]])
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", fault_proxy.url)  # every client of the run
+    fault_proxy.rate = 0.3
+    summary = run(Settings(lake=uri))
+    injected = dict(fault_proxy.counts)
+    fault_proxy.rate = 0.0
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)  # straight to moto from here on
+    assert all(injected.get(f, 0) > 5 for f in FAULTS), injected
+
+    assert not summary.problems, summary.problems
+    modes = summary.resolution_stats["resolve mode"]
+    assert {g: m["mode"] for g, m in modes.items()} == {
+        "all+cn_mps": "incremental", "mm_police+th_imm": "incremental"}
+    assert modes == clean_summary.resolution_stats["resolve mode"]
+    assert {a: b["mode"] for a, b in summary.mart_builds.items()} == {
+        a: b["mode"] for a, b in clean_summary.mart_builds.items()}
+    assert summary.mart_builds["all"]["mode"] == "updated"
+    assert _states(store) == _states(clean)
+    _assert_same(_resolutions(store), _resolutions(clean))
+    _assert_same(_marts(store), _marts(clean))
+
+
+# -- two runs at once, and a run killed before it published ---------------------------------
+
+_RUN = textwrap.dedent("""
+    import json, sys, time
+    from pathlib import Path
+    from fusionlake.lake.settings import Settings
+    from fusionlake.pipeline.run import run
+    lake, ready, go = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    ready.touch()
+    while not go.exists():  # the test starts every process's run at the same moment
+        time.sleep(0.005)
+    summary = run(Settings(lake=lake), lease_wait=float(sys.argv[4]))
+    print(json.dumps(summary.as_json()))
+""")
+
+
+def _start(lake: str, work: Path, n: int, wait: float = 600) -> list[subprocess.Popen]:
+    """``n`` runs in processes of their own, released together once all have started."""
+    work.mkdir(parents=True, exist_ok=True)
+    go = work / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", _RUN, lake, str(work / f"ready-{i}"),
+                               str(go), str(wait)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+             for i in range(n)]
+    deadline = time.monotonic() + 300
+    while not all((work / f"ready-{i}").exists() for i in range(n)):
+        assert time.monotonic() < deadline, "the runs did not start"
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        time.sleep(0.05)
+    go.touch()
+    return procs
+
+
+def _halves(follow_up_file: Path, folder: Path) -> tuple[Path, Path]:
+    lines = follow_up_file.read_text(encoding="utf-8").splitlines(keepends=True)
+    a, b = folder / "detainees_2a.jsonl", folder / "detainees_2b.jsonl"
+    a.write_text("".join(lines[:30]), encoding="utf-8")
+    b.write_text("".join(lines[30:]), encoding="utf-8")
+    return a, b
+
+
+def _mart_records(store, audience: str = "all") -> pl.DataFrame:
+    con = marts.open_latest(store, audience)
+    try:
+        return con.sql("SELECT record_id, entity_id FROM entity_record").pl().sort("record_id")
+    finally:
+        con.close()
+
+
+def _mart_resolution_version(store, audience: str = "all") -> str:
+    con = marts.open_latest(store, audience)
+    try:
+        return con.execute("SELECT resolution_version FROM mart_info").fetchone()[0]
+    finally:
+        con.close()
+
+
+def _staged_ids(store, drop_ids: list[str]) -> set[str]:
+    person = zones.read_staged(store, "person_record", set(drop_ids))
+    return set(person["record_id"])
+
+
+def test_two_runs_started_together_resolve_a_drop_once_and_the_next_incrementally(
+        lake, scenario, tmp_path):
+    store = open_store(lake)
+    first_version = _pointer(store)["version"]
+    half, rest = _halves(scenario[2], tmp_path)
+    deliver(store, "mm_police", "detainees", [half])
+
+    procs = _start(lake, tmp_path / "race", 2)
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    worked = [s for s in summaries if s["marts"]]
+    waited = [s for s in summaries if not s["marts"]]
+    # one run did the work; the other waited for the lease and found nothing new
+    assert len(worked) == 1 and len(waited) == 1, summaries
+    assert worked[0]["resolve_mode"][GROUP]["mode"] == "incremental"
+    assert "30 new records" in worked[0]["resolve_mode"][GROUP]["why"]
+    assert waited[0]["noop"] and not waited[0]["resolve_mode"] and not waited[0]["drops"]
+
+    # one resolution version more, incremental of the first run's, with its own kept state
+    pointer = _pointer(store)
+    assert versions.complete_versions(store, layout.RESOLUTION)[:2] == [pointer["version"],
+                                                                        first_version]
+    assert pointer["incremental_of"] == first_version
+    assert pointer["run_id"] == worked[0]["run_id"]
+    resolution = zones.read_resolution(store)
+    kept = read_state(store, "all", pointer["version"], tmp_path / "state")
+    assert kept.info["incremental_runs"] == 1
+    kept_ids = pl.scan_parquet(kept.match_files).select("record_id").collect()["record_id"]
+    assert kept_ids.sort().equals(resolution["entity_record"]["record_id"].sort())
+    # the mart holds exactly that resolution
+    assert _mart_resolution_version(store) == pointer["version"]
+    assert _mart_records(store).equals(
+        resolution["entity_record"].select("record_id", "entity_id").sort("record_id"))
+    # the drop was staged and published once, by the run that did the work
+    drop = next(e for e in Ledger(store).entries() if e.file_name == half.name)
+    assert str(drop.state) == "published"
+    events = Ledger(store).events(drop.drop_id)
+    assert [e["state"] for e in events] == ["received", "validated", "staged", "published"]
+    assert {e["run_id"] for e in events} == {worked[0]["run_id"]}
+    # the other run had the lake only once the marts were published, and let it go too
+    leases = {body["run_id"]: body for body in (
+        json.loads(store.get(k)) for k in store.list(layout.lease_prefix("pipeline"))
+        if k.endswith(".json"))}
+    published_at = datetime.fromisoformat(marts.latest(store, "all")["published_at"])
+    assert datetime.fromisoformat(leases[waited[0]["run_id"]]["acquired_at"]) > published_at
+    assert sorted(store.list(layout.lease_prefix("pipeline")))[-1].endswith(".released")
+
+    deliver(store, "mm_police", "detainees", [rest])
+    summary = run(Settings(lake=lake))
+    assert not summary.problems, summary.problems
+    assert _mode(summary)["mode"] == "incremental", _mode(summary)
+    assert "30 new records" in _mode(summary)["why"]
+    assert _pointer(store)["incremental_of"] == pointer["version"]
+    assert summary.mart_builds["all"]["mode"] == "updated"
+    new = _staged_ids(store, [e.drop_id for e in Ledger(store).entries()
+                              if e.file_name in (half.name, rest.name)])
+    assert len(new) == 60
+    assert new <= set(_mart_records(store)["record_id"])
+
+
+_KILLED_RUN = ("import sys; from fusionlake.lake.settings import Settings; "
+               "from fusionlake.pipeline.run import run; run(Settings(lake=sys.argv[1]))")
+
+
+def test_a_run_killed_between_resolving_and_publishing_is_completed_by_the_next(
+        lake, scenario, follow_up, tmp_path):
+    # (a run killed in the middle of the mart update: test_marts_incremental)
+    store = open_store(lake)
+    first_version = _pointer(store)["version"]
+    published = {a: marts.latest(store, a) for a in AUDIENCES}
+    records = _mart_records(store)
+    deliver(store, "mm_police", "detainees", [scenario[2]])
+    # killed as the first mart's version is being finished: uploaded, not yet complete
+    env = {**os.environ, "FUSIONLAKE_KILL_AT": "before-manifest:marts/"}
+    proc = subprocess.run([sys.executable, "-c", _KILLED_RUN, lake], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+
+    # the resolution was written, incremental, with its kept state ...
+    pointer = _pointer(store)
+    assert pointer["incremental_of"] == first_version
+    assert store.exists(_state_file(store))
+    # ... but no mart moved: each is the one published before, readable, without the new rows
+    assert {a: marts.latest(store, a) for a in AUDIENCES} == published
+    assert _mart_resolution_version(store) == first_version
+    assert _mart_records(store).equals(records)
+    assert versions.unfinished_versions(store, layout.mart_prefix("all"))
+    drop = next(e for e in Ledger(store).entries() if e.file_name == scenario[2].name)
+    assert str(drop.state) == "staged"
+
+    summary = run(Settings(lake=lake))  # the lease of a dead process on this host is free
+    assert not summary.problems, summary.problems
+    assert any("unfinished versions" in n for n in summary.notes), summary.notes
+    assert not versions.unfinished_versions(store, layout.mart_prefix("all"))
+    build = summary.mart_builds["all"]
+    assert build["mode"] == "rebuilt"
+    assert build["why"] == (f"the published mart holds resolution {first_version}, the delta "
+                            f"is relative to {pointer['version']}")
+    assert str(Ledger(store).get(drop.drop_id).state) == "published"
+    assert _mart_resolution_version(store) == _pointer(store)["version"]
+    # the next run found no record new since the killed run's resolution (its delta is empty),
+    # and the lake ends as if the run had never been killed
+    assert _pointer(store)["incremental_of"] == pointer["version"]
+    assert zones.read_resolution(store)["resolution_delta"].is_empty()
+    clean, _ = follow_up
+    assert _states(store) == _states(clean)
+    _assert_same({k: f for k, f in _resolutions(store).items() if k[1] != "resolution_delta"},
+                 {k: f for k, f in _resolutions(clean).items() if k[1] != "resolution_delta"})
+    _assert_same(_marts(store), _marts(clean))
+
+
+# -- malformed files beside a good follow-up -------------------------------------------------
+
+
+def test_malformed_files_beside_a_follow_up_stop_only_themselves(lake, scenario, tmp_path):
+    store = open_store(lake)
+    gen, _d1, d2, _lake = scenario
+    rows = d2.read_text(encoding="utf-8").splitlines(keepends=True)
+    good = tmp_path / "detainees_2.jsonl"
+    good.write_text("".join(rows[:50]), encoding="utf-8")
+    # the last 10 rows, with a line cut off in transfer (line 4) and a proxy's error page (9)
+    torn = tmp_path / "detainees_3.jsonl"
+    cut = '{"case_no":"MWD-2025-999999","name":"Aung Aung","sex":"M","date_of_bi\n'
+    html = "<html><body>504 Gateway Timeout</body></html>\n"
+    torn_lines = [*rows[50:53], cut, *rows[53:57], html, *rows[57:]]
+    torn.write_text("".join(torn_lines), encoding="utf-8")
+    # Thai immigration: a manifest saved in TIS-620 for a UTF-8 feed, and one without names
+    thai = tmp_path / "repatriations_tis620.csv"
+    header = (gen / "th_imm/repatriations/repatriations.csv").read_text(
+        encoding="utf-8-sig").splitlines()[0]
+    thai.write_bytes((header + "\nTG9999-20260105-001,TG9999,2026-01-05,สมชาย ใจดี,M,"
+                      "01/02/1980,THA,AA1234567,Bangkok\n").encode("cp874"))
+    nocol = _without_column(gen / "th_imm/repatriations/repatriations.csv",
+                            tmp_path / "repatriations_nocol.csv", "passenger_name")
+    deliver(store, "mm_police", "detainees", [good, torn])
+    deliver(store, "th_imm", "repatriations", [thai, nocol])
+
+    summary = run(Settings(lake=lake))
+    assert not summary.problems, summary.problems  # bad data is not a failure of the run
+    # the good rows were resolved incrementally, in every audience group
+    modes = summary.resolution_stats["resolve mode"]
+    assert {g: m["mode"] for g, m in modes.items()} == {
+        "all+cn_mps": "incremental", "mm_police+th_imm": "incremental"}, modes
+    assert all(m["why"].startswith("60 new records") for m in modes.values()), modes
+    entries = {e.file_name: e for e in Ledger(store).entries()}
+    assert {n: str(entries[n].state) for n in (good.name, torn.name, thai.name, nocol.name)} == {
+        good.name: "published", torn.name: "published", thai.name: "rejected",
+        nocol.name: "rejected"}
+    new = _staged_ids(store, [entries[good.name].drop_id, entries[torn.name].drop_id])
+    assert len(new) == 60
+    for audience in AUDIENCES:
+        assert new <= set(_mart_records(store, audience)["record_id"]), audience
+    assert summary.mart_builds["all"]["mode"] == "updated"
+
+    # each bad file says what is wrong with it, and where
+    assert re.fullmatch(r"repatriations_tis620\.csv: is not valid utf-8-sig \(byte 0x[0-9a-f]{2} "
+                        r"at line 2\); .*", entries[thai.name].reason), entries[thai.name].reason
+    assert "lacks the column(s) passenger_name" in entries[nocol.name].reason
+    by_name = {d.name: d for d in summary.drops}
+    assert by_name["th_imm/repatriations/repatriations_nocol.csv"].reason == (
+        entries[nocol.name].reason)
+    torn_drop = by_name[f"mm_police/detainees/{torn.name}"]
+    assert (torn_drop.state, torn_drop.rows, torn_drop.quarantined) == ("staged", 12, 2)
+    torn_entry = entries[torn.name]
+    quarantine = zones.read_frame(store, layout.quarantine_key(
+        "mm_police", "detainees", torn_entry.drop_id))
+    assert quarantine.select("line", "expectation").rows() == [
+        (4, "read_malformed_json"), (9, "read_malformed_json")]
+    assert quarantine["reason"].str.slice(0, 8).to_list() == ["line 4: ", "line 9: "]
+    assert quarantine["raw_line"].to_list() == [cut.rstrip("\n"), html.rstrip("\n")]
+    # the stewards see all of it in the mart
+    con = marts.open_latest(store, "all")
+    try:
+        ledger = dict(con.execute("SELECT file_name, reason FROM drop_ledger WHERE state = "
+                                  "'rejected'").fetchall())
+        lines = con.execute("SELECT line FROM quarantine WHERE drop_id = ? ORDER BY line",
+                            [torn_entry.drop_id]).fetchall()
+    finally:
+        con.close()
+    assert ledger == {thai.name: entries[thai.name].reason,
+                      nocol.name: entries[nocol.name].reason}
+    assert lines == [(4,), (9,)]
+    # and every file, good or bad, stays in raw/ as it was delivered
+    for path in (good, torn, thai, nocol):
+        assert store.get(entries[path.name].raw_key) == path.read_bytes(), path.name
