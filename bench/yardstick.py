@@ -11,8 +11,15 @@ on a noisy machine (bench/bench_pipeline.py runs it beside the pipeline). The wo
 * comparisons: ``NameComparison`` on both names, ``DateOfBirthComparison``, ``ExactMatch`` on
   city with term frequencies, ``EmailComparison``;
 * blocking: first name + surname, surname + birth date, email;
-* training: lambda estimated, u by random sampling over 1e6 pairs, EM on two blocking rules;
+* training: lambda estimated, u by random sampling over 1e6 pairs, EM on two blocking rules
+  (first name + surname, then email: between them every comparison is trained);
 * predict and cluster at 0.9.
+
+The issue names the EM rules only as "two blocking rules". Its figures (21.7 s and 1.8-1.9 GB at
+1,677,560 records) fix which kind: rules whose pairs grow with the records. This script first
+trained on first name + surname and on birth date alone, as Splink's tutorial does; with 20,075
+birth dates a birth-date block holds n/20,075 records, so its pairs grow as n squared: 0.7M pairs
+at 167k records, 70M at 1.67M, and training took 397.6 s and 14.5 GB there (bench/RESULTS.md).
 
 It runs in a child process so that its peak memory is its own.
 """
@@ -105,7 +112,7 @@ def plain_splink(frame: pl.DataFrame) -> dict:
     linker.training.estimate_u_using_random_sampling(max_pairs=1e6, seed=1)
     linker.training.estimate_parameters_using_expectation_maximisation(
         block_on("first_name", "surname"))
-    linker.training.estimate_parameters_using_expectation_maximisation(block_on("dob"))
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("email"))
     seconds["train"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     pred = linker.inference.predict(threshold_match_probability=0.9)
