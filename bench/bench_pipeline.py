@@ -135,41 +135,6 @@ def calibrate(runs: int = 3) -> float:
 
 #: Keys under which a run may say how a step ran (and any key ending in _mode or _modes): a word
 #: ("incremental", "full", "in place", "rebuilt") or a flag ("incremental": true, "rebuilt": true).
-_MODE_KEYS = {"mode", "modes", "incremental", "in_place", "updated_in_place", "rebuilt", "how"}
-
-
-def _mode_words(value) -> list[str]:
-    """``value`` said as "incremental" or "full" (None when it says neither)."""
-    if isinstance(value, bool):
-        return ["incremental" if value else "full"]
-    if isinstance(value, str):
-        word = value.lower()
-        if any(w in word for w in ("increment", "in place", "in_place", "updated", "delta")):
-            return ["incremental"]
-        if any(w in word for w in ("full", "rebuil", "built", "fresh")):
-            return ["full"]
-    return []
-
-
-def _modes_in(obj, under_mode_key: bool = False) -> list[str]:
-    """Every "incremental"/"full" said under a mode key anywhere in ``obj`` (nested dicts and
-    lists, e.g. one per audience)."""
-    if isinstance(obj, dict):
-        out = []
-        for key, value in obj.items():
-            flag = str(key).lower()
-            mode_key = flag in _MODE_KEYS or flag.endswith(("_mode", "_modes")) or under_mode_key
-            if flag == "rebuilt" and isinstance(value, bool):  # rebuilt: true is a full build
-                out.append("full" if value else "incremental")
-            elif mode_key:
-                out += _mode_words(value)
-            out += _modes_in(value, mode_key)
-        return out
-    if isinstance(obj, list | tuple):
-        return [w for item in obj for w in _modes_in(item, under_mode_key)]
-    return []
-
-
 def _one_mode(words: list[str]) -> str:
     if not words or set(words) == {"full"}:
         return "full"  # nothing said: the pipeline resolved and published everything
@@ -179,18 +144,17 @@ def _one_mode(words: list[str]) -> str:
 
 
 def run_modes(summary) -> dict[str, str]:
-    """How resolve and publish ran, as the run summary says it: from the resolution statistics
-    (and any resolution key of the summary's JSON) and from what the summary says of the marts;
-    "full" where it says nothing."""
-    try:
-        as_json = summary.as_json()
-    except Exception:  # a summary that cannot say more still has its statistics
-        as_json = {}
-    resolve = _modes_in(summary.resolution_stats) + _modes_in(
-        {k: v for k, v in as_json.items() if "resol" in k})
-    marts = {k: v for k, v in vars(summary).items() if "mart" in k and k != "mart_figures"}
-    marts |= {k: v for k, v in as_json.items() if "mart" in k and k != "mart_figures"}
-    return {"resolve": _one_mode(resolve), "publish": _one_mode(_modes_in(marts))}
+    """How resolve and publish ran, as the run summary records it: ``resolve mode`` per
+    audience group in the resolution statistics, and each mart's ``build`` (its LATEST
+    pointer, summary.mart_builds): updated in place, rebuilt, or copied from the build of an
+    audience that sees the same rows (a copy is as incremental as that build). "full" where
+    the summary records nothing, so the benchmark never credits what did not run."""
+    resolve = [m.get("mode") for m in
+               (summary.resolution_stats.get("resolve mode") or {}).values()]
+    resolve = ["incremental" if m == "incremental" else "full" for m in resolve]
+    builds = [b.get("mode") for b in (summary.mart_builds or {}).values()]
+    publish = ["incremental" if m == "updated" else "full" for m in builds if m != "copied"]
+    return {"resolve": _one_mode(resolve), "publish": _one_mode(publish)}
 
 
 def run_stages(drops: Path, lake: Path) -> list[dict]:

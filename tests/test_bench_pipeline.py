@@ -19,7 +19,7 @@ _spec.loader.exec_module(bench)
 def summary(resolution_stats: dict | None = None, **extra) -> RunSummary:
     out = RunSummary(run_id="r", lake="/lake", marts={"all": "v1", "cn_mps": "v1"},
                      resolution_stats=resolution_stats or {"new cross-agency matches": 3})
-    for name, value in extra.items():  # what a later pipeline may add beside today's fields
+    for name, value in extra.items():
         setattr(out, name, value)
     return out
 
@@ -28,27 +28,26 @@ def test_a_summary_that_says_nothing_is_a_full_run():
     assert bench.run_modes(summary()) == {"resolve": "full", "publish": "full"}
 
 
-@pytest.mark.parametrize(("stats", "expected"), [
-    ({"mode": "incremental", "entities touched": 12}, "incremental"),
-    ({"incremental": True}, "incremental"),
-    ({"incremental": False}, "full"),
-    ({"mode": "full", "model_notes": ["retrained"]}, "full"),
+@pytest.mark.parametrize(("modes", "expected"), [
+    ({"all+cn_mps": {"mode": "incremental", "why": "60 new records"}}, "incremental"),
+    ({"all+cn_mps": {"mode": "full", "why": "asked for (--full)"}}, "full"),
     # one resolution per visibility group: each says how it ran
-    ({"groups": {"all": {"mode": "incremental"}, "mm_police": {"mode": "full"}}},
+    ({"all+cn_mps": {"mode": "incremental", "why": "..."},
+      "mm_police+th_imm": {"mode": "full", "why": "..."}}, "mixed (1 of 2 incremental)"),
+])
+def test_resolve_mode_from_the_resolution_statistics(modes, expected):
+    assert bench.run_modes(summary({"resolve mode": modes}))["resolve"] == expected
+
+
+@pytest.mark.parametrize(("builds", "expected"), [
+    ({"all": "updated", "cn_mps": "copied"}, "incremental"),
+    ({"all": "rebuilt", "cn_mps": "copied", "mm_police": "updated"},
      "mixed (1 of 2 incremental)"),
+    ({"all": "rebuilt", "cn_mps": "copied"}, "full"),
 ])
-def test_resolve_mode_from_the_resolution_statistics(stats, expected):
-    assert bench.run_modes(summary(stats))["resolve"] == expected
-
-
-@pytest.mark.parametrize(("marts", "expected"), [
-    ({"all": "updated in place", "cn_mps": "updated in place"}, "incremental"),
-    ({"all": "rebuilt", "cn_mps": "updated in place"}, "mixed (1 of 2 incremental)"),
-    ({"all": {"rebuilt": True}, "cn_mps": {"rebuilt": True}}, "full"),
-    ({"all": {"rebuilt": False}}, "incremental"),
-])
-def test_publish_mode_from_what_the_summary_says_of_each_mart(marts, expected):
-    assert bench.run_modes(summary(mart_modes=marts))["publish"] == expected
+def test_publish_mode_from_each_mart_s_build(builds, expected):
+    builds = {a: {"mode": m, "why": "...", "seconds": 1.0} for a, m in builds.items()}
+    assert bench.run_modes(summary(mart_builds=builds))["publish"] == expected
 
 
 def test_verdicts_set_each_figure_beside_its_target():
