@@ -12,6 +12,7 @@ true. Used by tests/test_mart_clients.py and bench/bench_mart_format.py.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -33,7 +34,16 @@ def cache_root() -> Path:
 
 
 def client_python() -> tuple[Path, str]:
-    """The python of the cached 1.x venv (built when missing or stale) and its duckdb version."""
+    """The python of the cached 1.x venv (built when missing or stale) and its duckdb version.
+
+    Test workers (pytest-xdist) may ask at the same time: one builds, the others wait for it."""
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with open(cache_root() / "duckdb-1x.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _client_python()
+
+
+def _client_python() -> tuple[Path, str]:
     venv = cache_root() / "duckdb-1x"
     python = venv / "bin" / "python"
     stamp = venv / "fusionlake-client.json"
