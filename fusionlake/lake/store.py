@@ -33,6 +33,7 @@ import socket
 import tempfile
 import time
 import unicodedata
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -315,6 +316,11 @@ class ObjectStore(ABC):
         self.upload_file(key, path)
         Path(path).unlink(missing_ok=True)
 
+    def copy(self, source: str, key: str) -> None:
+        """Store a copy of the object ``source`` under ``key`` (adapters copy inside the store:
+        nothing passes through this process); :class:`NotFound` if there is none."""
+        self.put(key, self.get(source))
+
     def download_file(self, key: str, path: Path) -> None:
         """Copy an object to a local file, atomically."""
         path = Path(path)
@@ -469,6 +475,24 @@ class LocalStore(ObjectStore):
             os.replace(tmp, dest)
         finally:
             Path(tmp).unlink(missing_ok=True)
+
+    def copy(self, source: str, key: str) -> None:
+        # Objects are never changed in place (every write is a new file renamed over the key),
+        # so a hard link is a copy that costs nothing: deleting either name leaves the other.
+        src, dest = self.path(source), self.path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f"{_temp_prefix(dest.name)}{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
+        try:
+            os.link(src, tmp)
+        except FileNotFoundError:
+            raise NotFound(f"no object {source!r} in lake {self.uri}") from None
+        except OSError:  # a file system without hard links
+            super().copy(source, key)
+            return
+        try:
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def move_file(self, key: str, path: Path) -> None:
         # A rename when the file is on the lake's disk: a large mart costs seconds to copy and
@@ -674,6 +698,12 @@ class S3Store(ObjectStore):
             raise
         except Exception as exc:  # S3UploadFailedError wraps ClientError
             raise LakeError(redact(f"upload of {path} to {self.uri}/{key} failed: {exc}")) from exc
+
+    def copy(self, source: str, key: str) -> None:
+        # server side (CopyObject; multipart copy above the transfer threshold): the bytes
+        # never leave the store
+        self._op("CopyObject", lambda: self.client.copy(
+            {"Bucket": self.bucket, "Key": self._k(source)}, self.bucket, self._k(key)), source)
 
     def download_file(self, key: str, path: Path) -> None:
         path = Path(path)

@@ -172,15 +172,45 @@ def write_resolution(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id
     Tables holding a ``resolution_delta`` are an incremental resolution: the pointer's
     ``incremental_of`` names the version the delta is relative to, the audience's current one.
     """
+    def write(base: str) -> None:
+        for name, frame in tables.items():
+            write_frame(store, f"{base}/{name}.parquet", frame)
+
+    return _new_resolution(store, sorted(tables), write, run_id, retention, audience, origin)
+
+
+def copy_resolution(store: ObjectStore, source: str, version: str, run_id: str,
+                    retention: int = Settings.resolution_retention,
+                    audience: str = "all") -> str:
+    """Store another audience's resolution ``version`` (``source``'s) as ``audience``'s new
+    one, as :func:`write_resolution` would store the same tables with ``origin``
+    ``<source>/<version>``, but copied inside the store: at a million people the five tables
+    cost seconds to encode again and nothing to copy."""
+    prefix = versions.version_prefix(layout.resolution_prefix(source), version)
+    keys = {key.rsplit("/", 1)[-1].removesuffix(".parquet"): key
+            for key in store.list(prefix) if key.endswith(".parquet")}
+    if not keys:
+        raise NotFound(f"no resolution version {version} of audience {source} to copy")
+
+    def write(base: str) -> None:
+        for name, key in keys.items():
+            store.copy(key, f"{base}/{name}.parquet")
+
+    return _new_resolution(store, sorted(keys), write, run_id, retention, audience,
+                           f"{source}/{version}")
+
+
+def _new_resolution(store: ObjectStore, tables: list[str], write, run_id: str, retention: int,
+                    audience: str, origin: str | None) -> str:
+    """A new resolution version of ``audience``: ``write(base)`` stores its tables under
+    ``base``; then its manifest, LATEST and retention (see :func:`write_resolution`)."""
     if retention < 1:  # checked before writing: the new resolution must survive its own pruning
         raise ValueError(f"resolution retention must be at least 1, not {retention}")
     prefix = layout.resolution_prefix(audience)
     current = versions.read_pointer(store, prefix)
     version = versions.new_version(after=current["version"] if current else None)
-    base = versions.version_prefix(prefix, version)
-    for name, frame in tables.items():
-        write_frame(store, f"{base}/{name}.parquet", frame)
-    pointer = {"version": version, "run_id": run_id, "tables": sorted(tables)}
+    write(versions.version_prefix(prefix, version))
+    pointer = {"version": version, "run_id": run_id, "tables": tables}
     if audience != "all" or origin:
         pointer["resolved_as"] = origin or f"{audience}/{version}"
     if "resolution_delta" in tables:

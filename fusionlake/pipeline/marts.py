@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -582,14 +583,15 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _mart_info(path: Path) -> dict:
-    """mart_info of a mart file, after re-running its checks; raises if it fails any."""
+def _mart_info(path: Path, check: bool = True) -> dict:
+    """mart_info of a mart file, after re-running its checks (unless ``check`` is False);
+    raises if it fails any."""
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
         raise MartError(f"{path} is not a readable DuckDB mart: {exc}") from exc
     try:
-        failed = check_mart(con)
+        failed = check_mart(con) if check else []
         if failed:
             raise MartCheckError(failed, where=str(path))
         cols = [d[0] for d in con.execute("SELECT * FROM mart_info").description]
@@ -606,7 +608,7 @@ def latest(store: ObjectStore, audience: str = ALL) -> dict | None:
 
 def publish(store: ObjectStore, audience: str, local_path: Path,
             retention: int = Settings.mart_retention, *, move: bool = False,
-            build: MartBuild | None = None) -> str:
+            build: MartBuild | None = None, checked: bool = False) -> str:
     """Upload a built mart as a new version and make it current; returns the version name.
 
     The mart's checks are re-run on the file and its audience must match ``audience`` (so a
@@ -623,6 +625,8 @@ def publish(store: ObjectStore, audience: str, local_path: Path,
             on a local lake), and ``local_path`` is gone afterwards.
         build: how the mart was made (updated in place or rebuilt, and why), kept in LATEST
             for the run summary.
+        checked: the caller has just run the checks on this very file and it passed them
+            (build_and_publish: the build or update ends with them); they are not run again.
 
     Raises:
         MartCheckError: the file fails its checks.
@@ -632,7 +636,7 @@ def publish(store: ObjectStore, audience: str, local_path: Path,
         raise MartError(f"retention must be at least 1, not {retention}")
     name = _audience_name(audience)
     local_path = Path(local_path)
-    info = _mart_info(local_path)
+    info = _mart_info(local_path, check=not checked)
     if info["audience"] != name:
         raise MartError(
             f"{local_path} was built for audience {info['audience']!r}, not {name!r}: refusing to "
@@ -783,25 +787,27 @@ def build_and_publish(
     per_audience = _per_audience(resolution, names)
     pointers = pointers or {}
     folder = Path(work_dir) / "inputs"
-    shared = {**_conformed(staged, schema.TABLES, "staged", folder),
-              **_conformed(steward, STEWARD_TABLES, "steward", folder)}
-    resolved: dict[int, dict[str, Input]] = {}  # id of an audience's resolution -> its files
-    for view in _same_view(shared, names, build_options.get("sql_dir", MART_SQL_DIR)):
+    sql_dir = build_options.get("sql_dir", MART_SQL_DIR)
+    local = isinstance(store, LocalStore)
+    stewards = _conformed(steward, STEWARD_TABLES, "steward", folder)
+    # Whole inputs are written once, when a build first needs them: an in-place update reads
+    # only the rows of the records it touches (_update_inputs), and at a million people
+    # writing every staged table again costs more than the update itself.
+    whole = _Once(lambda: _conformed(staged, schema.TABLES, "staged", folder))
+    resolved: dict[int, _Once] = {}  # id of an audience's resolution -> its whole inputs
+    for view in visibility_groups(staged, names, sql_dir):
         by_resolution: dict[int, list[str]] = {}
         for name in view:
             by_resolution.setdefault(id(per_audience[name]), []).append(name)
         for key, group in by_resolution.items():
             own = per_audience[group[0]]
             if key not in resolved:
-                where = folder / f"resolution_{len(resolved)}"
-                resolved[key] = {
-                    **_conformed(_without_delta(own), MART_RESOLUTION_TABLES, "resolution",
-                                 where),
-                    **_conformed(_previous_resolution(store, group[0]), PREVIOUS_TABLES,
-                                 "previous resolution", where),
-                }
-            tables = {**shared, **resolved[key]}
-            base, made = None, None
+                resolved[key] = _Once(functools.partial(
+                    _resolution_inputs, store, own, group[0],
+                    folder / f"resolution_{len(resolved)}"))
+            inputs = _Inputs(whole, resolved[key], stewards, functools.partial(
+                _update_inputs, staged, own, store, group[0], folder / f"update_{group[0]}"))
+            base, made, tables = None, None, None
             for name in group:  # the first is built or updated, the others are copies of it
                 t0 = time.perf_counter()
                 pointer = latest(store, name)
@@ -811,9 +817,9 @@ def build_and_publish(
                 options = {**build_options, "previous_built_at": previous,
                            "resolution_version": (pointers.get(name) or {}).get("version")}
                 if base is None:
-                    stats, made = _build_or_update(store, name, path, tables, own,
-                                                   pointers.get(name), full, options)
-                else:
+                    stats, made, tables = _build_or_update(store, name, path, inputs, own,
+                                                           pointers.get(name), full, options)
+                else:  # only the audience steps run, and they read only the stewards' tables
                     stats = _build(path, tables, None if name == ALL else name, base=base,
                                    **options)
                     made = MartBuild("copied", f"sees the same rows as {group[0]}, whose "
@@ -821,19 +827,58 @@ def build_and_publish(
                                      time.perf_counter() - t0)
                 page = dictionary_page(path, stats.built_at) if name == ALL else None
                 needed = base is None and len(group) > 1  # the next audiences copy it
+                # the build or update has just run the checks on this file: not again
                 published[name] = publish(store, name, path, retention=retention,
-                                          move=not needed, build=made)
+                                          move=not needed or local, build=made, checked=True)
                 progress.info("publish: mart %s %s in %.1f s (%s)%s", name, made.mode,
                               time.perf_counter() - t0, made.why,
                               f", {made.records_touched:,} records touched"
                               if made.records_touched is not None else "")
                 if page is not None:  # beside Data Docs: reports/dictionary/index.html
                     store.put(layout.DICTIONARY_PAGE, page.encode())
-                if needed:
-                    base = path
-            if base is not None:
+                if needed:  # on a local lake, the published file itself (read, never changed)
+                    base = (store.path(f"{versions.version_prefix(_prefix(name), published[name])}"
+                                       f"/{MART_FILE}") if local else path)
+            if base is not None and not local:
                 base.unlink(missing_ok=True)
     return {name: published[name] for name in names}
+
+
+class _Once:
+    """A value computed on the first call, then kept."""
+
+    def __init__(self, make) -> None:
+        self.make, self.value, self.done = make, None, False
+
+    def __call__(self):
+        if not self.done:
+            self.value, self.done = self.make(), True
+        return self.value
+
+
+class _Inputs:
+    """A mart's inputs, written when first asked for: all of them for a build (``whole``),
+    only the rows an in-place update may read for one (``touched``)."""
+
+    def __init__(self, staged: _Once, resolution: _Once, stewards: dict[str, Input],
+                 touched) -> None:
+        self.staged, self.resolution, self.stewards = staged, resolution, stewards
+        self._touched = touched
+
+    def whole(self) -> dict[str, Input]:
+        return {**self.staged(), **self.resolution(), **self.stewards}
+
+    def touched(self) -> dict[str, Input]:
+        return {**self._touched(), **self.stewards}
+
+
+def _resolution_inputs(store: ObjectStore, resolution: dict, audience: str,
+                       folder: Path) -> dict[str, Input]:
+    """An audience's resolution and the one before it, whole, as a build reads them."""
+    return {**_conformed(_without_delta(resolution), MART_RESOLUTION_TABLES, "resolution",
+                         folder),
+            **_conformed(_previous_resolution(store, audience), PREVIOUS_TABLES,
+                         "previous resolution", folder)}
 
 
 def _without_delta(resolution: dict) -> dict:
@@ -841,11 +886,57 @@ def _without_delta(resolution: dict) -> dict:
     return {t: f for t, f in (resolution or {}).items() if t != DELTA}
 
 
-def _build_or_update(store: ObjectStore, name: str, path: Path, tables: dict[str, Input],
+def _update_inputs(staged: dict, resolution: dict, store: ObjectStore, audience: str,
+                   folder: Path) -> dict[str, Input]:
+    """The inputs of an in-place update, holding only rows it may read.
+
+    Update step 10 loads the rows of the records of the entities the delta touched (as the
+    previous mart and the new resolution have them) and of the other side of their record
+    links and review pairs, the pairs and history of those records and entities, and the
+    entity links via the values they hold (sql/mart/update/10_touched.sql, :data:`_RESTRICTED`).
+    The same sets are worked out here from the resolution's frames, and every input but
+    entity_link (restricted in SQL by value) is cut to them before it is written: the update
+    then reads exactly what it would read from the whole inputs, and writes kilobytes, not
+    every staged table again.
+    """
+    delta = resolution[DELTA].lazy().collect()
+    entities = pl.concat([delta["entity_id_before"], delta["entity_id_after"]]).drop_nulls()
+    entities = entities.unique().implode()
+    previous = _previous_resolution(store, audience) or {}
+    before = previous.get("previous_entity_record")
+    touched = pl.concat([
+        delta["record_id"],
+        *(f.lazy().filter(pl.col("entity_id").is_in(entities)).select("record_id")
+          .collect()["record_id"] for f in (resolution["entity_record"], before)
+          if f is not None)]).unique().implode()
+    with_touched = pl.col("record_id_l").is_in(touched) | pl.col("record_id_r").is_in(touched)
+    pairs = {t: resolution[t].lazy().filter(with_touched).collect()
+             for t in ("record_link", "review_pair")}
+    load = pl.concat([touched.explode(), *(f[c] for f in pairs.values()
+                                           for c in ("record_id_l", "record_id_r"))])
+    load = load.unique().implode()
+    of_load = pl.col("record_id").is_in(load)
+    history = resolution["entity_history"].lazy().filter(
+        pl.col("old_entity_id").is_in(entities) | pl.col("new_entity_id").is_in(entities))
+    return {
+        **_conformed({t: f.lazy().filter(of_load) for t, f in staged.items()}, schema.TABLES,
+                     "staged", folder),
+        **_conformed({"entity_record": resolution["entity_record"].lazy().filter(of_load),
+                      "entity_history": history, **pairs,
+                      "entity_link": resolution["entity_link"]},
+                     MART_RESOLUTION_TABLES, "resolution", folder),
+        **_conformed({"previous_entity_record": before.lazy().filter(of_load)}
+                     if before is not None else None, PREVIOUS_TABLES, "previous resolution",
+                     folder),
+    }
+
+
+def _build_or_update(store: ObjectStore, name: str, path: Path, inputs: _Inputs,
                      resolution: dict, pointer: dict | None, full: bool,
-                     options: dict) -> tuple[MartStats, MartBuild]:
+                     options: dict) -> tuple[MartStats, MartBuild, dict[str, Input]]:
     """Update the published mart in place when :func:`update_plan` allows it, else build it
-    whole; a failed update (a step, or the checks) falls back to a full build and says why."""
+    whole; a failed update (a step, or the checks) falls back to a full build and says why.
+    Also returns the inputs it read."""
     t0 = time.perf_counter()
     audience = None if name == ALL else name
     copy = path.with_name(f".{path.name}.previous")
@@ -853,20 +944,23 @@ def _build_or_update(store: ObjectStore, name: str, path: Path, tables: dict[str
                       sql_dir=options.get("sql_dir", MART_SQL_DIR),
                       hub_min=options.get("hub_min"))
     if why is None:
-        delta = _conformed({DELTA: resolution[DELTA]}, {DELTA: schema.RESOLUTION_TABLES[DELTA]},
-                           "resolution delta", path.parent / "delta")[DELTA]
         try:
+            delta = _conformed({DELTA: resolution[DELTA]},
+                               {DELTA: schema.RESOLUTION_TABLES[DELTA]}, "resolution delta",
+                               path.parent / "delta")[DELTA]
+            tables = inputs.touched()
             stats, touched = _update(path, copy, tables, delta, audience, **options)
             return stats, MartBuild(
                 "updated", f"in place from version {latest(store, name)['version']}",
-                time.perf_counter() - t0, touched)
+                time.perf_counter() - t0, touched), tables
         except MartError as exc:
             why = f"the in-place update failed ({str(exc).splitlines()[0]}): rebuilt instead"
         finally:
             copy.unlink(missing_ok=True)
             Path(f"{copy}.wal").unlink(missing_ok=True)
+    tables = inputs.whole()
     stats = _build(path, tables, audience, **options)
-    return stats, MartBuild("rebuilt", why, time.perf_counter() - t0)
+    return stats, MartBuild("rebuilt", why, time.perf_counter() - t0), tables
 
 
 def update_plan(store: ObjectStore, audience: str, pointer: dict | None, delta,

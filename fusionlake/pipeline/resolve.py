@@ -185,8 +185,8 @@ def resolve_audiences(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id
         modes["+".join(group)] = mode
         for other in group[1:]:
             if _same_frames(_previous(store, other), leader_previous):
-                zones.write_resolution(store, frames, run_id, retention, audience=other,
-                                       origin=f"{group[0]}/{version}")
+                zones.copy_resolution(store, group[0], version, run_id, retention,
+                                      audience=other)
             else:
                 resolve_lake(store, visible, run_id, retention, audience=other,
                              options=options)

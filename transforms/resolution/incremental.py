@@ -20,10 +20,11 @@ record is in. When records are only *added*, the next run need not start again:
 4. ``merge``: the previous complete frames minus the rows of the affected records, plus the new
    ones; entity links recomputed for the association values the affected records hold.
 
-With the same model, the result equals a full resolution over all records (the test
-``tests/transforms/test_incremental.py`` checks this). The one difference from a full run is
-the model: it is not retrained, and its term frequencies are those of the records it was
-trained on, frozen until the next retrain (``FUSIONLAKE_FULL_EVERY``, a removal, ``--full``).
+With the same model, the result holds the rows of a full resolution over all records (the test
+``tests/transforms/test_incremental.py`` checks this; only the pair tables' row order differs).
+The one difference from a full run is the model: it is not retrained, and its term
+frequencies are those of the records it was trained on, frozen until the next retrain
+(``FUSIONLAKE_FULL_EVERY``, a removal, ``--full``).
 
 Everything here is pure (frames in, frames out); the pipeline (fusionlake/pipeline/resolve.py)
 decides when to run it and reads only the rows it needs.
@@ -63,12 +64,14 @@ from transforms.resolution.splink import (
 )
 
 __all__ = [
+    "FULL_ORDER",
     "Declined",
     "Increment",
     "Outcome",
     "affected_records",
     "changed_decisions",
     "delta_frame",
+    "in_full_order",
     "kept_state_after",
     "merge_frames",
     "oversize_values",
@@ -290,28 +293,46 @@ def merge_frames(previous: dict[str, pl.DataFrame], inc: Increment,
             review_pair; entity_history is appended to, not merged).
         holders: staged association rows (phone, account, event, ...) of every record holding
             a value an affected record holds.
+
+    entity_record stays sorted by record_id; the other tables keep the previous rows in their
+    order, the increment's after them.
     """
     mine = inc.records.implode()
     entity_record = pl.concat([
         previous["entity_record"].filter(~pl.col("record_id").is_in(mine)),
         inc.entity_record]).sort("record_id")
+    # The pair tables are not sorted again: the increment's rows follow the kept ones (their
+    # order means nothing to a reader, and at a million people sorting them costs seconds).
     both_in = pl.col("record_id_l").is_in(mine) & pl.col("record_id_r").is_in(mine)
-    record_link = pl.concat([previous["record_link"].filter(~both_in), inc.record_link]).sort(
-        _PAIR)
-    review = pl.concat([previous["review_pair"].filter(~both_in), inc.review_pair]).sort(
-        ["priority", *_PAIR], descending=[True, False, False])
+    record_link = pl.concat([previous["record_link"].filter(~both_in), inc.record_link])
+    review = pl.concat([previous["review_pair"].filter(~both_in), inc.review_pair])
     values = association_values(holders, settings)
     touched = values.filter(pl.col("record_id").is_in(mine)).select("via", "value").unique()
     values = values.join(touched, on=["via", "value"])
     fresh = entity_links(values, entity_record, settings)
     kept_links = previous["entity_link"].join(touched, on=["via", "value"], how="anti")
-    entity_link = conform(pl.concat([kept_links, fresh]), "entity_link").sort(
-        "via", "value", "entity_id_l", "entity_id_r")
+    entity_link = conform(pl.concat([kept_links, fresh]), "entity_link")
     history_rows = pl.concat([previous["entity_history"], inc.entity_history],
                              how="vertical_relaxed") if "entity_history" in previous \
         else inc.entity_history
     return {"entity_record": entity_record, "record_link": record_link,
             "entity_link": entity_link, "entity_history": history_rows, "review_pair": review}
+
+
+#: The order a full resolution writes each table in: ``(keys, descending)``. merge_frames
+#: keeps it for entity_record only; a reader wanting it for the others sorts.
+FULL_ORDER: dict[str, tuple[list[str], bool | list[bool]]] = {
+    "entity_record": (["record_id"], False),
+    "record_link": (_PAIR, False),
+    "entity_link": (["via", "value", "entity_id_l", "entity_id_r"], False),
+    "review_pair": (["priority", *_PAIR], [True, False, False]),
+}
+
+
+def in_full_order(frame: pl.DataFrame, table: str) -> pl.DataFrame:
+    """A resolution table in the order a full resolution writes it (:data:`FULL_ORDER`)."""
+    keys, descending = FULL_ORDER[table]
+    return frame.sort(keys, descending=descending)
 
 
 def delta_frame(records: pl.Series, before: pl.DataFrame, after: pl.DataFrame) -> pl.DataFrame:
