@@ -220,6 +220,11 @@ def test_mart_updated_in_place_equals_the_mart_built_whole(scenario, tmp_path):
     builds = {name: marts.latest(store, name)["build"] for name in names}
     assert {n: b["mode"] for n, b in builds.items()} == {"all": "updated", agency: "updated"}
     assert builds["all"]["records_touched"] >= delta.height
+    # the updates read only the touched records' rows: no input was written whole
+    inputs = tmp_path / "w2" / "inputs"
+    assert not (inputs / "in_person_record.parquet").exists()
+    read = pl.read_parquet(inputs / "update_all" / "in_person_record.parquet").height
+    assert builds["all"]["records_touched"] <= read < both["person_record"].height / 2
 
     marts.build_and_publish(store, both, r2, steward(both), tmp_path / "w3",
                             audience_names=names, pointers=pointers, full=True)

@@ -96,6 +96,22 @@ def test_move_file_stores_the_file_and_takes_it(store, tmp_path):
     assert store.list("files") == ["files/mart.bin"]  # no temporary left beside it
 
 
+def test_copy_is_a_copy_inside_the_store(store):
+    data = bytes(range(256)) * 40_000  # 10 MB: a multipart copy on S3
+    store.put("a/table.parquet", data)
+    store.copy("a/table.parquet", "b/table.parquet")
+    assert store.get("b/table.parquet") == data
+    # the two objects are independent: replacing or deleting one leaves the other
+    store.put("a/table.parquet", b"new")
+    assert store.get("b/table.parquet") == data
+    store.delete("b/table.parquet")
+    assert store.get("a/table.parquet") == b"new"
+    assert store.list("") == ["a/table.parquet"]  # no temporary left behind
+    with pytest.raises(NotFound, match="missing"):
+        store.copy("a/missing", "c/x")
+    assert not store.exists("c/x")
+
+
 @pytest.mark.parametrize("bad", ["/abs", "a/../b", "a//b", ""])
 def test_invalid_keys_are_refused(store, bad):
     with pytest.raises(ValueError):

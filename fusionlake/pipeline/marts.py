@@ -834,6 +834,9 @@ def build_and_publish(
                               time.perf_counter() - t0, made.why,
                               f", {made.records_touched:,} records touched"
                               if made.records_touched is not None else "")
+                progress.debug("publish: mart %s steps: %s", name, ", ".join(
+                    f"{step} {v:.1f} s" if isinstance(v, float) else f"{step} {v:,}"
+                    for step, v in stats.step_seconds.items()))
                 if page is not None:  # beside Data Docs: reports/dictionary/index.html
                     store.put(layout.DICTIONARY_PAGE, page.encode())
                 if needed:  # on a local lake, the published file itself (read, never changed)
