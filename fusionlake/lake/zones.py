@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,8 +32,15 @@ def from_parquet(data: bytes) -> pl.DataFrame:
     return pl.read_parquet(io.BytesIO(data))
 
 
-def write_frame(store: ObjectStore, key: str, frame: pl.DataFrame) -> None:
-    store.put(key, to_parquet(frame))
+def write_frame(store: ObjectStore, key: str, frame: pl.DataFrame | pl.LazyFrame) -> None:
+    """Store a frame as Parquet; a lazy one is streamed to a local file first, never held."""
+    if isinstance(frame, pl.DataFrame):
+        store.put(key, to_parquet(frame))
+        return
+    with tempfile.TemporaryDirectory(prefix="fusionlake-sink-") as tmp:
+        path = Path(tmp) / "frame.parquet"
+        frame.sink_parquet(path, compression="zstd", statistics=True)
+        store.move_file(key, path)
 
 
 def read_frame(store: ObjectStore, key: str) -> pl.DataFrame:

@@ -1223,7 +1223,8 @@ def visible_rows(staged: dict[str, pl.LazyFrame], audience: str,
         con.close()
     visible = key.is_in(seen.implode())
     person = staged["person_record"]
-    hidden = person.filter(~visible).select("record_id")
+    # collected once: every later collect of a detail table would scan the persons again
+    hidden = person.filter(~visible).select("record_id").collect().lazy()
     out = {"person_record": person.filter(visible)}
     for table, frame in staged.items():
         if table != "person_record":

@@ -401,7 +401,8 @@ def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame | pl.LazyFra
         if mode == "incremental":
             kept, new_ids = detail
             try:
-                return _incremental(store, scans, run_id, retention, audience, kept, new_ids)
+                return _incremental(store, scans, run_id, retention, audience, kept, new_ids,
+                                    Path(tmp))
             except Exception as exc:  # the full resolution is always right: never a failed run
                 from transforms.resolution.incremental import Declined
 
@@ -476,7 +477,8 @@ class _Stats:
 
 
 def _incremental(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str,
-                 retention: int, audience: str, kept: Kept, new_ids: pl.Series):
+                 retention: int, audience: str, kept: Kept, new_ids: pl.Series,
+                 work_dir: Path):
     from transforms.resolution.incremental import resolve_incremental
     from transforms.resolution.resolve import input_columns
     from transforms.resolution.settings import ResolveSettings
@@ -486,7 +488,10 @@ def _incremental(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str
     _log("incremental", f"{audience}: {why}")
     t0 = time.perf_counter()
     keys = zones.resolution_keys(store, audience)
-    previous = {name: zones.read_frame(store, keys[name])
+    # entity_record is read; the other tables are scanned, merged and written as streams
+    # (at a million people the record links alone are a gigabyte in memory)
+    previous = {name: (zones.read_frame(store, keys[name]) if name == "entity_record" else
+                       zones.scan(zones.local_files(store, [keys[name]], work_dir), name))
                 for name in ("entity_record", "record_link", "entity_link", "entity_history",
                              "review_pair")}
     _log("previous", f"{previous['entity_record'].height:,} records' resolution read in "

@@ -145,6 +145,26 @@ def test_a_new_record_bridging_two_entities_merges_them_with_history(tmp_path):
     assert history.equals(full.entity_history)
 
 
+def test_lazy_previous_tables_merge_to_the_same_rows(lake, tmp_path):
+    """The pipeline hands the previous pair, link and history tables over as scans of their
+    files (merge_frames streams them): the merged tables are lazy, with the same rows."""
+    tables, _truth, new_ids, first, state, match_file = lake
+    eager = _frames(first)
+    lazy = {"entity_record": eager["entity_record"]}
+    for name, frame in eager.items():
+        if name != "entity_record":
+            frame.write_parquet(tmp_path / f"{name}.parquet")
+            lazy[name] = pl.scan_parquet(tmp_path / f"{name}.parquet")
+    out = incremental.resolve_incremental(
+        {t: f.lazy() for t, f in tables.items()}, new_ids, state.model, [match_file],
+        state.components, lazy, None, None, ResolveSettings(), LATER)
+    want = _increment(lake)
+    for name, frame in out.frames.items():
+        assert isinstance(frame, pl.LazyFrame) == (name != "entity_record"), name
+        assert frame.lazy().collect().equals(want.frames[name]), name
+    assert out.stats["counts"] == want.stats["counts"]
+
+
 def test_an_identifier_pushed_over_the_group_limit_declines(lake):
     """A new record holding a number that then has more holders than identifier_max_group:
     the number stops linking the old holders too, which only a full run sees."""

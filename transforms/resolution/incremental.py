@@ -71,6 +71,7 @@ __all__ = [
     "affected_records",
     "changed_decisions",
     "delta_frame",
+    "height",
     "in_full_order",
     "kept_state_after",
     "merge_frames",
@@ -281,22 +282,28 @@ def resolve_increment(
                      component_labels(comps), match, stats)
 
 
-def merge_frames(previous: dict[str, pl.DataFrame], inc: Increment,
+def merge_frames(previous: dict[str, pl.DataFrame | pl.LazyFrame], inc: Increment,
                  holders: dict[str, pl.DataFrame], settings: ResolveSettings
-                 ) -> dict[str, pl.DataFrame]:
+                 ) -> dict[str, pl.DataFrame | pl.LazyFrame]:
     """The complete resolution: the previous frames without the affected records' rows, with
     the increment's rows, and the entity links of every association value an affected record
     holds recomputed from all its holders.
 
     Args:
         previous: the previous resolution's frames (entity_record, record_link, entity_link,
-            review_pair; entity_history is appended to, not merged).
+            review_pair; entity_history is appended to, not merged). All but entity_record may
+            be lazy (scans of the stored tables): their merged tables are then lazy too, and
+            the caller streams them to their files without holding them.
         holders: staged association rows (phone, account, event, ...) of every record holding
             a value an affected record holds.
 
     entity_record stays sorted by record_id; the other tables keep the previous rows in their
     order, the increment's after them.
     """
+    def merged(table: str, kept: pl.LazyFrame, fresh: pl.DataFrame, **how):
+        out = pl.concat([kept, fresh.lazy()], **how)
+        return out if isinstance(previous[table], pl.LazyFrame) else out.collect()
+
     mine = inc.records.implode()
     entity_record = pl.concat([
         previous["entity_record"].filter(~pl.col("record_id").is_in(mine)),
@@ -304,19 +311,29 @@ def merge_frames(previous: dict[str, pl.DataFrame], inc: Increment,
     # The pair tables are not sorted again: the increment's rows follow the kept ones (their
     # order means nothing to a reader, and at a million people sorting them costs seconds).
     both_in = pl.col("record_id_l").is_in(mine) & pl.col("record_id_r").is_in(mine)
-    record_link = pl.concat([previous["record_link"].filter(~both_in), inc.record_link])
-    review = pl.concat([previous["review_pair"].filter(~both_in), inc.review_pair])
+    record_link = merged("record_link", previous["record_link"].lazy().filter(~both_in),
+                         inc.record_link)
+    review = merged("review_pair", previous["review_pair"].lazy().filter(~both_in),
+                    inc.review_pair)
     values = association_values(holders, settings)
     touched = values.filter(pl.col("record_id").is_in(mine)).select("via", "value").unique()
     values = values.join(touched, on=["via", "value"])
     fresh = entity_links(values, entity_record, settings)
-    kept_links = previous["entity_link"].join(touched, on=["via", "value"], how="anti")
-    entity_link = conform(pl.concat([kept_links, fresh]), "entity_link")
-    history_rows = pl.concat([previous["entity_history"], inc.entity_history],
-                             how="vertical_relaxed") if "entity_history" in previous \
-        else inc.entity_history
+    kept_links = conform(previous["entity_link"].lazy().join(
+        touched.lazy(), on=["via", "value"], how="anti"), "entity_link")
+    entity_link = merged("entity_link", kept_links, fresh)
+    history_rows = merged("entity_history", previous["entity_history"].lazy(),
+                          inc.entity_history, how="vertical_relaxed") \
+        if "entity_history" in previous else inc.entity_history
     return {"entity_record": entity_record, "record_link": record_link,
             "entity_link": entity_link, "entity_history": history_rows, "review_pair": review}
+
+
+def height(frame: pl.DataFrame | pl.LazyFrame) -> int:
+    """Rows of a frame, or of a lazy one (computed)."""
+    if isinstance(frame, pl.LazyFrame):
+        return frame.select(pl.len()).collect().item()
+    return frame.height
 
 
 #: The order a full resolution writes each table in: ``(keys, descending)``. merge_frames
@@ -363,7 +380,7 @@ class Declined(Exception):
 class Outcome:
     """An incremental resolution: the complete frames, the delta and the state to keep."""
 
-    frames: dict[str, pl.DataFrame]
+    frames: dict[str, pl.DataFrame | pl.LazyFrame]  # lazy where the previous ones were
     delta: pl.DataFrame
     components: pl.DataFrame  # the kept components after this run
     new_match: pl.DataFrame  # the new records' match frames (appended to the kept ones)
@@ -403,7 +420,7 @@ def _resolve_incremental(
     model: KeptModel,
     old_match: list[Path],
     components: pl.DataFrame,
-    previous: dict[str, pl.DataFrame],
+    previous: dict[str, pl.DataFrame | pl.LazyFrame],
     decisions_before: pl.DataFrame | None,
     decisions: pl.DataFrame | None,
     settings: ResolveSettings,
@@ -419,7 +436,8 @@ def _resolve_incremental(
         new_ids: staged record ids not in the previous resolution (nothing was removed).
         model, old_match, components: the kept state of the previous full resolution (the
             kept match frames as Parquet files).
-        previous: the previous resolution's complete frames.
+        previous: the previous resolution's complete frames (all but entity_record may be
+            lazy: see :func:`merge_frames`).
         decisions_before, decisions: the steward decisions the previous resolution applied,
             and those that stand now (pairs that changed are re-resolved).
         columns: per staged table, the columns resolution reads (input_columns).
@@ -500,15 +518,14 @@ def _resolve_incremental(
         "affected records clustered, ids and links explained")
 
     values = association_values(tables, settings).select("via", "value").unique()
-    value_holders = {}
+    holding: dict[str, list[pl.Expr]] = {}  # per staged table: a row holds one of the values
     for via, (table, column, _kinds) in settings.associations.items():
-        if table not in scans:  # a table the caller has none of
-            continue
-        wanted = values.filter(pl.col("via") == via)["value"].implode()
-        frame = scans[table].filter(pl.col(column).is_in(wanted))
-        value_holders[table] = pl.concat(
-            [value_holders[table], frame.collect()], how="vertical_relaxed").unique() \
-            if table in value_holders else frame.collect()
+        if table in scans:  # not a table the caller has none of
+            wanted = values.filter(pl.col("via") == via)["value"].implode()
+            holding.setdefault(table, []).append(pl.col(column).is_in(wanted))
+    # one scan of each table (account and event hold two kinds of value each)
+    value_holders = {table: scans[table].filter(pl.any_horizontal(held)).collect()
+                     for table, held in holding.items()}
     frames = merge_frames(previous, inc, value_holders, settings)
     lap("entity_links", f"{values.height:,} association values of the affected records")
 
@@ -517,6 +534,6 @@ def _resolve_incremental(
                        "affected_records": affected.len(),
                        "entities": frames["entity_record"]["entity_id"].n_unique(),
                        "records": frames["entity_record"].height,
-                       "entity_links": frames["entity_link"].height,
-                       "review_pairs": frames["review_pair"].height}
+                       "entity_links": height(frames["entity_link"]),
+                       "review_pairs": height(frames["review_pair"])}
     return Outcome(frames, delta, kept_state_after(components, inc), match_new, stats)
