@@ -902,7 +902,10 @@ def _update_inputs(staged: dict, resolution: dict, store: ObjectStore, audience:
     then reads exactly what it would read from the whole inputs, and writes kilobytes, not
     every staged table again.
     """
-    delta = resolution[DELTA].lazy().collect()
+    # a table the resolution lacks is read as empty, as a build reads it (_conformed)
+    given = {t: resolution[t].lazy() if resolution.get(t) is not None else schema.empty(t).lazy()
+             for t in (*MART_RESOLUTION_TABLES, DELTA)}
+    delta = given[DELTA].collect()
     entities = pl.concat([delta["entity_id_before"], delta["entity_id_after"]]).drop_nulls()
     entities = entities.unique().implode()
     previous = _previous_resolution(store, audience) or {}
@@ -910,23 +913,22 @@ def _update_inputs(staged: dict, resolution: dict, store: ObjectStore, audience:
     touched = pl.concat([
         delta["record_id"],
         *(f.lazy().filter(pl.col("entity_id").is_in(entities)).select("record_id")
-          .collect()["record_id"] for f in (resolution["entity_record"], before)
+          .collect()["record_id"] for f in (given["entity_record"], before)
           if f is not None)]).unique().implode()
     with_touched = pl.col("record_id_l").is_in(touched) | pl.col("record_id_r").is_in(touched)
-    pairs = {t: resolution[t].lazy().filter(with_touched).collect()
-             for t in ("record_link", "review_pair")}
+    pairs = {t: given[t].filter(with_touched).collect() for t in ("record_link", "review_pair")}
     load = pl.concat([touched.explode(), *(f[c] for f in pairs.values()
                                            for c in ("record_id_l", "record_id_r"))])
     load = load.unique().implode()
     of_load = pl.col("record_id").is_in(load)
-    history = resolution["entity_history"].lazy().filter(
+    history = given["entity_history"].filter(
         pl.col("old_entity_id").is_in(entities) | pl.col("new_entity_id").is_in(entities))
     return {
         **_conformed({t: f.lazy().filter(of_load) for t, f in staged.items()}, schema.TABLES,
                      "staged", folder),
-        **_conformed({"entity_record": resolution["entity_record"].lazy().filter(of_load),
+        **_conformed({"entity_record": given["entity_record"].filter(of_load),
                       "entity_history": history, **pairs,
-                      "entity_link": resolution["entity_link"]},
+                      "entity_link": given["entity_link"]},
                      MART_RESOLUTION_TABLES, "resolution", folder),
         **_conformed({"previous_entity_record": before.lazy().filter(of_load)}
                      if before is not None else None, PREVIOUS_TABLES, "previous resolution",
