@@ -204,6 +204,10 @@ class PrefectExecutor(Executor):
             return self._runner.submit(t, kwargs).result()
         return t(**kwargs)
 
+    def start(self, name: str, fn: Callable, **kwargs) -> Any:
+        # a task run of this flow run, on the flow's own thread pool (not the drop workers)
+        return as_task(name, fn).submit(**kwargs)
+
     def report(self, markdown: str, run_id: str) -> None:
         create_markdown_artifact(markdown=markdown, key="pipeline-run-summary",
                                  description=f"fusionlake run {run_id}")

@@ -396,3 +396,36 @@ def test_drop_workers_report_to_the_run_s_own_prefect_server(drops, tmp_path):
     assert "Starting temporary server" not in log  # Prefect's own: no worker started one
     assert "database is locked" not in log
     assert sorted(e.state for e in Ledger(open_store(lake)).entries()) == ["published"] * 5
+
+
+def test_small_drops_get_their_data_docs_while_the_run_resolves(drops, tmp_path, monkeypatch):
+    """Drops staged by threads: the Data Docs render in a thread beside resolve and publish
+    (GX takes seconds to load), and the run waits for them before its summary. The renderer
+    here waits until resolution has started: run one after the other, it would time out."""
+    import threading
+
+    from fusionlake.lake.settings import Settings
+    from fusionlake.pipeline import resolve, stage
+    from fusionlake.pipeline.run import run
+
+    resolving = threading.Event()
+    render, resolve_all = stage.data_docs_of, resolve.resolve_audiences
+
+    def docs_once_resolving(lake):
+        assert resolving.wait(120), "the Data Docs were rendered before resolution started"
+        return render(lake)
+
+    def resolving_audiences(*args, **kwargs):
+        resolving.set()
+        return resolve_all(*args, **kwargs)
+
+    monkeypatch.setattr(stage, "data_docs_of", docs_once_resolving)
+    monkeypatch.setattr(resolve, "resolve_audiences", resolving_audiences)
+    lake = tmp_path / "lake"
+    deliver_all(open_store(str(lake)), drops)
+    summary = run(Settings(lake=str(lake), drop_workers=0))
+    assert summary.data_docs.endswith(f"{layout.DATA_DOCS}/index.html")
+    assert (lake / layout.DATA_DOCS / "index.html").is_file()
+    assert not any("Data Docs were not rebuilt" in n for n in summary.notes)
+    names = [name for name, _seconds in summary.stages]
+    assert names.index("publish") < names.index("data docs")  # waited for at the end

@@ -4,6 +4,9 @@
          -> (only when the drops or decisions changed) load staged -> resolve -> publish
          -> run summary
 
+(A run of small drops, staged by threads, renders the Data Docs in a thread beside load staged,
+resolve and publish, and waits for them before its summary.)
+
 Each stage is a function of this package, tested without Prefect. *How* a stage is executed is
 the :class:`Executor`'s business: this one calls the steps in this process (drops in a pool of
 threads, or of processes when they are big); flows/pipeline.py supplies one that makes every
@@ -142,6 +145,15 @@ class Executor:
             return self._pool.submit(fn, **kwargs).result()
         return fn(**kwargs)
 
+    def start(self, name: str, fn: Callable, **kwargs) -> Any:
+        """``fn(**kwargs)`` in a thread of this process, while the stages after it run; what
+        it returns (or raises) comes from ``.result()`` of the future handed back."""
+        pool = ThreadPoolExecutor(1, thread_name_prefix=f"fusionlake-{name.replace(' ', '-')}")
+        try:
+            return pool.submit(fn, **kwargs)
+        finally:
+            pool.shutdown(wait=False)  # the thread ends with the call
+
     @contextlib.contextmanager
     def stage(self, name: str, summary: RunSummary) -> Iterator[None]:
         """Around each stage: its seconds go into the run summary, and a progress line with
@@ -172,6 +184,7 @@ class Run:
     executor: Executor
     lease: Lease | None = None
     staged: set[str] = field(default_factory=set)  # drops this run staged
+    data_docs: Any = None  # the Data Docs being rendered beside resolve and publish (a future)
 
     @property
     def fence(self) -> Fence | None:
@@ -201,15 +214,18 @@ def run(settings: Settings, run_id: str | None = None, lease_wait: float = 0.0,
         pause_point("before-stage")  # lease tests: a run frozen past its lease
         r.check_lease()
         pending = validate_and_stage(r)
-        r.check_lease()
-        if inputs_changed(r) or settings.full:
-            with load_staged(r) as (scans, superseded):
-                resolve_entities(r, scans, superseded)
-                r.check_lease()
-                publish_marts(r, scans, superseded)
-        else:
-            summary.noop = not new and not pending
-            r.executor.log.info("nothing new since the last published marts")
+        try:
+            r.check_lease()
+            if inputs_changed(r) or settings.full:
+                with load_staged(r) as (scans, superseded):
+                    resolve_entities(r, scans, superseded)
+                    r.check_lease()
+                    publish_marts(r, scans, superseded)
+            else:
+                summary.noop = not new and not pending
+                r.executor.log.info("nothing new since the last published marts")
+        finally:  # never left rendering after the run (and its lease) ended
+            data_docs_rendered(r)
         r.check_lease()
         leave_summary(r)
     return summary
@@ -430,16 +446,39 @@ def validate_and_stage(r: Run) -> list:
             if pending:
                 stage.save_translit_cache(r.store, learnt)
         kill_point("after-stage")
-        if pending:  # by a drop worker when there are some: GX is loaded there already
-            with r.executor.stage("data docs", r.summary):
+        if pending and workers:  # by a drop worker: GX is loaded there already, and its
+            with r.executor.stage("data docs", r.summary):  # memory goes with the worker
                 try:
                     r.summary.data_docs = r.executor.once("data docs", stage.data_docs_of,
                                                           lake=s.lake)
-                except Exception as exc:  # the stewards' site never fails a run
-                    r.summary.notes.append(
-                        f"Data Docs were not rebuilt ({redact(exc)}); the drops' validation "
-                        "results are in the ledger, `fusionlake report` and the marts")
+                except Exception as exc:
+                    _no_data_docs(r, exc)
+    if pending and not workers:
+        # Small drops (a scheduled run's): rendered in a thread while the run resolves and
+        # publishes, not before; loading GX costs seconds, as much as the rest of such a run.
+        r.data_docs = r.executor.start("data docs", stage.data_docs_of, lake=s.lake)
     return pending
+
+
+def data_docs_rendered(r: Run) -> None:
+    """Wait for Data Docs rendered beside the later stages (:func:`validate_and_stage`); the
+    "data docs" stage's seconds are those the run waited for them at its end."""
+    if r.data_docs is None:
+        return
+    with r.executor.stage("data docs", r.summary):
+        try:
+            r.summary.data_docs = r.data_docs.result()
+        except Exception as exc:
+            _no_data_docs(r, exc)
+        finally:
+            r.data_docs = None
+
+
+def _no_data_docs(r: Run, exc: Exception) -> None:
+    """The stewards' site never fails a run: a note says why it was not rebuilt."""
+    r.summary.notes.append(
+        f"Data Docs were not rebuilt ({redact(exc)}); the drops' validation results are in "
+        "the ledger, `fusionlake report` and the marts")
 
 
 def fingerprint(store: ObjectStore, ledger: Ledger) -> str:
