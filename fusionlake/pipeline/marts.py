@@ -57,6 +57,7 @@ import shutil
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -575,6 +576,11 @@ def _prefix(audience: str) -> str:
     return f"marts/{_audience_name(audience)}"
 
 
+def _mart_key(audience: str, version: str) -> str:
+    """The key of an audience's mart file of one version."""
+    return f"{versions.version_prefix(_prefix(audience), version)}/{MART_FILE}"
+
+
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -648,7 +654,7 @@ def publish(store: ObjectStore, audience: str, local_path: Path,
     previous = latest(store, name)
     version = versions.new_version(after=previous["version"] if previous else None)
     base = versions.version_prefix(prefix, version)
-    key = f"{base}/{MART_FILE}"
+    key = _mart_key(name, version)
     pointer = {
         "version": version,
         "key": key,
@@ -793,8 +799,8 @@ def build_and_publish(
     # Whole inputs are written once, when a build first needs them: an in-place update reads
     # only the rows of the records it touches (_update_inputs), and at a million people
     # writing every staged table again costs more than the update itself.
-    whole = _Once(lambda: _conformed(staged, schema.TABLES, "staged", folder))
-    resolved: dict[int, _Once] = {}  # id of an audience's resolution -> its whole inputs
+    whole = functools.cache(lambda: _conformed(staged, schema.TABLES, "staged", folder))
+    resolved: dict[int, Callable] = {}  # id of an audience's resolution -> its whole inputs
     for view in visibility_groups(staged, names, sql_dir):
         by_resolution: dict[int, list[str]] = {}
         for name in view:
@@ -802,7 +808,7 @@ def build_and_publish(
         for key, group in by_resolution.items():
             own = per_audience[group[0]]
             if key not in resolved:
-                resolved[key] = _Once(functools.partial(
+                resolved[key] = functools.cache(functools.partial(
                     _resolution_inputs, store, own, group[0],
                     folder / f"resolution_{len(resolved)}"))
             inputs = _Inputs(whole, resolved[key], stewards, functools.partial(
@@ -840,31 +846,18 @@ def build_and_publish(
                 if page is not None:  # beside Data Docs: reports/dictionary/index.html
                     store.put(layout.DICTIONARY_PAGE, page.encode())
                 if needed:  # on a local lake, the published file itself (read, never changed)
-                    base = (store.path(f"{versions.version_prefix(_prefix(name), published[name])}"
-                                       f"/{MART_FILE}") if local else path)
+                    base = store.path(_mart_key(name, published[name])) if local else path
             if base is not None and not local:
                 base.unlink(missing_ok=True)
     return {name: published[name] for name in names}
-
-
-class _Once:
-    """A value computed on the first call, then kept."""
-
-    def __init__(self, make) -> None:
-        self.make, self.value, self.done = make, None, False
-
-    def __call__(self):
-        if not self.done:
-            self.value, self.done = self.make(), True
-        return self.value
 
 
 class _Inputs:
     """A mart's inputs, written when first asked for: all of them for a build (``whole``),
     only the rows an in-place update may read for one (``touched``)."""
 
-    def __init__(self, staged: _Once, resolution: _Once, stewards: dict[str, Input],
-                 touched) -> None:
+    def __init__(self, staged: Callable, resolution: Callable, stewards: dict[str, Input],
+                 touched: Callable) -> None:
         self.staged, self.resolution, self.stewards = staged, resolution, stewards
         self._touched = touched
 
