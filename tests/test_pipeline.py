@@ -429,3 +429,27 @@ def test_small_drops_get_their_data_docs_while_the_run_resolves(drops, tmp_path,
     assert not any("Data Docs were not rebuilt" in n for n in summary.notes)
     names = [name for name, _seconds in summary.stages]
     assert names.index("publish") < names.index("data docs")  # waited for at the end
+
+
+def test_data_docs_failing_beside_the_run_leave_a_note_and_the_marts_published(drops, tmp_path,
+                                                                                monkeypatch):
+    """The renderer in its thread raises (a broken result, a full disk): the run still
+    resolves and publishes, and says in its summary why the stewards' site was not rebuilt."""
+    from fusionlake.lake.settings import Settings
+    from fusionlake.pipeline import stage
+    from fusionlake.pipeline.run import run
+
+    def broken(lake):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(stage, "data_docs_of", broken)
+    lake = tmp_path / "lake"
+    store = open_store(str(lake))
+    deliver_all(store, drops, only={"th_imm/repatriations"})
+    summary = run(Settings(lake=str(lake), drop_workers=0))
+    assert summary.data_docs is None
+    assert any("Data Docs were not rebuilt (No space left on device)" in n
+               for n in summary.notes), summary.notes
+    assert [e.state for e in Ledger(store).entries()] == ["published"]
+    assert mart_count(store, "select count(*) from entity_record") > 0
+    assert "Data Docs were not rebuilt" in store.get("reports/runs/LATEST.md").decode()
