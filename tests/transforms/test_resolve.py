@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from fusionlake.lake.schema import conform
-from transforms.resolution.ids import derived_id
+from transforms.resolution.ids import assign_ids, derived_id
 from transforms.resolution.resolve import ResolveSettings, latest_decisions, resolve
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -89,6 +89,22 @@ def test_probabilistic_match_and_explanation():
     assert evidence["weights"]["name"] > 0
     # The entity id derives from the smallest record id of the cluster.
     assert entity_of(result, "d1:2") == derived_id("d1:1")
+
+
+def test_a_new_id_never_takes_an_old_one_kept_elsewhere_or_one_taken():
+    """A split leaves the part without the old entity's most records a fresh id, even when
+    the derived id of its smallest record is the old id (kept by the larger part); an id in
+    ``taken`` (an entity an incremental run leaves alone) is never given out either."""
+    old = derived_id("a")
+    previous = pl.DataFrame({"entity_id": [old] * 3, "record_id": ["a", "b", "c"]})
+    clusters = pl.DataFrame({"record_id": ["a", "b", "c", "x"],
+                             "cluster": ["a", "b", "b", "x"]})
+    ids = dict(assign_ids(clusters, previous,
+                          taken=pl.Series([derived_id("x"), derived_id("x", 1)])).iter_rows())
+    assert ids == {"a": derived_id("a", 1), "b": old, "x": derived_id("x", 2)}
+    # with nothing before, each cluster's id derives from its smallest record
+    assert dict(assign_ids(clusters, None).iter_rows()) == {
+        c: derived_id(c) for c in ("a", "b", "x")}
 
 
 def test_identifier_links_deterministically_across_spellings():

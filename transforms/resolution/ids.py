@@ -25,20 +25,22 @@ def derived_id(record_id: str, salt: int = 0) -> str:
 
 
 def assign_ids(clusters: pl.DataFrame, previous: pl.DataFrame | None,
-               taken: set[str] | None = None) -> pl.DataFrame:
+               taken: pl.Series | None = None) -> pl.DataFrame:
     """Give each cluster an entity id.
 
     Args:
         clusters: record_id, cluster (the smallest record id of the cluster).
         previous: the previous run's entity_record (entity_id, record_id), or None.
         taken: more ids a derived id must not collide with (an incremental run passes the
-            ids of the entities it leaves alone).
+            ids of the entities it leaves alone: a million of them, so they stay a Series,
+            looked up by a join, never a Python set).
 
     Returns:
         cluster -> entity_id, one row per cluster.
     """
     names = clusters.select("cluster").unique().sort("cluster")
     claimed: dict[str, str] = {}  # cluster -> inherited id
+    old_ids = [] if taken is None else [taken]
     if previous is not None and previous.height:
         overlap = (
             clusters.join(previous.select("record_id", "entity_id"), on="record_id")
@@ -57,22 +59,28 @@ def assign_ids(clusters: pl.DataFrame, previous: pl.DataFrame | None,
                 continue
             claimed[cluster] = entity_id
             used.add(entity_id)
-        taken = set(previous["entity_id"].unique().to_list()) | (taken or set())
-    else:
-        taken = set(taken or ())
-    out_ids: list[str] = []
-    for cluster in names["cluster"].to_list():
-        if cluster in claimed:
-            out_ids.append(claimed[cluster])
-            continue
+        old_ids.append(previous["entity_id"])
+    old = (pl.concat(old_ids).unique().to_frame("entity_id") if old_ids
+           else pl.DataFrame(schema={"entity_id": pl.String}))
+
+    def old_among(candidates: list[str]) -> set[str]:
+        return set(pl.DataFrame({"entity_id": candidates}, schema={"entity_id": pl.String})
+                   .join(old, on="entity_id", how="semi")["entity_id"].to_list())
+
+    fresh = [c for c in names["cluster"].to_list() if c not in claimed]
+    first = [derived_id(c) for c in fresh]
+    clash = old_among(first)  # an old id kept by another cluster after a split
+    given = set(claimed.values())
+    for cluster, candidate in zip(fresh, first, strict=True):
         salt = 0
-        candidate = derived_id(cluster)
-        while candidate in taken:  # an old id kept by another cluster after a split
+        while candidate in clash or candidate in given:  # rare: a split, a hash collision
             salt += 1
             candidate = derived_id(cluster, salt)
-        taken.add(candidate)
-        out_ids.append(candidate)
-    return names.with_columns(pl.Series("entity_id", out_ids, dtype=pl.String))
+            clash |= old_among([candidate])
+        given.add(candidate)
+        claimed[cluster] = candidate
+    return names.with_columns(pl.Series(
+        "entity_id", [claimed[c] for c in names["cluster"].to_list()], dtype=pl.String))
 
 
 def history(

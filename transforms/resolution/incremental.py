@@ -52,6 +52,7 @@ from transforms.resolution.resolve import (
     component_labels,
     conform_match,
     latest_decisions,
+    pairs_among,
     resolve_scored,
 )
 from transforms.resolution.settings import ResolveSettings
@@ -237,7 +238,7 @@ def resolve_increment(
     model: KeptModel,
     decisions: pl.DataFrame | None,
     previous: pl.DataFrame,
-    taken: set[str],
+    taken: pl.Series,
     settings: ResolveSettings,
     now: datetime,
     scorer: KeptScorer | None = None,
@@ -460,9 +461,8 @@ def _resolve_incremental(
     new_ids = new_ids.sort().rename("record_id")
     # Only decisions about records of this resolution apply (another audience's, or a
     # superseded record's, stay out: as in a full run).
-    known = pl.concat([previous["entity_record"]["record_id"], new_ids]).implode()
-    standing = latest_decisions(decisions).filter(
-        pl.col("record_id_l").is_in(known) & pl.col("record_id_r").is_in(known))
+    standing = pairs_among(latest_decisions(decisions),
+                           pl.concat([previous["entity_record"]["record_id"], new_ids]))
     changed = changed_decisions(decisions_before, standing)
     if new_ids.len() == 0 and changed.height == 0:  # nothing for this audience: as it was
         say("nothing new for this audience")
@@ -509,7 +509,7 @@ def _resolve_incremental(
     prev_er = previous["entity_record"]
     inc = resolve_increment(tables, match, model, decisions,
                             prev_er.filter(pl.col("record_id").is_in(affected.implode())),
-                            set(prev_er["entity_id"].unique().to_list()), settings, now,
+                            prev_er["entity_id"], settings, now,
                             scorer)
     stack.close()  # DuckDB's memory back before the frames are merged
     stats["seconds"].update({f"increment_{k}": round(v, 3)

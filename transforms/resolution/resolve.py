@@ -130,6 +130,22 @@ def _ordered(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(lo.alias("record_id_l"), hi.alias("record_id_r"))
 
 
+def pairs_among(pairs: pl.DataFrame, records: pl.Series) -> pl.DataFrame:
+    """The rows of ``pairs`` (record_id_l, record_id_r, ...) whose two records are both among
+    ``records``, in their order.
+
+    Semi joins, not ``is_in``: ``records`` is every record of a resolution (millions), and
+    ``is_in`` hashes all of them even to filter the handful of steward decisions.
+    """
+    if pairs.height == 0:
+        return pairs
+    ids = records.unique().to_frame("record_id")
+    for side in ("record_id_l", "record_id_r"):
+        pairs = pairs.join(ids.rename({"record_id": side}), on=side, how="semi",
+                           maintain_order="left")
+    return pairs
+
+
 def latest_decisions(decisions: pl.DataFrame | None) -> pl.DataFrame:
     """The steward's standing decision per unordered record pair: the latest one wins.
 
@@ -384,7 +400,7 @@ def resolve_scored(
     previous: pl.DataFrame | None,
     settings: ResolveSettings,
     timer: _Timer,
-    taken: set[str] | None = None,
+    taken: pl.Series | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, Any], pl.DataFrame]:
     """From scored pairs to entities: edges, clusters, ids, record links and review pairs.
 
@@ -405,10 +421,7 @@ def resolve_scored(
     person = tables["person_record"]
     id_edges, unique_ids, oversize = _identifier_edges(tables["identifier"], records, settings)
     # Decisions about records no longer staged (superseded drops) are kept but cannot apply.
-    known = records.implode()
-    decided = latest_decisions(decisions).filter(
-        pl.col("record_id_l").is_in(known) & pl.col("record_id_r").is_in(known)
-    )
+    decided = pairs_among(latest_decisions(decisions), records)
     must = decided.filter(pl.col("decision") == "same").select(
         "record_id_l", "record_id_r", pl.lit("steward").alias("rule")
     )
