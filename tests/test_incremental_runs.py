@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -235,6 +236,55 @@ def test_settings_decline_an_incremental_run(lake, scenario, settings, why):
     assert _mode(summary)["mode"] == "full"
     assert why in _mode(summary)["why"]
     assert summary.resolution_stats.get("model") == "trained on the data"
+
+
+def test_groups_work_side_by_side_when_incremental_and_alone_when_full(lake, scenario,
+                                                                        monkeypatch):
+    """The two visibility groups (all+cn_mps, mm_police+th_imm) resolve and update their marts
+    side by side when the work is incremental: each waits for the other at a barrier, so the
+    run fails (or falls back to full) unless they overlap. Their full resolutions never do."""
+    from fusionlake.pipeline import marts
+
+    resolving, updating = threading.Barrier(2, timeout=120), threading.Barrier(2, timeout=120)
+    incremental, update = resolve_step._incremental, marts._update
+
+    def met(barrier: threading.Barrier, call):
+        def wrapper(*args, **kwargs):
+            barrier.wait()
+            return call(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(resolve_step, "_incremental", met(resolving, incremental))
+    monkeypatch.setattr(marts, "_update", met(updating, update))
+    store = open_store(lake)
+    deliver(store, "mm_police", "detainees", [scenario[2]])
+    summary = run(replace(Settings(lake=lake), group_workers=2))
+    assert not summary.problems, summary.problems
+    modes = summary.resolution_stats["resolve mode"]
+    assert {group: m["mode"] for group, m in modes.items()} == {
+        GROUP: "incremental", "mm_police+th_imm": "incremental"}
+    builds = {name: latest["build"]["mode"] for name in ("all", "mm_police")
+              if (latest := marts.latest(store, name))}
+    assert builds == {"all": "updated", "mm_police": "updated"}
+
+    running, most, lock = 0, 0, threading.Lock()
+    full = resolve_step._full
+
+    def counted(*args, **kwargs):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            return full(*args, **kwargs)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(resolve_step, "_full", counted)
+    summary = run(replace(Settings(lake=lake), group_workers=2, full=True))
+    assert {m["mode"] for m in summary.resolution_stats["resolve mode"].values()} == {"full"}
+    assert most == 1
 
 
 def test_full_run_without_new_drops_when_asked(lake):

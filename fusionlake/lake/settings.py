@@ -74,6 +74,10 @@ class Settings:
     incremental_max_share: float = 0.1
     # `fusionlake run --full`: resolve everything again and retrain, and rebuild every mart.
     full: bool = False
+    # Visibility groups resolved and their marts updated side by side when the work is
+    # incremental (a full resolution or mart build runs alone: fusionlake.pipeline.slots). More
+    # than two rarely pays: each holds the lake's ids and the previous mart's copy.
+    group_workers: int = min(2, os.cpu_count() or 1)
     task_runner: str = "local"  # TASK_RUNNERS: where per-drop work runs
     # A running Dask scheduler (``tcp://host:8786``) whose workers take the per-drop work; none:
     # the run starts a LocalCluster of drop_workers processes on this host and stops it after.
@@ -104,6 +108,9 @@ class Settings:
         variables."""
         feeds = (feeds_path if feeds_path is not None else
                  [p for p in os.environ.get("FUSIONLAKE_FEEDS_PATH", "").split(":") if p])
+        group_workers = int(os.environ.get("FUSIONLAKE_GROUP_WORKERS") or cls.group_workers)
+        if group_workers < 1:
+            raise SettingsError(f"FUSIONLAKE_GROUP_WORKERS must be at least 1, not {group_workers}")
         return cls(
             lake=lake or os.environ.get("FUSIONLAKE_LAKE") or DEFAULT_LAKE,
             feeds_path=feeds,
@@ -114,6 +121,7 @@ class Settings:
             drop_process_min_bytes=int(os.environ.get("FUSIONLAKE_DROP_PROCESS_MIN_BYTES")
                                        or cls.drop_process_min_bytes),
             full_every=int(os.environ.get("FUSIONLAKE_FULL_EVERY") or cls.full_every),
+            group_workers=group_workers,
             incremental_max_share=float(os.environ.get("FUSIONLAKE_INCREMENTAL_MAX_SHARE")
                                         or cls.incremental_max_share),
             # an address alone says dask: nobody names a scheduler to leave it unused

@@ -72,6 +72,7 @@ from fusionlake.lake.faults import kill_point
 from fusionlake.lake.settings import PROJECT_ROOT, Settings
 from fusionlake.lake.store import LocalStore, ObjectStore
 from fusionlake.pipeline import dictionary
+from fusionlake.pipeline.slots import ALONE, Slots, each
 from transforms.resolution.settings import ResolveSettings
 
 __all__ = [
@@ -100,6 +101,7 @@ __all__ = [
     "open_latest",
     "publish",
     "refresh_current",
+    "release_values",
     "rules_sha256",
     "run_query",
     "saved_queries",
@@ -765,6 +767,7 @@ def build_and_publish(
     retention: int = Settings.mart_retention,
     pointers: dict[str, dict] | None = None,
     full: bool = False,
+    workers: int = 1,
     **build_options,
 ) -> dict[str, str]:
     """Build or update, check and publish the mart of every audience; returns audience -> version.
@@ -783,10 +786,12 @@ def build_and_publish(
     LATEST (:class:`MartBuild`) and a progress line.
 
     Audiences that see the same rows and share a resolution share one build (the others get a
-    copy with their audience steps re-run). Each mart is published as soon as it passes its
-    checks; the first failure raises (marts already published stay published, the failed one
-    keeps its previous version). The inputs (frames or lazy frames) are first written to
-    ``work_dir`` as Parquet, which every build reads. ``build_options`` go to :func:`build_mart`.
+    copy with their audience steps re-run). Builds run ``workers`` at a time while they are
+    in-place updates; a build of a whole mart runs alone (fusionlake.pipeline.slots). Each mart
+    is published as soon as it passes its checks; a failure is raised once the other builds
+    have finished (marts published stay published, the failed one keeps its previous version).
+    The inputs (frames or lazy frames) are first written to ``work_dir`` as Parquet, which every
+    build reads. ``build_options`` go to :func:`build_mart`.
     """
     published: dict[str, str] = {}
     names = audience_names or audiences(staged)
@@ -801,54 +806,62 @@ def build_and_publish(
     # writing every staged table again costs more than the update itself.
     whole = functools.cache(lambda: _conformed(staged, schema.TABLES, "staged", folder))
     resolved: dict[int, Callable] = {}  # id of an audience's resolution -> its whole inputs
+    builds: list[list[str]] = []  # audiences sharing a view and a resolution: one build
     for view in visibility_groups(staged, names, sql_dir):
         by_resolution: dict[int, list[str]] = {}
         for name in view:
             by_resolution.setdefault(id(per_audience[name]), []).append(name)
         for key, group in by_resolution.items():
-            own = per_audience[group[0]]
             if key not in resolved:
                 resolved[key] = functools.cache(functools.partial(
-                    _resolution_inputs, store, own, group[0],
+                    _resolution_inputs, store, per_audience[group[0]], group[0],
                     folder / f"resolution_{len(resolved)}"))
-            inputs = _Inputs(whole, resolved[key], stewards, functools.partial(
-                _update_inputs, staged, own, store, group[0], folder / f"update_{group[0]}"))
-            base, made, tables = None, None, None
-            for name in group:  # the first is built or updated, the others are copies of it
-                t0 = time.perf_counter()
-                pointer = latest(store, name)
-                previous = datetime.fromisoformat(pointer["built_at"]) if pointer and pointer.get(
-                    "built_at") else None
-                path = Path(work_dir) / name / MART_FILE
-                options = {**build_options, "previous_built_at": previous,
-                           "resolution_version": (pointers.get(name) or {}).get("version")}
-                if base is None:
-                    stats, made, tables = _build_or_update(store, name, path, inputs, own,
-                                                           pointers.get(name), full, options)
-                else:  # only the audience steps run, and they read only the stewards' tables
+            builds.append(group)
+
+    def one_build(group: list[str], slots: Slots) -> None:
+        own = per_audience[group[0]]
+        inputs = _Inputs(whole, resolved[id(own)], stewards, functools.partial(
+            _update_inputs, staged, own, store, group[0], folder / f"update_{group[0]}"))
+        base, made, tables = None, None, None
+        for name in group:  # the first is built or updated, the others are copies of it
+            t0 = time.perf_counter()
+            pointer = latest(store, name)
+            previous = datetime.fromisoformat(pointer["built_at"]) if pointer and pointer.get(
+                "built_at") else None
+            path = Path(work_dir) / name / MART_FILE
+            options = {**build_options, "previous_built_at": previous,
+                       "resolution_version": (pointers.get(name) or {}).get("version")}
+            if base is None:
+                stats, made, tables = _build_or_update(store, name, path, inputs, own,
+                                                       pointers.get(name), full, options,
+                                                       slots)
+            else:  # only the audience steps run, and they read only the stewards' tables
+                with slots.one():
                     stats = _build(path, tables, None if name == ALL else name, base=base,
                                    **options)
-                    made = MartBuild("copied", f"sees the same rows as {group[0]}, whose "
-                                     f"build it shares ({made.mode if made else 'rebuilt'})",
-                                     time.perf_counter() - t0)
-                page = dictionary_page(path, stats.built_at) if name == ALL else None
-                needed = base is None and len(group) > 1  # the next audiences copy it
-                # the build or update has just run the checks on this file: not again
-                published[name] = publish(store, name, path, retention=retention,
-                                          move=not needed or local, build=made, checked=True)
-                progress.info("publish: mart %s %s in %.1f s (%s)%s", name, made.mode,
-                              time.perf_counter() - t0, made.why,
-                              f", {made.records_touched:,} records touched"
-                              if made.records_touched is not None else "")
-                progress.debug("publish: mart %s steps: %s", name, ", ".join(
-                    f"{step} {v:.1f} s" if isinstance(v, float) else f"{step} {v:,}"
-                    for step, v in stats.step_seconds.items()))
-                if page is not None:  # beside Data Docs: reports/dictionary/index.html
-                    store.put(layout.DICTIONARY_PAGE, page.encode())
-                if needed:  # on a local lake, the published file itself (read, never changed)
-                    base = store.path(_mart_key(name, published[name])) if local else path
-            if base is not None and not local:
-                base.unlink(missing_ok=True)
+                made = MartBuild("copied", f"sees the same rows as {group[0]}, whose "
+                                 f"build it shares ({made.mode if made else 'rebuilt'})",
+                                 time.perf_counter() - t0)
+            page = dictionary_page(path, stats.built_at) if name == ALL else None
+            needed = base is None and len(group) > 1  # the next audiences copy it
+            # the build or update has just run the checks on this file: not again
+            published[name] = publish(store, name, path, retention=retention,
+                                      move=not needed or local, build=made, checked=True)
+            progress.info("publish: mart %s %s in %.1f s (%s)%s", name, made.mode,
+                          time.perf_counter() - t0, made.why,
+                          f", {made.records_touched:,} records touched"
+                          if made.records_touched is not None else "")
+            progress.debug("publish: mart %s steps: %s", name, ", ".join(
+                f"{step} {v:.1f} s" if isinstance(v, float) else f"{step} {v:,}"
+                for step, v in stats.step_seconds.items()))
+            if page is not None:  # beside Data Docs: reports/dictionary/index.html
+                store.put(layout.DICTIONARY_PAGE, page.encode())
+            if needed:  # on a local lake, the published file itself (read, never changed)
+                base = store.path(_mart_key(name, published[name])) if local else path
+        if base is not None and not local:
+            base.unlink(missing_ok=True)
+
+    each(builds, one_build, Slots(workers))
     return {name: published[name] for name in names}
 
 
@@ -931,33 +944,36 @@ def _update_inputs(staged: dict, resolution: dict, store: ObjectStore, audience:
 
 def _build_or_update(store: ObjectStore, name: str, path: Path, inputs: _Inputs,
                      resolution: dict, pointer: dict | None, full: bool,
-                     options: dict) -> tuple[MartStats, MartBuild, dict[str, Input]]:
+                     options: dict, slots: Slots = ALONE,
+                     ) -> tuple[MartStats, MartBuild, dict[str, Input]]:
     """Update the published mart in place when :func:`update_plan` allows it, else build it
     whole; a failed update (a step, or the checks) falls back to a full build and says why.
-    Also returns the inputs it read."""
+    An update holds one of ``slots``, a build all of them. Also returns the inputs it read."""
     t0 = time.perf_counter()
     audience = None if name == ALL else name
     copy = path.with_name(f".{path.name}.previous")
-    why = update_plan(store, name, pointer, resolution.get(DELTA), copy, full=full,
-                      sql_dir=options.get("sql_dir", MART_SQL_DIR),
-                      hub_min=options.get("hub_min"))
-    if why is None:
-        try:
-            delta = _conformed({DELTA: resolution[DELTA]},
-                               {DELTA: schema.RESOLUTION_TABLES[DELTA]}, "resolution delta",
-                               path.parent / "delta")[DELTA]
-            tables = inputs.touched()
-            stats, touched = _update(path, copy, tables, delta, audience, **options)
-            return stats, MartBuild(
-                "updated", f"in place from version {latest(store, name)['version']}",
-                time.perf_counter() - t0, touched), tables
-        except MartError as exc:
-            why = f"the in-place update failed ({str(exc).splitlines()[0]}): rebuilt instead"
-        finally:
-            copy.unlink(missing_ok=True)
-            Path(f"{copy}.wal").unlink(missing_ok=True)
-    tables = inputs.whole()
-    stats = _build(path, tables, audience, **options)
+    with slots.one():
+        why = update_plan(store, name, pointer, resolution.get(DELTA), copy, full=full,
+                          sql_dir=options.get("sql_dir", MART_SQL_DIR),
+                          hub_min=options.get("hub_min"))
+        if why is None:
+            try:
+                delta = _conformed({DELTA: resolution[DELTA]},
+                                   {DELTA: schema.RESOLUTION_TABLES[DELTA]}, "resolution delta",
+                                   path.parent / "delta")[DELTA]
+                tables = inputs.touched()
+                stats, touched = _update(path, copy, tables, delta, audience, **options)
+                return stats, MartBuild(
+                    "updated", f"in place from version {latest(store, name)['version']}",
+                    time.perf_counter() - t0, touched), tables
+            except MartError as exc:
+                why = f"the in-place update failed ({str(exc).splitlines()[0]}): rebuilt instead"
+            finally:
+                copy.unlink(missing_ok=True)
+                Path(f"{copy}.wal").unlink(missing_ok=True)
+    with slots.every():  # every staged row and the whole resolution: alone
+        tables = inputs.whole()
+        stats = _build(path, tables, audience, **options)
     return stats, MartBuild("rebuilt", why, time.perf_counter() - t0), tables
 
 
@@ -1184,18 +1200,29 @@ def _per_audience(resolution: dict, names: list[str]) -> dict[str, dict]:
     return {name: (resolution or {}).get(name, empty) for name in names}
 
 
+def release_values(staged: dict[str, pl.DataFrame | pl.LazyFrame]) -> pl.DataFrame:
+    """The distinct releasable_to values of every staged table: all that who may see a row
+    depends on (a handful of values; at a million people a second to scan)."""
+    return pl.concat([(staged[t] if t in staged else schema.empty(t)).lazy()
+                      .select(pl.col("releasable_to").cast(pl.List(pl.String))).unique()
+                      for t in schema.TABLES]).unique().collect()
+
+
 def visibility_groups(staged: dict[str, pl.DataFrame | pl.LazyFrame], names: list[str],
-                      sql_dir: Path = MART_SQL_DIR) -> list[list[str]]:
-    """Audiences grouped by the staged rows they may see (the rule of ``visibility.sql``)."""
-    release = {t: (staged[t] if t in staged else schema.empty(t)).lazy()
-               .select(pl.col("releasable_to").cast(pl.List(pl.String))).unique().collect()
-               .to_arrow() for t in schema.TABLES}
-    return _same_view(release, names, sql_dir)
+                      sql_dir: Path = MART_SQL_DIR,
+                      release: pl.DataFrame | None = None) -> list[list[str]]:
+    """Audiences grouped by the staged rows they may see (the rule of ``visibility.sql``);
+    ``release`` is :func:`release_values` of ``staged`` when the caller has it already."""
+    values = (release_values(staged) if release is None else release).to_arrow()
+    # every table's values at once: _same_view takes their union
+    return _same_view(dict.fromkeys(schema.TABLES, values), names, sql_dir)
 
 
 def visible_rows(staged: dict[str, pl.LazyFrame], audience: str,
-                 sql_dir: Path = MART_SQL_DIR) -> dict[str, pl.LazyFrame]:
-    """The staged rows an audience may see, as step 00 of the marts keeps them.
+                 sql_dir: Path = MART_SQL_DIR,
+                 release: pl.DataFrame | None = None) -> dict[str, pl.LazyFrame]:
+    """The staged rows an audience may see, as step 00 of the marts keeps them (``release``:
+    see :func:`visibility_groups`).
 
     A person record is visible when ``visible_to`` its releasable_to; a detail row when its own
     releasable_to is and its person record is not hidden. The rule is evaluated by DuckDB on the
@@ -1204,8 +1231,7 @@ def visible_rows(staged: dict[str, pl.LazyFrame], audience: str,
     if audience == ALL:
         return dict(staged)
     key = pl.col("releasable_to").cast(pl.List(pl.String)).list.join("\x1f").fill_null("\x00")
-    values = pl.concat([staged[t].select(pl.col("releasable_to").cast(pl.List(pl.String)))
-                        for t in schema.TABLES if t in staged]).unique().collect()
+    values = release_values(staged) if release is None else release
     con = duckdb.connect()
     try:
         con.execute(_visibility_sql(sql_dir))

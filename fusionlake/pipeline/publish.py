@@ -70,12 +70,14 @@ def audience_resolutions(store: ObjectStore, names: list[str], work_dir: Path,
 
 
 def publish_marts(store: ObjectStore, ledger: Ledger, feedset: FeedSet, retention: int,
-                  staged: dict[str, pl.LazyFrame], full: bool = False) -> dict[str, str]:
+                  staged: dict[str, pl.LazyFrame], full: bool = False,
+                  workers: int = 1) -> dict[str, str]:
     """Build, check and publish one mart per audience from the lake; returns audience -> version.
 
     A mart whose audience's resolution was incremental is updated in place from its previous
     version (fusionlake.pipeline.marts.update_plan says when); ``full`` (``fusionlake run
-    --full``) rebuilds every mart. Each version's LATEST says which it was and why.
+    --full``) rebuilds every mart. Each version's LATEST says which it was and why. In-place
+    updates run ``workers`` at a time (fusionlake.pipeline.slots).
 
     ``staged`` are the scans of fusionlake.pipeline.resolve.staged_scans. The inputs are read
     from the lake's files (the staged records that count now, the latest resolution, the
@@ -93,4 +95,5 @@ def publish_marts(store: ObjectStore, ledger: Ledger, feedset: FeedSet, retentio
         return build_and_publish(store, staged, resolution, steward_tables(store, ledger),
                                  Path(tmp), audience_names=names,
                                  retention=retention, pointers=pointers, full=full,
+                                 workers=workers,
                                  memory_limit=memory_share(MART_MEMORY_FRACTION))

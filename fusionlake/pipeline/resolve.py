@@ -77,6 +77,7 @@ from fusionlake.lake.schema import TABLES
 from fusionlake.lake.settings import Settings
 from fusionlake.lake.store import NotFound, ObjectStore
 from fusionlake.pipeline import marts
+from fusionlake.pipeline.slots import ALONE, Slots, each
 
 #: Progress lines a person watching a long resolve reads (the command line shows them).
 progress = logging.getLogger("fusionlake.progress")
@@ -149,10 +150,12 @@ class Options:
     full: bool = False  # `fusionlake run --full`
     full_every: int = Settings.full_every
     max_share: float = Settings.incremental_max_share
+    workers: int = 1  # groups resolved side by side when incremental (fusionlake.pipeline.slots)
 
     @classmethod
     def of(cls, settings: Settings) -> Options:
-        return cls(settings.full, settings.full_every, settings.incremental_max_share)
+        return cls(settings.full, settings.full_every, settings.incremental_max_share,
+                   settings.group_workers)
 
 
 def resolve_audiences(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str,
@@ -169,37 +172,39 @@ def resolve_audiences(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id
     is the leader's (the usual case: the same audiences shared a view last run too); one whose
     previous differs (the views changed since) is resolved on its own, so that its ids stay
     the ones it had.
+
+    Groups resolve side by side (``options.workers`` at a time) while their resolutions are
+    incremental; a full one runs alone (fusionlake.pipeline.slots). If one group fails, the
+    others still finish, and then the first failure is raised.
     """
     options = options or Options()
     names = audiences or marts.audiences(scans)
-    groups = marts.visibility_groups(scans, names)
-    stats: dict = {}
-    per_group: dict[str, float] = {}
-    modes: dict[str, dict[str, str]] = {}
-    for group in groups:
+    release = marts.release_values(scans)
+    groups = marts.visibility_groups(scans, names, release=release)
+
+    def one_group(group: list[str], slots: Slots) -> tuple[dict, float, dict]:
         t0 = time.perf_counter()
-        visible = marts.visible_rows(scans, group[0])
+        visible = marts.visible_rows(scans, group[0], release=release)
         leader_previous = _previous(store, group[0]) if len(group) > 1 else {}
-        resolution, frames, version, mode = resolve_lake(store, visible, run_id, retention,
-                                                         audience=group[0], options=options)
-        modes["+".join(group)] = mode
+        resolution, _frames, version, mode = resolve_lake(
+            store, visible, run_id, retention, audience=group[0], options=options, slots=slots)
         for other in group[1:]:
             if _same_frames(_previous(store, other), leader_previous):
                 zones.copy_resolution(store, group[0], version, run_id, retention,
                                       audience=other)
             else:
                 resolve_lake(store, visible, run_id, retention, audience=other,
-                             options=options)
-        if ALL in group:
-            stats = resolution.stats
-        per_group["+".join(group)] = round(time.perf_counter() - t0, 3)
-        progress.info("resolve: audiences %s done in %.1f s (%d of %d groups, %s)",
-                      "+".join(group), per_group["+".join(group)], len(per_group), len(groups),
+                             options=options, slots=slots)
+        seconds = round(time.perf_counter() - t0, 3)
+        progress.info("resolve: audiences %s done in %.1f s (%s)", "+".join(group), seconds,
                       mode["mode"])
-        del visible, resolution, frames
+        return resolution.stats if ALL in group else {}, seconds, mode
+
+    done = each(groups, one_group, Slots(options.workers))
+    stats: dict = next((s for s, _seconds, _mode in done if s), {})
     stats["audience groups"] = groups
-    stats["seconds per group"] = per_group
-    stats["resolve mode"] = modes
+    stats["seconds per group"] = {"+".join(g): d[1] for g, d in zip(groups, done, strict=True)}
+    stats["resolve mode"] = {"+".join(g): d[2] for g, d in zip(groups, done, strict=True)}
     return stats
 
 
@@ -272,11 +277,9 @@ DECISION_COLUMNS = {"record_id_l": pl.String, "record_id_r": pl.String,
 
 def _standing(decisions: pl.DataFrame | None, known: pl.Series) -> pl.DataFrame:
     """The steward decisions a resolution over ``known`` records applies, as stored."""
-    from transforms.resolution.resolve import latest_decisions
+    from transforms.resolution.resolve import latest_decisions, pairs_among
 
-    keep = known.implode()
-    return (latest_decisions(decisions)
-            .filter(pl.col("record_id_l").is_in(keep) & pl.col("record_id_r").is_in(keep))
+    return (pairs_among(latest_decisions(decisions), known)
             .select(list(DECISION_COLUMNS)).sort("record_id_l", "record_id_r"))
 
 
@@ -367,24 +370,25 @@ def plan(store: ObjectStore, visible: dict[str, pl.LazyFrame], audience: str,
     if runs >= options.full_every:
         return "full", (f"{runs} runs since the model was trained "
                         f"(FUSIONLAKE_FULL_EVERY={options.full_every}): trained again")
-    staged = visible["person_record"].select("record_id").collect()["record_id"]
+    staged = visible["person_record"].select("record_id").collect()
     before = zones.scan(zones.local_files(
         store, [zones.resolution_keys(store, audience)["entity_record"]], work_dir),
-        "entity_record").select("record_id").collect()["record_id"]
-    removed = before.filter(~before.is_in(staged.implode())).len()
+        "entity_record").select("record_id").collect()
+    # anti joins: hashing millions of ids for is_in costs several times more
+    removed = before.join(staged, on="record_id", how="anti").height
     if removed:
         return "full", f"{removed:,} records resolved before are no longer staged"
-    new_ids = staged.filter(~staged.is_in(before.implode()))
-    share = new_ids.len() / max(staged.len(), 1)
+    new_ids = staged.join(before, on="record_id", how="anti")["record_id"]
+    share = new_ids.len() / max(staged.height, 1)
     if share > options.max_share:
-        return "full", (f"{new_ids.len():,} new records are {share:.1%} of {staged.len():,}, "
+        return "full", (f"{new_ids.len():,} new records are {share:.1%} of {staged.height:,}, "
                         f"more than FUSIONLAKE_INCREMENTAL_MAX_SHARE={options.max_share:g}")
     return "incremental", (kept, new_ids)
 
 
 def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame | pl.LazyFrame],
                  run_id: str, retention: int = Settings.resolution_retention,
-                 audience: str = ALL, options: Options | None = None):
+                 audience: str = ALL, options: Options | None = None, slots: Slots = ALONE):
     """Entity resolution of one audience's records, with steward decisions and stable ids.
 
     ``tables`` must hold only the rows ``audience`` may see (:func:`resolve_audiences`), as
@@ -397,20 +401,22 @@ def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame | pl.LazyFra
     options = options or Options()
     scans = {t: f.lazy() for t, f in tables.items()}
     with tempfile.TemporaryDirectory(prefix="fusionlake-state-") as tmp:
-        mode, detail = plan(store, scans, audience, options, Path(tmp))
-        if mode == "incremental":
-            kept, new_ids = detail
-            try:
-                return _incremental(store, scans, run_id, retention, audience, kept, new_ids,
-                                    Path(tmp))
-            except Exception as exc:  # the full resolution is always right: never a failed run
-                from transforms.resolution.incremental import Declined
+        with slots.one():  # planning and an incremental resolution are small work
+            mode, detail = plan(store, scans, audience, options, Path(tmp))
+            if mode == "incremental":
+                kept, new_ids = detail
+                try:
+                    return _incremental(store, scans, run_id, retention, audience, kept,
+                                        new_ids, Path(tmp))
+                except Exception as exc:  # a full resolution is always right: no failed run
+                    from transforms.resolution.incremental import Declined
 
-                why = (str(exc) if isinstance(exc, Declined) else
-                       f"the incremental resolution failed ({type(exc).__name__}: "
-                       f"{str(exc)[:300]})")
-                detail = f"{why}: resolved in full"
-        return _full(store, scans, run_id, retention, audience, detail)
+                    why = (str(exc) if isinstance(exc, Declined) else
+                           f"the incremental resolution failed ({type(exc).__name__}: "
+                           f"{str(exc)[:300]})")
+                    detail = f"{why}: resolved in full"
+        with slots.every():  # a full resolution holds gigabytes: alone
+            return _full(store, scans, run_id, retention, audience, detail)
 
 
 def _log(step: str, line: str) -> None:

@@ -534,12 +534,13 @@ def resolve_entities(r: Run, scans: dict, superseded: set[str]) -> None:
 
 
 def publish_once(lake: str, feeds_path: list[str], scans: dict, superseded: set[str],
-                 retention: int, run_id: str, full: bool = False) -> dict[str, str]:
+                 retention: int, run_id: str, full: bool = False,
+                 workers: int = 1) -> dict[str, str]:
     """Publish every audience's mart, then mark the drops in them published."""
     store = open_store(lake)
     ledger = Ledger(store)
     marts = publish.publish_marts(store, ledger, load_feeds(feeds_path), retention, scans,
-                                  full=full)
+                                  full=full, workers=workers)
     for e in ledger.entries():
         if e.state == DropState.STAGED and e.drop_id not in superseded:
             ledger.record(e.drop_id, DropState.PUBLISHED, f"in marts {marts['all']}", run_id)
@@ -553,7 +554,7 @@ def publish_marts(r: Run, scans: dict, superseded: set[str]) -> None:
         r.summary.marts = r.executor.once(
             "publish", publish_once, lake=r.settings.lake, feeds_path=r.settings.feeds_path,
             scans=scans, superseded=superseded, retention=r.settings.mart_retention,
-            run_id=r.run_id, full=r.settings.full)
+            run_id=r.run_id, full=r.settings.full, workers=r.settings.group_workers)
         r.summary.fill_from_marts(r.store)
 
 
