@@ -883,6 +883,23 @@ def test_audiences_that_see_the_same_rows_share_a_build(store, tmp_path, monkeyp
                            "cn_mps": "agency\n", "mm_police": "agency\nmm_police\n"}
 
 
+def test_a_copy_skips_mart_check_because_its_audience_steps_write_nothing_it_reads():
+    """A shared build's copy runs only the audience steps and then skips the mart_check view
+    (marts._build): sound only while no audience step writes a table or view the checks read.
+    A new audience step that did would fail here, not slip past the checks."""
+    checks = (marts.MART_SQL_DIR / "90_checks.sql").read_text()
+    read = set(re.findall(r"\b(?:FROM|JOIN)\s+([a-z_]+)", checks, re.I))
+    read -= set(re.findall(r"\b([a-z_]+)\s+AS\s*\(", checks, re.I))  # CTE names
+    assert {"entity_record", "entity", "mart_input", "mart_resolution_check"} <= read
+    written = set()
+    for step in marts.mart_steps():
+        if marts._is_audience_step(step):
+            written |= set(re.findall(r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP\w*\s+)?"
+                                      r"(?:TABLE|VIEW)\s+([a-z_]+)", step.read_text(), re.I))
+    assert {"mart_info", "drop_ledger", "quarantine"} <= written
+    assert not read & written, read & written
+
+
 def _widened(staged: dict) -> dict:
     """th_imm may see every row, like the all-agencies mart; cn_mps and mm_police the same rows
     (all but E3's, which stays th_imm's only)."""
