@@ -907,11 +907,11 @@ def _update_inputs(staged: dict, resolution: dict, store: ObjectStore, audience:
     Update step 10 loads the rows of the records of the entities the delta touched (as the
     previous mart and the new resolution have them) and of the other side of their record
     links and review pairs, the pairs and history of those records and entities, and the
-    entity links via the values they hold (sql/mart/update/10_touched.sql, :data:`_RESTRICTED`).
-    The same sets are worked out here from the resolution's frames, and every input but
-    entity_link (restricted in SQL by value) is cut to them before it is written: the update
-    then reads exactly what it would read from the whole inputs, and writes kilobytes, not
-    every staged table again.
+    entity links via the values they hold (sql/mart/update/10_touched.sql, :data:`_RESTRICTED`,
+    update step 20). The same sets (for the links, a superset) are worked out here from the
+    resolution's frames, and every input is cut to them before it is written: the update then
+    reads exactly what it would read from the whole inputs, and writes kilobytes, not every
+    staged table and entity link again.
     """
     # a table the resolution lacks is read as empty, as a build reads it (_conformed)
     given = {t: resolution[t].lazy() if resolution.get(t) is not None else schema.empty(t).lazy()
@@ -934,12 +934,20 @@ def _update_inputs(staged: dict, resolution: dict, store: ObjectStore, audience:
     of_load = pl.col("record_id").is_in(load)
     history = given["entity_history"].filter(
         pl.col("old_entity_id").is_in(entities) | pl.col("new_entity_id").is_in(entities))
+    # Update step 20 reads the links via a touched value: one a touched entity holds now or
+    # held. Every record of a touched entity is in the delta (a delta is whole components), so
+    # a value one holds now or held is held now by a touched entity, and each of its links (a
+    # clique's pairs, a star's rays) names one whenever the value has a link at all. The links
+    # via the values of the links naming a touched entity are therefore all it can read.
+    links = given["entity_link"]
+    via_touched = links.filter(pl.col("entity_id_l").is_in(entities)
+                               | pl.col("entity_id_r").is_in(entities)).select("via", "value")
+    links = links.join(via_touched.unique(), on=["via", "value"], how="semi")
     return {
         **_conformed({t: f.lazy().filter(of_load) for t, f in staged.items()}, schema.TABLES,
                      "staged", folder),
         **_conformed({"entity_record": given["entity_record"].filter(of_load),
-                      "entity_history": history, **pairs,
-                      "entity_link": given["entity_link"]},
+                      "entity_history": history, **pairs, "entity_link": links},
                      MART_RESOLUTION_TABLES, "resolution", folder),
         **_conformed({"previous_entity_record": before.lazy().filter(of_load)}
                      if before is not None else None, PREVIOUS_TABLES, "previous resolution",
