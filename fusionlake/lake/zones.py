@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from fusionlake.lake import layout, schema, versions
 from fusionlake.lake.layout import DECISIONS, QUARANTINE, VALIDATION, staged_key
@@ -32,15 +33,18 @@ def from_parquet(data: bytes) -> pl.DataFrame:
     return pl.read_parquet(io.BytesIO(data))
 
 
-def write_frame(store: ObjectStore, key: str, frame: pl.DataFrame | pl.LazyFrame) -> None:
-    """Store a frame as Parquet; a lazy one is streamed to a local file first, never held."""
+def write_frame(store: ObjectStore, key: str, frame: pl.DataFrame | pl.LazyFrame) -> int:
+    """Store a frame as Parquet; a lazy one is streamed to a local file first, never held.
+    Returns the rows written (of a lazy frame, from the file's footer: no second pass)."""
     if isinstance(frame, pl.DataFrame):
         store.put(key, to_parquet(frame))
-        return
+        return frame.height
     with tempfile.TemporaryDirectory(prefix="fusionlake-sink-") as tmp:
         path = Path(tmp) / "frame.parquet"
         frame.sink_parquet(path, compression="zstd", statistics=True)
+        rows = pq.read_metadata(path).num_rows
         store.move_file(key, path)
+    return rows
 
 
 def read_frame(store: ObjectStore, key: str) -> pl.DataFrame:
@@ -162,9 +166,10 @@ RESOLUTION = layout.RESOLUTION  # the task force's resolution prefix (older call
 # -- resolution state --------------------------------------------------------------------------
 
 
-def write_resolution(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id: str,
-                     retention: int = Settings.resolution_retention,
-                     audience: str = "all", origin: str | None = None) -> str:
+def write_resolution(store: ObjectStore, tables: dict[str, pl.DataFrame | pl.LazyFrame],
+                     run_id: str, retention: int = Settings.resolution_retention,
+                     audience: str = "all", origin: str | None = None,
+                     rows: dict[str, int] | None = None) -> str:
     """Store an audience's resolution under a new version, move its LATEST, prune old ones.
 
     Each audience has its own (layout.resolution_prefix): an agency's is resolved from the rows
@@ -179,10 +184,13 @@ def write_resolution(store: ObjectStore, tables: dict[str, pl.DataFrame], run_id
 
     Tables holding a ``resolution_delta`` are an incremental resolution: the pointer's
     ``incremental_of`` names the version the delta is relative to, the audience's current one.
+    ``rows``, when given, receives each table's rows as written (lazy tables included).
     """
     def write(base: str) -> None:
         for name, frame in tables.items():
-            write_frame(store, f"{base}/{name}.parquet", frame)
+            written = write_frame(store, f"{base}/{name}.parquet", frame)
+            if rows is not None:
+                rows[name] = written
 
     return _new_resolution(store, sorted(tables), write, run_id, retention, audience, origin)
 

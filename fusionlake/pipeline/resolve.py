@@ -527,8 +527,11 @@ def _incremental(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str
         progress=lambda line: _log(line, ""))
     t0 = time.perf_counter()
     frames = {**out.frames, "resolution_delta": out.delta}
+    rows: dict[str, int] = {}
     version = zones.write_resolution(store, frames, run_id, retention=retention,
-                                     audience=audience)
+                                     audience=audience, rows=rows)
+    # the lazy tables were counted as they were written
+    out.stats["counts"].update(entity_links=rows["entity_link"], review_pairs=rows["review_pair"])
     known = out.frames["entity_record"]["record_id"]
     write_state(store, audience, version, components=out.components, match=out.new_match,
                 decisions=_standing(decisions, known), previous=kept)

@@ -161,8 +161,13 @@ def test_lazy_previous_tables_merge_to_the_same_rows(lake, tmp_path):
     want = _increment(lake)
     for name, frame in out.frames.items():
         assert isinstance(frame, pl.LazyFrame) == (name != "entity_record"), name
-        assert frame.lazy().collect().equals(want.frames[name]), name
-    assert out.stats["counts"] == want.stats["counts"]
+        got, expected = frame.lazy().collect(), want.frames[name]
+        if name in incremental.FULL_ORDER:  # the increment's entity links are in no order
+            got, expected = (incremental.in_full_order(f, name) for f in (got, expected))
+        assert got.equals(expected), name
+    # the lazy tables are counted by their writer (fusionlake.lake.zones.write_frame)
+    assert out.stats["counts"] == {**want.stats["counts"], "entity_links": None,
+                                   "review_pairs": None}
 
 
 def test_an_identifier_pushed_over_the_group_limit_declines(lake):

@@ -299,7 +299,7 @@ def merge_frames(previous: dict[str, pl.DataFrame | pl.LazyFrame], inc: Incremen
             a value an affected record holds.
 
     entity_record stays sorted by record_id; the other tables keep the previous rows in their
-    order, the increment's after them.
+    order, the increment's after them (its entity links in no order).
     """
     def merged(table: str, kept: pl.LazyFrame, fresh: pl.DataFrame, **how):
         out = pl.concat([kept, fresh.lazy()], **how)
@@ -319,7 +319,7 @@ def merge_frames(previous: dict[str, pl.DataFrame | pl.LazyFrame], inc: Incremen
     values = association_values(holders, settings)
     touched = values.filter(pl.col("record_id").is_in(mine)).select("via", "value").unique()
     values = values.join(touched, on=["via", "value"])
-    fresh = entity_links(values, entity_record, settings)
+    fresh = entity_links(values, entity_record, settings, ordered=False)
     kept_links = conform(previous["entity_link"].lazy().join(
         touched.lazy(), on=["via", "value"], how="anti"), "entity_link")
     entity_link = merged("entity_link", kept_links, fresh)
@@ -330,11 +330,9 @@ def merge_frames(previous: dict[str, pl.DataFrame | pl.LazyFrame], inc: Incremen
             "entity_link": entity_link, "entity_history": history_rows, "review_pair": review}
 
 
-def height(frame: pl.DataFrame | pl.LazyFrame) -> int:
-    """Rows of a frame, or of a lazy one (computed)."""
-    if isinstance(frame, pl.LazyFrame):
-        return frame.select(pl.len()).collect().item()
-    return frame.height
+def height(frame: pl.DataFrame | pl.LazyFrame) -> int | None:
+    """Rows of a frame; None for a lazy one (counting would run it: its writer counts it)."""
+    return None if isinstance(frame, pl.LazyFrame) else frame.height
 
 
 #: The order a full resolution writes each table in: ``(keys, descending)``. merge_frames
