@@ -287,6 +287,44 @@ def test_groups_work_side_by_side_when_incremental_and_alone_when_full(lake, sce
     assert most == 1
 
 
+def test_a_failing_group_lets_the_other_finish_and_the_next_run_completes(lake, scenario,
+                                                                         monkeypatch):
+    """mm_police's resolution fails (a full disk) while the task force's runs beside it: the run
+    fails, the task force's resolution is written all the same, and the next run resolves
+    mm_police's view and publishes every mart, new records included."""
+    from fusionlake.pipeline import marts
+
+    store = open_store(lake)
+    height = {a: zones.read_resolution(store, a)["entity_record"].height
+              for a in ("all", "mm_police")}
+    deliver(store, "mm_police", "detainees", [scenario[2]])
+    resolve_lake = resolve_step.resolve_lake
+
+    def failing(store_, tables, run_id, retention, audience="all", **kwargs):
+        if audience == "mm_police":
+            raise OSError("No space left on device (resolving mm_police)")
+        return resolve_lake(store_, tables, run_id, retention, audience=audience, **kwargs)
+
+    monkeypatch.setattr(resolve_step, "resolve_lake", failing)
+    with pytest.raises(OSError, match="No space left"):
+        run(replace(Settings(lake=lake), group_workers=2))
+    added = zones.read_resolution(store, "all")["entity_record"].height - height["all"]
+    assert added > 0
+    assert zones.read_resolution(store, "mm_police")["entity_record"].height == height[
+        "mm_police"]
+
+    monkeypatch.setattr(resolve_step, "resolve_lake", resolve_lake)
+    summary = run(replace(Settings(lake=lake), group_workers=2))
+    assert not summary.problems, summary.problems
+    assert zones.read_resolution(store, "mm_police")["entity_record"].height == height[
+        "mm_police"] + added
+    for audience in ("all", "mm_police"):  # the marts hold the new records
+        rows = marts.run_query(store, "SELECT count(*) AS n FROM entity_record", audience,
+                               "csv", cache_dir=Path(lake).parent / "cache")
+        resolved = zones.read_resolution(store, audience)["entity_record"].height
+        assert rows == f"n\n{resolved}\n", audience
+
+
 def test_full_run_without_new_drops_when_asked(lake):
     summary = run(Settings(lake=lake, full=True))
     assert _mode(summary)["mode"] == "full"
