@@ -60,8 +60,7 @@ def test_big_work_runs_alone_and_a_fallback_from_small_to_big_never_deadlocks():
 def test_small_work_waits_while_big_work_holds_every_slot():
     slots = Slots(2)
     order: list[str] = []
-    big_holds = threading.Event()
-    release = threading.Event()
+    big_holds, small_asks, release = threading.Event(), threading.Event(), threading.Event()
 
     def big() -> None:
         with slots.every():
@@ -72,13 +71,17 @@ def test_small_work_waits_while_big_work_holds_every_slot():
 
     def small() -> None:
         big_holds.wait(10)
+        small_asks.set()
         with slots.one():
             order.append("small in")
 
     threads = [threading.Thread(target=big), threading.Thread(target=small)]
     for t in threads:
         t.start()
-    big_holds.wait(10)
+    # big is released only after small has asked for its slot and had time to get it: were
+    # the slot not held back, "small in" would come before "big out"
+    small_asks.wait(10)
+    threading.Event().wait(0.3)
     release.set()
     for t in threads:
         t.join(10)
