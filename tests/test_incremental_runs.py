@@ -142,7 +142,7 @@ def test_the_incremental_run_equals_a_full_resolution_with_the_same_model(lake, 
     tables, _ = resolve_step.load_staged(store, Ledger(store), _feeds(), input_columns())
     full = resolve(tables, decisions=zones.read_decisions(store),
                    previous=first["entity_record"], kept=kept.model)
-    for name in ("entity_record", "record_link", "entity_link", "review_pair"):
+    for name in ("entity_record", "record_link", "entity_link", "review_pair", "record_fact"):
         assert in_full_order(after[name], name).equals(getattr(full, name)), name
     new_history = after["entity_history"].slice(first["entity_history"].height)
     assert new_history.drop("changed_at").equals(full.entity_history.drop("changed_at"))
@@ -355,6 +355,30 @@ def test_a_missing_or_corrupt_state_makes_a_full_run_not_a_failed_one(lake, scen
     # the full run kept a state again: the next drop is incremental
     assert store.exists(_state_file(store))
     assert _mode(summary, "mm_police+th_imm")["mode"] == "incremental"
+
+
+def test_a_resolution_from_before_record_fact_is_resolved_in_full_once(lake, scenario):
+    """A lake written by an older fusionlake kept each record's values in every link's
+    evidence and had no record_fact table: continuing from it would leave the old records
+    without facts, so the next run resolves in full."""
+    from fusionlake.pipeline import marts
+
+    store = open_store(lake)
+    for audience in ("all", "cn_mps", "mm_police", "th_imm"):
+        keys = zones.resolution_keys(store, audience)
+        store.delete(keys.pop("record_fact"))
+        assert "record_fact" not in zones.resolution_keys(store, audience)
+    deliver(store, "mm_police", "detainees", [scenario[2]])
+    summary = run(Settings(lake=lake))
+    assert not summary.problems
+    for group in (GROUP, "mm_police+th_imm"):
+        assert _mode(summary, group)["mode"] == "full"
+        assert "has no record_fact" in _mode(summary, group)["why"]
+    assert "record_fact" in zones.resolution_keys(store, "all")
+    rows = marts.run_query(store, "SELECT evidence FROM record_link LIMIT 50", "all", "json",
+                           cache_dir=Path(lake).parent / "cache")
+    evidence = [json.loads(r["evidence"]) for r in json.loads(rows)]
+    assert evidence and all(e["l"]["drop_id"] and e["r"]["drop_id"] for e in evidence)
 
 
 def test_a_run_killed_before_its_state_is_written_is_not_trusted(lake, scenario):

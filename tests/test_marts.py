@@ -739,7 +739,49 @@ def _resolved(staged: dict) -> tuple[dict, dict]:
     res = resolve(staged, now=T2)
     return staged, {name: getattr(res, name) for name in
                     ("entity_record", "record_link", "entity_link", "entity_history",
-                     "review_pair")}  # fmt: skip
+                     "review_pair", "record_fact")}  # fmt: skip
+
+
+def test_link_evidence_shows_each_record_s_facts_and_the_link_s_own(tmp_path):
+    """The resolver keeps a record's values once (record_fact); the mart puts them back into
+    each link's evidence, beside the link's identifiers and weights. A resolution written
+    before record_fact (the values in every link's evidence) gives the same evidence."""
+    import json
+
+    staged, _, steward = scenario()
+    staged, resolution = _resolved(staged)
+    facts = {r["record_id"]: r for r in resolution["record_fact"].iter_rows(named=True)}
+
+    def evidence(res, name):
+        path = marts.build_mart(tmp_path / name, staged, res, steward, None).path
+        con = duckdb.connect(str(path), read_only=True)
+        out = {(l_, r_): json.loads(e) for l_, r_, e in rows(
+            con, "SELECT record_id_l, record_id_r, evidence FROM record_link")}
+        con.close()
+        return out
+
+    new = evidence(resolution, "new.duckdb")
+    assert len(new) == resolution["record_link"].height > 0
+    for (left, right), ev in new.items():
+        assert list(ev) == ["l", "r", "identifiers", "weights"]
+        for side, rid in (("l", left), ("r", right)):
+            fact = facts[rid]
+            assert (ev[side]["drop_id"], ev[side]["source_row"]) == (fact["drop_id"],
+                                                                    fact["source_row"])
+            assert ev[side]["name_latin"] == fact["name_latin"]
+    assert any(ev["identifiers"] for ev in new.values())
+    assert any(ev["weights"] for ev in new.values())
+
+    # the older form: each link's evidence holds both records' values, and no record_fact
+    def with_facts(frame):
+        pairs = frame.select("record_id_l", "record_id_r", "evidence").iter_rows()
+        return frame.with_columns(pl.Series("evidence", [json.dumps(
+            {"l": new[(a, b)]["l"], "r": new[(a, b)]["r"], **json.loads(e)})
+            for a, b, e in pairs]))
+
+    old = {**resolution, "record_link": with_facts(resolution["record_link"])}
+    del old["record_fact"]
+    assert evidence(old, "old.duckdb") == new
 
 
 def test_mart_from_the_real_resolver(tmp_path):

@@ -75,7 +75,8 @@ def resolve_both(first: dict, both: dict, audience: str) -> tuple[dict, dict]:
 
     def frames(res, history=None):
         out = {name: getattr(res, name) for name in
-               ("entity_record", "record_link", "entity_link", "entity_history", "review_pair")}
+               ("entity_record", "record_link", "entity_link", "entity_history", "review_pair",
+                "record_fact")}
         if history is not None:
             out["entity_history"] = pl.concat([history, out["entity_history"]],
                                               how="vertical_relaxed")

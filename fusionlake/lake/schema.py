@@ -133,7 +133,30 @@ RECORD_LINK: dict[str, pl.DataType] = {
     "match_weight": pl.Float64(),
     "agreed": pl.List(pl.String()),  # fields that agreed
     "disagreed": pl.List(pl.String()),  # fields that disagreed
-    "evidence": pl.String(),  # JSON: the values compared, with the drop each came from
+    # JSON {"identifiers": ..., "weights": {...}}: the identifier values shared and each
+    # comparison's weight. The values compared (each record's RECORD_FACT) are not repeated
+    # here, in every link of a record: the marts join them in (sql/mart/40_links.sql).
+    "evidence": pl.String(),
+}
+
+# Per record: the values its links are explained with (what the resolver compared, with the
+# drop each came from). Kept once per record instead of in each of its links' evidence: at a
+# million people that JSON was most of the resolution's bytes, written again by every run.
+RECORD_FACT: dict[str, pl.DataType] = {
+    "record_id": pl.String(),
+    "agency": pl.String(),
+    "feed": pl.String(),
+    "drop_id": pl.String(),
+    "source_row": pl.Int64(),
+    "name_original": pl.String(),
+    "name_latin": pl.String(),
+    "birth_date": pl.Date(),  # the effective one (a valid identifier's where it tells more)
+    "birth_date_precision": pl.String(),
+    "sex": pl.String(),
+    "nationality": pl.String(),
+    "national_id": pl.String(),
+    "passport_no": pl.String(),
+    "other_id": pl.String(),
 }
 
 ENTITY_LINK: dict[str, pl.DataType] = {
@@ -189,6 +212,7 @@ RESOLUTION_TABLES: dict[str, dict[str, pl.DataType]] = {
     "entity_link": ENTITY_LINK,
     "entity_history": ENTITY_HISTORY,
     "review_pair": REVIEW_PAIR,
+    "record_fact": RECORD_FACT,
     "decision": DECISION,
     "resolution_delta": RESOLUTION_DELTA,
 }
@@ -253,6 +277,7 @@ __all__ = [
     "NAME_ROLES",
     "PERSON_NAME",
     "PERSON_RECORD",
+    "RECORD_FACT",
     "PHONE",
     "PROVENANCE",
     "RESOLUTION_DELTA",

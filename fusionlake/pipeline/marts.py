@@ -947,6 +947,7 @@ def _update_inputs(staged: dict, resolution: dict, store: ObjectStore, audience:
         **_conformed({t: f.lazy().filter(of_load) for t, f in staged.items()}, schema.TABLES,
                      "staged", folder),
         **_conformed({"entity_record": given["entity_record"].filter(of_load),
+                      "record_fact": given["record_fact"].filter(of_load),
                       "entity_history": history, **pairs, "entity_link": links},
                      MART_RESOLUTION_TABLES, "resolution", folder),
         **_conformed({"previous_entity_record": before.lazy().filter(of_load)}
@@ -1066,6 +1067,7 @@ _RESTRICTED = {
     **dict.fromkeys(schema.TABLES, "SELECT * FROM src_{t} SEMI JOIN load_record USING (record_id)"),
     "entity_record": "SELECT * FROM src_{t} SEMI JOIN load_record USING (record_id)",
     "previous_entity_record": "SELECT * FROM src_{t} SEMI JOIN load_record USING (record_id)",
+    "record_fact": "SELECT * FROM src_{t} SEMI JOIN load_record USING (record_id)",
     "record_link": "SELECT * FROM src_{t} WHERE record_id_l IN (SELECT record_id FROM "
                    "touched_record) OR record_id_r IN (SELECT record_id FROM touched_record)",
     "review_pair": "SELECT * FROM src_{t} WHERE record_id_l IN (SELECT record_id FROM "

@@ -349,6 +349,11 @@ def _prune_states(store: ObjectStore, audience: str) -> None:
             store.delete(k)
 
 
+#: The tables of a resolution an incremental run continues from (merged, and written again).
+INCREMENTAL_TABLES = ("entity_record", "record_link", "entity_link", "entity_history",
+                      "review_pair", "record_fact")
+
+
 def settings_fingerprint() -> str:
     """The fingerprint of the resolution settings this code resolves with (kept with the
     state: a run under other settings resolves in full)."""
@@ -387,10 +392,14 @@ def plan(store: ObjectStore, visible: dict[str, pl.LazyFrame], audience: str,
     if runs >= options.full_every:
         return "full", (f"{runs} runs since the model was trained "
                         f"(FUSIONLAKE_FULL_EVERY={options.full_every}): trained again")
+    keys = zones.resolution_keys(store, audience) or {}
+    lacking = [t for t in INCREMENTAL_TABLES if t not in keys]
+    if lacking:
+        return "full", (f"the previous resolution has no {', '.join(lacking)} (written by an "
+                        "older fusionlake): resolved in full once")
     staged = visible["person_record"].select("record_id").collect()
-    before = zones.scan(zones.local_files(
-        store, [zones.resolution_keys(store, audience)["entity_record"]], work_dir),
-        "entity_record").select("record_id").collect()
+    before = zones.scan(zones.local_files(store, [keys["entity_record"]], work_dir),
+                        "entity_record").select("record_id").collect()
     # anti joins: hashing millions of ids for is_in costs several times more
     removed = before.join(staged, on="record_id", how="anti").height
     if removed:
@@ -471,6 +480,7 @@ def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, reten
         "entity_link": resolution.entity_link,
         "entity_history": resolution.entity_history,
         "review_pair": resolution.review_pair,
+        "record_fact": resolution.record_fact,
     }
     if previous and "entity_history" in previous:
         frames["entity_history"] = pl.concat(
@@ -515,8 +525,7 @@ def _incremental(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str
     # (at a million people the record links alone are a gigabyte in memory)
     previous = {name: (zones.read_frame(store, keys[name]) if name == "entity_record" else
                        zones.scan(zones.local_files(store, [keys[name]], work_dir), name))
-                for name in ("entity_record", "record_link", "entity_link", "entity_history",
-                             "review_pair")}
+                for name in INCREMENTAL_TABLES}
     _log("previous", f"{previous['entity_record'].height:,} records' resolution read in "
          f"{time.perf_counter() - t0:.1f} s")
     decisions = zones.read_decisions(store)

@@ -79,6 +79,8 @@ UNION
 SELECT record_id_l FROM in_review_pair WHERE record_id_l IN (SELECT record_id FROM hidden_record)
 UNION
 SELECT record_id_r FROM in_review_pair WHERE record_id_r IN (SELECT record_id FROM hidden_record)
+UNION
+SELECT record_id FROM in_record_fact WHERE record_id IN (SELECT record_id FROM hidden_record)
 );
 COMMENT ON TABLE mart_resolution_check IS 'Records of the resolution this mart was built from that its audience may not see: 0, or the mart is not published (see mart_check).';
 COMMENT ON COLUMN mart_resolution_check.hidden_records IS 'How many: 0 in every published mart.';

@@ -133,13 +133,30 @@ CREATE TABLE record_link (
     match_probability DOUBLE, match_weight DOUBLE, agreed VARCHAR[], disagreed VARCHAR[],
     evidence VARCHAR USING COMPRESSION zstd
 );
+-- A link's evidence: the values compared of each record (the resolver keeps them once per
+-- record, in record_fact) around the link's own (the identifiers shared, each comparison's
+-- weight). A resolution written before record_fact existed kept each record's values in every
+-- link's evidence: they are taken from there.
+CREATE TEMP VIEW record_fact_json AS
+SELECT record_id,
+       to_json(struct_pack(agency, feed, drop_id, source_row, name_original, name_latin,
+                           birth_date, birth_date_precision, sex, nationality, national_id,
+                           passport_no, other_id)) AS facts
+FROM in_record_fact;
+
 INSERT INTO record_link
 SELECT l.record_id_l, l.record_id_r, rl.entity_id AS entity_id, l.rule, l.match_probability,
-       l.match_weight, l.agreed, l.disagreed, l.evidence
+       l.match_weight, l.agreed, l.disagreed,
+       json_object('l', coalesce(fl.facts, l.evidence -> 'l'),
+                   'r', coalesce(fr.facts, l.evidence -> 'r'),
+                   'identifiers', l.evidence -> 'identifiers',
+                   'weights', l.evidence -> 'weights')::VARCHAR
 FROM in_record_link AS l
 -- Nothing is filtered: a link naming a record not in entity_record fails the orphan check of
 -- step 90 instead of vanishing.
 LEFT JOIN entity_record AS rl ON rl.record_id = l.record_id_l
+LEFT JOIN record_fact_json AS fl ON fl.record_id = l.record_id_l
+LEFT JOIN record_fact_json AS fr ON fr.record_id = l.record_id_r
 ORDER BY l.record_id_l, l.record_id_r;
 COMMENT ON TABLE record_link IS 'Why records were put in the same entity: one row per pair the resolver linked, with the rule, probability and fields that agreed.';
 COMMENT ON COLUMN record_link.entity_id IS 'Entity of record_id_l.';

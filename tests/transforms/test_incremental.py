@@ -57,7 +57,7 @@ def lake(tmp_path_factory):
 def _frames(res) -> dict[str, pl.DataFrame]:
     return {"entity_record": res.entity_record, "record_link": res.record_link,
             "entity_link": res.entity_link, "entity_history": res.entity_history,
-            "review_pair": res.review_pair}
+            "review_pair": res.review_pair, "record_fact": res.record_fact}
 
 
 def _increment(lake, decisions_before=None, decisions=None):
@@ -74,7 +74,7 @@ def test_increment_with_the_frozen_model_equals_a_full_resolution(lake):
     assert 50 < new_ids.len() < 200
     out = _increment(lake)
     full = resolve(tables, previous=first.entity_record, now=LATER, kept=state.model)
-    for name in ("entity_record", "record_link", "entity_link", "review_pair"):
+    for name in ("entity_record", "record_link", "entity_link", "review_pair", "record_fact"):
         assert incremental.in_full_order(out.frames[name], name).equals(getattr(full, name)), name
     history = out.frames["entity_history"]
     assert history.slice(first.entity_history.height).equals(full.entity_history)
@@ -213,7 +213,7 @@ def test_a_placeholder_number_held_by_too_many_already_stays_incremental(tmp_pat
         settings, LATER)
     full = resolve(every, previous=first.entity_record, now=LATER, kept=state.model,
                    settings=settings)
-    for name in ("entity_record", "record_link", "entity_link", "review_pair"):
+    for name in ("entity_record", "record_link", "entity_link", "review_pair", "record_fact"):
         assert incremental.in_full_order(out.frames[name], name).equals(getattr(full, name)), name
     assert out.new_match.filter(pl.col("record_id") == "d2:1")["passport_no"].to_list() == [None]
     # the placeholder's review pairs now name the new holder too

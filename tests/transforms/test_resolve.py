@@ -83,10 +83,13 @@ def test_probabilistic_match_and_explanation():
     assert link["agreed"] == ["name", "birth_date", "sex", "nationality"]
     assert link["disagreed"] == []
     evidence = json.loads(link["evidence"])
-    assert evidence["l"]["drop_id"] == "d1"
-    assert evidence["r"]["source_row"] == 2
-    assert evidence["l"]["birth_date"] == "1990-03-07"
+    assert set(evidence) == {"identifiers", "weights"}  # the values compared are per record:
     assert evidence["weights"]["name"] > 0
+    facts = {r["record_id"]: r for r in result.record_fact.iter_rows(named=True)}
+    assert sorted(facts) == ["d1:1", "d1:2", "d1:3", "d1:4"]  # once each, in order
+    assert facts["d1:1"]["drop_id"] == "d1"
+    assert facts["d1:2"]["source_row"] == 2
+    assert facts["d1:1"]["birth_date"] == date(1990, 3, 7)
     # The entity id derives from the smallest record id of the cluster.
     assert entity_of(result, "d1:2") == derived_id("d1:1")
 
@@ -321,7 +324,8 @@ def test_no_records_gives_empty_tables_with_their_schemas():
                                                "person_record")})
     assert result.entity_record.schema == conform(result.entity_record, "entity_record").schema
     assert [getattr(result, t).height for t in ("entity_record", "record_link", "entity_link",
-                                                "entity_history", "review_pair")] == [0] * 5
+                                                "entity_history", "review_pair",
+                                                "record_fact")] == [0] * 6
 
 
 @pytest.mark.parametrize(("decided", "expected"), [(False, "identifier"), (True, "steward")])

@@ -7,6 +7,7 @@ min_records_to_train, so the declared priors score them (about 10 seconds in all
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import polars as pl
@@ -59,22 +60,31 @@ def test_the_declared_input_columns_are_all_resolve_reads(resolved):
     columns = input_columns()
     assert set(columns) == set(tables)
     narrow = resolve({t: f.select(columns[t]) for t, f in tables.items()})
-    for name in ("entity_record", "record_link", "entity_link", "review_pair"):
+    for name in ("entity_record", "record_link", "entity_link", "review_pair", "record_fact"):
         assert getattr(narrow, name).equals(getattr(result, name)), name
     # and it is narrower: the columns left out are most of the detail tables
     assert sum(len(c) for c in columns.values()) < sum(f.width for f in tables.values()) / 2
 
 
-def test_links_explained_in_batches_are_the_links_explained_at_once(resolved, monkeypatch):
+def test_each_record_s_facts_are_kept_once_not_in_every_link(resolved):
+    """The values compared are a record's, the same in each of its links: the resolution keeps
+    them once per record (record_fact), and a link's evidence holds only what is its own."""
     tables, _truth, result = resolved
-    links = result.record_link
+    links, fact = result.record_link, result.record_fact
     assert links.height > 300
     assert links.equals(links.sort("record_id_l", "record_id_r"))
-    # several batches, a ragged end
-    monkeypatch.setattr("transforms.resolution.resolve.EXPLAIN_BATCH", 97)
-    batched = resolve(tables)
-    assert batched.record_link.equals(links)
-    assert batched.review_pair.equals(result.review_pair)
+    person = tables["person_record"]
+    assert fact["record_id"].to_list() == sorted(person["record_id"].to_list())
+    ends = pl.concat([links["record_id_l"], links["record_id_r"]]).unique()
+    assert ends.is_in(fact["record_id"].implode()).all()
+    evidence = [json.loads(e) for e in links["evidence"]]
+    assert all(set(e) == {"identifiers", "weights"} for e in evidence)
+    assert any(e["identifiers"] for e in evidence) and any(e["weights"] for e in evidence)
+    # the facts are the record's own: provenance from its staged row
+    row = person.sort("record_id").row(0, named=True)
+    first = fact.row(0, named=True)
+    assert (first["agency"], first["drop_id"], first["source_row"]) == (
+        row["agency"], row["drop_id"], row["source_row"])
 
 
 def test_splink_tables_are_removed_when_scoring_ends(resolved):

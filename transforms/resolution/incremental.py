@@ -227,6 +227,7 @@ class Increment:
     record_link: pl.DataFrame
     review_pair: pl.DataFrame
     entity_history: pl.DataFrame
+    record_fact: pl.DataFrame
     components: pl.DataFrame  # record_id, component label, of the affected records with an edge
     match: pl.DataFrame  # the affected records' match frames
     stats: dict[str, Any] = field(default_factory=dict)
@@ -273,13 +274,13 @@ def resolve_increment(
                 .filter(pl.col("_cl") == pl.col("_cr")).select(_PAIR))
 
     names = kept_names(model)
-    entity_record, record_link, review, counts, comps = resolve_scored(
+    entity_record, record_link, review, fact, counts, comps = resolve_scored(
         tables, records, match, pairs, names, against, decisions, previous, settings, timer,
         taken=taken)
     hist = history(entity_record, previous, record_link, now)
     timer.lap("history")
     stats["counts"] = {**counts, "scored_pairs": every.height}
-    return Increment(records, entity_record, record_link, review, hist,
+    return Increment(records, entity_record, record_link, review, hist, fact,
                      component_labels(comps), match, stats)
 
 
@@ -292,7 +293,7 @@ def merge_frames(previous: dict[str, pl.DataFrame | pl.LazyFrame], inc: Incremen
 
     Args:
         previous: the previous resolution's frames (entity_record, record_link, entity_link,
-            review_pair; entity_history is appended to, not merged). All but entity_record may
+            review_pair, record_fact; entity_history is appended to, not merged). All but entity_record may
             be lazy (scans of the stored tables): their merged tables are then lazy too, and
             the caller streams them to their files without holding them.
         holders: staged association rows (phone, account, event, ...) of every record holding
@@ -316,6 +317,9 @@ def merge_frames(previous: dict[str, pl.DataFrame | pl.LazyFrame], inc: Incremen
                          inc.record_link)
     review = merged("review_pair", previous["review_pair"].lazy().filter(~both_in),
                     inc.review_pair)
+    # (an old record's facts are as they were: the increment's are the same rows again)
+    fact = merged("record_fact", previous["record_fact"].lazy().filter(
+        ~pl.col("record_id").is_in(mine)), inc.record_fact)
     values = association_values(holders, settings)
     touched = values.filter(pl.col("record_id").is_in(mine)).select("via", "value").unique()
     values = values.join(touched, on=["via", "value"])
@@ -327,7 +331,8 @@ def merge_frames(previous: dict[str, pl.DataFrame | pl.LazyFrame], inc: Incremen
                           inc.entity_history, how="vertical_relaxed") \
         if "entity_history" in previous else inc.entity_history
     return {"entity_record": entity_record, "record_link": record_link,
-            "entity_link": entity_link, "entity_history": history_rows, "review_pair": review}
+            "entity_link": entity_link, "entity_history": history_rows, "review_pair": review,
+            "record_fact": fact}
 
 
 def height(frame: pl.DataFrame | pl.LazyFrame) -> int | None:
@@ -342,6 +347,7 @@ FULL_ORDER: dict[str, tuple[list[str], bool | list[bool]]] = {
     "record_link": (_PAIR, False),
     "entity_link": (["via", "value", "entity_id_l", "entity_id_r"], False),
     "review_pair": (["priority", *_PAIR], [True, False, False]),
+    "record_fact": (["record_id"], False),
 }
 
 

@@ -12,8 +12,9 @@ fusionlake/schema.py. The work, in order (each stage timed in ``Resolution.stats
 4. ``cluster``: greedy constrained union-find that refuses chaining and identifier conflicts
    (transforms/resolution/cluster.py).
 5. ``ids``: stable entity ids and the history of merges and splits (transforms/resolution/ids.py).
-6. ``explain``: record links with rule, probability, weight, agreeing and disagreeing fields and
-   the values compared; the review queue; entity-to-entity links (transforms/resolution/links.py).
+6. ``explain``: record links with rule, probability, weight, agreeing and disagreeing fields,
+   shared identifiers and per-comparison weights; the values compared, once per record
+   (record_fact); the review queue; entity-to-entity links (transforms/resolution/links.py).
 
 All thresholds and comparisons are declared in transforms/resolution/settings.py.
 """
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 
@@ -46,8 +47,10 @@ __all__ = [
     "KeptState",
     "Resolution",
     "ResolveSettings",
+    "Resolved",
     "input_columns",
     "latest_decisions",
+    "record_facts",
     "resolve",
     "resolve_scored",
 ]
@@ -65,7 +68,6 @@ EVIDENCE_FIELDS = (
     "other_id",
 )
 PROVENANCE_FIELDS = ("agency", "feed", "drop_id", "source_row")
-EXPLAIN_BATCH = 200_000  # record links explained at a time (see _explain)
 
 
 def input_columns(settings: ResolveSettings | None = None) -> dict[str, tuple[str, ...]]:
@@ -103,7 +105,19 @@ class Resolution:
     entity_link: pl.DataFrame
     entity_history: pl.DataFrame
     review_pair: pl.DataFrame
+    record_fact: pl.DataFrame
     stats: dict[str, Any] = field(default_factory=dict)
+
+
+class Resolved(NamedTuple):
+    """What :func:`resolve_scored` gives for the records it clustered."""
+
+    entity_record: pl.DataFrame
+    record_link: pl.DataFrame
+    review_pair: pl.DataFrame
+    record_fact: pl.DataFrame
+    counts: dict[str, Any]
+    components: pl.DataFrame  # record_id, integer component label
 
 
 class _Timer:
@@ -229,8 +243,9 @@ def _identifier_edges(
     return _ordered(edges), unique_ids, oversize
 
 
-def _facts(person: pl.DataFrame, match: pl.DataFrame) -> pl.DataFrame:
-    """Per record: the values shown in link evidence, with the drop each came from."""
+def record_facts(person: pl.DataFrame, match: pl.DataFrame) -> pl.DataFrame:
+    """The record_fact table: per record, the values shown in link evidence (the effective
+    ones Splink compared, where the match frame has them), with the drop each came from."""
     cols = [c for c in EVIDENCE_FIELDS if c in match.columns or c in person.columns]
     base = person.select(
         "record_id",
@@ -240,8 +255,13 @@ def _facts(person: pl.DataFrame, match: pl.DataFrame) -> pl.DataFrame:
     effective = match.select(
         "record_id", *[c for c in cols if c in match.columns and c not in base.columns]
     )
-    joined = base.join(effective, on="record_id", how="left")
-    return joined.select("record_id", pl.struct(pl.exclude("record_id")).alias("facts"))
+    return conform(base.join(effective, on="record_id", how="left"), "record_fact").sort(
+        "record_id")
+
+
+def _facts(fact: pl.DataFrame) -> pl.DataFrame:
+    """record_id, facts: each record's record_fact row as one struct (review pair evidence)."""
+    return fact.select("record_id", pl.struct(pl.exclude("record_id")).alias("facts"))
 
 
 def _agreement(names: list[str]) -> tuple[pl.Expr, pl.Expr]:
@@ -342,7 +362,7 @@ def resolve(
                               decisions, previous, settings, timer)
     finally:
         scored_pairs.close()
-    entity_record, record_link, review, counts, comps = core
+    entity_record, record_link, review, fact, counts, comps = core
     # The scored pairs are done with: at a million people they hold gigabytes the entity
     # links need more.
     del pairs, scored_pairs, core
@@ -358,7 +378,7 @@ def resolve(
         "entity_links": links.height,
         "hub_values": links.filter("is_hub").select("via", "value").n_unique(),
     }
-    return Resolution(entity_record, record_link, links, hist, review, stats)
+    return Resolution(entity_record, record_link, links, hist, review, fact, stats)
 
 
 def checked_tables(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
@@ -401,8 +421,9 @@ def resolve_scored(
     settings: ResolveSettings,
     timer: _Timer,
     taken: pl.Series | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, Any], pl.DataFrame]:
-    """From scored pairs to entities: edges, clusters, ids, record links and review pairs.
+) -> Resolved:
+    """From scored pairs to entities: edges, clusters, ids, record links, review pairs and the
+    facts the links are explained with.
 
     Every step depends only on the records of whole components of the candidate edges, so
     an incremental run calls this on the affected components alone and gets what a full run
@@ -416,7 +437,8 @@ def resolve_scored(
             entities outside ``records``).
 
     Returns:
-        entity_record, record_link, review_pair, counts, components (integer labels).
+        :class:`Resolved`: entity_record, record_link, review_pair, record_fact (of every
+        record in ``records``), counts, components (integer labels).
     """
     person = tables["person_record"]
     id_edges, unique_ids, oversize = _identifier_edges(tables["identifier"], records, settings)
@@ -451,7 +473,7 @@ def resolve_scored(
     )
     timer.lap("ids", f"{entity_record['entity_id'].n_unique():,} entities")
 
-    facts = _facts(person, match)
+    fact = record_facts(person, match)
     agreed, disagreed = _agreement(names)
     kept = (
         result.edges.filter(pl.col("status").is_in([ACCEPTED, INSIDE]))
@@ -461,8 +483,9 @@ def resolve_scored(
         .sort("_o")
         .unique(["record_id_l", "record_id_r"], keep="first")
     )
-    record_link = _explain(kept, pairs, id_edges, facts, agreed, disagreed, names)
-    review = _review(pairs, result.edges, oversize, entity_record, decided, facts, settings)
+    record_link = _explain(kept, pairs, id_edges, agreed, disagreed, names)
+    review = _review(pairs, result.edges, oversize, entity_record, decided, _facts(fact),
+                     settings)
     counts = {
         "records": person.height,
         "entities": entity_record["entity_id"].n_unique(),
@@ -473,27 +496,23 @@ def resolve_scored(
         "review_pairs": review.height,
     }
     timer.lap("explain", f"{record_link.height:,} record links, {review.height:,} review pairs")
-    return entity_record, record_link, review, counts, comps
+    return Resolved(entity_record, record_link, review, fact, counts, comps)
 
 
 def _explain(
     kept: pl.DataFrame,
     pairs: pl.DataFrame,
     id_edges: pl.DataFrame,
-    facts: pl.DataFrame,
     agreed: pl.Expr,
     disagreed: pl.Expr,
     names: list[str],
 ) -> pl.DataFrame:
-    """Record links with their rule, probability, weight, agreement and evidence JSON, sorted
-    by record_id_l, record_id_r.
+    """Record links with their rule, probability, weight, agreement and evidence JSON (the
+    identifier values shared and each comparison's weight), sorted by record_id_l, record_id_r.
 
-    Built EXPLAIN_BATCH links at a time, in sorted order: the evidence of a million links is a
-    gigabyte of JSON, and building it in one piece held the joined facts and a sorted copy of
-    it as well (the resolve stage's peak at a million people). The narrow columns (weights,
-    identifier evidence, where each end's facts are) are joined once for all links; a batch
-    only gathers its facts by position, instead of joining every record's facts twice per
-    batch.
+    The values compared are not in the evidence: they are the records' record_fact rows, which
+    the marts join in. Repeated in every link of a record, they were a gigabyte of JSON at a
+    million people, held in memory and written again by every run.
     """
     weights = [f"w_{n}" for n in names if f"w_{n}" in pairs.columns]
     scored = pairs.select("record_id_l", "record_id_r", "match_weight", *weights)
@@ -510,35 +529,18 @@ def _explain(
         links = links.join(
             other, on=["record_id_l", "record_id_r"], how="left", maintain_order="left"
         )
-    position = facts.select("record_id").with_row_index("_at")
-    for side in ("l", "r"):
-        links = links.join(
-            position.rename({"record_id": f"record_id_{side}", "_at": f"_at_{side}"}),
-            on=f"record_id_{side}",
-            how="left",
-            maintain_order="left",
-        )
-    parts = []
-    for start in range(0, max(links.height, 1), EXPLAIN_BATCH):
-        out = links.slice(start, EXPLAIN_BATCH)
-        out = out.with_columns(
-            facts["facts"].gather(out[f"_at_{side}"]).alias(side) for side in ("l", "r")
-        ).drop("_at_l", "_at_r")
-        if not weights:
-            out = out.with_columns([pl.lit(None, pl.Float64).alias(f"w_{n}") for n in names])
-        parts.append(
-            conform(
-                out.with_columns(
-                    agreed.alias("agreed"),
-                    disagreed.alias("disagreed"),
-                    pl.struct("l", "r", pl.col("id_evidence").alias("identifiers"), *per_field)
-                    .struct.json_encode()
-                    .alias("evidence"),
-                ),
-                "record_link",
-            )
-        )
-    return pl.concat(parts, rechunk=False)
+    if not weights:
+        links = links.with_columns([pl.lit(None, pl.Float64).alias(f"w_{n}") for n in names])
+    return conform(
+        links.with_columns(
+            agreed.alias("agreed"),
+            disagreed.alias("disagreed"),
+            pl.struct(pl.col("id_evidence").alias("identifiers"), *per_field)
+            .struct.json_encode()
+            .alias("evidence"),
+        ),
+        "record_link",
+    )
 
 
 def _review(
