@@ -293,9 +293,9 @@ def merge_frames(previous: dict[str, pl.DataFrame | pl.LazyFrame], inc: Incremen
 
     Args:
         previous: the previous resolution's frames (entity_record, record_link, entity_link,
-            review_pair, record_fact; entity_history is appended to, not merged). All but entity_record may
-            be lazy (scans of the stored tables): their merged tables are then lazy too, and
-            the caller streams them to their files without holding them.
+            review_pair, record_fact; entity_history is appended to, not merged). All but
+            entity_record may be lazy (scans of the stored tables): their merged tables are then
+            lazy too, and the caller streams them to their files without holding them.
         holders: staged association rows (phone, account, event, ...) of every record holding
             a value an affected record holds.
 
