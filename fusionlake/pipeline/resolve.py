@@ -101,26 +101,38 @@ def staged_scans(store: ObjectStore, ledger: Ledger,
         scans = {t: zones.scan(zones.local_files(store, zones.staged_keys(store, t, live),
                                                  Path(tmp)), t)
                  for t in TABLES}
-        person = scans["person_record"].select(
-            "record_id", "drop_id", "agency", "feed", "source_key").collect()
-        by_key = [name for name, f in feedset.feeds.items() if f.supersede == "by_source_key"]
-        after = before = set(person["drop_id"].unique().to_list())
-        if person.height and by_key:
-            received = {e.drop_id: e.received_at for e in entries}
-            ranked = person.with_columns(
-                pl.col("drop_id").replace_strict(received, default="").alias("_received"),
-                (pl.col("agency") + "/" + pl.col("feed")).alias("_feed"),
-            ).filter(pl.col("_feed").is_in(by_key))
-            newest = (ranked.sort("_received", descending=True)
-                      .unique(["_feed", "source_key"], keep="first"))
-            superseded = ranked.join(newest.select("record_id"), on="record_id",
-                                     how="anti")["record_id"]
-            if superseded.len():
-                scans = {t: f.filter(~pl.col("record_id").is_in(superseded.implode()))
-                         for t, f in scans.items()}
-                after = set(person.filter(~pl.col("record_id").is_in(superseded.implode()))
-                            ["drop_id"].unique().to_list())
-        yield scans, before - after
+        # a function of its own: as this generator's locals, its frames (half a gigabyte at a
+        # million people) would live as long as the scans are used, through resolve and publish
+        superseded, gone = _superseded(scans["person_record"], entries, feedset)
+        if superseded.len():
+            scans = {t: f.filter(~pl.col("record_id").is_in(superseded.implode()))
+                     for t, f in scans.items()}
+        yield scans, gone
+
+
+def _superseded(person_scan: pl.LazyFrame, entries: list, feedset: FeedSet
+                ) -> tuple[pl.Series, set[str]]:
+    """The record ids a newer drop supersedes (``supersede: by_source_key``), and the drops
+    none of whose rows survive."""
+    person = person_scan.select("record_id", "drop_id", "agency", "feed", "source_key").collect()
+    by_key = [name for name, f in feedset.feeds.items() if f.supersede == "by_source_key"]
+    none = pl.Series("record_id", [], pl.String)
+    if not person.height or not by_key:
+        return none, set()
+    received = {e.drop_id: e.received_at for e in entries}
+    ranked = person.with_columns(
+        pl.col("drop_id").replace_strict(received, default="").alias("_received"),
+        (pl.col("agency") + "/" + pl.col("feed")).alias("_feed"),
+    ).filter(pl.col("_feed").is_in(by_key))
+    newest = ranked.sort("_received", descending=True).unique(["_feed", "source_key"],
+                                                               keep="first")
+    superseded = ranked.join(newest.select("record_id"), on="record_id", how="anti")["record_id"]
+    if not superseded.len():
+        return none, set()
+    before = set(person["drop_id"].unique().to_list())
+    after = set(person.join(superseded.to_frame(), on="record_id", how="anti")["drop_id"]
+                .unique().to_list())
+    return superseded, before - after
 
 
 def load_staged(store: ObjectStore, ledger: Ledger, feedset: FeedSet,

@@ -357,6 +357,7 @@ def resolve(
                  f"{seconds.get('splink_train', 0.0):.1f} s")
         progress("scoring", f"{pairs.height:,} pairs in {seconds.get('splink_predict', 0.0):.1f} s")
     pairs = _ordered(pairs) if pairs.height else pairs
+    scored_pairs.pairs = pairs  # one copy of two million pairs alive, not the unordered too
     try:
         core = resolve_scored(tables, records, match, pairs, names, scored_pairs.against,
                               decisions, previous, settings, timer)
