@@ -166,7 +166,7 @@ ENTITY_LINK: dict[str, pl.DataType] = {
     "value": pl.String(),  # the shared normalised value
     "weight": pl.Float64(),  # lowered for hubs (values shared by many records)
     "is_hub": pl.Boolean(),
-    "evidence": pl.String(),  # JSON: record ids on each side
+    # (no evidence: each mart lists the records on each side that its audience may see)
 }
 
 ENTITY_HISTORY: dict[str, pl.DataType] = {

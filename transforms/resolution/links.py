@@ -6,6 +6,10 @@ itself): it is flagged ``is_hub`` above ``hub_min_entities``, the threshold ever
 too. Values held by more than ``hub_max_clique`` entities are written as a star onto their
 smallest entity id rather than as every pair.
 
+Which records hold the value on each side (a link's evidence) is left to the marts too: they
+list the records their audience may see, and the resolver's lists, one per link (the centre's
+repeated in every ray of a star), were read by nothing.
+
 A link's weight is defined once, in sql/mart/40_links.sql: each mart counts the entities its
 audience may see, so a weight computed here over all agencies' entities could only be wrong
 there; the resolver leaves ``weight`` empty.
@@ -66,11 +70,9 @@ def entity_links(
     Returns:
         The entity_link table (``weight`` empty: the marts compute it, see the module doc).
     """
-    held = (
-        values.join(entity_record, on="record_id")
-        .group_by("via", "value", "entity_id")
-        .agg(pl.col("record_id").unique().sort())
-    )
+    # which entities hold each value: the records they hold it in are the marts' to list, over
+    # the records each audience may see (sql/mart/40_links.sql builds every link's evidence)
+    held = values.join(entity_record, on="record_id").select("via", "value", "entity_id").unique()
     freq = held.group_by("via", "value").agg(
         pl.len().alias("n"), pl.col("entity_id").min().alias("centre")
     )
@@ -79,51 +81,18 @@ def entity_links(
     small = held.filter(pl.col("n") <= settings.hub_max_clique)
     clique = (
         small.join(
-            small.select(
-                "via",
-                "value",
-                pl.col("entity_id").alias("entity_id_r"),
-                pl.col("record_id").alias("record_id_r"),
-            ),
+            small.select("via", "value", pl.col("entity_id").alias("entity_id_r")),
             on=["via", "value"],
         )
         .filter(pl.col("entity_id") < pl.col("entity_id_r"))
-        .rename({"entity_id": "entity_id_l", "record_id": "record_id_l"})
-        .with_columns(pl.lit(None, pl.Int64).alias("star_of"))
+        .rename({"entity_id": "entity_id_l"})
     )
     big = held.filter(pl.col("n") > settings.hub_max_clique)
-    star = (
-        big.filter(pl.col("entity_id") != pl.col("centre"))
-        .join(
-            big.filter(pl.col("entity_id") == pl.col("centre")).select(
-                "via", "value", pl.col("record_id").alias("record_id_l")
-            ),
-            on=["via", "value"],
-        )
-        .rename({"entity_id": "entity_id_r", "record_id": "record_id_r"})
-        .with_columns(
-            pl.col("centre").alias("entity_id_l"), pl.col("n").cast(pl.Int64).alias("star_of")
-        )
-    )
-    cols = [
-        "entity_id_l",
-        "entity_id_r",
-        "via",
-        "value",
-        "is_hub",
-        "record_id_l",
-        "record_id_r",
-        "star_of",
-    ]
-    out = pl.concat([clique.select(cols), star.select(cols)]).with_columns(
-        pl.struct(
-            pl.col("record_id_l").alias("records_l"),
-            pl.col("record_id_r").alias("records_r"),
-            pl.col("star_of").alias("hub_star_of_entities"),
-        )
-        .struct.json_encode()
-        .alias("evidence")
-    )
+    star = big.filter(pl.col("entity_id") != pl.col("centre")).select(
+        pl.col("centre").alias("entity_id_l"), pl.col("entity_id").alias("entity_id_r"),
+        "via", "value", "is_hub")
+    cols = ["entity_id_l", "entity_id_r", "via", "value", "is_hub"]
+    out = pl.concat([clique.select(cols), star.select(cols)])
     if ordered:
         out = out.sort("via", "value", "entity_id_l", "entity_id_r")
     return conform(out, "entity_link")
