@@ -21,9 +21,9 @@ from fusionlake.pipeline.marts import audiences as releasable
 
 # Share of the machine's memory a mart build's DuckDB may hold before it spills to disk. Its
 # inputs are Parquet files, so it is most of what the process holds while publishing. A build
-# fills whatever it is given: at a million people the all-agencies build took 4.2 GB at 0.17
-# of this 24 GiB machine, and 1.6-2.1 GB at 0.06-0.08 for a few seconds more in a minute
-# (bench/RESULTS.md, "2026-12-03, midday").
+# fills whatever it is given: at a million people the all-agencies build held 4.2 GB at 0.17
+# of this 24 GiB machine (65 s), and 1.6, 2.2 and 2.7 GB at limits of 1.5, 2 and 2.5 GiB
+# (69-70 s; bench/RESULTS.md, "2026-12-03, midday").
 MART_MEMORY_FRACTION = 0.08
 
 
