@@ -137,11 +137,8 @@ CREATE TABLE record_link (
 -- record, in record_fact) around the link's own (the identifiers shared, each comparison's
 -- weight). A resolution written before record_fact existed kept each record's values in every
 -- link's evidence: they are taken from there.
-CREATE TEMP VIEW record_fact_json AS
-SELECT record_id,
-       to_json(struct_pack(agency, feed, drop_id, source_row, name_original, name_latin,
-                           birth_date, birth_date_precision, sex, nationality, national_id,
-                           passport_no, other_id)) AS facts
+CREATE TEMP VIEW record_fact_json AS  -- every column of record_fact (schema.RECORD_FACT) but the id
+SELECT record_id, to_json(struct_pack(*COLUMNS(* EXCLUDE (record_id)))) AS facts
 FROM in_record_fact;
 
 INSERT INTO record_link
