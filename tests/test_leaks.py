@@ -21,7 +21,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_marts import _person, _rows, scenario
+from test_marts import _person, _rows, own_resolution, scenario
 
 from fusionlake.lake import audit, layout, schema, zones
 from fusionlake.lake.feeds import load_feeds
@@ -277,6 +277,26 @@ def test_a_mart_from_a_resolution_holding_hidden_records_is_refused(tmp_path):
     staged, resolution, steward = scenario()
     with pytest.raises(marts.MartCheckError, match="resolution holds no record hidden"):
         marts.build_mart(tmp_path / "m.duckdb", staged, resolution, steward, "cn_mps")
+
+
+def test_a_resolution_whose_record_facts_name_a_hidden_record_is_refused(tmp_path):
+    """record_fact holds a record's names, birth date and ids: a resolution holding the facts of
+    a record the audience may not see is refused, even when no link names that record."""
+    staged, resolution, steward = scenario()
+    own = own_resolution(staged, resolution, "cn_mps")
+    seen = own["entity_record"]["record_id"]
+    hidden = staged["person_record"].filter(~pl.col("record_id").is_in(seen.implode()))
+    assert hidden.height > 0
+    facts = staged["person_record"].select("record_id", "agency", "feed", "drop_id",
+                                           "source_row", "name_original", "name_latin")
+    visible_facts = schema.conform(facts.filter(pl.col("record_id").is_in(seen.implode())),
+                                   "record_fact")
+    marts.build_mart(tmp_path / "ok.duckdb", staged, {**own, "record_fact": visible_facts},
+                     steward, "cn_mps")
+    with pytest.raises(marts.MartCheckError, match="resolution holds no record hidden"):
+        marts.build_mart(tmp_path / "m.duckdb", staged,
+                         {**own, "record_fact": schema.conform(facts, "record_fact")},
+                         steward, "cn_mps")
 
 
 def test_transitive_marts_follow_the_rule(tmp_path):
