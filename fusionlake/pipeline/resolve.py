@@ -146,13 +146,12 @@ def load_staged(store: ObjectStore, ledger: Ledger, feedset: FeedSet,
     return tables, superseded
 
 
-def collect_inputs(scans: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
+def input_scans(scans: dict[str, pl.LazyFrame]) -> dict[str, pl.LazyFrame]:
     """The staged tables as resolution reads them: only the columns it uses (less memory)."""
     from transforms.resolution.resolve import input_columns
 
     columns = input_columns()
-    return {t: (f.select(columns[t]) if t in columns else f).collect()
-            for t, f in scans.items()}
+    return {t: (f.select(columns[t]) if t in columns else f) for t, f in scans.items()}
 
 
 @dataclass(frozen=True)
@@ -467,10 +466,6 @@ def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, reten
     from transforms.resolution.settings import ResolveSettings
 
     _log("full", f"{audience}: {why}")
-    t0 = time.perf_counter()
-    tables = collect_inputs(scans)
-    _log("read", f"{tables['person_record'].height:,} records in "
-         f"{time.perf_counter() - t0:.1f} s")
     try:  # the fallback should training fail: this audience's last good model
         last_model = store.get(layout.splink_model_key(audience)).decode()
     except NotFound:
@@ -478,7 +473,7 @@ def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, reten
     previous = _previous(store, audience)
     decisions = zones.read_decisions(store)
     resolution = resolve(
-        tables,
+        input_scans(scans),  # each table read when resolve needs it, and let go after
         decisions=decisions,
         previous=previous["entity_record"] if previous else None,
         settings=ResolveSettings(fallback_model=last_model),
@@ -505,11 +500,11 @@ def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, reten
     if state is not None:
         write_state(store, audience, version, model=state.model, components=state.components,
                     match=state.match,
-                    decisions=_standing(decisions, tables["person_record"]["record_id"]))
+                    decisions=_standing(decisions, resolution.record_fact["record_id"]))
     _log("writing", f"resolution {version} and its kept state in "
          f"{time.perf_counter() - t0:.1f} s")
     resolution.stats["new cross-agency matches"] = new_cross_agency_matches(
-        tables["person_record"], resolution.entity_record,
+        resolution.record_fact, resolution.entity_record,
         previous["entity_record"] if previous else None)
     return resolution, frames, version, {"mode": "full", "why": why}
 

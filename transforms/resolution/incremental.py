@@ -53,6 +53,7 @@ from transforms.resolution.resolve import (
     conform_match,
     latest_decisions,
     pairs_among,
+    record_facts,
     resolve_scored,
 )
 from transforms.resolution.settings import ResolveSettings
@@ -274,9 +275,10 @@ def resolve_increment(
                 .filter(pl.col("_cl") == pl.col("_cr")).select(_PAIR))
 
     names = kept_names(model)
-    entity_record, record_link, review, fact, counts, comps = resolve_scored(
-        tables, records, match, pairs, names, against, decisions, previous, settings, timer,
-        taken=taken)
+    fact = record_facts(tables["person_record"], match)
+    entity_record, record_link, review, counts, comps = resolve_scored(
+        tables["identifier"], fact, records, pairs, names, against, decisions, previous,
+        settings, timer, taken=taken)
     hist = history(entity_record, previous, record_link, now)
     timer.lap("history")
     stats["counts"] = {**counts, "scored_pairs": every.height}

@@ -23,16 +23,20 @@ from fusionlake.lake.schema import conform
 from transforms.resolution.settings import ResolveSettings
 
 
-def association_values(tables: dict[str, pl.DataFrame], settings: ResolveSettings) -> pl.DataFrame:
-    """All declared association values: record_id, via, value, relation."""
+def association_values(tables: dict[str, pl.DataFrame | pl.LazyFrame],
+                       settings: ResolveSettings) -> pl.DataFrame:
+    """All declared association values: record_id, via, value, relation (of lazy tables, only
+    the columns read)."""
     parts = []
     for via, (table, column, kinds) in settings.associations.items():
         frame = tables.get(table)
-        if frame is None or frame.height == 0:
+        if frame is None:
             continue
+        frame = frame.lazy()
         if kinds is not None:
             frame = frame.filter(pl.col("kind").is_in(kinds.split("|")))
-        relation = pl.col("relation") if "relation" in frame.columns else pl.lit(None, pl.String)
+        names = frame.collect_schema().names()
+        relation = pl.col("relation") if "relation" in names else pl.lit(None, pl.String)
         parts.append(
             frame.filter(pl.col(column).is_not_null() & (pl.col(column) != "")).select(
                 "record_id",
@@ -41,16 +45,11 @@ def association_values(tables: dict[str, pl.DataFrame], settings: ResolveSetting
                 relation.alias("relation"),
             )
         )
+    schema = {"record_id": pl.String, "via": pl.String, "value": pl.String,
+              "relation": pl.String}
     if not parts:
-        return pl.DataFrame(
-            schema={
-                "record_id": pl.String,
-                "via": pl.String,
-                "value": pl.String,
-                "relation": pl.String,
-            }
-        )
-    return pl.concat(parts)
+        return pl.DataFrame(schema=schema)
+    return pl.concat(parts).collect().cast(schema)
 
 
 def entity_links(

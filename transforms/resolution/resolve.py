@@ -115,7 +115,6 @@ class Resolved(NamedTuple):
     entity_record: pl.DataFrame
     record_link: pl.DataFrame
     review_pair: pl.DataFrame
-    record_fact: pl.DataFrame
     counts: dict[str, Any]
     components: pl.DataFrame  # record_id, integer component label
 
@@ -308,7 +307,7 @@ def component_labels(comps: pl.DataFrame) -> pl.DataFrame:
 
 
 def resolve(
-    tables: dict[str, pl.DataFrame],
+    tables: dict[str, pl.DataFrame | pl.LazyFrame],
     decisions: pl.DataFrame | None = None,
     previous: pl.DataFrame | None = None,
     settings: ResolveSettings | None = None,
@@ -321,7 +320,9 @@ def resolve(
     Args:
         tables: staged canonical tables: ``person_record`` (required), ``person_name`` (every
             name of a record: compared across), ``identifier``, ``phone``, ``account``,
-            ``event`` (missing ones count as empty).
+            ``event`` (missing ones count as empty). A table may be lazy (a scan of the staged
+            files): it is then read when a step needs it and let go when the step is done
+            (what a caller short of memory passes; see the note in the body).
         decisions: steward decisions (schema DECISION), append-only; the latest per pair wins.
         previous: the previous run's entity_record (entity_id, record_id), for stable ids.
         settings: thresholds and comparisons; ``ResolveSettings()`` when omitted.
@@ -340,13 +341,21 @@ def resolve(
     now = now or datetime.now(UTC)
     stats: dict[str, Any] = {"seconds": {}}
     timer = _Timer(stats, progress)
+    # Given lazy tables, each staged table lives only as long as its steps: person_record and
+    # person_name until the match frame and the record facts are made from them, the
+    # association tables (phone, account, event) from the entity-link step on. At a million
+    # people that is a gigabyte less at the explain step, the resolve's peak.
     tables = checked_tables(tables)
-    person = tables["person_record"]
-    records = person["record_id"]
-
-    match = match_frame(tables, settings)
+    person = tables.pop("person_record")
+    timer.lap("read", f"{person.height:,} records")
+    identifier = _collected(tables["identifier"])  # until the identifier links are made
+    match = match_frame({"person_record": person, "identifier": identifier,
+                         "person_name": _collected(tables.pop("person_name"))}, settings)
     if kept is not None and kept.match_schema:  # the columns the kept model was scored on
         match = conform_match(match, kept.match_schema)
+    fact = record_facts(person, match)
+    records = person["record_id"]
+    del person
     timer.lap("match", f"{match.height:,} records")
     scored_pairs = score_pairs(match, settings, stats, kept=kept)
     pairs, names = scored_pairs.pairs, scored_pairs.names
@@ -359,14 +368,14 @@ def resolve(
     pairs = _ordered(pairs) if pairs.height else pairs
     scored_pairs.pairs = pairs  # one copy of two million pairs alive, not the unordered too
     try:
-        core = resolve_scored(tables, records, match, pairs, names, scored_pairs.against,
-                              decisions, previous, settings, timer)
+        core = resolve_scored(identifier, fact, records, pairs, names,
+                              scored_pairs.against, decisions, previous, settings, timer)
     finally:
         scored_pairs.close()
-    entity_record, record_link, review, fact, counts, comps = core
+    entity_record, record_link, review, counts, comps = core
     # The scored pairs are done with: at a million people they hold gigabytes the entity
     # links need more.
-    del pairs, scored_pairs, core
+    del pairs, scored_pairs, core, identifier
     links = entity_links(association_values(tables, settings), entity_record, settings)
     timer.lap("entity_link", f"{links.height:,} entity links")
     hist = history(entity_record, previous, record_link, now)
@@ -382,15 +391,17 @@ def resolve(
     return Resolution(entity_record, record_link, links, hist, review, fact, stats)
 
 
-def checked_tables(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
-    """Every input table (missing ones empty), once person_record is found usable."""
+def checked_tables(tables: dict[str, pl.DataFrame | pl.LazyFrame]
+                   ) -> dict[str, pl.DataFrame | pl.LazyFrame]:
+    """Every input table (missing ones empty), once person_record is read and found usable;
+    the others stay as given (lazy ones are read where they are used)."""
     if "person_record" not in tables:
         raise ValueError("resolve: tables must include 'person_record'")
     tables = {
         name: tables.get(name, empty(name))
         for name in ("person_record", "person_name", "identifier", "phone", "account", "event")
     }
-    person = tables["person_record"]
+    person = tables["person_record"] = _collected(tables["person_record"])
     missing = [c for c in ("record_id", "name_key_sorted", "birth_date") if c not in person.columns]
     if missing:
         raise ValueError(f"resolve: person_record lacks columns {missing}")
@@ -402,6 +413,10 @@ def checked_tables(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     return tables
 
 
+def _collected(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    return frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+
+
 def conform_match(match: pl.DataFrame, columns: dict[str, pl.DataType]) -> pl.DataFrame:
     """A match frame with exactly ``columns`` (missing ones null), so that frames of
     different runs stack and a kept model finds what it compares."""
@@ -411,9 +426,9 @@ def conform_match(match: pl.DataFrame, columns: dict[str, pl.DataType]) -> pl.Da
 
 
 def resolve_scored(
-    tables: dict[str, pl.DataFrame],
+    identifier: pl.DataFrame,
+    fact: pl.DataFrame,
     records: pl.Series,
-    match: pl.DataFrame,
     pairs: pl.DataFrame,
     names: list[str],
     against_of: Any,
@@ -423,14 +438,16 @@ def resolve_scored(
     timer: _Timer,
     taken: pl.Series | None = None,
 ) -> Resolved:
-    """From scored pairs to entities: edges, clusters, ids, record links, review pairs and the
-    facts the links are explained with.
+    """From scored pairs to entities: edges, clusters, ids, record links and review pairs.
 
     Every step depends only on the records of whole components of the candidate edges, so
     an incremental run calls this on the affected components alone and gets what a full run
     gets for them.
 
     Args:
+        identifier: the staged identifier rows of (at least) ``records``.
+        fact: the record_fact rows of ``records`` (:func:`record_facts`): each review pair's
+            evidence holds both records' rows.
         records: the records to cluster (whole components: see above).
         pairs: scored pairs at or above predict_threshold, ordered (l < r).
         against_of: components -> pairs scored below review_low inside a component.
@@ -438,11 +455,10 @@ def resolve_scored(
             entities outside ``records``).
 
     Returns:
-        :class:`Resolved`: entity_record, record_link, review_pair, record_fact (of every
-        record in ``records``), counts, components (integer labels).
+        :class:`Resolved`: entity_record, record_link, review_pair, counts, components
+        (integer labels).
     """
-    person = tables["person_record"]
-    id_edges, unique_ids, oversize = _identifier_edges(tables["identifier"], records, settings)
+    id_edges, unique_ids, oversize = _identifier_edges(identifier, records, settings)
     # Decisions about records no longer staged (superseded drops) are kept but cannot apply.
     decided = pairs_among(latest_decisions(decisions), records)
     must = decided.filter(pl.col("decision") == "same").select(
@@ -466,6 +482,9 @@ def resolve_scored(
     comps = components(records, edges)
     against = _ordered(against_of(comps))
     result = cluster(records, edges, unique_ids, must_not, against, settings)
+    # result.edges has every edge with its status: the inputs it was made from go (a quarter
+    # of a gigabyte at a million people, alive at the step that needs the most memory)
+    del edges, prob, must
     timer.lap("cluster", f"{records.len():,} records")
 
     ids = assign_ids(result.clusters, previous, taken)
@@ -474,7 +493,6 @@ def resolve_scored(
     )
     timer.lap("ids", f"{entity_record['entity_id'].n_unique():,} entities")
 
-    fact = record_facts(person, match)
     agreed, disagreed = _agreement(names)
     kept = (
         result.edges.filter(pl.col("status").is_in([ACCEPTED, INSIDE]))
@@ -485,10 +503,11 @@ def resolve_scored(
         .unique(["record_id_l", "record_id_r"], keep="first")
     )
     record_link = _explain(kept, pairs, id_edges, agreed, disagreed, names)
+    del kept
     review = _review(pairs, result.edges, oversize, entity_record, decided, _facts(fact),
                      settings)
     counts = {
-        "records": person.height,
+        "records": records.len(),
         "entities": entity_record["entity_id"].n_unique(),
         "scored_pairs": pairs.height,
         "links": {rule: n for rule, n in record_link.group_by("rule").len().iter_rows()},
@@ -497,7 +516,7 @@ def resolve_scored(
         "review_pairs": review.height,
     }
     timer.lap("explain", f"{record_link.height:,} record links, {review.height:,} review pairs")
-    return Resolved(entity_record, record_link, review, fact, counts, comps)
+    return Resolved(entity_record, record_link, review, counts, comps)
 
 
 def _explain(
