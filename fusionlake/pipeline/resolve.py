@@ -15,9 +15,9 @@ with them the match probability and weight of the visible pairs an agency's mart
 never received the hidden rows, and on small groups could betray that the hidden rows exist.
 Training on each group's rows is what the rule requires; it costs one training per group.
 
-The staged files are opened once per run (:func:`staged_scans`): resolution collects the columns
-it reads from them, and publishing (fusionlake.pipeline.publish) builds the marts from the same
-files, so an S3 lake's staged zone is downloaded once.
+The staged files are opened once per run (:func:`staged_scans`): resolution reads the columns
+it uses from them, each table when a step needs it, and publishing (fusionlake.pipeline.publish)
+builds the marts from the same files, so an S3 lake's staged zone is downloaded once.
 
 Splink (and its DuckDB) take seconds to import and drop workers import this package without ever
 resolving, so transforms.resolution is imported where it is used.
