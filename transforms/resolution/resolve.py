@@ -344,7 +344,8 @@ def resolve(
     # Given lazy tables, each staged table lives only as long as its steps: person_record and
     # person_name until the match frame and the record facts are made from them, the
     # association tables (phone, account, event) from the entity-link step on. At a million
-    # people that is a gigabyte less at the explain step, the resolve's peak.
+    # people the staged tables hold 1.1 GB; reading them so lowered the resolve's peak by
+    # 0.7 GB (bench/RESULTS.md, "2026-12-03, afternoon").
     tables = checked_tables(tables)
     person = tables.pop("person_record")
     timer.lap("read", f"{person.height:,} records")
