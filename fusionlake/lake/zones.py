@@ -77,8 +77,18 @@ def scan(paths: list[Path], table: str) -> pl.LazyFrame:
     if not paths:
         return schema.empty(table).lazy()
     # one scan per file: files written before a column was added lack it, conform fills it in
-    return pl.concat([schema.conform(pl.scan_parquet(p), table) for p in paths],
-                     how="vertical")
+    return pl.concat([_conformed_scan(p, table) for p in paths], how="vertical")
+
+
+class UnreadableFile(Exception):
+    """A file of the lake that cannot be read as Parquet (damaged on disk, cut short)."""
+
+
+def _conformed_scan(path: Path, table: str) -> pl.LazyFrame:
+    try:  # conforming reads the file's footer: a damaged file fails here, and is named
+        return schema.conform(pl.scan_parquet(path), table)
+    except pl.exceptions.PolarsError as exc:
+        raise UnreadableFile(f"{table}: cannot read {path}: {exc}") from exc
 
 
 # -- staged ------------------------------------------------------------------------------------
