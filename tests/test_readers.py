@@ -243,6 +243,31 @@ def test_jsonl_non_object_and_nul_lines():
                           (3, 4, "read_nul_byte", "line 4: name holds a NUL byte")]
 
 
+def test_jsonl_bad_lines_are_found_in_every_block_of_a_large_file():
+    """Polars reads a broken file's lines in blocks and Python judges only the lines of a block
+    it refuses: every bad line is found wherever it falls (first and last line of a block, two
+    in one block, the file's first and last line) with the reason the per-line check gives."""
+    from fusionlake.pipeline.read import _JSON_BLOCK, _json_object
+
+    n = 3 * _JSON_BLOCK + 17
+    lines = [json.dumps({"case_no": f"MP-{i:05d}", "name": "Aung Aung"}) for i in range(n)]
+    planted = {0: "not json", _JSON_BLOCK - 1: "[1, 2]", _JSON_BLOCK: '"a string"',
+               _JSON_BLOCK + 5: '{"case_no": "cut', _JSON_BLOCK + 6: "null",
+               2 * _JSON_BLOCK + 3: '{"case_no": "MP", "name": "a\u0000b"}', n - 1: "42"}
+    for i, text in planted.items():
+        lines[i] = text
+    read = read_drop_isolated(("\n".join(lines) + "\n").encode(), "d.jsonl", DETAINEES)
+    assert read.frame.height == n - len(planted)
+    assert read.bad["source_row"].to_list() == [i + 1 for i in sorted(planted)]
+    # the NUL is found by the field check once the line reads; every other by the line check
+    by_row = dict(zip(read.bad["source_row"], read.bad["reason"], strict=True))
+    for i, text in planted.items():
+        why = _json_object(text) or "name holds a NUL byte"
+        assert by_row[i + 1] == f"line {i + 1}: {why}"
+    assert read.frame["case_no"].to_list() == [
+        f"MP-{i:05d}" for i in range(n) if i not in planted]
+
+
 def test_over_long_cell_in_xlsx_names_its_sheet_row():
     import xlsxwriter
 

@@ -327,6 +327,39 @@ def _json_object(line: str) -> str | None:
     return None if isinstance(value, dict) else f"a JSON {type(value).__name__}, not an object"
 
 
+#: Lines per block when a JSON Lines file has bad lines: each block is read by Polars, and only
+#: the lines of a block it cannot read are looked at one by one in Python. At 433,348 lines with
+#: 2 bad ones, reading them all in Python took 2.9 s (bench/RESULTS.md, "2026-12-04").
+_JSON_BLOCK = 4096
+
+
+def _ndjson(lines: pl.Series, names: list[str]) -> pl.DataFrame:
+    """``lines`` (one JSON object each) read as a frame of string columns ``names``."""
+    return pl.read_ndjson(io.BytesIO(lines.str.join("\n").cast(pl.Binary).item()),
+                          schema={c: pl.String for c in names})
+
+
+def _json_reasons(lines: pl.Series) -> pl.Series:
+    """Why each line is not a JSON object (:func:`_json_object`), null where it is one.
+
+    Polars refuses a block holding any line that is not a JSON object (malformed, a NUL byte,
+    an array or a scalar), so a block it reads whole, one row per line, holds none; the lines of
+    the other blocks are judged one by one. (It parses the lines only for the columns it is
+    asked for, and with none it parses nothing: one it never finds is asked for.)
+    """
+    reasons: list[str | None] = [None] * lines.len()
+    for start in range(0, lines.len(), _JSON_BLOCK):
+        block = lines.slice(start, _JSON_BLOCK)
+        try:
+            if _ndjson(block, ["\x00 no such key"]).height == block.len():
+                continue
+        except (pl.exceptions.PolarsError, ValueError, TypeError):
+            pass
+        for i, text in enumerate(block):
+            reasons[start + i] = _json_object(text)
+    return pl.Series(reasons, dtype=pl.String)
+
+
 def _read_jsonl(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
     text = _decode(data, file_name, feed)
     _check_binary(text, file_name, "JSON Lines")
@@ -339,14 +372,12 @@ def _read_jsonl(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, 
     try:
         first = json.loads(lines["text"][0])
         names = list(dict.fromkeys([*feed.columns, *first]))
-        frame = pl.read_ndjson(io.BytesIO(lines["text"].str.join("\n").cast(pl.Binary).item()),
-                               schema={c: pl.String for c in names})
+        frame = _ndjson(lines["text"], names)
         if frame.height != lines.height:
             raise ValueError("not one JSON object per line")
     except (pl.exceptions.PolarsError, ValueError, TypeError):
-        # the file has bad lines: find them (Python per line, only for a broken file)
-        why = pl.Series([_json_object(t) for t in lines["text"]], dtype=pl.String)
-        lines = lines.with_columns(why.alias("why"))
+        # the file has bad lines: find them (Python per line, only in the blocks that hold one)
+        lines = lines.with_columns(_json_reasons(lines["text"]).alias("why"))
         bad = lines.filter(pl.col("why").is_not_null()).select(
             "source_row", "line",
             pl.when(pl.col("why").str.starts_with("a NUL")).then(pl.lit("read_nul_byte"))
@@ -363,9 +394,7 @@ def _read_jsonl(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, 
     names = list(dict.fromkeys([*feed.columns, *first]))
     if frame is None:
         try:
-            frame = pl.read_ndjson(
-                io.BytesIO(good["text"].str.join("\n").cast(pl.Binary).item()),
-                schema={c: pl.String for c in names})
+            frame = _ndjson(good["text"], names)
         except pl.exceptions.PolarsError as exc:
             raise DropReadError(f"{file_name}: not valid JSON Lines ({_first_line(exc)}); "
                                 "expected one JSON object per line") from exc
