@@ -14,8 +14,8 @@ from fusionlake.pipeline import stage as processing
 from transforms import translit_cache
 
 
-def _entry(drop_id: str, size: int) -> DropEntry:
-    return DropEntry(drop_id, "cn_mps", "suspects", f"{drop_id}.csv", drop_id, size, "received",
+def _entry(drop_id: str, size: int, ext: str = "csv") -> DropEntry:
+    return DropEntry(drop_id, "cn_mps", "suspects", f"{drop_id}.{ext}", drop_id, size, "received",
                      None, "2026-12-01T00:00:00+00:00", "2026-12-01T00:00:00+00:00", None, None)
 
 
@@ -40,6 +40,15 @@ def test_drop_workers(sizes, workers, expected):
 def test_largest_drop_starts_first():
     entries = [_entry("a", 10), _entry("b", 300), _entry("c", 20), _entry("d", 300)]
     assert [e.drop_id for e in processing.largest_first(entries)] == ["b", "d", "c", "a"]
+
+
+def test_the_drop_with_the_most_work_starts_first_whatever_its_format():
+    # the 1M-people drops: by bytes the workbook started fourth, and ran on after the others
+    entries = [_entry("detainees", 122 * MIB, "jsonl"), _entry("fraud", 60 * MIB),
+               _entry("suspects", 30 * MIB), _entry("detentions", 27 * MIB, "xlsx"),
+               _entry("repatriations", 24 * MIB), _entry("odd", 25 * MIB, "dat")]
+    assert [e.drop_id for e in processing.largest_first(entries)] == [
+        "detentions", "detainees", "fraud", "suspects", "odd", "repatriations"]
 
 
 def test_new_transliterations_are_taken_once():

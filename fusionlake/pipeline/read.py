@@ -66,9 +66,14 @@ class DropReadError(Exception):
     """A drop that cannot be read: names the file (row/field where known) and what to do."""
 
 
-def _format(file_name: str, feed: Feed) -> str:
+def file_format(file_name: str) -> str | None:
+    """The format a file's extension names (csv, xlsx, jsonl, parquet), or None."""
     suffix = "." + file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
-    fmt = _EXTENSIONS.get(suffix)
+    return _EXTENSIONS.get(suffix)
+
+
+def _format(file_name: str, feed: Feed) -> str:
+    fmt = file_format(file_name)
     if fmt is None:
         if len(feed.formats) == 1:
             return feed.formats[0]
@@ -522,4 +527,5 @@ def read_drop(data: bytes, file_name: str, feed: Feed) -> pl.DataFrame:
 
 
 __all__ = ["BAD_SCHEMA", "READERS", "DropRead", "DropReadError", "detect_encoding",
+           "file_format",
            "read_drop", "read_drop_isolated"]
