@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import io
 import json
 
@@ -117,6 +118,43 @@ def test_binary_garbage_named_csv():
     garbage = bytes(range(256)) * 50
     with pytest.raises(DropReadError, match=r"^suspects\.csv: .*(binary|not valid gb18030)"):
         read_drop(garbage, "suspects.csv", SUSPECTS)
+
+
+_SHEETS = {  # rows of a sheet, the header first; None is a cell left empty
+    "plain": [["a", "b"], ["1", "x"], ["2", "y"]],
+    "numbers and booleans": [["a", "b"], [1, 2.5], [3, 1e20], [True, -0.0]],
+    "a date": [["a", "b"], [dt.datetime(2025, 1, 2), "x"]],
+    "a blank header cell over values": [["a", None, "c"], ["1", "2", "3"], ["4", None, "6"]],
+    "a blank header cell over nothing": [["a", None, "c"], ["1", None, "3"]],
+    "empty rows": [["a", "b"], ["1", "2"], [None, None], ["3", "4"], [None, None]],
+    "a named column with nothing": [["a", "b", "c"], ["1", None, "3"]],
+    "the header alone": [["a", "b"]],
+    "a numeric header": [[2024, "b"], ["1", "2"]],
+    "spaces": [[" a ", "b"], [" 1 ", ""]],
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SHEETS))
+def test_xlsx_rows_are_those_polars_reads_under_the_header(name):
+    """The sheet is parsed once, its header row as data (calamine parses a whole sheet even
+    for one row); the rows are what Polars' own read with a header gives, cell for cell."""
+    import xlsxwriter
+
+    buf = io.BytesIO()
+    book = xlsxwriter.Workbook(buf)
+    sheet, dates = book.add_worksheet(), book.add_format({"num_format": "dd/mm/yyyy"})
+    for i, row in enumerate(_SHEETS[name]):
+        for j, value in enumerate(row):
+            if isinstance(value, dt.datetime):
+                sheet.write_datetime(i, j, value, dates)
+            elif value is not None:
+                sheet.write(i, j, value)
+    book.close()
+    polars_own = pl.read_excel(io.BytesIO(buf.getvalue()), engine="calamine",
+                               infer_schema_length=0).select(pl.all().cast(pl.String))
+    frame = read_drop(buf.getvalue(), "detentions.xlsx", DETENTIONS).drop("source_row")
+    assert frame.columns == polars_own.columns
+    assert frame.rows() == polars_own.rows()
 
 
 def test_truncated_xlsx():

@@ -298,19 +298,13 @@ def _read_xlsx(data: bytes, file_name: str, feed: Feed) -> pl.DataFrame:
     sheet = feed.sheet
     sheet_arg = {"sheet_id": sheet + 1} if isinstance(sheet, int) else {"sheet_name": sheet}
     try:
-        import fastexcel
-
-        reader = fastexcel.read_excel(data)
-        names = reader.sheet_names
-        idx = sheet if isinstance(sheet, int) else names.index(sheet)
-        raw = reader.load_sheet(idx, header_row=None, dtypes="string", n_rows=1)
-        header = [str(v) if v is not None else "" for v in raw.to_polars().row(0)] \
-            if raw.height else []
-        _check_header(header, file_name)
-        frame = pl.read_excel(io.BytesIO(data), engine="calamine", infer_schema_length=0,
-                              **sheet_arg)
-    except DropReadError:
-        raise
+        # One parse of the sheet, its header row as data: the header is checked as written
+        # (calamine would rename a repeated name), then the rows are the frame. calamine parses
+        # the whole sheet even for one row: a separate header read doubled the cost (1.9 s of
+        # 4.4 s for the 1M-people workbook).
+        raw = pl.read_excel(io.BytesIO(data), engine="calamine", has_header=False,
+                            infer_schema_length=0, drop_empty_rows=False,
+                            drop_empty_cols=False, **sheet_arg)
     except (ValueError, IndexError) as exc:
         raise DropReadError(f"{file_name}: sheet {sheet!r} not found ({_first_line(exc)}); "
                             "fix 'sheet:' in the feed or ask the agency") from exc
@@ -318,7 +312,23 @@ def _read_xlsx(data: bytes, file_name: str, feed: Feed) -> pl.DataFrame:
         raise DropReadError(f"{file_name}: the Excel workbook cannot be read "
                             f"({_first_line(exc)}); ask the agency to save it again as .xlsx "
                             "and re-send") from exc
-    return frame.select(pl.all().cast(pl.String))
+    header = [v if v is not None else "" for v in raw.row(0)] if raw.height else []
+    _check_header(header, file_name)
+    return _sheet_rows(raw, header)
+
+
+def _sheet_rows(raw: pl.DataFrame, header: list[str]) -> pl.DataFrame:
+    """The rows under the header row, as ``pl.read_excel`` with a header reads them: a blank
+    header cell names its column ``__UNNAMED__<i>``, and such a column when it holds nothing
+    is dropped, as is every row that holds nothing."""
+    names = [name or f"__UNNAMED__{i}" for i, name in enumerate(header)]
+    frame = raw.slice(1).rename(dict(zip(raw.columns, names, strict=True)))
+    empty = [c for i, c in enumerate(frame.columns)
+             if not header[i] and frame[c].null_count() == frame.height]
+    frame = frame.drop(empty)
+    if frame.width == 0:
+        return frame
+    return frame.filter(~pl.all_horizontal(pl.all().is_null()))
 
 
 def _json_object(line: str) -> str | None:
