@@ -130,3 +130,29 @@ def test_vectorised_path_on_valid_numbers_of_each_form():
         "mobile", "mobile", "fixed_line", "mobile", "mobile", "mobile", "mobile", "mobile",
         "mobile", "fixed_line",
     ]  # fmt: skip
+
+
+def test_numbers_that_are_not_valid_get_parse_s_answer_from_polars():
+    """Plain digit strings that are not valid numbers are answered by Polars too (e164 kept
+    when the length is possible): exactly parse()'s answer, over 12,000 random numbers in 12
+    regions, written locally (with and without a national prefix, or with the region's own
+    country code and no "+") and internationally."""
+    import random
+
+    from transforms.phones import _vector_fast
+
+    rng = random.Random(7)
+    prefixes = ["", "0", "00", "08", "09", "1", "86", "66", "95", "+66", "+95", "+86", "+84",
+                "+39", "+44", "+1", "+855", "0086"]
+    regions = ["TH", "MM", "CN", "VN", "KH", "LA", "GB", "US", "IT", "JP", "IN", "BR"]
+    values = [rng.choice(prefixes) + "".join(rng.choices("0123456789", k=rng.randint(1, 14)))
+              for _ in range(12_000)]
+    frame = pl.DataFrame({"phone_original": values,
+                          "_region": [rng.choice(regions) for _ in values]}).unique()
+    answered = _vector_fast(frame).filter(pl.col("_answered") & pl.col("line_type").is_null())
+    assert answered.height > frame.height / 3  # most of them: the path is exercised
+    rows = answered.select("phone_original", "_region", "e164", "country", "line_type",
+                           "reason").rows()
+    assert [row[2:] for row in rows] == [_parse_one(v, r, fast=False) for v, r, *_ in rows]
+    kept = [row for row in rows if row[2] is not None]
+    assert kept and all(row[5].endswith("(kept: its length is possible)") for row in kept)
