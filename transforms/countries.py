@@ -88,11 +88,14 @@ def to_iso2(values: pl.Series) -> pl.Series:
         >>> to_iso2(pl.Series(["缅甸", "พม่า", "MMR", "mm", "Myanmar", None])).to_list()
         ['MM', 'MM', 'MM', 'MM', 'MM', None]
     """
-    return (
-        _key_expr(values)
-        .replace_strict(country_table(), default=None, return_dtype=pl.String)
-        .rename(values.name)
-    )
+    # The key's Unicode normalisations and patterns run once per distinct value: a drop of
+    # 430,000 people names a few dozen countries (0.2 s a column in full, milliseconds so).
+    text = values.cast(pl.String)
+    distinct = text.drop_nulls().unique()
+    codes = _key_expr(distinct).replace_strict(country_table(), default=None,
+                                               return_dtype=pl.String)
+    return text.replace_strict(distinct, codes, default=None, return_dtype=pl.String).rename(
+        values.name)
 
 
 def country_reason(values: pl.Series) -> pl.Series:
