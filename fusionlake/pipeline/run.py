@@ -413,7 +413,7 @@ def _failed_drop(r: Run, entry: DropEntry, exc: Exception) -> stage.DropResult |
 
 
 def validate_and_stage(r: Run) -> list:
-    """Read, validate and stage every pending drop, the largest first; then the Data Docs.
+    """Read, validate and stage every pending drop, the most work first; then the Data Docs.
 
     Drops go to worker processes when they are big (stage.drop_workers), else to threads; the
     workers end with the stage, so resolution starts with their memory given back.
