@@ -24,6 +24,7 @@ from fusionlake.lake.ledger import Ledger
 from fusionlake.lake.store import open_store
 from fusionlake.pipeline.land import deliver
 from fusionlake.pipeline.marts import open_latest
+from fusionlake.pipeline.stage import expected_work
 
 PEOPLE = 300
 
@@ -363,9 +364,9 @@ def test_drops_in_worker_processes_stage_what_threads_stage(prefect_harness, lak
     summary = pipeline(lake=lake_uri, run_id="processes")
     assert not summary.problems, summary.problems
     assert sorted(d.state for d in summary.drops) == ["staged"] * 5
-    # largest drop first, so that no worker waits alone at the end
-    sizes = {e.drop_id: e.size for e in Ledger(store).entries()}
-    assert [sizes[d.drop_id] for d in summary.drops] == sorted(sizes.values(), reverse=True)
+    # the most work first (bytes weighed by format), so that no worker waits alone at the end
+    work = {e.drop_id: expected_work(e) for e in Ledger(store).entries()}
+    assert [work[d.drop_id] for d in summary.drops] == sorted(work.values(), reverse=True)
     assert all(d.transliterations is None for d in summary.drops)  # taken into the cache
     ours, theirs = _staged_tables(store), _staged_tables(threads)
     # every table of every drop
