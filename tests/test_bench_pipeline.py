@@ -66,3 +66,22 @@ def test_verdicts_set_each_figure_beside_its_target():
     incremental = {v["stage"]: v for v in bench.verdicts(10, "incremental", rows, 2.0)}
     assert (incremental["overall"]["target"], incremental["overall"]["met"]) == (1.0, False)
     assert incremental["resolve"]["target"] is None and incremental["resolve"]["met"] is None
+
+
+def test_stage_pairs_times_a_stage_of_both_checkouts_in_turn(tmp_path):
+    """bench/bench_stage_pairs.py runs the stage in each checkout's own code, alternately, and
+    prints every run, the medians and their ratio (here a checkout against itself)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    script = root / "bench" / "bench_stage_pairs.py"
+    done = subprocess.run([sys.executable, str(script), "--people", "150", "--pairs", "2",
+                           "--against", str(root)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = [line for line in done.stdout.splitlines() if line.lstrip("│ ").startswith(("1 ", "2 "))]
+    assert len(runs) == 4  # two pairs of two runs
+    assert "ratio" in done.stdout and "this / against" in done.stdout
+    refused = subprocess.run([sys.executable, str(script), "--against", str(tmp_path)],
+                             capture_output=True, text=True, cwd=tmp_path)
+    assert refused.returncode == 2 and "must name a checkout of fusionlake" in refused.stderr
