@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("validate+stage", "resolve", "publish")
-ROW_MARK = "@stage "
+ROW_MARK = "@stage "  # as bench_pipeline's children print their stages
 
 
 class _Done(Exception):
@@ -107,11 +107,12 @@ def main() -> None:
                         f"{args.pairs} interleaved pairs, each run on a fresh lake")
     for col in ("pair", "code", "checkout", args.stage, "stages before"):
         table.add_column(col, justify="right" if col in ("pair", args.stage) else "left")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_pipeline import generate  # bench/bench_pipeline.py, beside this file
+
     with tempfile.TemporaryDirectory(prefix="fusionlake-pairs-drops-") as tmp:
         drops = Path(tmp) / "drops"
-        subprocess.run([sys.executable, "-m", "fusionlake.cli", "generate", "--people",
-                        str(args.people), "--seed", str(args.seed), "--out", str(drops)],
-                       check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+        generate(args.people, args.seed, drops)
         for pair in range(1, args.pairs + 1):
             for name, checkout in codes.items():
                 stages = one_run(checkout, drops, args.stage)

@@ -17,8 +17,8 @@ the libraries loaded.
 
 With ``--people N``: the five drops of ``fusionlake generate --people N --seed 3`` are delivered
 and landed in a new local lake, then a fresh child process (a drop worker: fusionlake.pipeline
-already imported, GX and the normalisers not) times ``stage_drop`` on each drop, largest first,
-and then ``data_docs_of``; then a 1,000-row drop (the head of the repatriations file) is
+already imported, GX and the normalisers not) times ``stage_drop`` on each drop, the most work
+first, and then ``data_docs_of``; then a 1,000-row drop (the head of the repatriations file) is
 delivered, and another fresh child times its ``stage_drop`` and the Data Docs after it: what a
 scheduled run over a small drop pays. Median of --runs runs, each on a new lake.
 """
@@ -97,7 +97,7 @@ def stage_child(lake: str) -> None:
     from fusionlake.pipeline import stage
 
     store = open_store(lake)
-    for entry in stage.largest_first(stage.pending_drops(Ledger(store), load_feeds())):
+    for entry in stage.most_work_first(stage.pending_drops(Ledger(store), load_feeds())):
         started, cpu = time.perf_counter(), time.process_time()
         result = stage.stage_drop(lake, [], entry, "bench")
         sys.stdout.write(json.dumps({"step": f"{entry.agency}/{entry.feed}", "rows": result.rows,

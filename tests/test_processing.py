@@ -39,7 +39,7 @@ def test_drop_workers(sizes, workers, expected):
 
 def test_largest_drop_starts_first():
     entries = [_entry("a", 10), _entry("b", 300), _entry("c", 20), _entry("d", 300)]
-    assert [e.drop_id for e in processing.largest_first(entries)] == ["b", "d", "c", "a"]
+    assert [e.drop_id for e in processing.most_work_first(entries)] == ["b", "d", "c", "a"]
 
 
 def test_the_drop_with_the_most_work_starts_first_whatever_its_format():
@@ -47,7 +47,7 @@ def test_the_drop_with_the_most_work_starts_first_whatever_its_format():
     entries = [_entry("detainees", 122 * MIB, "jsonl"), _entry("fraud", 60 * MIB),
                _entry("suspects", 30 * MIB), _entry("detentions", 27 * MIB, "xlsx"),
                _entry("repatriations", 24 * MIB), _entry("odd", 25 * MIB, "dat")]
-    assert [e.drop_id for e in processing.largest_first(entries)] == [
+    assert [e.drop_id for e in processing.most_work_first(entries)] == [
         "detentions", "detainees", "fraud", "suspects", "odd", "repatriations"]
 
 

@@ -419,7 +419,7 @@ def validate_and_stage(r: Run) -> list:
     workers end with the stage, so resolution starts with their memory given back.
     """
     s = r.settings
-    pending = stage.largest_first(stage.pending_drops(r.ledger, r.feedset))
+    pending = stage.most_work_first(stage.pending_drops(r.ledger, r.feedset))
     workers = stage.drop_workers(pending, s.drop_workers, s.drop_process_min_bytes)
     with r.executor.workers(workers):
         with r.executor.stage("validate+stage", r.summary):

@@ -243,7 +243,7 @@ def exit_with_parent() -> None:
 
 
 #: Work per byte of a drop by format, relative to CSV: validate+stage seconds per MB at 1M
-#: people were 0.10-0.15 for the CSV drops, 0.06 for JSON Lines (its bytes are mostly repeated
+#: people were 0.10-0.15 for the CSV drops, 0.07 for JSON Lines (its bytes are mostly repeated
 #: keys) and 0.43 for the workbook (zipped XML): bench/RESULTS.md, "2026-12-04". Parquet, also
 #: compressed, is taken as a workbook (not measured: no generated feed is Parquet).
 WORK_PER_BYTE = {"csv": 1.0, "jsonl": 0.5, "xlsx": 3.5, "parquet": 3.5}
@@ -255,10 +255,10 @@ def expected_work(entry: DropEntry) -> float:
     return entry.size * WORK_PER_BYTE.get(file_format(entry.file_name) or "csv", 1.0)
 
 
-def largest_first(entries: list[DropEntry]) -> list[DropEntry]:
+def most_work_first(entries: list[DropEntry]) -> list[DropEntry]:
     """Drops in the order to start them: the longest first (:func:`expected_work`), so no
     worker is left with one at the end while the others idle. By bytes alone, the 1M-people
-    workbook (27 MB) started fourth of five and ran 11.6 s after the others had finished."""
+    workbook (27 MB), the longest drop, started fourth of five."""
     return sorted(entries, key=lambda e: (-expected_work(e), e.drop_id))
 
 
