@@ -258,7 +258,8 @@ def expected_work(entry: DropEntry) -> float:
 def most_work_first(entries: list[DropEntry]) -> list[DropEntry]:
     """Drops in the order to start them: the longest first (:func:`expected_work`), so no
     worker is left with one at the end while the others idle. By bytes alone, the 1M-people
-    workbook (27 MB), the longest drop, started fourth of five."""
+    workbook (27 MB), the longest drop, started fourth of five and ran alone through the
+    stage's last 5.3 s."""
     return sorted(entries, key=lambda e: (-expected_work(e), e.drop_id))
 
 
