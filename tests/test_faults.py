@@ -388,3 +388,60 @@ def test_training_that_still_fails_falls_back_to_the_last_good_model():
     stats = {}
     score_pairs(_planted_records(), broken.with_(fallback_model=None), stats).close()
     assert stats["model"] == "declared priors"
+
+
+@pytest.mark.slow
+def test_a_jsonl_broken_in_several_blocks_and_a_cut_workbook_beside_good_drops(drops, tmp_path):
+    """A run over a JSON Lines drop with bad lines in three of its blocks (at their edges, and
+    as its first line), a workbook cut in half and a good CSV drop: the JSON Lines drop stages
+    every good line and quarantines each bad one under its own line number, the workbook is
+    rejected naming its file, the CSV drop is published, and the run has no problem."""
+    from fusionlake.lake.ledger import Ledger
+    from fusionlake.lake.settings import Settings
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.land import deliver
+    from fusionlake.pipeline.read import _JSON_BLOCK
+    from fusionlake.pipeline.run import run
+
+    def person(i: int) -> str:  # a different person on each line
+        name = "".join("AEIKLMNOSTUWYZ"[i // 14**k % 14] for k in range(4))
+        return json.dumps({"case_no": f"MP-{i:05d}", "name": f"{name.title()} Aung",
+                           "sex": "MF"[i % 2], "date_of_birth": f"{1950 + i % 50}-{1 + i % 12:02d}"
+                           f"-{1 + i % 28:02d}", "nationality": "Myanmar", "nrc": None,
+                           "passport_no": None, "phone": f"0942{i:07d}", "compound": "KK Park",
+                           "township": "Myawaddy", "detained_on": "2025-01-05"})
+
+    n = 2 * _JSON_BLOCK + 500
+    lines = [person(i) for i in range(n)]
+    planted = {0: "<html>504 Gateway Timeout</html>", _JSON_BLOCK - 1: lines[1][:-9],
+               _JSON_BLOCK: "[1, 2]", 2 * _JSON_BLOCK + 7: "null"}
+    for i, text in planted.items():
+        lines[i] = text
+    detainees = tmp_path / "detainees.jsonl"
+    detainees.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    workbook = next((drops / "th_imm" / "detentions").iterdir())
+    cut = tmp_path / "detentions.xlsx"
+    cut.write_bytes(workbook.read_bytes()[: workbook.stat().st_size // 2])
+
+    store = open_store(str(tmp_path / "lake"))
+    deliver(store, "mm_police", "detainees", [detainees])
+    deliver(store, "th_imm", "detentions", [cut])
+    deliver(store, "cn_mps", "suspects", sorted((drops / "cn_mps" / "suspects").iterdir()))
+    summary = run(Settings.from_env(store.uri), run_id="hostile")
+    assert not summary.problems, summary.problems  # bad data is not a failure of the run
+
+    by_file = {e.file_name: e for e in Ledger(store).entries()}
+    assert by_file["detentions.xlsx"].state == "rejected"
+    assert by_file["detentions.xlsx"].reason.startswith(
+        "detentions.xlsx: not an Excel .xlsx file (truncated or another format)")
+    assert by_file["detainees.jsonl"].state == by_file["suspects.csv"].state == "published"
+    drop = by_file["detainees.jsonl"].drop_id
+    [result] = [d for d in summary.drops if d.drop_id == drop]
+    assert (result.rows, result.quarantined) == (n, len(planted))
+    quarantine = pl.read_parquet(store.get(next(
+        k for k in store.list("quarantine") if drop in k))).sort("line")
+    assert quarantine["line"].to_list() == [i + 1 for i in sorted(planted)]
+    assert quarantine["raw_line"].to_list() == [planted[i] for i in sorted(planted)]  # kept
+    staged = pl.read_parquet(store.get(next(
+        k for k in store.list("staged/person_record") if drop in k)))
+    assert staged.height == n - len(planted)
