@@ -391,3 +391,66 @@ def test_malformed_files_beside_a_follow_up_stop_only_themselves(lake, scenario,
     # and every file, good or bad, stays in raw/ as it was delivered
     for path in (good, torn, thai, nocol):
         assert store.get(entries[path.name].raw_key) == path.read_bytes(), path.name
+
+
+def _template_drop(path: Path, first: int, n: int) -> Path:
+    """n detainee rows that differ only by case number: one template sent again and again."""
+    row = {"case_no": None, "name": "Aung Aung", "sex": "M", "date_of_birth": "1990-01-02",
+           "nationality": "Myanmar", "nrc": None, "passport_no": None, "phone": "09420012345",
+           "compound": "KK Park", "township": "Myawaddy", "detained_on": "2025-01-05"}
+    path.write_text("".join(json.dumps({**row, "case_no": f"MP-T-{i:05d}"}) + "\n"
+                            for i in range(first, first + n)), encoding="utf-8")
+    return path
+
+
+def test_a_template_row_sent_a_thousand_times_is_reviewed_not_compared(lake, tmp_path):
+    """1,050 copies of one row make a block of 1,102,500 candidate pairs, over
+    block_max_pairs: before, memory grew with the square of the copies (8,692 were killed at
+    24 GB). The follow-up run resolves in full (the copies are a quarter of the lake) without
+    comparing the block under the rules it fills, keeps every copy as a record of its own and
+    puts the block in the review queue. One more copy the next run declines the increment, from
+    the bound the full run kept, and is resolved in full the same way."""
+    store = open_store(lake)
+    copies = _template_drop(tmp_path / "template.jsonl", 0, 1050)
+    deliver(store, "mm_police", "detainees", [copies])
+    summary = run(Settings(lake=lake))
+    assert not summary.problems, summary.problems
+    modes = summary.resolution_stats["resolve mode"]
+    assert modes[GROUP]["mode"] == "full", modes  # 1,050 new records: a quarter of the lake
+    assert any("holds 1,050 records (1,102,500 candidate pairs, more than "
+               "block_max_pairs=1,000,000)" in n for n in summary.notes), summary.notes
+    template = _staged_ids(store, [e.drop_id for e in Ledger(store).entries()
+                                   if e.file_name == copies.name])
+    assert len(template) == 1050
+    records = _mart_records(store).filter(pl.col("record_id").is_in(list(template)))
+    assert records.height == 1050 and records["entity_id"].n_unique() == 1050
+    con = marts.open_latest(store, "all")
+    try:
+        reviewed = con.sql("SELECT record_id_l, record_id_r, reason FROM review_queue "
+                           "WHERE reason LIKE 'blocking rule%'").pl()
+    finally:
+        con.close()
+    assert reviewed.height == 1049
+    assert set(reviewed["record_id_l"]) | set(reviewed["record_id_r"]) == template
+    assert state_largest(store) and max(a * b for a, b in state_largest(store)) == 1050 ** 2
+
+    deliver(store, "mm_police", "detainees", [_template_drop(tmp_path / "one.jsonl", 1050, 1)])
+    again = run(Settings(lake=lake))
+    assert not again.problems, again.problems
+    mode = again.resolution_stats["resolve mode"][GROUP]
+    assert mode["mode"] == "full", mode
+    assert re.search(r"^blocking rule \d+ puts 1,051 records in one block \(birth_date = "
+                     r"1990-01-02, sex = M, nationality = MM: 1,104,601 candidate pairs, more "
+                     r"than block_max_pairs=1,000,000\) with a new record: resolved in full$",
+                     mode["why"]), mode
+    template = _staged_ids(store, [e.drop_id for e in Ledger(store).entries()
+                                   if e.file_name in (copies.name, "one.jsonl")])
+    records = _mart_records(store).filter(pl.col("record_id").is_in(list(template)))
+    assert records.height == 1051 and records["entity_id"].n_unique() == 1051
+
+
+def state_largest(store) -> list:
+    pointer = _pointer(store)
+    state = json.loads(store.get(layout.resolution_state_key("all", pointer["version"],
+                                                             "state.json")))
+    return state["block_largest"]

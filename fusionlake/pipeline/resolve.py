@@ -286,7 +286,9 @@ def read_state(store: ObjectStore, audience: str, version: str, work_dir: Path) 
         tf = {col: zones.read_frame(store, key) for col, key in info["tf_tables"].items()}
         files = zones.local_files(store, info["match_parts"], work_dir)
         schema = dict(pl.read_parquet_schema(files[0]))
-        model = KeptModel(info["model"], tf, schema)
+        largest = info.get("block_largest")  # absent from states kept before it existed
+        model = KeptModel(info["model"], tf, schema,
+                          [tuple(pair) for pair in largest] if largest else None)
         components = zones.read_frame(store, info["components"])
         decisions = (pl.DataFrame(info["decisions"], schema=list(DECISION_COLUMNS), orient="row")
                      if info["decisions"] else pl.DataFrame(schema=list(DECISION_COLUMNS)))
@@ -313,12 +315,14 @@ def _standing(decisions: pl.DataFrame | None, known: pl.Series) -> pl.DataFrame:
 
 def write_state(store: ObjectStore, audience: str, version: str, *, model: Any = None,
                 components: pl.DataFrame, match: pl.DataFrame, decisions: pl.DataFrame,
-                previous: Kept | None = None) -> None:
+                previous: Kept | None = None,
+                block_largest: list[tuple[int, int]] | None = None) -> None:
     """Keep what the next incremental run needs, for resolution ``version`` (state.json last).
 
     After a full resolution (``previous`` None): the model, its term-frequency tables, every
     record's match frame. After an incremental one: the new records' match frames as one more
-    part, the model and earlier parts named where they are.
+    part, the model and earlier parts named where they are, and the largest blocking keys with
+    the new records counted (``block_largest``; KeptModel.block_largest).
     """
     key = functools.partial(layout.resolution_state_key, audience, version)
     zones.write_frame(store, key("match.parquet"), match)
@@ -329,10 +333,12 @@ def write_state(store: ObjectStore, audience: str, version: str, *, model: Any =
             zones.write_frame(store, key(f"tf_{col}.parquet"), frame)
             tf[col] = key(f"tf_{col}.parquet")
         info = {"model": model.model_json, "tf_tables": tf, "trained_in": version,
-                "incremental_runs": 0, "match_parts": [key("match.parquet")]}
+                "incremental_runs": 0, "match_parts": [key("match.parquet")],
+                "block_largest": model.block_largest}
     else:
         info = {**previous.info, "incremental_runs": previous.info["incremental_runs"] + 1,
-                "match_parts": [*previous.info["match_parts"], key("match.parquet")]}
+                "match_parts": [*previous.info["match_parts"], key("match.parquet")],
+                "block_largest": block_largest}
     info.update(resolution_version=version, components=key("components.parquet"),
                 decisions=decisions.rows(), settings=settings_fingerprint())
     kill_point("before-resolution-state", audience)  # crash tests: a resolution without state
@@ -550,7 +556,8 @@ def _incremental(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str
     out.stats["counts"].update(entity_links=rows["entity_link"], review_pairs=rows["review_pair"])
     known = out.frames["entity_record"]["record_id"]
     write_state(store, audience, version, components=out.components, match=out.new_match,
-                decisions=_standing(decisions, known), previous=kept)
+                decisions=_standing(decisions, known), previous=kept,
+                block_largest=out.block_largest)
     _log("writing", f"resolution {version} (incremental of {kept.version}, "
          f"{out.delta.height:,} records in its delta) in {time.perf_counter() - t0:.1f} s")
     changed = out.delta["record_id"].implode()

@@ -531,6 +531,7 @@ def resolve_entities(r: Run, scans: dict, superseded: set[str]) -> None:
             "resolve", resolve_once, lake=r.settings.lake, scans=scans, run_id=r.run_id,
             retention=r.settings.resolution_retention, options=resolve.Options.of(r.settings))
     r.summary.notes += r.summary.resolution_stats.get("model_notes", [])
+    r.summary.notes += r.summary.resolution_stats.get("block_notes", [])
 
 
 def publish_once(lake: str, feeds_path: list[str], scans: dict, superseded: set[str],

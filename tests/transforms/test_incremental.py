@@ -9,6 +9,7 @@ gives: the same entities with the same ids, links, review pairs, entity links an
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -19,8 +20,9 @@ from test_resolve import tables as make_tables
 
 from fusionlake.synth import generate
 from transforms.resolution import incremental
-from transforms.resolution.resolve import input_columns, resolve
+from transforms.resolution.resolve import conform_match, input_columns, resolve
 from transforms.resolution.settings import ResolveSettings
+from transforms.resolution.splink import KeptScorer, match_frame
 
 _SPEC = importlib.util.spec_from_file_location(
     "bench_generated", Path(__file__).resolve().parents[2] / "bench" / "generated.py")
@@ -246,3 +248,64 @@ def test_new_records_filling_a_column_the_model_never_compared_decline(lake):
             {**{t: f.lazy() for t, f in tables.items()}, "person_record": person.lazy()},
             new_ids, state.model, [match_file], state.components, _frames(first), None, None,
             ResolveSettings(), LATER)
+
+
+def test_generated_people_make_no_oversize_block_and_the_bound_spares_the_old_records(lake):
+    """At 2,000 generated people no block is too large. The full run keeps each rule's largest
+    keys; an increment whose new records cannot push a block over the limit is then checked
+    without reading the old match frames (here a file that does not exist), and the bound it
+    keeps grows by the new records' own largest keys."""
+    tables, _truth, new_ids, first, state, match_file = lake
+    assert first.stats["counts"]["skipped_blocks"] == 0
+    assert first.stats["block_notes"] == []
+    known = state.model.block_largest
+    assert known and all(left * right <= ResolveSettings().block_max_pairs
+                         for left, right in known)
+    new = conform_match(match_frame(
+        {t: f.filter(pl.col("record_id").is_in(new_ids.implode())) for t, f in tables.items()},
+        ResolveSettings()), state.model.match_schema)
+    with KeptScorer(state.model, ResolveSettings()) as scorer:
+        assert scorer.oversize(new, [match_file.with_name("gone.parquet")]).height == 0
+        bound = scorer.block_largest
+    assert all(b[0] >= k[0] and b[1] >= k[1] for b, k in zip(bound, known, strict=True))
+    assert bound != known
+    # without a kept bound every old record is counted, with the same answer
+    unknown = replace(state.model, block_largest=None)
+    with KeptScorer(unknown, ResolveSettings()) as scorer:
+        assert scorer.oversize(new, [match_file]).height == 0
+        assert scorer.block_largest is None
+        with pytest.raises(Exception, match=r"gone\.parquet"):
+            scorer.oversize(new, [match_file.with_name("gone.parquet")])
+    out = _increment(lake)
+    assert out.block_largest == bound
+
+
+def test_a_new_copy_that_makes_a_block_too_large_declines(tmp_path):
+    """29 copies of one template row make a block of 841 candidate pairs, at the limit; a
+    30th, new, makes 900: a full run would leave the block out, so the increment declines.
+    An unrelated new record beside the copies stays incremental."""
+    settings = ResolveSettings(block_max_pairs=29 * 29)
+    copies = [person(f"t1:{i}", "AUNG AUNG", date(1990, 1, 2), nationality="MM", drop="t1")
+              for i in range(1, 31)]
+    old = [person("d1:1", "WANG WEI", date(1990, 3, 7)), *copies[:29]]
+    first = resolve(make_tables(old), now=NOW, settings=settings)
+    assert first.stats["counts"]["skipped_blocks"] == 0
+    state = first.stats["state"]
+    state.match.write_parquet(tmp_path / "match.parquet")
+
+    def increment(new: dict):
+        every = make_tables([*old, new])
+        return incremental.resolve_incremental(
+            {t: f.lazy() for t, f in every.items()}, pl.Series([new["record_id"]]),
+            state.model, [tmp_path / "match.parquet"], state.components, _frames(first),
+            None, None, settings, LATER)
+
+    with pytest.raises(incremental.Declined,
+                       match=r"blocking rule \d+ puts 30 records in one block \(birth_date = "
+                             r"1990-01-02.*900 candidate pairs, more than "
+                             r"block_max_pairs=841\) with a new record"):
+        increment(copies[29])
+    full = resolve(make_tables([*old, copies[29]]), now=LATER, settings=settings)
+    assert full.stats["counts"]["skipped_blocks"] >= 1
+    out = increment(person("d2:1", "LI NA", date(1985, 1, 2), sex="F", drop="d2"))
+    assert out.stats["counts"]["new_records"] == 1

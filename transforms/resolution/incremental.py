@@ -115,6 +115,10 @@ def score_new(new_tables: dict[str, pl.DataFrame], model: KeptModel, settings: R
     Returns:
         (match frame of the new records, scored pairs ordered l < r: all of them, none dropped
         by a threshold).
+
+    Raises:
+        Declined: the new records fill a column the model does not compare, or make a block
+            too large to compare pair by pair (a full run leaves it out: blocks.py).
     """
     tables = checked_tables(new_tables)
     if holders is not None and holders.height:
@@ -130,6 +134,12 @@ def score_new(new_tables: dict[str, pl.DataFrame], model: KeptModel, settings: R
                            "not compare")
         match = conform_match(match, model.match_schema)
     with _scoring(model, settings, scorer) as scoring:
+        oversize = scoring.oversize(match, old_match)
+        if oversize.height:  # a full run leaves the block out and sends it to review
+            rule, block, pairs, _, records = oversize.row(0)
+            raise Declined(f"blocking rule {rule + 1} puts {len(records):,} records in one "
+                           f"block ({block}: {pairs:,} candidate pairs, more than "
+                           f"block_max_pairs={settings.block_max_pairs:,}) with a new record")
         return match, scoring.score(match, old_match)
 
 
@@ -392,6 +402,9 @@ class Outcome:
     components: pl.DataFrame  # the kept components after this run
     new_match: pl.DataFrame  # the new records' match frames (appended to the kept ones)
     stats: dict[str, Any]
+    # the model's block_largest with the new records counted (None: unknown; as it was when
+    # no record is new)
+    block_largest: list[tuple[int, int]] | None = None
 
 
 def _rows(scans: dict[str, pl.LazyFrame], ids: pl.Series,
@@ -475,7 +488,8 @@ def _resolve_incremental(
         return Outcome(dict(previous), delta_frame(new_ids, previous["entity_record"],
                                                    previous["entity_record"]),
                        components, pl.DataFrame(schema=model.match_schema or {}),
-                       {"seconds": {}, "counts": {"new_records": 0, "affected_records": 0}})
+                       {"seconds": {}, "counts": {"new_records": 0, "affected_records": 0}},
+                       model.block_largest)
     new_tables = _rows(scans, new_ids, columns)
     holders = _identity_holders(scans, new_tables["identifier"])
     oversize = oversize_values(holders, new_ids, settings)
@@ -542,4 +556,5 @@ def _resolve_incremental(
                        "records": frames["entity_record"].height,
                        "entity_links": height(frames["entity_link"]),
                        "review_pairs": height(frames["review_pair"])}
-    return Outcome(frames, delta, kept_state_after(components, inc), match_new, stats)
+    return Outcome(frames, delta, kept_state_after(components, inc), match_new, stats,
+                   scorer.block_largest)

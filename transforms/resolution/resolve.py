@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 import polars as pl
 
 from fusionlake.lake.schema import TABLES, conform, empty
+from transforms.resolution.blocks import summary as block_summary
 from transforms.resolution.cluster import (
     ACCEPTED,
     INSIDE,
@@ -370,7 +371,9 @@ def resolve(
     scored_pairs.pairs = pairs  # one copy of two million pairs alive, not the unordered too
     try:
         core = resolve_scored(identifier, fact, records, pairs, names,
-                              scored_pairs.against, decisions, previous, settings, timer)
+                              scored_pairs.against, decisions, previous, settings, timer,
+                              skipped=scored_pairs.skipped)
+        stats["block_notes"] = block_summary(scored_pairs.skipped, settings.block_max_pairs)
     finally:
         scored_pairs.close()
     entity_record, record_link, review, counts, comps = core
@@ -438,6 +441,7 @@ def resolve_scored(
     settings: ResolveSettings,
     timer: _Timer,
     taken: pl.Series | None = None,
+    skipped: pl.DataFrame | None = None,
 ) -> Resolved:
     """From scored pairs to entities: edges, clusters, ids, record links and review pairs.
 
@@ -454,6 +458,8 @@ def resolve_scored(
         against_of: components -> pairs scored below review_low inside a component.
         taken: entity ids a new cluster must not get besides ``previous``'s (the ids of the
             entities outside ``records``).
+        skipped: blocks left out of scoring as too large (blocks.oversize_blocks): each goes
+            to review.
 
     Returns:
         :class:`Resolved`: entity_record, record_link, review_pair, counts, components
@@ -505,8 +511,8 @@ def resolve_scored(
     )
     record_link = _explain(kept, pairs, id_edges, agreed, disagreed, names)
     del kept
-    review = _review(pairs, result.edges, oversize, entity_record, decided, _facts(fact),
-                     settings)
+    review = _review(pairs, result.edges, oversize, skipped, entity_record, decided,
+                     _facts(fact), settings)
     counts = {
         "records": records.len(),
         "entities": entity_record["entity_id"].n_unique(),
@@ -515,6 +521,7 @@ def resolve_scored(
         "refused": result.edges.filter(pl.col("status") == REFUSED).height,
         "scored_apart_pairs": against.height,
         "review_pairs": review.height,
+        "skipped_blocks": 0 if skipped is None else skipped.height,
     }
     timer.lap("explain", f"{record_link.height:,} record links, {review.height:,} review pairs")
     return Resolved(entity_record, record_link, review, counts, comps)
@@ -568,6 +575,7 @@ def _review(
     pairs: pl.DataFrame,
     edges: pl.DataFrame,
     oversize: pl.DataFrame,
+    skipped: pl.DataFrame | None,
     entity_record: pl.DataFrame,
     decided: pl.DataFrame,
     facts: pl.DataFrame,
@@ -579,6 +587,9 @@ def _review(
     (priority = 1 - |2p - 1|). Links a guard refused rank above them (priority 1 + p): a
     strong model link that contradicts an identifier or a steward is what a steward must see.
     Pairs a steward already decided, and pairs that ended up in one entity anyway, are left out.
+    The records of an identity number held by too many records, and those of a block too large
+    to compare (``skipped``), are each shown as pairs of the group's first record with every
+    other (priority 2).
     """
     band = pairs.filter(
         pl.col("match_probability").is_between(
@@ -615,10 +626,22 @@ def _review(
             ).alias("reason"),
         )
     )
-    cand = _ordered(pl.concat([refused, big, band]))
+    blocks = (
+        pl.DataFrame(schema={"rule": pl.Int32, "block": pl.String, "records": pl.List(pl.String)})
+        if skipped is None else skipped.select("rule", "block", "records")
+    ).sort("rule", "block").select(
+        pl.col("records").list.first().alias("record_id_l"),
+        pl.col("records").alias("record_id_r"),
+        pl.lit(None, pl.Float64).alias("match_probability"),
+        pl.lit(2.0).alias("priority"),
+        pl.format("blocking rule {} puts {} records in one block ({}): too many to compare "
+                  "pair by pair", pl.col("rule") + 1, pl.col("records").list.len(),
+                  pl.col("block")).alias("reason"),
+    ).explode("record_id_r").filter(pl.col("record_id_l") != pl.col("record_id_r"))
+    cand = _ordered(pl.concat([refused, big, blocks, band]))
     ent = entity_record.select("record_id", "entity_id")
     out = (
-        cand.sort("priority", descending=True)
+        cand.sort("priority", descending=True, maintain_order=True)
         .unique(["record_id_l", "record_id_r"], keep="first")
         .join(
             decided.select("record_id_l", "record_id_r"),

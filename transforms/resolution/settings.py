@@ -468,6 +468,13 @@ class ResolveSettings:
         predict_threshold: scored pairs below this are kept only as evidence against (ids only).
         identifier_max_group: a valid identity number held by more records than this is treated
             as a data error (a placeholder or test number) and sent to review instead of linking.
+        block_max_pairs: a blocking rule's block (the records whose keys agree) of more
+            candidate pairs than this is not compared pair by pair: an agency sending one
+            template row thousands of times would otherwise make millions of pairs, all
+            matches, and exhaust memory. Its records are compared under the other rules and
+            the block goes to review (transforms/resolution/blocks.py). At a million generated
+            people the largest block has 304,704 candidate pairs; beyond a few million people
+            raise this with the data.
         hub_min_entities: an association value shared by more entities than this is a hub
             (default HUB_MIN_ENTITIES; the marts flag hubs with the same number).
         hub_max_clique: a value shared by more entities than this is linked as a star to its
@@ -493,6 +500,7 @@ class ResolveSettings:
     review_low: float = 0.2
     predict_threshold: float = 0.05
     identifier_max_group: int = 50
+    block_max_pairs: int = 1_000_000
     hub_min_entities: int = field(default_factory=lambda: HUB_MIN_ENTITIES)
     hub_max_clique: int = 10
     min_records_to_train: int = 1000

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,12 @@ import duckdb
 import polars as pl
 
 from fusionlake.lake.settings import memory_share
+from transforms.resolution.blocks import (
+    BLOCK_COLUMNS,
+    largest_keys,
+    oversize_blocks,
+    skipping,
+)
 from transforms.resolution.settings import ResolveSettings
 
 # Extra person-record columns that declared comparisons may read when a feed provides them.
@@ -185,6 +191,8 @@ class Scored:
     names: list[str]
     low_pairs: Path | None = None  # Parquet: record_id_l, record_id_r scored below review_low
     memory_fraction: float = ResolveSettings.duckdb_memory_fraction
+    # blocks too large to compare pair by pair (blocks.oversize_blocks): left out of scoring
+    skipped: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=BLOCK_COLUMNS))
 
     def against(self, components: pl.DataFrame) -> pl.DataFrame:
         """Pairs scored below ``review_low`` whose records share a candidate component.
@@ -232,15 +240,21 @@ class KeptModel:
     tf_tables: dict[str, pl.DataFrame]  # column -> (column, tf_<column>)
     # the match frame's columns and types it scored: later frames are conformed to them
     match_schema: dict[str, pl.DataType] | None = None
+    # per blocking rule, at most how many records one key holds on its left and right side
+    # among the records scored so far (blocks.largest_keys): an incremental run whose new
+    # records cannot make a block too large need not count the old ones (None: unknown)
+    block_largest: list[tuple[int, int]] | None = None
 
 
-def _kept_linker(db_api: Any, records: Any, kept: KeptModel) -> Any:
-    """A linker on ``records`` with the kept model and its frozen term frequencies."""
+def _kept_linker(db_api: Any, records: Any, kept: KeptModel,
+                 model: dict[str, Any] | None = None) -> Any:
+    """A linker on ``records`` with the kept model (or ``model``, the kept one with other
+    blocking rules) and its frozen term frequencies."""
     from splink import Linker
 
     # validated when it was trained: checking its SQL against the columns again costs a
     # quarter of a second per linker, twice per incremental run
-    linker = Linker(records, json.loads(kept.model_json), log_level=None,
+    linker = Linker(records, model or json.loads(kept.model_json), log_level=None,
                     validate_settings=False)
     for column, table in kept.tf_tables.items():
         tf = db_api.register(table.to_arrow(), table_name=f"fl_tf_{column}")
@@ -304,6 +318,8 @@ class KeptScorer:
         self._con: Any = None
         self._linker: Any = None
         self._calls = 0
+        # the kept block_largest with the records checked by oversize() counted in
+        self.block_largest = kept.block_largest
 
     def __enter__(self) -> KeptScorer:
         return self
@@ -317,17 +333,61 @@ class KeptScorer:
             shutil.rmtree(self._spill, ignore_errors=True)
             self._con = None
 
-    def _register(self, table: Any) -> Any:
+    def _connect(self) -> duckdb.DuckDBPyConnection:
         from splink import DuckDBAPI
 
         if self._con is None:
             self._con, self._spill = _connect(self.settings.duckdb_memory_fraction)
             self._db_api = DuckDBAPI(connection=self._con)
+        return self._con
+
+    def _register(self, table: Any) -> Any:
+        self._connect()
         self._calls += 1
         frame = self._db_api.register(table, table_name=f"fl_in_{self._calls}")
         if self._linker is None:
             self._linker = _kept_linker(self._db_api, frame, self.kept)
         return frame
+
+    def oversize(self, new: pl.DataFrame, old: list[Path] | None = None) -> pl.DataFrame:
+        """The blocks of the kept model's rules that ``new``'s records make too large to
+        compare pair by pair, counting the records of ``old`` too (blocks.oversize_blocks).
+
+        When the kept ``block_largest`` plus the new records' own largest keys cannot make a
+        block too large, the old records are not read (a second at a million people); the
+        bound, updated, is kept in ``self.block_largest`` either way.
+        """
+        con = self._connect()
+        rules = rule_sql(json.loads(self.kept.model_json)["blocking_rules_to_generate_predictions"])
+        cap = self.settings.block_max_pairs
+        con.register("fl_check_new", new.to_arrow(compat_level=pl.CompatLevel.newest()))
+        known = self.block_largest if self.block_largest and len(self.block_largest) == len(
+            rules) else None
+        if known is not None:
+            fresh = largest_keys(con, "fl_check_new", rules)
+            bound = [(a + c, b + d) for (a, b), (c, d) in zip(known, fresh, strict=True)]
+            if all(left * right <= cap for left, right in bound):
+                con.unregister("fl_check_new")
+                self.block_largest = bound
+                return pl.DataFrame(schema=BLOCK_COLUMNS)
+        source = "fl_check_new"
+        if old:
+            files = ", ".join(f"'{p}'" for p in old)
+            cols = ", ".join(f'"{c}"' for c in new.columns)
+            con.execute(f"CREATE OR REPLACE TEMP VIEW fl_check_all AS SELECT {cols} FROM "
+                              f"read_parquet([{files}], union_by_name = true) UNION ALL "
+                              f"SELECT {cols} FROM fl_check_new")
+            source = "fl_check_all"
+        try:
+            counted = largest_keys(con, source, rules, among="fl_check_new")
+            # the new records' keys counted with every record; the other keys as they were
+            self.block_largest = None if known is None else [
+                (max(a, c), max(b, d)) for (a, b), (c, d) in zip(known, counted, strict=True)]
+            return oversize_blocks(con, source, rules, cap, among="fl_check_new",
+                                   largest=counted)
+        finally:
+            con.execute("DROP VIEW IF EXISTS fl_check_all")
+            con.unregister("fl_check_new")
 
     def score(self, new: pl.DataFrame, old: list[Path] | None = None) -> pl.DataFrame:
         """Pairs within ``new`` and, given ``old`` (Parquet files of match frames), between
@@ -454,23 +514,38 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     db_api = DuckDBAPI(
         connection=con, materialisation="parquet", materialisation_dir=splink_tables
     )
+    declared = splink_settings["blocking_rules_to_generate_predictions"]
+    skipped, scored, blocked, largest = _blocks_left_out(con, match, declared, settings)
+    stats.setdefault("seconds", {})["blocks"] = time.perf_counter() - t0
+    t0 = time.perf_counter()  # training is timed from here
+
+    def blocking(model: dict[str, Any]) -> dict[str, Any]:
+        """A model that blocks as this run must (oversize blocks left out)."""
+        return {**model, "blocking_rules_to_generate_predictions": blocked}
+
+    def saved(linker: Any) -> str:
+        """The linker's model as kept for later runs: with the declared blocking rules."""
+        return json.dumps({**linker.misc.save_model_to_json(),
+                           "blocking_rules_to_generate_predictions": declared})
+
     records = db_api.register(
-        match.to_arrow(compat_level=pl.CompatLevel.newest()), table_name="fl_records"
+        scored.to_arrow(compat_level=pl.CompatLevel.newest()), table_name="fl_records"
     )
+    del scored
     # log_level=None: Splink's logging is left to the application (the CLI shows its errors,
     # not the EM notes about levels a training sample lacks)
-    linker = (Linker(records, splink_settings, log_level=None) if kept is None
-              else _kept_linker(db_api, records, kept))
+    linker = (Linker(records, blocking(splink_settings), log_level=None) if kept is None
+              else _kept_linker(db_api, records, kept, blocking(splink_settings)))
     notes = stats.setdefault("model_notes", [])
     model = ("the kept model" if kept is not None else
              "trained on the data" if trained else "declared priors")
     if trained:
         try:
             _train(linker, settings, columns, stats, t0)
-            stats["model_json"] = json.dumps(linker.misc.save_model_to_json())
+            stats["model_json"] = saved(linker)
         except Exception as exc:  # training never fails a run: the last good model, or priors
             why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-            linker, model = _fallback(records, settings, columns, Linker)
+            linker, model = _fallback(records, settings, columns, Linker, blocking)
             notes.append(f"model training failed ({why}); {model} used instead")
     elif kept is None:
         stats.setdefault("notes", []).append(
@@ -489,8 +564,8 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
         # a model saved before the inputs changed shape (a column no feed fills any more)
         notes.append(f"the last good model could not score these records "
                      f"({type(exc).__name__}); the declared priors used instead")
-        linker = Linker(records, settings.splink_settings(columns, term_frequencies=False),
-                        log_level=None)
+        linker = Linker(records, blocking(settings.splink_settings(
+            columns, term_frequencies=False)), log_level=None)
         model = "declared priors"
         predictions = linker.inference.predict(threshold_match_probability=None,
                                                warning_mode="never")
@@ -498,8 +573,8 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
         f"match_probability >= {settings.predict_threshold}"
     )
     pairs = _pairs_of(rel, names)
-    stats["scoring_model"] = KeptModel(json.dumps(linker.misc.save_model_to_json()),
-                                       _tf_tables(linker), dict(match.schema))
+    stats["scoring_model"] = KeptModel(saved(linker), _tf_tables(linker), dict(match.schema),
+                                       largest)
     t2 = time.perf_counter()
     stats.setdefault("seconds", {}).update(splink_train=t1 - t0, splink_predict=t2 - t1)
     stats["model"] = model
@@ -514,7 +589,31 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     )
     con.close()
     shutil.rmtree(splink_tables, ignore_errors=True)  # a served process runs again: not kept
-    return Scored(pairs, names, low, settings.duckdb_memory_fraction)
+    return Scored(pairs, names, low, settings.duckdb_memory_fraction, skipped)
+
+
+def rule_sql(rules: list[Any]) -> list[str]:
+    """The SQL of blocking rules as a settings dictionary or a saved model holds them."""
+    return [r if isinstance(r, str) else r["blocking_rule"] for r in rules]
+
+
+def _blocks_left_out(con: duckdb.DuckDBPyConnection, match: pl.DataFrame, rules: list[Any],
+                     settings: ResolveSettings
+                     ) -> tuple[pl.DataFrame, pl.DataFrame, list[Any], list[tuple[int, int]]]:
+    """The oversize blocks (blocks.oversize_blocks), the records and the rules that leave them
+    out (the match frame and the rules as they are when there is none), and the rules'
+    largest keys (blocks.largest_keys)."""
+    con.register("fl_blocking", match.to_arrow(compat_level=pl.CompatLevel.newest()))
+    try:
+        largest = largest_keys(con, "fl_blocking", rule_sql(rules))
+        skipped = oversize_blocks(con, "fl_blocking", rule_sql(rules), settings.block_max_pairs,
+                                  largest=largest)
+    finally:
+        con.unregister("fl_blocking")
+    if skipped.height == 0:
+        return skipped, match, rules, largest
+    blocked, frame = skipping(rule_sql(rules), match, skipped)
+    return skipped, frame, blocked, largest
 
 
 def _train(linker: Any, settings: ResolveSettings, columns: set[str], stats: dict[str, Any],
@@ -591,16 +690,17 @@ def _clamped_em(notes: list[str]):
 
 
 def _fallback(records: Any, settings: ResolveSettings, columns: set[str],
-              linker_class: Any) -> tuple[Any, str]:
-    """A linker with the last good model when there is one that loads, else the priors."""
+              linker_class: Any, blocking: Any) -> tuple[Any, str]:
+    """A linker with the last good model when there is one that loads, else the priors;
+    ``blocking`` gives either this run's blocking rules."""
     if settings.fallback_model:
         try:
-            return (linker_class(records, json.loads(settings.fallback_model), log_level=None),
-                    "the last good model")
+            return (linker_class(records, blocking(json.loads(settings.fallback_model)),
+                                 log_level=None), "the last good model")
         except Exception:  # unreadable or from another Splink: the priors then
             pass
-    return (linker_class(records, settings.splink_settings(columns, term_frequencies=False),
-                         log_level=None), "declared priors")
+    return (linker_class(records, blocking(settings.splink_settings(
+        columns, term_frequencies=False)), log_level=None), "declared priors")
 
 
 def _level_weights(linker: Any) -> dict[str, list[tuple[str, float | None]]]:
