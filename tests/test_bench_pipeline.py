@@ -4,6 +4,7 @@ unless the run says it worked incrementally, so the benchmark never credits what
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,29 @@ def test_stage_pairs_times_a_stage_of_both_checkouts_in_turn(tmp_path):
     refused = subprocess.run([sys.executable, str(script), "--against", str(tmp_path)],
                              capture_output=True, text=True, cwd=tmp_path)
     assert refused.returncode == 2 and "must name a checkout of fusionlake" in refused.stderr
+
+
+def test_template_bench_runs_a_drop_of_copies_in_each_checkout(tmp_path):
+    """bench/bench_template.py writes N copies of one detainee row, runs the whole pipeline on
+    them in each checkout's code and prints a row per run, or says why it did not run one."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    script = root / "bench" / "bench_template.py"
+    spec = importlib.util.spec_from_file_location("bench_template", script)
+    template = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(template)
+    drops = template.write_drop(3, tmp_path / "drops")
+    lines = (drops / "mm_police" / "detainees" / "template.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and len({json.loads(x)["case_no"] for x in lines}) == 3
+    assert len({json.dumps({**json.loads(x), "case_no": None}) for x in lines}) == 1
+
+    done = subprocess.run([sys.executable, str(script), "--copies", "40", "--copies", "60",
+                           "--against", str(root), "--against-max", "50"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.lstrip("│ ").startswith(("40", "60"))]
+    assert len(rows) == 4, done.stdout
+    assert "FAILED" not in done.stdout
+    assert "not run (more than --against-max=50)" in done.stdout
