@@ -364,6 +364,8 @@ def resolve(
     timer.t = time.perf_counter()  # score_pairs timed its own stages
     if progress is not None:
         seconds = stats["seconds"]
+        progress("blocks", f"{scored_pairs.skipped.height:,} too large to compare, found in "
+                 f"{seconds.get('blocks', 0.0):.1f} s")
         progress("training", f"{stats.get('model', 'no model')} in "
                  f"{seconds.get('splink_train', 0.0):.1f} s")
         progress("scoring", f"{pairs.height:,} pairs in {seconds.get('splink_predict', 0.0):.1f} s")

@@ -361,8 +361,9 @@ class KeptScorer:
         rules = rule_sql(json.loads(self.kept.model_json)["blocking_rules_to_generate_predictions"])
         cap = self.settings.block_max_pairs
         con.register("fl_check_new", new.to_arrow(compat_level=pl.CompatLevel.newest()))
-        known = self.block_largest if self.block_largest and len(self.block_largest) == len(
-            rules) else None
+        known = self.block_largest
+        if known is not None and len(known) != len(rules):  # kept for other rules: unknown
+            known = None
         if known is not None:
             fresh = largest_keys(con, "fl_check_new", rules)
             bound = [(a + c, b + d) for (a, b), (c, d) in zip(known, fresh, strict=True)]
@@ -375,8 +376,8 @@ class KeptScorer:
             files = ", ".join(f"'{p}'" for p in old)
             cols = ", ".join(f'"{c}"' for c in new.columns)
             con.execute(f"CREATE OR REPLACE TEMP VIEW fl_check_all AS SELECT {cols} FROM "
-                              f"read_parquet([{files}], union_by_name = true) UNION ALL "
-                              f"SELECT {cols} FROM fl_check_new")
+                        f"read_parquet([{files}], union_by_name = true) UNION ALL "
+                        f"SELECT {cols} FROM fl_check_new")
             source = "fl_check_all"
         try:
             counted = largest_keys(con, source, rules, among="fl_check_new")
