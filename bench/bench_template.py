@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_template.py --copies 500 --copies 1500 --copies 8692
     .venv/bin/python bench/bench_template.py --copies 500 --copies 1500 --against ../previous
+    .venv/bin/python bench/bench_template.py --copies 700 --templates 10
 
 The hostile drop of transforms/resolution/blocks.py: N Myanmar police detainee rows that
 differ only by case number (one name, birth date, sex, nationality and phone). Every blocking
@@ -12,6 +13,9 @@ the drop to a new local lake and runs the whole pipeline (bench/bench_pipeline.p
 fusionlake.pipeline.run, the flow's code); the table gives its stage seconds and the peak
 resident size of the run's process tree. ``--against-max`` keeps the other checkout away from
 copy counts it cannot survive (before the limit, 8,692 copies were killed at 24 GB).
+``--templates K`` sends K such rows (other names and birth dates), each N times: K blocks
+just under the limit are each compared, and the run's memory grows with K (the limit bounds
+one block, not their sum).
 """
 
 from __future__ import annotations
@@ -31,13 +35,21 @@ TEMPLATE = {"name": "Aung Aung", "sex": "M", "date_of_birth": "1990-01-02",
             "compound": "KK Park", "township": "Myawaddy", "detained_on": "2025-01-05"}
 
 
-def write_drop(copies: int, out: Path) -> Path:
-    """A drops folder (agency/feed/file) holding one file of ``copies`` template rows."""
+NAMES = ("Aung Aung", "Kyaw Kyaw", "Zaw Min", "Thant Zin", "Min Htet", "Ye Lin", "Soe Moe",
+         "Htet Aung", "Naing Win", "Ko Ko")
+
+
+def write_drop(copies: int, out: Path, templates: int = 1) -> Path:
+    """A drops folder (agency/feed/file) holding one file of ``copies`` rows of each of
+    ``templates`` template rows (the first is :data:`TEMPLATE`)."""
     folder = out / "mm_police" / "detainees"
     folder.mkdir(parents=True)
     with open(folder / "template.jsonl", "w", encoding="utf-8") as f:
-        for i in range(copies):
-            f.write(json.dumps({"case_no": f"MP-T-{i:06d}", **TEMPLATE}) + "\n")
+        for t in range(templates):
+            row = {**TEMPLATE, "name": NAMES[t % len(NAMES)],
+                   "date_of_birth": f"{1990 + t // len(NAMES)}-01-{2 + t % 27:02d}"}
+            for i in range(copies):
+                f.write(json.dumps({"case_no": f"MP-T-{t:03d}-{i:06d}", **row}) + "\n")
     return out
 
 
@@ -61,6 +73,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copies", type=int, action="append",
                         help="rows of the template drop (repeatable; default 500, 1500, 8692)")
+    parser.add_argument("--templates", type=int, default=1,
+                        help="distinct template rows, each sent --copies times (default 1)")
     parser.add_argument("--against", type=Path, help="another checkout to run beside this one")
     parser.add_argument("--against-max", type=int, default=2000,
                         help="run --against only up to this many copies (default 2000)")
@@ -71,7 +85,8 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="One template row sent N times: a whole run on a fresh local lake")
+    table = Table(title=f"{args.templates} template row(s) sent N times each: a whole run on a "
+                        "fresh local lake")
     for col in ("copies", "code", "resolve s", "publish s", "overall s", "peak MiB", "note"):
         table.add_column(col, justify="left" if col in ("code", "note") else "right")
     codes = {"this": ROOT}
@@ -79,7 +94,7 @@ def main() -> None:
         codes["against"] = args.against.resolve()
     for copies in args.copies or [500, 1500, 8692]:
         with tempfile.TemporaryDirectory(prefix="fusionlake-template-drops-") as tmp:
-            drops = write_drop(copies, Path(tmp) / "drops")
+            drops = write_drop(copies, Path(tmp) / "drops", args.templates)
             for name, checkout in codes.items():
                 if name == "against" and copies > args.against_max:
                     table.add_row(f"{copies:,}", name, "", "", "", "",

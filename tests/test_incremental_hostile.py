@@ -431,6 +431,7 @@ def test_a_template_row_sent_a_thousand_times_is_reviewed_not_compared(lake, tmp
     finally:
         con.close()
     assert reviewed.height == 1049
+    assert reviewed["reason"][0].startswith("blocking rule 1 puts 1,050 records in one block")
     assert set(reviewed["record_id_l"]) | set(reviewed["record_id_r"]) == template
     assert state_largest(store) and max(a * b for a, b in state_largest(store)) == 1050 ** 2
 
