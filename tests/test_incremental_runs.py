@@ -446,3 +446,26 @@ def test_a_damaged_staged_file_fails_the_full_resolve_and_leaves_the_lake_as_it_
     summary = run(Settings(lake=lake, full=True))
     assert not summary.problems, summary.problems
     assert {a: _pointer(store, a)["version"] for a in before} != before
+
+
+def test_the_kept_bound_of_blocks_grows_and_a_state_without_it_is_counted_in_full(lake,
+                                                                                  scenario):
+    """The full run keeps each blocking rule's largest keys (KeptModel.block_largest). An
+    increment adds its new records' own to them; from a state kept without them (before they
+    were kept) it counts the new records' blocks against every old record instead, stays
+    incremental, and keeps the bound unknown until the next full run."""
+    store = open_store(lake)
+    before = {a: json.loads(store.get(_state_file(store, a))) for a in ("all", "mm_police")}
+    assert all(info["block_largest"] for info in before.values())
+    stripped = {k: v for k, v in before["all"].items() if k != "block_largest"}
+    store.put(_state_file(store, "all"), json.dumps(stripped).encode())
+    deliver(store, "mm_police", "detainees", [scenario[2]])
+    summary = run(Settings(lake=lake))
+    assert not summary.problems, summary.problems
+    assert _mode(summary)["mode"] == "incremental"
+    assert _mode(summary, "mm_police+th_imm")["mode"] == "incremental"
+    assert json.loads(store.get(_state_file(store, "all")))["block_largest"] is None
+    grown = json.loads(store.get(_state_file(store, "mm_police")))["block_largest"]
+    kept = before["mm_police"]["block_largest"]
+    assert len(grown) == len(kept) and grown != kept
+    assert all(g[0] >= k[0] and g[1] >= k[1] for g, k in zip(grown, kept, strict=True))
