@@ -9,6 +9,7 @@ gives: the same entities with the same ids, links, review pairs, entity links an
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -309,3 +310,36 @@ def test_a_new_copy_that_makes_a_block_too_large_declines(tmp_path):
     assert full.stats["counts"]["skipped_blocks"] >= 1
     out = increment(person("d2:1", "LI NA", date(1985, 1, 2), sex="F", drop="d2"))
     assert out.stats["counts"]["new_records"] == 1
+
+
+def test_the_records_of_a_block_too_large_are_left_out_of_training(lake):
+    """Copies of one row must not teach the model: the records of the generated lake with 40
+    copies of a template added, resolved with a limit the copies exceed, train exactly the
+    model the records alone train (the same prior, m and u), and the copies stay apart."""
+    tables, _truth, new_ids, _first, state, _match = lake
+    copies = [person(f"t1:{i}", "AUNG AUNG", date(1990, 1, 2), nationality="MM", drop="t1")
+              for i in range(1, 41)]
+    extra = make_tables(copies)
+    every = {t: pl.concat([f, extra[t].select(f.columns)]) if t in extra else f
+             for t, f in _without(tables, new_ids).items()}
+    result = resolve(every, settings=ResolveSettings(block_max_pairs=40 * 40 - 1), now=NOW)
+    assert result.stats["model"] == "trained on the data"
+    assert "trained without the 40 records of blocks too large to compare" in result.stats[
+        "model_notes"]
+    trained, alone = (json.loads(m) for m in (result.stats["state"].model.model_json,
+                                              state.model.model_json))
+    assert trained["probability_two_random_records_match"] == alone[
+        "probability_two_random_records_match"]
+    # the same up to the last bits of EM's sums, which DuckDB adds in no fixed order
+    def levels(model):
+        return [(c["output_column_name"], level["label_for_charts"],
+                 level.get("m_probability"), level.get("u_probability"))
+                for c in model["comparisons"] for level in c["comparison_levels"]]
+
+    assert len(levels(trained)) == len(levels(alone))
+    for got, want in zip(levels(trained), levels(alone), strict=True):
+        assert got[:2] == want[:2]
+        assert list(got[2:]) == [w if w is None else pytest.approx(w, rel=1e-9)
+                                 for w in want[2:]], got
+    assert result.entity_record.filter(pl.col("record_id").str.starts_with("t1:"))[
+        "entity_id"].n_unique() == 40

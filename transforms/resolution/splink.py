@@ -532,6 +532,16 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     records = db_api.register(
         scored.to_arrow(compat_level=pl.CompatLevel.newest()), table_name="fl_records"
     )
+    # the records of a block too large to compare are left out of training too: 8,692 copies
+    # of one row among a million people made the prior 38 times too likely and EM's sample
+    # mostly copies, and the model so trained scored 2.6M pairs into review
+    training, left_out = None, 0
+    if trained and skipped.height:
+        out = skipped["records"].explode().unique()
+        left_out = out.len()
+        training = db_api.register(
+            scored.filter(~pl.col("record_id").is_in(out.implode())).to_arrow(
+                compat_level=pl.CompatLevel.newest()), table_name="fl_training")
     del scored
     # log_level=None: Splink's logging is left to the application (the CLI shows its errors,
     # not the EM notes about levels a training sample lacks)
@@ -542,8 +552,15 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
              "trained on the data" if trained else "declared priors")
     if trained:
         try:
-            _train(linker, settings, columns, stats, t0)
-            stats["model_json"] = saved(linker)
+            trainer = (linker if training is None else
+                       Linker(training, blocking(splink_settings), log_level=None))
+            _train(trainer, settings, columns, stats, t0)
+            stats["model_json"] = saved(trainer)
+            if trainer is not linker:  # the model trained without the blocks scores them all
+                linker = Linker(records, blocking(json.loads(stats["model_json"])),
+                                log_level=None)
+                notes.append(f"trained without the {left_out:,} records of blocks too large "
+                             "to compare")
         except Exception as exc:  # training never fails a run: the last good model, or priors
             why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
             linker, model = _fallback(records, settings, columns, Linker, blocking)
