@@ -11,7 +11,9 @@ the copies (1,500 copies took 2.2 GB; 8,692 were killed at 24 GB).
 :func:`oversize_blocks` finds, per rule, the keys whose candidate pairs exceed
 ``ResolveSettings.block_max_pairs``; :func:`skipping` rewrites the rules so that those keys
 make no pairs. Their records are still compared under every other rule whose blocks are small,
-and the resolver puts each skipped block in the review queue, so nothing goes unseen.
+the model is trained without them (transforms/resolution/splink.py: copies would teach it that
+such rows always match), and the resolver puts each skipped block in the review queue, so
+nothing goes unseen.
 
 The rules are parsed with sqlglot (Splink's own SQL parser): a top-level equality between an
 expression of the left record and one of the right record is a key; a condition on one side
@@ -56,18 +58,26 @@ def _bare(node: exp.Expression) -> str:
     return node.sql(dialect="duckdb")
 
 
+def _key(term: exp.Expression) -> tuple[str, str] | None:
+    """(left, right) expressions of an equality between the two records, else None."""
+    if not isinstance(term, exp.EQ):
+        return None
+    sides = (_sides(term.left), _sides(term.right))
+    if sides == ({"l"}, {"r"}):
+        return _bare(term.left), _bare(term.right)
+    if sides == ({"r"}, {"l"}):
+        return _bare(term.right), _bare(term.left)
+    return None
+
+
 def rule_keys(sql: str) -> RuleKeys:
     """The keys of a blocking rule written over ``l.`` and ``r.`` columns."""
     tree = sqlglot.parse_one(sql, dialect="duckdb")
     terms = list(tree.flatten()) if isinstance(tree, exp.And) else [tree]
     keys, left, right = [], [], []
     for term in terms:
-        if isinstance(term, exp.EQ) and {frozenset(_sides(term.left)),
-                                         frozenset(_sides(term.right))} == {
-                                             frozenset({"l"}), frozenset({"r"})}:
-            lhs, rhs = ((term.left, term.right) if _sides(term.left) == {"l"}
-                        else (term.right, term.left))
-            keys.append((_bare(lhs), _bare(rhs)))
+        if (key := _key(term)) is not None:
+            keys.append(key)
         elif _sides(term) == {"l"}:
             left.append(_bare(term))
         elif _sides(term) == {"r"}:
