@@ -190,3 +190,16 @@ def test_the_kept_model_keeps_the_declared_rules_and_scores_as_the_full_run():
                     kept=model)
     assert groups(again) == groups(first)
     assert again.review_pair.equals(first.review_pair)
+
+
+def test_a_drop_of_copies_alone_is_scored_with_the_priors_not_trained_on():
+    """1,100 copies and nothing else: enough records to train on, but every one of them is in
+    a block too large to compare, so none is trained on; the declared priors score them."""
+    result = resolve(tables(_template(1100)), now=NOW)
+    assert result.stats["model"] == "declared priors"
+    assert result.stats["model_notes"] == []  # no failed training to fall back from
+    assert result.stats["notes"] == [
+        "0 records < min_records_to_train=1000 beside the 1,100 of blocks too large to compare: "
+        "declared prior m/u probabilities used"]
+    assert result.entity_record["entity_id"].n_unique() == 1100
+    assert result.review_pair.height == 1099

@@ -539,9 +539,13 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     if trained and skipped.height:
         out = skipped["records"].explode().unique()
         left_out = out.len()
-        training = db_api.register(
-            scored.filter(~pl.col("record_id").is_in(out.implode())).to_arrow(
-                compat_level=pl.CompatLevel.newest()), table_name="fl_training")
+        if match.height - left_out < settings.min_records_to_train:  # too few to train on
+            trained = False
+            splink_settings = settings.splink_settings(columns, term_frequencies=False)
+        else:
+            training = db_api.register(
+                scored.filter(~pl.col("record_id").is_in(out.implode())).to_arrow(
+                    compat_level=pl.CompatLevel.newest()), table_name="fl_training")
     del scored
     # log_level=None: Splink's logging is left to the application (the CLI shows its errors,
     # not the EM notes about levels a training sample lacks)
@@ -567,8 +571,10 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
             notes.append(f"model training failed ({why}); {model} used instead")
     elif kept is None:
         stats.setdefault("notes", []).append(
-            f"{match.height} records < min_records_to_train={settings.min_records_to_train}: "
-            "declared prior m/u probabilities used"
+            f"{match.height - left_out} records < min_records_to_train="
+            f"{settings.min_records_to_train}"
+            + (f" beside the {left_out:,} of blocks too large to compare" if left_out else "")
+            + ": declared prior m/u probabilities used"
         )
     t1 = time.perf_counter()
     try:
