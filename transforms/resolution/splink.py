@@ -373,10 +373,9 @@ class KeptScorer:
                 return pl.DataFrame(schema=BLOCK_COLUMNS)
         source = "fl_check_new"
         if old:
-            files = ", ".join(f"'{p}'" for p in old)
             cols = ", ".join(f'"{c}"' for c in new.columns)
-            con.execute(f"CREATE OR REPLACE TEMP VIEW fl_check_all AS SELECT {cols} FROM "
-                        f"read_parquet([{files}], union_by_name = true) UNION ALL "
+            con.execute(f"CREATE OR REPLACE TEMP VIEW fl_check_all AS "
+                        f"{_old_records_sql(old, new.columns)} UNION ALL "
                         f"SELECT {cols} FROM fl_check_new")
             source = "fl_check_all"
         try:
@@ -413,11 +412,8 @@ class KeptScorer:
         parts = [pl.from_arrow(inference.predict_within(
             fresh, warning_mode="never").as_duckdbpyrelation().to_arrow_table())]
         if old:
-            files = ", ".join(f"'{p}'" for p in old)
-            cols = ", ".join(f'"{c}"' for c in new.columns)
             view = f"fl_old_view_{self._calls}"
-            self._con.execute(f"CREATE VIEW {view} AS SELECT {cols} "
-                              f"FROM read_parquet([{files}], union_by_name = true)")
+            self._con.execute(f"CREATE VIEW {view} AS {_old_records_sql(old, new.columns)}")
             parts.append(pl.from_arrow(inference.predict_between(
                 self._register(view), fresh,
                 warning_mode="never").as_duckdbpyrelation().to_arrow_table()))
@@ -430,6 +426,13 @@ class KeptScorer:
         hi = pl.max_horizontal("record_id_l", "record_id_r")
         return pairs.with_columns(lo.alias("record_id_l"), hi.alias("record_id_r")).sort(
             "record_id_l", "record_id_r")
+
+
+def _old_records_sql(old: list[Path], columns: list[str]) -> str:
+    """A SELECT of ``columns`` from the kept match frames' Parquet files."""
+    files = ", ".join(f"'{p}'" for p in old)
+    cols = ", ".join(f'"{c}"' for c in columns)
+    return f"SELECT {cols} FROM read_parquet([{files}], union_by_name = true)"
 
 
 def score_with_kept(
@@ -627,16 +630,17 @@ def _blocks_left_out(con: duckdb.DuckDBPyConnection, match: pl.DataFrame, rules:
     """The oversize blocks (blocks.oversize_blocks), the records and the rules that leave them
     out (the match frame and the rules as they are when there is none), and the rules'
     largest keys (blocks.largest_keys)."""
+    sql = rule_sql(rules)
     con.register("fl_blocking", match.to_arrow(compat_level=pl.CompatLevel.newest()))
     try:
-        largest = largest_keys(con, "fl_blocking", rule_sql(rules))
-        skipped = oversize_blocks(con, "fl_blocking", rule_sql(rules), settings.block_max_pairs,
+        largest = largest_keys(con, "fl_blocking", sql)
+        skipped = oversize_blocks(con, "fl_blocking", sql, settings.block_max_pairs,
                                   largest=largest)
     finally:
         con.unregister("fl_blocking")
     if skipped.height == 0:
         return skipped, match, rules, largest
-    blocked, frame = skipping(rule_sql(rules), match, skipped)
+    blocked, frame = skipping(sql, match, skipped)
     return skipped, frame, blocked, largest
 
 
