@@ -492,6 +492,15 @@ class ResolveSettings:
             it spills to disk (the rest is for the Polars frames of the same process): more
             raises the scoring peak, less slows prediction.
         seed: the random seed of u sampling: the same data give the same model.
+        backend: the engine Splink trains and scores on in a full resolution: ``duckdb`` (in
+            this process) or ``spark`` (the active Spark session, or a local one; the
+            ``spark`` extra). The SQL above is rendered for it (dialect.py); clustering, ids
+            and incremental scoring stay where they are. Two engines give the same entities
+            up to the last bits of floating-point sums (tests/test_spark.py), so the backend is
+            not part of the fingerprint: a full run on Spark is continued incrementally.
+        spark_memory_fraction: share of the machine's memory a Spark session started by the
+            resolver may hold (local mode: driver and executors in one JVM); a session the
+            deployment started keeps its own.
     """
 
     link_threshold: float = 0.5
@@ -508,8 +517,10 @@ class ResolveSettings:
     prior_recall: float = 0.8
     u_max_pairs: float = 2e6
     duckdb_memory_fraction: float = 0.15
+    spark_memory_fraction: float = 0.4
     em_max_pairs: float | None = 1e6
     seed: int = 42
+    backend: str = "duckdb"
     identity_kinds: tuple[str, ...] = IDENTITY_KINDS
     unique_per_person_kinds: tuple[str, ...] = UNIQUE_PER_PERSON_KINDS
     splink_id_columns: dict[str, tuple[str, ...]] = field(
@@ -536,10 +547,12 @@ class ResolveSettings:
         An incremental resolution continues the state a full one kept only under the same
         fingerprint: with a threshold, comparison or identifier kind changed, the entities it
         leaves alone would still follow the old settings. The fallback model and DuckDB's
-        memory share change no result, so they are left out.
+        memory share change no result, and the engine (``backend``, with its memory) nothing
+        beyond rounding, so they are left out.
         """
         kept = {k: v for k, v in asdict(self).items()
-                if k not in ("fallback_model", "duckdb_memory_fraction")}
+                if k not in ("fallback_model", "duckdb_memory_fraction", "backend",
+                             "spark_memory_fraction")}
         text = json.dumps(kept, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -1,4 +1,4 @@
-"""Probabilistic scoring of record pairs with Splink 5 on DuckDB.
+"""Probabilistic scoring of record pairs with Splink 5, on DuckDB or on Spark.
 
 ``match_frame`` turns the staged tables into one row per person record with the columns the
 declared comparisons read; ``score_pairs`` trains the Fellegi-Sunter model on those records (or
@@ -10,6 +10,11 @@ Training never fails a run. An m or u probability that EM drives below what Spli
 clamped to that minimum, as Splink itself clamps it when it computes a match weight; if
 training still fails, the last good model (``ResolveSettings.fallback_model``, which the
 pipeline keeps in the lake) is used, and without one the declared priors.
+
+``ResolveSettings.backend`` chooses the engine of the full scoring (backends.py): the same
+declaration, rendered in the engine's SQL (dialect.py). The model kept for later runs is always
+written in DuckDB's SQL, so incremental runs (``KeptScorer``, DuckDB) continue a model that
+Spark trained.
 ``stats["model_notes"]`` says what happened and ``stats["model_json"]`` holds a model trained
 on the data, for the next run to fall back on.
 """
@@ -23,6 +28,7 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,12 +37,14 @@ import duckdb
 import polars as pl
 
 from fusionlake.lake.settings import memory_share
+from transforms.resolution.backends import Backend, backend
 from transforms.resolution.blocks import (
     BLOCK_COLUMNS,
     largest_keys,
     oversize_blocks,
     skipping,
 )
+from transforms.resolution.dialect import declared_conditions, render
 from transforms.resolution.settings import ResolveSettings
 
 # Extra person-record columns that declared comparisons may read when a feed provides them.
@@ -206,13 +214,18 @@ class Scored:
         empty = pl.DataFrame(schema={"record_id_l": pl.String, "record_id_r": pl.String})
         if self.low_pairs is None or components.height == 0:
             return empty
+        source = self.low_pairs
+        if source.is_dir():  # Spark's part files
+            if not any(source.glob("*.parquet")):
+                return empty
+            source = source / "*.parquet"
         con, _ = _connect(self.memory_fraction)
         try:
             con.register("fl_components", components.select("record_id", "component").to_arrow())
             return pl.from_arrow(
                 con.sql(f"""
                 SELECT p.record_id_l, p.record_id_r
-                FROM read_parquet('{self.low_pairs}') p
+                FROM read_parquet('{source}') p
                 JOIN fl_components cl ON cl.record_id = p.record_id_l
                 JOIN fl_components cr ON cr.record_id = p.record_id_r
                 WHERE cl.component = cr.component
@@ -223,7 +236,10 @@ class Scored:
 
     def close(self) -> None:
         if self.low_pairs is not None:
-            self.low_pairs.unlink(missing_ok=True)
+            if self.low_pairs.is_dir():
+                shutil.rmtree(self.low_pairs, ignore_errors=True)
+            else:
+                self.low_pairs.unlink(missing_ok=True)
             self.low_pairs = None
 
 
@@ -246,7 +262,7 @@ class KeptModel:
     block_largest: list[tuple[int, int]] | None = None
 
 
-def _kept_linker(db_api: Any, records: Any, kept: KeptModel,
+def _kept_linker(engine: Backend, records: Any, kept: KeptModel,
                  model: dict[str, Any] | None = None) -> Any:
     """A linker on ``records`` with the kept model (or ``model``, the kept one with other
     blocking rules) and its frozen term frequencies."""
@@ -254,32 +270,28 @@ def _kept_linker(db_api: Any, records: Any, kept: KeptModel,
 
     # validated when it was trained: checking its SQL against the columns again costs a
     # quarter of a second per linker, twice per incremental run
-    linker = Linker(records, model or json.loads(kept.model_json), log_level=None,
-                    validate_settings=False)
+    linker = Linker(records, engine.render(model or json.loads(kept.model_json)),
+                    log_level=None, validate_settings=False)
     for column, table in kept.tf_tables.items():
-        tf = db_api.register(table.to_arrow(), table_name=f"fl_tf_{column}")
+        tf = engine.register(table, f"fl_tf_{column}_{uuid.uuid4().hex[:8]}")
         linker.table_management.register_term_frequency_lookup(tf, column)
     return linker
 
 
-def _tf_tables(linker: Any) -> dict[str, pl.DataFrame]:
+def _tf_tables(linker: Any, engine: Backend) -> dict[str, pl.DataFrame]:
     """The term-frequency tables the linker scored with (computed or registered)."""
     out = {}
     for column in linker._settings_obj._term_frequency_columns:
         name = column.unquote().name
-        out[name] = pl.from_arrow(
-            linker.table_management.compute_tf_table(name).as_duckdbpyrelation().to_arrow_table())
+        table = linker.table_management.compute_tf_table(name)
+        out[name] = engine.frame(table, engine.columns(table))
     return out
 
 
-def _pairs_of(rel: Any, names: list[str]) -> pl.DataFrame:
-    """Splink's predictions as our pairs: ids, probability, weight, match key and, per
-    comparison, its match weight including any term-frequency adjustment (``w_<name>``: > 0
-    the field agreed, < 0 it disagreed)."""
-    wanted = ["record_id_l", "record_id_r", "match_probability", "match_weight", "match_key"]
-    for n in names:
-        wanted += [c for c in (f"mw_{n}", f"mw_tf_adj_{n}") if c in rel.columns]
-    raw = pl.from_arrow(rel.select(*wanted).to_arrow_table())
+def _pairs_of(raw: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+    """Splink's predictions (the columns ``_pred_columns`` names) as our pairs: ids,
+    probability, weight, match key and, per comparison, its match weight including any
+    term-frequency adjustment (``w_<name>``: > 0 the field agreed, < 0 it disagreed)."""
     return raw.select(
         "record_id_l",
         "record_id_r",
@@ -338,15 +350,15 @@ class KeptScorer:
 
         if self._con is None:
             self._con, self._spill = _connect(self.settings.duckdb_memory_fraction)
-            self._db_api = DuckDBAPI(connection=self._con)
+            self._engine = Backend(DuckDBAPI(connection=self._con), self._con)
         return self._con
 
     def _register(self, table: Any) -> Any:
         self._connect()
         self._calls += 1
-        frame = self._db_api.register(table, table_name=f"fl_in_{self._calls}")
+        frame = self._engine.db_api.register(table, table_name=f"fl_in_{self._calls}")
         if self._linker is None:
-            self._linker = _kept_linker(self._db_api, frame, self.kept)
+            self._linker = _kept_linker(self._engine, frame, self.kept)
         return frame
 
     def oversize(self, new: pl.DataFrame, old: list[Path] | None = None) -> pl.DataFrame:
@@ -417,11 +429,9 @@ class KeptScorer:
             parts.append(pl.from_arrow(inference.predict_between(
                 self._register(view), fresh,
                 warning_mode="never").as_duckdbpyrelation().to_arrow_table()))
-        both = pl.concat([p.select(_pred_columns(p, names)) for p in parts],
+        both = pl.concat([p.select(_pred_columns(p.columns, names)) for p in parts],
                          how="vertical_relaxed")
-        self._con.register("fl_pred", both.to_arrow())
-        pairs = _pairs_of(self._con.sql("SELECT * FROM fl_pred"), names)
-        self._con.unregister("fl_pred")
+        pairs = _pairs_of(both, names)
         lo = pl.min_horizontal("record_id_l", "record_id_r")
         hi = pl.max_horizontal("record_id_l", "record_id_r")
         return pairs.with_columns(lo.alias("record_id_l"), hi.alias("record_id_r")).sort(
@@ -446,10 +456,11 @@ def score_with_kept(
         return scorer.score(new, old)
 
 
-def _pred_columns(frame: pl.DataFrame, names: list[str]) -> list[str]:
+def _pred_columns(columns: list[str], names: list[str]) -> list[str]:
+    """The columns of Splink's predictions that ``_pairs_of`` reads."""
     wanted = ["record_id_l", "record_id_r", "match_probability", "match_weight", "match_key"]
     for n in names:
-        wanted += [c for c in (f"mw_{n}", f"mw_tf_adj_{n}") if c in frame.columns]
+        wanted += [c for c in (f"mw_{n}", f"mw_tf_adj_{n}") if c in columns]
     return wanted
 
 
@@ -486,7 +497,7 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
         match weight) per comparison; ``against(components)`` fetches low-scored pairs later.
         Call ``close()`` when done.
     """
-    from splink import DuckDBAPI, Linker
+    from splink import Linker
 
     empty = pl.DataFrame(
         schema={
@@ -515,9 +526,11 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     # anyway; as files scoring peaks at half the memory, as fast (bench/RESULTS.md).
     splink_tables = spill / "tables"
     splink_tables.mkdir()
-    db_api = DuckDBAPI(
-        connection=con, materialisation="parquet", materialisation_dir=splink_tables
-    )
+    engine = backend(settings.backend, con, splink_tables,  # Spark's start: seconds
+                     settings.spark_memory_fraction)
+    token = uuid.uuid4().hex[:8]  # a Spark session outlives the call: its tables' names
+    stats.setdefault("seconds", {})["engine"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     declared = splink_settings["blocking_rules_to_generate_predictions"]
     skipped, scored, blocked, largest = _blocks_left_out(con, match, declared, settings)
     stats.setdefault("seconds", {})["blocks"] = time.perf_counter() - t0
@@ -527,14 +540,23 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
         """A model that blocks as this run must (oversize blocks left out)."""
         return {**model, "blocking_rules_to_generate_predictions": blocked}
 
-    def saved(linker: Any) -> str:
-        """The linker's model as kept for later runs: with the declared blocking rules."""
-        return json.dumps({**linker.misc.save_model_to_json(),
-                           "blocking_rules_to_generate_predictions": declared})
+    origin: dict[int, dict[str, Any]] = {}  # linker -> the model it was made from
 
-    records = db_api.register(
-        scored.to_arrow(compat_level=pl.CompatLevel.newest()), table_name="fl_records"
-    )
+    def linker_on(table: Any, model: dict[str, Any]) -> Any:
+        """A linker with ``model`` (DuckDB's SQL) blocking as this run must, on the engine."""
+        linker = Linker(table, engine.render(blocking(model)), log_level=None)
+        origin[id(linker)] = model
+        return linker
+
+    def saved(linker: Any) -> str:
+        """The linker's model as kept for later runs: in DuckDB's SQL, with the declared
+        blocking rules."""
+        model = linker.misc.save_model_to_json()
+        if engine.name != "duckdb":
+            model = declared_conditions(model, origin[id(linker)])
+        return json.dumps({**model, "blocking_rules_to_generate_predictions": declared})
+
+    records = engine.register(scored, f"fl_records_{token}")
     # the records of a block too large to compare are left out of training too: 8,692 copies
     # of one row among a million people added 37.8M pairs to the 1.8M the prior's rules find
     # in the people themselves and filled EM's sample; that model put 2.6M pairs in review
@@ -546,31 +568,32 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
             trained = False
             splink_settings = settings.splink_settings(columns, term_frequencies=False)
         else:
-            training = db_api.register(
-                scored.filter(~pl.col("record_id").is_in(out.implode())).to_arrow(
-                    compat_level=pl.CompatLevel.newest()), table_name="fl_training")
+            training = engine.register(
+                scored.filter(~pl.col("record_id").is_in(out.implode())),
+                f"fl_training_{token}")
     del scored
     # log_level=None: Splink's logging is left to the application (the CLI shows its errors,
     # not the EM notes about levels a training sample lacks)
-    linker = (Linker(records, blocking(splink_settings), log_level=None) if kept is None
-              else _kept_linker(db_api, records, kept, blocking(splink_settings)))
+    if kept is None:
+        linker = linker_on(records, splink_settings)
+    else:
+        linker = _kept_linker(engine, records, kept, blocking(splink_settings))
+        origin[id(linker)] = splink_settings
     notes = stats.setdefault("model_notes", [])
     model = ("the kept model" if kept is not None else
              "trained on the data" if trained else "declared priors")
     if trained:
         try:
-            trainer = (linker if training is None else
-                       Linker(training, blocking(splink_settings), log_level=None))
-            _train(trainer, settings, columns, stats, t0)
+            trainer = linker if training is None else linker_on(training, splink_settings)
+            _train(trainer, settings, columns, stats, t0, engine.name)
             stats["model_json"] = saved(trainer)
             if trainer is not linker:  # the model trained without the blocks scores them all
-                linker = Linker(records, blocking(json.loads(stats["model_json"])),
-                                log_level=None)
+                linker = linker_on(records, json.loads(stats["model_json"]))
                 notes.append(f"trained without the {left_out:,} records of blocks too large "
                              "to compare")
         except Exception as exc:  # training never fails a run: the last good model, or priors
             why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-            linker, model = _fallback(records, settings, columns, Linker, blocking)
+            linker, model = _fallback(records, settings, columns, linker_on)
             notes.append(f"model training failed ({why}); {model} used instead")
     elif kept is None:
         stats.setdefault("notes", []).append(
@@ -591,17 +614,15 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
         # a model saved before the inputs changed shape (a column no feed fills any more)
         notes.append(f"the last good model could not score these records "
                      f"({type(exc).__name__}); the declared priors used instead")
-        linker = Linker(records, blocking(settings.splink_settings(
-            columns, term_frequencies=False)), log_level=None)
+        linker = linker_on(records, settings.splink_settings(columns, term_frequencies=False))
         model = "declared priors"
         predictions = linker.inference.predict(threshold_match_probability=None,
                                                warning_mode="never")
-    rel = predictions.as_duckdbpyrelation().filter(
-        f"match_probability >= {settings.predict_threshold}"
-    )
-    pairs = _pairs_of(rel, names)
-    stats["scoring_model"] = KeptModel(saved(linker), _tf_tables(linker), dict(match.schema),
-                                       largest)
+    pairs = _pairs_of(engine.frame(
+        predictions, _pred_columns(engine.columns(predictions), names),
+        f"match_probability >= {settings.predict_threshold}"), names)
+    stats["scoring_model"] = KeptModel(saved(linker), _tf_tables(linker, engine),
+                                       dict(match.schema), largest)
     t2 = time.perf_counter()
     stats.setdefault("seconds", {}).update(splink_train=t1 - t0, splink_predict=t2 - t1)
     stats["model"] = model
@@ -610,10 +631,9 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     # a file, and Splink's DuckDB, holding every comparison of every blocked pair (11.6M pairs
     # at a million people), closes now instead of keeping its memory while the clusters are built.
     low = spill / "low_pairs.parquet"
-    con.execute(
-        f"COPY (SELECT record_id_l, record_id_r FROM {predictions.physical_name} "
-        f"WHERE match_probability < {settings.review_low}) TO '{low}' (FORMAT parquet)"
-    )
+    engine.write_parquet(predictions, ["record_id_l", "record_id_r"],
+                         f"match_probability < {settings.review_low}", low)
+    engine.close()
     con.close()
     shutil.rmtree(splink_tables, ignore_errors=True)  # a served process runs again: not kept
     return Scored(pairs, names, low, settings.duckdb_memory_fraction, skipped)
@@ -645,14 +665,14 @@ def _blocks_left_out(con: duckdb.DuckDBPyConnection, match: pl.DataFrame, rules:
 
 
 def _train(linker: Any, settings: ResolveSettings, columns: set[str], stats: dict[str, Any],
-           t0: float) -> None:
+           t0: float, dialect: str = "duckdb") -> None:
     """Estimate the model's parameters on the data: the prior from deterministic rules, u by
     random sampling, m by EM in the declared sessions.
 
     EM's estimates below Splink's minimum are clamped to it (:func:`_clamped_em`).
     """
     notes = stats.setdefault("model_notes", [])
-    prior = [r["sql"] for r in settings.usable(settings.prior_rules, columns)]
+    prior = [render(r["sql"], dialect) for r in settings.usable(settings.prior_rules, columns)]
     if prior:
         linker.training.estimate_probability_two_random_records_match(
             prior, recall=settings.prior_recall
@@ -665,7 +685,7 @@ def _train(linker: Any, settings: ResolveSettings, columns: set[str], stats: dic
     with _clamped_em(notes):
         for rule in settings.usable(settings.em_rules, columns):
             linker.training.estimate_parameters_using_expectation_maximisation(
-                rule["sql"], estimate_without_term_frequencies=True,
+                render(rule["sql"], dialect), estimate_without_term_frequencies=True,
                 max_pairs=settings.em_max_pairs,
             )
     stats.setdefault("seconds", {}).update(
@@ -718,17 +738,17 @@ def _clamped_em(notes: list[str]):
 
 
 def _fallback(records: Any, settings: ResolveSettings, columns: set[str],
-              linker_class: Any, blocking: Any) -> tuple[Any, str]:
+              linker_on: Any) -> tuple[Any, str]:
     """A linker with the last good model when there is one that loads, else the priors;
-    ``blocking`` gives either this run's blocking rules."""
+    ``linker_on(records, model)`` makes either, blocking as this run must."""
     if settings.fallback_model:
         try:
-            return (linker_class(records, blocking(json.loads(settings.fallback_model)),
-                                 log_level=None), "the last good model")
+            return (linker_on(records, json.loads(settings.fallback_model)),
+                    "the last good model")
         except Exception:  # unreadable or from another Splink: the priors then
             pass
-    return (linker_class(records, blocking(settings.splink_settings(
-        columns, term_frequencies=False)), log_level=None), "declared priors")
+    return (linker_on(records, settings.splink_settings(columns, term_frequencies=False)),
+            "declared priors")
 
 
 def _level_weights(linker: Any) -> dict[str, list[tuple[str, float | None]]]:
