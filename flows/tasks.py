@@ -127,6 +127,7 @@ class PrefectExecutor(Executor):
         # Refused before the run lands anything: a lake the cluster cannot reach, a missing
         # extra, or a Prefect API that the cluster's workers cannot reach.
         self.settings.check_task_runner()
+        self.settings.check_resolve_backend()
         if self.settings.task_runner == "dask" and self.settings.dask_address:
             api = self._api_url()
             if _loopback(api) and not _loopback(self.settings.dask_address):

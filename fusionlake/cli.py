@@ -948,6 +948,7 @@ def main(argv: list[str] | None = None) -> int:
             _check_lake(settings.lake)
         if fn in (cmd_run, cmd_serve):  # where drops are staged, before any server starts
             settings.check_task_runner()
+            settings.check_resolve_backend()
         code = fn(args, settings)
         sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
         return code

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,10 @@ DEFAULT_LAKE = "./lakehouse"
 #: (threads, or worker processes for big drops); ``dask`` a Dask cluster, a LocalCluster of
 #: ``drop_workers`` processes or the scheduler at ``FUSIONLAKE_DASK_ADDRESS``.
 TASK_RUNNERS = ("local", "dask")
+
+#: The engine Splink trains and scores on in a full resolution (ResolveSettings.backend):
+#: DuckDB in the run's process, or Spark (the active session, else a local one).
+RESOLVE_BACKENDS = ("duckdb", "spark")
 
 # Agencies run this on closed networks: nothing may phone home, and Prefect's ephemeral server
 # needs more than its default 20 s to start the first time on a fresh machine (migrations).
@@ -82,6 +87,24 @@ class Settings:
     # A running Dask scheduler (``tcp://host:8786``) whose workers take the per-drop work; none:
     # the run starts a LocalCluster of drop_workers processes on this host and stops it after.
     dask_address: str | None = None
+    # RESOLVE_BACKENDS: the engine Splink trains and scores on in a full resolution
+    # (transforms.resolution.backends; Spark needs the `spark` extra and a Java runtime)
+    resolve_backend: str = "duckdb"
+
+    def check_resolve_backend(self) -> None:
+        """Raise :class:`SettingsError` if full resolutions cannot run on the engine named."""
+        if self.resolve_backend not in RESOLVE_BACKENDS:
+            raise SettingsError(f"FUSIONLAKE_RESOLVE_BACKEND={self.resolve_backend!r} is not "
+                                f"one of {', '.join(RESOLVE_BACKENDS)}")
+        if self.resolve_backend == "spark":
+            if importlib.util.find_spec("pyspark") is None:
+                raise SettingsError("FUSIONLAKE_RESOLVE_BACKEND=spark needs PySpark: install "
+                                    "fusionlake with its `spark` extra "
+                                    "(pip install 'fusionlake[spark]')")
+            if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+                raise SettingsError("FUSIONLAKE_RESOLVE_BACKEND=spark needs a Java runtime "
+                                    "(java on PATH or JAVA_HOME; Debian: "
+                                    "openjdk-17-jre-headless)")
 
     def check_task_runner(self) -> None:
         """Raise :class:`SettingsError` if per-drop work cannot run where the settings say.
@@ -129,6 +152,8 @@ class Settings:
                          or ("dask" if os.environ.get("FUSIONLAKE_DASK_ADDRESS") else "local")
                          ).strip().lower(),
             dask_address=os.environ.get("FUSIONLAKE_DASK_ADDRESS") or None,
+            resolve_backend=(os.environ.get("FUSIONLAKE_RESOLVE_BACKEND")
+                             or cls.resolve_backend).strip().lower(),
         )
 
 

@@ -162,11 +162,12 @@ class Options:
     full_every: int = Settings.full_every
     max_share: float = Settings.incremental_max_share
     workers: int = 1  # groups resolved side by side when incremental (fusionlake.pipeline.slots)
+    backend: str = Settings.resolve_backend  # where a full resolution scores (RESOLVE_BACKENDS)
 
     @classmethod
     def of(cls, settings: Settings) -> Options:
         return cls(settings.full, settings.full_every, settings.incremental_max_share,
-                   settings.group_workers)
+                   settings.group_workers, settings.resolve_backend)
 
 
 def resolve_audiences(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str,
@@ -459,7 +460,7 @@ def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame | pl.LazyFra
                            f"{str(exc)[:300]})")
                     detail = f"{why}: resolved in full"
         with slots.every():  # a full resolution holds gigabytes: alone
-            return _full(store, scans, run_id, retention, audience, detail)
+            return _full(store, scans, run_id, retention, audience, detail, options.backend)
 
 
 def _log(step: str, line: str) -> None:
@@ -467,10 +468,12 @@ def _log(step: str, line: str) -> None:
 
 
 def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, retention: int,
-          audience: str, why: str):
+          audience: str, why: str, backend: str = Settings.resolve_backend):
     from transforms.resolution.resolve import resolve  # Splink: seconds to import; see above
     from transforms.resolution.settings import ResolveSettings
 
+    if backend != "duckdb":  # said in the run summary too
+        why = f"{why} (scored on {backend})"
     _log("full", f"{audience}: {why}")
     try:  # the fallback should training fail: this audience's last good model
         last_model = store.get(layout.splink_model_key(audience)).decode()
@@ -482,7 +485,7 @@ def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, reten
         input_scans(scans),  # each table read when resolve needs it, and let go after
         decisions=decisions,
         previous=previous["entity_record"] if previous else None,
-        settings=ResolveSettings(fallback_model=last_model),
+        settings=ResolveSettings(fallback_model=last_model, backend=backend),
         progress=_log,
     )
     trained = resolution.stats.pop("model_json", None)
