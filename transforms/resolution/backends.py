@@ -21,7 +21,9 @@ one (on a cluster it must be storage every executor reaches).
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -122,14 +124,15 @@ def spark_session(driver_memory: str = "1g") -> Any:
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    warehouse = tempfile.mkdtemp(prefix="fusionlake-spark-warehouse-")
+    atexit.register(shutil.rmtree, warehouse, ignore_errors=True)
     spark = (SparkSession.builder.appName("fusionlake-resolve")
              .config("spark.jars", similarity_jar_location())
              .config("spark.ui.enabled", "false")
              .config("spark.driver.memory", driver_memory)
              # Splink asks for the current database, which makes the warehouse folder: not
              # in the working directory
-             .config("spark.sql.warehouse.dir",
-                     tempfile.mkdtemp(prefix="fusionlake-spark-warehouse-"))
+             .config("spark.sql.warehouse.dir", warehouse)
              .getOrCreate())
     # Splink runs a hundred small queries; Spark's default of 200 shuffle partitions is for
     # a cluster and made training on one machine four times slower (bench/RESULTS.md)
