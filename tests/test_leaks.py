@@ -126,10 +126,12 @@ def generated_lake(tmp_path_factory) -> Path:
     return root / "lake"
 
 
-def _with_releasability(lake: Path, out: Path, seed: int, share: float) -> LocalStore:
+def _with_releasability(lake: Path, out: Path, seed: int, share: float,
+                        only_own: frozenset[str] = frozenset()) -> LocalStore:
     """A copy of the lake whose staged rows carry random releasability (and no resolution or
     marts yet): each person row is released to its own agency and to each other agency with
-    probability ``share``; its detail rows carry the same list."""
+    probability ``share`` (the rows of the drops in ``only_own`` to their own agency alone);
+    its detail rows carry the same list."""
     shutil.copytree(lake, out)
     for zone in (layout.RESOLUTION, layout.MARTS):
         shutil.rmtree(out / zone, ignore_errors=True)
@@ -138,8 +140,9 @@ def _with_releasability(lake: Path, out: Path, seed: int, share: float) -> Local
     chosen: dict[str, list[str]] = {}
     for key in sorted(store.list(layout.staged_prefix("person_record"))):
         frame = zones.read_frame(store, key)
-        for rid, agency in frame.select("record_id", "agency").iter_rows():
-            chosen[rid] = sorted({agency, *(a for a in AGENCIES if rng.random() < share)})
+        for rid, agency, drop in frame.select("record_id", "agency", "drop_id").iter_rows():
+            others = [] if drop in only_own else [a for a in AGENCIES if rng.random() < share]
+            chosen[rid] = sorted({agency, *others})
     for key in store.list(layout.STAGED):
         frame = zones.read_frame(store, key)
         lists = [chosen.get(r, ["nobody"]) for r in frame["record_id"].to_list()]
@@ -159,6 +162,52 @@ def test_every_audience_mart_equals_the_mart_of_its_rows_alone(generated_lake, t
     published = _publish_all(full, tmp / "work")
     assert sorted(published) == ["all", *AGENCIES]
     _assert_rule(full, tmp, AGENCIES)
+
+
+@pytest.mark.slow
+def test_a_block_too_large_that_one_agency_alone_sees_leaks_to_no_other(
+        generated_lake, tmp_path, monkeypatch):
+    """mm_police sends one template row 40 times and releases it to no one. With a block limit
+    the copies exceed, its audience's resolution leaves their block out and sends it to review;
+    the others' marts must show nothing of it, and every mart must still be the mart of its
+    audience's rows alone (the rule above)."""
+    import functools
+    import importlib.util
+
+    from transforms.resolution import settings as resolve_settings
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_template", Path(__file__).resolve().parents[1] / "bench" / "bench_template.py")
+    template = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(template)
+    lake = tmp_path / "lake"
+    shutil.copytree(generated_lake, lake)
+    drops = template.write_drop(40, tmp_path / "template")
+    deliver(open_store(str(lake)), "mm_police", "detainees",
+            [drops / "mm_police" / "detainees" / "template.jsonl"])
+    assert not run(Settings(lake=str(lake), drop_workers=0)).problems
+    ledger = Ledger(open_store(str(lake)))
+    drop = next(e.drop_id for e in ledger.entries() if e.file_name == "template.jsonl")
+
+    # 40 copies make 1,600 candidate pairs in the birth-date rule's block: over this limit
+    monkeypatch.setattr(resolve_settings, "ResolveSettings", functools.partial(
+        resolve_settings.ResolveSettings, block_max_pairs=1_000))
+    full = _with_releasability(lake, tmp_path / "released", 5, 0.5, frozenset({drop}))
+    _publish_all(full, tmp_path / "work")
+    reason = "%too many to compare pair by pair"
+    for audience in AGENCIES:
+        path = _mart_path(full, audience)
+        blocks = _q(path, f"SELECT count(*), count(DISTINCT record_id_l) FROM review_queue "
+                          f"WHERE reason LIKE '{reason}'")[0]
+        copies = _q(path, f"SELECT count(*) FROM entity_record WHERE record_id LIKE '{drop}%'")
+        if audience == "mm_police":
+            assert blocks[0] >= 39 and copies == [(40,)], (blocks, copies)
+            entities = _q(path, f"SELECT count(DISTINCT entity_id) FROM entity_record "
+                                f"WHERE record_id LIKE '{drop}%'")
+            assert entities == [(40,)]  # left out: each copy its own entity until decided
+        else:
+            assert blocks == (0, 0) and copies == [(0,)], (audience, blocks, copies)
+    _assert_rule(full, tmp_path, AGENCIES)
 
 
 # ---------------------------------------------------------------------------------------------
