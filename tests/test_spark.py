@@ -340,3 +340,20 @@ def test_settings_of_the_resolve_backend(monkeypatch, tmp_path, capsys):
                         lambda name, *a: None if name == "pyspark" else real(name, *a))
     with pytest.raises(SettingsError, match=r"install fusionlake with its `spark` extra"):
         spark_settings.check_resolve_backend()
+
+
+def test_the_backend_bench_prints_both_engines_with_their_agreement(tmp_path):
+    """bench/bench_backends.py at a size that runs in seconds: a row per engine, the ratio,
+    and the share of records whose entity is the same on both."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "bench_backends.py"
+    done = subprocess.run([sys.executable, str(script), "--people", "200", "--runs", "1"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line.split(" | ")[2]: line.split(" | ") for line in done.stdout.splitlines()
+            if line.startswith("200 |")}
+    assert set(rows) == {"duckdb", "spark"}, done.stdout
+    assert float(rows["spark"][-1].rstrip("%")) > 90  # same entity, in percent
+    assert "200 people: Spark / DuckDB whole resolution" in done.stdout
