@@ -357,3 +357,19 @@ def test_the_backend_bench_prints_both_engines_with_their_agreement(tmp_path):
     assert set(rows) == {"duckdb", "spark"}, done.stdout
     assert float(rows["spark"][-1].rstrip("%")) > 90  # same entity, in percent
     assert "200 people: Spark / DuckDB whole resolution" in done.stdout
+
+
+def test_spark_configuration_of_the_deployment_is_read_before_defaults_are_given(
+        tmp_path, monkeypatch):
+    from transforms.resolution.backends import _spark_configuration
+
+    monkeypatch.delenv("PYSPARK_SUBMIT_ARGS", raising=False)
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    assert "spark.driver.memory" not in _spark_configuration()
+    (tmp_path / "spark-defaults.conf").write_text("spark.master spark://m:7077\n"
+                                                  "spark.driver.memory 3g\n")
+    assert "spark.driver.memory 3g" in _spark_configuration()
+    monkeypatch.delenv("SPARK_CONF_DIR")
+    monkeypatch.setenv("SPARK_HOME", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--driver-memory 2g pyspark-shell")
+    assert "--driver-memory 2g" in _spark_configuration()

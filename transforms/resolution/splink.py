@@ -10,13 +10,13 @@ Training never fails a run. An m or u probability that EM drives below what Spli
 clamped to that minimum, as Splink itself clamps it when it computes a match weight; if
 training still fails, the last good model (``ResolveSettings.fallback_model``, which the
 pipeline keeps in the lake) is used, and without one the declared priors.
+``stats["model_notes"]`` says what happened and ``stats["model_json"]`` holds a model trained
+on the data, for the next run to fall back on.
 
 ``ResolveSettings.backend`` chooses the engine of the full scoring (backends.py): the same
 declaration, rendered in the engine's SQL (dialect.py). The model kept for later runs is always
 written in DuckDB's SQL, so incremental runs (``KeptScorer``, DuckDB) continue a model that
 Spark trained.
-``stats["model_notes"]`` says what happened and ``stats["model_json"]`` holds a model trained
-on the data, for the next run to fall back on.
 """
 
 from __future__ import annotations
