@@ -343,3 +343,57 @@ def test_the_records_of_a_block_too_large_are_left_out_of_training(lake):
                                  for w in want[2:]], got
     assert result.entity_record.filter(pl.col("record_id").str.starts_with("t1:"))[
         "entity_id"].n_unique() == 40
+
+
+def test_new_records_that_touch_two_records_of_a_block_left_out_decline(tmp_path):
+    """A full run leaves a block too large to compare out of its rule and reviews it. An
+    increment scores every pair of the records it re-resolves, so when new records touch two
+    records of such a block it would compare them where the full run did not (a record
+    touching all of 8,692 copies would make it score 75M pairs): it declines, and the full run
+    leaves the block out again. New records that touch one copy alone stay incremental and give
+    the full run's review queue."""
+    settings = ResolveSettings(block_max_pairs=29 * 29 - 1)
+    copies = [person(f"t1:{i:02d}", "AUNG AUNG", date(1990, 1, 2), nationality="MM",
+                     drop="t1") for i in range(1, 30)]
+    nrc = [ident("t1:01", "mm_nrc", "12/ABC(N)000001", country="MM"),
+           ident("t1:02", "mm_nrc", "12/ABC(N)000002", country="MM")]
+    old = [person("d1:1", "WANG WEI", date(1990, 3, 7)), *copies]
+    first = resolve(make_tables(old, nrc), now=NOW, settings=settings)
+    assert first.stats["counts"]["skipped_blocks"] >= 1
+    block = pl.col("reason").str.ends_with("too many to compare pair by pair")
+    assert first.review_pair.filter(block).height == 28
+    state = first.stats["state"]
+    state.match.write_parquet(tmp_path / "match.parquet")
+
+    def increment(new: list[dict], held: list[dict]):
+        every = make_tables([*old, *new], [*nrc, *held])
+        ids = pl.Series([p["record_id"] for p in new])
+        out = incremental.resolve_incremental(
+            {t: f.lazy() for t, f in every.items()}, ids, state.model,
+            [tmp_path / "match.parquet"], state.components, _frames(first), None, None,
+            settings, LATER)
+        return out, resolve(every, previous=first.entity_record, now=LATER, settings=settings)
+
+    def holder(rid: str, value: str) -> tuple[dict, dict]:  # another person with that NRC
+        return (person(rid, "LI NA", date(1985, 6, 1), sex="F", nationality="MM", drop="d2"),
+                ident(rid, "mm_nrc", value, country="MM"))
+
+    (a, ida), (b, idb) = holder("d2:1", nrc[0]["value_normalised"]), holder(
+        "d2:2", nrc[1]["value_normalised"])
+    with pytest.raises(incremental.Declined,
+                       match=r"^the new records touch 2 records of a block left out as too "
+                             r"large to compare \(blocking rule \d+ puts 29 records in one "
+                             r"block \(birth_date = 1990-01-02"):
+        increment([a, b], [ida, idb])
+    full = resolve(make_tables([*old, a, b], [*nrc, ida, idb]), now=LATER, settings=settings)
+    assert full.review_pair.filter(block).height == 28  # left out and reviewed again
+
+    out, full = increment([a], [ida])  # one copy touched: nothing of the block is compared
+    assert out.stats["counts"]["new_records"] == 1
+
+    def queue(frame: pl.DataFrame) -> list[tuple]:
+        return sorted(frame.select("record_id_l", "record_id_r", "priority", "reason")
+                      .iter_rows())
+
+    assert queue(out.frames["review_pair"]) == queue(full.review_pair)
+    assert len([r for r in queue(full.review_pair) if r[3].endswith("pair by pair")]) == 28

@@ -46,6 +46,7 @@ from fusionlake.lake.schema import conform
 from transforms.resolution.ids import history
 from transforms.resolution.links import association_values, entity_links
 from transforms.resolution.resolve import (
+    BLOCK_REVIEW,
     _identifier_edges,
     _Timer,
     checked_tables,
@@ -393,6 +394,32 @@ class Declined(Exception):
     """The increment cannot give what a full run gives (the reason says why): run a full one."""
 
 
+def left_out_blocks_touched(review_pair: pl.DataFrame | pl.LazyFrame,
+                            affected: pl.Series) -> None:
+    """Decline when two of the affected records are in one block that the full run left out
+    as too large to compare (blocks.oversize_blocks).
+
+    An increment scores every pair of the affected records under the kept model's rules, so it
+    would compare the two where the full run did not: a new record touching all of 8,692
+    copies of one row would make the increment score their 75M pairs. The full run's review
+    queue names each such block (its first record paired with every other, ``BLOCK_REVIEW``),
+    so the blocks are known without counting them again.
+    """
+    star = (review_pair.lazy().filter(pl.col("reason").str.ends_with(BLOCK_REVIEW))
+            .select(pl.col("record_id_l").alias("first"), "record_id_r", "reason"))
+    members = pl.concat([
+        star.select("first", pl.col("first").alias("record_id"), "reason"),
+        star.select("first", pl.col("record_id_r").alias("record_id"), "reason")])
+    touched = (members.join(affected.to_frame("record_id").lazy(), on="record_id", how="semi")
+               .group_by("first").agg(pl.col("record_id").n_unique().alias("n"),
+                                      pl.col("reason").min())
+               .filter(pl.col("n") >= 2).sort("n", descending=True).collect())
+    if touched.height:
+        n, reason = touched.row(0)[1:]
+        raise Declined(f"the new records touch {n:,} records of a block left out as too large "
+                       f"to compare ({reason.removesuffix(': ' + BLOCK_REVIEW)})")
+
+
 @dataclass
 class Outcome:
     """An incremental resolution: the complete frames, the delta and the state to keep."""
@@ -518,6 +545,7 @@ def _resolve_incremental(
             {"record_id_l": outside, "record_id_r": outside}), components)
     else:
         raise Declined("identity numbers held by too many records reach too far")
+    left_out_blocks_touched(previous["review_pair"], affected)
     old_affected = affected.filter(~affected.is_in(new_ids.implode()))
     tables = _rows(scans, affected, columns)
     kept_match = pl.scan_parquet(old_match).filter(

@@ -70,6 +70,10 @@ EVIDENCE_FIELDS = (
 )
 PROVENANCE_FIELDS = ("agency", "feed", "drop_id", "source_row")
 
+# How the review reason of a block too large to compare ends (the pairs of its first record
+# with every other): an incremental run keeps those pairs, which only a full run makes.
+BLOCK_REVIEW = "too many to compare pair by pair"
+
 
 def input_columns(settings: ResolveSettings | None = None) -> dict[str, tuple[str, ...]]:
     """The staged columns :func:`resolve` reads, per table.
@@ -638,7 +642,7 @@ def _review(
         pl.lit(2.0).alias("priority"),
         pl.Series("reason", [  # a few blocks: their counts written as the run's notes write them
             f"blocking rule {rule + 1} puts {len(records):,} records in one block ({block}): "
-            "too many to compare pair by pair"
+            + BLOCK_REVIEW
             for rule, block, records in skipped.select("rule", "block", "records").iter_rows()
         ], dtype=pl.String),
     ).explode("record_id_r").filter(pl.col("record_id_l") != pl.col("record_id_r"))
