@@ -36,7 +36,8 @@ from transforms.resolution.resolve import resolve
 from transforms.resolution.settings import ResolveSettings
 from transforms.resolution.splink import KeptScorer, match_frame, rule_sql
 
-pytestmark = pytest.mark.slow
+# one JVM for the module: its tests run on one xdist worker (make test: --dist loadgroup)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("spark")]
 
 _SPEC = importlib.util.spec_from_file_location(
     "bench_generated", Path(__file__).resolve().parents[1] / "bench" / "generated.py")
@@ -48,8 +49,9 @@ SPARK = ResolveSettings(backend="spark")
 
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory):
-    """The session resolution uses, with Splink's functions registered."""
-    return SparkBackend(tmp_path_factory.mktemp("spark")).spark
+    """The session resolution uses, with Splink's functions registered (a tenth of the
+    machine's memory: the test data are small, and other workers run beside it)."""
+    return SparkBackend(tmp_path_factory.mktemp("spark"), memory_fraction=0.1).spark
 
 
 @pytest.fixture(scope="module")
