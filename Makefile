@@ -44,7 +44,7 @@ demo: $(STAMP)
 	$(BIN)/fusionlake evaluate --lake $(LAKE) --truth $(DROPS)/truth.csv
 
 test: lint
-	$(BIN)/pytest -n 3 --dist loadgroup
+	$(BIN)/pytest -n 3
 
 # Style, and the layers of the repository (.importlinter): lake < transforms < expectations <
 # pipeline < flows < cli, the generator beside them.
