@@ -35,10 +35,6 @@ from fusionlake.lake.settings import memory_share
 from transforms.resolution.dialect import BACKENDS, rendered
 
 
-def _arrow(frame: pl.DataFrame) -> Any:
-    return frame.to_arrow(compat_level=pl.CompatLevel.newest())
-
-
 class Backend:
     """One engine for one scoring call (see module docstring)."""
 
@@ -52,19 +48,21 @@ class Backend:
         return rendered(model, self.name)
 
     def register(self, frame: pl.DataFrame, table_name: str) -> Any:
-        return self.db_api.register(_arrow(frame), table_name=table_name)
+        return self.db_api.register(frame.to_arrow(compat_level=pl.CompatLevel.newest()),
+                                    table_name=table_name)
 
-    def frame(self, table: Any, columns: list[str], where: str | None = None) -> pl.DataFrame:
+    def frame(self, table: Any, columns: list[str] | None = None,
+              where: str | None = None) -> pl.DataFrame:
+        """``table`` (filtered by ``where``; ``columns`` or all) as a Polars frame."""
         rel = table.as_duckdbpyrelation()
         if where:
             rel = rel.filter(where)
-        return pl.from_arrow(rel.select(*[f'"{c}"' for c in columns]).to_arrow_table())
+        if columns:
+            rel = rel.select(*[f'"{c}"' for c in columns])
+        return pl.from_arrow(rel.to_arrow_table())
 
     def columns(self, table: Any) -> list[str]:
         return list(table.as_duckdbpyrelation().columns)
-
-    def close(self) -> None:
-        """Nothing is held beyond the scoring call's folder (removed by its caller)."""
 
     def write_parquet(self, table: Any, columns: list[str], where: str, path: Path) -> None:
         cols = ", ".join(f'"{c}"' for c in columns)
@@ -80,7 +78,7 @@ _OWN_CHECKPOINTS: set[str] = set()
 class SparkBackend(Backend):
     name = "spark"
 
-    def __init__(self, workdir: Path, memory_fraction: float = 0.4) -> None:
+    def __init__(self, workdir: Path, memory_fraction: float) -> None:
         from splink import SparkAPI
 
         mib = memory_share(memory_fraction).removesuffix("MiB")
@@ -96,12 +94,12 @@ class SparkBackend(Backend):
         table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
         return self.db_api.register(self.spark.createDataFrame(table), table_name=table_name)
 
-    def frame(self, table: Any, columns: list[str], where: str | None = None) -> pl.DataFrame:
+    def frame(self, table: Any, columns: list[str] | None = None,
+              where: str | None = None) -> pl.DataFrame:
         df = table.as_spark_dataframe()
         if where:
             df = df.filter(where)
-        out = df.select(*columns).toArrow()
-        return pl.from_arrow(out) if out.num_rows else pl.from_arrow(out.schema.empty_table())
+        return pl.from_arrow((df.select(*columns) if columns else df).toArrow())
 
     def columns(self, table: Any) -> list[str]:
         return list(table.as_spark_dataframe().columns)
@@ -157,7 +155,7 @@ def _spark_configuration() -> str:
 
 
 def backend(name: str, con: duckdb.DuckDBPyConnection, tables: Path,
-            spark_memory_fraction: float = 0.4) -> Backend:
+            spark_memory_fraction: float) -> Backend:
     """The engine ``name`` (``ResolveSettings.backend``). DuckDB runs in ``con`` and
     materialises Splink's tables as Parquet under ``tables``; Spark checkpoints there, and a
     session started here gets ``spark_memory_fraction`` of the machine's memory."""

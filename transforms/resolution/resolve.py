@@ -71,7 +71,8 @@ EVIDENCE_FIELDS = (
 PROVENANCE_FIELDS = ("agency", "feed", "drop_id", "source_row")
 
 # How the review reason of a block too large to compare ends (the pairs of its first record
-# with every other): an incremental run keeps those pairs, which only a full run makes.
+# with every other): an incremental run finds the blocks a full run left out by it
+# (incremental.left_out_blocks_touched).
 BLOCK_REVIEW = "too many to compare pair by pair"
 
 
@@ -641,9 +642,10 @@ def _review(
         pl.lit(None, pl.Float64).alias("match_probability"),
         pl.lit(2.0).alias("priority"),
         pl.Series("reason", [  # a few blocks: their counts written as the run's notes write them
-            f"blocking rule {rule + 1} puts {len(records):,} records in one block ({block}): "
+            f"blocking rule {rule + 1} puts {records:,} records in one block ({block}): "
             + BLOCK_REVIEW
-            for rule, block, records in skipped.select("rule", "block", "records").iter_rows()
+            for rule, block, records in skipped.select(
+                "rule", "block", pl.col("records").list.len()).iter_rows()
         ], dtype=pl.String),
     ).explode("record_id_r").filter(pl.col("record_id_l") != pl.col("record_id_r"))
     cand = _ordered(pl.concat([refused, big, blocks, band]))

@@ -283,8 +283,7 @@ def _tf_tables(linker: Any, engine: Backend) -> dict[str, pl.DataFrame]:
     out = {}
     for column in linker._settings_obj._term_frequency_columns:
         name = column.unquote().name
-        table = linker.table_management.compute_tf_table(name)
-        out[name] = engine.frame(table, engine.columns(table))
+        out[name] = engine.frame(linker.table_management.compute_tf_table(name))
     return out
 
 
@@ -633,7 +632,6 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     low = spill / "low_pairs.parquet"
     engine.write_parquet(predictions, ["record_id_l", "record_id_r"],
                          f"match_probability < {settings.review_low}", low)
-    engine.close()
     con.close()
     shutil.rmtree(splink_tables, ignore_errors=True)  # a served process runs again: not kept
     return Scored(pairs, names, low, settings.duckdb_memory_fraction, skipped)
