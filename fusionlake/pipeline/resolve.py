@@ -288,8 +288,10 @@ def read_state(store: ObjectStore, audience: str, version: str, work_dir: Path) 
         files = zones.local_files(store, info["match_parts"], work_dir)
         schema = dict(pl.read_parquet_schema(files[0]))
         largest = info.get("block_largest")  # absent from states kept before it existed
+        identical = info.get("identical")  # as block_largest
         model = KeptModel(info["model"], tf, schema,
-                          [tuple(pair) for pair in largest] if largest else None)
+                          [tuple(pair) for pair in largest] if largest else None,
+                          tuple(identical) if identical else None)
         components = zones.read_frame(store, info["components"])
         decisions = (pl.DataFrame(info["decisions"], schema=list(DECISION_COLUMNS), orient="row")
                      if info["decisions"] else pl.DataFrame(schema=list(DECISION_COLUMNS)))
@@ -317,13 +319,15 @@ def _standing(decisions: pl.DataFrame | None, known: pl.Series) -> pl.DataFrame:
 def write_state(store: ObjectStore, audience: str, version: str, *, model: Any = None,
                 components: pl.DataFrame, match: pl.DataFrame, decisions: pl.DataFrame,
                 previous: Kept | None = None,
-                block_largest: list[tuple[int, int]] | None = None) -> None:
+                block_largest: list[tuple[int, int]] | None = None,
+                identical: tuple[int, int] | None = None) -> None:
     """Keep what the next incremental run needs, for resolution ``version`` (state.json last).
 
     After a full resolution (``previous`` None): the model, its term-frequency tables, every
     record's match frame. After an incremental one: the new records' match frames as one more
-    part, the model and earlier parts named where they are, and the largest blocking keys with
-    the new records counted (``block_largest``; KeptModel.block_largest).
+    part, the model and earlier parts named where they are, and the largest blocking keys and
+    the copies' pairs with the new records counted (``block_largest``, ``identical``;
+    KeptModel.block_largest, KeptModel.identical).
     """
     key = functools.partial(layout.resolution_state_key, audience, version)
     zones.write_frame(store, key("match.parquet"), match)
@@ -335,11 +339,11 @@ def write_state(store: ObjectStore, audience: str, version: str, *, model: Any =
             tf[col] = key(f"tf_{col}.parquet")
         info = {"model": model.model_json, "tf_tables": tf, "trained_in": version,
                 "incremental_runs": 0, "match_parts": [key("match.parquet")],
-                "block_largest": model.block_largest}
+                "block_largest": model.block_largest, "identical": model.identical}
     else:
         info = {**previous.info, "incremental_runs": previous.info["incremental_runs"] + 1,
                 "match_parts": [*previous.info["match_parts"], key("match.parquet")],
-                "block_largest": block_largest}
+                "block_largest": block_largest, "identical": identical}
     info.update(resolution_version=version, components=key("components.parquet"),
                 decisions=decisions.rows(), settings=settings_fingerprint())
     kill_point("before-resolution-state", audience)  # crash tests: a resolution without state
@@ -560,7 +564,7 @@ def _incremental(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str
     known = out.frames["entity_record"]["record_id"]
     write_state(store, audience, version, components=out.components, match=out.new_match,
                 decisions=_standing(decisions, known), previous=kept,
-                block_largest=out.block_largest)
+                block_largest=out.block_largest, identical=out.identical)
     _log("writing", f"resolution {version} (incremental of {kept.version}, "
          f"{out.delta.height:,} records in its delta) in {time.perf_counter() - t0:.1f} s")
     changed = out.delta["record_id"].implode()

@@ -17,6 +17,8 @@ import pytest
 from test_resolve import BASE, groups, person, tables
 
 from transforms.resolution.blocks import (
+    copied_blocks,
+    identical_pairs,
     largest_keys,
     oversize_blocks,
     rule_keys,
@@ -203,3 +205,72 @@ def test_a_drop_of_copies_alone_is_scored_with_the_priors_not_trained_on():
         "declared prior m/u probabilities used"]
     assert result.entity_record["entity_id"].n_unique() == 1100
     assert result.review_pair.height == 1099
+
+
+def test_identical_pairs_and_the_copied_blocks_taken_largest_first():
+    """Groups of identical records counted, and the groups taken until the pairs of the rest
+    fit the budget: the largest first, with every block its records are in."""
+    rows = ([("x", "xa", 1)] * 7 + [("y", "ya", 2)] * 5 + [("z", "y", 3)] * 3
+            + [("x" if i % 2 else "y", "x", 100 + i) for i in range(40)])  # all different
+    frame = pl.DataFrame({"record_id": [f"r{i:03d}" for i in range(len(rows))],
+                          "a": [r[0] for r in rows], "b": [r[1] for r in rows],
+                          "n": [r[2] for r in rows]})
+    con = _con(frame)
+    columns = ["a", "b", "n"]
+    assert identical_pairs(con, "t", columns) == (21 + 10 + 3, 7)
+    assert identical_pairs(con, "(SELECT * FROM t WHERE n >= 100)", columns) == (0, 1)
+    rules = [r[0] for r in RULES]
+    blocks, left_in = copied_blocks(con, "t", rules, columns, 34)  # within: nothing taken
+    assert blocks.height == 0 and left_in == 34
+    blocks, left_in = copied_blocks(con, "t", rules, columns, 33)
+    assert left_in == 13  # the seven copies went
+    first = {f"r{i:03d}" for i in range(7)}
+    assert 0 in set(blocks["rule"])  # l.a = r.a: the block a = x
+    assert all(first & set(records) for records in blocks["records"])
+    assert blocks.equals(oversize_blocks(con, "t", rules, 0, among="(SELECT * FROM t LIMIT 7)"))
+    blocks, left_in = copied_blocks(con, "t", rules, columns, 12)  # and the five
+    assert left_in == 3
+
+
+def _copies(tag: str, name: str, born: date, n: int) -> list[dict]:
+    return [person(f"{tag}:{i}", name, born, nationality="MM", drop=tag)
+            for i in range(1, n + 1)]
+
+
+def test_template_blocks_each_under_the_limit_are_left_out_when_their_copies_add_up():
+    """Six template rows copied 12, 10, 8, 6, 4 and 3 times: every block is within
+    block_max_pairs (12 x 12 = 144 <= 150), but the copies make 163 pairs, more than the
+    budget (150). The largest group's blocks are left out and reviewed; the other copies are
+    compared and linked as they are without a budget."""
+    sizes = [("t1", "AUNG AUNG", 12), ("t2", "MAUNG MYA", 10), ("t3", "KYAW ZAW", 8),
+             ("t4", "TUN TUN", 6), ("t5", "SOE MIN", 4), ("t6", "HLA MOE", 3)]
+    templates = {tag: _copies(tag, name, date(1980 + i, 1, 2), n)
+                 for i, (tag, name, n) in enumerate(sizes)}
+    every = tables(BASE + [row for rows in templates.values() for row in rows])
+    budgeted = ResolveSettings(block_max_pairs=150, identical_pairs_per_record=0)
+    assert budgeted.identical_budget(len(every["person_record"])) == 150
+    capped = resolve(every, settings=budgeted, now=NOW)
+    free = resolve(every, settings=ResolveSettings(block_max_pairs=150,
+                                                   identical_pairs_per_record=10), now=NOW)
+    ids = {tag: {r["record_id"] for r in rows} for tag, rows in templates.items()}
+    for tag in ids:  # without the budget each template's copies are one person
+        assert frozenset(ids[tag]) in groups(free)
+    t1 = list(ids["t1"])
+    assert capped.entity_record.filter(pl.col("record_id").is_in(t1))[
+        "entity_id"].n_unique() == 12
+    assert not capped.record_link.filter(pl.col("record_id_l").is_in(t1)
+                                         | pl.col("record_id_r").is_in(t1)).height
+    for tag in ("t2", "t3", "t4", "t5", "t6"):
+        assert frozenset(ids[tag]) in groups(capped)
+    assert frozenset({"d1:1", "d1:2"}) in groups(capped)
+    review = capped.review_pair.filter(pl.col("reason").str.ends_with(
+        "too many to compare pair by pair"))
+    assert set(review["record_id_l"]) | set(review["record_id_r"]) == ids["t1"]
+    assert review.height == 11
+    assert capped.stats["block_notes"] and all(
+        "with records copied so often that the copies would make more pairs than "
+        "identical_budget" in note for note in capped.stats["block_notes"])
+    assert free.stats["counts"]["skipped_blocks"] == 0
+    # the kept count: every pair of copies (BASE has one identical pair), less the twelve's
+    assert free.stats["state"].model.identical == (163 + 1, 12)
+    assert capped.stats["state"].model.identical == (163 + 1 - 66, 12)

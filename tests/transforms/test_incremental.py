@@ -397,3 +397,59 @@ def test_new_records_that_touch_two_records_of_a_block_left_out_decline(tmp_path
 
     assert queue(out.frames["review_pair"]) == queue(full.review_pair)
     assert len([r for r in queue(full.review_pair) if r[3].endswith("pair by pair")]) == 28
+
+
+def test_new_copies_that_make_the_copies_too_many_pairs_decline(tmp_path):
+    """Two template rows copied 12 and 10 times make 111 pairs of copies, within the budget
+    (150); every block is within block_max_pairs. Two more copies of the second stay
+    incremental: the bound the kept count gives (without reading the old records) keeps
+    within the budget. A third template copied 10 times (a block of 100 pairs) would make 156:
+    the increment counts the old records, declines, and the full run leaves the largest group
+    out."""
+    settings = ResolveSettings(block_max_pairs=150, identical_pairs_per_record=0)
+
+    def copies(tag: str, name: str, born: date, first: int, n: int) -> list[dict]:
+        return [person(f"{tag}:{i:02d}", name, born, nationality="MM", drop=tag)
+                for i in range(first, first + n)]
+
+    old = [person("d1:1", "WANG WEI", date(1990, 3, 7)),
+           *copies("t1", "AUNG AUNG", date(1990, 1, 2), 1, 12),
+           *copies("t2", "MAUNG MYA", date(1981, 5, 6), 1, 10)]
+    first = resolve(make_tables(old), now=NOW, settings=settings)
+    assert first.stats["counts"]["skipped_blocks"] == 0
+    state = first.stats["state"]
+    assert state.model.identical == (66 + 45, 12)
+    state.match.write_parquet(tmp_path / "match.parquet")
+
+    def increment(new: list[dict], match_files: list[Path]):
+        every = make_tables([*old, *new])
+        return incremental.resolve_incremental(
+            {t: f.lazy() for t, f in every.items()}, pl.Series([p["record_id"] for p in new]),
+            state.model, match_files, state.components, _frames(first), None, None,
+            settings, LATER)
+
+    two = copies("t2", "MAUNG MYA", date(1981, 5, 6), 11, 2)
+    new = conform_match(match_frame(make_tables(two), settings), state.model.match_schema)
+    with KeptScorer(state.model, settings) as scorer:  # 111 + 1 + 2 x 12 <= 150: not read
+        assert scorer.copies_over(new, [tmp_path / "gone.parquet"]) is None
+        assert scorer.identical == (136, 14)
+    with KeptScorer(replace(state.model, identical=None), settings) as scorer:  # counted
+        assert scorer.copies_over(new, [tmp_path / "match.parquet"]) is None
+        assert scorer.identical == (66 + 66, 12)
+    out = increment(two, [tmp_path / "match.parquet"])
+    assert out.identical == (136, 14)
+    ids = {f"t2:{i:02d}" for i in range(1, 13)}
+    assert frozenset(ids) in {frozenset(g) for g in out.frames["entity_record"].group_by(
+        "entity_id").agg("record_id")["record_id"].to_list()}
+
+    third = copies("t3", "KYAW ZAW", date(1977, 8, 9), 1, 10)
+    with pytest.raises(incremental.Declined,
+                       match=r"^records identical in every compared column, the new ones "
+                             r"counted, would make 156 pairs among themselves, more than "
+                             r"identical_budget=150$"):
+        increment(third, [tmp_path / "match.parquet"])
+    full = resolve(make_tables([*old, *third]), now=LATER, settings=settings)
+    assert full.stats["state"].model.identical == (45 + 45, 12)
+    t1 = [f"t1:{i:02d}" for i in range(1, 13)]
+    assert full.entity_record.filter(pl.col("record_id").is_in(t1))[
+        "entity_id"].n_unique() == 12

@@ -118,8 +118,9 @@ def score_new(new_tables: dict[str, pl.DataFrame], model: KeptModel, settings: R
         by a threshold).
 
     Raises:
-        Declined: the new records fill a column the model does not compare, or make a block
-            too large to compare pair by pair (a full run leaves it out: blocks.py).
+        Declined: the new records fill a column the model does not compare, make a block
+            too large to compare pair by pair, or copies that make too many pairs (a full run
+            leaves them out: blocks.py).
     """
     tables = checked_tables(new_tables)
     if holders is not None and holders.height:
@@ -141,6 +142,11 @@ def score_new(new_tables: dict[str, pl.DataFrame], model: KeptModel, settings: R
             raise Declined(f"blocking rule {rule + 1} puts {len(records):,} records in one "
                            f"block ({block}: {pairs:,} candidate pairs, more than "
                            f"block_max_pairs={settings.block_max_pairs:,}) with a new record")
+        over = scoring.copies_over(match, old_match)
+        if over is not None:  # a full run leaves the largest groups of copies out
+            raise Declined(f"records identical in every compared column, the new ones counted, "
+                           f"would make {over[0]:,} pairs among themselves, more than "
+                           f"identical_budget={over[1]:,}")
         return match, scoring.score(match, old_match)
 
 
@@ -432,6 +438,8 @@ class Outcome:
     # the model's block_largest with the new records counted (None: unknown; as it was when
     # no record is new)
     block_largest: list[tuple[int, int]] | None = None
+    # the model's identical with the new records counted (as block_largest)
+    identical: tuple[int, int] | None = None
 
 
 def _rows(scans: dict[str, pl.LazyFrame], ids: pl.Series,
@@ -516,7 +524,7 @@ def _resolve_incremental(
                                                    previous["entity_record"]),
                        components, pl.DataFrame(schema=model.match_schema or {}),
                        {"seconds": {}, "counts": {"new_records": 0, "affected_records": 0}},
-                       model.block_largest)
+                       model.block_largest, model.identical)
     new_tables = _rows(scans, new_ids, columns)
     holders = _identity_holders(scans, new_tables["identifier"])
     oversize = oversize_values(holders, new_ids, settings)
@@ -585,4 +593,4 @@ def _resolve_incremental(
                        "entity_links": height(frames["entity_link"]),
                        "review_pairs": height(frames["review_pair"])}
     return Outcome(frames, delta, kept_state_after(components, inc), match_new, stats,
-                   scorer.block_largest)
+                   scorer.block_largest, scorer.identical)

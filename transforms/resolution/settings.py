@@ -475,6 +475,12 @@ class ResolveSettings:
             the block goes to review (transforms/resolution/blocks.py). At a million generated
             people the largest block has 304,704 candidate pairs; beyond a few million people
             raise this with the data.
+        identical_pairs_per_record: records identical in every compared column (copies) may
+            make this many pairs per record in all (``identical_budget``; at least
+            ``block_max_pairs``): many template rows, each copied fewer times than makes a
+            block too large, add up too. Beyond it the blocks of the largest groups of copies
+            are left out like an oversize block (blocks.copied_blocks). A million generated
+            people make 0.12 per record (197,228 pairs, groups of at most 4).
         hub_min_entities: an association value shared by more entities than this is a hub
             (default HUB_MIN_ENTITIES; the marts flag hubs with the same number).
         hub_max_clique: a value shared by more entities than this is linked as a star to its
@@ -510,6 +516,7 @@ class ResolveSettings:
     predict_threshold: float = 0.05
     identifier_max_group: int = 50
     block_max_pairs: int = 1_000_000
+    identical_pairs_per_record: float = 1.0
     hub_min_entities: int = field(default_factory=lambda: HUB_MIN_ENTITIES)
     hub_max_clique: int = 10
     min_records_to_train: int = 1000
@@ -540,6 +547,10 @@ class ResolveSettings:
     def with_(self, **changes: Any) -> ResolveSettings:
         """A copy with some fields changed (settings are immutable)."""
         return replace(self, **changes)
+
+    def identical_budget(self, records: int) -> int:
+        """The most pairs copies among ``records`` records may make (identical_pairs_per_record)."""
+        return max(self.block_max_pairs, int(self.identical_pairs_per_record * records))
 
     def fingerprint(self) -> str:
         """A short hash of every setting a resolution's result depends on.

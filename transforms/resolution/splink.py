@@ -40,6 +40,9 @@ from fusionlake.lake.settings import memory_share
 from transforms.resolution.backends import Backend, backend
 from transforms.resolution.blocks import (
     BLOCK_COLUMNS,
+    copied_blocks,
+    identical_key,
+    identical_pairs,
     largest_keys,
     oversize_blocks,
     skipping,
@@ -260,6 +263,10 @@ class KeptModel:
     # among the records scored so far (blocks.largest_keys): an incremental run whose new
     # records cannot make a block too large need not count the old ones (None: unknown)
     block_largest: list[tuple[int, int]] | None = None
+    # (pairs, largest group) of the records identical in every compared column among those
+    # scored so far, the groups left out as too copied not counted (blocks.identical_pairs;
+    # None: unknown)
+    identical: tuple[int, int] | None = None
 
 
 def _kept_linker(engine: Backend, records: Any, kept: KeptModel,
@@ -331,6 +338,8 @@ class KeptScorer:
         self._calls = 0
         # the kept block_largest with the records checked by oversize() counted in
         self.block_largest = kept.block_largest
+        # the kept identical, with the records checked by copies() counted in (a bound)
+        self.identical = kept.identical
 
     def __enter__(self) -> KeptScorer:
         return self
@@ -399,6 +408,53 @@ class KeptScorer:
         finally:
             con.execute("DROP VIEW IF EXISTS fl_check_all")
             con.unregister("fl_check_new")
+
+    def copies_over(self, new: pl.DataFrame, old: list[Path] | None = None
+                    ) -> tuple[int, int] | None:
+        """(pairs, budget) when the records identical in every compared column, ``new``'s
+        counted with ``old``'s, make more pairs than ``settings.identical_budget`` (a full run
+        leaves the largest groups out: blocks.copied_blocks); else None.
+
+        The kept ``identical`` (blocks.identical_pairs) grows by what ``new`` adds and is kept
+        in ``self.identical``. Without reading ``old``, a group of k identical new records can
+        add at most k x (k - 1) / 2 pairs among them and k x (the largest kept group) with old
+        ones: while that bound stays within the budget it is the answer (a second at a million
+        people saved); otherwise the old records are read and the pairs counted.
+        """
+        con = self._connect()
+        compared = [c for c in new.columns if c != "record_id"]
+        groups = f"SELECT {identical_key(compared)} AS h, count(*) AS k FROM {{}} GROUP BY h"
+        known = self.identical
+        con.register("fl_copies_new", new.to_arrow(compat_level=pl.CompatLevel.newest()))
+        try:
+            if known is not None:
+                among, most = con.sql(
+                    f"SELECT coalesce(sum(k * (k - 1) // 2 + k * {int(known[1])}), 0), "
+                    f"coalesce(max(k), 0) FROM ({groups.format('fl_copies_new')})"
+                ).fetchall()[0]
+                bound = (known[0] + int(among), known[1] + int(most))
+                if bound[0] <= self.settings.identical_budget(new.height):
+                    self.identical = bound
+                    return None
+            old_sql = (_old_records_sql(old, new.columns) if old
+                       else "SELECT * FROM fl_copies_new WHERE FALSE")
+            every = f"(SELECT * FROM fl_copies_new UNION ALL {old_sql})"
+            records = con.sql(f"SELECT count(*) FROM {every}").fetchall()[0][0]
+            if known is None:  # kept before it was counted: count every group
+                self.identical = identical_pairs(con, every, compared)
+            else:  # the groups of a new record: k records in all, f of them new
+                added, most = con.sql(f"""
+                    SELECT coalesce(sum(e.k * (e.k - 1) // 2
+                                        - (e.k - f.k) * (e.k - f.k - 1) // 2), 0),
+                           coalesce(max(e.k), 1)
+                    FROM ({groups.format('fl_copies_new')}) AS f
+                    JOIN ({groups.format(every)}) AS e USING (h)
+                """).fetchall()[0]
+                self.identical = (known[0] + int(added), max(known[1], int(most)))
+        finally:
+            con.unregister("fl_copies_new")
+        budget = self.settings.identical_budget(records)
+        return (self.identical[0], budget) if self.identical[0] > budget else None
 
     def score(self, new: pl.DataFrame, old: list[Path] | None = None) -> pl.DataFrame:
         """Pairs within ``new`` and, given ``old`` (Parquet files of match frames), between
@@ -531,7 +587,8 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     stats.setdefault("seconds", {})["engine"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     declared = splink_settings["blocking_rules_to_generate_predictions"]
-    skipped, scored, blocked, largest = _blocks_left_out(con, match, declared, settings)
+    skipped, scored, blocked, largest, identical = _blocks_left_out(con, match, declared,
+                                                                     settings)
     stats.setdefault("seconds", {})["blocks"] = time.perf_counter() - t0
     t0 = time.perf_counter()  # training is timed from here
 
@@ -621,7 +678,7 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
         predictions, _pred_columns(engine.columns(predictions), names),
         f"match_probability >= {settings.predict_threshold}"), names)
     stats["scoring_model"] = KeptModel(saved(linker), _tf_tables(linker, engine),
-                                       dict(match.schema), largest)
+                                       dict(match.schema), largest, identical)
     t2 = time.perf_counter()
     stats.setdefault("seconds", {}).update(splink_train=t1 - t0, splink_predict=t2 - t1)
     stats["model"] = model
@@ -643,23 +700,34 @@ def rule_sql(rules: list[Any]) -> list[str]:
 
 
 def _blocks_left_out(con: duckdb.DuckDBPyConnection, match: pl.DataFrame, rules: list[Any],
-                     settings: ResolveSettings
-                     ) -> tuple[pl.DataFrame, pl.DataFrame, list[Any], list[tuple[int, int]]]:
-    """The oversize blocks (blocks.oversize_blocks), the records and the rules that leave them
-    out (the match frame and the rules as they are when there is none), and the rules'
-    largest keys (blocks.largest_keys)."""
+                     settings: ResolveSettings) -> tuple[pl.DataFrame, pl.DataFrame, list[Any],
+                                                         list[tuple[int, int]], tuple[int, int]]:
+    """The blocks to leave out, the records and the rules that leave them out (the match frame
+    and the rules as they are when there is none), the rules' largest keys
+    (blocks.largest_keys) and the copies' (pairs, largest group) left in.
+
+    A block is left out when it is too large (blocks.oversize_blocks) or holds records copied
+    so often that the copies would make more pairs than ``settings.identical_budget``
+    (blocks.copied_blocks).
+    """
     sql = rule_sql(rules)
+    compared = [c for c in match.columns if c != "record_id"]
     con.register("fl_blocking", match.to_arrow(compat_level=pl.CompatLevel.newest()))
     try:
         largest = largest_keys(con, "fl_blocking", sql)
         skipped = oversize_blocks(con, "fl_blocking", sql, settings.block_max_pairs,
                                   largest=largest)
+        pairs, group = identical_pairs(con, "fl_blocking", compared)
+        copied, left_in = copied_blocks(con, "fl_blocking", sql, compared,
+                                        settings.identical_budget(match.height), pairs)
     finally:
         con.unregister("fl_blocking")
+    if copied.height:
+        skipped = pl.concat([skipped, copied]).unique(["rule", "block"]).sort("rule", "block")
     if skipped.height == 0:
-        return skipped, match, rules, largest
+        return skipped, match, rules, largest, (left_in, group)
     blocked, frame = skipping(sql, match, skipped)
-    return skipped, frame, blocked, largest
+    return skipped, frame, blocked, largest, (left_in, group)
 
 
 def _train(linker: Any, settings: ResolveSettings, columns: set[str], stats: dict[str, Any],
