@@ -14,8 +14,8 @@ fusionlake.pipeline.run, the flow's code); the table gives its stage seconds and
 resident size of the run's process tree. ``--against-max`` keeps the other checkout away from
 copy counts it cannot survive (before the limit, 8,692 copies were killed at 24 GB).
 ``--templates K`` sends K such rows (other names and birth dates), each N times: K blocks
-just under the limit are each compared, and the run's memory grows with K (the limit bounds
-one block, not their sum).
+just under the limit. Each is compared until the copies' pairs reach ``identical_budget``,
+and the largest groups beyond it are left out (blocks.copied_blocks).
 """
 
 from __future__ import annotations

@@ -433,7 +433,13 @@ def test_a_template_row_sent_a_thousand_times_is_reviewed_not_compared(lake, tmp
     assert reviewed.height == 1049
     assert reviewed["reason"][0].startswith("blocking rule 1 puts 1,050 records in one block")
     assert set(reviewed["record_id_l"]) | set(reviewed["record_id_r"]) == template
-    assert state_largest(store) and max(a * b for a, b in state_largest(store)) == 1050 ** 2
+    largest = _state(store)["block_largest"]
+    assert largest and max(a * b for a, b in largest) == 1050 ** 2
+    # the copies' pairs kept for the next increment: 550,725 of the template's and the few of
+    # the generated people's own identical records, within the budget (max(block_max_pairs,
+    # records)); the largest group is the template's
+    pairs, group = _state(store)["identical"]
+    assert 1050 * 1049 // 2 <= pairs < 1050 * 1049 // 2 + 1000 and group == 1050
 
     deliver(store, "mm_police", "detainees", [_template_drop(tmp_path / "one.jsonl", 1050, 1)])
     again = run(Settings(lake=lake))
@@ -450,8 +456,7 @@ def test_a_template_row_sent_a_thousand_times_is_reviewed_not_compared(lake, tmp
     assert records.height == 1051 and records["entity_id"].n_unique() == 1051
 
 
-def state_largest(store) -> list:
+def _state(store) -> dict:
     pointer = _pointer(store)
-    state = json.loads(store.get(layout.resolution_state_key("all", pointer["version"],
-                                                             "state.json")))
-    return state["block_largest"]
+    return json.loads(store.get(layout.resolution_state_key("all", pointer["version"],
+                                                            "state.json")))
