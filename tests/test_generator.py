@@ -345,6 +345,18 @@ def test_same_seed_same_bytes_other_seed_differs(drop, tmp_path):
         assert (tmp_path / "a" / extra).read_bytes() == (out / extra).read_bytes()
 
 
+def test_a_key_offset_changes_the_keys_alone(feeds, tmp_path):
+    """Shards of a population (bench/bench_scale.py) get distinct source keys: with
+    Params.key_offset every key differs from the same seed's without it, and nothing else does."""
+    generate(PEOPLE, 7, tmp_path, params.Params(key_offset=30_000_000))
+    for name, frame in feeds.items():
+        shard, key = read_feed(tmp_path, name), KEYS[name]
+        assert shard.drop(key).equals(frame.drop(key)), name
+        keys = shard[key].drop_nulls()
+        assert keys.len() and not keys.is_in(frame[key].drop_nulls().implode()).any(), name
+        assert keys.str.contains("3000").all(), name  # the offset shows in each key
+
+
 @pytest.mark.parametrize("people", [1, 3, 40])
 def test_tiny_populations_still_write_every_file(tmp_path, people):
     summary = generate(people, 1, tmp_path)

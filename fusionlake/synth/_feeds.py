@@ -136,6 +136,12 @@ def _rows(mask: np.ndarray, rng: np.random.Generator, rate: float) -> np.ndarray
     return np.concatenate([idx, extra])
 
 
+def _numbered(p: Params, width: int) -> pl.Expr:
+    """Row numbers from 1 (after ``p.key_offset``) as text of at least ``width`` digits: the
+    keys of feeds numbered by the agency."""
+    return (pl.int_range(pl.len()) + 1 + p.key_offset).cast(pl.String).str.zfill(width)
+
+
 def _plant(
     frame: pl.DataFrame,
     rng: np.random.Generator,
@@ -314,7 +320,7 @@ def suspects(pop: pl.DataFrame, jr: pl.DataFrame, rng: np.random.Generator, p: P
         pl.col("person_id").alias("_pid"),
     )
     bad = pl.format("{}年2月30日", pl.col("_pid").str.slice(-1).cast(pl.Int64) + 1980)
-    key = pl.format("XS{}", (pl.int_range(pl.len()) + 1).cast(pl.String).str.zfill(8))
+    key = pl.format("XS{}", _numbered(p, 8))
     return _plant(out, rng, p, "编号", "姓名", "出生日期", bad, key)
 
 
@@ -427,7 +433,7 @@ def fraud_reports(pop: pl.DataFrame, jr: pl.DataFrame, rng: np.random.Generator,
         ]
     )
     bad = pl.lit("2025年2月30日")
-    key = pl.format("BA{}", (pl.int_range(pl.len()) + 1).cast(pl.String).str.zfill(10))
+    key = pl.format("BA{}", _numbered(p, 10))
     return _plant(out, rng, p, "报案编号", "受害人姓名", "报案日期", bad, key), links
 
 
@@ -503,7 +509,7 @@ def detentions(pop: pl.DataFrame, jr: pl.DataFrame, rng: np.random.Generator, p:
         pl.col("person_id").alias("_pid"),
     )
     bad = pl.format("30/02/{}", pl.col("_pid").str.slice(-1).cast(pl.Int64) + 2523)
-    key = (pl.int_range(pl.len()) + 1).cast(pl.String)
+    key = _numbered(p, 0)
     return _plant(out, rng, p, "ลำดับที่", "ชื่อ-นามสกุล", "วันเกิด", bad, key)
 
 
@@ -514,13 +520,12 @@ def repatriations(pop: pl.DataFrame, jr: pl.DataFrame, rng: np.random.Generator,
     df = pl.concat([pop[idx], jr[idx].drop("i")], how="horizontal")
     n = df.height
     df = df.with_columns(latin_name(df, rng, p, variants=False).alias("_name"))
+    manifest = pl.format("{}-{}-{}", pl.col("flight_no"), pl.col("rep_date").dt.strftime("%Y%m%d"),
+                         pl.col("seat").cast(pl.String).str.zfill(3))
+    if p.key_offset:  # flights and dates repeat across shards (Params.key_offset)
+        manifest = pl.format("{}-{}", manifest, pl.lit(p.key_offset))
     out = df.select(
-        pl.format(
-            "{}-{}-{}",
-            pl.col("flight_no"),
-            pl.col("rep_date").dt.strftime("%Y%m%d"),
-            pl.col("seat").cast(pl.String).str.zfill(3),
-        ).alias("manifest_id"),
+        manifest.alias("manifest_id"),
         pl.col("flight_no"),
         pl.col("rep_date").dt.strftime("%Y-%m-%d").alias("departure_date"),
         pl.col("_name").alias("passenger_name"),
@@ -670,5 +675,5 @@ def detainees(pop: pl.DataFrame, jr: pl.DataFrame, rng: np.random.Generator, p: 
         pl.col("person_id").alias("_pid"),
     )
     bad = pl.lit("2025-02-30")
-    key = pl.format("MWD-2025-{}", (pl.int_range(pl.len()) + 1).cast(pl.String).str.zfill(6))
+    key = pl.format("MWD-2025-{}", _numbered(p, 6))
     return _plant(out, rng, p, "case_no", "name", "date_of_birth", bad, key)

@@ -88,3 +88,7 @@ class Params:
     mixed_script_nrc_rate: float = MIXED_SCRIPT_NRC_RATE
     corrupt_birth_date_rate: float = CORRUPT_BIRTH_DATE_RATE
     malformed_lines: int = MALFORMED_LINES
+    # Numbered source keys (case, report and row numbers) start after this, and manifest ids
+    # end in it: shards of one population generated with their own seeds (bench/bench_scale.py)
+    # keep distinct keys, so no shard's rows supersede another's. 0 changes nothing.
+    key_offset: int = 0
