@@ -36,6 +36,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from fusionlake.lake.faults import kill_point
 from fusionlake.lake.settings import memory_share
 from transforms.resolution.backends import Backend, backend
 from transforms.resolution.blocks import (
@@ -338,7 +339,7 @@ class KeptScorer:
         self._calls = 0
         # the kept block_largest with the records checked by oversize() counted in
         self.block_largest = kept.block_largest
-        # the kept identical, with the records checked by copies() counted in (a bound)
+        # the kept identical, with the records checked by copies_over() counted in (a bound)
         self.identical = kept.identical
 
     def __enter__(self) -> KeptScorer:
@@ -677,6 +678,7 @@ def score_pairs(match: pl.DataFrame, settings: ResolveSettings, stats: dict[str,
     pairs = _pairs_of(engine.frame(
         predictions, _pred_columns(engine.columns(predictions), names),
         f"match_probability >= {settings.predict_threshold}"), names)
+    kill_point("engine-scored", engine.name)  # crash tests: killed while the engine holds them
     stats["scoring_model"] = KeptModel(saved(linker), _tf_tables(linker, engine),
                                        dict(match.schema), largest, identical)
     t2 = time.perf_counter()
