@@ -112,3 +112,32 @@ def test_template_bench_runs_a_drop_of_copies_in_each_checkout(tmp_path):
     assert len(rows) == 4, done.stdout
     assert "FAILED" not in done.stdout
     assert "not run (more than --against-max=50)" in done.stdout
+
+
+@pytest.mark.slow
+def test_scale_bench_stages_shards_on_dask_and_reads_what_resolution_would(tmp_path):
+    """bench/bench_scale.py at two shards of 300 people: each shard's five files delivered
+    under names of their own, staged on a Dask LocalCluster in a flow run, and the records
+    read for resolution are those of both shards (distinct keys: no shard supersedes the
+    other's rows)."""
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "bench" / "bench_scale.py"), "--people",
+                           "600", "--shard", "300", "--work", str(tmp_path / "work")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    assert "FAILED" not in out, out
+    assert out.count("generate shard") == 2
+    staged = re.search(r"10 of 10 drops staged, ([\d,]+) rows", out)
+    read = re.search(r"([\d,]+) records; the tables resolution reads", out)
+    assert staged and read, out
+    rows, records = (int(m.group(1).replace(",", "")) for m in (staged, read))
+    # only the rows the generator planted twice (the same key within a drop) are superseded
+    assert 0.97 * rows < records < rows
+    names = sorted(p.name for p in (tmp_path / "work" / "drops").rglob("*.*"))
+    assert len(names) == 10 and {n.rsplit("-", 1)[1].split(".")[0] for n in names} == {
+        "s00", "s01"}
