@@ -226,6 +226,42 @@ def test_generated_drops_resolve_to_the_same_entities_on_both_backends(people, s
     assert m["precision"] >= 0.99 and m["f1"] >= 0.97, m
 
 
+def test_blocks_left_out_are_left_out_on_spark_as_on_duckdb(spark):
+    """The blocks to leave out are found in DuckDB for both engines; Spark gets the rules with
+    ``AND NOT l.fl_skip_<rule>`` rendered and the flag columns in its records. Template rows
+    copied 13 (a block of 169 pairs, over 150), 12, 10, 9 and 5 times: the 13 copies are
+    oversize, and the copies' pairs (236 with the records' own one) pass a budget of 150 until
+    the 13 and the 12 go. Both engines give the same entities, links and review queue."""
+    spec = importlib.util.spec_from_file_location(
+        "fixtures_resolve", Path(__file__).parent / "transforms" / "test_resolve.py")
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    sizes = {"t0": ("AUNG AUNG", 12), "t1": ("MAUNG MYA", 10), "t2": ("KYAW ZAW", 9),
+             "t3": ("TUN TUN", 5), "t4": ("SOE MIN", 13)}
+    rows = fixtures.BASE + [
+        fixtures.person(f"{tag}:{i:02d}", name, date(1980 + k, 1, 2), nationality="MM", drop=tag)
+        for k, (tag, (name, n)) in enumerate(sizes.items()) for i in range(1, n + 1)]
+    tables = fixtures.tables(rows)
+    budget = ResolveSettings(block_max_pairs=150, identical_pairs_per_record=0)
+    on_duckdb = resolve(tables, settings=budget)
+    on_spark = resolve(tables, settings=budget.with_(backend="spark"))
+    left_out = {tag for tag in sizes
+                if on_duckdb.entity_record.filter(pl.col("record_id").str.starts_with(tag))[
+                    "entity_id"].n_unique() == sizes[tag][1]}
+    assert left_out == {"t0", "t4"}
+    notes = on_duckdb.stats["block_notes"]
+    assert any("more than block_max_pairs=150" in n for n in notes), notes
+    assert any("more pairs than identical_budget" in n for n in notes), notes
+    assert on_spark.stats["block_notes"] == notes
+    assert _partition(on_spark.entity_record) == _partition(on_duckdb.entity_record)
+    key = ["record_id_l", "record_id_r"]
+    for table, columns in (("record_link", [*key, "rule"]),
+                           ("review_pair", [*key, "priority", "reason"])):
+        a, b = (getattr(r, table).select(columns).sort(key) for r in (on_duckdb, on_spark))
+        assert a.height > 0 and a.equals(b), table
+    assert on_spark.stats["state"].model.identical == on_duckdb.stats["state"].model.identical
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """700 generated people (about 1,200 records: enough to train) resolved on DuckDB."""
