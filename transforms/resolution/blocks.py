@@ -196,13 +196,19 @@ def identical_key(columns: list[str]) -> str:
     return "hash(" + ", ".join(f'"{c}"' for c in columns) + ")"
 
 
+def identical_groups(source: str, columns: list[str]) -> str:
+    """SQL of the groups of records of ``source`` identical in ``columns``: h (the group's
+    :func:`identical_key`), k (its records); a record without copies is a group of 1."""
+    return f"SELECT {identical_key(columns)} AS h, count(*) AS k FROM {source} GROUP BY h"
+
+
 def identical_pairs(con: duckdb.DuckDBPyConnection, source: str, columns: list[str]
                     ) -> tuple[int, int]:
     """(pairs, largest): the pairs records identical in ``columns`` make among themselves
     (k x (k - 1) / 2 for a group of k), and the largest group (1 without copies)."""
     pairs, largest = con.sql(
         f"SELECT coalesce(sum(k * (k - 1) // 2), 0), coalesce(max(k), 1) FROM "
-        f"(SELECT count(*) AS k FROM {source} GROUP BY {identical_key(columns)} HAVING k > 1)"
+        f"({identical_groups(source, columns)}) WHERE k > 1"
     ).fetchall()[0]
     return int(pairs), int(largest)
 
@@ -226,17 +232,16 @@ def copied_blocks(con: duckdb.DuckDBPyConnection, source: str, rules: list[str],
         pairs = identical_pairs(con, source, columns)[0]
     if pairs <= budget:
         return pl.DataFrame(schema=BLOCK_COLUMNS), pairs
-    same = identical_key(columns)
     taken = []
-    for key, k in con.sql(f"SELECT {same} AS h, count(*) AS k FROM {source} GROUP BY h "
-                          "HAVING k > 1 ORDER BY k DESC, h").fetchall():
+    for key, k in con.sql(f"SELECT h, k FROM ({identical_groups(source, columns)}) "
+                          "WHERE k > 1 ORDER BY k DESC, h").fetchall():
         if pairs <= budget:
             break
         taken.append(key)
         pairs -= k * (k - 1) // 2
     con.register("fl_copy_keys", pl.DataFrame({"h": taken}, schema={"h": pl.UInt64}).to_arrow())
     con.execute(f"CREATE OR REPLACE TEMP VIEW fl_copies AS SELECT * FROM {source} "
-                f"WHERE {same} IN (SELECT h FROM fl_copy_keys)")
+                f"WHERE {identical_key(columns)} IN (SELECT h FROM fl_copy_keys)")
     try:
         return oversize_blocks(con, source, rules, 0, among="fl_copies"), pairs
     finally:

@@ -42,7 +42,7 @@ from transforms.resolution.backends import Backend, backend
 from transforms.resolution.blocks import (
     BLOCK_COLUMNS,
     copied_blocks,
-    identical_key,
+    identical_groups,
     identical_pairs,
     largest_keys,
     oversize_blocks,
@@ -424,14 +424,13 @@ class KeptScorer:
         """
         con = self._connect()
         compared = [c for c in new.columns if c != "record_id"]
-        groups = f"SELECT {identical_key(compared)} AS h, count(*) AS k FROM {{}} GROUP BY h"
         known = self.identical
         con.register("fl_copies_new", new.to_arrow(compat_level=pl.CompatLevel.newest()))
         try:
             if known is not None:
                 among, most = con.sql(
                     f"SELECT coalesce(sum(k * (k - 1) // 2 + k * {int(known[1])}), 0), "
-                    f"coalesce(max(k), 0) FROM ({groups.format('fl_copies_new')})"
+                    f"coalesce(max(k), 0) FROM ({identical_groups('fl_copies_new', compared)})"
                 ).fetchall()[0]
                 bound = (known[0] + int(among), known[1] + int(most))
                 if bound[0] <= self.settings.identical_budget(new.height):
@@ -448,8 +447,8 @@ class KeptScorer:
                     SELECT coalesce(sum(e.k * (e.k - 1) // 2
                                         - (e.k - f.k) * (e.k - f.k - 1) // 2), 0),
                            coalesce(max(e.k), 1)
-                    FROM ({groups.format('fl_copies_new')}) AS f
-                    JOIN ({groups.format(every)}) AS e USING (h)
+                    FROM ({identical_groups('fl_copies_new', compared)}) AS f
+                    JOIN ({identical_groups(every, compared)}) AS e USING (h)
                 """).fetchall()[0]
                 self.identical = (known[0] + int(added), max(known[1], int(most)))
         finally:
