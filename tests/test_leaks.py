@@ -165,12 +165,19 @@ def test_every_audience_mart_equals_the_mart_of_its_rows_alone(generated_lake, t
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("templates", "limits", "entities"), [
+    # 40 copies make 1,600 candidate pairs in the birth-date rule's block: over this limit
+    (1, {"block_max_pairs": 1_000}, 40),
+    # three rows copied 40 times: each block within the limit (1,600), but their 2,340 pairs
+    # of copies pass the budget (2,000), so one row's copies are left out; two are linked
+    (3, {"block_max_pairs": 2_000, "identical_pairs_per_record": 0}, 40 + 2),
+], ids=["oversize", "copies"])
 def test_a_block_too_large_that_one_agency_alone_sees_leaks_to_no_other(
-        generated_lake, tmp_path, monkeypatch):
-    """mm_police sends one template row 40 times and releases it to no one. With a block limit
-    the copies exceed, its audience's resolution leaves their block out and sends it to review;
-    the others' marts must show nothing of it, and every mart must still be the mart of its
-    audience's rows alone (the rule above)."""
+        generated_lake, tmp_path, monkeypatch, templates, limits, entities):
+    """mm_police sends template rows 40 times each and releases them to no one. With a block
+    limit the copies exceed (or a budget their copies' pairs exceed), its audience's resolution
+    leaves their block out and sends it to review; the others' marts must show nothing of it,
+    and every mart must still be the mart of its audience's rows alone (the rule above)."""
     import functools
     import importlib.util
 
@@ -182,16 +189,15 @@ def test_a_block_too_large_that_one_agency_alone_sees_leaks_to_no_other(
     spec.loader.exec_module(template)
     lake = tmp_path / "lake"
     shutil.copytree(generated_lake, lake)
-    drops = template.write_drop(40, tmp_path / "template")
+    drops = template.write_drop(40, tmp_path / "template", templates)
     deliver(open_store(str(lake)), "mm_police", "detainees",
             [drops / "mm_police" / "detainees" / "template.jsonl"])
     assert not run(Settings(lake=str(lake), drop_workers=0)).problems
     ledger = Ledger(open_store(str(lake)))
     drop = next(e.drop_id for e in ledger.entries() if e.file_name == "template.jsonl")
 
-    # 40 copies make 1,600 candidate pairs in the birth-date rule's block: over this limit
     monkeypatch.setattr(resolve_settings, "ResolveSettings", functools.partial(
-        resolve_settings.ResolveSettings, block_max_pairs=1_000))
+        resolve_settings.ResolveSettings, **limits))
     full = _with_releasability(lake, tmp_path / "released", 5, 0.5, frozenset({drop}))
     _publish_all(full, tmp_path / "work")
     reason = "%too many to compare pair by pair"
@@ -201,10 +207,10 @@ def test_a_block_too_large_that_one_agency_alone_sees_leaks_to_no_other(
                           f"WHERE reason LIKE '{reason}'")[0]
         copies = _q(path, f"SELECT count(*) FROM entity_record WHERE record_id LIKE '{drop}%'")
         if audience == "mm_police":
-            assert blocks[0] >= 39 and copies == [(40,)], (blocks, copies)
-            entities = _q(path, f"SELECT count(DISTINCT entity_id) FROM entity_record "
-                                f"WHERE record_id LIKE '{drop}%'")
-            assert entities == [(40,)]  # left out: each copy its own entity until decided
+            assert blocks[0] >= 39 and copies == [(40 * templates,)], (blocks, copies)
+            found = _q(path, f"SELECT count(DISTINCT entity_id) FROM entity_record "
+                             f"WHERE record_id LIKE '{drop}%'")
+            assert found == [(entities,)]  # left out: each copy its own entity until decided
         else:
             assert blocks == (0, 0) and copies == [(0,)], (audience, blocks, copies)
     _assert_rule(full, tmp_path, AGENCIES)
