@@ -12,7 +12,9 @@ a seeded random generator, answered with one of four faults instead of being pas
 
 It listens on loopback only, serves at most ``max_connections`` connections at once (more wait
 in the listen queue), streams bodies in both directions (memory bounded by a chunk) and keeps
-a count of every fault it injected (``counts``), so a test can show the faults happened.
+a count of every fault it injected (``counts``), so a test can show the faults happened, and
+of the response body bytes it relayed (``counts["bytes-relayed"]``), so a test can show what a
+client fetched.
 ``script`` lists faults (or None for a pass) for the first requests, before the random ones:
 ``script=["drop-after"]`` loses the answer to the very next request and no other.
 """
@@ -101,6 +103,10 @@ class FaultProxy:
             fault = self._rng.choice(self.faults)
             self.counts[fault] += 1
             return fault
+
+    def count(self, what: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[what] += n
 
     def start(self) -> FaultProxy:
         self._thread.start()
@@ -214,10 +220,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+            self.owner.count("bytes-relayed", len(body))
             return
         self.end_headers()
         while chunk := response.read(_CHUNK):
             self.wfile.write(chunk)
+            self.owner.count("bytes-relayed", len(chunk))
         if response.will_close and self._upstream is not None:
             self._upstream.close()
             self._upstream = None

@@ -141,3 +141,42 @@ def test_scale_bench_stages_shards_on_dask_and_reads_what_resolution_would(tmp_p
     names = sorted(p.name for p in (tmp_path / "work" / "drops").rglob("*.*"))
     assert len(names) == 10 and {n.rsplit("-", 1)[1].split(".")[0] for n in names} == {
         "s00", "s01"}
+
+
+@pytest.mark.slow
+def test_s3_reads_bench_reads_the_same_rows_both_ways_and_in_place_writes_no_local_copy(
+        tmp_path):
+    """bench/bench_s3_reads.py copies a lake's staged tables into moto and reads them
+    downloaded and in place: the same rows each way, nothing written to disk in place."""
+    import re
+    import subprocess
+    import sys
+
+    from fusionlake.lake.settings import Settings
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.land import deliver
+    from fusionlake.pipeline.run import run
+    from fusionlake.synth import generate
+
+    generate(200, 5, tmp_path / "gen")
+    store = open_store(str(tmp_path / "lake"))
+    for feed in sorted(p for p in (tmp_path / "gen").glob("*/*") if p.is_dir()):
+        deliver(store, feed.parent.name, feed.name, sorted(feed.iterdir()))
+    assert not run(Settings(lake=str(tmp_path / "lake"))).problems
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "bench" / "bench_s3_reads.py"), "--lake",
+                           str(tmp_path / "lake"), "--runs", "1"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {}
+    for line in done.stdout.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 8 and cells[1] in ("download", "in place"):
+            rows[(cells[0], cells[1])] = cells
+    assert len(rows) == 4, done.stdout
+    for read in ("resolution's columns", "every column"):
+        download, in_place = rows[(read, "download")], rows[(read, "in place")]
+        assert download[7] == in_place[7] and int(download[7].replace(",", "")) > 200
+        assert float(download[5]) > 0 and float(in_place[5]) == 0
+        assert float(in_place[4]) > 0
+    assert re.search(r"staged tables are [\d.]+ MiB", done.stdout)

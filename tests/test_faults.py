@@ -18,6 +18,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import s3_client
+from faultproxy import FAULTS
+from polars.testing import assert_frame_equal
 
 from fusionlake.lake.store import LakeError, S3Store, TransientLakeError, is_transient, redact
 
@@ -86,6 +88,74 @@ def test_lasting_failure_is_a_transient_lake_error_naming_the_operation(fault_pr
     with pytest.raises(TransientLakeError, match=r"S3 PutObject on s3://.*/lake/k failed 2 times "
                                                  r"\(InternalError"):
         store.put("k", b"x")
+
+
+# -- tables read in place on S3 (zones.scan_objects: Polars' own S3 reader) ---------------------
+
+
+def _person_table(rows: int) -> pl.DataFrame:
+    import random
+
+    from fusionlake.lake import schema
+
+    draw = random.Random(rows)
+    return schema.conform(pl.DataFrame({
+        "record_id": [f"d:{i}" for i in range(rows)],
+        "name_original": [draw.randbytes(48).hex() for _ in range(rows)],  # the bulk
+        "releasable_to": [["all"]] * rows,
+    }), "person_record")
+
+
+def test_a_table_on_s3_is_read_in_place_through_faults_fetching_only_what_is_selected(
+        fault_proxy, s3_bucket, tmp_path):
+    """Nothing is downloaded into the work folder; the reads pass 30% faults of every kind;
+    one narrow column of a wide file fetches a small share of its bytes."""
+    from fusionlake.lake import zones
+
+    store = _store(fault_proxy, s3_bucket)
+    table = _person_table(60_000)
+    keys = [f"staged/person_record/{part}.parquet" for part in ("a", "b")]
+    for key, half in zip(keys, (table[:30_000], table[30_000:]), strict=True):
+        zones.write_frame(store, key, half)
+    size = sum(info.size for info in store.list_info("staged"))
+    work = tmp_path / "work"
+    work.mkdir()
+    fault_proxy.script = list(FAULTS)  # each kind of fault once, first, then 30% at random
+    fault_proxy.rate = 0.3
+    for _ in range(3):
+        assert_frame_equal(zones.scan_objects(store, keys, "person_record", work).collect(),
+                           table)
+    assert set(FAULTS) <= set(fault_proxy.counts)
+    fault_proxy.rate = 0.0
+    before = fault_proxy.counts["bytes-relayed"]
+    ids = zones.scan_objects(store, keys, "person_record", work).select("record_id").collect()
+    assert ids["record_id"].to_list() == table["record_id"].to_list()
+    fetched = fault_proxy.counts["bytes-relayed"] - before
+    assert fetched < size / 4, (fetched, size)
+    assert not any(work.iterdir())
+
+
+def test_an_object_read_in_place_that_is_cut_or_gone_is_named_and_a_lasting_failure_is_transient(
+        fault_proxy, s3_bucket, tmp_path):
+    from fusionlake.lake import zones
+
+    store = _store(fault_proxy, s3_bucket)
+    whole = zones.to_parquet(_person_table(100))
+    store.put("staged/person_record/cut.parquet", whole[: len(whole) // 2])
+    for name in ("cut", "gone"):
+        key = f"staged/person_record/{name}.parquet"
+        with pytest.raises(zones.UnreadableFile,
+                           match=f"person_record: cannot read s3://{s3_bucket}/lake/{key}"):
+            zones.scan_objects(store, [key], "person_record", tmp_path)
+    store.put("staged/person_record/whole.parquet", whole)
+    store.SCAN_RETRIES = {**S3Store.SCAN_RETRIES, "max_retries": 2,
+                          "retry_max_backoff_ms": 200}  # (read once, below: cached)
+    fault_proxy.rate = 1.0
+    fault_proxy.faults = ("internal",)
+    with pytest.raises(TransientLakeError, match=r"person_record: reading s3://.*whole.parquet "
+                                                 r"in place failed .*500 Internal Server Error"):
+        zones.scan_objects(store, ["staged/person_record/whole.parquet"], "person_record",
+                           tmp_path)
 
 
 def test_botocore_failures_that_pass_are_transient():

@@ -80,7 +80,7 @@ def _reference_lake(full: LocalStore, audience: str, root: Path) -> LocalStore:
     """A fresh lake holding only what ``audience`` may see of ``full`` (see the module doc)."""
     ref = open_store(str(root))
     visible = {t: f.collect() for t, f in marts.visible_rows(
-        {t: zones.scan(zones.local_files(full, zones.staged_keys(full, t), root), t)
+        {t: zones.scan_objects(full, zones.staged_keys(full, t), t, root)
          for t in schema.TABLES}, audience).items()}
     own = {e.drop_id for e in Ledger(full).entries() if e.agency == audience}
     drops = own | set(visible["person_record"]["drop_id"].to_list())

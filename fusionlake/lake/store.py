@@ -25,6 +25,7 @@ failures. Messages never carry credentials (:func:`redact`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import random
@@ -39,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 from urllib.parse import urlparse
 
 from fusionlake.lake.faults import kill_point
@@ -327,6 +328,11 @@ class ObjectStore(ABC):
         path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(path, self.get(key))
 
+    def scan_source(self, key: str) -> tuple[str, dict] | None:
+        """Where Polars can read the object ``key`` in place, with the keyword arguments its
+        scan needs; None when the object must be downloaded to be read."""
+        return None
+
     def partial_writes(self, prefix: str = "") -> list[PartialWrite]:
         """Writes under ``prefix`` that started and did not finish (see :class:`PartialWrite`)."""
         return []
@@ -390,6 +396,9 @@ class LocalStore(ObjectStore):
     def path(self, key: str) -> Path:
         """The file behind a key (the local adapter only)."""
         return self.root / _check_key(key)
+
+    def scan_source(self, key: str) -> tuple[str, dict]:
+        return str(self.path(key)), {}
 
     def get(self, key: str) -> bytes:
         try:
@@ -705,6 +714,35 @@ class S3Store(ObjectStore):
         self._op("CopyObject", lambda: self.client.copy(
             {"Bucket": self.bucket, "Key": self._k(source)}, self.bucket, self._k(key)), source)
 
+    #: How Polars' S3 reader retries each request when it reads an object in place
+    #: (:meth:`scan_source`): 10 times, backing off from 0.2 s to at most 8 s, for at most
+    #: two minutes, as botocore and the store do together for the store's own requests.
+    SCAN_RETRIES: ClassVar[dict[str, int]] = {"max_retries": 10, "retry_init_backoff_ms": 200,
+                                               "retry_max_backoff_ms": 8000,
+                                               "retry_timeout_ms": 120_000}
+
+    def scan_source(self, key: str) -> tuple[str, dict]:
+        """The object's ``s3://`` URL for Polars' own S3 reader, which fetches only the byte
+        ranges a query needs (the footer, then the columns it selects) instead of the file.
+
+        It talks to the endpoint and region of this store's client, with credentials from
+        boto3's standard chain (asked again every few minutes, so that expiring ones are
+        renewed), and retries each request (:data:`SCAN_RETRIES`).
+        """
+        return f"s3://{self.bucket}/{self._k(key)}", self._scan_options
+
+    @functools.cached_property
+    def _scan_options(self) -> dict:
+        meta = self.client.meta
+        options: dict = {"aws_region": meta.region_name or "us-east-1", **self.SCAN_RETRIES}
+        endpoint = meta.endpoint_url or ""
+        if urlparse(endpoint).hostname and not urlparse(endpoint).hostname.endswith(
+                ".amazonaws.com"):  # MinIO, Ceph, the tests' moto: path-style requests there
+            options["aws_endpoint_url"] = endpoint
+            if endpoint.startswith("http://"):
+                options["aws_allow_http"] = "true"
+        return {"storage_options": options, "credential_provider": _boto_credentials}
+
     def download_file(self, key: str, path: Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -717,6 +755,23 @@ class S3Store(ObjectStore):
             os.replace(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
+
+
+def _boto_credentials() -> tuple[dict[str, str], int]:
+    """Credentials for Polars' S3 reader from boto3's standard chain, the one the store's own
+    client uses; valid for Polars for five minutes, after which it asks again."""
+    import boto3
+
+    found = boto3.session.Session().get_credentials()
+    if found is None:
+        raise LakeError("no AWS credentials for reading the lake: set AWS_ACCESS_KEY_ID and "
+                        "AWS_SECRET_ACCESS_KEY, a profile, or an instance role")
+    frozen = found.get_frozen_credentials()
+    credentials = {"aws_access_key_id": frozen.access_key,
+                   "aws_secret_access_key": frozen.secret_key}
+    if frozen.token:
+        credentials["aws_session_token"] = frozen.token
+    return credentials, int(time.time()) + 300
 
 
 def open_store(uri: str | Path) -> ObjectStore:

@@ -1,8 +1,10 @@
 """How frames go in and out of the lake's zones (the keys themselves: fusionlake.lake.layout).
 
 Frames travel as Parquet bytes, which both backends store the same way. Large tables (staged,
-resolution) can also be scanned lazily from files: in place on a local lake, downloaded once to a
-work folder from S3 (:func:`local_files`).
+resolution) are scanned lazily in place (:func:`scan_objects`): the files of a local lake, the
+objects of an S3 lake through Polars' own S3 reader, which fetches the footer and then only the
+byte ranges of the columns and row groups a query reads. DuckDB, which has no S3 reader here,
+gets local copies (:func:`local_files`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ import pyarrow.parquet as pq
 from fusionlake.lake import layout, schema, versions
 from fusionlake.lake.layout import DECISIONS, QUARANTINE, VALIDATION, staged_key
 from fusionlake.lake.settings import Settings
-from fusionlake.lake.store import LocalStore, NotFound, ObjectStore
+from fusionlake.lake.store import (
+    LocalStore,
+    NotFound,
+    ObjectStore,
+    TransientLakeError,
+    redact,
+)
 
 #: How the lake's Parquet is compressed. zstd's lowest level: at a million people it writes the
 #: resolution tables a sixth faster than its default (3) for files within 1% of the size.
@@ -74,21 +82,41 @@ def local_files(store: ObjectStore, keys: list[str], work_dir: Path) -> list[Pat
 
 def scan(paths: list[Path], table: str) -> pl.LazyFrame:
     """Parquet files of one staged or resolution table, scanned lazily in its schema."""
-    if not paths:
+    return _scan([(str(p), {}) for p in paths], table)
+
+
+def scan_objects(store: ObjectStore, keys: list[str], table: str,
+                 work_dir: Path) -> pl.LazyFrame:
+    """Objects of one staged or resolution table, scanned lazily in its schema, in place where
+    the store allows it (:meth:`ObjectStore.scan_source`), else downloaded into ``work_dir``
+    (which must then outlive whatever reads the scan)."""
+    sources = [store.scan_source(key) for key in keys]
+    if None in sources:
+        return scan(local_files(store, keys, work_dir), table)
+    return _scan(sources, table)
+
+
+def _scan(sources: list[tuple[str, dict]], table: str) -> pl.LazyFrame:
+    if not sources:
         return schema.empty(table).lazy()
     # one scan per file: files written before a column was added lack it, conform fills it in
-    return pl.concat([_conformed_scan(p, table) for p in paths], how="vertical")
+    return pl.concat([_conformed_scan(where, options, table) for where, options in sources],
+                     how="vertical")
 
 
 class UnreadableFile(Exception):
-    """A file of the lake that cannot be read as Parquet (damaged on disk, cut short)."""
+    """A file of the lake that cannot be read as Parquet (damaged on disk, cut short, gone)."""
 
 
-def _conformed_scan(path: Path, table: str) -> pl.LazyFrame:
+def _conformed_scan(where: str, options: dict, table: str) -> pl.LazyFrame:
     try:  # conforming reads the file's footer: a damaged file fails here, and is named
-        return schema.conform(pl.scan_parquet(path), table)
-    except pl.exceptions.PolarsError as exc:
-        raise UnreadableFile(f"{table}: cannot read {path}: {exc}") from exc
+        return schema.conform(pl.scan_parquet(where, **options), table)
+    except (pl.exceptions.PolarsError, FileNotFoundError) as exc:
+        raise UnreadableFile(redact(f"{table}: cannot read {where}: {exc}")) from exc
+    except OSError as exc:  # Polars' S3 reader gave up after its retries (S3Store.scan_source)
+        raise TransientLakeError(redact(
+            f"{table}: reading {where} in place failed ({exc}); the object store may be "
+            "overloaded or unreachable: the run can be retried")) from exc
 
 
 # -- staged ------------------------------------------------------------------------------------

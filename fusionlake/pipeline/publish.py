@@ -65,8 +65,7 @@ def audience_resolutions(store: ObjectStore, names: list[str], work_dir: Path,
             pointers[name] = pointer
         origin = pointer.get("resolved_as") or f"{name}/{pointer['version']}"
         if origin not in by_origin:
-            by_origin[origin] = {table: zones.scan(zones.local_files(store, [key], work_dir),
-                                                   table)
+            by_origin[origin] = {table: zones.scan_objects(store, [key], table, work_dir)
                                  for table, key in keys.items()}
         out[name] = by_origin[origin]
     return out

@@ -92,14 +92,14 @@ def staged_scans(store: ObjectStore, ledger: Ledger,
 
     Only the records that count now are in the scans: a feed with ``supersede: by_source_key``
     keeps, per source key, the row of the newest drop (a corrected re-send replaces the earlier
-    row); a drop none of whose rows survive is superseded. The scans are valid inside the
-    ``with`` block (files of an S3 lake are downloaded to a temporary folder for it).
+    row); a drop none of whose rows survive is superseded. The scans read the lake's objects
+    in place (fusionlake.lake.zones.scan_objects) and are valid inside the ``with`` block (a
+    store that cannot be read in place has its files downloaded to a temporary folder for it).
     """
     entries = ledger.entries()  # one listing: on S3 it is a GET per ledger object
     live = {e.drop_id for e in entries if e.state in LIVE}
     with tempfile.TemporaryDirectory(prefix="fusionlake-staged-") as tmp:
-        scans = {t: zones.scan(zones.local_files(store, zones.staged_keys(store, t, live),
-                                                 Path(tmp)), t)
+        scans = {t: zones.scan_objects(store, zones.staged_keys(store, t, live), t, Path(tmp))
                  for t in TABLES}
         # a function of its own: as this generator's locals, its frames (half a gigabyte at a
         # million people) would live as long as the scans are used, through resolve and publish
@@ -420,8 +420,8 @@ def plan(store: ObjectStore, visible: dict[str, pl.LazyFrame], audience: str,
         return "full", (f"the previous resolution has no {', '.join(lacking)} (written by an "
                         "older fusionlake): resolved in full once")
     staged = visible["person_record"].select("record_id").collect()
-    before = zones.scan(zones.local_files(store, [keys["entity_record"]], work_dir),
-                        "entity_record").select("record_id").collect()
+    before = zones.scan_objects(store, [keys["entity_record"]], "entity_record",
+                                work_dir).select("record_id").collect()
     # anti joins: hashing millions of ids for is_in costs several times more
     removed = before.join(staged, on="record_id", how="anti").height
     if removed:
@@ -544,7 +544,7 @@ def _incremental(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str
     # entity_record is read; the other tables are scanned, merged and written as streams
     # (at a million people the record links alone are a gigabyte in memory)
     previous = {name: (zones.read_frame(store, keys[name]) if name == "entity_record" else
-                       zones.scan(zones.local_files(store, [keys[name]], work_dir), name))
+                       zones.scan_objects(store, [keys[name]], name, work_dir))
                 for name in INCREMENTAL_TABLES}
     _log("previous", f"{previous['entity_record'].height:,} records' resolution read in "
          f"{time.perf_counter() - t0:.1f} s")
