@@ -42,11 +42,15 @@ AGENCIES = ["cn_mps", "mm_police", "th_imm"]
 # helpers: publish every audience, build the reference lake, compare marts
 
 
-def _publish_all(store, work: Path, names: list[str] | None = None) -> dict[str, str]:
+def _publish_all(store, work: Path, names: list[str] | None = None,
+                 options: resolve.Options | None = None) -> dict[str, str]:
     """Resolve per visibility group and publish the marts of ``names`` (default: all)."""
     ledger, feedset = Ledger(store), load_feeds()
     with resolve.staged_scans(store, ledger, feedset) as (scans, _):
-        resolve.resolve_audiences(store, scans, "test", audiences=names)
+        stats = resolve.resolve_audiences(store, scans, "test", audiences=names, options=options)
+        if options is not None and options.backend != "duckdb":  # each group scored there
+            for group, mode in stats["resolve mode"].items():
+                assert f"scored on {options.backend}" in mode["why"], (group, mode)
         if names is None:
             return publish.publish_marts(store, ledger, feedset, 2, scans)
         resolution = publish.audience_resolutions(store, names, work)
@@ -99,10 +103,11 @@ def _reference_lake(full: LocalStore, audience: str, root: Path) -> LocalStore:
     return ref
 
 
-def _assert_rule(full: LocalStore, tmp: Path, audiences: list[str]) -> None:
+def _assert_rule(full: LocalStore, tmp: Path, audiences: list[str],
+                 options: resolve.Options | None = None) -> None:
     for audience in audiences:
         ref = _reference_lake(full, audience, tmp / f"ref_{audience}")
-        _publish_all(ref, tmp / f"work_{audience}", names=["all"])
+        _publish_all(ref, tmp / f"work_{audience}", names=["all"], options=options)
         got, want = _dump(_mart_path(full, audience)), _dump(_mart_path(ref, "all"))
         assert got.keys() == want.keys()
         for table in want:
@@ -115,8 +120,11 @@ def _assert_rule(full: LocalStore, tmp: Path, audiences: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def generated_lake(tmp_path_factory) -> Path:
+    return staged_lake(tmp_path_factory.mktemp("generated"))
+
+
+def staged_lake(root: Path) -> Path:
     """A lake that received the generator's drops and staged them (the pipeline's own run)."""
-    root = tmp_path_factory.mktemp("generated")
     summary = generate(120, 7, root / "drops")
     store = open_store(str(root / "lake"))
     for path in summary["files"].values():
