@@ -757,12 +757,18 @@ class S3Store(ObjectStore):
             Path(tmp).unlink(missing_ok=True)
 
 
-def _boto_credentials() -> tuple[dict[str, str], int]:
-    """Credentials for Polars' S3 reader from boto3's standard chain, the one the store's own
-    client uses; valid for Polars for five minutes, after which it asks again."""
+@functools.cache
+def _boto_session():
     import boto3
 
-    found = boto3.session.Session().get_credentials()
+    return boto3.session.Session()
+
+
+def _boto_credentials() -> tuple[dict[str, str], int]:
+    """Credentials for Polars' S3 reader from boto3's standard chain, the one the store's own
+    client uses; valid for Polars for five minutes, after which it asks again (one session per
+    process: credentials that expire, an instance role's, are renewed by botocore)."""
+    found = _boto_session().get_credentials()
     if found is None:
         raise LakeError("no AWS credentials for reading the lake: set AWS_ACCESS_KEY_ID and "
                         "AWS_SECRET_ACCESS_KEY, a profile, or an instance role")
