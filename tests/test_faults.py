@@ -137,10 +137,14 @@ def test_a_table_on_s3_is_read_in_place_through_faults_fetching_only_what_is_sel
 
 def test_an_object_read_in_place_that_is_cut_or_gone_is_named_and_a_lasting_failure_is_transient(
         fault_proxy, s3_bucket, tmp_path):
+    """A lasting failure is transient whether it meets the footer (when the scan is made) or
+    the data (when a step collects it): the flow's retry policy (flows.tasks) retries both."""
     from fusionlake.lake import zones
 
     store = _store(fault_proxy, s3_bucket)
-    whole = zones.to_parquet(_person_table(100))
+    store.SCAN_RETRIES = {**S3Store.SCAN_RETRIES, "max_retries": 2,  # (before the first scan:
+                          "retry_max_backoff_ms": 200}  # the store keeps its scan options)
+    whole = zones.to_parquet(_person_table(60_000))
     store.put("staged/person_record/cut.parquet", whole[: len(whole) // 2])
     for name in ("cut", "gone"):
         key = f"staged/person_record/{name}.parquet"
@@ -148,14 +152,22 @@ def test_an_object_read_in_place_that_is_cut_or_gone_is_named_and_a_lasting_fail
                            match=f"person_record: cannot read s3://{s3_bucket}/lake/{key}"):
             zones.scan_objects(store, [key], "person_record", tmp_path)
     store.put("staged/person_record/whole.parquet", whole)
-    store.SCAN_RETRIES = {**S3Store.SCAN_RETRIES, "max_retries": 2,
-                          "retry_max_backoff_ms": 200}  # (read once, below: cached)
+    scan = zones.scan_objects(store, ["staged/person_record/whole.parquet"], "person_record",
+                              tmp_path)  # the footer is read now, the data when collected
     fault_proxy.rate = 1.0
+    fault_proxy.faults = ("drop-before",)
+    with pytest.raises(OSError, match="object-store error") as collected:
+        scan.collect()
+    assert is_transient(collected.value)
     fault_proxy.faults = ("internal",)
     with pytest.raises(TransientLakeError, match=r"person_record: reading s3://.*whole.parquet "
                                                  r"in place failed .*500 Internal Server Error"):
         zones.scan_objects(store, ["staged/person_record/whole.parquet"], "person_record",
                            tmp_path)
+    refused = ("object-store error: Generic S3 error: Error performing GET http://h/b/k - "
+               "Server returned non-2xx status code: {}")
+    assert is_transient(OSError(refused.format("503 Service Unavailable")))
+    assert not is_transient(OSError(refused.format("403 Forbidden")))
 
 
 def test_botocore_failures_that_pass_are_transient():

@@ -81,6 +81,13 @@ TRANSIENT_CODES = frozenset({
 })  # fmt: skip
 
 
+#: What Polars' S3 reader (S3Store.scan_source) says when a request failed past its retries for
+#: a reason that may pass: a 5xx or 429 answer, no answer, a timeout. (A 403 or a 404 is not.)
+_PASSING_READ = re.compile(r"^object-store error: .*(status code: (5\d\d|429)|error sending "
+                           r"request|timed out|connection (reset|closed|refused))",
+                           re.DOTALL | re.IGNORECASE)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) is a storage failure that may pass: the one retry
     rule of every stage."""
@@ -100,6 +107,8 @@ def is_transient(exc: BaseException) -> bool:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
             code = exc.response.get("Error", {}).get("Code", "")
             return status >= 500 or status == 429 or code in TRANSIENT_CODES
+        if isinstance(exc, OSError) and _PASSING_READ.search(str(exc)):
+            return True
         exc = exc.__cause__ or exc.__context__
     return False
 

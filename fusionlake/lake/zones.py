@@ -23,10 +23,12 @@ from fusionlake.lake import layout, schema, versions
 from fusionlake.lake.layout import DECISIONS, QUARANTINE, VALIDATION, staged_key
 from fusionlake.lake.settings import Settings
 from fusionlake.lake.store import (
+    LakeError,
     LocalStore,
     NotFound,
     ObjectStore,
     TransientLakeError,
+    is_transient,
     redact,
 )
 
@@ -114,6 +116,8 @@ def _conformed_scan(where: str, options: dict, table: str) -> pl.LazyFrame:
     except (pl.exceptions.PolarsError, FileNotFoundError) as exc:
         raise UnreadableFile(redact(f"{table}: cannot read {where}: {exc}")) from exc
     except OSError as exc:  # Polars' S3 reader gave up after its retries (S3Store.scan_source)
+        if not is_transient(exc):  # refused (403): a person must act
+            raise LakeError(redact(f"{table}: cannot read {where}: {exc}")) from exc
         raise TransientLakeError(redact(
             f"{table}: reading {where} in place failed ({exc}); the object store may be "
             "overloaded or unreachable: the run can be retried")) from exc
