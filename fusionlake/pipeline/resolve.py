@@ -17,7 +17,8 @@ Training on each group's rows is what the rule requires; it costs one training p
 
 The staged files are opened once per run (:func:`staged_scans`): resolution reads the columns
 it uses from them, each table when a step needs it, and publishing (fusionlake.pipeline.publish)
-builds the marts from the same files, so an S3 lake's staged zone is downloaded once.
+builds the marts from the same files. An S3 lake's staged objects are read in place (the byte
+ranges a step needs), never copied to the local disk.
 
 Splink (and its DuckDB) take seconds to import and drop workers import this package without ever
 resolving, so transforms.resolution is imported where it is used.

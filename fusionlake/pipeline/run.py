@@ -233,9 +233,9 @@ def run(settings: Settings, run_id: str | None = None, lease_wait: float = 0.0,
 
 # -- a run's own folder, its lease in every process, and the clean start -----------------------
 
-#: Every run works in ``<tmp>/fusionlake-run-<run_id>-<pid>``: Splink's spill files, staged
-#: files downloaded from S3, marts being built. A crash leaves the folder; the next run on this
-#: machine removes it when the pid is gone.
+#: Every run works in ``<tmp>/fusionlake-run-<run_id>-<pid>``: Splink's spill files, the kept
+#: match frames downloaded from S3 (for DuckDB), marts being built. A crash leaves the folder;
+#: the next run on this machine removes it when the pid is gone.
 _RUN_FOLDER = re.compile(r"^fusionlake-run-[0-9A-Za-z_.-]+-(\d+)$")
 
 
