@@ -177,3 +177,25 @@ def test_conforming_a_frame_without_columns_keeps_it_empty():
         assert out.shape == (0, 2) and out.schema == pl.Schema(columns)
     two = conform_columns(pl.DataFrame({"drop_id": ["a", "b"]}), columns)
     assert two.rows() == [("a", None), ("b", None)]
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_tables_are_scanned_under_a_lake_root_with_glob_and_url_characters(backend, tmp_path,
+                                                                          request):
+    """A lake's root is the user's to name: ``[``, ``*``, ``?`` and ``#`` in it are characters
+    of a path or key, not a glob pattern or a URL's query or fragment, when its tables are
+    scanned in place (zones.scan_objects)."""
+    from fusionlake.lake import zones
+
+    root = "lake [1]*?#ทะเลสาบ"
+    uri = (str(tmp_path / root) if backend == "local"
+           else f"s3://{request.getfixturevalue('s3_bucket')}/{root}")
+    store = open_store(uri)
+    assert store.uri.endswith(root)  # (on S3: "?" and "#" are not a URL's query and fragment)
+    frame = pl.DataFrame({"record_id": ["d:1", "d:2"], "e164": ["+66812345678", None]})
+    zones.write_frame(store, "staged/phone/th_imm/detentions/d.parquet", frame)
+    zones.write_frame(store, "staged/phone/th_imm/detentions/[d]*.parquet", frame[:1])
+    scanned = zones.scan_objects(store, ["staged/phone/th_imm/detentions/d.parquet"], "phone",
+                                 tmp_path / "work").collect()
+    assert scanned.select(frame.columns).equals(frame)
+    assert not (tmp_path / "work").exists()  # read in place on both backends

@@ -793,10 +793,11 @@ def open_store(uri: str | Path) -> ObjectStore:
     """The store behind a lake URI: ``s3://bucket/prefix`` or a local path."""
     text = str(uri)
     if text.startswith("s3://"):
-        parsed = urlparse(text)
-        if not parsed.netloc:
+        # split by hand: "?" and "#" are characters of an S3 key, not a query or a fragment
+        bucket, _, prefix = text.removeprefix("s3://").partition("/")
+        if not bucket:
             raise LakeError(f"lake URI {text!r} names no bucket: use s3://bucket/prefix")
-        return S3Store(parsed.netloc, parsed.path)
+        return S3Store(bucket, prefix)
     if "://" in text and not text.startswith("file://"):
         raise LakeError(f"lake URI {text!r}: only local paths and s3://bucket/prefix are supported")
     return LocalStore(text.removeprefix("file://"))

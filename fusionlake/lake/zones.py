@@ -112,7 +112,7 @@ class UnreadableFile(Exception):
 
 def _conformed_scan(where: str, options: dict, table: str) -> pl.LazyFrame:
     try:  # conforming reads the file's footer: a damaged file fails here, and is named
-        return schema.conform(pl.scan_parquet(where, **options), table)
+        return schema.conform(pl.scan_parquet(where, glob=False, **options), table)
     except (pl.exceptions.PolarsError, FileNotFoundError) as exc:
         raise UnreadableFile(redact(f"{table}: cannot read {where}: {exc}")) from exc
     except OSError as exc:  # Polars' S3 reader gave up after its retries (S3Store.scan_source)
