@@ -96,6 +96,20 @@ def _pointer(store, audience: str = "all") -> dict:
     return versions.read_pointer(store, layout.resolution_prefix(audience))
 
 
+def test_a_lake_under_a_path_with_an_apostrophe_and_a_hash_resolves_incrementally(
+        scenario, tmp_path):
+    """The kept match frames are read by DuckDB from the lake's own folder: a path with ' in it
+    once broke the SQL that names them, and every increment fell back to a full run."""
+    lake = tmp_path / "o'neil's #1 lake"
+    shutil.copytree(scenario[3], lake)
+    deliver(open_store(str(lake)), "mm_police", "detainees", [scenario[2]])
+    summary = run(Settings(lake=str(lake)))
+    assert not summary.problems, summary.problems
+    modes = summary.resolution_stats["resolve mode"]
+    assert {g: m["mode"] for g, m in modes.items()} == {
+        GROUP: "incremental", "mm_police+th_imm": "incremental"}, modes
+
+
 def test_a_follow_up_drop_is_resolved_incrementally_with_a_delta(any_lake, scenario):
     lake = any_lake
     store = open_store(lake)

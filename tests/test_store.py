@@ -179,15 +179,15 @@ def test_conforming_a_frame_without_columns_keeps_it_empty():
     assert two.rows() == [("a", None), ("b", None)]
 
 
-@pytest.mark.parametrize("backend", ["local", "s3"])
-def test_tables_are_scanned_under_a_lake_root_with_glob_and_url_characters(backend, tmp_path,
-                                                                          request):
-    """A lake's root is the user's to name: ``[``, ``*``, ``?`` and ``#`` in it are characters
-    of a path or key, not a glob pattern or a URL's query or fragment, when its tables are
-    scanned in place (zones.scan_objects)."""
+@pytest.mark.parametrize(("backend", "root"), [("local", "o'neil #1 ทะเลสาบ"),
+                                               ("s3", "o'neil [1]*?#ทะเลสาบ")])
+def test_tables_are_scanned_under_a_lake_root_with_glob_and_url_characters(backend, root,
+                                                                          tmp_path, request):
+    """A lake's root is the user's to name: on S3 ``[``, ``*``, ``?`` and ``#`` in it are
+    characters of a key, not a glob pattern or a URL's query or fragment, when its tables are
+    scanned in place (zones.scan_objects); a local root may not have the first three."""
     from fusionlake.lake import zones
 
-    root = "lake [1]*?#ทะเลสาบ"
     uri = (str(tmp_path / root) if backend == "local"
            else f"s3://{request.getfixturevalue('s3_bucket')}/{root}")
     store = open_store(uri)
@@ -199,3 +199,11 @@ def test_tables_are_scanned_under_a_lake_root_with_glob_and_url_characters(backe
                                  tmp_path / "work").collect()
     assert scanned.select(frame.columns).equals(frame)
     assert not (tmp_path / "work").exists()  # read in place on both backends
+
+
+@pytest.mark.parametrize("name", ["lake[1]", "lake*", "lake?"])
+def test_a_local_lake_whose_path_duckdb_would_read_as_a_pattern_is_refused(name, tmp_path):
+    with pytest.raises(LakeError, match=r"in its path, which DuckDB and Polars read as "
+                                        r"patterns: choose a folder without \* \? \[ \]"):
+        open_store(str(tmp_path / name))
+    assert not (tmp_path / name).exists()

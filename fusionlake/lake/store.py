@@ -396,11 +396,20 @@ def _is_temp(name: str) -> bool:
 class LocalStore(ObjectStore):
     """A folder on a local disk: the embedded default (``./lakehouse``)."""
 
+    #: Characters a lake's folder may not have in its path: DuckDB and Polars read ``*``,
+    #: ``?`` and ``[`` in a file path as a pattern, and DuckDB a ``?`` in a database's path as
+    #: the start of its options, so such a lake would stage but fail later, at the marts.
+    PATTERN_CHARACTERS = "*?[]"
+
     def __init__(self, root: str | Path):
         self.root = Path(root).expanduser().resolve()
         self.uri = str(self.root)
         if self.root.exists() and not self.root.is_dir():
             raise LakeError(f"lake {self.root} is a file, not a folder: choose another --lake")
+        found = sorted({c for c in str(self.root) if c in self.PATTERN_CHARACTERS})
+        if found:
+            raise LakeError(f"lake {self.root} has {' '.join(found)} in its path, which DuckDB "
+                            "and Polars read as patterns: choose a folder without * ? [ ]")
 
     def path(self, key: str) -> Path:
         """The file behind a key (the local adapter only)."""
