@@ -135,6 +135,30 @@ def test_a_table_on_s3_is_read_in_place_through_faults_fetching_only_what_is_sel
     assert not any(work.iterdir())
 
 
+def test_a_store_trusted_through_a_private_ca_bundle_is_downloaded_not_read_in_place(
+        fault_proxy, s3_bucket, tmp_path, monkeypatch):
+    """boto3 verifies the endpoint with AWS_CA_BUNDLE; Polars' reader would not, so the tables
+    are downloaded through the store as before, and read the same."""
+    from fusionlake.lake import zones
+
+    store = _store(fault_proxy, s3_bucket)
+    table = _person_table(100)
+    zones.write_frame(store, "staged/person_record/a.parquet", table)
+    import ssl
+
+    system = ssl.get_default_verify_paths()
+    monkeypatch.setenv("AWS_CA_BUNDLE", system.cafile or system.openssl_cafile)  # the system's
+    assert store.scan_source("staged/person_record/a.parquet") is not None
+    bundle = tmp_path / "agency-ca.pem"
+    bundle.write_text("(the endpoint here is plain HTTP: boto3 never opens it)\n")
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(bundle))
+    assert store.scan_source("staged/person_record/a.parquet") is None
+    work = tmp_path / "work"
+    read = zones.scan_objects(store, ["staged/person_record/a.parquet"], "person_record", work)
+    assert_frame_equal(read.collect(), table)
+    assert [p.name for p in work.rglob("*.parquet")] == ["a.parquet"]
+
+
 def test_an_object_read_in_place_that_is_cut_or_gone_is_named_and_a_lasting_failure_is_transient(
         fault_proxy, s3_bucket, tmp_path):
     """A lasting failure is transient whether it meets the footer (when the scan is made) or

@@ -739,14 +739,20 @@ class S3Store(ObjectStore):
                                                "retry_max_backoff_ms": 8000,
                                                "retry_timeout_ms": 120_000}
 
-    def scan_source(self, key: str) -> tuple[str, dict]:
+    def scan_source(self, key: str) -> tuple[str, dict] | None:
         """The object's ``s3://`` URL for Polars' own S3 reader, which fetches only the byte
         ranges a query needs (the footer, then the columns it selects) instead of the file.
 
         It talks to the endpoint and region of this store's client, with credentials from
         boto3's standard chain (asked again every few minutes, so that expiring ones are
         renewed), and retries each request (:data:`SCAN_RETRIES`).
+
+        None (download instead) when boto3 trusts the endpoint through a CA bundle other than
+        the system's (``AWS_CA_BUNDLE``, ``ca_bundle`` in the AWS config: a private CA, common
+        on closed networks): Polars' reader does not read that setting.
         """
+        if _boto_ca_bundle():
+            return None
         return f"s3://{self.bucket}/{self._k(key)}", self._scan_options
 
     @functools.cached_property
@@ -780,6 +786,18 @@ def _boto_session():
     import boto3
 
     return boto3.session.Session()
+
+
+def _boto_ca_bundle() -> str | None:
+    """The CA bundle boto3 verifies endpoints with (env or AWS config), when it is not the
+    system's own (which Polars' reader trusts too)."""
+    import ssl
+
+    bundle = (os.environ.get("AWS_CA_BUNDLE")
+              or _boto_session()._session.get_scoped_config().get("ca_bundle"))
+    defaults = ssl.get_default_verify_paths()
+    system = {os.path.realpath(p) for p in (defaults.cafile, defaults.openssl_cafile) if p}
+    return bundle if bundle and os.path.realpath(bundle) not in system else None
 
 
 def _boto_credentials() -> tuple[dict[str, str], int]:
