@@ -760,8 +760,8 @@ class S3Store(ObjectStore):
         meta = self.client.meta
         options: dict = {"aws_region": meta.region_name or "us-east-1", **self.SCAN_RETRIES}
         endpoint = meta.endpoint_url or ""
-        if urlparse(endpoint).hostname and not urlparse(endpoint).hostname.endswith(
-                ".amazonaws.com"):  # MinIO, Ceph, the tests' moto: path-style requests there
+        host = urlparse(endpoint).hostname or ""
+        if host and not host.endswith(".amazonaws.com"):  # MinIO, Ceph, moto: path-style
             options["aws_endpoint_url"] = endpoint
             if endpoint.startswith("http://"):
                 options["aws_allow_http"] = "true"

@@ -82,11 +82,6 @@ def local_files(store: ObjectStore, keys: list[str], work_dir: Path) -> list[Pat
     return paths
 
 
-def scan(paths: list[Path], table: str) -> pl.LazyFrame:
-    """Parquet files of one staged or resolution table, scanned lazily in its schema."""
-    return _scan([(str(p), {}) for p in paths], table)
-
-
 def scan_objects(store: ObjectStore, keys: list[str], table: str,
                  work_dir: Path) -> pl.LazyFrame:
     """Objects of one staged or resolution table, scanned lazily in its schema, in place where
@@ -94,11 +89,7 @@ def scan_objects(store: ObjectStore, keys: list[str], table: str,
     (which must then outlive whatever reads the scan)."""
     sources = [store.scan_source(key) for key in keys]
     if None in sources:
-        return scan(local_files(store, keys, work_dir), table)
-    return _scan(sources, table)
-
-
-def _scan(sources: list[tuple[str, dict]], table: str) -> pl.LazyFrame:
+        sources = [(str(path), {}) for path in local_files(store, keys, work_dir)]
     if not sources:
         return schema.empty(table).lazy()
     # one scan per file: files written before a column was added lack it, conform fills it in

@@ -74,6 +74,7 @@ from fusionlake.lake.store import LocalStore, ObjectStore
 from fusionlake.pipeline import dictionary
 from fusionlake.pipeline.slots import ALONE, Slots, each
 from transforms.resolution.settings import ResolveSettings
+from transforms.sql import sql_literal
 
 __all__ = [
     "DELTA",
@@ -366,7 +367,7 @@ def rules_sha256(sql_dir: Path = MART_SQL_DIR) -> str:
 
 
 def _sql_literal(value: str | None) -> str:
-    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
+    return "NULL" if value is None else sql_literal(value)
 
 
 def build_mart(

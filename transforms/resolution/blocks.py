@@ -39,6 +39,8 @@ import polars as pl
 import sqlglot
 from sqlglot import exp
 
+from transforms.sql import sql_literal
+
 BLOCK_COLUMNS = {"rule": pl.Int32, "block": pl.String, "pairs": pl.Int64,
                  "left": pl.List(pl.String), "records": pl.List(pl.String)}
 
@@ -171,7 +173,7 @@ def oversize_blocks(con: duckdb.DuckDBPyConnection, source: str, rules: list[str
         counts = [f"SELECT {ks}, count(*) AS n FROM {side} {_wanted(rule, among)} GROUP BY ALL"
                   for side in sides]
         shown = " || ', ' || ".join(
-            f"'{k[0].replace(chr(39), chr(39) * 2)} = ' || CAST(k{i} AS VARCHAR)"
+            f"{sql_literal(k[0] + ' = ')} || CAST(k{i} AS VARCHAR)"
             for i, k in enumerate(rule.keys))
         right = "l_n" if rule.symmetric else f"({counts[1]})"
         found += con.sql(f"""

@@ -50,6 +50,7 @@ from transforms.resolution.blocks import (
 )
 from transforms.resolution.dialect import declared_conditions, render
 from transforms.resolution.settings import ResolveSettings
+from transforms.sql import sql_literal
 
 # Extra person-record columns that declared comparisons may read when a feed provides them.
 OPTIONAL_COLUMNS: tuple[str, ...] = ("postcode", "street_number")
@@ -229,7 +230,7 @@ class Scored:
             return pl.from_arrow(
                 con.sql(f"""
                 SELECT p.record_id_l, p.record_id_r
-                FROM read_parquet({_quoted(source)}) p
+                FROM read_parquet({sql_literal(source)}) p
                 JOIN fl_components cl ON cl.record_id = p.record_id_l
                 JOIN fl_components cr ON cr.record_id = p.record_id_r
                 WHERE cl.component = cr.component
@@ -493,14 +494,9 @@ class KeptScorer:
             "record_id_l", "record_id_r")
 
 
-def _quoted(path: Path | str) -> str:
-    """A path as an SQL string literal (a lake may live under /home/o'neil)."""
-    return "'" + str(path).replace("'", "''") + "'"
-
-
 def _old_records_sql(old: list[Path], columns: list[str]) -> str:
     """A SELECT of ``columns`` from the kept match frames' Parquet files."""
-    files = ", ".join(_quoted(p) for p in old)
+    files = ", ".join(sql_literal(p) for p in old)
     cols = ", ".join(f'"{c}"' for c in columns)
     return f"SELECT {cols} FROM read_parquet([{files}], union_by_name = true)"
 
