@@ -438,25 +438,27 @@ def test_bad_incremental_settings_are_user_errors(monkeypatch, capsys, tmp_path)
     assert (settings.full_every, settings.incremental_max_share) == (4, 0.25)
 
 
-def test_a_damaged_staged_file_fails_the_full_resolve_and_leaves_the_lake_as_it_was(lake):
+def test_a_damaged_staged_file_fails_the_full_resolve_and_leaves_the_lake_as_it_was(any_lake):
     """The resolver reads each staged table when a step needs it, the association tables last
-    (after the clusters are made). A phone file damaged on disk must still fail the run with
-    the table and file named, before any resolution or mart is written; once the file is whole
-    again the next run completes."""
+    (after the clusters are made). A phone file damaged on disk (an object cut short on S3,
+    read there in place) beside the whole ones must still fail the run with the table and file
+    named, before any resolution or mart is written; once the file is whole again the next run
+    completes."""
+    lake = any_lake
     store = open_store(lake)
     before = {a: _pointer(store, a)["version"] for a in ("all", "mm_police")}
     marts_before = {a: versions.read_pointer(store, layout.mart_prefix(a))["version"]
                     for a in ("all", "mm_police")}
-    damaged = next(p for p in sorted((Path(lake) / "staged" / "phone").rglob("*.parquet")))
-    whole = damaged.read_bytes()
-    damaged.write_bytes(whole[: len(whole) // 2])
-    with pytest.raises(zones.UnreadableFile, match=f"phone: cannot read .*{damaged.name}"):
+    damaged = store.list(layout.staged_prefix("phone"))[0]
+    whole = store.get(damaged)
+    store.put(damaged, whole[: len(whole) // 2])
+    with pytest.raises(zones.UnreadableFile, match=f"phone: cannot read .*{damaged}"):
         run(Settings(lake=lake, full=True))
     assert {a: _pointer(store, a)["version"] for a in before} == before
     assert {a: versions.read_pointer(store, layout.mart_prefix(a))["version"]
             for a in marts_before} == marts_before
 
-    damaged.write_bytes(whole)
+    store.put(damaged, whole)
     summary = run(Settings(lake=lake, full=True))
     assert not summary.problems, summary.problems
     assert {a: _pointer(store, a)["version"] for a in before} != before
