@@ -32,6 +32,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _user_cache_in_the_session_temp(tmp_path_factory):
+    """``XDG_CACHE_HOME`` in the session's temp folder, for this process and the CLI processes
+    the tests start: a mart read from an S3 lake is cached under it (marts.current_file), and
+    the suite makes hundreds of S3 lakes, whose marts would otherwise pile up in ~/.cache."""
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A moto S3 server on loopback, with the standard AWS variables pointing at it."""
