@@ -83,7 +83,10 @@ def _assert_same(mine: dict, theirs: dict) -> None:
     assert mine.keys() == theirs.keys()
     for name, frame in mine.items():
         if isinstance(frame, dict):
-            _assert_same(frame, theirs[name])
+            try:
+                _assert_same(frame, theirs[name])
+            except AssertionError as exc:
+                raise AssertionError(f"{name}/{exc}") from None
         else:
             try:
                 assert_frame_equal(frame, theirs[name])
@@ -315,6 +318,53 @@ def test_a_run_killed_between_resolving_and_publishing_is_completed_by_the_next(
     _assert_same({k: f for k, f in _resolutions(store).items() if k[1] != "resolution_delta"},
                  {k: f for k, f in _resolutions(clean).items() if k[1] != "resolution_delta"})
     _assert_same(_marts(store), _marts(clean))
+
+
+def _end_as_the_clean_follow_up(store, follow_up, shown: dict | None = None) -> None:
+    """The lake as after the clean follow-up run.
+
+    A resolution written before the failure leaves the next run an empty delta, so the deltas
+    are not compared. A mart in ``shown`` was published before the failure, with the new
+    cross-agency matches flagged: its next version flags none (none is new since the version
+    its analysts saw), and is otherwise the clean run's."""
+    clean, _ = follow_up
+    assert _states(store) == _states(clean)
+    _assert_same({k: f for k, f in _resolutions(store).items() if k[1] != "resolution_delta"},
+                 {k: f for k, f in _resolutions(clean).items() if k[1] != "resolution_delta"})
+    mine, theirs = _marts(store), _marts(clean)
+    for audience in shown or {}:
+        assert theirs[audience]["entity"]["new_cross_agency_match"].any()
+        assert not mine[audience]["entity"]["new_cross_agency_match"].any()
+        for tables in (mine[audience], theirs[audience]):
+            tables["entity"] = tables["entity"].drop("new_cross_agency_match")
+    _assert_same(mine, theirs)
+    assert not store.partial_writes("")
+    assert not any(versions.unfinished_versions(store, layout.mart_prefix(a))
+                   for a in AUDIENCES)
+
+
+def test_a_run_killed_between_two_marts_of_one_resolution_flags_the_new_matches_in_both(
+        lake, scenario, follow_up):
+    """cn_mps's resolution is a copy of `all`'s (it may see every row), and their marts are
+    built one after the other (one group worker). Killed in between, `all` shows the new
+    resolution and cn_mps the old one. The next run must compare each with the resolution its
+    own mart shows: were cn_mps built from `all`'s inputs, whose "previous resolution" is
+    already the new one, its analysts would never see the new cross-agency matches flagged."""
+    store = open_store(lake)
+    deliver(store, "mm_police", "detainees", [scenario[2]])
+    one_at_a_time = _KILLED_RUN.replace("Settings(lake=sys.argv[1])",
+                                        "Settings(lake=sys.argv[1], group_workers=1)")
+    env = {**os.environ, "FUSIONLAKE_KILL_AT": "before-manifest:marts/cn_mps"}
+    proc = subprocess.run([sys.executable, "-c", one_at_a_time, lake], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    shown = {a: (marts.latest(store, a) or {}).get("resolution_version") for a in AUDIENCES}
+    assert shown["all"] == _pointer(store, "all")["version"]
+    assert shown["cn_mps"] != _pointer(store, "cn_mps")["version"]
+
+    summary = run(Settings(lake=lake, group_workers=1))
+    assert not summary.problems, summary.problems
+    _end_as_the_clean_follow_up(store, follow_up, {"all": True})
 
 
 # -- malformed files beside a good follow-up -------------------------------------------------

@@ -811,12 +811,20 @@ def build_and_publish(
     # only the rows of the records it touches (_update_inputs), and at a million people
     # writing every staged table again costs more than the update itself.
     whole = functools.cache(lambda: _conformed(staged, schema.TABLES, "staged", folder))
-    resolved: dict[int, Callable] = {}  # id of an audience's resolution -> its whole inputs
+    # (id of an audience's resolution, the resolution its published mart shows) -> the whole
+    # inputs of its build, the previous resolution included
+    resolved: dict[tuple[int, str | None], Callable] = {}
+    shared: dict[str, tuple[int, str | None]] = {}  # audience -> its key in ``resolved``
     builds: list[list[str]] = []  # audiences sharing a view and a resolution: one build
     for view in visibility_groups(staged, names, sql_dir):
-        by_resolution: dict[int, list[str]] = {}
+        by_resolution: dict[tuple[int, str | None], list[str]] = {}
         for name in view:
-            by_resolution.setdefault(id(per_audience[name]), []).append(name)
+            # Only marts that show the same resolution share a build: after a run that stopped
+            # between two of them, the matches new since the last mart are new in one and no
+            # longer in the other (entity.new_cross_agency_match).
+            shown = (latest(store, name) or {}).get("resolution_version")
+            shared[name] = (id(per_audience[name]), shown)
+            by_resolution.setdefault(shared[name], []).append(name)
         for key, group in by_resolution.items():
             if key not in resolved:
                 resolved[key] = functools.cache(functools.partial(
@@ -826,7 +834,7 @@ def build_and_publish(
 
     def one_build(group: list[str], slots: Slots) -> None:
         own = per_audience[group[0]]
-        inputs = _Inputs(whole, resolved[id(own)], stewards, functools.partial(
+        inputs = _Inputs(whole, resolved[shared[group[0]]], stewards, functools.partial(
             _update_inputs, staged, own, store, group[0], folder / f"update_{group[0]}"))
         base, made, tables = None, None, None
         for name in group:  # the first is built or updated, the others are copies of it
