@@ -1,5 +1,6 @@
 """Incremental runs when things go wrong: a flaky store, two runs at once, a run killed between
-resolving and publishing, and malformed files delivered beside a good follow-up drop.
+resolving and publishing, a disk that fills, and malformed files delivered beside a good
+follow-up drop.
 
 The scenario is test_incremental_runs' (its module fixture: 2,000 generated people, the Myanmar
 police's detainee file split so that its last 60 rows come as a follow-up drop); each test starts
@@ -20,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from datetime import datetime
@@ -36,7 +38,7 @@ from test_incremental_runs import GROUP, _mode, _pointer, _state_file
 from fusionlake.lake import layout, versions, zones
 from fusionlake.lake.ledger import Ledger
 from fusionlake.lake.settings import Settings
-from fusionlake.lake.store import open_store
+from fusionlake.lake.store import OutOfSpace, open_store
 from fusionlake.pipeline import marts
 from fusionlake.pipeline.land import deliver
 from fusionlake.pipeline.resolve import read_state
@@ -365,6 +367,114 @@ def test_a_run_killed_between_two_marts_of_one_resolution_flags_the_new_matches_
     summary = run(Settings(lake=lake, group_workers=1))
     assert not summary.problems, summary.problems
     _end_as_the_clean_follow_up(store, follow_up, {"all": True})
+
+
+# -- a full disk ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 MiB tmpfs of the test's own, to fill (mounting needs root: skipped without)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m,mode=0700", "tmpfs",
+                              str(disk)], capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs to fill ({mounted.stderr.strip()}); needs root")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=False)
+
+
+def _fill(disk: Path, leave: int) -> Path:
+    """A file taking all of ``disk``'s free space but ``leave`` bytes."""
+    filler = disk / "filler"
+    with open(filler, "wb") as fh:
+        if (size := shutil.disk_usage(disk).free - leave) > 0:
+            os.posix_fallocate(fh.fileno(), 0, size)
+    return filler
+
+
+def _kept_whole(store, delivered: str, source: Path) -> str:
+    """How far the follow-up drop got: still in landing, or its ledger state, which must not be
+    rejected or held; its bytes are whole wherever it is."""
+    drop = next((e for e in Ledger(store).entries() if e.file_name == source.name), None)
+    if drop is None:
+        assert store.get(delivered) == source.read_bytes()
+        return "in landing"
+    assert str(drop.state) in ("received", "validated", "staged"), drop
+    assert store.get(drop.raw_key) == source.read_bytes()
+    return str(drop.state)
+
+
+def test_a_run_that_fills_the_disk_stops_saying_so_loses_nothing_and_the_next_ends_as_usual(
+        scenario, follow_up, small_disk, monkeypatch):
+    """The lake and the run's temp folder on one small disk, filled to leave the follow-up run
+    from nothing to most of the room it needs (it peaks about 28 MB above the lake's 51 MB), so
+    that the disk fills in a different stage each time."""
+    monkeypatch.setattr(tempfile, "tempdir", str(small_disk / "tmp"))  # the run folder's base
+    (small_disk / "tmp").mkdir()
+    reached = set()
+    for leave_kib in (0, 2_000, 12_000, 24_000):
+        path = small_disk / "lake"
+        shutil.rmtree(path, ignore_errors=True)
+        shutil.copytree(scenario[3], path)
+        store = open_store(str(path))
+        before = (_pointer(store)["version"], {a: marts.latest(store, a) for a in AUDIENCES})
+        delivered = deliver(store, "mm_police", "detainees", [scenario[2]])[0].key
+        filler = _fill(small_disk, leave_kib * 1024)
+
+        with pytest.raises(OutOfSpace) as failed:
+            run(Settings(lake=str(path)))
+        message = str(failed.value)
+        assert message.startswith("out of disk space (No space left on device): "), message
+        assert f"{path} (the lake) has " in message and "MiB free" in message, message
+        assert "Free some space and run again" in message, message
+        # the drop is kept, whole, and not rejected or held for it; every mart opens and passes
+        # its checks, whichever version it is
+        state = _kept_whole(store, delivered, scenario[2])
+        for audience in AUDIENCES:
+            marts.open_latest(store, audience).close()
+        moved = [a for a in AUDIENCES if marts.latest(store, a) != before[1][a]]
+        reached.add((state, _pointer(store)["version"] != before[0], len(moved)))
+        # a mart published before the disk filled is the clean run's
+        shown = {a: m for a, m in _marts(store).items() if a in moved}
+        _assert_same(shown, {a: m for a, m in _marts(follow_up[0]).items() if a in moved})
+
+        filler.unlink()
+        summary = run(Settings(lake=str(path)))
+        assert not summary.problems, (leave_kib, summary.problems)
+        _end_as_the_clean_follow_up(store, follow_up, shown)
+        assert not list((small_disk / "tmp").iterdir())  # the run folders are gone
+    # from landing to publishing: the disk filled at three different points at least
+    assert len(reached) >= 3, reached
+
+
+def test_an_s3_lake_whose_run_fills_the_local_disk_keeps_every_drop(
+        scenario, follow_up, s3_bucket, small_disk, monkeypatch):
+    """On S3 the lake cannot fill, but the run's temp folder (marts being built, spill files)
+    can; before, a drop whose staging failed for it was rejected for good."""
+    monkeypatch.setattr(tempfile, "tempdir", str(small_disk / "tmp"))
+    (small_disk / "tmp").mkdir()
+    store = open_store(f"s3://{s3_bucket}/lake")
+    _copy(open_store(str(scenario[3])), store)
+    before = {a: marts.latest(store, a) for a in AUDIENCES}
+    delivered = deliver(store, "mm_police", "detainees", [scenario[2]])[0].key
+    filler = _fill(small_disk, 0)
+
+    with pytest.raises(OutOfSpace) as failed:
+        run(Settings(lake=store.uri))
+    message = str(failed.value)
+    assert f"{small_disk / 'tmp'} (the run's temp folder) has 0.0 MiB free" in message, message
+    assert "(the lake)" not in message  # an S3 lake has no local disk to name
+    assert _kept_whole(store, delivered, scenario[2]) in ("received", "validated", "staged")
+    assert {a: marts.latest(store, a) for a in AUDIENCES} == before
+
+    filler.unlink()
+    summary = run(Settings(lake=store.uri))
+    assert not summary.problems, summary.problems
+    _end_as_the_clean_follow_up(store, follow_up)
 
 
 # -- malformed files beside a good follow-up -------------------------------------------------

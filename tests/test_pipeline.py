@@ -455,7 +455,7 @@ def test_data_docs_failing_beside_the_run_leave_a_note_and_the_marts_published(d
     deliver_all(store, drops, only={"th_imm/repatriations"})
     summary = run(Settings(lake=str(lake), drop_workers=0))
     assert summary.data_docs is None
-    assert any("Data Docs were not rebuilt (No space left on device)" in n
+    assert any("Data Docs were not rebuilt (out of disk space: No space left on device)" in n
                for n in summary.notes), summary.notes
     assert [e.state for e in Ledger(store).entries()] == ["published"]
     assert mart_count(store, "select count(*) from entity_record") > 0

@@ -25,6 +25,7 @@ failures. Messages never carry credentials (:func:`redact`).
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import os
@@ -36,7 +37,7 @@ import time
 import unicodedata
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,12 +52,16 @@ __all__ = [
     "NotFound",
     "ObjectInfo",
     "ObjectStore",
+    "OutOfSpace",
     "PartialWrite",
     "S3Store",
     "TransientLakeError",
+    "causes",
     "is_transient",
     "join_key",
+    "no_space",
     "open_store",
+    "out_of_space",
     "redact",
     "retrying",
     "safe_part",
@@ -72,6 +77,49 @@ class LakeError(Exception):
 class TransientLakeError(LakeError):
     """A storage failure that may pass (5xx, throttling, a dropped connection, a timeout):
     worth retrying with backoff. Any other LakeError needs a person."""
+
+
+class OutOfSpace(LakeError):
+    """A disk this machine writes to is full (or over its quota): nothing wrong with the data,
+    and waiting does not help; a person frees space. Raised by :func:`fusionlake.pipeline.run.run`
+    with the free space of the lake's and the run's folders."""
+
+
+#: What a full disk or quota looks like: an OSError's errno, or the text that Polars (Rust's
+#: "os error 28"), DuckDB and shutil put in their own errors.
+_NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_NO_SPACE = re.compile(r"no space left on device|disk quota exceeded|os error (28|122)\b",
+                       re.IGNORECASE)
+
+
+def causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc``, then what caused it (or what it was raised while handling), in turn."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _no_space(exc: BaseException) -> str | None:
+    if isinstance(exc, OSError) and exc.errno in _NO_SPACE_ERRNOS:
+        return os.strerror(exc.errno)
+    if found := _NO_SPACE.search(str(exc)[:100_000]):
+        return {"28": os.strerror(errno.ENOSPC), "122": os.strerror(errno.EDQUOT)}.get(
+            found.group(1), found.group(0))
+    return None
+
+
+def no_space(exc: BaseException | None) -> str | None:
+    """What ``exc`` (or what caused it, or what it was raised while handling) says of a full
+    disk or quota ("No space left on device", "Disk quota exceeded"), or None."""
+    return next((why for e in causes(exc) if (why := _no_space(e))), None)
+
+
+def out_of_space(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it, or what it was raised while handling) is a full
+    disk or quota."""
+    return isinstance(exc, OutOfSpace) or no_space(exc) is not None
 
 
 #: S3 error codes that say "try again later", whatever the HTTP status.
@@ -95,21 +143,18 @@ def is_transient(exc: BaseException) -> bool:
     from botocore.exceptions import ConnectionError as BotoConnectionError
     from urllib3.exceptions import HTTPError as Urllib3Error
 
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
+    for cause in causes(exc):
         # closed, reset or timed-out connections, an unreachable endpoint, a body cut short
-        if isinstance(exc, TransientLakeError | ConnectionError | TimeoutError
+        if isinstance(cause, TransientLakeError | ConnectionError | TimeoutError
                       | BotoConnectionError | HTTPClientError | IncompleteReadError
                       | Urllib3Error):
             return True
-        if isinstance(exc, ClientError):
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-            code = exc.response.get("Error", {}).get("Code", "")
+        if isinstance(cause, ClientError):
+            status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            code = cause.response.get("Error", {}).get("Code", "")
             return status >= 500 or status == 429 or code in TRANSIENT_CODES
-        if isinstance(exc, OSError) and _PASSING_READ.search(str(exc)):
+        if isinstance(cause, OSError) and _PASSING_READ.search(str(cause)):
             return True
-        exc = exc.__cause__ or exc.__context__
     return False
 
 

@@ -70,7 +70,7 @@ import pyarrow as pa
 from fusionlake.lake import audit, layout, schema, versions, zones
 from fusionlake.lake.faults import kill_point
 from fusionlake.lake.settings import PROJECT_ROOT, Settings
-from fusionlake.lake.store import LocalStore, ObjectStore
+from fusionlake.lake.store import LocalStore, ObjectStore, out_of_space
 from fusionlake.pipeline import dictionary
 from fusionlake.pipeline.slots import ALONE, Slots, each
 from transforms.resolution.settings import ResolveSettings
@@ -339,6 +339,8 @@ def _conformed(given, known: dict, kind: str, folder: Path | None) -> dict[str, 
                 frame.write_parquet(path, compression="lz4")
             tables[name] = path
         except pl.exceptions.PolarsError as exc:
+            if out_of_space(exc):  # writing the input failed, not its columns
+                raise
             raise MartError(
                 f"mart input {name}: columns do not fit the expected schema: {exc}"
             ) from exc

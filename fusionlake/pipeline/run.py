@@ -66,12 +66,16 @@ from fusionlake.lake.ledger import LIVE, DropEntry, DropState, Ledger
 from fusionlake.lake.settings import Settings
 from fusionlake.lake.store import (
     LakeError,
+    LocalStore,
     ObjectInfo,
     ObjectStore,
+    OutOfSpace,
     TransientLakeError,
     host_tag,
     is_transient,
+    no_space,
     open_store,
+    out_of_space,
     redact,
     retrying,
     temp_owner,
@@ -202,33 +206,54 @@ def run(settings: Settings, run_id: str | None = None, lease_wait: float = 0.0,
     run_id = run_id or new_run_id()
     store = open_store(settings.lake)
     summary = RunSummary(run_id=run_id, lake=store.uri)
-    lease = acquire(store, run_id, seconds=settings.lease_seconds, wait=lease_wait)
-    with lease, run_folder(run_id), fenced(lease):
-        lease.start_heartbeat()
-        feedset = load_feeds(settings.feeds_path)
-        summary.problems += [f"feed definition error: {err}" for err in feedset.errors]
-        r = Run(settings, store, Ledger(store), feedset, run_id, summary,
-                executor or Executor(), lease)
-        clean_start(r)
-        new = land_new(r)
-        pause_point("before-stage")  # lease tests: a run frozen past its lease
-        r.check_lease()
-        pending = validate_and_stage(r)
-        try:
+    try:
+        lease = acquire(store, run_id, seconds=settings.lease_seconds, wait=lease_wait)
+        with lease, run_folder(run_id), fenced(lease):
+            lease.start_heartbeat()
+            feedset = load_feeds(settings.feeds_path)
+            summary.problems += [f"feed definition error: {err}" for err in feedset.errors]
+            r = Run(settings, store, Ledger(store), feedset, run_id, summary,
+                    executor or Executor(), lease)
+            clean_start(r)
+            new = land_new(r)
+            pause_point("before-stage")  # lease tests: a run frozen past its lease
             r.check_lease()
-            if inputs_changed(r) or settings.full:
-                with load_staged(r) as (scans, superseded):
-                    resolve_entities(r, scans, superseded)
-                    r.check_lease()
-                    publish_marts(r, scans, superseded)
-            else:
-                summary.noop = not new and not pending
-                r.executor.log.info("nothing new since the last published marts")
-        finally:  # never left rendering after the run (and its lease) ended
-            data_docs_rendered(r)
-        r.check_lease()
-        leave_summary(r)
+            pending = validate_and_stage(r)
+            try:
+                r.check_lease()
+                if inputs_changed(r) or settings.full:
+                    with load_staged(r) as (scans, superseded):
+                        resolve_entities(r, scans, superseded)
+                        r.check_lease()
+                        publish_marts(r, scans, superseded)
+                else:
+                    summary.noop = not new and not pending
+                    r.executor.log.info("nothing new since the last published marts")
+            finally:  # never left rendering after the run (and its lease) ended
+                data_docs_rendered(r)
+            r.check_lease()
+            leave_summary(r)
+    except Exception as exc:
+        if out_of_space(exc) and not isinstance(exc, OutOfSpace):
+            raise OutOfSpace(_out_of_space(exc, store)) from exc
+        raise
     return summary
+
+
+def _out_of_space(exc: BaseException, store: ObjectStore) -> str:
+    """What a run that filled a disk says: the error, the free space where the run writes (the
+    lake's folder, and the temp folder its work goes to), and that nothing was lost."""
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    places = [("the lake", store.root)] if isinstance(store, LocalStore) else []
+    places.append(("the run's temp folder", Path(tempfile.gettempdir())))
+    free = []
+    for what, path in places:
+        with contextlib.suppress(OSError):
+            free.append(f"{path} ({what}) has {shutil.disk_usage(path).free / 2**20:,.1f} MiB free")
+    return redact(
+        f"out of disk space ({no_space(exc)}): {detail[:500]}. {'; '.join(free)}. Free some space "
+        "and run again: the drops not yet staged stay pending (none is rejected for this), "
+        "and each mart is its previous version or its new one, whole")
 
 
 # -- a run's own folder, its lease in every process, and the clean start -----------------------
@@ -397,11 +422,15 @@ def stage_one(lake: str, feeds_path: list[str], entry: DropEntry, run_id: str,
 def _failed_drop(r: Run, entry: DropEntry, exc: Exception) -> stage.DropResult | None:
     """What a drop whose processing raised becomes.
 
-    A storage error leaves it pending (the next run tries again; a retry can help). Anything
+    A storage error or a full disk leaves it pending (the next run tries again). Anything
     else is about this drop (a file no reader or normaliser copes with): it is rejected with
     the error as its reason, so that it never blocks a later run, and the run goes on.
     """
     name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
+    if out_of_space(exc):  # the machine's fault, not the drop's
+        r.summary.problems.append(f"drop {entry.drop_id} ({name}) stays pending: out of disk "
+                                  f"space ({redact(exc).splitlines()[0][:300]})")
+        return None
     if isinstance(exc, LakeError) or is_transient(exc):
         r.summary.problems.append(f"drop {entry.drop_id} ({name}) failed and will be retried "
                                   f"next run: {redact(exc)}")
@@ -476,8 +505,10 @@ def data_docs_rendered(r: Run) -> None:
 
 def _no_data_docs(r: Run, exc: Exception) -> None:
     """The stewards' site never fails a run: a note says why it was not rebuilt."""
+    # (shutil's error from a full disk lists every file it could not copy: not that)
+    why = f"out of disk space: {no_space(exc)}" if out_of_space(exc) else redact(exc)
     r.summary.notes.append(
-        f"Data Docs were not rebuilt ({redact(exc)}); the drops' validation results are in "
+        f"Data Docs were not rebuilt ({why}); the drops' validation results are in "
         "the ledger, `fusionlake report` and the marts")
 
 
