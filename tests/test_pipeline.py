@@ -141,6 +141,14 @@ def _entity_ids(store) -> dict[str, str]:
         con.close()
 
 
+def _people(store) -> set[frozenset[str]]:
+    """The entities as sets of record ids, whatever their ids."""
+    people: dict[str, set[str]] = {}
+    for record, entity in _entity_ids(store).items():
+        people.setdefault(entity, set()).add(record)
+    return {frozenset(p) for p in people.values()}
+
+
 def _names_for(store, agency, feed, key) -> list[str]:
     con = open_latest(store, "all")
     try:
@@ -384,6 +392,43 @@ def test_drops_in_worker_processes_stage_what_threads_stage(prefect_harness, lak
              for s in (store, threads)]
     assert_frame_equal(*cache)
     assert _entity_ids(store) == _entity_ids(threads)
+
+
+def test_a_drop_whose_worker_process_is_killed_is_held_and_the_others_of_its_pool_staged(
+        prefect_harness, drops, tmp_path, monkeypatch):
+    """A worker process killed (the OOM killer, say) fails every drop its pool still holds.
+    None of them may be rejected for it: they are staged again one at a time, and the one
+    that kills its worker alone too is held for a person, not rejected for good."""
+    from flows.pipeline import pipeline
+
+    clean = open_store(str(tmp_path / "clean"))
+    deliver_all(clean, drops)
+    assert not pipeline(lake=clean.uri, run_id="clean").problems
+
+    monkeypatch.setenv("FUSIONLAKE_DROP_PROCESS_MIN_BYTES", "1")  # worker processes
+    # SIGKILL for a worker as it writes a staged file of the detentions workbook
+    monkeypatch.setenv("FUSIONLAKE_KILL_AT", "temp-written:staged/person_record/th_imm/detentions")
+    store = open_store(str(tmp_path / "lake"))
+    deliver_all(store, drops)
+    summary = pipeline(lake=store.uri, run_id="killed")
+    states = {e.file_name: e for e in Ledger(store).entries()}
+    held = states.pop("detentions.xlsx")
+    assert held.state == "held", held
+    assert held.reason.startswith("its worker process died while staging it, twice, the "
+                                  "second time alone (BrokenProcessPool; "), held.reason
+    assert f"`fusionlake retry {held.drop_id}`" in held.reason
+    assert summary.problems == [f"drop {held.drop_id} (th_imm/detentions/detentions.xlsx) "
+                                f"held: {held.reason}"]
+    assert {e.state for e in states.values()} == {"published"}, states
+    assert store.get(held.raw_key) == (drops / "th_imm/detentions/detentions.xlsx").read_bytes()
+
+    monkeypatch.delenv("FUSIONLAKE_KILL_AT")  # more memory, say: a steward sends it again
+    Ledger(store).decide(held.drop_id, "retry", "steward", "the machine has more memory now")
+    assert not pipeline(lake=store.uri, run_id="again").problems
+    assert {e.state for e in Ledger(store).entries()} == {"published"}
+    # the same people as a run that never lost a worker (the ids differ: the detainees came
+    # one run later, and an entity's id is that of its records first resolved)
+    assert _people(store) == _people(clean)
 
 
 def test_drop_workers_report_to_the_run_s_own_prefect_server(drops, tmp_path):

@@ -41,8 +41,8 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import Executor as PoolExecutor
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
@@ -71,6 +71,7 @@ from fusionlake.lake.store import (
     ObjectStore,
     OutOfSpace,
     TransientLakeError,
+    causes,
     host_tag,
     is_transient,
     no_space,
@@ -441,6 +442,53 @@ def _failed_drop(r: Run, entry: DropEntry, exc: Exception) -> stage.DropResult |
     return stage.DropResult(entry.drop_id, name, DropState.REJECTED, reason)
 
 
+def _worker_killed(out: Any) -> bool:
+    """Whether a drop's call failed because a worker process of the pool died (the kernel's
+    OOM killer, a kill): the pool then fails every call it still holds, whoever's the worker
+    was, so the failure says nothing about this drop."""
+    return isinstance(out, BaseException) and any(isinstance(e, BrokenExecutor)
+                                                  for e in causes(out))
+
+
+def _one_at_a_time(r: Run, killed: list[tuple[DropEntry, dict]]) -> Iterator[tuple]:
+    """The drops of a pool whose worker died, staged again in a new pool of one process, in
+    turn; yields (entry, result or exception) for each.
+
+    In that pool a worker that dies fails the drop it was staging and every drop after it: the
+    first is the one that kills its worker (twice now, the second time alone), and it is held
+    for a person (:func:`_held_for_a_killed_worker`); the drops after it go round again. So a
+    drop too big for the machine stops itself, never the others, and never a later run.
+    """
+    say = "a worker process died; the %d drop(s) of its pool are staged again, one at a time"
+    while killed:
+        r.executor.log.warning(f"validate+stage: {say}, in a new worker", len(killed))
+        say = "the %d drop(s) after the one held are staged again, one at a time"
+        with r.executor.workers(1):
+            outs = list(r.executor.each("validate+stage", stage_one, [c for _, c in killed]))
+        first = next((i for i, out in enumerate(outs) if _worker_killed(out)), len(outs))
+        yield from ((entry, out) for (entry, _), out in zip(killed[:first], outs[:first],
+                                                          strict=True))
+        if first < len(killed):
+            yield killed[first][0], _held_for_a_killed_worker(r, killed[first][0], outs[first])
+        killed = killed[first + 1:]
+
+
+def _held_for_a_killed_worker(r: Run, entry: DropEntry, exc: BaseException
+                              ) -> stage.DropResult:
+    """A drop whose worker process died while staging it alone: held, not rejected (it may
+    well be sound, and the machine short of memory), until a steward sends it to be validated
+    again (``fusionlake retry``) or rejects it."""
+    name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
+    reason = (f"its worker process died while staging it, twice, the second time alone "
+              f"({type(exc).__name__}; the kernel's OOM killer, most likely): held so that it "
+              f"does not stop the other drops at every run. `fusionlake retry "
+              f"{entry.drop_id}` sends it to the next run again (give that run more memory), "
+              f"`fusionlake reject` gives it up")
+    r.ledger.record(entry.drop_id, DropState.HELD, reason, r.run_id)
+    r.summary.problems.append(f"drop {entry.drop_id} ({name}) held: {reason}")
+    return stage.DropResult(entry.drop_id, name, DropState.HELD, reason)
+
+
 def validate_and_stage(r: Run) -> list:
     """Read, validate and stage every pending drop, the most work first; then the Data Docs.
 
@@ -456,15 +504,15 @@ def validate_and_stage(r: Run) -> list:
             calls = [{"lake": s.lake, "feeds_path": s.feeds_path, "entry": e,
                       "run_id": r.run_id, "fence": r.fence} for e in pending]
             with stage_progress("validate+stage", len(pending), r.executor.log) as advance:
-                results = r.executor.each("validate+stage", stage_one, calls)
-                for entry, out in zip(pending, results, strict=True):
+
+                def record(entry: DropEntry, out: Any) -> None:
                     name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
                     _stop_if_lost(out)
                     if isinstance(out, Exception):
                         out = _failed_drop(r, entry, out)
                         if out is None:
                             advance(f"{name}: failed")
-                            continue
+                            return
                     if out.transliterations is not None:
                         learnt.append(out.transliterations)
                     out.transliterations = None
@@ -472,6 +520,16 @@ def validate_and_stage(r: Run) -> list:
                     if out.state == DropState.STAGED:
                         r.staged.add(out.drop_id)
                     advance(f"{name}: {out.state}")
+
+                results = r.executor.each("validate+stage", stage_one, calls)
+                killed = []  # (entry, call) whose worker process died under them
+                for entry, call, out in zip(pending, calls, results, strict=True):
+                    if _worker_killed(out):
+                        killed.append((entry, call))
+                    else:
+                        record(entry, out)
+                for entry, out in _one_at_a_time(r, killed):
+                    record(entry, out)
             if pending:
                 stage.save_translit_cache(r.store, learnt)
         kill_point("after-stage")
