@@ -38,7 +38,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTa
 from fusionlake.lake.settings import Settings, SettingsError
 from fusionlake.lake.store import TransientLakeError, is_transient
 from fusionlake.pipeline import stage
-from fusionlake.pipeline.run import Executor
+from fusionlake.pipeline.run import Executor, WorkerDied
 
 # One retry policy for every stage (land, validate+stage, data docs, resolve, publish): storage
 # failures that pass (fusionlake.lake.store.is_transient: 5xx, throttling, dropped connections,
@@ -103,15 +103,21 @@ def lost_by_cluster(exc: Exception) -> Exception:
     A call the Dask cluster lost (a connection to the scheduler or a worker closed, the call
     cancelled because the cluster went away) is no fault of the drop: it becomes a transient
     error, which leaves the drop pending for the next run instead of rejecting it
-    (fusionlake.pipeline.run, "_failed_drop"). A drop that killed the workers that took it
-    (Dask's KilledWorker, after three) is the drop's own failure and stays as it is.
+    (fusionlake.pipeline.run, "_failed_drop"). A drop whose workers died under it on every
+    worker that took it (Dask's KilledWorker: Dask gives the call to another worker when one
+    dies, and gives up after three) is held for a person, as a drop that kills its process
+    worker alone (fusionlake.pipeline.run.WorkerDied).
     """
     from distributed.client import FutureCancelledError
     from distributed.comm.core import CommClosedError
+    from distributed.scheduler import KilledWorker
 
     if isinstance(exc, CommClosedError | FutureCancelledError):
         return TransientLakeError(
             f"the Dask cluster lost the call ({type(exc).__name__}: {exc}); it runs again next run")
+    if isinstance(exc, KilledWorker):
+        return WorkerDied(f"on each of the {exc.allowed_failures + 1} Dask workers that took "
+                          "it (KilledWorker)")
     return exc
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
@@ -188,19 +189,25 @@ def test_the_flow_refuses_before_landing_anything(prefect_harness, tmp_path, s3_
     assert Ledger(on_s3).entries() == []
 
 
-def test_calls_the_cluster_lost_leave_their_drops_pending():
+def test_calls_the_cluster_lost_leave_their_drops_pending_and_a_killer_drop_is_held():
     from distributed.client import FutureCancelledError
     from distributed.comm.core import CommClosedError
     from distributed.scheduler import KilledWorker
 
     from flows.tasks import lost_by_cluster
     from fusionlake.lake.store import TransientLakeError, is_transient
+    from fusionlake.pipeline.run import WorkerDied
 
     for exc in (CommClosedError("in <TCP (closed)>: Stream is closed"),
                 FutureCancelledError("stage_one-1f2e", "scheduler-connection-lost")):
         lost = lost_by_cluster(exc)
         assert isinstance(lost, TransientLakeError) and is_transient(lost)
         assert str(lost).startswith(f"the Dask cluster lost the call ({type(exc).__name__}: ")
-    # a drop that killed its workers, or any error of the drop itself, is judged as it is
-    for exc in (KilledWorker("stage_one-1f2e", "tcp://127.0.0.1:4000", 3), ValueError("bad")):
-        assert lost_by_cluster(exc) is exc
+    # a drop that killed every worker that took it is held for a person, not rejected
+    worker = SimpleNamespace(address="tcp://127.0.0.1:4000")  # the scheduler's WorkerState
+    died = lost_by_cluster(KilledWorker("stage_one-1f2e", worker, 3))
+    assert isinstance(died, WorkerDied) and not is_transient(died)
+    assert str(died) == "on each of the 4 Dask workers that took it (KilledWorker)"
+    # any error of the drop itself is judged as it is
+    exc = ValueError("bad")
+    assert lost_by_cluster(exc) is exc

@@ -415,7 +415,8 @@ def test_a_drop_whose_worker_process_is_killed_is_held_and_the_others_of_its_poo
     held = states.pop("detentions.xlsx")
     assert held.state == "held", held
     assert held.reason.startswith("its worker process died while staging it, twice, the "
-                                  "second time alone (BrokenProcessPool; "), held.reason
+                                  "second time alone (BrokenProcessPool); the kernel's OOM "
+                                  "killer, most likely: held"), held.reason
     assert f"`fusionlake retry {held.drop_id}`" in held.reason
     assert summary.problems == [f"drop {held.drop_id} (th_imm/detentions/detentions.xlsx) "
                                 f"held: {held.reason}"]

@@ -442,6 +442,11 @@ def _failed_drop(r: Run, entry: DropEntry, exc: Exception) -> stage.DropResult |
     return stage.DropResult(entry.drop_id, name, DropState.REJECTED, reason)
 
 
+class WorkerDied(Exception):
+    """A drop's worker died while staging it and nowhere else (Dask's KilledWorker: on every
+    worker that took it): it is held for a person (:func:`_held_for_a_killed_worker`)."""
+
+
 def _worker_killed(out: Any) -> bool:
     """Whether a drop's call failed because a worker process of the pool died (the kernel's
     OOM killer, a kill): the pool then fails every call it still holds, whoever's the worker
@@ -455,8 +460,8 @@ def _one_at_a_time(r: Run, killed: list[tuple[DropEntry, dict]]) -> Iterator[tup
     turn; yields (entry, result or exception) for each.
 
     In that pool a worker that dies fails the drop it was staging and every drop after it: the
-    first is the one that kills its worker (twice now, the second time alone), and it is held
-    for a person (:func:`_held_for_a_killed_worker`); the drops after it go round again. So a
+    first is the one that kills its worker (twice now, the second time alone), and it comes
+    back as :class:`WorkerDied` (held for a person); the drops after it go round again. So a
     drop too big for the machine stops itself, never the others, and never a later run.
     """
     say = "a worker process died; the %d drop(s) of its pool are staged again, one at a time"
@@ -469,21 +474,21 @@ def _one_at_a_time(r: Run, killed: list[tuple[DropEntry, dict]]) -> Iterator[tup
         yield from ((entry, out) for (entry, _), out in zip(killed[:first], outs[:first],
                                                           strict=True))
         if first < len(killed):
-            yield killed[first][0], _held_for_a_killed_worker(r, killed[first][0], outs[first])
+            yield killed[first][0], WorkerDied(
+                f"twice, the second time alone ({type(outs[first]).__name__})")
         killed = killed[first + 1:]
 
 
-def _held_for_a_killed_worker(r: Run, entry: DropEntry, exc: BaseException
-                              ) -> stage.DropResult:
-    """A drop whose worker process died while staging it alone: held, not rejected (it may
-    well be sound, and the machine short of memory), until a steward sends it to be validated
-    again (``fusionlake retry``) or rejects it."""
+def _held_for_a_killed_worker(r: Run, entry: DropEntry, how: str) -> stage.DropResult:
+    """A drop whose worker died while staging it, ``how`` (twice, the second time alone; on
+    every Dask worker that took it): held, not rejected (it may well be sound, and the machine
+    short of memory), until a steward sends it to be validated again (``fusionlake retry``) or
+    rejects it."""
     name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
-    reason = (f"its worker process died while staging it, twice, the second time alone "
-              f"({type(exc).__name__}; the kernel's OOM killer, most likely): held so that it "
-              f"does not stop the other drops at every run. `fusionlake retry "
-              f"{entry.drop_id}` sends it to the next run again (give that run more memory), "
-              f"`fusionlake reject` gives it up")
+    reason = (f"its worker process died while staging it, {how}; the kernel's OOM killer, "
+              f"most likely: held so that it does not stop the other drops at every run. "
+              f"`fusionlake retry {entry.drop_id}` sends it to the next run again (give that "
+              f"run more memory), `fusionlake reject` gives it up")
     r.ledger.record(entry.drop_id, DropState.HELD, reason, r.run_id)
     r.summary.problems.append(f"drop {entry.drop_id} ({name}) held: {reason}")
     return stage.DropResult(entry.drop_id, name, DropState.HELD, reason)
@@ -508,6 +513,8 @@ def validate_and_stage(r: Run) -> list:
                 def record(entry: DropEntry, out: Any) -> None:
                     name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
                     _stop_if_lost(out)
+                    if isinstance(out, WorkerDied):
+                        out = _held_for_a_killed_worker(r, entry, str(out))
                     if isinstance(out, Exception):
                         out = _failed_drop(r, entry, out)
                         if out is None:
