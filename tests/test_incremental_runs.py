@@ -25,7 +25,7 @@ import pytest
 from fusionlake.lake import layout, versions, zones
 from fusionlake.lake.ledger import Ledger
 from fusionlake.lake.settings import Settings
-from fusionlake.lake.store import open_store
+from fusionlake.lake.store import OutOfSpace, open_store
 from fusionlake.pipeline import resolve as resolve_step
 from fusionlake.pipeline.land import deliver
 from fusionlake.pipeline.run import run
@@ -320,7 +320,9 @@ def test_a_failing_group_lets_the_other_finish_and_the_next_run_completes(lake, 
         return resolve_lake(store_, tables, run_id, retention, audience=audience, **kwargs)
 
     monkeypatch.setattr(resolve_step, "resolve_lake", failing)
-    with pytest.raises(OSError, match="No space left"):
+    # (a full disk stops the run as OutOfSpace: tests/test_out_of_space.py)
+    with pytest.raises(OutOfSpace, match=r"^out of disk space \(No space left on device\): No "
+                                         r"space left on device \(resolving mm_police\)\. "):
         run(replace(Settings(lake=lake), group_workers=2))
     added = zones.read_resolution(store, "all")["entity_record"].height - height["all"]
     assert added > 0
