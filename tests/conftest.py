@@ -6,6 +6,7 @@ test session; boto3 talks HTTP to it exactly as it would to MinIO or AWS. Nothin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -32,18 +33,45 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def _environ(name: str, value: str):
+    """``os.environ[name] = value`` for this process and the processes it starts, until exit."""
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _user_cache_in_the_session_temp(tmp_path_factory):
     """``XDG_CACHE_HOME`` in the session's temp folder, for this process and the CLI processes
     the tests start: a mart read from an S3 lake is cached under it (marts.current_file), and
     the suite makes hundreds of S3 lakes, whose marts would otherwise pile up in ~/.cache."""
-    saved = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
-    yield
-    if saved is None:
-        os.environ.pop("XDG_CACHE_HOME", None)
-    else:
-        os.environ["XDG_CACHE_HOME"] = saved
+    with _environ("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache"))):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _spark_jvms_for_small_data(tmp_path_factory):
+    """Spark's JVMs in the tests (in-process sessions, and CLI runs with the Spark backend)
+    compile with the quick JIT only and collect with one thread. They live a minute over a few
+    thousand records, beside other xdist workers on two cores: C2's compilations and the parallel
+    collector's threads took CPU the tests needed (tests/test_spark.py with -n 3: 220 s before,
+    157 s after). The product leaves the JVM alone: long runs on real data want C2. A Spark
+    configuration of the machine's own (``SPARK_CONF_DIR``, ``PYSPARK_SUBMIT_ARGS``) is left be."""
+    if os.environ.get("SPARK_CONF_DIR") or os.environ.get("PYSPARK_SUBMIT_ARGS"):
+        yield
+        return
+    folder = tmp_path_factory.mktemp("spark-conf")
+    (folder / "spark-defaults.conf").write_text(
+        "spark.driver.extraJavaOptions -XX:TieredStopAtLevel=1 -XX:+UseSerialGC\n")
+    with _environ("SPARK_CONF_DIR", str(folder)):
+        yield
 
 
 @pytest.fixture(scope="session")
