@@ -362,6 +362,11 @@ def _staged_tables(store) -> dict[str, pl.DataFrame]:
             for key in store.list("staged")}
 
 
+# On S3 only: worker processes on a local lake stage in the killed-worker test below (whose
+# people are compared with a threads run's) and in the CLI run of
+# test_drop_workers_report_to_the_run_s_own_prefect_server. A second lake of threads made here
+# for a local variant cost the suite 35-45 s of two cores for no path not run elsewhere.
+@pytest.mark.parametrize("lake_uri", ["s3"], indirect=True)
 def test_drops_in_worker_processes_stage_what_threads_stage(prefect_harness, lake_uri, drops,
                                                             tmp_path, monkeypatch):
     from polars.testing import assert_frame_equal
