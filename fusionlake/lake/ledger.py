@@ -13,6 +13,12 @@ The current state of a drop is its newest event. Besides its state and reason an
 carry ``fingerprint`` (of the feed definition and suite a rejection or hold was decided under,
 expectations.suites.suite_fingerprint: the drop is validated again once it changes) and a
 steward's ``decision`` (accept, reject, retry) with ``decided_by`` and ``why``.
+
+Reading the ledger is a listing and two small objects per drop (its first and newest events).
+A run reads it several times, and a lake keeps every drop it ever had, so on S3 that grew into
+thousands of requests per scheduled run. Events are never changed once written, so a process
+keeps each one it has read (:class:`_EventCache`, keyed by the listing's etag) and fetches the
+rest side by side.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -58,6 +67,44 @@ STOPPED = frozenset({DropState.REJECTED, DropState.HELD})
 
 
 _EVENT = re.compile(r"^(\d{3,})-([a-z_]+)\.json$")
+
+
+class _EventCache:
+    """Ledger objects this process has read, by (lake, key, etag): an event is written once
+    (``put_if_absent``) and never changed, and a lake wiped and made again at the same place
+    lists other etags, so an entry is never stale. Bounded: the least recently used go first
+    (an event is about 1 KiB parsed; 50,000 are 25,000 drops' first and newest events)."""
+
+    def __init__(self, size: int = 50_000):
+        self.size = size
+        self._items: OrderedDict[tuple[str, str, str], dict] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def read(self, store: ObjectStore, infos: list[ObjectInfo]) -> dict[str, dict]:
+        """``{key: event}`` for ``infos``, fetching the ones not kept (16 at a time)."""
+        out: dict[str, dict] = {}
+        with self._lock:
+            for info in infos:
+                item = self._items.get((store.uri, info.key, info.etag))
+                if item is not None:
+                    self._items.move_to_end((store.uri, info.key, info.etag))
+                    out[info.key] = item
+        missing = [i for i in infos if i.key not in out]
+        if len(missing) > 1:
+            with ThreadPoolExecutor(min(16, len(missing))) as pool:
+                fetched = list(pool.map(lambda i: json.loads(store.get(i.key)), missing))
+        else:
+            fetched = [json.loads(store.get(i.key)) for i in missing]
+        with self._lock:
+            for info, item in zip(missing, fetched, strict=True):
+                out[info.key] = item
+                self._items[(store.uri, info.key, info.etag)] = item
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return out
+
+
+_events = _EventCache()
 
 LEDGER_SCHEMA = {
     "drop_id": pl.String,
@@ -219,25 +266,35 @@ class Ledger:
 
     def events(self, drop_id: str) -> list[dict]:
         """Every event of a drop, oldest first."""
-        names = self._event_names(drop_id)
-        return [json.loads(self.store.get(self._event_key(drop_id, n, s))) for n, s in names]
+        infos = self._event_infos(drop_id)
+        read = _events.read(self.store, infos)
+        return [read[i.key] for i in infos]
 
     def get(self, drop_id: str) -> DropEntry | None:
-        names = self._event_names(drop_id)
-        return self._entry(drop_id, names) if names else None
+        infos = self._event_infos(drop_id)
+        if not infos:
+            return None
+        read = _events.read(self.store, [infos[0], infos[-1]])
+        return _entry(drop_id, read[infos[0].key], read[infos[-1].key])
 
     def entries(self) -> list[DropEntry]:
         """Current state of every drop, then every duplicate delivery, oldest first."""
-        by_drop: dict[str, list[tuple[int, str]]] = {}
-        for key in self.store.list(DROPS):
-            _, _, drop_id, name = key.split("/", 3)
+        by_drop: dict[str, list[tuple[int, str, ObjectInfo]]] = {}
+        for info in self.store.list_info(DROPS):
+            _, _, drop_id, name = info.key.split("/", 3)
             m = _EVENT.match(name)
             if m:
-                by_drop.setdefault(drop_id, []).append((int(m.group(1)), m.group(2)))
-        out = [self._entry(d, sorted(ev)) for d, ev in by_drop.items()]
-        for key in self.store.list(DUPLICATES):
-            dup = json.loads(self.store.get(key))
-            first = next((e for e in out if e.drop_id == dup["drop_id"]), None)
+                by_drop.setdefault(drop_id, []).append((int(m.group(1)), m.group(2), info))
+        for events in by_drop.values():
+            events.sort(key=lambda e: e[:2])
+        duplicates = self.store.list_info(DUPLICATES)
+        read = _events.read(self.store, [*{e[2].key: e[2] for ev in by_drop.values()
+                                           for e in (ev[0], ev[-1])}.values(), *duplicates])
+        out = [_entry(d, read[ev[0][2].key], read[ev[-1][2].key]) for d, ev in by_drop.items()]
+        first_of = {e.drop_id: e for e in out}
+        for info in duplicates:
+            dup = read[info.key]
+            first = first_of.get(dup["drop_id"])
             # the delivery is the sender's (landing/<agency>/<feed>/...), not the first drop's
             _, agency, feed = [*dup["landing_key"].split("/", 3), "", "", ""][:3]
             same_sender = first is not None and (first.agency, first.feed) == (agency, feed)
@@ -274,33 +331,38 @@ class Ledger:
         return ledger_event_key(drop_id, seq, state)
 
     def _event_names(self, drop_id: str) -> list[tuple[int, str]]:
-        out = []
-        for key in self.store.list(f"{DROPS}/{drop_id}"):
-            m = _EVENT.match(key.rsplit("/", 1)[-1])
-            if m:
-                out.append((int(m.group(1)), m.group(2)))
-        return sorted(out)
+        return [_event_name(i) for i in self._event_infos(drop_id)]
 
-    def _entry(self, drop_id: str, names: list[tuple[int, str]]) -> DropEntry:
-        first = json.loads(self.store.get(self._event_key(drop_id, *names[0])))
-        last = first if len(names) == 1 else json.loads(
-            self.store.get(self._event_key(drop_id, *names[-1])))
-        return DropEntry(
-            drop_id=drop_id,
-            agency=first["agency"],
-            feed=first["feed"],
-            file_name=first["file_name"],
-            sha256=first["sha256"],
-            size=first["size"],
-            state=DropState(last["state"]),
-            reason=last.get("reason"),
-            received_at=first["received_at"],
-            updated_at=last["at"],
-            raw_key=first.get("raw_key"),
-            landing_key=first.get("landing_key"),
-            fingerprint=last.get("fingerprint"),
-            decision=last.get("decision"),
-        )
+    def _event_infos(self, drop_id: str) -> list[ObjectInfo]:
+        """The drop's event objects, oldest first."""
+        infos = [i for i in self.store.list_info(f"{DROPS}/{drop_id}")
+                 if _EVENT.match(i.key.rsplit("/", 1)[-1])]
+        return sorted(infos, key=_event_name)
+
+
+def _event_name(info: ObjectInfo) -> tuple[int, str]:
+    m = _EVENT.match(info.key.rsplit("/", 1)[-1])
+    return int(m.group(1)), m.group(2)
+
+
+def _entry(drop_id: str, first: dict, last: dict) -> DropEntry:
+    """A drop as its first event (what was sent) and its newest (where it is) say."""
+    return DropEntry(
+        drop_id=drop_id,
+        agency=first["agency"],
+        feed=first["feed"],
+        file_name=first["file_name"],
+        sha256=first["sha256"],
+        size=first["size"],
+        state=DropState(last["state"]),
+        reason=last.get("reason"),
+        received_at=first["received_at"],
+        updated_at=last["at"],
+        raw_key=first.get("raw_key"),
+        landing_key=first.get("landing_key"),
+        fingerprint=last.get("fingerprint"),
+        decision=last.get("decision"),
+    )
 
 
 def _dump(obj: dict) -> bytes:
