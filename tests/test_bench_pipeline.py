@@ -180,3 +180,20 @@ def test_s3_reads_bench_reads_the_same_rows_both_ways_and_in_place_writes_no_loc
         assert float(download[5]) > 0 and float(in_place[5]) == 0
         assert float(in_place[4]) > 0
     assert re.search(r"staged tables are [\d.]+ MiB", done.stdout)
+
+
+def test_ledger_bench_prints_each_read_with_its_requests(tmp_path):
+    """bench/bench_ledger.py at a size that runs in seconds: a read again of the ledger lists,
+    and fetches nothing."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "bench" / "bench_ledger.py"), "--drops",
+                           "12", "--runs", "1"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {cells[1]: cells for line in done.stdout.splitlines()
+            if line.startswith("| 12 |") and (cells := [c.strip() for c in line.split("|")[1:-1]])}
+    assert list(rows) == ["in turn, every read", "first read", "read again"], done.stdout
+    assert rows["in turn, every read"][3] == rows["first read"][3] == "26"  # 2 per drop, 2 lists
+    assert int(rows["read again"][3]) <= 2
