@@ -97,7 +97,7 @@ def staged_scans(store: ObjectStore, ledger: Ledger,
     in place (fusionlake.lake.zones.scan_objects) and are valid inside the ``with`` block (a
     store that cannot be read in place has its files downloaded to a temporary folder for it).
     """
-    entries = ledger.entries()  # one listing: on S3 it is a GET per ledger object
+    entries = ledger.entries()  # a listing, and the events this process has not read yet
     live = {e.drop_id for e in entries if e.state in LIVE}
     with tempfile.TemporaryDirectory(prefix="fusionlake-staged-") as tmp:
         scans = {t: zones.scan_objects(store, zones.staged_keys(store, t, live), t, Path(tmp))
