@@ -279,18 +279,17 @@ class Ledger:
 
     def entries(self) -> list[DropEntry]:
         """Current state of every drop, then every duplicate delivery, oldest first."""
-        by_drop: dict[str, list[tuple[int, str, ObjectInfo]]] = {}
+        by_drop: dict[str, list[ObjectInfo]] = {}
         for info in self.store.list_info(DROPS):
             _, _, drop_id, name = info.key.split("/", 3)
-            m = _EVENT.match(name)
-            if m:
-                by_drop.setdefault(drop_id, []).append((int(m.group(1)), m.group(2), info))
-        for events in by_drop.values():
-            events.sort(key=lambda e: e[:2])
+            if _EVENT.match(name):
+                by_drop.setdefault(drop_id, []).append(info)
+        ends = {d: (min(ev, key=_event_name), max(ev, key=_event_name))
+                for d, ev in by_drop.items()}  # the first event and the newest
         duplicates = self.store.list_info(DUPLICATES)
-        read = _events.read(self.store, [*{e[2].key: e[2] for ev in by_drop.values()
-                                           for e in (ev[0], ev[-1])}.values(), *duplicates])
-        out = [_entry(d, read[ev[0][2].key], read[ev[-1][2].key]) for d, ev in by_drop.items()]
+        read = _events.read(self.store, [*{i.key: i for pair in ends.values() for i in pair}
+                                         .values(), *duplicates])
+        out = [_entry(d, read[first.key], read[last.key]) for d, (first, last) in ends.items()]
         first_of = {e.drop_id: e for e in out}
         for info in duplicates:
             dup = read[info.key]
