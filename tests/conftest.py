@@ -6,7 +6,6 @@ test session; boto3 talks HTTP to it exactly as it would to MinIO or AWS. Nothin
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import sys
@@ -33,26 +32,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextlib.contextmanager
-def _environ(name: str, value: str):
-    """``os.environ[name] = value`` for this process and the processes it starts, until exit."""
-    saved = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = saved
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _user_cache_in_the_session_temp(tmp_path_factory):
     """``XDG_CACHE_HOME`` in the session's temp folder, for this process and the CLI processes
     the tests start: a mart read from an S3 lake is cached under it (marts.current_file), and
     the suite makes hundreds of S3 lakes, whose marts would otherwise pile up in ~/.cache."""
-    with _environ("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache"))):
+    with pytest.MonkeyPatch.context() as env:  # for the session, undone at its end
+        env.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
         yield
 
 
@@ -70,7 +56,8 @@ def _spark_jvms_for_small_data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("spark-conf")
     (folder / "spark-defaults.conf").write_text(
         "spark.driver.extraJavaOptions -XX:TieredStopAtLevel=1 -XX:+UseSerialGC\n")
-    with _environ("SPARK_CONF_DIR", str(folder)):
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SPARK_CONF_DIR", str(folder))
         yield
 
 
