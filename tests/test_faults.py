@@ -135,6 +135,56 @@ def test_a_table_on_s3_is_read_in_place_through_faults_fetching_only_what_is_sel
     assert not any(work.iterdir())
 
 
+def test_small_objects_as_listed_are_fetched_once_whole_and_large_ones_read_in_place(
+        fault_proxy, s3_bucket, tmp_path):
+    """Read in place, every query over a file fetches its footer and columns again, a round
+    trip each. Listed with a size under S3Store.SMALL_OBJECT, a file is fetched whole, with one
+    GET, through faults, and read locally however often its scan is collected."""
+    from fusionlake.lake import zones
+
+    store = _store(fault_proxy, s3_bucket)
+    table = _person_table(3_000)
+    keys = [f"staged/person_record/{i}.parquet" for i in range(6)]
+    for i, key in enumerate(keys):
+        zones.write_frame(store, key, table[i * 500:(i + 1) * 500])
+    listed = store.list_info("staged/person_record")
+    assert [i.key for i in listed] == keys
+    assert all(info.size < S3Store.SMALL_OBJECT for info in listed)
+
+    def requests_of_five_queries(objects, work: Path) -> tuple[int, int]:
+        before = fault_proxy.counts["requests"]
+        scan = zones.scan_objects(store, objects, "person_record", work)
+        made = fault_proxy.counts["requests"] - before
+        for _ in range(5):
+            assert_frame_equal(scan.collect(), table)
+            assert scan.select("record_id").collect().height == table.height
+        return made, fault_proxy.counts["requests"] - before - made
+
+    fetch, local_reads = requests_of_five_queries(listed, tmp_path / "fetched")
+    assert (fetch, local_reads) == (len(keys), 0)
+    assert sorted(p.name for p in (tmp_path / "fetched").rglob("*")
+                  if p.is_file()) == sorted(k.rsplit("/", 1)[-1] for k in keys)
+    _footers, in_place = requests_of_five_queries(keys, tmp_path / "unused")
+    assert in_place >= 10 * len(keys), in_place  # what each query costs when read in place
+    assert not (tmp_path / "unused").exists()
+
+    fault_proxy.script = list(FAULTS)  # each kind of fault once, first, then 30% at random
+    fault_proxy.rate = 0.3
+    assert_frame_equal(zones.scan_objects(store, listed, "person_record",
+                                          tmp_path / "flaky").collect(), table)
+    assert set(FAULTS) <= set(fault_proxy.counts)
+    fault_proxy.rate = 0.0
+
+    store.SMALL_OBJECT = min(info.size for info in listed)  # every one is large now
+    assert_frame_equal(zones.scan_objects(store, listed, "person_record",
+                                          tmp_path / "large").collect(), table)
+    assert not (tmp_path / "large").exists()  # read in place
+    store.delete(keys[2])  # listed, then gone before it is fetched: named
+    store.SMALL_OBJECT = S3Store.SMALL_OBJECT
+    with pytest.raises(LakeError, match=f"no object '{keys[2]}'"):
+        zones.scan_objects(store, listed, "person_record", tmp_path / "gone")
+
+
 def test_a_store_trusted_through_a_private_ca_bundle_is_downloaded_not_read_in_place(
         fault_proxy, s3_bucket, tmp_path, monkeypatch):
     """boto3 verifies the endpoint with AWS_CA_BUNDLE; Polars' reader would not, so the tables

@@ -199,6 +199,32 @@ def test_tables_are_scanned_under_a_lake_root_with_glob_and_url_characters(backe
                                  tmp_path / "work").collect()
     assert scanned.select(frame.columns).equals(frame)
     assert not (tmp_path / "work").exists()  # read in place on both backends
+    # listed, the small files of an S3 lake are fetched into the work folder under their keys
+    listed = zones.scan_objects(store, store.list_info("staged/phone"), "phone",
+                                tmp_path / "work").collect()
+    assert listed.select(frame.columns).equals(pl.concat([frame[:1], frame]))
+    fetched = sorted(p.name for p in (tmp_path / "work").rglob("*.parquet"))
+    assert fetched == ([] if backend == "local" else ["[d]*.parquet", "d.parquet"])
+
+
+def test_side_by_side_keeps_order_and_stops_at_the_first_failure():
+    from fusionlake.lake.store import FETCHES_AT_ONCE, side_by_side
+
+    assert side_by_side(lambda i: i * i, range(100)) == [i * i for i in range(100)]
+    assert side_by_side(str, []) == []
+    made = []
+
+    def fetch(i: int) -> int:
+        made.append(i)
+        if i == 3:
+            raise NotFound(f"no object {i}")
+        threading.Event().wait(0.01)  # the others take a while, as requests do
+        return i
+
+    with pytest.raises(NotFound, match="no object 3"):
+        side_by_side(fetch, range(1_000))
+    # the calls already under way end; the ones not started are not made
+    assert 3 in made and len(made) < 1_000 - FETCHES_AT_ONCE, len(made)
 
 
 @pytest.mark.parametrize("name", ["lake[1]", "lake*", "lake?"])

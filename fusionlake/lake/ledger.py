@@ -28,7 +28,6 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -40,7 +39,7 @@ from fusionlake.lake.layout import LEDGER_DUPLICATES as DUPLICATES
 from fusionlake.lake.layout import LEDGER_SEEN as SEEN
 from fusionlake.lake.layout import ledger_event_key
 from fusionlake.lake.lease import check_fence
-from fusionlake.lake.store import NotFound, ObjectInfo, ObjectStore
+from fusionlake.lake.store import NotFound, ObjectInfo, ObjectStore, side_by_side
 
 
 class DropState(StrEnum):
@@ -81,7 +80,7 @@ class _EventCache:
         self._lock = threading.Lock()
 
     def read(self, store: ObjectStore, infos: list[ObjectInfo]) -> dict[str, dict]:
-        """``{key: event}`` for ``infos``, fetching the ones not kept (16 at a time)."""
+        """``{key: event}`` for ``infos``, fetching the ones not kept side by side."""
         out: dict[str, dict] = {}
         with self._lock:
             for info in infos:
@@ -90,11 +89,7 @@ class _EventCache:
                     self._items.move_to_end((store.uri, info.key, info.etag))
                     out[info.key] = item
         missing = [i for i in infos if i.key not in out]
-        if len(missing) > 1:
-            with ThreadPoolExecutor(min(16, len(missing))) as pool:
-                fetched = list(pool.map(lambda i: json.loads(store.get(i.key)), missing))
-        else:
-            fetched = [json.loads(store.get(i.key)) for i in missing]
+        fetched = side_by_side(lambda i: json.loads(store.get(i.key)), missing)
         with self._lock:
             for info, item in zip(missing, fetched, strict=True):
                 out[info.key] = item

@@ -37,7 +37,8 @@ import time
 import unicodedata
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,6 +69,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 class LakeError(Exception):
@@ -156,6 +158,23 @@ def is_transient(exc: BaseException) -> bool:
         if isinstance(cause, OSError) and _PASSING_READ.search(str(cause)):
             return True
     return False
+
+
+#: How many objects a reader fetches side by side (a ledger's events, a run's small staged
+#: files): on S3 each is a round trip, and one after the other they add up.
+FETCHES_AT_ONCE = 16
+
+
+def side_by_side(fn: Callable[[U], T], items: Sequence[U]) -> list[T]:
+    """``[fn(item) for item in items]``, :data:`FETCHES_AT_ONCE` at a time, in order. The
+    first exception is raised once the calls under way have ended; the rest are not made."""
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    pool = ThreadPoolExecutor(min(FETCHES_AT_ONCE, len(items)), thread_name_prefix="fetch")
+    try:
+        return list(pool.map(fn, items))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 #: How often the store tries a whole operation that fails transiently, on top of botocore's
@@ -376,15 +395,17 @@ class ObjectStore(ABC):
         nothing passes through this process); :class:`NotFound` if there is none."""
         self.put(key, self.get(source))
 
-    def download_file(self, key: str, path: Path) -> None:
-        """Copy an object to a local file, atomically."""
+    def download_file(self, key: str, path: Path, size: int | None = None) -> None:
+        """Copy an object to a local file, atomically (``size``, where a listing gave it, lets
+        an adapter pick how to fetch it)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(path, self.get(key))
 
-    def scan_source(self, key: str) -> tuple[str, dict] | None:
+    def scan_source(self, key: str, size: int | None = None) -> tuple[str, dict] | None:
         """Where Polars can read the object ``key`` in place, with the keyword arguments its
-        scan needs; None when the object must be downloaded to be read."""
+        scan needs; None when the object is better downloaded to be read (``size``, where a
+        listing gave it, lets an adapter fetch a small object whole)."""
         return None
 
     def partial_writes(self, prefix: str = "") -> list[PartialWrite]:
@@ -460,7 +481,7 @@ class LocalStore(ObjectStore):
         """The file behind a key (the local adapter only)."""
         return self.root / _check_key(key)
 
-    def scan_source(self, key: str) -> tuple[str, dict]:
+    def scan_source(self, key: str, size: int | None = None) -> tuple[str, dict]:
         return str(self.path(key)), {}
 
     def get(self, key: str) -> bytes:
@@ -608,6 +629,9 @@ class S3Store(ObjectStore):
         if client is None:
             config = Config(
                 connect_timeout=5,
+                # room for the fetches made side by side (FETCHES_AT_ONCE) and a transfer's own
+                # threads: a full pool discards connections, and a new one costs a TLS handshake
+                max_pool_connections=2 * FETCHES_AT_ONCE,
                 read_timeout=60,
                 retries={"max_attempts": self.BOTO_ATTEMPTS, "mode": "standard"},
             )
@@ -784,7 +808,15 @@ class S3Store(ObjectStore):
                                                "retry_max_backoff_ms": 8000,
                                                "retry_timeout_ms": 120_000}
 
-    def scan_source(self, key: str) -> tuple[str, dict] | None:
+    #: Objects smaller than this are fetched whole, with one GET, rather than read in place:
+    #: in place, every query over a file fetches its footer and then its columns again, a round
+    #: trip each, and a run queries the staged tables a dozen times or more (an incremental run
+    #: over a 20-row drop made 494 range GETs of 36 staged files, a few KiB each). A round trip
+    #: to S3 costs about as long as a few MiB take to arrive, so below this size one GET is
+    #: cheaper than even one query's reads.
+    SMALL_OBJECT: ClassVar[int] = 4 * 2**20
+
+    def scan_source(self, key: str, size: int | None = None) -> tuple[str, dict] | None:
         """The object's ``s3://`` URL for Polars' own S3 reader, which fetches only the byte
         ranges a query needs (the footer, then the columns it selects) instead of the file.
 
@@ -792,11 +824,12 @@ class S3Store(ObjectStore):
         boto3's standard chain (asked again every few minutes, so that expiring ones are
         renewed), and retries each request (:data:`SCAN_RETRIES`).
 
-        None (download instead) when boto3 trusts the endpoint through a CA bundle other than
-        the system's (``AWS_CA_BUNDLE``, ``ca_bundle`` in the AWS config: a private CA, common
-        on closed networks): Polars' reader does not read that setting.
+        None (download instead) when the object is smaller than :data:`SMALL_OBJECT` (by
+        ``size``, its listed size), or when boto3 trusts the endpoint through a CA bundle other
+        than the system's (``AWS_CA_BUNDLE``, ``ca_bundle`` in the AWS config: a private CA,
+        common on closed networks): Polars' reader does not read that setting.
         """
-        if _boto_ca_bundle():
+        if (size is not None and size < self.SMALL_OBJECT) or _boto_ca_bundle():
             return None
         return f"s3://{self.bucket}/{self._k(key)}", self._scan_options
 
@@ -812,7 +845,10 @@ class S3Store(ObjectStore):
                 options["aws_allow_http"] = "true"
         return {"storage_options": options, "credential_provider": _boto_credentials}
 
-    def download_file(self, key: str, path: Path) -> None:
+    def download_file(self, key: str, path: Path, size: int | None = None) -> None:
+        if size is not None and size < self.SMALL_OBJECT:  # one GET, not a HEAD and a transfer
+            super().download_file(key, path)
+            return
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = _mkstemp(path)

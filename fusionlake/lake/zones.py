@@ -2,9 +2,10 @@
 
 Frames travel as Parquet bytes, which both backends store the same way. Large tables (staged,
 resolution) are scanned lazily in place (:func:`scan_objects`): the files of a local lake, the
-objects of an S3 lake through Polars' own S3 reader, which fetches the footer and then only the
-byte ranges of the columns and row groups a query reads. DuckDB, which has no S3 reader here,
-gets local copies (:func:`local_files`).
+large objects of an S3 lake through Polars' own S3 reader, which fetches the footer and then
+only the byte ranges of the columns and row groups a query reads. The small objects of an S3
+lake are fetched whole, once, side by side: read in place, every query would fetch them again.
+DuckDB, which has no S3 reader here, gets local copies (:func:`local_files`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import io
 import json
 import tempfile
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,10 +28,12 @@ from fusionlake.lake.store import (
     LakeError,
     LocalStore,
     NotFound,
+    ObjectInfo,
     ObjectStore,
     TransientLakeError,
     is_transient,
     redact,
+    side_by_side,
 )
 
 #: How the lake's Parquet is compressed. zstd's lowest level: at a million people it writes the
@@ -69,27 +73,41 @@ def read_frames(store: ObjectStore, keys: list[str]) -> list[pl.DataFrame]:
     return [read_frame(store, k) for k in keys]
 
 
-def local_files(store: ObjectStore, keys: list[str], work_dir: Path) -> list[Path]:
-    """A local file for each key: the object itself on a local lake, else a download into
-    ``work_dir`` (which must outlive whatever reads the files)."""
+#: An object to read: its key, or what a listing said of it (its size lets the store choose
+#: how to fetch it: :meth:`ObjectStore.scan_source`).
+Object = str | ObjectInfo
+
+
+def _key_size(obj: Object) -> tuple[str, int | None]:
+    return (obj, None) if isinstance(obj, str) else (obj.key, obj.size)
+
+
+def local_files(store: ObjectStore, objects: Sequence[Object], work_dir: Path) -> list[Path]:
+    """A local file for each object: the object itself on a local lake, else a download into
+    ``work_dir`` (which must outlive whatever reads the files), several side by side."""
     if isinstance(store, LocalStore):
-        return [store.path(k) for k in keys]
-    paths = []
-    for key in keys:
+        return [store.path(_key_size(o)[0]) for o in objects]
+
+    def download(obj: Object) -> Path:
+        key, size = _key_size(obj)
         path = Path(work_dir) / key
-        store.download_file(key, path)
-        paths.append(path)
-    return paths
+        store.download_file(key, path, size)
+        return path
+
+    return side_by_side(download, objects)
 
 
-def scan_objects(store: ObjectStore, keys: list[str], table: str,
+def scan_objects(store: ObjectStore, objects: Sequence[Object], table: str,
                  work_dir: Path) -> pl.LazyFrame:
-    """Objects of one staged or resolution table, scanned lazily in its schema, in place where
-    the store allows it (:meth:`ObjectStore.scan_source`), else downloaded into ``work_dir``
-    (which must then outlive whatever reads the scan)."""
-    sources = [store.scan_source(key) for key in keys]
-    if None in sources:
-        sources = [(str(path), {}) for path in local_files(store, keys, work_dir)]
+    """Objects of one staged or resolution table, scanned lazily in its schema: in place where
+    the store allows it (:meth:`ObjectStore.scan_source`: large objects of an S3 lake), else
+    downloaded once into ``work_dir`` (small objects, whose listed size came with them, and
+    every object of a store that cannot be read in place); ``work_dir`` must then outlive
+    whatever reads the scan."""
+    sources = [store.scan_source(*_key_size(obj)) for obj in objects]
+    fetch = [obj for obj, source in zip(objects, sources, strict=True) if source is None]
+    fetched = iter(local_files(store, fetch, work_dir))
+    sources = [source or (str(next(fetched)), {}) for source in sources]
     if not sources:
         return schema.empty(table).lazy()
     # one scan per file: files written before a column was added lack it, conform fills it in
@@ -134,10 +152,16 @@ def write_staged(store: ObjectStore, agency: str, feed: str, drop_id: str,
     return counts
 
 
+def staged_objects(store: ObjectStore, table: str,
+                   drop_ids: set[str] | None = None) -> list[ObjectInfo]:
+    """The staged files of a table (of the given drops only, when given), as listed."""
+    return [i for i in store.list_info(layout.staged_prefix(table))
+            if drop_ids is None or layout.drop_id_of_staged(i.key) in drop_ids]
+
+
 def staged_keys(store: ObjectStore, table: str, drop_ids: set[str] | None = None) -> list[str]:
     """The staged files of a table (of the given drops only, when given)."""
-    return [k for k in store.list(layout.staged_prefix(table))
-            if drop_ids is None or layout.drop_id_of_staged(k) in drop_ids]
+    return [i.key for i in staged_objects(store, table, drop_ids)]
 
 
 def read_staged(store: ObjectStore, table: str, drop_ids: set[str] | None = None) -> pl.DataFrame:
@@ -276,15 +300,23 @@ def _new_resolution(store: ObjectStore, tables: list[str], write, run_id: str, r
     return version
 
 
-def resolution_keys(store: ObjectStore, audience: str = "all") -> dict[str, str] | None:
-    """Table name -> file of an audience's latest resolution, or None before the first."""
+def resolution_objects(store: ObjectStore,
+                       audience: str = "all") -> dict[str, ObjectInfo] | None:
+    """Table name -> file of an audience's latest resolution, as listed, or None before the
+    first."""
     prefix = layout.resolution_prefix(audience)
     pointer = versions.read_pointer(store, prefix)
     if pointer is None:
         return None
-    return {key.rsplit("/", 1)[-1].removesuffix(".parquet"): key
-            for key in store.list(versions.version_prefix(prefix, pointer["version"]))
-            if key.endswith(".parquet")}
+    return {info.key.rsplit("/", 1)[-1].removesuffix(".parquet"): info
+            for info in store.list_info(versions.version_prefix(prefix, pointer["version"]))
+            if info.key.endswith(".parquet")}
+
+
+def resolution_keys(store: ObjectStore, audience: str = "all") -> dict[str, str] | None:
+    """Table name -> file of an audience's latest resolution, or None before the first."""
+    objects = resolution_objects(store, audience)
+    return None if objects is None else {name: i.key for name, i in objects.items()}
 
 
 def read_resolution(store: ObjectStore, audience: str = "all") -> dict[str, pl.DataFrame] | None:

@@ -58,7 +58,7 @@ def audience_resolutions(store: ObjectStore, names: list[str], work_dir: Path,
     by_origin: dict[str, dict[str, pl.LazyFrame]] = {}
     for name in names:
         pointer = versions.read_pointer(store, layout.resolution_prefix(name))
-        keys = zones.resolution_keys(store, name)
+        keys = zones.resolution_objects(store, name)
         if pointer is None or keys is None:
             continue
         if pointers is not None:

@@ -100,7 +100,7 @@ def staged_scans(store: ObjectStore, ledger: Ledger,
     entries = ledger.entries()  # a listing, and the events this process has not read yet
     live = {e.drop_id for e in entries if e.state in LIVE}
     with tempfile.TemporaryDirectory(prefix="fusionlake-staged-") as tmp:
-        scans = {t: zones.scan_objects(store, zones.staged_keys(store, t, live), t, Path(tmp))
+        scans = {t: zones.scan_objects(store, zones.staged_objects(store, t, live), t, Path(tmp))
                  for t in TABLES}
         # a function of its own: as this generator's locals, its frames (half a gigabyte at a
         # million people) would live as long as the scans are used, through resolve and publish
@@ -415,7 +415,7 @@ def plan(store: ObjectStore, visible: dict[str, pl.LazyFrame], audience: str,
     if runs >= options.full_every:
         return "full", (f"{runs} runs since the model was trained "
                         f"(FUSIONLAKE_FULL_EVERY={options.full_every}): trained again")
-    keys = zones.resolution_keys(store, audience) or {}
+    keys = zones.resolution_objects(store, audience) or {}
     lacking = [t for t in INCREMENTAL_TABLES if t not in keys]
     if lacking:
         return "full", (f"the previous resolution has no {', '.join(lacking)} (written by an "
@@ -541,10 +541,10 @@ def _incremental(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str
            f"{kept.info['trained_in']} (incremental run {kept.info['incremental_runs'] + 1} since)")
     _log("incremental", f"{audience}: {why}")
     t0 = time.perf_counter()
-    keys = zones.resolution_keys(store, audience)
+    keys = zones.resolution_objects(store, audience)
     # entity_record is read; the other tables are scanned, merged and written as streams
     # (at a million people the record links alone are a gigabyte in memory)
-    previous = {name: (zones.read_frame(store, keys[name]) if name == "entity_record" else
+    previous = {name: (zones.read_frame(store, keys[name].key) if name == "entity_record" else
                        zones.scan_objects(store, [keys[name]], name, work_dir))
                 for name in INCREMENTAL_TABLES}
     _log("previous", f"{previous['entity_record'].height:,} records' resolution read in "
