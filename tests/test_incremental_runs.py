@@ -110,7 +110,7 @@ def test_a_lake_under_a_path_with_an_apostrophe_and_a_hash_resolves_incrementall
         GROUP: "incremental", "mm_police+th_imm": "incremental"}, modes
 
 
-def test_a_follow_up_drop_is_resolved_incrementally_with_a_delta(any_lake, scenario):
+def test_a_follow_up_drop_is_resolved_incrementally_with_a_delta(any_lake, scenario, tmp_path):
     lake = any_lake
     store = open_store(lake)
     before = zones.read_resolution(store)
@@ -138,8 +138,29 @@ def test_a_follow_up_drop_is_resolved_incrementally_with_a_delta(any_lake, scena
     cn = zones.read_resolution(store, "cn_mps")
     assert cn["resolution_delta"].equals(delta)
     assert _pointer(store, "cn_mps")["incremental_of"] is not None
-    # the marts were published with the new records
+    # the marts were published with the new records; an audience that sees the task force's
+    # rows and shows a copy of its resolution gets a copy of its updated mart, not an update
+    # of its own (each audience's copy of a resolution has a version of its own)
     assert summary.marts and not summary.problems
+    from fusionlake.pipeline import marts
+
+    builds = {name: b["mode"] for name, b in summary.mart_builds.items()}
+    assert builds == {"all": "updated", "cn_mps": "copied", "mm_police": "updated",
+                      "th_imm": "copied"}, summary.mart_builds
+    assert "(updated)" in summary.mart_builds["cn_mps"]["why"]
+    shown = {}
+    for name in ("all", "cn_mps"):
+        con = marts.open_latest(store, name, tmp_path / "marts")
+        try:
+            shown[name] = con.execute("SELECT resolution_version, audience FROM mart_info"
+                                      ).fetchall()[0]
+            shown[f"{name} entities"] = con.execute(
+                "SELECT * FROM entity ORDER BY ALL").fetchall()
+        finally:
+            con.close()
+    assert shown["cn_mps"] == (_pointer(store, "cn_mps")["version"], "cn_mps")
+    assert shown["all"] == (pointer["version"], "all")
+    assert shown["cn_mps entities"] == shown["all entities"]
 
 
 def test_the_incremental_run_equals_a_full_resolution_with_the_same_model(lake, scenario):

@@ -300,6 +300,25 @@ def _new_resolution(store: ObjectStore, tables: list[str], write, run_id: str, r
     return version
 
 
+def resolved_as(store: ObjectStore, audience: str, version: str | None = None) -> str | None:
+    """Which resolution an audience's resolution ``version`` (default: its current one) is:
+    ``<audience>/<version>`` of the one it was copied from, or its own (``resolved_as`` in
+    :func:`write_resolution`); None before the audience's first. A version no longer kept
+    (retention) is taken as its own: never the same as another's."""
+    prefix = layout.resolution_prefix(audience)
+    if version is None:
+        pointer = versions.read_pointer(store, prefix)
+    else:
+        try:
+            pointer = json.loads(store.get(
+                f"{versions.version_prefix(prefix, version)}/{versions.MANIFEST}"))
+        except NotFound:
+            pointer = {"version": version}
+    if pointer is None:
+        return None
+    return pointer.get("resolved_as") or f"{audience}/{pointer['version']}"
+
+
 def resolution_objects(store: ObjectStore,
                        audience: str = "all") -> dict[str, ObjectInfo] | None:
     """Table name -> file of an audience's latest resolution, as listed, or None before the

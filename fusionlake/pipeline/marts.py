@@ -823,9 +823,11 @@ def build_and_publish(
         for name in view:
             # Only marts that show the same resolution share a build: after a run that stopped
             # between two of them, the matches new since the last mart are new in one and no
-            # longer in the other (entity.new_cross_agency_match).
+            # longer in the other (entity.new_cross_agency_match). The same: a copy of one
+            # version (each audience's copy has a version of its own).
             shown = (latest(store, name) or {}).get("resolution_version")
-            shared[name] = (id(per_audience[name]), shown)
+            shared[name] = (id(per_audience[name]),
+                            shown and zones.resolved_as(store, name, shown))
             by_resolution.setdefault(shared[name], []).append(name)
         for key, group in by_resolution.items():
             if key not in resolved:

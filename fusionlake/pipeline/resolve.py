@@ -201,8 +201,8 @@ def resolve_audiences(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id
         # an audience whose current resolution is the leader's (a copy of the same version,
         # the usual case) gets a copy again; one whose pointer says otherwise is compared by
         # content, which reads both resolutions' ids and history
-        was = _resolved_as(store, group[0])
-        differ = [other for other in group[1:] if _resolved_as(store, other) != was]
+        was = zones.resolved_as(store, group[0])
+        differ = [other for other in group[1:] if zones.resolved_as(store, other) != was]
         leader_previous = _previous(store, group[0]) if differ else {}
         copies = {other for other in group[1:] if other not in differ
                   or _same_frames(_previous(store, other), leader_previous)}
@@ -234,15 +234,6 @@ def _previous(store: ObjectStore, audience: str) -> dict[str, pl.DataFrame]:
     keys = zones.resolution_keys(store, audience) or {}
     return {name: zones.read_frame(store, keys[name])
             for name in ("entity_record", "entity_history") if name in keys}
-
-
-def _resolved_as(store: ObjectStore, audience: str) -> str | None:
-    """Which resolution the audience's current one is: ``<audience>/<version>`` of the one it
-    was copied from, or its own (zones.write_resolution); None before its first."""
-    pointer = versions.read_pointer(store, layout.resolution_prefix(audience))
-    if pointer is None:
-        return None
-    return pointer.get("resolved_as") or f"{audience}/{pointer['version']}"
 
 
 def _same_frames(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> bool:
