@@ -424,11 +424,12 @@ def test_no_audience_mart_holds_a_row_it_may_not_see_when_spark_resolves(spark, 
     only its rows, resolved on Spark too."""
     from test_leaks import AGENCIES, _assert_rule, _publish_all, _with_releasability, staged_lake
 
+    from fusionlake.lake import zones
     from fusionlake.pipeline import resolve
 
     lake = _with_releasability(staged_lake(tmp_path / "staged"), tmp_path / "lake", 11, 0.5)
     on_spark = resolve.Options(backend="spark")  # (_publish_all checks each group was scored there)
     assert sorted(_publish_all(lake, tmp_path / "work", options=on_spark)) == ["all", *AGENCIES]
-    resolved = {resolve._resolved_as(lake, a) for a in ("all", *AGENCIES)}
+    resolved = {zones.resolved_as(lake, a) for a in ("all", *AGENCIES)}
     assert len(resolved) == 4, resolved  # four visibility groups, resolved in turn
     _assert_rule(lake, tmp_path, AGENCIES, options=on_spark)
