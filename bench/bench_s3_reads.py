@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +34,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the fault proxy counts the bytes the endpoint sends
+sys.path.insert(0, str(ROOT / "bench"))  # s3_endpoint: moto, its bytes counted
 
 MODES = ("download", "in place")
 READS = {
@@ -100,12 +98,6 @@ def child(mode: str, read: str, bucket: str) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lake", type=Path, help="a local lake whose staged tables to read")
@@ -118,50 +110,29 @@ def main() -> None:
     if args.lake is None:
         parser.error("--lake is required")
 
-    from faultproxy import FaultProxy
+    from s3_endpoint import counted_endpoint
 
     from fusionlake.lake.store import LocalStore, S3Store
 
-    port = _free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",
-           "AWS_DEFAULT_REGION": "us-east-1"}
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                               str(port)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
-        with FaultProxy(endpoint, rate=0.0) as proxy:
-            env["AWS_ENDPOINT_URL"] = proxy.url
-            os.environ.update(env)
-            import boto3
-
-            boto3.client("s3").create_bucket(Bucket="bench-lake")
-            local, s3 = LocalStore(args.lake), S3Store("bench-lake", "lake")
-            keys = [k for prefix in ("staged", "ledger") for k in local.list(prefix)]
-            for key in keys:
-                s3.upload_file(key, local.path(key))
-            staged = sum(i.size for i in s3.list_info("staged"))
-            print(f"{len(keys)} objects copied to moto; the staged tables are "
-                  f"{staged / 2**20:,.1f} MiB")
-            results: dict[tuple[str, str], list[dict]] = {}
-            for run in range(args.runs):
-                for read in READS:
-                    for mode in (MODES if run % 2 == 0 else MODES[::-1]):
-                        before = proxy.counts["bytes-relayed"]
-                        done = subprocess.run(
-                            [sys.executable, __file__, "--child", mode, read, "bench-lake"],
-                            env=env, capture_output=True, text=True, check=True)
-                        row = json.loads(done.stdout.strip().splitlines()[-1])
-                        row["fetched"] = proxy.counts["bytes-relayed"] - before
-                        results.setdefault((read, mode), []).append(row)
-    finally:
-        server.terminate()
-        server.wait()
+    with counted_endpoint("bench-lake") as (proxy, env):
+        local, s3 = LocalStore(args.lake), S3Store("bench-lake", "lake")
+        keys = [k for prefix in ("staged", "ledger") for k in local.list(prefix)]
+        for key in keys:
+            s3.upload_file(key, local.path(key))
+        staged = sum(i.size for i in s3.list_info("staged"))
+        print(f"{len(keys)} objects copied to moto; the staged tables are "
+              f"{staged / 2**20:,.1f} MiB")
+        results: dict[tuple[str, str], list[dict]] = {}
+        for run in range(args.runs):
+            for read in READS:
+                for mode in (MODES if run % 2 == 0 else MODES[::-1]):
+                    before = proxy.counts["bytes-relayed"]
+                    done = subprocess.run(
+                        [sys.executable, __file__, "--child", mode, read, "bench-lake"],
+                        env=env, capture_output=True, text=True, check=True)
+                    row = json.loads(done.stdout.strip().splitlines()[-1])
+                    row["fetched"] = proxy.counts["bytes-relayed"] - before
+                    results.setdefault((read, mode), []).append(row)
 
     print(f"\n| read | way | seconds (median of {args.runs}) | ratio | fetched MiB | "
           "local disk MiB | peak MiB | rows |")

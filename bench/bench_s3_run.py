@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,7 +37,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the fault proxy counts the requests
+sys.path.insert(0, str(ROOT / "bench"))  # s3_endpoint: moto, its requests counted
 
 WAYS = ("in place", "small ones whole")
 RUNS = ("full", "follow-up")
@@ -57,12 +55,6 @@ def child(way: str, lake: str) -> None:
     t0 = time.perf_counter()
     result = run(Settings(lake=lake))
     print(json.dumps({"seconds": time.perf_counter() - t0, "problems": result.problems}))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _deliver(store, drops: Path) -> None:
@@ -83,8 +75,7 @@ def main() -> None:
     if args.child:
         return child(*args.child)
 
-    import boto3
-    from faultproxy import FaultProxy
+    from s3_endpoint import counted_endpoint
 
     from fusionlake.lake.store import S3Store
     from fusionlake.synth import generate, generate_follow_up
@@ -92,45 +83,25 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-s3-run-"))
     generate(args.people, args.seed, work / "drops")
     generate_follow_up(args.people, args.seed, work / "follow-up", args.rows)
-    port = _free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",
-           "AWS_DEFAULT_REGION": "us-east-1"}
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                               str(port)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
     results: dict[tuple[str, str], list[dict]] = {}
-    try:
-        for _ in range(100):
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
-        with FaultProxy(f"http://127.0.0.1:{port}", rate=0.0) as proxy:
-            env["AWS_ENDPOINT_URL"] = proxy.url
-            os.environ.update(env)
-            boto3.client("s3").create_bucket(Bucket=BUCKET)
-            for rep in range(args.runs):
-                for way in (WAYS if rep % 2 == 0 else WAYS[::-1]):
-                    prefix = f"{way.replace(' ', '-')}-{rep}"
-                    store = S3Store(BUCKET, prefix)
-                    for run, drops in zip(RUNS, (work / "drops", work / "follow-up"),
-                                          strict=True):
-                        _deliver(store, drops)
-                        requests = proxy.counts["requests"]
-                        relayed = proxy.counts["bytes-relayed"]
-                        done = subprocess.run(
-                            [sys.executable, __file__, "--child", way,
-                             f"s3://{BUCKET}/{prefix}"],
-                            env=env, capture_output=True, text=True, check=True)
-                        row = json.loads(done.stdout.strip().splitlines()[-1])
-                        if row["problems"]:
-                            raise SystemExit(f"{way}, {run} run: {row['problems']}")
-                        row["requests"] = proxy.counts["requests"] - requests
-                        row["fetched"] = proxy.counts["bytes-relayed"] - relayed
-                        results.setdefault((run, way), []).append(row)
-    finally:
-        server.terminate()
-        server.wait()
+    with counted_endpoint(BUCKET) as (proxy, env):
+        for rep in range(args.runs):
+            for way in (WAYS if rep % 2 == 0 else WAYS[::-1]):
+                prefix = f"{way.replace(' ', '-')}-{rep}"
+                store = S3Store(BUCKET, prefix)
+                for run, drops in zip(RUNS, (work / "drops", work / "follow-up"), strict=True):
+                    _deliver(store, drops)
+                    requests = proxy.counts["requests"]
+                    relayed = proxy.counts["bytes-relayed"]
+                    done = subprocess.run(
+                        [sys.executable, __file__, "--child", way, f"s3://{BUCKET}/{prefix}"],
+                        env=env, capture_output=True, text=True, check=True)
+                    row = json.loads(done.stdout.strip().splitlines()[-1])
+                    if row["problems"]:
+                        raise SystemExit(f"{way}, {run} run: {row['problems']}")
+                    row["requests"] = proxy.counts["requests"] - requests
+                    row["fetched"] = proxy.counts["bytes-relayed"] - relayed
+                    results.setdefault((run, way), []).append(row)
 
     print(f"\n{args.people:,} people, a follow-up drop of {args.rows:,} rows; "
           f"median of {args.runs} fresh lakes per way\n")
