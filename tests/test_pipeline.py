@@ -405,6 +405,8 @@ def test_a_drop_whose_worker_process_is_killed_is_held_and_the_others_of_its_poo
     None of them may be rejected for it: they are staged again one at a time, and the one
     that kills its worker alone too is held for a person, not rejected for good."""
     from flows.pipeline import pipeline
+    from fusionlake.lake.lease import LeaseHeld, acquire
+    from fusionlake.pipeline import run as run_module
 
     clean = open_store(str(tmp_path / "clean"))
     deliver_all(clean, drops)
@@ -413,9 +415,22 @@ def test_a_drop_whose_worker_process_is_killed_is_held_and_the_others_of_its_poo
     monkeypatch.setenv("FUSIONLAKE_DROP_PROCESS_MIN_BYTES", "1")  # worker processes
     # SIGKILL for a worker as it writes a staged file of the detentions workbook
     monkeypatch.setenv("FUSIONLAKE_KILL_AT", "temp-written:staged/person_record/th_imm/detentions")
+    # the schedule's next run starts while the dead worker's drops go round again, one at a
+    # time in new worker processes: the lake is still this run's, and it is refused
+    refused, one_at_a_time = [], run_module._one_at_a_time
+
+    def with_a_concurrent_run(r, killed):
+        for entry, out in one_at_a_time(r, killed):
+            with pytest.raises(LeaseHeld, match=r"another run \(killed on "):
+                acquire(r.store, "the next scheduled run")
+            refused.append(entry.file_name)
+            yield entry, out
+
+    monkeypatch.setattr(run_module, "_one_at_a_time", with_a_concurrent_run)
     store = open_store(str(tmp_path / "lake"))
     deliver_all(store, drops)
     summary = pipeline(lake=store.uri, run_id="killed")
+    assert "detentions.xlsx" in refused, refused
     states = {e.file_name: e for e in Ledger(store).entries()}
     held = states.pop("detentions.xlsx")
     assert held.state == "held", held
