@@ -233,3 +233,55 @@ def test_a_local_lake_whose_path_duckdb_would_read_as_a_pattern_is_refused(name,
                                         r"patterns: choose a folder without \* \? \[ \]"):
         open_store(str(tmp_path / name))
     assert not (tmp_path / name).exists()
+
+
+def test_the_stewards_tables_are_fetched_side_by_side_in_the_lake_s_order(tmp_path):
+    """Every publish reads each drop's validation results, GX result and quarantine, and every
+    audit entry (one per query an analyst ran): on S3 a round trip each, so they are fetched
+    side by side, and come out as read one by one."""
+    from fusionlake.lake import audit, zones
+    from fusionlake.lake.store import LocalStore
+
+    class Slow(LocalStore):
+        """A store whose reads take a while, as S3's do, counting those under way."""
+
+        def __init__(self, root):
+            super().__init__(root)
+            self.running = self.most = 0
+            self.lock = threading.Lock()
+
+        def get(self, key: str) -> bytes:
+            with self.lock:
+                self.running += 1
+                self.most = max(self.most, self.running)
+            try:
+                threading.Event().wait(0.02)
+                return super().get(key)
+            finally:
+                with self.lock:
+                    self.running -= 1
+
+    plain = LocalStore(tmp_path / "lake")
+    for i in range(24):
+        drop = f"d{i:02d}"
+        zones.write_validation(
+            plain, "th_imm", "detentions", drop,
+            pl.DataFrame({"expectation": [f"e{i}"], "success": [i % 3 > 0]}),
+            pl.DataFrame({"source_row": [i], "reason": [f"bad {i}"], "name": [f"n{i}"]}),
+            {"success": i % 3 > 0, "drop": drop})
+        audit.record(plain, "sql", who=f"analyst{i}", query=f"SELECT {i}")
+    readers = {
+        "validation results": zones.read_validation_results,
+        "GX results": zones.read_gx_results,
+        "quarantine": zones.read_quarantine,
+        "audit log": audit.frame,
+    }
+    for what, read in readers.items():
+        slow = Slow(tmp_path / "lake")
+        got, expected = read(slow), read(plain)
+        assert slow.most > 1, what  # side by side
+        if isinstance(got, pl.DataFrame):
+            assert got.equals(expected) and got.height == 24, what
+        else:
+            assert got == expected and len(got) == 24, what
+    assert zones.read_quarantine(plain)["reason"].to_list() == [f"bad {i}" for i in range(24)]

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from fusionlake.lake import layout
-from fusionlake.lake.store import ObjectStore
+from fusionlake.lake.store import ObjectStore, side_by_side
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -66,7 +66,9 @@ def record(store: ObjectStore, kind: str, **fields) -> dict:
 def entries(store: ObjectStore, kind: str | None = None) -> list[dict]:
     """Every entry (of one kind, when given), oldest first."""
     prefix = f"{layout.AUDIT}/{kind}" if kind else layout.AUDIT
-    found = [json.loads(store.get(k)) for k in store.list(prefix) if k.endswith(".json")]
+    keys = [k for k in store.list(prefix) if k.endswith(".json")]
+    # one object per entry, and every query an analyst runs is one: side by side on S3
+    found = side_by_side(lambda key: json.loads(store.get(key)), keys)
     return sorted(found, key=lambda e: (e.get("at", ""), e.get("writer", "")))
 
 

@@ -70,7 +70,8 @@ def read_frame(store: ObjectStore, key: str) -> pl.DataFrame:
 
 
 def read_frames(store: ObjectStore, keys: list[str]) -> list[pl.DataFrame]:
-    return [read_frame(store, k) for k in keys]
+    """The frames of ``keys``, in order, fetched side by side (a round trip each on S3)."""
+    return side_by_side(lambda key: read_frame(store, key), keys)
 
 
 #: An object to read: its key, or what a listing said of it (its size lets the store choose
@@ -192,21 +193,16 @@ def read_validation_results(store: ObjectStore) -> pl.DataFrame:
 
 def read_gx_results(store: ObjectStore) -> list[tuple[str, dict]]:
     """(drop_id, GX validation result) of every drop validated so far."""
-    out = []
-    for key in store.list(VALIDATION):
-        if key.endswith("/gx_result.json"):
-            out.append((key.split("/")[3], json.loads(store.get(key))))
-    return out
+    keys = [k for k in store.list(VALIDATION) if k.endswith("/gx_result.json")]
+    return side_by_side(lambda key: (key.split("/")[3], json.loads(store.get(key))), keys)
 
 
 def read_quarantine(store: ObjectStore) -> pl.DataFrame:
     """All quarantined rows, the source columns folded into a JSON ``row_json`` column."""
     frames = []
-    for key in store.list(QUARANTINE):
-        if not key.endswith("/rows.parquet"):
-            continue
+    keys = [k for k in store.list(QUARANTINE) if k.endswith("/rows.parquet")]
+    for key, frame in zip(keys, read_frames(store, keys), strict=True):
         _, agency, feed, drop_id, _ = key.split("/")
-        frame = read_frame(store, key)
         if frame.is_empty():
             continue
         keep = [c for c in ("source_row", "line", "expectation", "column", "reason")
