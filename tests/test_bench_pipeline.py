@@ -197,3 +197,25 @@ def test_ledger_bench_prints_each_read_with_its_requests(tmp_path):
     assert list(rows) == ["in turn, every read", "first read", "read again"], done.stdout
     assert rows["in turn, every read"][3] == rows["first read"][3] == "26"  # 2 per drop, 2 lists
     assert int(rows["read again"][3]) <= 2
+
+
+def test_steward_reads_bench_prints_both_ways_with_the_same_requests_and_rows(tmp_path):
+    """bench/bench_steward_reads.py at a size that runs in seconds: the two ways make the same
+    requests and read the same rows (4 drops of 12 validation rows, one quarantined row and a
+    GX result each, and 6 audit entries)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "bench" / "bench_steward_reads.py"),
+                           "--drops", "4", "--queries", "6", "--runs", "1"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {cells[0]: cells for line in done.stdout.splitlines()
+            if line.startswith("| ") and (cells := [c.strip() for c in line.split("|")[1:-1]])
+            and cells[0] in ("one by one", "side by side")}
+    assert list(rows) == ["one by one", "side by side"], done.stdout
+    # 4 drops x 3 objects and 6 entries, and the listings
+    assert rows["one by one"][3] == rows["side by side"][3]
+    assert int(rows["one by one"][3]) >= 4 * 3 + 6
+    assert rows["one by one"][4] == rows["side by side"][4] == str(4 * 12 + 4 + 6 + 4)
