@@ -55,6 +55,22 @@ def test_resolution_keeps_the_newest_versions_and_the_current_one(store):
     assert zones.read_resolution(store)["entity_record"]["entity_id"].to_list() == ["E3"]
 
 
+def test_resolved_as_names_the_resolution_a_copy_was_made_from_until_retention_removes_it(
+        store):
+    """Marts of two audiences share a build when the versions they show are copies of one
+    (fusionlake.pipeline.marts.build_and_publish): what each version is a copy of is in its
+    manifest, and a version no longer kept is only itself."""
+    assert zones.resolved_as(store, "cn_mps") is None  # before the audience's first
+    first = zones.write_resolution(store, _tables(0), run_id="run0", retention=1)
+    copy = zones.copy_resolution(store, "all", first, "run0", retention=1, audience="cn_mps")
+    assert zones.resolved_as(store, "all") == zones.resolved_as(store, "cn_mps") == f"all/{first}"
+    assert zones.resolved_as(store, "cn_mps", copy) == f"all/{first}"
+    own = zones.write_resolution(store, _tables(1), run_id="run1", retention=1,
+                                 audience="cn_mps")
+    assert zones.resolved_as(store, "cn_mps") == f"cn_mps/{own}"
+    assert zones.resolved_as(store, "cn_mps", copy) == f"cn_mps/{copy}"  # removed: only itself
+
+
 def test_resolution_retention_defaults_to_the_setting(store):
     written = [zones.write_resolution(store, _tables(i), run_id=f"run{i}")
                for i in range(Settings.resolution_retention + 2)]
