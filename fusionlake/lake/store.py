@@ -400,7 +400,9 @@ class ObjectStore(ABC):
         an adapter pick how to fetch it)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, self.get(key))
+        # not synced: a download is a copy for a reader, fetched again if it is lost (a run
+        # fetches every small staged file of the lake this way)
+        _atomic_write(path, self.get(key), sync=False)
 
     def scan_source(self, key: str, size: int | None = None) -> tuple[str, dict] | None:
         """Where Polars can read the object ``key`` in place, with the keyword arguments its
@@ -431,14 +433,16 @@ def _mkstemp(path: Path) -> tuple[int, str]:
     return tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path.name), suffix=TEMP_SUFFIX)
 
 
-def _write_temp(path: Path, data: bytes, key: str = "") -> str:
-    """``data`` in a synced temporary file beside ``path``; its name (removed on failure)."""
+def _write_temp(path: Path, data: bytes, key: str = "", sync: bool = True) -> str:
+    """``data`` in a temporary file beside ``path``, synced to the disk unless ``sync`` is
+    False; its name (removed on failure)."""
     fd, tmp = _mkstemp(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
         kill_point("temp-written", key)  # crash tests: a temp file left behind
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -446,8 +450,8 @@ def _write_temp(path: Path, data: bytes, key: str = "") -> str:
     return tmp
 
 
-def _atomic_write(path: Path, data: bytes, key: str = "") -> None:
-    tmp = _write_temp(path, data, key)
+def _atomic_write(path: Path, data: bytes, key: str = "", sync: bool = True) -> None:
+    tmp = _write_temp(path, data, key, sync)
     try:
         os.replace(tmp, path)
     except BaseException:
