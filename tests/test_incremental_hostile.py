@@ -114,6 +114,39 @@ def follow_up(scenario, tmp_path_factory):
     return store, summary
 
 
+# -- an analyst of another agency ---------------------------------------------------------------
+
+
+def test_marts_copied_from_an_in_place_update_equal_whole_builds_of_the_same_resolutions(
+        follow_up, tmp_path):
+    """th_imm's mart is a copy of mm_police's in-place update, cn_mps's of the task force's
+    (audiences that see the same rows and show copies of one resolution). An analyst of each
+    sees exactly what a whole build of the same resolutions gives that audience: no row more,
+    none less. (A whole build flags no cross-agency match as new since the mart it replaces,
+    which already showed this resolution: that column is left out, as is each drop's state
+    in drop_ledger, which the run moved to published after building its marts.)"""
+    from fusionlake.lake.feeds import load_feeds
+    from fusionlake.pipeline.publish import publish_marts
+    from fusionlake.pipeline.resolve import staged_scans
+
+    clean, summary = follow_up
+    assert {a: b["mode"] for a, b in summary.mart_builds.items()} == {
+        "all": "updated", "cn_mps": "copied", "mm_police": "updated", "th_imm": "copied"}
+    shutil.copytree(clean.root, tmp_path / "lake")
+    store = open_store(str(tmp_path / "lake"))
+    feeds = load_feeds()
+    with staged_scans(store, Ledger(store), feeds) as (scans, _superseded):
+        publish_marts(store, Ledger(store), feeds, Settings.mart_retention, scans, full=True)
+    assert {a: marts.latest(store, a)["build"]["mode"] for a in AUDIENCES} == {
+        "all": "rebuilt", "cn_mps": "copied", "mm_police": "rebuilt", "th_imm": "copied"}
+    whole, updated = _marts(store), _marts(clean)
+    for tables in (*whole.values(), *updated.values()):
+        tables["entity"] = tables["entity"].drop("new_cross_agency_match")
+        ledger = tables["drop_ledger"].drop("state")
+        tables["drop_ledger"] = ledger.sort(ledger.columns, nulls_last=True)
+    _assert_same(updated, whole)
+
+
 # -- a flaky store ------------------------------------------------------------------------------
 
 
