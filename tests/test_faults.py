@@ -225,6 +225,15 @@ def test_an_object_read_in_place_that_is_cut_or_gone_is_named_and_a_lasting_fail
         with pytest.raises(zones.UnreadableFile,
                            match=f"person_record: cannot read s3://{s3_bucket}/lake/{key}"):
             zones.scan_objects(store, [key], "person_record", tmp_path)
+    # listed small, it is fetched whole first: the copy is cut, and the lake's object is named
+    small = zones.to_parquet(_person_table(500))
+    store.put("staged/person_record/small.parquet", small[: len(small) // 2])
+    [listed] = [i for i in store.list_info("staged/person_record") if "small" in i.key]
+    assert listed.size < S3Store.SMALL_OBJECT
+    with pytest.raises(zones.UnreadableFile,
+                       match=rf"person_record: cannot read s3://{s3_bucket}/lake/{listed.key} "
+                             rf"\(fetched to {tmp_path}/{listed.key}\)"):
+        zones.scan_objects(store, [listed], "person_record", tmp_path)
     store.put("staged/person_record/whole.parquet", whole)
     scan = zones.scan_objects(store, ["staged/person_record/whole.parquet"], "person_record",
                               tmp_path)  # the footer is read now, the data when collected

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -463,10 +464,10 @@ def test_bad_incremental_settings_are_user_errors(monkeypatch, capsys, tmp_path)
 
 def test_a_damaged_staged_file_fails_the_full_resolve_and_leaves_the_lake_as_it_was(any_lake):
     """The resolver reads each staged table when a step needs it, the association tables last
-    (after the clusters are made). A phone file damaged on disk (an object cut short on S3,
-    read there in place) beside the whole ones must still fail the run with the table and file
-    named, before any resolution or mart is written; once the file is whole again the next run
-    completes."""
+    (after the clusters are made). A phone file damaged on disk (an object cut short on S3:
+    a small one is fetched whole into the run's folder first) beside the whole ones must still
+    fail the run with the table and the file's lake address named, before any resolution or
+    mart is written; once the file is whole again the next run completes."""
     lake = any_lake
     store = open_store(lake)
     before = {a: _pointer(store, a)["version"] for a in ("all", "mm_police")}
@@ -475,7 +476,8 @@ def test_a_damaged_staged_file_fails_the_full_resolve_and_leaves_the_lake_as_it_
     damaged = store.list(layout.staged_prefix("phone"))[0]
     whole = store.get(damaged)
     store.put(damaged, whole[: len(whole) // 2])
-    with pytest.raises(zones.UnreadableFile, match=f"phone: cannot read .*{damaged}"):
+    with pytest.raises(zones.UnreadableFile,
+                       match=f"phone: cannot read {re.escape(store.uri)}/{damaged}"):
         run(Settings(lake=lake, full=True))
     assert {a: _pointer(store, a)["version"] for a in before} == before
     assert {a: versions.read_pointer(store, layout.mart_prefix(a))["version"]

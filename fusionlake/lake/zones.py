@@ -108,23 +108,35 @@ def scan_objects(store: ObjectStore, objects: Sequence[Object], table: str,
     sources = [store.scan_source(*_key_size(obj)) for obj in objects]
     fetch = [obj for obj, source in zip(objects, sources, strict=True) if source is None]
     fetched = iter(local_files(store, fetch, work_dir))
-    sources = [source or (str(next(fetched)), {}) for source in sources]
-    if not sources:
+    scans = []
+    for obj, source in zip(objects, sources, strict=True):
+        if source is None:  # a copy in work_dir: a damaged one is named by its lake address
+            where, options = str(next(fetched)), {}
+            shown = None if isinstance(store, LocalStore) else _address(store, obj)
+        else:
+            (where, options), shown = source, None
+        scans.append(_conformed_scan(where, options, table, shown))
+    if not scans:
         return schema.empty(table).lazy()
     # one scan per file: files written before a column was added lack it, conform fills it in
-    return pl.concat([_conformed_scan(where, options, table) for where, options in sources],
-                     how="vertical")
+    return pl.concat(scans, how="vertical")
+
+
+def _address(store: ObjectStore, obj: Object) -> str:
+    return f"{store.uri.rstrip('/')}/{_key_size(obj)[0]}"
 
 
 class UnreadableFile(Exception):
     """A file of the lake that cannot be read as Parquet (damaged on disk, cut short, gone)."""
 
 
-def _conformed_scan(where: str, options: dict, table: str) -> pl.LazyFrame:
+def _conformed_scan(where: str, options: dict, table: str,
+                    shown: str | None = None) -> pl.LazyFrame:
     try:  # conforming reads the file's footer: a damaged file fails here, and is named
         return schema.conform(pl.scan_parquet(where, glob=False, **options), table)
     except (pl.exceptions.PolarsError, FileNotFoundError) as exc:
-        raise UnreadableFile(redact(f"{table}: cannot read {where}: {exc}")) from exc
+        named = where if shown is None else f"{shown} (fetched to {where})"
+        raise UnreadableFile(redact(f"{table}: cannot read {named}: {exc}")) from exc
     except OSError as exc:  # Polars' S3 reader gave up after its retries (S3Store.scan_source)
         if not is_transient(exc):  # refused (403): a person must act
             raise LakeError(redact(f"{table}: cannot read {where}: {exc}")) from exc
