@@ -484,6 +484,46 @@ def test_a_run_that_fills_the_disk_stops_saying_so_loses_nothing_and_the_next_en
     assert len(reached) == 3, reached
 
 
+def test_a_run_stopped_by_a_full_disk_holds_the_lake_until_it_stops_then_lets_the_next_in(
+        scenario, follow_up, small_disk, monkeypatch):
+    """A scheduled run that starts while another meets a full disk is turned away (LeaseHeld,
+    naming the run). Once the stopped run is out, the next one is let in at
+    once, not after the lease's 15 minutes: on a disk still full it says the disk is full, not
+    that the lake is busy, and on a freed disk it ends as the clean follow-up."""
+    from fusionlake.lake import lease
+
+    monkeypatch.setattr(tempfile, "tempdir", str(small_disk / "tmp"))
+    (small_disk / "tmp").mkdir()
+    path = small_disk / "lake"
+    shutil.copytree(scenario[3], path)
+    store = open_store(str(path))
+    deliver(store, "mm_police", "detainees", [scenario[2]])
+    before = {a: marts.latest(store, a) for a in AUDIENCES}
+    release, turned_away = lease.Lease.release, []
+
+    def release_after_a_concurrent_try(held):
+        with pytest.raises(lease.LeaseHeld, match=rf"another run \({held.run_id} on ") as busy:
+            lease.acquire(store, "the next scheduled run")
+        turned_away.append(str(busy.value))
+        release(held)
+
+    monkeypatch.setattr(lease.Lease, "release", release_after_a_concurrent_try)
+    filler = _fill(small_disk, 2_000 * 1024)  # room to take the lease and land, not to finish
+    with pytest.raises(OutOfSpace):
+        run(Settings(lake=str(path)), run_id="stopped-by-the-disk")
+    assert len(turned_away) == 1 and "stopped-by-the-disk" in turned_away[0]
+
+    monkeypatch.setattr(lease.Lease, "release", release)
+    with pytest.raises(OutOfSpace, match="out of disk space"):  # not LeaseHeld
+        run(Settings(lake=str(path)), run_id="the next scheduled run")
+    # marts published before the disk filled show the new matches to their analysts already
+    shown = [a for a in AUDIENCES if marts.latest(store, a) != before[a]]
+    filler.unlink()
+    summary = run(Settings(lake=str(path)))
+    assert not summary.problems, summary.problems
+    _end_as_the_clean_follow_up(store, follow_up, shown)
+
+
 def test_an_s3_lake_whose_run_fills_the_local_disk_keeps_every_drop(
         scenario, follow_up, s3_bucket, small_disk, monkeypatch):
     """On S3 the lake cannot fill, but the run's temp folder (marts being built, spill files)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from fusionlake.lake import versions, zones
+from fusionlake.lake import layout, versions, zones
 from fusionlake.lake.settings import Settings
 
 NAME = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{6}$")
@@ -75,6 +75,21 @@ def test_resolution_retention_defaults_to_the_setting(store):
     written = [zones.write_resolution(store, _tables(i), run_id=f"run{i}")
                for i in range(Settings.resolution_retention + 2)]
     assert _resolution_versions(store) == written[-Settings.resolution_retention:]
+
+
+def test_retention_keeps_the_resolution_the_published_mart_shows_until_a_newer_mart(store):
+    """Runs that stop before publishing (a full disk, a kill) may resolve several times while
+    the mart still shows an old version; the next mart flags as new the matches made since
+    that version, so it must outlive the others (marts._previous_resolution reads it)."""
+    shown = zones.write_resolution(store, _tables(0), run_id="run0")
+    versions.move_pointer(store, layout.mart_prefix("all"), {"version": "m0",
+                                                             "resolution_version": shown})
+    written = [zones.write_resolution(store, _tables(i), run_id=f"run{i}") for i in range(1, 6)]
+    assert _resolution_versions(store) == [shown, *written[-Settings.resolution_retention:]]
+    versions.move_pointer(store, layout.mart_prefix("all"), {"version": "m1",
+                                                             "resolution_version": written[-1]})
+    newest = zones.write_resolution(store, _tables(6), run_id="run6")
+    assert _resolution_versions(store) == [*written[-2:], newest]  # the old one may go now
 
 
 class _Watching:

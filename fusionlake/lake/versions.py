@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 from fusionlake.lake.faults import kill_point
@@ -142,11 +143,12 @@ def unfinished_versions(store: ObjectStore, prefix: str) -> list[str]:
 
 def apply_retention(store: ObjectStore, prefix: str, keep: int, *,
                     stale_after: timedelta = STALE_UNFINISHED,
-                    now: datetime | None = None) -> list[str]:
+                    now: datetime | None = None, also_keep: Collection[str] = ()) -> list[str]:
     """Remove old versions; returns the versions removed.
 
-    Kept: the newest ``keep`` complete versions, the current one (whatever its age), and
-    unfinished versions younger than ``stale_after`` (possibly a write in progress elsewhere).
+    Kept: the newest ``keep`` complete versions, the current one (whatever its age), those in
+    ``also_keep`` (still in use elsewhere), and unfinished versions younger than
+    ``stale_after`` (possibly a write in progress elsewhere).
     Call it after moving the pointer, so the version that was current until then is counted
     among the complete ones, not removed while a reader may still be on it.
     """
@@ -156,7 +158,7 @@ def apply_retention(store: ObjectStore, prefix: str, keep: int, *,
     found = _version_keys(store, prefix)
     complete = sorted((v for v, keys in found.items()
                        if f"{version_prefix(prefix, v)}/{MANIFEST}" in keys), reverse=True)
-    kept = set(complete[:keep])
+    kept = set(complete[:keep]) | set(also_keep)
     current = read_pointer(store, prefix)
     if current is not None:
         kept.add(current["version"])

@@ -246,7 +246,8 @@ def write_resolution(store: ObjectStore, tables: dict[str, pl.DataFrame | pl.Laz
 
     Versioned like the marts (fusionlake.lake.versions): the previous resolution, which the
     resolver read its stable ids from, stays current and readable until the new one is
-    complete, and only the versions beyond the newest ``retention`` are removed afterwards.
+    complete, and only the versions beyond the newest ``retention`` are removed afterwards,
+    never the one the audience's published mart shows.
     The pointer's ``resolved_as`` names the resolution these tables are a copy of (``origin``,
     ``<audience>/<version>``; the version itself when they are not a copy): audiences with the
     same one may share a mart build.
@@ -304,7 +305,12 @@ def _new_resolution(store: ObjectStore, tables: list[str], write, run_id: str, r
         pointer["incremental_of"] = current["version"]
     versions.finish(store, prefix, version, pointer)
     versions.move_pointer(store, prefix, pointer)
-    versions.apply_retention(store, prefix, retention)
+    # the version the audience's published mart shows stays until a newer mart replaces it:
+    # the next mart flags as new the matches made since (runs that stopped before publishing
+    # may have resolved several times in between)
+    shown = (versions.read_pointer(store, layout.mart_prefix(audience)) or {}).get(
+        "resolution_version")
+    versions.apply_retention(store, prefix, retention, also_keep=[shown] if shown else [])
     return version
 
 

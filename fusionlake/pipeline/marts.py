@@ -1184,7 +1184,8 @@ def _previous_resolution(store: ObjectStore, audience: str) -> dict[str, pl.Data
     That is the resolution the published mart holds (its LATEST names it) when that one is
     older: after a run killed between resolving and publishing, the version just before the
     current one is the killed run's, which no mart ever showed, and a match it made must still
-    be new in the next mart (entity.new_cross_agency_match)."""
+    be new in the next mart (entity.new_cross_agency_match). Retention keeps the shown version
+    however many runs resolved without publishing (zones.write_resolution)."""
     prefix = layout.resolution_prefix(audience)
     pointer = versions.read_pointer(store, prefix)
     if pointer is None:
