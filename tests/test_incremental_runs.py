@@ -260,6 +260,45 @@ def test_a_changed_decision_is_folded_into_an_incremental_run(lake):
     assert set(merges["old_entity_id"]) >= {a, b} - set(merged["entity_id"])
 
 
+def test_a_decision_made_while_a_run_resolves_reaches_every_audience_in_the_next_run(
+        lake, monkeypatch):
+    """Stewards decide without the lake's lease, so a decision can land while a run resolves.
+    Every visibility group must apply the same decisions (read once per run), and the marts
+    must not be stamped as built from a decision the run did not apply: else the next
+    scheduled run finds nothing new, and the decision waits for the next drop."""
+    store = open_store(lake)
+    audiences = ("all", "cn_mps", "mm_police", "th_imm")
+    mine, theirs = (zones.read_resolution(store, a)["entity_record"] for a in ("all", "mm_police"))
+    both = mine.join(theirs, on="record_id", suffix="_mm")  # records both groups resolved
+    alone = both.filter((pl.len().over("entity_id") == 1) & (pl.len().over("entity_id_mm") == 1))
+    first, second = alone["record_id"].head(4).to_list()[:2], alone["record_id"].tail(2).to_list()
+    zones.append_decision(store, *first, "same", "steward a", "one person")
+    read, calls = zones.read_decisions, []
+
+    def read_then_another_steward_decides(*args, **kwargs):
+        decisions = read(*args, **kwargs)
+        if not calls:
+            zones.append_decision(store, *second, "same", "steward b", "one person, too")
+        calls.append(decisions.height)
+        return decisions
+
+    monkeypatch.setattr(zones, "read_decisions", read_then_another_steward_decides)
+    summary = run(Settings(lake=lake))
+    assert not summary.problems, summary.problems
+
+    def together(audience: str, pair: list[str]) -> bool:
+        er = zones.read_resolution(store, audience)["entity_record"]
+        return er.filter(pl.col("record_id").is_in(pair))["entity_id"].n_unique() == 1
+
+    assert [together(a, first) for a in audiences] == [True] * 4
+    assert len({together(a, second) for a in audiences}) == 1  # all groups, or none of them
+    monkeypatch.setattr(zones, "read_decisions", read)
+    summary = run(Settings(lake=lake))
+    assert not summary.noop, "the decision made during the last run was never applied"
+    assert [together(a, second) for a in audiences] == [True] * 4
+    assert run(Settings(lake=lake)).noop  # and then nothing is new
+
+
 @pytest.mark.parametrize("settings, why", [
     ({"incremental_max_share": 0.001}, "FUSIONLAKE_INCREMENTAL_MAX_SHARE=0.001"),
     ({"full_every": 1}, "FUSIONLAKE_FULL_EVERY=1"),

@@ -394,7 +394,7 @@ def read_decisions(store: ObjectStore, include_undone: bool = False) -> pl.DataF
     before it (and is left out itself), so a pair whose latest entry is an undo has none.
     ``include_undone`` gives the whole history, undos included, for listing.
     """
-    rows = [json.loads(store.get(k)) for k in store.list(DECISIONS)]
+    rows = [json.loads(body) for body in side_by_side(store.get, store.list(DECISIONS))]
     if not rows:
         return schema.empty("decision")
     frame = schema.conform(pl.DataFrame(rows).with_columns(

@@ -193,6 +193,9 @@ def resolve_audiences(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id
     options = options or Options()
     names = audiences or marts.audiences(scans)
     release = marts.release_values(scans)
+    # read once: a decision a steward makes meanwhile reaches every group in the next run,
+    # never one group now and the others later
+    decisions = zones.read_decisions(store)
     groups = marts.visibility_groups(scans, names, release=release)
 
     def one_group(group: list[str], slots: Slots) -> tuple[dict, float, dict]:
@@ -208,14 +211,15 @@ def resolve_audiences(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id
                   or _same_frames(_previous(store, other), leader_previous)}
         del leader_previous
         resolution, _frames, version, mode = resolve_lake(
-            store, visible, run_id, retention, audience=group[0], options=options, slots=slots)
+            store, visible, run_id, retention, audience=group[0], options=options, slots=slots,
+            decisions=decisions)
         for other in group[1:]:
             if other in copies:
                 zones.copy_resolution(store, group[0], version, run_id, retention,
                                       audience=other)
             else:
                 resolve_lake(store, visible, run_id, retention, audience=other,
-                             options=options, slots=slots)
+                             options=options, slots=slots, decisions=decisions)
         seconds = round(time.perf_counter() - t0, 3)
         progress.info("resolve: audiences %s done in %.1f s (%s)", "+".join(group), seconds,
                       mode["mode"])
@@ -428,8 +432,12 @@ def plan(store: ObjectStore, visible: dict[str, pl.LazyFrame], audience: str,
 
 def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame | pl.LazyFrame],
                  run_id: str, retention: int = Settings.resolution_retention,
-                 audience: str = ALL, options: Options | None = None, slots: Slots = ALONE):
+                 audience: str = ALL, options: Options | None = None, slots: Slots = ALONE,
+                 decisions: pl.DataFrame | None = None):
     """Entity resolution of one audience's records, with steward decisions and stable ids.
+
+    ``decisions`` are the steward decisions in force (:func:`zones.read_decisions`; read now
+    when not given).
 
     ``tables`` must hold only the rows ``audience`` may see (:func:`resolve_audiences`), as
     frames or lazy scans: the ids are inherited from this audience's previous resolution, or
@@ -440,6 +448,8 @@ def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame | pl.LazyFra
     """
     options = options or Options()
     scans = {t: f.lazy() for t, f in tables.items()}
+    if decisions is None:
+        decisions = zones.read_decisions(store)
     with tempfile.TemporaryDirectory(prefix="fusionlake-state-") as tmp:
         with slots.one():  # planning and an incremental resolution are small work
             mode, detail = plan(store, scans, audience, options, Path(tmp))
@@ -447,7 +457,7 @@ def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame | pl.LazyFra
                 kept, new_ids = detail
                 try:
                     return _incremental(store, scans, run_id, retention, audience, kept,
-                                        new_ids, Path(tmp))
+                                        new_ids, Path(tmp), decisions)
                 except Exception as exc:  # a full resolution is always right: no failed run
                     from transforms.resolution.incremental import Declined
 
@@ -456,7 +466,8 @@ def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame | pl.LazyFra
                            f"{str(exc)[:300]})")
                     detail = f"{why}: resolved in full"
         with slots.every():  # a full resolution holds gigabytes: alone
-            return _full(store, scans, run_id, retention, audience, detail, options.backend)
+            return _full(store, scans, run_id, retention, audience, detail, decisions,
+                         options.backend)
 
 
 def _log(step: str, line: str) -> None:
@@ -464,7 +475,8 @@ def _log(step: str, line: str) -> None:
 
 
 def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, retention: int,
-          audience: str, why: str, backend: str = Settings.resolve_backend):
+          audience: str, why: str, decisions: pl.DataFrame,
+          backend: str = Settings.resolve_backend):
     from transforms.resolution.resolve import resolve  # Splink: seconds to import; see above
     from transforms.resolution.settings import ResolveSettings
 
@@ -476,7 +488,6 @@ def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, reten
     except NotFound:
         last_model = None
     previous = _previous(store, audience)
-    decisions = zones.read_decisions(store)
     resolution = resolve(
         input_scans(scans),  # each table read when resolve needs it, and let go after
         decisions=decisions,
@@ -523,7 +534,7 @@ class _Stats:
 
 def _incremental(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str,
                  retention: int, audience: str, kept: Kept, new_ids: pl.Series,
-                 work_dir: Path):
+                 work_dir: Path, decisions: pl.DataFrame):
     from transforms.resolution.incremental import resolve_incremental
     from transforms.resolution.resolve import input_columns
     from transforms.resolution.settings import ResolveSettings
@@ -540,7 +551,6 @@ def _incremental(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str
                 for name in INCREMENTAL_TABLES}
     _log("previous", f"{previous['entity_record'].height:,} records' resolution read in "
          f"{time.perf_counter() - t0:.1f} s")
-    decisions = zones.read_decisions(store)
     settings = ResolveSettings()
     out = resolve_incremental(
         scans, new_ids, kept.model, kept.match_files, kept.components, previous,

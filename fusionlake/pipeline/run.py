@@ -189,6 +189,8 @@ class Run:
     executor: Executor
     lease: Lease | None = None
     staged: set[str] = field(default_factory=set)  # drops this run staged
+    # what the marts are built from (:func:`fingerprint`), taken before resolving reads it
+    inputs: str | None = None
     data_docs: Any = None  # the Data Docs being rendered beside resolve and publish (a future)
 
     @property
@@ -622,6 +624,10 @@ def resolve_entities(r: Run, scans: dict, superseded: set[str]) -> None:
     for drop_id in superseded:
         r.ledger.record(drop_id, DropState.SUPERSEDED, "every row replaced by a later drop",
                         r.run_id)
+    # Taken before resolving reads the steward decisions: one a steward makes while the run
+    # works is then not in the fingerprint the marts are stamped with, and the next run applies
+    # it (taken after publishing, it would be, and no run would until the next drop).
+    r.inputs = fingerprint(r.store, r.ledger)
     with r.executor.stage("resolve", r.summary):
         r.summary.resolution_stats = r.executor.once(
             "resolve", resolve_once, lake=r.settings.lake, scans=scans, run_id=r.run_id,
@@ -632,8 +638,10 @@ def resolve_entities(r: Run, scans: dict, superseded: set[str]) -> None:
 
 def publish_once(lake: str, feeds_path: list[str], scans: dict, superseded: set[str],
                  retention: int, run_id: str, full: bool = False,
-                 workers: int = 1) -> dict[str, str]:
-    """Publish every audience's mart, then mark the drops in them published."""
+                 workers: int = 1, inputs: str | None = None) -> dict[str, str]:
+    """Publish every audience's mart, then mark the drops in them published and stamp the
+    marts with ``inputs``, the :func:`fingerprint` of what they were built from (taken now
+    when not given)."""
     store = open_store(lake)
     ledger = Ledger(store)
     marts = publish.publish_marts(store, ledger, load_feeds(feeds_path), retention, scans,
@@ -642,7 +650,7 @@ def publish_once(lake: str, feeds_path: list[str], scans: dict, superseded: set[
         if e.state == DropState.STAGED and e.drop_id not in superseded:
             ledger.record(e.drop_id, DropState.PUBLISHED, f"in marts {marts['all']}", run_id)
     store.put(layout.MARTS_FINGERPRINT, json.dumps(
-        {"fingerprint": fingerprint(store, ledger), "run_id": run_id}).encode())
+        {"fingerprint": inputs or fingerprint(store, ledger), "run_id": run_id}).encode())
     return marts
 
 
@@ -651,7 +659,8 @@ def publish_marts(r: Run, scans: dict, superseded: set[str]) -> None:
         r.summary.marts = r.executor.once(
             "publish", publish_once, lake=r.settings.lake, feeds_path=r.settings.feeds_path,
             scans=scans, superseded=superseded, retention=r.settings.mart_retention,
-            run_id=r.run_id, full=r.settings.full, workers=r.settings.group_workers)
+            run_id=r.run_id, full=r.settings.full, workers=r.settings.group_workers,
+            inputs=r.inputs)
         r.summary.fill_from_marts(r.store)
 
 
