@@ -260,6 +260,42 @@ def test_a_changed_decision_is_folded_into_an_incremental_run(lake):
     assert set(merges["old_entity_id"]) >= {a, b} - set(merged["entity_id"])
 
 
+def test_the_first_marts_after_a_first_run_that_stopped_before_publishing_show_every_match_new(
+        scenario, tmp_path, monkeypatch):
+    """No analyst has seen a mart yet, so every entity of two or more agencies is a new match
+    in the first marts (as after a first run that published), whatever the runs before them
+    resolved."""
+    import errno
+
+    from fusionlake.pipeline import marts
+    from fusionlake.pipeline import run as run_module
+
+    gen, d1, _d2, _lake = scenario
+    lake = str(tmp_path / "lake")
+    _deliver_first(open_store(lake), gen, d1)
+    publish = run_module.publish_marts
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_module, "publish_marts", full_disk)
+    with pytest.raises(OutOfSpace):
+        run(Settings(lake=lake))
+    monkeypatch.setattr(run_module, "publish_marts", publish)
+    summary = run(Settings(lake=lake))
+    assert not summary.problems, summary.problems
+    store = open_store(lake)
+    for audience in ("all", "cn_mps", "mm_police", "th_imm"):
+        con = marts.open_latest(store, audience)
+        try:
+            [(cross, new)] = con.sql("SELECT count(*) FILTER (agency_count >= 2), "
+                                     "count(*) FILTER (new_cross_agency_match) FROM entity"
+                                     ).fetchall()
+        finally:
+            con.close()
+        assert new == cross > 0, (audience, new, cross)
+
+
 def test_a_decision_made_while_a_run_resolves_reaches_every_audience_in_the_next_run(
         lake, monkeypatch):
     """Stewards decide without the lake's lease, so a decision can land while a run resolves.

@@ -1179,7 +1179,8 @@ def _update(path: Path, previous: Path, tables: dict[str, Input], delta: Input,
 
 def _previous_resolution(store: ObjectStore, audience: str) -> dict[str, pl.DataFrame] | None:
     """``{"previous_entity_record": frame}`` of the audience's resolution before its current
-    one, or None when there is none (a first run, or retention kept only one version).
+    one, or None when there is none (a first run, or retention kept only one version) or the
+    audience has no mart yet (runs before its first mart stopped before publishing).
 
     That is the resolution the published mart holds (its LATEST names it) when that one is
     older: after a run killed between resolving and publishing, the version just before the
@@ -1188,10 +1189,11 @@ def _previous_resolution(store: ObjectStore, audience: str) -> dict[str, pl.Data
     however many runs resolved without publishing (zones.write_resolution)."""
     prefix = layout.resolution_prefix(audience)
     pointer = versions.read_pointer(store, prefix)
-    if pointer is None:
+    published = latest(store, audience)
+    if pointer is None or published is None:  # no mart yet: every match is new to its analysts
         return None
     older = [v for v in versions.complete_versions(store, prefix) if v < pointer["version"]]
-    shown = (latest(store, audience) or {}).get("resolution_version")
+    shown = published.get("resolution_version")
     if shown in older:
         older = [shown]
     key = f"{versions.version_prefix(prefix, older[0])}/entity_record.parquet" if older else None
