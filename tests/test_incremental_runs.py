@@ -269,6 +269,7 @@ def test_the_first_marts_after_a_first_run_that_stopped_before_publishing_show_e
 
     from fusionlake.pipeline import marts
     from fusionlake.pipeline import run as run_module
+    from fusionlake.pipeline.summary import NEW_IN_MART
 
     gen, d1, _d2, _lake = scenario
     lake = str(tmp_path / "lake")
@@ -284,6 +285,12 @@ def test_the_first_marts_after_a_first_run_that_stopped_before_publishing_show_e
     monkeypatch.setattr(run_module, "publish_marts", publish)
     summary = run(Settings(lake=lake))
     assert not summary.problems, summary.problems
+    # the run's own count is of matches its resolution made; the mart's, of those its
+    # analysts have not seen: the summary gives both
+    assert summary.resolution_stats["new cross-agency matches"] == 0
+    assert summary.mart_figures[NEW_IN_MART] == summary.mart_figures[
+        "entities known to 2+ agencies"] > 0
+    assert f"| {NEW_IN_MART} | {summary.mart_figures[NEW_IN_MART]:,} |" in summary.markdown()
     store = open_store(lake)
     for audience in ("all", "cn_mps", "mm_police", "th_imm"):
         con = marts.open_latest(store, audience)

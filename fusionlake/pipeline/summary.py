@@ -11,6 +11,9 @@ from fusionlake.pipeline.marts import latest, open_latest
 from fusionlake.pipeline.report import FAIL_ON
 from fusionlake.pipeline.stage import DropResult
 
+#: The mart's own count of new matches (entity.new_cross_agency_match).
+NEW_IN_MART = "new cross-agency matches flagged in the mart (since its previous version)"
+
 
 @dataclass
 class RunSummary:
@@ -46,6 +49,9 @@ class RunSummary:
                 "entities known to 2+ agencies":
                     "select count(*) from entity where len(agencies) >= 2",
                 "review queue": "select count(*) from review_queue",
+                # against the resolution the analysts' previous mart showed, which is the last
+                # run's unless runs stopped before publishing (then this one tells more)
+                NEW_IN_MART: "select count(*) from entity where new_cross_agency_match",
             }
             for label, sql in queries.items():
                 try:
