@@ -637,11 +637,11 @@ def resolve_entities(r: Run, scans: dict, superseded: set[str]) -> None:
 
 
 def publish_once(lake: str, feeds_path: list[str], scans: dict, superseded: set[str],
-                 retention: int, run_id: str, full: bool = False,
-                 workers: int = 1, inputs: str | None = None) -> dict[str, str]:
+                 retention: int, run_id: str, inputs: str, full: bool = False,
+                 workers: int = 1) -> dict[str, str]:
     """Publish every audience's mart, then mark the drops in them published and stamp the
-    marts with ``inputs``, the :func:`fingerprint` of what they were built from (taken now
-    when not given)."""
+    marts with ``inputs``, the :func:`fingerprint` of what they were built from, taken before
+    resolving (:func:`resolve_entities`)."""
     store = open_store(lake)
     ledger = Ledger(store)
     marts = publish.publish_marts(store, ledger, load_feeds(feeds_path), retention, scans,
@@ -650,7 +650,7 @@ def publish_once(lake: str, feeds_path: list[str], scans: dict, superseded: set[
         if e.state == DropState.STAGED and e.drop_id not in superseded:
             ledger.record(e.drop_id, DropState.PUBLISHED, f"in marts {marts['all']}", run_id)
     store.put(layout.MARTS_FINGERPRINT, json.dumps(
-        {"fingerprint": inputs or fingerprint(store, ledger), "run_id": run_id}).encode())
+        {"fingerprint": inputs, "run_id": run_id}).encode())
     return marts
 
 
