@@ -24,15 +24,32 @@ def test_land_drops_flow_lands_new_files_once(prefect_harness, lake_uri, tmp_pat
     assert states == ["duplicate", "received"]
 
 
-def test_land_drops_flow_goes_on_past_a_bad_object(prefect_harness, tmp_path):
+def test_land_drops_flow_goes_on_past_a_bad_object(prefect_harness, tmp_path, monkeypatch):
+    """One object that cannot be landed (here: removed between the listing and the read) and
+    one in the wrong place do not stop the others; the first is tried again next time, the
+    misplaced one is said once and left where it is."""
     from flows.land import land_drops
+    from fusionlake.pipeline import run as run_module
 
     lake = str(tmp_path / "lake")
     store = open_store(lake)
     store.put("landing/stray.csv", b"a\n")  # not under <agency>/<feed>/
-    good = tmp_path / "good.csv"
+    good, gone = tmp_path / "good.csv", tmp_path / "gone.csv"
     good.write_bytes(b"a\n1\n")
-    deliver(store, "th_imm", "repatriations", [good])
+    gone.write_bytes(b"a\n2\n")
+    deliver(store, "th_imm", "repatriations", [good, gone])
+    landing_one = run_module.land
+
+    def vanishing(store, ledger, info, run_id):
+        if info.key.endswith("gone.csv"):
+            store.delete(info.key)
+        return landing_one(store, ledger, info, run_id)
+
+    monkeypatch.setattr(run_module, "land", vanishing)
     results = land_drops(lake, run_id="run-1")
-    assert [r.status for r in results] == ["landed"]
+    assert [(r.landing_key, r.status) for r in results] == [
+        ("landing/stray.csv", "misplaced"), ("landing/th_imm/repatriations/good.csv", "landed")]
     assert store.exists("landing/stray.csv")  # nothing lost
+    monkeypatch.undo()
+    store.put("landing/th_imm/repatriations/gone.csv", b"a\n2\n")  # the agency sends it again
+    assert [r.status for r in land_drops(lake, run_id="run-2")] == ["landed"]

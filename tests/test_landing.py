@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 
 import pytest
@@ -124,13 +125,65 @@ def test_bad_paths_are_refused_before_anything_is_written(store, tmp_path, make,
     assert store.list("landing") == []
 
 
-def test_landing_object_outside_agency_feed_layout_is_refused(store):
+def test_a_misplaced_landing_object_is_left_reported_once_and_landed_once_moved(store):
+    """A file one folder too deep or too high is not landed, and it does not fail every later
+    run: it is reported once (again if it changes), and landed once it is where feeds go."""
     store.put("landing/stray.csv", b"a\n")
-    ledger = Ledger(store)
-    [info] = discover(store, ledger)
-    with pytest.raises(DeliveryError, match="landing/<agency>/<feed>/<file>"):
-        land(store, ledger, info, "run")
-    assert store.list("raw") == []
+    store.put("landing/th_imm/detentions/2026-12/detentions.csv", b"id\n1\n")
+    results = _land_all(store)
+    assert [(r.landing_key, r.status) for r in results] == [
+        ("landing/stray.csv", "misplaced"),
+        ("landing/th_imm/detentions/2026-12/detentions.csv", "misplaced")]
+    assert all("landing/<agency>/<feed>/<file>" in r.message for r in results)
+    assert store.list("raw") == [] and Ledger(store).entries() == []
+    assert store.list("landing") == ["landing/stray.csv",
+                                     "landing/th_imm/detentions/2026-12/detentions.csv"]
+    assert _land_all(store, "run-b") == []  # said once
+    store.put("landing/stray.csv", b"a\nchanged\n")
+    assert [r.status for r in _land_all(store, "run-c")] == ["misplaced"]
+    store.put("landing/th_imm/detentions/detentions.csv", b"id\n1\n")  # the agency moves it
+    [moved] = _land_all(store, "run-d")
+    assert (moved.status, moved.feed, moved.file_name) == ("landed", "detentions",
+                                                           "detentions.csv")
+
+
+LEFT_ALONE = [".DS_Store", "Thumbs.db", "desktop.ini", "~$detentions.xlsx",
+              ".~lock.detentions.xlsx#", "._detentions.xlsx", ".detentions.xlsx.Xa81fQ",
+              "detentions.xlsx.part", "detentions.csv.crdownload", "detentions.csv.filepart",
+              "detentions.csv.tmp", "detentions.csv~"]
+
+
+def test_system_lock_and_in_progress_files_in_landing_are_left_alone(store):
+    """What desktops and upload tools leave in a shared landing folder is not a drop: not
+    landed, not rejected with advice meant for a data file, said once and left where it is."""
+    for name in LEFT_ALONE:
+        store.put(f"landing/th_imm/detentions/{name}", b"PK\x03\x04 not a workbook")
+    store.put("landing/th_imm/detentions/detentions.xlsx", b"the real file")
+    if hasattr(store, "client"):  # S3 consoles make "folders" as empty objects ending in /
+        store.client.put_object(Bucket=store.bucket, Body=b"",
+                                Key=f"{store.prefix}/landing/th_imm/repatriations/")
+    results = _land_all(store)
+    by_name = {r.landing_key.rsplit("/", 1)[-1] or r.landing_key: r for r in results}
+    assert by_name.pop("detentions.xlsx").status == "landed"
+    assert sorted(by_name) == sorted(LEFT_ALONE + (["landing/th_imm/repatriations/"]
+                                                   if hasattr(store, "client") else []))
+    assert {r.status for r in by_name.values()} == {"skipped"}
+    assert "lock file" in by_name["~$detentions.xlsx"].message
+    assert "landed once renamed" in by_name["detentions.xlsx.part"].message
+    assert [e.file_name for e in Ledger(store).entries()] == ["detentions.xlsx"]
+    assert len(store.list("raw/th_imm/detentions")) == 2  # the file and its manifest
+    assert _land_all(store, "run-b") == []
+    # the upload completes under its final name: a delivery like any other
+    store.put("landing/th_imm/detentions/detentions-2.xlsx", b"the second file")
+    assert [r.status for r in _land_all(store, "run-c")] == ["landed"]
+
+
+@pytest.mark.parametrize("name", ["~$detentions.xlsx", ".DS_Store", "detentions.xlsx.part"])
+def test_a_file_that_is_not_data_is_refused_at_delivery(store, tmp_path, name):
+    good = _file(tmp_path, "good.csv", b"a\n1\n")
+    with pytest.raises(DeliveryError, match=f"{re.escape(name)}: .*; leave it out"):
+        deliver(store, "th_imm", "detentions", [good, _file(tmp_path, name, b"x")])
+    assert store.list("landing") == []
 
 
 def test_ledger_state_changes_are_appended(store, tmp_path):
@@ -209,3 +262,29 @@ def test_steward_decisions_are_recorded_with_who_and_why(store, tmp_path):
     assert (last["decided_by"], last["why"]) == ("Somchai", "foreign numbers expected")
     assert [e.drop_id for e in ledger.find(landed.drop_id[:6])] == [landed.drop_id]
     assert [e.drop_id for e in ledger.find(landed.drop_id[:0])] == []
+
+
+def test_a_misplaced_file_fails_one_run_not_every_later_one(tmp_path):
+    """Before, a file one folder too deep made every run fail with the same problem (exit
+    status 1 every 15 minutes, and a report each time) until someone moved it."""
+    from fusionlake.lake.settings import Settings
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.run import run
+
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    store.put("landing/th_imm/detentions/2026-12/detentions.csv", b"id\n1\n")
+    store.put("landing/th_imm/detentions/.DS_Store", b"\0\0\0\1Bud1")
+    first = run(Settings(lake=lake, drop_workers=0))
+    [problem] = first.problems
+    assert problem.startswith("landing/th_imm/detentions/2026-12/detentions.csv: not where a "
+                              "delivery goes (landing/<agency>/<feed>/<file>)")
+    [note] = first.notes
+    assert note.startswith("landing/th_imm/detentions/.DS_Store is not a delivery: a macOS")
+    report = store.get("reports/runs/LATEST.md").decode()
+    assert problem in report and note in report
+    assert first.as_json()["counts"]["left_in_landing"] == 2
+    second = run(Settings(lake=lake, drop_workers=0))
+    assert (second.noop, second.problems, second.notes) == (True, [], [])
+    assert store.list("landing") == ["landing/th_imm/detentions/.DS_Store",
+                                     "landing/th_imm/detentions/2026-12/detentions.csv"]

@@ -10,6 +10,13 @@ Plain functions over an :class:`ObjectStore`; flows/land.py only orchestrates th
   (ledger.drop_id_for): the same bytes under any name in one feed are one drop, and a second
   delivery is recorded as a duplicate and not ingested again; the same bytes in another feed
   are another drop.
+
+A landing area is often a shared folder, and what people's tools leave in one is not a
+delivery: a ``.DS_Store``, Excel's ``~$book.xlsx`` lock, an upload still under its temporary
+name (``book.xlsx.part``, rsync's hidden ``.book.xlsx.Xa81f``), a file one folder too deep.
+:func:`land` leaves such an object where it is and says why, once (until it changes): it is
+not landed as a drop that would be rejected with advice meant for a data file, and a
+misplaced file does not fail every later run.
 """
 
 from __future__ import annotations
@@ -44,7 +51,9 @@ class Landed:
     """What landing did with one landing object."""
 
     landing_key: str
-    status: str  # landed | duplicate | already (landed earlier or by a concurrent run)
+    # landed | duplicate | already (landed earlier or by a concurrent run) | skipped (not a
+    # delivery: a system, lock or in-progress file) | misplaced (not landing/<agency>/<feed>/<file>)
+    status: str
     drop_id: str
     agency: str
     feed: str
@@ -53,8 +62,47 @@ class Landed:
     message: str
 
 
+#: Files that operating systems and desktop tools leave in a folder: never data.
+_SYSTEM_FILES = {".ds_store": "a macOS folder settings file", "thumbs.db":
+                 "a Windows thumbnail cache", "desktop.ini": "a Windows folder settings file"}
+#: Endings of files that a browser, an upload tool or an editor is still writing.
+_IN_PROGRESS = (".part", ".partial", ".crdownload", ".download", ".filepart", ".tmp", ".temp",
+                ".swp", ".swx")
+
+
+def not_a_delivery(file_name: str, hidden: bool = True) -> str | None:
+    """Why a file of this name is not an agency's data file, or None if it may be one.
+    ``hidden=False`` lets a hidden name pass (a file someone names to ``fusionlake drop`` is
+    complete, and is delivered under its name without the dot).
+
+    >>> not_a_delivery("~$detentions.xlsx")
+    'an Office lock file (Excel writes one beside a workbook while it is open), not data'
+    >>> not_a_delivery("detentions.xlsx") is None
+    True
+    """
+    lower = file_name.lower()
+    if lower in _SYSTEM_FILES:
+        return f"{_SYSTEM_FILES[lower]}, not data"
+    if file_name.startswith("~$"):
+        return "an Office lock file (Excel writes one beside a workbook while it is open), not data"
+    if file_name.startswith(".~lock."):
+        return "a LibreOffice lock file (written while the file is open), not data"
+    if file_name.startswith("._"):
+        return "macOS metadata of another file (an AppleDouble file), not data"
+    if file_name.startswith(".") and hidden:
+        return ("a hidden file: upload tools (rsync, scp and SFTP clients) write a file under a "
+                "hidden name and rename it when it is complete, so it is landed once renamed")
+    if lower.endswith(_IN_PROGRESS):
+        return ("a file still being written (its name ends as an upload, download or editor "
+                "writes one in progress), so it is landed once renamed to its final name")
+    if file_name.endswith("~"):
+        return "an editor's backup copy, not a delivery"
+    return None
+
+
 def check_files(paths: list[Path]) -> list[Path]:
-    """Refuse, before anything is written, any path that is not a readable non-empty file."""
+    """Refuse, before anything is written, any path that is not a readable non-empty file, or
+    that is not a data file at all (:func:`not_a_delivery`)."""
     out = []
     for path in map(Path, paths):
         if not path.exists():
@@ -65,6 +113,9 @@ def check_files(paths: list[Path]) -> list[Path]:
             raise DeliveryError(f"{path}: cannot be read (permission denied)")
         if path.stat().st_size == 0:
             raise DeliveryError(f"{path}: is empty; there is nothing to deliver")
+        why = not_a_delivery(path.name, hidden=False)
+        if why is not None:
+            raise DeliveryError(f"{path}: {why}; leave it out")
         out.append(path)
     return out
 
@@ -99,14 +150,22 @@ def discover(store: ObjectStore, ledger: Ledger) -> list[ObjectInfo]:
     return [i for i in store.list_info(LANDING) if not ledger.is_seen(i, seen)]
 
 
-def split_landing_key(key: str) -> tuple[str, str, str]:
-    """``landing/<agency>/<feed>/<file>`` -> (agency, feed, file)."""
-    parts = PurePosixPath(key).parts
-    if len(parts) != 4 or parts[0] != LANDING:
-        raise DeliveryError(
-            f"{key}: landing objects must be landing/<agency>/<feed>/<file>; move it there"
-        )
-    return parts[1], parts[2], parts[3]
+def left_in_landing(info: ObjectInfo) -> Landed | None:
+    """What landing does with an object that is not a delivery it can land: leave it in
+    landing, and say why (``skipped``: not data; ``misplaced``: not where a feed's files go).
+    None for an object to land."""
+    parts = PurePosixPath(info.key).parts
+    agency, feed, name = (*parts[1:4], "", "", "")[:3]
+    if info.key.endswith("/"):
+        status, why = "skipped", "a folder marker (what S3 consoles write for a new folder)"
+    elif (why := not_a_delivery(parts[-1])) is not None:
+        status = "skipped"
+    elif len(parts) != 4 or parts[0] != LANDING:
+        status, why = "misplaced", ("not where a delivery goes (landing/<agency>/<feed>/"
+                                    "<file>): move it there and the next run lands it")
+    else:
+        return None
+    return Landed(info.key, status, "", agency, feed, name, None, f"{why}; left in landing")
 
 
 def sniff_encoding(data: bytes) -> str:
@@ -140,8 +199,14 @@ def land(store: ObjectStore, ledger: Ledger, info: ObjectInfo, run_id: str) -> L
 
     Idempotent and safe between concurrent runs: raw objects and the ledger claim are created
     with conditional writes, so a second run landing the same bytes ends with ``already``.
+    An object that is not a delivery (:func:`left_in_landing`) stays where it is; it is marked
+    seen, so it is reported once, and again only if it changes.
     """
-    agency, feed, file_name = split_landing_key(info.key)
+    left = left_in_landing(info)
+    if left is not None:
+        ledger.mark_seen(info, left.status)
+        return left
+    _, agency, feed, file_name = PurePosixPath(info.key).parts
     data = store.get(info.key)
     sha = hashlib.sha256(data).hexdigest()
     existing = known_drop(ledger, agency, feed, sha)

@@ -411,6 +411,10 @@ def land_new(r: Run) -> list[ObjectInfo]:
                 else:
                     r.summary.landed.append(out)
                     advance(f"{info.key}: {out.status}")
+                    if out.status == "misplaced":  # the agency's file waits for a person
+                        r.summary.problems.append(f"{info.key}: {out.message}")
+                    elif out.status == "skipped":
+                        r.summary.notes.append(f"{info.key} is not a delivery: {out.message}")
     kill_point("after-land")
     return new
 
