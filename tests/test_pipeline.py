@@ -526,3 +526,30 @@ def test_data_docs_failing_beside_the_run_leave_a_note_and_the_marts_published(d
     assert [e.state for e in Ledger(store).entries()] == ["published"]
     assert mart_count(store, "select count(*) from entity_record") > 0
     assert "Data Docs were not rebuilt" in store.get("reports/runs/LATEST.md").decode()
+
+
+def test_a_workbook_with_a_stray_far_cell_is_rejected_and_the_run_goes_on(drops, tmp_path):
+    """A 6 KB workbook with a value in cell XFD1048576 aborted the whole run in calamine (a
+    512 GiB allocation), and every later run, since the drop stayed pending. Now it is rejected
+    with the cell named, and the other drops of the run are staged and published."""
+    import xlsxwriter
+
+    from fusionlake.lake.settings import Settings
+    from fusionlake.pipeline.run import run
+
+    bad = tmp_path / "detentions-stray.xlsx"
+    book = xlsxwriter.Workbook(str(bad))
+    sheet = book.add_worksheet()
+    sheet.write_row(0, 0, ["ลำดับที่", "ชื่อ"])
+    sheet.write(1048575, 16383, "x")
+    book.close()
+    lake = tmp_path / "lake"
+    store = open_store(str(lake))
+    deliver_all(store, drops, only={"th_imm/repatriations"})
+    deliver(store, "th_imm", "detentions", [bad])
+    summary = run(Settings(lake=str(lake), drop_workers=0))
+    [rejected] = [d for d in summary.drops if d.state == "rejected"]
+    assert rejected.name == "th_imm/detentions/detentions-stray.xlsx"
+    assert "has values as far as cell XFD1048576" in rejected.reason
+    assert sorted(e.state for e in Ledger(store).entries()) == ["published", "rejected"]
+    assert mart_count(store, "select count(*) from entity_record") > 0

@@ -168,6 +168,64 @@ def test_truncated_xlsx():
         read_drop(buf.getvalue()[:300], "detentions.xlsx", DETENTIONS)
 
 
+def _workbook(*sheets: tuple[str, dict[tuple[int, int], str]]) -> bytes:
+    """An .xlsx of named sheets, each a {(row, column): value} of its cells (0-based)."""
+    import xlsxwriter
+
+    buf = io.BytesIO()
+    book = xlsxwriter.Workbook(buf, {"constant_memory": False})
+    for name, cells in sheets:
+        sheet = book.add_worksheet(name)
+        for (row, col), value in cells.items():
+            sheet.write(row, col, value)
+    book.close()
+    return buf.getvalue()
+
+
+HEADER = {(0, 0): "ลำดับที่", (0, 1): "ชื่อ", (1, 0): "1", (1, 1): "Aung"}
+
+
+@pytest.mark.parametrize("stray", [
+    {(1048575, 16383): "x"},  # XFD1048576: one cell, both extremes
+    {(0, 16383): "x", (1048575, 0): "y"},  # XFD1 and A1048576: the grid spans both
+    {(1048575, 100): "x"},  # CW1048576: 101 columns of every row
+])
+def test_a_stray_cell_far_from_the_data_is_refused_before_it_aborts_the_process(stray):
+    """calamine makes one grid from the first cell to the last: a 6 KB workbook with a value
+    in XFD1048576 asked for 512 GiB, and the failed allocation aborted the process (the run,
+    and every later run that tried the drop again). Now the drop is refused, naming the cell."""
+    data = _workbook(("Sheet1", HEADER | stray))
+    assert len(data) < 10_000
+    with pytest.raises(DropReadError, match=r"^detentions\.xlsx: sheet 1 has values as far as "
+                                            r"cell .*1048576.* delete what lies beyond"):
+        read_drop(data, "detentions.xlsx", DETENTIONS)
+
+
+def test_a_wide_sheet_within_bounds_and_a_far_cell_on_another_sheet_are_read():
+    """The bound is on the grid calamine would make of the sheet the feed reads: 30 columns
+    over a few rows are read, and a stray cell on a sheet the feed does not read is no bar."""
+    wide = HEADER | {(0, c): f"extra{c}" for c in range(2, 30)} | {(5, 29): "z"}
+    data = _workbook(("Notes", {(1048575, 16383): "x"}), ("Data", wide))
+    frame = read_drop(data, "detentions.xlsx", _feed(DETENTIONS, sheet="Data"))
+    assert frame.height == 2 and frame.columns[29] == "extra29"  # the empty rows go
+    with pytest.raises(DropReadError, match="sheet 1 has values as far as cell XFD1048576"):
+        read_drop(data, "detentions.xlsx", _feed(DETENTIONS, sheet=0))
+
+
+def test_a_sheet_that_unpacks_past_the_bound_is_refused(monkeypatch):
+    """A zip bomb: XML that deflates 100:1 and more. The bound is lowered here to keep the test
+    fast; the file is read in blocks, never held whole."""
+    from fusionlake.pipeline import workbook
+
+    monkeypatch.setattr(workbook, "MAX_XML_BYTES", 2**20)
+    monkeypatch.setattr(workbook, "_BLOCK", 2**16)
+    rows = {(r, 0): "a" * 40 for r in range(1, 40_000)}
+    data = _workbook(("Sheet1", HEADER | rows))
+    with pytest.raises(DropReadError, match=r"sheet 1 unpacks to more than 0 GiB of XML \(from a "
+                                            r"[0-9,]+-byte file\).*split it or send CSV"):
+        read_drop(data, "detentions.xlsx", DETENTIONS)
+
+
 def test_wrong_encoding_names_line_and_what_to_do():
     # a GB18030 file delivered to a feed that promised UTF-8
     data = "id,name\n1,Aung\n2,王小明\n".encode("gb18030")

@@ -29,6 +29,7 @@ import polars as pl
 
 from expectations.suites import MAX_LENGTH
 from fusionlake.lake.feeds import Feed
+from fusionlake.pipeline.workbook import check_extent
 
 _SNIFF_BYTES = 64 * 1024
 #: Share of NUL bytes above which a "text" file is binary (UTF-16, a zip, an image), rejected
@@ -297,6 +298,9 @@ def _read_xlsx(data: bytes, file_name: str, feed: Feed) -> pl.DataFrame:
                             "format); ask the agency to save it again as .xlsx and re-send")
     sheet = feed.sheet
     sheet_arg = {"sheet_id": sheet + 1} if isinstance(sheet, int) else {"sheet_name": sheet}
+    too_large = check_extent(data, file_name, sheet)  # calamine would abort the process
+    if too_large:
+        raise DropReadError(too_large)
     try:
         # One parse of the sheet, its header row as data: the header is checked as written
         # (calamine would rename a repeated name), then the rows are the frame. calamine parses
