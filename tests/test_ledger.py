@@ -83,3 +83,18 @@ def test_the_cache_of_events_is_bounded(tmp_path, monkeypatch):
     _receive(Ledger(store), 25)
     assert len(Ledger(store).entries()) == 25
     assert len(ledger_module._events._items) == 10
+
+
+def test_staging_marks_say_which_drops_a_run_left_unfinished(store):
+    """A run marks the drops it starts staging and clears each mark as it records the drop's
+    outcome; a mark of another run means that run's process ended while staging the drop."""
+    ledger = Ledger(store)
+    ledger.begin_staging(["d1", "d2", "d3"], "run.crashed")  # a run id may hold a dot
+    ledger.end_staging("d2", ["run.crashed"])
+    ledger.begin_staging(["d1", "d4"], "now")
+    assert ledger.interrupted_staging("now") == {"d1": ["run.crashed"], "d3": ["run.crashed"]}
+    ledger.end_staging("d1", ["now", "run.crashed"])
+    ledger.end_staging("d4", ["now"])
+    assert ledger.interrupted_staging("later") == {"d3": ["run.crashed"]}
+    ledger.end_staging("d3", ["run.crashed"])
+    assert store.list("ledger/attempts") == [] and ledger.interrupted_staging("later") == {}

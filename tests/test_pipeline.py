@@ -419,8 +419,8 @@ def test_a_drop_whose_worker_process_is_killed_is_held_and_the_others_of_its_poo
     # time in new worker processes: the lake is still this run's, and it is refused
     refused, one_at_a_time = [], run_module._one_at_a_time
 
-    def with_a_concurrent_run(r, killed):
-        for entry, out in one_at_a_time(r, killed):
+    def with_a_concurrent_run(r, killed, **how):
+        for entry, out in one_at_a_time(r, killed, **how):
             with pytest.raises(LeaseHeld, match=r"another run \(killed on "):
                 acquire(r.store, "the next scheduled run")
             refused.append(entry.file_name)
@@ -553,3 +553,43 @@ def test_a_workbook_with_a_stray_far_cell_is_rejected_and_the_run_goes_on(drops,
     assert "has values as far as cell XFD1048576" in rejected.reason
     assert sorted(e.state for e in Ledger(store).entries()) == ["published", "rejected"]
     assert mart_count(store, "select count(*) from entity_record") > 0
+
+
+def test_a_drop_that_ends_the_run_s_process_costs_one_run_not_every_later_one(drops, tmp_path,
+                                                                             monkeypatch):
+    """Small drops are staged in threads of the run's own process. A drop that ends whatever
+    process stages it (here SIGKILL as its staged file is written, as the OOM killer or a
+    reader's abort would) ended every later run too, since it stayed pending. Now the run after
+    stages it alone in a worker process: that worker dies, the drop is held for a person with
+    the reason, and the other drops are staged and published."""
+    from fusionlake.lake.settings import Settings
+    from fusionlake.pipeline.run import run
+
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    deliver_all(store, drops, only={"th_imm/detentions", "th_imm/repatriations"})
+    monkeypatch.setenv("FUSIONLAKE_KILL_AT", "temp-written:staged/person_record/th_imm/detentions")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    exe = str(Path(sys.executable).with_name("fusionlake"))
+    first = subprocess.run([exe, "run", "--lake", lake], capture_output=True, text=True,
+                           env={**env, "PREFECT_HOME": str(tmp_path / "prefect")}, timeout=600)
+    assert first.returncode == -signal.SIGKILL, first.stdout + first.stderr
+    marks = store.list("ledger/attempts/")  # the drops it was staging when it ended
+
+    second = run(Settings(lake=lake))  # the drop still ends whatever process stages it
+    states = {e.file_name: e for e in Ledger(store).entries()}
+    held = states.pop("detentions.xlsx")
+    assert any(held.drop_id in m for m in marks) and held.state == "held", (held, marks)
+    assert held.reason.startswith("its worker process died while staging it, alone, after an "
+                                  "earlier run ended while staging it (BrokenProcessPool)")
+    assert [e.state for e in states.values()] == ["published"]
+    assert second.problems == [f"drop {held.drop_id} (th_imm/detentions/detentions.xlsx) "
+                               f"held: {held.reason}"]
+    [note] = [n for n in second.notes if "were being staged when run(s)" in n]
+    # the repatriations drop, staged by then but not yet collected, is not staged again
+    assert note.startswith("1 drop(s) were being staged when")
+    assert note.endswith("th_imm/detentions/detentions.xlsx") and "staged apart" in note
+    assert note in store.get("reports/runs/LATEST.md").decode()
+    assert store.list("ledger/attempts/") == []
+    third = run(Settings(lake=lake))
+    assert (third.noop, third.problems) == (True, [])

@@ -36,7 +36,8 @@ def test_drops_a_run_can_fail_on(kinds, failing):
 
 def test_summary_as_json():
     data = _summary().as_json()
-    assert data["counts"] == {"landed": 0, "duplicates": 0, "staged": 1, "rejected": 1,
+    assert data["counts"] == {"landed": 0, "duplicates": 0, "left_in_landing": 0,
+                              "staged": 1, "rejected": 1,
                               "held": 1, "rows_read": 49, "rows_quarantined": 1,
                               "rows_flagged": 3, "person_records_staged": 39}
     assert [(d["name"], d["state"], d["seconds"]) for d in data["drops"]] == [

@@ -8,6 +8,7 @@ the lake. The ledger is append-only: every change of state is a new small JSON o
     ledger/drops/<drop_id>/001-validated.json    each later state, with its reason
     ledger/duplicates/<key-hash>.json            the same bytes delivered again under another name
     ledger/seen/<key-and-etag-hash>              landing objects already looked at (skip re-hashing)
+    ledger/attempts/<drop_id>.<run_id>           a run is staging the drop (gone once it is done)
 
 The current state of a drop is its newest event. Besides its state and reason an event may
 carry ``fingerprint`` (of the feed definition and suite a rejection or hold was decided under,
@@ -34,6 +35,7 @@ from enum import StrEnum
 
 import polars as pl
 
+from fusionlake.lake.layout import LEDGER_ATTEMPTS as ATTEMPTS
 from fusionlake.lake.layout import LEDGER_DROPS as DROPS
 from fusionlake.lake.layout import LEDGER_DUPLICATES as DUPLICATES
 from fusionlake.lake.layout import LEDGER_SEEN as SEEN
@@ -244,6 +246,27 @@ class Ledger:
             return []
         return [e for e in self.entries() if e.state != DropState.DUPLICATE
                 and (e.drop_id.startswith(prefix) or e.sha256.startswith(prefix))]
+
+    # -- staging attempts: which drops a run was staging when its process ended ---------------
+    def begin_staging(self, drop_ids: list[str], run_id: str) -> None:
+        """Mark that ``run_id`` starts staging these drops. :meth:`end_staging` removes each
+        mark once the run is done with the drop, whatever came of it; a mark another run left
+        means its process ended while staging (:meth:`interrupted_staging`)."""
+        side_by_side(lambda d: self.store.put(f"{ATTEMPTS}/{d}.{run_id}", b""), drop_ids)
+
+    def end_staging(self, drop_id: str, run_ids: list[str]) -> None:
+        for run_id in run_ids:  # one object per mark: no folder left behind in a local lake
+            self.store.delete(f"{ATTEMPTS}/{drop_id}.{run_id}")
+
+    def interrupted_staging(self, run_id: str) -> dict[str, list[str]]:
+        """Drops that runs other than ``run_id`` began staging and never finished: each with
+        those runs (the lease holder asks, so they have all ended)."""
+        out: dict[str, list[str]] = {}
+        for key in self.store.list(ATTEMPTS):
+            drop_id, other = key.rsplit("/", 1)[-1].split(".", 1)
+            if other != run_id:
+                out.setdefault(drop_id, []).append(other)
+        return out
 
     def mark_seen(self, info: ObjectInfo, drop_id: str) -> None:
         self.store.put_if_absent(f"{SEEN}/{self._seen_name(info)}", drop_id.encode())

@@ -461,7 +461,10 @@ def _worker_killed(out: Any) -> bool:
                                                   for e in causes(out))
 
 
-def _one_at_a_time(r: Run, killed: list[tuple[DropEntry, dict]]) -> Iterator[tuple]:
+def _one_at_a_time(r: Run, killed: list[tuple[DropEntry, dict]],
+                   why: str = "a worker process died; the %d drop(s) of its pool are staged "
+                              "again, one at a time",
+                   how: str = "twice, the second time alone") -> Iterator[tuple]:
     """The drops of a pool whose worker died, staged again in a new pool of one process, in
     turn; yields (entry, result or exception) for each.
 
@@ -469,8 +472,9 @@ def _one_at_a_time(r: Run, killed: list[tuple[DropEntry, dict]]) -> Iterator[tup
     first is the one that kills its worker (twice now, the second time alone), and it comes
     back as :class:`WorkerDied` (held for a person); the drops after it go round again. So a
     drop too big for the machine stops itself, never the others, and never a later run.
+    ``why`` (the log line) and ``how`` (in the held drop's reason) say how the drops got here.
     """
-    say = "a worker process died; the %d drop(s) of its pool are staged again, one at a time"
+    say = why
     while killed:
         r.executor.log.warning(f"validate+stage: {say}, in a new worker", len(killed))
         say = "the %d drop(s) after the one held are staged again, one at a time"
@@ -480,9 +484,34 @@ def _one_at_a_time(r: Run, killed: list[tuple[DropEntry, dict]]) -> Iterator[tup
         yield from ((entry, out) for (entry, _), out in zip(killed[:first], outs[:first],
                                                           strict=True))
         if first < len(killed):
-            yield killed[first][0], WorkerDied(
-                f"twice, the second time alone ({type(outs[first]).__name__})")
+            yield killed[first][0], WorkerDied(f"{how} ({type(outs[first]).__name__})")
         killed = killed[first + 1:]
+
+
+def _staged_apart(r: Run, pending: list[DropEntry]) -> tuple[set[str], dict[str, list[str]]]:
+    """The pending drops to stage apart, each alone in a worker process, because an earlier
+    run's process ended while staging them; and, for every drop, the runs whose marks to clear.
+
+    A drop that kills the process staging it (a reader's crash, the OOM killer) would otherwise
+    kill every later run that stages it in threads beside the others, for good. Now it costs
+    one run: the next stages it alone, and holds it if its worker dies too. Marks of drops no
+    longer pending (rejected or accepted by a steward meanwhile) are cleared here.
+    """
+    left = r.ledger.interrupted_staging(r.run_id)
+    pending_ids = {e.drop_id for e in pending}
+    for drop_id in sorted(set(left) - pending_ids):
+        r.ledger.end_staging(drop_id, left.pop(drop_id))
+    if r.settings.task_runner == "dask":  # the workers are other processes already
+        return set(), left
+    apart = [e for e in pending if e.drop_id in left]
+    if apart:
+        runs = sorted({run for e in apart for run in left[e.drop_id]})
+        r.summary.notes.append(
+            f"{len(apart)} drop(s) were being staged when run(s) {', '.join(runs)} ended "
+            "without finishing: staged apart this time, each alone in a worker process, so that "
+            "one that ends its process stops only itself: "
+            + ", ".join(f"{e.agency}/{e.feed}/{e.file_name}" for e in apart))
+    return {e.drop_id for e in apart}, left
 
 
 def _held_for_a_killed_worker(r: Run, entry: DropEntry, how: str) -> stage.DropResult:
@@ -508,16 +537,42 @@ def validate_and_stage(r: Run) -> list:
     """
     s = r.settings
     pending = stage.most_work_first(stage.pending_drops(r.ledger, r.feedset))
-    workers = stage.drop_workers(pending, s.drop_workers, s.drop_process_min_bytes)
+    apart, left = _staged_apart(r, pending) if pending else (set(), {})
+    together = [e for e in pending if e.drop_id not in apart]
+    workers = stage.drop_workers(together, s.drop_workers, s.drop_process_min_bytes)
+    r.ledger.begin_staging([e.drop_id for e in pending], r.run_id)
+    unfinished = {e.drop_id for e in pending}
+    try:
+        _stage_pending(r, pending, apart, left, workers, unfinished)
+    except BaseException:  # this process lives on: none of its drops ended it
+        with contextlib.suppress(Exception):
+            for drop_id in unfinished:
+                r.ledger.end_staging(drop_id, [r.run_id])
+        raise
+    if pending and not workers:
+        # Small drops (a scheduled run's): rendered in a thread while the run resolves and
+        # publishes, not before; loading GX costs seconds, as much as the rest of such a run.
+        r.data_docs = r.executor.start("data docs", stage.data_docs_of, lake=s.lake)
+    return pending
+
+
+def _stage_pending(r: Run, pending: list[DropEntry], apart: set[str],
+                   left: dict[str, list[str]], workers: int, unfinished: set[str]) -> None:
+    """The body of :func:`validate_and_stage`: the drops staged together, then those whose
+    worker died and those staged ``apart``, one at a time; each drop's staging mark and the
+    ``left`` marks of earlier runs are cleared as its outcome is recorded."""
+    s = r.settings
     with r.executor.workers(workers):
         with r.executor.stage("validate+stage", r.summary):
             learnt = []  # transliterations the drops made, for the lake's cache
-            calls = [{"lake": s.lake, "feeds_path": s.feeds_path, "entry": e,
-                      "run_id": r.run_id, "fence": r.fence} for e in pending]
+            calls = {e.drop_id: {"lake": s.lake, "feeds_path": s.feeds_path, "entry": e,
+                                 "run_id": r.run_id, "fence": r.fence} for e in pending}
             with stage_progress("validate+stage", len(pending), r.executor.log) as advance:
 
                 def record(entry: DropEntry, out: Any) -> None:
                     name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
+                    r.ledger.end_staging(entry.drop_id, [r.run_id, *left.get(entry.drop_id, [])])
+                    unfinished.discard(entry.drop_id)
                     _stop_if_lost(out)
                     if isinstance(out, WorkerDied):
                         out = _held_for_a_killed_worker(r, entry, str(out))
@@ -534,14 +589,22 @@ def validate_and_stage(r: Run) -> list:
                         r.staged.add(out.drop_id)
                     advance(f"{name}: {out.state}")
 
-                results = r.executor.each("validate+stage", stage_one, calls)
+                together = [e for e in pending if e.drop_id not in apart]
+                results = r.executor.each("validate+stage", stage_one,
+                                          [calls[e.drop_id] for e in together])
                 killed = []  # (entry, call) whose worker process died under them
-                for entry, call, out in zip(pending, calls, results, strict=True):
+                for entry, out in zip(together, results, strict=True):
                     if _worker_killed(out):
-                        killed.append((entry, call))
+                        killed.append((entry, calls[entry.drop_id]))
                     else:
                         record(entry, out)
                 for entry, out in _one_at_a_time(r, killed):
+                    record(entry, out)
+                alone = [(e, calls[e.drop_id]) for e in pending if e.drop_id in apart]
+                for entry, out in _one_at_a_time(
+                        r, alone, why="%d drop(s) an earlier run stopped while staging are "
+                                      "staged apart, one at a time",
+                        how="alone, after an earlier run ended while staging it"):
                     record(entry, out)
             if pending:
                 stage.save_translit_cache(r.store, learnt)
@@ -553,11 +616,6 @@ def validate_and_stage(r: Run) -> list:
                                                           lake=s.lake)
                 except Exception as exc:
                     _no_data_docs(r, exc)
-    if pending and not workers:
-        # Small drops (a scheduled run's): rendered in a thread while the run resolves and
-        # publishes, not before; loading GX costs seconds, as much as the rest of such a run.
-        r.data_docs = r.executor.start("data docs", stage.data_docs_of, lake=s.lake)
-    return pending
 
 
 def data_docs_rendered(r: Run) -> None:

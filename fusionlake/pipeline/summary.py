@@ -99,6 +99,7 @@ class RunSummary:
             "mart_builds": dict(self.mart_builds),
             "data_docs": self.data_docs,
             "problems": list(self.problems),
+            "notes": list(self.notes),
             "stages": [{"stage": n, "seconds": round(sec, 3)} for n, sec in self.stages],
             "resolve_mode": self.resolution_stats.get("resolve mode", {}),
         }
