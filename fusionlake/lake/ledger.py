@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import threading
 from collections import OrderedDict
@@ -41,7 +42,9 @@ from fusionlake.lake.layout import LEDGER_DUPLICATES as DUPLICATES
 from fusionlake.lake.layout import LEDGER_SEEN as SEEN
 from fusionlake.lake.layout import ledger_event_key
 from fusionlake.lake.lease import check_fence
-from fusionlake.lake.store import NotFound, ObjectInfo, ObjectStore, side_by_side
+from fusionlake.lake.store import LakeError, NotFound, ObjectInfo, ObjectStore, side_by_side
+
+log = logging.getLogger("fusionlake")
 
 
 class DropState(StrEnum):
@@ -255,8 +258,13 @@ class Ledger:
         side_by_side(lambda d: self.store.put(f"{ATTEMPTS}/{d}.{run_id}", b""), drop_ids)
 
     def end_staging(self, drop_id: str, run_ids: list[str]) -> None:
+        """Clear the marks; best effort: a mark the store failed to delete only makes the next
+        run stage the drop apart, or clear it if the drop is done by then."""
         for run_id in run_ids:  # one object per mark: no folder left behind in a local lake
-            self.store.delete(f"{ATTEMPTS}/{drop_id}.{run_id}")
+            try:
+                self.store.delete(f"{ATTEMPTS}/{drop_id}.{run_id}")
+            except (LakeError, OSError) as exc:
+                log.warning("staging mark of drop %s not cleared: %s", drop_id, exc)
 
     def interrupted_staging(self, run_id: str) -> dict[str, list[str]]:
         """Drops that runs other than ``run_id`` began staging and never finished: each with
