@@ -593,3 +593,39 @@ def test_a_drop_that_ends_the_run_s_process_costs_one_run_not_every_later_one(dr
     assert store.list("ledger/attempts/") == []
     third = run(Settings(lake=lake))
     assert (third.noop, third.problems) == (True, [])
+
+
+def test_a_library_panic_while_staging_rejects_that_drop_and_the_run_goes_on(drops, tmp_path,
+                                                                             monkeypatch):
+    """A Rust library's panic reaches Python as PanicException, a BaseException: it went past
+    every `except Exception` and ended the run, and every later run, the drop staying pending.
+    Now it rejects the drop it happened in, with the panic's message, and the run goes on."""
+    import polars as pl
+
+    from fusionlake.lake.settings import Settings
+    from fusionlake.pipeline import stage
+    from fusionlake.pipeline.run import run
+
+    canonical = stage.to_canonical
+
+    def panicking(frame, feed, *args, **kwargs):
+        if feed.name == "th_imm/detentions":
+            raise pl.exceptions.PanicException("index out of bounds: the len is 3 but the index "
+                                               "is 7")
+        return canonical(frame, feed, *args, **kwargs)
+
+    monkeypatch.setattr(stage, "to_canonical", panicking)
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    deliver_all(store, drops, only={"th_imm/detentions", "th_imm/repatriations"})
+    summary = run(Settings(lake=lake, drop_workers=0))
+    states = {e.file_name: e for e in Ledger(store).entries()}
+    rejected = states.pop("detentions.xlsx")
+    assert rejected.state == "rejected"
+    assert rejected.reason == ("could not be processed: LibraryPanic: detentions.xlsx: a library "
+                               "panicked while staging it: index out of bounds: the len is 3 "
+                               "but the index is 7")
+    assert [e.state for e in states.values()] == ["published"]
+    assert summary.problems == [f"drop {rejected.drop_id} (th_imm/detentions/detentions.xlsx) "
+                                f"{rejected.reason}"]
+    assert store.list("ledger/attempts/") == []

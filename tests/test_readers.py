@@ -226,6 +226,33 @@ def test_a_sheet_that_unpacks_past_the_bound_is_refused(monkeypatch):
         read_drop(data, "detentions.xlsx", DETENTIONS)
 
 
+def test_a_workbook_whose_sheet_is_damaged_inside_the_zip_is_refused_before_calamine():
+    """A byte changed inside the compressed sheet (its CRC no longer matches): what the sheet
+    holds cannot be known, so it is not handed to calamine, and the message says so."""
+    import zipfile
+
+    data = bytearray(_workbook(("Sheet1", HEADER)))
+    info = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo("xl/worksheets/sheet1.xml")
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + info.compress_size // 2] ^= 0xFF
+    with pytest.raises(DropReadError, match=r"^detentions\.xlsx: the Excel workbook is damaged "
+                                            r"\((BadZipFile|error): .*save it again as \.xlsx"):
+        read_drop(bytes(data), "detentions.xlsx", DETENTIONS)
+
+
+def test_a_reader_s_panic_is_an_error_about_the_file(monkeypatch):
+    """Polars panicked on a fuzzed Parquet file (one byte changed: "called `Option::unwrap()`
+    on a `None` value"). pyo3 raises a panic as PanicException, a BaseException that `except
+    Exception` lets through: it ended the run, and every later run. The file is now refused."""
+    def panics(*args, **kwargs):
+        raise pl.exceptions.PanicException("called `Option::unwrap()` on a `None` value")
+
+    monkeypatch.setattr(pl, "read_parquet", panics)
+    with pytest.raises(DropReadError, match=r"^x\.parquet: the parquet reader failed on this "
+                                            r"file \(called `Option::unwrap\(\)`.*re-send"):
+        read_drop(b"PAR1 whatever PAR1", "x.parquet", _feed(SUSPECTS, formats=["parquet"]))
+
+
 def test_wrong_encoding_names_line_and_what_to_do():
     # a GB18030 file delivered to a feed that promised UTF-8
     data = "id,name\n1,Aung\n2,王小明\n".encode("gb18030")

@@ -288,6 +288,15 @@ def _read_csv(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl
     return frame, bad
 
 
+def library_panic(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Rust library's panic (Polars, calamine's fastexcel), which pyo3
+    raises as a ``PanicException`` deriving from BaseException, not Exception: ``except
+    Exception`` lets it through, and it ended the run (and, the drop staying pending, every
+    later one). A fuzzed Parquet file made Polars panic ("called `Option::unwrap()` on a
+    `None` value")."""
+    return type(exc).__name__ == "PanicException"
+
+
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
 
@@ -516,7 +525,14 @@ def read_drop_isolated(data: bytes, file_name: str, feed: Feed) -> DropRead:
     if not data:
         raise DropReadError(f"{file_name}: is empty (0 bytes); ask the agency to re-send it")
     fmt = _format(file_name, feed)
-    frame, bad_lines = READERS[fmt](data, file_name, feed)
+    try:
+        frame, bad_lines = READERS[fmt](data, file_name, feed)
+    except BaseException as exc:
+        if not library_panic(exc):
+            raise
+        raise DropReadError(f"{file_name}: the {fmt} reader failed on this file ({exc}): it is "
+                            "damaged or not what its name says; ask the agency to re-send it"
+                            ) from None
     cells = _bad_cells(frame, feed)
     bad = [bad_lines.select(list(BAD_SCHEMA)).cast(BAD_SCHEMA)]
     if cells.height:
@@ -541,5 +557,5 @@ def read_drop(data: bytes, file_name: str, feed: Feed) -> pl.DataFrame:
 
 
 __all__ = ["BAD_SCHEMA", "READERS", "DropRead", "DropReadError", "detect_encoding",
-           "file_format",
+           "file_format", "library_panic",
            "read_drop", "read_drop_isolated"]

@@ -38,7 +38,13 @@ from fusionlake.lake.feeds import FeedSet, load_feeds
 from fusionlake.lake.ledger import PENDING, STOPPED, DropEntry, DropState, Ledger
 from fusionlake.lake.settings import configure_offline
 from fusionlake.lake.store import NotFound, ObjectStore, open_store
-from fusionlake.pipeline.read import DropRead, DropReadError, file_format, read_drop_isolated
+from fusionlake.pipeline.read import (
+    DropRead,
+    DropReadError,
+    file_format,
+    library_panic,
+    read_drop_isolated,
+)
 from fusionlake.pipeline.report import drop_reports, quarantine_rows
 from transforms.canonical import to_canonical
 from transforms.translit_cache import CACHE_SCHEMA, export_cache, import_cache, take_new
@@ -277,9 +283,21 @@ def stage_drop(lake: str, feeds_path: list[str], entry: DropEntry, run_id: str) 
     if store.uri not in _seeded:
         load_translit_cache(store)
         _seeded.add(store.uri)
-    result = process_drop(store, load_feeds(feeds_path), entry, run_id)
+    try:
+        result = process_drop(store, load_feeds(feeds_path), entry, run_id)
+    except BaseException as exc:
+        if not library_panic(exc):
+            raise
+        # an Exception from here on: the run rejects the drop with it and goes on
+        raise LibraryPanic(f"{entry.file_name}: a library panicked while staging it: "
+                           f"{str(exc)[:500]}") from None
     result.transliterations = take_new()
     return result
+
+
+class LibraryPanic(RuntimeError):
+    """A Rust library's panic (:func:`~fusionlake.pipeline.read.library_panic`) while a drop
+    was staged, turned into an error about that drop."""
 
 
 def load_translit_cache(store: ObjectStore) -> int:

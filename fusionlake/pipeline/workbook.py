@@ -20,6 +20,7 @@ import io
 import posixpath
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from xml.etree import ElementTree
 
@@ -84,6 +85,16 @@ def check_extent(data: bytes, file_name: str, sheet: int | str) -> str | None:
     """Why calamine could not read ``sheet`` of this workbook without exhausting the memory,
     or None when it can."""
     label = f"sheet {sheet + 1}" if isinstance(sheet, int) else f"sheet {sheet!r}"
+    try:
+        return _too_large(data, file_name, sheet, label)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        # a member cut short or altered (its CRC), or a compression Excel never writes: what
+        # is in it cannot be known, so it is not handed to calamine either
+        return (f"{file_name}: the Excel workbook is damaged ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); ask the agency to save it again as .xlsx and re-send")
+
+
+def _too_large(data: bytes, file_name: str, sheet: int | str, label: str) -> str | None:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         part = sheet_part(archive, sheet)
         if part is None or part not in archive.namelist():
