@@ -252,9 +252,10 @@ class Ledger:
 
     # -- staging attempts: which drops a run was staging when its process ended ---------------
     def begin_staging(self, drop_ids: list[str], run_id: str) -> None:
-        """Mark that ``run_id`` starts staging these drops. :meth:`end_staging` removes each
-        mark once the run is done with the drop, whatever came of it; a mark another run left
-        means its process ended while staging (:meth:`interrupted_staging`)."""
+        """Mark that ``run_id`` starts staging these drops (a worker, as it takes each drop).
+        :meth:`end_staging` removes each mark once the run is done with the drop, whatever came
+        of it; a mark another run left means its process ended while staging the drop
+        (:meth:`interrupted_staging`)."""
         side_by_side(lambda d: self.store.put(f"{ATTEMPTS}/{d}.{run_id}", b""), drop_ids)
 
     def end_staging(self, drop_id: str, run_ids: list[str]) -> None:

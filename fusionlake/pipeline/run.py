@@ -421,8 +421,10 @@ def land_new(r: Run) -> list[ObjectInfo]:
 
 def stage_one(lake: str, feeds_path: list[str], entry: DropEntry, run_id: str,
               fence: Fence | None = None):
-    """Validate and stage one drop (a worker's call: plain arguments), under the run's fence."""
-    with _fence_in_worker(fence, lake):
+    """Validate and stage one drop (a worker's call: plain arguments), under the run's fence.
+    The drop is marked as being staged by this run first (:func:`_staged_apart`)."""
+    with _fence_in_worker(fence, lake) as store:
+        Ledger(store).begin_staging([entry.drop_id], run_id)
         return stage.stage_drop(lake, feeds_path, entry, run_id)
 
 
@@ -540,11 +542,11 @@ def validate_and_stage(r: Run) -> list:
     apart, left = _staged_apart(r, pending) if pending else (set(), {})
     together = [e for e in pending if e.drop_id not in apart]
     workers = stage.drop_workers(together, s.drop_workers, s.drop_process_min_bytes)
-    r.ledger.begin_staging([e.drop_id for e in pending], r.run_id)
-    unfinished = {e.drop_id for e in pending}
+    unfinished = {e.drop_id for e in pending}  # marked as each starts (stage_one)
     try:
         _stage_pending(r, pending, apart, left, workers, unfinished)
-    except BaseException:  # this process lives on: none of its drops ended it
+    except BaseException:  # this process lives on: none of its drops ended it (a mark never
+        # written is deleted all the same: a no-op)
         with contextlib.suppress(Exception):
             for drop_id in unfinished:
                 r.ledger.end_staging(drop_id, [r.run_id])
