@@ -366,6 +366,29 @@ def test_jsonl_non_object_and_nul_lines():
                           (3, 4, "read_nul_byte", "line 4: name holds a NUL byte")]
 
 
+@pytest.mark.parametrize(("line", "reason"), [
+    ('{"id": ' + "[" * 200_000 + "]" * 200_000 + "}", "JSON nested too deeply to read"),
+    ('{"id": ' + "9" * 5000 + "}", "a value that cannot be read (Exceeds the limit (4300 digits) "
+                                  "for integer string conversion: value has 5000 digits)"),
+    ('{"id": NaN}', "a value the JSON reader refuses (NaN, Infinity or a number out of range)"),
+    ('{"id": -Infinity}', "a value the JSON reader refuses (NaN, Infinity or a number out of "
+                          "range)"),
+    ('{"id": 1e999999}', "a value the JSON reader refuses (NaN, Infinity or a number out of "
+                         "range)"),
+])
+def test_one_json_line_either_parser_refuses_is_quarantined_not_the_drop(line, reason):
+    """Each of these lines rejected the whole drop: json.loads raises RecursionError or a plain
+    ValueError on the first two (only JSONDecodeError was caught), and takes the last three,
+    which Polars refuses, so Polars then refused the good lines read with them."""
+    lines = [json.dumps({"id": str(i), "name": f"P{i}"}) for i in range(4)]
+    lines[2:2] = [line]
+    lines.append(line)
+    read = read_drop_isolated(("\n".join(lines) + "\n").encode(), "d.jsonl", DETAINEES)
+    assert read.frame.height == 4
+    assert _bad(read) == [(3, 3, "read_malformed_json", f"line 3: {reason}"),
+                          (6, 6, "read_malformed_json", f"line 6: {reason}")]
+
+
 def test_jsonl_bad_lines_are_found_in_every_block_of_a_large_file():
     """Polars reads a broken file's lines in blocks and Python judges only the lines of a block
     it refuses: every bad line is found wherever it falls (first and last line of a block, two

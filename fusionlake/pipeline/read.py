@@ -352,6 +352,10 @@ def _json_object(line: str) -> str | None:
         value = json.loads(line)
     except json.JSONDecodeError as exc:
         return f"not valid JSON ({exc})"
+    except RecursionError:  # arrays in arrays, thousands deep: Python's parser gives up
+        return "JSON nested too deeply to read"
+    except ValueError as exc:  # a number of more than 4,300 digits
+        return f"a value that cannot be read ({str(exc).split(';')[0]})"
     return None if isinstance(value, dict) else f"a JSON {type(value).__name__}, not an object"
 
 
@@ -378,14 +382,35 @@ def _json_reasons(lines: pl.Series) -> pl.Series:
     reasons: list[str | None] = [None] * lines.len()
     for start in range(0, lines.len(), _JSON_BLOCK):
         block = lines.slice(start, _JSON_BLOCK)
-        try:
-            if _ndjson(block, ["\x00 no such key"]).height == block.len():
-                continue
-        except (pl.exceptions.PolarsError, ValueError, TypeError):
-            pass
+        if _polars_reads(block):
+            continue
         for i, text in enumerate(block):
             reasons[start + i] = _json_object(text)
+        # Python's parser takes what Polars' refuses (NaN, Infinity, 1e999999): one such line
+        # made Polars refuse the good lines too, and the whole drop was rejected
+        passed = [i for i, why in enumerate(reasons[start:start + block.len()]) if why is None]
+        for i in _refused(block.gather(passed)):
+            reasons[start + passed[i]] = ("a value the JSON reader refuses (NaN, Infinity or a "
+                                          "number out of range)")
     return pl.Series(reasons, dtype=pl.String)
+
+
+def _polars_reads(lines: pl.Series) -> bool:
+    """Whether Polars reads every one of ``lines`` as a JSON object."""
+    try:
+        return _ndjson(lines, ["\x00 no such key"]).height == lines.len()
+    except (pl.exceptions.PolarsError, ValueError, TypeError):
+        return False
+
+
+def _refused(lines: pl.Series) -> list[int]:
+    """The positions of the lines Polars refuses, found by halving: a few reads per line."""
+    if lines.is_empty() or _polars_reads(lines):
+        return []
+    if lines.len() == 1:
+        return [0]
+    half = lines.len() // 2
+    return _refused(lines.head(half)) + [half + i for i in _refused(lines.slice(half))]
 
 
 def _read_jsonl(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
