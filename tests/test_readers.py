@@ -114,6 +114,23 @@ def test_jsonl_and_parquet():
 # --- files a steward must be told about -------------------------------------------------------
 
 
+@pytest.mark.parametrize(("values", "dtype", "text"), [
+    ([["Aung", "Ko Aung"], None], None, ['["Aung","Ko Aung"]', None]),  # aliases
+    ([{"a": 1, "b": "ก"}, None], None, ['{"a":1,"b":"ก"}', None]),
+    ([[1, 2], [3, 4]], pl.Array(pl.Int64, 2), ["[1,2]", "[3,4]"]),
+    ([b"\x89PNG\r\n", None], None, ["0x89504e470d0a", None]),  # a photo
+    (["ไทย".encode(), b"x"], None, ["ไทย", "x"]),  # text stored as bytes
+])
+def test_a_parquet_column_of_nested_values_or_bytes_is_read_as_text(values, dtype, text):
+    """Polars refuses to cast a list or a column of bytes to String: one such column, even one
+    the feed does not map, rejected the whole drop ("could not be processed")."""
+    frame = pl.DataFrame({"编号": ["GA-1", "GA-2"], "extra": pl.Series(values, dtype=dtype)})
+    buf = io.BytesIO()
+    frame.write_parquet(buf)
+    read = read_drop(buf.getvalue(), "s.parquet", _feed(SUSPECTS, formats=["parquet"]))
+    assert read["extra"].to_list() == text
+
+
 def test_binary_garbage_named_csv():
     garbage = bytes(range(256)) * 50
     with pytest.raises(DropReadError, match=r"^suspects\.csv: .*(binary|not valid gb18030)"):

@@ -464,7 +464,24 @@ def _read_parquet(data: bytes, file_name: str, feed: Feed) -> pl.DataFrame:
     except Exception as exc:  # pyarrow/polars raise several types for a broken file
         raise DropReadError(f"{file_name}: not a readable Parquet file ({_first_line(exc)}); "
                             "ask the agency to re-send it") from exc
-    return frame.select(pl.all().cast(pl.String))
+    return frame.select(_as_text(frame, name) for name in frame.columns)
+
+
+def _as_text(frame: pl.DataFrame, name: str) -> pl.Expr:
+    """One Parquet column as the text a reader of the file would see. A list, array or struct
+    becomes its JSON, and bytes their UTF-8 text, or ``0x`` and hex when the column is not all
+    text: Polars' cast to String refuses both, and one such column (a photo, a list of aliases)
+    rejected the whole drop even where the feed does not map it."""
+    column, dtype = pl.col(name), frame.schema[name]
+    if dtype.is_nested():
+        as_json = pl.struct(column.alias("v")).struct.json_encode().str.slice(5).str.head(-1)
+        return pl.when(column.is_not_null()).then(as_json).alias(name)
+    if dtype == pl.Binary:
+        try:
+            frame.select(column.cast(pl.String))
+        except pl.exceptions.PolarsError:  # not UTF-8 text
+            return (pl.lit("0x") + column.bin.encode("hex")).alias(name)
+    return column.cast(pl.String)
 
 
 def _xlsx(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
