@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import re
 
 import polars as pl
 import pytest
@@ -268,6 +269,43 @@ def test_a_reader_s_panic_is_an_error_about_the_file(monkeypatch):
     with pytest.raises(DropReadError, match=r"^x\.parquet: the parquet reader failed on this "
                                             r"file \(called `Option::unwrap\(\)`.*re-send"):
         read_drop(b"PAR1 whatever PAR1", "x.parquet", _feed(SUSPECTS, formats=["parquet"]))
+
+
+@pytest.mark.parametrize(("feed", "name", "encode", "row"), [
+    (SUSPECTS, "s.csv", lambda t: t.encode("gb18030"), lambda i: f"GA-{i},王小明{i}"),
+    (_feed(SUSPECTS, encoding="utf-8"), "s.csv", str.encode, lambda i: f"GA-{i},王小明{i}"),
+    (_feed(SUSPECTS, encoding="utf-8-sig"), "s.csv", lambda t: b"\xef\xbb\xbf" + t.encode(),
+     lambda i: f"GA-{i},王小明{i}"),
+    (DETAINEES, "d.jsonl", str.encode, lambda i: json.dumps({"case_no": f"M-{i}"})),
+])
+def test_a_few_lines_of_undecodable_bytes_are_quarantined_not_the_drop(feed, name, encode, row):
+    """Two bytes no encoding can read, in one line of 20, rejected the whole drop ("is not
+    valid utf-8 ... ask the agency to re-send"). That line is now quarantined with its number
+    and the others are read; a file in another encoding altogether is still refused whole."""
+    header = "编号,姓名" if name.endswith(".csv") else None
+    lines = ([header] if header else []) + [row(i) for i in range(20)]
+    data = encode("\n".join(lines) + "\n")
+    at = data.index(encode(row(7)).removeprefix(b"\xef\xbb\xbf")) + 4
+    data = data[:at] + b"\xff\xfe" + data[at:]
+    read = read_drop_isolated(data, name, feed)
+    assert read.frame.height == 19
+    line = 9 if header else 8
+    [(source_row, at_line, expectation, reason)] = _bad(read)
+    assert (source_row, at_line, expectation) == (8, line, "read_bad_encoding")
+    assert reason == (f"line {line}: bytes that are not valid {feed.encoding} (each shown as "
+                      "\ufffd in raw_line); the other lines were read")
+    assert "\ufffd" in read.bad["raw_line"][0]
+    many = b"\n".join(part[:4] + b"\xff" + part[4:] if i % 4 == 3 else part
+                      for i, part in enumerate(data.split(b"\n")))  # a quarter of the lines
+    with pytest.raises(DropReadError, match=rf"^{re.escape(name)}: is not valid "
+                                            rf"{feed.encoding} \(byte 0x.. at line"):
+        read_drop_isolated(many, name, feed)
+
+
+def test_a_bom_file_in_another_encoding_names_the_byte_at_fault():
+    data = b"\xef\xbb\xbfid,name\n1,\xff\xfeA\n2,\xe9\n3,\xe9\n"
+    with pytest.raises(DropReadError, match=r"is not valid utf-8-sig \(byte 0xff at line 2\)"):
+        read_drop(data, "s.csv", _feed(SUSPECTS, encoding="utf-8-sig"))
 
 
 def test_wrong_encoding_names_line_and_what_to_do():

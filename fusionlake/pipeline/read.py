@@ -118,37 +118,80 @@ def detect_encoding(data: bytes) -> str:
         return "gb18030"
 
 
-def _decode(data: bytes, file_name: str, feed: Feed) -> bytes:
-    """The drop's text as UTF-8 bytes (without BOM), decoded strictly from the feed's encoding."""
+#: Share of a file's non-blank lines that may hold bytes its encoding cannot decode: each such
+#: line is quarantined with its number and the rest is read. Above it, or in the header, the
+#: file as a whole is in another encoding, and it is rejected with a message saying so.
+BAD_ENCODING_SHARE = 0.2
+#: What stands for an undecodable byte in a quarantined line's ``raw_line``.
+_REPLACED = "\ufffd"
+
+
+def _decode(data: bytes, file_name: str, feed: Feed) -> tuple[bytes, bool]:
+    """The drop's text as UTF-8 bytes (without BOM), decoded strictly from the feed's encoding;
+    and whether some lines held bytes that encoding cannot decode (:func:`_decode_lines`)."""
     encoding = feed.encoding
     if encoding == "detect":
         encoding = detect_encoding(data)
     codec = _CODECS[encoding]
     if codec == "utf-8" and data.startswith(b"\xef\xbb\xbf"):
         codec = "utf-8-sig"  # a BOM is harmless: accept it rather than make it part of a header
-    if codec in ("utf-8", "utf-8-sig"):
-        try:
-            data.decode(codec)  # validate only; UTF-8 bytes go to Polars as they are
-        except UnicodeDecodeError as exc:
-            raise _encoding_error(data, exc, file_name, feed, encoding) from exc
-        return data[3:] if codec == "utf-8-sig" else data
     try:
-        return data.decode(codec).encode("utf-8")
+        if codec in ("utf-8", "utf-8-sig"):
+            data.decode(codec)  # validate only; UTF-8 bytes go to Polars as they are
+            return (data[3:] if codec == "utf-8-sig" else data), False
+        return data.decode(codec).encode("utf-8"), False
     except UnicodeDecodeError as exc:
-        raise _encoding_error(data, exc, file_name, feed, encoding) from exc
+        return _decode_lines(data, codec, exc, file_name, feed, encoding), True
+
+
+def _decode_lines(data: bytes, codec: str, exc: UnicodeDecodeError, file_name: str, feed: Feed,
+                  encoding: str) -> bytes:
+    """A file with bytes its encoding cannot decode, line by line: each undecodable byte becomes
+    U+FFFD, and the lines holding one are quarantined by the readers. Before, a single bad byte
+    rejected the whole drop. A file whose header or more than :data:`BAD_ENCODING_SHARE` of
+    whose lines are undecodable is in another encoding: the whole-file error, as before.
+    (Splitting at newline bytes is safe in every supported encoding: none uses 0x0A inside a
+    character.)"""
+    if b"\x00" in data[:_SNIFF_BYTES]:
+        raise _encoding_error(data, exc, file_name, feed, encoding)
+    lines = data.split(b"\n")
+    text, bad, header = [], 0, None
+    for i, raw in enumerate(lines):
+        try:
+            text.append(raw.decode(codec if i == 0 else codec.removesuffix("-sig")))
+        except UnicodeDecodeError:
+            text.append(raw.decode(codec if i == 0 else codec.removesuffix("-sig"),
+                                   errors="replace"))
+            bad += 1
+            if header is None:
+                header = False
+        if header is None and raw.strip():
+            header = True  # the first non-blank line decoded
+    lines_read = sum(1 for raw in lines if raw.strip())
+    if header is False or bad > BAD_ENCODING_SHARE * lines_read:
+        raise _encoding_error(data, exc, file_name, feed, encoding)
+    return "\n".join(text).encode("utf-8")
 
 
 def _encoding_error(data: bytes, exc: UnicodeDecodeError, file_name: str, feed: Feed,
                     encoding: str) -> DropReadError:
-    line = data[: exc.start].count(b"\n") + 1
+    # utf-8-sig reports positions after the BOM it skipped
+    start = exc.start + (3 if encoding in ("utf-8", "utf-8-sig", "detect")
+                         and data.startswith(b"\xef\xbb\xbf") else 0)
+    line = data[:start].count(b"\n") + 1
     if b"\x00" in data[:_SNIFF_BYTES]:
         what = "is binary, not text"
     else:
-        what = f"is not valid {encoding} (byte 0x{data[exc.start]:02x} at line {line})"
+        what = f"is not valid {encoding} (byte 0x{data[start]:02x} at line {line})"
     return DropReadError(
         f"{file_name}: {what}; feed {feed.name} expects {feed.formats[0]} in {encoding}: ask "
         "the agency to re-send the file in that encoding, or set 'encoding: detect' in the feed"
     )
+
+
+def _bad_encoding_reason(feed: Feed) -> pl.Expr:
+    return pl.format(f"line {{}}: bytes that are not valid {feed.encoding} (each shown as "
+                     f"{_REPLACED} in raw_line); the other lines were read", "line")
 
 
 def _check_header(columns: list[str], file_name: str) -> None:
@@ -196,13 +239,15 @@ def _hex(char: str) -> str:
     return f"\\x{{{ord(char):X}}}"  # a regex escape that is safe inside and outside a class
 
 
-def _csv_records(text: bytes, separator: str, quote: str) -> pl.DataFrame:
+def _csv_records(text: bytes, separator: str, quote: str, damaged: bool = False
+                 ) -> pl.DataFrame:
     """The CSV's records: ``line`` of their start, ``text`` (lines joined), ``fields``
     counted outside quotes, ``problem`` for a record that cannot be parsed, and ``blank``.
 
     A record spans lines while a quoted field is open (an odd count of quote chars so far). A
     stray quote char would make it swallow the lines after it, so a multi-line record that is
-    not well-formed is judged again line by line: only the line at fault is lost.
+    not well-formed is judged again line by line: only the line at fault is lost. In a
+    ``damaged`` text (:func:`_decode_lines`) a record holding U+FFFD held undecodable bytes.
     """
     q, sep = _hex(quote), _hex(separator)
     quoted = f"{q}(?:[^{q}]|{q}{q})*{q}"
@@ -216,6 +261,8 @@ def _csv_records(text: bytes, separator: str, quote: str) -> pl.DataFrame:
         .then(pl.when(t.str.count_matches(quote, literal=True) % 2 == 1)
               .then(pl.lit("read_unclosed_quote")).otherwise(pl.lit("read_malformed_quoting")))
         .when(t.str.contains("\x00", literal=True)).then(pl.lit("read_nul_byte"))
+        .when(pl.lit(damaged) & t.str.contains(_REPLACED, literal=True))
+        .then(pl.lit("read_bad_encoding"))
         .alias("problem"),
     ]
     lines = _physical_lines(text).with_columns(
@@ -237,13 +284,13 @@ def _csv_records(text: bytes, separator: str, quote: str) -> pl.DataFrame:
 
 
 def _read_csv(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
-    text = _decode(data, file_name, feed)
+    text, damaged = _decode(data, file_name, feed)
     _check_binary(text, file_name, "CSV")
     if not text.strip():
         raise DropReadError(f"{file_name}: is empty; ask the agency to re-send it")
     separator = feed.csv.get("delimiter", ",")
     quote = feed.csv.get("quote_char", '"')
-    records = _csv_records(text, separator, quote).filter(~pl.col("blank"))
+    records = _csv_records(text, separator, quote, damaged).filter(~pl.col("blank"))
     header = _csv_header(records["text"][0].encode(), separator, quote)
     _check_header(header, file_name)
     body = records.slice(1).with_columns(
@@ -256,6 +303,7 @@ def _read_csv(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl
         "read_malformed_quoting": pl.format(f"line {{}}: a {quote} inside a field that is not "
                                             "quoted, or text after a closing quote", "line"),
         "read_nul_byte": pl.format("line {}: a NUL byte inside a field", "line"),
+        "read_bad_encoding": _bad_encoding_reason(feed),
         "read_field_count": pl.format(f"line {{}}: {{}} fields, the header has {len(header)}; "
                                       f"check the delimiter {separator!r} and the quoting",
                                       "line", "fields"),
@@ -414,13 +462,20 @@ def _refused(lines: pl.Series) -> list[int]:
 
 
 def _read_jsonl(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
-    text = _decode(data, file_name, feed)
+    text, damaged = _decode(data, file_name, feed)
     _check_binary(text, file_name, "JSON Lines")
     if not text.strip():
         raise DropReadError(f"{file_name}: is empty; ask the agency to re-send it")
     lines = (_physical_lines(text).filter(pl.col("text").str.strip_chars().str.len_chars() > 0)
              .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_row")))
     bad = pl.DataFrame(schema=BAD_SCHEMA)
+    if damaged:  # the lines that held undecodable bytes go to quarantine; the rest is read
+        undecodable = pl.col("text").str.contains(_REPLACED, literal=True)
+        bad = lines.filter(undecodable).select(
+            "source_row", "line", pl.lit("read_bad_encoding").alias("expectation"),
+            pl.lit(None, pl.String).alias("column"), _bad_encoding_reason(feed).alias("reason"),
+            pl.col("text").alias("raw_line"))
+        lines = lines.filter(~undecodable)
     good, frame = lines, None
     try:
         first = json.loads(lines["text"][0])
@@ -428,16 +483,16 @@ def _read_jsonl(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, 
         frame = _ndjson(lines["text"], names)
         if frame.height != lines.height:
             raise ValueError("not one JSON object per line")
-    except (pl.exceptions.PolarsError, ValueError, TypeError):
+    except (pl.exceptions.PolarsError, ValueError, TypeError, RecursionError, IndexError):
         # the file has bad lines: find them (Python per line, only in the blocks that hold one)
         lines = lines.with_columns(_json_reasons(lines["text"]).alias("why"))
-        bad = lines.filter(pl.col("why").is_not_null()).select(
+        bad = pl.concat([bad, lines.filter(pl.col("why").is_not_null()).select(
             "source_row", "line",
             pl.when(pl.col("why").str.starts_with("a NUL")).then(pl.lit("read_nul_byte"))
             .otherwise(pl.lit("read_malformed_json")).alias("expectation"),
             pl.lit(None, pl.String).alias("column"),
             pl.format("line {}: {}", "line", "why").alias("reason"),
-            pl.col("text").alias("raw_line"))
+            pl.col("text").alias("raw_line"))]).sort("source_row")
         good, frame = lines.filter(pl.col("why").is_null()), None
     if good.height == 0:
         raise DropReadError(f"{file_name}: no line is a JSON object (line 1: "
