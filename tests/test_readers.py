@@ -308,6 +308,18 @@ def test_a_bom_file_in_another_encoding_names_the_byte_at_fault():
         read_drop(data, "s.csv", _feed(SUSPECTS, encoding="utf-8-sig"))
 
 
+@pytest.mark.parametrize(("feed", "name", "text"), [
+    (SUSPECTS, "s.csv", '编号,姓名\rGA-1,"王小明"\rGA-2,李四\r'),
+    (DETAINEES, "d.jsonl", '{"case_no": "M-1"}\r{"case_no": "M-2"}\r'),
+])
+def test_lines_ended_by_cr_alone_are_lines(feed, name, text):
+    """Excel for Mac wrote CSV with CR line ends until 2016: the file was read as one line (a
+    header of every row's fields) and refused for a repeated column name."""
+    read = read_drop_isolated(text.encode("gb18030" if name == "s.csv" else "utf-8"), name, feed)
+    assert read.frame.height == 2 and read.bad.height == 0
+    assert read.lines["line"].to_list() == ([2, 3] if name == "s.csv" else [1, 2])
+
+
 def test_wrong_encoding_names_line_and_what_to_do():
     # a GB18030 file delivered to a feed that promised UTF-8
     data = "id,name\n1,Aung\n2,王小明\n".encode("gb18030")

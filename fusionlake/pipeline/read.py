@@ -189,6 +189,15 @@ def _encoding_error(data: bytes, exc: UnicodeDecodeError, file_name: str, feed: 
     )
 
 
+def _lf_lines(text: bytes) -> bytes:
+    """Lines ended by CR alone (classic Mac OS; Excel for Mac wrote CSV so until 2016) ended by
+    LF: read as one line, such a file was one header of every row's fields, and refused for a
+    repeated column name."""
+    if b"\r" in text and b"\n" not in text:
+        return text.replace(b"\r", b"\n")
+    return text
+
+
 def _bad_encoding_reason(feed: Feed) -> pl.Expr:
     return pl.format(f"line {{}}: bytes that are not valid {feed.encoding} (each shown as "
                      f"{_REPLACED} in raw_line); the other lines were read", "line")
@@ -285,6 +294,7 @@ def _csv_records(text: bytes, separator: str, quote: str, damaged: bool = False
 
 def _read_csv(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
     text, damaged = _decode(data, file_name, feed)
+    text = _lf_lines(text)
     _check_binary(text, file_name, "CSV")
     if not text.strip():
         raise DropReadError(f"{file_name}: is empty; ask the agency to re-send it")
@@ -463,6 +473,7 @@ def _refused(lines: pl.Series) -> list[int]:
 
 def _read_jsonl(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
     text, damaged = _decode(data, file_name, feed)
+    text = _lf_lines(text)
     _check_binary(text, file_name, "JSON Lines")
     if not text.strip():
         raise DropReadError(f"{file_name}: is empty; ask the agency to re-send it")
