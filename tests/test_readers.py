@@ -320,6 +320,19 @@ def test_lines_ended_by_cr_alone_are_lines(feed, name, text):
     assert read.lines["line"].to_list() == ([2, 3] if name == "s.csv" else [1, 2])
 
 
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be"])
+def test_a_file_with_a_utf16_byte_order_mark_is_read_as_utf16(codec):
+    """Excel's "Unicode Text" is UTF-16 with a byte order mark: the file was refused as
+    "binary, not text" (its NUL bytes) whatever the feed's encoding."""
+    text = "编号,姓名\nGA-1,王小明\nGA-2,สมชาย\n"
+    data = text.encode(codec) if codec == "utf-16" else b"\xfe\xff" + text.encode(codec)
+    read = read_drop_isolated(data, "s.csv", SUSPECTS)
+    assert read.frame.rows() == [("GA-1", "王小明", 1), ("GA-2", "สมชาย", 2)]
+    with pytest.raises(DropReadError, match=r"s\.csv: starts as UTF-16 text but is not valid"):
+        # a lone surrogate at the end
+        read_drop(data + "\ud800".encode(codec, "surrogatepass")[-2:], "s.csv", SUSPECTS)
+
+
 def test_wrong_encoding_names_line_and_what_to_do():
     # a GB18030 file delivered to a feed that promised UTF-8
     data = "id,name\n1,Aung\n2,王小明\n".encode("gb18030")

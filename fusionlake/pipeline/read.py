@@ -129,6 +129,15 @@ _REPLACED = "\ufffd"
 def _decode(data: bytes, file_name: str, feed: Feed) -> tuple[bytes, bool]:
     """The drop's text as UTF-8 bytes (without BOM), decoded strictly from the feed's encoding;
     and whether some lines held bytes that encoding cannot decode (:func:`_decode_lines`)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) and not data.startswith(b"\xff\xfe\0\0"):
+        # a UTF-16 byte order mark (Excel's "Unicode Text"): as unambiguous as UTF-8's, where
+        # the file was refused as "binary, not text" for its NUL bytes
+        try:
+            return data.decode("utf-16").encode("utf-8"), False
+        except UnicodeDecodeError as exc:
+            raise DropReadError(f"{file_name}: starts as UTF-16 text but is not valid UTF-16 "
+                                f"(at byte {exc.start + 2:,}); ask the agency to re-send it"
+                                ) from exc
     encoding = feed.encoding
     if encoding == "detect":
         encoding = detect_encoding(data)
