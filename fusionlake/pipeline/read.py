@@ -166,11 +166,11 @@ def _decode_lines(data: bytes, codec: str, exc: UnicodeDecodeError, file_name: s
     lines = data.split(b"\n")
     text, bad, header = [], 0, None
     for i, raw in enumerate(lines):
+        line_codec = codec if i == 0 else codec.removesuffix("-sig")  # a BOM begins line 1 only
         try:
-            text.append(raw.decode(codec if i == 0 else codec.removesuffix("-sig")))
+            text.append(raw.decode(line_codec))
         except UnicodeDecodeError:
-            text.append(raw.decode(codec if i == 0 else codec.removesuffix("-sig"),
-                                   errors="replace"))
+            text.append(raw.decode(line_codec, errors="replace"))
             bad += 1
             if header is None:
                 header = False

@@ -544,7 +544,7 @@ def validate_and_stage(r: Run) -> list:
     workers = stage.drop_workers(together, s.drop_workers, s.drop_process_min_bytes)
     unfinished = {e.drop_id for e in pending}  # marked as each starts (stage_one)
     try:
-        _stage_pending(r, pending, apart, left, workers, unfinished)
+        _stage_pending(r, pending, together, left, workers, unfinished)
     except BaseException:  # this process lives on: none of its drops ended it (a mark never
         # written is deleted all the same: a no-op)
         with contextlib.suppress(Exception):
@@ -558,11 +558,11 @@ def validate_and_stage(r: Run) -> list:
     return pending
 
 
-def _stage_pending(r: Run, pending: list[DropEntry], apart: set[str],
+def _stage_pending(r: Run, pending: list[DropEntry], together: list[DropEntry],
                    left: dict[str, list[str]], workers: int, unfinished: set[str]) -> None:
-    """The body of :func:`validate_and_stage`: the drops staged together, then those whose
-    worker died and those staged ``apart``, one at a time; each drop's staging mark and the
-    ``left`` marks of earlier runs are cleared as its outcome is recorded."""
+    """The body of :func:`validate_and_stage`: the drops staged ``together``, then those whose
+    worker died and the rest of ``pending`` (staged apart), one at a time; each drop's staging
+    mark and the ``left`` marks of earlier runs are cleared as its outcome is recorded."""
     s = r.settings
     with r.executor.workers(workers):
         with r.executor.stage("validate+stage", r.summary):
@@ -591,7 +591,6 @@ def _stage_pending(r: Run, pending: list[DropEntry], apart: set[str],
                         r.staged.add(out.drop_id)
                     advance(f"{name}: {out.state}")
 
-                together = [e for e in pending if e.drop_id not in apart]
                 results = r.executor.each("validate+stage", stage_one,
                                           [calls[e.drop_id] for e in together])
                 killed = []  # (entry, call) whose worker process died under them
@@ -602,6 +601,7 @@ def _stage_pending(r: Run, pending: list[DropEntry], apart: set[str],
                         record(entry, out)
                 for entry, out in _one_at_a_time(r, killed):
                     record(entry, out)
+                apart = set(calls) - {e.drop_id for e in together}
                 alone = [(e, calls[e.drop_id]) for e in pending if e.drop_id in apart]
                 for entry, out in _one_at_a_time(
                         r, alone, why="%d drop(s) an earlier run stopped while staging are "
