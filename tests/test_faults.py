@@ -610,3 +610,62 @@ def test_a_jsonl_broken_in_several_blocks_and_a_cut_workbook_beside_good_drops(d
     staged = pl.read_parquet(store.get(next(
         k for k in store.list("staged/person_record") if drop in k)))
     assert staged.height == n - len(planted)
+
+
+def test_files_that_each_rejected_a_whole_drop_beside_good_ones(drops, tmp_path):
+    """One run over the hostile shapes this round found, beside a good drop: JSON Lines with
+    a NaN line, a line nested 200,000 deep and a line of bytes that are not UTF-8 (each of
+    them rejected the whole drop); a suspects CSV with CR-only line ends (refused for a
+    repeated column); a workbook with a stray value in XFD1048576 (aborted the run). Each bad
+    line is quarantined under its number, the CR file is read in full, the workbook alone is
+    rejected, the good drop is published, and the run has no problem."""
+    import xlsxwriter
+
+    from fusionlake.lake.ledger import Ledger
+    from fusionlake.lake.settings import Settings
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.land import deliver
+    from fusionlake.pipeline.run import run
+
+    source = next((drops / "mm_police" / "detainees").iterdir()).read_bytes().splitlines()
+    planted = {3: b'{"case_no": NaN}', 10: b'{"case_no": ' + b"[" * 200_000 + b"]" * 200_000
+               + b"}", 20: b'{"case_no": "MP-\xff\xfe"}'}
+    lines = list(source)
+    for at in sorted(planted):
+        lines.insert(at, planted[at])
+    detainees = tmp_path / "detainees.jsonl"
+    detainees.write_bytes(b"\n".join(lines) + b"\n")
+    suspects_csv = next((drops / "cn_mps" / "suspects").iterdir()).read_bytes()
+    suspects = tmp_path / "suspects.csv"
+    suspects.write_bytes(suspects_csv.replace(b"\r\n", b"\n").replace(b"\n", b"\r"))
+    workbook = tmp_path / "detentions.xlsx"
+    book = xlsxwriter.Workbook(str(workbook))
+    book.add_worksheet().write(1048575, 16383, "x")
+    book.close()
+
+    store = open_store(str(tmp_path / "lake"))
+    deliver(store, "mm_police", "detainees", [detainees])
+    deliver(store, "cn_mps", "suspects", [suspects])
+    deliver(store, "th_imm", "detentions", [workbook])
+    deliver(store, "th_imm", "repatriations",
+            sorted((drops / "th_imm" / "repatriations").iterdir()))
+    summary = run(Settings.from_env(store.uri), run_id="hostile")
+    assert not summary.problems, summary.problems  # bad data is not a failure of the run
+
+    by_file = {e.file_name: e for e in Ledger(store).entries()}
+    assert by_file["detentions.xlsx"].state == "rejected"
+    assert "has values as far as cell XFD1048576" in by_file["detentions.xlsx"].reason
+    assert {by_file[n].state for n in ("detainees.jsonl", "suspects.csv",
+                                       "repatriations.csv")} == {"published"}
+    drop = by_file["detainees.jsonl"].drop_id
+    quarantine = pl.read_parquet(store.get(next(
+        k for k in store.list("quarantine") if drop in k)))
+    ours = quarantine.filter(pl.col("line").is_in([at + 1 for at in planted])).sort("line")
+    assert ours["reason"].to_list() == [
+        "line 4: a value the JSON reader refuses (NaN, Infinity or a number out of range)",
+        "line 11: JSON nested too deeply to read",
+        "line 21: bytes that are not valid utf-8 (each shown as \ufffd in raw_line); the other "
+        "lines were read"]
+    [result] = [d for d in summary.drops if d.name == "cn_mps/suspects/suspects.csv"]
+    rows = suspects_csv.decode("gb18030").replace("\r\n", "\n").strip("\n").count("\n")
+    assert result.rows == rows and result.state == "staged"
