@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
+import time
 
 import pytest
 
@@ -118,3 +120,82 @@ def test_old_generations_are_pruned(store):
         acquire(store, f"run-{n}").release()
     gens = sorted({k.rsplit("/", 1)[1].split(".")[0] for k in store.list("leases/pipeline")})
     assert gens[0] == "000005" and gens[-1] == "000014"
+
+
+# -- hosts whose clocks disagree -------------------------------------------------------------
+# Where nothing keeps the hosts of a task force in time (an isolated network without NTP),
+# their clocks drift minutes apart. The lake's own code reads the clock as ``datetime.now``;
+# ``skewed`` sets that clock off for this process, as if the test ran on such a host, while
+# the store (the folder's file times, the moto server's) keeps the true time.
+
+@pytest.fixture
+def skewed(monkeypatch):
+    from datetime import datetime, timedelta
+
+    from fusionlake.lake import lease, store
+    from fusionlake.pipeline import run
+
+    def set_off(seconds: float) -> None:
+        class Skewed(datetime):
+            @classmethod
+            def now(cls, tz=None):
+                return datetime.now(tz) + timedelta(seconds=seconds)
+
+        for module in (lease, store, run):
+            monkeypatch.setattr(module, "datetime", Skewed, raising=False)
+
+    return set_off
+
+
+def test_a_host_whose_clock_runs_ahead_does_not_take_the_lake_from_a_run_at_work(store, skewed):
+    at_work = acquire(store, "at-work", seconds=60)
+    skewed(+3600)  # an hour ahead: by its clock the run's lease ended 59 minutes ago
+    with pytest.raises(LeaseHeld, match="at-work"):
+        acquire(store, "ahead", seconds=60)
+    skewed(0)
+    at_work.check()  # the run at work still holds the lake
+    at_work.release()
+
+
+def test_a_host_whose_clock_runs_behind_takes_a_crashed_run_s_lease_on_time(store, skewed):
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    crashed = {"run_id": "crashed", "host": "another-machine", "pid": 1, "seconds": 2,
+               "acquired_at": now.isoformat(),
+               "expires_at": (now + timedelta(seconds=2)).isoformat()}
+    store.put("leases/pipeline/000001.json", json.dumps(crashed).encode())
+    skewed(-3600)  # an hour behind: by its clock the lease ends in an hour and 2 seconds
+    t0 = time.monotonic()
+    lease = acquire(store, "behind", wait=30, poll=0.2)
+    assert lease.generation == 2
+    assert time.monotonic() - t0 < 10  # its 2 seconds, and a second of the store's rounding
+
+
+def test_a_run_on_a_host_ahead_leaves_an_upload_in_progress_elsewhere_alone(tmp_path, skewed):
+    """A clean start removes writes that never finished once they are older than the lease.
+    Another host's upload that started a moment ago (``fusionlake drop`` on an agency's
+    gateway: a temp file beside its destination) is not old because this host's clock says
+    an hour later. (On S3 the same age comes from the server's times, but moto stamps every
+    multipart upload 2010-11-10T20:48:33Z, so it cannot be shown there.)"""
+    from fusionlake.lake.settings import Settings
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.run import run
+
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    path = store.path("landing/cn_mps/suspects/.suspects.csv.0badc0-4242.abcdefgh.tmp")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"half of a file")  # as another host's process names its temp file
+    [partial] = store.partial_writes("")
+    assert 0 <= partial.age < 60
+    skewed(+3600)
+    summary = run(Settings(lake=lake, lease_seconds=900))
+    assert not summary.problems, summary.problems
+    assert path.exists()  # the upload goes on
+    skewed(0)
+    os.utime(path, (time.time() - 901, time.time() - 901))  # abandoned: older than the lease
+    summary = run(Settings(lake=lake, lease_seconds=900))
+    assert not path.exists()
+    assert "1 unfinished writes" in " ".join(summary.notes)

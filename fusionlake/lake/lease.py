@@ -16,6 +16,13 @@ is handled by the store's read-back.
 (``expires_at`` moves forward), so a long run keeps the lake however long it takes, and a run
 that stops renewing (killed, frozen, cut off from the store) frees it after one lease time.
 
+**Clocks.** Another run judges a lease by the store's clock: the age of the holder's generation
+(the store's time now minus the time it stamped on the last renewal; ``ObjectStore.get_aged``),
+never by its own clock against the expiry the holder wrote by its clock. Hosts' clocks drift
+apart where nothing keeps them in time: one ten minutes ahead would otherwise take the lake from
+every run at work, and one behind would wait for a crashed run ten minutes past its lease. The
+holder checks its own expiry by its own clock, which errs towards stopping first.
+
 **Fencing.** The generation number is the run's fencing token. Before every ledger transition
 and before moving a LATEST pointer, :func:`check_fence` makes sure the newest generation is
 still the run's own and has not expired; if not, it raises :class:`LeaseLost` and the run stops
@@ -70,24 +77,52 @@ def _key(name: str, generation: int, suffix: str = "json") -> str:
     return f"{PREFIX}/{name}/{generation:06d}.{suffix}"
 
 
-def _current(store: ObjectStore, name: str) -> tuple[int, dict | None, bool]:
+def _current(store: ObjectStore, name: str,
+             aged: bool = True) -> tuple[int, dict | None, bool, float]:
+    """The newest generation: its number, its holder's body, whether it was released, and the
+    seconds since the holder last wrote it, by the store's clock (0 unless ``aged``)."""
     keys = store.list(f"{PREFIX}/{name}")
     gens = sorted({int(m.group(1)) for k in keys if (m := _GEN.search(k))})
     if not gens:
-        return 0, None, True
+        return 0, None, True, 0.0
     gen = gens[-1]
     released = _key(name, gen, "released") in keys
     try:
-        holder = json.loads(store.get(_key(name, gen)))
+        data, age = store.get_aged(_key(name, gen)) if aged else (store.get(_key(name, gen)), 0.0)
+        holder = json.loads(data)
     except NotFound:
-        holder = None
-    return gen, holder, released
+        holder, age = None, 0.0
+    return gen, holder, released, age
 
 
-def _free(holder: dict | None, released: bool, now: datetime) -> bool:
+def _lease_seconds(holder: dict) -> float:
+    """How long the holder's lease lasts from its last renewal (older holders wrote only
+    their expiry: it is counted from their last renewal)."""
+    if "seconds" in holder:
+        return float(holder["seconds"])
+    since = datetime.fromisoformat(holder.get("renewed_at") or holder["acquired_at"])
+    return (datetime.fromisoformat(holder["expires_at"]) - since).total_seconds()
+
+
+def _left(holder: dict, age: float) -> float:
+    """Seconds until another run may take the holder's lease if it stops renewing it.
+
+    Judged by the store's clock (the holder's generation's age), never by comparing this
+    host's clock with the expiry the holder wrote by its own: a host whose clock runs ahead
+    would take the lake from a run at work, and one behind would wait for a crashed run long
+    after its lease ended. The store's times are whole seconds: one more is waited.
+    """
+    return _lease_seconds(holder) + STORE_CLOCK_SLACK - age
+
+
+#: Seconds another run waits past a lease's time: the store stamps times in whole seconds.
+STORE_CLOCK_SLACK = 1.0
+
+
+def _free(holder: dict | None, released: bool, age: float) -> bool:
     if released or holder is None:
         return True
-    if datetime.fromisoformat(holder["expires_at"]) <= now:
+    if _left(holder, age) <= 0:
         return True
     # A run that crashed on this very host frees the lease at once instead of after expiry.
     return holder.get("host") == socket.gethostname() and not pid_alive(int(holder["pid"]))
@@ -106,7 +141,7 @@ class Fence:
     def check(self, store: ObjectStore) -> None:
         """Raise :class:`LeaseLost` unless this run's generation is still the newest, not
         released, and not expired."""
-        gen, holder, released = _current(store, self.name)
+        gen, holder, released, _ = _current(store, self.name, aged=False)
         if gen != self.generation or holder is None or holder.get("run_id") != self.run_id:
             taker = f"run {holder['run_id']} on {holder['host']}" if holder else "another run"
             raise LeaseLost(
@@ -115,6 +150,8 @@ class Fence:
                 "writing, the lake is the other run's")
         if released:
             raise LeaseLost(f"run {self.run_id} released its lease on {store.uri} already")
+        # the holder's own expiry, by its own clock: it stops no later than other runs,
+        # which judge by the store's clock with a second's slack, would take over
         expires = datetime.fromisoformat(holder["expires_at"])
         if expires <= datetime.now(UTC):
             raise LeaseLost(
@@ -184,7 +221,7 @@ class Lease:
         """Move the expiry one lease time forward; :class:`LeaseLost` if the lease is gone."""
         self.check()
         now = datetime.now(UTC)
-        body = {**self.body, "renewed_at": now.isoformat(),
+        body = {**self.body, "seconds": self.seconds, "renewed_at": now.isoformat(),
                 "expires_at": (now + timedelta(seconds=self.seconds)).isoformat()}
         self.store.put(_key(self.name, self.generation), json.dumps(body).encode())
         self.body = body
@@ -233,12 +270,13 @@ def acquire(store: ObjectStore, run_id: str, name: str = "pipeline", seconds: fl
     deadline = time.monotonic() + wait
     while True:
         now = datetime.now(UTC)
-        gen, holder, released = _current(store, name)
-        if _free(holder, released, now):
+        gen, holder, released, age = _current(store, name)
+        if _free(holder, released, age):
             body = {
                 "run_id": run_id,
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
+                "seconds": seconds,
                 "acquired_at": now.isoformat(),
                 "expires_at": (now + timedelta(seconds=seconds)).isoformat(),
             }
@@ -247,10 +285,12 @@ def acquire(store: ObjectStore, run_id: str, name: str = "pipeline", seconds: fl
                 return Lease(store, name, gen + 1, run_id, seconds, body)
             continue  # someone took this generation first: look again
         if time.monotonic() >= deadline:
+            until = now + timedelta(seconds=max(0.0, _left(holder, age)))
             raise LeaseHeld(
                 f"another run ({holder['run_id']} on {holder['host']}, pid {holder['pid']}) is "
-                f"working on this lake until {holder['expires_at'][:19]} UTC at the latest; "
-                "wait for it to finish, or try again later"
+                f"working on this lake; if it stops renewing its lease, the lake is free at "
+                f"{until:%Y-%m-%dT%H:%M:%S} UTC (by this machine's clock); wait for it to "
+                "finish, or try again later"
             )
         time.sleep(poll)
 

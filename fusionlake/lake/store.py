@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import ClassVar, TypeVar
 from urllib.parse import urlparse
@@ -256,11 +257,12 @@ class PartialWrite:
     On disk a temporary file beside its destination (``key`` is the temp file's own key); on S3
     an incomplete multipart upload (``key`` is the object it would create). Listings never
     show them; :meth:`ObjectStore.partial_writes` does, so that a clean start can remove those
-    older than any write in progress could be.
+    older than any write in progress could be. ``age`` is the seconds since it started by the
+    store's own clock (see :meth:`ObjectStore.get_aged`).
     """
 
     key: str
-    started: datetime
+    age: float
     upload_id: str | None = None
 
 
@@ -345,6 +347,12 @@ class ObjectStore(ABC):
     @abstractmethod
     def get(self, key: str) -> bytes:
         """The object's bytes; :class:`NotFound` if there is none."""
+
+    @abstractmethod
+    def get_aged(self, key: str) -> tuple[bytes, float]:
+        """The object's bytes and its age: the seconds since it was last written, as the store's
+        own clock tells both times. Hosts whose clocks disagree judge an object's age alike
+        (the lease: fusionlake.lake.lease). :class:`NotFound` if there is none."""
 
     @abstractmethod
     def put(self, key: str, data: bytes) -> None:
@@ -494,6 +502,26 @@ class LocalStore(ObjectStore):
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFound(f"no object {key!r} in lake {self.uri}") from None
 
+    def get_aged(self, key: str) -> tuple[bytes, float]:
+        path = self.path(key)
+        try:
+            data, written = path.read_bytes(), path.stat().st_mtime
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFound(f"no object {key!r} in lake {self.uri}") from None
+        return data, self._now(path) - written
+
+    @staticmethod
+    def _now(beside: Path) -> float:
+        """Now by the clock that stamps the lake's files: the modification time of a file
+        made beside ``beside`` and removed at once. On a local disk that is this host's clock;
+        a lake on a network share is stamped by its file server, whichever host looks."""
+        fd, tmp = _mkstemp(beside)
+        try:
+            return os.fstat(fd).st_mtime
+        finally:
+            os.close(fd)
+            Path(tmp).unlink(missing_ok=True)
+
     def put(self, key: str, data: bytes) -> None:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -533,16 +561,18 @@ class LocalStore(ObjectStore):
     def partial_writes(self, prefix: str = "") -> list[PartialWrite]:
         base = self.root / prefix.strip("/") if prefix.strip("/") else self.root
         out = []
+        now = None
         for dirpath, _dirs, files in os.walk(base):
             for name in files:
                 if not _is_temp(name):
                     continue
                 full = Path(dirpath) / name
                 try:
-                    started = datetime.fromtimestamp(full.stat().st_mtime, UTC)
+                    started = full.stat().st_mtime
                 except FileNotFoundError:  # finished or removed meanwhile
                     continue
-                out.append(PartialWrite(full.relative_to(self.root).as_posix(), started))
+                now = now or self._now(self.root / "clock")
+                out.append(PartialWrite(full.relative_to(self.root).as_posix(), now - started))
         return sorted(out, key=lambda p: p.key)
 
     def discard_partial(self, partial: PartialWrite) -> None:
@@ -604,6 +634,19 @@ class LocalStore(ObjectStore):
             super().move_file(key, path)
             return
         os.replace(path, dest)
+
+
+def _server_age(resp: dict, then: datetime) -> float:
+    """Seconds from ``then`` (a time the server stamped) to the server's ``Date`` on the
+    response ``resp``: both by the server's clock, whatever this host's says. Both are whole
+    seconds, so the age is within a second of the truth. A response without a Date (none
+    that S3, MinIO or Ceph send) is judged by this host's clock."""
+    date = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    try:
+        now = parsedate_to_datetime(date) if date else datetime.now(UTC)
+    except (TypeError, ValueError):
+        now = datetime.now(UTC)
+    return (now - then).total_seconds()
 
 
 class S3Store(ObjectStore):
@@ -702,6 +745,15 @@ class S3Store(ObjectStore):
 
         return self._op("GetObject", get_and_read, key)
 
+    def get_aged(self, key: str) -> tuple[bytes, float]:
+        full = self._k(key)
+
+        def get_and_read() -> tuple[bytes, float]:
+            resp = self.client.get_object(Bucket=self.bucket, Key=full)
+            return resp["Body"].read(), _server_age(resp, resp["LastModified"])
+
+        return self._op("GetObject", get_and_read, key)
+
     def put(self, key: str, data: bytes) -> None:
         self._call("PutObject", self.client.put_object, key, Key=self._k(key), Body=data)
 
@@ -764,7 +816,8 @@ class S3Store(ObjectStore):
             resp = self._call("ListMultipartUploads", self.client.list_multipart_uploads,
                               prefix, Prefix=full, **marker)
             for up in resp.get("Uploads", []):
-                out.append(PartialWrite(self._unk(up["Key"]), up["Initiated"], up["UploadId"]))
+                out.append(PartialWrite(self._unk(up["Key"]), _server_age(resp, up["Initiated"]),
+                                        up["UploadId"]))
             if not resp.get("IsTruncated"):
                 break
             marker = {"KeyMarker": resp["NextKeyMarker"],

@@ -44,7 +44,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import BrokenExecutor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import Executor as PoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -317,7 +316,8 @@ def clean_start(r: Run) -> None:
     * run folders of dead processes on this machine;
     * writes that never finished (temp files on disk, incomplete multipart uploads on S3):
       those of dead processes of this machine at once, the others once older than the lease
-      (``fusionlake drop`` and ``land`` write without the lease and may be at work now);
+      by the store's clock (``fusionlake drop`` and ``land`` write without the lease and may be
+      at work now, on a host whose clock is not this one's);
     * unfinished versions of the resolution and of every mart: only the lease holder writes
       them, and this run holds the lease, so whoever started them is gone.
     """
@@ -327,12 +327,13 @@ def clean_start(r: Run) -> None:
                                         if tempfile.tempdir else None):
             shutil.rmtree(folder, ignore_errors=True)
             swept["run folders"] += 1
-        cutoff = datetime.now(UTC) - timedelta(seconds=r.settings.lease_seconds)
         host = host_tag()
         for partial in r.store.partial_writes(""):
             owner = temp_owner(partial.key)
             dead = owner is not None and owner[0] == host and not pid_alive(owner[1])
-            if dead or partial.started < cutoff:
+            # its age by the store's clock: a host whose clock runs ahead must not take an
+            # upload in progress elsewhere for an abandoned one
+            if dead or partial.age > r.settings.lease_seconds:
                 r.store.discard_partial(partial)
                 swept["unfinished writes"] += 1
         for prefix in versioned_prefixes(r.store):
