@@ -899,7 +899,8 @@ def _quiet_libraries() -> None:
 #: Integer settings read from the environment (Settings.from_env), with their least value.
 _INT_VARIABLES = {"FUSIONLAKE_DROP_WORKERS": 1, "FUSIONLAKE_DROP_PROCESS_MIN_BYTES": 0,
                   "FUSIONLAKE_MART_RETENTION": 1, "FUSIONLAKE_RESOLUTION_RETENTION": 1,
-                  "FUSIONLAKE_LEASE_SECONDS": 1, "FUSIONLAKE_FULL_EVERY": 1}
+                  "FUSIONLAKE_LEASE_SECONDS": 1, "FUSIONLAKE_FULL_EVERY": 1,
+                  "FUSIONLAKE_DROP_SECONDS": 0}
 
 
 def _check_environment() -> None:

@@ -600,6 +600,49 @@ def test_a_drop_that_ends_the_run_s_process_costs_one_run_not_every_later_one(dr
     assert (third.noop, third.problems) == (True, [])
 
 
+def test_a_drop_whose_staging_never_ends_costs_one_run_and_is_held(drops, tmp_path,
+                                                                   monkeypatch):
+    """A reader stuck on a file (here ``FUSIONLAKE_HANG_AT`` blocks the thread staging it for
+    good) kept its run waiting, and with it the lake's lease, which the run's heartbeat renews:
+    every later run found the lake taken, for good. Now the process staging a drop ends once
+    that takes longer than ``FUSIONLAKE_DROP_SECONDS``: the run's own, since small drops are
+    staged in its threads; the next run stages the drop apart in a worker process, which ends
+    the same way, and holds it with the reason; the other drop is published."""
+    from fusionlake.lake.settings import Settings
+    from fusionlake.pipeline.run import OVERRAN_EXIT, run
+
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    deliver_all(store, drops, only={"th_imm/detentions", "th_imm/repatriations"})
+    monkeypatch.setenv("FUSIONLAKE_HANG_AT", "staging:detentions")
+    monkeypatch.setenv("FUSIONLAKE_DROP_SECONDS", "8")
+    first = subprocess.run(  # a run in a process of its own, as `fusionlake run` makes one
+        [sys.executable, "-c", "import sys; from fusionlake.lake.settings import Settings; "
+         "from fusionlake.pipeline.run import run; run(Settings.from_env(sys.argv[1]))", lake],
+        capture_output=True, text=True, timeout=600)
+    assert first.returncode == OVERRAN_EXIT, first.stdout + first.stderr
+    [stuck] = [e for e in Ledger(store).entries() if e.file_name == "detentions.xlsx"]
+    assert (f"drop {stuck.drop_id} (th_imm/detentions/detentions.xlsx) is still being "
+            "validated and staged after 8 s (FUSIONLAKE_DROP_SECONDS)") in first.stderr
+    assert any(key.rsplit("/", 1)[-1].startswith(stuck.drop_id)
+               for key in store.list("ledger/attempts/"))
+
+    second = run(Settings(lake=lake, drop_seconds=8))  # the drop still never finishes
+    states = {e.file_name: e for e in Ledger(store).entries()}
+    held = states.pop("detentions.xlsx")
+    assert held.state == "held", held
+    assert held.reason.startswith(
+        "staging it took longer than 8 s (FUSIONLAKE_DROP_SECONDS) and its worker process was "
+        "ended, alone, after an earlier run ended while staging it (BrokenProcessPool); a "
+        "reader stuck on the file, most likely"), held.reason
+    assert [e.state for e in states.values()] == ["published"]
+    assert second.problems == [f"drop {held.drop_id} (th_imm/detentions/detentions.xlsx) "
+                               f"held: {held.reason}"]
+    assert store.list("ledger/attempts/") == []
+    third = run(Settings(lake=lake, drop_seconds=8))
+    assert (third.noop, third.problems) == (True, [])
+
+
 def test_a_library_panic_while_staging_rejects_that_drop_and_the_run_goes_on(drops, tmp_path,
                                                                              monkeypatch):
     """A Rust library's panic reaches Python as PanicException, a BaseException: it went past

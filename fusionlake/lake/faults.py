@@ -7,13 +7,16 @@ temporary file under ``raw/`` has been written and not yet renamed.
 
 ``FUSIONLAKE_PAUSE_AT=<point>`` makes :func:`pause_point` stop this process (SIGSTOP) there,
 like a frozen VM or a long stall: every thread stops, the lease's heartbeat too, until someone
-sends SIGCONT. Unset (always, in production) both do nothing.
+sends SIGCONT. ``FUSIONLAKE_HANG_AT=<point>`` makes :func:`hang_point` block the calling thread
+there for good, like a reader stuck in native code on a file, while the process's other threads
+run on. Unset (always, in production) they do nothing.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 
 
 def _matches(variable: str, name: str, detail: str) -> bool:
@@ -32,3 +35,8 @@ def kill_point(name: str, detail: str = "") -> None:
 def pause_point(name: str, detail: str = "") -> None:
     if _matches("FUSIONLAKE_PAUSE_AT", name, detail):
         os.kill(os.getpid(), signal.SIGSTOP)
+
+
+def hang_point(name: str, detail: str = "") -> None:
+    if _matches("FUSIONLAKE_HANG_AT", name, detail):
+        threading.Event().wait()

@@ -24,6 +24,7 @@ rest side by side.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -266,6 +267,23 @@ class Ledger:
                 self.store.delete(f"{ATTEMPTS}/{drop_id}.{run_id}")
             except (LakeError, OSError) as exc:
                 log.warning("staging mark of drop %s not cleared: %s", drop_id, exc)
+
+    def overran_staging(self, drop_id: str, run_id: str, seconds: float) -> None:
+        """Write in the mark that staging the drop took longer than ``seconds`` and its
+        process is being ended (:func:`fusionlake.pipeline.run.staging_deadline`)."""
+        self.store.put(f"{ATTEMPTS}/{drop_id}.{run_id}",
+                       json.dumps({"overran_seconds": seconds}).encode())
+
+    def staging_overran(self, drop_id: str, run_ids: list[str]) -> float | None:
+        """The seconds a staging of the drop by one of ``run_ids`` overran, if one did."""
+        for run_id in run_ids:
+            try:
+                body = self.store.get(f"{ATTEMPTS}/{drop_id}.{run_id}")
+            except (LakeError, OSError):
+                continue
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                return float(json.loads(body)["overran_seconds"])
+        return None
 
     def interrupted_staging(self, run_id: str) -> dict[str, list[str]]:
         """Drops that runs other than ``run_id`` began staging and never finished: each with

@@ -66,6 +66,10 @@ class Settings:
     # reading the version that was current when it started finds it after a new one is written.
     resolution_retention: int = 3
     lease_seconds: int = 900  # a crashed run stops blocking others after this long
+    # A drop whose validate+stage takes longer has its process ended and is held (0: no limit):
+    # a reader stuck on a file would otherwise keep the run, and the lake's lease, for good.
+    # All the drops of 1M generated people take 25 s together (bench/RESULTS.md).
+    drop_seconds: int = 1800
     drop_workers: int = os.cpu_count() or 1  # processes for drops
     # A run's drops go to worker processes when together they are at least this large, else to
     # threads: a worker takes seconds to start (imports), which small drops do not earn back.
@@ -140,6 +144,7 @@ class Settings:
             mart_retention=int(os.environ.get("FUSIONLAKE_MART_RETENTION", "5")),
             resolution_retention=int(os.environ.get("FUSIONLAKE_RESOLUTION_RETENTION", "3")),
             lease_seconds=int(os.environ.get("FUSIONLAKE_LEASE_SECONDS", "900")),
+            drop_seconds=int(os.environ.get("FUSIONLAKE_DROP_SECONDS") or cls.drop_seconds),
             drop_workers=int(os.environ.get("FUSIONLAKE_DROP_WORKERS") or cls.drop_workers),
             drop_process_min_bytes=int(os.environ.get("FUSIONLAKE_DROP_PROCESS_MIN_BYTES")
                                        or cls.drop_process_min_bytes),

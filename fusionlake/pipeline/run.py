@@ -37,7 +37,9 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -49,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from fusionlake.lake import layout, versions, zones
-from fusionlake.lake.faults import kill_point, pause_point
+from fusionlake.lake.faults import hang_point, kill_point, pause_point
 from fusionlake.lake.feeds import FeedSet, load_feeds
 from fusionlake.lake.lease import (
     Fence,
@@ -421,12 +423,58 @@ def land_new(r: Run) -> list[ObjectInfo]:
 
 
 def stage_one(lake: str, feeds_path: list[str], entry: DropEntry, run_id: str,
-              fence: Fence | None = None):
+              fence: Fence | None = None, limit: float = 0):
     """Validate and stage one drop (a worker's call: plain arguments), under the run's fence.
-    The drop is marked as being staged by this run first (:func:`_staged_apart`)."""
+    The drop is marked as being staged by this run first (:func:`_staged_apart`), and its
+    process ends if it takes longer than ``limit`` seconds (:func:`staging_deadline`)."""
+    import expectations  # noqa: F401  GX loads in seconds, under load more: not the drop's time
+
     with _fence_in_worker(fence, lake) as store:
         Ledger(store).begin_staging([entry.drop_id], run_id)
-        return stage.stage_drop(lake, feeds_path, entry, run_id)
+        with staging_deadline(store, entry, run_id, limit):
+            hang_point("staging", entry.file_name)  # tests: a reader stuck on the file
+            return stage.stage_drop(lake, feeds_path, entry, run_id)
+
+
+#: Exit status of a process that ended because a drop it staged overran its time.
+OVERRAN_EXIT = 3
+
+
+@contextlib.contextmanager
+def staging_deadline(store: ObjectStore, entry: DropEntry, run_id: str,
+                     seconds: float) -> Iterator[None]:
+    """End this process if the block takes longer than ``seconds`` (0: no limit).
+
+    A reader stuck on a file, in native code, cannot be interrupted from Python, and a run
+    waiting for it would keep the lake's lease, renewed by its heartbeat, for good: every later
+    run would find the lake taken. So the process staging the drop ends, after writing the
+    overrun in the drop's staging mark. A worker process: its pool's drops are staged again,
+    one at a time, and this one, stuck again alone, is held with the reason. The run's own
+    process, when the drop was staged in one of its threads (small drops): the run ends
+    (exit status :data:`OVERRAN_EXIT`), and the next run stages the drop apart in a worker
+    process (:func:`_staged_apart`), where it is held if it overruns again.
+    """
+    if not seconds:
+        yield
+        return
+
+    def overran() -> None:
+        name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
+        with contextlib.suppress(Exception):
+            Ledger(store).overran_staging(entry.drop_id, run_id, seconds)
+        print(f"fusionlake: drop {entry.drop_id} ({name}) is still being validated and staged "
+              f"after {seconds:g} s (FUSIONLAKE_DROP_SECONDS): process {os.getpid()} ends so "
+              "that the lake does not wait for it; the drop is staged again alone, and held "
+              "if it takes as long again", file=sys.stderr, flush=True)
+        os._exit(OVERRAN_EXIT)
+
+    timer = threading.Timer(seconds, overran)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def _failed_drop(r: Run, entry: DropEntry, exc: Exception) -> stage.DropResult | None:
@@ -517,16 +565,25 @@ def _staged_apart(r: Run, pending: list[DropEntry]) -> tuple[set[str], dict[str,
     return {e.drop_id for e in apart}, left
 
 
-def _held_for_a_killed_worker(r: Run, entry: DropEntry, how: str) -> stage.DropResult:
+def _held_for_a_killed_worker(r: Run, entry: DropEntry, how: str,
+                              overran: float | None = None) -> stage.DropResult:
     """A drop whose worker died while staging it, ``how`` (twice, the second time alone; on
     every Dask worker that took it): held, not rejected (it may well be sound, and the machine
-    short of memory), until a steward sends it to be validated again (``fusionlake retry``) or
-    rejects it."""
+    short of memory or time), until a steward sends it to be validated again (``fusionlake
+    retry``) or rejects it. ``overran``: the worker was ended because staging the drop took
+    longer than that many seconds (:func:`staging_deadline`)."""
     name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
-    reason = (f"its worker process died while staging it, {how}; the kernel's OOM killer, "
-              f"most likely: held so that it does not stop the other drops at every run. "
-              f"`fusionlake retry {entry.drop_id}` sends it to the next run again (give that "
-              f"run more memory), `fusionlake reject` gives it up")
+    if overran is not None:
+        reason = (f"staging it took longer than {overran:g} s (FUSIONLAKE_DROP_SECONDS) and "
+                  f"its worker process was ended, {how}; a reader stuck on the file, most "
+                  f"likely: held so that it does not stop the other drops at every run. "
+                  f"`fusionlake retry {entry.drop_id}` sends it to the next run again (give "
+                  f"that run more time), `fusionlake reject` gives it up")
+    else:
+        reason = (f"its worker process died while staging it, {how}; the kernel's OOM killer, "
+                  f"most likely: held so that it does not stop the other drops at every run. "
+                  f"`fusionlake retry {entry.drop_id}` sends it to the next run again (give "
+                  f"that run more memory), `fusionlake reject` gives it up")
     r.ledger.record(entry.drop_id, DropState.HELD, reason, r.run_id)
     r.summary.problems.append(f"drop {entry.drop_id} ({name}) held: {reason}")
     return stage.DropResult(entry.drop_id, name, DropState.HELD, reason)
@@ -569,16 +626,20 @@ def _stage_pending(r: Run, pending: list[DropEntry], together: list[DropEntry],
         with r.executor.stage("validate+stage", r.summary):
             learnt = []  # transliterations the drops made, for the lake's cache
             calls = {e.drop_id: {"lake": s.lake, "feeds_path": s.feeds_path, "entry": e,
-                                 "run_id": r.run_id, "fence": r.fence} for e in pending}
+                                 "run_id": r.run_id, "fence": r.fence,
+                                 "limit": s.drop_seconds} for e in pending}
             with stage_progress("validate+stage", len(pending), r.executor.log) as advance:
 
                 def record(entry: DropEntry, out: Any) -> None:
                     name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
-                    r.ledger.end_staging(entry.drop_id, [r.run_id, *left.get(entry.drop_id, [])])
+                    runs = [r.run_id, *left.get(entry.drop_id, [])]
+                    overran = (r.ledger.staging_overran(entry.drop_id, runs)
+                               if isinstance(out, WorkerDied) else None)
+                    r.ledger.end_staging(entry.drop_id, runs)
                     unfinished.discard(entry.drop_id)
                     _stop_if_lost(out)
                     if isinstance(out, WorkerDied):
-                        out = _held_for_a_killed_worker(r, entry, str(out))
+                        out = _held_for_a_killed_worker(r, entry, str(out), overran)
                     if isinstance(out, Exception):
                         out = _failed_drop(r, entry, out)
                         if out is None:
