@@ -555,6 +555,13 @@ def test_a_workbook_with_a_stray_far_cell_is_rejected_and_the_run_goes_on(drops,
     assert mart_count(store, "select count(*) from entity_record") > 0
 
 
+#: A run in a process of its own, as `fusionlake run` makes one, without the Prefect server
+#: and flow around it (10 s of start-up that these tests do not look at); the lake's path last.
+_RUN_IN_A_PROCESS = [sys.executable, "-c", "import sys; from fusionlake.lake.settings import "
+                     "Settings; from fusionlake.pipeline.run import run; "
+                     "run(Settings.from_env(sys.argv[1]))"]
+
+
 def test_a_drop_that_ends_the_run_s_process_costs_one_run_not_every_later_one(drops, tmp_path,
                                                                              monkeypatch):
     """Small drops are staged in threads of the run's own process. A drop that ends whatever
@@ -569,10 +576,8 @@ def test_a_drop_that_ends_the_run_s_process_costs_one_run_not_every_later_one(dr
     store = open_store(lake)
     deliver_all(store, drops, only={"th_imm/detentions", "th_imm/repatriations"})
     monkeypatch.setenv("FUSIONLAKE_KILL_AT", "temp-written:staged/person_record/th_imm/detentions")
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    exe = str(Path(sys.executable).with_name("fusionlake"))
-    first = subprocess.run([exe, "run", "--lake", lake], capture_output=True, text=True,
-                           env={**env, "PREFECT_HOME": str(tmp_path / "prefect")}, timeout=600)
+    first = subprocess.run([*_RUN_IN_A_PROCESS, lake], capture_output=True, text=True,
+                           timeout=600)
     assert first.returncode == -signal.SIGKILL, first.stdout + first.stderr
     marks = store.list("ledger/attempts/")  # the drops it was staging when it ended
     marked = {key.rsplit("/", 1)[-1].split(".")[0] for key in marks}
@@ -616,10 +621,8 @@ def test_a_drop_whose_staging_never_ends_costs_one_run_and_is_held(drops, tmp_pa
     deliver_all(store, drops, only={"th_imm/detentions", "th_imm/repatriations"})
     monkeypatch.setenv("FUSIONLAKE_HANG_AT", "staging:detentions")
     monkeypatch.setenv("FUSIONLAKE_DROP_SECONDS", "8")
-    first = subprocess.run(  # a run in a process of its own, as `fusionlake run` makes one
-        [sys.executable, "-c", "import sys; from fusionlake.lake.settings import Settings; "
-         "from fusionlake.pipeline.run import run; run(Settings.from_env(sys.argv[1]))", lake],
-        capture_output=True, text=True, timeout=600)
+    first = subprocess.run([*_RUN_IN_A_PROCESS, lake], capture_output=True, text=True,
+                           timeout=600)
     assert first.returncode == OVERRAN_EXIT, first.stdout + first.stderr
     [stuck] = [e for e in Ledger(store).entries() if e.file_name == "detentions.xlsx"]
     assert (f"drop {stuck.drop_id} (th_imm/detentions/detentions.xlsx) is still being "
