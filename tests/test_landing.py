@@ -288,3 +288,53 @@ def test_a_misplaced_file_fails_one_run_not_every_later_one(tmp_path):
     assert (second.noop, second.problems, second.notes) == (True, [], [])
     assert store.list("landing") == ["landing/th_imm/detentions/.DS_Store",
                                      "landing/th_imm/detentions/2026-12/detentions.csv"]
+
+
+def test_a_text_file_still_being_written_in_a_landing_folder_waits_for_its_end(tmp_path):
+    """An SFTP or SMB client writes a file in place, under its final name. A run that came by
+    half-way landed the half: it was staged and published with its last row cut short (a
+    name cut to 'Aung A'), until the whole file superseded it. Now a text file whose last line
+    has no line end, written to less than SETTLE_SECONDS ago, is left for a later run."""
+    import os
+    import time
+
+    from fusionlake.lake.settings import Settings
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.land import SETTLE_SECONDS
+    from fusionlake.pipeline.run import run
+
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    path = store.path("landing/th_imm/repatriations/manifest.csv")
+    path.parent.mkdir(parents=True)
+    whole = b"manifest_id,passenger_name\nTH-1,Somchai Rak\nTH-2,Aung Aung\n"
+    path.write_bytes(whole[:-4])  # the transfer half-way: "TH-2,Aung A"
+    first = run(Settings(lake=lake, drop_workers=0))
+    [note] = first.notes
+    assert note.startswith("landing/th_imm/repatriations/manifest.csv is left for a later run: "
+                           "its last line has no line end yet and it was written to ")
+    assert first.as_json()["counts"]["left_in_landing"] == 1 and not first.problems
+    assert Ledger(store).entries() == [] and store.list("raw") == []
+    assert [x.status for x in _land_all(store)] == ["waiting"]  # not marked seen: looked at again
+
+    path.write_bytes(whole)  # the transfer ends
+    [landed] = _land_all(store)
+    assert landed.status == "landed" and store.get(landed.raw_key) == whole
+
+    # an export that ends without a line end is landed as it is once left alone that long
+    other = store.path("landing/th_imm/repatriations/no_end.csv")
+    other.write_bytes(b"manifest_id,passenger_name\nTH-3,Min Min")
+    assert [x.status for x in _land_all(store)] == ["waiting"]
+    os.utime(other, (time.time() - SETTLE_SECONDS - 1,) * 2)
+    [as_is] = _land_all(store)
+    assert as_is.status == "landed" and store.get(as_is.raw_key).endswith(b"Min Min")
+
+
+def test_an_object_in_an_s3_landing_area_is_whole_once_listed(s3_bucket):
+    """On S3 an object appears only when its upload is complete: one without a line end at
+    the end is landed at once."""
+    from fusionlake.lake.store import open_store
+
+    store = open_store(f"s3://{s3_bucket}/lake")
+    store.put("landing/th_imm/repatriations/no_end.csv", b"manifest_id\nTH-3")
+    assert [x.status for x in _land_all(store)] == ["landed"]

@@ -17,6 +17,13 @@ name (``book.xlsx.part``, rsync's hidden ``.book.xlsx.Xa81f``), a file one folde
 :func:`land` leaves such an object where it is and says why, once (until it changes): it is
 not landed as a drop that would be rejected with advice meant for a data file, and a
 misplaced file does not fail every later run.
+
+A landing folder on a disk (not S3, where an object appears only once its upload is complete)
+also holds files that an SFTP or SMB client is still writing in place, under their final name.
+A text file whose last line has no line end yet and which was written to within
+:data:`SETTLE_SECONDS` (by the folder's clock) is left for a later run (``waiting``, not marked
+seen): landed half-way, it was staged and published with its last row cut short, until the
+whole file superseded it.
 """
 
 from __future__ import annotations
@@ -30,10 +37,15 @@ from pathlib import Path, PurePosixPath
 from fusionlake.lake import layout
 from fusionlake.lake.layout import LANDING
 from fusionlake.lake.ledger import DropEntry, Ledger, drop_id_for, legacy_drop_id, now_utc
-from fusionlake.lake.store import ObjectInfo, ObjectStore, safe_part
+from fusionlake.lake.store import LocalStore, ObjectInfo, ObjectStore, safe_part
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl",
            ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+
+#: Seconds a text file in a landing folder on disk must have been left alone, when its last
+#: line has no line end yet, before it is landed as it is (some exports end without one).
+SETTLE_SECONDS = 60
 
 
 class DeliveryError(Exception):
@@ -53,6 +65,7 @@ class Landed:
     landing_key: str
     # landed | duplicate | already (landed earlier or by a concurrent run) | skipped (not a
     # delivery: a system, lock or in-progress file) | misplaced (not landing/<agency>/<feed>/<file>)
+    # | waiting (still being written in place, most likely: looked at again by the next run)
     status: str
     drop_id: str
     agency: str
@@ -168,6 +181,24 @@ def left_in_landing(info: ObjectInfo) -> Landed | None:
     return Landed(info.key, status, "", agency, feed, name, None, f"{why}; left in landing")
 
 
+def being_written(file_name: str, data: bytes, age: float) -> str | None:
+    """Why a text file in a landing folder looks half-written (its last line has no line end,
+    and it was written to ``age`` seconds ago, under :data:`SETTLE_SECONDS`), or None.
+
+    >>> being_written("detainees.jsonl", b'{"id": 1}\\n{"id": 2, "na', 5.0) is not None
+    True
+    >>> being_written("detainees.jsonl", b'{"id": 1}\\n', 5.0) is None
+    True
+    """
+    text = FORMATS.get(os.path.splitext(file_name)[1].lower()) in ("csv", "jsonl")
+    if not text or not data or data.endswith((b"\n", b"\r")) or age >= SETTLE_SECONDS:
+        return None
+    return (f"its last line has no line end yet and it was written to {max(age, 0):.0f} s ago: "
+            "a transfer still writing it in place, most likely (SFTP and SMB clients write "
+            "under the final name); it is landed once it ends with a line end, or once it has "
+            f"been left alone for {SETTLE_SECONDS} s")
+
+
 def sniff_encoding(data: bytes) -> str:
     """A first guess for the manifest; the reader decides with the feed definition."""
     if data.startswith(b"\xef\xbb\xbf"):
@@ -207,7 +238,13 @@ def land(store: ObjectStore, ledger: Ledger, info: ObjectInfo, run_id: str) -> L
         ledger.mark_seen(info, left.status)
         return left
     _, agency, feed, file_name = PurePosixPath(info.key).parts
-    data = store.get(info.key)
+    if isinstance(store, LocalStore):
+        data, age = store.get_aged(info.key)
+        why = being_written(file_name, data, age)
+        if why is not None:  # not marked seen: the next run looks at it again
+            return Landed(info.key, "waiting", "", agency, feed, file_name, None, why)
+    else:  # an S3 object is whole once it can be listed
+        data = store.get(info.key)
     sha = hashlib.sha256(data).hexdigest()
     existing = known_drop(ledger, agency, feed, sha)
     drop_id = existing.drop_id if existing is not None else drop_id_for(agency, feed, sha)

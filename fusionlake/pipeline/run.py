@@ -418,6 +418,9 @@ def land_new(r: Run) -> list[ObjectInfo]:
                         r.summary.problems.append(f"{info.key}: {out.message}")
                     elif out.status == "skipped":
                         r.summary.notes.append(f"{info.key} is not a delivery: {out.message}")
+                    elif out.status == "waiting":
+                        r.summary.notes.append(f"{info.key} is left for a later run: "
+                                               f"{out.message}")
     kill_point("after-land")
     return new
 

@@ -79,7 +79,8 @@ class RunSummary:
             "counts": {
                 "landed": sum(x.status == "landed" for x in self.landed),
                 "duplicates": sum(x.status == "duplicate" for x in self.landed),
-                "left_in_landing": sum(x.status in ("skipped", "misplaced") for x in self.landed),
+                "left_in_landing": sum(x.status in ("skipped", "misplaced", "waiting")
+                                       for x in self.landed),
                 "staged": len(staged),
                 "rejected": sum(d.state == DropState.REJECTED for d in self.drops),
                 "held": sum(d.state == DropState.HELD for d in self.drops),
