@@ -199,3 +199,22 @@ def test_a_run_on_a_host_ahead_leaves_an_upload_in_progress_elsewhere_alone(tmp_
     summary = run(Settings(lake=lake, lease_seconds=900))
     assert not path.exists()
     assert "1 unfinished writes" in " ".join(summary.notes)
+
+
+def test_an_age_on_a_folder_where_no_file_can_be_made_comes_from_this_host_s_clock(
+        tmp_path, monkeypatch):
+    """The store's clock on a folder is a probe file's time; a landing folder mounted read-only
+    (root, as the tests run, may write anywhere: the refusal is simulated) falls back to this
+    host's clock instead of failing every landing."""
+    from fusionlake.lake import store as store_module
+    from fusionlake.lake.store import open_store
+
+    store = open_store(str(tmp_path / "lake"))
+    store.put("landing/a/f/x.csv", b"id\n1\n")
+
+    def refused(path):
+        raise PermissionError(13, "Permission denied", str(path.parent))
+
+    monkeypatch.setattr(store_module, "_mkstemp", refused)
+    data, age = store.get_aged("landing/a/f/x.csv")
+    assert data == b"id\n1\n" and 0 <= age < 60
