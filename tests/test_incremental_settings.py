@@ -41,3 +41,23 @@ def test_changed_settings_make_the_next_run_full(store, tmp_path, monkeypatch):
     assert (mode, why) == ("full", "the resolution settings changed since the state was kept "
                                    "(transforms/resolution/settings.py): the model is trained "
                                    "again")
+
+
+def test_the_run_settings_decline_an_incremental_resolution_with_their_reason(store, tmp_path):
+    """FUSIONLAKE_INCREMENTAL_MAX_SHARE, FUSIONLAKE_FULL_EVERY and --full each make the plan
+    full, saying which (a run on a lake does what a full plan says:
+    tests/test_incremental_runs.py::test_settings_decline_an_incremental_run)."""
+    resolve.resolve_lake(store, _tables(12), "run-1")
+    more = {t: f.lazy() for t, f in _tables(13).items()}  # one record more: 1 of 13 is new
+    folder = Path(tmp_path)
+    assert resolve.plan(store, more, "all", resolve.Options(max_share=0.1), folder)[0] == \
+        "incremental"
+    for options, why in ((resolve.Options(max_share=0.05),
+                          "1 new records are 7.7% of 13, more than "
+                          "FUSIONLAKE_INCREMENTAL_MAX_SHARE=0.05"),
+                         (resolve.Options(full_every=1),
+                          "1 runs since the model was trained (FUSIONLAKE_FULL_EVERY=1): "
+                          "trained again"),
+                         (resolve.Options(full=True),
+                          "asked for (--full): the model is trained again")):
+        assert resolve.plan(store, more, "all", options, folder) == ("full", why)
