@@ -51,7 +51,8 @@ def serve(settings: Settings, cron: str = "*/15 * * * *", interval: float | None
           port: int = 4200) -> None:
     """Serve the pipeline on its schedule until interrupted."""
     schedule = {"interval": interval} if interval else {"cron": cron}
-    params = {"lake": settings.lake, "feeds_path": settings.feeds_path}
+    # a scheduled run that meets a run still at work ends Skipped, not Failed (flows/pipeline.py)
+    params = {"lake": settings.lake, "feeds_path": settings.feeds_path, "skip_if_busy": True}
 
     def run(url: str | None) -> None:
         where = url or os.environ["PREFECT_API_URL"]

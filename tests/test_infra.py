@@ -210,6 +210,10 @@ def test_the_deployment_runs_the_pipeline_on_the_pool_the_worker_polls(services)
     (deployment,) = config["deployments"]
     path, _, function = deployment["entrypoint"].partition(":")
     assert re.search(rf"^def {function}\(", (ROOT / path).read_text(), re.MULTILINE)
+    signature = re.search(rf"^def {function}\((.*?)\) ->", (ROOT / path).read_text(),
+                          re.MULTILINE | re.DOTALL).group(1)
+    for name in deployment["parameters"]:  # a misspelt one fails every scheduled run
+        assert re.search(rf"\b{name}:", signature), name
     pool = deployment["work_pool"]["name"]
     assert f"--pool {pool}" in services["worker"]["command"]
     assert f"prefect work-pool create {pool} --type process" in (INFRA / "apply.sh").read_text()

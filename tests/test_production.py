@@ -285,7 +285,7 @@ def test_production_recipe_runs_the_pipeline_on_postgres_and_s3(tmp_path, s3_buc
             deployment = get_json(f"{api}/deployments/name/pipeline/fusionlake-pipeline")
             assert deployment["work_pool_name"] == "fusionlake"
             assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["*/15 * * * *"]
-            assert deployment["parameters"] == {"lease_wait": 60}
+            assert deployment["parameters"] == {"lease_wait": 60, "skip_if_busy": True}
 
             # Prefect's state is in PostgreSQL, not in a SQLite file of PREFECT_HOME.
             assert _postgres_names(pg_port, password, production) == ["fusionlake-pipeline"]

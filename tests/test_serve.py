@@ -77,6 +77,7 @@ def test_serve_runs_the_pipeline_on_its_schedule(tmp_path):
         assert done, runs
         assert all(r["deployment_id"] for r in done)
         assert done[0]["auto_scheduled"] is True
+        assert done[0]["parameters"]["skip_if_busy"] is True
 
         con = open_latest(store, "all")
         try:
@@ -93,3 +94,25 @@ def test_serve_runs_the_pipeline_on_its_schedule(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+def test_a_scheduled_run_that_finds_the_lake_busy_ends_skipped_not_failed(prefect_harness,
+                                                                          tmp_path):
+    """A run that outlasts the schedule's interval meets the next scheduled runs: they have
+    nothing to do that it is not doing, and each failed, paging someone every 15 minutes. A
+    scheduled run now ends Completed, named Skipped, saying who holds the lake; a run asked
+    for by hand still fails."""
+    from flows.pipeline import SKIPPED, pipeline
+    from fusionlake.lake.lease import acquire
+
+    lake = str(tmp_path / "lake")
+    holder = acquire(open_store(lake), "long-run", seconds=600)
+    try:
+        scheduled = pipeline(lake=lake, skip_if_busy=True, return_state=True)
+        assert scheduled.is_completed() and scheduled.name == SKIPPED, scheduled
+        assert scheduled.message.startswith("skipped: another run (long-run on ")
+        by_hand = pipeline(lake=lake, return_state=True)
+        assert by_hand.is_failed() and "another run (long-run on " in by_hand.message
+    finally:
+        holder.release()
+    assert not open_store(lake).exists("reports/runs/LATEST.md")  # the holder writes its own
