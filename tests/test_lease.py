@@ -203,9 +203,10 @@ def test_a_run_on_a_host_ahead_leaves_an_upload_in_progress_elsewhere_alone(tmp_
 
 def test_an_age_on_a_folder_where_no_file_can_be_made_comes_from_this_host_s_clock(
         tmp_path, monkeypatch):
-    """The store's clock on a folder is a probe file's time; a landing folder mounted read-only
-    (root, as the tests run, may write anywhere: the refusal is simulated) falls back to this
-    host's clock instead of failing every landing."""
+    """The store's clock on a folder is the time of a probe file made in the lake's folder
+    (never in landing/, which the pipeline only reads); a lake mounted read-only (root, as the
+    tests run, may write anywhere: the refusal is simulated) falls back to this host's clock
+    instead of failing every landing."""
     from fusionlake.lake import store as store_module
     from fusionlake.lake.store import open_store
 

@@ -508,25 +508,23 @@ class LocalStore(ObjectStore):
             data, written = path.read_bytes(), path.stat().st_mtime
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise NotFound(f"no object {key!r} in lake {self.uri}") from None
-        return data, self._now(path) - written
+        return data, self._now() - written
 
-    def _now(self, beside: Path) -> float:
-        """Now by the clock that stamps the lake's files: the modification time of a file
-        made beside ``beside`` (else in the lake's folder) and removed at once. On a local disk
-        that is this host's clock; a lake on a network share is stamped by its file server,
-        whichever host looks. Where neither folder may be written to (a landing folder mounted
-        read-only), this host's clock."""
-        for near in (beside, self.root / "clock"):
-            try:
-                fd, tmp = _mkstemp(near)
-            except OSError:
-                continue
-            try:
-                return os.fstat(fd).st_mtime
-            finally:
-                os.close(fd)
-                Path(tmp).unlink(missing_ok=True)
-        return time.time()
+    def _now(self) -> float:
+        """Now by the clock that stamps the lake's files: the modification time of a file made
+        in the lake's folder and removed at once (never in landing/, which the pipeline only
+        reads). On a local disk that is this host's clock; a lake on a network share is
+        stamped by its file server, whichever host looks. Where no file can be made there (a
+        lake mounted read-only), this host's clock."""
+        try:
+            fd, tmp = _mkstemp(self.root / "clock")
+        except OSError:
+            return time.time()
+        try:
+            return os.fstat(fd).st_mtime
+        finally:
+            os.close(fd)
+            Path(tmp).unlink(missing_ok=True)
 
     def put(self, key: str, data: bytes) -> None:
         path = self.path(key)
@@ -577,7 +575,7 @@ class LocalStore(ObjectStore):
                     started = full.stat().st_mtime
                 except FileNotFoundError:  # finished or removed meanwhile
                     continue
-                now = self._now(self.root / "clock") if now is None else now
+                now = self._now() if now is None else now
                 out.append(PartialWrite(full.relative_to(self.root).as_posix(), now - started))
         return sorted(out, key=lambda p: p.key)
 
