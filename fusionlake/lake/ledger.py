@@ -169,6 +169,16 @@ class DropEntry:
     fingerprint: str | None = None  # of the feed+suite the last rejection or hold was under
     decision: str | None = None  # a steward's, when the newest event is one: accept|reject|retry
 
+    @property
+    def label(self) -> str:
+        """``agency/feed/file_name``: how messages name the drop."""
+        return f"{self.agency}/{self.feed}/{self.file_name}"
+
+
+def _mark_key(drop_id: str, run_id: str) -> str:
+    """The staging mark of a drop by a run (:meth:`Ledger.begin_staging`)."""
+    return f"{ATTEMPTS}/{drop_id}.{run_id}"
+
 
 class StewardError(Exception):
     """A steward's command that does not fit the drop (unknown, or in the wrong state)."""
@@ -257,28 +267,28 @@ class Ledger:
         :meth:`end_staging` removes each mark once the run is done with the drop, whatever came
         of it; a mark another run left means its process ended while staging the drop
         (:meth:`interrupted_staging`)."""
-        side_by_side(lambda d: self.store.put(f"{ATTEMPTS}/{d}.{run_id}", b""), drop_ids)
+        side_by_side(lambda d: self.store.put(_mark_key(d, run_id), b""), drop_ids)
 
     def end_staging(self, drop_id: str, run_ids: list[str]) -> None:
         """Clear the marks; best effort: a mark the store failed to delete only makes the next
         run stage the drop apart, or clear it if the drop is done by then."""
         for run_id in run_ids:  # one object per mark: no folder left behind in a local lake
             try:
-                self.store.delete(f"{ATTEMPTS}/{drop_id}.{run_id}")
+                self.store.delete(_mark_key(drop_id, run_id))
             except (LakeError, OSError) as exc:
                 log.warning("staging mark of drop %s not cleared: %s", drop_id, exc)
 
     def overran_staging(self, drop_id: str, run_id: str, seconds: float) -> None:
         """Write in the mark that staging the drop took longer than ``seconds`` and its
         process is being ended (:func:`fusionlake.pipeline.run.staging_deadline`)."""
-        self.store.put(f"{ATTEMPTS}/{drop_id}.{run_id}",
+        self.store.put(_mark_key(drop_id, run_id),
                        json.dumps({"overran_seconds": seconds}).encode())
 
     def staging_overran(self, drop_id: str, run_ids: list[str]) -> float | None:
         """The seconds a staging of the drop by one of ``run_ids`` overran, if one did."""
         for run_id in run_ids:
             try:
-                body = self.store.get(f"{ATTEMPTS}/{drop_id}.{run_id}")
+                body = self.store.get(_mark_key(drop_id, run_id))
             except (LakeError, OSError):
                 continue
             with contextlib.suppress(ValueError, TypeError, KeyError):

@@ -163,10 +163,10 @@ def _decode_lines(data: bytes, codec: str, exc: UnicodeDecodeError, file_name: s
     character.)"""
     if b"\x00" in data[:_SNIFF_BYTES]:
         raise _encoding_error(data, exc, file_name, feed, encoding)
-    lines = data.split(b"\n")
-    text, bad, header = [], 0, None
-    for i, raw in enumerate(lines):
+    text, bad, lines_read, header = [], 0, 0, None
+    for i, raw in enumerate(data.split(b"\n")):
         line_codec = codec if i == 0 else codec.removesuffix("-sig")  # a BOM begins line 1 only
+        lines_read += bool(raw.strip())
         try:
             text.append(raw.decode(line_codec))
         except UnicodeDecodeError:
@@ -176,7 +176,6 @@ def _decode_lines(data: bytes, codec: str, exc: UnicodeDecodeError, file_name: s
                 header = False
         if header is None and raw.strip():
             header = True  # the first non-blank line decoded
-    lines_read = sum(1 for raw in lines if raw.strip())
     if header is False or bad > BAD_ENCODING_SHARE * lines_read:
         raise _encoding_error(data, exc, file_name, feed, encoding)
     return "\n".join(text).encode("utf-8")

@@ -462,7 +462,7 @@ def staging_deadline(store: ObjectStore, entry: DropEntry, run_id: str,
         return
 
     def overran() -> None:
-        name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
+        name = entry.label
         with contextlib.suppress(Exception):
             Ledger(store).overran_staging(entry.drop_id, run_id, seconds)
         print(f"fusionlake: drop {entry.drop_id} ({name}) is still being validated and staged "
@@ -487,7 +487,7 @@ def _failed_drop(r: Run, entry: DropEntry, exc: Exception) -> stage.DropResult |
     else is about this drop (a file no reader or normaliser copes with): it is rejected with
     the error as its reason, so that it never blocks a later run, and the run goes on.
     """
-    name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
+    name = entry.label
     if out_of_space(exc):  # the machine's fault, not the drop's
         r.summary.problems.append(f"drop {entry.drop_id} ({name}) stays pending: out of disk "
                                   f"space ({redact(exc).splitlines()[0][:300]})")
@@ -564,7 +564,7 @@ def _staged_apart(r: Run, pending: list[DropEntry]) -> tuple[set[str], dict[str,
             f"{len(apart)} drop(s) were being staged when run(s) {', '.join(runs)} ended "
             "without finishing: staged apart this time, each alone in a worker process, so that "
             "one that ends its process stops only itself: "
-            + ", ".join(f"{e.agency}/{e.feed}/{e.file_name}" for e in apart))
+            + ", ".join(e.label for e in apart))
     return {e.drop_id for e in apart}, left
 
 
@@ -575,7 +575,7 @@ def _held_for_a_killed_worker(r: Run, entry: DropEntry, how: str,
     short of memory or time), until a steward sends it to be validated again (``fusionlake
     retry``) or rejects it. ``overran``: the worker was ended because staging the drop took
     longer than that many seconds (:func:`staging_deadline`)."""
-    name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
+    name = entry.label
     if overran is not None:
         reason = (f"staging it took longer than {overran:g} s (FUSIONLAKE_DROP_SECONDS) and "
                   f"its worker process was ended, {how}; a reader stuck on the file, most "
@@ -634,7 +634,7 @@ def _stage_pending(r: Run, pending: list[DropEntry], together: list[DropEntry],
             with stage_progress("validate+stage", len(pending), r.executor.log) as advance:
 
                 def record(entry: DropEntry, out: Any) -> None:
-                    name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
+                    name = entry.label
                     runs = [r.run_id, *left.get(entry.drop_id, [])]
                     overran = (r.ledger.staging_overran(entry.drop_id, runs)
                                if isinstance(out, WorkerDied) else None)

@@ -95,7 +95,7 @@ def process_drop(store: ObjectStore, feedset: FeedSet, entry: DropEntry,
 
     started = time.perf_counter()
     ledger = Ledger(store)
-    name = f"{entry.agency}/{entry.feed}/{entry.file_name}"
+    name = entry.label
     result = DropResult(entry.drop_id, name, DropState.REJECTED)
     feed = feedset.feeds.get(f"{entry.agency}/{entry.feed}")
     fingerprint = suite_fingerprint(feed)
