@@ -309,12 +309,16 @@ def test_a_text_file_still_being_written_in_a_landing_folder_waits_for_its_end(t
     path.parent.mkdir(parents=True)
     whole = b"manifest_id,passenger_name\nTH-1,Somchai Rak\nTH-2,Aung Aung\n"
     path.write_bytes(whole[:-4])  # the transfer half-way: "TH-2,Aung A"
+    beside = "manifest_id,passenger_name\nTH-9,Mya Mya\n".encode()  # a whole file beside it
+    store.put("landing/th_imm/repatriations/earlier.csv", beside)
     first = run(Settings(lake=lake, drop_workers=0))
-    [note] = first.notes
+    [note] = [n for n in first.notes if "is left for a later run" in n]
     assert note.startswith("landing/th_imm/repatriations/manifest.csv is left for a later run: "
                            "its last line has no line end yet and it was written to ")
-    assert first.as_json()["counts"]["left_in_landing"] == 1 and not first.problems
-    assert Ledger(store).entries() == [] and store.list("raw") == []
+    assert first.as_json()["counts"]["left_in_landing"] == 1
+    assert first.as_json()["counts"]["landed"] == 1
+    [entry] = Ledger(store).entries()  # the whole file beside it was landed
+    assert entry.file_name == "earlier.csv" and store.get(entry.raw_key) == beside
     assert [x.status for x in _land_all(store)] == ["waiting"]  # not marked seen: looked at again
 
     path.write_bytes(whole)  # the transfer ends
