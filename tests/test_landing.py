@@ -309,7 +309,7 @@ def test_a_text_file_still_being_written_in_a_landing_folder_waits_for_its_end(t
     path.parent.mkdir(parents=True)
     whole = b"manifest_id,passenger_name\nTH-1,Somchai Rak\nTH-2,Aung Aung\n"
     path.write_bytes(whole[:-4])  # the transfer half-way: "TH-2,Aung A"
-    beside = "manifest_id,passenger_name\nTH-9,Mya Mya\n".encode()  # a whole file beside it
+    beside = b"manifest_id,passenger_name\nTH-9,Mya Mya\n"  # a whole file beside it
     store.put("landing/th_imm/repatriations/earlier.csv", beside)
     first = run(Settings(lake=lake, drop_workers=0))
     [note] = [n for n in first.notes if "is left for a later run" in n]
