@@ -26,6 +26,33 @@ for _folder in (Path(__file__).parent, Path(__file__).parent / "transforms"):
 configure_offline()
 
 
+# Files whose module fixtures are costly (a Spark session, a lake after a 2,000-people run ...):
+# each runs on one xdist worker, so those fixtures are made once, not once per worker that draws
+# one of its tests. xdist's own ``--dist loadgroup`` would do it by marks, but on pytest 9 it
+# silently groups nothing (pytest-dev/pytest-xdist#1386).
+ONE_WORKER_FILES = frozenset({
+    "tests/test_spark.py", "tests/test_incremental_runs.py", "tests/test_incremental_hostile.py",
+    "tests/test_leaks.py", "tests/test_dask.py", "tests/test_marts_incremental.py",
+    "tests/test_mart_clients.py", "tests/transforms/test_incremental.py",
+})
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's default (``load``) scheduling, except that each file of ONE_WORKER_FILES is one
+    unit of work. Units go out largest first, then one test at a time to whichever worker is
+    free (xdist's LoadScopeScheduling)."""
+    if config.getoption("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class _Scheduler(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = nodeid.split("::", 1)[0]
+            return file if file in ONE_WORKER_FILES else nodeid
+
+    return _Scheduler(config, log)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -114,9 +141,36 @@ def store(lake_uri):
     return open_store(lake_uri)
 
 
+_SHARED_PREFECT = "FUSIONLAKE_TEST_SHARED_PREFECT"
+
+
+def pytest_configure(config):
+    """In the controller of an xdist run, one temporary Prefect server for every worker: its URL
+    is in the environment the workers start with (Prefect reads it at import), so flows run in
+    them, and CLI runs they start, report to it. A server per worker cost each worker about 25 s
+    of start-up and kept three servers' loops busy on two cores."""
+    if getattr(config, "workerinput", None) is not None or not getattr(
+            config.option, "numprocesses", None):
+        return
+    import contextlib
+
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(prefect_test_harness(server_startup_timeout=180))
+    config.add_cleanup(stack.close)
+    os.environ["PREFECT_API_URL"] = PREFECT_API_URL.value()
+    os.environ[_SHARED_PREFECT] = "1"
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
-    """A temporary Prefect server (SQLite) for the whole session: flows run as real flows."""
+    """A temporary Prefect server (SQLite) for the whole session: flows run as real flows. Under
+    xdist it is the one the controller started (:func:`pytest_configure`)."""
+    if os.environ.get(_SHARED_PREFECT):
+        yield
+        return
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=180):
