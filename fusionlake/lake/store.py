@@ -742,18 +742,13 @@ class S3Store(ObjectStore):
 
     # -- interface -------------------------------------------------------------------------
     def get(self, key: str) -> bytes:
-        full = self._k(key)
-
-        def get_and_read() -> bytes:  # the body is read inside the retry: it can be cut short
-            return self.client.get_object(Bucket=self.bucket, Key=full)["Body"].read()
-
-        return self._op("GetObject", get_and_read, key)
+        return self.get_aged(key)[0]
 
     def get_aged(self, key: str) -> tuple[bytes, float]:
         full = self._k(key)
 
-        def get_and_read() -> tuple[bytes, float]:
-            resp = self.client.get_object(Bucket=self.bucket, Key=full)
+        def get_and_read() -> tuple[bytes, float]:  # the body is read inside the retry: it
+            resp = self.client.get_object(Bucket=self.bucket, Key=full)  # can be cut short
             return resp["Body"].read(), _server_age(resp, resp["LastModified"])
 
         return self._op("GetObject", get_and_read, key)

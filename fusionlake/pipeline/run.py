@@ -577,16 +577,15 @@ def _held_for_a_killed_worker(r: Run, entry: DropEntry, how: str,
     longer than that many seconds (:func:`staging_deadline`)."""
     name = entry.label
     if overran is not None:
-        reason = (f"staging it took longer than {overran:g} s (FUSIONLAKE_DROP_SECONDS) and "
-                  f"its worker process was ended, {how}; a reader stuck on the file, most "
-                  f"likely: held so that it does not stop the other drops at every run. "
-                  f"`fusionlake retry {entry.drop_id}` sends it to the next run again (give "
-                  f"that run more time), `fusionlake reject` gives it up")
+        cause, need = (f"staging it took longer than {overran:g} s (FUSIONLAKE_DROP_SECONDS) "
+                       f"and its worker process was ended, {how}; a reader stuck on the file",
+                       "time")
     else:
-        reason = (f"its worker process died while staging it, {how}; the kernel's OOM killer, "
-                  f"most likely: held so that it does not stop the other drops at every run. "
-                  f"`fusionlake retry {entry.drop_id}` sends it to the next run again (give "
-                  f"that run more memory), `fusionlake reject` gives it up")
+        cause, need = (f"its worker process died while staging it, {how}; the kernel's OOM "
+                       "killer", "memory")
+    reason = (f"{cause}, most likely: held so that it does not stop the other drops at every "
+              f"run. `fusionlake retry {entry.drop_id}` sends it to the next run again (give "
+              f"that run more {need}), `fusionlake reject` gives it up")
     r.ledger.record(entry.drop_id, DropState.HELD, reason, r.run_id)
     r.summary.problems.append(f"drop {entry.drop_id} ({name}) held: {reason}")
     return stage.DropResult(entry.drop_id, name, DropState.HELD, reason)
