@@ -37,18 +37,23 @@ ONE_WORKER_FILES = frozenset({
 })
 
 
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to: its file for ONE_WORKER_FILES, else itself."""
+    file = nodeid.split("::", 1)[0]
+    return file if file in ONE_WORKER_FILES else nodeid
+
+
 def pytest_xdist_make_scheduler(config, log):
     """xdist's default (``load``) scheduling, except that each file of ONE_WORKER_FILES is one
-    unit of work. Units go out largest first, then one test at a time to whichever worker is
-    free (xdist's LoadScopeScheduling)."""
+    unit of work (:func:`work_unit`). Units go out largest first, then one test at a time to
+    whichever worker is free (xdist's LoadScopeScheduling)."""
     if config.getoption("dist") != "load":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
     class _Scheduler(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            file = nodeid.split("::", 1)[0]
-            return file if file in ONE_WORKER_FILES else nodeid
+            return work_unit(nodeid)
 
     return _Scheduler(config, log)
 
