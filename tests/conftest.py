@@ -49,13 +49,39 @@ def pytest_xdist_make_scheduler(config, log):
     whichever worker is free (xdist's LoadScopeScheduling)."""
     if config.getoption("dist") != "load":
         return None
+    return one_worker_scheduling()(config, log)
+
+
+def one_worker_scheduling() -> type:
+    """The scheduler class of :func:`pytest_xdist_make_scheduler` (made when asked: xdist is
+    imported only where it runs)."""
     from xdist.scheduler import LoadScopeScheduling
 
-    class _Scheduler(LoadScopeScheduling):
+    class OneWorkerScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return work_unit(nodeid)
 
-    return _Scheduler(config, log)
+        def remove_node(self, node) -> str | None:
+            """As LoadScopeScheduling's, except that the test a crashed worker was running
+            counts as run. LoadScopeScheduling puts it back with the rest of its unit, so a
+            test that ends its worker (a hang guard, a JVM taking its process down) ran again
+            on every replacement worker, up to ``--max-worker-restart`` times; xdist's default
+            scheduling reports it failed once and goes on, and so does this one."""
+            workload = self.assigned_work.pop(node)
+            if not self._pending_of(workload):
+                return None
+            crashed = next(nodeid for unit in workload.values()
+                           for nodeid, done in unit.items() if not done)
+            for unit in workload.values():
+                if crashed in unit:
+                    unit[crashed] = True
+            self.workqueue.update((scope, unit) for scope, unit in workload.items()
+                                  if not all(unit.values()))
+            for other in self.assigned_work:
+                self._reschedule(other)
+            return crashed
+
+    return OneWorkerScheduling
 
 
 def _free_port() -> int:
