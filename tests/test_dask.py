@@ -11,6 +11,7 @@ A lake folder of this host with a scheduler elsewhere is refused before anything
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,6 +27,7 @@ from fusionlake.pipeline.land import deliver
 
 PEOPLE = 300
 REMOTE = "tcp://10.20.30.40:8786"  # a scheduler on another machine (never contacted)
+HANG_GUARD_SECONDS = 600  # a run that should have ended its stuck drop's workers long before
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +39,10 @@ def drops(tmp_path_factory) -> Path:
     return out
 
 
-def deliver_all(store, drops_dir: Path) -> None:
+def deliver_all(store, drops_dir: Path, only: set[str] | None = None) -> None:
     for feed_dir in sorted(p for p in drops_dir.glob("*/*") if p.is_dir()):
-        deliver(store, feed_dir.parent.name, feed_dir.name, sorted(feed_dir.iterdir()))
+        if only is None or f"{feed_dir.parent.name}/{feed_dir.name}" in only:
+            deliver(store, feed_dir.parent.name, feed_dir.name, sorted(feed_dir.iterdir()))
 
 
 def staged_tables(store) -> dict[str, pl.DataFrame]:
@@ -121,6 +124,54 @@ def test_a_flow_run_on_dask_stages_from_s3_what_the_default_runner_stages(
     cache = [pl.read_parquet(s.get(layout.TRANSLIT_CACHE)).sort("script", "token")
              for s in (on_dask, default)]
     assert_frame_equal(*cache)
+
+
+@pytest.mark.slow
+def test_a_drop_whose_staging_never_ends_on_dask_is_held_and_the_lake_is_not_kept(
+        prefect_harness, s3_bucket, drops, monkeypatch):
+    """The staging time limit on the Dask path. A reader stuck on a file
+    (``FUSIONLAKE_HANG_AT`` blocks the call staging it for good) ends the worker process it
+    runs in once it takes longer than ``FUSIONLAKE_DROP_SECONDS``; Dask gives the call to
+    another worker, which ends the same way, and gives up (KilledWorker) after
+    ``allowed-failures`` (1 here, to keep the test short). The drop is held with the reason,
+    the other drop is published in the same run, and the run gives the lake's lease back: the
+    next run is a no-op, not a lake taken for good."""
+    import dask
+    import distributed  # noqa: F401  its config defaults, before one of them is set
+
+    from flows.pipeline import pipeline
+
+    store = open_store(f"s3://{s3_bucket}/hung")
+    deliver_all(store, drops, only={"th_imm/detentions", "th_imm/repatriations"})
+    monkeypatch.setenv("FUSIONLAKE_TASK_RUNNER", "dask")
+    monkeypatch.delenv("FUSIONLAKE_DASK_ADDRESS", raising=False)
+    monkeypatch.setenv("FUSIONLAKE_DROP_WORKERS", "2")
+    monkeypatch.setenv("FUSIONLAKE_HANG_AT", "staging:detentions")  # the workers inherit it
+    monkeypatch.setenv("FUSIONLAKE_DROP_SECONDS", "8")
+    # Without the limit the run would wait for the drop for good: end this process (xdist
+    # reports the test's worker crashed, with every thread's stack) rather than the suite hang.
+    faulthandler.dump_traceback_later(HANG_GUARD_SECONDS, exit=True)
+    try:
+        with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+            summary = pipeline(lake=store.uri, run_id="hung")
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+    states = {e.file_name: e for e in Ledger(store).entries()}
+    held = states.pop("detentions.xlsx")
+    assert held.state == "held", held
+    assert held.reason.startswith(
+        "staging it took longer than 8 s (FUSIONLAKE_DROP_SECONDS) and its worker process was "
+        "ended, on each of the 2 Dask workers that took it (KilledWorker); a reader stuck on "
+        "the file, most likely"), held.reason
+    assert [e.state for e in states.values()] == ["published"]
+    assert summary.problems == [f"drop {held.drop_id} (th_imm/detentions/detentions.xlsx) "
+                                f"held: {held.reason}"]
+    assert store.list("ledger/attempts/") == []  # no staging mark left behind
+
+    monkeypatch.delenv("FUSIONLAKE_HANG_AT")
+    after = pipeline(lake=store.uri, run_id="after")
+    assert (after.noop, after.problems) == (True, [])
 
 
 def test_a_scheduler_elsewhere_with_a_lake_folder_is_refused_by_the_command_line(
