@@ -84,6 +84,24 @@ def one_worker_scheduling() -> type:
     return OneWorkerScheduling
 
 
+def assert_held_for_overrun(store, summary, seconds: int, how: str) -> None:
+    """After a run over th_imm's two drops whose detentions reader never ends: that drop is
+    held for overrunning ``FUSIONLAKE_DROP_SECONDS`` (``how``: which worker was ended), the
+    other is published, the run's problems say so, and no staging mark is left."""
+    from fusionlake.lake.ledger import Ledger
+
+    states = {e.file_name: e for e in Ledger(store).entries()}
+    held = states.pop("detentions.xlsx")
+    assert held.state == "held", held
+    assert held.reason.startswith(
+        f"staging it took longer than {seconds} s (FUSIONLAKE_DROP_SECONDS) and its worker "
+        f"process was ended, {how}; a reader stuck on the file, most likely"), held.reason
+    assert [e.state for e in states.values()] == ["published"]
+    assert summary.problems == [f"drop {held.drop_id} (th_imm/detentions/detentions.xlsx) "
+                                f"held: {held.reason}"]
+    assert store.list("ledger/attempts/") == []
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import polars as pl
 import pytest
+from conftest import assert_held_for_overrun
 from polars.testing import assert_frame_equal
 
 from fusionlake.lake import layout, schema
@@ -157,17 +158,8 @@ def test_a_drop_whose_staging_never_ends_on_dask_is_held_and_the_lake_is_not_kep
     finally:
         faulthandler.cancel_dump_traceback_later()
 
-    states = {e.file_name: e for e in Ledger(store).entries()}
-    held = states.pop("detentions.xlsx")
-    assert held.state == "held", held
-    assert held.reason.startswith(
-        "staging it took longer than 8 s (FUSIONLAKE_DROP_SECONDS) and its worker process was "
-        "ended, on each of the 2 Dask workers that took it (KilledWorker); a reader stuck on "
-        "the file, most likely"), held.reason
-    assert [e.state for e in states.values()] == ["published"]
-    assert summary.problems == [f"drop {held.drop_id} (th_imm/detentions/detentions.xlsx) "
-                                f"held: {held.reason}"]
-    assert store.list("ledger/attempts/") == []  # no staging mark left behind
+    assert_held_for_overrun(store, summary, 8, "on each of the 2 Dask workers that took it "
+                                               "(KilledWorker)")
 
     monkeypatch.delenv("FUSIONLAKE_HANG_AT")
     after = pipeline(lake=store.uri, run_id="after")

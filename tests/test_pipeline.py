@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import assert_held_for_overrun
 
 from fusionlake.lake import layout, schema, zones
 from fusionlake.lake.ledger import Ledger
@@ -637,17 +638,8 @@ def test_a_drop_whose_staging_never_ends_costs_one_run_and_is_held(drops, tmp_pa
                for key in store.list("ledger/attempts/"))
 
     second = run(Settings(lake=lake, drop_seconds=8))  # the drop still never finishes
-    states = {e.file_name: e for e in Ledger(store).entries()}
-    held = states.pop("detentions.xlsx")
-    assert held.state == "held", held
-    assert held.reason.startswith(
-        "staging it took longer than 8 s (FUSIONLAKE_DROP_SECONDS) and its worker process was "
-        "ended, alone, after an earlier run ended while staging it (BrokenProcessPool); a "
-        "reader stuck on the file, most likely"), held.reason
-    assert [e.state for e in states.values()] == ["published"]
-    assert second.problems == [f"drop {held.drop_id} (th_imm/detentions/detentions.xlsx) "
-                               f"held: {held.reason}"]
-    assert store.list("ledger/attempts/") == []
+    assert_held_for_overrun(store, second, 8, "alone, after an earlier run ended while staging "
+                                              "it (BrokenProcessPool)")
     third = run(Settings(lake=lake, drop_seconds=8))
     assert (third.noop, third.problems) == (True, [])
 
