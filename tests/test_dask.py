@@ -11,7 +11,7 @@ A lake folder of this host with a scheduler elsewhere is refused before anything
 from __future__ import annotations
 
 import asyncio
-import faulthandler
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -149,14 +149,27 @@ def test_a_drop_whose_staging_never_ends_on_dask_is_held_and_the_lake_is_not_kep
     monkeypatch.setenv("FUSIONLAKE_DROP_WORKERS", "2")
     monkeypatch.setenv("FUSIONLAKE_HANG_AT", "staging:detentions")  # the workers inherit it
     monkeypatch.setenv("FUSIONLAKE_DROP_SECONDS", "8")
-    # Without the limit the run would wait for the drop for good: end this process (xdist
-    # reports the test's worker crashed, with every thread's stack) rather than the suite hang.
-    faulthandler.dump_traceback_later(HANG_GUARD_SECONDS, exit=True)
-    try:
-        with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-            summary = pipeline(lake=store.uri, run_id="hung")
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+    # Without the limit the run would wait for the drop for good: it runs in a thread of its
+    # own, and the test fails, saying so, rather than the suite hang (the thread is left
+    # behind, a daemon: it ends with the process, and its cluster's workers with it).
+    outcome = {}
+
+    def run_it() -> None:
+        try:
+            with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+                outcome["summary"] = pipeline(lake=store.uri, run_id="hung")
+        except BaseException as exc:  # re-raised in the test's thread below
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=run_it, name="hung-drop-run", daemon=True)
+    runner.start()
+    runner.join(HANG_GUARD_SECONDS)
+    if runner.is_alive():
+        pytest.fail(f"the run still waits for the stuck drop after {HANG_GUARD_SECONDS} s: "
+                    "its staging time limit did not end the workers")
+    if "error" in outcome:
+        raise outcome["error"]
+    summary = outcome["summary"]
 
     assert_held_for_overrun(store, summary, 8, "on each of the 2 Dask workers that took it "
                                                "(KilledWorker)")
