@@ -64,9 +64,9 @@ def one_worker_scheduling() -> type:
         def remove_node(self, node) -> str | None:
             """As LoadScopeScheduling's, except that the test a crashed worker was running
             counts as run. LoadScopeScheduling puts it back with the rest of its unit, so a
-            test that ends its worker (a hang guard, a JVM taking its process down) ran again
-            on every replacement worker, up to ``--max-worker-restart`` times; xdist's default
-            scheduling reports it failed once and goes on, and so does this one."""
+            test that ends its worker (a crash in native code, a JVM taking its process down)
+            ran again on every replacement worker, up to ``--max-worker-restart`` times;
+            xdist's default scheduling reports it failed once and goes on, and so does this."""
             workload = self.assigned_work.pop(node)
             if not self._pending_of(workload):
                 return None

@@ -53,11 +53,12 @@ class _Worker:
 
 
 def test_a_test_that_crashed_its_worker_is_not_run_again_on_the_next_worker():
-    """A test that ends its worker process (the Dask hang guard of tests/test_dask.py, a JVM
-    taking its process down) in a file kept on one worker was sent again, with the rest of its
-    file, to each replacement worker, and crashed each: the suite spent --max-worker-restart
-    times its guard before it went on. It runs once, as under xdist's default scheduling; the
-    tests of its file that had not run yet go to the next worker."""
+    """A test that ends its worker process (a crash in native code, a JVM taking its process
+    down, an ``os._exit``) in a file kept on one worker was sent again, with the rest of its
+    file, to each replacement worker, and crashed each, up to --max-worker-restart times (seen
+    with a hang guard that ended its process, since replaced by a thread with a time limit).
+    It runs once, as under xdist's default scheduling; the tests of its file that had not run
+    yet go to the next worker."""
     collection = ["tests/test_dask.py::test_hangs", "tests/test_dask.py::test_after",
                   "tests/test_pipeline.py::test_one", "tests/test_pipeline.py::test_two"]
     config = SimpleNamespace(getvalue=lambda name: ["2*popen"],
