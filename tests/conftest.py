@@ -70,11 +70,9 @@ def one_worker_scheduling() -> type:
             workload = self.assigned_work.pop(node)
             if not self._pending_of(workload):
                 return None
-            crashed = next(nodeid for unit in workload.values()
-                           for nodeid, done in unit.items() if not done)
-            for unit in workload.values():
-                if crashed in unit:
-                    unit[crashed] = True
+            scope, crashed = next((scope, nodeid) for scope, unit in workload.items()
+                                  for nodeid, done in unit.items() if not done)
+            workload[scope][crashed] = True
             self.workqueue.update((scope, unit) for scope, unit in workload.items()
                                   if not all(unit.values()))
             for other in self.assigned_work:
@@ -82,6 +80,17 @@ def one_worker_scheduling() -> type:
             return crashed
 
     return OneWorkerScheduling
+
+
+def deliver_all(store, drops_dir: Path, only: set[str] | None = None) -> None:
+    """Deliver every generated feed under ``drops_dir`` (``agency/feed/`` folders) to the lake,
+    or only the ``agency/feed`` names in ``only``."""
+    from fusionlake.pipeline.land import deliver
+
+    for feed_dir in sorted(p for p in drops_dir.glob("*/*") if p.is_dir()):
+        agency, feed = feed_dir.parent.name, feed_dir.name
+        if only is None or f"{agency}/{feed}" in only:
+            deliver(store, agency, feed, sorted(feed_dir.iterdir()))
 
 
 def assert_held_for_overrun(store, summary, seconds: int, how: str) -> None:

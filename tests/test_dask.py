@@ -17,14 +17,13 @@ from types import SimpleNamespace
 
 import polars as pl
 import pytest
-from conftest import assert_held_for_overrun
+from conftest import assert_held_for_overrun, deliver_all
 from polars.testing import assert_frame_equal
 
 from fusionlake.lake import layout, schema
 from fusionlake.lake.ledger import Ledger
 from fusionlake.lake.settings import Settings, SettingsError
 from fusionlake.lake.store import open_store
-from fusionlake.pipeline.land import deliver
 
 PEOPLE = 300
 REMOTE = "tcp://10.20.30.40:8786"  # a scheduler on another machine (never contacted)
@@ -38,12 +37,6 @@ def drops(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("drops")
     generate(PEOPLE, 11, out)
     return out
-
-
-def deliver_all(store, drops_dir: Path, only: set[str] | None = None) -> None:
-    for feed_dir in sorted(p for p in drops_dir.glob("*/*") if p.is_dir()):
-        if only is None or f"{feed_dir.parent.name}/{feed_dir.name}" in only:
-            deliver(store, feed_dir.parent.name, feed_dir.name, sorted(feed_dir.iterdir()))
 
 
 def staged_tables(store) -> dict[str, pl.DataFrame]:

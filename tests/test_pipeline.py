@@ -19,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import assert_held_for_overrun
+from conftest import assert_held_for_overrun, deliver_all
 
 from fusionlake.lake import layout, schema, zones
 from fusionlake.lake.ledger import Ledger
@@ -39,14 +39,6 @@ def drops(tmp_path_factory):
     out = tmp_path_factory.mktemp("drops")
     generate(PEOPLE, 11, out)
     return out
-
-
-def deliver_all(store, drops_dir: Path, only: set[str] | None = None) -> None:
-    for feed_dir in sorted(p for p in drops_dir.glob("*/*") if p.is_dir()):
-        agency, feed = feed_dir.parent.name, feed_dir.name
-        if only and f"{agency}/{feed}" not in only:
-            continue
-        deliver(store, agency, feed, sorted(feed_dir.iterdir()))
 
 
 def mart_count(store, sql: str, audience: str = "all"):
