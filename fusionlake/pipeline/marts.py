@@ -943,8 +943,8 @@ def _update_inputs(staged: dict, resolution: dict, store: ObjectStore, audience:
     pairs = {t: given[t].filter(with_touched).collect() for t in ("record_link", "review_pair")}
     load = pl.concat([touched.explode(), *(f[c] for f in pairs.values()
                                            for c in ("record_id_l", "record_id_r"))])
-    load = load.unique().implode()
-    of_load = pl.col("record_id").is_in(load)
+    load = load.unique()
+    of_load = pl.col("record_id").is_in(load.implode())
     history = given["entity_history"].filter(
         pl.col("old_entity_id").is_in(entities) | pl.col("new_entity_id").is_in(entities))
     # Update step 20 reads the links via a touched value: one a touched entity holds now or
@@ -957,8 +957,8 @@ def _update_inputs(staged: dict, resolution: dict, store: ObjectStore, audience:
                                | pl.col("entity_id_r").is_in(entities)).select("via", "value")
     links = links.join(via_touched.unique(), on=["via", "value"], how="semi")
     return {
-        **_conformed({t: f.lazy().filter(of_load) for t, f in staged.items()}, schema.TABLES,
-                     "staged", folder),
+        **_conformed({t: schema.rows_of(f.lazy(), load) for t, f in staged.items()},
+                     schema.TABLES, "staged", folder),
         **_conformed({"entity_record": given["entity_record"].filter(of_load),
                       "record_fact": given["record_fact"].filter(of_load),
                       "entity_history": history, **pairs, "entity_link": links},

@@ -74,7 +74,7 @@ from fusionlake.lake import layout, versions, zones
 from fusionlake.lake.faults import kill_point
 from fusionlake.lake.feeds import FeedSet
 from fusionlake.lake.ledger import LIVE, Ledger
-from fusionlake.lake.schema import TABLES
+from fusionlake.lake.schema import TABLES, rows_of
 from fusionlake.lake.settings import Settings
 from fusionlake.lake.store import NotFound, ObjectStore
 from fusionlake.pipeline import marts
@@ -569,9 +569,9 @@ def _incremental(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str
                 block_largest=out.block_largest, identical=out.identical)
     _log("writing", f"resolution {version} (incremental of {kept.version}, "
          f"{out.delta.height:,} records in its delta) in {time.perf_counter() - t0:.1f} s")
+    person = rows_of(scans["person_record"], out.delta["record_id"]).select(
+        "record_id", "agency").collect()
     changed = out.delta["record_id"].implode()
-    person = scans["person_record"].select("record_id", "agency").filter(
-        pl.col("record_id").is_in(changed)).collect()
     stats = {**out.stats, "model": "the kept model",
              "new cross-agency matches": new_cross_agency_matches(
                  person, out.frames["entity_record"].filter(pl.col("record_id").is_in(changed)),

@@ -138,6 +138,40 @@ def test_record_ids_are_stable_and_provenance_complete():
     )  # fmt: skip
 
 
+def test_rows_of_records_name_their_drops_and_keep_exactly_the_records_rows(tmp_path):
+    """rows_of narrows a scan of the staged files to the drops the ids name (so the other
+    drops' files are skipped); the rows are those of the plain record_id filter, whatever the
+    ids: one drop's, several drops', unknown, none, or of another form (matched on record_id
+    alone, as is a frame without drop_id)."""
+    feed = StandInFeed("cn_mps", "fraud_reports", "报案编号", {
+        "报案编号": {"to": "source_key"},
+        "受害人身份证号": {"to": "identifier", "kind": "cn_resident_id"},
+    })  # fmt: skip
+    files = []
+    for drop_id, keys in (("d1", ["A", "B", "C"]), ("d:2", ["D", "E"])):
+        tables = to_canonical(_drop({"报案编号": keys,
+                                     "受害人身份证号": ["11010519491231002X"] * len(keys)}),
+                              feed, drop_id)
+        files.append(tmp_path / f"{len(files)}.parquet")
+        tables["person_record"].write_parquet(files[-1])
+    scan = pl.scan_parquet(files)
+    odd = pl.DataFrame({"record_id": ["x", "d1:1", "d1:2"], "drop_id": ["d1", "d1", None]}
+                       ).lazy()
+    cases = [(scan, ["d1:2"]), (scan, ["d1:1", "d:2:2"]), (scan, ["d9:1", "d1:3"]), (scan, []),
+             (scan, ["d1:1", "x"]), (odd, ["x", "d1:1"]), (odd, ["d1:2"]),
+             (scan.drop("drop_id"), ["d1:1"])]
+    for frame, ids in cases:
+        ids = pl.Series("record_id", ids, dtype=pl.String)
+        plain = frame.filter(pl.col("record_id").is_in(ids.implode())).collect()
+        narrowed = schema.rows_of(frame, ids).collect()
+        assert narrowed.sort("record_id").equals(plain.sort("record_id")), list(ids)
+    assert schema.rows_of(scan, pl.Series(["d1:1", "d:2:2"])).collect()["source_key"].sort(
+        ).to_list() == ["A", "E"]
+    # the drops are part of the filter when every id has its drop's form
+    assert "drop_id" in schema.rows_of(scan, pl.Series(["d1:2"])).explain()
+    assert "drop_id" not in schema.rows_of(scan, pl.Series(["d1:2", "x"])).explain()
+
+
 def test_passport_issuing_country_from_nationality_and_sex_values():
     pytest.importorskip("transforms.countries")
     feed = StandInFeed(

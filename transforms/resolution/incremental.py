@@ -42,7 +42,7 @@ from typing import Any
 
 import polars as pl
 
-from fusionlake.lake.schema import conform
+from fusionlake.lake.schema import conform, rows_of
 from transforms.resolution.ids import history
 from transforms.resolution.links import association_values, entity_links
 from transforms.resolution.resolve import (
@@ -445,9 +445,8 @@ class Outcome:
 def _rows(scans: dict[str, pl.LazyFrame], ids: pl.Series,
           columns: dict[str, tuple[str, ...]] | None = None) -> dict[str, pl.DataFrame]:
     """The staged rows of some records only (every table), collected."""
-    keep = ids.implode()
-    return {t: (f.select(columns[t]) if columns and t in columns else f)
-            .filter(pl.col("record_id").is_in(keep)).collect() for t, f in scans.items()}
+    return {t: (rows_of(f, ids).select(columns[t]) if columns and t in columns
+                else rows_of(f, ids)).collect() for t, f in scans.items()}
 
 
 def _identity_holders(scans: dict[str, pl.LazyFrame], identifier: pl.DataFrame,
@@ -543,7 +542,7 @@ def _resolve_incremental(
     # An old record holding an identity number that too many records hold has review pairs
     # with every other holder: those holders (and their components) are affected as well.
     for _ in range(10):
-        ident = scans["identifier"].filter(pl.col("record_id").is_in(affected.implode()))
+        ident = rows_of(scans["identifier"], affected)
         outside = _identity_holders(scans, ident.collect(), settings.identity_kinds).filter(
             pl.col("check_valid").fill_null(False)
             & ~pl.col("record_id").is_in(affected.implode()))["record_id"].unique()
