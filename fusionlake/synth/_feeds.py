@@ -106,7 +106,10 @@ def journeys(pop: pl.DataFrame, rng: np.random.Generator, p: Params) -> pl.DataF
         dest.list.get(
             (pl.col("r2").first().over("flight_grp") * dest.list.len()).cast(pl.Int64)
         ).alias("destination"),
-        (pl.int_range(pl.len()).over("flight_grp") + 1).alias("seat"),
+    ).with_columns(
+        # numbered per flight (number and date), not per charter group: two groups given the
+        # same number and date share a manifest, and a seat is one passenger's key
+        (pl.int_range(pl.len()).over("flight_no", "rep_date") + 1).alias("seat"),
     )
     return (
         frame.select("i", "in_mm", "in_th", "in_rep", "in_cn", "mm_date")
