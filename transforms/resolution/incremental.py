@@ -445,8 +445,9 @@ class Outcome:
 def _rows(scans: dict[str, pl.LazyFrame], ids: pl.Series,
           columns: dict[str, tuple[str, ...]] | None = None) -> dict[str, pl.DataFrame]:
     """The staged rows of some records only (every table), collected."""
-    return {t: (rows_of(f, ids).select(columns[t]) if columns and t in columns
-                else rows_of(f, ids)).collect() for t, f in scans.items()}
+    rows = {t: rows_of(f, ids) for t, f in scans.items()}
+    return {t: (f.select(columns[t]) if columns and t in columns else f).collect()
+            for t, f in rows.items()}
 
 
 def _identity_holders(scans: dict[str, pl.LazyFrame], identifier: pl.DataFrame,
