@@ -776,6 +776,7 @@ def build_and_publish(
     pointers: dict[str, dict] | None = None,
     full: bool = False,
     workers: int = 1,
+    release: pl.DataFrame | None = None,
     **build_options,
 ) -> dict[str, str]:
     """Build or update, check and publish the mart of every audience; returns audience -> version.
@@ -799,7 +800,8 @@ def build_and_publish(
     is published as soon as it passes its checks; a failure is raised once the other builds
     have finished (marts published stay published, the failed one keeps its previous version).
     The inputs (frames or lazy frames) are first written to ``work_dir`` as Parquet, which every
-    build reads. ``build_options`` go to :func:`build_mart`.
+    build reads. ``release`` is :func:`release_values` of ``staged`` when the caller has it
+    already; ``build_options`` go to :func:`build_mart`.
     """
     published: dict[str, str] = {}
     names = audience_names or audiences(staged)
@@ -818,7 +820,7 @@ def build_and_publish(
     resolved: dict[tuple[int, str | None], Callable] = {}
     shared: dict[str, tuple[int, str | None]] = {}  # audience -> its key in ``resolved``
     builds: list[list[str]] = []  # audiences sharing a view and a resolution: one build
-    for view in visibility_groups(staged, names, sql_dir):
+    for view in visibility_groups(staged, names, sql_dir, release=release):
         by_resolution: dict[tuple[int, str | None], list[str]] = {}
         for name in view:
             # Only marts that show the same resolution share a build: after a run that stopped

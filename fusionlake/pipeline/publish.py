@@ -73,7 +73,7 @@ def audience_resolutions(store: ObjectStore, names: list[str], work_dir: Path,
 
 def publish_marts(store: ObjectStore, ledger: Ledger, feedset: FeedSet, retention: int,
                   staged: dict[str, pl.LazyFrame], full: bool = False,
-                  workers: int = 1) -> dict[str, str]:
+                  workers: int = 1, release: pl.DataFrame | None = None) -> dict[str, str]:
     """Build, check and publish one mart per audience from the lake; returns audience -> version.
 
     A mart whose audience's resolution was incremental is updated in place from its previous
@@ -86,7 +86,7 @@ def publish_marts(store: ObjectStore, ledger: Ledger, feedset: FeedSet, retentio
     stewards' tables), not handed over in memory: at a million people the
     process would otherwise hold gigabytes of frames while DuckDB builds. Each mart remembers
     when the one it replaces was built, so "what is new since the last version" is a plain
-    query (sql/queries/new_cross_agency_matches.sql).
+    query (sql/queries/new_cross_agency_matches.sql). ``release``: see build_and_publish.
     """
     names = audiences(feedset, staged)
     if zones.resolution_keys(store) is None:
@@ -97,5 +97,5 @@ def publish_marts(store: ObjectStore, ledger: Ledger, feedset: FeedSet, retentio
         return build_and_publish(store, staged, resolution, steward_tables(store, ledger),
                                  Path(tmp), audience_names=names,
                                  retention=retention, pointers=pointers, full=full,
-                                 workers=workers,
+                                 workers=workers, release=release,
                                  memory_limit=memory_share(MART_MEMORY_FRACTION))

@@ -174,7 +174,8 @@ class Options:
 def resolve_audiences(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str,
                       retention: int = Settings.resolution_retention,
                       audiences: list[str] | None = None,
-                      options: Options | None = None) -> dict:
+                      options: Options | None = None,
+                      release: pl.DataFrame | None = None) -> dict:
     """Resolve each visibility group over its own rows; every audience's resolution is stored.
 
     Returns the statistics of the ``all`` group's resolution (what the run summary reports),
@@ -188,11 +189,12 @@ def resolve_audiences(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id
 
     Groups resolve side by side (``options.workers`` at a time) while their resolutions are
     incremental; a full one runs alone (fusionlake.pipeline.slots). If one group fails, the
-    others still finish, and then the first failure is raised.
+    others still finish, and then the first failure is raised. ``release`` is
+    marts.release_values of ``scans`` when the caller has it already.
     """
     options = options or Options()
     names = audiences or marts.audiences(scans)
-    release = marts.release_values(scans)
+    release = marts.release_values(scans) if release is None else release
     # read once: a decision a steward makes meanwhile reaches every group in the next run,
     # never one group now and the others later
     decisions = zones.read_decisions(store)
