@@ -102,14 +102,16 @@ def owned_server(timeout: float = 180.0) -> Iterator[str | None]:
                 try:
                     yield url
                 finally:
-                    _drain_prefect_workers()
+                    if proc.poll() is None:  # a server that died takes nothing more
+                        _drain_prefect_workers()
         else:
             try:
                 yield url
             finally:
                 # the command imported Prefect inside the block: its workers hold logs for this
                 # server, and flushing them at exit to a stopped server took a minute of retries
-                if "prefect" in sys.modules:
+                # (and to a server that died during the command, ten seconds each for nothing)
+                if "prefect" in sys.modules and proc.poll() is None:
                     _drain_prefect_workers()
     finally:
         if saved is None:

@@ -35,8 +35,10 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
+from flows.server import healthy
+from fusionlake.lake import layout
 from fusionlake.lake.settings import Settings, SettingsError
-from fusionlake.lake.store import TransientLakeError, is_transient
+from fusionlake.lake.store import TransientLakeError, is_transient, redact
 from fusionlake.pipeline import stage
 from fusionlake.pipeline.run import Executor, WorkerDied
 
@@ -121,6 +123,52 @@ def lost_by_cluster(exc: Exception) -> Exception:
     return exc
 
 
+#: How often a run waiting for a drop worker checks that its Prefect server answers, and how
+#: many checks in a row it may miss before the run stops (:func:`_wait_while_prefect_answers`).
+PREFECT_CHECK_SECONDS = 5.0
+PREFECT_CHECKS_MISSED = 3
+
+
+class PrefectUnreachable(RuntimeError):
+    """The run's Prefect server stopped answering while worker processes ran its tasks, which
+    cannot end without it: the run stops, and the drops not staged stay pending."""
+
+
+def _wait_while_prefect_answers(fut: Any, runner: ProcessPoolTaskRunner, name: str) -> None:
+    """Wait until a task of the process pool ``runner`` is done, checking that the Prefect API
+    answers; when it stops answering, end the pool's processes and raise PrefectUnreachable.
+
+    A task's engine in a worker process that cannot reach the API ends with ``exit(1)``, and
+    Prefect's process pool then never resolves the task's future: the SystemExit it gets back
+    escapes the pool's callbacks (prefect 3.9, ``_ChainedFuture``). Without this check a run
+    whose server died (killed, restarted) waited for ever, its lease renewed all along.
+    """
+    api = PREFECT_API_URL.value()
+    missed = 0
+    while not fut.wrapped_future.done():
+        fut.wait(PREFECT_CHECK_SECONDS)
+        if fut.wrapped_future.done() or not api:
+            continue
+        missed = 0 if healthy(api) else missed + 1
+        if missed >= PREFECT_CHECKS_MISSED:
+            _end_pool_processes(runner)
+            raise PrefectUnreachable(
+                f"the Prefect server at {api} stopped answering while worker processes ran "
+                f"the run's {name} tasks, which cannot end without it: the run stops, and the "
+                "drops not staged stay pending for the next run")
+
+
+def _end_pool_processes(runner: ProcessPoolTaskRunner) -> None:
+    """Kill the worker processes of a process pool whose Prefect server is gone. The pool's own
+    shutdown cannot end them then: the SystemExit that hangs its futures
+    (:func:`_wait_while_prefect_answers`) has also ended the thread that would tell them to
+    stop, and Python waits for them at exit, so the command never ended."""
+    executor = getattr(runner, "_executor", None)
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            process.kill()
+
+
 class PrefectExecutor(Executor):
     """Runs the stages as Prefect tasks of the current flow run; per-drop work where
     ``settings.task_runner`` says (see the module's docstring)."""
@@ -167,8 +215,10 @@ class PrefectExecutor(Executor):
               ProcessPoolTaskRunner(max_workers=processes,
                                     initializer=stage.exit_with_parent) as runner):
             self._runner = runner
-            yield
-        self._runner = None
+            try:
+                yield
+            finally:
+                self._runner = None
 
     @contextlib.contextmanager
     def _on_dask(self) -> Iterator[None]:
@@ -199,7 +249,10 @@ class PrefectExecutor(Executor):
         futures = [self._runner.submit(t, kwargs) if self._runner else t.submit(**kwargs)
                    for kwargs in calls]
         on_dask = self.settings.task_runner == "dask" and self._runner is not None
+        in_processes = isinstance(self._runner, ProcessPoolTaskRunner)
         for fut in futures:
+            if in_processes:
+                _wait_while_prefect_answers(fut, self._runner, name)
             try:
                 yield fut.result()
             except Exception as exc:
@@ -208,7 +261,10 @@ class PrefectExecutor(Executor):
     def once(self, name: str, fn: Callable, **kwargs) -> Any:
         t = as_task(name, fn)
         if self._runner is not None:
-            return self._runner.submit(t, kwargs).result()
+            fut = self._runner.submit(t, kwargs)
+            if isinstance(self._runner, ProcessPoolTaskRunner):
+                _wait_while_prefect_answers(fut, self._runner, name)
+            return fut.result()
         return t(**kwargs)
 
     def start(self, name: str, fn: Callable, **kwargs) -> Any:
@@ -216,5 +272,19 @@ class PrefectExecutor(Executor):
         return as_task(name, fn).submit(**kwargs)
 
     def report(self, markdown: str, run_id: str) -> None:
-        create_markdown_artifact(markdown=markdown, key="pipeline-run-summary",
-                                 description=f"fusionlake run {run_id}")
+        """The summary as the flow run's artifact too. It is in the lake already: a Prefect
+        server that stopped answering during the run (killed, restarting) costs the copy, not
+        the run, and not a minute of the client's retries first."""
+        where = f"{layout.run_report_key(run_id)} in the lake"
+        api = PREFECT_API_URL.value()
+        if api and not healthy(api):
+            self.log.warning("the run summary was not posted to Prefect, whose API at %s does "
+                             "not answer; it is at %s", api, where)
+            return
+        try:
+            create_markdown_artifact(markdown=markdown, key="pipeline-run-summary",
+                                     description=f"fusionlake run {run_id}")
+        except Exception as exc:  # a copy of what the lake holds: never the run's failure
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.log.warning("the run summary was not posted to Prefect (%s); it is at %s",
+                             redact(why), where)

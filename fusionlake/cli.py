@@ -179,16 +179,58 @@ def cmd_feeds_draft(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _orchestration_lost(settings: Settings, run_id: str, api: str, exc: Exception) -> int:
+    """After a run whose Prefect server stopped answering (killed, restarted): Prefect could
+    not record how the run ended, but the pipeline's work does not depend on it. Say so, and
+    what the lake holds: the run's summary when it got that far."""
+    from flows.tasks import PrefectUnreachable
+
+    # the run's own account of it, when it stopped for this (Prefect's failure to record the
+    # end then follows it in the chain of exceptions)
+    cause, link, seen = exc, exc, set()
+    while link is not None and id(link) not in seen:
+        if isinstance(link, PrefectUnreachable):
+            cause = link
+            break
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    why = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+    print(f"fusionlake run: the Prefect server at {api} stopped answering during run {run_id} "
+          f"({redact(why)}), so Prefect has no record of how the run ended.", file=sys.stderr)
+    key = layout.run_report_key(run_id)
+    try:
+        report = open_store(settings.lake).get(key).decode()
+    except Exception:  # NotFound, or a lake that cannot be read now either
+        report = None
+    if report is None:
+        print("The run left no summary in the lake: it found nothing new, or stopped before "
+              "its end. What it completed is kept, and the next run takes up the rest "
+              "(`fusionlake drops` lists every drop's state).", file=sys.stderr)
+    else:
+        print(f"The pipeline finished its work all the same; its summary ({key} in the lake) "
+              "follows.", file=sys.stderr)
+        sys.stdout.write(report)
+    return 1
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from flows.server import owned_server
+    from flows.server import healthy, owned_server
 
     # without PREFECT_API_URL: a server that ends with this command (entered before Prefect
     # is imported, see flows/server.py)
-    with owned_server():
+    with owned_server() as url:
         from flows.pipeline import pipeline
+        from fusionlake.pipeline.run import new_run_id
 
-        summary = pipeline(lake=settings.lake, feeds_path=settings.feeds_path,
-                           lease_wait=args.wait, full=args.full)
+        run_id = new_run_id()
+        try:
+            summary = pipeline(lake=settings.lake, feeds_path=settings.feeds_path,
+                               run_id=run_id, lease_wait=args.wait, full=args.full)
+        except Exception as exc:
+            api = url or os.environ.get("PREFECT_API_URL")
+            if not api or healthy(api):
+                raise
+            return _orchestration_lost(settings, run_id, api, exc)
     if args.format == "json":
         print(json.dumps(summary.as_json(), ensure_ascii=False, indent=1))
     elif sys.stdout.isatty():

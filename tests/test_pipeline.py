@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import polars as pl
@@ -470,12 +471,77 @@ def test_drop_workers_report_to_the_run_s_own_prefect_server(drops, tmp_path):
     assert sorted(e.state for e in Ledger(open_store(lake)).entries()) == ["published"] * 5
 
 
+@pytest.mark.parametrize("workers", ["threads", "processes"])
+def test_a_run_whose_prefect_server_dies_says_so_and_loses_nothing(drops, tmp_path, workers):
+    """The temporary Prefect server of `fusionlake run` is killed as the run starts staging (the
+    OOM killer takes it, say). Prefect cannot record how the run ends, so the command says so
+    and exits 1, never hangs, and the next run ends as usual.
+
+    Drops staged by threads: the pipeline's work does not depend on the server. Every drop is
+    published and the summary written to the lake (its artifact skipped, not retried into a dead
+    server); the command prints it from there. Drops staged in worker processes: Prefect's
+    process pool cannot end a task without its server (the task's engine exits in the worker,
+    and the pool's future never resolves: the run waited for ever), so the run stops within
+    seconds, ends the workers and leaves the drops pending for the next run.
+    (``PREFECT_CLIENT_MAX_RETRIES=1``: the flow's last report to the dead server is retried once,
+    not Prefect's five times over a minute.)"""
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    deliver_all(store, drops)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_CLIENT_MAX_RETRIES="1",
+               FUSIONLAKE_DROP_PROCESS_MIN_BYTES="1" if workers == "processes" else str(2**40))
+    exe = str(Path(sys.executable).with_name("fusionlake"))
+    out = tmp_path / "stdout.txt"
+    lines: list[str] = []
+    landed = threading.Event()
+
+    def read(stream) -> None:  # the command's stderr, as it comes
+        for line in stream:
+            lines.append(line)
+            if " land: done" in line:
+                landed.set()
+
+    with out.open("w") as stdout:
+        proc = subprocess.Popen([exe, "run", "--lake", lake], env=env, stdout=stdout,
+                                stderr=subprocess.PIPE, text=True)
+        reader = threading.Thread(target=read, args=(proc.stderr,), daemon=True)
+        reader.start()
+        try:
+            assert landed.wait(300), "".join(lines)
+            server = re.search(r"Prefect server on \S+ \(pid (\d+)\)", "".join(lines))
+            os.kill(int(server.group(1)), signal.SIGKILL)
+            proc.wait(timeout=300)  # a command that hangs fails here
+        finally:
+            proc.kill()
+            reader.join(30)
+    err = "".join(lines)
+    assert proc.returncode == 1, err
+    run_id = re.search(r"stopped answering during run (\w+) \(", err).group(1)
+    if workers == "threads":
+        assert "the run summary was not posted to Prefect, whose API at " in err
+        assert ("The pipeline finished its work all the same; its summary "
+                f"({layout.run_report_key(run_id)} in the lake) follows.") in err
+        assert out.read_text() == store.get(layout.run_report_key(run_id)).decode()
+        assert sorted(e.state for e in Ledger(store).entries()) == ["published"] * 5
+        assert mart_count(store, "SELECT count(*) FROM entity_record") > 0
+    else:
+        assert "stopped answering while worker processes ran the run's validate+stage tasks" in err
+        assert "The run left no summary in the lake" in err
+        assert "published" not in {e.state for e in Ledger(store).entries()}
+
+    again = subprocess.run([exe, "run", "--lake", lake], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sorted(e.state for e in Ledger(store).entries()) == ["published"] * 5
+    if workers == "threads":
+        assert "nothing new" in again.stderr
+
+
 def test_small_drops_get_their_data_docs_while_the_run_resolves(drops, tmp_path, monkeypatch):
     """Drops staged by threads: the Data Docs render in a thread beside resolve and publish
     (GX takes seconds to load), and the run waits for them before its summary. The renderer
     here waits until resolution has started: run one after the other, it would time out."""
-    import threading
-
     from fusionlake.lake.settings import Settings
     from fusionlake.pipeline import resolve, stage
     from fusionlake.pipeline.run import run
