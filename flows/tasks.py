@@ -146,7 +146,12 @@ def _wait_while_prefect_answers(fut: Any, runner: ProcessPoolTaskRunner, name: s
     api = PREFECT_API_URL.value()
     missed = 0
     while not fut.wrapped_future.done():
-        fut.wait(PREFECT_CHECK_SECONDS)
+        try:
+            fut.wrapped_future.result(timeout=PREFECT_CHECK_SECONDS)
+        except TimeoutError:
+            pass
+        except Exception:  # the task's own failure: the caller has it from fut.result()
+            return
         if fut.wrapped_future.done() or not api:
             continue
         missed = 0 if healthy(api) else missed + 1
