@@ -44,9 +44,10 @@ def _free_port() -> int:
 
 
 def healthy(url: str) -> bool:
-    """Whether a Prefect server answers at its API URL."""
+    """Whether a Prefect server answers at its API URL (with a trailing slash or without: the
+    client's own ``api_url`` has one, and ``.../api//health`` is not found)."""
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=2) as resp:
             return resp.status == 200
     except OSError:
         return False

@@ -378,6 +378,13 @@ def test_drops_in_worker_processes_stage_what_threads_stage(prefect_harness, lak
     assert not pipeline(lake=threads.uri, run_id="threads").problems
 
     monkeypatch.setenv("FUSIONLAKE_DROP_PROCESS_MIN_BYTES", "1")  # now worker processes
+    # the run checks that Prefect answers while it waits for a worker (every 5 s, stopping
+    # after 3 misses: flows/tasks.py): here every 0.1 s, stopping at the first miss, so that a
+    # check that took a live server for a dead one would stop this run
+    import flows.tasks
+
+    monkeypatch.setattr(flows.tasks, "PREFECT_CHECK_SECONDS", 0.1)
+    monkeypatch.setattr(flows.tasks, "PREFECT_CHECKS_MISSED", 1)
     store = open_store(lake_uri)
     deliver_all(store, drops)
     summary = pipeline(lake=lake_uri, run_id="processes")
