@@ -179,10 +179,12 @@ def cmd_feeds_draft(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _orchestration_lost(settings: Settings, run_id: str, api: str, exc: Exception) -> int:
+def _orchestration_lost(settings: Settings, run_id: str, api: str, exc: Exception,
+                        fmt: str = "markdown") -> int:
     """After a run whose Prefect server stopped answering (killed, restarted): Prefect could
     not record how the run ended, but the pipeline's work does not depend on it. Say so, and
-    what the lake holds: the run's summary when it got that far."""
+    what the lake holds: the run's summary when it got that far (printed unless ``fmt`` is
+    json, which a script would read as JSON: the summary in the lake is markdown)."""
     from flows.tasks import PrefectUnreachable
 
     # the run's own account of it, when it stopped for this (Prefect's failure to record the
@@ -206,6 +208,9 @@ def _orchestration_lost(settings: Settings, run_id: str, api: str, exc: Exceptio
         print("The run left no summary in the lake: it found nothing new, or stopped before "
               "its end. What it completed is kept, and the next run takes up the rest "
               "(`fusionlake drops` lists every drop's state).", file=sys.stderr)
+    elif fmt == "json":
+        print(f"The pipeline finished its work all the same; its summary is {key} in the lake.",
+              file=sys.stderr)
     else:
         print(f"The pipeline finished its work all the same; its summary ({key} in the lake) "
               "follows.", file=sys.stderr)
@@ -230,7 +235,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             api = url or os.environ.get("PREFECT_API_URL")
             if not api or healthy(api):
                 raise
-            return _orchestration_lost(settings, run_id, api, exc)
+            return _orchestration_lost(settings, run_id, api, exc, args.format)
     if args.format == "json":
         print(json.dumps(summary.as_json(), ensure_ascii=False, indent=1))
     elif sys.stdout.isatty():

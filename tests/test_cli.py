@@ -189,3 +189,31 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
                           " | head -c 1", shell=True, capture_output=True, text=True, timeout=300)
     assert proc.stdout == "["
     assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "json"])
+def test_a_run_whose_prefect_server_stopped_answering_says_so(tmp_path, capsys, fmt):
+    """What `fusionlake run` prints when its Prefect server stopped answering during the run
+    (tests/test_pipeline.py kills one): the run's summary from the lake, except to a script
+    that asked for JSON (the summary in the lake is markdown); without one, where things stand."""
+    from fusionlake.cli import _orchestration_lost
+    from fusionlake.lake import layout
+    from fusionlake.lake.settings import Settings
+    from fusionlake.lake.store import open_store
+
+    settings = Settings(lake=str(tmp_path / "lake"))
+    api = "http://127.0.0.1:9/api"
+    lost = ConnectionRefusedError("[Errno 111] Connection refused")
+    assert _orchestration_lost(settings, "r1", api, lost, fmt) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"fusionlake run: the Prefect server at {api} stopped answering "
+                          "during run r1 ([Errno 111] Connection refused), so Prefect has no "
+                          "record of how the run ended.\nThe run left no summary in the lake")
+
+    open_store(settings.lake).put(layout.run_report_key("r2"), b"# fusionlake run r2\n")
+    assert _orchestration_lost(settings, "r2", api, lost, fmt) == 1
+    out, err = capsys.readouterr()
+    assert out == ("" if fmt == "json" else "# fusionlake run r2\n")
+    assert "The pipeline finished its work all the same; its summary" in err
+    assert layout.run_report_key("r2") in err
