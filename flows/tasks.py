@@ -38,7 +38,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTa
 from flows.server import healthy
 from fusionlake.lake import layout
 from fusionlake.lake.settings import Settings, SettingsError
-from fusionlake.lake.store import TransientLakeError, is_transient, redact
+from fusionlake.lake.store import TransientLakeError, first_line, is_transient, redact
 from fusionlake.pipeline import stage
 from fusionlake.pipeline.run import Executor, WorkerDied
 
@@ -290,6 +290,5 @@ class PrefectExecutor(Executor):
             create_markdown_artifact(markdown=markdown, key="pipeline-run-summary",
                                      description=f"fusionlake run {run_id}")
         except Exception as exc:  # a copy of what the lake holds: never the run's failure
-            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self.log.warning("the run summary was not posted to Prefect (%s); it is at %s",
-                             redact(why), where)
+                             redact(first_line(exc)), where)

@@ -35,7 +35,7 @@ from fusionlake.lake.feeds import load_feeds
 from fusionlake.lake.lease import LeaseHeld, LeaseLost
 from fusionlake.lake.ledger import Ledger, StewardError
 from fusionlake.lake.settings import Settings, SettingsError, configure_offline
-from fusionlake.lake.store import LakeError, LocalStore, open_store, redact
+from fusionlake.lake.store import LakeError, LocalStore, first_line, open_store, redact
 from fusionlake.pipeline.land import DeliveryError, deliver
 from fusionlake.pipeline.marts import (
     MAX_ROWS,
@@ -196,9 +196,9 @@ def _orchestration_lost(settings: Settings, run_id: str, api: str, exc: Exceptio
             break
         seen.add(id(link))
         link = link.__cause__ or link.__context__
-    why = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
     print(f"fusionlake run: the Prefect server at {api} stopped answering during run {run_id} "
-          f"({redact(why)}), so Prefect has no record of how the run ended.", file=sys.stderr)
+          f"({redact(first_line(cause))}), so Prefect has no record of how the run ended.",
+          file=sys.stderr)
     key = layout.run_report_key(run_id)
     try:
         report = open_store(settings.lake).get(key).decode()

@@ -59,6 +59,7 @@ __all__ = [
     "S3Store",
     "TransientLakeError",
     "causes",
+    "first_line",
     "is_transient",
     "join_key",
     "no_space",
@@ -232,6 +233,13 @@ def redact(text: str) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message, or its type's name when it has none: what a
+    one-line report of it says (before :func:`redact`)."""
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class NotFound(LakeError, KeyError):

@@ -75,6 +75,7 @@ from fusionlake.lake.store import (
     OutOfSpace,
     TransientLakeError,
     causes,
+    first_line,
     host_tag,
     is_transient,
     no_space,
@@ -249,7 +250,7 @@ def run(settings: Settings, run_id: str | None = None, lease_wait: float = 0.0,
 def _out_of_space(exc: BaseException, store: ObjectStore) -> str:
     """What a run that filled a disk says: the error, the free space where the run writes (the
     lake's folder, and the temp folder its work goes to), and that nothing was lost."""
-    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    detail = first_line(exc)
     places = [("the lake", store.root)] if isinstance(store, LocalStore) else []
     places.append(("the run's temp folder", Path(tempfile.gettempdir())))
     free = []
