@@ -7,44 +7,160 @@ only) and say where its UI is, so that a single machine needs nothing else.
 
 from __future__ import annotations
 
+import collections
+import multiprocessing
 import os
-import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from contextlib import contextmanager
 
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.pipeline import pipeline
-from flows.server import healthy, wait_healthy
+from flows.server import ServerProcess, die_with_parent, healthy, wait_healthy
 from fusionlake.lake.settings import Settings
 
 DEPLOYMENT = "fusionlake-pipeline"
 
 
+#: How often ``serve`` looks at the local server it started, and how many times it starts the
+#: server again within RESTART_WINDOW seconds before it gives up.
+WATCH_SECONDS = 5.0
+MAX_RESTARTS = 3
+RESTART_WINDOW = 600.0
+
+
+class _Watch:
+    """Starts the local server again whenever it exits (the OOM killer, a crash).
+
+    Without it ``serve`` went on without a server: alive to any supervisor, it scheduled
+    nothing, for ever, and said nothing. The server keeps its deployments and schedules in its
+    database (``PREFECT_HOME``), and Prefect's runner polls the same URL, so a server started
+    again on the same port takes the schedule up where it was: the runs missed meanwhile start
+    at once (a scheduled run that finds the lake busy ends Skipped). Past ``max_restarts`` in
+    ``window`` seconds, or when the server does not come back, it calls ``give_up`` with why
+    (by default :func:`end_serve`).
+    """
+
+    def __init__(self, start: Callable[[], ServerProcess], url: str, timeout: float,
+                 every: float, max_restarts: int, window: float,
+                 give_up: Callable[[str], None]) -> None:
+        self.server = start()
+        self._start, self._url, self._timeout = start, url, timeout
+        self._every, self._max, self._window = every, max_restarts, window
+        self._give_up = give_up
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._restarts: collections.deque[float] = collections.deque()
+        self._thread = threading.Thread(target=self._run, name="prefect server watch",
+                                        daemon=True)
+
+    def watch(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop.set()
+        if self._thread.is_alive():  # if it is starting a server, stopping it ends the wait
+            self._thread.join(timeout=self._every + 1)
+        self.server.stop()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            status = self.server.poll()
+            if status is None:
+                continue
+            dead = self.server
+            now = time.monotonic()
+            while self._restarts and now - self._restarts[0] > self._window:
+                self._restarts.popleft()
+            said = _last_line(dead.last_output())
+            if len(self._restarts) >= self._max:
+                exits = len(self._restarts) + 1
+                return self._lose(
+                    f"the local Prefect server exited (pid {dead.pid}, status {status}){said}: "
+                    f"{exits} exit{'s' if exits > 1 else ''} within {self._window:.0f} s, and "
+                    f"it is started again at most {self._max} times; serve ends, so that "
+                    "whatever supervises it sees the failure")
+            self._restarts.append(now)
+            print(f"fusionlake serve: the local Prefect server exited (pid {dead.pid}, status "
+                  f"{status}){said}; starting it again on {self._url} (restart "
+                  f"{len(self._restarts)} of at most {self._max} within "
+                  f"{self._window:.0f} s)", file=sys.stderr, flush=True)
+            try:
+                with self._lock:
+                    if self._stop.is_set():  # serve is ending: close() stops the server
+                        return
+                    self.server = self._start()
+                wait_healthy(self.server, self._url, self._timeout, "the local Prefect server")
+            except (OSError, RuntimeError) as exc:
+                return self._lose(f"the local Prefect server exited (pid {dead.pid}, status "
+                                  f"{status}) and could not be started again: {exc}")
+            print(f"fusionlake serve: the local Prefect server answers again (pid "
+                  f"{self.server.pid}); the runs missed while it was down start now",
+                  file=sys.stderr, flush=True)
+
+    def _lose(self, why: str) -> None:
+        with self._lock:
+            if not self._stop.is_set():  # not when serve is ending anyway
+                self._give_up(why)
+
+
+def end_serve(why: str) -> None:
+    """Say why on stderr and end the process with status 1, its flow runs first.
+
+    Not Prefect's own shutdown: without its server the runner retries the API for minutes
+    before it lets go (pausing its deployments, and each flow run reporting its state). A
+    flow run killed here loses nothing the next run does not take up: its drops stay pending,
+    and its lease lapses (docs: the lake's lease).
+    """
+    print(f"fusionlake serve: {why}", file=sys.stderr, flush=True)
+    children = multiprocessing.active_children()  # the runner's flow runs
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + 10
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            child.kill()
+    os._exit(1)
+
+
+def _last_line(output: str) -> str:
+    line = next((x.strip() for x in reversed(output.splitlines()) if x.strip()), "")
+    return f" (its last words: {line[:300]})" if line else ""
+
+
 @contextmanager
-def local_prefect_server(port: int, timeout: float = 180.0):
-    """Start ``prefect server start`` on 127.0.0.1:port; yield its API URL; stop it after."""
+def local_prefect_server(port: int, timeout: float = 180.0, *,
+                         command: list[str] | None = None, every: float = WATCH_SECONDS,
+                         max_restarts: int = MAX_RESTARTS, window: float = RESTART_WINDOW,
+                         give_up: Callable[[str], None] = end_serve):
+    """Start ``prefect server start`` on 127.0.0.1:port (or ``command``), start it again
+    whenever it exits (:class:`_Watch`), yield its API URL, stop it after."""
     url = f"http://127.0.0.1:{port}/api"
-    if healthy(url):  # one is already running there: use it
+    if healthy(url):  # one is already running there: use it (and leave it to whoever runs it)
         yield url
         return
     env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_UI_ENABLED": os.environ.get("PREFECT_UI_ENABLED", "true")}
     env.pop("PREFECT_API_URL", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-         "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+    args = command or [sys.executable, "-m", "prefect", "server", "start", "--host",
+                       "127.0.0.1", "--port", str(port)]
+
+    def start() -> ServerProcess:
+        # its own session: a Ctrl-C reaches serve, which stops the server after the runner
+        return ServerProcess(args, env, start_new_session=True, preexec_fn=die_with_parent)
+
+    watch = _Watch(start, url, timeout, every, max_restarts, window, give_up)
     try:
-        wait_healthy(proc, url, timeout, "the local Prefect server")
+        wait_healthy(watch.server, url, timeout, "the local Prefect server")
+        watch.watch()
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        watch.close()
 
 
 def serve(settings: Settings, cron: str = "*/15 * * * *", interval: float | None = None,

@@ -22,6 +22,7 @@ would start a temporary server of their own.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import ctypes
 import os
@@ -53,20 +54,60 @@ def healthy(url: str) -> bool:
         return False
 
 
-def wait_healthy(proc: subprocess.Popen, url: str, timeout: float, what: str) -> None:
-    """Wait until the server started as ``proc`` answers at ``url``; raise, naming it and
-    quoting its last error output, if it exits or stays silent for ``timeout`` seconds."""
+class ServerProcess:
+    """A server started as a child process, its error output read as it comes.
+
+    A pipe nobody reads holds 64 KiB: a server that logs more (Prefect's logs every failed
+    database write with its traceback, and a burst of runs on SQLite fails many) then blocks at
+    its next log line and stops answering. A reader thread keeps the last lines instead, for the
+    message when the server exits.
+    """
+
+    def __init__(self, args: list[str], env: dict[str, str], **popen) -> None:
+        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, **popen)
+        self.pid = self.proc.pid
+        self._lines: collections.deque[bytes] = collections.deque(maxlen=200)
+        self._reader = threading.Thread(target=self._read, name=f"stderr of {self.pid}",
+                                        daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in iter(self.proc.stderr.readline, b""):
+            self._lines.append(line)
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def last_output(self, chars: int = 2000) -> str:
+        """The end of what it wrote to stderr (all of it once it has exited)."""
+        if self.proc.poll() is not None:
+            self._reader.join(timeout=5)
+        return b"".join(self._lines).decode(errors="replace")[-chars:]
+
+    def stop(self, timeout: float = 20) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def wait_healthy(server: ServerProcess, url: str, timeout: float, what: str) -> None:
+    """Wait until ``server`` answers at ``url``; raise, naming it and quoting its last error
+    output, if it exits or stays silent for ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not healthy(url):
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-            raise RuntimeError(f"{what} exited at start-up:\n{err}")
+        if server.poll() is not None:
+            raise RuntimeError(f"{what} exited at start-up:\n{server.last_output()}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not answer on {url} within {timeout:.0f} s")
         time.sleep(0.2)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: SIGTERM when the parent process dies (Linux only)."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
@@ -85,11 +126,10 @@ def owned_server(timeout: float = 180.0) -> Iterator[str | None]:
     url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
            "PREFECT__SERVER_FINAL": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    proc = subprocess.Popen(
+    proc = ServerProcess(
         [sys.executable, "-m", "flows.server", "--port", str(port), "--parent",
          str(os.getpid())],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True, preexec_fn=_die_with_parent)
+        env, start_new_session=True, preexec_fn=die_with_parent)
     print(f"started a temporary Prefect server on {url.removesuffix('/api')} (pid {proc.pid}); "
           "it ends with this command", file=sys.stderr, flush=True)
     saved = os.environ.get("PREFECT_API_URL")
@@ -119,12 +159,7 @@ def owned_server(timeout: float = 180.0) -> Iterator[str | None]:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = saved
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.stop()
 
 
 def _drain_prefect_workers(timeout: float = 10.0) -> None:
