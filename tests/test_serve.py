@@ -8,6 +8,7 @@ created by the server's scheduler and executed by Prefect's runner in its own pr
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -18,6 +19,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
+from flows.serve import local_prefect_server
+from fusionlake.lake.ledger import DropState, Ledger
 from fusionlake.lake.store import open_store
 from fusionlake.pipeline.land import deliver
 from fusionlake.pipeline.marts import open_latest
@@ -36,6 +41,16 @@ def _flow_runs(api: str) -> list[dict]:
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
+
+
+def _prefect_server_pid(port: int) -> int:
+    """The pid of the `prefect server start` listening on ``port`` (serve does not print it)."""
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"server" in args and b"start" in args and str(port).encode() in args:
+                return int(proc.name)
+    raise AssertionError(f"no prefect server start --port {port} running")
 
 
 def test_serve_runs_the_pipeline_on_its_schedule(tmp_path):
@@ -86,6 +101,27 @@ def test_serve_runs_the_pipeline_on_its_schedule(tmp_path):
             con.close()
         assert records > 0
         assert store.exists("reports/runs/LATEST.md")
+
+        # The server dies (the OOM killer): serve starts it again on the same port, and the
+        # schedule goes on with it; a drop delivered meanwhile is published by a later run.
+        # (Before, serve went on without a server: alive, silent, scheduling nothing.)
+        os.kill(_prefect_server_pid(port), signal.SIGKILL)
+        second = drops / "mm_police" / "detainees"
+        [later] = deliver(store, "mm_police", "detainees", sorted(second.iterdir()))
+        later_name = later.path.name
+        deadline = time.monotonic() + 300
+        while True:
+            entry = next((e for e in Ledger(store).entries()
+                          if e.file_name == later_name), None)
+            if entry is not None and entry.state is DropState.PUBLISHED:
+                break
+            assert proc.poll() is None, Path(log.name).read_text()[-3000:]
+            assert time.monotonic() < deadline, Path(log.name).read_text()[-3000:]
+            time.sleep(2)
+        served = Path(log.name).read_text()
+        assert "fusionlake serve: the local Prefect server exited (pid " in served
+        assert "status -9); starting it again on " + api in served
+        assert "fusionlake serve: the local Prefect server answers again (pid " in served
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -116,3 +152,158 @@ def test_a_scheduled_run_that_finds_the_lake_busy_ends_skipped_not_failed(prefec
     finally:
         holder.release()
     assert not open_store(lake).exists("reports/runs/LATEST.md")  # the holder writes its own
+
+
+# A stand-in for `prefect server start` in the tests of serve's watch on its server: it writes
+# NOISE lines to stderr before it listens (more than a pipe holds), answers /api/health with its
+# pid, and exits at once, saying so, when the file REFUSE exists.
+FAKE_SERVER = """
+import http.server, os, sys
+port, noise, refuse = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+if os.path.exists(refuse):
+    sys.exit(f"port {port} is taken")
+for i in range(noise):
+    sys.stderr.write(f"log line {i} " + "x" * 90 + "\\n")
+sys.stderr.write(f"fake server {os.getpid()} listening\\n")
+sys.stderr.flush()
+
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = str(os.getpid()).encode()
+        self.send_response(200 if self.path == "/api/health" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", port), Health).serve_forever()
+"""
+
+
+def _fake_server(port: int, refuse: Path, noise: int = 2_000) -> list[str]:
+    return [sys.executable, "-c", FAKE_SERVER, str(port), str(noise), str(refuse)]
+
+
+def _answering_pid(url: str, other_than: int | None = None, timeout: float = 30) -> int:
+    """The pid the server at ``url`` answers with, once it is not ``other_than``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                pid = int(resp.read())
+            if pid != other_than:
+                return pid
+        assert time.monotonic() < deadline, f"no server other than {other_than} at {url}"
+        time.sleep(0.1)
+
+
+def test_serve_starts_its_local_server_again_each_time_it_exits_then_gives_up(tmp_path, capfd):
+    """The server writes 200 KB to stderr before it listens: a pipe nobody read (64 KiB)
+    stopped it at start-up. Killed, it is started again on the same port, twice; the third
+    exit within the window gives up, saying why with the server's last words."""
+    port, reasons, err = _free_port(), [], ""
+
+    def wait_for(text: str) -> None:
+        nonlocal err
+        deadline = time.monotonic() + 30
+        while text not in err:
+            assert time.monotonic() < deadline, err
+            time.sleep(0.1)
+            err += capfd.readouterr().err
+
+    with local_prefect_server(port, timeout=30, command=_fake_server(port, tmp_path / "no"),
+                              every=0.1, max_restarts=2, window=600,
+                              give_up=reasons.append) as url:
+        pids = [_answering_pid(url)]
+        for _ in range(2):
+            os.kill(pids[-1], signal.SIGKILL)
+            pids.append(_answering_pid(url, other_than=pids[-1]))
+            wait_for(f"answers again (pid {pids[-1]})")  # (killed before: it failed to start)
+        os.kill(pids[-1], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not reasons:
+            assert time.monotonic() < deadline, err
+            time.sleep(0.1)
+    assert len(set(pids)) == 3
+    assert reasons == [
+        f"the local Prefect server exited (pid {pids[2]}, status -9) (its last words: fake "
+        f"server {pids[2]} listening): 3 exits within 600 s, and it is started again at most 2 "
+        "times; serve ends, so that whatever supervises it sees the failure"]
+    for n, (dead, alive) in enumerate(itertools.pairwise(pids), start=1):
+        assert (f"fusionlake serve: the local Prefect server exited (pid {dead}, status -9) "
+                f"(its last words: fake server {dead} listening); starting it again on {url} "
+                f"(restart {n} of at most 2 within 600 s)") in err
+        assert (f"fusionlake serve: the local Prefect server answers again (pid {alive}); the "
+                "runs missed while it was down start now") in err
+
+
+def test_a_local_server_that_cannot_start_again_gives_serve_up_and_one_that_lives_is_stopped(
+        tmp_path):
+    refuse, reasons = tmp_path / "refuse", []
+    port = _free_port()
+    with local_prefect_server(port, timeout=30, command=_fake_server(port, refuse),
+                              every=0.1, give_up=reasons.append) as url:
+        first = _answering_pid(url)
+        refuse.touch()
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not reasons:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    [why] = reasons
+    assert why.startswith(f"the local Prefect server exited (pid {first}, status -9) and could "
+                          "not be started again: the local Prefect server exited at start-up:")
+    assert why.endswith(f"port {port} is taken\n")
+
+    # the block's end stops the server it started
+    refuse.unlink()
+    port = _free_port()
+    with local_prefect_server(port, timeout=30, command=_fake_server(port, refuse),
+                              every=0.1, give_up=reasons.append) as url:
+        alive = _answering_pid(url)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/health", timeout=2)
+    with pytest.raises(ProcessLookupError):
+        os.kill(alive, 0)
+    assert len(reasons) == 1
+
+
+# serve's own process, as `fusionlake serve` runs it: a flow run in a child process (Prefect's
+# runner starts them with multiprocessing), the local server watched with the default give-up
+SERVE = """
+import multiprocessing, sys, time
+from flows.serve import local_prefect_server
+
+if __name__ == "__main__":
+    port, command = int(sys.argv[1]), sys.argv[2:]
+    flow_run = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(600,))
+    flow_run.start()
+    with local_prefect_server(port, timeout=30, command=command, every=0.1, max_restarts=0):
+        print(flow_run.pid, flush=True)
+        time.sleep(600)
+"""
+
+
+def test_serve_that_gives_up_on_its_server_ends_with_its_flow_runs(tmp_path):
+    """Prefect's own shutdown, without its server, retried the API for minutes (pausing the
+    deployments, each flow run reporting its state): giving up ends the process at once,
+    status 1, its flow runs killed."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, str(port), *_fake_server(port, tmp_path / "no")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1])
+    try:
+        flow_run = int(proc.stdout.readline())
+        server = _answering_pid(f"http://127.0.0.1:{port}/api")
+        os.kill(server, signal.SIGKILL)
+        assert proc.wait(timeout=60) == 1
+        err = proc.stderr.read()
+    finally:
+        proc.kill()
+    assert (f"fusionlake serve: the local Prefect server exited (pid {server}, status -9) (its "
+            f"last words: fake server {server} listening): 1 exit within 600 s, and it is "
+            "started again at most 0 times; serve ends") in err
+    with pytest.raises(ProcessLookupError):
+        os.kill(flow_run, 0)
