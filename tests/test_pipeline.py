@@ -478,7 +478,7 @@ def test_drop_workers_report_to_the_run_s_own_prefect_server(drops, tmp_path):
     assert sorted(e.state for e in Ledger(open_store(lake)).entries()) == ["published"] * 5
 
 
-@pytest.mark.parametrize("workers", ["threads", "processes"])
+@pytest.mark.parametrize("workers", ["threads", "processes", "dask"])
 def test_a_run_whose_prefect_server_dies_says_so_and_loses_nothing(drops, tmp_path, workers):
     """The temporary Prefect server of `fusionlake run` is killed as the run starts staging (the
     OOM killer takes it, say). Prefect cannot record how the run ends, so the command says so
@@ -489,7 +489,9 @@ def test_a_run_whose_prefect_server_dies_says_so_and_loses_nothing(drops, tmp_pa
     server); the command prints it from there. Drops staged in worker processes: Prefect's
     process pool cannot end a task without its server (the task's engine exits in the worker,
     and the pool's future never resolves: the run waited for ever), so the run stops within
-    seconds, ends the workers and leaves the drops pending for the next run.
+    seconds, ends the workers and leaves the drops pending for the next run. On a Dask cluster
+    (a LocalCluster of 2 workers) each drop's task fails, unable to reach the API: each drop is
+    a problem of the run's summary, pending for the next run.
     (``PREFECT_CLIENT_MAX_RETRIES=1``: the flow's last report to the dead server is retried once,
     not Prefect's five times over a minute.)"""
     lake = str(tmp_path / "lake")
@@ -498,6 +500,8 @@ def test_a_run_whose_prefect_server_dies_says_so_and_loses_nothing(drops, tmp_pa
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_CLIENT_MAX_RETRIES="1",
                FUSIONLAKE_DROP_PROCESS_MIN_BYTES="1" if workers == "processes" else str(2**40))
+    if workers == "dask":
+        env.update(FUSIONLAKE_TASK_RUNNER="dask", FUSIONLAKE_DROP_WORKERS="2")
     exe = str(Path(sys.executable).with_name("fusionlake"))
     out = tmp_path / "stdout.txt"
     lines: list[str] = []
@@ -532,10 +536,16 @@ def test_a_run_whose_prefect_server_dies_says_so_and_loses_nothing(drops, tmp_pa
         assert out.read_text() == store.get(layout.run_report_key(run_id)).decode()
         assert sorted(e.state for e in Ledger(store).entries()) == ["published"] * 5
         assert mart_count(store, "SELECT count(*) FROM entity_record") > 0
-    else:
+    elif workers == "processes":
         assert "stopped answering while worker processes ran the run's validate+stage tasks" in err
         assert "The run left no summary in the lake" in err
         assert "published" not in {e.state for e in Ledger(store).entries()}
+    else:  # each drop failed on its worker, and the summary says so
+        summary = out.read_text()
+        assert summary == store.get(layout.run_report_key(run_id)).decode()
+        assert summary.count("failed and will be retried next run: Failed to reach API at "
+                             "http://127.0.0.1:") == 5, summary
+        assert {e.state for e in Ledger(store).entries()} == {"received"}
 
     again = subprocess.run([exe, "run", "--lake", lake], env=env, capture_output=True,
                            text=True, timeout=300)
