@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict
@@ -87,6 +88,7 @@ def cmd_drops(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_land(args: argparse.Namespace, settings: Settings) -> int:
     from flows.land import land_drops
 
+    _check_prefect_server()
     results = land_drops(settings.lake)
     for r in results:
         print(f"{r.status:9} {r.landing_key}  ({r.message})")
@@ -218,8 +220,31 @@ def _orchestration_lost(settings: Settings, run_id: str, api: str, exc: Exceptio
     return 1
 
 
+def _check_prefect_server(attempts: int = 3) -> None:
+    """Refuse at once when ``PREFECT_API_URL`` names a Prefect server that does not answer
+    (asked ``attempts`` times, a second apart: a busy server may be slow to).
+
+    Prefect's client failed a few seconds later anyway: ``serve`` with a 100-line ConnectError
+    traceback, ``run`` saying that a server it had never reached "stopped answering".
+    """
+    from flows.server import healthy
+
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        return
+    for attempt in range(attempts):
+        if healthy(api):
+            return
+        if attempt < attempts - 1:
+            time.sleep(1)
+    raise UserError(f"the Prefect server at {api} (PREFECT_API_URL) does not answer: start it, "
+                    "or unset PREFECT_API_URL and fusionlake starts one of its own")
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from flows.server import healthy, owned_server
+
+    _check_prefect_server()
 
     # without PREFECT_API_URL: a server that ends with this command (entered before Prefect
     # is imported, see flows/server.py)
@@ -264,6 +289,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                             "hour day month weekday, e.g. '*/15 * * * *')") from None
     elif args.interval <= 0:
         raise UserError(f"--interval must be more than 0 seconds, not {args.interval}")
+    _check_prefect_server()
     from flows.serve import serve
 
     serve(settings, cron=args.cron, interval=args.interval, port=args.port)

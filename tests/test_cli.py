@@ -130,6 +130,11 @@ USER_ERRORS = [
     ("bad --fail-on", ["run", "--fail-on", "late", "--lake", "{lake}"], {}, None,
      "fusionlake run: argument --fail-on: 'late': give one or more of rejected, held, flagged, "
      "comma-separated (see fusionlake run --help)"),
+    *[(f"Prefect server down: {command}", [command, "--lake", "{lake}"],
+       {"PREFECT_API_URL": "http://127.0.0.1:9/api"}, None,
+       f"fusionlake {command}: the Prefect server at http://127.0.0.1:9/api (PREFECT_API_URL) "
+       "does not answer: start it, or unset PREFECT_API_URL and fusionlake starts one of its "
+       "own") for command in ("run", "serve", "land")],
     ("missing argument", ["drop", "--lake", "{lake}"], {}, None,
      "fusionlake drop: the following arguments are required: --agency, --feed, FILE (see "
      "fusionlake drop --help)"),
