@@ -21,6 +21,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from flows.pipeline import pipeline
 from flows.server import ServerProcess, die_with_parent, healthy, wait_healthy
 from fusionlake.lake.settings import Settings
+from fusionlake.lake.store import first_line
 
 DEPLOYMENT = "fusionlake-pipeline"
 
@@ -128,6 +129,24 @@ def end_serve(why: str) -> None:
     os._exit(1)
 
 
+def wait_for_server(api: str, exc: BaseException, every: float = WATCH_SECONDS) -> None:
+    """After Prefect's runner gave up on a server that stopped answering (three failed polls
+    in a row, minutes with the client's retries), wait until it answers again.
+
+    Before, ``serve`` ended there with a page of ExceptionGroup traceback, so a server of one's
+    own (``PREFECT_API_URL``) down for a few minutes, for an upgrade say, ended the schedule.
+    """
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:  # the runner's task groups
+        exc = exc.exceptions[0]
+    print(f"fusionlake serve: the Prefect server at {api} stopped answering, and Prefect's "
+          f"runner gave up on it ({type(exc).__name__}: {first_line(exc)}); serve waits for "
+          "it, and serves again when it answers", file=sys.stderr, flush=True)
+    while not healthy(api):
+        time.sleep(every)
+    print(f"fusionlake serve: the Prefect server at {api} answers again", file=sys.stderr,
+          flush=True)
+
+
 def _last_line(output: str) -> str:
     line = next((x.strip() for x in reversed(output.splitlines()) if x.strip()), "")
     return f" (its last words: {line[:300]})" if line else ""
@@ -173,8 +192,15 @@ def serve(settings: Settings, cron: str = "*/15 * * * *", interval: float | None
     def run(url: str | None) -> None:
         where = url or os.environ["PREFECT_API_URL"]
         when = f"every {interval} s" if interval else f"cron {cron}"
-        print(f"serving {DEPLOYMENT} on {where} ({when}); lake {settings.lake}", flush=True)
-        pipeline.serve(name=DEPLOYMENT, parameters=params, **schedule)
+        while True:
+            print(f"serving {DEPLOYMENT} on {where} ({when}); lake {settings.lake}", flush=True)
+            try:
+                pipeline.serve(name=DEPLOYMENT, parameters=params, **schedule)
+                return
+            except Exception as exc:
+                if healthy(where):  # not the server's absence: a failure of its own
+                    raise
+                wait_for_server(where, exc)
 
     if os.environ.get("PREFECT_API_URL"):
         run(None)
