@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from flows.serve import local_prefect_server
+from flows.server import ServerProcess, die_with_parent, wait_healthy
 from fusionlake.lake.ledger import DropState, Ledger
 from fusionlake.lake.store import open_store
 from fusionlake.pipeline.land import deliver
@@ -275,6 +277,7 @@ def test_a_local_server_that_cannot_start_again_gives_serve_up_and_one_that_live
 SERVE = """
 import multiprocessing, sys, time
 from flows.serve import local_prefect_server
+from flows.server import ServerProcess, die_with_parent, wait_healthy
 
 if __name__ == "__main__":
     port, command = int(sys.argv[1]), sys.argv[2:]
@@ -307,3 +310,73 @@ def test_serve_that_gives_up_on_its_server_ends_with_its_flow_runs(tmp_path):
             "started again at most 0 times; serve ends") in err
     with pytest.raises(ProcessLookupError):
         os.kill(flow_run, 0)
+
+
+def test_serve_waits_for_a_server_of_its_own_that_stopped_answering(tmp_path):
+    """``PREFECT_API_URL`` names the user's own server, stopped (an upgrade, say) long enough
+    for Prefect's runner to give up on it: three failed polls in a row. serve ended there, with
+    a page of ExceptionGroup traceback, and the schedule with it. Now it waits, and serves
+    again when the server is back: a drop delivered meanwhile is published."""
+    from fusionlake.synth import generate
+
+    drops = tmp_path / "drops"
+    generate(300, 11, drops)
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    server_env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    server_env.update(PREFECT_HOME=str(tmp_path / "server-home"), PREFECT_UI_ENABLED="false")
+
+    def start_server() -> ServerProcess:
+        server = ServerProcess([sys.executable, "-m", "prefect", "server", "start", "--host",
+                                "127.0.0.1", "--port", str(port)], server_env,
+                               start_new_session=True, preexec_fn=die_with_parent)
+        wait_healthy(server, api, 180, "the test's Prefect server")
+        return server
+
+    server = start_server()
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "serve-home"),
+           "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_CLIENT_MAX_RETRIES": "0"}
+    log = (tmp_path / "serve.log").open("w+")
+    proc = subprocess.Popen([FUSIONLAKE, "serve", "--lake", lake, "--interval", "20"],
+                            stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+
+    def wait_for(done, what: str, seconds: float = 240) -> None:
+        deadline = time.monotonic() + seconds
+        while not done():
+            text = Path(log.name).read_text()
+            assert proc.poll() is None, f"serve ended before {what}:\n{text[-3000:]}"
+            assert time.monotonic() < deadline, f"no {what} in {seconds} s:\n{text[-3000:]}"
+            time.sleep(1)
+
+    try:
+        wait_for(lambda: "is being served" in Path(log.name).read_text(), "serving")
+        server.stop()
+        wait_for(lambda: "runner gave up on it" in Path(log.name).read_text(), "giving up")
+        feed = drops / "th_imm" / "repatriations"
+        [drop] = deliver(store, "th_imm", "repatriations", sorted(feed.iterdir()))
+        server = start_server()
+
+        def published() -> bool:
+            return any(e.file_name == drop.path.name and e.state is DropState.PUBLISHED
+                       for e in Ledger(store).entries())
+
+        wait_for(published, "published drop", seconds=300)
+        served = Path(log.name).read_text()
+        assert re.search(  # the error is the first of the runner's task groups
+            f"fusionlake serve: the Prefect server at {re.escape(api)} stopped answering, and "
+            r"Prefect's runner gave up on it \(\w+: [^\n]+\); serve waits for it, and serves "
+            "again when it answers", served), served
+        assert f"fusionlake serve: the Prefect server at {api} answers again" in served
+        assert served.count("serving fusionlake-pipeline on ") == 2
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        server.stop()
+        log.close()
