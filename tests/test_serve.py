@@ -45,6 +45,16 @@ def _flow_runs(api: str) -> list[dict]:
         return json.loads(resp.read())
 
 
+def _stop_serve(proc: subprocess.Popen) -> None:
+    """SIGTERM to serve's process group (its runner stops in order), SIGKILL after 30 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def _prefect_server_pid(port: int) -> int:
     """The pid of the `prefect server start` listening on ``port`` (serve does not print it)."""
     for proc in Path("/proc").iterdir():
@@ -125,12 +135,7 @@ def test_serve_runs_the_pipeline_on_its_schedule(tmp_path):
         assert "status -9); starting it again on " + api in served
         assert "fusionlake serve: the local Prefect server answers again (pid " in served
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _stop_serve(proc)
         log.close()
 
 
@@ -312,6 +317,7 @@ def test_serve_that_gives_up_on_its_server_ends_with_its_flow_runs(tmp_path):
         os.kill(flow_run, 0)
 
 
+@pytest.mark.slow
 def test_serve_waits_for_a_server_of_its_own_that_stopped_answering(tmp_path):
     """``PREFECT_API_URL`` names the user's own server, stopped (an upgrade, say) long enough
     for Prefect's runner to give up on it: three failed polls in a row. serve ended there, with
@@ -372,11 +378,6 @@ def test_serve_waits_for_a_server_of_its_own_that_stopped_answering(tmp_path):
         assert f"fusionlake serve: the Prefect server at {api} answers again" in served
         assert served.count("serving fusionlake-pipeline on ") == 2
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _stop_serve(proc)
         server.stop()
         log.close()
