@@ -3,6 +3,11 @@
 A schedule needs a Prefect server. With ``PREFECT_API_URL`` set we use that server (production:
 Prefect server on PostgreSQL, see infra/). Without it we start a local one (SQLite, loopback
 only) and say where its UI is, so that a single machine needs nothing else.
+
+Either server may go away while serve runs. The local one is started again when it exits
+(:class:`_Watch`), up to a limit past which serve ends with status 1 (:func:`end_serve`). When
+Prefect's runner gives up on a server that stopped answering, serve waits for it and serves
+again (:func:`wait_for_server`).
 """
 
 from __future__ import annotations
@@ -115,7 +120,7 @@ def end_serve(why: str) -> None:
     Not Prefect's own shutdown: without its server the runner retries the API for minutes
     before it lets go (pausing its deployments, and each flow run reporting its state). A
     flow run killed here loses nothing the next run does not take up: its drops stay pending,
-    and its lease lapses (docs: the lake's lease).
+    and the lake's lease it held lapses (README, "The lake").
     """
     print(f"fusionlake serve: {why}", file=sys.stderr, flush=True)
     children = multiprocessing.active_children()  # the runner's flow runs
