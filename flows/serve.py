@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.pipeline import pipeline
-from flows.server import ServerProcess, die_with_parent, healthy, wait_healthy
+from flows.server import ServerProcess, answers, die_with_parent, healthy, wait_healthy
 from fusionlake.lake.settings import Settings
 from fusionlake.lake.store import first_line
 
@@ -146,7 +146,7 @@ def wait_for_server(api: str, exc: BaseException, every: float = WATCH_SECONDS) 
     print(f"fusionlake serve: the Prefect server at {api} stopped answering, and Prefect's "
           f"runner gave up on it ({type(exc).__name__}: {first_line(exc)}); serve waits for "
           "it, and serves again when it answers", file=sys.stderr, flush=True)
-    while not healthy(api):
+    while not answers(api):
         time.sleep(every)
     print(f"fusionlake serve: the Prefect server at {api} answers again", file=sys.stderr,
           flush=True)
@@ -203,7 +203,7 @@ def serve(settings: Settings, cron: str = "*/15 * * * *", interval: float | None
                 pipeline.serve(name=DEPLOYMENT, parameters=params, **schedule)
                 return
             except Exception as exc:
-                if healthy(where):  # not the server's absence: a failure of its own
+                if answers(where):  # not the server's absence: a failure of its own
                     raise
                 wait_for_server(where, exc)
 

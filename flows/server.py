@@ -32,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
@@ -50,6 +51,19 @@ def healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=2) as resp:
             return resp.status == 200
+    except OSError:
+        return False
+
+
+def answers(url: str) -> bool:
+    """Whether anything answers HTTP at ``url``'s ``/health``, whatever its status: a server
+    behind a login (Prefect Cloud, a proxy) may refuse this request without credentials, and
+    still answers. :func:`healthy` is the stricter test of a server this process reports to."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
     except OSError:
         return False
 

@@ -227,13 +227,13 @@ def _check_prefect_server(attempts: int = 3) -> None:
     Prefect's client failed a few seconds later anyway: ``serve`` with a 100-line ConnectError
     traceback, ``run`` saying that a server it had never reached "stopped answering".
     """
-    from flows.server import healthy
+    from flows.server import answers
 
     api = os.environ.get("PREFECT_API_URL")
     if not api:
         return
     for attempt in range(attempts):
-        if healthy(api):
+        if answers(api):
             return
         if attempt < attempts - 1:
             time.sleep(1)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from flows.serve import local_prefect_server
-from flows.server import ServerProcess, die_with_parent, wait_healthy
+from flows.server import ServerProcess, answers, die_with_parent, healthy, wait_healthy
 from fusionlake.lake.ledger import DropState, Ledger
 from fusionlake.lake.store import open_store
 from fusionlake.pipeline.land import deliver
@@ -282,7 +282,7 @@ def test_a_local_server_that_cannot_start_again_gives_serve_up_and_one_that_live
 SERVE = """
 import multiprocessing, sys, time
 from flows.serve import local_prefect_server
-from flows.server import ServerProcess, die_with_parent, wait_healthy
+from flows.server import ServerProcess, answers, die_with_parent, healthy, wait_healthy
 
 if __name__ == "__main__":
     port, command = int(sys.argv[1]), sys.argv[2:]
@@ -381,3 +381,15 @@ def test_serve_waits_for_a_server_of_its_own_that_stopped_answering(tmp_path):
         _stop_serve(proc)
         server.stop()
         log.close()
+
+
+def test_a_server_that_answers_with_an_error_answers_all_the_same(tmp_path):
+    """`run`, `serve` and `land` refuse a PREFECT_API_URL that nothing answers at; a server that
+    answers its /health with an error (a hosted one, without credentials) is not refused."""
+    port = _free_port()
+    with local_prefect_server(port, timeout=30, command=_fake_server(port, tmp_path / "no"),
+                              give_up=lambda why: None) as url:
+        elsewhere = url.removesuffix("/api") + "/behind-a-login"  # answered with 404
+        assert (healthy(url), answers(url)) == (True, True)
+        assert (healthy(elsewhere), answers(elsewhere)) == (False, True)
+    assert (healthy(url), answers(url)) == (False, False)
