@@ -36,6 +36,9 @@ DEPLOYMENT = "fusionlake-pipeline"
 WATCH_SECONDS = 5.0
 MAX_RESTARTS = 3
 RESTART_WINDOW = 600.0
+#: How many times in a row serve registers its deployment again with a server that answers
+#: 503 Service Unavailable (one that has just started), WATCH_SECONDS apart.
+NOT_READY_TRIES = 12
 
 
 class _Watch:
@@ -152,6 +155,20 @@ def wait_for_server(api: str, exc: BaseException, every: float = WATCH_SECONDS) 
           flush=True)
 
 
+def _unavailable(exc: BaseException) -> bool:
+    """Whether the runner failed on a 503 Service Unavailable (in any of its task groups)."""
+    import httpx
+
+    errors = [exc]
+    while errors:
+        error = errors.pop()
+        if isinstance(error, BaseExceptionGroup):
+            errors.extend(error.exceptions)
+        elif isinstance(error, httpx.HTTPStatusError) and error.response.status_code == 503:
+            return True
+    return False
+
+
 def _last_line(output: str) -> str:
     line = next((x.strip() for x in reversed(output.splitlines()) if x.strip()), "")
     return f" (its last words: {line[:300]})" if line else ""
@@ -197,15 +214,26 @@ def serve(settings: Settings, cron: str = "*/15 * * * *", interval: float | None
     def run(url: str | None) -> None:
         where = url or os.environ["PREFECT_API_URL"]
         when = f"every {interval} s" if interval else f"cron {cron}"
+        not_ready = 0
         while True:
             print(f"serving {DEPLOYMENT} on {where} ({when}); lake {settings.lake}", flush=True)
             try:
                 pipeline.serve(name=DEPLOYMENT, parameters=params, **schedule)
                 return
             except Exception as exc:
-                if answers(where):  # not the server's absence: a failure of its own
+                if not answers(where):
+                    wait_for_server(where, exc)
+                    not_ready = 0
+                elif _unavailable(exc) and not_ready < NOT_READY_TRIES:
+                    # just started (again), its services not all up: registering the
+                    # deployment failed with 503 Service Unavailable
+                    not_ready += 1
+                    print(f"fusionlake serve: the Prefect server at {where} is not ready yet "
+                          f"(503 Service Unavailable); serving again in {WATCH_SECONDS:.0f} s",
+                          file=sys.stderr, flush=True)
+                    time.sleep(WATCH_SECONDS)
+                else:  # a failure of serve's own, not the server's absence
                     raise
-                wait_for_server(where, exc)
 
     if os.environ.get("PREFECT_API_URL"):
         run(None)

@@ -393,3 +393,43 @@ def test_a_server_that_answers_with_an_error_answers_all_the_same(tmp_path):
         assert (healthy(url), answers(url)) == (True, True)
         assert (healthy(elsewhere), answers(elsewhere)) == (False, True)
     assert (healthy(url), answers(url)) == (False, False)
+
+
+def test_serve_registers_again_with_a_server_not_ready_yet(tmp_path, monkeypatch, capsys):
+    """A server that has just started (again) may answer 503 Service Unavailable while serve
+    registers its deployment (seen in CI: automations, in the test above). serve tries again,
+    WATCH_SECONDS apart; any other failure of a server that answers is serve's own, and ends it.
+    (Prefect's serve is replaced here: what is tested is serve's loop around it.)"""
+    import httpx
+
+    from flows import serve as served
+    from fusionlake.lake.settings import Settings
+
+    port = _free_port()
+    calls = []
+
+    def failing(status: int) -> httpx.HTTPStatusError:
+        request = httpx.Request("DELETE", f"http://127.0.0.1:{port}/api/automations/x")
+        return httpx.HTTPStatusError(f"{status}", request=request,
+                                     response=httpx.Response(status, request=request))
+
+    def serve_deployment(**kwargs) -> None:
+        calls.append(kwargs["name"])
+        if len(calls) == 1:
+            raise failing(503)
+        if len(calls) == 2:  # as Prefect's runner raises, from its task groups
+            raise ExceptionGroup("unhandled errors in a TaskGroup", [failing(503)])
+        if len(calls) == 3:
+            raise failing(500)
+
+    monkeypatch.setattr(served.pipeline, "serve", serve_deployment)
+    monkeypatch.setattr(served, "WATCH_SECONDS", 0.01)
+    with local_prefect_server(port, timeout=30, command=_fake_server(port, tmp_path / "no"),
+                              give_up=lambda why: None) as url:
+        monkeypatch.setenv("PREFECT_API_URL", url)
+        with pytest.raises(httpx.HTTPStatusError, match="500"):
+            served.serve(Settings(lake=str(tmp_path / "lake")), interval=60)
+    assert calls == [served.DEPLOYMENT] * 3
+    err = capsys.readouterr().err
+    assert err.count(f"fusionlake serve: the Prefect server at {url} is not ready yet (503 "
+                     "Service Unavailable); serving again in 0 s") == 2
