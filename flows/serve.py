@@ -18,7 +18,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -144,8 +144,7 @@ def wait_for_server(api: str, exc: BaseException, every: float = WATCH_SECONDS) 
     Before, ``serve`` ended there with a page of ExceptionGroup traceback, so a server of one's
     own (``PREFECT_API_URL``) down for a few minutes, for an upgrade say, ended the schedule.
     """
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:  # the runner's task groups
-        exc = exc.exceptions[0]
+    exc = next(_leaves(exc), exc)  # the first error of the runner's task groups
     print(f"fusionlake serve: the Prefect server at {api} stopped answering, and Prefect's "
           f"runner gave up on it ({type(exc).__name__}: {first_line(exc)}); serve waits for "
           "it, and serves again when it answers", file=sys.stderr, flush=True)
@@ -155,18 +154,21 @@ def wait_for_server(api: str, exc: BaseException, every: float = WATCH_SECONDS) 
           flush=True)
 
 
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    """The errors in ``exc``: itself, or those of its (nested) exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
 def _unavailable(exc: BaseException) -> bool:
     """Whether the runner failed on a 503 Service Unavailable (in any of its task groups)."""
     import httpx
 
-    errors = [exc]
-    while errors:
-        error = errors.pop()
-        if isinstance(error, BaseExceptionGroup):
-            errors.extend(error.exceptions)
-        elif isinstance(error, httpx.HTTPStatusError) and error.response.status_code == 503:
-            return True
-    return False
+    return any(isinstance(e, httpx.HTTPStatusError) and e.response.status_code == 503
+               for e in _leaves(exc))
 
 
 def _last_line(output: str) -> str:

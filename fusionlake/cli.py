@@ -36,7 +36,14 @@ from fusionlake.lake.feeds import load_feeds
 from fusionlake.lake.lease import LeaseHeld, LeaseLost
 from fusionlake.lake.ledger import Ledger, StewardError
 from fusionlake.lake.settings import Settings, SettingsError, configure_offline
-from fusionlake.lake.store import LakeError, LocalStore, first_line, open_store, redact
+from fusionlake.lake.store import (
+    LakeError,
+    LocalStore,
+    causes,
+    first_line,
+    open_store,
+    redact,
+)
 from fusionlake.pipeline.land import DeliveryError, deliver
 from fusionlake.pipeline.marts import (
     MAX_ROWS,
@@ -191,13 +198,7 @@ def _orchestration_lost(settings: Settings, run_id: str, api: str, exc: Exceptio
 
     # the run's own account of it, when it stopped for this (Prefect's failure to record the
     # end then follows it in the chain of exceptions)
-    cause, link, seen = exc, exc, set()
-    while link is not None and id(link) not in seen:
-        if isinstance(link, PrefectUnreachable):
-            cause = link
-            break
-        seen.add(id(link))
-        link = link.__cause__ or link.__context__
+    cause = next((e for e in causes(exc) if isinstance(e, PrefectUnreachable)), exc)
     print(f"fusionlake run: the Prefect server at {api} stopped answering during run {run_id} "
           f"({redact(first_line(cause))}), so Prefect has no record of how the run ended.",
           file=sys.stderr)
