@@ -56,14 +56,16 @@ def healthy(url: str) -> bool:
 
 
 def answers(url: str) -> bool:
-    """Whether anything answers HTTP at ``url``'s ``/health``, whatever its status: a server
-    behind a login (Prefect Cloud, a proxy) may refuse this request without credentials, and
-    still answers. :func:`healthy` is the stricter test of a server this process reports to."""
+    """Whether a server answers HTTP at ``url``'s ``/health``: with 200, or refusing the request
+    (401, 403, 404: a server behind a login, Prefect Cloud or a proxy, refuses this request
+    made without the credentials the Prefect client sends, and is there all the same). A 5xx
+    counts as no answer: a proxy answers 502, 503 or 504 for a server behind it that is down.
+    :func:`healthy` (200 only) is the test of a server this process started itself."""
     try:
         with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=2):
             return True
-    except urllib.error.HTTPError:
-        return True
+    except urllib.error.HTTPError as exc:
+        return exc.code < 500
     except OSError:
         return False
 

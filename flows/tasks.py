@@ -35,7 +35,7 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
-from flows.server import healthy
+from flows.server import answers
 from fusionlake.lake import layout
 from fusionlake.lake.settings import Settings, SettingsError
 from fusionlake.lake.store import TransientLakeError, first_line, is_transient, redact
@@ -154,7 +154,7 @@ def _wait_while_prefect_answers(fut: Any, runner: ProcessPoolTaskRunner, name: s
             return
         if fut.wrapped_future.done() or not api:
             continue
-        missed = 0 if healthy(api) else missed + 1
+        missed = 0 if answers(api) else missed + 1
         if missed >= PREFECT_CHECKS_MISSED:
             _end_pool_processes(runner)
             raise PrefectUnreachable(
@@ -282,7 +282,7 @@ class PrefectExecutor(Executor):
         the run, and not a minute of the client's retries first."""
         where = f"{layout.run_report_key(run_id)} in the lake"
         api = PREFECT_API_URL.value()
-        if api and not healthy(api):
+        if api and not answers(api):
             self.log.warning("the run summary was not posted to Prefect, whose API at %s does "
                              "not answer; it is at %s", api, where)
             return

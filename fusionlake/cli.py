@@ -243,7 +243,7 @@ def _check_prefect_server(attempts: int = 3) -> None:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from flows.server import healthy, owned_server
+    from flows.server import answers, owned_server
 
     _check_prefect_server()
 
@@ -259,7 +259,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                                run_id=run_id, lease_wait=args.wait, full=args.full)
         except Exception as exc:
             api = url or os.environ.get("PREFECT_API_URL")
-            if not api or healthy(api):
+            if not api or answers(api):
                 raise
             return _orchestration_lost(settings, run_id, api, exc, args.format)
     if args.format == "json":

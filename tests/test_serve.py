@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -177,7 +178,9 @@ sys.stderr.flush()
 class Health(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = str(os.getpid()).encode()
-        self.send_response(200 if self.path == "/api/health" else 404)
+        # a login in front of a path refuses with 401; a proxy whose server is down, 502
+        self.send_response(200 if self.path == "/api/health" else 401 if "login" in self.path
+                           else 502 if "proxy" in self.path else 404)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -385,14 +388,61 @@ def test_serve_waits_for_a_server_of_its_own_that_stopped_answering(tmp_path):
 
 def test_a_server_that_answers_with_an_error_answers_all_the_same(tmp_path):
     """`run`, `serve` and `land` refuse a PREFECT_API_URL that nothing answers at; a server that
-    answers its /health with an error (a hosted one, without credentials) is not refused."""
+    refuses the request for /health (a hosted one, without credentials) is not refused. A proxy
+    answering 502 for the server behind it is no answer."""
     port = _free_port()
     with local_prefect_server(port, timeout=30, command=_fake_server(port, tmp_path / "no"),
                               give_up=lambda why: None) as url:
-        elsewhere = url.removesuffix("/api") + "/behind-a-login"  # answered with 404
+        base = url.removesuffix("/api")
+        login, missing, proxy = f"{base}/behind-a-login", f"{base}/elsewhere", f"{base}/proxy"
         assert (healthy(url), answers(url)) == (True, True)
-        assert (healthy(elsewhere), answers(elsewhere)) == (False, True)
+        assert (healthy(login), answers(login)) == (False, True)  # 401
+        assert (healthy(missing), answers(missing)) == (False, True)  # 404
+        assert (healthy(proxy), answers(proxy)) == (False, False)  # 502
     assert (healthy(url), answers(url)) == (False, False)
+
+
+def test_a_run_waiting_for_its_worker_processes_trusts_a_server_behind_a_login(tmp_path,
+                                                                              monkeypatch):
+    """While worker processes stage drops, the run checks that its Prefect server answers and
+    stops after a few misses (flows/tasks.py). A server behind a login refuses the check's
+    request, made without credentials: the run goes on. A proxy answering 502 for its server
+    is a miss, and the run stops, its pool's processes ended."""
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    import flows.tasks
+
+    monkeypatch.setattr(flows.tasks, "PREFECT_CHECK_SECONDS", 0.05)
+    monkeypatch.setattr(flows.tasks, "PREFECT_CHECKS_MISSED", 2)
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    pool = SimpleNamespace(_executor=SimpleNamespace(_processes={worker.pid: worker}))
+
+    def wait(api: str, seconds: float) -> None:
+        """Wait for a task that ends after ``seconds``, with the server at ``api``."""
+        task = SimpleNamespace(wrapped_future=Future())
+        ends = threading.Timer(seconds, task.wrapped_future.set_result, (None,))
+        ends.start()
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: api}):
+                flows.tasks._wait_while_prefect_answers(task, pool, "validate+stage")
+        finally:
+            ends.cancel()
+
+    port = _free_port()
+    try:
+        with local_prefect_server(port, timeout=30, command=_fake_server(port, tmp_path / "no"),
+                                  give_up=lambda why: None) as url:
+            base = url.removesuffix("/api")
+            wait(f"{base}/behind-a-login", 1.0)  # 20 checks, each refused: the task ends
+            assert worker.poll() is None
+            with pytest.raises(flows.tasks.PrefectUnreachable, match=f"{base}/proxy stopped"):
+                wait(f"{base}/proxy", 30)
+            assert worker.wait(10) == -signal.SIGKILL
+    finally:
+        worker.kill()
 
 
 def test_serve_registers_again_with_a_server_not_ready_yet(tmp_path, monkeypatch, capsys):
