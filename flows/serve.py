@@ -7,7 +7,8 @@ only) and say where its UI is, so that a single machine needs nothing else.
 Either server may go away while serve runs. The local one is started again when it exits
 (:class:`_Watch`), up to a limit past which serve ends with status 1 (:func:`end_serve`). When
 Prefect's runner gives up on a server that stopped answering, serve waits for it and serves
-again (:func:`wait_for_server`).
+again (:func:`wait_for_server`). Each time it starts serving, the scheduled runs that fell due
+while it was not running are cancelled, all but the latest (:func:`cancel_missed_runs`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -39,6 +41,10 @@ RESTART_WINDOW = 600.0
 #: How many times in a row serve registers its deployment again with a server that answers
 #: 503 Service Unavailable (one that has just started), WATCH_SECONDS apart.
 NOT_READY_TRIES = 12
+#: The most due runs :func:`cancel_missed_runs` reads: the server's page limit
+#: (PREFECT_API_DEFAULT_LIMIT), twice as many as it makes of a schedule's runs ahead of time
+#: (PREFECT_SERVER_SERVICES_SCHEDULER_MAX_RUNS).
+MISSED_LIMIT = 200
 
 
 class _Watch:
@@ -154,6 +160,71 @@ def wait_for_server(api: str, exc: BaseException, every: float = WATCH_SECONDS) 
           flush=True)
 
 
+def cancel_missed_runs(deployment: str = f"pipeline/{DEPLOYMENT}",
+                       now: datetime | None = None) -> list[str]:
+    """Cancel the runs the schedule made that were due while no serve ran, all but the latest;
+    the names of those cancelled.
+
+    The server makes a schedule's runs ahead of time (an hour of them at least). When serve
+    ends with a crash or a power cut, not Ctrl-C (which pauses the schedule and drops its runs),
+    those runs stay, and when serve starts again Prefect's runner starts every one that is due
+    at once: a burst of processes on a small machine, all but one ending Skipped, and a SQLite
+    server busy with "database is locked". The latest one is enough to take up every drop
+    delivered meanwhile. Runs a person asked for (not made by the schedule) are left alone.
+    """
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterDeploymentId,
+        FlowRunFilterExpectedStartTime,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Cancelled
+
+    now = now or datetime.now(UTC)
+    with get_client(sync_client=True) as client:
+        try:
+            deployment_id = client.read_deployment_by_name(deployment).id
+        except ObjectNotFound:  # served for the first time
+            return []
+        due = FlowRunFilter(
+            deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+            expected_start_time=FlowRunFilterExpectedStartTime(before_=now))
+        runs = [r for r in client.read_flow_runs(
+            flow_run_filter=due, sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=MISSED_LIMIT)
+            if r.auto_scheduled]
+        if len(runs) < 2:
+            return []
+        latest = runs[0]
+        message = (f"missed: due at {{}} while fusionlake serve was not running; the latest "
+                   f"missed run, {latest.name} (due at {latest.expected_start_time:%H:%M:%S}), "
+                   "takes up the drops delivered meanwhile")
+        for run in runs[1:]:
+            client.set_flow_run_state(run.id, Cancelled(
+                message=message.format(f"{run.expected_start_time:%Y-%m-%d %H:%M:%S}")),
+                force=True)
+    return [r.name for r in runs[1:]]
+
+
+def _cancel_missed_runs() -> None:
+    """:func:`cancel_missed_runs`, said in one line; a failure of it never stops serve."""
+    try:
+        cancelled = cancel_missed_runs()
+    except Exception as exc:
+        print(f"fusionlake serve: could not look for scheduled runs missed while serve was not "
+              f"running ({type(exc).__name__}: {first_line(exc)}); any there start now",
+              file=sys.stderr, flush=True)
+        return
+    if cancelled:
+        print(f"fusionlake serve: {len(cancelled)} scheduled run(s) were due while serve was "
+              "not running; cancelled all but the latest, which runs now", flush=True)
+
+
 def _leaves(exc: BaseException) -> Iterator[BaseException]:
     """The errors in ``exc``: itself, or those of its (nested) exception groups."""
     if isinstance(exc, BaseExceptionGroup):
@@ -219,6 +290,7 @@ def serve(settings: Settings, cron: str = "*/15 * * * *", interval: float | None
         not_ready = 0
         while True:
             print(f"serving {DEPLOYMENT} on {where} ({when}); lake {settings.lake}", flush=True)
+            _cancel_missed_runs()
             try:
                 pipeline.serve(name=DEPLOYMENT, parameters=params, **schedule)
                 return

@@ -465,21 +465,89 @@ def test_serve_registers_again_with_a_server_not_ready_yet(tmp_path, monkeypatch
 
     def serve_deployment(**kwargs) -> None:
         calls.append(kwargs["name"])
-        if len(calls) == 1:
+        tries = calls.count(kwargs["name"])
+        if tries == 1:
             raise failing(503)
-        if len(calls) == 2:  # as Prefect's runner raises, from its task groups
+        if tries == 2:  # as Prefect's runner raises, from its task groups
             raise ExceptionGroup("unhandled errors in a TaskGroup", [failing(503)])
-        if len(calls) == 3:
+        if tries == 3:
             raise failing(500)
 
+    def cancel_missed_runs() -> list[str]:  # before each serve; its failure is only said
+        calls.append("missed runs")
+        looked = calls.count("missed runs")
+        if looked == 2:
+            raise failing(503)
+        return ["tall-heron", "brave-otter"] if looked == 1 else []
+
     monkeypatch.setattr(served.pipeline, "serve", serve_deployment)
+    monkeypatch.setattr(served, "cancel_missed_runs", cancel_missed_runs)
     monkeypatch.setattr(served, "WATCH_SECONDS", 0.01)
     with local_prefect_server(port, timeout=30, command=_fake_server(port, tmp_path / "no"),
                               give_up=lambda why: None) as url:
         monkeypatch.setenv("PREFECT_API_URL", url)
         with pytest.raises(httpx.HTTPStatusError, match="500"):
             served.serve(Settings(lake=str(tmp_path / "lake")), interval=60)
-    assert calls == [served.DEPLOYMENT] * 3
-    err = capsys.readouterr().err
+    assert calls == ["missed runs", served.DEPLOYMENT] * 3
+    out, err = capsys.readouterr()
     assert err.count(f"fusionlake serve: the Prefect server at {url} is not ready yet (503 "
                      "Service Unavailable); serving again in 0 s") == 2
+    assert out.count("fusionlake serve: 2 scheduled run(s) were due while serve was not "
+                     "running; cancelled all but the latest, which runs now") == 1
+    assert err.count("fusionlake serve: could not look for scheduled runs missed while serve "
+                     "was not running (HTTPStatusError: 503); any there start now") == 1
+
+
+def test_runs_missed_while_serve_was_down_are_cancelled_all_but_the_latest(prefect_harness):
+    """serve killed (a crash, a power cut) leaves its schedule's runs made ahead of time; when it
+    starts again, Prefect's runner would start every one that fell due meanwhile at once. All
+    but the latest are cancelled, saying why; runs not yet due, runs a person asked for, and
+    other deployments' runs are left alone."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+    from prefect.states import Scheduled
+
+    from flows.pipeline import pipeline
+    from flows.serve import cancel_missed_runs
+
+    name = f"missed-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC).replace(microsecond=0)
+    assert cancel_missed_runs(f"pipeline/{name}", now) == []  # never served: nothing to do
+    ids = {}
+    with get_client(sync_client=True) as client:
+        for which in ("served", "other"):
+            ids[which] = pipeline.to_deployment(name=f"{name}-{which}", interval=60).apply()
+            # the runs the schedule made an hour ahead, ten minutes ago: ten of them are due
+            client._client.post(f"/deployments/{ids[which]}/schedule", json={
+                "start_time": (now - timedelta(minutes=10)).isoformat(),
+                "end_time": (now + timedelta(minutes=50)).isoformat(), "max_runs": 100})
+        asked = client.create_flow_run_from_deployment(
+            ids["served"], state=Scheduled(scheduled_time=now - timedelta(minutes=5)))
+
+        def runs(which: str) -> dict:
+            only = FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[ids[which]]))
+            return {r.name: r for r in client.read_flow_runs(flow_run_filter=only, limit=200)}
+
+        before = runs("served")
+        cancelled = cancel_missed_runs(f"pipeline/{name}-served", now)
+        after = runs("served")
+        due = sorted((r for r in before.values() if r.auto_scheduled
+                      and r.expected_start_time <= now), key=lambda r: r.expected_start_time)
+        assert len(due) in (10, 11) and len(before) in (61, 62), before  # the minute's edges
+        assert sorted(cancelled) == sorted(r.name for r in due[:-1])
+        for run in due[:-1]:
+            state = after[run.name].state
+            assert state.is_cancelled(), state
+            assert state.message == (
+                f"missed: due at {run.expected_start_time:%Y-%m-%d %H:%M:%S} while fusionlake "
+                f"serve was not running; the latest missed run, {due[-1].name} (due at "
+                f"{due[-1].expected_start_time:%H:%M:%S}), takes up the drops delivered "
+                "meanwhile")
+        untouched = set(before) - set(cancelled)
+        assert {after[n].state.type for n in untouched} == {before[asked.name].state.type}
+        assert asked.name in untouched and due[-1].name in untouched
+        assert not any(r.state.is_cancelled() for r in runs("other").values())
+        assert cancel_missed_runs(f"pipeline/{name}-served", now) == []  # once is enough
