@@ -201,13 +201,14 @@ def cancel_missed_runs(deployment: str = f"pipeline/{DEPLOYMENT}",
         if len(runs) < 2:
             return []
         latest = runs[0]
-        message = (f"missed: due at {{}} while fusionlake serve was not running; the latest "
-                   f"missed run, {latest.name} (due at {latest.expected_start_time:%H:%M:%S}), "
-                   "takes up the drops delivered meanwhile")
+        taken_up = (f"the latest missed run, {latest.name} (due at "
+                    f"{latest.expected_start_time:%H:%M:%S}), takes up the drops delivered "
+                    "meanwhile")
         for run in runs[1:]:
+            due_at = f"{run.expected_start_time:%Y-%m-%d %H:%M:%S}"
             client.set_flow_run_state(run.id, Cancelled(
-                message=message.format(f"{run.expected_start_time:%Y-%m-%d %H:%M:%S}")),
-                force=True)
+                message=f"missed: due at {due_at} while fusionlake serve was not running; "
+                        f"{taken_up}"), force=True)
     return [r.name for r in runs[1:]]
 
 

@@ -45,29 +45,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def healthy(url: str) -> bool:
-    """Whether a Prefect server answers at its API URL (with a trailing slash or without: the
-    client's own ``api_url`` has one, and ``.../api//health`` is not found)."""
+def _health(url: str) -> int | None:
+    """The HTTP status a server answers its API URL's ``/health`` with (a trailing slash or
+    none: the client's own ``api_url`` has one, and ``.../api//health`` is not found); None
+    when nothing answers."""
     try:
         with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=2) as resp:
-            return resp.status == 200
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
     except OSError:
-        return False
+        return None
+
+
+def healthy(url: str) -> bool:
+    """Whether a Prefect server answers at its API URL with 200: the test of a server this
+    process started itself."""
+    return _health(url) == 200
 
 
 def answers(url: str) -> bool:
-    """Whether a server answers HTTP at ``url``'s ``/health``: with 200, or refusing the request
-    (401, 403, 404: a server behind a login, Prefect Cloud or a proxy, refuses this request
-    made without the credentials the Prefect client sends, and is there all the same). A 5xx
-    counts as no answer: a proxy answers 502, 503 or 504 for a server behind it that is down.
-    :func:`healthy` (200 only) is the test of a server this process started itself."""
-    try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=2):
-            return True
-    except urllib.error.HTTPError as exc:
-        return exc.code < 500
-    except OSError:
-        return False
+    """Whether a server answers at its API URL: with 200, or refusing the request (401, 403,
+    404: a server behind a login, Prefect Cloud or a proxy, refuses this request made without
+    the credentials the Prefect client sends, and is there all the same). A 5xx counts as no
+    answer: a proxy answers 502, 503 or 504 for a server behind it that is down."""
+    status = _health(url)
+    return status is not None and status < 500
 
 
 class ServerProcess:
