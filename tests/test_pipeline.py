@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from urllib.parse import urlparse
 
 import polars as pl
 import pytest
@@ -476,6 +477,52 @@ def test_drop_workers_report_to_the_run_s_own_prefect_server(drops, tmp_path):
     assert "Starting temporary server" not in log  # Prefect's own: no worker started one
     assert "database is locked" not in log
     assert sorted(e.state for e in Ledger(open_store(lake)).entries()) == ["published"] * 5
+
+
+def test_a_run_reporting_to_a_prefect_server_behind_a_login_runs_as_usual(
+        prefect_harness, drops, tmp_path):
+    """`fusionlake run` against a Prefect server behind a login (Prefect Cloud, or a login proxy
+    in front of a self-hosted server), its drops staged in worker processes. The Prefect client
+    sends the credentials (PREFECT_API_AUTH_STRING); the run's own checks that the server
+    answers (at start, while the workers stage, before posting the summary) do not, and meet
+    the login's 401. A 401 is an answer: the run ends as usual and its summary is posted to
+    the server as the flow run's artifact (before, the post was skipped as if the server were
+    down, and with slow drops the run stopped after three checks)."""
+    import httpx
+    from loginproxy import LoginProxy
+    from prefect.settings import PREFECT_API_URL
+
+    server = PREFECT_API_URL.value()
+    api_path = urlparse(server).path
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    deliver_all(store, drops)
+    with LoginProxy(server, "analyst:s3cret") as proxy:
+        env = {**os.environ, "PREFECT_API_URL": f"{proxy.url}{api_path}",
+               "PREFECT_API_AUTH_STRING": "analyst:s3cret",
+               "FUSIONLAKE_DROP_PROCESS_MIN_BYTES": "1"}
+        exe = str(Path(sys.executable).with_name("fusionlake"))
+        done = subprocess.run([exe, "run", "--lake", lake], env=env, capture_output=True,
+                              text=True, timeout=600)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log
+    assert sorted(e.state for e in Ledger(store).entries()) == ["published"] * 5
+    assert "does not answer" not in log and "stopped answering" not in log, log
+    # the run's checks met the login; everything the Prefect client sent passed it
+    assert f"{api_path.rstrip('/')}/health" in proxy.refused, proxy.refused
+    assert all(path.endswith("/health") for path in proxy.refused), proxy.refused
+    # (a connection is checked on its first request: the flow's, and the events websocket's)
+    assert any(path.startswith(f"{api_path.rstrip('/')}/flows/") for path in proxy.admitted)
+    assert f"{api_path.rstrip('/')}/events/in" in proxy.admitted, proxy.admitted
+    reports = [k.rsplit("/", 1)[-1].removesuffix(".md") for k in store.list(layout.RUN_REPORTS)
+               if not k.endswith("/LATEST.md")]
+    assert len(reports) == 1, reports
+    found = httpx.post(f"{server.rstrip('/')}/artifacts/filter", json={
+        "artifacts": {"key": {"any_": ["pipeline-run-summary"]}}, "limit": 200,
+        "sort": "CREATED_DESC"}, timeout=30).raise_for_status().json()
+    posted = [a for a in found if a.get("description") == f"fusionlake run {reports[0]}"]
+    assert len(posted) == 1, [a.get("description") for a in found]
+    assert posted[0]["data"] == store.get(layout.run_report_key(reports[0])).decode()
 
 
 @pytest.mark.parametrize("workers", ["threads", "processes", "dask"])
