@@ -8,7 +8,9 @@ Either server may go away while serve runs. The local one is started again when 
 (:class:`_Watch`), up to a limit past which serve ends with status 1 (:func:`end_serve`). When
 Prefect's runner gives up on a server that stopped answering, serve waits for it and serves
 again (:func:`wait_for_server`). Each time it starts serving, the scheduled runs that fell due
-while it was not running are cancelled, all but the latest (:func:`cancel_missed_runs`).
+while it was not running are cancelled, all but the latest (:func:`cancel_missed_runs`). A serve
+whose deployment another runner serves now (a second serve on the same server) refuses to
+start (:func:`served_elsewhere`).
 """
 
 from __future__ import annotations
@@ -212,6 +214,71 @@ def cancel_missed_runs(deployment: str = f"pipeline/{DEPLOYMENT}",
     return [r.name for r in runs[1:]]
 
 
+class AlreadyServed(RuntimeError):
+    """Another runner (a second ``fusionlake serve``, say) serves the deployment right now."""
+
+
+def served_elsewhere(deployment: str = f"pipeline/{DEPLOYMENT}", every: float | None = None,
+                     lake: str | None = None) -> str | None:
+    """Why this serve must not serve ``deployment``: another runner serves it now; None when
+    none does.
+
+    A runner polls the server for its deployment's runs every ``every`` seconds (Prefect's
+    PREFECT_RUNNER_POLL_FREQUENCY), and the server notes the time (``last_polled``). A second
+    serve on the same server (the same port on one machine, or the same PREFECT_API_URL)
+    would register the deployment again, with its own lake in the parameters: the first
+    serve's scheduled runs would then work on the second's lake, and whichever runner polled
+    first would start each run. So a deployment polled within three periods is watched for
+    up to two more: a poll meanwhile means a runner lives; none, that its serve has ended (a
+    serve killed and started again at once) and this one may take over.
+    """
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_RUNNER_POLL_FREQUENCY
+
+    every = float(every or PREFECT_RUNNER_POLL_FREQUENCY.value())
+
+    def last_polled():
+        with get_client(sync_client=True) as client:
+            try:
+                return client.read_deployment_by_name(deployment)
+            except ObjectNotFound:  # served for the first time
+                return None
+
+    found = last_polled()
+    if found is None or found.last_polled is None:
+        return None
+    since = (datetime.now(UTC) - found.last_polled).total_seconds()
+    if since > 3 * every:
+        return None
+    print(f"fusionlake serve: {deployment} was polled by a runner {since:.0f} s ago; waiting "
+          f"up to {2 * every:.0f} s to see whether that serve still runs", flush=True)
+    deadline = time.monotonic() + 2 * every
+    while time.monotonic() < deadline:
+        time.sleep(min(1.0, every / 2))
+        now = last_polled()
+        if now is not None and now.last_polled and now.last_polled > found.last_polled:
+            theirs = (now.parameters or {}).get("lake")
+            other = (f"; it works on the lake {theirs}" if theirs and theirs != lake
+                     else f"; it works on the same lake, {theirs}" if theirs else "")
+            return (f"another runner serves {deployment} on {PREFECT_API_URL.value()} now (it "
+                    f"polled for runs {(datetime.now(UTC) - now.last_polled).total_seconds():.0f}"
+                    f" s ago{other}): a second serve would take its schedule over. Stop that "
+                    "serve first, or serve on another --port (with another PREFECT_HOME)")
+    return None
+
+
+def _served_elsewhere(lake: str) -> str | None:
+    """:func:`served_elsewhere`; a failure of the lookup is said and lets serve go on."""
+    try:
+        return served_elsewhere(lake=lake)
+    except Exception as exc:
+        print(f"fusionlake serve: could not look whether another runner serves {DEPLOYMENT} "
+              f"({type(exc).__name__}: {first_line(exc)}); serving it", file=sys.stderr,
+              flush=True)
+        return None
+
+
 def _cancel_missed_runs() -> None:
     """:func:`cancel_missed_runs`, said in one line; a failure of it never stops serve."""
     try:
@@ -289,6 +356,10 @@ def serve(settings: Settings, cron: str = "*/15 * * * *", interval: float | None
         where = url or os.environ["PREFECT_API_URL"]
         when = f"every {interval} s" if interval else f"cron {cron}"
         not_ready = 0
+        # once, before this serve registers anything (later, the last polls are its own)
+        why = _served_elsewhere(settings.lake)
+        if why:
+            raise AlreadyServed(why)
         while True:
             print(f"serving {DEPLOYMENT} on {where} ({when}); lake {settings.lake}", flush=True)
             _cancel_missed_runs()
@@ -313,7 +384,11 @@ def serve(settings: Settings, cron: str = "*/15 * * * *", interval: float | None
     if os.environ.get("PREFECT_API_URL"):
         run(None)
         return
+    # a server that answers on the port already (another serve's, say) is used, not started
+    running = healthy(f"http://127.0.0.1:{port}/api")
     with local_prefect_server(port) as url:
-        print(f"started a local Prefect server: UI at {url.removesuffix('/api')}", flush=True)
+        how = "using the local Prefect server already running" if running else \
+            "started a local Prefect server"
+        print(f"{how}: UI at {url.removesuffix('/api')}", flush=True)
         with temporary_settings(updates={PREFECT_API_URL: url}):
             run(url)

@@ -291,9 +291,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     elif args.interval <= 0:
         raise UserError(f"--interval must be more than 0 seconds, not {args.interval}")
     _check_prefect_server()
-    from flows.serve import serve
+    from flows.serve import AlreadyServed, serve
 
-    serve(settings, cron=args.cron, interval=args.interval, port=args.port)
+    try:
+        serve(settings, cron=args.cron, interval=args.interval, port=args.port)
+    except AlreadyServed as exc:
+        raise UserError(str(exc)) from None
     return 0
 
 

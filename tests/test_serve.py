@@ -480,15 +480,30 @@ def test_serve_registers_again_with_a_server_not_ready_yet(tmp_path, monkeypatch
             raise failing(503)
         return ["tall-heron", "brave-otter"] if looked == 1 else []
 
+    def served_elsewhere(lake: str) -> str | None:  # once, before the first serve
+        calls.append("elsewhere")
+        looked = calls.count("elsewhere")
+        if looked == 2:
+            raise failing(503)
+        return "another runner serves it" if looked == 3 else None
+
     monkeypatch.setattr(served.pipeline, "serve", serve_deployment)
     monkeypatch.setattr(served, "cancel_missed_runs", cancel_missed_runs)
+    monkeypatch.setattr(served, "served_elsewhere", served_elsewhere)
     monkeypatch.setattr(served, "WATCH_SECONDS", 0.01)
     with local_prefect_server(port, timeout=30, command=_fake_server(port, tmp_path / "no"),
                               give_up=lambda why: None) as url:
         monkeypatch.setenv("PREFECT_API_URL", url)
         with pytest.raises(httpx.HTTPStatusError, match="500"):
             served.serve(Settings(lake=str(tmp_path / "lake")), interval=60)
-    assert calls == ["missed runs", served.DEPLOYMENT] * 3
+        assert calls == ["elsewhere", *["missed runs", served.DEPLOYMENT] * 3]
+        # a failed lookup is said, and serve goes on; another runner's serving stops it
+        monkeypatch.setattr(served.pipeline, "serve", lambda **kw: calls.append(kw["name"]))
+        monkeypatch.setattr(served, "cancel_missed_runs", lambda: [])
+        served.serve(Settings(lake=str(tmp_path / "lake")), interval=60)
+        with pytest.raises(served.AlreadyServed, match=r"^another runner serves it$"):
+            served.serve(Settings(lake=str(tmp_path / "lake")), interval=60)
+        assert calls[7:] == ["elsewhere", served.DEPLOYMENT, "elsewhere"]
     out, err = capsys.readouterr()
     assert err.count(f"fusionlake serve: the Prefect server at {url} is not ready yet (503 "
                      "Service Unavailable); serving again in 0 s") == 2
@@ -496,6 +511,8 @@ def test_serve_registers_again_with_a_server_not_ready_yet(tmp_path, monkeypatch
                      "running; cancelled all but the latest, which runs now") == 1
     assert err.count("fusionlake serve: could not look for scheduled runs missed while serve "
                      "was not running (HTTPStatusError: 503); any there start now") == 1
+    assert err.count("fusionlake serve: could not look whether another runner serves "
+                     f"{served.DEPLOYMENT} (HTTPStatusError: 503); serving it") == 1
 
 
 def test_runs_missed_while_serve_was_down_are_cancelled_all_but_the_latest(prefect_harness):
@@ -551,3 +568,57 @@ def test_runs_missed_while_serve_was_down_are_cancelled_all_but_the_latest(prefe
         assert asked.name in untouched and due[-1].name in untouched
         assert not any(r.state.is_cancelled() for r in runs("other").values())
         assert cancel_missed_runs(f"pipeline/{name}-served", now) == []  # once is enough
+
+
+def test_a_second_serve_of_a_deployment_another_runner_serves_is_refused(prefect_harness):
+    """Two `fusionlake serve` on one server (the same port on one machine, or one
+    PREFECT_API_URL): the second registered the deployment again with its own lake, so the
+    first's scheduled runs worked on the second's lake, and either runner started each run.
+    The second now refuses while the first's runner polls, naming that runner's lake; once
+    the polls stop (that serve killed), a serve takes over within two poll periods."""
+    import uuid
+
+    from prefect import get_client
+
+    from flows.pipeline import pipeline
+    from flows.serve import served_elsewhere
+
+    name = f"twice-{uuid.uuid4().hex[:8]}"
+    assert served_elsewhere(f"pipeline/{name}", every=1.0) is None  # never served
+    deployment = pipeline.to_deployment(name=name, interval=60,
+                                        parameters={"lake": "/srv/lake-a"}).apply()
+    assert served_elsewhere(f"pipeline/{name}", every=1.0) is None  # registered, never polled
+    stop = threading.Event()
+
+    def runner() -> None:  # what a serving runner does: poll for the deployment's runs
+        with get_client(sync_client=True) as client:
+            while not stop.is_set():
+                client.get_scheduled_flow_runs_for_deployments([deployment])
+                stop.wait(0.25)
+
+    def last_polled():
+        with get_client(sync_client=True) as client:
+            return client.read_deployment(deployment).last_polled
+
+    polling = threading.Thread(target=runner, daemon=True)
+    polling.start()
+    try:
+        deadline = time.monotonic() + 30
+        while last_polled() is None:  # the server notes a poll in the background
+            assert time.monotonic() < deadline, "the server never noted a poll"
+            time.sleep(0.2)
+        why = served_elsewhere(f"pipeline/{name}", every=1.0, lake="/srv/lake-b")
+    finally:
+        stop.set()
+        polling.join()
+    assert why is not None
+    assert why.startswith(f"another runner serves pipeline/{name} on ")
+    assert "it works on the lake /srv/lake-a" in why
+    assert why.endswith("Stop that serve first, or serve on another --port (with another "
+                        "PREFECT_HOME)")
+    # its serve killed: the last poll is recent, but no other follows
+    time.sleep(0.5)  # a poll the server had not noted yet
+    started = time.monotonic()
+    assert served_elsewhere(f"pipeline/{name}", every=1.0) is None
+    assert time.monotonic() - started < 2.0 + 1.5
+    assert served_elsewhere(f"pipeline/{name}", every=0.01) is None  # long since: no wait
