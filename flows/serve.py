@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -238,17 +239,17 @@ def served_elsewhere(deployment: str = f"pipeline/{DEPLOYMENT}", every: float | 
 
     every = float(every or PREFECT_RUNNER_POLL_FREQUENCY.value())
 
-    def last_polled():
+    def read() -> Any:  # the deployment as the server has it now, or None
         with get_client(sync_client=True) as client:
             try:
                 return client.read_deployment_by_name(deployment)
             except ObjectNotFound:  # served for the first time
                 return None
 
-    found = last_polled()
-    if found is None or found.last_polled is None:
+    first = read()
+    if first is None or first.last_polled is None:
         return None
-    since = (datetime.now(UTC) - found.last_polled).total_seconds()
+    since = (datetime.now(UTC) - first.last_polled).total_seconds()
     if since > 3 * every:
         return None
     print(f"fusionlake serve: {deployment} was polled by a runner {since:.0f} s ago; waiting "
@@ -256,15 +257,16 @@ def served_elsewhere(deployment: str = f"pipeline/{DEPLOYMENT}", every: float | 
     deadline = time.monotonic() + 2 * every
     while time.monotonic() < deadline:
         time.sleep(min(1.0, every / 2))
-        now = last_polled()
-        if now is not None and now.last_polled and now.last_polled > found.last_polled:
-            theirs = (now.parameters or {}).get("lake")
+        seen = read()
+        if seen is not None and seen.last_polled and seen.last_polled > first.last_polled:
+            theirs = (seen.parameters or {}).get("lake")
             other = (f"; it works on the lake {theirs}" if theirs and theirs != lake
                      else f"; it works on the same lake, {theirs}" if theirs else "")
+            ago = (datetime.now(UTC) - seen.last_polled).total_seconds()
             return (f"another runner serves {deployment} on {PREFECT_API_URL.value()} now (it "
-                    f"polled for runs {(datetime.now(UTC) - now.last_polled).total_seconds():.0f}"
-                    f" s ago{other}): a second serve would take its schedule over. Stop that "
-                    "serve first, or serve on another --port (with another PREFECT_HOME)")
+                    f"polled for runs {ago:.0f} s ago{other}): a second serve would take its "
+                    "schedule over. Stop that serve first, or serve on another --port (with "
+                    "another PREFECT_HOME)")
     return None
 
 
