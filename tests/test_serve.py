@@ -325,7 +325,8 @@ def test_serve_waits_for_a_server_of_its_own_that_stopped_answering(tmp_path):
     """``PREFECT_API_URL`` names the user's own server, stopped (an upgrade, say) long enough
     for Prefect's runner to give up on it: three failed polls in a row. serve ended there, with
     a page of ExceptionGroup traceback, and the schedule with it. Now it waits, and serves
-    again when the server is back: a drop delivered meanwhile is published."""
+    again when the server is back: a drop delivered meanwhile is published. (While it serves, a
+    second serve on the same server is refused.)"""
     from fusionlake.synth import generate
 
     drops = tmp_path / "drops"
@@ -362,6 +363,16 @@ def test_serve_waits_for_a_server_of_its_own_that_stopped_answering(tmp_path):
 
     try:
         wait_for(lambda: "is being served" in Path(log.name).read_text(), "serving")
+        # a second serve on the same server, for another lake, is refused while this one polls
+        # (before, it registered the deployment again and every scheduled run went to its lake)
+        second = subprocess.run([FUSIONLAKE, "serve", "--lake", str(tmp_path / "other-lake"),
+                                 "--interval", "20"], env=env, capture_output=True, text=True,
+                                timeout=120)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert (f"fusionlake serve: another runner serves pipeline/fusionlake-pipeline on {api} "
+                f"now (it polled for runs ") in second.stderr, second.stdout + second.stderr
+        assert f"; it works on the lake {lake}): " in second.stderr
+        assert "serving fusionlake-pipeline" not in second.stdout
         server.stop()
         wait_for(lambda: "runner gave up on it" in Path(log.name).read_text(), "giving up")
         feed = drops / "th_imm" / "repatriations"
