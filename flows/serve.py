@@ -163,6 +163,16 @@ def wait_for_server(api: str, exc: BaseException, every: float = WATCH_SECONDS) 
           flush=True)
 
 
+def _deployment(client: Any, name: str) -> Any:
+    """The deployment ``flow/name`` as the server has it, or None before it is first served."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        return client.read_deployment_by_name(name)
+    except ObjectNotFound:
+        return None
+
+
 def cancel_missed_runs(deployment: str = f"pipeline/{DEPLOYMENT}",
                        now: datetime | None = None) -> list[str]:
     """Cancel the runs the schedule made that were due while no serve ran, all but the latest;
@@ -185,17 +195,15 @@ def cancel_missed_runs(deployment: str = f"pipeline/{DEPLOYMENT}",
     )
     from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
-    from prefect.exceptions import ObjectNotFound
     from prefect.states import Cancelled
 
     now = now or datetime.now(UTC)
     with get_client(sync_client=True) as client:
-        try:
-            deployment_id = client.read_deployment_by_name(deployment).id
-        except ObjectNotFound:  # served for the first time
+        found = _deployment(client, deployment)
+        if found is None:
             return []
         due = FlowRunFilter(
-            deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]),
+            deployment_id=FlowRunFilterDeploymentId(any_=[found.id]),
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
             expected_start_time=FlowRunFilterExpectedStartTime(before_=now))
         runs = [r for r in client.read_flow_runs(
@@ -234,17 +242,13 @@ def served_elsewhere(deployment: str = f"pipeline/{DEPLOYMENT}", every: float | 
     serve killed and started again at once) and this one may take over.
     """
     from prefect import get_client
-    from prefect.exceptions import ObjectNotFound
     from prefect.settings import PREFECT_RUNNER_POLL_FREQUENCY
 
     every = float(every or PREFECT_RUNNER_POLL_FREQUENCY.value())
 
     def read() -> Any:  # the deployment as the server has it now, or None
         with get_client(sync_client=True) as client:
-            try:
-                return client.read_deployment_by_name(deployment)
-            except ObjectNotFound:  # served for the first time
-                return None
+            return _deployment(client, deployment)
 
     first = read()
     if first is None or first.last_polled is None:
