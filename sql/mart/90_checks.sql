@@ -50,9 +50,14 @@ WHERE entity_id_l NOT IN (SELECT entity_id FROM entity)
 UNION ALL
 SELECT 'no orphan links: record_link', count(*), 'links naming a record not in entity_record, e.g. '
        || coalesce(min(record_id_l || ' - ' || record_id_r), '-')
-FROM record_link
+FROM record_link_base  -- the rows of record_link, without packing their evidence
 WHERE record_id_l NOT IN (SELECT record_id FROM entity_record)
    OR record_id_r NOT IN (SELECT record_id FROM entity_record)
+UNION ALL
+SELECT 'no orphan facts: record_fact', count(*), 'values of a record not in entity_record, e.g. '
+       || coalesce(min(record_id), '-')
+FROM record_fact
+WHERE record_id NOT IN (SELECT record_id FROM entity_record)
 UNION ALL
 SELECT 'no orphan links: review_queue', count(*), 'pairs naming a record not in entity_record, e.g. '
        || coalesce(min(record_id_l || ' - ' || record_id_r), '-')

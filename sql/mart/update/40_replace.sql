@@ -59,12 +59,17 @@ UPDATE mart.entity_link
 SET weight = link_weight((SELECT count(*) FROM mart.entity), shared_by)
 WHERE weight IS DISTINCT FROM link_weight((SELECT count(*) FROM mart.entity), shared_by);
 
+-- The values each touched record's links show (record_link reads them as it is queried).
+DELETE FROM mart.record_fact WHERE record_id IN (SELECT record_id FROM touched_record);
+INSERT INTO mart.record_fact BY NAME
+SELECT * FROM scratch.record_fact SEMI JOIN touched_record USING (record_id);
+
 -- Record links and review pairs: every pair with a touched record.
-DELETE FROM mart.record_link
+DELETE FROM mart.record_link_base
 WHERE record_id_l IN (SELECT record_id FROM touched_record)
    OR record_id_r IN (SELECT record_id FROM touched_record);
-INSERT INTO mart.record_link BY NAME
-SELECT * FROM scratch.record_link
+INSERT INTO mart.record_link_base BY NAME
+SELECT * FROM scratch.record_link_base
 WHERE record_id_l IN (SELECT record_id FROM touched_record)
    OR record_id_r IN (SELECT record_id FROM touched_record);
 
