@@ -131,7 +131,7 @@ COMMENT ON COLUMN entity_link.evidence IS 'JSON {"l": [record_id...], "r": [reco
 -- Record links. The values compared are each record's, not the link's: they are kept once per
 -- record (record_fact) and joined into a link's evidence as it is read (the record_link view),
 -- instead of being written again into every link of a record (at a million people, 890 MB of
--- JSON, a third of the build's time and more than half of the mart file).
+-- JSON made by one statement of 8 s, a sixth of the build's steps; bench/RESULTS.md).
 CREATE TABLE record_fact AS
 SELECT f.*
 FROM in_record_fact AS f
