@@ -181,6 +181,9 @@ COMMENT ON COLUMN record_link_base.disagreed IS 'record_link.disagreed.';
 COMMENT ON COLUMN record_link_base.evidence IS 'JSON {"identifiers": ..., "weights": {...}}: the link''s own evidence, without the records'' values.';
 
 -- Each side's values are packed after the join, so a query for a few links packs only theirs.
+-- The two sides' subqueries are written out, not one CTE read twice: DuckDB materialises
+-- such a CTE, packing every record's values for a query of one link (twice as slow at
+-- 100k people; bench/RESULTS.md).
 CREATE VIEW record_link AS
 SELECT l.record_id_l, l.record_id_r, l.entity_id, l.rule, l.match_probability,
        l.match_weight, l.agreed, l.disagreed,
