@@ -15,7 +15,12 @@ import pytest
 
 from fusionlake.lake.schema import conform
 from transforms.resolution.ids import assign_ids, derived_id
-from transforms.resolution.resolve import ResolveSettings, latest_decisions, resolve
+from transforms.resolution.resolve import (
+    ResolveSettings,
+    _with_agreement,
+    latest_decisions,
+    resolve,
+)
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 CN_X = "110101199003078515"  # two different valid CN resident IDs (same person data otherwise)
@@ -70,6 +75,28 @@ BASE = [
     person("d1:3", "LI NA", date(1985, 1, 2), sex="F"),
     person("d1:4", "CHEN JIE", date(1979, 11, 30)),
 ]
+
+
+def test_agreement_lists_each_field_by_the_sign_of_its_weight_in_the_order_compared():
+    # Weights above, below and at zero, and missing (a link no model scored, or a field one
+    # record lacks), in every mix: the lists are made once per pattern and joined back, so
+    # every row must still get its own, in its own place.
+    names = ["name", "birth_date", "sex"]
+    values = [1.5, -0.25, 0.0, None]
+    rows = [dict(zip([f"w_{n}" for n in names], (a, b, c), strict=True), i=i)
+            for i, (a, b, c) in enumerate(
+                (a, b, c) for a in values for b in values for c in values)]
+    links = pl.DataFrame(rows * 3, schema={"w_name": pl.Float64, "w_birth_date": pl.Float64,
+                                            "w_sex": pl.Float64, "i": pl.Int64})
+    got = _with_agreement(links, names)
+    assert got.columns == [*links.columns, "agreed", "disagreed"]
+    assert got["i"].to_list() == links["i"].to_list()
+    for row in got.iter_rows(named=True):
+        weights = {n: row[f"w_{n}"] for n in names}
+        assert row["agreed"] == [n for n in names if (weights[n] or 0) > 0], row
+        assert row["disagreed"] == [n for n in names if (weights[n] or 0) < 0], row
+    none = _with_agreement(links.head(2), [])
+    assert none["agreed"].to_list() == [[], []] and none["disagreed"].to_list() == [[], []]
 
 
 def test_probabilistic_match_and_explanation():

@@ -269,24 +269,44 @@ def _facts(fact: pl.DataFrame) -> pl.DataFrame:
     return fact.select("record_id", pl.struct(pl.exclude("record_id")).alias("facts"))
 
 
-def _agreement(names: list[str]) -> tuple[pl.Expr, pl.Expr]:
-    """Fields that agreed (match weight > 0) and disagreed (< 0), from Splink's columns."""
+def _with_agreement(links: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+    """``links`` with the fields that agreed (match weight > 0) and disagreed (< 0), from
+    Splink's ``w_<name>`` columns, as two lists of names.
+
+    A link's agreement is one of a few hundred patterns. Each pattern's lists are made once
+    and joined in by a code of its signs: made link by link (one string column per field, then
+    the lists), they took 0.6 GB at a million people, the resolve's highest point of memory.
+    """
     if not names:
         none = pl.lit([], pl.List(pl.String))
-        return none, none
-    agreed = pl.concat_list(
-        [
-            pl.when(pl.col(f"w_{n}") > 0).then(pl.lit(n)).otherwise(pl.lit(None, pl.String))
-            for n in names
-        ]
-    ).list.drop_nulls()
-    disagreed = pl.concat_list(
-        [
-            pl.when(pl.col(f"w_{n}") < 0).then(pl.lit(n)).otherwise(pl.lit(None, pl.String))
-            for n in names
-        ]
-    ).list.drop_nulls()
-    return agreed, disagreed
+        return links.with_columns(none.alias("agreed"), none.alias("disagreed"))
+    bits = list(enumerate(names))
+
+    def signs(positive: bool) -> pl.Expr:  # bit i set when field i's weight has that sign
+        return pl.sum_horizontal([
+            ((pl.col(f"w_{n}") > 0) if positive else (pl.col(f"w_{n}") < 0))
+            .fill_null(False).cast(pl.Int64) * (1 << i)
+            for i, n in bits
+        ])
+
+    def fields(code: str) -> pl.Expr:
+        return pl.concat_list([
+            pl.when(pl.col(code) // (1 << i) % 2 == 1).then(pl.lit(n)).otherwise(None)
+            for i, n in bits
+        ]).list.drop_nulls()
+
+    code = signs(True) * (1 << len(names)) + signs(False)
+    links = links.with_columns(code.alias("_agreement"))
+    patterns = (
+        links.select(pl.col("_agreement").unique())
+        .with_columns(
+            (pl.col("_agreement") // (1 << len(names))).alias("_a"),
+            (pl.col("_agreement") % (1 << len(names))).alias("_d"),
+        )
+        .select("_agreement", fields("_a").alias("agreed"), fields("_d").alias("disagreed"))
+    )
+    return links.join(patterns, on="_agreement", how="left", maintain_order="left").drop(
+        "_agreement")
 
 
 @dataclass
@@ -481,7 +501,11 @@ def resolve_scored(
     must_not = decided.filter(pl.col("decision") == "different").select(
         "record_id_l", "record_id_r"
     )
-    scored = pairs.select("record_id_l", "record_id_r", "match_probability")
+    # _pair: the pair's row in ``pairs``, carried by its edge so that the record links take
+    # their weights by position instead of joining two million pairs on two string keys
+    # again (at a million people that join was the resolve's highest point of memory).
+    scored = pairs.select("record_id_l", "record_id_r", "match_probability").with_row_index(
+        "_pair")
     prob = scored.filter(pl.col("match_probability") >= settings.link_threshold).with_columns(
         pl.lit("probabilistic").alias("rule")
     )
@@ -507,7 +531,6 @@ def resolve_scored(
     )
     timer.lap("ids", f"{entity_record['entity_id'].n_unique():,} entities")
 
-    agreed, disagreed = _agreement(names)
     kept = (
         result.edges.filter(pl.col("status").is_in([ACCEPTED, INSIDE]))
         .with_columns(
@@ -516,7 +539,7 @@ def resolve_scored(
         .sort("_o")
         .unique(["record_id_l", "record_id_r"], keep="first")
     )
-    record_link = _explain(kept, pairs, id_edges, agreed, disagreed, names)
+    record_link = _explain(kept, pairs, id_edges, names)
     del kept
     review = _review(pairs, result.edges, oversize, skipped, entity_record, decided,
                      _facts(fact), settings)
@@ -538,8 +561,6 @@ def _explain(
     kept: pl.DataFrame,
     pairs: pl.DataFrame,
     id_edges: pl.DataFrame,
-    agreed: pl.Expr,
-    disagreed: pl.Expr,
     names: list[str],
 ) -> pl.DataFrame:
     """Record links with their rule, probability, weight, agreement and evidence JSON (the
@@ -550,26 +571,23 @@ def _explain(
     million people, held in memory and written again by every run.
     """
     weights = [f"w_{n}" for n in names if f"w_{n}" in pairs.columns]
-    scored = pairs.select("record_id_l", "record_id_r", "match_weight", *weights)
     id_evidence = id_edges.select("record_id_l", "record_id_r", "id_evidence")
     per_field = (
         [pl.struct([pl.col(f"w_{n}").round(3).alias(n) for n in names]).alias("weights")]
         if names
         else []
     )
-    links = kept.select("record_id_l", "record_id_r", "rule", "match_probability").sort(
+    links = kept.select("record_id_l", "record_id_r", "rule", "match_probability", "_pair").sort(
         "record_id_l", "record_id_r"
     )
-    for other in (scored, id_evidence):
-        links = links.join(
-            other, on=["record_id_l", "record_id_r"], how="left", maintain_order="left"
-        )
+    # Each scored link's weights from its row of pairs (null _pair: a link no model scored).
+    links = links.hstack(
+        pairs.select(pl.col("match_weight", *weights).gather(links["_pair"]))
+    ).join(id_evidence, on=["record_id_l", "record_id_r"], how="left", maintain_order="left")
     if not weights:
         links = links.with_columns([pl.lit(None, pl.Float64).alias(f"w_{n}") for n in names])
     return conform(
-        links.with_columns(
-            agreed.alias("agreed"),
-            disagreed.alias("disagreed"),
+        _with_agreement(links, names).with_columns(
             pl.struct(pl.col("id_evidence").alias("identifiers"), *per_field)
             .struct.json_encode()
             .alias("evidence"),
