@@ -27,6 +27,12 @@ def association_values(tables: dict[str, pl.DataFrame | pl.LazyFrame],
                        settings: ResolveSettings) -> pl.DataFrame:
     """All declared association values: record_id, via, value, relation (of lazy tables, only
     the columns read)."""
+    return association_scan(tables, settings).collect()
+
+
+def association_scan(tables: dict[str, pl.DataFrame | pl.LazyFrame],
+                     settings: ResolveSettings) -> pl.LazyFrame:
+    """:func:`association_values` as a query, for a caller that reads only part of it."""
     parts = []
     for via, (table, column, kinds) in settings.associations.items():
         frame = tables.get(table)
@@ -48,18 +54,20 @@ def association_values(tables: dict[str, pl.DataFrame | pl.LazyFrame],
     schema = {"record_id": pl.String, "via": pl.String, "value": pl.String,
               "relation": pl.String}
     if not parts:
-        return pl.DataFrame(schema=schema)
-    return pl.concat(parts).collect().cast(schema)
+        return pl.LazyFrame(schema=schema)
+    return pl.concat(parts).cast(schema)
 
 
 def entity_links(
-    values: pl.DataFrame, entity_record: pl.DataFrame, settings: ResolveSettings,
+    values: pl.DataFrame | pl.LazyFrame, entity_record: pl.DataFrame, settings: ResolveSettings,
     ordered: bool = True,
 ) -> pl.DataFrame:
     """Entity-to-entity edges through shared association values.
 
     Args:
-        values: output of ``association_values``.
+        values: output of :func:`association_values`, or the query of
+            :func:`association_scan`: then streamed, so that the values with their record ids
+            (millions of rows at a million people) are never all in memory at once.
         entity_record: entity_id, record_id.
         settings: hub thresholds.
         ordered: sorted by via, value and entity ids (a full resolution's order); an
@@ -71,7 +79,13 @@ def entity_links(
     """
     # which entities hold each value: the records they hold it in are the marts' to list, over
     # the records each audience may see (sql/mart/40_links.sql builds every link's evidence)
-    held = values.join(entity_record, on="record_id").select("via", "value", "entity_id").unique()
+    held = (
+        values.lazy()
+        .join(entity_record.lazy().select("record_id", "entity_id"), on="record_id")
+        .select("via", "value", "entity_id")
+        .unique()
+        .collect(engine="streaming")
+    )
     freq = held.group_by("via", "value").agg(
         pl.len().alias("n"), pl.col("entity_id").min().alias("centre")
     )

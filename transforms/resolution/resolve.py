@@ -40,7 +40,7 @@ from transforms.resolution.cluster import (
     components,
 )
 from transforms.resolution.ids import assign_ids, history
-from transforms.resolution.links import association_values, entity_links
+from transforms.resolution.links import association_scan, entity_links
 from transforms.resolution.settings import ResolveSettings
 from transforms.resolution.splink import KeptModel, match_frame, score_pairs
 
@@ -407,7 +407,7 @@ def resolve(
     # The scored pairs are done with: at a million people they hold gigabytes the entity
     # links need more.
     del pairs, scored_pairs, core, identifier
-    links = entity_links(association_values(tables, settings), entity_record, settings)
+    links = entity_links(association_scan(tables, settings), entity_record, settings)
     timer.lap("entity_link", f"{links.height:,} entity links")
     hist = history(entity_record, previous, record_link, now)
     timer.lap("history", f"{hist.height:,} changes")
