@@ -501,20 +501,22 @@ def resolve_scored(
     must_not = decided.filter(pl.col("decision") == "different").select(
         "record_id_l", "record_id_r"
     )
-    # _pair: the pair's row in ``pairs``, carried by its edge so that the record links take
-    # their weights by position instead of joining two million pairs on two string keys
-    # again (at a million people that join was the resolve's highest point of memory).
+    # _pair: the pair's row in ``pairs``, carried by its edge, so that the record links take
+    # their weights by position. A scored edge has its pair's columns already; only the
+    # identifier and steward edges look theirs up. (Joining every edge, or every link, to two
+    # million pairs on two string keys held half a gigabyte at a million people.)
     scored = pairs.select("record_id_l", "record_id_r", "match_probability").with_row_index(
         "_pair")
     prob = scored.filter(pl.col("match_probability") >= settings.link_threshold).with_columns(
         pl.lit("probabilistic").alias("rule")
     )
-    edge_cols = ["record_id_l", "record_id_r", "rule"]
-    edges = (
-        pl.concat([must.select(edge_cols), id_edges.select(edge_cols), prob.select(edge_cols)])
-        .unique(["record_id_l", "record_id_r", "rule"])
+    edge_cols = ["record_id_l", "record_id_r", "rule", "_pair", "match_probability"]
+    given = (
+        pl.concat([must.select(edge_cols[:3]), id_edges.select(edge_cols[:3])])
+        .unique()  # one edge per pair and rule (scored pairs are one per pair already)
         .join(scored, on=["record_id_l", "record_id_r"], how="left")
     )
+    edges = pl.concat([given.select(edge_cols), prob.select(edge_cols)])
     timer.lap("edges", f"{edges.height:,} candidate edges")
 
     comps = components(records, edges)
@@ -531,16 +533,7 @@ def resolve_scored(
     )
     timer.lap("ids", f"{entity_record['entity_id'].n_unique():,} entities")
 
-    kept = (
-        result.edges.filter(pl.col("status").is_in([ACCEPTED, INSIDE]))
-        .with_columns(
-            pl.col("rule").replace_strict(RULE_ORDER, return_dtype=pl.Int8).alias("_o")
-        )
-        .sort("_o")
-        .unique(["record_id_l", "record_id_r"], keep="first")
-    )
-    record_link = _explain(kept, pairs, id_edges, names)
-    del kept
+    record_link = _explain(result.edges, pairs, id_edges, names)
     review = _review(pairs, result.edges, oversize, skipped, entity_record, decided,
                      _facts(fact), settings)
     counts = {
@@ -558,13 +551,16 @@ def resolve_scored(
 
 
 def _explain(
-    kept: pl.DataFrame,
+    edges: pl.DataFrame,
     pairs: pl.DataFrame,
     id_edges: pl.DataFrame,
     names: list[str],
 ) -> pl.DataFrame:
     """Record links with their rule, probability, weight, agreement and evidence JSON (the
     identifier values shared and each comparison's weight), sorted by record_id_l, record_id_r.
+
+    A link is an edge the clustering kept (accepted, or inside a cluster already); a pair kept
+    by several rules is explained by the first in RULE_ORDER (steward, identifier, model).
 
     The values compared are not in the evidence: they are the records' record_fact rows, which
     the marts join in. Repeated in every link of a record, they were a gigabyte of JSON at a
@@ -577,8 +573,16 @@ def _explain(
         if names
         else []
     )
-    links = kept.select("record_id_l", "record_id_r", "rule", "match_probability", "_pair").sort(
-        "record_id_l", "record_id_r"
+    links = (
+        edges.filter(pl.col("status").is_in([ACCEPTED, INSIDE]))
+        .select("record_id_l", "record_id_r", "rule", "match_probability", "_pair")
+        .sort("record_id_l", "record_id_r",
+              pl.col("rule").replace_strict(RULE_ORDER, return_dtype=pl.Int8))
+        .filter(  # the first row of each pair: its first rule
+            (pl.col("record_id_l") != pl.col("record_id_l").shift())
+            .or_(pl.col("record_id_r") != pl.col("record_id_r").shift())
+            .fill_null(True)
+        )
     )
     # Each scored link's weights from its row of pairs (null _pair: a link no model scored).
     links = links.hstack(
