@@ -489,11 +489,16 @@ def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, reten
         last_model = store.get(layout.splink_model_key(audience)).decode()
     except NotFound:
         last_model = None
-    previous = _previous(store, audience)
+    # The previous history is read only once the resolution is made: resolve, near its highest
+    # point of memory, does not need it (65 MB at a million people after one run, and it grows
+    # with every run).
+    keys = zones.resolution_keys(store, audience) or {}
+    previous = (zones.read_frame(store, keys["entity_record"]) if "entity_record" in keys
+                else None)
     resolution = resolve(
         input_scans(scans),  # each table read when resolve needs it, and let go after
         decisions=decisions,
-        previous=previous["entity_record"] if previous else None,
+        previous=previous,
         settings=ResolveSettings(fallback_model=last_model, backend=backend),
         progress=_log,
     )
@@ -507,9 +512,10 @@ def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, reten
         "review_pair": resolution.review_pair,
         "record_fact": resolution.record_fact,
     }
-    if previous and "entity_history" in previous:
+    if "entity_history" in keys:
         frames["entity_history"] = pl.concat(
-            [previous["entity_history"], resolution.entity_history], how="vertical_relaxed")
+            [zones.read_frame(store, keys["entity_history"]), resolution.entity_history],
+            how="vertical_relaxed")
     t0 = time.perf_counter()
     version = zones.write_resolution(store, frames, run_id, retention=retention,
                                      audience=audience)
@@ -522,8 +528,7 @@ def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, reten
     _log("writing", f"resolution {version} and its kept state in "
          f"{time.perf_counter() - t0:.1f} s")
     resolution.stats["new cross-agency matches"] = new_cross_agency_matches(
-        resolution.record_fact, resolution.entity_record,
-        previous["entity_record"] if previous else None)
+        resolution.record_fact, resolution.entity_record, previous)
     return resolution, frames, version, {"mode": "full", "why": why}
 
 
