@@ -273,9 +273,10 @@ def _with_agreement(links: pl.DataFrame, names: list[str]) -> pl.DataFrame:
     """``links`` with the fields that agreed (match weight > 0) and disagreed (< 0), from
     Splink's ``w_<name>`` columns, as two lists of names.
 
-    A link's agreement is one of a few hundred patterns. Each pattern's lists are made once
-    and joined in by a code of its signs: made link by link (one string column per field, then
-    the lists), they took 0.6 GB at a million people, the resolve's highest point of memory.
+    A link's agreement is one of a few patterns (27 among the 1,169,659 links of a million
+    generated people). Each pattern's lists are made once and joined in by a code of its
+    signs: made link by link (one string column per field, then the lists), they took 0.6 GB
+    at a million people, the resolve's highest point of memory.
     """
     if not names:
         none = pl.lit([], pl.List(pl.String))
