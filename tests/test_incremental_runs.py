@@ -239,9 +239,13 @@ def test_superseded_rows_make_a_full_resolution(lake, scenario):
     fix = Path(lake).parent / "fix.jsonl"
     fix.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
     deliver(store, "mm_police", "detainees", [fix])
+    before = zones.read_resolution(store)["entity_history"]
     summary = run(Settings(lake=lake))
     assert _mode(summary)["mode"] == "full"
     assert "1 records resolved before are no longer staged" in _mode(summary)["why"]
+    # a full resolution's history is the history before it, then its own changes
+    history = zones.read_resolution(store)["entity_history"]
+    assert history.head(before.height).equals(before)
     assert "resolution_delta" not in zones.read_resolution(store)
     assert "incremental_of" not in _pointer(store)
 
@@ -451,9 +455,13 @@ def test_a_failing_group_lets_the_other_finish_and_the_next_run_completes(lake, 
 
 
 def test_full_run_without_new_drops_when_asked(lake):
+    store = open_store(lake)
+    before = zones.read_resolution(store)["entity_history"]
     summary = run(Settings(lake=lake, full=True))
     assert _mode(summary)["mode"] == "full"
     assert summary.marts
+    # the same entities again: no change to record, and none of the history before lost
+    assert zones.read_resolution(store)["entity_history"].equals(before)
 
 
 def _state_file(store, audience: str = "all") -> str:
