@@ -94,17 +94,26 @@ def test_each_record_s_facts_are_kept_once_not_in_every_link(resolved):
         row["agency"], row["drop_id"], row["source_row"])
 
 
-def test_splink_tables_are_removed_when_scoring_ends(resolved):
+def test_splink_tables_are_removed_when_scoring_ends(resolved, tmp_path, monkeypatch):
     """Splink materialises its tables as Parquet files; a served process scores run after run,
-    so only the low-scored pairs (read later, removed by ``close``) may outlive scoring."""
+    so only the low-scored pairs (read later, removed by ``close``) may outlive scoring, and
+    nothing outlives ``close``: no file, no folder (they used to wait for the process's end)."""
+    import tempfile
+
     from transforms.resolution.settings import ResolveSettings
     from transforms.resolution.splink import match_frame, score_pairs
 
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))  # where DuckDB's spill folders go
     tables, _truth, _result = resolved
     scored = score_pairs(match_frame(tables, ResolveSettings()), ResolveSettings(), {})
     try:
         assert scored.pairs.height > 0
         assert scored.low_pairs is not None and scored.low_pairs.exists()
         assert [p.name for p in scored.low_pairs.parent.iterdir()] == [scored.low_pairs.name]
+        assert scored.against(pl.DataFrame({"record_id": ["x"], "component": ["x"]})).height == 0
+        assert [p.name for p in tmp.iterdir()] == [scored.low_pairs.parent.name]
     finally:
         scored.close()
+    assert list(tmp.iterdir()) == []

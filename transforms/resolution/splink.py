@@ -202,7 +202,9 @@ class Scored:
 
     pairs: pl.DataFrame
     names: list[str]
-    low_pairs: Path | None = None  # Parquet: record_id_l, record_id_r scored below review_low
+    # Parquet (a file, or Spark's folder of parts): record_id_l, record_id_r scored below
+    # review_low, alone in a folder of its own (removed with it by close())
+    low_pairs: Path | None = None
     memory_fraction: float = ResolveSettings.duckdb_memory_fraction
     # blocks too large to compare pair by pair (blocks.oversize_blocks): left out of scoring
     skipped: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=BLOCK_COLUMNS))
@@ -224,7 +226,7 @@ class Scored:
             if not any(source.glob("*.parquet")):
                 return empty
             source = source / "*.parquet"
-        con, _ = _connect(self.memory_fraction)
+        con, spill = _connect(self.memory_fraction)
         try:
             con.register("fl_components", components.select("record_id", "component").to_arrow())
             return pl.from_arrow(
@@ -238,13 +240,13 @@ class Scored:
             )
         finally:
             con.close()
+            shutil.rmtree(spill, ignore_errors=True)
 
     def close(self) -> None:
+        """Remove the low-scored pairs and the folder scoring made for them (a served process
+        resolves run after run: nothing of a run's scoring may wait for the process's end)."""
         if self.low_pairs is not None:
-            if self.low_pairs.is_dir():
-                shutil.rmtree(self.low_pairs, ignore_errors=True)
-            else:
-                self.low_pairs.unlink(missing_ok=True)
+            shutil.rmtree(self.low_pairs.parent, ignore_errors=True)
             self.low_pairs = None
 
 
