@@ -274,7 +274,7 @@ def _with_agreement(links: pl.DataFrame, names: list[str]) -> pl.DataFrame:
     Splink's ``w_<name>`` columns, as two lists of names.
 
     A link's agreement is one of a few patterns (27 among the 1,169,659 links of a million
-    generated people). Each pattern's lists are made once and joined in by a code of its
+    generated people). Each pattern's lists are made once and joined in by the codes of its
     signs: made link by link (one string column per field, then the lists), they took 0.6 GB
     at a million people, the resolve's highest point of memory.
     """
@@ -283,10 +283,9 @@ def _with_agreement(links: pl.DataFrame, names: list[str]) -> pl.DataFrame:
         return links.with_columns(none.alias("agreed"), none.alias("disagreed"))
     bits = list(enumerate(names))
 
-    def signs(positive: bool) -> pl.Expr:  # bit i set when field i's weight has that sign
+    def code(weight_sign: Callable[[pl.Expr], pl.Expr]) -> pl.Expr:  # bit i: field i's sign
         return pl.sum_horizontal([
-            ((pl.col(f"w_{n}") > 0) if positive else (pl.col(f"w_{n}") < 0))
-            .fill_null(False).cast(pl.Int64) * (1 << i)
+            weight_sign(pl.col(f"w_{n}")).fill_null(False).cast(pl.Int64) * (1 << i)
             for i, n in bits
         ])
 
@@ -296,18 +295,12 @@ def _with_agreement(links: pl.DataFrame, names: list[str]) -> pl.DataFrame:
             for i, n in bits
         ]).list.drop_nulls()
 
-    code = signs(True) * (1 << len(names)) + signs(False)
-    links = links.with_columns(code.alias("_agreement"))
-    patterns = (
-        links.select(pl.col("_agreement").unique())
-        .with_columns(
-            (pl.col("_agreement") // (1 << len(names))).alias("_a"),
-            (pl.col("_agreement") % (1 << len(names))).alias("_d"),
-        )
-        .select("_agreement", fields("_a").alias("agreed"), fields("_d").alias("disagreed"))
-    )
-    return links.join(patterns, on="_agreement", how="left", maintain_order="left").drop(
-        "_agreement")
+    links = links.with_columns(code(lambda w: w > 0).alias("_a"),
+                               code(lambda w: w < 0).alias("_d"))
+    patterns = links.select("_a", "_d").unique().with_columns(
+        fields("_a").alias("agreed"), fields("_d").alias("disagreed"))
+    return links.join(patterns, on=["_a", "_d"], how="left", maintain_order="left").drop(
+        "_a", "_d")
 
 
 @dataclass
@@ -504,8 +497,8 @@ def resolve_scored(
     )
     # _pair: the pair's row in ``pairs``, carried by its edge, so that the record links take
     # their weights by position. A scored edge has its pair's columns already; only the
-    # identifier and steward edges look theirs up. (Joining every edge, or every link, to two
-    # million pairs on two string keys held half a gigabyte at a million people.)
+    # identifier and steward edges look theirs up. (Joining every edge to two million pairs on
+    # two string keys held half a gigabyte at a million people.)
     scored = pairs.select("record_id_l", "record_id_r", "match_probability").with_row_index(
         "_pair")
     prob = scored.filter(pl.col("match_probability") >= settings.link_threshold).with_columns(
