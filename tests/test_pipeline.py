@@ -296,19 +296,22 @@ def _wait(condition, seconds: float) -> bool:
 
 @pytest.mark.parametrize("lake_uri", ["local", "s3"], indirect=True)
 def test_run_that_lost_its_lease_stops_before_its_next_write(api_url, lake_uri, drops):
-    import time
-
     store = open_store(lake_uri)
     deliver_all(store, drops, only={"th_imm/repatriations", "mm_police/detainees"})
-    short = {"FUSIONLAKE_LEASE_SECONDS": "2"}
+    # A lease shorter than a loaded 2-core machine's stalls is lost by a run at work (CI,
+    # 2026-12-04); on 2026-12-07 the first run, with 2 s, never reached its pause in 300 s,
+    # most likely the same. So 8 s, and the wait below stops at once if the run exits.
+    short = {"FUSIONLAKE_LEASE_SECONDS": "8"}
     # the first run lands the drops, then freezes (SIGSTOP: its heartbeat stops too)
     first = _cli(api_url, lake_uri, "run", env=short | {"FUSIONLAKE_PAUSE_AT": "before-stage"})
     try:
-        assert _wait(lambda: _stopped(first.pid), 300), "the first run never reached its pause"
-        time.sleep(3)  # past its lease
-        # the second run keeps the default lease: with 2 s, a loaded 2-core machine that
-        # stalls its heartbeat thread that long made it lose the lake too (CI, 2026-12-04)
-        second = _cli(api_url, lake_uri, "run")
+        _wait(lambda: first.poll() is not None or _stopped(first.pid), 300)
+        if first.poll() is not None or not _stopped(first.pid):
+            out, err = _finish(first)
+            pytest.fail(f"the first run never reached its pause (exit {first.returncode}):"
+                        f"\n{out}{err}")
+        # the second run waits for the frozen run's lease to end, and takes the lake over
+        second = _cli(api_url, lake_uri, "run", "--wait", "300")
         out, err = _finish(second)
         assert second.returncode == 0, out + err
         os.kill(first.pid, signal.SIGCONT)
