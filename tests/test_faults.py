@@ -346,8 +346,10 @@ def test_drop_run_and_sql_pass_at_30_percent_faults_with_the_marts_of_a_clean_ru
     from polars.testing import assert_frame_equal
 
     from flows.pipeline import pipeline
+    from fusionlake.lake import layout, versions
     from fusionlake.lake.ledger import Ledger
     from fusionlake.lake.store import open_store
+    from fusionlake.lake.zones import read_resolution
     from fusionlake.pipeline.land import deliver
     from fusionlake.pipeline.marts import open_latest
 
@@ -385,6 +387,24 @@ def test_drop_run_and_sql_pass_at_30_percent_faults_with_the_marts_of_a_clean_ru
     for name, frame in mine.items():
         assert_frame_equal(frame, clean_tables[name], check_row_order=True), name
     assert query.stdout.split() == ["n", str(mine["entity_record"].height)]
+
+    # A full resolution again, through the same faults: it reads the previous history only
+    # after resolving, and must keep it whole, in front of its own changes.
+    def version() -> str:
+        return versions.read_pointer(store, layout.resolution_prefix("all"))["version"]
+
+    before, first = read_resolution(store), version()
+    fault_proxy.rate = 0.3
+    done = _cli("run", "--full", "--lake", lake, env=env)
+    fault_proxy.rate = 0.0
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = read_resolution(store)
+    assert version() != first  # a new resolution was written
+    assert after["entity_history"].height >= before["entity_history"].height
+    assert_frame_equal(after["entity_history"].head(before["entity_history"].height),
+                       before["entity_history"])
+    assert_frame_equal(after["entity_record"].sort("record_id"),
+                       before["entity_record"].sort("record_id"))
 
 
 def _header_only(src: Path, dest: Path) -> Path:
