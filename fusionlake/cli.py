@@ -18,7 +18,9 @@ import getpass
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -444,11 +446,11 @@ def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
             return 0
     elif isinstance(store, LocalStore):
         root = store.path(prefix)
-    else:
+    else:  # a copy for as long as it is served (Ctrl-C or SIGTERM end both)
         import tempfile
 
-        root = _sync_docs(store, keys, prefix,
-                          Path(tempfile.mkdtemp(prefix="fusionlake-docs-")))
+        with tempfile.TemporaryDirectory(prefix="fusionlake-docs-") as copy:
+            return _serve_folder(_sync_docs(store, keys, prefix, Path(copy)), args.serve)
     return _serve_folder(root, args.serve)
 
 
@@ -479,13 +481,23 @@ def _serve_folder(root: Path, port: int) -> int:
         raise UserError(f"cannot serve on 127.0.0.1:{port}: {exc.strerror}") from None
     print(f"Data Docs: http://127.0.0.1:{server.server_address[1]}/index.html "
           "(Ctrl-C stops)", flush=True)
+    # SIGTERM (a service manager, `kill`) stops it as Ctrl-C does, so that what the caller
+    # made for it (an S3 lake's temporary copy) is removed, not left in /tmp
+    stop = _raise_interrupt if threading.current_thread() is threading.main_thread() else None
+    previous = signal.signal(signal.SIGTERM, stop) if stop else None
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+        if stop:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 #: Fields of a record compared side by side in `review`: agreeing or disagreeing is marked.

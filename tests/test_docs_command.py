@@ -58,21 +58,28 @@ def test_docs_on_s3_without_an_option_is_one_line(s3_bucket, capsys):
                    "(a local copy) or --serve PORT (a local web server)\n")
 
 
-def test_serve_answers_on_loopback(s3_endpoint, s3_bucket):
+def test_serve_answers_on_loopback_and_leaves_no_copy_when_stopped(s3_endpoint, s3_bucket,
+                                                                   tmp_path):
     uri = f"s3://{s3_bucket}/lake"
     _site(uri)
+    tmp = tmp_path / "tmp"  # where the served copy of the S3 lake's site goes
+    tmp.mkdir()
     proc = subprocess.Popen([FUSIONLAKE, "docs", "--lake", uri, "--serve", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ))
+                            env={**os.environ, "TMPDIR": str(tmp)})
     try:
         line = proc.stdout.readline()
         assert line.startswith("Data Docs: http://127.0.0.1:"), (line, proc.stderr.read())
         url = line.split()[2]
         with urllib.request.urlopen(url, timeout=30) as response:
             assert response.read().decode() == _INDEX
+        [copy] = tmp.glob("fusionlake-docs-*")
+        assert (copy / "index.html").read_text() == _INDEX
     finally:
-        proc.terminate()
+        proc.terminate()  # SIGTERM, as a service manager stops it
         proc.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert list(tmp.iterdir()) == []  # the copy went with the server
 
 
 def test_docs_on_a_local_lake_prints_the_index_as_a_file_url(tmp_path, capsys):
