@@ -31,6 +31,9 @@ from fusionlake.pipeline.land import deliver
 from fusionlake.pipeline.marts import open_latest
 from fusionlake.pipeline.stage import expected_work
 
+# Every test here runs the pipeline end to end (a flow, a CLI run, a Prefect server).
+pytestmark = pytest.mark.slow
+
 PEOPLE = 300
 
 

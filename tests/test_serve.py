@@ -66,6 +66,7 @@ def _prefect_server_pid(port: int) -> int:
     raise AssertionError(f"no prefect server start --port {port} running")
 
 
+@pytest.mark.slow
 def test_serve_runs_the_pipeline_on_its_schedule(tmp_path):
     from fusionlake.synth import generate
 
