@@ -526,10 +526,15 @@ def test_a_run_killed_before_its_state_is_written_is_not_trusted(lake, scenario)
     # the resolution was written (incremental) but its state was not
     assert "resolution_delta" in zones.read_resolution(store)
     assert not store.exists(_state_file(store))
+    before = zones.read_resolution(store)["entity_history"]  # the killed run's, and all before
     summary = run(Settings(lake=lake))  # the lease of a dead process on this host is free
     assert _mode(summary)["mode"] == "full"
     assert "no kept state for resolution version" in _mode(summary)["why"]
     assert store.exists(_state_file(store))
+    # the full resolution keeps that history whole, in front of its own changes
+    history = zones.read_resolution(store)["entity_history"]
+    assert history.height >= before.height > 0
+    assert history.head(before.height).equals(before)
 
 
 def test_the_flow_passes_full(prefect_harness, lake):
