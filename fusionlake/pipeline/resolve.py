@@ -114,7 +114,13 @@ def staged_scans(store: ObjectStore, ledger: Ledger,
 def _superseded(person_scan: pl.LazyFrame, entries: list, feedset: FeedSet
                 ) -> tuple[pl.Series, set[str]]:
     """The record ids a newer drop supersedes (``supersede: by_source_key``), and the drops
-    none of whose rows survive."""
+    none of whose rows survive.
+
+    A row is superseded only by a row of the same feed and source key in a drop received
+    later. A row without a source key (null or blank) is never superseded: it names nothing a
+    later row could correct. Two rows of one drop with the same key both stay; ``required:
+    true`` and ``unique: true`` on the key column quarantine such rows, with a reason.
+    """
     person = person_scan.select("record_id", "drop_id", "agency", "feed", "source_key").collect()
     by_key = [name for name, f in feedset.feeds.items() if f.supersede == "by_source_key"]
     none = pl.Series("record_id", [], pl.String)
@@ -124,10 +130,11 @@ def _superseded(person_scan: pl.LazyFrame, entries: list, feedset: FeedSet
     ranked = person.with_columns(
         pl.col("drop_id").replace_strict(received, default="").alias("_received"),
         (pl.col("agency") + "/" + pl.col("feed")).alias("_feed"),
-    ).filter(pl.col("_feed").is_in(by_key))
-    newest = ranked.sort("_received", descending=True).unique(["_feed", "source_key"],
-                                                               keep="first")
-    superseded = ranked.join(newest.select("record_id"), on="record_id", how="anti")["record_id"]
+    ).filter(pl.col("_feed").is_in(by_key) & pl.col("source_key").is_not_null()
+             & (pl.col("source_key") != ""))
+    newest = ranked.group_by("_feed", "source_key").agg(pl.col("_received").max().alias("_newest"))
+    superseded = ranked.join(newest, on=["_feed", "source_key"]).filter(
+        pl.col("_received") < pl.col("_newest"))["record_id"]
     if not superseded.len():
         return none, set()
     before = set(person["drop_id"].unique().to_list())
