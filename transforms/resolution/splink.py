@@ -527,7 +527,9 @@ def _connect(memory_fraction: float) -> tuple[duckdb.DuckDBPyConnection, Path]:
 
     The scored pairs live in DuckDB; at a million people they outgrow DuckDB's default limit
     (80% of RAM) next to the Polars frames of the same process, and the kernel kills the run.
-    With a limit, DuckDB spills to disk instead. The folder goes when the process ends.
+    With a limit, DuckDB spills to disk instead. Each caller removes the folder when its work
+    ends (Scored.close, Scored.against, KeptScorer); an exit handler removes one left by a
+    failure on the way, when the process ends.
     """
     con = duckdb.connect()
     spill = tempfile.mkdtemp(prefix="fusionlake-splink-")
