@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import polars as pl
+import pytest
 
 from fusionlake.pipeline.resolve import _superseded
 
@@ -46,3 +47,50 @@ def test_rows_without_a_key_or_repeating_one_in_their_drop_are_all_kept():
     later = pl.concat([person, _person([("c1", "d3", "f", "k1")])])
     superseded, gone = _superseded(later, ENTRIES, FEEDS)
     assert sorted(superseded) == ["a3", "a4"] and gone == set()
+
+
+TIPS_FEED = """\
+agency: xx_police
+feed: tips
+format: csv
+source_key: id
+record: person
+role: suspect
+supersede: by_source_key
+columns:
+  id:   {to: source_key}
+  name: {to: person.name, name_order: family_first}
+"""
+
+
+@pytest.mark.slow
+def test_a_feed_whose_key_may_be_blank_or_repeat_keeps_those_people_in_the_mart(tmp_path):
+    """End to end, through a feed whose key column is neither required nor unique: the blank
+    keys and a key repeated in a drop reach the mart; only the row a later drop corrects
+    does not."""
+    from fusionlake.lake.settings import Settings
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.land import deliver
+    from fusionlake.pipeline.marts import open_latest
+    from fusionlake.pipeline.run import run
+
+    feeds = tmp_path / "feeds" / "xx_police"
+    feeds.mkdir(parents=True)
+    (feeds / "tips.yaml").write_text(TIPS_FEED, encoding="utf-8")
+    first, later = tmp_path / "tips-1.csv", tmp_path / "tips-2.csv"
+    first.write_text("id,name\n,ZHANG WEI\nk1,LI NA\nk1,WANG FANG\nk2,CHEN JIE\n",
+                     encoding="utf-8")
+    later.write_text("id,name\n,LIU YANG\nk2,CHEN JIE\n", encoding="utf-8")  # k2 corrected
+    store = open_store(str(tmp_path / "lake"))
+    deliver(store, "xx_police", "tips", [first])
+    deliver(store, "xx_police", "tips", [later])
+    summary = run(Settings(lake=store.uri, feeds_path=[str(tmp_path / "feeds")],
+                           drop_workers=0))
+    assert not summary.problems, summary.problems
+    con = open_latest(store, "all")
+    try:
+        names = sorted(r[0] for r in con.execute(
+            "SELECT name_original FROM entity_record").fetchall())
+    finally:
+        con.close()
+    assert names == ["CHEN JIE", "LI NA", "LIU YANG", "WANG FANG", "ZHANG WEI"]
