@@ -189,8 +189,26 @@ def _finish(proc: subprocess.Popen) -> tuple[str, str]:
 def test_concurrent_runs_do_not_corrupt_the_lake(api_url, lake_uri, drops):
     store = open_store(lake_uri)
     deliver_all(store, drops, only={"th_imm/repatriations", "cn_mps/suspects"})
-    procs = [_cli(api_url, lake_uri, "run") for _ in range(2)]
-    outs = [_finish(p) for p in procs]
+    # Both runs stop just before they take the lease and are let go together: on a loaded
+    # machine one started 16 s after the other, found the work done and said "nothing new"
+    # (CI, 2026-12-07), so the two never met.
+    procs = [_cli(api_url, lake_uri, "run", env={"FUSIONLAKE_PAUSE_AT": "before-lease"})
+             for _ in range(2)]
+    try:
+        if not _wait(lambda: all(p.poll() is not None or _stopped(p.pid) for p in procs), 300) \
+                or any(p.poll() is not None for p in procs):
+            for p in procs:  # a stopped run would never answer communicate()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+            said = ["".join(_finish(p)) for p in procs]
+            pytest.fail("a run never reached its pause: " + "\n".join(
+                f"exit {p.returncode}:\n{out}" for p, out in zip(procs, said, strict=True)))
+        for p in procs:
+            os.kill(p.pid, signal.SIGCONT)
+        outs = [_finish(p) for p in procs]
+    finally:
+        for p in procs:
+            _finish(p)
     codes = sorted(p.returncode for p in procs)
     # one ran, the other said another run holds the lake (a message is shown whole, a repr not)
     assert codes == [0, 2], "\n".join(f"exit {p.returncode}:\n{out}\n{err}"

@@ -214,6 +214,7 @@ def run(settings: Settings, run_id: str | None = None, lease_wait: float = 0.0,
     store = open_store(settings.lake)
     summary = RunSummary(run_id=run_id, lake=store.uri)
     try:
+        pause_point("before-lease")  # concurrency test: two runs let go at the same moment
         lease = acquire(store, run_id, seconds=settings.lease_seconds, wait=lease_wait)
         with lease, run_folder(run_id), fenced(lease):
             lease.start_heartbeat()
