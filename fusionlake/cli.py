@@ -447,9 +447,15 @@ def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
     elif isinstance(store, LocalStore):
         root = store.path(prefix)
     else:  # a copy for as long as it is served (Ctrl-C or SIGTERM end both)
+        import shutil
         import tempfile
 
-        with tempfile.TemporaryDirectory(prefix="fusionlake-docs-") as copy:
+        from fusionlake.pipeline.run import stale_run_folders
+
+        for old in stale_run_folders():  # copies that a SIGKILL of a server left behind
+            if old.name.startswith("fusionlake-docs-"):
+                shutil.rmtree(old, ignore_errors=True)
+        with tempfile.TemporaryDirectory(prefix=f"fusionlake-docs-{os.getpid()}-") as copy:
             return _serve_folder(_sync_docs(store, keys, prefix, Path(copy)), args.serve)
     return _serve_folder(root, args.serve)
 

@@ -82,6 +82,44 @@ def test_serve_answers_on_loopback_and_leaves_no_copy_when_stopped(s3_endpoint, 
     assert list(tmp.iterdir()) == []  # the copy went with the server
 
 
+def _serve(uri: str, tmp: Path) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([FUSIONLAKE, "docs", "--lake", uri, "--serve", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp)})
+    line = proc.stdout.readline()
+    assert line.startswith("Data Docs: http://127.0.0.1:"), (line, proc.stderr.read())
+    return proc, line.split()[2]
+
+
+def test_a_copy_that_a_killed_server_left_goes_when_the_next_one_starts(s3_bucket, tmp_path):
+    uri = f"s3://{s3_bucket}/lake"
+    _site(uri)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    # neither a live server's copy nor another program's folder is touched
+    (tmp / "fusionlake-docs-1-abcd1234").mkdir()  # pid 1 lives: init
+    (tmp / "fusionlake-docs-notours").mkdir()
+    killed, _ = _serve(uri, tmp)
+    killed.kill()  # SIGKILL: no handler runs, the copy stays
+    killed.wait(timeout=30)
+    [left] = tmp.glob(f"fusionlake-docs-{killed.pid}-*")
+    assert (left / "index.html").read_text() == _INDEX
+    proc, url = _serve(uri, tmp)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.read().decode() == _INDEX
+        assert not left.exists()
+        assert sorted(p.name for p in tmp.iterdir() if not p.name.startswith(
+            f"fusionlake-docs-{proc.pid}-")) == ["fusionlake-docs-1-abcd1234",
+                                                 "fusionlake-docs-notours"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert sorted(p.name for p in tmp.iterdir()) == ["fusionlake-docs-1-abcd1234",
+                                                     "fusionlake-docs-notours"]
+
+
 def test_docs_on_a_local_lake_prints_the_index_as_a_file_url(tmp_path, capsys):
     uri = str(tmp_path / "lake")
     assert main(["docs", "--lake", uri]) == 2
@@ -91,3 +129,17 @@ def test_docs_on_a_local_lake_prints_the_index_as_a_file_url(tmp_path, capsys):
     assert main(["docs", "--lake", uri]) == 0
     index = tmp_path / "lake" / layout.DATA_DOCS / "index.html"
     assert capsys.readouterr().out == index.resolve().as_uri() + "\n"
+
+
+def test_a_runs_clean_start_finds_the_copies_and_run_folders_of_dead_processes(tmp_path):
+    from fusionlake.pipeline.run import stale_run_folders
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for name in (f"fusionlake-docs-{dead.pid}-x1y2z3_4", f"fusionlake-run-r1-{dead.pid}",
+                 f"fusionlake-docs-{os.getpid()}-abcdefgh", f"fusionlake-run-r2-{os.getpid()}",
+                 "fusionlake-docs-abcdefgh", f"other-{dead.pid}"):
+        (tmp_path / name).mkdir()
+    (tmp_path / f"fusionlake-run-r3-{dead.pid}.txt").write_text("a file, not a folder")
+    assert [p.name for p in stale_run_folders(tmp_path)] == [
+        f"fusionlake-docs-{dead.pid}-x1y2z3_4", f"fusionlake-run-r1-{dead.pid}"]

@@ -270,6 +270,8 @@ def _out_of_space(exc: BaseException, store: ObjectStore) -> str:
 #: match frames downloaded from S3 (for DuckDB), marts being built. A crash leaves the folder;
 #: the next run on this machine removes it when the pid is gone.
 _RUN_FOLDER = re.compile(r"^fusionlake-run-[0-9A-Za-z_.-]+-(\d+)$")
+#: ``fusionlake docs --serve``'s copy of an S3 lake's site: ``fusionlake-docs-<pid>-<random>``
+_DOCS_COPY = re.compile(r"^fusionlake-docs-(\d+)-[0-9a-z_]+$")
 
 
 @contextlib.contextmanager
@@ -304,13 +306,14 @@ def fenced(lease: Lease) -> Iterator[None]:
 
 
 def stale_run_folders(base: Path | None = None) -> list[Path]:
-    """Run folders (``fusionlake-run-<run_id>-<pid>``) of processes of this machine that no
-    longer exist."""
+    """Temporary folders of processes of this machine that no longer exist: run folders
+    (``fusionlake-run-<run_id>-<pid>``) and the copies served by ``fusionlake docs --serve``
+    (``fusionlake-docs-<pid>-<random>``), which a SIGKILL leaves behind."""
     base = Path(base or tempfile.gettempdir())
     out = []
     with contextlib.suppress(OSError):
         for path in base.iterdir():
-            m = _RUN_FOLDER.match(path.name)
+            m = _RUN_FOLDER.match(path.name) or _DOCS_COPY.match(path.name)
             if m and path.is_dir() and not pid_alive(int(m.group(1))):
                 out.append(path)
     return sorted(out)
@@ -319,7 +322,7 @@ def stale_run_folders(base: Path | None = None) -> list[Path]:
 def clean_start(r: Run) -> None:
     """Sweep what crashed runs left, before this run writes anything.
 
-    * run folders of dead processes on this machine;
+    * run folders, and copies served by ``docs --serve``, of dead processes on this machine;
     * writes that never finished (temp files on disk, incomplete multipart uploads on S3):
       those of dead processes of this machine at once, the others once older than the lease
       by the store's clock (``fusionlake drop`` and ``land`` write without the lease and may be
@@ -328,11 +331,11 @@ def clean_start(r: Run) -> None:
       them, and this run holds the lease, so whoever started them is gone.
     """
     with r.executor.stage("clean start", r.summary):
-        swept = {"run folders": 0, "unfinished writes": 0, "unfinished versions": 0}
+        swept = {"temporary folders": 0, "unfinished writes": 0, "unfinished versions": 0}
         for folder in stale_run_folders(Path(tempfile.tempdir).parent
                                         if tempfile.tempdir else None):
             shutil.rmtree(folder, ignore_errors=True)
-            swept["run folders"] += 1
+            swept["temporary folders"] += 1
         host = host_tag()
         for partial in r.store.partial_writes(""):
             owner = temp_owner(partial.key)
