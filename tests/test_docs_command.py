@@ -7,6 +7,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from unittest import mock
 
 from fusionlake.cli import main
 from fusionlake.lake import layout
@@ -118,6 +119,38 @@ def test_a_copy_that_a_killed_server_left_goes_when_the_next_one_starts(s3_bucke
     assert proc.returncode == 0, proc.stderr.read()
     assert sorted(p.name for p in tmp.iterdir()) == ["fusionlake-docs-1-abcd1234",
                                                      "fusionlake-docs-notours"]
+
+
+def test_serve_through_a_flaky_store_serves_every_page_whole(s3_bucket, fault_proxy,
+                                                             tmp_path):
+    """The copy is made through the store's retries: at 30% faults (errors, and connections
+    dropped before or after the store answered) every page is served as stored, and the copy
+    still goes when the server stops."""
+    uri = f"s3://{s3_bucket}/lake"
+    _site(uri)
+    store = open_store(uri)
+    pages = {f"{layout.DATA_DOCS}/validations/drop_{i:02d}.html": f"<p>drop {i}</p>" * 400
+             for i in range(12)}
+    for key, text in pages.items():
+        store.put(key, text.encode())
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    fault_proxy.rate, fault_proxy.faults = 0.3, ("internal", "drop-before", "drop-after")
+    with mock.patch.dict(os.environ, {"AWS_ENDPOINT_URL": fault_proxy.url}):
+        proc, url = _serve(uri, tmp)
+    fault_proxy.rate = 0.0
+    try:
+        base = url.rsplit("/", 1)[0]
+        for key, text in pages.items():
+            page = key.removeprefix(f"{layout.DATA_DOCS}/")
+            with urllib.request.urlopen(f"{base}/{page}", timeout=30) as response:
+                assert response.read().decode() == text, page
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert sum(fault_proxy.counts.values()) >= 5, fault_proxy.counts  # faults were met
+    assert list(tmp.iterdir()) == []
 
 
 def test_docs_on_a_local_lake_prints_the_index_as_a_file_url(tmp_path, capsys):
