@@ -13,6 +13,7 @@ seconds to import, which ``drops`` or ``sql`` need not pay.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import getpass
 import json
@@ -445,7 +446,7 @@ def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
         if args.serve is None:
             return 0
     elif isinstance(store, LocalStore):
-        root = store.path(prefix)
+        root = store.path(layout.DATA_DOCS)
     else:  # a copy for as long as it is served (Ctrl-C or SIGTERM end both)
         import shutil
         import tempfile
@@ -1031,7 +1032,18 @@ def _check_lake(lake: str) -> None:
                         "check the path")
 
 
+def _stacks_on_sigusr1() -> None:
+    """``kill -USR1 <pid>`` prints every thread's stack to stderr, and the command goes on:
+    what an operator (or a test whose run seems stuck) looks at before deciding to kill it."""
+    import faulthandler
+
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # stderr without a file
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and threading.current_thread() is threading.main_thread():
+        _stacks_on_sigusr1()  # the `fusionlake` command itself, not a caller's main([...])
     configure_offline()
     _quiet_libraries()
     args = build_parser().parse_args(argv)

@@ -176,3 +176,41 @@ def test_a_runs_clean_start_finds_the_copies_and_run_folders_of_dead_processes(t
     (tmp_path / f"fusionlake-run-r3-{dead.pid}.txt").write_text("a file, not a folder")
     assert [p.name for p in stale_run_folders(tmp_path)] == [
         f"fusionlake-docs-{dead.pid}-x1y2z3_4", f"fusionlake-run-r1-{dead.pid}"]
+
+
+def test_serve_on_a_local_lake_serves_its_own_folder_and_copies_nothing(tmp_path):
+    """(It failed with "invalid object key 'reports/data_docs/'" until 2026-12-07.)"""
+    uri = str(tmp_path / "lake")
+    _site(uri)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc, url = _serve(uri, tmp)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.read().decode() == _INDEX
+        assert list(tmp.iterdir()) == []
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr.read()
+
+
+def test_sigusr1_prints_every_threads_stack_and_the_command_goes_on(tmp_path):
+    """An operator's (or a stuck test's) look inside a command that seems to hang."""
+    import signal
+    import time
+
+    uri = str(tmp_path / "lake")
+    _site(uri)
+    proc, url = _serve(uri, tmp_path)
+    try:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        with urllib.request.urlopen(url, timeout=30) as response:  # still serving
+            assert response.read().decode() == _INDEX
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    err = proc.stderr.read()
+    assert proc.returncode == 0, err
+    assert "Current thread" in err and "serve_forever" in err, err
