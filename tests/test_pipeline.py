@@ -179,9 +179,24 @@ def _cli(api_url: str, lake: str, *args: str, env: dict | None = None,
 def _finish(proc: subprocess.Popen) -> tuple[str, str]:
     try:
         return proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:  # a stuck run: where it is stuck, then gone
+        _stacks(proc)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"the command did not end in 600 s; its threads then:\n{out}{err[-30000:]}")
     finally:  # nothing a killed run started may outlive the test
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _stacks(proc: subprocess.Popen) -> None:
+    """Have a `fusionlake` command print every thread's stack to its stderr (SIGUSR1)."""
+    import time
+
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
 
 
 # the lease by a conditional PUT on S3, by link(2) on disk
@@ -593,7 +608,12 @@ def test_a_run_whose_prefect_server_dies_says_so_and_loses_nothing(drops, tmp_pa
             assert landed.wait(300), "".join(lines)
             server = re.search(r"Prefect server on \S+ \(pid (\d+)\)", "".join(lines))
             os.kill(int(server.group(1)), signal.SIGKILL)
-            proc.wait(timeout=300)  # a command that hangs fails here
+            try:
+                proc.wait(timeout=300)  # a command that hangs fails here
+            except subprocess.TimeoutExpired:
+                _stacks(proc)
+                pytest.fail("the run did not end in 300 s after its Prefect server died; its "
+                            "threads then:\n" + "".join(lines)[-30000:])
         finally:
             proc.kill()
             reader.join(30)
