@@ -98,8 +98,10 @@ def test_splink_tables_are_removed_when_scoring_ends(resolved, tmp_path, monkeyp
     """Splink materialises its tables as Parquet files; a served process scores run after run,
     so only the low-scored pairs (read later, removed by ``close``) may outlive scoring, and
     nothing outlives ``close``: no file, no folder (they used to wait for the process's end)."""
+    import atexit
     import tempfile
 
+    from transforms.resolution import splink
     from transforms.resolution.settings import ResolveSettings
     from transforms.resolution.splink import match_frame, score_pairs
 
@@ -107,6 +109,7 @@ def test_splink_tables_are_removed_when_scoring_ends(resolved, tmp_path, monkeyp
     tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))  # where DuckDB's spill folders go
     tables, _truth, _result = resolved
+    handlers = atexit._ncallbacks()
     scored = score_pairs(match_frame(tables, ResolveSettings()), ResolveSettings(), {})
     try:
         assert scored.pairs.height > 0
@@ -117,3 +120,6 @@ def test_splink_tables_are_removed_when_scoring_ends(resolved, tmp_path, monkeyp
     finally:
         scored.close()
     assert list(tmp.iterdir()) == []
+    # and nothing waits for the process's end: no exit handler more, no folder still listed
+    assert atexit._ncallbacks() == handlers
+    assert not any(folder.startswith(str(tmp)) for folder in splink._SPILLS)

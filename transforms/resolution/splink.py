@@ -240,13 +240,13 @@ class Scored:
             )
         finally:
             con.close()
-            shutil.rmtree(spill, ignore_errors=True)
+            remove_spill(spill)
 
     def close(self) -> None:
         """Remove the low-scored pairs and the folder scoring made for them (a served process
         resolves run after run: nothing of a run's scoring may wait for the process's end)."""
         if self.low_pairs is not None:
-            shutil.rmtree(self.low_pairs.parent, ignore_errors=True)
+            remove_spill(self.low_pairs.parent)
             self.low_pairs = None
 
 
@@ -354,7 +354,7 @@ class KeptScorer:
     def close(self) -> None:
         if self._con is not None:
             self._con.close()
-            shutil.rmtree(self._spill, ignore_errors=True)
+            remove_spill(self._spill)
             self._con = None
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
@@ -522,18 +522,36 @@ def _pred_columns(columns: list[str], names: list[str]) -> list[str]:
     return wanted
 
 
+#: Spill folders (:func:`_connect`) their callers have not removed yet. One exit handler
+#: removes what a failure left; not one handler per call, which a served process, resolving
+#: run after run, would pile up for as long as it lives.
+_SPILLS: set[str] = set()
+
+
+@atexit.register
+def _remove_spills_left() -> None:
+    for folder in list(_SPILLS):
+        remove_spill(folder)
+
+
+def remove_spill(folder: str | Path) -> None:
+    """Remove a spill folder of :func:`_connect` (its caller's work is done)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    _SPILLS.discard(str(folder))
+
+
 def _connect(memory_fraction: float) -> tuple[duckdb.DuckDBPyConnection, Path]:
     """Splink's DuckDB: bounded memory that spills to a temporary folder.
 
     The scored pairs live in DuckDB; at a million people they outgrow DuckDB's default limit
     (80% of RAM) next to the Polars frames of the same process, and the kernel kills the run.
     With a limit, DuckDB spills to disk instead. Each caller removes the folder when its work
-    ends (Scored.close, Scored.against, KeptScorer); an exit handler removes one left by a
-    failure on the way, when the process ends.
+    ends (Scored.close, Scored.against, KeptScorer: :func:`remove_spill`); the exit handler
+    removes one left by a failure on the way, when the process ends.
     """
     con = duckdb.connect()
     spill = tempfile.mkdtemp(prefix="fusionlake-splink-")
-    atexit.register(shutil.rmtree, spill, ignore_errors=True)
+    _SPILLS.add(spill)
     con.execute(f"SET memory_limit = '{memory_share(memory_fraction)}'")
     con.execute(f"SET temp_directory = '{spill}'")
     return con, Path(spill)
