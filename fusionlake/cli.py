@@ -110,6 +110,8 @@ def cmd_land(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     if args.people < 1:
         raise UserError("--people must be at least 1")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out}: that is a file; give a folder (made if missing)")
     if args.follow_up is not None:
         if args.follow_up < 1:
             raise UserError("--follow-up must be at least 1 row")
@@ -441,6 +443,8 @@ def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(f"{settings.lake} is not a folder a browser can open: give --sync DIR "
                         "(a local copy) or --serve PORT (a local web server)")
     if args.sync is not None:
+        if Path(args.sync).exists() and not Path(args.sync).is_dir():
+            raise UserError(f"--sync {args.sync}: that is a file; give a folder (made if missing)")
         root = _sync_docs(store, keys, prefix, Path(args.sync))
         print((root / "index.html").resolve().as_uri())
         if args.serve is None:
@@ -821,6 +825,50 @@ def _fail_on(value: str) -> list[str]:
     return kinds
 
 
+def _at_least(low: int):
+    """An argparse type: an integer of at least ``low``."""
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            n = None
+        if n is None or n < low:
+            raise argparse.ArgumentTypeError(f"{value!r}: give a whole number of {low} or more")
+        return n
+    return parse
+
+
+def _port(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a port from 0 (any free one) to 65535")
+    return n
+
+
+def _seconds(value: str) -> float:
+    try:
+        n = float(value)
+    except ValueError:
+        n = -1.0
+    if not n >= 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"{value!r}: give seconds, 0 or more")
+    return n
+
+
+def _nonblank(value: str) -> str:
+    """A name or reason the audit trail keeps: not empty."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty: the audit trail keeps it")
+    return value.strip()
+
+
+#: The kinds of entries in the audit trail (fusionlake.lake.audit.record's callers).
+AUDIT_KINDS = ("sql", "decision", "acceptance")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with usage errors in one line and exit 2, like every other user error."""
 
@@ -891,7 +939,7 @@ def build_parser() -> argparse.ArgumentParser:
     p["run"].add_argument("--full", action="store_true",
                           help="resolve every record again, retraining the model, and rebuild "
                           "every mart (scheduled runs resolve new records incrementally)")
-    p["run"].add_argument("--wait", type=float, default=0.0,
+    p["run"].add_argument("--wait", type=_seconds, default=0.0,
                           help="seconds to wait for another run on the same lake to finish")
     p["run"].add_argument("--fail-on", type=_fail_on, default=[], metavar="KINDS",
                           help="exit 1 when this run had such drops: a comma-separated list of "
@@ -925,18 +973,19 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="whose mart: all (the task force) or an agency id")
     p["sql"].add_argument("--as", dest="as_", metavar="NAME",
                           help="who asks, for the audit trail (default: $USER)")
-    p["audit"].add_argument("--kind", help="only entries of this kind (sql, decision, ...)")
-    p["audit"].add_argument("--limit", type=int, default=50, help="the newest N entries")
+    p["audit"].add_argument("--kind", choices=AUDIT_KINDS, help="only entries of this kind")
+    p["audit"].add_argument("--limit", type=_at_least(1), default=50,
+                            help="the newest N entries")
     p["audit"].add_argument("--format", choices=["table", "json"], default="table",
                             help="output format (default: table)")
     p["report"].add_argument("--format", choices=["table", "json"], default="table",
                              help="output format (default: table)")
     p["docs"].add_argument("--sync", metavar="DIR",
                            help="copy the site into DIR (for an S3 lake) and print its path")
-    p["docs"].add_argument("--serve", metavar="PORT", type=int,
+    p["docs"].add_argument("--serve", metavar="PORT", type=_port,
                            help="serve the site on http://127.0.0.1:PORT until Ctrl-C "
                                 "(0: a free port)")
-    p["review"].add_argument("--limit", type=int, default=20,
+    p["review"].add_argument("--limit", type=_at_least(1), default=20,
                              help="the N most informative pairs (default: 20)")
     p["review"].add_argument("--format", choices=["table", "json"], default="table",
                              help="output format (default: table, two columns per pair)")
@@ -953,14 +1002,16 @@ def build_parser() -> argparse.ArgumentParser:
     verdict.add_argument("--undo", action="store_true",
                          help="withdraw the standing decision on the pair (recorded, "
                               "nothing deleted)")
-    p["decide"].add_argument("--by", required=True, help="who decides")
-    p["decide"].add_argument("--why", required=True, help="the reason, for the audit trail")
+    p["decide"].add_argument("--by", required=True, type=_nonblank, help="who decides")
+    p["decide"].add_argument("--why", required=True, type=_nonblank,
+                             help="the reason, for the audit trail")
     for name in ("accept", "reject", "retry"):
         p[name].add_argument("drop", metavar="DROP",
                              help="the drop id, or the start of it or of its sha256")
     for name in ("accept", "reject"):
-        p[name].add_argument("--by", required=True, help="who decides")
-        p[name].add_argument("--why", required=True, help="the reason, for the audit trail")
+        p[name].add_argument("--by", required=True, type=_nonblank, help="who decides")
+        p[name].add_argument("--why", required=True, type=_nonblank,
+                             help="the reason, for the audit trail")
     p["evaluate"].add_argument("--truth", required=True, help="truth.csv of `generate`")
     p["evaluate"].add_argument("--format", choices=["table", "json"], default="table",
                                help="output format (default: table)")

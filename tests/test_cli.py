@@ -62,6 +62,36 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, args, message):
     assert not (lake / "landing").exists()  # the lake is as it was
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["review", "--limit", "0"], "argument --limit: '0': give a whole number of 1 or more"),
+    (["audit", "--limit", "-1"], "argument --limit: '-1': give a whole number of 1 or more"),
+    (["audit", "--kind", "nonsense"], "argument --kind: invalid choice: 'nonsense'"),
+    (["docs", "--serve", "99999"], "argument --serve: '99999': give a port from 0"),
+    (["run", "--wait", "-1"], "argument --wait: '-1': give seconds, 0 or more"),
+    (["decide", "a:1", "b:2", "--same", "--by", " ", "--why", "x"],
+     "argument --by: must not be empty: the audit trail keeps it"),
+    (["accept", "d1", "--by", "ana", "--why", ""],
+     "argument --why: must not be empty: the audit trail keeps it"),
+    (["docs", "--sync", "FILE"], "--sync FILE: that is a file; give a folder"),
+    (["generate", "--people", "10", "--out", "FILE"], "--out FILE: that is a file; give a folder"),
+])
+def test_options_out_of_range_are_one_clear_line_and_exit_2(tmp_path, args, message):
+    """What a hostile walk of the command line found: tracebacks (a port out of range, a file
+    where a folder goes), or exit 0 with a wrong answer (--limit 0: "the queue is empty"),
+    or an empty name accepted into the audit trail."""
+    lake = tmp_path / "lake"
+    if args[0] == "docs":
+        (lake / "reports" / "data_docs").mkdir(parents=True)
+        (lake / "reports" / "data_docs" / "index.html").write_text("<p>docs</p>")
+    a_file = tmp_path / "a file"
+    a_file.write_text("not a folder")
+    args = [str(a_file) if a == "FILE" else a for a in args]
+    proc = run(*args, "--lake", str(lake))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message.replace("FILE", str(a_file)) in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
 def test_missing_bucket_is_one_clear_line(s3_endpoint):
     proc = run("drops", "--lake", "s3://fusionlake-no-such-bucket/lake")
     assert proc.returncode == 2

@@ -122,3 +122,11 @@ def test_mart_path_prints_the_stable_path(lake):
                               "th_imm"], capture_output=True, text=True)
     assert missing.returncode == 2
     assert "no mart published for audience 'th_imm'" in missing.stderr
+
+
+@pytest.mark.parametrize("query", ["   ", ";", "-- only a comment"])
+def test_a_query_with_nothing_to_run_is_one_clear_line(lake, query):
+    done = sql(lake, "--file", "-", stdin=query)
+    assert (done.returncode, done.stderr.strip()) == (
+        2, "fusionlake sql: the query is empty: give a SELECT, or a saved question's name "
+           "(`fusionlake sql --list`)")

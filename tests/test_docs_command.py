@@ -213,4 +213,5 @@ def test_sigusr1_prints_every_threads_stack_and_the_command_goes_on(tmp_path):
         proc.wait(timeout=30)
     err = proc.stderr.read()
     assert proc.returncode == 0, err
-    assert "Current thread" in err and "serve_forever" in err, err
+    # (the server prints its address just before serve_forever: the stack may stop short of it)
+    assert "Current thread" in err and "in _serve_folder" in err, err

@@ -1539,6 +1539,9 @@ def _run_and_format(con: duckdb.DuckDBPyConnection, sql: str, fmt: str,
         raise MartError(f"--max-rows must be 0 (all rows) or more, not {max_rows}")
     try:
         cur = con.execute(sql)
+        if cur is None:  # nothing but blanks, comments or semicolons
+            raise MartError("the query is empty: give a SELECT, or a saved question's name "
+                            "(`fusionlake sql --list`)")
         if cur.description is None:  # a statement without a result
             return "", 0
         columns = [d[0] for d in cur.description]
