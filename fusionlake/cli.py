@@ -1108,6 +1108,9 @@ def main(argv: list[str] | None = None) -> int:
         if fn in (cmd_run, cmd_serve):  # where drops are staged, before any server starts
             settings.check_task_runner()
             settings.check_resolve_backend()
+        if fn in (cmd_run, cmd_land):  # a lake that is a file, a missing bucket: one line,
+            open_store(settings.lake).list("ledger")  # before any Prefect server starts
+            # (not `serve`: a store down when the service starts fails its runs, which retry)
         code = fn(args, settings)
         sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
         return code

@@ -92,6 +92,16 @@ def test_options_out_of_range_are_one_clear_line_and_exit_2(tmp_path, args, mess
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+@pytest.mark.parametrize("command", ["run", "land"])
+def test_a_lake_that_is_a_file_stops_a_run_before_its_flow_starts(tmp_path, command):
+    """(It printed Prefect's flow-run error and a traceback before the line.)"""
+    a_file = tmp_path / "lake"
+    a_file.write_text("not a lake")
+    proc = run(command, "--lake", str(a_file))
+    assert (proc.returncode, proc.stderr.strip()) == (
+        2, f"fusionlake {command}: lake {a_file} is a file, not a folder: choose another --lake")
+
+
 def test_missing_bucket_is_one_clear_line(s3_endpoint):
     proc = run("drops", "--lake", "s3://fusionlake-no-such-bucket/lake")
     assert proc.returncode == 2
