@@ -354,7 +354,9 @@ def _list_mart(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_mart_path(args: argparse.Namespace, settings: Settings) -> int:
-    print(mart_path(open_store(settings.lake), args.audience))
+    store = open_store(settings.lake)
+    _check_audience(store, args.audience)
+    print(mart_path(store, args.audience))
     return 0
 
 
@@ -644,7 +646,8 @@ def cmd_decisions(args: argparse.Namespace, settings: Settings) -> int:
             for d in listed]
     _print_table(["when (UTC)", "record A", "record B", "decision", "status", "by", "why"],
                  rows, title="steward decisions, oldest first (the standing one per pair "
-                 "applies to every run)", empty="no decisions yet")
+                 "applies to every run)",
+                 empty=f"no decisions on {args.record}" if args.record else "no decisions yet")
     return 0
 
 

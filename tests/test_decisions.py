@@ -101,6 +101,8 @@ def test_decide_undo_and_list(lake, capsys):
     out = capsys.readouterr().out
     assert [line.split("│")[5].strip() for line in out.splitlines()
             if line.startswith("│")] == ["superseded", "undone", "undo", "standing"]
+    assert main(["decisions", "--lake", lake, "--record", "nope:1"]) == 0
+    assert capsys.readouterr().out.strip() == "no decisions on nope:1"  # not "no decisions yet"
     assert zones.read_decisions(store).select("decision", "reason").rows() == [
         ("same", "again")]
 
