@@ -828,37 +828,25 @@ def _fail_on(value: str) -> list[str]:
     return kinds
 
 
-def _at_least(low: int):
-    """An argparse type: an integer of at least ``low``."""
-    def parse(value: str) -> int:
+def _number(parse: Callable[[str], float], ok: Callable[[float], bool], wanted: str):
+    """An argparse type: a number ``parse`` reads and ``ok`` accepts, else "give <wanted>"."""
+    def check(value: str):
         try:
-            n = int(value)
+            n = parse(value)
         except ValueError:
             n = None
-        if n is None or n < low:
-            raise argparse.ArgumentTypeError(f"{value!r}: give a whole number of {low} or more")
+        if n is None or not ok(n):  # NaN is not ok either
+            raise argparse.ArgumentTypeError(f"{value!r}: give {wanted}")
         return n
-    return parse
+    return check
 
 
-def _port(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = -1
-    if not 0 <= n <= 65535:
-        raise argparse.ArgumentTypeError(f"{value!r}: give a port from 0 (any free one) to 65535")
-    return n
+def _at_least(low: int):
+    return _number(int, lambda n: n >= low, f"a whole number of {low} or more")
 
 
-def _seconds(value: str) -> float:
-    try:
-        n = float(value)
-    except ValueError:
-        n = -1.0
-    if not n >= 0:  # also NaN
-        raise argparse.ArgumentTypeError(f"{value!r}: give seconds, 0 or more")
-    return n
+_port = _number(int, lambda n: 0 <= n <= 65535, "a port from 0 (any free one) to 65535")
+_seconds = _number(float, lambda n: n >= 0, "seconds, 0 or more")
 
 
 def _nonblank(value: str) -> str:
