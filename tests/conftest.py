@@ -163,8 +163,14 @@ def _spark_jvms_for_small_data(tmp_path_factory):
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A moto S3 server on loopback, with the standard AWS variables pointing at it."""
+    import logging
+
     from moto.server import ThreadedMotoServer
 
+    # The server's access log (werkzeug, a line per request, from its threads) is not the code
+    # under test's: a handler an in-process CLI call left on the root logger, writing to an
+    # earlier test's closed capture, put "--- Logging error ---" into a later test's stderr.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
