@@ -110,8 +110,7 @@ def cmd_land(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     if args.people < 1:
         raise UserError("--people must be at least 1")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UserError(f"--out {args.out}: that is a file; give a folder (made if missing)")
+    _a_folder("--out", args.out)
     if args.follow_up is not None:
         if args.follow_up < 1:
             raise UserError("--follow-up must be at least 1 row")
@@ -445,8 +444,7 @@ def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(f"{settings.lake} is not a folder a browser can open: give --sync DIR "
                         "(a local copy) or --serve PORT (a local web server)")
     if args.sync is not None:
-        if Path(args.sync).exists() and not Path(args.sync).is_dir():
-            raise UserError(f"--sync {args.sync}: that is a file; give a folder (made if missing)")
+        _a_folder("--sync", args.sync)
         root = _sync_docs(store, keys, prefix, Path(args.sync))
         print((root / "index.html").resolve().as_uri())
         if args.serve is None:
@@ -465,6 +463,12 @@ def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
         with tempfile.TemporaryDirectory(prefix=f"fusionlake-docs-{os.getpid()}-") as copy:
             return _serve_folder(_sync_docs(store, keys, prefix, Path(copy)), args.serve)
     return _serve_folder(root, args.serve)
+
+
+def _a_folder(option: str, path: str) -> None:
+    """A folder the command makes if missing: not a file that is there."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise UserError(f"{option} {path}: that is a file; give a folder (made if missing)")
 
 
 def _sync_docs(store, keys: list[str], prefix: str, out: Path) -> Path:
@@ -1100,8 +1104,10 @@ def main(argv: list[str] | None = None) -> int:
             settings.check_task_runner()
             settings.check_resolve_backend()
         if fn in (cmd_run, cmd_land):  # a lake that is a file, a missing bucket: one line,
-            open_store(settings.lake).list("ledger")  # before any Prefect server starts
-            # (not `serve`: a store down when the service starts fails its runs, which retry)
+            # before any Prefect server starts. A folder that holds nothing: one request, not
+            # a listing of the ledger, which grows with every drop. (Not `serve`: a store down
+            # when the service starts fails its runs, which retry.)
+            open_store(settings.lake).list("nothing-here")
         code = fn(args, settings)
         sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
         return code

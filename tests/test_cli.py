@@ -102,6 +102,13 @@ def test_a_lake_that_is_a_file_stops_a_run_before_its_flow_starts(tmp_path, comm
         2, f"fusionlake {command}: lake {a_file} is a file, not a folder: choose another --lake")
 
 
+def test_a_run_on_a_missing_bucket_stops_before_its_flow_starts(s3_endpoint):
+    proc = run("run", "--lake", "s3://fusionlake-no-such-bucket/lake")
+    assert proc.returncode == 2
+    assert "bucket 'fusionlake-no-such-bucket' does not exist" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # no flow run, no traceback
+
+
 def test_missing_bucket_is_one_clear_line(s3_endpoint):
     proc = run("drops", "--lake", "s3://fusionlake-no-such-bucket/lake")
     assert proc.returncode == 2
