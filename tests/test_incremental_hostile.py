@@ -355,6 +355,48 @@ def test_a_run_killed_between_resolving_and_publishing_is_completed_by_the_next(
     _assert_same(_marts(store), _marts(clean))
 
 
+def test_a_run_killed_after_resolving_a_correction_is_completed_by_the_next(lake, scenario,
+                                                                           tmp_path):
+    """A corrected row (Myanmar's police re-send one detainee: it supersedes the first record
+    by its key) makes a full resolution. Killed as its first mart is being finished, the run
+    leaves every mart as it was; the next run publishes them, and the lake ends as a clean
+    run's over the same correction: the same drop states, resolutions and marts, the corrected
+    person's match not new in any of them."""
+    clean_path = tmp_path / "clean"
+    shutil.copytree(lake, clean_path)
+    store, clean = open_store(lake), open_store(str(clean_path))
+    entity, fix = incremental.corrected_row(store, scenario, tmp_path)
+    deliver(clean, "mm_police", "detainees", [fix])
+    summary = run(Settings(lake=str(clean_path)))
+    assert not summary.problems, summary.problems
+    assert _mode(summary)["mode"] == "full"
+
+    published = {a: marts.latest(store, a) for a in AUDIENCES}
+    deliver(store, "mm_police", "detainees", [fix])
+    env = {**os.environ, "FUSIONLAKE_KILL_AT": "before-manifest:marts/"}
+    proc = subprocess.run([sys.executable, "-c", _KILLED_RUN, lake], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert {a: marts.latest(store, a) for a in AUDIENCES} == published
+    assert "resolution_delta" not in zones.read_resolution(store)  # it resolved in full
+
+    again = run(Settings(lake=lake))
+    assert not again.problems, again.problems
+    assert _states(store) == _states(clean)
+    # (the next run found nothing new since the killed run's resolution: an empty delta)
+    _assert_same({k: f for k, f in _resolutions(store).items() if k[1] != "resolution_delta"},
+                 {k: f for k, f in _resolutions(clean).items() if k[1] != "resolution_delta"})
+    mine = _marts(store)
+    _assert_same(mine, _marts(clean))
+    for audience in ("all", "mm_police"):
+        entities = mine[audience]["entity"]
+        assert entities.filter(pl.col("entity_id") == entity)[
+            "new_cross_agency_match"].to_list() == [False]
+    assert not store.partial_writes("")
+    assert not any(versions.unfinished_versions(store, layout.mart_prefix(a))
+                   for a in AUDIENCES)
+
+
 def _end_as_the_clean_follow_up(store, follow_up, shown: dict | None = None) -> None:
     """The lake as after the clean follow-up run.
 

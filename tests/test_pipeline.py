@@ -131,6 +131,12 @@ def test_pipeline_lifecycle(prefect_harness, lake_uri, drops, tmp_path, capsys):
     assert names == ["CORRECTED NAME"]
     by_state = {e.file_name: e.state for e in Ledger(store).entries()}
     assert by_state[src.name] == "superseded"
+    # every repatriation record has a new id now, but the people were matched across agencies
+    # before through the rows it replaced: none of them is a new cross-agency match
+    crossed = mart_count(store, "select count(*) from entity where agency_count >= 2")
+    assert crossed > 0
+    assert fifth.resolution_stats["new cross-agency matches"] == 0
+    assert mart_count(store, "select count(*) from entity where new_cross_agency_match") == 0
 
 
 def _entity_ids(store) -> dict[str, str]:

@@ -279,3 +279,32 @@ def test_on_a_first_run_every_cross_agency_entity_is_a_new_match(tmp_path):
     path = build(tmp_path).path  # no previous resolution
     assert answer(path, "new_cross_agency_matches", "entity_id, merged_from") == [
         ("E1", ["E1x"]), ("E2", [])]
+
+
+def test_a_match_made_through_rows_since_corrected_is_not_new_and_the_summary_agrees(tmp_path):
+    """E1's Thai detention was re-sent corrected: its first record (d_th_old:4) is no longer
+    staged, its new one is d_th_d:1. The previous resolution held d_th_old:4 with E1's Chinese
+    record, so E1 is a known match. E2's three records were apart before: a new match. The run
+    summary's count (fusionlake.pipeline.resolve) follows the same rule on the same frames."""
+    from fusionlake.pipeline.resolve import new_cross_agency_matches
+
+    previous = pl.DataFrame({
+        "entity_id": ["E1", "E1", "E2a", "E2b", "E2c", "E3", "E4"],
+        "record_id": ["d_cn_s:1", "d_th_old:4", "d_cn_s:2", "d_mm_d:1", "d_th_r:1", "d_th_d:2",
+                      "d_cn_s:3"],
+    })  # fmt: skip
+    facts = pl.DataFrame({  # the previous resolution's record_fact, as far as the rule reads it
+        "record_id": previous["record_id"],
+        "agency": ["cn_mps", "th_imm", "cn_mps", "mm_police", "th_imm", "th_imm", "cn_mps"]})
+    with_agencies = marts.with_entity_agencies(previous, facts)
+    assert with_agencies.filter(pl.col("entity_id") == "E1")["entity_agencies"].to_list() == [
+        ["cn_mps", "th_imm"]] * 2
+    path = build(tmp_path, previous_entity_record=with_agencies).path
+    assert answer(path, "new_cross_agency_matches", "entity_id") == [("E2",)]
+    staged, resolution, _steward = scenario()
+    assert new_cross_agency_matches(staged["person_record"], resolution["entity_record"],
+                                    with_agencies) == 1
+    # counted by the staged records alone (build_mart without entity_agencies), the old rule,
+    # E1 looks new again: its only record left in a previous entity is Chinese
+    again = build(tmp_path / "staged-only", previous_entity_record=previous).path
+    assert answer(again, "new_cross_agency_matches", "entity_id") == [("E1",), ("E2",)]

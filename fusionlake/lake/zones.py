@@ -47,8 +47,8 @@ def to_parquet(frame: pl.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def from_parquet(data: bytes) -> pl.DataFrame:
-    return pl.read_parquet(io.BytesIO(data))
+def from_parquet(data: bytes, columns: list[str] | None = None) -> pl.DataFrame:
+    return pl.read_parquet(io.BytesIO(data), columns=columns)
 
 
 def write_frame(store: ObjectStore, key: str, frame: pl.DataFrame | pl.LazyFrame) -> int:
@@ -65,8 +65,9 @@ def write_frame(store: ObjectStore, key: str, frame: pl.DataFrame | pl.LazyFrame
     return rows
 
 
-def read_frame(store: ObjectStore, key: str) -> pl.DataFrame:
-    return from_parquet(store.get(key))
+def read_frame(store: ObjectStore, key: str, columns: list[str] | None = None) -> pl.DataFrame:
+    """The frame stored at ``key``; with ``columns``, only those."""
+    return from_parquet(store.get(key), columns)
 
 
 def read_frames(store: ObjectStore, keys: list[str]) -> list[pl.DataFrame]:

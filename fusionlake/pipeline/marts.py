@@ -180,10 +180,31 @@ STEWARD_TABLES: dict[str, dict[str, pl.DataType]] = {
 #: The previous resolution's record -> entity map (the one before the audience's current
 #: resolution), from which the mart tells which cross-agency matches are new, exactly as the run
 #: summary counts them (fusionlake.pipeline.resolve.new_cross_agency_matches). Empty on a first
-#: run: then every cross-agency entity is new.
+#: run: then every cross-agency entity is new. Each row also carries the agencies of every
+#: record its entity held (:func:`with_entity_agencies`).
 PREVIOUS_TABLES: dict[str, dict[str, pl.DataType]] = {
-    "previous_entity_record": schema.RESOLUTION_TABLES["entity_record"],
+    "previous_entity_record": {**schema.RESOLUTION_TABLES["entity_record"],
+                               "entity_agencies": pl.List(pl.String())},
 }
+
+
+def with_entity_agencies(entity_record: pl.DataFrame | pl.LazyFrame,
+                         record_fact: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """A resolution's record -> entity map, each row with ``entity_agencies``: the agencies of
+    every record its entity held, from that resolution's ``record_fact`` (person_record's
+    ``record_id``, ``agency`` will do too).
+
+    The agencies come from the resolution itself, not from what is staged now: when an agency
+    re-delivers rows (a corrected drop superseding the earlier one), the records it replaces are
+    no longer staged, and an entity that held them with another agency's records was already a
+    cross-agency match. Counted by the records still staged alone, it would look new again.
+    """
+    records = entity_record.lazy().select("entity_id", "record_id")
+    agencies = (records.join(record_fact.lazy().select("record_id", "agency"), on="record_id")
+                .group_by("entity_id")
+                .agg(pl.col("agency").drop_nulls().unique().sort().alias("entity_agencies")))
+    return records.join(agencies, on="entity_id", how="left").collect()
+
 
 #: The resolution's frame that says which records an incremental resolution touched
 #: (fusionlake.lake.schema): what an in-place update updates, never a mart input itself.
@@ -407,7 +428,10 @@ def build_mart(
         memory_limit: DuckDB memory limit, e.g. "4GB" (default: DuckDB's).
         sql_dir: folder of the NN_name.sql steps.
         previous_entity_record: entity_id, record_id of the audience's previous resolution
-            (None on a first run): entity.new_cross_agency_match compares with it.
+            (None on a first run), and ``entity_agencies`` (:func:`with_entity_agencies`):
+            entity.new_cross_agency_match compares with it. Without ``entity_agencies``, the
+            agencies are those of the staged person records (a record no longer staged then
+            counts for no agency).
 
     Returns:
         Timings, row counts and size.
@@ -416,6 +440,10 @@ def build_mart(
         MartBuildError: a step failed (the error names the step file).
         MartCheckError: the built mart failed checks (each failed check listed).
     """
+    if (previous_entity_record is not None
+            and "entity_agencies" not in previous_entity_record.columns):
+        previous_entity_record = with_entity_agencies(previous_entity_record,
+                                                      staged["person_record"])
     return _build(
         path,
         _inputs(staged, resolution, steward,
@@ -934,8 +962,7 @@ def _update_inputs(staged: dict, resolution: dict, store: ObjectStore, audience:
     delta = given[DELTA].collect()
     entities = pl.concat([delta["entity_id_before"], delta["entity_id_after"]]).drop_nulls()
     entities = entities.unique().implode()
-    previous = _previous_resolution(store, audience) or {}
-    before = previous.get("previous_entity_record")
+    before, facts = _previous_frames(store, audience) or (None, None)
     touched = pl.concat([
         delta["record_id"],
         *(f.lazy().filter(pl.col("entity_id").is_in(entities)).select("record_id")
@@ -965,9 +992,11 @@ def _update_inputs(staged: dict, resolution: dict, store: ObjectStore, audience:
                       "record_fact": given["record_fact"].filter(of_load),
                       "entity_history": history, **pairs, "entity_link": links},
                      MART_RESOLUTION_TABLES, "resolution", folder),
-        **_conformed({"previous_entity_record": before.lazy().filter(of_load)}
-                     if before is not None else None, PREVIOUS_TABLES, "previous resolution",
-                     folder),
+        # the previous entities of the rows read, whole for their agencies
+        **_conformed({"previous_entity_record": with_entity_agencies(before.filter(
+            pl.col("entity_id").is_in(before.filter(of_load)["entity_id"].implode())), facts
+        ).filter(of_load)} if before is not None else None, PREVIOUS_TABLES,
+            "previous resolution", folder),
     }
 
 
@@ -1181,14 +1210,23 @@ def _update(path: Path, previous: Path, tables: dict[str, Input], delta: Input,
 
 def _previous_resolution(store: ObjectStore, audience: str) -> dict[str, pl.DataFrame] | None:
     """``{"previous_entity_record": frame}`` of the audience's resolution before its current
-    one, or None when there is none (a first run, or retention kept only one version) or the
-    audience has no mart yet (runs before its first mart stopped before publishing).
+    one (:func:`with_entity_agencies`), or None when there is none (a first run, or retention
+    kept only one version) or the audience has no mart yet (runs before its first mart stopped
+    before publishing).
 
     That is the resolution the published mart holds (its LATEST names it) when that one is
     older: after a run killed between resolving and publishing, the version just before the
     current one is the killed run's, which no mart ever showed, and a match it made must still
     be new in the next mart (entity.new_cross_agency_match). Retention keeps the shown version
     however many runs resolved without publishing (zones.write_resolution)."""
+    frames = _previous_frames(store, audience)
+    return None if frames is None else {"previous_entity_record": with_entity_agencies(*frames)}
+
+
+def _previous_frames(store: ObjectStore, audience: str
+                     ) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """The entity_record and record_fact (record_id, agency) of the resolution
+    :func:`_previous_resolution` reads, or None."""
     prefix = layout.resolution_prefix(audience)
     pointer = versions.read_pointer(store, prefix)
     published = latest(store, audience)
@@ -1198,10 +1236,14 @@ def _previous_resolution(store: ObjectStore, audience: str) -> dict[str, pl.Data
     shown = published.get("resolution_version")
     if shown in older:
         older = [shown]
-    key = f"{versions.version_prefix(prefix, older[0])}/entity_record.parquet" if older else None
-    if key is None or not store.exists(key):
+    if not older:
         return None
-    return {"previous_entity_record": zones.read_frame(store, key)}
+    folder = versions.version_prefix(prefix, older[0])
+    keys = [f"{folder}/{table}.parquet" for table in ("entity_record", "record_fact")]
+    if not all(store.exists(key) for key in keys):
+        return None
+    return (zones.read_frame(store, keys[0]),
+            zones.read_frame(store, keys[1], ["record_id", "agency"]))
 
 
 def dictionary_page(path: Path, built_at: datetime | None = None) -> str:

@@ -511,6 +511,10 @@ def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, reten
     )
     trained = resolution.stats.pop("model_json", None)
     state = resolution.stats.pop("state", None)
+    if previous is not None:  # read before retention may remove the version it is from
+        previous = marts.with_entity_agencies(previous, zones.read_frame(
+            store, keys["record_fact"], ["record_id", "agency"])
+            if "record_fact" in keys else resolution.record_fact)
     frames = {
         "entity_record": resolution.entity_record,
         "record_link": resolution.record_link,
@@ -570,6 +574,13 @@ def _incremental(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str
         scans, new_ids, kept.model, kept.match_files, kept.components, previous,
         kept.decisions, decisions, settings, datetime.now(UTC), columns=input_columns(settings),
         progress=lambda line: _log(line, ""))
+    # the previous entities of the changed records, whole, with their agencies: read before
+    # retention may remove the version they are from
+    changed = out.delta["record_id"].implode()
+    before = previous["entity_record"]
+    before = marts.with_entity_agencies(before.filter(pl.col("entity_id").is_in(
+        before.filter(pl.col("record_id").is_in(changed))["entity_id"].implode())),
+        previous["record_fact"])
     t0 = time.perf_counter()
     frames = {**out.frames, "resolution_delta": out.delta}
     rows: dict[str, int] = {}
@@ -585,11 +596,10 @@ def _incremental(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str
          f"{out.delta.height:,} records in its delta) in {time.perf_counter() - t0:.1f} s")
     person = rows_of(scans["person_record"], out.delta["record_id"]).select(
         "record_id", "agency").collect()
-    changed = out.delta["record_id"].implode()
     stats = {**out.stats, "model": "the kept model",
              "new cross-agency matches": new_cross_agency_matches(
                  person, out.frames["entity_record"].filter(pl.col("record_id").is_in(changed)),
-                 previous["entity_record"])}
+                 before)}
     return _Stats(stats), frames, version, {"mode": "incremental", "why": why}
 
 
@@ -597,20 +607,23 @@ def new_cross_agency_matches(person: pl.DataFrame, entity_record: pl.DataFrame,
                              previous: pl.DataFrame | None) -> int:
     """Entities that now join records of two or more agencies, and did not in the last run.
 
-    An entity counts when no entity of the previous resolution already held records of two of
-    its agencies together; on the first run every cross-agency entity is new.
+    An entity counts unless an entity of the previous resolution that held one of its records
+    held records of two of its agencies already; on the first run every cross-agency entity is
+    new. ``previous`` is the previous resolution's marts.with_entity_agencies: the agencies of
+    all the records a previous entity held, superseded ones too (an agency's corrected rows do
+    not make a known match new). The mart's rule, entity.new_cross_agency_match, is the same.
     """
     if not entity_record.height or not person.height:
         return 0
     cur = entity_record.join(person.select("record_id", "agency"), on="record_id")
-    cross = (cur.group_by("entity_id").agg(pl.col("agency").n_unique().alias("n"))
-             .filter(pl.col("n") >= 2).select("entity_id"))
+    cross = (cur.group_by("entity_id").agg(pl.col("agency").unique().alias("agencies"))
+             .filter(pl.col("agencies").list.len() >= 2))
     if previous is None or not previous.height:
         return cross.height
     before = (
-        cur.join(cross, on="entity_id")
-        .join(previous.rename({"entity_id": "previous_id"}), on="record_id")
-        .group_by("entity_id", "previous_id").agg(pl.col("agency").n_unique().alias("n"))
-        .filter(pl.col("n") >= 2).select("entity_id").unique()
+        cur.select("entity_id", "record_id").join(cross, on="entity_id")
+        .join(previous.select("record_id", "entity_agencies"), on="record_id")
+        .filter(pl.col("agencies").list.set_intersection("entity_agencies").list.len() >= 2)
+        .select("entity_id").unique()
     )
     return cross.join(before, on="entity_id", how="anti").height

@@ -30,17 +30,26 @@ FROM (
 WHERE entity_id IS NOT NULL
 GROUP BY entity_id;
 
--- Entities that held records of two or more agencies together already in the previous
--- resolution (in_previous_entity_record; empty on a first run). The rule of the run summary's
--- "new cross-agency matches" (fusionlake.pipeline.resolve.new_cross_agency_matches): an entity
--- of two or more agencies is a new match unless one previous entity held two of its agencies.
+-- Entities of two or more agencies whose match is not new: an entity of the previous
+-- resolution (in_previous_entity_record; empty on a first run) that held one of their records
+-- held records of two of their agencies already. The rule of the run summary's "new
+-- cross-agency matches" (fusionlake.pipeline.resolve.new_cross_agency_matches). The previous
+-- entity's agencies (entity_agencies) are of all the records it held, those no longer staged
+-- too: an agency's corrected drop supersedes its earlier rows, and a person matched before
+-- through them is not a new match.
 CREATE TEMP TABLE matched_before AS
-SELECT DISTINCT r.entity_id
-FROM entity_record AS r
+WITH cross_agency AS (
+    SELECT entity_id, list(DISTINCT agency) AS agencies
+    FROM entity_record
+    WHERE entity_id IS NOT NULL
+    GROUP BY entity_id
+    HAVING count(DISTINCT agency) >= 2
+)
+SELECT DISTINCT c.entity_id
+FROM cross_agency AS c
+JOIN entity_record AS r USING (entity_id)
 JOIN in_previous_entity_record AS p USING (record_id)
-WHERE r.entity_id IS NOT NULL
-GROUP BY r.entity_id, p.entity_id
-HAVING count(DISTINCT r.agency) >= 2;
+WHERE len(list_intersect(c.agencies, p.entity_agencies)) >= 2;
 
 CREATE TABLE entity AS
 WITH base AS (
@@ -128,7 +137,7 @@ COMMENT ON COLUMN entity.nationalities IS 'Distinct nationalities (ISO alpha-2) 
 COMMENT ON COLUMN entity.roles IS 'Distinct roles (suspect, victim, detainee, returnee, ...) the records give.';
 COMMENT ON COLUMN entity.agencies IS 'Agencies that know this person (that sent at least one of its records).';
 COMMENT ON COLUMN entity.agency_count IS 'len(agencies): 2 or more means a cross-agency match.';
-COMMENT ON COLUMN entity.new_cross_agency_match IS 'True when the person is known to two or more agencies and no entity of the previous resolution held records of two of those agencies together: a match new in this version (every cross-agency entity on a first run). The run summary''s "new cross-agency matches" counts these.';
+COMMENT ON COLUMN entity.new_cross_agency_match IS 'True when the person is known to two or more agencies and no entity of the previous resolution that held one of its records held records of two of those agencies together (records since superseded count): a match new in this version (every cross-agency entity on a first run). The run summary''s "new cross-agency matches" counts these.';
 COMMENT ON COLUMN entity.feeds IS 'agency/feed of every feed that mentions the person.';
 COMMENT ON COLUMN entity.record_count IS 'Number of person records (rows of entity_record).';
 COMMENT ON COLUMN entity.identifier_count IS 'Rows of entity_identifier for the person.';

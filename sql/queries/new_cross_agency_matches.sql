@@ -1,6 +1,7 @@
 -- Which persons are known to two or more agencies for the first time in this mart version (the run summary's "new cross-agency matches"; on a first run, every one)?
 -- entity.new_cross_agency_match is the summary's rule (sql/mart/30_entity.sql): no entity of the
--- previous resolution held records of two of the person's agencies together. The history since
+-- previous resolution that held one of the person's records held records of two of the person's
+-- agencies together (records an agency has since corrected count). The history since
 -- the previous mart says how the records came together (merged_from is empty when every record
 -- of the person is new, or new records joined an existing entity).
 WITH since_previous AS (
