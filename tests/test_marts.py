@@ -696,12 +696,61 @@ def test_published_marts_are_readable_by_the_group(tmp_path):
     store = LocalStore(tmp_path / "lake")
     version = marts.publish(store, "all", build(tmp_path).path)
     modes = {key: store.path(key).stat().st_mode & 0o777 for key in store.list("marts")}
-    assert modes == {f"marts/all/{version}/fusion.duckdb": 0o640,
-                     f"marts/all/{version}/manifest.json": 0o640,
-                     "marts/all/LATEST": 0o640, "marts/all/current.duckdb": 0o640}
+    # a published version is read-only (its owner's DuckDB cannot open it to write, unless
+    # root); the pointer moves by replacing the file
+    assert modes == {f"marts/all/{version}/fusion.duckdb": 0o440,
+                     f"marts/all/{version}/manifest.json": 0o440,
+                     "marts/all/LATEST": 0o640, "marts/all/current.duckdb": 0o440}
     folders = [store.root / "marts", store.root / "marts" / "all",
                store.root / "marts" / "all" / version]
     assert [f.stat().st_mode & 0o777 for f in folders] == [0o750] * 3
+
+
+def _opens_as(uid: int, path: Path, flags: int) -> int:
+    """0 if the user ``uid`` may open ``path`` with ``flags``, else the errno (a forked child
+    becomes that user: root itself ignores modes)."""
+    import errno
+    import os
+
+    if os.getuid() == uid:
+        try:
+            os.close(os.open(path, flags))
+            return 0
+        except OSError as exc:
+            return exc.errno or errno.EIO
+    pid = os.fork()
+    if pid == 0:  # only system calls here: the child of a threaded process
+        code = 0
+        try:
+            os.setgid(uid)
+            os.setuid(uid)
+            os.close(os.open(path, flags))
+        except OSError as exc:
+            code = exc.errno or errno.EIO
+        os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_the_lakes_own_user_cannot_open_a_published_mart_to_write(tmp_path):
+    """Before, the mart was 0640: its owner's DuckDB, opened without read_only, could DELETE
+    rows that `fusionlake sql` then served to everyone. The lake here belongs to an ordinary
+    user (root, running the tests, ignores modes), in a folder that user can reach."""
+    import os
+    import tempfile
+
+    user = os.getuid() or 65534  # as root: nobody, the owner of a lake made for the test
+    folder = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="fusionlake-test-"))
+    try:
+        folder.chmod(0o755)
+        store = LocalStore(folder / "lake")
+        marts.publish(store, "all", build(tmp_path).path)
+        for path in [folder, *folder.rglob("*")]:
+            os.chown(path, user, user)
+        current = store.path("marts/all/current.duckdb")
+        assert _opens_as(user, current, os.O_RDONLY) == 0
+        assert _opens_as(user, current, os.O_RDWR) == 13  # EACCES: DuckDB says "Permission denied"
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_mart_path_of_an_s3_lake_is_the_verified_local_copy(s3_bucket, tmp_path):
@@ -712,6 +761,7 @@ def test_mart_path_of_an_s3_lake_is_the_verified_local_copy(s3_bucket, tmp_path)
     path = marts.mart_path(store, "cn_mps", cache_dir=tmp_path / "cache")
     assert path.parent.name == version and path.parent.parent.name == "cn_mps"
     assert path.read_bytes() == store.get(f"marts/cn_mps/{version}/fusion.duckdb")
+    assert path.stat().st_mode & 0o777 == 0o400  # the user's copy, read-only as published
     assert not store.exists("marts/cn_mps/current.duckdb")
 
 

@@ -735,20 +735,24 @@ def publish(store: ObjectStore, audience: str, local_path: Path,
     return version
 
 
-#: Modes of a local lake's published marts: the lake's group (analysts) may read them.
-FILE_MODE, FOLDER_MODE = 0o640, 0o750
+#: Modes of a local lake's published marts: the lake's group (analysts) may read them, and a
+#: published version's files (the mart, its manifest) are read-only for their owner too.
+VERSION_FILE_MODE, FILE_MODE, FOLDER_MODE = 0o440, 0o640, 0o750
 
 
 def _share_with_group(store: ObjectStore, audience: str, pointer: dict) -> None:
-    """On a local lake, make the current version readable by the group (files 0640, folders
-    0750): the store writes every object 0600, and analysts open the mart as themselves."""
+    """On a local lake, make the current version readable by the group (its files 0440, the
+    pointer 0640, folders 0750): the store writes every object 0600, and analysts open the mart
+    as themselves. A published version never changes: read-only, a DuckDB client opened on it
+    (``current.duckdb`` is the same file) without ``-readonly`` by the lake's own user fails
+    instead of changing, unseen, what ``fusionlake sql`` answers next. (Root ignores modes.)"""
     if not isinstance(store, LocalStore):
         return
     mart = store.path(pointer["key"])
     for folder in (mart.parent, mart.parent.parent, mart.parent.parent.parent):
         folder.chmod(FOLDER_MODE)
     for file in mart.parent.iterdir():
-        file.chmod(FILE_MODE)
+        file.chmod(VERSION_FILE_MODE)
     store.path(f"{_prefix(audience)}/{versions.POINTER}").chmod(FILE_MODE)
 
 
@@ -1469,7 +1473,7 @@ def current_file(store: ObjectStore, audience: str = ALL, cache_dir: Path | None
     if not path.exists():
         _private_dirs(cache, path.parent)
         store.download_file(pointer["key"], path)
-        path.chmod(0o600)
+        path.chmod(0o400)  # the user's own copy of a published version: read-only, as it is
         if _sha256_file(path) != pointer["sha256"]:
             path.unlink(missing_ok=True)
             raise MartError(
