@@ -211,6 +211,11 @@ def test_run_query_by_name_in_every_format(store, tmp_path, marts_by_audience):
     assert "5 row(s)" in table
     with pytest.raises(marts.MartError, match="no saved query named 'nope'"):
         marts.run_query(store, "nope", cache_dir=cache)
+    # a one-word statement is SQL (read-only, harmless here), not the name of a saved question
+    for statement in ("CHECKPOINT", "vacuum"):
+        assert "Success" in marts.run_query(store, statement, cache_dir=cache)
+    with pytest.raises(marts.MartError, match="query failed: Parser Error"):
+        marts.run_query(store, "RESET", cache_dir=cache)  # DuckDB's own answer to it
 
 
 def _events(**by_record) -> pl.DataFrame:

@@ -1663,12 +1663,26 @@ def _table(columns: list[str], head: list, tail: list, total: int) -> str:
     return buf.getvalue()
 
 
+@functools.cache
+def _keywords() -> frozenset[str]:
+    """DuckDB's keywords: a one-word statement (CHECKPOINT, VACUUM, SHOW) is SQL, not the name
+    of a saved question."""
+    con = duckdb.connect()
+    try:
+        return frozenset(k for (k,) in con.sql(
+            "SELECT upper(keyword_name) FROM duckdb_keywords()").fetchall())
+    finally:
+        con.close()
+
+
 def _resolve_query(sql: str) -> str:
     text = sql.strip()
     if _QUERY_NAME.match(text):
         queries = saved_queries()
         if text in queries:
             return queries[text].sql
+        if text.upper() in _keywords():  # run (or refused) as the statement it is
+            return sql
         raise MartError(f"no saved query named {text!r}; saved: {', '.join(sorted(queries))}")
     if text.endswith(".sql") and "\n" not in text and Path(text).is_file():
         return Path(text).read_text(encoding="utf-8")
