@@ -49,6 +49,21 @@ def test_summary_as_json():
     json.dumps(data)  # plain data all the way down
 
 
+@pytest.mark.parametrize("lake", ["/srv/lakes/task force", "s3://fusion/lake"])
+def test_the_commands_the_summary_suggests_name_its_lake(lake):
+    """Run as printed, a suggested command reads the lake the run wrote, not ./lakehouse or
+    $FUSIONLAKE_LAKE (the summary is read later, from another folder or by someone else)."""
+    s = _summary()
+    s.lake, s.marts = lake, {"all": "v1"}
+    s.data_docs = f"{lake}/reports/data_docs/index.html"
+    text = s.markdown()
+    quoted = "'/srv/lakes/task force'" if " " in lake else lake
+    assert f'`fusionlake sql "select * from entity limit 10" --lake {quoted}`' in text
+    if lake.startswith("s3://"):
+        assert f"`fusionlake docs --serve 8000 --lake {quoted}`" in text
+        assert f"`fusionlake docs --sync DIR --lake {quoted}`" in text
+
+
 @pytest.mark.slow
 def test_run_piped_prints_plain_markdown_json_and_fails_on_request(prefect_harness, tmp_path,
                                                                    capsys):

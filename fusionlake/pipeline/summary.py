@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass, field
 
@@ -112,6 +113,8 @@ class RunSummary:
         held = [d for d in self.drops if d.state == DropState.HELD]
         staged = [d for d in self.drops if d.state == DropState.STAGED]
         lines = [f"# fusionlake run {self.run_id}", "", f"Lake: `{self.lake}`", ""]
+        # the commands suggested below name the lake: run as printed, they read this one
+        lake = f" --lake {shlex.quote(str(self.lake))}" if self.lake else ""
         if self.noop:
             lines += ["Nothing new: no deliveries, no pending drops, marts unchanged.", ""]
         lines += [
@@ -149,10 +152,12 @@ class RunSummary:
             lines += ["## Published marts", ""]
             lines += [f"- `{a}`: marts/{a}/{v}/fusion.duckdb"
                       f"{mart_build_note(self.mart_builds.get(a))}" for a, v in self.marts.items()]
-            lines += ["", "Query: `fusionlake sql \"select * from entity limit 10\"`", ""]
+            lines += ["", f"Query: `fusionlake sql \"select * from entity limit 10\"{lake}`",
+                      ""]
         if self.data_docs and "://" in self.data_docs:  # no browser opens s3:// URLs
             lines += ["Validation reports (Data Docs): in the lake; open them with "
-                      "`fusionlake docs --serve 8000` or `fusionlake docs --sync DIR`", ""]
+                      f"`fusionlake docs --serve 8000{lake}` or "
+                      f"`fusionlake docs --sync DIR{lake}`", ""]
         elif self.data_docs:
             lines += [f"Validation reports (Data Docs): `{self.data_docs}`", ""]
         if self.problems:
