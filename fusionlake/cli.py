@@ -306,6 +306,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     if args.list:
+        if args.query is not None or args.file is not None:  # it would be ignored
+            raise UserError("--list takes no QUERY or --file: it lists the tables and saved "
+                            "questions (DESCRIBE <name> shows one table's columns)")
         return _list_mart(args, settings)
     if (args.query is None) == (args.file is None):
         raise UserError("give either a QUERY (SQL or a saved question's name) or --file FILE "
@@ -696,11 +699,20 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps([json.loads(d) for d in found["detail"]], ensure_ascii=False, indent=1))
         return 0
     rows = [(r["at"].strftime("%Y-%m-%d %H:%M:%S"), r["kind"], r["who"] or "",
-             r["audience"] or "", "" if r["rows"] is None else f"{r['rows']:,}", r["summary"])
+             r["audience"] or "", "" if r["rows"] is None else f"{r['rows']:,}",
+             _outcome(r["detail"]), r["summary"])
             for r in found.iter_rows(named=True)]
-    _print_table(["when (UTC)", "kind", "who", "audience", "rows", "what"], rows,
+    _print_table(["when (UTC)", "kind", "who", "audience", "rows", "outcome", "what"], rows,
                  title=f"audit trail of {settings.lake}", empty="the audit trail is empty")
     return 0
+
+
+def _outcome(detail: str, width: int = 60) -> str:
+    """An audit entry's outcome, one short line: "ok", or why a query was refused (a refused
+    query must not read like an answered one; ``--format json`` has the whole message)."""
+    outcome = str(json.loads(detail).get("outcome") or "")
+    first = outcome.splitlines()[0] if outcome else ""
+    return first if len(first) <= width else first[:width - 1] + "…"
 
 
 #: The columns of a truth file (README: `truth.csv`).
@@ -1067,15 +1079,23 @@ def _check_environment() -> None:
                             "between 0 and 1")
 
 
-def _check_lake(lake: str) -> None:
-    """A local lake may be created, but only in a folder that exists: a typo in --lake must
-    not quietly start a new lake somewhere else."""
+#: The commands that may make a new local lake (the others only read or amend one).
+MAKE_A_LAKE = ("drop", "land", "run", "serve")
+
+
+def _check_lake(lake: str, command: str) -> None:
+    """A local lake may be created, but only in a folder that exists, and only by a command
+    that puts something in it: a typo in --lake must not quietly start a new lake somewhere
+    else, nor read as an empty lake ("no drops yet")."""
     if "://" in lake:
         return
     path = Path(lake).expanduser()
     if not path.exists() and not path.parent.is_dir():
         raise UserError(f"--lake {lake}: {path.parent} does not exist; create it first, or "
                         "check the path")
+    if not path.exists() and command not in MAKE_A_LAKE:
+        raise UserError(f"--lake {lake}: there is no lake there ({path} does not exist); check "
+                        "the path, or make one with `fusionlake run`")
 
 
 def _stacks_on_sigusr1() -> None:
@@ -1099,7 +1119,7 @@ def main(argv: list[str] | None = None) -> int:
         _check_environment()
         settings = Settings.from_env(getattr(args, "lake", None))
         if fn not in (cmd_generate, cmd_feeds):  # the commands that use a lake
-            _check_lake(settings.lake)
+            _check_lake(settings.lake, args.command)
         if fn in (cmd_run, cmd_serve):  # where drops are staged, before any server starts
             settings.check_task_runner()
             settings.check_resolve_backend()

@@ -24,6 +24,7 @@ def run(*args, env=None, check=False):
 
 def test_drops_on_an_empty_lake(tmp_path):
     lake = tmp_path / "lake"
+    lake.mkdir()  # a lake that is not there at all is an error: test_every_user_error...
     assert run("drops", "--lake", str(lake), check=True).stdout.strip() == "no drops yet"
     listed = run("drops", "--lake", str(lake), "--format", "json", check=True).stdout
     assert json.loads(listed) == []
@@ -171,6 +172,14 @@ USER_ERRORS = [
       "README.md"], {}, None,
      "fusionlake drop: --lake {tmp}/nowhere/lake: {tmp}/nowhere does not exist; create it "
      "first, or check the path"),
+    *[(f"a lake that is not there: {command}", [command, *extra, "--lake", "{tmp}/lake-typo"],
+       {}, None, f"fusionlake {command}: --lake {{tmp}}/lake-typo: there is no lake there "
+       "({tmp}/lake-typo does not exist); check the path, or make one with `fusionlake run`")
+      for command, extra in (("drops", []), ("report", []), ("sql", ["select 1"]),
+                             ("audit", []), ("review", []), ("decisions", []))],
+    ("sql --list with a query", ["sql", "--list", "entity", "--lake", "{lake}"], {}, None,
+     "fusionlake sql: --list takes no QUERY or --file: it lists the tables and saved questions "
+     "(DESCRIBE <name> shows one table's columns)"),
     ("decide a record against itself",
      ["decide", "d1:1", "d1:1", "--same", "--by", "ploy", "--why", "x", "--lake", "{lake}"], {},
      None, "fusionlake decide: d1:1 is one record: a decision needs two different ones"),
@@ -193,12 +202,14 @@ USER_ERRORS = [
 def test_every_user_error_is_one_line_and_exit_2(tmp_path, name, args, env, setup, message):
     lake = (_lake_with_audiences(tmp_path) if setup == "audiences"
             else str(tmp_path / "lake"))
+    Path(lake).mkdir(exist_ok=True)  # an empty lake
     truth = _setup_truth(tmp_path, setup if setup != "audiences" else None)
     fill = {"tmp": str(tmp_path), "lake": lake, "truth": truth}
     proc = run(*[a.format(**fill) for a in args], env=env)
     assert (proc.returncode, proc.stderr) == (2, message.format(**fill) + "\n")
     assert proc.stdout == ""
     assert not (tmp_path / "nowhere").exists()
+    assert not (tmp_path / "lake-typo").exists()
 
 
 def test_version_and_help_for_every_option():

@@ -155,6 +155,7 @@ def test_serve_through_a_flaky_store_serves_every_page_whole(s3_bucket, fault_pr
 
 def test_docs_on_a_local_lake_prints_the_index_as_a_file_url(tmp_path, capsys):
     uri = str(tmp_path / "lake")
+    Path(uri).mkdir()  # an empty lake (one that is not there: test_cli's user errors)
     assert main(["docs", "--lake", uri]) == 2
     assert capsys.readouterr().err == (f"fusionlake docs: no Data Docs in {uri} yet: "
                                        "`fusionlake run` builds them\n")

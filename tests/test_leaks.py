@@ -511,6 +511,15 @@ def test_cli_sql_decide_and_audit(published, capsys, monkeypatch):
     assert main(["audit", *lake, "--format", "json"]) == 0
     got = [(e["kind"], e["who"], e.get("rows")) for e in json.loads(capsys.readouterr().out)]
     assert got == [("sql", "nok", 1), ("sql", "lek", None), ("decision", "ploy", None)]
+    # the table says which query was answered and which refused
+    monkeypatch.setenv("COLUMNS", "250")  # a row on one line
+    assert main(["audit", *lake, "--kind", "sql"]) == 0
+    table = capsys.readouterr().out
+    assert "outcome" in table
+    answered = next(line for line in table.splitlines() if "count(*)" in line)
+    refused = next(line for line in table.splitlines() if "ATTACH" in line)
+    assert " ok " in answered and " ok " not in refused
+    assert "statement refused: it reads or writes a file" in refused
 
 
 def test_audit_entries_are_never_overwritten(tmp_path):
