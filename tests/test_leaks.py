@@ -464,6 +464,7 @@ def published(tmp_path):
      "reads or writes a file"),
     ("SET threads = 1", "settings cannot be changed"),
     ("SET enable_external_access = true", "settings cannot be changed"),
+    ("PRAGMA threads = 1", "settings cannot be changed"),
     ("INSTALL httpfs", "reads or writes a file"),
     ("LOAD httpfs", "extensions cannot be installed or loaded"),
     ("DELETE FROM entity", "the mart is read-only"),

@@ -1407,7 +1407,8 @@ _REFUSALS = (
     ("external extensions is disabled",
      "extensions cannot be installed or loaded (INSTALL, LOAD)"),
     ("configuration has been locked",
-     "settings cannot be changed (SET, RESET, PRAGMA)"),
+     "settings cannot be changed (SET, RESET, or a PRAGMA that sets one; PRAGMAs that only "
+     "read, such as PRAGMA version, run)"),
     ("read-only mode",
      "the mart is read-only (CREATE, INSERT, UPDATE, DELETE, DROP)"),
 )
