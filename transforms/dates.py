@@ -35,7 +35,8 @@ CALENDARS = {"gregorian": 0, "buddhist": 543}  # years to subtract to get CE
 # living people are 2400+ (CE 1857+), and clerks do sometimes write CE years in BE forms.
 _MIN_BE_YEAR = 2400
 
-# Digits of other scripts (Thai, Myanmar, full-width) are mapped to ASCII before parsing.
+# Digits of other scripts (Thai, Myanmar, full-width, Lao, ...) are mapped to ASCII before
+# parsing; the patterns below read ASCII digits only ([0-9]: the regex's \d is any script's).
 _DIGITS = DIGITS
 
 THAI_MONTHS_ABBR = ["ม.ค.", "ก.พ.", "มี.ค.", "เม.ย.", "พ.ค.", "มิ.ย.",
@@ -78,34 +79,42 @@ NAMED_FORMATS: dict[str, list[_Variant]] = {
     # 12 มี.ค. 2528, 12 มีนาคม 2528, มี.ค. 2528
     "thai_month": [
         _Variant(
-            rf"^(?:(?P<d>\d{{1,2}})\s*)?{_MONTH_TOKEN}\s*(?P<Y>\d{{4}})$",
+            rf"^(?:(?P<d>[0-9]{{1,2}})\s*)?{_MONTH_TOKEN}\s*(?P<Y>[0-9]{{4}})$",
             frozenset("dbY"), "day", frozenset("d"),
         ),
     ],
     # 2025年3月1日 (or 号), 2025年3月, 2025年
     "chinese": [
         _Variant(
-            r"^(?P<Y>\d{4})\s*年(?:\s*(?P<m>\d{1,2})\s*月(?:\s*(?P<d>\d{1,2})\s*[日号])?)?$",
+            r"^(?P<Y>[0-9]{4})\s*年(?:\s*(?P<m>[0-9]{1,2})\s*月(?:\s*(?P<d>[0-9]{1,2})\s*[日号])?)?$",
             frozenset("Ymd"), "day", frozenset("md"),
         ),
     ],
     # 2024-01-05, 2024-01-05T10:00:00, 2024-01
     "iso": [
         _Variant(
-            r"^(?P<Y>\d{4})-(?P<m>\d{2})(?:-(?P<d>\d{2})(?:[T ].*)?)?$",
+            r"^(?P<Y>[0-9]{4})-(?P<m>[0-9]{2})(?:-(?P<d>[0-9]{2})(?:[T ].*)?)?$",
             frozenset("Ymd"), "day", frozenset("d"),
         ),
     ],
-    "year_only": [_Variant(r"^(?P<Y>\d{4})$", frozenset("Y"), "year")],
-    "excel_serial": [_Variant(r"^(?P<serial>\d{1,7})(?:\.0+)?$", frozenset(["serial"]), "day")],
+    "year_only": [_Variant(r"^(?P<Y>[0-9]{4})$", frozenset("Y"), "year")],
+    # a serial with a time of day (45721.75) is its day
+    "excel_serial": [_Variant(r"^(?P<serial>[0-9]{1,7})(?:\.[0-9]+)?$", frozenset(["serial"]),
+                              "day")],
 }  # fmt: skip
 
+#: A workbook's typed date cell, as the reader gives it (2003-07-16 00:00:00): a date whatever
+#: the feed's ``formats`` (those say how the agency writes dates as text), tried after them.
+_TYPED_CELL = _Variant(
+    r"^(?P<Y>[0-9]{4})-(?P<m>[0-9]{2})-(?P<d>[0-9]{2}) [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?$",
+    frozenset("Ymd"), "day")
+
 _DIRECTIVES = {
-    "d": r"(?P<d>\d{1,2})",
-    "e": r"(?P<d>\d{1,2})",
-    "m": r"(?P<m>\d{1,2})",
-    "Y": r"(?P<Y>\d{4})",
-    "y": r"(?P<y>\d{2})",
+    "d": r"(?P<d>[0-9]{1,2})",
+    "e": r"(?P<d>[0-9]{1,2})",
+    "m": r"(?P<m>[0-9]{1,2})",
+    "Y": r"(?P<Y>[0-9]{4})",
+    "y": r"(?P<y>[0-9]{2})",
     "b": _MONTH_TOKEN,
     "B": _MONTH_TOKEN,
 }
@@ -160,11 +169,11 @@ def _variant_exprs(
         date = pl.when(ok).then(pl.lit(_EXCEL_EPOCH) + pl.duration(days=serial))
         return matched, date, pl.lit("day"), serial.cast(pl.String)
     if anchor == "Y":
-        year = g.struct.field("Y").cast(pl.Int32)
+        year = g.struct.field("Y").cast(pl.Int32, strict=False)
         if offset:
             year = pl.when(year >= _MIN_BE_YEAR).then(year - offset).otherwise(year)
     else:
-        yy = g.struct.field("y").cast(pl.Int32)
+        yy = g.struct.field("y").cast(pl.Int32, strict=False)
         # Two-digit years: BE 25yy when the calendar is Buddhist; else the POSIX pivot
         # (69-99 -> 19yy, 00-68 -> 20yy), as Python's strptime does.
         year = (
@@ -175,13 +184,13 @@ def _variant_exprs(
     one = pl.lit(1, pl.Int32)
     month_group = "m" if "m" in variant.groups else ("b" if "b" in variant.groups else None)
     if month_group == "m":
-        month = g.struct.field("m").cast(pl.Int32)
+        month = g.struct.field("m").cast(pl.Int32, strict=False)
     elif month_group == "b":
         token = g.struct.field("b").str.replace_all(r"[\.\s]", "").str.to_lowercase()
         month = token.replace_strict(MONTH_NAMES, default=None, return_dtype=pl.Int32)
     else:
         month = one
-    day = g.struct.field("d").cast(pl.Int32) if "d" in variant.groups else one
+    day = g.struct.field("d").cast(pl.Int32, strict=False) if "d" in variant.groups else one
     precision = pl.lit(variant.precision)
     if "d" in variant.optional:
         has_day = g.struct.field("d").is_not_null()
@@ -205,11 +214,14 @@ def parse_dates(values: pl.Series, formats: list[str], calendar: str = "gregoria
     """Parse dates written in any of ``formats``, tried in order.
 
     Args:
-        values: dates as written (pl.String); Thai, Myanmar and full-width digits are accepted.
+        values: dates as written (pl.String); the digits of any script (Thai, Myanmar,
+            full-width, Lao, Khmer, ...) are accepted.
         formats: strptime patterns (``%d/%m/%Y``; supported directives %d %e %m %Y %y %b %B, where
             %b/%B read English or Thai month names) or named forms: ``thai_month`` (12 มี.ค. 2528,
             12 มีนาคม 2528, มี.ค. 2528), ``chinese`` (2025年3月1日, 2025年3月, 2025年),
-            ``excel_serial`` (45292), ``iso`` (2024-01-05, 2024-01), ``year_only`` (1985).
+            ``excel_serial`` (45292, or 45292.75: the day of a serial with a time), ``iso``
+            (2024-01-05, 2024-01), ``year_only`` (1985). A workbook's typed date cell
+            (``2003-07-16 00:00:00`` as read) is a date whatever the formats.
         calendar: ``gregorian`` or ``buddhist`` (years are Buddhist Era: CE = BE - 543; a 4-digit
             year below 2400 in a Buddhist column is taken as CE already).
 
@@ -227,7 +239,7 @@ def parse_dates(values: pl.Series, formats: list[str], calendar: str = "gregoria
     if not formats:
         raise ValueError("parse_dates needs at least one format")
     offset = CALENDARS[calendar]
-    variants = [v for fmt in formats for v in _compile(fmt)]
+    variants = [*(v for fmt in formats for v in _compile(fmt)), _TYPED_CELL]
     raw = pl.col("raw")
     text = raw.str.replace_many(_DIGITS).str.strip_chars()
     frame = pl.DataFrame({"raw": values.cast(pl.String)}).with_columns(

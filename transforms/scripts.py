@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+import unicodedata
 from functools import cache
 from pathlib import Path
 
@@ -26,12 +28,13 @@ SCRIPT_PATTERNS: dict[str, str] = {
 }
 LATIN_PATTERN = r"\p{Latin}"
 
-# Digits of the scripts agencies write in, mapped to ASCII before identifiers, dates and phones
-# are parsed: a clerk's keyboard decides which digits a number gets, not its meaning.
+# Digits of every script, mapped to ASCII before identifiers, dates and phones are parsed: a
+# clerk's keyboard decides which digits a number gets, not its meaning. Thai ๐-๙, Myanmar ၀-၉
+# and full-width ０-９ (Chinese forms) are the task force's; Lao ໐-໙, Khmer ០-៩ and
+# Arabic-Indic ٠-٩ come with the agencies that join later; Unicode has some 60 sets in all.
 DIGITS: dict[str, str] = {
-    **{chr(0x0E50 + i): str(i) for i in range(10)},  # Thai ๐-๙
-    **{chr(0x1040 + i): str(i) for i in range(10)},  # Myanmar ၀-၉
-    **{chr(0xFF10 + i): str(i) for i in range(10)},  # full-width ０-９ (Chinese forms)
+    ch: str(unicodedata.decimal(ch)) for ch in map(chr, range(0x80, sys.maxunicode + 1))
+    if unicodedata.category(ch) == "Nd"
 }
 #: The same, without Myanmar digits: for values whose Burmese letters the caller reads itself
 #: (an NRC's township, where ၀ and the letter wa are confused).
@@ -40,7 +43,8 @@ DIGITS_NOT_MYANMAR: dict[str, str] = {k: v for k, v in DIGITS.items()
 
 
 def ascii_digits(values: pl.Series | pl.Expr, myanmar: bool = True) -> pl.Series | pl.Expr:
-    """Thai, Myanmar and full-width digits as ASCII 0-9; everything else unchanged.
+    """The digits of every script (Thai, Myanmar, full-width, Lao, Khmer, ...) as ASCII 0-9;
+    everything else unchanged.
 
     Args:
         values: strings (a Series or an expression).

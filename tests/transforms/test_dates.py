@@ -72,11 +72,37 @@ def test_myanmar_digits_iso_and_year_only():
 
 
 def test_excel_serials():
-    assert _parse(["45292", "32874.0", "0", "x"], ["excel_serial"]) == [
+    assert _parse(["45292", "32874.0", "45721.75", "0", "x"], ["excel_serial"]) == [
         (D(2024, 1, 1), "day", None),
         (D(1990, 1, 1), "day", None),
+        (D(2025, 3, 5), "day", None),  # a serial with a time of day: its day
         (None, None, "'0' is not a date (0)"),
         (None, None, "'x' matches none of the formats ['excel_serial']"),
+    ]
+
+
+def test_the_digits_of_every_script_and_never_an_error_for_one_value():
+    """Lao, Khmer, Arabic-Indic and Devanagari digits read as their ASCII ones. Before, a Lao
+    year passed the regex (its \\d is any script's digit) and failed the cast to a number:
+    InvalidOperationError, and the whole drop was rejected over one cell."""
+    assert _parse(["໑໕/໐໕/໒໕໒໘", "២៥/០៦/2535", "٢٥/06/2535", "१२/०३/२५२८", "15/05/2530"],
+                  ["%d/%m/%Y"], "buddhist") == [
+        (D(1985, 5, 15), "day", None),
+        (D(1992, 6, 25), "day", None),
+        (D(1992, 6, 25), "day", None),
+        (D(1985, 3, 12), "day", None),
+        (D(1987, 5, 15), "day", None),
+    ]
+    # every decimal digit Unicode has, down to a mathematical bold 1
+    assert _parse(["\U0001D7CF5/05/1990"], ["%d/%m/%Y"])[0][0] == D(1990, 5, 15)
+
+
+def test_a_workbooks_typed_date_cell_is_a_date_whatever_the_formats():
+    assert _parse(["2003-07-16 00:00:00", "2530-07-16 00:00:00", "2003-07-16"], ["%d/%m/%Y"],
+                  "buddhist") == [
+        (D(2003, 7, 16), "day", None),
+        (D(1987, 7, 16), "day", None),  # a Buddhist Era year typed into a date cell
+        (None, None, "'2003-07-16' matches none of the formats ['%d/%m/%Y']"),
     ]
 
 

@@ -38,6 +38,9 @@ def test_thai_local_and_foreign_numbers_in_one_cell():
          ("+8613800138000", "CN", "mobile", "no country code; read as a CN mobile")),
         ("8613800138000", "TH",
          ("+8613800138000", "CN", "mobile", "country code 86 written without +")),
+        # the digits of the agencies that join later: Lao, Khmer
+        ("໐໒໐ ໙໙໙໙ ໘໘໘໘", "LA", ("+8562099998888", "LA", "mobile", None)),
+        ("០១២ ៣៤៥ ៦៧៨", "KH", ("+85512345678", "KH", "mobile", None)),
         # planted defects
         ("0812", "TH", (None, None, None, "'0812' is not a possible number in TH")),
         ("abc", "TH", (None, None, None, "cannot parse 'abc' as a phone number (The string "
