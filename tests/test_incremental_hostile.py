@@ -355,35 +355,28 @@ def test_a_run_killed_between_resolving_and_publishing_is_completed_by_the_next(
     _assert_same(_marts(store), _marts(clean))
 
 
-def test_a_run_killed_after_resolving_a_correction_is_completed_by_the_next(lake, scenario,
-                                                                           tmp_path):
-    """A corrected row (Myanmar's police re-send one detainee: it supersedes the first record
-    by its key) makes a full resolution. Killed as its first mart is being finished, the run
-    leaves every mart as it was; the next run publishes them, and the lake ends as a clean
-    run's over the same correction: the same drop states, resolutions and marts, the corrected
-    person's match not new in any of them."""
-    clean_path = tmp_path / "clean"
-    shutil.copytree(lake, clean_path)
-    store, clean = open_store(lake), open_store(str(clean_path))
-    entity, fix = incremental.corrected_row(store, scenario, tmp_path)
-    deliver(clean, "mm_police", "detainees", [fix])
-    summary = run(Settings(lake=str(clean_path)))
+@pytest.fixture(scope="module")
+def correction(scenario, tmp_path_factory):
+    """A second yardstick: Myanmar's police re-send one detainee (test_incremental_runs'
+    ``corrected_row``: the row supersedes its first record by its key, so the run resolves in
+    full), run on a clean local copy of the lake; (store, the person's entity id, the file)."""
+    folder = tmp_path_factory.mktemp("correction")
+    shutil.copytree(scenario[3], folder / "lake")
+    store = open_store(str(folder / "lake"))
+    entity, fix = incremental.corrected_row(store, scenario, folder)
+    deliver(store, "mm_police", "detainees", [fix])
+    summary = run(Settings(lake=store.uri))
     assert not summary.problems, summary.problems
     assert _mode(summary)["mode"] == "full"
+    return store, entity, fix
 
-    published = {a: marts.latest(store, a) for a in AUDIENCES}
-    deliver(store, "mm_police", "detainees", [fix])
-    env = {**os.environ, "FUSIONLAKE_KILL_AT": "before-manifest:marts/"}
-    proc = subprocess.run([sys.executable, "-c", _KILLED_RUN, lake], env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == -9, proc.stderr[-2000:]
-    assert {a: marts.latest(store, a) for a in AUDIENCES} == published
-    assert "resolution_delta" not in zones.read_resolution(store)  # it resolved in full
 
-    again = run(Settings(lake=lake))
-    assert not again.problems, again.problems
+def _end_as_the_clean_correction(store, correction) -> None:
+    """The lake as after the clean correction: the same drop states, resolutions (but the
+    delta of a run that found nothing new since a killed run's resolution) and marts, the
+    corrected person's match new in none of them."""
+    clean, entity, _fix = correction
     assert _states(store) == _states(clean)
-    # (the next run found nothing new since the killed run's resolution: an empty delta)
     _assert_same({k: f for k, f in _resolutions(store).items() if k[1] != "resolution_delta"},
                  {k: f for k, f in _resolutions(clean).items() if k[1] != "resolution_delta"})
     mine = _marts(store)
@@ -395,6 +388,44 @@ def test_a_run_killed_after_resolving_a_correction_is_completed_by_the_next(lake
     assert not store.partial_writes("")
     assert not any(versions.unfinished_versions(store, layout.mart_prefix(a))
                    for a in AUDIENCES)
+
+
+def test_a_run_killed_after_resolving_a_correction_is_completed_by_the_next(lake, correction):
+    """A correction makes a full resolution. Killed as its first mart is being finished, the
+    run leaves every mart as it was; the next run publishes them, and the lake ends as the
+    clean run's over the same correction."""
+    store = open_store(lake)
+    published = {a: marts.latest(store, a) for a in AUDIENCES}
+    deliver(store, "mm_police", "detainees", [correction[2]])
+    env = {**os.environ, "FUSIONLAKE_KILL_AT": "before-manifest:marts/"}
+    proc = subprocess.run([sys.executable, "-c", _KILLED_RUN, lake], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert {a: marts.latest(store, a) for a in AUDIENCES} == published
+    assert "resolution_delta" not in zones.read_resolution(store)  # it resolved in full
+
+    again = run(Settings(lake=lake))
+    assert not again.problems, again.problems
+    _end_as_the_clean_correction(store, correction)
+
+
+def test_a_correction_at_15_percent_faults_ends_as_on_a_clean_store(
+        scenario, correction, s3_endpoint, s3_bucket, fault_proxy, monkeypatch):
+    """The same correction on S3 through faults of every kind: the superseded record, the full
+    resolution that follows and the marts all end as on a clean store."""
+    store = open_store(f"s3://{s3_bucket}/lake")
+    _copy(open_store(str(scenario[3])), store)
+    deliver(store, "mm_police", "detainees", [correction[2]])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", fault_proxy.url)  # every client of the run
+    fault_proxy.rate = 0.15
+    summary = run(Settings(lake=store.uri))
+    injected = dict(fault_proxy.counts)
+    fault_proxy.rate = 0.0
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)  # straight to moto from here on
+    assert all(injected.get(f, 0) > 5 for f in FAULTS), injected
+    assert not summary.problems, summary.problems
+    assert _mode(summary)["mode"] == "full"
+    _end_as_the_clean_correction(open_store(store.uri), correction)
 
 
 def _end_as_the_clean_follow_up(store, follow_up, shown: dict | None = None) -> None:
