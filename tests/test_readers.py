@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import json
 import re
+import unicodedata
 
 import polars as pl
 import pytest
@@ -82,6 +83,48 @@ def test_detect_encoding(text, encoding, expected):
     assert detect_encoding(data) == expected
     frame = read_drop(data, "x.csv", _feed(SUSPECTS, encoding="detect"))
     assert frame.columns[0] == text.split(",")[0].split("\n")[0]
+
+
+def _cp1258(text: str) -> bytes:
+    """Vietnamese as Windows writes it in CP1258: a letter with a tone (ễ) as the precomposed
+    letter the code page has (ê), then the tone as a combining mark (Python's codec does not
+    split them itself)."""
+    tones = "\u0300\u0301\u0303\u0309\u0323"
+    out = bytearray()
+    for ch in unicodedata.normalize("NFC", text):
+        try:
+            out += ch.encode("cp1258")
+        except UnicodeEncodeError:
+            parts = unicodedata.normalize("NFD", ch)
+            rest = "".join(m for m in parts[1:] if m not in tones)
+            out += unicodedata.normalize("NFC", parts[0] + rest).encode("cp1258")
+            out += "".join(m for m in parts[1:] if m in tones).encode("cp1258")
+    return bytes(out)
+
+
+@pytest.mark.parametrize(("text", "encode", "expected"), [
+    # GB18030 decodes these too, as B鵬 L鈓 and M黮ler: the guess that was taken before
+    ("STT,Ho va ten\nVG-1,Bùi Lâm\nVG-2,Lâm Hùng\nVG-3,Nguyễn Văn Đức\n", _cp1258, "cp1258"),
+    ("id,name\n1,Müller Jürgen\n2,José Peña\n", lambda t: t.encode("cp1252"), "cp1252"),
+    # Han beside Latin letters now and then (an address's building A) is still Chinese
+    ("编号,姓名,地址\nXS01,王小明,3号楼A座\nXS02,张伟,B栋2单元\n",
+     lambda t: t.encode("gb18030"), "gb18030"),
+])  # fmt: skip
+def test_latin_script_text_in_a_windows_code_page_is_not_read_as_chinese(text, encode, expected):
+    data = encode(text)
+    assert detect_encoding(data) == expected
+    frame = read_drop(data, "x.csv", _feed(SUSPECTS, encoding="detect"))
+    header, *rows = text.splitlines()
+    assert frame.columns[:-1] == header.split(",")
+    assert [",".join(r[:-1]) for r in frame.rows()] == rows  # composed (NFC), as written
+
+
+def test_a_file_whose_encoding_cannot_be_detected_says_so():
+    data = "编号,姓名\nXS01,王小明\n".encode("gb18030") + b"XS02,\x81\x20\x81\x20\x81\n" * 3
+    with pytest.raises(DropReadError) as err:
+        read_drop(data, "x.csv", _feed(SUSPECTS, encoding="detect"))
+    assert str(err.value).startswith("x.csv: its encoding could not be detected: the best "
+                                     "guess, gb18030, fails at byte 0x81 at line 3")
 
 
 def test_xlsx_reads_every_cell_as_string():

@@ -48,7 +48,8 @@ FEEDS_DIR = PROJECT_ROOT / "feeds"
 # the work); tests/test_feeds.py checks that each registry equals its list here.
 
 Format = Literal["csv", "xlsx", "jsonl", "parquet"]
-Encoding = Literal["utf-8", "utf-8-sig", "gb18030", "cp874", "tis-620", "detect"]
+Encoding = Literal["utf-8", "utf-8-sig", "gb18030", "cp874", "tis-620", "cp1258", "cp1252",
+                   "detect"]
 RecordKind = Literal["person"]
 Supersede = Literal["none", "by_source_key"]
 EventType = Literal["wanted", "arrest", "detention", "rescue", "repatriation", "fraud_report"]

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import unicodedata
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,7 +62,8 @@ class DropRead:
 _EXTENSIONS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl",
                ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 _CODECS = {"utf-8": "utf-8", "utf-8-sig": "utf-8-sig", "gb18030": "gb18030", "cp874": "cp874",
-           "tis-620": "cp874"}  # cp874 is a superset of TIS-620 (adds the euro sign etc.)
+           "tis-620": "cp874",  # cp874 is a superset of TIS-620 (adds the euro sign etc.)
+           "cp1258": "cp1258", "cp1252": "cp1252"}  # Windows' Vietnamese and Western
 
 
 class DropReadError(Exception):
@@ -87,11 +90,15 @@ def _format(file_name: str, feed: Feed) -> str:
 
 
 def detect_encoding(data: bytes) -> str:
-    """Best guess of a text drop's encoding: BOM, then UTF-8, then GB18030 or CP874.
+    """Best guess of a text drop's encoding: BOM, then UTF-8, then GB18030 or CP874, then
+    Windows' Vietnamese (CP1258) or Western (CP1252).
 
     Thai (CP874) puts nearly all non-ASCII bytes in 0xA1-0xFB, one byte per character, and
     GB18030 pairs a lead byte 0x81-0xFE with a trail byte; charset-normalizer decides between
-    the two on a sample, with a plain byte-pair heuristic as fallback.
+    the two on a sample, with a plain byte-pair heuristic as fallback. GB18030 decodes almost
+    any pair of Latin-1 letters too (``Bùi`` in CP1258 reads ``B鵬``), so a guess whose Han or
+    Thai letters mostly stand glued to Latin ones inside words is no guess: the text is
+    Latin-script, CP1258 when it holds Vietnamese letters, else CP1252.
     """
     if data.startswith(b"\xef\xbb\xbf"):
         return "utf-8-sig"
@@ -103,6 +110,13 @@ def detect_encoding(data: bytes) -> str:
         # a multibyte character cut at the sample's end is still UTF-8
         if exc.start >= len(sample) - 3 and len(data) > len(sample):
             return "utf-8"
+    guess = _gb18030_or_cp874(sample)
+    if guess is not None and not _glued_to_latin(sample.decode(guess, errors="replace")):
+        return guess
+    return _latin_script(sample) or guess or "gb18030"
+
+
+def _gb18030_or_cp874(sample: bytes) -> str | None:
     try:
         from charset_normalizer import from_bytes
 
@@ -111,11 +125,45 @@ def detect_encoding(data: bytes) -> str:
             return "cp874" if best.encoding in ("cp874", "tis_620") else "gb18030"
     except ImportError:  # pragma: no cover - charset-normalizer ships with requests
         pass
-    try:
-        sample.decode("cp874")
-        return "cp874"
-    except UnicodeDecodeError:
-        return "gb18030"
+    for codec in ("cp874", "gb18030"):
+        try:
+            sample.decode(codec)
+            return codec
+        except UnicodeDecodeError:
+            continue
+    return None
+
+
+#: A Han or Thai letter, and a Latin one (ASCII or Latin-1's) beside it in the same word.
+_NATIVE = re.compile(r"[\u0e00-\u0e7f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_NATIVE_BY_LATIN = re.compile(
+    r"(?<=[A-Za-z\u00c0-\u024f])[\u0e00-\u0e7f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+    r"|[\u0e00-\u0e7f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff](?=[A-Za-z\u00c0-\u024f])")
+
+
+def _glued_to_latin(text: str) -> bool:
+    """Whether most of the text's Han and Thai letters touch a Latin letter: Latin-script text
+    decoded in the wrong code page. (Chinese writes the odd ``A座`` or ``3号楼B``; names and
+    places, most of a drop, are Han among Han.)"""
+    native = len(_NATIVE.findall(text))
+    return native > 0 and len(_NATIVE_BY_LATIN.findall(text)) > native / 2
+
+
+#: Letters only Vietnamese writes, as CP1258 decodes them: ă ơ ư đ and the combining tone marks.
+_VIETNAMESE = re.compile(r"[ĂăƠơƯưĐđ\u0300\u0301\u0303\u0309\u0323]")
+
+
+def _latin_script(sample: bytes) -> str | None:
+    """CP1258 for Vietnamese, else CP1252, whichever decodes the sample; None if neither."""
+    decoded = {}
+    for codec in ("cp1258", "cp1252"):
+        try:
+            decoded[codec] = sample.decode(codec)
+        except UnicodeDecodeError:
+            continue
+    if "cp1258" in decoded and _VIETNAMESE.search(decoded["cp1258"]):
+        return "cp1258"
+    return "cp1252" if "cp1252" in decoded else next(iter(decoded), None)
 
 
 #: Share of a file's non-blank lines that may hold bytes its encoding cannot decode: each such
@@ -148,7 +196,10 @@ def _decode(data: bytes, file_name: str, feed: Feed) -> tuple[bytes, bool]:
         if codec in ("utf-8", "utf-8-sig"):
             data.decode(codec)  # validate only; UTF-8 bytes go to Polars as they are
             return (data[3:] if codec == "utf-8-sig" else data), False
-        return data.decode(codec).encode("utf-8"), False
+        text = data.decode(codec)
+        if codec == "cp1258":  # Vietnamese tone marks come as combining characters: composed
+            text = unicodedata.normalize("NFC", text)
+        return text.encode("utf-8"), False
     except UnicodeDecodeError as exc:
         return _decode_lines(data, codec, exc, file_name, feed, encoding), True
 
@@ -178,7 +229,10 @@ def _decode_lines(data: bytes, codec: str, exc: UnicodeDecodeError, file_name: s
             header = True  # the first non-blank line decoded
     if header is False or bad > BAD_ENCODING_SHARE * lines_read:
         raise _encoding_error(data, exc, file_name, feed, encoding)
-    return "\n".join(text).encode("utf-8")
+    joined = "\n".join(text)
+    if codec == "cp1258":  # as in _decode
+        joined = unicodedata.normalize("NFC", joined)
+    return joined.encode("utf-8")
 
 
 def _encoding_error(data: bytes, exc: UnicodeDecodeError, file_name: str, feed: Feed,
@@ -188,12 +242,19 @@ def _encoding_error(data: bytes, exc: UnicodeDecodeError, file_name: str, feed: 
                          and data.startswith(b"\xef\xbb\xbf") else 0)
     line = data[:start].count(b"\n") + 1
     if b"\x00" in data[:_SNIFF_BYTES]:
-        what = "is binary, not text"
-    else:
-        what = f"is not valid {encoding} (byte 0x{data[start]:02x} at line {line})"
+        return DropReadError(f"{file_name}: is binary, not text; feed {feed.name} expects "
+                             f"{feed.formats[0]}: ask the agency to re-send the file")
+    where = f"byte 0x{data[start]:02x} at line {line}"
+    if feed.encoding == "detect":
+        return DropReadError(
+            f"{file_name}: its encoding could not be detected: the best guess, {encoding}, "
+            f"fails at {where} (feed {feed.name} detects among UTF-8, GB18030, CP874, CP1258 "
+            "and CP1252): set the feed's 'encoding:' if you know it, or ask the agency to "
+            "re-send the file in UTF-8")
     return DropReadError(
-        f"{file_name}: {what}; feed {feed.name} expects {feed.formats[0]} in {encoding}: ask "
-        "the agency to re-send the file in that encoding, or set 'encoding: detect' in the feed"
+        f"{file_name}: is not valid {encoding} ({where}); feed {feed.name} expects "
+        f"{feed.formats[0]} in {encoding}: ask the agency to re-send the file in that "
+        "encoding, or set 'encoding: detect' in the feed"
     )
 
 
