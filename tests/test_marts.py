@@ -280,9 +280,9 @@ def build(tmp_path: Path, audience: str | None = None, **changes) -> marts.MartS
     resolution = own_resolution(staged, resolution, audience)
     previous = changes.pop("previous_entity_record", None)
     for name, frame in changes.items():
-        for group in (staged, resolution, steward):
-            if name in group:
-                group[name] = frame
+        # a staged table the scenario lacks (person_name) is added
+        for group in [g for g in (staged, resolution, steward) if name in g] or [staged]:
+            group[name] = frame
     return marts.build_mart(
         tmp_path / f"{audience or 'all'}.duckdb", staged, resolution, steward, audience,
         previous_built_at=T1, previous_entity_record=previous,
@@ -1083,3 +1083,37 @@ def test_json_evidence_is_stored_with_zstd(all_mart):
             assert kinds <= {"ZSTD", "Constant"} and "ZSTD" in kinds, (table, kinds)
     finally:
         con.close()
+
+
+def test_a_person_whose_name_has_no_latin_form_is_still_shown_by_a_name(tmp_path):
+    """E3's record now comes from a Lao feed: her name in Lao script, which the lake cannot
+    transliterate (name_latin null). Before, her display_name was null: analysts listing
+    people saw a blank. Now it is the Latin spelling the agency gave beside it (entity_name's
+    role latin), or else the name as written."""
+    lao = "ວັງ ຟາງ"
+    person = scenario()[0]["person_record"].with_columns(
+        pl.when(pl.col("record_id") == "d_th_d:2").then(pl.lit(lao))
+        .otherwise(pl.col("name_original")).alias("name_original"),
+        pl.when(pl.col("record_id") == "d_th_d:2").then(pl.lit("Other"))
+        .otherwise(pl.col("name_script")).alias("name_script"),
+        pl.when(pl.col("record_id") == "d_th_d:2").then(None)
+        .otherwise(pl.col("name_latin")).alias("name_latin"))
+    spelled = _rows("person_name", [
+        {"record_id": "d_th_d:2", "role": "primary", "name_original": lao,
+         "name_script": "Other"},
+        {"record_id": "d_th_d:2", "role": "latin", "name_original": "Wang Fang",
+         "name_script": "Latin", "name_latin": "WANG FANG"}])
+
+    def shown(path: Path) -> dict[str, str]:
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            return dict(con.execute("SELECT entity_id, display_name FROM entity").fetchall())
+        finally:
+            con.close()
+
+    with_latin = shown(build(tmp_path / "a", person_record=person, person_name=spelled).path)
+    assert with_latin["E3"] == "WANG FANG"
+    assert with_latin["E1"] == "ZHANG WEI"  # a transliterated name still comes first
+    as_written = shown(build(tmp_path / "b", person_record=person).path)
+    assert as_written["E3"] == lao
+    assert None not in as_written.values()

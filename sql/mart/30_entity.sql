@@ -1,10 +1,24 @@
 -- Step 30: one row per entity, every aggregate computed from the visible records only.
 -- Ties are broken by value so that the same inputs always give the same mart (idempotence).
 
+-- The names an entity may be shown by, most wanted first (rank): the Latin form of its
+-- records' names; else the Latin spelling an agency gave beside a name the lake cannot
+-- transliterate (Lao, Khmer: entity_name's role 'latin'); else the name as written. A person
+-- is never shown without a name.
 CREATE TEMP TABLE entity_name_count AS
-SELECT entity_id, name_latin, count(*) AS n
+SELECT entity_id, name_latin AS name, 0 AS rank, count(*) AS n
 FROM entity_record
 WHERE entity_id IS NOT NULL AND name_latin IS NOT NULL
+GROUP BY ALL
+UNION ALL
+SELECT entity_id, name_latin, 1, count(*)
+FROM entity_name
+WHERE entity_id IS NOT NULL AND role = 'latin' AND name_latin IS NOT NULL
+GROUP BY ALL
+UNION ALL
+SELECT entity_id, name_original, 2, count(*)
+FROM entity_record
+WHERE entity_id IS NOT NULL AND name_original IS NOT NULL
 GROUP BY ALL;
 
 CREATE TEMP TABLE entity_detail_count AS
@@ -91,7 +105,7 @@ sex AS (
     GROUP BY entity_id
 ),
 display AS (
-    SELECT entity_id, arg_min(name_latin, {'n': -n, 'name': name_latin}) AS display_name
+    SELECT entity_id, arg_min(name, {'rank': rank, 'n': -n, 'name': name}) AS display_name
     FROM entity_name_count
     GROUP BY entity_id
 )
@@ -127,7 +141,7 @@ ORDER BY b.entity_id;
 
 COMMENT ON TABLE entity IS 'One row per resolved person. Every aggregate is computed from the records this mart''s audience may see.';
 COMMENT ON COLUMN entity.entity_id IS 'Stable id of the person across runs; see entity_history for merges and splits.';
-COMMENT ON COLUMN entity.display_name IS 'The most frequent Latin name among the entity''s records (ties: alphabetical).';
+COMMENT ON COLUMN entity.display_name IS 'The most frequent Latin name among the entity''s records (ties: alphabetical); for a name no Latin form is made of (Lao, Khmer), the Latin spelling an agency gave, else the name as written.';
 COMMENT ON COLUMN entity.names IS 'Every distinct name as written, with its script and Latin transliteration.';
 COMMENT ON COLUMN entity.birth_date IS 'Most frequent birth date, a date known to the day preferred over a month or year.';
 COMMENT ON COLUMN entity.birth_date_precision IS 'day, month or year: precision of birth_date.';

@@ -7,7 +7,7 @@ FROM entity
 WHERE agency_count >= 2;
 COMMENT ON VIEW cross_agency_entity IS 'Persons known to two or more agencies: the matches fusion exists for.';
 COMMENT ON COLUMN cross_agency_entity.entity_id IS 'entity.entity_id.';
-COMMENT ON COLUMN cross_agency_entity.display_name IS 'entity.display_name: the most frequent Latin name.';
+COMMENT ON COLUMN cross_agency_entity.display_name IS 'entity.display_name: the most frequent Latin name (see entity).';
 COMMENT ON COLUMN cross_agency_entity.agencies IS 'Agencies that know the person.';
 COMMENT ON COLUMN cross_agency_entity.agency_count IS 'len(agencies), 2 or more.';
 COMMENT ON COLUMN cross_agency_entity.roles IS 'Distinct roles the records give.';
