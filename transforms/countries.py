@@ -44,39 +44,57 @@ def _key_expr(values: pl.Series) -> pl.Series:
 
 @cache
 def country_table() -> dict[str, str]:
-    """All known keys -> alpha-2, from the two data files.
+    """All known keys -> alpha-2, from the two data files: names and codes alike.
 
     Raises:
         ValueError: when one key is listed under two codes, or a code is not in iso3166.csv.
     """
-    table: dict[str, str] = {}
+    names, codes = _tables()
+    return {**names, **codes}
 
-    def add(name: str, iso2: str, source: str) -> None:
+
+#: A value written as a code: two or three ASCII letters, all capitals or all small. A word
+#: such as ``Nam`` (Vietnamese "male") or ``Nữ`` ("female", NU once its accent is off) is not
+#: one: read as codes they were Namibia and Niue, and a sex column looked like nationalities.
+_CODE_FORM = r"^\s*(?:[A-Z]{2,3}|[a-z]{2,3})\s*$"
+
+
+@cache
+def _tables() -> tuple[dict[str, str], dict[str, str]]:
+    """(names' keys -> alpha-2, codes' keys -> alpha-2); see :func:`country_table`."""
+    names: dict[str, str] = {}
+    codes: dict[str, str] = {}
+
+    def add(table: dict[str, str], name: str, iso2: str, source: str) -> None:
         key = _key_one(str(name))
-        if table.get(key, iso2) != iso2:
-            raise ValueError(f"{source}: {name!r} is listed for {table[key]} and {iso2}")
+        known = names.get(key, codes.get(key, iso2))
+        if known != iso2:
+            raise ValueError(f"{source}: {name!r} is listed for {known} and {iso2}")
         table[key] = iso2
 
     with open(DATA / "iso3166.csv", encoding="utf-8", newline="") as f:
         for row in csv.DictReader(f):
-            for field in ("iso2", "iso3", "name"):
-                add(row[field], row["iso2"], f"iso3166.csv {row['iso2']}")
-    codes = set(table.values())
+            source = f"iso3166.csv {row['iso2']}"
+            add(codes, row["iso2"], row["iso2"], source)
+            add(codes, row["iso3"], row["iso2"], source)
+            add(names, row["name"], row["iso2"], source)
+    known_codes = set(codes.values())
     aliases = yaml.safe_load((DATA / "country_names.yaml").read_text(encoding="utf-8"))
     for iso2, languages in aliases.items():
-        if iso2 not in codes:
+        if iso2 not in known_codes:
             raise ValueError(f"country_names.yaml: {iso2!r} is not an ISO alpha-2 code")
-        for names in languages.values():
-            for name in names:
-                add(name, iso2, f"country_names.yaml {iso2}")
-    return table
+        for spellings in languages.values():
+            for name in spellings:
+                add(names, name, iso2, f"country_names.yaml {iso2}")
+    return names, codes
 
 
 def to_iso2(values: pl.Series) -> pl.Series:
     """Map country names and codes to ISO 3166-1 alpha-2.
 
-    Accepts alpha-2 and alpha-3 codes, English short names and variants, and Chinese, Thai and
-    Burmese names (see transforms/data/country_names.yaml), in any case and spacing.
+    Accepts alpha-2 and alpha-3 codes (written all in capitals or all in small letters: ``MMR``,
+    ``mm``), English short names and variants, and Chinese, Thai and Burmese names (see
+    transforms/data/country_names.yaml), in any case and spacing.
 
     Args:
         values: strings.
@@ -92,9 +110,13 @@ def to_iso2(values: pl.Series) -> pl.Series:
     # 430,000 people names a few dozen countries (0.2 s a column in full, milliseconds so).
     text = values.cast(pl.String)
     distinct = text.drop_nulls().unique()
-    codes = _key_expr(distinct).replace_strict(country_table(), default=None,
-                                               return_dtype=pl.String)
-    return text.replace_strict(distinct, codes, default=None, return_dtype=pl.String).rename(
+    names, codes = _tables()
+    key = _key_expr(distinct)
+    by_name = key.replace_strict(names, default=None, return_dtype=pl.String)
+    by_code = key.replace_strict(codes, default=None, return_dtype=pl.String)
+    found = pl.select(pl.when(distinct.str.contains(_CODE_FORM)).then(by_code.fill_null(by_name))
+                      .otherwise(by_name)).to_series()
+    return text.replace_strict(distinct, found, default=None, return_dtype=pl.String).rename(
         values.name)
 
 

@@ -25,6 +25,9 @@ CASES = [
     ("People's Republic of China", "CN"), ("United States of America", "US"),
     # ISO codes
     ("MMR", "MM"), ("mm", "MM"), ("CHN", "CN"), ("THA", "TH"), ("KHM", "KH"), ("ZWE", "ZW"),
+    # words that are no codes: Vietnamese "male" and "female" (NAM is Namibia's code, NU
+    # Niue's), a code in mixed case
+    ("Nam", None), ("Nữ", None), ("Mm", None),
     # unknown and empty
     ("Atlantis", None), ("", None), (None, None),
 ]  # fmt: skip
