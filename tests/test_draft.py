@@ -321,6 +321,17 @@ def test_a_thai_tsv_buddhist_dates_and_ids_known_by_their_check_digit(tmp_path):
     assert got.feed.csv == {"delimiter": "\t"}
 
 
+def test_a_delimiter_ending_each_data_line_is_no_field(tmp_path):
+    """Header without, data lines with a trailing comma: the draft found no delimiter ("one
+    field per line"), made the whole header one column and accepted it."""
+    sample = tmp_path / "export.csv"
+    sample.write_text("STT,Name,Phone\nA1,PHAN VAN AN,0912345678,\n"
+                      "A2,BUI DUC ANH,0912345679,\n", encoding="utf-8")
+    got = draft_feed(sample, "vn_mps", "arrests")
+    assert got.draft.sniffed.delimiter == ","
+    assert list(got.feed.columns) == ["STT", "Name", "Phone"]
+
+
 def test_values_overrule_a_misleading_header_and_say_so(tmp_path):
     frame = pl.DataFrame({"id": ["1", "2", "3", "4"], "name": ["A B", "C D", "E F", "G H"],
                           "passport": _th_ids(4)})

@@ -119,6 +119,18 @@ def test_latin_script_text_in_a_windows_code_page_is_not_read_as_chinese(text, e
     assert [",".join(r[:-1]) for r in frame.rows()] == rows  # composed (NFC), as written
 
 
+def test_a_delimiter_ending_each_data_line_is_no_column():
+    """Some exporters end every data line with the delimiter and the header without: each line
+    had one field more than the header, and the whole file was quarantined, line by line. A
+    line with a real extra value still is."""
+    text = "id,name,phone\nA1,PHAN VAN AN,0912345678,\nA2,BUI DUC ANH,0912345679\nA3,X,1,2\n"
+    read = read_drop_isolated(text.encode(), "t.csv", _feed(SUSPECTS, encoding="utf-8"))
+    assert [r[:3] for r in read.frame.rows()] == [("A1", "PHAN VAN AN", "0912345678"),
+                                                  ("A2", "BUI DUC ANH", "0912345679")]
+    assert read.bad["reason"].to_list() == [
+        "line 4: 4 fields, the header has 3; check the delimiter ',' and the quoting"]
+
+
 def test_text_written_decomposed_is_read_composed():
     """Nữ typed on a Mac is u, a combining horn and a combining tilde: read as it was, it missed
     the feed's values: map (``Nữ: F``), and every woman's sex was null."""

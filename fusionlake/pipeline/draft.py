@@ -210,12 +210,16 @@ def _sniff_text(data: bytes, path: Path, fmt: str) -> str:
 
 
 def _sniff_delimiter(text: bytes) -> tuple[str, str]:
-    """The delimiter that splits the first lines into the most fields, every line alike."""
-    head = b"\n".join(text.split(b"\n", 201)[:200])
+    """The delimiter that splits the first lines into the most fields, every line alike (a
+    delimiter ending a line is no field: the readers drop it too)."""
+    first = [line.rstrip(b"\r") for line in text.split(b"\n", 201)[:200]]
+    head = b"\n".join(first)
     best, width = ",", 0
     for candidate in _DELIMITERS:
+        mark = candidate.encode()
+        trimmed = b"\n".join(line.removesuffix(mark) for line in first)
         try:
-            frame = pl.read_csv(io.BytesIO(head), separator=candidate, has_header=False,
+            frame = pl.read_csv(io.BytesIO(trimmed), separator=candidate, has_header=False,
                                 infer_schema=False, truncate_ragged_lines=False,
                                 raise_if_empty=False)
         except pl.exceptions.PolarsError:

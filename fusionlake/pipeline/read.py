@@ -383,6 +383,14 @@ def _read_csv(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl
     records = _csv_records(text, separator, quote, damaged).filter(~pl.col("blank"))
     header = _csv_header(records["text"][0].encode(), separator, quote)
     _check_header(header, file_name)
+    # A delimiter at the end of a data line whose header has none (some exporters write one):
+    # the empty field after it is no column. Every such line was quarantined for its count.
+    trailing = ((pl.col("fields") == len(header) + 1)
+                & pl.col("text").str.ends_with(separator))
+    records = records.with_columns(
+        pl.when(trailing).then(pl.col("text").str.strip_suffix(separator))
+        .otherwise(pl.col("text")).alias("text"),
+        pl.when(trailing).then(pl.col("fields") - 1).otherwise(pl.col("fields")).alias("fields"))
     body = records.slice(1).with_columns(
         pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_row"),
         pl.when(pl.col("problem").is_null() & (pl.col("fields") != len(header)))
