@@ -166,6 +166,18 @@ def test_missing_columns_reject_the_drop():
     outcome = validate_drop(frame, SUSPECTS, "d4")
     assert not outcome.accepted
     assert outcome.reason.startswith("cn_mps/suspects: the file lacks the column(s) 性别, 立案日期")
+    # the result a steward's `fusionlake report` shows names them too (it said "(): 0")
+    from fusionlake.cli import _findings
+    from fusionlake.pipeline.report import DropReport
+
+    results = outcome.results.to_dicts()
+    report = DropReport("d4", "cn_mps", "suspects", "suspects.csv", "", "rejected", None,
+                        expectations=len(results), findings=[
+                            {**r, "check": r["expectation"].removeprefix("expect_")}
+                            for r in results if not r["success"]])
+    assert _findings(report).startswith(
+        "FAILED table_columns_to_match_set: cn_mps/suspects: the file lacks the column(s) 性别, "
+        "立案日期")
 
 
 def test_ten_megabytes_in_a_name_is_quarantined():
