@@ -375,6 +375,20 @@ def test_a_second_name_column_is_the_latin_spelling_or_an_alias(tmp_path):
     assert got.feed.encoding == "utf-8"
 
 
+def test_a_latin_spelling_given_its_primarys_name_order_gives_no_reason_for_another(tmp_path):
+    """A Thai register (given name first) with the passport spelling in capitals: the spelling
+    takes the Thai name's given_first, and its comment no longer says "as passports write
+    SURNAME GIVEN" beside it."""
+    frame = pl.DataFrame({"ลำดับ": ["1", "2", "3", "4"],
+                          "ชื่อ": ["สมชาย ใจดี", "สมหญิง รักไทย", "วิชัย ศรีสุข", "มาลี สายทอง"],
+                          "name_en": ["SOMCHAI JAIDEE", "SOMYING RAKTHAI", "WICHAI SRISUK",
+                                            "MALEE SAITHONG"]})
+    got = _draft(tmp_path, frame, "register.csv", agency="th_imm", feed="register")
+    assert got.feed.columns["name_en"]["name_order"] == "given_first"
+    line = next(x for x in got.text.splitlines() if x.lstrip().startswith("name_en:"))
+    assert "SURNAME GIVEN" not in line and "name_order of ชื่อ, the same name" in line
+
+
 def test_a_primary_name_empty_in_many_rows_is_not_required(tmp_path):
     n = 20
     frame = pl.DataFrame({"id": [str(i) for i in range(n)],

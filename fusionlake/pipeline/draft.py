@@ -527,19 +527,29 @@ def looks_like_names(distinct: pl.DataFrame) -> float:
                   & ~v.str.contains(r"\d"))
 
 
+#: Why name_order guessed what it did, one reason per guess.
+_ORDER_REASONS = {
+    "burmese": "Burmese names have no family name",
+    "han": "Chinese names put the family name first",
+    "thai": "Thai names put the given name first",
+    "capitals": "Latin names in capitals, as passports write SURNAME GIVEN",
+    "mixed": "Latin names in mixed case, usually Given Surname",
+}
+
+
 def name_order(scripts: dict[str, float], distinct: pl.DataFrame) -> tuple[str, str]:
     """The name_order of a name column and why: by its main script (and case, for Latin)."""
     if scripts["Myanmar"] >= 0.05:
-        return "none", "Burmese names have no family name"
+        return "none", _ORDER_REASONS["burmese"]
     if scripts["Han"] >= 0.5:
-        return "family_first", "Chinese names put the family name first"
+        return "family_first", _ORDER_REASONS["han"]
     if scripts["Thai"] >= 0.5:
-        return "given_first", "Thai names put the given name first"
+        return "given_first", _ORDER_REASONS["thai"]
     latin = distinct.filter(detect_script(distinct["v"]) == "Latin")
     upper = _share(latin, latin["v"] == latin["v"].str.to_uppercase()) if latin.height else 0
     if upper >= 0.9:
-        return "family_first", "Latin names in capitals, as passports write SURNAME GIVEN"
-    return "given_first", "Latin names in mixed case, usually Given Surname"
+        return "family_first", _ORDER_REASONS["capitals"]
+    return "given_first", _ORDER_REASONS["mixed"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -816,6 +826,8 @@ def _name_roles(guesses: list[ColumnGuess], sample: pl.DataFrame) -> None:
         order = g.options.pop("name_order", None)
         by_values = latin >= SURE and latin_primary < 0.5
         if said != "alias" and (by_values or (said == "latin" and latin >= AT_LEAST)):
+            if primary.options.get("name_order", order) != order:  # its own reason is moot
+                g.why = [w for w in g.why if w not in _ORDER_REASONS.values()]
             g.options = {"to": "person.name", "name_role": "latin",
                          "name_order": primary.options.get("name_order", order)}
             g.why.append(f"name_role latin: {_pct(latin)} Latin letters where {primary.name} has "
