@@ -359,7 +359,10 @@ def _parse_thai(frame: pl.DataFrame, order: str) -> pl.DataFrame:
     """Thai names: title stripped, each word romanised (RTGS); ``none`` reads as given_first."""
     titles = _tables()["thai_titles"]
     f = frame.with_columns(
-        text=_strip_prefix(pl.col("clean"), titles, r"\s*").str.replace_all(r"\s+", " ")
+        # NFKC (normalise_names) splits SARA AM (ำ) into nikhahit and SARA AA, which the
+        # romaniser reads as no M: คำลา came out KHALA. Joined again, it reads KHAMLA.
+        text=_strip_prefix(pl.col("clean").str.replace_all("\u0e4d\u0e32", "\u0e33"), titles,
+                           r"\s*").str.replace_all(r"\s+", " ")
     ).with_columns(tokens=pl.col("text").str.split(" "))
     words = f["tokens"].explode()
     f = f.with_columns(tokens=pl.col("tokens").list.eval(_map(pl.element(), "Thai", words, _thai)))

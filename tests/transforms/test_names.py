@@ -96,6 +96,18 @@ def test_thai_given_first(name, expected):
 
 
 @pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # SARA AM (ำ): NFKC splits it, and the romaniser read คำ as KHA
+        ("คำลา สีวง", ("SIWONG KHAMLA", "SIWONG", "KHAMLA", None)),
+        ("ทองคำ ค่ำคืน", ("KHAMKHUEN THONGKHAM", "KHAMKHUEN", "THONGKHAM", None)),
+    ],
+)
+def test_thai_sara_am(name, expected):
+    assert one(name, "given_first") == expected
+
+
+@pytest.mark.parametrize(
     ("name", "latin"),
     [
         ("ဦးအောင်ကျော်မြင့်", "AUNG KYAW MYINT"),
