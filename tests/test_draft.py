@@ -500,3 +500,11 @@ def test_reading_a_sample_never_changes_its_bytes(tmp_path):
     assert path.read_bytes() == before
     assert (sniffed.encoding, frame.columns, frame.row(0)) == (
         "gb18030", ["编号", "姓名", "source_row"], ("1", "张伟", 1))
+
+
+def test_lao_names_are_drafted_given_name_first(tmp_path):
+    frame = pl.DataFrame({"ລຳດັບ": ["1", "2", "3", "4"],
+                          "ຊື່": ["ສົມພອນ ແກ້ວມະນີ", "ຄຳລາ ສີວົງ", "ທອງດີ ກັນຍາ", "ພອນ ສີວົງ"]})
+    got = _draft(tmp_path, frame, "la.csv", agency="la_police", feed="detainees")
+    assert got.feed.columns["ຊື່"]["name_order"] == "given_first"
+    assert "Lao names put the given name first" in got.text

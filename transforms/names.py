@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import re
 import string
+import unicodedata
 from functools import cache
 from pathlib import Path
 
@@ -370,6 +371,37 @@ def _parse_thai(frame: pl.DataFrame, order: str) -> pl.DataFrame:
     return f.with_columns(family=family, given=given, reason=pl.lit(None, pl.String))
 
 
+def _lao_as_thai() -> dict[str, str]:
+    """Lao letters as the Thai letters they correspond to.
+
+    Unicode laid out the Lao block parallel to the Thai one, 0x80 higher (ກ U+0E81, ก U+0E01;
+    ເ U+0EC0, เ U+0E40), and the two scripts spell alike, so a Lao name written in Thai letters
+    is romanised by the Thai romaniser (RTGS, which Lao passports' spellings resemble):
+    ສົມພອນ as สมพอน, SOMPHON. The exceptions: ຊ is S in Lao (Thai ซ, not ช, CH); ົ (the short
+    o of a closed syllable) is what Thai leaves unwritten; ຼ and ຽ are the subscript L and the
+    Y of a Lao syllable; ໜ and ໝ are HN and HM written as one letter.
+    """
+    table = {}
+    for code in range(0x0E81, 0x0EDA):
+        lao, thai = chr(code), chr(code - 0x80)
+        if unicodedata.name(lao, None) and unicodedata.name(thai, None):
+            table[lao] = thai
+    return table | {"ຊ": "ซ", "ົ": "", "ຼ": "ล", "ຽ": "ย", "ໜ": "หน", "ໝ": "หม"}
+
+
+_LAO_AS_THAI = _lao_as_thai()
+
+
+def _parse_lao(frame: pl.DataFrame, order: str) -> pl.DataFrame:
+    """Lao names: written in the Thai letters they correspond to (:func:`_lao_as_thai`), then
+    read as Thai names (title stripped: ທ້າວ Mr, ນາງ Mrs, ນາງສາວ Miss; RTGS; given name first
+    unless the feed says otherwise)."""
+    as_thai = frame.with_columns(
+        clean=pl.col("clean").str.replace_many(_LAO_AS_THAI)
+        .str.replace(r"^(?:ท้าว|ท่าน)\s*", ""))
+    return _parse_thai(as_thai, order).with_columns(clean=frame["clean"])
+
+
 def _parse_myanmar(frame: pl.DataFrame, order: str) -> pl.DataFrame:
     """Burmese names: syllables in passport spelling, honorific stripped, no family name."""
     f = frame.with_columns(words=pl.col("clean").str.split(" "))
@@ -572,6 +604,7 @@ def phonetic_key(sorted_keys: pl.Series) -> pl.Series:
 _PARSERS = {
     "Latin": _parse_latin,
     "Thai": _parse_thai,
+    "Lao": _parse_lao,
     "Myanmar": _parse_myanmar,
     "Han": _parse_han,
 }

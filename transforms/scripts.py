@@ -24,6 +24,7 @@ DATA = Path(__file__).parent / "data"
 SCRIPT_PATTERNS: dict[str, str] = {
     "Myanmar": r"[\x{1000}-\x{109F}\x{AA60}-\x{AA7F}\x{A9E0}-\x{A9FF}]",
     "Thai": r"[\x{0E00}-\x{0E7F}]",
+    "Lao": r"[\x{0E80}-\x{0EFF}]",
     "Han": r"\p{Han}",
 }
 LATIN_PATTERN = r"\p{Latin}"
@@ -70,7 +71,7 @@ def detect_script(values: pl.Series) -> pl.Series:
         values: strings.
 
     Returns:
-        A String series named ``name_script``: Han, Thai, Myanmar, Latin, Other or null.
+        A String series named ``name_script``: Myanmar, Thai, Lao, Han, Latin, Other or null.
     """
     s = values.cast(pl.String)
     frame = pl.DataFrame({"v": s})

@@ -29,7 +29,7 @@ PERSON_RECORD: dict[str, pl.DataType] = {
     "role": pl.String(),  # suspect | victim | detainee | returnee | ...
     "name_original": pl.String(),  # as written (after Zawgyi->Unicode conversion)
     "name_original_raw": pl.String(),  # as received, when it differs (Zawgyi); else null
-    "name_script": pl.String(),  # Han | Thai | Myanmar | Latin | Other
+    "name_script": pl.String(),  # Han | Thai | Lao | Myanmar | Latin | Other
     "name_latin": pl.String(),  # transliterated, upper case, titles stripped, "FAMILY GIVEN"
     "family_name": pl.String(),  # Latin; null where the culture has none (Burmese)
     "given_name": pl.String(),  # Latin
@@ -59,7 +59,7 @@ PERSON_NAME: dict[str, pl.DataType] = {
     **PROVENANCE,
     "role": pl.String(),  # primary | latin | alias (NAME_ROLES)
     "name_original": pl.String(),  # as written (after Zawgyi->Unicode conversion)
-    "name_script": pl.String(),  # Han | Thai | Myanmar | Latin | Other
+    "name_script": pl.String(),  # Han | Thai | Lao | Myanmar | Latin | Other
     "name_latin": pl.String(),  # transliterated, upper case, "FAMILY GIVEN"
     "family_name": pl.String(),
     "given_name": pl.String(),

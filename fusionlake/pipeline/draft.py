@@ -512,10 +512,10 @@ def country_share(distinct: pl.DataFrame) -> float:
 
 
 def script_shares(distinct: pl.DataFrame) -> dict[str, float]:
-    """Share of rows per writing system (Han, Thai, Myanmar, Latin, Other)."""
+    """Share of rows per writing system (Han, Thai, Lao, Myanmar, Latin, Other)."""
     scripts = detect_script(distinct["v"])
     return {s: _share(distinct, scripts == s)
-            for s in ("Han", "Thai", "Myanmar", "Latin", "Other")}
+            for s in ("Han", "Thai", "Lao", "Myanmar", "Latin", "Other")}
 
 
 def looks_like_names(distinct: pl.DataFrame) -> float:
@@ -532,6 +532,7 @@ _ORDER_REASONS = {
     "burmese": "Burmese names have no family name",
     "han": "Chinese names put the family name first",
     "thai": "Thai names put the given name first",
+    "lao": "Lao names put the given name first",
     "capitals": "Latin names in capitals, as passports write SURNAME GIVEN",
     "mixed": "Latin names in mixed case, usually Given Surname",
 }
@@ -545,6 +546,8 @@ def name_order(scripts: dict[str, float], distinct: pl.DataFrame) -> tuple[str, 
         return "family_first", _ORDER_REASONS["han"]
     if scripts["Thai"] >= 0.5:
         return "given_first", _ORDER_REASONS["thai"]
+    if scripts["Lao"] >= 0.5:
+        return "given_first", _ORDER_REASONS["lao"]
     latin = distinct.filter(detect_script(distinct["v"]) == "Latin")
     upper = _share(latin, latin["v"] == latin["v"].str.to_uppercase()) if latin.height else 0
     if upper >= 0.9:

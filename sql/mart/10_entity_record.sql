@@ -60,7 +60,7 @@ COMMENT ON COLUMN entity_record.received_at IS 'When the lake first received the
 COMMENT ON COLUMN entity_record.role IS 'suspect, victim, detainee, returnee, ...: what the agency says this person is.';
 COMMENT ON COLUMN entity_record.name_original IS 'Name as written by the agency (Zawgyi converted to Unicode).';
 COMMENT ON COLUMN entity_record.name_original_raw IS 'Name as received when it differs from name_original (Zawgyi); else NULL.';
-COMMENT ON COLUMN entity_record.name_script IS 'Script of name_original: Han, Thai, Myanmar, Latin or Other.';
+COMMENT ON COLUMN entity_record.name_script IS 'Script of name_original: Han, Thai, Lao, Myanmar, Latin or Other (Other has no Latin form: display_name then falls back).';
 COMMENT ON COLUMN entity_record.name_latin IS 'Latin transliteration, upper case, FAMILY GIVEN.';
 COMMENT ON COLUMN entity_record.family_name IS 'Family name part of name_latin (NULL when the feed gives no order and it cannot be told).';
 COMMENT ON COLUMN entity_record.given_name IS 'Given name part of name_latin.';

@@ -20,7 +20,7 @@ COMMENT ON COLUMN entity_name.source_row IS '1-based data row number in the raw 
 COMMENT ON COLUMN entity_name.releasable_to IS 'Agencies this row may be shown to.';
 COMMENT ON COLUMN entity_name.role IS 'primary (the record''s name), latin (its Latin spelling as the agency wrote it) or alias.';
 COMMENT ON COLUMN entity_name.name_original IS 'As written by the agency (Zawgyi converted to Unicode).';
-COMMENT ON COLUMN entity_name.name_script IS 'Han, Thai, Myanmar, Latin or Other.';
+COMMENT ON COLUMN entity_name.name_script IS 'Han, Thai, Lao, Myanmar, Latin or Other.';
 COMMENT ON COLUMN entity_name.name_latin IS 'Transliterated to Latin, upper case, family name first.';
 COMMENT ON COLUMN entity_name.family_name IS 'Family name part, in Latin.';
 COMMENT ON COLUMN entity_name.given_name IS 'Given name part, in Latin.';

@@ -108,6 +108,29 @@ def test_thai_sara_am(name, expected):
 
 
 @pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        # Lao, read in the Thai letters it corresponds to: was "unsupported script", no Latin
+        # name at all, so a Lao record could be matched on identifiers alone
+        ("ສົມພອນ ແກ້ວມະນີ", ("KAEOMANI SOMPHON", "KAEOMANI", "SOMPHON", None)),
+        ("ທ້າວ ຄຳລາ ສີວົງ", ("SIWONG KHAMLA", "SIWONG", "KHAMLA", None)),  # title Mr
+        ("ນາງ ທອງດີ ກັນຍາ", ("KANYA THONGDI", "KANYA", "THONGDI", None)),  # title Mrs
+        ("ໄຊສົມພອນ ພົມວິຫານ", ("PHOMWIHAN SAISOMPHON", "PHOMWIHAN", "SAISOMPHON", None)),
+        ("ຫຼວງ ປະເສີດ", ("PASET LUANG", "PASET", "LUANG", None)),  # subscript L
+    ],
+)
+def test_lao_given_first(name, expected):
+    assert one(name, "given_first") == expected
+    assert normalise_names(pl.Series([name]))["name_script"].to_list() == ["Lao"]
+
+
+def test_khmer_is_still_unsupported_and_says_so():
+    out = normalise_names(pl.Series(["សុខ ចាន់"]))
+    assert out.select("name_script", "name_latin", "reason").rows() == [
+        ("Other", None, "unsupported script for 'សុខ ចាន់'")]
+
+
+@pytest.mark.parametrize(
     ("name", "latin"),
     [
         ("ဦးအောင်ကျော်မြင့်", "AUNG KYAW MYINT"),
