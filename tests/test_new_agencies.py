@@ -1,0 +1,153 @@
+"""The agencies that join later, onboarded as an engineer would: two feed files each, no Python.
+
+Laos' police send detainees with Lao names (and the Latin spelling of some), Buddhist Era dates
+and phone numbers in Lao digits; Vietnam's ministry sends arrests in Windows' Vietnamese code page
+(read with ``encoding: detect``), whose tone marks come decomposed, and a delimiter ending
+every data line. A hostile walk of 2026-12-07 found each of these broke
+something: a Lao date rejected the whole drop, the Vietnamese file was read as Chinese, every
+woman's sex was lost, each line was quarantined, and Lao people had no name in the marts. One
+person is in both files (the same passport): the lake must match her across the two agencies.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from fusionlake.lake.ledger import Ledger
+from fusionlake.lake.settings import Settings
+from fusionlake.lake.store import open_store
+from fusionlake.pipeline.land import deliver
+from fusionlake.pipeline.marts import open_latest
+from fusionlake.pipeline.run import run
+
+pytestmark = pytest.mark.slow
+
+LAO_FEED = """\
+agency: la_police
+feed: detainees
+format: csv
+source_key: id
+record: person
+role: detainee
+releasable_to: [la_police]
+defaults: {nationality: LA, phone_region: LA}
+columns:
+  id:       {to: source_key, required: true, unique: true}
+  name:     {to: person.name, name_order: given_first, required: true}
+  name_en:  {to: person.name, name_role: latin, name_order: given_first}
+  dob:      {to: person.birth_date, calendar: buddhist, formats: ["%d/%m/%Y"]}
+  phone:    {to: phone}
+  passport: {to: identifier, kind: passport, issuing_country_from: person.nationality}
+"""
+
+VN_FEED = """\
+agency: vn_mps
+feed: arrests
+format: csv
+encoding: detect
+source_key: STT
+record: person
+role: suspect
+releasable_to: [vn_mps]
+defaults: {nationality: VN, phone_region: VN}
+columns:
+  STT:       {to: source_key, required: true, unique: true}
+  Ho va ten: {to: person.name, name_order: family_first, required: true}
+  Gioi tinh: {to: person.sex, values: {Nam: M, "Nữ": F}}
+  Ngay sinh: {to: person.birth_date, formats: ["%d/%m/%Y"]}
+  Ho chieu:  {to: identifier, kind: passport, issuing_country: LA}
+"""
+
+# (id, name in Lao, its Latin spelling, born (BE, Lao digits), phone (Lao digits), passport)
+LAO_ROWS = [
+    ("LD-1", "ສົມພອນ ແກ້ວມະນີ", "Somphone Keomany", "໑໕/໐໕/໒໕໒໘", "໐໒໐ ໙໙໙໙ ໘໘໘໘", "P0123456"),
+    ("LD-2", "ຄຳລາ ສີວົງ", "", "15/05/2530", "020 5555 1234", "P0234567"),
+    ("LD-3", "ທອງດີ ກັນຍາ", "", "01/01/2535", "", "P0345678"),
+]
+# the same woman as LD-1 in Vietnamese records, and two others
+VN_ROWS = [
+    ("VG-1", "Keomany Somphone", "Nữ", "15/05/1985", "P0123456"),
+    ("VG-2", "Bùi Lâm", "Nam", "02/09/1990", ""),
+    ("VG-3", "Nguyễn Thị Hoa", "Nữ", "12/12/1992", ""),
+]
+
+
+def _cp1258(text: str) -> bytes:
+    """Vietnamese as Windows writes it in CP1258: the letter the code page has, then the tone
+    as a combining mark (Python's codec does not split them itself)."""
+    tones = "\u0300\u0301\u0303\u0309\u0323"
+    out = bytearray()
+    for ch in text:
+        try:
+            out += ch.encode("cp1258")
+        except UnicodeEncodeError:
+            parts = unicodedata.normalize("NFD", ch)
+            rest = "".join(m for m in parts[1:] if m not in tones)
+            out += unicodedata.normalize("NFC", parts[0] + rest).encode("cp1258")
+            out += "".join(m for m in parts[1:] if m in tones).encode("cp1258")
+    return bytes(out)
+
+
+def _files(folder: Path) -> tuple[Path, Path]:
+    lao = folder / "detainees-2026-12.csv"
+    lao.write_text("id,name,name_en,dob,phone,passport\n" + "".join(
+        ",".join(row) + "\n" for row in LAO_ROWS), encoding="utf-8")
+    vn = folder / "arrests.csv"
+    # CP1258 writes a tone as a combining mark: Nữ arrives decomposed (ư, then a tilde), and
+    # must still meet the feed's values map
+    lines = ["STT,Ho va ten,Gioi tinh,Ngay sinh,Ho chieu"] + [
+        ",".join(row) + "," for row in VN_ROWS]  # and a delimiter ending each data line
+    vn.write_bytes(_cp1258("\r\n".join(lines) + "\r\n"))
+    return lao, vn
+
+
+def test_laos_and_vietnam_are_onboarded_and_their_shared_person_is_matched(
+        tmp_path, monkeypatch):
+    feeds = tmp_path / "feeds"
+    (feeds / "la_police").mkdir(parents=True)
+    (feeds / "vn_mps").mkdir(parents=True)
+    (feeds / "la_police" / "detainees.yaml").write_text(LAO_FEED, encoding="utf-8")
+    (feeds / "vn_mps" / "arrests.yaml").write_text(VN_FEED, encoding="utf-8")
+    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(feeds))
+    lao, vn = _files(tmp_path)
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    deliver(store, "la_police", "detainees", [lao])
+    deliver(store, "vn_mps", "arrests", [vn])
+
+    summary = run(Settings(lake=lake))
+    assert not summary.problems, summary.problems
+    states = {e.file_name: str(e.state) for e in Ledger(store).entries()}
+    assert states == {lao.name: "published", vn.name: "published"}
+    assert {d.name.rsplit("/", 1)[-1]: (d.rows, d.quarantined) for d in summary.drops} == {
+        lao.name: (3, 0), vn.name: (3, 0)}
+
+    con = open_latest(store, "all")
+    try:
+        records = {r[0]: r[1:] for r in con.execute("""
+            SELECT source_key, name_script, name_latin, birth_date, sex FROM entity_record
+            ORDER BY 1""").fetchall()}
+        phones = dict(con.execute(
+            "SELECT source_key, e164 FROM entity_phone WHERE e164 IS NOT NULL").fetchall())
+        shown = {r[0] for r in con.execute("SELECT display_name FROM entity").fetchall()}
+        [(agencies,)] = con.execute("""
+            SELECT e.agencies FROM entity AS e JOIN entity_record AS r USING (entity_id)
+            WHERE r.source_key = 'LD-1'""").fetchall()
+    finally:
+        con.close()
+    # Lao names romanised, Lao-digit Buddhist Era dates read, no one without a name
+    assert records["LD-1"][:2] == ("Lao", "KAEOMANI SOMPHON")
+    assert records["LD-2"][:2] == ("Lao", "SIWONG KHAMLA")
+    assert str(records["LD-1"][2]) == "1985-05-15"
+    assert str(records["LD-3"][2]) == "1992-01-01"
+    assert None not in shown
+    assert phones == {"LD-1": "+8562099998888", "LD-2": "+8562055551234"}
+    # Vietnamese read as Vietnamese, its women's sex kept
+    assert records["VG-2"][1] == "BUI LAM"
+    assert records["VG-3"][1:] == ("NGUYEN THI HOA", records["VG-3"][2], "F")
+    assert records["VG-1"][3] == "F"
+    # the woman in both files is one person of two agencies
+    assert sorted(agencies) == ["la_police", "vn_mps"]
