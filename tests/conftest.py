@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import unicodedata
 import uuid
 from pathlib import Path
 
@@ -105,6 +106,23 @@ def deliver_all(store, drops_dir: Path, only: set[str] | None = None) -> None:
         agency, feed = feed_dir.parent.name, feed_dir.name
         if only is None or f"{agency}/{feed}" in only:
             deliver(store, agency, feed, sorted(feed_dir.iterdir()))
+
+
+def cp1258(text: str) -> bytes:
+    """Vietnamese as Windows writes it in CP1258: a letter with a tone (ễ) as the precomposed
+    letter the code page has (ê), then the tone as a combining mark (Python's codec does not
+    split them itself)."""
+    tones = "\u0300\u0301\u0303\u0309\u0323"
+    out = bytearray()
+    for ch in unicodedata.normalize("NFC", text):
+        try:
+            out += ch.encode("cp1258")
+        except UnicodeEncodeError:
+            parts = unicodedata.normalize("NFD", ch)
+            rest = "".join(m for m in parts[1:] if m not in tones)
+            out += unicodedata.normalize("NFC", parts[0] + rest).encode("cp1258")
+            out += "".join(m for m in parts[1:] if m in tones).encode("cp1258")
+    return bytes(out)
 
 
 def assert_held_for_overrun(store, summary, seconds: int, how: str) -> None:

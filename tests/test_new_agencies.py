@@ -11,10 +11,10 @@ person is in both files (the same passport): the lake must match her across the 
 
 from __future__ import annotations
 
-import unicodedata
 from pathlib import Path
 
 import pytest
+from conftest import cp1258
 
 from fusionlake.lake.ledger import Ledger
 from fusionlake.lake.settings import Settings
@@ -75,22 +75,6 @@ VN_ROWS = [
 ]
 
 
-def _cp1258(text: str) -> bytes:
-    """Vietnamese as Windows writes it in CP1258: the letter the code page has, then the tone
-    as a combining mark (Python's codec does not split them itself)."""
-    tones = "\u0300\u0301\u0303\u0309\u0323"
-    out = bytearray()
-    for ch in text:
-        try:
-            out += ch.encode("cp1258")
-        except UnicodeEncodeError:
-            parts = unicodedata.normalize("NFD", ch)
-            rest = "".join(m for m in parts[1:] if m not in tones)
-            out += unicodedata.normalize("NFC", parts[0] + rest).encode("cp1258")
-            out += "".join(m for m in parts[1:] if m in tones).encode("cp1258")
-    return bytes(out)
-
-
 def _files(folder: Path) -> tuple[Path, Path]:
     lao = folder / "detainees-2026-12.csv"
     lao.write_text("id,name,name_en,dob,phone,passport\n" + "".join(
@@ -100,7 +84,7 @@ def _files(folder: Path) -> tuple[Path, Path]:
     # must still meet the feed's values map
     lines = ["STT,Ho va ten,Gioi tinh,Ngay sinh,Ho chieu"] + [
         ",".join(row) + "," for row in VN_ROWS]  # and a delimiter ending each data line
-    vn.write_bytes(_cp1258("\r\n".join(lines) + "\r\n"))
+    vn.write_bytes(cp1258("\r\n".join(lines) + "\r\n"))
     return lao, vn
 
 

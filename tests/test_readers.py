@@ -11,6 +11,7 @@ import unicodedata
 
 import polars as pl
 import pytest
+from conftest import cp1258
 
 from fusionlake.lake.feeds import load_feeds
 from fusionlake.pipeline.read import (
@@ -85,26 +86,9 @@ def test_detect_encoding(text, encoding, expected):
     assert frame.columns[0] == text.split(",")[0].split("\n")[0]
 
 
-def _cp1258(text: str) -> bytes:
-    """Vietnamese as Windows writes it in CP1258: a letter with a tone (ễ) as the precomposed
-    letter the code page has (ê), then the tone as a combining mark (Python's codec does not
-    split them itself)."""
-    tones = "\u0300\u0301\u0303\u0309\u0323"
-    out = bytearray()
-    for ch in unicodedata.normalize("NFC", text):
-        try:
-            out += ch.encode("cp1258")
-        except UnicodeEncodeError:
-            parts = unicodedata.normalize("NFD", ch)
-            rest = "".join(m for m in parts[1:] if m not in tones)
-            out += unicodedata.normalize("NFC", parts[0] + rest).encode("cp1258")
-            out += "".join(m for m in parts[1:] if m in tones).encode("cp1258")
-    return bytes(out)
-
-
 @pytest.mark.parametrize(("text", "encode", "expected"), [
     # GB18030 decodes these too, as B鵬 L鈓 and M黮ler: the guess that was taken before
-    ("STT,Ho va ten\nVG-1,Bùi Lâm\nVG-2,Lâm Hùng\nVG-3,Nguyễn Văn Đức\n", _cp1258, "cp1258"),
+    ("STT,Ho va ten\nVG-1,Bùi Lâm\nVG-2,Lâm Hùng\nVG-3,Nguyễn Văn Đức\n", cp1258, "cp1258"),
     ("id,name\n1,Müller Jürgen\n2,José Peña\n", lambda t: t.encode("cp1252"), "cp1252"),
     # Han beside Latin letters now and then (an address's building A) is still Chinese
     ("编号,姓名,地址\nXS01,王小明,3号楼A座\nXS02,张伟,B栋2单元\n",
