@@ -359,7 +359,8 @@ def test_a_run_killed_between_resolving_and_publishing_is_completed_by_the_next(
 def correction(scenario, tmp_path_factory):
     """A second yardstick: Myanmar's police re-send one detainee (test_incremental_runs'
     ``corrected_row``: the row supersedes its first record by its key, so the run resolves in
-    full), run on a clean local copy of the lake; (store, the person's entity id, the file)."""
+    full), run on a clean local copy of the lake; (store, the person's entity id, the file,
+    the run's summary)."""
     folder = tmp_path_factory.mktemp("correction")
     shutil.copytree(scenario[3], folder / "lake")
     store = open_store(str(folder / "lake"))
@@ -368,14 +369,34 @@ def correction(scenario, tmp_path_factory):
     summary = run(Settings(lake=store.uri))
     assert not summary.problems, summary.problems
     assert _mode(summary)["mode"] == "full"
-    return store, entity, fix
+    return store, entity, fix, summary
+
+
+def test_a_corrected_row_does_not_make_a_known_cross_agency_match_new(correction):
+    """An agency re-sends the row of a person it already shares with another agency: the row's
+    record is new, the match is not. The mart's rule (entity.new_cross_agency_match), in every
+    audience that sees the person, and the run summary's count must both say so. Before, both
+    counted the match as new: only the records still staged linked the entity to its previous
+    self, and they were of one agency."""
+    store, entity, fix, summary = correction
+    for audience in ("all", "mm_police"):
+        [(now, new, cross, news)] = incremental._mart_rows(store, f"""
+            SELECT e.entity_id, e.new_cross_agency_match, e.agency_count,
+                   (SELECT count(*) FILTER (new_cross_agency_match) FROM entity)
+            FROM entity AS e JOIN entity_record AS r USING (entity_id)
+            WHERE r.agency = 'mm_police' AND r.drop_id = (
+                SELECT drop_id FROM drop_ledger WHERE file_name = '{fix.name}')""", audience)
+        assert cross == 2 and not new, (audience, now, new, cross)
+        assert now == entity  # the same person keeps the id
+        if audience == "all":  # the summary counts the task force's resolution
+            assert summary.resolution_stats["new cross-agency matches"] == news
 
 
 def _end_as_the_clean_correction(store, correction) -> None:
     """The lake as after the clean correction: the same drop states, resolutions (but the
     delta of a run that found nothing new since a killed run's resolution) and marts, the
     corrected person's match new in none of them."""
-    clean, entity, _fix = correction
+    clean, entity, _fix, _summary = correction
     assert _states(store) == _states(clean)
     _assert_same({k: f for k, f in _resolutions(store).items() if k[1] != "resolution_delta"},
                  {k: f for k, f in _resolutions(clean).items() if k[1] != "resolution_delta"})

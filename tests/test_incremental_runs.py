@@ -275,31 +275,6 @@ def corrected_row(store, scenario, folder: Path) -> tuple[str, Path]:
     return entity, fix
 
 
-def test_a_corrected_row_does_not_make_a_known_cross_agency_match_new(lake, scenario):
-    """An agency re-sends the row of a person it already shares with another agency (a
-    corrected drop superseding the first): the row's record is new, the match is not. The
-    mart's rule (entity.new_cross_agency_match), in every audience that sees the person, and
-    the run summary's count must both say so. Before, both counted the match as new: only the
-    records still staged linked the entity to its previous self, and they were of one agency."""
-    store = open_store(lake)
-    entity, fix = corrected_row(store, scenario, Path(lake).parent)
-    deliver(store, "mm_police", "detainees", [fix])
-    summary = run(Settings(lake=lake))
-    assert not summary.problems, summary.problems
-    assert _mode(summary)["mode"] == "full"  # the row it replaces is no longer staged
-    for audience in ("all", "mm_police"):
-        [(now, new, cross, news)] = _mart_rows(store, f"""
-            SELECT e.entity_id, e.new_cross_agency_match, e.agency_count,
-                   (SELECT count(*) FILTER (new_cross_agency_match) FROM entity)
-            FROM entity AS e JOIN entity_record AS r USING (entity_id)
-            WHERE r.agency = 'mm_police' AND r.drop_id = (
-                SELECT drop_id FROM drop_ledger WHERE file_name = '{fix.name}')""", audience)
-        assert cross == 2 and not new, (audience, now, new, cross)
-        if audience == "all":  # the summary counts the task force's resolution
-            assert summary.resolution_stats["new cross-agency matches"] == news
-    assert now == entity  # the same person keeps the id
-
-
 def test_a_changed_decision_is_folded_into_an_incremental_run(lake):
     store = open_store(lake)
     before = zones.read_resolution(store)["entity_record"]
