@@ -186,7 +186,7 @@ def test_drafts_of_the_generated_feeds_guess_what_their_hand_written_feeds_say(g
     (b"  \r\n", "is empty"),
     ("编号,姓名,出生日期\r\n".encode("gb18030"), "has a header but no data rows"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00", "is a binary file"),
-    ("a,b\n".encode("utf-16"), "is UTF-16 text"),
+    ("a,b\n".encode("utf-16"), "has a header but no data rows"),  # read, as the readers do
 ])
 def test_a_hostile_sample_is_one_line_naming_the_file(tmp_path, content, says):
     sample = tmp_path / "sample.csv"
@@ -197,6 +197,18 @@ def test_a_hostile_sample_is_one_line_naming_the_file(tmp_path, content, says):
     assert message.startswith(f"{sample}: ")
     assert says in message
     assert "\n" not in message
+
+
+def test_excels_unicode_text_is_drafted_as_the_readers_read_it(tmp_path):
+    """Excel's "Unicode Text" export: UTF-16 with a byte order mark, tab-separated. The readers
+    take it by its mark; the draft refused it ("the lake reads UTF-8, GB18030 and CP874")."""
+    sample = tmp_path / "export.txt"
+    sample.write_bytes("STT\tHo va ten\nVG-1\tNguyễn Văn An\nVG-2\tTrần Thị Bình\n"
+                       .encode("utf-16"))
+    got = draft_feed(sample, "vn_mps", "arrests")
+    assert (got.draft.sniffed.delimiter, got.feed.encoding) == ("\t", "utf-8")
+    assert list(got.feed.columns) == ["STT", "Ho va ten"]
+    assert "accepted, 2 rows valid" in got.text
 
 
 def test_a_sample_without_a_header_row_is_refused(tmp_path):

@@ -197,12 +197,14 @@ def _sniff_format(data: bytes, path: Path) -> str:
     return "jsonl" if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "csv"
 
 
+def _utf16(data: bytes) -> bool:
+    """UTF-16 text with its byte order mark, as the readers take it (not UTF-32's)."""
+    return data.startswith((b"\xff\xfe", b"\xfe\xff")) and not data.startswith(b"\xff\xfe\0\0")
+
+
 def _sniff_text(data: bytes, path: Path, fmt: str) -> str:
-    """The encoding of a text sample; DraftError for binary and UTF-16 files."""
+    """The encoding of a text sample; DraftError for binary files."""
     head = data[:65536]
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise DraftError(f"{path}: is UTF-16 text; the lake reads UTF-8, GB18030 and CP874 "
-                         "(TIS-620): ask the agency to export in one of those")
     if b"\x00" in head:
         raise DraftError(f"{path}: is a binary file, not {fmt.upper()} text; drafting reads "
                          "CSV/TSV, xlsx, JSON Lines or Parquet exports")
@@ -213,7 +215,6 @@ def _sniff_delimiter(text: bytes) -> tuple[str, str]:
     """The delimiter that splits the first lines into the most fields, every line alike (a
     delimiter ending a line is no field: the readers drop it too)."""
     first = [line.rstrip(b"\r") for line in text.split(b"\n", 201)[:200]]
-    head = b"\n".join(first)
     best, width = ",", 0
     for candidate in _DELIMITERS:
         mark = candidate.encode()
@@ -226,7 +227,7 @@ def _sniff_delimiter(text: bytes) -> tuple[str, str]:
             continue  # ragged under this delimiter: not it
         if frame.width > width:
             best, width = candidate, frame.width
-    lines = head.count(b"\n") + 1
+    lines = sum(1 for line in first if line.strip())  # not the empty one after the last
     return best, (f"{width} fields on each of the first {lines:,} lines"
                   if width > 1 else "one field per line: no delimiter found")
 
@@ -250,7 +251,14 @@ def read_sample(path: Path, agency: str, feed: str) -> tuple[pl.DataFrame, Sniff
     fmt = _sniff_format(data, path)
     sniffed = Sniffed(fmt)
     columns: list[str] = []
-    if fmt in ("csv", "jsonl"):
+    if fmt in ("csv", "jsonl") and _utf16(data):
+        # Excel's "Unicode Text": the readers read it by its byte order mark, whatever the
+        # feed's encoding says
+        sniffed.encoding = "utf-8"
+        sniffed.notes.append("encoding utf-8: this sample is UTF-16 with a byte order mark, "
+                             "which the readers take by its mark whatever this line says")
+        text = data.decode("utf-16", errors="replace").encode("utf-8")
+    elif fmt in ("csv", "jsonl"):
         sniffed.encoding = _sniff_text(data, path, fmt)
         sniffed.notes.append(f"encoding {sniffed.encoding}: " + (
             "byte order mark" if sniffed.encoding == "utf-8-sig" else
@@ -258,6 +266,7 @@ def read_sample(path: Path, agency: str, feed: str) -> tuple[pl.DataFrame, Sniff
             "not UTF-8; its bytes read as " + sniffed.encoding.upper()))
         text = data.decode("utf-8-sig" if sniffed.encoding.startswith("utf-8")
                            else sniffed.encoding, errors="replace").encode("utf-8")
+    if fmt in ("csv", "jsonl"):
         if fmt == "csv":
             sniffed.delimiter, why = _sniff_delimiter(text)
             sniffed.notes.append(f"delimiter {sniffed.delimiter!r}: {why}")
