@@ -90,9 +90,18 @@ def test_detect_encoding(text, encoding, expected):
     # GB18030 decodes these too, as B鵬 L鈓 and M黮ler: the guess that was taken before
     ("STT,Ho va ten\nVG-1,Bùi Lâm\nVG-2,Lâm Hùng\nVG-3,Nguyễn Văn Đức\n", cp1258, "cp1258"),
     ("id,name\n1,Müller Jürgen\n2,José Peña\n", lambda t: t.encode("cp1252"), "cp1252"),
-    # Han beside Latin letters now and then (an address's building A) is still Chinese
+    ("id,ho\n1,Trương\n2,Dương\n3,Phương\n", cp1258, "cp1258"),  # no tone at all
+    # Portuguese and Italian: ã õ ì ò are ă ơ and tone marks in CP1258, on no vowel
+    ("name,city\nJoão Silva,São Paulo\nNiccolò Rossi,Forlì\nConceição Leões,Lisboa\n",
+     lambda t: t.encode("cp1252"), "cp1252"),
+    # Han beside Latin letters (an address's building A, licence plates, rooms) is still
+    # Chinese, and so is Traditional Chinese, whose characters GB2312 lacks
     ("编号,姓名,地址\nXS01,王小明,3号楼A座\nXS02,张伟,B栋2单元\n",
      lambda t: t.encode("gb18030"), "gb18030"),
+    ("id,plate\n1,京A12345\n2,沪B88888\n3,粤AD1234\n", lambda t: t.encode("gb18030"),
+     "gb18030"),
+    ("id,room\n1,A栋\n2,B栋\n3,C栋\n", lambda t: t.encode("gb18030"), "gb18030"),
+    ("編號,姓名\n1,陳國華\n2,林志偉\n3,黃淑芬\n", lambda t: t.encode("gb18030"), "gb18030"),
 ])  # fmt: skip
 def test_latin_script_text_in_a_windows_code_page_is_not_read_as_chinese(text, encode, expected):
     data = encode(text)

@@ -96,9 +96,10 @@ def detect_encoding(data: bytes) -> str:
     Thai (CP874) puts nearly all non-ASCII bytes in 0xA1-0xFB, one byte per character, and
     GB18030 pairs a lead byte 0x81-0xFE with a trail byte; charset-normalizer decides between
     the two on a sample, with a plain byte-pair heuristic as fallback. GB18030 decodes almost
-    any pair of Latin-1 letters too (``Bùi`` in CP1258 reads ``B鵬``), so a guess whose Han or
-    Thai letters mostly stand glued to Latin ones inside words is no guess: the text is
-    Latin-script, CP1258 when it holds Vietnamese letters, else CP1252.
+    any Latin-1 letter followed by another letter too (``Bùi`` in CP1258 reads ``B鵬``), so a
+    GB18030 guess is checked by its byte pairs (:func:`_latin_as_gb18030`), and a CP874 guess by
+    whether its Thai letters stand glued to Latin ones inside words; a refused guess means
+    Latin-script text: CP1258 when it reads as Vietnamese, else CP1252.
     """
     if data.startswith(b"\xef\xbb\xbf"):
         return "utf-8-sig"
@@ -111,9 +112,12 @@ def detect_encoding(data: bytes) -> str:
         if exc.start >= len(sample) - 3 and len(data) > len(sample):
             return "utf-8"
     guess = _gb18030_or_cp874(sample)
-    if guess is not None and not _glued_to_latin(sample.decode(guess, errors="replace")):
-        return guess
-    return _latin_script(sample) or guess or "gb18030"
+    latin = _latin_script(sample)
+    refused = latin is not None and (
+        _latin_as_gb18030(sample) if guess == "gb18030"
+        else _glued_to_latin(sample.decode("cp874", errors="replace")) if guess == "cp874"
+        else True)
+    return latin if refused else guess or "gb18030"
 
 
 def _gb18030_or_cp874(sample: bytes) -> str | None:
@@ -134,36 +138,83 @@ def _gb18030_or_cp874(sample: bytes) -> str | None:
     return None
 
 
-#: A Han or Thai letter, and a Latin one (ASCII or Latin-1's) beside it in the same word.
-_NATIVE = re.compile(r"[\u0e00-\u0e7f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_NATIVE_BY_LATIN = re.compile(
-    r"(?<=[A-Za-z\u00c0-\u024f])[\u0e00-\u0e7f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
-    r"|[\u0e00-\u0e7f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff](?=[A-Za-z\u00c0-\u024f])")
+def _latin_as_gb18030(sample: bytes) -> bool:
+    """Whether the sample's two-byte GB18030 characters are mostly ones Chinese text hardly
+    uses: Chinese writes GB2312's characters (both bytes 0xA1 and up, the lead at most 0xF7),
+    while a Latin-1 letter followed by an ASCII letter makes a pair whose second byte is that
+    letter (GBK's rare extension), and one followed by another Latin-1 letter often one with a
+    lead byte 0xF8-0xFE (user-defined, private use). Licence plates (京A12345), rooms (A栋) and
+    addresses are GB2312 characters beside Latin letters: still Chinese."""
+    common = rare = 0
+    i, n = 0, len(sample)
+    while i < n - 1:
+        lead = sample[i]
+        if lead < 0x81:
+            i += 1
+            continue
+        trail = sample[i + 1]
+        if 0x30 <= trail <= 0x39:  # a four-byte sequence: GB18030's own, not Latin-1's
+            i += 4
+            continue
+        if 0xA1 <= lead <= 0xF7 and trail >= 0xA1 and not 0xAA <= lead <= 0xAF:
+            common += 1
+        else:
+            rare += 1
+        i += 2
+    return rare > common
+
+
+#: A Thai letter, and a Latin one (ASCII or Latin-1's) beside it in the same word.
+_THAI = re.compile(r"[\u0e00-\u0e7f]")
+_THAI_BY_LATIN = re.compile(r"(?<=[A-Za-z\u00c0-\u024f])[\u0e00-\u0e7f]"
+                            r"|[\u0e00-\u0e7f](?=[A-Za-z\u00c0-\u024f])")
 
 
 def _glued_to_latin(text: str) -> bool:
-    """Whether most of the text's Han and Thai letters touch a Latin letter: Latin-script text
-    decoded in the wrong code page. (Chinese writes the odd ``A座`` or ``3号楼B``; names and
-    places, most of a drop, are Han among Han.)"""
-    native = len(_NATIVE.findall(text))
-    return native > 0 and len(_NATIVE_BY_LATIN.findall(text)) > native / 2
+    """Whether most of the text's Thai letters touch a Latin letter: Latin-script text decoded
+    as CP874 (José as Jos้). Thai writes the odd ซอย5A; names and places are Thai among Thai."""
+    thai = len(_THAI.findall(text))
+    return thai > 0 and len(_THAI_BY_LATIN.findall(text)) > thai / 2
 
 
-#: Letters only Vietnamese writes, as CP1258 decodes them: ă ơ ư đ and the combining tone marks.
-_VIETNAMESE = re.compile(r"[ĂăƠơƯưĐđ\u0300\u0301\u0303\u0309\u0323]")
+#: A Vietnamese tone mark, as CP1258 writes it (a combining character), after the vowel it
+#: sits on. The same bytes are Ì ì Ò ò Þ in CP1252, which follow consonants (Niccolò, Forlì).
+_TONE = re.compile("[\u0300\u0301\u0303\u0309\u0323]")
+_TONE_ON_VOWEL = re.compile("(?i)[aăâeêioôơuưy][\u0300\u0301\u0303\u0309\u0323]")
+#: Vowel clusters of Vietnamese words without a tone (Trương, Dương): ýõ, ýa in CP1252, which no
+#: Western language writes.
+_UNTONED = re.compile("(?i)ư[ơau]")
 
 
 def _latin_script(sample: bytes) -> str | None:
-    """CP1258 for Vietnamese, else CP1252, whichever decodes the sample; None if neither."""
+    """CP1258 when the sample reads as Vietnamese there (tone marks, nearly all on vowels; or,
+    without a tone, Vietnamese vowel clusters), else CP1252, whichever decodes it; None if
+    neither. A letter such as ã or õ does not tell: Portuguese writes them (São, Leões), and
+    CP1258 reads those bytes as ă and ơ."""
     decoded = {}
     for codec in ("cp1258", "cp1252"):
         try:
             decoded[codec] = sample.decode(codec)
         except UnicodeDecodeError:
             continue
-    if "cp1258" in decoded and _VIETNAMESE.search(decoded["cp1258"]):
-        return "cp1258"
+    # Latin-script text's other characters are letters and marks (Traditional Chinese in
+    # GB18030, 陳國華, would read as ‡ ø and other symbols): else it is no Latin text at all
+    decoded = {codec: text for codec, text in decoded.items() if _mostly_letters(text)}
+    text = decoded.get("cp1258")
+    if text is not None:
+        tones = len(_TONE.findall(text))
+        if tones and len(_TONE_ON_VOWEL.findall(text)) >= 0.9 * tones:
+            return "cp1258"
+        if not tones and _UNTONED.search(text):
+            return "cp1258"
     return "cp1252" if "cp1252" in decoded else next(iter(decoded), None)
+
+
+def _mostly_letters(text: str) -> bool:
+    """Whether nine in ten of the text's characters beyond ASCII are letters or marks."""
+    beyond = [ch for ch in text if ord(ch) > 0x7F]
+    letters = sum(unicodedata.category(ch)[0] in "LM" for ch in beyond)
+    return letters >= 0.9 * len(beyond)
 
 
 #: Share of a file's non-blank lines that may hold bytes its encoding cannot decode: each such
