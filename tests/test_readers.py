@@ -116,12 +116,19 @@ def test_a_delimiter_ending_each_data_line_is_no_column():
     """Some exporters end every data line with the delimiter and the header without: each line
     had one field more than the header, and the whole file was quarantined, line by line. A
     line with a real extra value still is."""
-    text = "id,name,phone\nA1,PHAN VAN AN,0912345678,\nA2,BUI DUC ANH,0912345679\nA3,X,1,2\n"
+    text = ("id,name,phone\nA1,PHAN VAN AN,0912345678,\nA2,BUI DUC ANH,0912345679,\n"
+            "A3,X,1,2,\n")
     read = read_drop_isolated(text.encode(), "t.csv", _feed(SUSPECTS, encoding="utf-8"))
     assert [r[:3] for r in read.frame.rows()] == [("A1", "PHAN VAN AN", "0912345678"),
                                                   ("A2", "BUI DUC ANH", "0912345679")]
     assert read.bad["reason"].to_list() == [
-        "line 4: 4 fields, the header has 3; check the delimiter ',' and the quoting"]
+        "line 4: 5 fields, the header has 3; check the delimiter ',' and the quoting"]
+    # where it is not the file's habit, a line with one field too many and an empty last one
+    # is a value with an unquoted delimiter: shifted, so quarantined
+    text = "name,dob,remark\nLi Na,1990-01-01,\nZhang, Wei,1985-02-03,\n"
+    read = read_drop_isolated(text.encode(), "t.csv", _feed(SUSPECTS, encoding="utf-8"))
+    assert [r[:3] for r in read.frame.rows()] == [("Li Na", "1990-01-01", None)]
+    assert read.bad["line"].to_list() == [3]
 
 
 def test_text_written_decomposed_is_read_composed():

@@ -434,14 +434,23 @@ def _read_csv(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl
     records = _csv_records(text, separator, quote, damaged).filter(~pl.col("blank"))
     header = _csv_header(records["text"][0].encode(), separator, quote)
     _check_header(header, file_name)
-    # A delimiter at the end of a data line whose header has none (some exporters write one):
-    # the empty field after it is no column. Every such line was quarantined for its count.
-    trailing = ((pl.col("fields") == len(header) + 1)
-                & pl.col("text").str.ends_with(separator))
-    records = records.with_columns(
-        pl.when(trailing).then(pl.col("text").str.strip_suffix(separator))
-        .otherwise(pl.col("text")).alias("text"),
-        pl.when(trailing).then(pl.col("fields") - 1).otherwise(pl.col("fields")).alias("fields"))
+    # A delimiter at the end of each data line whose header has none (some exporters write
+    # one): the empty field after it is no column. Every line was quarantined for its count.
+    # Only where that is the file's habit (most data lines): elsewhere a line with one field
+    # too many and an empty last one is a value with an unquoted delimiter, shifted.
+    data = records.slice(1).filter(pl.col("problem").is_null())
+    habit = data.height and (data.filter((pl.col("fields") == len(header) + 1)
+                                         & pl.col("text").str.ends_with(separator)).height
+                             > data.height / 2)
+    records = records.with_columns(pl.col("text").alias("written"),
+                                   pl.col("fields").alias("fields_written"))
+    if habit:
+        trailing = (pl.int_range(pl.len()) > 0) & pl.col("text").str.ends_with(separator)
+        records = records.with_columns(
+            pl.when(trailing).then(pl.col("text").str.strip_suffix(separator))
+            .otherwise(pl.col("text")).alias("text"),
+            pl.when(trailing).then(pl.col("fields") - 1).otherwise(pl.col("fields"))
+            .alias("fields"))
     body = records.slice(1).with_columns(
         pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_row"),
         pl.when(pl.col("problem").is_null() & (pl.col("fields") != len(header)))
@@ -455,7 +464,7 @@ def _read_csv(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl
         "read_bad_encoding": _bad_encoding_reason(feed),
         "read_field_count": pl.format(f"line {{}}: {{}} fields, the header has {len(header)}; "
                                       f"check the delimiter {separator!r} and the quoting",
-                                      "line", "fields"),
+                                      "line", "fields_written"),
     }
     reason = pl.lit(None, pl.String)
     for problem, text_expr in reasons.items():
@@ -463,7 +472,7 @@ def _read_csv(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl
     bad = body.filter(pl.col("problem").is_not_null()).select(
         "source_row", "line", pl.col("problem").alias("expectation"),
         pl.lit(None, pl.String).alias("column"), reason.alias("reason"),
-        pl.col("text").alias("raw_line"))
+        pl.col("written").alias("raw_line"))
     good = body.filter(pl.col("problem").is_null())
     if good.height == 0:  # header only, or nothing readable: validation names the problem
         frame = pl.DataFrame(schema={c: pl.String for c in header})
