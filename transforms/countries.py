@@ -114,7 +114,9 @@ def to_iso2(values: pl.Series) -> pl.Series:
     key = _key_expr(distinct)
     by_name = key.replace_strict(names, default=None, return_dtype=pl.String)
     by_code = key.replace_strict(codes, default=None, return_dtype=pl.String)
-    found = pl.select(pl.when(distinct.str.contains(_CODE_FORM)).then(by_code.fill_null(by_name))
+    # the form as written, but full-width letters (Chinese input methods) and dots (T.H.)
+    written = distinct.str.normalize("NFKC").str.replace_all(r"\.", "")
+    found = pl.select(pl.when(written.str.contains(_CODE_FORM)).then(by_code.fill_null(by_name))
                       .otherwise(by_name)).to_series()
     return text.replace_strict(distinct, found, default=None, return_dtype=pl.String).rename(
         values.name)

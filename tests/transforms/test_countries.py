@@ -28,6 +28,8 @@ CASES = [
     # words that are no codes: Vietnamese "male" and "female" (NAM is Namibia's code, NU
     # Niue's), a code in mixed case
     ("Nam", None), ("Nữ", None), ("Mm", None),
+    # codes in full-width letters (Chinese input methods) or with dots are codes
+    ("ＭＭＲ", "MM"), ("ＴＨ", "TH"), ("T.H.", "TH"), ("MMR.", "MM"),
     # unknown and empty
     ("Atlantis", None), ("", None), (None, None),
 ]  # fmt: skip
