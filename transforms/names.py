@@ -394,11 +394,19 @@ _LAO_AS_THAI = _lao_as_thai()
 
 def _parse_lao(frame: pl.DataFrame, order: str) -> pl.DataFrame:
     """Lao names: written in the Thai letters they correspond to (:func:`_lao_as_thai`), then
-    read as Thai names (title stripped: ທ້າວ Mr, ນາງ Mrs, ນາງສາວ Miss; RTGS; given name first
-    unless the feed says otherwise)."""
+    read as Thai names (title stripped: ທ້າວ or ທ. Mr, ນາງ or ນ. Mrs, ນາງສາວ Miss; RTGS; given
+    name first unless the feed says otherwise)."""
+    lao = (pl.col("clean")
+           # spellings Thai writes otherwise: ໍາ (NFKC's split of ຳ) is ຳ, a lone ໍ the vowel
+           # O (Thai อ: ບໍ BO), ົວ is UA (Thai ัว: ບົວ BUA), and a consonant with ຽ is IA
+           # around it (Thai เ-ีย: ວຽງ WIANG)
+           .str.replace_all("\u0ecd\u0eb2", "\u0eb3").str.replace_all("\u0ecd", "\u0ead")
+           .str.replace_all("\u0ebb\u0ea7", "\u0eb1\u0ea7")
+           .str.replace_all("([\u0e81-\u0eae]\u0ebc?)([\u0ec8-\u0ecb]?)\u0ebd",
+                            "\u0ec0${1}\u0eb5${2}\u0ea2"))
     as_thai = frame.with_columns(
-        clean=pl.col("clean").str.replace_many(_LAO_AS_THAI)
-        .str.replace(r"^(?:ท้าว|ท่าน)\s*", ""))
+        clean=lao.str.replace_many(_LAO_AS_THAI)
+        .str.replace(r"^(?:ท้าว|ท่าน|ท\.|น\.)\s*", ""))  # Mr, Sir, and Mr and Mrs written short
     return _parse_thai(as_thai, order).with_columns(clean=frame["clean"])
 
 

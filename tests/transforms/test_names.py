@@ -117,6 +117,12 @@ def test_thai_sara_am(name, expected):
         ("ນາງ ທອງດີ ກັນຍາ", ("KANYA THONGDI", "KANYA", "THONGDI", None)),  # title Mrs
         ("ໄຊສົມພອນ ພົມວິຫານ", ("PHOMWIHAN SAISOMPHON", "PHOMWIHAN", "SAISOMPHON", None)),
         ("ຫຼວງ ປະເສີດ", ("PASET LUANG", "PASET", "LUANG", None)),  # subscript L
+        # spelt otherwise in Thai: ົວ UA, a consonant with ຽ IA, a lone ໍ O; titles written short
+        ("ບົວພັນ ສີບົວ", ("SIBUA BUAPHAN", "SIBUA", "BUAPHAN", None)),
+        ("ວຽງຈັນ ຊຽງຄຳ", ("SIANGKHAM WIANGCHAN", "SIANGKHAM", "WIANGCHAN", None)),
+        ("ບໍ ທ່ຽວ", ("THIAO BO", "THIAO", "BO", None)),
+        ("ທ. ສົມພອນ", ("SOMPHON", None, "SOMPHON", None)),
+        ("ນ. ຄຳຫຼ້າ", ("KHAMLA", None, "KHAMLA", None)),
     ],
 )
 def test_lao_given_first(name, expected):
