@@ -206,7 +206,8 @@ def _variant_exprs(
         month.cast(pl.String).str.zfill(2),
         day.cast(pl.String).str.zfill(2),
     )
-    date = label.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    # year 0 (0000, a common "unknown") is no date: Polars would hold it, Python cannot
+    date = pl.when(year >= 1).then(label.str.strptime(pl.Date, "%Y-%m-%d", strict=False))
     return matched, date, precision, label
 
 

@@ -97,6 +97,17 @@ def test_the_digits_of_every_script_and_never_an_error_for_one_value():
     assert _parse(["\U0001D7CF5/05/1990"], ["%d/%m/%Y"])[0][0] == D(1990, 5, 15)
 
 
+def test_year_zero_is_no_date():
+    """0000 stands for "unknown" in some registers: it became a Polars date of year 0, which
+    every Python consumer (.rows(), .to_list()) then failed on."""
+    assert _parse(["16/07/0000", "0000", "0000-07-16 00:00:00"], ["%d/%m/%Y", "year_only"]) == [
+        (None, None, "'16/07/0000' is not a date (0000-07-16)"),
+        (None, None, "'0000' is not a date (0000-01-01)"),
+        (None, None, "'0000-07-16 00:00:00' matches none of the formats "
+                     "['%d/%m/%Y', 'year_only']"),
+    ]
+
+
 def test_a_workbooks_typed_date_cell_is_a_date_whatever_the_formats():
     assert _parse(["2003-07-16 00:00:00", "2530-07-16 00:00:00", "2003-07-16"], ["%d/%m/%Y"],
                   "buddhist") == [
