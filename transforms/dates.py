@@ -241,12 +241,13 @@ def parse_dates(values: pl.Series, formats: list[str], calendar: str = "gregoria
         raise ValueError("parse_dates needs at least one format")
     offset = CALENDARS[calendar]
     variants = [v for fmt in formats for v in _compile(fmt)]
-    out = _parse(values.cast(pl.String), variants, offset, formats)
-    # A workbook's typed date cell, tried on what the formats left unread (usually nothing:
-    # one more regex over every value costs a tenth of a second per 400,000)
+    values = values.cast(pl.String)
+    out = _parse(values, variants, offset, formats)
+    # A workbook's typed date cell, tried on what the formats left unread (a value's reason
+    # stays that of the feed's formats; over every value it would cost 0.01-0.02 s per 400,000)
     left = (out["date"].is_null() & out["reason"].is_not_null()).arg_true()
     if left.len():
-        typed = _parse(values.cast(pl.String).gather(left), [_TYPED_CELL], offset, formats)
+        typed = _parse(values.gather(left), [_TYPED_CELL], offset, formats)
         read = typed["date"].is_not_null()
         at = left.filter(read)
         if at.len():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import unicodedata
 from functools import cache
 from pathlib import Path
@@ -34,7 +33,9 @@ LATIN_PATTERN = r"\p{Latin}"
 # and full-width ０-９ (Chinese forms) are the task force's; Lao ໐-໙, Khmer ០-៩ and
 # Arabic-Indic ٠-٩ come with the agencies that join later; Unicode has some 60 sets in all.
 DIGITS: dict[str, str] = {
-    ch: str(unicodedata.decimal(ch)) for ch in map(chr, range(0x80, sys.maxunicode + 1))
+    # every one lies below U+20000 (planes 2 and up are ideographs): 0.01 s at import, where
+    # the whole of Unicode took 0.08 s in every process that imports this
+    ch: str(unicodedata.decimal(ch)) for ch in map(chr, range(0x80, 0x20000))
     if unicodedata.category(ch) == "Nd"
 }
 #: The same, without Myanmar digits: for values whose Burmese letters the caller reads itself

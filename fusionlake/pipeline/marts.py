@@ -189,10 +189,12 @@ PREVIOUS_TABLES: dict[str, dict[str, pl.DataType]] = {
 
 
 def with_entity_agencies(entity_record: pl.DataFrame | pl.LazyFrame,
-                         record_fact: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+                         record_fact: pl.DataFrame | pl.LazyFrame,
+                         holding: pl.Expr | None = None) -> pl.DataFrame:
     """A resolution's record -> entity map, each row with ``entity_agencies``: the agencies of
     every record its entity held, from that resolution's ``record_fact`` (person_record's
-    ``record_id``, ``agency`` will do too).
+    ``record_id``, ``agency`` will do too). With ``holding`` (a filter on ``record_id``), only
+    the entities that hold such a record, each with all its records.
 
     The agencies come from the resolution itself, not from what is staged now: when an agency
     re-delivers rows (a corrected drop superseding the earlier one), the records it replaces are
@@ -200,6 +202,9 @@ def with_entity_agencies(entity_record: pl.DataFrame | pl.LazyFrame,
     cross-agency match. Counted by the records still staged alone, it would look new again.
     """
     records = entity_record.lazy().select("entity_id", "record_id")
+    if holding is not None:
+        records = records.join(records.filter(holding).select("entity_id").unique(),
+                               on="entity_id", how="semi")
     agencies = (records.join(record_fact.lazy().select("record_id", "agency"), on="record_id")
                 .group_by("entity_id")
                 .agg(pl.col("agency").drop_nulls().unique().sort().alias("entity_agencies")))
@@ -997,10 +1002,9 @@ def _update_inputs(staged: dict, resolution: dict, store: ObjectStore, audience:
                       "entity_history": history, **pairs, "entity_link": links},
                      MART_RESOLUTION_TABLES, "resolution", folder),
         # the previous entities of the rows read, whole for their agencies
-        **_conformed({"previous_entity_record": with_entity_agencies(before.filter(
-            pl.col("entity_id").is_in(before.filter(of_load)["entity_id"].implode())), facts
-        ).filter(of_load)} if before is not None else None, PREVIOUS_TABLES,
-            "previous resolution", folder),
+        **_conformed({"previous_entity_record": with_entity_agencies(
+            before, facts, holding=of_load).filter(of_load)} if before is not None else None,
+            PREVIOUS_TABLES, "previous resolution", folder),
     }
 
 

@@ -112,12 +112,10 @@ def detect_encoding(data: bytes) -> str:
         if exc.start >= len(sample) - 3 and len(data) > len(sample):
             return "utf-8"
     guess = _gb18030_or_cp874(sample)
-    latin = _latin_script(sample)
-    refused = latin is not None and (
-        _latin_as_gb18030(sample) if guess == "gb18030"
-        else _glued_to_latin(sample.decode("cp874", errors="replace")) if guess == "cp874"
-        else True)
-    return latin if refused else guess or "gb18030"
+    doubtful = (_latin_as_gb18030(sample) if guess == "gb18030"
+                else _glued_to_latin(sample.decode("cp874", errors="replace"))
+                if guess == "cp874" else True)
+    return (doubtful and _latin_script(sample)) or guess or "gb18030"
 
 
 def _gb18030_or_cp874(sample: bytes) -> str | None:
@@ -438,10 +436,10 @@ def _read_csv(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl
     # one): the empty field after it is no column. Every line was quarantined for its count.
     # Only where that is the file's habit (most data lines): elsewhere a line with one field
     # too many and an empty last one is a value with an unquoted delimiter, shifted.
-    data = records.slice(1).filter(pl.col("problem").is_null())
-    habit = data.height and (data.filter((pl.col("fields") == len(header) + 1)
-                                         & pl.col("text").str.ends_with(separator)).height
-                             > data.height / 2)
+    lines = records.slice(1).filter(pl.col("problem").is_null())
+    ending = lines.filter((pl.col("fields") == len(header) + 1)
+                          & pl.col("text").str.ends_with(separator)).height
+    habit = ending > lines.height / 2
     records = records.with_columns(pl.col("text").alias("written"),
                                    pl.col("fields").alias("fields_written"))
     if habit:

@@ -577,10 +577,8 @@ def _incremental(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str
     # the previous entities of the changed records, whole, with their agencies: read before
     # retention may remove the version they are from
     changed = out.delta["record_id"].implode()
-    before = previous["entity_record"]
-    before = marts.with_entity_agencies(before.filter(pl.col("entity_id").is_in(
-        before.filter(pl.col("record_id").is_in(changed))["entity_id"].implode())),
-        previous["record_fact"])
+    before = marts.with_entity_agencies(previous["entity_record"], previous["record_fact"],
+                                        holding=pl.col("record_id").is_in(changed))
     t0 = time.perf_counter()
     frames = {**out.frames, "resolution_delta": out.delta}
     rows: dict[str, int] = {}

@@ -89,3 +89,16 @@ def test_ambiguous_short_zawgyi_is_left_alone():
     # မဂၤလာပါ scores about 0.54: below the 0.95 threshold, so it is kept as received.
     out = zawgyi_to_unicode(pl.Series(["မဂၤလာပါ"]))
     assert out.row(0) == ("မဂၤလာပါ", None, False)
+
+
+def test_every_decimal_digit_unicode_has_is_mapped():
+    """DIGITS scans only below U+20000 (at import, in every process): no digit lies beyond."""
+    import sys
+    import unicodedata
+
+    from transforms.scripts import DIGITS
+
+    every = {chr(c) for c in range(0x80, sys.maxunicode + 1)
+             if unicodedata.category(chr(c)) == "Nd"}
+    assert set(DIGITS) == every
+    assert all(DIGITS[ch] == str(unicodedata.decimal(ch)) for ch in every)
