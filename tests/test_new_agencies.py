@@ -3,7 +3,8 @@
 Laos' police send detainees with Lao names (and the Latin spelling of some), Buddhist Era dates
 and phone numbers in Lao digits; Vietnam's ministry sends arrests in Windows' Vietnamese code page
 (read with ``encoding: detect``), whose tone marks come decomposed, and a delimiter ending
-every data line. A hostile walk of 2026-12-07 found each of these broke
+every data line, one of them with a comma in a name; beside them comes a file that is no text. A
+hostile walk of 2026-12-07 found each of these broke
 something: a Lao date rejected the whole drop, the Vietnamese file was read as Chinese, every
 woman's sex was lost, each line was quarantined, and Lao people had no name in the marts. One
 person is in both files (the same passport): the lake must match her across the two agencies.
@@ -72,6 +73,8 @@ VN_ROWS = [
     ("VG-1", "Keomany Somphone", "Nữ", "15/05/1985", "P0123456"),
     ("VG-2", "Bùi Lâm", "Nam", "02/09/1990", ""),
     ("VG-3", "Nguyễn Thị Hoa", "Nữ", "12/12/1992", ""),
+    # a name with an unquoted comma: one field too many, the values shifted: quarantined
+    ("VG-4", "Trần, Văn Bình", "Nam", "01/01/1980", ""),
 ]
 
 
@@ -97,17 +100,29 @@ def test_laos_and_vietnam_are_onboarded_and_their_shared_person_is_matched(
     (feeds / "vn_mps" / "arrests.yaml").write_text(VN_FEED, encoding="utf-8")
     monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(feeds))
     lao, vn = _files(tmp_path)
+    broken = tmp_path / "arrests-broken.csv"  # beside them, a file that is no text at all
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 50 + b"\n")  # whole: ends a line
     lake = str(tmp_path / "lake")
     store = open_store(lake)
     deliver(store, "la_police", "detainees", [lao])
-    deliver(store, "vn_mps", "arrests", [vn])
+    deliver(store, "vn_mps", "arrests", [vn, broken])
 
     summary = run(Settings(lake=lake))
-    assert not summary.problems, summary.problems
     states = {e.file_name: str(e.state) for e in Ledger(store).entries()}
-    assert states == {lao.name: "published", vn.name: "published"}
-    assert {d.name.rsplit("/", 1)[-1]: (d.rows, d.quarantined) for d in summary.drops} == {
-        lao.name: (3, 0), vn.name: (3, 0)}
+    assert states == {lao.name: "published", vn.name: "published", broken.name: "rejected"}
+    drops = {d.name.rsplit("/", 1)[-1]: d for d in summary.drops}
+    assert {n: (d.rows, d.quarantined) for n, d in drops.items() if n != broken.name} == {
+        lao.name: (3, 0), vn.name: (4, 1)}
+    assert drops[broken.name].reason.startswith(f"{broken.name}: is binary")
+    con = open_latest(store, "all")
+    try:
+        [(line, reason)] = con.execute(
+            "SELECT line, reason FROM quarantine WHERE drop_id = "
+            "(SELECT drop_id FROM drop_ledger WHERE file_name = ?)", [vn.name]).fetchall()
+    finally:
+        con.close()
+    assert (line, reason) == (5, "line 5: 7 fields, the header has 5; check the delimiter ',' "
+                                 "and the quoting")
 
     con = open_latest(store, "all")
     try:
