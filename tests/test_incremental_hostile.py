@@ -449,6 +449,33 @@ def test_a_correction_at_15_percent_faults_ends_as_on_a_clean_store(
     _end_as_the_clean_correction(open_store(store.uri), correction)
 
 
+def test_two_runs_started_together_over_a_correction_apply_it_once(lake, correction, tmp_path):
+    """Two scheduled runs start at the same moment over a corrected row: one takes the lease,
+    supersedes the record and resolves in full; the other waits, finds nothing new and
+    publishes nothing. The lake ends as after one clean run over the same correction: the
+    superseded record is gone once, not twice, and no match is new."""
+    store = open_store(lake)
+    deliver(store, "mm_police", "detainees", [correction[2]])
+    resolutions_before = versions.complete_versions(store, layout.RESOLUTION)
+
+    procs = _start(lake, tmp_path / "race", 2)
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    worked = [s for s in summaries if s["marts"]]
+    waited = [s for s in summaries if not s["marts"]]
+    assert len(worked) == 1 and len(waited) == 1, summaries
+    assert worked[0]["resolve_mode"][GROUP]["mode"] == "full", worked[0]["resolve_mode"]
+    assert waited[0]["noop"] and not waited[0]["drops"], waited[0]
+    assert worked[0]["new_cross_agency_matches"] == correction[3].resolution_stats[
+        "new cross-agency matches"]
+    # one resolution version more, not two
+    assert versions.complete_versions(store, layout.RESOLUTION)[1:] == resolutions_before
+    drop = next(e for e in Ledger(store).entries() if e.file_name == correction[2].name)
+    assert {e["run_id"] for e in Ledger(store).events(drop.drop_id)} == {worked[0]["run_id"]}
+    _end_as_the_clean_correction(store, correction)
+
+
 def _end_as_the_clean_follow_up(store, follow_up, shown: dict | None = None) -> None:
     """The lake as after the clean follow-up run.
 
