@@ -179,6 +179,59 @@ def test_a_follow_up_run_at_15_percent_faults_ends_as_on_a_clean_store(
     _assert_same(_marts(store), _marts(clean))
 
 
+def _steward_strings(store, audience: str) -> set[str]:
+    """The texts of an audience's stewards' tables (quarantined rows and their reasons, drop
+    file names and reasons, the audit trail), as its mart's SQL shows them."""
+    con = marts.open_latest(store, audience)
+    try:
+        rows = con.execute("""
+            SELECT row_json FROM quarantine UNION SELECT reason FROM quarantine
+            UNION SELECT file_name FROM drop_ledger UNION SELECT reason FROM drop_ledger
+            UNION SELECT summary FROM audit_log UNION SELECT detail FROM audit_log""").fetchall()
+    finally:
+        con.close()
+    return {text for (text,) in rows if text and len(text) >= 12}
+
+
+def _assert_no_mart_file_holds_what_its_audience_may_not_see(store) -> None:
+    """No byte of any published version of an audience's mart file spells a text of the
+    stewards' tables that its SQL does not show. Reading the file, not querying it: DuckDB
+    leaves the bytes of replaced rows in a file's free blocks, out of SQL's sight."""
+    everything = _steward_strings(store, "all")
+    found = {a: b"".join(store.get(k) for k in store.list(f"marts/{a}/")
+                         if k.endswith(marts.MART_FILE)) for a in AUDIENCES}
+    # the texts are stored as written: the task force's own files spell them
+    assert sum(text.encode() in found["all"] for text in everything) >= 3
+    for audience in AUDIENCES[1:]:
+        hidden = everything - _steward_strings(store, audience)
+        assert hidden, audience  # another agency's quarantine, the audit trail
+        leaked = [text for text in hidden if text.encode() in found[audience]]
+        assert not leaked, (audience, leaked[:3])
+
+
+def test_no_mart_file_holds_what_its_audience_may_not_see_in_its_free_blocks(
+        lake, scenario, tmp_path):
+    """An agency's analyst has the mart file (`fusionlake mart-path`), not only its SQL. The
+    marts of audiences that see the same rows share their work, but none of their files may
+    start as the other's: the all-agencies mart's audit trail must not be in the bytes of
+    China's, nor a line Myanmar's police had quarantined in those of Thailand's immigration,
+    after a full build (the first run) or an in-place update."""
+    store = open_store(lake)
+    _assert_no_mart_file_holds_what_its_audience_may_not_see(store)
+    marts.run_query(store, "SELECT 'OPERATION NIGHTJAR, task force only'", who="taskforce_lead")
+    follow_up = tmp_path / "detainees_2.jsonl"
+    follow_up.write_text(scenario[2].read_text(encoding="utf-8")
+                         + '{"detainee_no": "ZZQX-informant-handler-KHIN-MAR\n', encoding="utf-8")
+    deliver(store, "mm_police", "detainees", [follow_up])
+    summary = run(Settings(lake=lake))
+    assert not summary.problems, summary.problems
+    assert {a: b["mode"] for a, b in summary.mart_builds.items()} == {
+        "all": "updated", "cn_mps": "copied", "mm_police": "updated", "th_imm": "copied"}
+    assert "ZZQX-informant" in incremental._mart_rows(
+        store, "SELECT string_agg(row_json, ' ') FROM quarantine", "mm_police")[0][0]
+    _assert_no_mart_file_holds_what_its_audience_may_not_see(store)
+
+
 # -- two runs at once, and a run killed before it published ---------------------------------
 
 _RUN = textwrap.dedent("""

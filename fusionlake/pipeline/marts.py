@@ -9,7 +9,9 @@ rows releasable to it and derives every count, list and name from those rows alo
 Only the steps named ``NN_audience_*.sql`` (who the mart is for, the stewards' tables) read the
 audience's name; the others depend on which rows are visible and nothing else. So audiences that
 may see exactly the same rows (often: an agency that sees everything, and the all-agencies mart)
-share one build: the others get a copy with their audience steps re-run.
+share one build: the steps they share build one file, and each gets a copy of it with its
+audience steps run. A mart never starts as a copy of another audience's: DuckDB keeps the bytes
+of replaced rows in a file's free blocks, out of SQL's sight but not of a reader of the file.
 
 After an incremental resolution (a ``resolution_delta`` beside the audience's resolution, and
 ``incremental_of`` in its pointer) the published mart is updated in place instead of rebuilt:
@@ -271,7 +273,8 @@ class MartBuild:
     ``mode`` is ``updated`` (the previous version, updated in place for the records an
     incremental resolution touched), ``rebuilt`` (built whole from the lake; ``why`` says why
     it was not updated) or ``copied`` (an audience that sees the same rows as ``why`` names,
-    whose build it shares).
+    whose build or update it shares: a copy of the steps they share, or its own previous
+    version with the same rows replaced).
     """
 
     mode: str
@@ -469,6 +472,7 @@ def _build(
     audience: str | None,
     *,
     base: Path | None = None,
+    shared_only: bool = False,
     previous_built_at: datetime | None = None,
     hub_min: int | None = None,
     threads: int | None = None,
@@ -479,8 +483,10 @@ def _build(
 ) -> MartStats:
     """:func:`build_mart` on inputs already conformed (once for every audience of a run).
 
-    With ``base``, a mart built from the same inputs for an audience that sees the same rows,
-    only the audience steps run, on a copy of it. ``storage_version`` is the file format
+    With ``shared_only``, only the steps every audience that sees the same rows shares run (not
+    the audience steps): the file holds nothing one of them may not see, not even in its free
+    blocks, and is the ``base`` of each one's mart. With ``base``, only the audience steps run,
+    on a copy of it. ``storage_version`` is the file format
     (:data:`STORAGE_VERSION`; None for the engine's own, which only benchmarks use).
     ``resolution_version`` is recorded in mart_info: the version the mart holds.
     """
@@ -495,6 +501,8 @@ def _build(
     if base is not None:
         shutil.copyfile(base, tmp)
         steps = [s for s in steps if _is_audience_step(s)]
+    elif shared_only:
+        steps = [s for s in steps if not _is_audience_step(s)]
     try:
         config = ({"storage_compatibility_version": storage_version}
                   if storage_version and base is None else {})  # a copy keeps its base's
@@ -540,16 +548,22 @@ def _prepare(con: duckdb.DuckDBPyConnection, audience: str | None, built_at: dat
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
         con.execute(f"SET memory_limit = {_sql_literal(memory_limit)}")
+    _set_audience(con, audience, built_at, previous_built_at, resolution_version)
+    if hub_min is None:
+        hub_min = ResolveSettings().hub_min_entities
+    con.execute(f"SET VARIABLE hub_min = {int(hub_min)}")
+    con.execute(f"SET VARIABLE rules_sha256 = {_sql_literal(rules_sha256(sql_dir))}")
+    con.execute(_visibility_sql(sql_dir))
+
+
+def _set_audience(con: duckdb.DuckDBPyConnection, audience: str | None, built_at: datetime,
+                  previous_built_at: datetime | None, resolution_version: str | None) -> None:
+    """The variables the audience steps read: whose mart, built when, showing what."""
     con.execute(f"SET VARIABLE audience = {_sql_literal(audience)}")
     con.execute(f"SET VARIABLE built_at = {_sql_literal(built_at.isoformat())}")
     prev = previous_built_at.isoformat() if previous_built_at else None
     con.execute(f"SET VARIABLE previous_built_at = {_sql_literal(prev)}")
-    if hub_min is None:
-        hub_min = ResolveSettings().hub_min_entities
-    con.execute(f"SET VARIABLE hub_min = {int(hub_min)}")
     con.execute(f"SET VARIABLE resolution_version = {_sql_literal(resolution_version)}")
-    con.execute(f"SET VARIABLE rules_sha256 = {_sql_literal(rules_sha256(sql_dir))}")
-    con.execute(_visibility_sql(sql_dir))
 
 
 def _register(con: duckdb.DuckDBPyConnection, name: str, source: Input) -> None:
@@ -831,8 +845,8 @@ def build_and_publish(
     ``full`` asks for full builds whatever the delta. How each version was made goes into its
     LATEST (:class:`MartBuild`) and a progress line.
 
-    Audiences that see the same rows and share a resolution share one build (the others get a
-    copy with their audience steps re-run). Builds run ``workers`` at a time while they are
+    Audiences that see the same rows and share a resolution share one build or update
+    (:func:`_build_or_update`). Builds run ``workers`` at a time while they are
     in-place updates; a build of a whole mart runs alone (fusionlake.pipeline.slots). Each mart
     is published as soon as it passes its checks; a failure is raised once the other builds
     have finished (marts published stay published, the failed one keeps its previous version).
@@ -846,7 +860,6 @@ def build_and_publish(
     pointers = pointers or {}
     folder = Path(work_dir) / "inputs"
     sql_dir = build_options.get("sql_dir", MART_SQL_DIR)
-    local = isinstance(store, LocalStore)
     stewards = _conformed(steward, STEWARD_TABLES, "steward", folder)
     # Whole inputs are written once, when a build first needs them: an in-place update reads
     # only the rows of the records it touches (_update_inputs), and at a million people
@@ -879,44 +892,30 @@ def build_and_publish(
         own = per_audience[group[0]]
         inputs = _Inputs(whole, resolved[shared[group[0]]], stewards, functools.partial(
             _update_inputs, staged, own, store, group[0], folder / f"update_{group[0]}"))
-        base, made, tables = None, None, None
-        for name in group:  # the first is built or updated, the others are copies of it
-            t0 = time.perf_counter()
+        options = {}
+        for name in group:
             pointer = latest(store, name)
-            previous = datetime.fromisoformat(pointer["built_at"]) if pointer and pointer.get(
-                "built_at") else None
-            path = Path(work_dir) / name / MART_FILE
-            options = {**build_options, "previous_built_at": previous,
-                       "resolution_version": (pointers.get(name) or {}).get("version")}
-            if base is None:
-                stats, made, tables = _build_or_update(store, name, path, inputs, own,
-                                                       pointers.get(name), full, options,
-                                                       slots)
-            else:  # only the audience steps run, and they read only the stewards' tables
-                with slots.one():
-                    stats = _build(path, tables, None if name == ALL else name, base=base,
-                                   **options)
-                made = MartBuild("copied", f"sees the same rows as {group[0]}, whose "
-                                 f"build it shares ({made.mode if made else 'rebuilt'})",
-                                 time.perf_counter() - t0)
-            page = dictionary_page(path, stats.built_at) if name == ALL else None
-            needed = base is None and len(group) > 1  # the next audiences copy it
+            options[name] = {**build_options, "previous_built_at": datetime.fromisoformat(
+                pointer["built_at"]) if pointer and pointer.get("built_at") else None,
+                "resolution_version": (pointers.get(name) or {}).get("version")}
+        paths = {name: Path(work_dir) / name / MART_FILE for name in group}
+        made = _build_or_update(store, group, paths, inputs, own, pointers, full, options,
+                                slots)
+        for name in group:
+            stats, build = made[name]
+            page = dictionary_page(paths[name], stats.built_at) if name == ALL else None
             # the build or update has just run the checks on this file: not again
-            published[name] = publish(store, name, path, retention=retention,
-                                      move=not needed or local, build=made, checked=True)
-            progress.info("publish: mart %s %s in %.1f s (%s)%s", name, made.mode,
-                          time.perf_counter() - t0, made.why,
-                          f", {made.records_touched:,} records touched"
-                          if made.records_touched is not None else "")
+            published[name] = publish(store, name, paths[name], retention=retention,
+                                      move=True, build=build, checked=True)
+            progress.info("publish: mart %s %s in %.1f s (%s)%s", name, build.mode,
+                          build.seconds, build.why,
+                          f", {build.records_touched:,} records touched"
+                          if build.records_touched is not None else "")
             progress.debug("publish: mart %s steps: %s", name, ", ".join(
                 f"{step} {v:.1f} s" if isinstance(v, float) else f"{step} {v:,}"
                 for step, v in stats.step_seconds.items()))
             if page is not None:  # beside Data Docs: reports/dictionary/index.html
                 store.put(layout.DICTIONARY_PAGE, page.encode())
-            if needed:  # on a local lake, the published file itself (read, never changed)
-                base = store.path(_mart_key(name, published[name])) if local else path
-        if base is not None and not local:
-            base.unlink(missing_ok=True)
 
     each(builds, one_build, Slots(workers))
     return {name: published[name] for name in names}
@@ -1008,39 +1007,76 @@ def _update_inputs(staged: dict, resolution: dict, store: ObjectStore, audience:
     }
 
 
-def _build_or_update(store: ObjectStore, name: str, path: Path, inputs: _Inputs,
-                     resolution: dict, pointer: dict | None, full: bool,
-                     options: dict, slots: Slots = ALONE,
-                     ) -> tuple[MartStats, MartBuild, dict[str, Input]]:
-    """Update the published mart in place when :func:`update_plan` allows it, else build it
-    whole; a failed update (a step, or the checks) falls back to a full build and says why.
-    An update holds one of ``slots``, a build all of them. Also returns the inputs it read."""
+def _build_or_update(store: ObjectStore, group: list[str], paths: dict[str, Path],
+                     inputs: _Inputs, resolution: dict, pointers: dict[str, dict], full: bool,
+                     options: dict[str, dict], slots: Slots = ALONE,
+                     ) -> dict[str, tuple[MartStats, MartBuild]]:
+    """The marts of audiences that see the same rows and show the same resolution (``group``,
+    the first named in each one's MartBuild), written to ``paths``.
+
+    Each is updated in place when :func:`update_plan` allows it for every one of them: the
+    update is worked out once and applied to each one's own previous version. Otherwise (or
+    when the update fails: a step, or the checks) they are built whole and the MartBuild says
+    why: the steps they share build one file, and each is a copy of it with its audience steps
+    run. A mart file never starts as another audience's: a DuckDB file keeps the bytes of the
+    rows it replaced in its free blocks, where SQL cannot see them but a reader of the file can
+    (the quarantined rows and the audit trail of the audience it was copied from).
+    An update holds one of ``slots``, a build all of them."""
     t0 = time.perf_counter()
-    audience = None if name == ALL else name
-    copy = path.with_name(f".{path.name}.previous")
+    first = group[0]
+    audience = {name: None if name == ALL else name for name in group}
+    shared = {k: v for k, v in options[first].items()
+              if k not in ("previous_built_at", "resolution_version")}
+    copies = {name: path.with_name(f".{path.name}.previous") for name, path in paths.items()}
     with slots.one():
-        why = update_plan(store, name, pointer, resolution.get(DELTA), copy, full=full,
-                          sql_dir=options.get("sql_dir", MART_SQL_DIR),
-                          hub_min=options.get("hub_min"))
-        if why is None:
-            try:
-                delta = _conformed({DELTA: resolution[DELTA]},
-                                   {DELTA: schema.RESOLUTION_TABLES[DELTA]}, "resolution delta",
-                                   path.parent / "delta")[DELTA]
-                tables = inputs.touched()
-                stats, touched = _update(path, copy, tables, delta, audience, **options)
-                return stats, MartBuild(
-                    "updated", f"in place from version {latest(store, name)['version']}",
-                    time.perf_counter() - t0, touched), tables
-            except MartError as exc:
-                why = f"the in-place update failed ({str(exc).splitlines()[0]}): rebuilt instead"
-            finally:
+        try:
+            why = None
+            for name in group:
+                why = update_plan(store, name, pointers.get(name), resolution.get(DELTA),
+                                  copies[name], full=full,
+                                  sql_dir=shared.get("sql_dir", MART_SQL_DIR),
+                                  hub_min=shared.get("hub_min"))
+                if why is not None:
+                    why = why if len(group) == 1 else f"{name}'s mart: {why}"
+                    break
+            if why is None:
+                try:
+                    delta = _conformed({DELTA: resolution[DELTA]},
+                                       {DELTA: schema.RESOLUTION_TABLES[DELTA]},
+                                       "resolution delta", paths[first].parent / "delta")[DELTA]
+                    since = {name: latest(store, name)["version"] for name in group}
+                    done = _update([(audience[name], paths[name], copies[name], options[name])
+                                    for name in group], inputs.touched(), delta, **shared)
+                    seconds = time.perf_counter() - t0
+                    return {name: (stats, MartBuild(
+                        "updated" if name == first else "copied",
+                        f"in place from version {since[name]}" if name == first else
+                        f"sees the same rows as {first}, whose update it shares (in place from "
+                        f"version {since[name]})", seconds, touched))
+                        for name, (stats, touched) in zip(group, done, strict=True)}
+                except MartError as exc:
+                    why = (f"the in-place update failed ({str(exc).splitlines()[0]}): "
+                           "rebuilt instead")
+        finally:
+            for copy in copies.values():
                 copy.unlink(missing_ok=True)
                 Path(f"{copy}.wal").unlink(missing_ok=True)
     with slots.every():  # every staged row and the whole resolution: alone
         tables = inputs.whole()
-        stats = _build(path, tables, audience, **options)
-    return stats, MartBuild("rebuilt", why, time.perf_counter() - t0), tables
+        if len(group) == 1:
+            stats = _build(paths[first], tables, audience[first], **options[first])
+            return {first: (stats, MartBuild("rebuilt", why, time.perf_counter() - t0))}
+        base = paths[first].with_name(f".{paths[first].name}.shared")
+        try:
+            _build(base, tables, audience[first], shared_only=True, **options[first])
+            built = {name: _build(paths[name], tables, audience[name], base=base,
+                                  **options[name]) for name in group}
+        finally:
+            base.unlink(missing_ok=True)
+    seconds = time.perf_counter() - t0
+    return {name: (stats, MartBuild("rebuilt", why, seconds) if name == first else MartBuild(
+        "copied", f"sees the same rows as {first}, whose build it shares (rebuilt)", seconds))
+        for name, stats in built.items()}
 
 
 def update_plan(store: ObjectStore, audience: str, pointer: dict | None, delta,
@@ -1140,80 +1176,100 @@ def update_steps(sql_dir: Path = MART_SQL_DIR) -> list[Path]:
     return steps
 
 
-def _update(path: Path, previous: Path, tables: dict[str, Input], delta: Input,
-            audience: str | None, *, previous_built_at: datetime | None = None,
-            hub_min: int | None = None, threads: int | None = None,
+def _update(targets: list[tuple[str | None, Path, Path, dict]], tables: dict[str, Input],
+            delta: Input, *, hub_min: int | None = None, threads: int | None = None,
             memory_limit: str | None = None, sql_dir: Path = MART_SQL_DIR,
-            resolution_version: str | None = None) -> tuple[MartStats, int]:
-    """Update ``previous`` (a private copy of the published mart) in place for the records of
-    ``delta`` and move it to ``path``; its stats and how many records were touched.
+            ) -> list[tuple[MartStats, int]]:
+    """Update the marts of audiences that see the same rows for the records of ``delta``:
+    ``targets`` are (audience, path, previous, options): ``previous`` a private copy of the
+    audience's published mart, moved to ``path`` once updated and checked; ``options`` its
+    ``previous_built_at`` and ``resolution_version``. The rows to replace are worked out once,
+    from the first target's copy (every target's shows the same resolution, built with the same
+    rules), then replaced in each copy, whose audience steps run again. Returns each target's
+    stats and how many records were touched.
 
     Raises MartError (MartBuildError naming the step, MartCheckError) when it cannot: the caller
-    builds the mart whole instead.
+    builds the marts whole instead.
     """
     started = time.perf_counter()
-    name = _audience_name(audience)
-    path = Path(path)
     built_at = datetime.now(UTC)
     steps = mart_steps(sql_dir)
     update = {step.name[:2]: step for step in update_steps(sql_dir)}
     seconds: dict[str, float] = {}
-    # the steps over the touched records run in memory (database scratch); the mart copy is attached
-    con = duckdb.connect(config={"temp_directory": str(path.parent / ".spill")})
+    each_seconds: list[dict[str, float]] = [{} for _ in targets]
+    spill = targets[0][1].parent / ".spill"
+    # the steps over the touched records run in memory (database scratch); a copy is attached
+    con = duckdb.connect(config={"temp_directory": str(spill)})
+    name = _audience_name(targets[0][0])
     try:
-        _prepare(con, audience, built_at, previous_built_at=previous_built_at,
-                 hub_min=hub_min, threads=threads, memory_limit=memory_limit,
-                 sql_dir=sql_dir, resolution_version=resolution_version)
-        con.execute(f"ATTACH {_sql_literal(str(previous))} AS mart")
-        for table, source in tables.items():
-            _register(con, f"src_{table}", source)
-        _register(con, "update_delta", delta)
-        seconds.update(_run_steps(con, [update["10"]]))
-        t0 = time.perf_counter()
-        for table in tables:
-            sql = _RESTRICTED.get(table, "SELECT * FROM src_{t}").format(t=table)
-            if table in _RESTRICTED:
-                con.execute(f"CREATE TEMP TABLE load_{table} AS {sql}")
-                sql = f"FROM load_{table}"
-            elif table == "entity_link":
-                sql = _LINKS.format(t=table)
-            con.execute(f"CREATE TEMP VIEW in_{table} AS {sql}")
-        seconds["load touched records"] = time.perf_counter() - t0
-        con.execute("ATTACH ':memory:' AS scratch; USE scratch")
-        seconds.update({f"steps over touched records {k}": v
-                        for k, v in _run_steps(con, steps).items()})
-        seconds.update(_run_steps(con, [update["20"], update["30"]]))
-        seconds["holder records"] = con.execute(
-            "SELECT count(DISTINCT record_id) FROM value_holding").fetchone()[0]
-        touched = con.execute("SELECT count(*) FROM touched_record").fetchone()[0]
-        con.execute("BEGIN TRANSACTION")
-        seconds.update(_run_steps(con, [update["40"]]))
-        kill_point("mart-update", name)  # crash tests: rows replaced, not yet committed
-        con.execute("COMMIT")
-        con.execute("USE mart")
-        seconds.update(_run_steps(con, [s for s in steps if _is_audience_step(s)]))
+        for i, (audience, _path, previous, options) in enumerate(targets):
+            name = _audience_name(audience)
+            previous_built_at = options.get("previous_built_at")
+            version = options.get("resolution_version")
+            if not i:
+                _prepare(con, audience, built_at, hub_min=hub_min, threads=threads,
+                         memory_limit=memory_limit, sql_dir=sql_dir,
+                         previous_built_at=previous_built_at, resolution_version=version)
+            else:  # the next copy in place of the one just updated
+                con.execute("USE scratch; DETACH mart")
+                _set_audience(con, audience, built_at, previous_built_at, version)
+            con.execute(f"ATTACH {_sql_literal(str(previous))} AS mart")
+            if not i:  # what to replace: worked out once, from the first copy
+                for table, source in tables.items():
+                    _register(con, f"src_{table}", source)
+                _register(con, "update_delta", delta)
+                seconds.update(_run_steps(con, [update["10"]]))
+                t0 = time.perf_counter()
+                for table in tables:
+                    sql = _RESTRICTED.get(table, "SELECT * FROM src_{t}").format(t=table)
+                    if table in _RESTRICTED:
+                        con.execute(f"CREATE TEMP TABLE load_{table} AS {sql}")
+                        sql = f"FROM load_{table}"
+                    elif table == "entity_link":
+                        sql = _LINKS.format(t=table)
+                    con.execute(f"CREATE TEMP VIEW in_{table} AS {sql}")
+                seconds["load touched records"] = time.perf_counter() - t0
+                con.execute("ATTACH ':memory:' AS scratch; USE scratch")
+                seconds.update({f"steps over touched records {k}": v
+                                for k, v in _run_steps(con, steps).items()})
+                seconds.update(_run_steps(con, [update["20"], update["30"]]))
+                seconds["holder records"] = con.execute(
+                    "SELECT count(DISTINCT record_id) FROM value_holding").fetchone()[0]
+                touched = con.execute("SELECT count(*) FROM touched_record").fetchone()[0]
+            con.execute("BEGIN TRANSACTION")
+            each_seconds[i].update(_run_steps(con, [update["40"]]))
+            kill_point("mart-update", name)  # crash tests: rows replaced, not yet committed
+            con.execute("COMMIT")
+            con.execute("USE mart")
+            each_seconds[i].update(_run_steps(con, [s for s in steps if _is_audience_step(s)]))
     except duckdb.Error as exc:
         raise MartError(f"in-place update of the {name} mart failed: {exc}") from exc
     finally:
         con.close()
-        shutil.rmtree(path.parent / ".spill", ignore_errors=True)
-    t0 = time.perf_counter()
-    con = duckdb.connect(str(previous))
-    try:
-        failed = check_mart(con)
-        if failed:
-            raise MartCheckError(failed, where=f"mart for audience {name}, updated in place")
-        table_rows = _table_rows(con)
-        con.execute("CHECKPOINT")
-    finally:
-        con.close()
-    seconds["checks and checkpoint"] = time.perf_counter() - t0
-    kill_point("mart-updated", name)  # crash tests: the copy is complete, not yet published
-    os.replace(previous, path)
-    Path(f"{previous}.wal").unlink(missing_ok=True)
-    return MartStats(path=path, audience=name, built_at=built_at,
-                     seconds=time.perf_counter() - started, step_seconds=seconds,
-                     table_rows=table_rows, size_bytes=path.stat().st_size), touched
+        shutil.rmtree(spill, ignore_errors=True)
+    out = []
+    for (audience, path, previous, _options), own in zip(targets, each_seconds, strict=True):
+        name = _audience_name(audience)
+        t0 = time.perf_counter()
+        con = duckdb.connect(str(previous))
+        try:
+            failed = check_mart(con)
+            if failed:
+                raise MartCheckError(failed, where=f"mart for audience {name}, updated in place")
+            table_rows = _table_rows(con)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        own["checks and checkpoint"] = time.perf_counter() - t0
+        kill_point("mart-updated", name)  # crash tests: the copy is complete, not yet published
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(previous, path)
+        Path(f"{previous}.wal").unlink(missing_ok=True)
+        out.append((MartStats(path=path, audience=name, built_at=built_at,
+                              seconds=time.perf_counter() - started,
+                              step_seconds={**seconds, **own}, table_rows=table_rows,
+                              size_bytes=path.stat().st_size), touched))
+    return out
 
 
 def _previous_resolution(store: ObjectStore, audience: str) -> dict[str, pl.DataFrame] | None:
