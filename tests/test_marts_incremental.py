@@ -383,9 +383,17 @@ def test_no_previous_mart_or_other_rules_or_an_unreadable_one_rebuild(scenario, 
     assert why.startswith(f"the published mart {damaged['version']} could not be read ("), why
 
     store, r2, pointers = _lake(tmp_path / "rules", scenario, ["all"])
-    monkeypatch.setattr(marts, "rules_sha256", lambda sql_dir=None: "other rules")
-    assert _publish(store, scenario, r2, pointers, tmp_path / "b")["why"] == (
-        "the mart rules (sql/mart/) changed since the published mart was built")
+    with monkeypatch.context() as patch:
+        patch.setattr(marts, "rules_sha256", lambda sql_dir=None: "other rules")
+        assert _publish(store, scenario, r2, pointers, tmp_path / "b")["why"] == (
+            "the mart rules (sql/mart/, or how marts are put together) changed since the "
+            "published mart was built")
+    # a mart of code that put marts together otherwise (one started as a copy of another
+    # audience's: marts.MART_ASSEMBLY) is rebuilt once, not kept as it was by updates
+    store, r2, pointers = _lake(tmp_path / "assembly", scenario, ["all"])
+    monkeypatch.setattr(marts, "MART_ASSEMBLY", b"1")
+    assert _publish(store, scenario, r2, pointers, tmp_path / "e")["why"].startswith(
+        "the mart rules (sql/mart/, or how marts are put together) changed")
 
     store, r2, pointers = _lake(tmp_path / "hubs", scenario, ["all"])
     assert _publish(store, scenario, r2, pointers, tmp_path / "d", hub_min=3)["why"] == (

@@ -384,12 +384,20 @@ def _visibility_sql(sql_dir: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
+#: How mart files are put together, hashed into :func:`rules_sha256` so that a change of it
+#: rebuilds every mart once instead of updating it in place. 2: no mart file starts as a copy
+#: of another audience's (the marts of the code before kept the other audience's stewards' rows
+#: in their free blocks, and an update in place would have kept them for ever).
+MART_ASSEMBLY = b"2"
+
+
 def rules_sha256(sql_dir: Path = MART_SQL_DIR) -> str:
-    """SHA-256 of the mart's rules: every ``.sql`` file under ``sql_dir``, names included.
+    """SHA-256 of the mart's rules: every ``.sql`` file under ``sql_dir``, names included, and
+    :data:`MART_ASSEMBLY`.
 
     Recorded in mart_info: a mart built with other rules is never updated in place.
     """
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(b"assembly " + MART_ASSEMBLY + b"\0")
     root = Path(sql_dir)
     for path in sorted(root.rglob("*.sql")):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
@@ -1124,7 +1132,8 @@ def update_plan(store: ObjectStore, audience: str, pointer: dict | None, delta,
         why = (f"the published mart holds resolution {version or 'of no recorded version'}, "
                f"the delta is relative to {since}")
     elif rules != rules_sha256(sql_dir):
-        why = "the mart rules (sql/mart/) changed since the published mart was built"
+        why = ("the mart rules (sql/mart/, or how marts are put together) changed since the "
+               "published mart was built")
     elif hubs != (ResolveSettings().hub_min_entities if hub_min is None else hub_min):
         why = f"the hub threshold changed since the published mart was built (hub_min {hubs})"
     if why is not None:
