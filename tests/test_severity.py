@@ -332,3 +332,39 @@ def test_which_planted_rows_reach_the_mart(tmp_path):
     # both lines are kept in quarantine: the ragged one as written, the keyless one by column
     assert json.loads(kept[0][0])["raw_line"] == lines[4]
     assert lost_name in kept[1][0]
+
+
+@pytest.mark.slow
+def test_a_drop_whose_every_row_is_quarantined_stages_nothing_and_the_run_goes_on(tmp_path):
+    """A drop with no name on any row (``required``): every row is quarantined, no record is
+    staged, and the run that stages it beside a good drop publishes both (its rows in the
+    quarantine, the drop published with the others) instead of failing its read-back check
+    ("staged by this run are not among the staged records read back")."""
+    from fusionlake.lake.settings import Settings
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.marts import open_latest
+    from fusionlake.pipeline.run import run
+
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    nameless, good = tmp_path / "nameless.csv", tmp_path / "good.csv"
+    nameless.write_bytes(_suspects_csv([_suspect(f"N{i}", name=None) for i in range(3)]))
+    good.write_bytes(_suspects_csv([_suspect("G1"), _suspect("G2", name="李四")]))
+    deliver(store, "cn_mps", "suspects", [nameless, good])
+
+    summary = run(Settings(lake=lake, feeds_path=[]))  # raised TransientLakeError
+    drops = {d.name.rsplit("/", 1)[1]: d for d in summary.drops}
+    assert {n: (d.state, d.staged["person_record"], d.quarantined)
+            for n, d in drops.items()} == {
+        "nameless.csv": ("staged", 0, 3), "good.csv": ("staged", 2, 0)}
+    assert {e.file_name: e.state for e in Ledger(store).entries()} == {
+        "nameless.csv": "published", "good.csv": "published"}
+    con = open_latest(store, "all")
+    try:
+        keys = {r[0] for r in con.execute("select source_key from entity_record").fetchall()}
+        quarantined = con.execute("select source_row, expectation from quarantine "
+                                  "order by source_row").fetchall()
+    finally:
+        con.close()
+    assert keys == {"G1", "G2"}
+    assert quarantined == [(i, "expect_column_values_to_not_be_null") for i in range(1, 4)]

@@ -658,7 +658,9 @@ def _stage_pending(r: Run, pending: list[DropEntry], together: list[DropEntry],
                         learnt.append(out.transliterations)
                     out.transliterations = None
                     r.summary.drops.append(out)
-                    if out.state == DropState.STAGED:
+                    if out.state == DropState.STAGED and out.rows_staged:
+                        # a drop whose every row was quarantined stages no row: there is
+                        # nothing of it to read back (load_staged), and the run goes on
                         r.staged.add(out.drop_id)
                     advance(f"{name}: {out.state}")
 

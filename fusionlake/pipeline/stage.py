@@ -63,6 +63,7 @@ class DropResult:
     flagged: int = 0  # rows staged with at least one value flagged (kept, not normalised)
     warnings: list[str] = field(default_factory=list)  # expectations short of their mostly
     staged: dict[str, int] = field(default_factory=dict)
+    rows_staged: int = 0  # rows of every canonical table; 0 when every row was quarantined
     seconds: float = 0.0
     # Name tokens transliterated while processing this drop (script, token, latin), for the run
     # to add to the lake's cache (save_translit_cache); the run takes them off the result.
@@ -139,6 +140,7 @@ def process_drop(store: ObjectStore, feedset: FeedSet, entry: DropEntry,
                       f"{result.quarantined} quarantined", run_id)
 
     tables = apply_flags(to_canonical(outcome.valid, feed, entry.drop_id), outcome.flags, feed)
+    result.rows_staged = sum(frame.height for frame in tables.values())
     result.staged = zones.write_staged(store, entry.agency, entry.feed, entry.drop_id, tables)
     warned = f"; {len(result.warnings)} expectations below their mostly" if result.warnings \
         else ""
