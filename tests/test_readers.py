@@ -51,6 +51,18 @@ def test_csv_values_stay_strings_as_written():
         ("007", "12,345.00", " padded ", 1)]
 
 
+def test_a_blank_cell_is_no_value_in_every_format():
+    """Empty, spaces, a full-width space: null, as an empty CSV field (``required`` then
+    quarantines the row); a value with spaces around it stays as written."""
+    text = 'id,name\n1,""\n2,   \n3,\u3000\n4, Wang \n5,\n'
+    frame = read_drop(text.encode(), "x.csv", _feed(SUSPECTS, encoding="utf-8"))
+    assert frame["name"].to_list() == [None, None, None, " Wang ", None]
+    lines = [{"detainee_no": "D1", "name": ""}, {"detainee_no": "D2", "name": " \t "},
+             {"detainee_no": "D3", "name": "Aung"}]
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    assert read_drop(data, "x.jsonl", DETAINEES)["name"].to_list() == [None, None, "Aung"]
+
+
 def test_csv_quoted_newlines_make_one_row():
     text = 'id,address\n1,"line one\nline two"\n2,plain\n'
     frame = read_drop(text.encode(), "x.csv", _feed(SUSPECTS, encoding="utf-8"))

@@ -336,7 +336,9 @@ def test_which_planted_rows_reach_the_mart(tmp_path):
 
 @pytest.mark.slow
 def test_a_drop_whose_every_row_is_quarantined_stages_nothing_and_the_run_goes_on(tmp_path):
-    """A drop with no name on any row (``required``): every row is quarantined, no record is
+    """A drop with no name on any row (``required``; null, empty, spaces or a full-width space
+    alike: a blank name passed before and staged a person without one): every row is
+    quarantined, no record is
     staged, and the run that stages it beside a good drop publishes both (its rows in the
     quarantine, the drop published with the others) instead of failing its read-back check
     ("staged by this run are not among the staged records read back")."""
@@ -348,7 +350,8 @@ def test_a_drop_whose_every_row_is_quarantined_stages_nothing_and_the_run_goes_o
     lake = str(tmp_path / "lake")
     store = open_store(lake)
     nameless, good = tmp_path / "nameless.csv", tmp_path / "good.csv"
-    nameless.write_bytes(_suspects_csv([_suspect(f"N{i}", name=None) for i in range(3)]))
+    nameless.write_bytes(_suspects_csv([_suspect(f"N{i}", name=name) for i, name in
+                                        enumerate([None, "", "   ", "\u3000"])]))
     good.write_bytes(_suspects_csv([_suspect("G1"), _suspect("G2", name="李四")]))
     deliver(store, "cn_mps", "suspects", [nameless, good])
 
@@ -356,7 +359,7 @@ def test_a_drop_whose_every_row_is_quarantined_stages_nothing_and_the_run_goes_o
     drops = {d.name.rsplit("/", 1)[1]: d for d in summary.drops}
     assert {n: (d.state, d.staged["person_record"], d.quarantined)
             for n, d in drops.items()} == {
-        "nameless.csv": ("staged", 0, 3), "good.csv": ("staged", 2, 0)}
+        "nameless.csv": ("staged", 0, 4), "good.csv": ("staged", 2, 0)}
     assert {e.file_name: e.state for e in Ledger(store).entries()} == {
         "nameless.csv": "published", "good.csv": "published"}
     con = open_latest(store, "all")
@@ -367,4 +370,4 @@ def test_a_drop_whose_every_row_is_quarantined_stages_nothing_and_the_run_goes_o
     finally:
         con.close()
     assert keys == {"G1", "G2"}
-    assert quarantined == [(i, "expect_column_values_to_not_be_null") for i in range(1, 4)]
+    assert quarantined == [(i, "expect_column_values_to_not_be_null") for i in range(1, 5)]

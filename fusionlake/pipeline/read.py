@@ -758,6 +758,16 @@ def _bad_cells(frame: pl.DataFrame, feed: Feed) -> pl.DataFrame:
     return pl.concat(found).with_columns(pl.lit(None, pl.String).alias("raw_line"))
 
 
+def _blank_as_missing(frame: pl.DataFrame) -> pl.DataFrame:
+    """A cell of nothing but whitespace (``""`` in JSON, ``"  "`` or a full-width space in a
+    CSV) holds no value, as an empty CSV field: null, so that ``required`` quarantines a row
+    without the value (a blank name passed, and staged a person with no name)."""
+    text = [c for c, kind in frame.schema.items()
+            if kind == pl.String and c not in ("source_row", _LINE)]
+    return frame.with_columns(pl.when(pl.col(c).str.contains(r"^\s*$")).then(None)
+                              .otherwise(pl.col(c)).alias(c) for c in text)
+
+
 def read_drop_isolated(data: bytes, file_name: str, feed: Feed) -> DropRead:
     """Read one drop of ``feed``, putting the lines and cells that cannot be read aside.
 
@@ -767,9 +777,10 @@ def read_drop_isolated(data: bytes, file_name: str, feed: Feed) -> DropRead:
         feed: its feed definition.
 
     Returns:
-        DropRead: the good rows (source columns in file order, values exactly as written, and
-        ``source_row``, the 1-based data record, header not counted), each row's line, and
-        the quarantined lines and cells with line number and reason.
+        DropRead: the good rows (source columns in file order, values exactly as written
+        but a blank cell null, and ``source_row``, the 1-based data record, header not
+        counted), each row's line, and the quarantined lines and cells with line number and
+        reason.
 
     Raises:
         DropReadError: the file as a whole cannot be read: binary or empty file, wrong
@@ -787,6 +798,7 @@ def read_drop_isolated(data: bytes, file_name: str, feed: Feed) -> DropRead:
         raise DropReadError(f"{file_name}: the {fmt} reader failed on this file ({exc}): it is "
                             "damaged or not what its name says; ask the agency to re-send it"
                             ) from None
+    frame = _blank_as_missing(frame)
     cells = _bad_cells(frame, feed)
     bad = [bad_lines.select(list(BAD_SCHEMA)).cast(BAD_SCHEMA)]
     if cells.height:
