@@ -51,7 +51,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fusionlake.lake.feeds import Feed, load_feeds
+from fusionlake.lake.feeds import Feed, load_feeds, load_yaml
 from transforms.canonical import SEX_VALUES
 
 MAX_LENGTH = 4096  # longest plausible cell; a 10 MB "name" is an export accident or an attack
@@ -200,7 +200,7 @@ class SuiteOverride(_Strict):
 def _read_override(path: Path) -> SuiteOverride:
     try:
         text = path.read_text(encoding="utf-8")
-        doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        doc = json.loads(text) if path.suffix == ".json" else load_yaml(text)
     except FileNotFoundError as exc:
         raise SuiteError(f"{path}: suite override not found") from exc
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:

@@ -169,6 +169,27 @@ def test_parse_feed_raises_feed_error(tmp_path):
         parse_feed(path)
 
 
+def test_a_column_named_as_a_yaml_1_1_boolean_stays_that_column(tmp_path):
+    """YAML 1.1 reads the keys on, yes, no, off as booleans and 010 as 8: the contract took
+    them as columns "True", "False" and "8", which no drop has (every drop rejected, a run
+    exiting 0), and a ``values:`` map {yes: M} never matched 'yes'. Keys are the text written;
+    only true/false are booleans (``country: NO`` is Norway)."""
+    path = _write(tmp_path, "xx_police", "arrests", GOOD + """\
+  on:   {to: ignore}
+  010:  {to: ignore, optional: yes}
+  sex:  {to: person.sex, values: {yes: M, no: F}}
+event: {type: arrest, country: NO}
+""")
+    feed = parse_feed(path)
+    assert feed.required_columns == ["id", "name", "dob", "on", "sex"]
+    assert list(feed.columns) == ["id", "name", "dob", "on", "010", "sex"]
+    assert feed.columns["010"]["optional"] is True
+    assert feed.columns["sex"]["values"] == {"yes": "M", "no": "F"}
+    assert feed.columns["id"]["required"] is True
+    assert feed.event["country"] == "NO"
+    assert "on" in load_suite(feed)["expectations"][0]["kwargs"]["column_set"]
+
+
 # --- one contract: the transforms' registries and the docs agree with it ---------------------
 
 

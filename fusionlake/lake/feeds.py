@@ -568,11 +568,40 @@ def _check_references(path: Path, model: FeedFile) -> None:
                             "a column that may be absent cannot be required or the source_key")
 
 
+class FeedLoader(yaml.SafeLoader):
+    """YAML as a feed file means it. A plain mapping key is the text written: a column (or a
+    ``values:`` entry) named ``on``, ``yes``, ``no``, ``off``, ``null`` or ``010`` is that text,
+    not YAML 1.1's True, False, None or 8 (which the contract would take as a column "True"
+    that no drop has). And only ``true``/``false`` are booleans (YAML 1.2): ``country: NO`` is
+    Norway, ``releasable_to: [no]`` an agency id; a boolean option still takes ``yes``/``no``
+    (the model reads them as booleans)."""
+
+    def construct_mapping(self, node, deep=False):
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.style is None \
+                    and key.tag != "tag:yaml.org,2002:merge":
+                key.tag = "tag:yaml.org,2002:str"
+        return super().construct_mapping(node, deep=deep)
+
+
+FeedLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+FeedLoader.add_implicit_resolver("tag:yaml.org,2002:bool",
+                                 re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                 list("tTfF"))
+
+
+def load_yaml(text: str) -> Any:
+    """A feed file, sharing agreement or suite override: :class:`FeedLoader`."""
+    return yaml.load(text, Loader=FeedLoader)
+
+
 def parse_feed(path: Path, text: str | None = None) -> Feed:
     """Check and load one feed file; raises FeedError naming the file and key at fault."""
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8") if text is None else text)
+        doc = load_yaml(path.read_text(encoding="utf-8") if text is None else text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -616,7 +645,7 @@ def parse_sharing(path: Path) -> SharingAgreement:
     """Check and load an agency's sharing agreement; FeedError naming the file and key."""
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = load_yaml(path.read_text(encoding="utf-8"))
         agreement = SharingAgreement.model_validate(doc)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise FeedError(path, None, f"cannot be read as YAML: {exc}") from exc
