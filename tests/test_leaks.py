@@ -2,7 +2,8 @@
 received the rows releasable to it, and ``fusionlake sql`` is a boundary.
 
 The rule, checked table by table: for every audience A, the mart published for A equals the
-all-agencies mart of a lake that received only A's rows (the staged rows A may see, the ledger
+all-agencies mart of a lake that received only A's rows (the staged rows A may see as they
+stand now: a row its agency re-sent narrower is withdrawn, docs/feeds.md; the ledger
 entries of A's own deliveries and of the drops that gave A a row, the validation and quarantine
 of A's own drops). What must differ is normalised away: mart_info (who and when), the history's
 time stamps and the audit trail.
@@ -631,3 +632,61 @@ def test_releasability_from_a_column_and_a_sharing_agreement_follow_the_rule(tmp
     # "published" (the run built its marts while the drop was still "staged")
     _publish_all(full, tmp_path / "work")
     _assert_rule(full, tmp_path, AGENCIES)
+
+
+SIGHTINGS = """\
+agency: mm_police
+feed: sightings
+format: csv
+source_key: sid
+record: person
+role: suspect
+releasable_to: [mm_police, th_imm]
+supersede: by_source_key
+defaults: {nationality: MM, phone_region: MM}
+columns:
+  sid:   {to: source_key, required: true, unique: true}
+  name:  {to: person.name, required: true}
+  phone: {to: phone, relation: own}
+  rel:   {to: releasable_to}
+"""
+
+
+@pytest.mark.slow
+def test_a_row_re_sent_narrower_is_withdrawn_from_the_audiences_it_no_longer_names(
+        tmp_path, monkeypatch):
+    """docs/feeds.md, "Narrowing a row withdraws it": Myanmar's police share three sightings
+    with Thailand's immigration, then re-send one for themselves alone. Thailand's mart loses
+    that record (it does not keep the version it saw) and learns nothing of the new one;
+    Myanmar's shows the new one."""
+    feeds = tmp_path / "feeds" / "mm_police"
+    feeds.mkdir(parents=True)
+    (feeds / "sightings.yaml").write_text(SIGHTINGS, encoding="utf-8")
+    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(feeds.parent))
+    first, again = tmp_path / "sightings_a.csv", tmp_path / "sightings_b.csv"
+    first.write_text("sid,name,phone,rel\nS1,TUN TUN NAING,0977111222,\n"
+                     "S2,MYA MYA HLAING,0977111333,\nS3,KYAW ZIN OO,0977111444,\n")
+    again.write_text("sid,name,phone,rel\nS1,TUN TUN NAING,0977111999,mm_police\n")
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+
+    def shown(audience: str) -> dict[str, list[str]]:
+        con = marts.open_latest(store, audience)
+        try:
+            return dict(con.execute("""
+                SELECT r.source_key, list(p.e164 ORDER BY p.e164)
+                FROM entity_record AS r LEFT JOIN entity_phone AS p USING (record_id)
+                GROUP BY r.source_key""").fetchall())
+        finally:
+            con.close()
+
+    deliver(store, "mm_police", "sightings", [first])
+    assert not run(Settings(lake=lake)).problems
+    assert shown("th_imm") == shown("mm_police") == {
+        "S1": ["+95977111222"], "S2": ["+95977111333"],
+        "S3": ["+95977111444"]}
+    deliver(store, "mm_police", "sightings", [again])
+    assert not run(Settings(lake=lake)).problems
+    assert shown("th_imm") == {"S2": ["+95977111333"], "S3": ["+95977111444"]}
+    assert shown("mm_police") == {"S1": ["+95977111999"], "S2": ["+95977111333"],
+                                  "S3": ["+95977111444"]}
