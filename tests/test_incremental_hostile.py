@@ -265,6 +265,19 @@ def _start(lake: str, work: Path, n: int, wait: float = 600) -> list[subprocess.
     return procs
 
 
+def _race(lake: str, work: Path) -> tuple[list[dict], list[dict]]:
+    """Two runs released together: the summaries of the one that published marts and of the
+    one that did not (one each)."""
+    procs = _start(lake, work, 2)
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    worked = [s for s in summaries if s["marts"]]
+    waited = [s for s in summaries if not s["marts"]]
+    assert len(worked) == 1 and len(waited) == 1, summaries
+    return worked, waited
+
+
 def _halves(follow_up_file: Path, folder: Path) -> tuple[Path, Path]:
     lines = follow_up_file.read_text(encoding="utf-8").splitlines(keepends=True)
     a, b = folder / "detainees_2a.jsonl", folder / "detainees_2b.jsonl"
@@ -301,14 +314,8 @@ def test_two_runs_started_together_resolve_a_drop_once_and_the_next_incrementall
     half, rest = _halves(scenario[2], tmp_path)
     deliver(store, "mm_police", "detainees", [half])
 
-    procs = _start(lake, tmp_path / "race", 2)
-    outs = [p.communicate(timeout=900) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
-    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
-    worked = [s for s in summaries if s["marts"]]
-    waited = [s for s in summaries if not s["marts"]]
     # one run did the work; the other waited for the lease and found nothing new
-    assert len(worked) == 1 and len(waited) == 1, summaries
+    worked, waited = _race(lake, tmp_path / "race")
     assert worked[0]["resolve_mode"][GROUP]["mode"] == "incremental"
     assert "30 new records" in worked[0]["resolve_mode"][GROUP]["why"]
     assert waited[0]["noop"] and not waited[0]["resolve_mode"] and not waited[0]["drops"]
@@ -512,13 +519,7 @@ def test_two_runs_started_together_over_a_correction_apply_it_once(lake, correct
     deliver(store, "mm_police", "detainees", [correction[2]])
     resolutions_before = versions.complete_versions(store, layout.RESOLUTION)
 
-    procs = _start(lake, tmp_path / "race", 2)
-    outs = [p.communicate(timeout=900) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
-    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
-    worked = [s for s in summaries if s["marts"]]
-    waited = [s for s in summaries if not s["marts"]]
-    assert len(worked) == 1 and len(waited) == 1, summaries
+    worked, waited = _race(lake, tmp_path / "race")
     assert worked[0]["resolve_mode"][GROUP]["mode"] == "full", worked[0]["resolve_mode"]
     assert waited[0]["noop"] and not waited[0]["drops"], waited[0]
     assert worked[0]["new_cross_agency_matches"] == correction[3].resolution_stats[
