@@ -976,6 +976,29 @@ def test_audiences_that_see_the_same_rows_share_a_build(store, tmp_path, monkeyp
                            "cn_mps": "agency\n", "mm_police": "agency\nmm_police\n"}
 
 
+def test_one_audience_s_failed_copy_keeps_none_of_its_group_from_being_published(
+        store, tmp_path, monkeypatch):
+    """The audiences of a shared build are copies of one file: th_imm's audience steps fail
+    (its stewards' tables, say), and all, which shares its build, is published all the same;
+    th_imm keeps no version, and the failure is raised once every build has finished."""
+    staged, resolution, steward = scenario()
+    staged = _widened(staged)  # all and th_imm see the same rows, cn_mps and mm_police too
+    names = marts.audiences(staged)
+    build = marts._build
+
+    def failing(path, tables, audience, *, base=None, **kw):
+        if base is not None and audience == "th_imm":
+            raise marts.MartBuildError("60_audience_steward.sql", RuntimeError("disk error"))
+        return build(path, tables, audience, base=base, **kw)
+
+    monkeypatch.setattr(marts, "_build", failing)
+    with pytest.raises(marts.MartBuildError, match=r"60_audience_steward\.sql"):
+        marts.build_and_publish(store, staged, per_audience(staged, resolution, names), steward,
+                                tmp_path / "work")
+    assert {name: marts.latest(store, name) is not None for name in names} == {
+        "all": True, "cn_mps": True, "mm_police": True, "th_imm": False}
+
+
 def test_a_copy_skips_mart_check_because_its_audience_steps_write_nothing_it_reads():
     """A shared build's copy runs only the audience steps and then skips the mart_check view
     (marts._build): sound only while no audience step writes a table or view the checks read.

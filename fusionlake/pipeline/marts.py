@@ -856,8 +856,9 @@ def build_and_publish(
     Audiences that see the same rows and share a resolution share one build or update
     (:func:`_build_or_update`). Builds run ``workers`` at a time while they are
     in-place updates; a build of a whole mart runs alone (fusionlake.pipeline.slots). Each mart
-    is published as soon as it passes its checks; a failure is raised once the other builds
-    have finished (marts published stay published, the failed one keeps its previous version).
+    is published as soon as its group's build or update is done and it passed its checks; a
+    failure is raised once the other builds have finished (marts published stay published,
+    the failed one keeps its previous version).
     The inputs (frames or lazy frames) are first written to ``work_dir`` as Parquet, which every
     build reads. ``release`` is :func:`release_values` of ``staged`` when the caller has it
     already; ``build_options`` go to :func:`build_mart`.
@@ -909,7 +910,10 @@ def build_and_publish(
         paths = {name: Path(work_dir) / name / MART_FILE for name in group}
         made = _build_or_update(store, group, paths, inputs, own, pointers, full, options,
                                 slots)
+        failed = [made[name] for name in group if isinstance(made[name], MartError)]
         for name in group:
+            if isinstance(made[name], MartError):
+                continue
             stats, build = made[name]
             page = dictionary_page(paths[name], stats.built_at) if name == ALL else None
             # the build or update has just run the checks on this file: not again
@@ -924,6 +928,8 @@ def build_and_publish(
                 for step, v in stats.step_seconds.items()))
             if page is not None:  # beside Data Docs: reports/dictionary/index.html
                 store.put(layout.DICTIONARY_PAGE, page.encode())
+        if failed:
+            raise failed[0]
 
     each(builds, one_build, Slots(workers))
     return {name: published[name] for name in names}
@@ -1018,7 +1024,7 @@ def _update_inputs(staged: dict, resolution: dict, store: ObjectStore, audience:
 def _build_or_update(store: ObjectStore, group: list[str], paths: dict[str, Path],
                      inputs: _Inputs, resolution: dict, pointers: dict[str, dict], full: bool,
                      options: dict[str, dict], slots: Slots = ALONE,
-                     ) -> dict[str, tuple[MartStats, MartBuild]]:
+                     ) -> dict[str, tuple[MartStats, MartBuild] | MartError]:
     """The marts of audiences that see the same rows and show the same resolution (``group``,
     the first named in each one's MartBuild), written to ``paths``.
 
@@ -1029,7 +1035,8 @@ def _build_or_update(store: ObjectStore, group: list[str], paths: dict[str, Path
     run. A mart file never starts as another audience's: a DuckDB file keeps the bytes of the
     rows it replaced in its free blocks, where SQL cannot see them but a reader of the file can
     (the quarantined rows and the audit trail of the audience it was copied from).
-    An update holds one of ``slots``, a build all of them."""
+    An update holds one of ``slots``, a build all of them. An audience whose copy of a build
+    failed gets its error instead (the others' marts are published all the same)."""
     t0 = time.perf_counter()
     first = group[0]
     audience = {name: None if name == ALL else name for name in group}
@@ -1075,16 +1082,22 @@ def _build_or_update(store: ObjectStore, group: list[str], paths: dict[str, Path
             stats = _build(paths[first], tables, audience[first], **options[first])
             return {first: (stats, MartBuild("rebuilt", why, time.perf_counter() - t0))}
         base = paths[first].with_name(f".{paths[first].name}.shared")
+        built: dict[str, MartStats | MartError] = {}
         try:
             _build(base, tables, audience[first], shared_only=True, **options[first])
-            built = {name: _build(paths[name], tables, audience[name], base=base,
-                                  **options[name]) for name in group}
+            for name in group:  # one audience's failure keeps none of the others from theirs
+                try:
+                    built[name] = _build(paths[name], tables, audience[name], base=base,
+                                         **options[name])
+                except MartError as exc:
+                    built[name] = exc
         finally:
             base.unlink(missing_ok=True)
     seconds = time.perf_counter() - t0
-    return {name: (stats, MartBuild("rebuilt", why, seconds) if name == first else MartBuild(
-        "copied", f"sees the same rows as {first}, whose build it shares (rebuilt)", seconds))
-        for name, stats in built.items()}
+    return {name: stats if isinstance(stats, MartError) else (
+        stats, MartBuild("rebuilt", why, seconds) if name == first else MartBuild(
+            "copied", f"sees the same rows as {first}, whose build it shares (rebuilt)",
+            seconds)) for name, stats in built.items()}
 
 
 def update_plan(store: ObjectStore, audience: str, pointer: dict | None, delta,
