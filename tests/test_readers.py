@@ -75,6 +75,17 @@ def test_utf8_bom_is_not_part_of_the_first_header():
     assert frame.columns == ["manifest_id", "sex", "source_row"]
 
 
+def test_a_utf8_sig_feed_reads_a_file_saved_without_its_bom_whole():
+    """th_imm/repatriations is ``utf-8-sig``: an export saved without the BOM lost its first
+    three bytes (header ``ifest_id``) and was rejected for lacking manifest_id."""
+    feed = FEEDS["th_imm/repatriations"]
+    assert feed.encoding == "utf-8-sig"
+    for text in ("manifest_id,sex\nTG1-001,M\n", "manifest_id,sex\nTG1-001,N\u01b0\u0303\n"):
+        frame = read_drop(text.encode(), "r.csv", feed)  # the second: decomposed-text path too
+        assert frame.columns == ["manifest_id", "sex", "source_row"]
+        assert frame["manifest_id"].to_list() == ["TG1-001"]
+
+
 def test_cp874_thai_csv():
     text = "ลำดับที่,เพศ\n1,ชาย\n2,หญิง\n"
     feed = _feed(DETENTIONS, formats=["csv"], encoding="cp874")

@@ -254,7 +254,8 @@ def _decode(data: bytes, file_name: str, feed: Feed) -> tuple[bytes, bool]:
         if codec in ("utf-8", "utf-8-sig"):
             text = data.decode(codec)  # UTF-8 bytes go to Polars as they are ...
             if not _may_be_decomposed(data):
-                return (data[3:] if codec == "utf-8-sig" else data), False
+                # the BOM off, where there is one: a utf-8-sig feed's file may come without
+                return (data[3:] if data.startswith(b"\xef\xbb\xbf") else data), False
             return unicodedata.normalize("NFC", text).encode("utf-8"), False  # ... but these
         text = data.decode(codec)
         if codec == "cp1258":  # Vietnamese tone marks come as combining characters: composed
