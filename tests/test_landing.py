@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 
 import pytest
 
@@ -100,6 +101,23 @@ def test_redelivery_under_same_name_with_new_bytes_keeps_both(store, tmp_path):
     assert store.get("landing/th_imm/detentions/d.xlsx") == b"v1"
     assert store.get(item.key) == b"v2"
     assert sorted(r.status for r in _land_all(store)) == ["landed", "landed"]
+
+
+def test_a_drop_is_received_when_it_was_delivered_not_when_a_run_lands_it(store, tmp_path):
+    """A corrected file sent under the same name lands as ``manifest.<sha8>.csv``, which sorts
+    before ``manifest.csv``, and a run lands its files side by side: ``received_at``, which
+    decides which drop supersedes which, came from the landing order, and the original
+    superseded its correction (found by a helper playing the data steward). It is when each
+    file was delivered."""
+    first, fix = b"id,name\nS1,V0\n", b"id,name\nS1,V2\n"
+    deliver(store, "th_imm", "repatriations", [_file(tmp_path, "manifest.csv", first)])
+    time.sleep(1.1)  # S3 lists LastModified to the second
+    [item] = deliver(store, "th_imm", "repatriations", [_file(tmp_path, "manifest.csv", fix)])
+    assert item.key < "landing/th_imm/repatriations/manifest.csv"  # the correction sorts first
+    _land_all(store)
+    received = {e.sha256: e.received_at for e in Ledger(store).entries()}
+    assert received[hashlib.sha256(first).hexdigest()] < received[
+        hashlib.sha256(fix).hexdigest()], received
 
 
 def test_hostile_file_names_stay_inside_their_prefix(store, tmp_path):

@@ -256,6 +256,7 @@ class ObjectInfo:
     key: str
     size: int
     etag: str  # changes whenever the content may have changed
+    modified: float | None = None  # when it was last written (Unix time), where the store says
 
 
 @dataclass(frozen=True)
@@ -563,7 +564,8 @@ class LocalStore(ObjectStore):
                 full = Path(dirpath) / name
                 st = full.stat()
                 key = full.relative_to(self.root).as_posix()
-                out.append(ObjectInfo(key, st.st_size, f"{st.st_mtime_ns}-{st.st_size}"))
+                out.append(ObjectInfo(key, st.st_size, f"{st.st_mtime_ns}-{st.st_size}",
+                                      st.st_mtime_ns / 1e9))
         out.sort(key=lambda i: i.key)
         return out
 
@@ -803,7 +805,9 @@ class S3Store(ObjectStore):
                 kwargs["ContinuationToken"] = token
             resp = self._call("ListObjectsV2", self.client.list_objects_v2, prefix, **kwargs)
             for obj in resp.get("Contents", []):
-                out.append(ObjectInfo(self._unk(obj["Key"]), obj["Size"], obj["ETag"].strip('"')))
+                modified = obj.get("LastModified")
+                out.append(ObjectInfo(self._unk(obj["Key"]), obj["Size"], obj["ETag"].strip('"'),
+                                      modified.timestamp() if modified else None))
             if not resp.get("IsTruncated"):
                 break
             token = resp["NextContinuationToken"]

@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from fusionlake.lake import layout
@@ -225,6 +226,18 @@ def known_drop(ledger: Ledger, agency: str, feed: str, sha: str) -> DropEntry | 
     return None
 
 
+def delivered_at(info: ObjectInfo) -> datetime:
+    """When a landing object was delivered: when it was last written, as the store lists it
+    (never later than now). A drop's ``received_at``, which orders the drops of a feed
+    (``supersede: by_source_key``: the later row wins), so it must follow the deliveries, not
+    the order a run happens to land them in (side by side, or by name: ``drop`` names a second
+    file of the same name ``<name>.<sha8>.<ext>``, which sorts first)."""
+    now = now_utc()
+    if info.modified is None:
+        return now
+    return min(datetime.fromtimestamp(info.modified, tz=UTC), now)
+
+
 def land(store: ObjectStore, ledger: Ledger, info: ObjectInfo, run_id: str) -> Landed:
     """Copy one landing object to raw/ with its manifest, and claim it in the ledger.
 
@@ -258,7 +271,7 @@ def land(store: ObjectStore, ledger: Ledger, info: ObjectInfo, run_id: str) -> L
                       f"same bytes as {existing.file_name} (drop {drop_id}); not ingested again")
 
     raw_key = layout.raw_key(agency, feed, drop_id, file_name)
-    received_at = now_utc().isoformat()
+    received_at = delivered_at(info).isoformat()
     manifest = {
         "drop_id": drop_id,
         "agency": agency,

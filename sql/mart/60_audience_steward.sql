@@ -21,7 +21,7 @@ COMMENT ON COLUMN drop_ledger.drop_id IS 'Derived from the content hash: the sam
 COMMENT ON COLUMN drop_ledger.agency IS 'Agency that delivered the file.';
 COMMENT ON COLUMN drop_ledger.feed IS 'Feed it was delivered to.';
 COMMENT ON COLUMN drop_ledger.file_name IS 'Name of the delivered file.';
-COMMENT ON COLUMN drop_ledger.received_at IS 'When the lake received the file.';
+COMMENT ON COLUMN drop_ledger.received_at IS 'When the lake received the file: when it was written to the landing area (a later drop of a feed supersedes an earlier one by this time).';
 COMMENT ON COLUMN drop_ledger.updated_at IS 'When the drop entered its current state.';
 COMMENT ON COLUMN drop_ledger.sha256 IS 'SHA-256 of the file as received.';
 COMMENT ON COLUMN drop_ledger.size IS 'File size in bytes.';
