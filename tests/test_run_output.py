@@ -49,6 +49,22 @@ def test_summary_as_json():
     json.dumps(data)  # plain data all the way down
 
 
+def test_a_hostile_header_quoted_by_a_reason_reaches_no_terminal_raw():
+    """A drop rejected for its columns quotes the header it found, which the agency wrote: its
+    escape sequences (set the terminal's title, clear the screen) reached the operator's
+    terminal and the run report through the summary; found by a helper playing the data
+    steward. They are shown as \\xNN, as `drops` and `report` show them; lines stay lines."""
+    s = _summary()
+    s.drops[1].reason = ("broken.csv lacks the column(s) manifest_id (found: "
+                         "\x1b]0;pwned\x07\x1b[2Jmanifest, flight_no)")
+    s.problems = ["landing/th_imm/x/\x1b[31mred.csv: misplaced"]
+    text = s.markdown()
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", text), repr(text)
+    assert "\\x1b]0;pwned\\x07\\x1b[2Jmanifest" in text
+    assert "\\x1b[31mred.csv" in text
+    assert text.count("\n") > 20 and "| drop | file | state |" in text
+
+
 @pytest.mark.parametrize("lake", ["/srv/lakes/task force", "s3://fusion/lake"])
 def test_the_commands_the_summary_suggests_name_its_lake(lake):
     """Run as printed, a suggested command reads the lake the run wrote, not ./lakehouse or

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from fusionlake.lake.ledger import DropState
 from fusionlake.pipeline.land import Landed
-from fusionlake.pipeline.marts import latest, open_latest
+from fusionlake.pipeline.marts import latest, open_latest, terminal_safe
 from fusionlake.pipeline.report import FAIL_ON
 from fusionlake.pipeline.stage import DropResult
 
@@ -171,7 +171,9 @@ class RunSummary:
             lines += ["", "Resolve, by step (seconds; train_* are parts of splink_train): "
                       + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())]
         lines += resolve_mode_lines(self.resolution_stats)
-        return "\n".join(lines) + "\n"
+        # an agency writes file names, headers and values that reasons quote: their control
+        # characters (terminal escapes) are shown, not sent to the operator's terminal
+        return terminal_safe("\n".join(lines) + "\n")
 
 
 def mart_builds(store, marts: dict[str, str]) -> dict[str, dict]:
