@@ -120,6 +120,37 @@ def test_a_drop_is_received_when_it_was_delivered_not_when_a_run_lands_it(store,
         hashlib.sha256(fix).hexdigest()], received
 
 
+def test_an_old_file_sent_again_does_not_supersede_its_correction(store, tmp_path):
+    """Known bytes sent again under another name are a duplicate, listed with the drop's id and
+    the time it was seen; that time re-dated the drop itself, so the original, sent again after
+    its correction (or only seen by a run in the same second as the correction was delivered,
+    which made tests/test_pipeline.py flaky on S3), superseded the correction."""
+    from types import SimpleNamespace
+
+    import polars as pl
+
+    from fusionlake.pipeline.resolve import _superseded
+
+    first, fix = b"id,name\nS1,V0\n", b"id,name\nS1,V2\n"
+    deliver(store, "th_imm", "repatriations", [_file(tmp_path, "manifest.csv", first)])
+    _land_all(store)
+    time.sleep(1.1)  # S3 lists LastModified to the second
+    deliver(store, "th_imm", "repatriations", [_file(tmp_path, "fixed.csv", fix)])
+    _land_all(store)
+    deliver(store, "th_imm", "repatriations", [_file(tmp_path, "manifest-again.csv", first)])
+    assert [x.status for x in _land_all(store)] == ["duplicate"]
+    entries = Ledger(store).entries()
+    drop = {e.sha256: e.drop_id for e in entries}
+    old, new = drop[hashlib.sha256(first).hexdigest()], drop[hashlib.sha256(fix).hexdigest()]
+    person = pl.DataFrame({"record_id": ["r-old", "r-new"], "drop_id": [old, new],
+                           "agency": ["th_imm"] * 2, "feed": ["repatriations"] * 2,
+                           "source_key": ["S1", "S1"]}).lazy()
+    feeds = SimpleNamespace(feeds={"th_imm/repatriations":
+                                   SimpleNamespace(supersede="by_source_key")})
+    superseded, gone = _superseded(person, entries, feeds)
+    assert superseded.to_list() == ["r-old"] and gone == {old}
+
+
 def test_hostile_file_names_stay_inside_their_prefix(store, tmp_path):
     weird = tmp_path / "..%2f..%2fpasswd"
     weird.write_bytes(b"1")

@@ -7,13 +7,14 @@ from types import SimpleNamespace
 import polars as pl
 import pytest
 
+from fusionlake.lake.ledger import DropState
 from fusionlake.pipeline.resolve import _superseded
 
 FEEDS = SimpleNamespace(feeds={"x/f": SimpleNamespace(supersede="by_source_key"),
                                "x/g": SimpleNamespace(supersede="none")})
-ENTRIES = [SimpleNamespace(drop_id="d1", received_at="2026-01-01T00:00:00"),
-           SimpleNamespace(drop_id="d2", received_at="2026-01-02T00:00:00"),
-           SimpleNamespace(drop_id="d3", received_at="2026-01-03T00:00:00")]
+ENTRIES = [SimpleNamespace(drop_id=d, received_at=at, state=DropState.STAGED)
+           for d, at in [("d1", "2026-01-01T00:00:00"), ("d2", "2026-01-02T00:00:00"),
+                         ("d3", "2026-01-03T00:00:00")]]
 
 
 def _person(rows: list[tuple[str, str, str, str | None]]) -> pl.LazyFrame:

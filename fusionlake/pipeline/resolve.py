@@ -73,7 +73,7 @@ import polars as pl
 from fusionlake.lake import layout, versions, zones
 from fusionlake.lake.faults import kill_point
 from fusionlake.lake.feeds import FeedSet
-from fusionlake.lake.ledger import LIVE, Ledger
+from fusionlake.lake.ledger import LIVE, DropState, Ledger
 from fusionlake.lake.schema import TABLES, rows_of
 from fusionlake.lake.settings import Settings
 from fusionlake.lake.store import NotFound, ObjectStore
@@ -126,7 +126,9 @@ def _superseded(person_scan: pl.LazyFrame, entries: list, feedset: FeedSet
     none = pl.Series("record_id", [], pl.String)
     if not person.height or not by_key:
         return none, set()
-    received = {e.drop_id: e.received_at for e in entries}
+    # a duplicate (known bytes sent again) has its drop's id and the time it was seen: it must
+    # not re-date the drop, or an old file sent again would supersede its own correction
+    received = {e.drop_id: e.received_at for e in entries if e.state != DropState.DUPLICATE}
     ranked = person.with_columns(
         pl.col("drop_id").replace_strict(received, default="").alias("_received"),
         (pl.col("agency") + "/" + pl.col("feed")).alias("_feed"),
