@@ -42,6 +42,7 @@ from fusionlake.lake.settings import Settings, SettingsError, configure_offline
 from fusionlake.lake.store import (
     LakeError,
     LocalStore,
+    ObjectStore,
     causes,
     first_line,
     open_store,
@@ -594,13 +595,13 @@ def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
     if args.record_a == args.record_b:
         raise UserError(f"{args.record_a} is one record: a decision needs two different ones")
     store = open_store(settings.lake)
-    known = zones.read_resolution(store)
-    if known is not None:
-        ids = set(known["entity_record"]["record_id"].to_list())
+    decision = "same" if args.same else "different" if args.different else "undo"
+    # an undo names records that may have left the lake since (a later drop superseded one)
+    ids = None if decision == "undo" else _record_ids(store)
+    if ids is not None:
         missing = [r for r in (args.record_a, args.record_b) if r not in ids]
         if missing:
             raise UserError(f"unknown record id(s): {', '.join(missing)}; see `fusionlake review`")
-    decision = "same" if args.same else "different" if args.different else "undo"
     if decision == "undo":
         left, right = sorted((args.record_a, args.record_b))
         standing = zones.read_decisions(store).filter(
@@ -621,8 +622,15 @@ def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _decision_status(history: pl.DataFrame) -> list[str]:
-    """Per decision: standing (the pair's one in force), superseded, undone, or undo."""
+def _record_ids(store: ObjectStore) -> set[str] | None:
+    """The records of the latest resolution, or None before the first."""
+    known = zones.read_resolution(store)
+    return None if known is None else set(known["entity_record"]["record_id"].to_list())
+
+
+def _decision_status(history: pl.DataFrame, ids: set[str] | None = None) -> list[str]:
+    """Per decision: standing (the pair's one in force), superseded, undone, or undo; a
+    standing one naming a record not in ``ids`` (the latest resolution's) is ``not applied``."""
     status = [""] * history.height
     last: dict[tuple, int] = {}  # the pair's latest same/different not yet undone
     for i, r in enumerate(history.iter_rows(named=True)):
@@ -636,15 +644,20 @@ def _decision_status(history: pl.DataFrame) -> list[str]:
             status[last[pair]] = "superseded"
         last[pair] = i
         status[i] = "standing"
+    if ids is not None:
+        for i in last.values():
+            if not {history["record_id_l"][i], history["record_id_r"][i]} <= ids:
+                status[i] = "not applied"
     return status
 
 
 def cmd_decisions(args: argparse.Namespace, settings: Settings) -> int:
-    history = zones.read_decisions(open_store(settings.lake), include_undone=True)
+    store = open_store(settings.lake)
+    history = zones.read_decisions(store, include_undone=True)
     if args.record:
         history = history.filter((pl.col("record_id_l") == args.record)
                                  | (pl.col("record_id_r") == args.record))
-    status = _decision_status(history)
+    status = _decision_status(history, _record_ids(store) if history.height else None)
     listed = [{**r, "decided_at": r["decided_at"].isoformat(), "status": st}
               for r, st in zip(history.iter_rows(named=True), status, strict=True)]
     if args.format == "json":
@@ -655,7 +668,9 @@ def cmd_decisions(args: argparse.Namespace, settings: Settings) -> int:
             for d in listed]
     _print_table(["when (UTC)", "record A", "record B", "decision", "status", "by", "why"],
                  rows, title="steward decisions, oldest first (the standing one per pair "
-                 "applies to every run)",
+                 "applies to every run; 'not applied': a record it names is no longer in the "
+                 "lake, superseded by a later drop or withdrawn, and it applies again if the "
+                 "record comes back)",
                  empty=f"no decisions on {args.record}" if args.record else "no decisions yet")
     return 0
 

@@ -107,6 +107,34 @@ def test_decide_undo_and_list(lake, capsys):
         ("same", "again")]
 
 
+def test_a_decision_on_a_record_that_left_the_lake_is_shown_not_applied_and_can_be_undone(
+        lake, capsys):
+    """A later drop superseded one of the records a steward had decided on: ``decisions`` still
+    called the decision standing, and ``decide --undo`` refused it ("unknown record id"), so
+    the steward could neither see nor clear it (found by a helper playing the data steward)."""
+    store = open_store(lake)
+    assert main(["decide", "--lake", lake, "d1:4", "d1:5", "--different", "--by", "ploy",
+                 "--why", "two brothers"]) == 0
+    zones.write_resolution(store, {  # the next run: d1:5 superseded by d3:1
+        "entity_record": conform(pl.DataFrame({"entity_id": ["e1", "e2", "e4"],
+                                               "record_id": ["d1:4", "d2:9", "d3:1"]}),
+                                 "entity_record"),
+    }, run_id="run-2")
+    capsys.readouterr()
+    assert main(["decisions", "--lake", lake, "--format", "json"]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert listed["status"] == "not applied"
+    assert main(["decide", "--lake", lake, "d1:5", "d3:1", "--same", "--by", "ploy",
+                 "--why", "x"]) == 2  # a new decision still needs records the lake holds
+    assert "unknown record id(s): d1:5" in capsys.readouterr().err
+    assert main(["decide", "--lake", lake, "d1:5", "d1:4", "--undo", "--by", "ploy",
+                 "--why", "the record is gone"]) == 0
+    assert "is withdrawn" in capsys.readouterr().out
+    assert zones.read_decisions(store).is_empty()
+    assert main(["decisions", "--lake", lake, "--format", "json"]) == 0
+    assert [d["status"] for d in json.loads(capsys.readouterr().out)] == ["undone", "undo"]
+
+
 def test_a_run_after_an_undo_lets_the_model_decide_again(tmp_path):
     """The resolver replays what zones.read_decisions gives: an undone decision is gone."""
     store = open_store(str(tmp_path / "lake"))
