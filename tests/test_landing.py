@@ -382,6 +382,14 @@ def test_a_text_file_still_being_written_in_a_landing_folder_waits_for_its_end(t
     [as_is] = _land_all(store)
     assert as_is.status == "landed" and store.get(as_is.raw_key).endswith(b"Min Min")
 
+    # a whole UTF-16 or UTF-32 export ends in its line end's code unit (b"\n\0" little-endian):
+    # it was held for a later run as if cut short
+    for encoding in ("utf-16", "utf-16-le", "utf-16-be", "utf-32"):
+        data = "manifest_id,passenger_name\r\nTH-4,Ma Ma\r\n".encode(encoding)
+        store.path(f"landing/th_imm/repatriations/{encoding}.csv").write_bytes(data)
+        [wide] = _land_all(store)
+        assert wide.status == "landed", (encoding, wide)
+
 
 def test_an_object_in_an_s3_landing_area_is_whole_once_listed(s3_bucket):
     """On S3 an object appears only when its upload is complete: one without a line end at

@@ -182,6 +182,11 @@ def left_in_landing(info: ObjectInfo) -> Landed | None:
     return Landed(info.key, status, "", agency, feed, name, None, f"{why}; left in landing")
 
 
+#: How a text file's last line ends, in the encodings feeds use (UTF-16 and UTF-32 little-endian
+#: put NULs after the line end; big-endian ones end with it).
+LINE_ENDS = (b"\n", b"\r", b"\n\x00", b"\r\x00", b"\n\x00\x00\x00", b"\r\x00\x00\x00")
+
+
 def being_written(file_name: str, data: bytes, age: float) -> str | None:
     """Why a text file in a landing folder looks half-written (its last line has no line end,
     and it was written to ``age`` seconds ago, under :data:`SETTLE_SECONDS`), or None.
@@ -190,9 +195,11 @@ def being_written(file_name: str, data: bytes, age: float) -> str | None:
     True
     >>> being_written("detainees.jsonl", b'{"id": 1}\\n', 5.0) is None
     True
+    >>> being_written("list.csv", "id\\n1\\n".encode("utf-16"), 5.0) is None  # ends in \\n\\0
+    True
     """
     text = FORMATS.get(os.path.splitext(file_name)[1].lower()) in ("csv", "jsonl")
-    if not text or not data or data.endswith((b"\n", b"\r")) or age >= SETTLE_SECONDS:
+    if not text or not data or data.endswith(LINE_ENDS) or age >= SETTLE_SECONDS:
         return None
     return (f"its last line has no line end yet and it was written to {max(age, 0):.0f} s ago: "
             "a transfer still writing it in place, most likely (SFTP and SMB clients write "
