@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from prefect import flow
-from prefect.states import Completed, State
+from prefect.states import Completed, Failed, State
 
 from flows.tasks import PrefectExecutor
 from fusionlake.lake.lease import LeaseHeld
@@ -36,7 +36,7 @@ def pipeline(lake: str | None = None, feeds_path: list[str] | None = None,
     lease, end as Completed, named :data:`SKIPPED`, with the holder in its message, instead of
     Failed. A run that outlasts the schedule's interval (a full resolution at scale) meets the
     next scheduled ones, which have nothing to do that it is not doing: failures there paged
-    people for nothing. Asked for by hand, a run that cannot start still fails.
+    people for nothing. Asked for by hand, a run that cannot start still fails (LeaseHeld).
     """
     settings = replace(Settings.from_env(lake, feeds_path), full=full)
     try:
@@ -44,6 +44,8 @@ def pipeline(lake: str | None = None, feeds_path: list[str] | None = None,
                    executor=PrefectExecutor(settings))
     except LeaseHeld as exc:
         if not skip_if_busy:
-            raise
+            # Failed, and the caller gets the exception, without the traceback Prefect logs for
+            # an exception raised here (20 lines before `fusionlake run`'s one clear line)
+            return Failed(message=str(exc), data=exc)
         print(f"skipped: {exc}")
         return Completed(name=SKIPPED, message=f"skipped: {exc}")

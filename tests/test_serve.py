@@ -151,7 +151,7 @@ def test_a_scheduled_run_that_finds_the_lake_busy_ends_skipped_not_failed(prefec
     scheduled run now ends Completed, named Skipped, saying who holds the lake; a run asked
     for by hand still fails."""
     from flows.pipeline import SKIPPED, pipeline
-    from fusionlake.lake.lease import acquire
+    from fusionlake.lake.lease import LeaseHeld, acquire
 
     lake = str(tmp_path / "lake")
     holder = acquire(open_store(lake), "long-run", seconds=600)
@@ -161,9 +161,27 @@ def test_a_scheduled_run_that_finds_the_lake_busy_ends_skipped_not_failed(prefec
         assert scheduled.message.startswith("skipped: another run (long-run on ")
         by_hand = pipeline(lake=lake, return_state=True)
         assert by_hand.is_failed() and "another run (long-run on " in by_hand.message
+        with pytest.raises(LeaseHeld, match=r"another run \(long-run on "):
+            pipeline(lake=lake)  # as `fusionlake run` calls it: it prints the one line
+        # and no traceback in the run's logs before it: another run at work is no fault here
+        logged = _flow_run_logs(by_hand.state_details.flow_run_id)
+        assert not any("Traceback" in line or "Encountered exception" in line
+                       for line in logged), logged  # (the state's message says who holds it)
     finally:
         holder.release()
     assert not open_store(lake).exists("reports/runs/LATEST.md")  # the holder writes its own
+
+
+def _flow_run_logs(flow_run_id) -> list[str]:
+    """What a flow run logged, as the Prefect server (and its UI) has it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=30)
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return [log.message for log in logs]
 
 
 # A stand-in for `prefect server start` in the tests of serve's watch on its server: it writes
