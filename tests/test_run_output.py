@@ -65,6 +65,27 @@ def test_a_hostile_header_quoted_by_a_reason_reaches_no_terminal_raw():
     assert text.count("\n") > 20 and "| drop | file | state |" in text
 
 
+def test_html_an_agency_wrote_is_shown_as_text_where_the_summary_is_rendered():
+    """The summary is posted to Prefect as a markdown artifact, which its UI renders, and a
+    steward may open reports/runs/*.md in a markdown viewer: a header quoted by a reason held
+    markup (a script, an image whose onerror runs one) that a renderer would have made
+    elements of, and our own note "landing/<agency>/<feed>/<file>" lost its parts as unknown
+    tags. Rendered by CommonMark, the text reads as written and makes no element."""
+    from markdown_it import MarkdownIt
+
+    s = _summary()
+    s.drops[1].reason = ("broken.csv lacks the column(s) manifest_id (found: "
+                         "<img src=x onerror=alert(1)>, <script>alert(2)</script>)")
+    s.notes = ["landing/x.csv is not where a delivery goes (landing/<agency>/<feed>/<file>)",
+               "<!-- hidden --> and <https://example.org> and <?php ?>"]
+    html = MarkdownIt("commonmark").enable("table").render(s.markdown())
+    assert "<img" not in html and "<script" not in html and "<!--" not in html, html
+    assert "<a href" not in html and "<?php" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "landing/&lt;agency&gt;/&lt;feed&gt;/&lt;file&gt;" in html
+    assert "<td>" in html  # the tables are still tables
+
+
 @pytest.mark.parametrize("lake", ["/srv/lakes/task force", "s3://fusion/lake"])
 def test_the_commands_the_summary_suggests_name_its_lake(lake):
     """Run as printed, a suggested command reads the lake the run wrote, not ./lakehouse or

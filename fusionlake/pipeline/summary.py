@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -14,6 +15,19 @@ from fusionlake.pipeline.stage import DropResult
 
 #: The mart's own count of new matches (entity.new_cross_agency_match).
 NEW_IN_MART = "new cross-agency matches flagged in the mart (since its previous version)"
+
+
+_HTML_START = re.compile(r"<(?=[A-Za-z/!?])")
+
+
+def html_as_text(markdown: str) -> str:
+    """Markdown in which nothing starts an HTML tag, comment or autolink (``<`` before a letter,
+    ``/``, ``!`` or ``?`` is written ``&lt;``): a renderer shows such text as written.
+
+    >>> html_as_text("found: <script>x</script>, landing/<agency>/")
+    'found: &lt;script>x&lt;/script>, landing/&lt;agency>/'
+    """
+    return _HTML_START.sub("&lt;", markdown)
 
 
 @dataclass
@@ -172,8 +186,10 @@ class RunSummary:
                       + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())]
         lines += resolve_mode_lines(self.resolution_stats)
         # an agency writes file names, headers and values that reasons quote: their control
-        # characters (terminal escapes) are shown, not sent to the operator's terminal
-        return terminal_safe("\n".join(lines) + "\n")
+        # characters (terminal escapes) are shown, not sent to the operator's terminal, and
+        # their HTML is text, not markup, where the summary is rendered (Prefect's UI shows it
+        # as an artifact, a markdown viewer may open reports/runs/)
+        return terminal_safe(html_as_text("\n".join(lines) + "\n"))
 
 
 def mart_builds(store, marts: dict[str, str]) -> dict[str, dict]:
