@@ -77,6 +77,28 @@ def test_delete_is_idempotent(store):
     assert not store.exists("d/x")
 
 
+def test_a_local_lake_keeps_no_folder_its_deletes_left_empty(tmp_path):
+    """Retention deletes a version's files one by one: a local lake kept every version's
+    folder, empty, about seven a run (20,000 a month at a run every 15 minutes, each walked by
+    every run that lists its zone; found by a soak of 40 scheduled runs)."""
+    from fusionlake.lake.store import LocalStore
+
+    store = LocalStore(tmp_path / "lake")
+    for key in ("marts/th_imm/v1/fusion.duckdb", "marts/th_imm/v1/MANIFEST",
+                "marts/th_imm/v2/fusion.duckdb", "marts/th_imm/LATEST"):
+        store.put(key, b"x")
+    store.delete("marts/th_imm/v1/fusion.duckdb")
+    assert store.path("marts/th_imm/v1").is_dir()  # its other file is still there
+    store.delete("marts/th_imm/v1/MANIFEST")
+    assert not store.path("marts/th_imm/v1").exists()
+    assert store.list("marts") == ["marts/th_imm/LATEST", "marts/th_imm/v2/fusion.duckdb"]
+    for key in store.list("marts"):
+        store.delete(key)
+    assert store.root.is_dir() and list(store.root.iterdir()) == []  # the lake itself stays
+    store.put("marts/th_imm/v3/fusion.duckdb", b"y")  # and takes new folders as before
+    assert store.get("marts/th_imm/v3/fusion.duckdb") == b"y"
+
+
 def test_upload_and_download_file(store, tmp_path):
     src = tmp_path / "big.bin"
     src.write_bytes(bytes(range(256)) * 40_000)  # 10 MB: multipart on S3
