@@ -751,6 +751,14 @@ def _read_truth(path: str) -> pl.DataFrame:
                         f"the columns {','.join(TRUTH_COLUMNS)}")
     if truth.is_empty():
         raise UserError(f"{path}: no rows, so nothing to score against")
+    # a short row reads as nulls, a blank field as an empty string: neither names a person
+    blank = truth.with_row_index("line", offset=2).filter(pl.any_horizontal(
+        pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in TRUTH_COLUMNS))
+    if blank.height:
+        row = blank.row(0, named=True)
+        empty = [c for c in TRUTH_COLUMNS if not (row[c] or "").strip()]
+        raise UserError(f"{path}: line {row['line']} has no {', '.join(empty)} (every row names "
+                        f"{','.join(TRUTH_COLUMNS)}); {blank.height:,} such row(s)")
     return truth
 
 
@@ -768,6 +776,9 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         scores = evaluate(records.select("entity_id", "record_id"), truth, records)
     except ValueError as exc:  # a source key given two persons: the file's fault
         raise UserError(f"{args.truth}: {exc}") from None
+    if not scores["records"]:  # nothing to miss: every measure would read a perfect 1.0
+        raise UserError(f"{args.truth}: names none of the {records.height:,} published records "
+                        "(by agency, feed and source_key): is it the truth of this lake's drops?")
     if args.format == "json":
         print(json.dumps(scores, indent=1))
         return 0
@@ -970,10 +981,11 @@ def build_parser() -> argparse.ArgumentParser:
                                f"{', '.join(FAIL_ON)}")
     p["run"].add_argument("--format", choices=["markdown", "json"], default="markdown",
                           help="the run summary as markdown (default; plain when piped) or JSON")
-    p["serve"].add_argument("--cron", default="*/15 * * * *",
-                            help="schedule (default: every 15 minutes)")
-    p["serve"].add_argument("--interval", type=float, default=None,
-                            help="run every N seconds instead of the cron schedule")
+    when = p["serve"].add_mutually_exclusive_group()  # one schedule: never one silently
+    when.add_argument("--cron", default="*/15 * * * *",
+                      help="schedule (default: every 15 minutes)")
+    when.add_argument("--interval", type=float, default=None,
+                      help="run every N seconds instead of the cron schedule")
     p["serve"].add_argument("--port", type=int, default=4200,
                             help="port of the local Prefect server started when "
                                  "PREFECT_API_URL is not set")

@@ -156,6 +156,18 @@ USER_ERRORS = [
     ("empty truth", ["evaluate", "--truth", "{truth}", "--lake", "{lake}"], {},
      "agency,feed,source_key,person_id\n",
      "fusionlake evaluate: {truth}: no rows, so nothing to score against"),
+    ("truth with a short row", ["evaluate", "--truth", "{truth}", "--lake", "{lake}"], {},
+     "agency,feed,source_key,person_id\ncn_mps,suspects,XS1,P1\ncn_mps,suspects\n",
+     "fusionlake evaluate: {truth}: line 3 has no source_key, person_id (every row names "
+     "agency,feed,source_key,person_id); 1 such row(s)"),
+    ("truth without a person", ["evaluate", "--truth", "{truth}", "--lake", "{lake}"], {},
+     "agency,feed,source_key,person_id\ncn_mps,suspects,XS1, \n",
+     "fusionlake evaluate: {truth}: line 2 has no person_id (every row names "
+     "agency,feed,source_key,person_id); 1 such row(s)"),
+    ("serve on a cron and an interval",
+     ["serve", "--cron", "*/5 * * * *", "--interval", "30", "--lake", "{lake}"], {}, None,
+     "fusionlake serve: argument --interval: not allowed with argument --cron (see fusionlake "
+     "serve --help)"),
     ("bad cron", ["serve", "--cron", "every day", "--lake", "{lake}"], {}, None,
      "fusionlake serve: --cron 'every day' is not a cron schedule (five fields: minute hour "
      "day month weekday, e.g. '*/15 * * * *')"),

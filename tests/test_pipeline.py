@@ -85,6 +85,11 @@ def test_pipeline_lifecycle(prefect_harness, lake_uri, drops, tmp_path, capsys):
     assert cli.main(["evaluate", "--lake", lake_uri, "--truth", str(drops / "truth.csv")]) == 0
     f1 = re.search(r"\bf1\s*\S\s*([0-9.]+)", capsys.readouterr().out)
     assert f1 and float(f1.group(1)) > 0.95
+    # a truth file of other drops has nothing to miss: it is refused, not scored a perfect 1.0
+    other = tmp_path / "other-truth.csv"
+    other.write_text("agency,feed,source_key,person_id\nzz,zz,1,P1\n", encoding="utf-8")
+    assert cli.main(["evaluate", "--lake", lake_uri, "--truth", str(other)]) == 2
+    assert "names none of the" in capsys.readouterr().err
 
     # 2. nothing new: a fast no-op that publishes nothing and leaves no report to wade through
     second = pipeline(lake=lake_uri, run_id="run-2")
