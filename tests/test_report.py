@@ -11,11 +11,12 @@ import json
 import re
 from html.parser import HTMLParser
 
+import polars as pl
 import pytest
 from test_severity import HOLD, VN_DROP, _land, _process, _suspect, _suspects_csv, _vn_feed
 
 from fusionlake.cli import main
-from fusionlake.lake import layout
+from fusionlake.lake import layout, zones
 from fusionlake.lake.store import open_store
 from fusionlake.pipeline.report import drop_reports, quarantine_rows
 from fusionlake.pipeline.stage import publish_data_docs
@@ -78,6 +79,13 @@ def test_every_drop_is_counted_including_one_rejected_while_read(lake):
     }
     assert [(f["expectation"], f["success"], f["unexpected_count"])
             for f in reports[1].failed] == [("read_malformed_json", False, 2)]
+    # "checks passed" counts the reader's checks too, as validation_result does: the detainees
+    # read "26/26" above a FAILED read_malformed_json (found by a helper checking the docs)
+    rows = zones.read_validation_results(store)
+    for r in reports[:2]:
+        mine = rows.filter(pl.col("drop_id") == r.drop_id)
+        assert (r.passed, r.expectations) == (int(mine["success"].sum()), mine.height)
+    assert reports[1].passed == reports[1].expectations - 1
     assert reports[2].reason.startswith("broken.csv: is binary")
     assert [(f["column"], f["success"], f["unexpected_count"]) for f in reports[3].failed] == [
         ("sdt", False, 2)]
