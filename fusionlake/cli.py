@@ -147,7 +147,8 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
                      str(f.path)))
     if args.format == "json":
         print(json.dumps([dict(zip(("feed", "formats", "encoding", "key", "override", "source"),
-                                   (r[0], r[1].split(","), *r[2:]), strict=True))
+                                   (r[0], r[1].split(","), r[2], r[3],
+                                    None if r[4] == "-" else r[4], r[5]), strict=True))
                           for r in rows], ensure_ascii=False, indent=1))
     else:
         _print_table(["feed", "format", "encoding", "key", "override", "source"], rows,
@@ -179,11 +180,12 @@ def cmd_feeds_draft(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(str(exc)) from None
     guesses = result.draft.columns
     unsure = [g.name for g in guesses if g.sure == "low"]
+    text = result.text if result.text.endswith("\n") else result.text + "\n"
     if out is None:
-        sys.stdout.write(result.text)
+        sys.stdout.write(text)
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(result.text, encoding="utf-8")
+        out.write_text(text, encoding="utf-8")
     print(f"drafted {args.agency}/{args.feed} from {args.file}: {len(guesses)} columns, "
           f"{sum(g.target != 'ignore' for g in guesses)} mapped"
           + (f", check {', '.join(unsure)}" if unsure else "")

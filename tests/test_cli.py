@@ -250,6 +250,7 @@ def test_feeds_as_json():
     suspects = next(f for f in listed if f["feed"] == "cn_mps/suspects")
     assert (suspects["formats"], suspects["encoding"], suspects["key"]) == (
         ["csv"], "gb18030", "编号")
+    assert suspects["override"] is None  # no steward override: null, not the table's "-"
 
 
 def test_a_closed_pipe_ends_quietly(tmp_path):

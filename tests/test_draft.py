@@ -234,6 +234,7 @@ def test_the_command_line_writes_a_loadable_file_and_refuses_to_overwrite(tmp_pa
     assert cli.main(args) == 0
     written = out / "th_new" / "flights.yaml"
     assert parse_feed(written).source_key == "manifest_id"
+    assert written.read_text(encoding="utf-8").endswith("\n")  # a text file's last line ends
     assert f"wrote {written}" in capsys.readouterr().err
     assert cli.main(args) == cli.EXIT_USER_ERROR  # a steward's review is never overwritten
     assert capsys.readouterr().err.strip() == (
