@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_marts import _person, _rows, own_resolution, scenario
 
-from fusionlake.lake import audit, layout, schema, zones
+from fusionlake.lake import audit, layout, schema, versions, zones
 from fusionlake.lake.feeds import load_feeds
 from fusionlake.lake.ledger import Ledger
 from fusionlake.lake.settings import Settings
@@ -628,9 +628,10 @@ def test_releasability_from_a_column_and_a_sharing_agreement_follow_the_rule(tmp
                     "mm_police": []}
     # th_imm sees record 1 alone of the two that share a passport: no link, no merge history
     assert _q(_mart_path(full, "th_imm"), "SELECT count(*) FROM record_link") == [(0,)]
-    # the rule, table by table; published again first, so that the ledger both sides read says
-    # "published" (the run built its marts while the drop was still "staged")
-    _publish_all(full, tmp_path / "work")
+    # the rule, table by table; resolved and published again in full first, so that the
+    # ledger both sides read says "published" (the run built its marts while the drop was
+    # still "staged", and a run that changes nothing an audience sees keeps its mart)
+    _publish_all(full, tmp_path / "work", options=resolve.Options(full=True))
     _assert_rule(full, tmp_path, AGENCIES)
 
 
@@ -690,3 +691,78 @@ def test_a_row_re_sent_narrower_is_withdrawn_from_the_audiences_it_no_longer_nam
     assert shown("th_imm") == {"S2": ["+95977111333"], "S3": ["+95977111444"]}
     assert shown("mm_police") == {"S1": ["+95977111999"], "S2": ["+95977111333"],
                                   "S3": ["+95977111444"]}
+
+
+@pytest.mark.slow
+def test_a_drop_an_audience_may_not_see_leaves_its_resolution_and_mart_as_they_were(
+        tmp_path, monkeypatch):
+    """Myanmar's police keep a sighting for themselves: Thailand's resolution and mart were
+    made again all the same (a resolution of 0 new records, a mart "updated" with none
+    touched), and the new mart's time, and its cross-agency matches no longer flagged new,
+    told Thailand's analysts that something they may not see had arrived (found by a helper
+    playing the curious analyst; a soak of 40 scheduled runs counted the churn). Now an
+    audience that sees nothing new keeps both, byte for byte; a drop that changes only what its
+    stewards see (its own quarantined rows) republishes its mart with those tables alone; and
+    the next drop it does see is updated in place from the version it kept."""
+    feeds = tmp_path / "feeds" / "mm_police"
+    feeds.mkdir(parents=True)
+    (feeds / "sightings.yaml").write_text(SIGHTINGS, encoding="utf-8")
+    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(feeds.parent))
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+
+    def send(name: str, body: str) -> dict:
+        path = tmp_path / name
+        path.write_text("sid,name,phone,rel\n" + body)
+        deliver(store, "mm_police", "sightings", [path])
+        # a few records: the incremental run is not declined for their share of the lake
+        summary = run(Settings(lake=lake, drop_workers=0, incremental_max_share=0.9))
+        assert not summary.problems, summary.problems
+        return summary.as_json()
+
+    def state(audience: str) -> tuple:
+        mart = marts.latest(store, audience)
+        pointer = versions.read_pointer(store, layout.resolution_prefix(audience))
+        return mart["version"], mart["built_at"], mart["sha256"], pointer
+
+    def keys(audience: str) -> list[str]:
+        con = marts.open_latest(store, audience)
+        try:
+            return [r[0] for r in con.execute(
+                "SELECT source_key FROM entity_record ORDER BY 1").fetchall()]
+        finally:
+            con.close()
+
+    send("a.csv", "S1,TUN TUN NAING,0977111222,\nS2,MYA MYA HLAING,0977111333,\n")
+    thai, myanmar = state("th_imm"), state("mm_police")
+    # a sighting for Myanmar alone: Thailand's resolution and mart stay
+    two = send("b.csv", "S3,KYAW ZIN OO,0977111444,mm_police\n")
+    assert state("th_imm") == thai
+    assert state("mm_police") != myanmar and keys("mm_police") == ["S1", "S2", "S3"]
+    assert "th_imm" not in two["marts"] and "mm_police" in two["marts"]
+    assert two["marts_kept"] == ["th_imm"]  # and the summary says so
+    [mode] = [m for group, m in two["resolve_mode"].items() if "th_imm" in group.split("+")]
+    assert mode["mode"] == "unchanged", two["resolve_mode"]
+    # a drop of Myanmar's whose every row is quarantined: Myanmar's stewards see it in their
+    # mart, republished with its stewards' tables alone; Thailand's sees nothing of it
+    myanmar = state("mm_police")
+    three = send("c.csv", "S9,,0977111555,\n")
+    assert state("th_imm") == thai and state("mm_police") != myanmar
+    build = three["mart_builds"]["mm_police"]
+    assert build["mode"] == "updated" and build["why"].startswith("its stewards' tables only")
+    con = marts.open_latest(store, "mm_police")
+    try:
+        assert con.execute("SELECT count(*) FROM quarantine").fetchall() == [(1,)]
+    finally:
+        con.close()
+    # the next sighting Thailand sees updates its mart in place from the version it kept
+    four = send("d.csv", "S4,AUNG KO,0977111666,\n")
+    assert keys("th_imm") == ["S1", "S2", "S4"]
+    assert four["mart_builds"]["th_imm"]["why"].endswith(f"version {thai[0]}"), four
+    con = marts.open_latest(store, "th_imm")
+    try:
+        [(shown,)] = con.execute("SELECT resolution_version FROM mart_info").fetchall()
+    finally:
+        con.close()
+    assert versions.read_pointer(store, layout.resolution_prefix("th_imm"))[
+        "version"] == shown

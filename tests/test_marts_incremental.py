@@ -362,8 +362,14 @@ def test_each_reason_to_rebuild_is_reported(scenario, tmp_path, monkeypatch):
     full = _publish(store, scenario, r2, pointers, tmp_path / "a", full=True)
     assert (full["mode"], full["why"]) == (
         "rebuilt", "a full build was asked for (fusionlake run --full)")
-    # the published mart now holds R2, not the version the delta is relative to
-    stale = _publish(store, scenario, r2, pointers, tmp_path / "b")
+    # the published mart now holds R2 itself, which stands: nothing of it to update, and its
+    # stewards' tables are as they were: the version is kept (marts.stands, marts.KEPT)
+    shown = marts.latest(store, "all")["version"]
+    assert _publish(store, scenario, r2, pointers, tmp_path / "b") == full
+    assert marts.latest(store, "all")["version"] == shown
+    # a resolution after R2 whose delta is relative to the version before it
+    later = {"all": {**pointers["all"], "version": "later"}}
+    stale = _publish(store, scenario, r2, later, tmp_path / "b2")
     assert (stale["mode"], stale["why"]) == (
         "rebuilt", f"the published mart holds resolution {pointers['all']['version']}, the "
                    f"delta is relative to {since}")

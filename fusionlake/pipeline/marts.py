@@ -283,6 +283,11 @@ class MartBuild:
     records_touched: int | None = None
 
 
+#: How a mart is "made" when nothing it may see changed: the published version stays (a new
+#: one would tell its analysts, by its time alone, that another agency delivered something).
+KEPT = MartBuild("kept", "nothing it may see changed since it was published", 0.0)
+
+
 @dataclass(frozen=True)
 class SavedQuery:
     """One analyst query of ``sql/queries``: its name (file stem), question and SQL."""
@@ -915,6 +920,9 @@ def build_and_publish(
             if isinstance(made[name], MartError):
                 continue
             stats, build = made[name]
+            if stats is None:  # KEPT: the published version stays
+                progress.info("publish: mart %s kept (%s)", name, build.why)
+                continue
             page = dictionary_page(paths[name], stats.built_at) if name == ALL else None
             # the build or update has just run the checks on this file: not again
             published[name] = publish(store, name, paths[name], retention=retention,
@@ -932,7 +940,7 @@ def build_and_publish(
             raise failed[0]
 
     each(builds, one_build, Slots(workers))
-    return {name: published[name] for name in names}
+    return {name: published[name] for name in names if name in published}
 
 
 class _Inputs:
@@ -1054,7 +1062,24 @@ def _build_or_update(store: ObjectStore, group: list[str], paths: dict[str, Path
                 if why is not None:
                     why = why if len(group) == 1 else f"{name}'s mart: {why}"
                     break
-            if why is None:
+            standing = [stands(latest(store, name), pointers.get(name)) for name in group]
+            if why is None and any(standing) and not all(standing):
+                why = ("some marts of the group show its resolution, others an earlier one: "
+                       "rebuilt")
+            if why is None and all(standing):
+                try:
+                    since = {name: latest(store, name)["version"] for name in group}
+                    done = _refresh([(audience[name], paths[name], copies[name], options[name])
+                                     for name in group], inputs.stewards, **shared)
+                    seconds = time.perf_counter() - t0
+                    return {name: (None, KEPT) if stats is None else (stats, MartBuild(
+                        "updated", f"its stewards' tables only, in place from version "
+                        f"{since[name]}: nothing else it may see changed", seconds, 0))
+                        for name, stats in zip(group, done, strict=True)}
+                except MartError as exc:
+                    why = (f"the update of its stewards' tables failed "
+                           f"({str(exc).splitlines()[0]}): rebuilt instead")
+            elif why is None:
                 try:
                     delta = _conformed({DELTA: resolution[DELTA]},
                                        {DELTA: schema.RESOLUTION_TABLES[DELTA]},
@@ -1100,6 +1125,14 @@ def _build_or_update(store: ObjectStore, group: list[str], paths: dict[str, Path
             seconds)) for name, stats in built.items()}
 
 
+def stands(published: dict | None, pointer: dict | None) -> bool:
+    """Whether the published mart (its LATEST) shows the audience's current resolution (its
+    ``pointer``): a run that found nothing this audience may see added, removed or decided on
+    kept its resolution (fusionlake.pipeline.resolve.plan), and the mart shows it already."""
+    shown = (published or {}).get("resolution_version")
+    return shown is not None and shown == (pointer or {}).get("version")
+
+
 def update_plan(store: ObjectStore, audience: str, pointer: dict | None, delta,
                 copy: Path, *, full: bool = False, sql_dir: Path = MART_SQL_DIR,
                 hub_min: int | None = None) -> str | None:
@@ -1111,15 +1144,19 @@ def update_plan(store: ObjectStore, audience: str, pointer: dict | None, delta,
     with the same rules and hub threshold (mart_info.resolution_version, rules_sha256 and
     hub_min; ``hub_min`` None is the resolver's, as for a build), and no full build was asked
     for: the update keeps the rows of the links between untouched entities, hub flag included.
+    It can too when the mart shows the current resolution (:func:`stands`): then only its
+    stewards' tables may have changed (:func:`_refresh`).
     """
     if full:
         return "a full build was asked for (fusionlake run --full)"
-    if delta is None:
-        return "the resolution was full (no resolution_delta): every row may have changed"
-    since = (pointer or {}).get("incremental_of")
-    if not since:
-        return "the resolution names no version it is an increment of (no incremental_of)"
     published = latest(store, audience)
+    since = (pointer or {}).get("incremental_of")
+    if stands(published, pointer):
+        since = pointer["version"]  # its resolution stands: nothing of it to update
+    elif delta is None:
+        return "the resolution was full (no resolution_delta): every row may have changed"
+    elif not since:
+        return "the resolution names no version it is an increment of (no incremental_of)"
     if published is None:
         return "no mart published yet"
     try:
@@ -1196,6 +1233,75 @@ def update_steps(sql_dir: Path = MART_SQL_DIR) -> list[Path]:
     if not steps:
         raise MartError(f"no in-place update steps in {Path(sql_dir) / UPDATE_DIR}")
     return steps
+
+
+def _refresh(targets: list[tuple[str | None, Path, Path, dict]], stewards: dict[str, Input],
+             *, hub_min: int | None = None, threads: int | None = None,
+             memory_limit: str | None = None, sql_dir: Path = MART_SQL_DIR,
+             ) -> list[MartStats | None]:
+    """Marts that show their audience's current resolution (:func:`stands`): each private copy
+    (``targets`` as for :func:`_update`) gets its audience steps again, over the stewards'
+    tables as they are now. Returns each one's stats, or None where its stewards' tables came
+    out as the published mart has them (:func:`_stewards_seen`): nothing is published then.
+    The copy keeps its previous_built_at: what its analysts saw as new is still what is new.
+    """
+    started = time.perf_counter()
+    built_at = datetime.now(UTC)
+    steps = [step for step in mart_steps(sql_dir) if _is_audience_step(step)]
+    out: list[MartStats | None] = []
+    for audience, path, previous, options in targets:
+        name = _audience_name(audience)
+        con = duckdb.connect(str(previous))
+        try:
+            before = _stewards_seen(con)
+            [(shown_since,)] = con.execute("SELECT previous_built_at FROM mart_info").fetchall()
+            _prepare(con, audience, built_at, previous_built_at=shown_since, hub_min=hub_min,
+                     threads=threads, memory_limit=memory_limit, sql_dir=sql_dir,
+                     resolution_version=options.get("resolution_version"))
+            for table, source in stewards.items():
+                _register(con, f"in_{table}", source)
+            seconds = _run_steps(con, steps)
+            if _stewards_seen(con) == before:
+                out.append(None)
+                continue
+            failed = check_mart(con)
+            if failed:
+                raise MartCheckError(failed, where=f"mart for audience {name}, its stewards' "
+                                     "tables updated")
+            table_rows = _table_rows(con)
+            con.execute("CHECKPOINT")
+        except duckdb.Error as exc:
+            raise MartError(f"update of the {name} mart's stewards' tables failed: {exc}"
+                            ) from exc
+        finally:
+            con.close()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(previous, path)
+        Path(f"{previous}.wal").unlink(missing_ok=True)
+        out.append(MartStats(path=path, audience=name, built_at=built_at,
+                             seconds=time.perf_counter() - started, step_seconds=seconds,
+                             table_rows=table_rows, size_bytes=path.stat().st_size))
+    return out
+
+
+#: The stewards' tables of a mart as its analysts see them, for :func:`_refresh`: a drop's move
+#: from staged to published (made after the mart that shows it was built) is no change.
+_STEWARDS_SEEN = {
+    "drop_ledger": "SELECT drop_id, agency, feed, file_name, sha256, size, received_at, "
+                   "CASE WHEN state IN ('staged', 'published') THEN 'in' ELSE state END, "
+                   "CASE WHEN state IN ('staged', 'published') THEN NULL ELSE reason END "
+                   "FROM drop_ledger",
+    "validation_result": "FROM validation_result",
+    "quarantine": "FROM quarantine",
+    "audit_log": "FROM audit_log",
+}
+
+
+def _stewards_seen(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    """A digest of each of the stewards' tables of the mart ``con`` is on (rows in any order)."""
+    return [con.execute(f"SELECT count(*), md5(coalesce(string_agg(CAST(t AS VARCHAR), "
+                        f"chr(10) ORDER BY CAST(t AS VARCHAR)), '')) FROM ({sql}) AS t"
+                        ).fetchall()[0] for sql in _STEWARDS_SEEN.values()]
 
 
 def _update(targets: list[tuple[str | None, Path, Path, dict]], tables: dict[str, Input],

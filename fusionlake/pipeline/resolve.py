@@ -225,6 +225,8 @@ def resolve_audiences(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id
             store, visible, run_id, retention, audience=group[0], options=options, slots=slots,
             decisions=decisions)
         for other in group[1:]:
+            if mode["mode"] == "unchanged" and other not in differ:
+                continue  # a copy of the leader's resolution, which stands
             if other in copies:
                 zones.copy_resolution(store, group[0], version, run_id, retention,
                                       audience=other)
@@ -311,6 +313,8 @@ def read_state(store: ObjectStore, audience: str, version: str, work_dir: Path) 
 
 
 STATE_FILE = "state.json"
+#: Why an audience keeps its resolution (plan: "unchanged").
+UNCHANGED = "no record it sees was added, removed or decided on since: its resolution stands"
 DECISION_COLUMNS = {"record_id_l": pl.String, "record_id_r": pl.String,
                     "decision": pl.String}
 
@@ -395,10 +399,15 @@ def settings_fingerprint() -> str:
 
 
 def plan(store: ObjectStore, visible: dict[str, pl.LazyFrame], audience: str,
-         options: Options, work_dir: Path) -> tuple[str, Any]:
-    """Incremental or full, and why: ``("incremental", (kept, new_ids))`` or
-    ``("full", reason)``.
+         options: Options, work_dir: Path, decisions: pl.DataFrame | None = None,
+         ) -> tuple[str, Any]:
+    """Unchanged, incremental or full, and why: ``("unchanged", version)``,
+    ``("incremental", (kept, new_ids))`` or ``("full", reason)``.
 
+    Unchanged when the audience sees exactly the records its current resolution resolved, the
+    steward ``decisions`` on them are the ones it applied, under the same resolution settings,
+    and ``--full`` was not asked for: another agency's drop it may not see must not make it a
+    new resolution (or a new mart, whose time would tell it that something arrived).
     Incremental when a previous resolution of this audience has its kept state, kept under the
     same resolution settings, no record was
     removed since (a superseded or withdrawn row changes old pairs), the new records are at
@@ -410,8 +419,11 @@ def plan(store: ObjectStore, visible: dict[str, pl.LazyFrame], audience: str,
     pointer = versions.read_pointer(store, layout.resolution_prefix(audience))
     if pointer is None:
         return "full", "the first resolution of this audience"
+    if decisions is not None and _unchanged(store, visible, audience, pointer, decisions,
+                                            work_dir):
+        return "unchanged", pointer["version"]
     try:
-        kept = read_state(store, audience, pointer["version"], work_dir)
+        kept = read_state(store, *_state_of(audience, pointer), work_dir)
     except StateError as exc:
         return "full", f"{exc}: resolved in full, and the state kept anew"
     if kept.info.get("settings") != settings_fingerprint():
@@ -441,6 +453,38 @@ def plan(store: ObjectStore, visible: dict[str, pl.LazyFrame], audience: str,
     return "incremental", (kept, new_ids)
 
 
+def _state_of(audience: str, pointer: dict) -> tuple[str, str]:
+    """Whose kept state an audience's current resolution has: its own, or, for a copy of the
+    resolution of an audience that saw the same rows (resolve_audiences), that one's."""
+    origin, version = (pointer.get("resolved_as")
+                       or f"{audience}/{pointer['version']}").rsplit("/", 1)
+    return origin, version
+
+
+def _unchanged(store: ObjectStore, visible: dict[str, pl.LazyFrame], audience: str,
+               pointer: dict, decisions: pl.DataFrame, work_dir: Path) -> bool:
+    """Whether the current resolution of ``audience`` (its ``pointer``) resolved exactly the
+    ``visible`` records, with the standing ``decisions`` on them, under today's resolution
+    settings (the kept state of the resolution it is, or is a copy of, says which it applied).
+    """
+    origin, version = _state_of(audience, pointer)
+    try:
+        info = json.loads(store.get(layout.resolution_state_key(origin, version, STATE_FILE)))
+    except (NotFound, ValueError):
+        return False
+    keys = zones.resolution_objects(store, audience) or {}
+    if (info.get("resolution_version") != version or info.get("settings") != settings_fingerprint()
+            or "entity_record" not in keys):
+        return False
+    staged = visible["person_record"].select("record_id").collect()
+    before = zones.scan_objects(store, [keys["entity_record"]], "entity_record",
+                                work_dir).select("record_id").collect()
+    if staged.height != before.height or staged.join(before, on="record_id", how="anti").height:
+        return False
+    applied = pl.DataFrame(info.get("decisions") or [], schema=DECISION_COLUMNS, orient="row")
+    return _standing(decisions, staged["record_id"]).equals(applied)
+
+
 def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame | pl.LazyFrame],
                  run_id: str, retention: int = Settings.resolution_retention,
                  audience: str = ALL, options: Options | None = None, slots: Slots = ALONE,
@@ -463,7 +507,11 @@ def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame | pl.LazyFra
         decisions = zones.read_decisions(store)
     with tempfile.TemporaryDirectory(prefix="fusionlake-state-") as tmp:
         with slots.one():  # planning and an incremental resolution are small work
-            mode, detail = plan(store, scans, audience, options, Path(tmp))
+            mode, detail = plan(store, scans, audience, options, Path(tmp), decisions)
+            if mode == "unchanged":
+                _log("unchanged", f"{audience}: {UNCHANGED}")
+                return (_Stats({"new cross-agency matches": 0}), None, detail,
+                        {"mode": "unchanged", "why": UNCHANGED})
             if mode == "incremental":
                 kept, new_ids = detail
                 try:

@@ -790,10 +790,11 @@ def publish_once(lake: str, feeds_path: list[str], scans: dict, superseded: set[
     ledger = Ledger(store)
     published = publish.publish_marts(store, ledger, load_feeds(feeds_path), retention, scans,
                                       full=full, workers=workers, release=release)
+    # the all-agencies mart is kept when nothing in the lake changed but the states of drops
+    shown = published.get("all") or (marts.latest(store, "all") or {}).get("version")
     for e in ledger.entries():
         if e.state == DropState.STAGED and e.drop_id not in superseded:
-            ledger.record(e.drop_id, DropState.PUBLISHED, f"in marts {published['all']}",
-                          run_id)
+            ledger.record(e.drop_id, DropState.PUBLISHED, f"in marts {shown}", run_id)
     store.put(layout.MARTS_FINGERPRINT, json.dumps(
         {"fingerprint": inputs, "run_id": run_id}).encode())
     return published
@@ -807,6 +808,8 @@ def publish_marts(r: Run, scans: dict, superseded: set[str],
             scans=scans, superseded=superseded, retention=r.settings.mart_retention,
             run_id=r.run_id, full=r.settings.full, workers=r.settings.group_workers,
             inputs=r.inputs, release=release)
+        groups = r.summary.resolution_stats.get("audience groups") or []
+        r.summary.marts_kept = sorted({a for g in groups for a in g} - set(r.summary.marts))
         r.summary.fill_from_marts(r.store)
 
 

@@ -47,6 +47,8 @@ class RunSummary:
     mart_figures: dict[str, int] = field(default_factory=dict)
     # per published mart: updated in place or rebuilt, and why (see mart_builds)
     mart_builds: dict[str, dict] = field(default_factory=dict)
+    # audiences whose marts a publish left as they were (fusionlake.pipeline.marts.KEPT)
+    marts_kept: list[str] = field(default_factory=list)
     noop: bool = False
 
     def stage(self, name: str, started: float) -> None:
@@ -112,6 +114,7 @@ class RunSummary:
                        "seconds": round(d.seconds, 3), "reason": d.reason,
                        "warnings": list(d.warnings)} for d in self.drops],
             "marts": {a: f"marts/{a}/{v}/fusion.duckdb" for a, v in self.marts.items()},
+            "marts_kept": list(self.marts_kept),
             "mart_builds": dict(self.mart_builds),
             "data_docs": self.data_docs,
             "problems": list(self.problems),
@@ -168,6 +171,9 @@ class RunSummary:
                       f"{mart_build_note(self.mart_builds.get(a))}" for a, v in self.marts.items()]
             lines += ["", f"Query: `fusionlake sql \"select * from entity limit 10\"{lake}`",
                       ""]
+        if self.marts_kept:
+            lines += [f"Marts kept as they were (nothing their audiences may see changed): "
+                      f"{', '.join(f'`{a}`' for a in self.marts_kept)}", ""]
         if self.data_docs and "://" in self.data_docs:  # no browser opens s3:// URLs
             lines += ["Validation reports (Data Docs): in the lake; open them with "
                       f"`fusionlake docs --serve 8000{lake}` or "
