@@ -180,12 +180,11 @@ def cmd_feeds_draft(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(str(exc)) from None
     guesses = result.draft.columns
     unsure = [g.name for g in guesses if g.sure == "low"]
-    text = result.text if result.text.endswith("\n") else result.text + "\n"
     if out is None:
-        sys.stdout.write(text)
+        sys.stdout.write(result.text)
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        out.write_text(result.text, encoding="utf-8")
     print(f"drafted {args.agency}/{args.feed} from {args.file}: {len(guesses)} columns, "
           f"{sum(g.target != 'ignore' for g in guesses)} mapped"
           + (f", check {', '.join(unsure)}" if unsure else "")
@@ -625,9 +624,12 @@ def cmd_decide(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _record_ids(store: ObjectStore) -> set[str] | None:
-    """The records of the latest resolution, or None before the first."""
-    known = zones.read_resolution(store)
-    return None if known is None else set(known["entity_record"]["record_id"].to_list())
+    """The records of the latest resolution, or None before the first (its entity_record's
+    record_id column alone: the whole resolution is hundreds of MB at a million people)."""
+    keys = zones.resolution_keys(store)
+    if keys is None:
+        return None
+    return set(zones.read_frame(store, keys["entity_record"], ["record_id"])["record_id"])
 
 
 def _decision_status(history: pl.DataFrame, ids: set[str] | None = None) -> list[str]:

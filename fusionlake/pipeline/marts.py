@@ -1062,13 +1062,14 @@ def _build_or_update(store: ObjectStore, group: list[str], paths: dict[str, Path
                 if why is not None:
                     why = why if len(group) == 1 else f"{name}'s mart: {why}"
                     break
-            standing = [stands(latest(store, name), pointers.get(name)) for name in group]
+            shown = {name: latest(store, name) for name in group}
+            standing = [stands(shown[name], pointers.get(name)) for name in group]
             if why is None and any(standing) and not all(standing):
                 why = ("some marts of the group show its resolution, others an earlier one: "
                        "rebuilt")
             if why is None and all(standing):
                 try:
-                    since = {name: latest(store, name)["version"] for name in group}
+                    since = {name: shown[name]["version"] for name in group}
                     done = _refresh([(audience[name], paths[name], copies[name], options[name])
                                      for name in group], inputs.stewards, **shared)
                     seconds = time.perf_counter() - t0

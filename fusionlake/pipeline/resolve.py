@@ -419,8 +419,18 @@ def plan(store: ObjectStore, visible: dict[str, pl.LazyFrame], audience: str,
     pointer = versions.read_pointer(store, layout.resolution_prefix(audience))
     if pointer is None:
         return "full", "the first resolution of this audience"
-    if decisions is not None and _unchanged(store, visible, audience, pointer, decisions,
-                                            work_dir):
+    keys = zones.resolution_objects(store, audience) or {}
+
+    @functools.cache
+    def ids() -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The records visible now, and those the current resolution resolved: read once."""
+        staged = visible["person_record"].select("record_id").collect()
+        before = zones.scan_objects(store, [keys["entity_record"]], "entity_record",
+                                    work_dir).select("record_id").collect()
+        return staged, before
+
+    if (decisions is not None and "entity_record" in keys
+            and _unchanged(store, audience, pointer, decisions, *ids())):
         return "unchanged", pointer["version"]
     try:
         kept = read_state(store, *_state_of(audience, pointer), work_dir)
@@ -433,14 +443,11 @@ def plan(store: ObjectStore, visible: dict[str, pl.LazyFrame], audience: str,
     if runs >= options.full_every:
         return "full", (f"{runs} runs since the model was trained "
                         f"(FUSIONLAKE_FULL_EVERY={options.full_every}): trained again")
-    keys = zones.resolution_objects(store, audience) or {}
     lacking = [t for t in INCREMENTAL_TABLES if t not in keys]
     if lacking:
         return "full", (f"the previous resolution has no {', '.join(lacking)} (written by an "
                         "older fusionlake): resolved in full once")
-    staged = visible["person_record"].select("record_id").collect()
-    before = zones.scan_objects(store, [keys["entity_record"]], "entity_record",
-                                work_dir).select("record_id").collect()
+    staged, before = ids()
     # anti joins: hashing millions of ids for is_in costs several times more
     removed = before.join(staged, on="record_id", how="anti").height
     if removed:
@@ -461,24 +468,20 @@ def _state_of(audience: str, pointer: dict) -> tuple[str, str]:
     return origin, version
 
 
-def _unchanged(store: ObjectStore, visible: dict[str, pl.LazyFrame], audience: str,
-               pointer: dict, decisions: pl.DataFrame, work_dir: Path) -> bool:
-    """Whether the current resolution of ``audience`` (its ``pointer``) resolved exactly the
-    ``visible`` records, with the standing ``decisions`` on them, under today's resolution
-    settings (the kept state of the resolution it is, or is a copy of, says which it applied).
+def _unchanged(store: ObjectStore, audience: str, pointer: dict, decisions: pl.DataFrame,
+               staged: pl.DataFrame, before: pl.DataFrame) -> bool:
+    """Whether the current resolution of ``audience`` (its ``pointer``), which resolved the
+    records ``before``, resolved exactly the ``staged`` ones visible now, with the standing
+    ``decisions`` on them, under today's resolution settings (the kept state of the resolution
+    it is, or is a copy of, says which it applied).
     """
     origin, version = _state_of(audience, pointer)
     try:
         info = json.loads(store.get(layout.resolution_state_key(origin, version, STATE_FILE)))
     except (NotFound, ValueError):
         return False
-    keys = zones.resolution_objects(store, audience) or {}
-    if (info.get("resolution_version") != version or info.get("settings") != settings_fingerprint()
-            or "entity_record" not in keys):
+    if info.get("resolution_version") != version or info.get("settings") != settings_fingerprint():
         return False
-    staged = visible["person_record"].select("record_id").collect()
-    before = zones.scan_objects(store, [keys["entity_record"]], "entity_record",
-                                work_dir).select("record_id").collect()
     if staged.height != before.height or staged.join(before, on="record_id", how="anti").height:
         return False
     applied = pl.DataFrame(info.get("decisions") or [], schema=DECISION_COLUMNS, orient="row")
