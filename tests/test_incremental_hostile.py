@@ -179,6 +179,45 @@ def test_a_follow_up_run_at_15_percent_faults_ends_as_on_a_clean_store(
     _assert_same(_marts(store), _marts(clean))
 
 
+def test_a_drop_only_its_sender_may_see_leaves_the_other_marts_through_15_percent_faults(
+        scenario, s3_endpoint, s3_bucket, fault_proxy, monkeypatch, tmp_path):
+    """The flaky store and the curious analyst at once: fraud reports only China's police may
+    see, run on an S3 lake through 15% faults. Thailand's and Myanmar's resolutions and marts
+    stay as they were (a new version would tell their analysts, by its time, that something
+    arrived); China's and the task force's show the new reports."""
+    uri = f"s3://{s3_bucket}/lake"
+    store = open_store(uri)
+    _copy(open_store(str(scenario[3])), store)
+    [source] = (scenario[0] / "cn_mps" / "fraud_reports").iterdir()
+    header, *rows = source.read_bytes().split(b"\n")
+    hidden = tmp_path / "fraud_reports_more.csv"  # five new cases (other case numbers)
+    hidden.write_bytes(b"\n".join([header, *(r.replace(b"BA", b"BZ", 1) for r in rows[:5])])
+                       + b"\n")
+    others = ("th_imm", "mm_police")
+    before = {a: (marts.latest(store, a), _pointer(store, a)) for a in others}
+    deliver(store, "cn_mps", "fraud_reports", [hidden])
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", fault_proxy.url)  # every client of the run
+    fault_proxy.rate = 0.15
+    summary = run(Settings(lake=uri))
+    injected = sum(fault_proxy.counts.values())
+    fault_proxy.rate = 0.0
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)  # straight to moto from here on
+    assert injected > 5, fault_proxy.counts
+
+    assert not summary.problems, summary.problems
+    assert sorted(summary.marts_kept) == sorted(others)
+    assert {a: (marts.latest(store, a), _pointer(store, a)) for a in others} == before
+    for audience, seen in (("cn_mps", 5), ("all", 5), ("th_imm", 0)):
+        con = marts.open_latest(store, audience)
+        try:
+            [(n,)] = con.execute("SELECT count(*) FROM entity_record WHERE feed = "
+                                 "'fraud_reports' AND source_key LIKE 'BZ%'").fetchall()
+        finally:
+            con.close()
+        assert n == seen, (audience, n)
+
+
 def _steward_strings(store, audience: str) -> set[str]:
     """The texts of an audience's stewards' tables (quarantined rows and their reasons, drop
     file names and reasons, the audit trail), as its mart's SQL shows them."""
