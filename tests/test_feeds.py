@@ -382,6 +382,9 @@ columns:
     (path.parent / "sharing.yaml").write_text(
         "agency: xx_police\ndefault: [aa_police]\nfeeds:\n  list: [yy_police]\n",
         encoding="utf-8")
+    for receiver in ("yy_police", "zz_police"):  # agencies that send no feed
+        (tmp_path / receiver).mkdir()
+        (tmp_path / receiver / "sharing.yaml").write_text(f"agency: {receiver}\n")
     feedset = load_feeds([str(tmp_path)])
     assert not feedset.errors  # the agreement is no feed file
     feed = feedset.feeds["xx_police/list"]
@@ -456,3 +459,59 @@ def test_fusionlake_feeds_reports_a_broken_suite_override(tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert err.startswith(f"error: {override}: change[0] (expect_column_values_to_be_unique on "
                           "name): the compiled suite has no such expectation; it has: ")
+
+
+def test_a_feed_releasing_to_an_agency_nobody_declared_is_refused(tmp_path):
+    """``releasable_to: [.., cn_msp]`` for cn_mps: the rows would be withheld from the agency
+    meant and a mart published for one that does not exist. The feed does not load, with its
+    file, key and the known agencies; an agency that only receives is declared by its sharing
+    agreement, and a cap naming anyone is no error (it can only narrow)."""
+    typo = _write(tmp_path, "kh_imm", "arrests", GOOD.replace("xx_police", "kh_imm").replace(
+        "releasable_to: [kh_imm]", "releasable_to: [kh_imm, la_police, cn_msp, vn_mps]"))
+    _write(tmp_path, "la_police", "arrests", GOOD.replace("xx_police", "la_police"))
+    (tmp_path / "vn_mps").mkdir()
+    (tmp_path / "vn_mps" / "sharing.yaml").write_text("agency: vn_mps\ndefault: [zz_nobody]\n")
+    feedset = load_feeds([str(tmp_path)])
+    assert "kh_imm/arrests" not in feedset.feeds
+    assert "la_police/arrests" in feedset.feeds
+    [error] = [e for e in feedset.errors if e.path == typo]
+    assert error.key == "releasable_to"
+    assert str(error).startswith(f"{typo}: key 'releasable_to': names 'cn_msp', which is no "
+                                 "agency of these feeds (the agencies: cn_mps, ")
+    assert "la_police" in str(error) and "vn_mps" in str(error)  # known, and not named as bad
+    assert "'la_police'" not in str(error) and "'vn_mps'" not in str(error)
+    assert "feeds/<agency>/sharing.yaml" in str(error)
+
+    typo.write_text(typo.read_text().replace(", cn_msp", ""))
+    feedset = load_feeds([str(tmp_path)])
+    assert feedset.errors == []
+    assert feedset.feeds["kh_imm/arrests"].releasable_to == ["kh_imm", "la_police", "vn_mps"]
+
+
+def test_a_rows_own_releasable_to_naming_an_unknown_agency_is_not_released_to_it(tmp_path):
+    """A row's ``releasable_to`` cell is data, so a typo there cannot refuse the feed: the id
+    nobody declared is left out of the row's audiences (no mart is made for it) and the
+    person's normalise_notes say so; the known ids and the sender stay."""
+    _write(tmp_path, "xx_police", "list", """\
+agency: xx_police
+feed: list
+format: csv
+source_key: id
+record: person
+columns:
+  id:    {to: source_key}
+  name:  {to: person.name}
+  share: {to: releasable_to, split: "|"}
+""")
+    from transforms.canonical import to_canonical
+
+    _write(tmp_path, "yy_police", "arrests", GOOD.replace("xx_police", "yy_police"))
+    feed = load_feeds([str(tmp_path)]).feeds["xx_police/list"]
+    frame = pl.DataFrame({"id": ["1", "2", "3"], "name": ["A B", "C D", "E F"],
+                          "share": ["YY_police| cn_msp|zz_x", "yy_police", None],
+                          "source_row": [1, 2, 3]})
+    person = to_canonical(frame, feed, "d1")["person_record"]
+    assert person["releasable_to"].to_list() == [
+        ["xx_police", "yy_police"], ["xx_police", "yy_police"], ["xx_police"]]
+    assert person["normalise_notes"].to_list() == [
+        "share: not released to cn_msp, zz_x, no agency of these feeds", None, None]

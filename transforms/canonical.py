@@ -101,16 +101,41 @@ def _releasable_to(feed: FeedLike, spec: tuple[str, dict] | None) -> pl.Expr:
     if spec is None:
         return default
     column, options = spec
-    ids = (pl.col(column).cast(pl.String).str.to_lowercase()
-           .str.split(options.get("split", ","))
-           .list.eval(pl.element().str.strip_chars())
-           .list.eval(pl.element().filter(pl.element().str.len_chars() > 0)))
+    ids = _releasable_ids(column, options)
     chosen = pl.when(ids.list.len() > 0).then(ids).otherwise(default)
     chosen = chosen.list.concat(pl.lit([feed.agency], dtype=pl.List(pl.String)))
     limit = getattr(feed, "share_limit", None)
     if limit is not None:
         chosen = chosen.list.set_intersection(pl.lit(list(limit), dtype=pl.List(pl.String)))
+    known = getattr(feed, "agencies", None)
+    if known is not None:  # an id no feed set knows is a typo: withheld, not a new audience
+        chosen = chosen.list.set_intersection(pl.lit(sorted(known), dtype=pl.List(pl.String)))
     return chosen.list.unique().list.sort()
+
+
+def _releasable_ids(column: str, options: dict) -> pl.Expr:
+    """The agency ids a row's own ``releasable_to`` cell names (lower case, blanks left out)."""
+    return (pl.col(column).cast(pl.String).str.to_lowercase()
+            .str.split(options.get("split", ","))
+            .list.eval(pl.element().str.strip_chars())
+            .list.eval(pl.element().filter(pl.element().str.len_chars() > 0)))
+
+
+def _releasable_note(frame: pl.DataFrame, feed: FeedLike,
+                     spec: tuple[str, dict] | None) -> pl.Series | None:
+    """Per row, the agency ids its ``releasable_to`` cell names that no feed or sharing
+    agreement declares, which :func:`_releasable_to` left out: for the steward to see."""
+    known = getattr(feed, "agencies", None)
+    if spec is None or known is None:
+        return None
+    column, options = spec
+    unknown = _releasable_ids(column, options).list.set_difference(
+        pl.lit(sorted(known), dtype=pl.List(pl.String))).list.unique().list.sort()
+    return frame.select(
+        pl.when(unknown.list.len() > 0)
+        .then(pl.lit(f"{column}: not released to ") + unknown.list.join(", ")
+              + pl.lit(", no agency of these feeds"))
+        .alias("note")).to_series()
 
 
 def _clean(s: pl.Series) -> pl.Series:
@@ -398,6 +423,9 @@ def to_canonical(frame: pl.DataFrame, feed: FeedLike, drop_id: str) -> dict[str,
         _releasable_to(feed, plan.one("releasable_to")).alias("releasable_to"),
     )
     notes: list[pl.Series] = []
+    release_note = _releasable_note(frame, feed, plan.one("releasable_to"))
+    if release_note is not None:
+        notes.append(release_note)
 
     nat_spec = plan.one("person.nationality")
     nationality: pl.Series | None

@@ -395,6 +395,9 @@ class Feed:
     #: The most any row of the feed may be released to (the agency's sharing agreement, with
     #: the agency itself); None when no agreement narrows the feed.
     share_limit: list[str] | None = field(default=None)
+    #: Every agency of the feed set it was loaded with (a feed or a sharing agreement): a row's
+    #: own ``releasable_to`` naming any other is not released to it (canonical._releasable_to).
+    agencies: frozenset[str] | None = field(default=None)
 
     @property
     def name(self) -> str:
@@ -695,6 +698,8 @@ def load_feeds(extra_paths: list[str] | None = None) -> FeedSet:
                                             f"{out.feeds[feed.name].path}"))
                 continue
             out.feeds[feed.name] = feed
+    agencies = {feed.agency for feed in out.feeds.values()}
+    declared = {name: feed.releasable_to for name, feed in out.feeds.items()}
     for folder in folders:  # agreements narrow the feeds of their agency, wherever defined
         for path in sorted(folder.glob(f"*/{SHARING_FILE}")) if folder.is_dir() else []:
             try:
@@ -702,10 +707,37 @@ def load_feeds(extra_paths: list[str] | None = None) -> FeedSet:
             except FeedError as exc:
                 out.errors.append(exc)
                 continue
+            agencies.add(agreement.agency)
             for name, feed in out.feeds.items():
                 if feed.agency == agreement.agency:
                     out.feeds[name] = _apply_sharing(feed, agreement)
+    _refuse_unknown_agencies(out, declared, agencies)
+    out.feeds = {name: replace(feed, agencies=frozenset(agencies))
+                 for name, feed in out.feeds.items()}
     return out
+
+
+def _refuse_unknown_agencies(feedset: FeedSet, declared: dict[str, list[str]],
+                             agencies: set[str]) -> None:
+    """Take out of ``feedset`` each feed whose ``releasable_to`` (``declared``: as its file
+    says, before an agreement narrows it) names an agency that has no feed and no sharing
+    agreement: most likely a typo (``cn_msp`` for ``cn_mps``), which would
+    withhold the rows from the agency meant and publish a mart for one that does not exist. An
+    agency that receives rows but sends none is declared by its agreement,
+    ``feeds/<agency>/sharing.yaml`` (docs/feeds.md)."""
+    for name, feed in list(feedset.feeds.items()):
+        unknown = sorted(set(declared[name]) - agencies)
+        if unknown:
+            del feedset.feeds[name]
+            feedset.errors.append(
+                FeedError(feed.path, "releasable_to", _unknown(unknown, agencies)))
+
+
+def _unknown(unknown: list[str], agencies: set[str]) -> str:
+    names = ", ".join(repr(a) for a in unknown)
+    return (f"names {names}, which is no agency of these feeds (the agencies: "
+            f"{', '.join(sorted(agencies))}): a typo? An agency that receives rows but sends "
+            f"no feed is declared by its sharing agreement, feeds/<agency>/{SHARING_FILE}")
 
 
 __all__ = [
