@@ -688,8 +688,11 @@ def _steward(decision: str, args: argparse.Namespace, settings: Settings) -> int
         raise UserError(f"no drop {args.drop!r} in the ledger; see `fusionlake drops`"
                         if not found else f"{args.drop!r} names {len(found)} drops: {listed}; "
                         "give more of the drop id")
-    by = getattr(args, "by", None) or "steward"
-    why = getattr(args, "why", None) or "retry requested"
+    by, why = args.by, args.why
+    if decision == "retry" and found[0].decision == "reject" and not (by and why):
+        raise UserError(f"drop {found[0].drop_id} ({found[0].label}) was rejected for good by a "
+                        "steward; sending it back undoes that decision: give --by and --why")
+    by, why = by or _who(args), why or "retry requested"
     store = ledger.store
     entry = ledger.decide(found[0].drop_id, decision, by, why)
     audit.record(store, "acceptance", who=by, login=_who(args), decision=decision,
@@ -724,7 +727,9 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
              _outcome(r["detail"]), r["summary"])
             for r in found.iter_rows(named=True)]
     _print_table(["when (UTC)", "kind", "who", "audience", "rows", "outcome", "what"], rows,
-                 title=f"audit trail of {settings.lake}", empty="the audit trail is empty")
+                 title=f"audit trail of {settings.lake}",
+                 empty=f"no {args.kind} entries in the audit trail" if args.kind
+                 else "the audit trail is empty")
     return 0
 
 
@@ -1052,6 +1057,12 @@ def build_parser() -> argparse.ArgumentParser:
         p[name].add_argument("--by", required=True, type=_nonblank, help="who decides")
         p[name].add_argument("--why", required=True, type=_nonblank,
                              help="the reason, for the audit trail")
+    p["retry"].add_argument("--by", type=_nonblank,
+                            help="who sends it back (default: the login name); required for a "
+                                 "drop a steward rejected for good")
+    p["retry"].add_argument("--why", type=_nonblank,
+                            help="the reason, for the audit trail (default: retry requested); "
+                                 "required for a drop a steward rejected for good")
     p["evaluate"].add_argument("--truth", required=True, help="truth.csv of `generate`")
     p["evaluate"].add_argument("--format", choices=["table", "json"], default="table",
                                help="output format (default: table)")

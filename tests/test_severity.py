@@ -12,7 +12,7 @@ import json
 import polars as pl
 import pytest
 
-from fusionlake.lake import layout, zones
+from fusionlake.lake import audit, layout, zones
 from fusionlake.lake.feeds import load_feeds
 from fusionlake.lake.ledger import DropState, Ledger
 from fusionlake.pipeline import stage
@@ -269,8 +269,25 @@ def test_accept_and_reject_commands(store, tmp_path, decision, capsys):
     assert main([decision, entry.drop_id, "--by", "Lan", "--why", "again",
                  "--lake", store.uri]) == 2
     assert f"is {state}; {decision} applies to held drops only" in capsys.readouterr().err
-    assert main(["retry", entry.drop_id, "--lake", store.uri]) == (0 if state == "rejected"
-                                                                   else 2)
+    if state == "validated":
+        assert main(["retry", entry.drop_id, "--lake", store.uri]) == 2
+        return
+    # sending back a drop a steward rejected for good undoes their decision: it needs a name
+    # and a reason, which the ledger and the audit trail keep
+    assert main(["retry", entry.drop_id, "--lake", store.uri]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "was rejected for good by a steward; sending it back undoes that decision: give --by "
+        "and --why")
+    assert Ledger(store).get(entry.drop_id).state == "rejected"
+    assert main(["retry", entry.drop_id, "--by", "Somchai", "--why", "the agency re-checked it",
+                 "--lake", store.uri]) == 0
+    back = Ledger(store).get(entry.drop_id)
+    assert (back.state, back.reason) == (
+        "received", "sent to be validated again by Somchai: the agency re-checked it")
+    [entry_audit] = [r for r in audit.frame(store, "acceptance").iter_rows(named=True)
+                     if json.loads(r["detail"]).get("decision") == "retry"]
+    assert entry_audit["who"] == "Somchai"
+    assert json.loads(entry_audit["detail"])["reason"] == "the agency re-checked it"
 
 
 @pytest.mark.slow
@@ -371,3 +388,14 @@ def test_a_drop_whose_every_row_is_quarantined_stages_nothing_and_the_run_goes_o
         con.close()
     assert keys == {"G1", "G2"}
     assert quarantined == [(i, "expect_column_values_to_not_be_null") for i in range(1, 5)]
+
+
+def test_audit_filtered_to_a_kind_with_no_entries_says_so(store, capsys):
+    """`audit --kind acceptance` on a trail that holds only queries: not "the trail is empty"."""
+    from fusionlake.cli import main
+
+    audit.record(store, "sql", who="analyst", audience="all", rows=1, summary="select 1")
+    assert main(["audit", "--kind", "acceptance", "--lake", store.uri]) == 0
+    assert capsys.readouterr().out.strip() == "no acceptance entries in the audit trail"
+    assert main(["audit", "--kind", "sql", "--lake", store.uri]) == 0
+    assert "analyst" in capsys.readouterr().out
