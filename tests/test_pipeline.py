@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -24,6 +25,7 @@ import pytest
 from conftest import assert_held_for_overrun, deliver_all
 
 from fusionlake.lake import layout, schema, zones
+from fusionlake.lake.feeds import load_feeds
 from fusionlake.lake.ledger import Ledger
 from fusionlake.lake.settings import Settings
 from fusionlake.lake.store import open_store
@@ -855,3 +857,12 @@ def test_a_library_panic_while_staging_rejects_that_drop_and_the_run_goes_on(dro
     assert summary.problems == [f"drop {rejected.drop_id} (th_imm/detentions/detentions.xlsx) "
                                 f"{rejected.reason}"]
     assert store.list("ledger/attempts/") == []
+    # rejected under its feed's fingerprint, as any other rejection: the same feed leaves it
+    # be, a changed one (the fix of a column it broke on) validates it again, no retry needed
+    feeds = load_feeds()
+    assert stage.pending_drops(Ledger(store), feeds) == []
+    feed = feeds.feeds["th_imm/detentions"]
+    column = next(c for c, o in feed.columns.items() if not o.get("required"))
+    feeds.feeds[feed.name] = replace(
+        feed, columns={**feed.columns, column: {**feed.columns[column], "required": True}})
+    assert [e.drop_id for e in stage.pending_drops(Ledger(store), feeds)] == [rejected.drop_id]

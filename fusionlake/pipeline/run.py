@@ -52,6 +52,7 @@ from typing import Any
 
 import polars as pl
 
+from expectations.suites import suite_fingerprint
 from fusionlake.lake import layout, versions, zones
 from fusionlake.lake.faults import hang_point, kill_point, pause_point
 from fusionlake.lake.feeds import FeedSet, load_feeds
@@ -504,7 +505,10 @@ def _failed_drop(r: Run, entry: DropEntry, exc: Exception) -> stage.DropResult |
                                   f"next run: {redact(exc)}")
         return None
     reason = redact(f"could not be processed: {type(exc).__name__}: {exc}")[:2000]
-    r.ledger.record(entry.drop_id, DropState.REJECTED, reason, r.run_id)
+    # with its feed's fingerprint, as every other rejection: a feed the drop broke on (a column
+    # GX cannot check, say) validates it again once fixed, without a `fusionlake retry`
+    fingerprint = suite_fingerprint(r.feedset.feeds.get(f"{entry.agency}/{entry.feed}"))
+    r.ledger.record(entry.drop_id, DropState.REJECTED, reason, r.run_id, fingerprint=fingerprint)
     r.summary.problems.append(f"drop {entry.drop_id} ({name}) {reason}")
     return stage.DropResult(entry.drop_id, name, DropState.REJECTED, reason)
 
