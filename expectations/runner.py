@@ -257,6 +257,11 @@ def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str,
                 pl.DataFrame({"source_row": bad}).select(
                     pl.col("source_row").cast(pl.Int64), pl.lit(kind).alias("expectation"),
                     pl.lit(column, pl.String).alias("column"), pl.lit(reason).alias("reason")))
+    undeclared = [c for c in frame.columns if c not in feed.columns and c != "source_row"]
+    if undeclared:  # read by no rule and mapped nowhere: the agency's layout changed?
+        warnings.append(f"the file has column(s) the feed does not declare, not read: "
+                        f"{', '.join(undeclared)} (declare each, `to: ignore` if it is not "
+                        "wanted)")
     results = pl.DataFrame(rows, schema=RESULTS_SCHEMA)
     if quarantined:
         bad_rows = pl.concat(quarantined)

@@ -399,3 +399,25 @@ def test_audit_filtered_to_a_kind_with_no_entries_says_so(store, capsys):
     assert capsys.readouterr().out.strip() == "no acceptance entries in the audit trail"
     assert main(["audit", "--kind", "sql", "--lake", store.uri]) == 0
     assert "analyst" in capsys.readouterr().out
+
+
+def test_a_column_the_feed_does_not_declare_is_a_warning_not_silence(store, tmp_path):
+    """An agency adds a column to its export: the drop goes on (nothing reads the column), and
+    the steward is told, in the drop's warnings, the run summary and the ledger."""
+    rows = [{**_suspect(f"NC{i:03d}"), "护照有效期": "2030-01-01"} for i in range(3)]
+    data = pl.DataFrame(rows, schema={c: pl.String for c in [*HEADER, "护照有效期"]}) \
+        .write_csv().encode("gb18030")
+    entry = _land(store, tmp_path, "cn_mps", "suspects", "new_column.csv", data)
+    result = _process(store, entry)
+    assert result.state == "staged"
+    assert result.warnings == [
+        "the file has column(s) the feed does not declare, not read: 护照有效期 (declare each, "
+        "`to: ignore` if it is not wanted)"]
+    assert Ledger(store).get(entry.drop_id).reason == (
+        "3 person records, 0 rows flagged, 0 quarantined; 1 warning")
+    text = RunSummary(run_id="r", lake=store.uri, drops=[result]).markdown()
+    assert "the feed does not declare, not read: 护照有效期" in text
+    # the feed's own columns give no such warning
+    plain = _land(store, tmp_path, "cn_mps", "suspects", "plain.csv",
+                  _suspects_csv([_suspect("NC100")]))
+    assert _process(store, plain).warnings == []

@@ -142,8 +142,8 @@ def process_drop(store: ObjectStore, feedset: FeedSet, entry: DropEntry,
     tables = apply_flags(to_canonical(outcome.valid, feed, entry.drop_id), outcome.flags, feed)
     result.rows_staged = sum(frame.height for frame in tables.values())
     result.staged = zones.write_staged(store, entry.agency, entry.feed, entry.drop_id, tables)
-    warned = f"; {len(result.warnings)} expectations below their mostly" if result.warnings \
-        else ""
+    warned = (f"; {len(result.warnings)} warning{'s' if len(result.warnings) > 1 else ''}"
+              if result.warnings else "")
     ledger.record(entry.drop_id, DropState.STAGED,
                   f"{tables['person_record'].height} person records, {result.flagged} rows "
                   f"flagged, {result.quarantined} quarantined{warned}", run_id)
