@@ -324,8 +324,12 @@ def _finding(f: dict) -> str:
     """One check as HTML: its short name (the full GX name on hover), column and real count."""
     mark = '<span class="failed">FAILED</span> ' if not f["success"] else ""
     name = f.get("check") or f["expectation"]
-    return (f'{mark}<span title="{html.escape(f["expectation"])}">{html.escape(name)}</span>'
-            f"({html.escape(f.get('column') or '')}): {_n(f.get('unexpected_count'))} rows")
+    head = f'{mark}<span title="{html.escape(f["expectation"])}">{html.escape(name)}</span>'
+    text = f.get("text")  # the report's line: the count, what it is of, what became of the rows
+    if text:
+        return head + html.escape(text.removeprefix("FAILED ").removeprefix(name))
+    return head + f"({html.escape(f.get('column') or '')}): {_n(f.get('unexpected_count'))} rows"
+
 
 
 _PAGE_HEAD = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{title}</title>"

@@ -60,7 +60,7 @@ from fusionlake.pipeline.marts import (
     spreadsheet_safe,
     terminal_safe,
 )
-from fusionlake.pipeline.report import FAIL_ON, drop_reports
+from fusionlake.pipeline.report import FAIL_ON, drop_reports, finding_text
 from fusionlake.synth import generate, generate_follow_up
 from transforms.evaluate import evaluate
 
@@ -413,11 +413,7 @@ def _findings(r) -> str:
     """Failed checks first, then those that found bad values within their mostly."""
     if r.expectations is None:  # never validated: the reader's or the ledger's reason
         return r.reason or "not validated yet"
-    parts = [f"FAILED {f['check']}: {f['details']}"
-             if f["column"] is None and not f["success"] and f["details"]  # a table's check
-             else f"{'FAILED ' if not f['success'] else ''}{f['check']}"
-             f"({f['column'] or ''}): {f['unexpected_count'] or 0:,}"
-             for f in sorted(r.findings, key=lambda f: f["success"])]
+    parts = [finding_text(f) for f in sorted(r.findings, key=lambda f: f["success"])]
     return "; ".join(parts) or "all passed, no bad values"
 
 

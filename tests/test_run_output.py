@@ -9,7 +9,7 @@ import pytest
 
 from fusionlake.lake.ledger import DropState
 from fusionlake.pipeline.stage import DropResult
-from fusionlake.pipeline.summary import RunSummary
+from fusionlake.pipeline.summary import RunSummary, read_before
 
 
 def _summary() -> RunSummary:
@@ -38,8 +38,10 @@ def test_summary_as_json():
     data = _summary().as_json()
     assert data["counts"] == {"landed": 0, "duplicates": 0, "left_in_landing": 0,
                               "staged": 1, "rejected": 1,
-                              "held": 1, "rows_read": 49, "rows_quarantined": 1,
-                              "rows_flagged": 3, "person_records_staged": 39}
+                              "held": 1, "rows_read": 49, "rows_read_again": 0,
+                              "rows_staged": 39, "rows_quarantined": 1, "rows_held": 9,
+                              "rows_rejected": 0, "rows_flagged": 3,
+                              "person_records_staged": 39}
     assert [(d["name"], d["state"], d["seconds"]) for d in data["drops"]] == [
         ("cn_mps/suspects/s.csv", "staged", 1.25),
         ("cn_mps/suspects/broken.csv", "rejected", 0.0),
@@ -47,6 +49,88 @@ def test_summary_as_json():
     assert data["stages"] == [{"stage": "land", "seconds": 0.5},
                               {"stage": "validate and stage", "seconds": 2.0}]
     json.dumps(data)  # plain data all the way down
+
+
+def _figures(text: str) -> dict[str, int]:
+    """The summary's table of figures: {label: number}."""
+    return {label: int(n.replace(",", "")) for label, n in re.findall(
+        r"^\| ([^|]+?) \| ([\d,]+) \|$", text, re.M)}
+
+
+def test_rows_read_add_up_when_drops_are_held_or_rejected():
+    """A held drop's 92 rows were read, but no figure said where they went, and its 28 flagged
+    rows were counted as "flagged (staged ...)" beside "person records staged 0" (the steward's
+    run10; run4 had a held drop beside a staged one). Rows read now equal the rows staged,
+    quarantined, held and rejected; flagged counts the staged drops' rows only."""
+    s = RunSummary("run-10", "/lake")
+    s.drops = [
+        DropResult("h1", "th_imm/repat_hold/rep_hold.csv", DropState.HELD,
+                   "held for a steward: passports", rows=92, flagged=28),
+        DropResult("s1", "cn_mps/fraud_reports/f.csv", DropState.STAGED, rows=41,
+                   quarantined=1, flagged=2, staged={"person_record": 40}),
+        DropResult("r1", "th_imm/repatriations/r.csv", DropState.REJECTED, "a reject rule",
+                   rows=6, quarantined=2),
+        DropResult("r2", "cn_mps/suspects/broken.csv", DropState.REJECTED, "unreadable"),
+    ]
+    c = s.as_json()["counts"]
+    assert (c["rows_read"], c["rows_staged"], c["rows_quarantined"], c["rows_held"],
+            c["rows_rejected"], c["rows_flagged"]) == (139, 40, 1, 92, 6, 2)
+    assert c["rows_read"] == (c["rows_staged"] + c["rows_quarantined"] + c["rows_held"]
+                              + c["rows_rejected"])
+    assert c["rows_staged"] == c["person_records_staged"]
+    shown = _figures(s.markdown())
+    assert shown["rows read (= staged + quarantined + held + rejected)"] == 139 == (
+        shown["rows staged"] + shown["rows quarantined (kept out of the drops staged)"]
+        + shown["rows held (every row of the drops held)"]
+        + shown["rows rejected (every row of the drops rejected)"])
+    assert shown["rows flagged (staged, a value kept but not normalised)"] == 2
+    assert "of them read again" not in s.markdown()  # no drop was read before
+    # only the held drop, as run10: nothing staged, nothing flagged as staged
+    s.drops = s.drops[:1]
+    shown = _figures(s.markdown())
+    assert (shown["rows read (= staged + quarantined + held + rejected)"],
+            shown["rows held (every row of the drops held)"],
+            shown["rows flagged (staged, a value kept but not normalised)"],
+            shown["person records staged"]) == (92, 92, 0, 0)
+
+
+def test_a_drop_accepted_after_a_hold_has_its_rows_counted_as_read_again(tmp_path):
+    """The run that stages a drop a steward accepted reads its rows again: summed over runs,
+    "rows read" counted them twice, and nothing said so. The summary now counts them as read
+    again, and says which drop and why."""
+    from test_severity import HOLD, VN_DROP, _land, _process, _vn_feed
+
+    from fusionlake.lake.ledger import Ledger
+    from fusionlake.lake.store import open_store
+    from fusionlake.pipeline.stage import pending_drops
+
+    store = open_store(str(tmp_path / "lake"))
+    feeds = _vn_feed(tmp_path / "feeds", HOLD)
+    _land(store, tmp_path, "vn_police", "arrests", "a.csv", VN_DROP)
+    ledger = Ledger(store)
+    runs = []
+    for run_id in ("run-1", "run-2"):
+        pending = pending_drops(ledger, feeds)
+        s = RunSummary(run_id, store.uri, read_before=read_before(store, pending))
+        s.drops = [_process(store, e, feeds, run_id) for e in pending]
+        runs.append(s)
+        if run_id == "run-1":
+            [held] = s.drops
+            assert held.state == DropState.HELD
+            ledger.decide(held.drop_id, "accept", "Lan", "foreign numbers, checked by phone")
+    first, second = (r.as_json()["counts"] for r in runs)
+    assert (first["rows_read"], first["rows_held"], first["rows_read_again"],
+            first["rows_flagged"]) == (10, 10, 0, 0)
+    assert (second["rows_read"], second["rows_staged"], second["rows_read_again"],
+            second["rows_flagged"]) == (10, 10, 10, 2)
+    # summed over the runs, each of the drop's 10 rows is read once
+    assert sum(c["rows_read"] - c["rows_read_again"] for c in (first, second)) == 10
+    text = runs[1].markdown()
+    assert _figures(text)["of them read again (an earlier run read them too: see the drops)"
+                          ] == 10
+    assert "| staged | 10 | 0 | 2 |" in text
+    assert "| rows read again (accepted after a hold) |" in text
+    assert runs[1].as_json()["drops"][0]["read_before"] == "accepted after a hold"
 
 
 def test_a_hostile_header_quoted_by_a_reason_reaches_no_terminal_raw():

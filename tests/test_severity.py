@@ -163,7 +163,8 @@ def test_a_held_drop_waits_for_a_steward_then_is_staged_when_accepted(store, tmp
     held = Ledger(store).get(entry.drop_id)
     assert held.state == DropState.HELD
     assert held.reason.startswith("vn_police/arrests: held for a steward: sdt holds a number "
-                                  "that is not a valid phone number: 2 rows (22.2%)")
+                                  "that is not a valid phone number: 2 rows of 9 with a value "
+                                  "(22.2%)")
     assert not store.exists(layout.staged_key("person_record", "vn_police", "arrests",
                                               entry.drop_id))
     ledger = Ledger(store)
@@ -238,11 +239,13 @@ def test_the_run_summary_counts_flags_holds_and_warnings(store, tmp_path):
     summary = RunSummary(run_id="r", lake=store.uri, drops=[held, staged])
     text = summary.markdown()
     assert "| drops held (waiting for `fusionlake accept` or `reject`) | 1 |" in text
-    assert "| rows flagged (staged, a value kept but not normalised) | 5 |" in text
+    # the held drop's rows are held, not flagged: its 2 flags are not among the staged rows'
+    assert "| rows flagged (staged, a value kept but not normalised) | 3 |" in text
+    assert "| rows held (every row of the drops held) | 10 |" in text
     assert "## Warnings" in text
     assert ("cn_mps/suspects/s.csv (" in text
             and "出生日期 is not a date in chinese, iso between 1900-01-01 and today: 3 rows "
-                "(30.0%), more than the 5% the suite allows" in text)
+                "of 10 (30.0%), more than the 5% the suite allows" in text)
 
 
 @pytest.mark.parametrize("decision", ["accept", "reject"])

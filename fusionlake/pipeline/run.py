@@ -89,7 +89,7 @@ from fusionlake.lake.store import (
 from fusionlake.pipeline import marts, publish, resolve, stage
 from fusionlake.pipeline.land import discover, land
 from fusionlake.pipeline.progress import stage_progress
-from fusionlake.pipeline.summary import RunSummary
+from fusionlake.pipeline.summary import RunSummary, read_before
 
 #: One line per finished stage, with its counts and seconds, for whoever watches a run.
 progress = logging.getLogger("fusionlake.progress")
@@ -610,6 +610,7 @@ def validate_and_stage(r: Run) -> list:
     """
     s = r.settings
     pending = stage.most_work_first(stage.pending_drops(r.ledger, r.feedset))
+    r.summary.read_before = read_before(r.store, pending)  # rows counted by an earlier run
     apart, left = _staged_apart(r, pending) if pending else (set(), {})
     together = [e for e in pending if e.drop_id not in apart]
     workers = stage.drop_workers(together, s.drop_workers, s.drop_process_min_bytes)

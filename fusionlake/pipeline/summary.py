@@ -7,7 +7,8 @@ import shlex
 import time
 from dataclasses import dataclass, field
 
-from fusionlake.lake.ledger import DropState
+from fusionlake.lake import layout
+from fusionlake.lake.ledger import STOPPED, DropEntry, DropState
 from fusionlake.pipeline.land import Landed
 from fusionlake.pipeline.marts import latest, open_latest, terminal_safe
 from fusionlake.pipeline.report import FAIL_ON
@@ -50,6 +51,9 @@ class RunSummary:
     # audiences whose marts a publish left as they were (fusionlake.pipeline.marts.KEPT)
     marts_kept: list[str] = field(default_factory=list)
     noop: bool = False
+    # drop id -> why: drops of this run whose rows an earlier run read already (and counted in
+    # its rows read): accepted after a hold, retried, validated again (:func:`read_before`)
+    read_before: dict[str, str] = field(default_factory=dict)
 
     def stage(self, name: str, started: float) -> None:
         self.stages.append((name, time.perf_counter() - started))
@@ -88,6 +92,28 @@ class RunSummary:
                 or ("held" in kinds and d.state == DropState.HELD)
                 or ("flagged" in kinds and d.flagged > 0)]
 
+    def row_counts(self) -> dict[str, int]:
+        """The run's rows by where they went: ``rows_read`` is ``rows_staged`` +
+        ``rows_quarantined`` + ``rows_held`` + ``rows_rejected``.
+
+        A held or rejected drop's rows are counted whole under held or rejected (none of them
+        was staged; what its validation found is in its own row of the drops); quarantined and
+        flagged rows are those of the drops staged (flagged rows are staged rows).
+        ``rows_read_again`` are the rows of :attr:`read_before`'s drops, which an earlier run
+        read (and counted) already: summed over runs, rows read less rows read again counts
+        each row once.
+        """
+        staged = [d for d in self.drops if d.state == DropState.STAGED]
+        return {
+            "rows_read": sum(d.rows for d in self.drops),
+            "rows_read_again": sum(d.rows for d in self.drops if d.drop_id in self.read_before),
+            "rows_staged": sum(d.rows - d.quarantined for d in staged),
+            "rows_quarantined": sum(d.quarantined for d in staged),
+            "rows_held": sum(d.rows for d in self.drops if d.state == DropState.HELD),
+            "rows_rejected": sum(d.rows for d in self.drops if d.state == DropState.REJECTED),
+            "rows_flagged": sum(d.flagged for d in staged),
+        }
+
     def as_json(self) -> dict:
         """The summary as data: the figures of :meth:`markdown`, for scripts."""
         staged = [d for d in self.drops if d.state == DropState.STAGED]
@@ -101,9 +127,7 @@ class RunSummary:
                 "staged": len(staged),
                 "rejected": sum(d.state == DropState.REJECTED for d in self.drops),
                 "held": sum(d.state == DropState.HELD for d in self.drops),
-                "rows_read": sum(d.rows for d in self.drops),
-                "rows_quarantined": sum(d.quarantined for d in self.drops),
-                "rows_flagged": sum(d.flagged for d in self.drops),
+                **self.row_counts(),
                 "person_records_staged": sum(max(d.staged.get("person_record", 0), 0)
                                              for d in staged),
             },
@@ -111,6 +135,7 @@ class RunSummary:
             "new_cross_agency_matches": self.resolution_stats.get("new cross-agency matches"),
             "drops": [{"drop_id": d.drop_id, "name": d.name, "state": str(d.state),
                        "rows": d.rows, "quarantined": d.quarantined, "flagged": d.flagged,
+                       "read_before": self.read_before.get(d.drop_id),
                        "seconds": round(d.seconds, 3), "reason": d.reason,
                        "warnings": list(d.warnings)} for d in self.drops],
             "marts": {a: f"marts/{a}/{v}/fusion.duckdb" for a, v in self.marts.items()},
@@ -129,6 +154,7 @@ class RunSummary:
         rejected = [d for d in self.drops if d.state == DropState.REJECTED]
         held = [d for d in self.drops if d.state == DropState.HELD]
         staged = [d for d in self.drops if d.state == DropState.STAGED]
+        rows = self.row_counts()
         lines = [f"# fusionlake run {self.run_id}", "", f"Lake: `{self.lake}`", ""]
         # the commands suggested below name the lake: run as printed, they read this one
         lake = f" --lake {shlex.quote(str(self.lake))}" if self.lake else ""
@@ -141,10 +167,18 @@ class RunSummary:
             f"| drops staged | {len(staged)} |",
             f"| drops rejected | {len(rejected)} |",
             f"| drops held (waiting for `fusionlake accept` or `reject`) | {len(held)} |",
-            f"| rows read | {sum(d.rows for d in self.drops):,} |",
-            f"| rows quarantined | {sum(d.quarantined for d in self.drops):,} |",
+            f"| rows read (= staged + quarantined + held + rejected) | {rows['rows_read']:,} |",
+        ]
+        if rows["rows_read_again"]:  # summed over runs, these would count twice
+            lines.append("| of them read again (an earlier run read them too: see the drops) | "
+                         f"{rows['rows_read_again']:,} |")
+        lines += [
+            f"| rows staged | {rows['rows_staged']:,} |",
+            f"| rows quarantined (kept out of the drops staged) | {rows['rows_quarantined']:,} |",
+            f"| rows held (every row of the drops held) | {rows['rows_held']:,} |",
+            f"| rows rejected (every row of the drops rejected) | {rows['rows_rejected']:,} |",
             f"| rows flagged (staged, a value kept but not normalised) | "
-            f"{sum(d.flagged for d in self.drops):,} |",
+            f"{rows['rows_flagged']:,} |",
             f"| person records staged | "
             f"{sum(max(d.staged.get('person_record', 0), 0) for d in staged):,} |",
         ]
@@ -159,7 +193,8 @@ class RunSummary:
                       "|---|---|---|---:|---:|---:|---:|---|"]
             lines += [f"| {d.drop_id[:12]} | {d.name} | {d.state} | {d.rows:,} | "
                       f"{d.quarantined:,} | {d.flagged:,} | {d.seconds:.1f} | "
-                      f"{(d.reason or '').replace('|', '/')} |" for d in self.drops]
+                      f"{_drop_reason(d, self.read_before).replace('|', '/')} |"
+                      for d in self.drops]
             lines.append("")
         warnings = [(d, w) for d in self.drops for w in d.warnings]
         if warnings:  # a mostly not met: the drop went on, the steward should look
@@ -196,6 +231,32 @@ class RunSummary:
         # their HTML is text, not markup, where the summary is rendered (Prefect's UI shows it
         # as an artifact, a markdown viewer may open reports/runs/)
         return terminal_safe(html_as_text("\n".join(lines) + "\n"))
+
+
+def _drop_reason(d: DropResult, read_before: dict[str, str]) -> str:
+    """A drop's reason in the summary's table, with the earlier reading of its rows if any."""
+    again = (f"rows read again ({read_before[d.drop_id]})"
+             if d.drop_id in read_before and d.rows else "")
+    return "; ".join(p for p in (d.reason, again) if p)
+
+
+def read_before(store, entries: list[DropEntry]) -> dict[str, str]:
+    """drop id -> why, for the drops about to be validated (``entries``, as the ledger had them
+    before the run) whose rows an earlier run read and counted already: accepted after a hold,
+    sent to be validated again, or validated again since their feed or suite changed. A drop
+    stopped before it was read (no feed definition, an unreadable file) has no validation
+    result in the lake and no rows counted: it is not listed. For :attr:`RunSummary.read_before`.
+    """
+    out = {}
+    for e in entries:
+        if e.decision not in ("accept", "retry") and e.state not in STOPPED:
+            continue  # a drop received or validated only: new to the runs' summaries
+        if not store.exists(layout.validation_results_key(e.agency, e.feed, e.drop_id)):
+            continue
+        out[e.drop_id] = ("accepted after a hold" if e.decision == "accept"
+                          else "sent to be validated again" if e.decision == "retry"
+                          else f"{e.state} before, validated again: its feed or suite changed")
+    return out
 
 
 def mart_builds(store, marts: dict[str, str]) -> dict[str, dict]:

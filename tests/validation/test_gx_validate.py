@@ -86,8 +86,8 @@ def test_too_many_bad_values_fail_the_expectation_and_warn_but_never_reject():
     outcome = validate_drop(_drop(rows), SUSPECTS, "d2")
     assert (outcome.accepted, outcome.reason) == (True, None)
     assert outcome.warnings == [
-        "出生日期 is not a date in chinese, iso between 1900-01-01 and today: 3 rows (30.0%), "
-        "more than the 5% the suite allows"]
+        "出生日期 is not a date in chinese, iso between 1900-01-01 and today: 3 rows of 10 "
+        "(30.0%), more than the 5% the suite allows"]
     dates = outcome.results.filter((pl.col("expectation")
                                     == "expect_column_values_to_be_plausible_dates")
                                    & (pl.col("column") == "出生日期"))
@@ -137,7 +137,7 @@ def test_a_hold_expectation_that_fails_holds_the_drop_for_a_steward(tmp_path, mo
     assert (outcome.accepted, outcome.held) == (False, True)
     assert outcome.reason == (
         "vn_police/arrests: held for a steward: sdt holds a number that is not a valid phone "
-        "number: 2 rows (22.2%), more than the 10% the suite allows")
+        "number: 2 rows of 9 with a value (22.2%), more than the 10% the suite allows")
     assert outcome.flags["source_row"].to_list() == [8, 9]  # rows stay flagged, not dropped
     assert outcome.valid.height == 10
     # once a steward accepts, the same failure is a warning and the drop goes on
@@ -204,10 +204,10 @@ def test_summary_fits_one_screen_and_names_failures(flagged):
     text = summarise(validate_drop(_drop(rows), SUSPECTS, "d6"))
     lines = text.splitlines()
     assert lines[0] == "drop d6: ACCEPTED; 9 rows valid (5 flagged), 1 quarantined"
-    assert "warning: 编号 is empty, but every row needs it: 1 rows (10.0%), more than the 5% " \
-        "the suite allows" in lines
+    assert "warning: 编号 is empty, but every row needs it: 1 row of 10 (10.0%), more than the " \
+        "5% the suite allows" in lines
     assert any(ln.startswith("warning: 公民身份号码 fails the cn_resident_id check digit or "
-                             "format: 5 rows (50.0%)") for ln in lines)
+                             "format: 5 rows of 10 (50.0%)") for ln in lines)
     assert "5  公民身份号码 fails the cn_resident_id check digit or format" in text
     assert any("FAILED expect_column_values_to_be_valid_identifier(公民身份号码) 5 rows" in ln
                for ln in lines)
@@ -251,3 +251,15 @@ def test_a_new_agency_feed_is_onboarded_with_two_files_and_no_python(tmp_path, m
         (2, "ngay_sinh", "ngay_sinh is not a date in %d/%m/%Y between 1900-01-01 and today")]
     assert outcome.valid.height == 39
     assert "TRẦN THỊ BÌNH" in outcome.valid["ho_ten"]
+
+
+def test_a_repeated_key_s_warning_counts_the_rows_sharing_it_and_the_later_copies_quarantined():
+    """GX counts both rows of a repeated key as unexpected; the first goes on. The warning said
+    "2 rows (20.0%)" beside one quarantined row; it now says both, and of how many rows."""
+    rows = _clean(10)
+    rows[7]["编号"] = rows[2]["编号"]
+    outcome = validate_drop(_drop(rows), SUSPECTS, "d-dup")
+    assert outcome.quarantine["source_row"].unique().to_list() == [8]
+    [warning] = [w for w in outcome.warnings if w.startswith("编号")]
+    assert warning.endswith(": 2 rows share a value (20.0% of 10), more than the 5% the suite "
+                            "allows; 1 quarantined (the later copy)")
