@@ -521,3 +521,199 @@ def test_lao_names_are_drafted_given_name_first(tmp_path):
     got = _draft(tmp_path, frame, "la.csv", agency="la_police", feed="detainees")
     assert got.feed.columns["ຊື່"]["name_order"] == "given_first"
     assert "Lao names put the given name first" in got.text
+
+
+# ---------------------------------------------------------------------------------------------
+# The delimiter, and columns without a name
+
+
+def _stage_own_sample(tmp_path, monkeypatch, sample, agency: str, feed: str):
+    """Draft ``sample``, write the draft where the feeds are looked for, and stage the sample
+    as a drop of the drafted feed, loaded by the project's feed loader."""
+    feeds_dir = tmp_path / "feeds"
+    out = feeds_dir / agency / f"{feed}.yaml"
+    result = draft_feed(sample, agency, feed, out=out)
+    out.parent.mkdir(parents=True)
+    out.write_text(result.text, encoding="utf-8")
+    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(feeds_dir))
+    assert not load_feeds().errors
+    staged, _tables, _quarantine = _stage(tmp_path / "lake", agency, feed, sample, [])
+    return result, staged
+
+
+def test_a_header_ending_with_the_delimiter_gives_no_unnamed_column(tmp_path, monkeypatch):
+    """``id,name,`` over lines ending with a comma: the reader's last column is named "" and
+    empty. The draft wrote ``"": {to: ignore}``, whose length check GX refuses (the check
+    crashed with a pydantic traceback; a run rejected every drop); its delimiter comment said
+    2 fields."""
+    sample = tmp_path / "min_trail.csv"
+    sample.write_bytes(b"id,name,\r\n1,SOK DARA,\r\n2,CHAN VANNA,\r\n3,LY PISEY,\r\n")
+    result, staged = _stage_own_sample(tmp_path, monkeypatch, sample, "kh_draft", "records")
+    assert list(result.feed.columns) == ["id", "name"]
+    assert result.feed.csv == {"delimiter": ","}
+    assert '"":' not in result.text
+    assert ("# delimiter ',': 3 fields (the last has no name: the header ends with the "
+            "delimiter) on each of its 4 lines") in result.text
+    # the reader itself drops a nameless column empty in every row, as a workbook's: no note
+    assert "has no name and no value" not in result.text
+    assert result.check.startswith("checked on the sample with the suite compiled from this "
+                                   "file: accepted, 3 rows valid, 0 quarantined, 0 flagged")
+    # the drafted feed, loaded by the feed loader, stages the very sample it was drafted from,
+    # with no warning of an undeclared column
+    assert staged.state == DropState.STAGED, staged.reason
+    assert (staged.rows, staged.quarantined, staged.flagged) == (3, 0, 0)
+    assert staged.warnings == []
+
+
+def test_an_unnamed_column_that_holds_values_is_refused_in_one_line(tmp_path, capsys):
+    sample = tmp_path / "export.csv"
+    sample.write_text("id,,name\n1,x,SOK DARA\n2,y,CHAN VANNA\n", encoding="utf-8")
+    with pytest.raises(DraftError) as caught:
+        draft_feed(sample, "kh_draft", "records")
+    message = str(caught.value)
+    assert message.startswith(f"{sample}: column 2 of the header (after 'id') has no name but "
+                              "holds values ('x', 'y')")
+    assert "\n" not in message
+    assert cli.main(["feeds", "draft", str(sample), "--agency", "kh_draft", "--feed", "r"]) \
+        == cli.EXIT_USER_ERROR == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no name but holds values" in err
+    # an unnamed column with no values is left out, wherever it is
+    sample.write_text("id,,name\n1,,SOK DARA\n2,,CHAN VANNA\n", encoding="utf-8")
+    assert list(draft_feed(sample, "kh_draft", "records").feed.columns) == ["id", "name"]
+
+
+def test_a_check_that_cannot_run_is_one_line_in_the_draft_not_a_traceback(tmp_path,
+                                                                          monkeypatch):
+    import expectations
+
+    def refused(*_args, **_kwargs):
+        raise ValueError("1 validation error for ExpectSomething\ncolumn\n  too short")
+
+    monkeypatch.setattr(expectations, "validate_drop", refused)
+    sample = tmp_path / "export.csv"
+    sample.write_text("id,name\n1,SOK DARA\n2,CHAN VANNA\n", encoding="utf-8")
+    got = draft_feed(sample, "kh_draft", "records")
+    assert got.check == ("CHECK: the sample could not be checked with this draft (ValueError: "
+                         "1 validation error for ExpectSomething); review it by hand")
+    assert f"# {got.check}" in got.text
+    assert list(got.feed.columns) == ["id", "name"]
+
+
+def _comma_lines(n: int) -> list[str]:
+    names = ["SOK DARA", "CHAN VANNA", "LY PISEY", "HENG SOPHEA"]
+    return [f"KH-{i:04d},{names[i % 4]},{1980 + i % 20}-0{1 + i % 9}-1{i % 10},"
+            f"Poipet IDC" for i in range(1, n + 1)]
+
+
+@pytest.mark.parametrize("odd, fields", [
+    ("KH-9999,SOK DARA,1990-01-01,Poipet IDC,extra,more", 6),  # two fields too many
+    ("KH-9999,SOK DARA", 2),  # two too few
+])
+def test_a_line_with_another_field_count_is_an_outlier_not_another_delimiter(tmp_path, odd,
+                                                                              fields):
+    """A clean comma CSV and one line with 2 extra fields: the delimiter guess was a tab ("one
+    field per line"), the header one column, and the check said "accepted". With a short line
+    the comment said "4 fields on each of the first 42 lines"."""
+    lines = _comma_lines(40)
+    lines.insert(19, odd)  # line 21 of the file
+    sample = tmp_path / "export.csv"
+    sample.write_text("case_no,name,date_of_birth,place\n" + "\n".join(lines) + "\n",
+                      encoding="utf-8")
+    got = draft_feed(sample, "kh_draft", "detentions")
+    assert got.feed.csv == {"delimiter": ","}
+    assert list(got.feed.columns) == ["case_no", "name", "date_of_birth", "place"]
+    assert got.feed.columns["date_of_birth"]["formats"] == ["iso"]
+    assert (f"# delimiter ',': 4 fields on 41 of its 42 lines; 1 line disagrees (line 21: "
+            f"{fields} fields): a drop quarantines it") in got.text
+    assert got.check == ("checked on the sample with the suite compiled from this file: "
+                         "accepted, 40 rows valid, 1 quarantined (1 unreadable), 0 flagged")
+
+
+def test_a_semicolon_file_with_commas_in_a_few_values_keeps_its_semicolon(tmp_path):
+    lines = [line.replace(",", ";") for line in _comma_lines(30)]
+    lines[3] = lines[3].replace("Poipet IDC", "Poipet, IDC")
+    sample = tmp_path / "export.csv"
+    sample.write_text("case_no;name;date_of_birth;place\n" + "\n".join(lines) + "\n",
+                      encoding="utf-8")
+    got = draft_feed(sample, "kh_draft", "detentions", check=False)
+    assert got.feed.csv == {"delimiter": ";"}
+    assert "# delimiter ';': 4 fields on each of its 31 lines" in got.text
+
+
+# ---------------------------------------------------------------------------------------------
+# Phone region, and ID numbers that only look like phone numbers
+
+KH_PHONES = ["012 192 664", "097 123 4567", "(0)16 149 174", "012 784 179", "097-813-0780",
+             "(0)16 385 823", "+86 138 3622 0763", "012 555 019", "096 222 3344", "015 888 123"]
+#: Vietnamese citizen ID numbers (CCCD): 12 digits; a few read as valid Chinese fixed lines
+VN_CCCD = ["081089013807", "030197970808", "061392826392", "064178704686", "075198353123",
+           "082279130479", "038394435365", "089097356320", "080283665101", "003389617824",
+           "095370618006", "041297624554", "084277343708", "057172353066", "036295868164",
+           "038388429415", "005396789976", "005198926479", "068371984657", "069075251088"]
+VN_PHONES = ["+84 98 765 0564", "0912 345 619", "091.234.0875", "+84 98 765 0759",
+             "0912 345 614"]
+
+
+def test_a_number_possible_but_not_valid_in_a_region_is_not_read_there():
+    """China's plan allows 7 to 12 digits: ``012 192 664`` is a possible number there (so the
+    readers keep its E.164, +8612192664) but valid only in Cambodia. Counting possible numbers
+    made CN read 100% of a Cambodian register's numbers."""
+    import phonenumbers
+
+    number = phonenumbers.parse("012 192 664", "CN")
+    assert phonenumbers.is_possible_number(number) and not phonenumbers.is_valid_number(number)
+    distinct = drafting._distinct(pl.Series(KH_PHONES))
+    assert drafting.phone_share(distinct, "KH", None) == 1.0
+    assert drafting.phone_share(distinct, "CN", None) == 0.1  # the +86 number alone
+
+
+def test_an_agencys_own_country_is_its_phone_region_unless_another_reads_clearly_more(
+        tmp_path):
+    n = 40
+    frame = pl.DataFrame({"case_no": [f"KH-{i}" for i in range(n)],
+                          "name": ["SOK DARA", "LY PISEY"] * (n // 2),
+                          "phone": [*(KH_PHONES * 4)[:n - 1], "12345"]})
+    got = _draft(tmp_path, frame, agency="kh_imm", feed="detentions")
+    assert got.feed.defaults["phone_region"] == "KH"
+    assert got.feed.columns["phone"] == {"to": "phone"}
+    assert "# defaults.phone_region KH: reads 98% of the own phone numbers as valid numbers, " \
+        "the agency's country (KH 98%, CN 10%" in got.text
+    # Thai numbers in a Cambodian agency's register: TH reads them, KH does not
+    thai = frame.with_columns(pl.Series("phone", ["081-234-5678", "089-765-4321"] * (n // 2)))
+    got = _draft(tmp_path, thai, agency="kh_imm", feed="detentions")
+    assert got.feed.defaults["phone_region"] == "TH"
+    assert "more than the agency's country KH (0%) reads" in got.text
+    # numbers written with their country code read in every region: a few points more for
+    # another region are not enough to leave the agency's own
+    chinese = [f"+86 138 3622 {i:04d}" for i in range(n)]
+    near = frame.with_columns(pl.Series("phone", chinese[:38] + ["081-234-5678"] * 2))
+    got = _draft(tmp_path, near, agency="kh_imm", feed="detentions")
+    assert got.feed.defaults["phone_region"] == "KH"
+    assert "KH: reads 95% of the own phone numbers as valid numbers, the agency's country, as " \
+        "good as TH (100%) within 5%" in got.text
+    far = frame.with_columns(pl.Series("phone", chinese[:37] + ["081-234-5678"] * 3))
+    assert _draft(tmp_path, far, agency="kh_imm", feed="detentions"
+                  ).feed.defaults["phone_region"] == "TH"
+
+
+def test_an_id_number_column_is_not_a_phone_column(tmp_path):
+    """A Vietnamese register: "Số CCCD" holds 12-digit citizen IDs, "Điện thoại" phone numbers.
+    The draft picked CN as phone region and mapped the IDs to phone ("97% valid numbers read
+    in CN")."""
+    n = len(VN_CCCD)
+    frame = pl.DataFrame({"Số hồ sơ": [f"VN{i:05d}" for i in range(n)],
+                          "Số CCCD": VN_CCCD,
+                          "ma_so": VN_CCCD,  # no header word: the values tell
+                          "Điện thoại": VN_PHONES * (n // len(VN_PHONES))})
+    got = _draft(tmp_path, frame, "suspects.jsonl", agency="vn_police", feed="suspects")
+    columns = got.feed.columns
+    assert got.feed.defaults["phone_region"] == "VN"
+    assert columns["Điện thoại"] == {"to": "phone"}
+    assert columns["Số CCCD"] == {"to": "ignore"}
+    assert columns["ma_so"] == {"to": "ignore"}
+    lines = {line.split(":")[0].strip().strip('"'): line for line in got.text.splitlines()}
+    assert "header names an ID ('cccd'), not a phone number" in lines["Số CCCD"]
+    assert "100% are 12-digit numbers, one length, and at most 0% read as valid mobile " \
+        "numbers (VN, CN, TH, MM): an ID number, not a phone number" in lines["ma_so"]
+    assert "100% valid numbers read in VN" in lines["Điện thoại"]

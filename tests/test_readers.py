@@ -154,6 +154,20 @@ def test_a_delimiter_ending_each_data_line_is_no_column():
     assert read.bad["line"].to_list() == [3]
 
 
+def test_a_header_and_lines_ending_with_the_delimiter_give_no_unnamed_column():
+    """``id,name,`` over ``1,SOK DARA,``: the header's last field is empty, so the reader made
+    a column named "" that no feed file can declare (and validation warns of every column the
+    feed does not declare). Empty in every row, it is no column, as in a workbook; a nameless
+    column that holds a value stays, for validation to name."""
+    text = "id,name,\r\n1,SOK DARA,\r\n2,CHAN VANNA, \r\n"
+    read = read_drop_isolated(text.encode(), "t.csv", _feed(SUSPECTS, encoding="utf-8"))
+    assert [c for c in read.frame.columns if c != "source_row"] == ["id", "name"]
+    assert read.frame.select("id", "name").rows() == [("1", "SOK DARA"), ("2", "CHAN VANNA")]
+    text = "id,name,\n1,SOK DARA,x\n"
+    read = read_drop_isolated(text.encode(), "t.csv", _feed(SUSPECTS, encoding="utf-8"))
+    assert [c for c in read.frame.columns if c != "source_row"] == ["id", "name", ""]
+
+
 def test_text_written_decomposed_is_read_composed():
     """Nữ typed on a Mac is u, a combining horn and a combining tilde: read as it was, it missed
     the feed's values: map (``Nữ: F``), and every woman's sex was null."""

@@ -4,8 +4,9 @@ Onboarding an agency means writing its feed file (docs/feeds.md). This module wr
 draft from one sample of the agency's export:
 
 1. :func:`read_sample` -- the file's format (extension, then content), encoding
-   (:func:`fusionlake.pipeline.read.detect_encoding`), CSV delimiter and whether the first row
-   is a header; then the file is read by the pipeline's own reader (:func:`read_drop_isolated`),
+   (:func:`fusionlake.pipeline.read.detect_encoding`), CSV delimiter (the one whose field count
+   holds on nearly every line, as the reader counts fields) and whether the first row is a
+   header; then the file is read by the pipeline's own reader (:func:`read_drop_isolated`),
    so the draft sees exactly the frame a drop of this feed will give, and names the lines a
    drop would quarantine as unreadable.
 2. :func:`propose` -- a target for each column, from its header (a small vocabulary in Chinese,
@@ -26,14 +27,13 @@ draft from one sample of the agency's export:
    is kept and marked ``low``; the draft stages the sample with no hand edits.
    :func:`draft_feed` does all four.
 
-A sample that cannot be drafted from (empty, header only, binary, no header row) raises
-:class:`DraftError`, one line naming the file.
+A sample that cannot be drafted from (empty, header only, binary, no header row, a column
+without a name that holds values) raises :class:`DraftError`, one line naming the file.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import re
 import unicodedata
@@ -46,7 +46,14 @@ import polars as pl
 import yaml
 
 from fusionlake.lake.feeds import Feed, FeedError, parse_feed
-from fusionlake.pipeline.read import DropReadError, detect_encoding, read_drop_isolated
+from fusionlake.pipeline.read import (
+    DropReadError,
+    _csv_records,
+    _lf_lines,
+    detect_encoding,
+    library_panic,
+    read_drop_isolated,
+)
 from transforms.canonical import SEX_VALUES
 from transforms.countries import country_table, to_iso2
 from transforms.dates import parse_dates
@@ -119,6 +126,29 @@ _SPLITS = (";", ",", "/", "|")
 _EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl",
                ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 _DELIMITERS = (",", "\t", ";", "|")
+#: Regions a feed's phone numbers are tried in, after the agency's country and nationality.
+_PHONE_REGIONS = ("CN", "TH", "MM")
+#: Words by which a header names an ID (a header without them whose values look like phone
+#: numbers may still be one; see :func:`not_a_phone`) ...
+_ID_WORDS = ("id", "ids", "no", "nos", "cccd", "cmnd", "cmt", "cnic", "nic", "nik", "ktp",
+             "nrc", "card", "passport", "identity", "identification")
+_ID_PHRASES = ("căn cước", "chứng minh", "hộ chiếu", "身份", "证件", "护照", "บัตรประชาชน",
+               "หนังสือเดินทาง")
+#: ... unless it names a phone too (``Phone No.``).
+_PHONE_WORDS = {"phone", "tel", "telephone", "mobile", "cell", "fax", "sđt", "đt", "whatsapp",
+                "zalo", "viber", "telegram"}
+_PHONE_PHRASES = ("điện thoại", "电话", "手机", "โทร", "ဖုန်း")
+#: Plain digits of one length this long are an ID number unless most read as mobile numbers.
+ID_DIGITS = 12
+_MOBILE_TYPES = ("mobile", "fixed_line_or_mobile")
+#: The agency's own country is its phone region unless another reads this much more of the
+#: numbers as valid (a register of foreigners' numbers).
+PHONE_REGION_MARGIN = 0.05
+#: Lines of a CSV sample the delimiter is judged on ...
+SNIFF_LINES = 200
+#: ... and the share of its data lines whose field count must be the header's: the rest are
+#: outliers a drop quarantines (a line with a field too many), not a sign of another delimiter.
+DELIMITER_AGREES = 0.9
 
 
 class DraftError(Exception):
@@ -211,25 +241,88 @@ def _sniff_text(data: bytes, path: Path, fmt: str) -> str:
     return detect_encoding(data)
 
 
+@dataclass
+class _DelimiterFit:
+    """How the first lines of a CSV split under one delimiter, counted as the reader counts."""
+
+    delimiter: str
+    width: int  # the header's fields: the columns the reader makes
+    lines: int  # records looked at, the header among them
+    outliers: list[tuple[int, int]]  # (line, fields written) of the data records that disagree
+    habit: bool  # a delimiter ends most data lines (not the header): the reader drops it
+    unnamed_last: bool  # the header ends with the delimiter: its last field is empty
+    whole: bool = True  # the lines looked at are the whole file
+
+    @property
+    def share(self) -> float:
+        """Share of the data records whose field count is the header's."""
+        data = self.lines - 1
+        return 1.0 if data <= 0 else (data - len(self.outliers)) / data
+
+    def why(self) -> str:
+        fields = f"{self.width} fields" + (" (the last has no name: the header ends with the "
+                                           "delimiter)" if self.unnamed_last else "")
+        habit = ("; a delimiter ending each data line is no field (the reader drops it)"
+                 if self.habit else "")
+        lines = (f"its {self.lines:,} line{'s' if self.lines > 1 else ''}" if self.whole
+                 else f"the first {self.lines:,} lines")
+        if not self.outliers:
+            return f"{fields} on {'each of ' if self.lines > 1 else ''}{lines}{habit}"
+        k = len(self.outliers)
+        shown = ", ".join(f"line {line}: {n} field{'s' if n != 1 else ''}"
+                          for line, n in self.outliers[:3]) + (", ..." if k > 3 else "")
+        return (f"{fields} on {self.lines - k:,} of {lines}{habit}; "
+                f"{k:,} line{'s disagree' if k > 1 else ' disagrees'} ({shown}): a drop "
+                f"quarantines {'them' if k > 1 else 'it'}")
+
+
+def _delimiter_fit(head: bytes, delimiter: str, cut: bool) -> _DelimiterFit | None:
+    """The fit of one delimiter to the first lines ``head`` (``cut``: the file goes on, so its
+    last record may be cut short); None when the lines cannot be split into records."""
+    try:
+        records = _csv_records(head, delimiter, '"').filter(~pl.col("blank"))
+    except pl.exceptions.PolarsError:
+        return None
+    if records.height == 0:
+        return None
+    if cut and records.height > 1 and records["problem"][-1] is not None:
+        records = records.slice(0, records.height - 1)  # a quoted record the cut broke
+    header, data = records.row(0, named=True), records.slice(1)
+    width = header["fields"]
+    ends = pl.col("text").str.ends_with(delimiter)
+    readable = data.filter(pl.col("problem").is_null())
+    habit = readable.filter((pl.col("fields") == width + 1) & ends).height \
+        > readable.height / 2 and readable.height > 0
+    fields = pl.when(pl.lit(habit) & ends).then(pl.col("fields") - 1).otherwise(pl.col("fields"))
+    outliers = data.filter(pl.col("problem").is_not_null() | (fields != width))
+    return _DelimiterFit(delimiter, width, records.height,
+                         list(zip(outliers["line"].to_list(), outliers["fields"].to_list(),
+                                  strict=True)),
+                         habit, width > 1 and header["text"].endswith(delimiter), not cut)
+
+
 def _sniff_delimiter(text: bytes) -> tuple[str, str]:
-    """The delimiter that splits the first lines into the most fields, every line alike (a
-    delimiter ending a line is no field: the readers drop it too)."""
-    first = [line.rstrip(b"\r") for line in text.split(b"\n", 201)[:200]]
-    best, width = ",", 0
-    for candidate in _DELIMITERS:
-        mark = candidate.encode()
-        trimmed = b"\n".join(line.removesuffix(mark) for line in first)
-        try:
-            frame = pl.read_csv(io.BytesIO(trimmed), separator=candidate, has_header=False,
-                                infer_schema=False, truncate_ragged_lines=False,
-                                raise_if_empty=False)
-        except pl.exceptions.PolarsError:
-            continue  # ragged under this delimiter: not it
-        if frame.width > width:
-            best, width = candidate, frame.width
-    lines = sum(1 for line in first if line.strip())  # not the empty one after the last
-    return best, (f"{width} fields on each of the first {lines:,} lines"
-                  if width > 1 else "one field per line: no delimiter found")
+    """The delimiter whose field count, the header's, agrees on the great majority of the
+    first lines (the widest such), and why.
+
+    Records and their fields are counted as the pipeline's CSV reader counts them (quoted
+    delimiters and line breaks are no breaks; a delimiter ending most data lines whose header
+    has none is no field). A few lines that disagree (a field too many or too few) do not
+    make the delimiter lose: they are the rows a drop of the feed quarantines, and the reason
+    names them. Where no delimiter splits the header and at least half the lines alike, the
+    sample has one field per line.
+    """
+    text = _lf_lines(text)
+    lines = text.split(b"\n", SNIFF_LINES)
+    cut = len(lines) > SNIFF_LINES
+    head = b"\n".join(lines[:SNIFF_LINES])
+    fits = [f for f in (_delimiter_fit(head, d, cut) for d in _DELIMITERS) if f is not None]
+    usable = [f for f in fits if f.width > 1 and f.share >= AT_LEAST]
+    if not usable:
+        return ",", "one field per line: no delimiter found"
+    best = max(usable, key=lambda f: (f.share >= DELIMITER_AGREES,
+                                      f.width if f.share >= DELIMITER_AGREES else 0, f.share))
+    return best.delimiter, best.why()
 
 
 def read_sample(path: Path, agency: str, feed: str) -> tuple[pl.DataFrame, Sniffed]:
@@ -297,9 +390,45 @@ def read_sample(path: Path, agency: str, feed: str) -> tuple[pl.DataFrame, Sniff
     if frame.height == 0:
         raise DraftError(f"{path}: has a header but no data rows; drafting judges the values, "
                          "so it needs a sample with rows")
+    frame = _unnamed_columns(frame, path, sniffed)
     if fmt in ("csv", "xlsx"):
         _check_header_row(frame, path)
     return frame, sniffed
+
+
+def _unnamed_columns(frame: pl.DataFrame, path: Path, sniffed: Sniffed) -> pl.DataFrame:
+    """The frame without its columns that have no name and no values; DraftError for a column
+    without a name that holds values.
+
+    The CSV and workbook readers drop a nameless column empty in every row themselves (a
+    header ending with the delimiter, ``id,name,``); a JSON key ``""`` is not dropped. A feed
+    file cannot name such a column (the suite compiled from one cannot check it), nor needs
+    to, so the draft leaves it out. A column without a name that holds values is a header the
+    agency must fix: which field is it?
+    """
+    columns = [c for c in frame.columns if c != "source_row"]
+    unnamed = [c for c in columns if not c.strip()]
+    if not unnamed:
+        return frame
+    values = frame.select(pl.col(unnamed).cast(pl.String).str.strip_chars()
+                          .replace("", None).drop_nulls().head(3).implode())
+    for c in unnamed:
+        held = values[c][0].to_list()
+        if held:
+            i = columns.index(c)
+            where = f"after {columns[i - 1]!r}" if i else "the first"
+            raise DraftError(
+                f"{path}: column {i + 1} of the header ({where}) has no name but holds values "
+                f"({', '.join(map(repr, held))}); a feed file names every column it reads: ask "
+                "the agency to export with a name for it")
+    for c in unnamed:
+        i = columns.index(c)
+        sniffed.notes.append(
+            f"column {i + 1} of the header has no name and no value in any row"
+            + (" (the header ends with the delimiter)" if i == len(columns) - 1 else "")
+            + ": left out, as a feed file cannot name it; nothing reads a column the feed "
+            "does not declare (a drop may warn of it)")
+    return frame.drop(unnamed)
 
 
 def _jsonl_keys(text: bytes) -> list[str]:
@@ -492,12 +621,68 @@ def phone_split(distinct: pl.DataFrame) -> str | None:
     return best if counts[best] > 0 else None
 
 
-def phone_share(distinct: pl.DataFrame, region: str | None, split: str | None) -> float:
-    """Share of rows whose every number parses to E.164 read in ``region``."""
+def phone_share(distinct: pl.DataFrame, region: str | None, split: str | None,
+                line_types: tuple[str, ...] | None = None) -> float:
+    """Share of rows whose every number is a valid number read in ``region`` (of one of
+    ``line_types``, if given).
+
+    Valid is libphonenumber's ``is_valid_number``: the number is in a range the region's
+    numbering plan gives out. :func:`normalise_phones` also keeps the E.164 of a number whose
+    length is merely possible there (``is_possible_number``: a new range), with a reason and no
+    line type; such a number is not counted. China's plan allows national numbers of 7 to 12
+    digits, so nearly any number of another country, read in CN, is "possible": counting those
+    made CN read a Cambodian register's ``012 192 664`` as well as KH did.
+    """
     part = distinct.head(PHONE_SAMPLE)
     numbers = normalise_phones(part["v"], region, split)
-    bad = numbers.filter(pl.col("e164").is_null())["row"].unique()
+    wrong = pl.col("line_type").is_null()
+    if line_types is not None:
+        wrong = wrong | ~pl.col("line_type").is_in(line_types)
+    bad = numbers.filter(wrong)["row"].unique()
     return _share(part, ~pl.int_range(0, part.height, eager=True).is_in(bad.implode()))
+
+
+def names_an_id(column: str) -> str | None:
+    """The word by which a header names an identity document or number (``Số CCCD``, ``ID
+    No.``, ``Card number``), None when it names none or names a phone."""
+    text = unicodedata.normalize("NFKC", str(column)).casefold()
+    words = set(re.findall(r"[^\W_]+", text))
+    if words & _PHONE_WORDS or any(w in text for w in _PHONE_PHRASES):
+        return None
+    return next((w for w in _ID_WORDS if w in words), None) or next(
+        (w for w in _ID_PHRASES if w in text), None)
+
+
+def id_digits(distinct: pl.DataFrame) -> tuple[int, float]:
+    """The length of most values written as plain digits, and the share of rows of that
+    length (identity numbers are written so; phone numbers keep a +, spaces or dashes, and
+    vary in length)."""
+    plain = distinct.filter(pl.col("v").str.contains(r"^\d+$"))
+    if plain.height == 0:
+        return 0, 0.0
+    lengths = plain.group_by(pl.col("v").str.len_chars().alias("k")).agg(pl.col("n").sum())
+    top = lengths.sort(["n", "k"], descending=True).row(0, named=True)
+    return top["k"], top["n"] / distinct["n"].sum()
+
+
+def not_a_phone(column: str, distinct: pl.DataFrame, regions: tuple[str, ...]) -> str | None:
+    """Why a column whose values only look like phone numbers (no header word) is not one, or
+    None: its header names an ID, or its values are plain digits of one length of 12 and more
+    that few regions read as valid mobile numbers (a Vietnamese CCCD ``030197970808`` reads as
+    a valid Chinese fixed-line number: CN area codes and a 12-digit length fit it by chance)."""
+    word = names_an_id(column)
+    if word:
+        return f"header names an ID ({word!r}), not a phone number"
+    size, share = id_digits(distinct)
+    if size < ID_DIGITS or share < VALUES_ONLY:
+        return None
+    mobiles = {r: phone_share(distinct, r, None, _MOBILE_TYPES) for r in regions}
+    best = max(regions, key=lambda r: mobiles[r])
+    if mobiles[best] >= VALUES_ONLY:
+        return None
+    return (f"{_pct(share)} are {size}-digit numbers, one length, and at most "
+            f"{_pct(mobiles[best])} read as valid mobile numbers ({', '.join(regions)}): an "
+            "ID number, not a phone number")
 
 
 def phone_shape_share(distinct: pl.DataFrame) -> float:
@@ -579,10 +764,12 @@ def _sure(share: float, header: bool) -> str:
 
 
 def _guess_column(name: str, values: pl.Series, hint: dict | None, word: str | None,
-                  whole: bool) -> ColumnGuess:
-    """A first guess for one column, from its header word and its values alone."""
+                  whole: bool, regions: tuple[str, ...] = ("CN", "TH", "MM")) -> ColumnGuess:
+    """A first guess for one column, from its header word and its values alone (``regions``:
+    the phone regions the feed's numbers may be read in)."""
     distinct = _distinct(values)
     said = f"header {'is' if whole else 'contains'} {word!r}" if word else "no header word"
+    an_id = names_an_id(name) if hint is None else None
     target = (hint or {}).get("to")
     if hint and hint.get("institution"):
         return ColumnGuess(name, {"to": "ignore"}, [said + ": names a bank"], "medium")
@@ -625,10 +812,11 @@ def _guess_column(name: str, values: pl.Series, hint: dict | None, word: str | N
             sure = _sure(covered, named is None or named in chosen)
             kind = best if len(chosen) == 1 else chosen
             return ColumnGuess(name, {"to": "identifier", "kind": kind}, why, sure)
-        if target is None and shares[best] >= VALUES_ONLY:
+        if target is None and shares[best] >= (AT_LEAST if an_id else VALUES_ONLY):
+            why = [said] + ([f"header names an ID ({an_id!r})"] if an_id else [])
             return ColumnGuess(name, {"to": "identifier", "kind": best},
-                               [said, f"{_pct(shares[best])} pass the {best} check digit"],
-                               _sure(shares[best], False))
+                               [*why, f"{_pct(shares[best])} pass the {best} check digit"],
+                               _sure(shares[best], an_id is not None))
         if target == "identifier":
             return ColumnGuess(name, {"to": "ignore"},
                                [said + " -> identifier", "but no kind's check accepts half the "
@@ -658,6 +846,11 @@ def _guess_column(name: str, values: pl.Series, hint: dict | None, word: str | N
 
     if target == "phone" or (target is None and hint is None
                              and phone_shape_share(distinct) >= VALUES_ONLY):
+        why_not = None if target else not_a_phone(name, distinct, regions)
+        if why_not:
+            return ColumnGuess(name, {"to": "ignore"}, [
+                said, f"{_pct(phone_shape_share(distinct))} look like phone numbers, but "
+                f"{why_not}; no identifier kind's check accepts most of them (check them)"], "low")
         split = phone_split(distinct)
         opts = {"to": "phone"}
         if (hint or {}).get("relation"):
@@ -770,10 +963,12 @@ def propose(frame: pl.DataFrame, agency: str, feed: str, sniffed: Sniffed,
     """
     body = frame.drop("source_row")
     sample = body.sample(SAMPLE_ROWS, seed=0) if body.height > SAMPLE_ROWS else body
+    country = _agency_country(agency)
+    regions = tuple(dict.fromkeys([c for c in (country, *_PHONE_REGIONS) if c]))
     guesses = []
     for name in body.columns:
         hint, word, whole = header_hint(name)
-        guesses.append(_guess_column(name, _clean(sample[name]), hint, word, whole))
+        guesses.append(_guess_column(name, _clean(sample[name]), hint, word, whole, regions))
 
     key, key_why, key_sure = _choose_source_key(frame, guesses)
     for i, g in enumerate(guesses):
@@ -789,7 +984,6 @@ def propose(frame: pl.DataFrame, agency: str, feed: str, sniffed: Sniffed,
 
     event, role = _event_and_role(feed)
     draft = Draft(agency, feed, file_name, body.height, sniffed, key, guesses, role=role)
-    country = _agency_country(agency)
     if event:
         draft.event = {"type": event} | ({"country": country} if country else {})
     else:
@@ -902,7 +1096,7 @@ def _defaults_and_links(draft: Draft, sample: pl.DataFrame) -> None:
     phones = [g for g in cols if g.target == "phone"]
     country = _agency_country(draft.agency)
     regions = list(dict.fromkeys([c for c in (country, draft.defaults.get("nationality"),
-                                              "CN", "TH", "MM") if c]))
+                                              *_PHONE_REGIONS) if c]))
     if phones:
         pooled = pl.concat([_distinct(_clean(sample[g.name])) for g in phones
                             if g.options.get("relation", "own") == "own"] or
@@ -910,9 +1104,23 @@ def _defaults_and_links(draft: Draft, sample: pl.DataFrame) -> None:
         split = next((g.options["split"] for g in phones if "split" in g.options), None)
         shares = {r: phone_share(pooled, r, split) for r in regions}
         region = max(regions, key=lambda r: shares[r])
+        # the agency's own country, unless another plan reads clearly more of the numbers
+        home = country is not None and (shares[region] - shares[country]
+                                        <= PHONE_REGION_MARGIN + 1e-9)
+        if home and region != country:
+            because = (f"the agency's country, as good as {region} "
+                       f"({_pct(shares[region])}) within {PHONE_REGION_MARGIN:.0%}")
+            region = country
+        elif home:
+            because = "the agency's country"
+        elif country:
+            because = (f"more than the agency's country {country} "
+                       f"({_pct(shares[country])}) reads")
+        else:
+            because = "the most"
         draft.defaults["phone_region"] = region
         draft.notes.append(f"defaults.phone_region {region}: reads {_pct(shares[region])} of the "
-                           "own phone numbers (" + ", ".join(
+                           f"own phone numbers as valid numbers, {because} (" + ", ".join(
                                f"{r} {_pct(s)}" for r, s in shares.items()) + ")")
         for g in phones:
             share = phone_share(_distinct(_clean(sample[g.name])), region,
@@ -1052,6 +1260,22 @@ def load_draft(text: str, path: Path) -> Feed:
 
 def check_sample(sample: Path, draft: Draft, path: Path,
                  rounds: int = 3) -> tuple[Draft, Feed, str]:
+    """:func:`_check_sample`, whose failure is one line in the draft, never a traceback: the
+    draft is still worth a steward's review (a check that cannot run is a bug to report)."""
+    try:
+        return _check_sample(sample, draft, path, rounds)
+    except BaseException as exc:
+        if not (isinstance(exc, Exception) or library_panic(exc)):
+            raise  # KeyboardInterrupt, SystemExit
+        what = (str(exc).strip().splitlines() or [""])[0][:200]
+        feed = load_draft(render(draft), path)
+        return draft, feed, (f"CHECK: the sample could not be checked with this draft "
+                             f"({type(exc).__name__}{': ' + what if what else ''}); review "
+                             "it by hand")
+
+
+def _check_sample(sample: Path, draft: Draft, path: Path,
+                  rounds: int = 3) -> tuple[Draft, Feed, str]:
     """Read and validate the sample with the draft, as a run would read and validate a drop.
 
     Only a drop's structure rejects it (the file unreadable as the draft says, a declared

@@ -489,6 +489,11 @@ def _read_csv(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl
             raise DropReadError(f"{file_name}: {good.height:,} records but Polars read "
                                 f"{frame.height:,} rows; check the quoting")
     _check_reserved(header, file_name)
+    # a header ending with the delimiter (``id,name,`` over lines ``1,SOK DARA,``) names its last
+    # column "": with no value in any row it is no column, as a workbook's (_sheet_rows); a feed
+    # file cannot declare it, so it would be warned of in every drop
+    frame = frame.drop([c for c in frame.columns if not c.strip() and frame[c].str.strip_chars()
+                        .replace("", None).null_count() == frame.height])
     frame = frame.with_columns(good["source_row"], good["line"].alias(_LINE))
     return frame, bad
 
