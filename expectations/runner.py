@@ -213,13 +213,36 @@ def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str,
     raw, failing = engine.validate(frame, {**suite_doc, "name": name}, _gx_one)
     rows, quarantined, flagged = [], [], []
     rejects, holds, warnings = [], [], []
+    repeats: list[tuple] = []  # unique keys: judged once the other rules have quarantined
+
+    def act(kind: str, column: str | None, kwargs: dict, meta: dict, success: bool,
+            result: dict, bad: pl.Series, later: int | None = None) -> None:
+        """What a checked expectation does: its warning, hold or rejection; its bad rows to
+        quarantine or flags."""
+        on_failure = meta.get("on_failure", "quarantine")
+        reason = meta.get("reason") or kind
+        row_level = meta.get("rows", "flag") if on_failure == "hold" else on_failure
+        if not success:
+            failure = _failure_text(reason, result, kwargs, later=later)
+            if on_failure == "reject":
+                rejects.append(reason)
+            elif on_failure == "hold" and not accept_holds:
+                holds.append(failure)
+            else:
+                warnings.append(failure)
+        if column is None or row_level not in ("quarantine", "flag") or not len(bad):
+            return
+        (quarantined if row_level == "quarantine" else flagged).append(
+            pl.DataFrame({"source_row": bad}).select(
+                pl.col("source_row").cast(pl.Int64), pl.lit(kind).alias("expectation"),
+                pl.lit(column, pl.String).alias("column"), pl.lit(reason).alias("reason")))
+
     # GX orders results its own way (by column), so each result's meta comes with its config
     for res, bad_rows in zip(raw["results"], failing, strict=True):
         cfg = res["expectation_config"]
         kind = cfg["type"]
         kwargs = cfg.get("kwargs", {})
         meta = cfg.get("meta") or {}
-        on_failure = meta.get("on_failure", "quarantine")
         column = kwargs.get("column")
         result = res.get("result") or {}
         exc = (res.get("exception_info") or {})
@@ -234,31 +257,23 @@ def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str,
         })
         if error:
             rejects.append(f"{kind} on {column} could not run: {error}")
-            continue
-        reason = meta.get("reason") or kind
-        row_level = meta.get("rows", "flag") if on_failure == "hold" else on_failure
-        bad = bad_rows
-        repeats = kind == "expect_column_values_to_be_unique" and column is not None
-        if repeats and len(bad):
-            # the first row of a duplicated key goes on; only the repeats are quarantined
-            dup = frame.filter(pl.col("source_row").is_in(bad.implode()))
-            bad = dup.filter(~pl.col(column).is_first_distinct())["source_row"]
-        if not res["success"]:
-            failure = _failure_text(reason, result, kwargs, later=len(bad) if repeats and
-                                    row_level == "quarantine" else None)
-            if on_failure == "reject":
-                rejects.append(reason)
-            elif on_failure == "hold" and not accept_holds:
-                holds.append(failure)
-            else:
-                warnings.append(failure)
-        if column is None or row_level not in ("quarantine", "flag"):
-            continue
-        if len(bad):
-            (quarantined if row_level == "quarantine" else flagged).append(
-                pl.DataFrame({"source_row": bad}).select(
-                    pl.col("source_row").cast(pl.Int64), pl.lit(kind).alias("expectation"),
-                    pl.lit(column, pl.String).alias("column"), pl.lit(reason).alias("reason")))
+        elif kind == "expect_column_values_to_be_unique" and column is not None:
+            repeats.append((kind, column, kwargs, meta, bool(res["success"]), result, bad_rows))
+        else:
+            act(kind, column, kwargs, meta, bool(res["success"]), result, bad_rows)
+    for kind, column, kwargs, meta, success, result, bad_rows in repeats:
+        # GX counts every row sharing a value; the first row of each that goes on keeps it and
+        # only the later ones are quarantined. Rows another rule quarantines do not count: a
+        # first copy without a name, say, must not hide the usable copy after it
+        out = pl.concat([q["source_row"] for q in quarantined]) if quarantined else []
+        usable = frame.filter(pl.col("source_row").is_in(bad_rows.implode())
+                              & ~pl.col("source_row").is_in(pl.Series(out, dtype=pl.Int64)
+                                                            .implode()))
+        later = usable.filter(~pl.col(column).is_first_distinct())["source_row"]
+        quarantines = (meta.get("rows", "flag") if meta.get("on_failure") == "hold"
+                       else meta.get("on_failure", "quarantine")) == "quarantine"
+        act(kind, column, kwargs, meta, success, result, later,
+            later=len(later) if quarantines else None)
     undeclared = [c for c in frame.columns if c not in feed.columns and c != "source_row"]
     if undeclared:  # read by no rule and mapped nowhere: the agency's layout changed?
         warnings.append(f"the file has column(s) the feed does not declare, not read: "

@@ -263,3 +263,21 @@ def test_a_repeated_key_s_warning_counts_the_rows_sharing_it_and_the_later_copie
     [warning] = [w for w in outcome.warnings if w.startswith("编号")]
     assert warning.endswith(": 2 rows share a value (20.0% of 10), more than the 5% the suite "
                             "allows; 1 quarantined (the later copy)")
+
+
+def test_a_key_repeated_after_an_unusable_row_keeps_its_usable_copy():
+    """Row 4 has no name (quarantined for it), row 6 repeats row 4's key with every value
+    good: row 6 was quarantined too, as a repeat of a row that never went on, and the person
+    was hidden. Only rows that go on count as the first copy now; a repeat of a usable row
+    still is quarantined."""
+    rows = _clean(10)
+    rows[3]["姓名"] = None
+    rows[5]["编号"] = rows[3]["编号"]
+    rows[8]["编号"] = rows[1]["编号"]
+    outcome = validate_drop(_drop(rows), SUSPECTS, "d-dup2")
+    quarantined = outcome.quarantine.select("source_row", "column").unique().sort("source_row")
+    assert quarantined.rows() == [(4, "姓名"), (9, "编号")]
+    assert 6 in outcome.valid["source_row"].to_list()
+    [warning] = [w for w in outcome.warnings if w.startswith("编号")]
+    assert warning.endswith("4 rows share a value (40.0% of 10), more than the 5% the suite "
+                            "allows; 1 quarantined (the later copy)")
