@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -199,12 +200,14 @@ def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str,
     if frame.height == 0:
         return _reject(frame, drop_id, f"{feed.name}: the file has no data rows (header only?)",
                        "expect_table_row_count_to_be_between")
+    found = [c for c in frame.columns if c != "source_row"]  # as the file writes them
+    frame, renamed = match_header(frame, feed)
     missing = [c for c in feed.required_columns if c not in frame.columns]
     if missing:
-        found = [c for c in frame.columns if c != "source_row"]
         return _reject(frame, drop_id,
-                       f"{feed.name}: the file lacks the column(s) {', '.join(missing)} that "
-                       f"the feed definition declares (found: {', '.join(found)})",
+                       f"{feed.name}: the file lacks the column(s) "
+                       f"{', '.join(map(repr, missing))} that the feed definition declares "
+                       f"(found: {', '.join(map(repr, found))})",
                        "expect_table_columns_to_match_set")
     # an optional column the drop lacks is checked (and later mapped) as a column of nulls
     frame = frame.with_columns(pl.lit(None, pl.String).alias(c)
@@ -212,7 +215,9 @@ def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str,
 
     raw, failing = engine.validate(frame, {**suite_doc, "name": name}, _gx_one)
     rows, quarantined, flagged = [], [], []
-    rejects, holds, warnings = [], [], []
+    rejects, holds = [], []
+    warnings = [f"column {declared!r} is written {written!r} in this file (its spaces or case "
+                "changed): read as the feed's" for written, declared in renamed.items()]
     repeats: list[tuple] = []  # unique keys: judged once the other rules have quarantined
 
     def act(kind: str, column: str | None, kwargs: dict, meta: dict, success: bool,
@@ -302,6 +307,27 @@ def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str,
         return ValidationOutcome(False, f"{feed.name}: held for a steward: " + "; ".join(holds),
                                  valid, quarantine, results, gx_json, flags, warnings, held=True)
     return ValidationOutcome(True, None, valid, quarantine, results, gx_json, flags, warnings)
+
+
+def _header_key(name: str) -> str:
+    """A column name as header matching compares it: spaces collapsed, case folded."""
+    return " ".join(name.split()).casefold()
+
+
+def match_header(frame: pl.DataFrame, feed: Feed) -> tuple[pl.DataFrame, dict[str, str]]:
+    """The drop with each declared column it lacks, but has written with other spaces or case
+    (``Case No`` for `` Case No ``, ``SEX`` for ``sex``), renamed to the feed's name; and the
+    renames (as written -> declared). An export re-saved by another tool trims or capitalises
+    its header: the whole drop was rejected for "lacking" columns it has. Only a match that is
+    one to one: a name two declared columns, or two of the file's, could be is left alone."""
+    declared = [c for c in feed.columns if c not in frame.columns]
+    spare = [c for c in frame.columns if c not in feed.columns and c != "source_row"]
+    keys = Counter(_header_key(c) for c in feed.columns)
+    written = Counter(_header_key(c) for c in spare)
+    by_key = {_header_key(c): c for c in spare}
+    renamed = {by_key[_header_key(c)]: c for c in declared
+               if keys[_header_key(c)] == 1 and written[_header_key(c)] == 1}
+    return (frame.rename(renamed) if renamed else frame), renamed
 
 
 def _failure_text(reason: str, result: dict, kwargs: dict, later: int | None = None) -> str:

@@ -815,7 +815,7 @@ def test_malformed_files_beside_a_follow_up_stop_only_themselves(lake, scenario,
     # each bad file says what is wrong with it, and where
     assert re.fullmatch(r"repatriations_tis620\.csv: is not valid utf-8-sig \(byte 0x[0-9a-f]{2} "
                         r"at line 2\); .*", entries[thai.name].reason), entries[thai.name].reason
-    assert "lacks the column(s) passenger_name" in entries[nocol.name].reason
+    assert "lacks the column(s) 'passenger_name'" in entries[nocol.name].reason
     by_name = {d.name: d for d in summary.drops}
     assert by_name["th_imm/repatriations/repatriations_nocol.csv"].reason == (
         entries[nocol.name].reason)

@@ -3,6 +3,8 @@ steward), mostly as a warning, bad input, summary."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import polars as pl
 import pytest
 
@@ -165,7 +167,8 @@ def test_missing_columns_reject_the_drop():
     frame = _drop(_clean(3)).drop("性别", "立案日期")
     outcome = validate_drop(frame, SUSPECTS, "d4")
     assert not outcome.accepted
-    assert outcome.reason.startswith("cn_mps/suspects: the file lacks the column(s) 性别, 立案日期")
+    assert outcome.reason.startswith(
+        "cn_mps/suspects: the file lacks the column(s) '性别', '立案日期'")
     # the result a steward's `fusionlake report` shows names them too (it said "(): 0")
     from fusionlake.cli import _findings
     from fusionlake.pipeline.report import DropReport
@@ -176,8 +179,8 @@ def test_missing_columns_reject_the_drop():
                             {**r, "check": r["expectation"].removeprefix("expect_")}
                             for r in results if not r["success"]])
     assert _findings(report).startswith(
-        "FAILED table_columns_to_match_set: cn_mps/suspects: the file lacks the column(s) 性别, "
-        "立案日期")
+        "FAILED table_columns_to_match_set: cn_mps/suspects: the file lacks the column(s) '性别', "
+        "'立案日期'")
 
 
 def test_ten_megabytes_in_a_name_is_quarantined():
@@ -281,3 +284,25 @@ def test_a_key_repeated_after_an_unusable_row_keeps_its_usable_copy():
     [warning] = [w for w in outcome.warnings if w.startswith("编号")]
     assert warning.endswith("4 rows share a value (40.0% of 10), more than the 5% the suite "
                             "allows; 1 quarantined (the later copy)")
+
+
+def test_a_header_re_saved_with_other_spaces_or_case_is_read_as_the_feeds():
+    """The agency's tool trims `` Case No `` to ``Case No`` and writes ``SEX`` for ``sex``: the
+    whole drop was rejected for lacking columns it has ("lacks the column(s)  Case No , ...", the
+    spaces barely visible). A one-to-one match by spaces and case is read as the feed's column,
+    with a warning; a column that still does not match is named quoted."""
+    feed = dataclasses.replace(SUSPECTS, columns={
+        (" 编号 " if c == "编号" else "Sex" if c == "性别" else c): o
+        for c, o in SUSPECTS.columns.items()}, source_key=" 编号 ")
+    frame = _drop(_clean(3)).rename({"性别": "SEX"})
+    outcome = validate_drop(frame, feed, "d-hdr")
+    assert outcome.accepted, outcome.reason
+    assert outcome.valid.height == 3 and {" 编号 ", "Sex"} <= set(outcome.valid.columns)
+    assert outcome.warnings == [
+        "column ' 编号 ' is written '编号' in this file (its spaces or case changed): read as "
+        "the feed's",
+        "column 'Sex' is written 'SEX' in this file (its spaces or case changed): read as the "
+        "feed's"]
+    lacking = validate_drop(frame.rename({"SEX": "gender"}), feed, "d-hdr2")
+    assert lacking.reason.startswith("cn_mps/suspects: the file lacks the column(s) 'Sex' that "
+                                     "the feed definition declares (found: '编号', ")
