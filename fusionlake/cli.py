@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import getpass
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ import sys
 import threading
 import time
 import traceback
+import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -375,8 +375,9 @@ def _read_query(path: str) -> str:
 
 
 def _who(args: argparse.Namespace) -> str:
-    """Who runs the command, for the audit trail: --as, else the login name."""
-    return getattr(args, "as_", None) or os.environ.get("USER") or getpass.getuser()
+    """Who runs the command, for the audit trail: --as, else the account the command runs as
+    (not ``$USER``, which anyone sets; the trail keeps the account beside ``--as`` too)."""
+    return getattr(args, "as_", None) or audit.account()
 
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
@@ -718,7 +719,7 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     if args.format == "json":
         print(json.dumps([json.loads(d) for d in found["detail"]], ensure_ascii=False, indent=1))
         return 0
-    rows = [(r["at"].strftime("%Y-%m-%d %H:%M:%S"), r["kind"], r["who"] or "",
+    rows = [(r["at"].strftime("%Y-%m-%d %H:%M:%S"), r["kind"], _who_shown(r),
              r["audience"] or "", "" if r["rows"] is None else f"{r['rows']:,}",
              _outcome(r["detail"]), r["summary"])
             for r in found.iter_rows(named=True)]
@@ -727,6 +728,13 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
                  empty=f"no {args.kind} entries in the audit trail" if args.kind
                  else "the audit trail is empty")
     return 0
+
+
+def _who_shown(row: dict) -> str:
+    """An entry's ``who``, with the account that wrote it when that is another name (``--as``):
+    ``chief (as root)``."""
+    who, account = row["who"] or "", json.loads(row["detail"]).get("account")
+    return f"{who} (as {account})" if account and account != who else who
 
 
 def _outcome(detail: str, width: int = 60) -> str:
@@ -905,6 +913,16 @@ def _nonblank(value: str) -> str:
     return value.strip()
 
 
+def _person(value: str) -> str:
+    """A person's name the audit trail keeps (``--as``, ``--by``): not empty, one line (a line
+    break or other control character would print as two entries in `fusionlake audit`)."""
+    value = _nonblank(value)
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise argparse.ArgumentTypeError(f"{value!r}: a name has no line breaks or other "
+                                         "control characters")
+    return value
+
+
 #: The kinds of entries in the audit trail (fusionlake.lake.audit.record's callers).
 AUDIT_KINDS = ("sql", "decision", "acceptance")
 
@@ -1012,8 +1030,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "the saved questions")
     p["mart-path"].add_argument("--audience", default="all",
                                 help="whose mart: all (the task force) or an agency id")
-    p["sql"].add_argument("--as", dest="as_", metavar="NAME",
-                          help="who asks, for the audit trail (default: $USER)")
+    p["sql"].add_argument("--as", dest="as_", metavar="NAME", type=_person,
+                          help="who asks, for the audit trail (default: the account the command "
+                               "runs as, which the trail keeps beside it either way)")
     p["audit"].add_argument("--kind", choices=AUDIT_KINDS, help="only entries of this kind")
     p["audit"].add_argument("--limit", type=_at_least(1), default=50,
                             help="the newest N entries")
@@ -1043,17 +1062,17 @@ def build_parser() -> argparse.ArgumentParser:
     verdict.add_argument("--undo", action="store_true",
                          help="withdraw the standing decision on the pair (recorded, "
                               "nothing deleted)")
-    p["decide"].add_argument("--by", required=True, type=_nonblank, help="who decides")
+    p["decide"].add_argument("--by", required=True, type=_person, help="who decides")
     p["decide"].add_argument("--why", required=True, type=_nonblank,
                              help="the reason, for the audit trail")
     for name in ("accept", "reject", "retry"):
         p[name].add_argument("drop", metavar="DROP",
                              help="the drop id, or the start of it or of its sha256")
     for name in ("accept", "reject"):
-        p[name].add_argument("--by", required=True, type=_nonblank, help="who decides")
+        p[name].add_argument("--by", required=True, type=_person, help="who decides")
         p[name].add_argument("--why", required=True, type=_nonblank,
                              help="the reason, for the audit trail")
-    p["retry"].add_argument("--by", type=_nonblank,
+    p["retry"].add_argument("--by", type=_person,
                             help="who sends it back (default: the login name); required for a "
                                  "drop a steward rejected for good")
     p["retry"].add_argument("--why", type=_nonblank,

@@ -73,6 +73,11 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, args, message):
      "argument --by: must not be empty: the audit trail keeps it"),
     (["accept", "d1", "--by", "ana", "--why", ""],
      "argument --why: must not be empty: the audit trail keeps it"),
+    (["sql", "--as", "alice\nkind: decision", "select 1"],
+     "argument --as: 'alice\\nkind: decision': a name has no line breaks or other control "
+     "characters"),
+    (["reject", "d1", "--by", "ana\x1b[2J", "--why", "x"],
+     "argument --by: 'ana\\x1b[2J': a name has no line breaks"),
     (["docs", "--sync", "FILE"], "--sync FILE: that is a file; give a folder"),
     (["generate", "--people", "10", "--out", "FILE"], "--out FILE: that is a file; give a folder"),
 ])

@@ -7,13 +7,15 @@ with which line and reason, which drops are held or rejected, and that no good r
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 
 import polars as pl
 import pytest
 
 from fusionlake.lake import audit, layout, zones
-from fusionlake.lake.feeds import load_feeds
+from fusionlake.lake.feeds import FeedSet, load_feeds
 from fusionlake.lake.ledger import DropState, Ledger
 from fusionlake.pipeline import stage
 from fusionlake.pipeline.land import deliver, discover, land
@@ -358,10 +360,9 @@ def test_which_planted_rows_reach_the_mart(tmp_path):
 def test_a_drop_whose_every_row_is_quarantined_stages_nothing_and_the_run_goes_on(tmp_path):
     """A drop with no name on any row (``required``; null, empty, spaces or a full-width space
     alike: a blank name passed before and staged a person without one): every row is
-    quarantined, no record is
-    staged, and the run that stages it beside a good drop publishes both (its rows in the
-    quarantine, the drop published with the others) instead of failing its read-back check
-    ("staged by this run are not among the staged records read back")."""
+    quarantined, the drop is rejected for it (nothing to stage), and the run publishes the
+    good drop beside it, with the rejected one's rows in the quarantine, instead of failing its
+    read-back check ("staged by this run are not among the staged records read back")."""
     from fusionlake.lake.settings import Settings
     from fusionlake.lake.store import open_store
     from fusionlake.pipeline.marts import open_latest
@@ -377,11 +378,11 @@ def test_a_drop_whose_every_row_is_quarantined_stages_nothing_and_the_run_goes_o
 
     summary = run(Settings(lake=lake, feeds_path=[]))  # raised TransientLakeError
     drops = {d.name.rsplit("/", 1)[1]: d for d in summary.drops}
-    assert {n: (d.state, d.staged["person_record"], d.quarantined)
+    assert {n: (d.state, d.staged.get("person_record", 0), d.quarantined)
             for n, d in drops.items()} == {
-        "nameless.csv": ("staged", 0, 4), "good.csv": ("staged", 2, 0)}
+        "nameless.csv": ("rejected", 0, 4), "good.csv": ("staged", 2, 0)}
     assert {e.file_name: e.state for e in Ledger(store).entries()} == {
-        "nameless.csv": "published", "good.csv": "published"}
+        "nameless.csv": "rejected", "good.csv": "published"}
     con = open_latest(store, "all")
     try:
         keys = {r[0] for r in con.execute("select source_key from entity_record").fetchall()}
@@ -424,3 +425,50 @@ def test_a_column_the_feed_does_not_declare_is_a_warning_not_silence(store, tmp_
     plain = _land(store, tmp_path, "cn_mps", "suspects", "plain.csv",
                   _suspects_csv([_suspect("NC100")]))
     assert _process(store, plain).warnings == []
+
+
+def test_a_drop_whose_every_row_is_quarantined_is_rejected_and_tried_again_with_a_new_feed(
+        store, tmp_path):
+    """Every row without a name: the drop was "staged" with nothing in it and then "published"
+    with 0 records, so a fixed feed (the name in another column, say) never looked at it again.
+    It is rejected now, under its feed's fingerprint, with its quarantine kept row by row."""
+    rows = [_suspect(f"QQ{i:03d}", name="") for i in range(4)]
+    entry = _land(store, tmp_path, "cn_mps", "suspects", "all_bad.csv", _suspects_csv(rows))
+    result = _process(store, entry)
+    assert (result.state, result.rows, result.quarantined) == ("rejected", 4, 4)
+    assert result.reason == (
+        "every row was quarantined (4 of 4): nothing to stage; the quarantine says why, row by "
+        "row (`fusionlake report`), and the drop is validated again once its feed changes")
+    assert _quarantine(store, entry)["source_row"].unique().sort().to_list() == [1, 2, 3, 4]
+    assert not store.exists(layout.staged_key("person_record", "cn_mps", "suspects",
+                                              entry.drop_id))
+    summary = RunSummary(run_id="r", lake=store.uri, drops=[result]).as_json()["counts"]
+    assert (summary["rows_read"], summary["rows_rejected"]) == (4, 4)
+    ledger = Ledger(store)
+    assert stage.pending_drops(ledger, FEEDS) == []
+    feed = FEEDS.feeds["cn_mps/suspects"]
+    changed = FeedSet(feeds={**FEEDS.feeds, feed.name: dataclasses.replace(
+        feed, columns={**feed.columns, "姓名": {**feed.columns["姓名"], "max_length": 99}})})
+    assert [e.drop_id for e in stage.pending_drops(ledger, changed)] == [entry.drop_id]
+
+
+def test_the_audit_trail_keeps_the_account_beside_who_said_they_were(store, capsys,
+                                                                     monkeypatch):
+    """`sql --as cn_mps_chief` was recorded as cn_mps_chief alone, and without --as the name
+    came from $USER, which anyone sets (USER=mallory). Every entry now keeps the account the
+    command ran as, and `fusionlake audit` shows it beside a name that differs."""
+    import pwd
+
+    from fusionlake.cli import _who, build_parser, main
+
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    monkeypatch.setenv("USER", "mallory")
+    monkeypatch.setenv("LOGNAME", "mallory")
+    assert _who(build_parser().parse_args(["sql", "select 1"])) == me
+    entry = audit.record(store, "sql", who="cn_mps_chief", audience="all", rows=1, query="q")
+    assert entry["account"] == me
+    assert main(["audit", "--lake", store.uri, "--format", "json"]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert (listed["who"], listed["account"]) == ("cn_mps_chief", me)
+    assert main(["audit", "--lake", store.uri]) == 0
+    assert f"cn_mps_chief (as {me})" in capsys.readouterr().out

@@ -18,6 +18,8 @@ Callers write with :func:`record`; stewards read with :func:`entries` / :func:`f
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import re
 import uuid
 from datetime import UTC, datetime
@@ -45,17 +47,29 @@ class AuditError(Exception):
     """An audit entry that cannot be written; the message says why."""
 
 
+def account() -> str:
+    """The operating system account this process runs as (its effective user id's name): what
+    the audit trail keeps beside ``who`` (a name given with ``--as``), since ``$USER`` and
+    ``--as`` are whatever the caller says."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (KeyError, OSError):  # an id with no passwd entry (a container's arbitrary uid)
+        return f"uid {os.geteuid()}"
+
+
 def record(store: ObjectStore, kind: str, **fields) -> dict:
     """Append one entry of ``kind`` with ``fields`` (JSON-serialisable); returns it as stored.
 
-    ``who`` and ``audience`` are shown as columns when given; ``at`` (UTC) and a writer id are
-    added. Raises AuditError if the entry could not be created (it is never overwritten).
+    ``who`` and ``audience`` are shown as columns when given; ``at`` (UTC), a writer id and
+    the ``account`` the process runs as (:func:`account`) are added. Raises AuditError if the
+    entry could not be created (it is never overwritten).
     """
     if not _KIND.match(kind):
         raise AuditError(f"audit kind {kind!r} must be a lower-case identifier")
     now = datetime.now(UTC)
     writer = uuid.uuid4().hex[:12]
-    body = {**fields, "kind": kind, "at": now.isoformat(), "writer": writer}
+    body = {**fields, "kind": kind, "at": now.isoformat(), "writer": writer,
+            "account": account()}
     key = layout.audit_key(kind, now.strftime("%Y%m%dT%H%M%S%fZ"), writer)
     data = json.dumps(body, ensure_ascii=False, default=str, sort_keys=True).encode()
     if not store.put_if_absent(key, data):  # True for our own retried write as well
@@ -95,4 +109,4 @@ def frame(store: ObjectStore, kind: str | None = None) -> pl.DataFrame:
         pl.col("at").str.to_datetime(time_zone="UTC", time_unit="us")).select(list(AUDIT_SCHEMA))
 
 
-__all__ = ["AUDIT_SCHEMA", "AuditError", "entries", "frame", "record"]
+__all__ = ["AUDIT_SCHEMA", "AuditError", "account", "entries", "frame", "record"]

@@ -134,6 +134,10 @@ def process_drop(store: ObjectStore, feedset: FeedSet, entry: DropEntry,
         return stop(outcome.reason or "held for a steward", DropState.HELD)
     if not outcome.accepted:
         return stop(outcome.reason or "failed validation")
+    if outcome.valid.height == 0:  # staged empty, a fixed feed would never look at it again
+        return stop(f"every row was quarantined ({result.quarantined:,} of {result.rows:,}): "
+                    "nothing to stage; the quarantine says why, row by row (`fusionlake "
+                    "report`), and the drop is validated again once its feed changes")
     if entry.state == DropState.RECEIVED:
         ledger.record(entry.drop_id, DropState.VALIDATED,
                       f"{outcome.valid.height} rows valid ({result.flagged} flagged), "
