@@ -99,6 +99,33 @@ def test_a_local_lake_keeps_no_folder_its_deletes_left_empty(tmp_path):
     assert store.get("marts/th_imm/v3/fusion.duckdb") == b"y"
 
 
+def test_a_local_lakes_folders_are_listed_by_its_own_user_alone(tmp_path):
+    """The files were 0600 but the folders 0755: any local user could list
+    raw/cn_mps/fraud_reports/ and learn which drops an agency-only feed sent, when and how
+    large. Every folder the store makes is 0700, whatever the umask lets through; the lake's
+    own folder stays as made (the way to the marts, which publishing opens to the group)."""
+    import os
+    import stat
+
+    from fusionlake.lake.store import LocalStore
+
+    store = LocalStore(tmp_path / "lake")
+    old = os.umask(0o002)
+    try:
+        store.put("raw/cn_mps/fraud_reports/d1/a.csv", b"x")
+        assert store.put_if_absent("ledger/drops/d1/000-received.json", b"{}")
+        source = tmp_path / "big.bin"
+        source.write_bytes(b"y" * 10)
+        store.upload_file("staged/person_record/cn_mps/fraud_reports/d1.parquet", source)
+        store.copy("raw/cn_mps/fraud_reports/d1/a.csv", "quarantine/cn_mps/d1/a.csv")
+    finally:
+        os.umask(old)
+    folders = [p for p in store.root.rglob("*") if p.is_dir()]
+    assert len(folders) == 14
+    assert {p.relative_to(store.root).as_posix(): stat.S_IMODE(p.stat().st_mode)
+            for p in folders} == {p.relative_to(store.root).as_posix(): 0o700 for p in folders}
+
+
 def test_upload_and_download_file(store, tmp_path):
     src = tmp_path / "big.bin"
     src.write_bytes(bytes(range(256)) * 40_000)  # 10 MB: multipart on S3

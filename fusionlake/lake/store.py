@@ -25,6 +25,7 @@ failures. Messages never carry credentials (:func:`redact`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import hashlib
@@ -502,6 +503,26 @@ class LocalStore(ObjectStore):
         """The file behind a key (the local adapter only)."""
         return self.root / _check_key(key)
 
+    #: Mode of the folders the store makes inside the lake: only the lake's own user lists
+    #: them (the files are 0600 already, but a listing of ``raw/cn_mps/fraud_reports/`` told
+    #: any local user which drops an agency sent, when, and how large). The published marts'
+    #: folders are opened to the lake's group afterwards (pipeline.marts._share_with_group).
+    FOLDER_MODE = 0o700
+
+    def _folders_for(self, path: Path) -> None:
+        """Make the missing folders above ``path`` inside the lake, each FOLDER_MODE (the
+        lake's own folder as any other: it is the way to the marts)."""
+        if path.parent.is_dir():
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        missing, folder = [], path.parent
+        while folder != self.root and not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for folder in reversed(missing):
+            with contextlib.suppress(FileExistsError):  # a concurrent writer made it first
+                folder.mkdir(mode=self.FOLDER_MODE)
+
     def scan_source(self, key: str, size: int | None = None) -> tuple[str, dict]:
         return str(self.path(key)), {}
 
@@ -537,12 +558,12 @@ class LocalStore(ObjectStore):
 
     def put(self, key: str, data: bytes) -> None:
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._folders_for(path)
         _atomic_write(path, data, key)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._folders_for(path)
         tmp = _write_temp(path, data, key)
         try:
             os.link(tmp, path)  # atomic, and fails if the name exists
@@ -611,7 +632,7 @@ class LocalStore(ObjectStore):
 
     def upload_file(self, key: str, path: Path) -> None:
         dest = self.path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._folders_for(dest)
         fd, tmp = _mkstemp(dest)
         os.close(fd)
         try:
@@ -629,7 +650,7 @@ class LocalStore(ObjectStore):
         # Objects are never changed in place (every write is a new file renamed over the key),
         # so a hard link is a copy that costs nothing: deleting either name leaves the other.
         src, dest = self.path(source), self.path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._folders_for(dest)
         tmp = dest.with_name(f"{_temp_prefix(dest.name)}{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
         try:
             os.link(src, tmp)
@@ -648,7 +669,7 @@ class LocalStore(ObjectStore):
         # sync, a rename nothing. The file is synced first, so the object is as durable as a
         # copied one.
         dest = self.path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._folders_for(dest)
         with open(path, "rb") as fh:
             os.fsync(fh.fileno())
             same_disk = os.fstat(fh.fileno()).st_dev == dest.parent.stat().st_dev
