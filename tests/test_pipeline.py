@@ -72,6 +72,10 @@ def test_pipeline_lifecycle(prefect_harness, lake_uri, drops, tmp_path, capsys):
     staged_1 = sum(d.staged["person_record"] for d in first.drops)
     assert records_1 == staged_1 > 0
     assert mart_count(store, "select count(*) from drop_ledger") == 4
+    # the marts show the drops they publish as published (they said staged, the state the
+    # ledger had while they were built, until the next marts)
+    assert mart_count(store, "select count(*) from drop_ledger where state = 'published' "
+                             "and reason = 'in this mart'") == 4
     assert store.exists("reports/runs/run-1.md")
     assert first.resolution_stats["new cross-agency matches"] > 0
     # transliterations are remembered in the lake for the next run (hanzi and Thai names)
@@ -866,3 +870,32 @@ def test_a_library_panic_while_staging_rejects_that_drop_and_the_run_goes_on(dro
     feeds.feeds[feed.name] = replace(
         feed, columns={**feed.columns, column: {**feed.columns[column], "required": True}})
     assert [e.drop_id for e in stage.pending_drops(Ledger(store), feeds)] == [rejected.drop_id]
+
+
+def test_a_run_whose_only_news_is_a_rejected_drop_shows_it_to_the_stewards(drops, tmp_path):
+    """A binary file sent as th_imm's repatriations is rejected. The run found the marts'
+    inputs unchanged (only the live drops and decisions counted) and published nothing, so no
+    mart's drop_ledger showed the rejection until some other drop came. Now the task force's
+    and th_imm's marts show it, republished with their stewards' tables alone; Myanmar's, which
+    sees nothing of it, is kept; and the next run has nothing to do."""
+    from fusionlake.pipeline import marts
+    from fusionlake.pipeline.run import run
+
+    lake = tmp_path / "lake"
+    store = open_store(str(lake))
+    deliver_all(store, drops, only={"th_imm/repatriations", "mm_police/detainees"})
+    run(Settings(lake=str(lake), drop_workers=0))
+    before = {a: marts.latest(store, a)["version"] for a in ("all", "th_imm", "mm_police")}
+    broken = tmp_path / "repatriations_2.csv"
+    broken.write_bytes(b"\x00\x01PK\x03\x04" * 200 + b"\n")  # whole: it ends with a line end
+    deliver(store, "th_imm", "repatriations", [broken])
+    summary = run(Settings(lake=str(lake), drop_workers=0))
+    assert [d.state for d in summary.drops] == ["rejected"], (summary.landed, summary.notes)
+    after = {a: marts.latest(store, a) for a in before}
+    assert after["mm_police"]["version"] == before["mm_police"]
+    for audience in ("all", "th_imm"):
+        assert after[audience]["version"] != before[audience]
+        assert after[audience]["build"]["why"].startswith("its stewards' tables only")
+        assert mart_count(store, "select count(*) from drop_ledger where state = 'rejected' "
+                                 "and file_name = 'repatriations_2.csv'", audience) == 1
+    assert run(Settings(lake=str(lake), drop_workers=0)).noop

@@ -27,9 +27,19 @@ from fusionlake.pipeline.marts import audiences as releasable
 MART_MEMORY_FRACTION = 0.08
 
 
-def steward_tables(store: ObjectStore, ledger: Ledger) -> dict[str, pl.DataFrame]:
+def steward_tables(store: ObjectStore, ledger: Ledger,
+                   publishing: set[str] | None = None) -> dict[str, pl.DataFrame]:
+    """The stewards' tables of the marts. ``publishing``: the staged drops these marts publish,
+    shown ``published`` (sql/mart/60_audience_steward.sql gives it the reason "in this mart"):
+    the ledger records that once the marts are out, so a mart showed its own drops as
+    ``staged`` until the next one."""
+    frame = ledger.frame()
+    if publishing:
+        mine = pl.col("drop_id").is_in(sorted(publishing)) & (pl.col("state") == "staged")
+        frame = frame.with_columns(
+            pl.when(mine).then(pl.lit("published")).otherwise(pl.col("state")).alias("state"))
     return {
-        "drop_ledger": ledger.frame(),
+        "drop_ledger": frame,
         "validation_result": zones.read_validation_results(store),
         "quarantine": zones.read_quarantine(store),
         "audit_log": audit.frame(store),
@@ -73,7 +83,8 @@ def audience_resolutions(store: ObjectStore, names: list[str], work_dir: Path,
 
 def publish_marts(store: ObjectStore, ledger: Ledger, feedset: FeedSet, retention: int,
                   staged: dict[str, pl.LazyFrame], full: bool = False,
-                  workers: int = 1, release: pl.DataFrame | None = None) -> dict[str, str]:
+                  workers: int = 1, release: pl.DataFrame | None = None,
+                  publishing: set[str] | None = None) -> dict[str, str]:
     """Build, check and publish one mart per audience from the lake; returns audience -> version.
 
     A mart whose audience's resolution was incremental is updated in place from its previous
@@ -87,6 +98,7 @@ def publish_marts(store: ObjectStore, ledger: Ledger, feedset: FeedSet, retentio
     process would otherwise hold gigabytes of frames while DuckDB builds. Each mart remembers
     when the one it replaces was built, so "what is new since the last version" is a plain
     query (sql/queries/new_cross_agency_matches.sql). ``release``: see build_and_publish.
+    ``publishing``: the staged drops this publish puts in the marts (:func:`steward_tables`).
     """
     names = audiences(feedset, staged)
     if zones.resolution_keys(store) is None:
@@ -94,7 +106,8 @@ def publish_marts(store: ObjectStore, ledger: Ledger, feedset: FeedSet, retentio
     with tempfile.TemporaryDirectory(prefix="fusionlake-mart-") as tmp:
         pointers: dict[str, dict] = {}
         resolution = audience_resolutions(store, names, Path(tmp), pointers)
-        return build_and_publish(store, staged, resolution, steward_tables(store, ledger),
+        return build_and_publish(store, staged, resolution,
+                                 steward_tables(store, ledger, publishing),
                                  Path(tmp), audience_names=names,
                                  retention=retention, pointers=pointers, full=full,
                                  workers=workers, release=release,

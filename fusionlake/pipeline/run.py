@@ -66,7 +66,7 @@ from fusionlake.lake.lease import (
     pid_alive,
     uninstall,
 )
-from fusionlake.lake.ledger import LIVE, DropEntry, DropState, Ledger
+from fusionlake.lake.ledger import LIVE, STOPPED, DropEntry, DropState, Ledger
 from fusionlake.lake.settings import Settings
 from fusionlake.lake.store import (
     LakeError,
@@ -722,10 +722,16 @@ def _no_data_docs(r: Run, exc: Exception) -> None:
 
 
 def fingerprint(store: ObjectStore, ledger: Ledger) -> str:
-    """What the marts are built from: the live drops and the steward decisions."""
-    live = sorted(e.drop_id for e in ledger.entries() if e.state in LIVE)
+    """What the marts are built from: the live drops, the steward decisions, and the drops
+    rejected, held or sent again as duplicates, which the stewards' tables show (a run whose
+    only news was a rejected drop left it out of every mart's drop_ledger and quarantine until
+    some other drop came)."""
+    entries = ledger.entries()
+    live = sorted(e.drop_id for e in entries if e.state in LIVE)
+    stopped = sorted((e.drop_id, e.file_name, str(e.state)) for e in entries
+                     if e.state in STOPPED or e.state == DropState.DUPLICATE)
     decisions = store.list(layout.DECISIONS)
-    return hashlib.sha256(json.dumps([live, decisions]).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([live, decisions, stopped]).encode()).hexdigest()[:16]
 
 
 def inputs_changed(r: Run) -> bool:
@@ -793,13 +799,15 @@ def publish_once(lake: str, feeds_path: list[str], scans: dict, superseded: set[
     resolving (:func:`resolve_entities`)."""
     store = open_store(lake)
     ledger = Ledger(store)
+    publishing = [e for e in ledger.entries()
+                  if e.state == DropState.STAGED and e.drop_id not in superseded]
     published = publish.publish_marts(store, ledger, load_feeds(feeds_path), retention, scans,
-                                      full=full, workers=workers, release=release)
+                                      full=full, workers=workers, release=release,
+                                      publishing={e.drop_id for e in publishing})
     # the all-agencies mart is kept when nothing in the lake changed but the states of drops
     shown = published.get("all") or (marts.latest(store, "all") or {}).get("version")
-    for e in ledger.entries():
-        if e.state == DropState.STAGED and e.drop_id not in superseded:
-            ledger.record(e.drop_id, DropState.PUBLISHED, f"in marts {shown}", run_id)
+    for e in publishing:
+        ledger.record(e.drop_id, DropState.PUBLISHED, f"in marts {shown}", run_id)
     store.put(layout.MARTS_FINGERPRINT, json.dumps(
         {"fingerprint": inputs, "run_id": run_id}).encode())
     return published

@@ -9,11 +9,21 @@
 CREATE OR REPLACE TEMP VIEW visible_drop AS
 SELECT DISTINCT drop_id FROM entity_record;
 
+-- Of another agency's drop an agency's mart shows what its records already say (the drop, its
+-- file's name, when it came, its state), not the file's digest and size, nor the ledger's
+-- reason: that counts the whole file's rows, quarantined and flagged ("123 person records, 4
+-- rows flagged, 2 quarantined"), rows the agency may not see. A published drop's reason is
+-- "in this mart" in every mart: the ledger's names the all-agencies mart's version.
 CREATE OR REPLACE TABLE drop_ledger AS
-SELECT drop_id, agency, feed, file_name, sha256, size, state, reason, received_at, updated_at
-FROM in_drop_ledger
-WHERE getvariable('audience') IS NULL
-   OR agency = getvariable('audience')
+SELECT drop_id, agency, feed, file_name,
+       CASE WHEN own THEN sha256 END AS sha256,
+       CASE WHEN own THEN size END AS size,
+       state,
+       CASE WHEN state = 'published' THEN 'in this mart' WHEN own THEN reason END AS reason,
+       received_at, updated_at
+FROM (SELECT *, getvariable('audience') IS NULL OR agency = getvariable('audience') AS own
+      FROM in_drop_ledger)
+WHERE own
    OR (state IS DISTINCT FROM 'duplicate' AND drop_id IN (SELECT drop_id FROM visible_drop))
 ORDER BY received_at, drop_id, file_name;
 COMMENT ON TABLE drop_ledger IS 'Every file delivery (drop) and its state: received, rejected, validated, staged, published or superseded.';
@@ -23,10 +33,10 @@ COMMENT ON COLUMN drop_ledger.feed IS 'Feed it was delivered to.';
 COMMENT ON COLUMN drop_ledger.file_name IS 'Name of the delivered file.';
 COMMENT ON COLUMN drop_ledger.received_at IS 'When the lake received the file: when it was written to the landing area (a later drop of a feed supersedes an earlier one by this time).';
 COMMENT ON COLUMN drop_ledger.updated_at IS 'When the drop entered its current state.';
-COMMENT ON COLUMN drop_ledger.sha256 IS 'SHA-256 of the file as received.';
-COMMENT ON COLUMN drop_ledger.size IS 'File size in bytes.';
+COMMENT ON COLUMN drop_ledger.sha256 IS 'SHA-256 of the file as received (NULL in an agency''s mart for another agency''s drop).';
+COMMENT ON COLUMN drop_ledger.size IS 'File size in bytes (NULL in an agency''s mart for another agency''s drop).';
 COMMENT ON COLUMN drop_ledger.state IS 'received, rejected, validated, staged, published or superseded.';
-COMMENT ON COLUMN drop_ledger.reason IS 'Why the drop is in this state (e.g. the structural problem that got it rejected).';
+COMMENT ON COLUMN drop_ledger.reason IS 'Why the drop is in this state (e.g. the structural problem that got it rejected); "in this mart" for a published drop; NULL in an agency''s mart for another agency''s drop.';
 
 CREATE OR REPLACE TABLE validation_result AS
 SELECT drop_id, expectation, "column", success, unexpected_count, unexpected_percent, mostly,
