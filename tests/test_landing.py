@@ -400,3 +400,15 @@ def test_an_object_in_an_s3_landing_area_is_whole_once_listed(s3_bucket):
     store = open_store(f"s3://{s3_bucket}/lake")
     store.put("landing/th_imm/repatriations/no_end.csv", b"manifest_id\nTH-3")
     assert [x.status for x in _land_all(store)] == ["landed"]
+
+
+def test_the_examples_in_the_landing_and_report_docstrings_hold():
+    """The wait note's wording (59.6 s is "59 s ago", not 60 beside "left alone for 60 s") and
+    the report's counts' wording are given as examples in their docstrings: they run here."""
+    import doctest
+
+    from fusionlake.pipeline import land, report
+
+    for module in (land, report):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

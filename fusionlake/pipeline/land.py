@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -197,14 +198,19 @@ def being_written(file_name: str, data: bytes, age: float) -> str | None:
     True
     >>> being_written("list.csv", "id\\n1\\n".encode("utf-16"), 5.0) is None  # ends in \\n\\0
     True
+    >>> why = being_written("list.csv", b"id\\n1,", 59.6)
+    >>> "written to 59 s ago" in why, why.endswith("by the first run 1 s from now or later")
+    (True, True)
     """
     text = FORMATS.get(os.path.splitext(file_name)[1].lower()) in ("csv", "jsonl")
     if not text or not data or data.endswith(LINE_ENDS) or age >= SETTLE_SECONDS:
         return None
-    return (f"its last line has no line end yet and it was written to {max(age, 0):.0f} s ago: "
+    # whole seconds down: 59.6 s read "written to 60 s ago" beside "left alone for 60 s"
+    return (f"its last line has no line end yet and it was written to {int(max(age, 0))} s ago: "
             "a transfer still writing it in place, most likely (SFTP and SMB clients write "
             "under the final name); it is landed once it ends with a line end, or once it has "
-            f"been left alone for {SETTLE_SECONDS} s")
+            f"been left alone for {SETTLE_SECONDS} s: by the first run "
+            f"{math.ceil(SETTLE_SECONDS - max(age, 0))} s from now or later")
 
 
 def sniff_encoding(data: bytes) -> str:
