@@ -382,7 +382,7 @@ def _who(args: argparse.Namespace) -> str:
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     store = open_store(settings.lake)
-    reports = drop_reports(store)
+    reports = drop_reports(store, load_feeds(settings.feeds_path))
     if args.format == "json":
         print(json.dumps([r.as_json() for r in reports], ensure_ascii=False, indent=1))
         return 0
@@ -390,12 +390,12 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         print("no drops yet: deliver with `fusionlake drop`, then `fusionlake run`")
         return 0
     rows = [(r.drop_id[:12], f"{r.agency}/{r.feed}", r.file, r.received, r.state,
-             _count(r.rows), _count(r.staged), _count(r.flagged), _count(r.quarantined),
-             "yes" if r.held else "", "-" if r.expectations is None
+             _count(r.rows), _count(r.staged), _count(r.superseded), _count(r.flagged),
+             _count(r.quarantined), "yes" if r.held else "", "-" if r.expectations is None
              else f"{r.passed}/{r.expectations}")
             for r in reports]
     _print_table(["drop", "feed", "file", "received (UTC)", "state", "rows", "staged",
-                  "flagged", "quarantined", "held", "checks passed"], rows,
+                  "superseded since", "flagged", "quarantined", "held", "checks passed"], rows,
                  title=f"validation by drop, {settings.lake}", width=150)
     # the findings are long: one line each under the table rather than a squeezed column
     print("\nchecks that failed or found bad values (rows), and why a drop was not validated:")

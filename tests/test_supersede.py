@@ -95,3 +95,12 @@ def test_a_feed_whose_key_may_be_blank_or_repeat_keeps_those_people_in_the_mart(
     finally:
         con.close()
     assert names == ["CHEN JIE", "LI NA", "LIU YANG", "WANG FANG", "ZHANG WEI"]
+    # the stewards' report counted the corrected row staged while the mart no longer held it,
+    # with nothing to say why: it says how many of each drop's records were superseded since
+    from fusionlake.lake.feeds import load_feeds
+    from fusionlake.pipeline.report import drop_reports
+
+    reports = drop_reports(store, load_feeds([str(tmp_path / "feeds")]))
+    assert [(r.file, r.staged, r.superseded) for r in reports] == [
+        ("tips-1.csv", 4, 1), ("tips-2.csv", 2, 0)]
+    assert [r.superseded for r in drop_reports(store)] == [None, None]  # not asked

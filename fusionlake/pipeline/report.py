@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 
 from fusionlake.lake import layout, zones
+from fusionlake.lake.feeds import FeedSet
 from fusionlake.lake.ledger import DropEntry, DropState, Ledger
 from fusionlake.lake.store import NotFound, ObjectStore
 
@@ -55,6 +58,9 @@ class DropReport:
     held: bool = False
     expectations: int | None = None
     passed: int | None = None
+    #: records of the drop a later drop of its feed replaced (``supersede: by_source_key``):
+    #: staged, and no longer in the marts (None when not counted)
+    superseded: int | None = None
     #: expectations that failed or found bad values: expectation, check (its short name),
     #: column, success, unexpected_count (GX's real count), unexpected_percent, mostly, details,
     #: checked (the rows unexpected_percent is of), quarantined and flagged (the rows this
@@ -237,10 +243,32 @@ def _validated_rows(gx: dict) -> int:
     return max(counts) if counts else 0
 
 
-def drop_reports(store: ObjectStore) -> list[DropReport]:
-    """Every drop of the ledger but duplicates, oldest first."""
-    entries = [e for e in Ledger(store).entries() if e.state != DropState.DUPLICATE]
-    return [_report(store, e) for e in sorted(entries, key=lambda e: e.received_at)]
+def drop_reports(store: ObjectStore, feedset: FeedSet | None = None) -> list[DropReport]:
+    """Every drop of the ledger but duplicates, oldest first; given the feeds, with the records
+    of each that a later drop superseded (:func:`superseded_counts`)."""
+    ledger = Ledger(store)
+    entries = [e for e in ledger.entries() if e.state != DropState.DUPLICATE]
+    reports = [_report(store, e) for e in sorted(entries, key=lambda e: e.received_at)]
+    if feedset is not None:
+        counts = superseded_counts(store, ledger, feedset)
+        for r in reports:
+            if r.staged is not None:
+                r.superseded = counts.get(r.drop_id, 0)
+    return reports
+
+
+def superseded_counts(store: ObjectStore, ledger: Ledger, feedset: FeedSet) -> dict[str, int]:
+    """drop id -> its staged records that a later drop of the feed replaced, by the rule the
+    runs apply (fusionlake.pipeline.resolve): the report counted them staged while the marts
+    no longer held them, and nothing said why."""
+    from fusionlake.pipeline.resolve import superseded_records
+
+    with tempfile.TemporaryDirectory(prefix="fusionlake-report-") as tmp:
+        ids = superseded_records(store, ledger, feedset, Path(tmp))
+    if not ids.len():
+        return {}
+    counts = ids.str.split(":").list.first().value_counts()
+    return dict(zip(counts[ids.name].to_list(), counts["count"].to_list(), strict=True))
 
 
 def quarantine_rows(store: ObjectStore, agency: str, feed: str, drop_id: str) -> pl.DataFrame:

@@ -111,6 +111,17 @@ def staged_scans(store: ObjectStore, ledger: Ledger,
         yield scans, gone
 
 
+def superseded_records(store: ObjectStore, ledger: Ledger, feedset: FeedSet,
+                       work_dir: Path) -> pl.Series:
+    """The record ids a newer drop supersedes now, as :func:`staged_scans` leaves them out
+    (for the stewards' report; ``work_dir`` holds what an S3 lake's read downloads)."""
+    entries = ledger.entries()
+    live = {e.drop_id for e in entries if e.state in LIVE}
+    scan = zones.scan_objects(store, zones.staged_objects(store, "person_record", live),
+                              "person_record", work_dir)
+    return _superseded(scan, entries, feedset)[0]
+
+
 def _superseded(person_scan: pl.LazyFrame, entries: list, feedset: FeedSet
                 ) -> tuple[pl.Series, set[str]]:
     """The record ids a newer drop supersedes (``supersede: by_source_key``), and the drops
