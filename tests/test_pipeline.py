@@ -842,8 +842,9 @@ def test_a_library_panic_while_staging_rejects_that_drop_and_the_run_goes_on(dro
 
     def panicking(frame, feed, *args, **kwargs):
         if feed.name == "th_imm/detentions":
-            raise pl.exceptions.PanicException("index out of bounds: the len is 3 but the index "
-                                               "is 7")
+            # over two lines, as pydantic's and Rust's messages often are: the ledger keeps one
+            raise pl.exceptions.PanicException("index out of bounds: the len is 3\n  but the "
+                                               "index is 7")
         return canonical(frame, feed, *args, **kwargs)
 
     monkeypatch.setattr(stage, "to_canonical", panicking)

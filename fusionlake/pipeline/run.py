@@ -504,7 +504,9 @@ def _failed_drop(r: Run, entry: DropEntry, exc: Exception) -> stage.DropResult |
         r.summary.problems.append(f"drop {entry.drop_id} ({name}) failed and will be retried "
                                   f"next run: {redact(exc)}")
         return None
-    reason = redact(f"could not be processed: {type(exc).__name__}: {exc}")[:2000]
+    # one line: a library's message over several (pydantic's) broke the ledger's tables
+    reason = " ".join(redact(f"could not be processed: {type(exc).__name__}: {exc}").split())
+    reason = reason[:2000]
     # with its feed's fingerprint, as every other rejection: a feed the drop broke on (a column
     # GX cannot check, say) validates it again once fixed, without a `fusionlake retry`
     fingerprint = suite_fingerprint(r.feedset.feeds.get(f"{entry.agency}/{entry.feed}"))
