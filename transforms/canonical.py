@@ -52,6 +52,9 @@ SEX_VALUES: dict[str, str] = {
     "m": "M", "male": "M", "f": "F", "female": "F",
     "男": "M", "女": "F", "ชาย": "M", "หญิง": "F", "ကျား": "M", "မ": "F",
     "က်ား": "M",  # ကျား typed in Zawgyi (ya-pin as U+103A)
+    # the agencies that join later: Khmer, Lao, Vietnamese (a Khmer export had ប្រុស/ស្រី
+    # beside M/F, and `feeds draft` left the column out as "46% known sex forms")
+    "ប្រុស": "M", "ស្រី": "F", "ຊາຍ": "M", "ຍິງ": "F", "nam": "M", "nữ": "F",
 }  # fmt: skip
 
 _DEFAULT_DATE_FORMATS = ["iso"]

@@ -1,7 +1,8 @@
 """Country names and codes in any of the lake's languages -> ISO 3166-1 alpha-2.
 
 The lookup table is data: transforms/data/iso3166.csv (all ISO codes with English short names)
-plus transforms/data/country_names.yaml (Chinese, Thai, Burmese names and English variants).
+plus transforms/data/country_names.yaml (Chinese, Thai, Burmese, Khmer, Lao and Vietnamese names,
+and English variants).
 Values are reduced to a key (:func:`_key`) and looked up with one vectorised ``replace_strict``.
 """
 

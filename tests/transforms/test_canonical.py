@@ -499,3 +499,15 @@ def test_empty_drop_gives_empty_conformed_tables(feed):
     tables = to_canonical(_drop({c: [] for c in feed.columns}), feed, "d0")
     _assert_conformed(tables)
     assert {name: t.height for name, t in tables.items()} == dict.fromkeys(tables, 0)
+
+
+def test_sex_written_in_khmer_lao_and_vietnamese_is_read_without_a_values_map():
+    """Cambodia, Laos and Vietnam join the task force: their exports write sex in their own
+    words, which every feed had to map by hand (`feeds draft` left such a column out)."""
+    from transforms.canonical import _sex
+
+    values = pl.Series(["ប្រុស", "ស្រី", "ຊາຍ", "ຍິງ", "Nam", "NỮ", "nữ", "M", "x"])
+    sex, notes = _sex(values, "sex", {})
+    assert sex.to_list() == ["M", "F", "M", "F", "M", "F", "F", "M", None]
+    assert notes.to_list()[-1] == "sex: 'x' is not a known sex value"
+    assert notes.null_count() == 8

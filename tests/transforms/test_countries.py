@@ -1,4 +1,5 @@
-"""Country names and codes in English, Chinese, Thai, Burmese -> ISO alpha-2."""
+"""Country names and codes in English, Chinese, Thai, Burmese, Khmer, Lao, Vietnamese -> ISO
+alpha-2."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ CASES = [
     ("ฟิลิปปินส์", "PH"), ("ประเทศไทย", "TH"),
     # Burmese
     ("တရုတ်", "CN"), ("မြန်မာ", "MM"), ("ထိုင်း", "TH"), ("ဗီယက်နမ်", "VN"), ("လာအို", "LA"),
+    # Khmer, Lao and Vietnamese: the agencies that join later (a Khmer nationality column was
+    # "0% known countries" to `feeds draft`)
+    ("កម្ពុជា", "KH"), ("ចិន", "CN"), ("ថៃ", "TH"), ("វៀតណាម", "VN"), ("ភូមា", "MM"),
+    ("ລາວ", "LA"), ("ໄທ", "TH"), ("ຈີນ", "CN"), ("ກຳປູເຈຍ", "KH"),
+    ("Trung Quốc", "CN"), ("Thái Lan", "TH"), ("Campuchia", "KH"), ("Miến Điện", "MM"),
     # English names, variants, case and spacing
     ("Myanmar", "MM"), ("BURMA", "MM"), ("Viet Nam", "VN"), ("vietnam", "VN"),
     ("Lao P.D.R.", "LA"), ("Côte d'Ivoire", "CI"), ("Cote d'Ivoire", "CI"), ("  china ", "CN"),
