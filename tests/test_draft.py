@@ -717,3 +717,22 @@ def test_an_id_number_column_is_not_a_phone_column(tmp_path):
     assert "100% are 12-digit numbers, one length, and at most 0% read as valid mobile " \
         "numbers (VN, CN, TH, MM): an ID number, not a phone number" in lines["ma_so"]
     assert "100% valid numbers read in VN" in lines["Điện thoại"]
+
+
+@pytest.mark.parametrize(("agency", "header", "row"), [
+    ("vn_police", "Số hồ sơ,Họ và tên,Giới tính,Ngày sinh,Quốc tịch,Hộ chiếu,Điện thoại",
+     "HS{i},Nguyễn Văn An{i},{sex},0{d}/05/1985,Việt Nam,C{i:07d},0912 345 {i:03d}"),
+    ("kh_imm", "ល.រ,ឈ្មោះ,ភេទ,ថ្ងៃខែឆ្នាំកំណើត,សញ្ជាតិ,លិខិតឆ្លងដែន,លេខទូរស័ព្ទ",
+     "K{i},សុខ ដារា{i},{sex},0{d}/05/2528,កម្ពុជា,N{i:07d},012 345 {i:03d}"),
+])
+def test_headers_in_vietnamese_and_khmer_are_read(tmp_path, agency, header, row):
+    """The agencies that join later write their headers in their own languages: the draft
+    knew none of their words and left name, sex, birth date, passport and phone out."""
+    sexes = {"vn_police": ("Nam", "Nữ"), "kh_imm": ("ប្រុស", "ស្រី")}[agency]
+    lines = [header] + [row.format(i=i, d=1 + i % 9, sex=sexes[i % 2]) for i in range(40)]
+    sample = tmp_path / "sample.csv"
+    sample.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = draft_feed(sample, agency, "people")
+    targets = [opts["to"] for opts in result.feed.columns.values()]
+    assert targets[1:] == ["person.name", "person.sex", "person.birth_date",
+                           "person.nationality", "identifier", "phone"], result.text
