@@ -725,13 +725,14 @@ def _no_data_docs(r: Run, exc: Exception) -> None:
 
 def fingerprint(store: ObjectStore, ledger: Ledger) -> str:
     """What the marts are built from: the live drops, the steward decisions, and the drops
-    rejected, held or sent again as duplicates, which the stewards' tables show (a run whose
-    only news was a rejected drop left it out of every mart's drop_ledger and quarantine until
-    some other drop came)."""
+    rejected or held, which the stewards' tables show (a run whose only news was a rejected drop
+    left it out of every mart's drop_ledger and quarantine until some other drop came). A
+    duplicate (known bytes sent again, which a scheduled export does every day) is not: it
+    changes no record, and would republish the marts each time; the marts show it from their
+    next change on."""
     entries = ledger.entries()
     live = sorted(e.drop_id for e in entries if e.state in LIVE)
-    stopped = sorted((e.drop_id, e.file_name, str(e.state)) for e in entries
-                     if e.state in STOPPED or e.state == DropState.DUPLICATE)
+    stopped = sorted((e.drop_id, str(e.state)) for e in entries if e.state in STOPPED)
     decisions = store.list(layout.DECISIONS)
     return hashlib.sha256(json.dumps([live, decisions, stopped]).encode()).hexdigest()[:16]
 
