@@ -736,3 +736,6 @@ def test_headers_in_vietnamese_and_khmer_are_read(tmp_path, agency, header, row)
     targets = [opts["to"] for opts in result.feed.columns.values()]
     assert targets[1:] == ["person.name", "person.sex", "person.birth_date",
                            "person.nationality", "identifier", "phone"], result.text
+    # Vietnamese and Khmer names put the family name first (it was drafted given_first)
+    name = next(o for o in result.feed.columns.values() if o["to"] == "person.name")
+    assert name["name_order"] == "family_first"

@@ -727,9 +727,17 @@ _ORDER_REASONS = {
     "han": "Chinese names put the family name first",
     "thai": "Thai names put the given name first",
     "lao": "Lao names put the given name first",
+    "khmer": "Khmer names put the family name first",
+    "vietnamese": "Vietnamese names (their letters: ă â đ ê ô ơ ư, tone marks) put the family "
+                  "name first: Nguyễn Văn An",
     "capitals": "Latin names in capitals, as passports write SURNAME GIVEN",
     "mixed": "Latin names in mixed case, usually Given Surname",
 }
+
+
+#: Letters only Vietnamese writes among the Latin scripts a feed may hold (with tone marks).
+_VIETNAMESE = ("[ăâđêôơưĂÂĐÊÔƠƯạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ"
+               "ẠẢẤẦẨẪẬẮẰẲẴẶẸẺẼẾỀỂỄỆỈỊỌỎỐỒỔỖỘỚỜỞỠỢỤỦỨỪỬỮỰỲỴỶỸ]")
 
 
 def name_order(scripts: dict[str, float], distinct: pl.DataFrame) -> tuple[str, str]:
@@ -742,7 +750,11 @@ def name_order(scripts: dict[str, float], distinct: pl.DataFrame) -> tuple[str, 
         return "given_first", _ORDER_REASONS["thai"]
     if scripts["Lao"] >= 0.5:
         return "given_first", _ORDER_REASONS["lao"]
+    if _share(distinct, distinct["v"].str.contains(r"[\u1780-\u17FF]")) >= 0.5:
+        return "family_first", _ORDER_REASONS["khmer"]
     latin = distinct.filter(detect_script(distinct["v"]) == "Latin")
+    if latin.height and _share(latin, latin["v"].str.contains(_VIETNAMESE)) >= 0.3:
+        return "family_first", _ORDER_REASONS["vietnamese"]
     upper = _share(latin, latin["v"] == latin["v"].str.to_uppercase()) if latin.height else 0
     if upper >= 0.9:
         return "family_first", _ORDER_REASONS["capitals"]
