@@ -515,3 +515,16 @@ columns:
         ["xx_police", "yy_police"], ["xx_police", "yy_police"], ["xx_police"]]
     assert person["normalise_notes"].to_list() == [
         "share: not released to cn_msp, zz_x, no agency of these feeds", None, None]
+
+
+def test_a_feed_whose_agency_is_not_its_folders_is_refused(tmp_path):
+    """`agency: kh_imn` in feeds/kh_imm/detentions.yaml loaded as kh_imn/detentions, and
+    `fusionlake drop --agency kh_imm` then found no feed: the typo showed up there, not where
+    it was. A sharing agreement was checked this way already."""
+    path = _write(tmp_path, "kh_imm", "arrests", GOOD.replace("agency: xx_police",
+                                                             "agency: kh_imn"))
+    feedset = load_feeds([str(tmp_path)])
+    assert "kh_imn/arrests" not in feedset.feeds
+    [error] = [e for e in feedset.errors if e.path == path]
+    assert str(error) == (f"{path}: key 'agency': is 'kh_imn', but the file is in the folder of "
+                          "'kh_imm': `fusionlake drop --agency kh_imm` would find no feed")

@@ -693,6 +693,12 @@ def load_feeds(extra_paths: list[str] | None = None) -> FeedSet:
             except FeedError as exc:
                 out.errors.append(exc)
                 continue
+            if feed.agency != path.parent.name:  # as a sharing agreement's (parse_sharing)
+                out.errors.append(FeedError(path, "agency", (
+                    f"is {feed.agency!r}, but the file is in the folder of "
+                    f"{path.parent.name!r}: `fusionlake drop --agency {path.parent.name}` "
+                    "would find no feed")))
+                continue
             if feed.name in out.feeds:
                 out.errors.append(FeedError(path, "feed", f"{feed.name} is already defined in "
                                             f"{out.feeds[feed.name].path}"))
