@@ -221,13 +221,14 @@ def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str,
     repeats: list[tuple] = []  # unique keys: judged once the other rules have quarantined
 
     def act(kind: str, column: str | None, kwargs: dict, meta: dict, success: bool,
-            result: dict, bad: pl.Series, later: int | None = None) -> None:
+            result: dict, bad: pl.Series, repeats_of: bool = False) -> None:
         """What a checked expectation does: its warning, hold or rejection; its bad rows to
-        quarantine or flags."""
+        quarantine or flags (``repeats_of``: ``bad`` are the later copies of a unique key)."""
         on_failure = meta.get("on_failure", "quarantine")
         reason = meta.get("reason") or kind
         row_level = meta.get("rows", "flag") if on_failure == "hold" else on_failure
         if not success:
+            later = len(bad) if repeats_of and row_level == "quarantine" else None
             failure = _failure_text(reason, result, kwargs, later=later)
             if on_failure == "reject":
                 rejects.append(reason)
@@ -270,15 +271,12 @@ def validate_drop(frame: pl.DataFrame, feed: Feed, drop_id: str,
         # GX counts every row sharing a value; the first row of each that goes on keeps it and
         # only the later ones are quarantined. Rows another rule quarantines do not count: a
         # first copy without a name, say, must not hide the usable copy after it
-        out = pl.concat([q["source_row"] for q in quarantined]) if quarantined else []
-        usable = frame.filter(pl.col("source_row").is_in(bad_rows.implode())
-                              & ~pl.col("source_row").is_in(pl.Series(out, dtype=pl.Int64)
-                                                            .implode()))
+        out = [q["source_row"] for q in quarantined]
+        usable = frame.filter(pl.col("source_row").is_in(bad_rows.implode()))
+        if out:
+            usable = usable.filter(~pl.col("source_row").is_in(pl.concat(out).implode()))
         later = usable.filter(~pl.col(column).is_first_distinct())["source_row"]
-        quarantines = (meta.get("rows", "flag") if meta.get("on_failure") == "hold"
-                       else meta.get("on_failure", "quarantine")) == "quarantine"
-        act(kind, column, kwargs, meta, success, result, later,
-            later=len(later) if quarantines else None)
+        act(kind, column, kwargs, meta, success, result, later, repeats_of=True)
     undeclared = [c for c in frame.columns if c not in feed.columns and c != "source_row"]
     if undeclared:  # read by no rule and mapped nowhere: the agency's layout changed?
         warnings.append(f"the file has column(s) the feed does not declare, not read: "
