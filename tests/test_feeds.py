@@ -528,3 +528,17 @@ def test_a_feed_whose_agency_is_not_its_folders_is_refused(tmp_path):
     [error] = [e for e in feedset.errors if e.path == path]
     assert str(error) == (f"{path}: key 'agency': is 'kh_imn', but the file is in the folder of "
                           "'kh_imm': `fusionlake drop --agency kh_imm` would find no feed")
+
+
+def test_the_error_of_a_feed_that_did_not_load_is_found_by_the_feed_it_was_meant_for(tmp_path):
+    """A drop of a feed whose file is broken is rejected with that file's error
+    (stage.process_drop), found by the name the loader read, or else by the file's place."""
+    unreadable = _write(tmp_path, "kh_imm", "arrests", "agency: kh_imm\nfeed: [\n")
+    typo = _write(tmp_path, "kh_imm", "raids", GOOD.replace("xx_police", "kh_imm").replace(
+        "feed: arrests", "feed: raids").replace("[kh_imm]", "[kh_imm, cn_msp]"))
+    feedset = load_feeds([str(tmp_path)])
+    assert feedset.error_for("kh_imm", "arrests").path == unreadable
+    found = feedset.error_for("kh_imm", "raids")
+    assert (found.path, found.key, found.feed) == (typo, "releasable_to", "kh_imm/raids")
+    assert feedset.error_for("kh_imm", "visas") is None
+    assert feedset.error_for("cn_mps", "arrests") is None

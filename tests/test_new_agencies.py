@@ -150,3 +150,54 @@ def test_laos_and_vietnam_are_onboarded_and_their_shared_person_is_matched(
     assert records["VG-1"][3] == "F"
     # the woman in both files is one person of two agencies
     assert sorted(agencies) == ["la_police", "vn_mps"]
+
+
+def test_a_feed_with_a_typo_in_releasable_to_holds_back_its_drops_and_the_run_goes_on(
+        tmp_path, monkeypatch):
+    """Vietnam's feed releases to ``la_polce`` (for la_police): were it loaded, its rows would be
+    withheld from Laos and a mart made for nobody. The whole run, beside a good feed: the Lao
+    drop is published, the Vietnamese one is rejected with the feed file's own error (not "no
+    feed definition": the engineer has written one), no mart exists for the typo, and once the
+    file is mended the next run stages the drop with nothing sent again."""
+    from fusionlake.pipeline import marts
+
+    feeds = tmp_path / "feeds"
+    (feeds / "la_police").mkdir(parents=True)
+    (feeds / "vn_mps").mkdir(parents=True)
+    (feeds / "la_police" / "detainees.yaml").write_text(LAO_FEED, encoding="utf-8")
+    vn_feed = feeds / "vn_mps" / "arrests.yaml"
+    vn_feed.write_text(VN_FEED.replace("releasable_to: [vn_mps]",
+                                       "releasable_to: [vn_mps, la_polce]"), encoding="utf-8")
+    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(feeds))
+    lao, vn = _files(tmp_path)
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    deliver(store, "la_police", "detainees", [lao])
+    deliver(store, "vn_mps", "arrests", [vn])
+
+    summary = run(Settings(lake=lake, drop_workers=0))
+    entries = {e.file_name: e for e in Ledger(store).entries()}
+    assert entries[lao.name].state == "published"
+    assert entries[vn.name].state == "rejected"
+    reason = entries[vn.name].reason
+    assert reason.startswith(f"the feed definition of vn_mps/arrests does not load: {vn_feed}: "
+                             "key 'releasable_to': names 'la_polce', which is no agency"), reason
+    assert "no feed definition" not in reason
+    assert any(p.startswith(f"feed definition error: {vn_feed}") for p in summary.problems)
+    assert marts.latest(store, "la_polce") is None
+    published = {k.split("/")[1] for k in store.list("marts/") if k.count("/") > 1}
+    assert {"all", "la_police"} <= published and "la_polce" not in published
+
+    vn_feed.write_text(VN_FEED.replace("releasable_to: [vn_mps]",
+                                       "releasable_to: [vn_mps, la_police]"), encoding="utf-8")
+    summary = run(Settings(lake=lake, drop_workers=0))
+    assert summary.problems == []
+    entries = {e.file_name: e for e in Ledger(store).entries()}
+    assert entries[vn.name].state == "published"
+    con = open_latest(store, "la_police")
+    try:
+        [(seen,)] = con.execute(
+            "SELECT count(*) FROM entity_record WHERE agency = 'vn_mps'").fetchall()
+    finally:
+        con.close()
+    assert seen == 3  # the four rows but the quarantined one, now released to Laos too

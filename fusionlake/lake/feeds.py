@@ -356,9 +356,11 @@ class SharingAgreement(_Strict):
 class FeedError(Exception):
     """A feed file that cannot be used; the message names the file and the offending key."""
 
-    def __init__(self, path: Path | str, key: str | None, message: str) -> None:
+    def __init__(self, path: Path | str, key: str | None, message: str,
+                 feed: str | None = None) -> None:
         self.path = Path(path)
         self.key = key
+        self.feed = feed  # ``agency/feed`` when the file was read that far
         where = f"{self.path}" + (f": key '{key}'" if key else "")
         super().__init__(f"{where}: {message}")
 
@@ -452,6 +454,16 @@ class FeedSet:
                 "feeds/<agency>/<feed>.yaml or a folder in FUSIONLAKE_FEEDS_PATH (docs/feeds.md)"
             )
         return self.feeds[name]
+
+    def error_for(self, agency: str, feed: str) -> FeedError | None:
+        """Why the feed ``agency/feed`` did not load, when a file meant for it is broken: the
+        error that names it, or else one of ``<agency>/<feed>.yaml`` (a file that could not be
+        read far enough to say which feed it is)."""
+        name = f"{agency}/{feed}"
+        named = [e for e in self.errors if e.feed == name]
+        by_place = [e for e in self.errors if e.feed is None and e.path.parent.name == agency
+                    and e.path.name.split(".")[0] == feed]
+        return next(iter(named + by_place), None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -736,7 +748,7 @@ def _refuse_unknown_agencies(feedset: FeedSet, declared: dict[str, list[str]],
         if unknown:
             del feedset.feeds[name]
             feedset.errors.append(
-                FeedError(feed.path, "releasable_to", _unknown(unknown, agencies)))
+                FeedError(feed.path, "releasable_to", _unknown(unknown, agencies), feed=name))
 
 
 def _unknown(unknown: list[str], agencies: set[str]) -> str:

@@ -109,6 +109,10 @@ def process_drop(store: ObjectStore, feedset: FeedSet, entry: DropEntry,
         return result
 
     if feed is None:
+        broken = feedset.error_for(entry.agency, entry.feed)
+        if broken is not None:  # the engineer wrote one: say what is wrong with it
+            return stop(f"the feed definition of {entry.agency}/{entry.feed} does not load: "
+                        f"{broken}; the next run after it is mended validates this drop again")
         return stop(f"no feed definition for {entry.agency}/{entry.feed}: onboard it with a "
                     "feed file (docs/feeds.md); the next run validates this drop again")
     data = store.get(entry.raw_key)
