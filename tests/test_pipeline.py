@@ -903,3 +903,48 @@ def test_a_run_whose_only_news_is_a_rejected_drop_shows_it_to_the_stewards(drops
         assert mart_count(store, "select count(*) from drop_ledger where state = 'rejected' "
                                  "and file_name = 'repatriations_2.csv'", audience) == 1
     assert run(Settings(lake=str(lake), drop_workers=0)).noop
+
+
+@pytest.mark.parametrize("crash_at", ["before-pointer", "before-manifest:marts/"])
+def test_a_run_killed_while_showing_a_rejection_to_the_stewards_completes_on_restart(
+        api_url, drops, crash_at, tmp_path, monkeypatch):
+    """The republish of the stewards' tables alone (a run whose only news is a rejected drop)
+    killed before its first mart is in place: the readers keep the marts they had, the drop's
+    rejection stands in the ledger, and the next run, seeing nothing new to stage, still puts
+    the rejection into the marts and leaves nothing behind."""
+    from fusionlake.pipeline import marts
+    from fusionlake.pipeline.run import run
+
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    deliver_all(store, drops, only={"th_imm/repatriations"})
+    run(Settings(lake=lake, drop_workers=0))
+    before = {a: marts.latest(store, a)["version"] for a in ("all", "th_imm")}
+    broken = tmp_path / "repatriations_2.csv"
+    broken.write_bytes(b"\x00\x01PK\x03\x04" * 200 + b"\n")
+    deliver(store, "th_imm", "repatriations", [broken])
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    log = tmp_path / "killed-run.log"
+    with open(log, "wb") as out:
+        proc = _cli(api_url, lake, "run", output=out,
+                    env={"FUSIONLAKE_KILL_AT": crash_at, "TMPDIR": str(tmp)})
+        proc.wait(timeout=600)
+    assert proc.returncode == -signal.SIGKILL, log.read_text(errors="replace")[-4000:]
+    _finish(proc)
+    assert {a: marts.latest(store, a)["version"] for a in before} == before
+    [rejected] = [e for e in Ledger(store).entries() if e.file_name == broken.name]
+    assert rejected.state == "rejected"
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    again = run(Settings(lake=lake, drop_workers=0))
+    assert not again.problems, again.problems
+    assert _leftovers(store, tmp) == []
+    for audience in before:
+        after = marts.latest(store, audience)
+        assert after["version"] != before[audience]
+        assert after["build"]["why"].startswith("its stewards' tables only"), after["build"]
+        assert mart_count(store, "select count(*) from drop_ledger where state = 'rejected' "
+                                 f"and file_name = '{broken.name}'", audience) == 1
+    assert run(Settings(lake=lake, drop_workers=0)).noop
