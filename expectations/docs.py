@@ -207,6 +207,17 @@ def _error_page(feed: str, drop_id: str, what: str) -> str:
 
 #: The site's record of the pages each drop has (page, quarantine page, why not rendered).
 RENDERED = "rendered.json"
+#: The index's rows as last written, for :func:`index_page` to write it again with new states.
+INDEX_ROWS = "index.json"
+
+
+def index_page(drops: list[dict], record: Mapping[str, dict]) -> str:
+    """The index page of ``drops`` (rows as :func:`build_data_docs` takes them) over the pages
+    a site has, by its ``rendered.json`` ``record``: for a site whose drops changed state
+    (published) after it was built, without rendering any drop's page again."""
+    return _index_page(drops, {d: e["page"] for d, e in record.items() if e.get("page")},
+                       {d: e["quarantine"] for d, e in record.items() if e.get("quarantine")},
+                       {d: e["broken"] for d, e in record.items() if e.get("broken")})
 
 
 def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path,
@@ -285,8 +296,10 @@ def build_data_docs(results: Iterable[tuple[str, dict]], out_dir: Path,
             (out_dir / rel).write_text(_quarantine_page(drop, rows), encoding="utf-8")
             quarantine_pages[drop["drop_id"]] = rel
     index = out_dir / "index.html"
-    index.write_text(_index_page(drops if drops is not None else fallback, pages,
-                                 quarantine_pages, broken), encoding="utf-8")
+    rows = drops if drops is not None else fallback
+    index.write_text(_index_page(rows, pages, quarantine_pages, broken), encoding="utf-8")
+    (out_dir / INDEX_ROWS).write_text(json.dumps(rows, ensure_ascii=False, default=str),
+                                      encoding="utf-8")
     listed = {d["drop_id"] for d in (drops if drops is not None else fallback)} | set(pages)
     (out_dir / RENDERED).write_text(json.dumps({d: {
         "page": pages.get(d), "quarantine": quarantine_pages.get(d), "broken": broken.get(d),

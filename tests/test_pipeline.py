@@ -695,6 +695,14 @@ def test_small_drops_get_their_data_docs_while_the_run_resolves(drops, tmp_path,
     assert not any("Data Docs were not rebuilt" in n for n in summary.notes)
     names = [name for name, _seconds in summary.stages]
     assert names.index("publish") < names.index("data docs")  # waited for at the end
+    # built while its drops were staged, the index shows them published once they are (it
+    # said "staged" until some later run built it again)
+    index = (lake / layout.DATA_DOCS / "index.html").read_text()
+    states = re.findall(r'<tr data-drop="[^"]+">(?:<td>.*?</td>){4}<td><span class="\w+">(\w+)'
+                        r"</span>", index)
+    assert states and set(states) == {"published"}, states
+    assert run(Settings(lake=str(lake), drop_workers=0)).noop
+    assert (lake / layout.DATA_DOCS / "index.html").read_text() == index
 
 
 def test_data_docs_failing_beside_the_run_leave_a_note_and_the_marts_published(drops, tmp_path,

@@ -240,6 +240,7 @@ def run(settings: Settings, run_id: str | None = None, lease_wait: float = 0.0,
                     r.executor.log.info("nothing new since the last published marts")
             finally:  # never left rendering after the run (and its lease) ended
                 data_docs_rendered(r)
+            data_docs_restated(r)
             r.check_lease()
             leave_summary(r)
     except Exception as exc:
@@ -712,6 +713,17 @@ def data_docs_rendered(r: Run) -> None:
             _no_data_docs(r, exc)
         finally:
             r.data_docs = None
+
+
+def data_docs_restated(r: Run) -> None:
+    """The Data Docs index shows the drops this run published as published: it was built
+    while they were still staged (:func:`stage.restate_data_docs`)."""
+    if not r.summary.marts:
+        return
+    try:
+        stage.restate_data_docs(r.store)
+    except Exception as exc:
+        _no_data_docs(r, exc)
 
 
 def _no_data_docs(r: Run, exc: Exception) -> None:

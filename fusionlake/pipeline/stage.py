@@ -388,6 +388,34 @@ def publish_data_docs(store: ObjectStore) -> str | None:
     return f"{store.uri}/{layout.DATA_DOCS}/{rel}"
 
 
+def restate_data_docs(store: ObjectStore) -> bool:
+    """The Data Docs index written again with each drop's state as the ledger has it now.
+
+    The site is built while a run resolves and publishes, so it showed the drops that run
+    published as "staged" until some later run built it again. Whether anything changed (no
+    drop's page is rendered again, no GX is loaded: the index's rows are kept beside it).
+    """
+    from expectations.docs import INDEX_ROWS, RENDERED, index_page
+
+    try:
+        rows = json.loads(store.get(f"{layout.DATA_DOCS}/{INDEX_ROWS}"))
+        record = json.loads(store.get(f"{layout.DATA_DOCS}/{RENDERED}"))
+    except (NotFound, ValueError):  # no site yet, or one from before the rows were kept
+        return False
+    now = {e.drop_id: e for e in Ledger(store).entries()}
+    changed = False
+    for row in rows:
+        entry = now.get(row["drop_id"])
+        if entry is not None and str(entry.state) != row.get("state"):
+            row["state"], row["reason"] = str(entry.state), entry.reason
+            changed = True
+    if changed:
+        store.put(f"{layout.DATA_DOCS}/index.html", index_page(rows, record).encode())
+        store.put(f"{layout.DATA_DOCS}/{INDEX_ROWS}",
+                  json.dumps(rows, ensure_ascii=False, default=str).encode())
+    return changed
+
+
 def data_docs_of(lake: str) -> str | None:
     """:func:`publish_data_docs` from a lake URI, as a run's worker process calls it."""
     return publish_data_docs(open_store(lake))
