@@ -48,9 +48,9 @@ import yaml
 from fusionlake.lake.feeds import Feed, FeedError, parse_feed
 from fusionlake.pipeline.read import (
     DropReadError,
-    _csv_records,
-    _lf_lines,
+    csv_records,
     detect_encoding,
+    lf_lines,
     library_panic,
     read_drop_isolated,
 )
@@ -280,7 +280,7 @@ def _delimiter_fit(head: bytes, delimiter: str, cut: bool) -> _DelimiterFit | No
     """The fit of one delimiter to the first lines ``head`` (``cut``: the file goes on, so its
     last record may be cut short); None when the lines cannot be split into records."""
     try:
-        records = _csv_records(head, delimiter, '"').filter(~pl.col("blank"))
+        records = csv_records(head, delimiter, '"').filter(~pl.col("blank"))
     except pl.exceptions.PolarsError:
         return None
     if records.height == 0:
@@ -312,7 +312,7 @@ def _sniff_delimiter(text: bytes) -> tuple[str, str]:
     names them. Where no delimiter splits the header and at least half the lines alike, the
     sample has one field per line.
     """
-    text = _lf_lines(text)
+    text = lf_lines(text)
     lines = text.split(b"\n", SNIFF_LINES)
     cut = len(lines) > SNIFF_LINES
     head = b"\n".join(lines[:SNIFF_LINES])

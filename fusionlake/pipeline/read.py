@@ -319,7 +319,7 @@ def _encoding_error(data: bytes, exc: UnicodeDecodeError, file_name: str, feed: 
     )
 
 
-def _lf_lines(text: bytes) -> bytes:
+def lf_lines(text: bytes) -> bytes:
     """Lines ended by CR alone (classic Mac OS; Excel for Mac wrote CSV so until 2016) ended by
     LF: read as one line, such a file was one header of every row's fields, and refused for a
     repeated column name."""
@@ -378,8 +378,8 @@ def _hex(char: str) -> str:
     return f"\\x{{{ord(char):X}}}"  # a regex escape that is safe inside and outside a class
 
 
-def _csv_records(text: bytes, separator: str, quote: str, damaged: bool = False
-                 ) -> pl.DataFrame:
+def csv_records(text: bytes, separator: str, quote: str, damaged: bool = False
+                ) -> pl.DataFrame:
     """The CSV's records: ``line`` of their start, ``text`` (lines joined), ``fields``
     counted outside quotes, ``problem`` for a record that cannot be parsed, and ``blank``.
 
@@ -424,13 +424,13 @@ def _csv_records(text: bytes, separator: str, quote: str, damaged: bool = False
 
 def _read_csv(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
     text, damaged = _decode(data, file_name, feed)
-    text = _lf_lines(text)
+    text = lf_lines(text)
     _check_binary(text, file_name, "CSV")
     if not text.strip():
         raise DropReadError(f"{file_name}: is empty; ask the agency to re-send it")
     separator = feed.csv.get("delimiter", ",")
     quote = feed.csv.get("quote_char", '"')
-    records = _csv_records(text, separator, quote, damaged).filter(~pl.col("blank"))
+    records = csv_records(text, separator, quote, damaged).filter(~pl.col("blank"))
     header = _csv_header(records["text"][0].encode(), separator, quote)
     _check_header(header, file_name)
     # A delimiter at the end of each data line whose header has none (some exporters write
@@ -625,7 +625,7 @@ def _refused(lines: pl.Series) -> list[int]:
 
 def _read_jsonl(data: bytes, file_name: str, feed: Feed) -> tuple[pl.DataFrame, pl.DataFrame]:
     text, damaged = _decode(data, file_name, feed)
-    text = _lf_lines(text)
+    text = lf_lines(text)
     _check_binary(text, file_name, "JSON Lines")
     if not text.strip():
         raise DropReadError(f"{file_name}: is empty; ask the agency to re-send it")
@@ -828,6 +828,6 @@ def read_drop(data: bytes, file_name: str, feed: Feed) -> pl.DataFrame:
     return read_drop_isolated(data, file_name, feed).frame
 
 
-__all__ = ["BAD_SCHEMA", "READERS", "DropRead", "DropReadError", "detect_encoding",
-           "file_format", "library_panic",
+__all__ = ["BAD_SCHEMA", "READERS", "DropRead", "DropReadError", "csv_records",
+           "detect_encoding", "file_format", "lf_lines", "library_panic",
            "read_drop", "read_drop_isolated"]
