@@ -382,7 +382,7 @@ columns:
     (path.parent / "sharing.yaml").write_text(
         "agency: xx_police\ndefault: [aa_police]\nfeeds:\n  list: [yy_police]\n",
         encoding="utf-8")
-    for receiver in ("yy_police", "zz_police"):  # agencies that send no feed
+    for receiver in ("yy_police", "zz_police", "aa_police"):  # agencies that send no feed
         (tmp_path / receiver).mkdir()
         (tmp_path / receiver / "sharing.yaml").write_text(f"agency: {receiver}\n")
     feedset = load_feeds([str(tmp_path)])
@@ -402,9 +402,76 @@ def test_a_broken_sharing_agreement_is_reported_with_its_file(tmp_path):
            "source_key: id\nrecord: person\ncolumns:\n  id: {to: source_key}\n"
            "  name: {to: person.name}\n")
     (tmp_path / "xx_police" / "sharing.yaml").write_text("agency: yy_police\n", encoding="utf-8")
-    errors = [str(e) for e in load_feeds([str(tmp_path)]).errors]
-    assert errors == [f"{tmp_path / 'xx_police' / 'sharing.yaml'}: key 'agency': is "
-                      "'yy_police', but the file is in the folder of 'xx_police'"]
+    feedset = load_feeds([str(tmp_path)])
+    agreement = (f"{tmp_path / 'xx_police' / 'sharing.yaml'}: key 'agency': is 'yy_police', "
+                 "but the file is in the folder of 'xx_police'")
+    # and the agency's feed does not load: without its agreement it would release uncapped
+    assert "xx_police/list" not in feedset.feeds
+    assert [str(e) for e in feedset.errors] == [agreement, (
+        f"{tmp_path / 'xx_police' / 'list.yaml'}: not loaded: the sharing agreement of "
+        f"xx_police cannot be applied ({agreement}), and without it the feed's rows would be "
+        "released beyond what the agency agreed to")]
+    assert feedset.error_for("xx_police", "list").feed == "xx_police/list"
+
+
+SHARED = GOOD.replace("releasable_to: [xx_police]", "releasable_to: [xx_police, yy_police]")
+
+
+@pytest.mark.parametrize(("agreement", "key", "says"), [
+    # a second agreement of the agency, in a later folder, wider than the first: which caps?
+    (None, None, "xx_police has a sharing agreement already, in "),
+    # a typo in a feed's name: it capped nothing
+    ("agency: xx_police\nfeeds:\n  arest: [xx_police]\n", "feeds.arest",
+     "xx_police has no feed 'arest' (its feeds: arrests): a typo would cap nothing"),
+    # a typo in an agency: it withheld the rows from the agency meant
+    ("agency: xx_police\ndefault: [xx_police, yy_polce]\n", "default",
+     "names 'yy_polce', which is no agency of these feeds"),
+    ("agency: xx_police\nfeeds:\n  arrests: [yy_polce]\n", "feeds.arrests",
+     "names 'yy_polce', which is no agency of these feeds"),
+])
+def test_an_agreement_that_cannot_be_applied_stops_its_agencys_feeds(tmp_path, agreement, key,
+                                                                      says):
+    """A hostile walk of 2026-12-07 released rows past an agreement in two ways, with no
+    error: two agreements of one agency (the feed took one's cap, its rows' cells the other's),
+    and a feed's name misspelt in one (it capped nothing). An agency misspelt withheld rows
+    from the agency meant. Each is an error naming the file and key, and the agency's feeds do
+    not load until it is mended: loaded, they would release beyond what was agreed."""
+    first, later = tmp_path / "a", tmp_path / "b"
+    later.mkdir()
+    _write(first, "xx_police", "arrests", SHARED)
+    (first / "yy_police").mkdir()
+    (first / "yy_police" / "sharing.yaml").write_text("agency: yy_police\n")
+    path = first / "xx_police" / "sharing.yaml"
+    if agreement is None:
+        path.write_text("agency: xx_police\ndefault: [xx_police]\n")
+        path = later / "xx_police" / "sharing.yaml"
+        path.parent.mkdir()
+        agreement = "agency: xx_police\ndefault: [xx_police, yy_police]\n"
+    path.write_text(agreement)
+    feedset = load_feeds([str(first), str(later)])
+    assert "xx_police/arrests" not in feedset.feeds
+    [error] = [e for e in feedset.errors if e.path == path]
+    assert error.key == key and says in str(error)
+    assert f"the sharing agreement of xx_police cannot be applied ({error})" in str(
+        feedset.error_for("xx_police", "arrests"))
+
+    path.write_text("agency: xx_police\nfeeds:\n  arrests: [xx_police]\n")
+    if path.is_relative_to(later):
+        path.unlink()
+    feedset = load_feeds([str(first), str(later)])
+    assert [str(e) for e in feedset.errors] == []
+    assert feedset.feeds["xx_police/arrests"].releasable_to == ["xx_police"]
+
+
+def test_the_sending_agency_sees_its_own_rows_whatever_its_feed_says(tmp_path):
+    """``releasable_to: [yy_police]`` on xx_police's feed hid xx_police's own rows from its
+    mart while its drop said published."""
+    _write(tmp_path, "xx_police", "arrests", SHARED.replace("[xx_police, yy_police]",
+                                                            "[yy_police]"))
+    (tmp_path / "yy_police").mkdir()
+    (tmp_path / "yy_police" / "sharing.yaml").write_text("agency: yy_police\n")
+    feed = load_feeds([str(tmp_path)]).feeds["xx_police/arrests"]
+    assert feed.releasable_to == ["xx_police", "yy_police"]
 
 
 # --- fusionlake feeds ---------------------------------------------------------------------------
@@ -465,12 +532,12 @@ def test_a_feed_releasing_to_an_agency_nobody_declared_is_refused(tmp_path):
     """``releasable_to: [.., cn_msp]`` for cn_mps: the rows would be withheld from the agency
     meant and a mart published for one that does not exist. The feed does not load, with its
     file, key and the known agencies; an agency that only receives is declared by its sharing
-    agreement, and a cap naming anyone is no error (it can only narrow)."""
+    agreement."""
     typo = _write(tmp_path, "kh_imm", "arrests", GOOD.replace("xx_police", "kh_imm").replace(
         "releasable_to: [kh_imm]", "releasable_to: [kh_imm, la_police, cn_msp, vn_mps]"))
     _write(tmp_path, "la_police", "arrests", GOOD.replace("xx_police", "la_police"))
     (tmp_path / "vn_mps").mkdir()
-    (tmp_path / "vn_mps" / "sharing.yaml").write_text("agency: vn_mps\ndefault: [zz_nobody]\n")
+    (tmp_path / "vn_mps" / "sharing.yaml").write_text("agency: vn_mps\n")
     feedset = load_feeds([str(tmp_path)])
     assert "kh_imm/arrests" not in feedset.feeds
     assert "la_police/arrests" in feedset.feeds

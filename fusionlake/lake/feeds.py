@@ -639,7 +639,10 @@ def parse_feed(path: Path, text: str | None = None) -> Feed:
         formats=list(model.format), encoding=model.encoding,
         csv=model.csv.model_dump(exclude_unset=True) if model.csv else {},
         sheet=model.sheet, source_key=model.source_key, record=model.record, role=model.role,
-        releasable_to=list(model.releasable_to or [model.agency]), supersede=model.supersede,
+        # the sending agency always sees its own rows, whatever the list says
+        releasable_to=[model.agency, *[a for a in model.releasable_to or []
+                                       if a != model.agency]],
+        supersede=model.supersede,
         defaults=model.defaults.model_dump(exclude_unset=True) if model.defaults else {},
         event=model.event.model_dump(exclude_unset=True) if model.event else None,
         # options as written: readers apply their documented defaults
@@ -718,21 +721,85 @@ def load_feeds(extra_paths: list[str] | None = None) -> FeedSet:
             out.feeds[feed.name] = feed
     agencies = {feed.agency for feed in out.feeds.values()}
     declared = {name: feed.releasable_to for name, feed in out.feeds.items()}
-    for folder in folders:  # agreements narrow the feeds of their agency, wherever defined
-        for path in sorted(folder.glob(f"*/{SHARING_FILE}")) if folder.is_dir() else []:
-            try:
-                agreement = parse_sharing(path)
-            except FeedError as exc:
-                out.errors.append(exc)
-                continue
-            agencies.add(agreement.agency)
-            for name, feed in out.feeds.items():
-                if feed.agency == agreement.agency:
-                    out.feeds[name] = _apply_sharing(feed, agreement)
+    agreements, broken = _agreements(folders, out.errors)
+    agencies |= set(agreements) | set(broken)
+    for agency, (path, agreement) in agreements.items():
+        try:
+            _check_agreement(path, agreement, out, agencies)
+        except FeedError as exc:
+            out.errors.append(exc)
+            broken[agency] = exc
+            continue
+        for name, feed in out.feeds.items():  # it narrows its agency's feeds, wherever defined
+            if feed.agency == agency:
+                out.feeds[name] = _apply_sharing(feed, agreement)
+    _refuse_uncapped(out, broken)
     _refuse_unknown_agencies(out, declared, agencies)
     out.feeds = {name: replace(feed, agencies=frozenset(agencies))
                  for name, feed in out.feeds.items()}
     return out
+
+
+def _agreements(folders: list[Path], errors: list[FeedError]
+                ) -> tuple[dict[str, tuple[Path, SharingAgreement]], dict[str, FeedError]]:
+    """Every sharing agreement, by agency, with the agencies whose agreement cannot be applied
+    (unreadable, or a second one: which would cap the feeds?), each with why; the errors are
+    added to ``errors``."""
+    found: dict[str, tuple[Path, SharingAgreement]] = {}
+    broken: dict[str, FeedError] = {}
+    for folder in folders:
+        for path in sorted(folder.glob(f"*/{SHARING_FILE}")) if folder.is_dir() else []:
+            agency = path.parent.name
+            try:
+                agreement = parse_sharing(path)
+            except FeedError as exc:
+                errors.append(exc)
+                broken.setdefault(agency, exc)
+                continue
+            if agency in found or agency in broken:
+                first = found[agency][0] if agency in found else broken[agency].path
+                exc = FeedError(path, None, f"{agency} has a sharing agreement already, in "
+                                f"{first}: one per agency, or which one caps its feeds?")
+                errors.append(exc)
+                broken.setdefault(agency, exc)
+                continue
+            found[agency] = (path, agreement)
+    for agency in broken:
+        found.pop(agency, None)
+    return found, broken
+
+
+def _check_agreement(path: Path, agreement: SharingAgreement, feedset: FeedSet,
+                     agencies: set[str]) -> None:
+    """FeedError where an agreement names a feed its agency does not have, or an agency that
+    has no feed and no agreement: a typo there would cap nothing (``detention`` for
+    ``detentions``), or withhold rows from the agency meant."""
+    own = {feed.feed for feed in feedset.feeds.values() if feed.agency == agreement.agency}
+    own |= {e.feed.partition("/")[2] if e.feed else e.path.name.split(".")[0]
+            for e in feedset.errors if e.path.parent.name == agreement.agency}
+    for feed in agreement.feeds:
+        if feed not in own:
+            raise FeedError(path, f"feeds.{feed}", (
+                f"{agreement.agency} has no feed {feed!r} (its feeds: "
+                f"{', '.join(sorted(own)) or 'none'}): a typo would cap nothing"))
+    for key, names in (("default", agreement.default or []), *(
+            (f"feeds.{f}", names) for f, names in agreement.feeds.items())):
+        unknown = sorted(set(names) - agencies)
+        if unknown:
+            raise FeedError(path, key, _unknown(unknown, agencies))
+
+
+def _refuse_uncapped(feedset: FeedSet, broken: dict[str, FeedError]) -> None:
+    """Take out of ``feedset`` the feeds of each agency whose sharing agreement cannot be
+    applied: loaded without it, they would release their rows beyond what the agency agreed
+    to. Their drops are rejected with the reason until the agreement is mended."""
+    for name, feed in list(feedset.feeds.items()):
+        if feed.agency in broken:
+            del feedset.feeds[name]
+            feedset.errors.append(FeedError(feed.path, None, (
+                f"not loaded: the sharing agreement of {feed.agency} cannot be applied "
+                f"({broken[feed.agency]}), and without it the feed's rows would be released "
+                "beyond what the agency agreed to"), feed=name))
 
 
 def _refuse_unknown_agencies(feedset: FeedSet, declared: dict[str, list[str]],
