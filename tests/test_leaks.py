@@ -748,13 +748,16 @@ def test_a_drop_an_audience_may_not_see_leaves_its_resolution_and_mart_as_they_w
             con.close()
 
     send("a.csv", "S1,TUN TUN NAING,0977111222,\nS2,MYA MYA HLAING,0977111333,\n")
-    thai, myanmar = state("th_imm"), state("mm_police")
-    # a sighting for Myanmar alone: Thailand's resolution and mart stay
+    thai, myanmar, china = state("th_imm"), state("mm_police"), state("cn_mps")
+    # a sighting for Myanmar alone: Thailand's resolution and mart stay, and so do those of
+    # China, which sees no row at all (an agency that joined and has sent nothing yet: its mart
+    # was made again on every run)
     two = send("b.csv", "S3,KYAW ZIN OO,0977111444,mm_police\n")
     assert state("th_imm") == thai
+    assert state("cn_mps") == china
     assert state("mm_police") != myanmar and keys("mm_police") == ["S1", "S2", "S3"]
     assert "th_imm" not in two["marts"] and "mm_police" in two["marts"]
-    assert two["marts_kept"] == ["th_imm"]  # and the summary says so
+    assert two["marts_kept"] == ["cn_mps", "th_imm"]  # and the summary says so
     [mode] = [m for group, m in two["resolve_mode"].items() if "th_imm" in group.split("+")]
     assert mode["mode"] == "unchanged", two["resolve_mode"]
     # a drop of Myanmar's whose every row is quarantined: Myanmar's stewards see it in their

@@ -1129,9 +1129,16 @@ def _build_or_update(store: ObjectStore, group: list[str], paths: dict[str, Path
 def stands(published: dict | None, pointer: dict | None) -> bool:
     """Whether the published mart (its LATEST) shows the audience's current resolution (its
     ``pointer``): a run that found nothing this audience may see added, removed or decided on
-    kept its resolution (fusionlake.pipeline.resolve.plan), and the mart shows it already."""
-    shown = (published or {}).get("resolution_version")
-    return shown is not None and shown == (pointer or {}).get("version")
+    kept its resolution (fusionlake.pipeline.resolve.plan), and the mart shows it already.
+    An audience that sees no row at all (an agency that joined and has sent nothing yet) has
+    no resolution: its mart stands while it shows none. Made again on every run, its new time
+    would tell its analysts that something they may not see had arrived."""
+    if not published:
+        return False
+    shown = published.get("resolution_version")
+    if pointer is None:
+        return shown is None
+    return shown is not None and shown == pointer.get("version")
 
 
 def update_plan(store: ObjectStore, audience: str, pointer: dict | None, delta,
@@ -1153,7 +1160,7 @@ def update_plan(store: ObjectStore, audience: str, pointer: dict | None, delta,
     published = latest(store, audience)
     since = (pointer or {}).get("incremental_of")
     if stands(published, pointer):
-        since = pointer["version"]  # its resolution stands: nothing of it to update
+        since = (pointer or {}).get("version")  # it stands: nothing of it to update
     elif delta is None:
         return "the resolution was full (no resolution_delta): every row may have changed"
     elif not since:

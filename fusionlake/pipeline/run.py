@@ -836,8 +836,10 @@ def publish_marts(r: Run, scans: dict, superseded: set[str],
             scans=scans, superseded=superseded, retention=r.settings.mart_retention,
             run_id=r.run_id, full=r.settings.full, workers=r.settings.group_workers,
             inputs=r.inputs, release=release)
-        groups = r.summary.resolution_stats.get("audience groups") or []
-        r.summary.marts_kept = sorted({a for g in groups for a in g} - set(r.summary.marts))
+        # every audience with a published mart: those that see no row have no resolution
+        shown = {key.split("/")[1] for key in r.store.list(f"{layout.MARTS}/")
+                 if key.endswith(f"/{layout.LATEST}") and key.count("/") == 2}
+        r.summary.marts_kept = sorted(shown - set(r.summary.marts))
         r.summary.fill_from_marts(r.store)
 
 
