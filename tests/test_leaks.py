@@ -783,3 +783,59 @@ def test_a_drop_an_audience_may_not_see_leaves_its_resolution_and_mart_as_they_w
         con.close()
     assert versions.read_pointer(store, layout.resolution_prefix("th_imm"))[
         "version"] == shown
+
+
+@pytest.mark.slow
+def test_a_narrowed_agreement_withdraws_rows_shared_before_it_and_a_lifted_one_restores_them(
+        tmp_path, monkeypatch):
+    """Myanmar's police share sightings with Thailand, then agree to share them with no one:
+    the run said "nothing new", and even `run --full` left Thailand every sighting sent before
+    (a hostile walk of 2026-12-07). The agreement is a standing cap: every run applies it to
+    the rows staged before it too, so the next run withdraws them from Thailand's mart and
+    resolution (Myanmar's own are untouched), the run after is a no-op, a sighting Thailand may
+    not see leaves its mart as it was, and lifting the agreement shows again the rows staged
+    before it (under the feed's wider list), not those it capped as they were staged."""
+    folder = tmp_path / "feeds" / "mm_police"
+    folder.mkdir(parents=True)
+    (folder / "sightings.yaml").write_text(SIGHTINGS, encoding="utf-8")
+    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(folder.parent))
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    sent = tmp_path / "a.csv"
+    sent.write_text("sid,name,phone,rel\nS1,TUN TUN NAING,0977111222,\n"
+                    "S2,MYA MYA HLAING,0977111333,\n")
+    deliver(store, "mm_police", "sightings", [sent])
+
+    def shown(audience: str) -> list[str]:
+        con = marts.open_latest(store, audience)
+        try:
+            return [r[0] for r in con.execute(
+                "SELECT source_key FROM entity_record WHERE feed = 'sightings' "
+                "ORDER BY 1").fetchall()]
+        finally:
+            con.close()
+
+    def resolved(audience: str) -> int:
+        return zones.read_resolution(store, audience=audience)["entity_record"].height
+
+    assert not run(Settings(lake=lake, drop_workers=0)).problems
+    assert shown("th_imm") == shown("mm_police") == ["S1", "S2"]
+    agreement = folder / "sharing.yaml"
+    agreement.write_text("agency: mm_police\nfeeds:\n  sightings: [mm_police]\n")
+    summary = run(Settings(lake=lake, drop_workers=0))
+    assert not summary.problems and not summary.noop, summary.problems
+    assert shown("th_imm") == [] and resolved("th_imm") == 0
+    assert shown("mm_police") == ["S1", "S2"]
+    assert run(Settings(lake=lake, drop_workers=0)).noop
+    # Thailand now sees no sighting: one more, which it may not see, leaves its mart as it was
+    thai = marts.latest(store, "th_imm")["version"]
+    more = tmp_path / "b.csv"
+    more.write_text("sid,name,phone,rel\nS3,KYAW ZIN OO,0977111444,\n")
+    deliver(store, "mm_police", "sightings", [more])
+    summary = run(Settings(lake=lake, drop_workers=0))
+    assert "th_imm" in summary.marts_kept and marts.latest(store, "th_imm")["version"] == thai
+    assert shown("mm_police") == ["S1", "S2", "S3"]
+    # lifted: what was staged before it is shown again; S3, capped as it was staged, is not
+    agreement.unlink()
+    assert not run(Settings(lake=lake, drop_workers=0)).noop
+    assert shown("th_imm") == ["S1", "S2"]

@@ -96,6 +96,30 @@ def _with_absent_optional_columns(frame: pl.DataFrame, feed: FeedLike) -> pl.Dat
     return frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in absent)
 
 
+def cap_releasable_to(frame: pl.LazyFrame, caps: dict[tuple[str, str], list[str]]
+                      ) -> pl.LazyFrame:
+    """Rows staged earlier under the sharing agreements as they are now: each row of a feed in
+    ``caps`` ((agency, feed) -> its cap, the agency itself included) loses the audiences beyond
+    it, in the order they were. An agreement narrowed after rows were shared withdraws them
+    from the next marts; it cannot widen what a narrower one capped at staging.
+
+    >>> frame = pl.LazyFrame({"agency": ["th_imm", "th_imm"], "feed": ["detentions", "visas"],
+    ...                       "releasable_to": [["th_imm", "cn_mps", "mm_police"], ["th_imm"]]})
+    >>> cap_releasable_to(frame, {("th_imm", "detentions"): ["mm_police", "th_imm"]}).collect(
+    ...     )["releasable_to"].to_list()
+    [['th_imm', 'mm_police'], ['th_imm']]
+    """
+    if not caps:
+        return frame
+    column = pl.col("releasable_to")
+    capped = None
+    for (agency, feed), cap in sorted(caps.items()):
+        keep = column.list.eval(pl.element().filter(pl.element().is_in(list(cap))))
+        where = (pl.col("agency") == agency) & (pl.col("feed") == feed)
+        capped = (pl.when(where) if capped is None else capped.when(where)).then(keep)
+    return frame.with_columns(capped.otherwise(column).alias("releasable_to"))
+
+
 def _releasable_to(feed: FeedLike, spec: tuple[str, dict] | None) -> pl.Expr:
     """Who may see each row: the feed's ``releasable_to``, or the row's own list where the feed
     maps a column to it (blank: the feed's); always the sending agency, and never beyond the

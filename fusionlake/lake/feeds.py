@@ -455,6 +455,12 @@ class FeedSet:
             )
         return self.feeds[name]
 
+    def share_caps(self) -> dict[tuple[str, str], list[str]]:
+        """(agency, feed) -> the cap of its agency's sharing agreement (the agency included),
+        for each feed an agreement caps: applied to every staged row at each run."""
+        return {(f.agency, f.feed): list(f.share_limit) for f in self.feeds.values()
+                if f.share_limit is not None}
+
     def error_for(self, agency: str, feed: str) -> FeedError | None:
         """Why the feed ``agency/feed`` did not load, when a file meant for it is broken: the
         error that names it, or else one of ``<agency>/<feed>.yaml`` (a file that could not be

@@ -334,6 +334,13 @@ def resolved_as(store: ObjectStore, audience: str, version: str | None = None) -
     return pointer.get("resolved_as") or f"{audience}/{pointer['version']}"
 
 
+def resolved_audiences(store: ObjectStore) -> list[str]:
+    """The agencies that have a resolution of their own (one LIST of their pointers)."""
+    prefix = f"{layout.RESOLUTION}/audience/"
+    return sorted({key[len(prefix):].split("/")[0] for key in store.list(prefix)
+                   if key.endswith(f"/{layout.LATEST}") and key[len(prefix):].count("/") == 1})
+
+
 def resolution_objects(store: ObjectStore,
                        audience: str = "all") -> dict[str, ObjectInfo] | None:
     """Table name -> file of an audience's latest resolution, as listed, or None before the

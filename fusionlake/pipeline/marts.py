@@ -1056,14 +1056,15 @@ def _build_or_update(store: ObjectStore, group: list[str], paths: dict[str, Path
             why = None
             for name in group:
                 why = update_plan(store, name, pointers.get(name), resolution.get(DELTA),
-                                  copies[name], full=full,
+                                  copies[name], full=full, resolved=bool(resolution),
                                   sql_dir=shared.get("sql_dir", MART_SQL_DIR),
                                   hub_min=shared.get("hub_min"))
                 if why is not None:
                     why = why if len(group) == 1 else f"{name}'s mart: {why}"
                     break
             shown = {name: latest(store, name) for name in group}
-            standing = [stands(shown[name], pointers.get(name)) for name in group]
+            standing = [stands(shown[name], pointers.get(name), bool(resolution))
+                        for name in group]
             if why is None and any(standing) and not all(standing):
                 why = ("some marts of the group show its resolution, others an earlier one: "
                        "rebuilt")
@@ -1126,24 +1127,25 @@ def _build_or_update(store: ObjectStore, group: list[str], paths: dict[str, Path
             seconds)) for name, stats in built.items()}
 
 
-def stands(published: dict | None, pointer: dict | None) -> bool:
+def stands(published: dict | None, pointer: dict | None, resolved: bool = True) -> bool:
     """Whether the published mart (its LATEST) shows the audience's current resolution (its
     ``pointer``): a run that found nothing this audience may see added, removed or decided on
     kept its resolution (fusionlake.pipeline.resolve.plan), and the mart shows it already.
     An audience that sees no row at all (an agency that joined and has sent nothing yet) has
-    no resolution: its mart stands while it shows none. Made again on every run, its new time
-    would tell its analysts that something they may not see had arrived."""
+    no resolution (not ``resolved``, and no pointer): its mart stands while it shows none. Made
+    again on every run, its new time would tell its analysts that something they may not see
+    had arrived."""
     if not published:
         return False
     shown = published.get("resolution_version")
     if pointer is None:
-        return shown is None
+        return not resolved and shown is None
     return shown is not None and shown == pointer.get("version")
 
 
 def update_plan(store: ObjectStore, audience: str, pointer: dict | None, delta,
                 copy: Path, *, full: bool = False, sql_dir: Path = MART_SQL_DIR,
-                hub_min: int | None = None) -> str | None:
+                hub_min: int | None = None, resolved: bool = True) -> str | None:
     """Whether an audience's published mart can be updated in place: None when it can (then
     ``copy`` holds a private copy of it to update), else why it must be rebuilt.
 
@@ -1152,14 +1154,14 @@ def update_plan(store: ObjectStore, audience: str, pointer: dict | None, delta,
     with the same rules and hub threshold (mart_info.resolution_version, rules_sha256 and
     hub_min; ``hub_min`` None is the resolver's, as for a build), and no full build was asked
     for: the update keeps the rows of the links between untouched entities, hub flag included.
-    It can too when the mart shows the current resolution (:func:`stands`): then only its
-    stewards' tables may have changed (:func:`_refresh`).
+    It can too when the mart shows the current resolution (:func:`stands`; ``resolved``: the
+    audience has one): then only its stewards' tables may have changed (:func:`_refresh`).
     """
     if full:
         return "a full build was asked for (fusionlake run --full)"
     published = latest(store, audience)
     since = (pointer or {}).get("incremental_of")
-    if stands(published, pointer):
+    if stands(published, pointer, resolved):
         since = (pointer or {}).get("version")  # it stands: nothing of it to update
     elif delta is None:
         return "the resolution was full (no resolution_delta): every row may have changed"

@@ -79,6 +79,7 @@ from fusionlake.lake.settings import Settings
 from fusionlake.lake.store import NotFound, ObjectStore
 from fusionlake.pipeline import marts
 from fusionlake.pipeline.slots import ALONE, Slots, each
+from transforms.canonical import cap_releasable_to
 
 #: Progress lines a person watching a long resolve reads (the command line shows them).
 progress = logging.getLogger("fusionlake.progress")
@@ -93,9 +94,11 @@ def staged_scans(store: ObjectStore, ledger: Ledger,
 
     Only the records that count now are in the scans: a feed with ``supersede: by_source_key``
     keeps, per source key, the row of the newest drop (a corrected re-send replaces the earlier
-    row); a drop none of whose rows survive is superseded. The scans read the lake's objects
-    in place (fusionlake.lake.zones.scan_objects) and are valid inside the ``with`` block (a
-    store that cannot be read in place has its files downloaded to a temporary folder for it).
+    row); a drop none of whose rows survive is superseded. Each row's ``releasable_to`` is
+    capped by its agency's sharing agreement as it is now (canonical.cap_releasable_to).
+    The scans read the lake's objects in place (fusionlake.lake.zones.scan_objects) and are
+    valid inside the ``with`` block (a store that cannot be read in place has its files
+    downloaded to a temporary folder for it).
     """
     entries = ledger.entries()  # a listing, and the events this process has not read yet
     live = {e.drop_id for e in entries if e.state in LIVE}
@@ -108,7 +111,9 @@ def staged_scans(store: ObjectStore, ledger: Ledger,
         if superseded.len():
             scans = {t: f.filter(~pl.col("record_id").is_in(superseded.implode()))
                      for t, f in scans.items()}
-        yield scans, gone
+        # the agreements as they are now, also over rows staged before they narrowed
+        caps = feedset.share_caps()
+        yield {t: cap_releasable_to(f, caps) for t, f in scans.items()}, gone
 
 
 def superseded_records(store: ObjectStore, ledger: Ledger, feedset: FeedSet,
@@ -213,7 +218,10 @@ def resolve_audiences(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id
     marts.release_values of ``scans`` when the caller has it already.
     """
     options = options or Options()
-    names = audiences or marts.audiences(scans)
+    # and every audience resolved before, which may see no row now (an agreement narrowed):
+    # its resolution must become empty, or its mart would go on showing what it resolved
+    names = audiences or list(dict.fromkeys([*marts.audiences(scans),
+                                              *zones.resolved_audiences(store)]))
     release = marts.release_values(scans) if release is None else release
     # read once: a decision a steward makes meanwhile reaches every group in the next run,
     # never one group now and the others later
@@ -441,7 +449,10 @@ def plan(store: ObjectStore, visible: dict[str, pl.LazyFrame], audience: str,
         return staged, before
 
     if (decisions is not None and "entity_record" in keys
-            and _unchanged(store, audience, pointer, decisions, *ids())):
+            and (_unchanged(store, audience, pointer, decisions, *ids())
+                 or ids()[0].height == 0 == ids()[1].height)):
+        # (an audience that sees no row, as before: its empty resolution keeps no state, and
+        # a new one would make a new mart, whose time tells it something arrived)
         return "unchanged", pointer["version"]
     try:
         kept = read_state(store, *_state_of(audience, pointer), work_dir)
@@ -462,7 +473,8 @@ def plan(store: ObjectStore, visible: dict[str, pl.LazyFrame], audience: str,
     # anti joins: hashing millions of ids for is_in costs several times more
     removed = before.join(staged, on="record_id", how="anti").height
     if removed:
-        return "full", f"{removed:,} records resolved before are no longer staged"
+        return "full", (f"{removed:,} records resolved before are no longer staged, or no "
+                        "longer visible to it")
     new_ids = staged.join(before, on="record_id", how="anti")["record_id"]
     share = new_ids.len() / max(staged.height, 1)
     if share > options.max_share:

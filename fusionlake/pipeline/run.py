@@ -735,23 +735,29 @@ def _no_data_docs(r: Run, exc: Exception) -> None:
         "the ledger, `fusionlake report` and the marts")
 
 
-def fingerprint(store: ObjectStore, ledger: Ledger) -> str:
+def fingerprint(store: ObjectStore, ledger: Ledger, feedset: FeedSet | None = None) -> str:
     """What the marts are built from: the live drops, the steward decisions, and the drops
     rejected or held, which the stewards' tables show (a run whose only news was a rejected drop
     left it out of every mart's drop_ledger and quarantine until some other drop came). A
     duplicate (known bytes sent again, which a scheduled export does every day) is not: it
     changes no record, and would republish the marts each time; the marts show it from their
-    next change on."""
+    next change on. And the caps of the sharing agreements (``feedset``), which every run
+    applies to the rows staged before: a narrowed agreement withdraws rows from the marts."""
     entries = ledger.entries()
     live = sorted(e.drop_id for e in entries if e.state in LIVE)
     stopped = sorted((e.drop_id, str(e.state)) for e in entries if e.state in STOPPED)
     decisions = store.list(layout.DECISIONS)
-    return hashlib.sha256(json.dumps([live, decisions, stopped]).encode()).hexdigest()[:16]
+    inputs: list = [live, decisions, stopped]
+    caps = sorted((f"{a}/{f}", cap) for (a, f), cap in (
+        feedset.share_caps() if feedset is not None else {}).items())
+    if caps:  # (none: the fingerprint the marts of a lake without agreements have)
+        inputs.append(caps)
+    return hashlib.sha256(json.dumps(inputs).encode()).hexdigest()[:16]
 
 
 def inputs_changed(r: Run) -> bool:
     built = zones.read_json(r.store, layout.MARTS_FINGERPRINT)
-    return not built or built.get("fingerprint") != fingerprint(r.store, r.ledger)
+    return not built or built.get("fingerprint") != fingerprint(r.store, r.ledger, r.feedset)
 
 
 @contextlib.contextmanager
@@ -796,7 +802,7 @@ def resolve_entities(r: Run, scans: dict, superseded: set[str],
     # Taken before resolving reads the steward decisions: one a steward makes while the run
     # works is then not in the fingerprint the marts are stamped with, and the next run applies
     # it (taken after publishing, it would be, and no run would until the next drop).
-    r.inputs = fingerprint(r.store, r.ledger)
+    r.inputs = fingerprint(r.store, r.ledger, r.feedset)
     with r.executor.stage("resolve", r.summary):
         r.summary.resolution_stats = r.executor.once(
             "resolve", resolve_once, lake=r.settings.lake, scans=scans, run_id=r.run_id,
