@@ -143,16 +143,21 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
         except SuiteError as exc:
             errors.append(exc)
         override = f.suite_path.name if f.suite_path else "-"
-        rows.append((f.name, ",".join(f.formats), f.encoding, f.source_key, override,
+        # who may see its rows, after its agency's sharing agreement (capped: "<=" the cap)
+        shared = ",".join(f.releasable_to) + (
+            f" (capped <= {','.join(f.share_limit)})" if f.share_limit is not None else "")
+        rows.append((f.name, ",".join(f.formats), f.encoding, f.source_key, shared, override,
                      str(f.path)))
     if args.format == "json":
-        print(json.dumps([dict(zip(("feed", "formats", "encoding", "key", "override", "source"),
-                                   (r[0], r[1].split(","), r[2], r[3],
-                                    None if r[4] == "-" else r[4], r[5]), strict=True))
-                          for r in rows], ensure_ascii=False, indent=1))
+        print(json.dumps([{"feed": f.name, "formats": f.formats, "encoding": f.encoding,
+                           "key": f.source_key, "releasable_to": f.releasable_to,
+                           "share_limit": f.share_limit, "override": r[5] if r[5] != "-"
+                           else None, "source": str(f.path)}
+                          for f, r in zip(feedset.feeds.values(), rows, strict=True)],
+                         ensure_ascii=False, indent=1))
     else:
-        _print_table(["feed", "format", "encoding", "key", "override", "source"], rows,
-                     title="feeds")
+        _print_table(["feed", "format", "encoding", "key", "releasable to", "override",
+                      "source"], rows, title="feeds")
     for err in errors:
         print(f"error: {err}", file=sys.stderr)
     return 1 if errors else 0

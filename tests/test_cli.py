@@ -256,6 +256,9 @@ def test_feeds_as_json():
     assert (suspects["formats"], suspects["encoding"], suspects["key"]) == (
         ["csv"], "gb18030", "编号")
     assert suspects["override"] is None  # no steward override: null, not the table's "-"
+    # who sees its rows, as the sharing agreements leave it (none caps it here)
+    assert (suspects["releasable_to"], suspects["share_limit"]) == (
+        ["cn_mps", "th_imm", "mm_police"], None)
 
 
 def test_a_closed_pipe_ends_quietly(tmp_path):

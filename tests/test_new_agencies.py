@@ -201,3 +201,39 @@ def test_a_feed_with_a_typo_in_releasable_to_holds_back_its_drops_and_the_run_go
     finally:
         con.close()
     assert seen == 3  # the four rows but the quarantined one, now released to Laos too
+
+
+def test_an_agency_that_only_receives_has_a_mart_and_one_that_left_is_named(
+        tmp_path, monkeypatch):
+    """Cambodia's immigration receives rows (an agreement of its own, no feed): it had no mart
+    until some row named it. Laos leaves (its feed folder removed): its mart went on being
+    served with no word in any run (a hostile walk of 2026-12-07); now each run that publishes
+    says so, and how to retire it."""
+    from fusionlake.pipeline import marts
+
+    feeds = tmp_path / "feeds"
+    (feeds / "la_police").mkdir(parents=True)
+    (feeds / "la_police" / "detainees.yaml").write_text(LAO_FEED, encoding="utf-8")
+    (feeds / "kh_imm").mkdir()
+    (feeds / "kh_imm" / "sharing.yaml").write_text("agency: kh_imm\n", encoding="utf-8")
+    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(feeds))
+    lao, _vn = _files(tmp_path)
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    deliver(store, "la_police", "detainees", [lao])
+    summary = run(Settings(lake=lake, drop_workers=0))
+    assert {"kh_imm", "la_police"} <= set(summary.marts)
+    con = open_latest(store, "kh_imm")
+    try:
+        assert con.execute("SELECT count(*) FROM entity_record").fetchall() == [(0,)]
+    finally:
+        con.close()
+
+    import shutil
+
+    shutil.rmtree(feeds / "la_police")
+    summary = run(Settings(lake=lake, drop_workers=0, full=True))  # a run that publishes
+    assert marts.latest(store, "la_police") is not None
+    assert [n for n in summary.notes if n.startswith("the mart of la_police")] == [
+        "the mart of la_police is still served, but la_police has no feed and no sharing "
+        "agreement any more: retire it by removing marts/la_police/ from the lake"], summary.notes

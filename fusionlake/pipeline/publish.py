@@ -47,8 +47,10 @@ def steward_tables(store: ObjectStore, ledger: Ledger,
 
 
 def audiences(feedset: FeedSet, staged: dict[str, pl.DataFrame | pl.LazyFrame]) -> list[str]:
-    """'all' (the task force) and one mart per agency that may see any row, or has a feed."""
-    agencies = set(releasable(staged)[1:]) | {f.agency for f in feedset.feeds.values()}
+    """'all' (the task force) and one mart per agency that may see any row, or has a feed or
+    a sharing agreement (an agency that only receives has its mart before any row names it)."""
+    agencies = set(releasable(staged)[1:]) | {a for f in feedset.feeds.values()
+                                              for a in (f.agencies or {f.agency})}
     return ["all", *sorted(agencies)]
 
 

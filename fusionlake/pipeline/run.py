@@ -846,6 +846,12 @@ def publish_marts(r: Run, scans: dict, superseded: set[str],
         shown = {key.split("/")[1] for key in r.store.list(f"{layout.MARTS}/")
                  if key.endswith(f"/{layout.LATEST}") and key.count("/") == 2}
         r.summary.marts_kept = sorted(shown - set(r.summary.marts))
+        known = {a for f in r.feedset.feeds.values() for a in (f.agencies or {f.agency})}
+        for gone in sorted(shown - known - {marts.ALL}) if known else []:
+            r.summary.notes.append(
+                f"the mart of {gone} is still served, but {gone} has no feed and no sharing "
+                "agreement any more: retire it by removing "
+                f"{layout.mart_prefix(gone)}/ from the lake")
         r.summary.fill_from_marts(r.store)
 
 
