@@ -131,3 +131,20 @@ def test_a_query_with_nothing_to_run_is_one_clear_line(lake, query):
     assert (done.returncode, done.stderr.strip()) == (
         2, "fusionlake sql: the query is empty: give a SELECT, or a saved question's name "
            "(`fusionlake sql --list`)")
+
+
+def test_a_pointer_written_over_is_one_line_naming_it(tmp_path):
+    """`fusionlake sql` on a mart whose LATEST was overwritten printed a JSONDecodeError
+    traceback (a hostile walk of 2026-12-07)."""
+    store = LocalStore(tmp_path / "lake")
+    marts.publish(store, "all", build(tmp_path).path)
+    pointer = store.path("marts/all/LATEST")
+    pointer.chmod(0o600)
+    pointer.write_bytes(b"{not json")
+    done = sql(store.root, "select 1")
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"fusionlake sql: {store.uri}/marts/all/LATEST is not a pointer (Expecting property "
+        "name enclosed in double quotes: line 1 column 2 (char 1)): the next `fusionlake run` "
+        "points it again at the newest complete version"]

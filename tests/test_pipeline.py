@@ -956,3 +956,37 @@ def test_a_run_killed_while_showing_a_rejection_to_the_stewards_completes_on_res
         assert mart_count(store, "select count(*) from drop_ledger where state = 'rejected' "
                                  f"and file_name = '{broken.name}'", audience) == 1
     assert run(Settings(lake=lake, drop_workers=0)).noop
+
+
+def test_a_run_points_again_a_latest_written_over_or_naming_a_missing_version(drops, tmp_path):
+    """The task force's LATEST written over, Thailand's naming a version not there: `sql`
+    failed and every run said "nothing new" until someone mended them by hand. The next run's
+    clean start points each at its newest complete version and says so; nothing else changes."""
+    import json
+
+    from fusionlake.lake import versions
+    from fusionlake.pipeline import marts
+    from fusionlake.pipeline.run import run
+
+    lake = tmp_path / "lake"
+    store = open_store(str(lake))
+    deliver_all(store, drops, only={"th_imm/repatriations"})
+    run(Settings(lake=str(lake), drop_workers=0))
+    before = {a: marts.latest(store, a) for a in ("all", "th_imm")}
+    for audience, text in (("all", b"{not json"), ("th_imm", json.dumps(
+            {**before["th_imm"], "version": "29991231T000000000000Z-abcdef"}).encode())):
+        path = store.path(f"marts/{audience}/LATEST")
+        path.chmod(0o600)
+        path.write_bytes(text)
+    with pytest.raises(versions.UnreadablePointer):
+        marts.latest(store, "all")
+    summary = run(Settings(lake=str(lake), drop_workers=0))
+    assert not summary.problems, summary.problems
+    assert sorted(n for n in summary.notes if n.startswith("clean start: ")) == [
+        f"clean start: marts/all/LATEST was not a pointer: pointed again at "
+        f"{before['all']['version']}",
+        "clean start: marts/th_imm/LATEST named version 29991231T000000000000Z-abcdef, which is "
+        f"not complete: pointed again at {before['th_imm']['version']}"]
+    assert {a: marts.latest(store, a) for a in before} == before
+    assert mart_count(store, "select count(*) from entity_record", "th_imm") > 0
+    assert run(Settings(lake=str(lake), drop_workers=0)).noop

@@ -142,3 +142,43 @@ def test_the_current_version_is_kept_even_when_not_among_the_newest(store):
     assert versions.complete_versions(store, "p") == [newer, old]
     with pytest.raises(ValueError, match="at least 1"):
         versions.apply_retention(store, "p", keep=0)
+
+
+def test_a_pointer_overwritten_or_naming_a_missing_version_is_pointed_again(store):
+    """A hostile walk of 2026-12-07: a LATEST written over with garbage gave tracebacks in
+    `sql` and `run`; one naming a version that is not there left `sql` failing while every run
+    said "nothing new". Reading one is one line naming it; the run's clean start points it
+    again at the newest complete version (whose manifest is the pointer it was published with),
+    or removes it when none is complete."""
+    from fusionlake.lake.store import LakeError
+
+    for run in (1, 2):
+        zones.write_resolution(store, _tables(run), run_id=f"r{run}", retention=5)
+    prefix, newest = zones.RESOLUTION, versions.read_pointer(store, zones.RESOLUTION)
+    assert versions.repair_pointer(store, prefix) is None  # sound: left alone
+
+    store.put(f"{prefix}/LATEST", b"{not json")
+    with pytest.raises(LakeError) as caught:
+        versions.read_pointer(store, prefix)
+    assert str(caught.value) == (
+        f"{store.uri}/{prefix}/LATEST is not a pointer (Expecting property name enclosed in "
+        "double quotes: line 1 column 2 (char 1)): the next `fusionlake run` points it again "
+        "at the newest complete version")
+    assert versions.repair_pointer(store, prefix) == (
+        f"{prefix}/LATEST was not a pointer: pointed again at {newest['version']}")
+    assert versions.read_pointer(store, prefix) == newest
+
+    store.put(f"{prefix}/LATEST", json.dumps({**newest, "version": "29991231T000000000000Z-"
+                                                                   "abcdef"}).encode())
+    assert versions.repair_pointer(store, prefix) == (
+        f"{prefix}/LATEST named version 29991231T000000000000Z-abcdef, which is not complete: "
+        f"pointed again at {newest['version']}")
+    assert versions.read_pointer(store, prefix) == newest
+    assert zones.read_resolution(store)["entity_record"]["entity_id"].to_list() == ["E2"]
+
+    for version in versions.complete_versions(store, prefix):
+        versions.remove_version(store, prefix, version)
+    assert versions.repair_pointer(store, prefix) == (
+        f"{prefix}/LATEST named version {newest['version']}, which is not complete, and no "
+        "version is complete: removed")
+    assert versions.read_pointer(store, prefix) is None

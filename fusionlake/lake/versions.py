@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from fusionlake.lake.faults import kill_point
 from fusionlake.lake.layout import LATEST
 from fusionlake.lake.lease import check_fence
-from fusionlake.lake.store import NotFound, ObjectStore
+from fusionlake.lake.store import LakeError, NotFound, ObjectStore
 
 POINTER = LATEST
 MANIFEST = "manifest.json"
@@ -71,12 +71,53 @@ def version_prefix(prefix: str, version: str) -> str:
     return f"{prefix}/{version}"
 
 
+class UnreadablePointer(LakeError):
+    """A LATEST that is not a pointer (overwritten, cut short): one line naming it."""
+
+
 def read_pointer(store: ObjectStore, prefix: str) -> dict | None:
-    """The current pointer (at least ``version``), or None before the first version."""
+    """The current pointer (at least ``version``), or None before the first version;
+    :class:`UnreadablePointer` when the object is there but no pointer."""
     try:
-        return json.loads(store.get(f"{prefix}/{POINTER}"))
+        data = store.get(f"{prefix}/{POINTER}")
     except NotFound:
         return None
+    try:
+        pointer = json.loads(data)
+        if not isinstance(pointer, dict) or not isinstance(pointer.get("version"), str):
+            raise ValueError("no version in it")
+    except ValueError as exc:
+        raise UnreadablePointer(
+            f"{store.uri}/{prefix}/{POINTER} is not a pointer ({str(exc)[:80]}): the next "
+            "`fusionlake run` points it again at the newest complete version") from None
+    return pointer
+
+
+def repair_pointer(store: ObjectStore, prefix: str) -> str | None:
+    """Point ``prefix``'s LATEST again at its newest complete version when it is unreadable
+    or names a version that is not complete (a version's manifest is the pointer it was
+    published with); what was done, or None when the pointer is sound or there is none.
+    Only the lease holder may call this: it moves the pointer, backwards if need be."""
+    try:
+        pointer = read_pointer(store, prefix)
+        if pointer is None or store.exists(
+                f"{version_prefix(prefix, pointer['version'])}/{MANIFEST}"):
+            return None
+        what = f"named version {pointer['version']}, which is not complete"
+    except UnreadablePointer:
+        what = "was not a pointer"
+    for version in complete_versions(store, prefix):
+        try:
+            manifest = json.loads(store.get(f"{version_prefix(prefix, version)}/{MANIFEST}"))
+        except (NotFound, ValueError):
+            continue
+        if isinstance(manifest, dict) and manifest.get("version") == version:
+            check_fence(store)
+            store.put(f"{prefix}/{POINTER}", json.dumps(manifest, indent=2).encode())
+            return f"{prefix}/{POINTER} {what}: pointed again at {version}"
+    check_fence(store)
+    store.delete(f"{prefix}/{POINTER}")
+    return f"{prefix}/{POINTER} {what}, and no version is complete: removed"
 
 
 def finish(store: ObjectStore, prefix: str, version: str, manifest: dict) -> None:

@@ -347,19 +347,28 @@ def clean_start(r: Run) -> None:
             if dead or partial.age > r.settings.lease_seconds:
                 r.store.discard_partial(partial)
                 swept["unfinished writes"] += 1
+        repaired = []
         for prefix in versioned_prefixes(r.store):
             for version in versions.unfinished_versions(r.store, prefix):
                 versions.remove_version(r.store, prefix, version)
                 swept["unfinished versions"] += 1
+            # a pointer overwritten or naming a version gone (by hand, a restore, a bad copy)
+            # left readers failing and every run saying "nothing new"
+            if (done := versions.repair_pointer(r.store, prefix)) is not None:
+                repaired.append(done)
         if any(swept.values()):
             r.summary.notes.append("clean start removed what crashed runs left: " + ", ".join(
                 f"{n} {what}" for what, n in swept.items() if n))
+        r.summary.notes += [f"clean start: {done}" for done in repaired]
 
 
 def versioned_prefixes(store: ObjectStore) -> list[str]:
-    """The resolution's prefix and each audience's mart prefix."""
+    """The resolutions' prefixes (the task force's, each agency's) and each audience's mart
+    prefix."""
     audiences = {k.split("/")[1] for k in store.list(layout.MARTS) if k.count("/") >= 2}
-    return [layout.RESOLUTION, *(layout.mart_prefix(a) for a in sorted(audiences))]
+    return [layout.RESOLUTION, *(layout.resolution_prefix(a)
+                                 for a in zones.resolved_audiences(store)),
+            *(layout.mart_prefix(a) for a in sorted(audiences))]
 
 
 
