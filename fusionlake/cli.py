@@ -85,15 +85,19 @@ def cmd_drop(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_drops(args: argparse.Namespace, settings: Settings) -> int:
-    entries = Ledger(open_store(settings.lake)).entries()
+    ledger = Ledger(open_store(settings.lake))
+    entries = ledger.entries()
+    for drop_id in ledger.damaged:  # listed, not a traceback of every command
+        print(f"warning: drop {drop_id} is left out: an event of it in ledger/drops/{drop_id}/ "
+              "was removed or written over", file=sys.stderr)
     if args.format == "json":
         print(json.dumps([asdict(e) for e in entries], ensure_ascii=False, indent=1))
-        return 0
+        return 1 if ledger.damaged else 0
     rows = [(e.received_at[:19].replace("T", " "), e.agency, e.feed, e.file_name,
              e.sha256[:12], e.state, e.reason or "") for e in entries]
     _print_table(["received", "agency", "feed", "file", "sha256", "state", "reason"], rows,
                  title=f"drop ledger of {settings.lake}", empty="no drops yet")
-    return 0
+    return 1 if ledger.damaged else 0
 
 
 def cmd_land(args: argparse.Namespace, settings: Settings) -> int:

@@ -98,3 +98,17 @@ def test_staging_marks_say_which_drops_a_run_left_unfinished(store):
     assert ledger.interrupted_staging("later") == {"d3": ["run.crashed"]}
     ledger.end_staging("d3", ["run.crashed"])
     assert store.list("ledger/attempts") == [] and ledger.interrupted_staging("later") == {}
+
+
+def test_a_drop_whose_event_is_gone_or_written_over_is_left_out_and_named(store):
+    """Its `000-received.json` removed, every command that read the ledger ended in
+    `KeyError: 'agency'` (a hostile walk of 2026-12-07), and one event of garbage in a
+    JSONDecodeError: the lake was stuck. Such a drop is left out and named; the others read."""
+    ledger = Ledger(store)
+    gone, garbage, fine = _receive(ledger, 3, "damaged")
+    ledger.record(gone, DropState.VALIDATED, "ok", "run-1")
+    store.delete(f"ledger/drops/{gone}/000-received.json")
+    store.put(f"ledger/drops/{garbage}/000-received.json", b"\x00 not an event")
+    ledger = Ledger(store)
+    assert [e.drop_id for e in ledger.entries()] == [fine]
+    assert sorted(ledger.damaged) == sorted([gone, garbage])

@@ -990,3 +990,26 @@ def test_a_run_points_again_a_latest_written_over_or_naming_a_missing_version(dr
     assert {a: marts.latest(store, a) for a in before} == before
     assert mart_count(store, "select count(*) from entity_record", "th_imm") > 0
     assert run(Settings(lake=str(lake), drop_workers=0)).noop
+
+
+def test_staged_records_of_a_drop_the_ledger_lost_are_a_problem_not_a_silent_loss(drops,
+                                                                                    tmp_path):
+    """Every event of a published drop deleted from the ledger: the next run republished the
+    marts without its 130 records and exited 0 (a hostile walk of 2026-12-07). The records are
+    still left out (the ledger says what counts), but the run names the drop as a problem."""
+    from fusionlake.pipeline.run import run
+
+    lake = tmp_path / "lake"
+    store = open_store(str(lake))
+    deliver_all(store, drops, only={"th_imm/repatriations", "mm_police/detainees"})
+    run(Settings(lake=str(lake), drop_workers=0))
+    [lost] = [e for e in Ledger(store).entries() if e.feed == "detainees"]
+    for key in store.list(f"ledger/drops/{lost.drop_id}/"):
+        store.delete(key)
+    summary = run(Settings(lake=str(lake), drop_workers=0))
+    assert summary.problems == [
+        f"staged records of 1 drop(s) have no usable entry in the drop ledger ({lost.drop_id}; "
+        "ledger/drops/<drop id>/ removed or written over?): they are left out of the marts. "
+        "Restore those objects of the ledger, or remove the drop's staged files if it is meant "
+        "to be gone"]
+    assert mart_count(store, "select count(*) from entity_record where feed = 'detainees'") == 0

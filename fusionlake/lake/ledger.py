@@ -95,7 +95,7 @@ class _EventCache:
                     self._items.move_to_end((store.uri, info.key, info.etag))
                     out[info.key] = item
         missing = [i for i in infos if i.key not in out]
-        fetched = side_by_side(lambda i: json.loads(store.get(i.key)), missing)
+        fetched = side_by_side(lambda i: _event(store.get(i.key)), missing)
         with self._lock:
             for info, item in zip(missing, fetched, strict=True):
                 out[info.key] = item
@@ -106,6 +106,16 @@ class _EventCache:
 
 
 _events = _EventCache()
+
+
+def _event(data: bytes) -> dict:
+    """An event as stored; ``{}`` for one that is not an event (written over, cut short):
+    its drop is then left out of :meth:`Ledger.entries`, which says so, not every command."""
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return {}
+    return event if isinstance(event, dict) else {}
 
 LEDGER_SCHEMA = {
     "drop_id": pl.String,
@@ -189,6 +199,8 @@ class Ledger:
 
     def __init__(self, store: ObjectStore):
         self.store = store
+        #: drops the last :meth:`entries` left out: an event of theirs removed or written over
+        self.damaged: list[str] = []
 
     # -- writing ---------------------------------------------------------------------------
     def receive(self, meta: dict, run_id: str) -> bool:
@@ -344,7 +356,13 @@ class Ledger:
         duplicates = self.store.list_info(DUPLICATES)
         read = _events.read(self.store, [*{i.key: i for pair in ends.values() for i in pair}
                                          .values(), *duplicates])
-        out = [_entry(d, read[first.key], read[last.key]) for d, (first, last) in ends.items()]
+        out = []
+        self.damaged = []
+        for d, (first, last) in ends.items():
+            try:
+                out.append(_entry(d, read[first.key], read[last.key]))
+            except (KeyError, ValueError, TypeError):  # an event removed or written over
+                self.damaged.append(d)
         first_of = {e.drop_id: e for e in out}
         for info in duplicates:
             dup = read[info.key]

@@ -790,7 +790,23 @@ def load_staged(r: Run) -> Iterator[tuple[dict, set[str], pl.DataFrame]]:
                     f"drop(s) {', '.join(missing)} staged by this run are not among the staged "
                     "records read back: nothing is published without them; run again")
             release = marts.release_values(scans)
+            _orphans(r)
         yield scans, superseded, release
+
+
+def _orphans(r: Run) -> None:
+    """A problem line for staged records whose drop the ledger does not know (its events
+    removed or written over): they are left out of the marts, which must not happen unseen."""
+    known = {e.drop_id for e in r.ledger.entries()}
+    staged = {layout.drop_id_of_staged(i.key)
+              for i in zones.staged_objects(r.store, "person_record")}
+    lost = sorted(staged - known)
+    if lost:
+        r.summary.problems.append(
+            f"staged records of {len(lost)} drop(s) have no usable entry in the drop ledger "
+            f"({', '.join(lost)}; ledger/drops/<drop id>/ removed or written over?): they are "
+            "left out of the marts. Restore those objects of the ledger, or remove the drop's "
+            "staged files if it is meant to be gone")
 
 
 def resolve_once(lake: str, scans: dict, run_id: str, retention: int,
