@@ -1013,3 +1013,41 @@ def test_staged_records_of_a_drop_the_ledger_lost_are_a_problem_not_a_silent_los
         "Restore those objects of the ledger, or remove the drop's staged files if it is meant "
         "to be gone"]
     assert mart_count(store, "select count(*) from entity_record where feed = 'detainees'") == 0
+
+
+def test_a_staged_file_written_over_holds_its_drop_and_retry_stages_it_again(drops, tmp_path):
+    """A staged Parquet file written over with garbage: every later run ended in a traceback
+    of 151 lines, and the new drops stayed behind it (a hostile walk of 2026-12-07). Now its
+    drop is held, saying why and what to do, the other drops are published, and `retry`
+    stages it again from its raw file."""
+    from fusionlake.pipeline.run import run
+
+    lake = tmp_path / "lake"
+    store = open_store(str(lake))
+    deliver_all(store, drops, only={"th_imm/repatriations"})
+    run(Settings(lake=str(lake), drop_workers=0))
+    [first] = Ledger(store).entries()
+    records = mart_count(store, "select count(*) from entity_record")
+    key = layout.staged_key("person_record", "th_imm", "repatriations", first.drop_id)
+    path = store.path(key)
+    path.chmod(0o600)
+    path.write_bytes(b"PAR1 not parquet at all")
+    deliver_all(store, drops, only={"mm_police/detainees"})
+    summary = run(Settings(lake=str(lake), drop_workers=0))
+    why = (f"its staged file {key} cannot be read (person_record: cannot read ")
+    assert [p.startswith(f"drop {first.drop_id} held: {why}") for p in summary.problems] == [
+        True], summary.problems
+    states = {e.feed: e for e in Ledger(store).entries()}
+    assert states["repatriations"].state == "held"
+    assert states["repatriations"].reason.endswith(
+        f"`fusionlake retry {first.drop_id}` stages it again from its raw file")
+    assert states["detainees"].state == "published"
+    assert mart_count(store, "select count(*) from entity_record where feed = 'detainees'") > 0
+
+    Ledger(store).decide(first.drop_id, "retry", "steward", "staged file damaged")
+    summary = run(Settings(lake=str(lake), drop_workers=0))
+    assert not summary.problems, summary.problems
+    assert {e.feed: str(e.state) for e in Ledger(store).entries()} == {
+        "repatriations": "published", "detainees": "published"}
+    assert mart_count(store, "select count(*) from entity_record where feed = "
+                             "'repatriations'") == records

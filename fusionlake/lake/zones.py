@@ -116,7 +116,11 @@ def scan_objects(store: ObjectStore, objects: Sequence[Object], table: str,
             shown = None if isinstance(store, LocalStore) else _address(store, obj)
         else:
             (where, options), shown = source, None
-        scans.append(_conformed_scan(where, options, table, shown))
+        try:
+            scans.append(_conformed_scan(where, options, table, shown))
+        except UnreadableFile as exc:
+            exc.key = _key_size(obj)[0]  # which object of the lake, for the caller to act on
+            raise
     if not scans:
         return schema.empty(table).lazy()
     # one scan per file: files written before a column was added lack it, conform fills it in
@@ -127,8 +131,11 @@ def _address(store: ObjectStore, obj: Object) -> str:
     return f"{store.uri.rstrip('/')}/{_key_size(obj)[0]}"
 
 
-class UnreadableFile(Exception):
-    """A file of the lake that cannot be read as Parquet (damaged on disk, cut short, gone)."""
+class UnreadableFile(LakeError):
+    """A file of the lake that cannot be read as Parquet (damaged on disk, cut short, gone);
+    ``key``: the object's key in the lake, when known."""
+
+    key: str | None = None
 
 
 def _conformed_scan(where: str, options: dict, table: str,

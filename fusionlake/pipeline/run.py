@@ -778,9 +778,7 @@ def load_staged(r: Run) -> Iterator[tuple[dict, set[str], pl.DataFrame]]:
     (at a million people, half a second to a second each time)."""
     with contextlib.ExitStack() as stack:
         with r.executor.stage("load staged", r.summary):
-            scans, superseded = retrying(
-                lambda: stack.enter_context(resolve.staged_scans(r.store, r.ledger, r.feedset)),
-                "loading the staged records")
+            scans, superseded = _staged_scans(r, stack)
             present: set[str] = set()
             for frame in scans.values():
                 present |= set(frame.select("drop_id").unique().collect()["drop_id"].to_list())
@@ -792,6 +790,30 @@ def load_staged(r: Run) -> Iterator[tuple[dict, set[str], pl.DataFrame]]:
             release = marts.release_values(scans)
             _orphans(r)
         yield scans, superseded, release
+
+
+def _staged_scans(r: Run, stack: contextlib.ExitStack, tries: int = 10) -> tuple[dict, set]:
+    """resolve.staged_scans, loaded again while it fails transiently. A staged file that
+    cannot be read (written over, cut short) holds its drop, which `fusionlake retry` stages
+    again from its raw file, and the others are loaded without it: it ended every run with a
+    traceback, the new drops stuck behind it."""
+    for _ in range(tries):
+        try:
+            return retrying(lambda: stack.enter_context(
+                resolve.staged_scans(r.store, r.ledger, r.feedset)), "loading the staged records")
+        except zones.UnreadableFile as exc:
+            if not (exc.key or "").startswith(f"{layout.STAGED}/"):
+                raise
+            drop_id = layout.drop_id_of_staged(exc.key)
+            _, _, agency, feed, _ = exc.key.split("/")
+            why = (f"its staged file {exc.key} cannot be read ({str(exc)[:200]}): `fusionlake "
+                   f"retry {drop_id}` stages it again from its raw file")
+            r.ledger.record(drop_id, DropState.HELD, why, r.run_id)
+            # staged again whole (its person table marks a drop staged): only raw/ is kept as sent
+            r.store.delete(layout.staged_key("person_record", agency, feed, drop_id))
+            r.summary.problems.append(f"drop {drop_id} held: {why}")
+            r.staged.discard(drop_id)
+    raise LakeError(f"more than {tries} staged files cannot be read: see the run's problems")
 
 
 def _orphans(r: Run) -> None:
