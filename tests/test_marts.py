@@ -1140,3 +1140,22 @@ def test_a_person_whose_name_has_no_latin_form_is_still_shown_by_a_name(tmp_path
     as_written = shown(build(tmp_path / "b", person_record=person).path)
     assert as_written["E3"] == lao
     assert None not in as_written.values()
+
+
+def test_a_mart_written_over_in_an_s3_lake_is_refused_with_what_happened(s3_bucket, tmp_path):
+    """Another audience's valid mart put in place of this one's: a reader that trusted the
+    object would answer from rows its audience may not see. The download is checked against
+    the sha256 in LATEST; the message said "try again", which never helps with such an
+    object."""
+    from fusionlake.lake.store import open_store
+
+    store = open_store(f"s3://{s3_bucket}/lake")
+    marts.publish(store, "all", build(tmp_path).path)
+    other = build(tmp_path / "other", "th_imm").path
+    store.upload_file(marts.latest(store, "all")["key"], other)
+    with pytest.raises(marts.MartError) as caught:
+        marts.run_query(store, "SELECT count(*) FROM entity", "all", "csv",
+                        cache_dir=tmp_path / "cache")
+    assert "does not match its sha256 in LATEST: the object in the lake was changed after it " \
+           "was published" in str(caught.value)
+    assert not list((tmp_path / "cache").rglob("*.duckdb"))  # no copy of it is kept

@@ -1677,7 +1677,9 @@ def current_file(store: ObjectStore, audience: str = ALL, cache_dir: Path | None
             path.unlink(missing_ok=True)
             raise MartError(
                 f"downloaded mart {pointer['key']} from {store.uri} does not match its "
-                "sha256 in LATEST; try again"
+                "sha256 in LATEST: the object in the lake was changed after it was published "
+                "(or the transfer was damaged; then a second try passes). The next "
+                "`fusionlake run --full` publishes the mart again"
             )
         _prune_cache(path.parent.parent, keep=CACHE_VERSIONS)
     return path
