@@ -157,6 +157,8 @@ def test_a_follow_up_drop_is_resolved_incrementally_with_a_delta(any_lake, scena
                       "th_imm": "copied"}, summary.mart_builds
     assert "whose update it shares (in place from version" in summary.mart_builds["cn_mps"][
         "why"]
+    # th_imm's analysts read its pointer: it does not tell them mm_police sees just their rows
+    assert "mm_police" not in json.dumps(marts.latest(store, "th_imm"))
     shown = {}
     for name in ("all", "cn_mps"):
         con = marts.open_latest(store, name, tmp_path / "marts")

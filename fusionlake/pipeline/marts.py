@@ -272,9 +272,11 @@ class MartBuild:
 
     ``mode`` is ``updated`` (the previous version, updated in place for the records an
     incremental resolution touched), ``rebuilt`` (built whole from the lake; ``why`` says why
-    it was not updated) or ``copied`` (an audience that sees the same rows as ``why`` names,
-    whose build or update it shares: a copy of the steps they share, or its own previous
-    version with the same rows replaced).
+    it was not updated) or ``copied`` (an audience that sees the same rows as another of its
+    group, whose build or update it shares: a copy of the steps they share, or its own previous
+    version with the same rows replaced). ``why`` does not name the other: the audience's
+    analysts read its pointer, and who else sees exactly their rows is not theirs to know (the
+    run summary's audience groups say it to the operator).
     """
 
     mode: str
@@ -1093,7 +1095,8 @@ def _build_or_update(store: ObjectStore, group: list[str], paths: dict[str, Path
                     return {name: (stats, MartBuild(
                         "updated" if name == first else "copied",
                         f"in place from version {since[name]}" if name == first else
-                        f"sees the same rows as {first}, whose update it shares (in place from "
+                        "sees the same rows as another audience of its group, whose update it "
+                        "shares (in place from "
                         f"version {since[name]})", seconds, touched))
                         for name, (stats, touched) in zip(group, done, strict=True)}
                 except MartError as exc:
@@ -1123,7 +1126,8 @@ def _build_or_update(store: ObjectStore, group: list[str], paths: dict[str, Path
     seconds = time.perf_counter() - t0
     return {name: stats if isinstance(stats, MartError) else (
         stats, MartBuild("rebuilt", why, seconds) if name == first else MartBuild(
-            "copied", f"sees the same rows as {first}, whose build it shares (rebuilt)",
+            "copied", "sees the same rows as another audience of its group, whose build it "
+            "shares (rebuilt)",
             seconds)) for name, stats in built.items()}
 
 
