@@ -11,6 +11,7 @@ import contextlib
 import csv
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,23 @@ def drops(tmp_path_factory):
     out = tmp_path_factory.mktemp("drops")
     generate(PEOPLE, 11, out)
     return out
+
+
+@pytest.fixture(scope="module")
+def two_drops(drops, tmp_path_factory):
+    """A local lake after one run over th_imm's repatriations and mm_police's detainees, for
+    the tests below to copy (:func:`_copy`): each spent a run making it."""
+    from fusionlake.pipeline.run import run
+
+    lake = tmp_path_factory.mktemp("two_drops") / "lake"
+    deliver_all(open_store(str(lake)), drops,
+                only={"th_imm/repatriations", "mm_police/detainees"})
+    assert not run(Settings(lake=str(lake), drop_workers=0)).problems
+    return lake
+
+
+def _copy(lake: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(lake, tmp_path / "lake"))
 
 
 def mart_count(store, sql: str, audience: str = "all"):
@@ -884,7 +902,7 @@ def test_a_library_panic_while_staging_rejects_that_drop_and_the_run_goes_on(dro
     assert [e.drop_id for e in stage.pending_drops(Ledger(store), feeds)] == [rejected.drop_id]
 
 
-def test_a_run_whose_only_news_is_a_rejected_drop_shows_it_to_the_stewards(drops, tmp_path):
+def test_a_run_whose_only_news_is_a_rejected_drop_shows_it_to_the_stewards(two_drops, tmp_path):
     """A binary file sent as th_imm's repatriations is rejected. The run found the marts'
     inputs unchanged (only the live drops and decisions counted) and published nothing, so no
     mart's drop_ledger showed the rejection until some other drop came. Now the task force's
@@ -893,10 +911,8 @@ def test_a_run_whose_only_news_is_a_rejected_drop_shows_it_to_the_stewards(drops
     from fusionlake.pipeline import marts
     from fusionlake.pipeline.run import run
 
-    lake = tmp_path / "lake"
+    lake = _copy(two_drops, tmp_path)
     store = open_store(str(lake))
-    deliver_all(store, drops, only={"th_imm/repatriations", "mm_police/detainees"})
-    run(Settings(lake=str(lake), drop_workers=0))
     before = {a: marts.latest(store, a)["version"] for a in ("all", "th_imm", "mm_police")}
     broken = tmp_path / "repatriations_2.csv"
     broken.write_bytes(b"\x00\x01PK\x03\x04" * 200 + b"\n")  # whole: it ends with a line end
@@ -915,7 +931,7 @@ def test_a_run_whose_only_news_is_a_rejected_drop_shows_it_to_the_stewards(drops
 
 @pytest.mark.parametrize("crash_at", ["before-pointer", "before-manifest:marts/"])
 def test_a_run_killed_while_showing_a_rejection_to_the_stewards_completes_on_restart(
-        api_url, drops, crash_at, tmp_path, monkeypatch):
+        api_url, two_drops, crash_at, tmp_path, monkeypatch):
     """The republish of the stewards' tables alone (a run whose only news is a rejected drop)
     killed before its first mart is in place: the readers keep the marts they had, the drop's
     rejection stands in the ledger, and the next run, seeing nothing new to stage, still puts
@@ -923,10 +939,8 @@ def test_a_run_killed_while_showing_a_rejection_to_the_stewards_completes_on_res
     from fusionlake.pipeline import marts
     from fusionlake.pipeline.run import run
 
-    lake = str(tmp_path / "lake")
+    lake = str(_copy(two_drops, tmp_path))
     store = open_store(lake)
-    deliver_all(store, drops, only={"th_imm/repatriations"})
-    run(Settings(lake=lake, drop_workers=0))
     before = {a: marts.latest(store, a)["version"] for a in ("all", "th_imm")}
     broken = tmp_path / "repatriations_2.csv"
     broken.write_bytes(b"\x00\x01PK\x03\x04" * 200 + b"\n")
@@ -958,7 +972,8 @@ def test_a_run_killed_while_showing_a_rejection_to_the_stewards_completes_on_res
     assert run(Settings(lake=lake, drop_workers=0)).noop
 
 
-def test_a_run_points_again_a_latest_written_over_or_naming_a_missing_version(drops, tmp_path):
+def test_a_run_points_again_a_latest_written_over_or_naming_a_missing_version(two_drops,
+                                                                              tmp_path):
     """The task force's LATEST written over, Thailand's naming a version not there: `sql`
     failed and every run said "nothing new" until someone mended them by hand. The next run's
     clean start points each at its newest complete version and says so; nothing else changes."""
@@ -968,10 +983,8 @@ def test_a_run_points_again_a_latest_written_over_or_naming_a_missing_version(dr
     from fusionlake.pipeline import marts
     from fusionlake.pipeline.run import run
 
-    lake = tmp_path / "lake"
+    lake = _copy(two_drops, tmp_path)
     store = open_store(str(lake))
-    deliver_all(store, drops, only={"th_imm/repatriations"})
-    run(Settings(lake=str(lake), drop_workers=0))
     before = {a: marts.latest(store, a) for a in ("all", "th_imm")}
     for audience, text in (("all", b"{not json"), ("th_imm", json.dumps(
             {**before["th_imm"], "version": "29991231T000000000000Z-abcdef"}).encode())):
@@ -992,17 +1005,15 @@ def test_a_run_points_again_a_latest_written_over_or_naming_a_missing_version(dr
     assert run(Settings(lake=str(lake), drop_workers=0)).noop
 
 
-def test_staged_records_of_a_drop_the_ledger_lost_are_a_problem_not_a_silent_loss(drops,
+def test_staged_records_of_a_drop_the_ledger_lost_are_a_problem_not_a_silent_loss(two_drops,
                                                                                     tmp_path):
     """Every event of a published drop deleted from the ledger: the next run republished the
     marts without its 130 records and exited 0 (a hostile walk of 2026-12-07). The records are
     still left out (the ledger says what counts), but the run names the drop as a problem."""
     from fusionlake.pipeline.run import run
 
-    lake = tmp_path / "lake"
+    lake = _copy(two_drops, tmp_path)
     store = open_store(str(lake))
-    deliver_all(store, drops, only={"th_imm/repatriations", "mm_police/detainees"})
-    run(Settings(lake=str(lake), drop_workers=0))
     [lost] = [e for e in Ledger(store).entries() if e.feed == "detainees"]
     for key in store.list(f"ledger/drops/{lost.drop_id}/"):
         store.delete(key)
@@ -1015,24 +1026,24 @@ def test_staged_records_of_a_drop_the_ledger_lost_are_a_problem_not_a_silent_los
     assert mart_count(store, "select count(*) from entity_record where feed = 'detainees'") == 0
 
 
-def test_a_staged_file_written_over_holds_its_drop_and_retry_stages_it_again(drops, tmp_path):
+def test_a_staged_file_written_over_holds_its_drop_and_retry_stages_it_again(two_drops, drops,
+                                                                             tmp_path):
     """A staged Parquet file written over with garbage: every later run ended in a traceback
     of 151 lines, and the new drops stayed behind it (a hostile walk of 2026-12-07). Now its
     drop is held, saying why and what to do, the other drops are published, and `retry`
     stages it again from its raw file."""
     from fusionlake.pipeline.run import run
 
-    lake = tmp_path / "lake"
+    lake = _copy(two_drops, tmp_path)
     store = open_store(str(lake))
-    deliver_all(store, drops, only={"th_imm/repatriations"})
-    run(Settings(lake=str(lake), drop_workers=0))
-    [first] = Ledger(store).entries()
-    records = mart_count(store, "select count(*) from entity_record")
+    [first] = [e for e in Ledger(store).entries() if e.feed == "repatriations"]
+    records = mart_count(store, "select count(*) from entity_record where feed = "
+                                "'repatriations'")
     key = layout.staged_key("person_record", "th_imm", "repatriations", first.drop_id)
     path = store.path(key)
     path.chmod(0o600)
     path.write_bytes(b"PAR1 not parquet at all")
-    deliver_all(store, drops, only={"mm_police/detainees"})
+    deliver_all(store, drops, only={"cn_mps/suspects"})
     summary = run(Settings(lake=str(lake), drop_workers=0))
     why = (f"its staged file {key} cannot be read (person_record: cannot read ")
     assert [p.startswith(f"drop {first.drop_id} held: {why}") for p in summary.problems] == [
@@ -1041,13 +1052,13 @@ def test_a_staged_file_written_over_holds_its_drop_and_retry_stages_it_again(dro
     assert states["repatriations"].state == "held"
     assert states["repatriations"].reason.endswith(
         f"`fusionlake retry {first.drop_id}` stages it again from its raw file")
-    assert states["detainees"].state == "published"
-    assert mart_count(store, "select count(*) from entity_record where feed = 'detainees'") > 0
+    assert states["suspects"].state == "published"
+    assert mart_count(store, "select count(*) from entity_record where feed = 'suspects'") > 0
 
     Ledger(store).decide(first.drop_id, "retry", "steward", "staged file damaged")
     summary = run(Settings(lake=str(lake), drop_workers=0))
     assert not summary.problems, summary.problems
     assert {e.feed: str(e.state) for e in Ledger(store).entries()} == {
-        "repatriations": "published", "detainees": "published"}
+        "repatriations": "published", "detainees": "published", "suspects": "published"}
     assert mart_count(store, "select count(*) from entity_record where feed = "
                              "'repatriations'") == records
