@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -48,7 +49,7 @@ from fusionlake.lake.store import (
     open_store,
     redact,
 )
-from fusionlake.pipeline.land import DeliveryError, deliver
+from fusionlake.pipeline.land import DeliveryError, deliver, known_drop
 from fusionlake.pipeline.marts import (
     MAX_ROWS,
     MartError,
@@ -79,8 +80,14 @@ def cmd_drop(args: argparse.Namespace, settings: Settings) -> int:
     _known_feed(settings, args.agency, args.feed)
     store = open_store(settings.lake)
     done = deliver(store, args.agency, args.feed, [Path(f) for f in args.files])
+    ledger = Ledger(store)
     for item in done:
-        print(f"delivered {item.path} -> {store.uri}/{item.key}")
+        sha = hashlib.sha256(Path(item.path).read_bytes()).hexdigest()
+        known = known_drop(ledger, args.agency, args.feed, sha)
+        # said, not left for the next run to skip without a word
+        again = (f" (the same bytes are drop {known.drop_id}, {known.state}: not ingested "
+                 "again)" if known is not None else "")
+        print(f"delivered {item.path} -> {store.uri}/{item.key}{again}")
     return 0
 
 

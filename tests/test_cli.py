@@ -43,6 +43,11 @@ def test_drop_then_land_then_ledger_as_json(tmp_path):
     assert (entry["agency"], entry["feed"], entry["file_name"], entry["state"]) == (
         "th_imm", "repatriations", "repatriations.csv", "received")
     assert len(entry["sha256"]) == 64
+    # the same bytes again: said at once, where the next run skipped them without a word
+    out = run("drop", "--lake", str(lake), "--agency", "th_imm", "--feed", "repatriations",
+              str(f), check=True).stdout
+    assert out.strip().endswith(f"(the same bytes are drop {entry['drop_id']}, received: not "
+                                "ingested again)")
 
 
 @pytest.mark.parametrize(
