@@ -827,6 +827,15 @@ def test_a_narrowed_agreement_withdraws_rows_shared_before_it_and_a_lifted_one_r
     assert shown("th_imm") == [] and resolved("th_imm") == 0
     assert shown("mm_police") == ["S1", "S2"]
     assert run(Settings(lake=lake, drop_workers=0)).noop
+    # the narrowed mart's version lost (a partial restore): its pointer goes back to the
+    # version before, which showed the sightings, and the marts are made again, not served so
+    lost = marts.latest(store, "th_imm")["version"]
+    for key in store.list(f"marts/th_imm/{lost}/"):
+        store.delete(key)
+    summary = run(Settings(lake=lake, drop_workers=0))
+    assert any(n.startswith(f"clean start: marts/th_imm/LATEST named version {lost}")
+               for n in summary.notes), summary.notes
+    assert shown("th_imm") == []
     # Thailand now sees no sighting: one more, which it may not see, leaves its mart as it was
     thai = marts.latest(store, "th_imm")["version"]
     more = tmp_path / "b.csv"
@@ -835,6 +844,24 @@ def test_a_narrowed_agreement_withdraws_rows_shared_before_it_and_a_lifted_one_r
     summary = run(Settings(lake=lake, drop_workers=0))
     assert "th_imm" in summary.marts_kept and marts.latest(store, "th_imm")["version"] == thai
     assert shown("mm_police") == ["S1", "S2", "S3"]
+    # an agreement that can no longer be applied, a feed file broken or retired: the rows
+    # staged before stay capped (the caps of loaded feeds alone uncapped them; a second
+    # hostile walk of the same day)
+    feed_file = folder / "sightings.yaml"
+    for agreement_text, feed_text in (
+            ("agency: mm_police\nfeeds:\n  sightings: [mm_police]\n  sighting: [th_imm]\n",
+             SIGHTINGS),
+            ("agency: mm_police\nfeeds:\n  sightings: [mm_police]\n",
+             SIGHTINGS.replace("[mm_police, th_imm]", "[mm_police, th_imn]")),
+            ("agency: mm_police\ndefault: [mm_police]\n", None)):
+        agreement.write_text(agreement_text)
+        if feed_text is None:
+            feed_file.unlink()
+        else:
+            feed_file.write_text(feed_text, encoding="utf-8")
+        run(Settings(lake=lake, drop_workers=0))
+        assert shown("th_imm") == [], agreement_text
+    feed_file.write_text(SIGHTINGS, encoding="utf-8")
     # lifted: what was staged before it is shown again; S3, capped as it was staged, is not
     agreement.unlink()
     assert not run(Settings(lake=lake, drop_workers=0)).noop

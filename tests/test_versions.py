@@ -176,9 +176,16 @@ def test_a_pointer_overwritten_or_naming_a_missing_version_is_pointed_again(stor
     assert versions.read_pointer(store, prefix) == newest
     assert zones.read_resolution(store)["entity_record"]["entity_id"].to_list() == ["E2"]
 
+    # gone (deleted by hand): `sql` said there was no mart until some new input came
+    store.delete(f"{prefix}/LATEST")
+    assert versions.repair_pointer(store, prefix) == (
+        f"{prefix}/LATEST was gone: pointed again at {newest['version']}")
+    assert versions.read_pointer(store, prefix) == newest
+
     for version in versions.complete_versions(store, prefix):
         versions.remove_version(store, prefix, version)
     assert versions.repair_pointer(store, prefix) == (
         f"{prefix}/LATEST named version {newest['version']}, which is not complete, and no "
         "version is complete: removed")
     assert versions.read_pointer(store, prefix) is None
+    assert versions.repair_pointer(store, prefix) is None  # nothing to point at

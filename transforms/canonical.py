@@ -96,27 +96,37 @@ def _with_absent_optional_columns(frame: pl.DataFrame, feed: FeedLike) -> pl.Dat
     return frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in absent)
 
 
-def cap_releasable_to(frame: pl.LazyFrame, caps: dict[tuple[str, str], list[str]]
+def cap_releasable_to(frame: pl.LazyFrame,
+                      caps: dict[str, tuple[list[str] | None, dict[str, list[str]]]]
                       ) -> pl.LazyFrame:
-    """Rows staged earlier under the sharing agreements as they are now: each row of a feed in
-    ``caps`` ((agency, feed) -> its cap, the agency itself included) loses the audiences beyond
-    it, in the order they were. An agreement narrowed after rows were shared withdraws them
-    from the next marts; it cannot widen what a narrower one capped at staging.
+    """Rows staged earlier under the sharing agreements as they are now: each row of an agency
+    in ``caps`` (agency -> (the cap of feeds not named, {feed: its cap}), the agency itself in
+    each) loses the audiences beyond its feed's cap, in the order they were. An agreement
+    narrowed after rows were shared withdraws them from the next marts; it cannot widen what a
+    narrower one capped at staging.
 
-    >>> frame = pl.LazyFrame({"agency": ["th_imm", "th_imm"], "feed": ["detentions", "visas"],
-    ...                       "releasable_to": [["th_imm", "cn_mps", "mm_police"], ["th_imm"]]})
-    >>> cap_releasable_to(frame, {("th_imm", "detentions"): ["mm_police", "th_imm"]}).collect(
-    ...     )["releasable_to"].to_list()
-    [['th_imm', 'mm_police'], ['th_imm']]
+    >>> frame = pl.LazyFrame({"agency": ["th_imm"] * 3, "feed": ["detentions", "visas", "x"],
+    ...                       "releasable_to": [["th_imm", "cn_mps", "mm_police"], ["th_imm"],
+    ...                                         ["th_imm", "cn_mps"]]})
+    >>> caps = {"th_imm": (["th_imm"], {"detentions": ["mm_police", "th_imm"]})}
+    >>> cap_releasable_to(frame, caps).collect()["releasable_to"].to_list()
+    [['th_imm', 'mm_police'], ['th_imm'], ['th_imm']]
     """
-    if not caps:
-        return frame
     column = pl.col("releasable_to")
     capped = None
-    for (agency, feed), cap in sorted(caps.items()):
-        keep = column.list.eval(pl.element().filter(pl.element().is_in(list(cap))))
-        where = (pl.col("agency") == agency) & (pl.col("feed") == feed)
-        capped = (pl.when(where) if capped is None else capped.when(where)).then(keep)
+
+    def keep(cap: list[str]) -> pl.Expr:
+        return column.list.eval(pl.element().filter(pl.element().is_in(list(cap))))
+
+    for agency, (default, feeds) in sorted(caps.items()):
+        rules = [((pl.col("agency") == agency) & (pl.col("feed") == feed), cap)
+                 for feed, cap in sorted(feeds.items())]
+        if default is not None:  # after the feeds it names: theirs come first
+            rules.append((pl.col("agency") == agency, default))
+        for where, cap in rules:
+            capped = (pl.when(where) if capped is None else capped.when(where)).then(keep(cap))
+    if capped is None:
+        return frame
     return frame.with_columns(capped.otherwise(column).alias("releasable_to"))
 
 

@@ -443,6 +443,10 @@ class FeedSet:
 
     feeds: dict[str, Feed] = field(default_factory=dict)
     errors: list[FeedError] = field(default_factory=list)
+    #: the sharing agreements that apply, by agency; and the agencies whose agreement cannot
+    #: be applied (unreadable, doubled, misspelt): their rows are shown to them alone
+    agreements: dict[str, SharingAgreement] = field(default_factory=dict)
+    broken_agreements: set[str] = field(default_factory=set)
 
     def get(self, agency: str, feed: str) -> Feed:
         """The feed ``agency/feed``; KeyError naming the known feeds when there is none."""
@@ -455,11 +459,16 @@ class FeedSet:
             )
         return self.feeds[name]
 
-    def share_caps(self) -> dict[tuple[str, str], list[str]]:
-        """(agency, feed) -> the cap of its agency's sharing agreement (the agency included),
-        for each feed an agreement caps: applied to every staged row at each run."""
-        return {(f.agency, f.feed): list(f.share_limit) for f in self.feeds.values()
-                if f.share_limit is not None}
+    def share_caps(self) -> dict[str, tuple[list[str] | None, dict[str, list[str]]]]:
+        """agency -> (the cap of its feeds not named, {feed: its cap}) by its sharing agreement,
+        the agency itself in each: applied to every staged row at each run, whether or not the
+        feed still loads (a feed file broken or retired must not uncap its rows). An agency
+        whose agreement cannot be applied has its rows capped to itself alone."""
+        caps = {a: (a_.limit(""), {f: a_.limit(f) for f in a_.feeds})
+                for a, a_ in self.agreements.items()}
+        caps.update({a: ([a], {}) for a in self.broken_agreements})
+        return {a: (default, feeds) for a, (default, feeds) in caps.items()
+                if default is not None or feeds}
 
     def error_for(self, agency: str, feed: str) -> FeedError | None:
         """Why the feed ``agency/feed`` did not load, when a file meant for it is broken: the
@@ -740,6 +749,9 @@ def load_feeds(extra_paths: list[str] | None = None) -> FeedSet:
             if feed.agency == agency:
                 out.feeds[name] = _apply_sharing(feed, agreement)
     _refuse_uncapped(out, broken)
+    out.agreements = {a: agreement for a, (_path, agreement) in agreements.items()
+                      if a not in broken}
+    out.broken_agreements = set(broken)
     _refuse_unknown_agencies(out, declared, agencies)
     out.feeds = {name: replace(feed, agencies=frozenset(agencies))
                  for name, feed in out.feeds.items()}

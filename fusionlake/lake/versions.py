@@ -94,16 +94,19 @@ def read_pointer(store: ObjectStore, prefix: str) -> dict | None:
 
 
 def repair_pointer(store: ObjectStore, prefix: str) -> str | None:
-    """Point ``prefix``'s LATEST again at its newest complete version when it is unreadable
-    or names a version that is not complete (a version's manifest is the pointer it was
-    published with); what was done, or None when the pointer is sound or there is none.
+    """Point ``prefix``'s LATEST again at its newest complete version when it is gone,
+    unreadable or names a version that is not complete (a version's manifest is the pointer it
+    was published with); what was done, or None when the pointer is sound or there is no
+    version to point at.
     Only the lease holder may call this: it moves the pointer, backwards if need be."""
+    pointer = None
     try:
         pointer = read_pointer(store, prefix)
-        if pointer is None or store.exists(
+        if pointer is not None and store.exists(
                 f"{version_prefix(prefix, pointer['version'])}/{MANIFEST}"):
             return None
-        what = f"named version {pointer['version']}, which is not complete"
+        what = ("was gone" if pointer is None
+                else f"named version {pointer['version']}, which is not complete")
     except UnreadablePointer:
         what = "was not a pointer"
     for version in complete_versions(store, prefix):
@@ -115,6 +118,8 @@ def repair_pointer(store: ObjectStore, prefix: str) -> str | None:
             check_fence(store)
             store.put(f"{prefix}/{POINTER}", json.dumps(manifest, indent=2).encode())
             return f"{prefix}/{POINTER} {what}: pointed again at {version}"
+    if pointer is None and what == "was gone":
+        return None  # no version yet: nothing to point at
     check_fence(store)
     store.delete(f"{prefix}/{POINTER}")
     return f"{prefix}/{POINTER} {what}, and no version is complete: removed"

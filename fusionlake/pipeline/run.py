@@ -360,6 +360,9 @@ def clean_start(r: Run) -> None:
             r.summary.notes.append("clean start removed what crashed runs left: " + ", ".join(
                 f"{n} {what}" for what, n in swept.items() if n))
         r.summary.notes += [f"clean start: {done}" for done in repaired]
+        if repaired:  # an older version may be current again (a mart from before an agreement
+            # narrowed): the marts are made again from what counts now, whatever changed
+            r.store.delete(layout.MARTS_FINGERPRINT)
 
 
 def versioned_prefixes(store: ObjectStore) -> list[str]:
@@ -757,7 +760,7 @@ def fingerprint(store: ObjectStore, ledger: Ledger, feedset: FeedSet | None = No
     stopped = sorted((e.drop_id, str(e.state)) for e in entries if e.state in STOPPED)
     decisions = store.list(layout.DECISIONS)
     inputs: list = [live, decisions, stopped]
-    caps = sorted((f"{a}/{f}", cap) for (a, f), cap in (
+    caps = sorted([a, default, sorted(feeds.items())] for a, (default, feeds) in (
         feedset.share_caps() if feedset is not None else {}).items())
     if caps:  # (none: the fingerprint the marts of a lake without agreements have)
         inputs.append(caps)
