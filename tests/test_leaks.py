@@ -866,3 +866,39 @@ def test_a_narrowed_agreement_withdraws_rows_shared_before_it_and_a_lifted_one_r
     agreement.unlink()
     assert not run(Settings(lake=lake, drop_workers=0)).noop
     assert shown("th_imm") == ["S1", "S2"]
+
+
+@pytest.mark.slow
+def test_an_agency_that_left_has_its_mart_made_empty_when_its_rows_are_withdrawn(
+        tmp_path, monkeypatch):
+    """Laos received a sighting by its row's own cell; then it left (its agreement removed) and
+    Myanmar capped its sightings to itself and Thailand. Laos' resolution became empty, but
+    its mart went on showing the sighting and its phone (a hostile walk of 2026-12-07)."""
+    feeds = tmp_path / "feeds"
+    (feeds / "mm_police").mkdir(parents=True)
+    (feeds / "mm_police" / "sightings.yaml").write_text(SIGHTINGS, encoding="utf-8")
+    (feeds / "la_police").mkdir()
+    (feeds / "la_police" / "sharing.yaml").write_text("agency: la_police\n")
+    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(feeds))
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    sent = tmp_path / "a.csv"
+    sent.write_text("sid,name,phone,rel\nS1,TUN TUN NAING,0977111222,la_police\n")
+    deliver(store, "mm_police", "sightings", [sent])
+    assert not run(Settings(lake=lake, drop_workers=0)).problems
+
+    def seen(audience: str) -> list[tuple]:
+        con = marts.open_latest(store, audience)
+        try:
+            return con.execute("SELECT (SELECT count(*) FROM entity_record), "
+                               "(SELECT count(*) FROM entity_phone)").fetchall()
+        finally:
+            con.close()
+
+    assert seen("la_police") == [(1, 1)]
+    (feeds / "la_police" / "sharing.yaml").unlink()
+    (feeds / "mm_police" / "sharing.yaml").write_text(
+        "agency: mm_police\ndefault: [mm_police, th_imm]\n")
+    run(Settings(lake=lake, drop_workers=0))
+    assert seen("la_police") == [(0, 0)]
+    assert seen("mm_police") == [(1, 1)]

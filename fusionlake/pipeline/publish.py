@@ -102,7 +102,9 @@ def publish_marts(store: ObjectStore, ledger: Ledger, feedset: FeedSet, retentio
     query (sql/queries/new_cross_agency_matches.sql). ``release``: see build_and_publish.
     ``publishing``: the staged drops this publish puts in the marts (:func:`steward_tables`).
     """
-    names = audiences(feedset, staged)
+    # and every audience resolved before (an agency that left, its rows withdrawn): its
+    # mart shows its resolution as it is now, empty, not the rows it may no longer see
+    names = list(dict.fromkeys([*audiences(feedset, staged), *zones.resolved_audiences(store)]))
     if zones.resolution_keys(store) is None:
         raise MartError(f"no resolution in lake {store.uri} to publish: resolve first")
     with tempfile.TemporaryDirectory(prefix="fusionlake-mart-") as tmp:
