@@ -902,3 +902,30 @@ def test_an_agency_that_left_has_its_mart_made_empty_when_its_rows_are_withdrawn
     run(Settings(lake=lake, drop_workers=0))
     assert seen("la_police") == [(0, 0)]
     assert seen("mm_police") == [(1, 1)]
+
+
+@pytest.mark.slow
+def test_an_audience_that_sees_one_record_keeps_its_mart_when_nothing_it_sees_changed(
+        tmp_path, monkeypatch):
+    """A resolution of one record keeps no state (there is nothing to pair), so it was never
+    "unchanged": Thailand, seeing one sighting, got a new resolution and mart at every drop of
+    Myanmar's it may not see, a clock of Myanmar's deliveries (a hostile walk of 2026-12-07)."""
+    folder = tmp_path / "feeds" / "mm_police"
+    folder.mkdir(parents=True)
+    (folder / "sightings.yaml").write_text(SIGHTINGS, encoding="utf-8")
+    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(folder.parent))
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    for name, row in (("a.csv", "S1,TUN TUN NAING,0977111222,"),
+                      ("b.csv", "S2,KYAW ZIN OO,0977111444,mm_police")):
+        sent = tmp_path / name
+        sent.write_text(f"sid,name,phone,rel\n{row}\n")
+        deliver(store, "mm_police", "sightings", [sent])
+        summary = run(Settings(lake=lake, drop_workers=0, incremental_max_share=0.9))
+        assert not summary.problems, summary.problems
+        if name == "a.csv":
+            thai = (marts.latest(store, "th_imm"),
+                    versions.read_pointer(store, layout.resolution_prefix("th_imm")))
+    assert "th_imm" in summary.marts_kept
+    assert (marts.latest(store, "th_imm"),
+            versions.read_pointer(store, layout.resolution_prefix("th_imm"))) == thai

@@ -450,9 +450,9 @@ def plan(store: ObjectStore, visible: dict[str, pl.LazyFrame], audience: str,
 
     if (decisions is not None and "entity_record" in keys
             and (_unchanged(store, audience, pointer, decisions, *ids())
-                 or ids()[0].height == 0 == ids()[1].height)):
-        # (an audience that sees no row, as before: its empty resolution keeps no state, and
-        # a new one would make a new mart, whose time tells it something arrived)
+                 or _too_few_to_compare(*ids()))):
+        # (an audience that sees one record or none, as before: such a resolution keeps no
+        # state, and a new one would make a new mart, whose time tells it something arrived)
         return "unchanged", pointer["version"]
     try:
         kept = read_state(store, *_state_of(audience, pointer), work_dir)
@@ -489,6 +489,13 @@ def _state_of(audience: str, pointer: dict) -> tuple[str, str]:
     origin, version = (pointer.get("resolved_as")
                        or f"{audience}/{pointer['version']}").rsplit("/", 1)
     return origin, version
+
+
+def _too_few_to_compare(staged: pl.DataFrame, before: pl.DataFrame) -> bool:
+    """Whether the audience sees the one record (or none) its current resolution resolved:
+    nothing to pair, so no model, setting or steward decision can change what it was."""
+    return staged.height <= 1 and before.height == staged.height and (
+        staged.join(before, on="record_id", how="anti").height == 0)
 
 
 def _unchanged(store: ObjectStore, audience: str, pointer: dict, decisions: pl.DataFrame,
