@@ -929,3 +929,49 @@ def test_an_audience_that_sees_one_record_keeps_its_mart_when_nothing_it_sees_ch
     assert "th_imm" in summary.marts_kept
     assert (marts.latest(store, "th_imm"),
             versions.read_pointer(store, layout.resolution_prefix("th_imm"))) == thai
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["staged file", "ledger event"])
+def test_a_narrowing_re_send_that_does_not_count_brings_no_wider_row_back(tmp_path, monkeypatch,
+                                                                          damage):
+    """Myanmar re-sends a sighting for itself alone, withdrawing it from Thailand. Then the
+    re-send stops counting: a staged file of it cannot be read (the drop is held), or its
+    ledger's newest event is written over (it is left out). Either way the earlier, wider row
+    came back, and Thailand saw the sighting and its phone again (a hostile walk of
+    2026-12-07). Until the re-send counts again, the rows it may replace are its sender's
+    alone."""
+    folder = tmp_path / "feeds" / "mm_police"
+    folder.mkdir(parents=True)
+    (folder / "sightings.yaml").write_text(SIGHTINGS, encoding="utf-8")
+    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(folder.parent))
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+
+    def send(name: str, rows: str):
+        path = tmp_path / name
+        path.write_text("sid,name,phone,rel\n" + rows)
+        deliver(store, "mm_police", "sightings", [path])
+        return run(Settings(lake=lake, drop_workers=0))
+
+    def thai() -> list[tuple]:
+        con = marts.open_latest(store, "th_imm")
+        try:
+            return con.execute("SELECT source_key FROM entity_record ORDER BY 1").fetchall()
+        finally:
+            con.close()
+
+    send("a.csv", "S1,TUN TUN NAING,0977111222,\nS2,MYA MYA HLAING,0977111333,\n")
+    assert thai() == [("S1",), ("S2",)]
+    send("b.csv", "S1,TUN TUN NAING,0977111222,mm_police\n")
+    assert thai() == [("S2",)]
+    [narrowing] = [e for e in Ledger(store).entries() if e.file_name == "b.csv"]
+    if damage == "staged file":
+        key = layout.staged_key("phone", "mm_police", "sightings", narrowing.drop_id)
+        store.path(key).write_bytes(b"PAR1 written over")
+    else:
+        [*_, last] = sorted(store.list(f"ledger/drops/{narrowing.drop_id}/"))
+        store.path(last).write_bytes(b"{written over")
+    summary = send("c.csv", "S3,KYAW ZIN OO,0977111444,\n")
+    assert summary.problems  # and says why
+    assert thai() == [("S2",), ("S3",)]

@@ -160,17 +160,29 @@ def write_staged(store: ObjectStore, agency: str, feed: str, drop_id: str,
                  tables: dict[str, pl.DataFrame]) -> dict[str, int]:
     """Write a drop's canonical tables; a drop staged before is not rewritten.
 
-    The person table is written last: its presence marks the drop as completely staged.
+    The person table is written last: its presence marks the drop as completely staged. Of a
+    drop staged before, only the files that cannot be read are written again (a drop held for
+    an unreadable staged file, then sent back by `fusionlake retry`).
     """
     order = [t for t in schema.TABLES if t != "person_record"] + ["person_record"]
-    if store.exists(staged_key("person_record", agency, feed, drop_id)):
-        return {t: -1 for t in order}
+    again = store.exists(staged_key("person_record", agency, feed, drop_id))
     counts = {}
     for table in order:
+        if again and _readable(store, staged_key(table, agency, feed, drop_id)):
+            counts[table] = -1
+            continue
         frame = schema.conform(tables.get(table, schema.empty(table)), table)
         write_frame(store, staged_key(table, agency, feed, drop_id), frame)
         counts[table] = frame.height
     return counts
+
+
+def _readable(store: ObjectStore, key: str) -> bool:
+    try:
+        from_parquet(store.get(key))  # the whole file: a damaged page is unreadable too
+    except (NotFound, pl.exceptions.PolarsError, OSError):
+        return False
+    return True
 
 
 def staged_objects(store: ObjectStore, table: str,

@@ -73,7 +73,7 @@ import polars as pl
 from fusionlake.lake import layout, versions, zones
 from fusionlake.lake.faults import kill_point
 from fusionlake.lake.feeds import FeedSet
-from fusionlake.lake.ledger import LIVE, DropState, Ledger
+from fusionlake.lake.ledger import LIVE, DropEntry, DropState, Ledger
 from fusionlake.lake.schema import TABLES, rows_of
 from fusionlake.lake.settings import Settings
 from fusionlake.lake.store import NotFound, ObjectStore
@@ -113,7 +113,58 @@ def staged_scans(store: ObjectStore, ledger: Ledger,
                      for t, f in scans.items()}
         # the agreements as they are now, also over rows staged before they narrowed
         caps = feedset.share_caps()
-        yield {t: cap_releasable_to(f, caps) for t, f in scans.items()}, gone
+        scans = {t: cap_releasable_to(f, caps) for t, f in scans.items()}
+        scans["person_record"] = _sender_only(scans["person_record"],
+                                              pending_replacements(store, entries, feedset))
+        yield scans, gone
+
+
+def pending_replacements(store: ObjectStore, entries: list[DropEntry], feedset: FeedSet
+                         ) -> dict[tuple[str, str], list[str] | None]:
+    """(agency, feed) -> the source keys that a drop of a ``supersede: by_source_key`` feed
+    may replace but is not staged to (held, or its ledger events lost), or None for every row
+    of the feed when its keys cannot be read. Such a drop may narrow who sees those rows: until
+    it counts, the rows it may replace are shown to their sender alone (:func:`staged_scans`),
+    not to those the earlier, wider rows named (a hostile walk of 2026-12-07)."""
+    by_key = {name for name, f in feedset.feeds.items() if f.supersede == "by_source_key"}
+    known = {e.drop_id for e in entries}
+    waiting = [(e.agency, e.feed, e.drop_id) for e in entries
+               if e.state == DropState.HELD and f"{e.agency}/{e.feed}" in by_key]
+    for key in zones.staged_keys(store, "person_record"):  # staged/person_record/<a>/<f>/<id>
+        _, _, agency, feed, _ = key.split("/")
+        drop_id = layout.drop_id_of_staged(key)
+        if drop_id not in known and f"{agency}/{feed}" in by_key:
+            waiting.append((agency, feed, drop_id))
+    out: dict[tuple[str, str], list[str] | None] = {}
+    for agency, feed, drop_id in waiting:
+        try:
+            keys = zones.read_frame(store, layout.staged_key("person_record", agency, feed,
+                                                             drop_id), columns=["source_key"])
+        except NotFound:  # held before it was staged (for a steward): it replaces nothing yet
+            continue
+        except Exception:  # unreadable: any row of the feed may be one it replaces
+            out[(agency, feed)] = None
+            continue
+        if (agency, feed) not in out or out[(agency, feed)] is not None:
+            out[(agency, feed)] = [*(out.get((agency, feed)) or []),
+                                   *keys["source_key"].drop_nulls().to_list()]
+    return out
+
+
+def _sender_only(person: pl.LazyFrame, withheld: dict[tuple[str, str], list[str] | None]
+                 ) -> pl.LazyFrame:
+    """``person`` with the rows ``withheld`` names (:func:`pending_replacements`) released to
+    their sending agency alone."""
+    if not withheld:
+        return person
+    feed = pl.concat_str("agency", "feed", separator="/")
+    whole = [f"{a}/{f}" for (a, f), keys in withheld.items() if keys is None]
+    some = [f"{a}/{f}/{k}" for (a, f), keys in withheld.items() if keys for k in keys]
+    where = feed.is_in(whole) | pl.concat_str(feed, pl.col("source_key"),
+                                              separator="/").is_in(some)
+    return person.with_columns(
+        pl.when(where).then(pl.concat_list(pl.col("agency")))
+        .otherwise(pl.col("releasable_to")).alias("releasable_to"))
 
 
 def superseded_records(store: ObjectStore, ledger: Ledger, feedset: FeedSet,

@@ -808,12 +808,9 @@ def _staged_scans(r: Run, stack: contextlib.ExitStack, tries: int = 10) -> tuple
             if not (exc.key or "").startswith(f"{layout.STAGED}/"):
                 raise
             drop_id = layout.drop_id_of_staged(exc.key)
-            _, _, agency, feed, _ = exc.key.split("/")
             why = (f"its staged file {exc.key} cannot be read ({str(exc)[:200]}): `fusionlake "
                    f"retry {drop_id}` stages it again from its raw file")
             r.ledger.record(drop_id, DropState.HELD, why, r.run_id)
-            # staged again whole (its person table marks a drop staged): only raw/ is kept as sent
-            r.store.delete(layout.staged_key("person_record", agency, feed, drop_id))
             r.summary.problems.append(f"drop {drop_id} held: {why}")
             r.staged.discard(drop_id)
     raise LakeError(f"more than {tries} staged files cannot be read: see the run's problems")
