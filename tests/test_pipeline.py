@@ -1062,3 +1062,36 @@ def test_a_staged_file_written_over_holds_its_drop_and_retry_stages_it_again(two
         "repatriations": "published", "detainees": "published", "suspects": "published"}
     assert mart_count(store, "select count(*) from entity_record where feed = "
                              "'repatriations'") == records
+
+
+def test_a_staged_file_damaged_inside_ends_one_run_naming_it_and_the_next_goes_on(
+        two_drops, drops, tmp_path):
+    """Bytes written over inside a staged file, its footer whole: every run ended in Polars'
+    "Invalid thrift" with no file named, the new drops stuck behind it, and `retry` refused the
+    drop as published (a hostile walk of 2026-12-07). Now that run ends with one line naming
+    the file, its drop is held, the next run publishes the others, and `retry` mends it."""
+    from fusionlake.lake.store import LakeError
+    from fusionlake.pipeline.run import run
+
+    lake = _copy(two_drops, tmp_path)
+    store = open_store(str(lake))
+    [damaged] = [e for e in Ledger(store).entries() if e.feed == "detainees"]
+    key = layout.staged_key("person_record", "mm_police", "detainees", damaged.drop_id)
+    path = store.path(key)
+    data = bytearray(path.read_bytes())
+    data[8:len(data) // 2] = b"\xff" * (len(data) // 2 - 8)  # pages gone, the footer whole
+    path.chmod(0o600)
+    path.write_bytes(bytes(data))
+    deliver_all(store, drops, only={"cn_mps/suspects"})
+    with pytest.raises(LakeError) as caught:
+        run(Settings(lake=str(lake), drop_workers=0, full=True))
+    assert str(caught.value).startswith(f"staged file(s) {key} cannot be read (")
+    assert "\n" not in str(caught.value)
+    summary = run(Settings(lake=str(lake), drop_workers=0))
+    assert not summary.problems, summary.problems
+    states = {e.feed: str(e.state) for e in Ledger(store).entries()}
+    assert states == {"repatriations": "published", "detainees": "held",
+                      "suspects": "published"}
+    Ledger(store).decide(damaged.drop_id, "retry", "steward", "damaged staged file")
+    assert not run(Settings(lake=str(lake), drop_workers=0)).problems
+    assert {e.feed: str(e.state) for e in Ledger(store).entries()}["detainees"] == "published"

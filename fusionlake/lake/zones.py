@@ -168,7 +168,7 @@ def write_staged(store: ObjectStore, agency: str, feed: str, drop_id: str,
     again = store.exists(staged_key("person_record", agency, feed, drop_id))
     counts = {}
     for table in order:
-        if again and _readable(store, staged_key(table, agency, feed, drop_id)):
+        if again and readable(store, staged_key(table, agency, feed, drop_id)):
             counts[table] = -1
             continue
         frame = schema.conform(tables.get(table, schema.empty(table)), table)
@@ -177,7 +177,8 @@ def write_staged(store: ObjectStore, agency: str, feed: str, drop_id: str,
     return counts
 
 
-def _readable(store: ObjectStore, key: str) -> bool:
+def readable(store: ObjectStore, key: str) -> bool:
+    """Whether an object of the lake reads as Parquet, every page of it."""
     try:
         from_parquet(store.get(key))  # the whole file: a damaged page is unreadable too
     except (NotFound, pl.exceptions.PolarsError, OSError):

@@ -53,7 +53,7 @@ from typing import Any
 import polars as pl
 
 from expectations.suites import suite_fingerprint
-from fusionlake.lake import layout, versions, zones
+from fusionlake.lake import layout, schema, versions, zones
 from fusionlake.lake.faults import hang_point, kill_point, pause_point
 from fusionlake.lake.feeds import FeedSet, load_feeds
 from fusionlake.lake.lease import (
@@ -231,7 +231,8 @@ def run(settings: Settings, run_id: str | None = None, lease_wait: float = 0.0,
             try:
                 r.check_lease()
                 if inputs_changed(r) or settings.full:
-                    with load_staged(r) as (scans, superseded, release):
+                    with _unreadable_staged_held(r), \
+                            load_staged(r) as (scans, superseded, release):
                         resolve_entities(r, scans, superseded, release)
                         r.check_lease()
                         publish_marts(r, scans, superseded, release)
@@ -641,6 +642,11 @@ def validate_and_stage(r: Run) -> list:
     if pending and not workers:
         # Small drops (a scheduled run's): rendered in a thread while the run resolves and
         # publishes, not before; loading GX costs seconds, as much as the rest of such a run.
+        # What GX and the resolver both import is imported first, here: imported by the two
+        # threads at once, scipy's linear algebra deadlocked the import system once
+        # (_DeadlockError on scipy.linalg.cython_lapack), and the run failed.
+        import pandas  # noqa: F401
+        import scipy.linalg  # noqa: F401
         r.data_docs = r.executor.start("data docs", stage.data_docs_of, lake=s.lake)
     return pending
 
@@ -814,6 +820,34 @@ def _staged_scans(r: Run, stack: contextlib.ExitStack, tries: int = 10) -> tuple
             r.summary.problems.append(f"drop {drop_id} held: {why}")
             r.staged.discard(drop_id)
     raise LakeError(f"more than {tries} staged files cannot be read: see the run's problems")
+
+
+@contextlib.contextmanager
+def _unreadable_staged_held(r: Run) -> Iterator[None]:
+    """A staged file whose footer reads but whose pages do not (bytes written over inside it)
+    fails resolve or publish with Polars' error, which names no file: every run ended so, the
+    new drops stuck behind it. On such an error each staged file of the live drops is read
+    whole, the drops of those that cannot be are held (as :func:`_staged_scans` holds them),
+    and the run ends with one line naming them; the next publishes the others."""
+    try:
+        yield
+    except Exception as exc:
+        if not any(isinstance(c, pl.exceptions.PolarsError) for c in causes(exc)):
+            raise
+        live = {e.drop_id for e in r.ledger.entries() if e.state in LIVE}
+        bad = [key for table in schema.TABLES for key in zones.staged_keys(r.store, table, live)
+               if not zones.readable(r.store, key)]
+        if not bad:
+            raise
+        for drop_id in sorted({layout.drop_id_of_staged(key) for key in bad}):
+            files = [k for k in bad if layout.drop_id_of_staged(k) == drop_id]
+            r.ledger.record(drop_id, DropState.HELD, (
+                f"its staged file(s) {', '.join(files)} cannot be read: `fusionlake retry "
+                f"{drop_id}` stages it again from its raw file"), r.run_id)
+        raise LakeError(
+            f"staged file(s) {', '.join(bad)} cannot be read ({first_line(exc)[:200]}): their "
+            "drops are held (`fusionlake retry` stages them again from raw/), and the next run "
+            "publishes the others") from exc
 
 
 def _orphans(r: Run) -> None:
