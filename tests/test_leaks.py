@@ -667,6 +667,17 @@ columns:
 """
 
 
+def _sightings_lake(tmp_path: Path, monkeypatch) -> tuple[Path, str, LocalStore]:
+    """A lake whose feeds add Myanmar's sightings (SIGHTINGS, in a FUSIONLAKE_FEEDS_PATH
+    folder): the folder of mm_police's feed files, the lake's URI and its store."""
+    folder = tmp_path / "feeds" / "mm_police"
+    folder.mkdir(parents=True)
+    (folder / "sightings.yaml").write_text(SIGHTINGS, encoding="utf-8")
+    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(folder.parent))
+    lake = str(tmp_path / "lake")
+    return folder, lake, open_store(lake)
+
+
 @pytest.mark.slow
 def test_a_row_re_sent_narrower_is_withdrawn_from_the_audiences_it_no_longer_names(
         tmp_path, monkeypatch):
@@ -718,12 +729,7 @@ def test_a_drop_an_audience_may_not_see_leaves_its_resolution_and_mart_as_they_w
     audience that sees nothing new keeps both, byte for byte; a drop that changes only what its
     stewards see (its own quarantined rows) republishes its mart with those tables alone; and
     the next drop it does see is updated in place from the version it kept."""
-    feeds = tmp_path / "feeds" / "mm_police"
-    feeds.mkdir(parents=True)
-    (feeds / "sightings.yaml").write_text(SIGHTINGS, encoding="utf-8")
-    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(feeds.parent))
-    lake = str(tmp_path / "lake")
-    store = open_store(lake)
+    _folder, lake, store = _sightings_lake(tmp_path, monkeypatch)
 
     def send(name: str, body: str) -> dict:
         path = tmp_path / name
@@ -795,12 +801,7 @@ def test_a_narrowed_agreement_withdraws_rows_shared_before_it_and_a_lifted_one_r
     resolution (Myanmar's own are untouched), the run after is a no-op, a sighting Thailand may
     not see leaves its mart as it was, and lifting the agreement shows again the rows staged
     before it (under the feed's wider list), not those it capped as they were staged."""
-    folder = tmp_path / "feeds" / "mm_police"
-    folder.mkdir(parents=True)
-    (folder / "sightings.yaml").write_text(SIGHTINGS, encoding="utf-8")
-    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(folder.parent))
-    lake = str(tmp_path / "lake")
-    store = open_store(lake)
+    folder, lake, store = _sightings_lake(tmp_path, monkeypatch)
     sent = tmp_path / "a.csv"
     sent.write_text("sid,name,phone,rel\nS1,TUN TUN NAING,0977111222,\n"
                     "S2,MYA MYA HLAING,0977111333,\n")
@@ -910,12 +911,7 @@ def test_an_audience_that_sees_one_record_keeps_its_mart_when_nothing_it_sees_ch
     """A resolution of one record keeps no state (there is nothing to pair), so it was never
     "unchanged": Thailand, seeing one sighting, got a new resolution and mart at every drop of
     Myanmar's it may not see, a clock of Myanmar's deliveries (a hostile walk of 2026-12-07)."""
-    folder = tmp_path / "feeds" / "mm_police"
-    folder.mkdir(parents=True)
-    (folder / "sightings.yaml").write_text(SIGHTINGS, encoding="utf-8")
-    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(folder.parent))
-    lake = str(tmp_path / "lake")
-    store = open_store(lake)
+    _folder, lake, store = _sightings_lake(tmp_path, monkeypatch)
     for name, row in (("a.csv", "S1,TUN TUN NAING,0977111222,"),
                       ("b.csv", "S2,KYAW ZIN OO,0977111444,mm_police")):
         sent = tmp_path / name
@@ -941,12 +937,7 @@ def test_a_narrowing_re_send_that_does_not_count_brings_no_wider_row_back(tmp_pa
     came back, and Thailand saw the sighting and its phone again (a hostile walk of
     2026-12-07). Until the re-send counts again, the rows it may replace are its sender's
     alone."""
-    folder = tmp_path / "feeds" / "mm_police"
-    folder.mkdir(parents=True)
-    (folder / "sightings.yaml").write_text(SIGHTINGS, encoding="utf-8")
-    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(folder.parent))
-    lake = str(tmp_path / "lake")
-    store = open_store(lake)
+    _folder, lake, store = _sightings_lake(tmp_path, monkeypatch)
 
     def send(name: str, rows: str):
         path = tmp_path / name
