@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -591,31 +590,32 @@ def test_bad_incremental_settings_are_user_errors(monkeypatch, capsys, tmp_path)
     assert (settings.full_every, settings.incremental_max_share) == (4, 0.25)
 
 
-def test_a_damaged_staged_file_fails_the_full_resolve_and_leaves_the_lake_as_it_was(any_lake):
-    """The resolver reads each staged table when a step needs it, the association tables last
-    (after the clusters are made). A phone file damaged on disk (an object cut short on S3:
-    a small one is fetched whole into the run's folder first) beside the whole ones must still
-    fail the run with the table and the file's lake address named, before any resolution or
-    mart is written; once the file is whole again the next run completes."""
+def test_a_damaged_staged_file_holds_its_drop_and_retry_writes_it_again(any_lake):
+    """A phone file damaged on disk (an object cut short on S3: a small one is fetched whole
+    into the run's folder first) beside the whole ones. The run failed, naming the table and
+    the file's lake address, and so did every later run, the new drops stuck behind it. Now
+    the drop is held with that address and what to do, the run publishes the others, and
+    `retry` writes the file again from the drop's raw file."""
     lake = any_lake
     store = open_store(lake)
     before = {a: _pointer(store, a)["version"] for a in ("all", "mm_police")}
-    marts_before = {a: versions.read_pointer(store, layout.mart_prefix(a))["version"]
-                    for a in ("all", "mm_police")}
     damaged = store.list(layout.staged_prefix("phone"))[0]
+    drop_id = layout.drop_id_of_staged(damaged)
     whole = store.get(damaged)
     store.put(damaged, whole[: len(whole) // 2])
-    with pytest.raises(zones.UnreadableFile,
-                       match=f"phone: cannot read {re.escape(store.uri)}/{damaged}"):
-        run(Settings(lake=lake, full=True))
-    assert {a: _pointer(store, a)["version"] for a in before} == before
-    assert {a: versions.read_pointer(store, layout.mart_prefix(a))["version"]
-            for a in marts_before} == marts_before
+    summary = run(Settings(lake=lake, full=True))
+    [problem] = summary.problems
+    assert problem.startswith(f"drop {drop_id} held: its staged file {damaged} cannot be read "
+                              f"(phone: cannot read {store.uri}/{damaged}"), problem
+    assert problem.endswith(f"`fusionlake retry {drop_id}` stages it again from its raw file")
+    assert Ledger(store).get(drop_id).state == "held"
+    assert {a: _pointer(store, a)["version"] for a in before} != before  # the others went on
 
-    store.put(damaged, whole)
+    Ledger(store).decide(drop_id, "retry", "steward", "phone file cut short")
     summary = run(Settings(lake=lake, full=True))
     assert not summary.problems, summary.problems
-    assert {a: _pointer(store, a)["version"] for a in before} != before
+    assert Ledger(store).get(drop_id).state == "published"
+    assert store.get(damaged) == whole  # written again, the same bytes
 
 
 def test_the_kept_bound_of_blocks_grows_and_a_state_without_it_is_counted_in_full(lake,
