@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import hashlib
 import json
 import logging
 import os
@@ -82,8 +81,7 @@ def cmd_drop(args: argparse.Namespace, settings: Settings) -> int:
     done = deliver(store, args.agency, args.feed, [Path(f) for f in args.files])
     ledger = Ledger(store)
     for item in done:
-        sha = hashlib.sha256(Path(item.path).read_bytes()).hexdigest()
-        known = known_drop(ledger, args.agency, args.feed, sha)
+        known = known_drop(ledger, args.agency, args.feed, item.sha256)
         # said, not left for the next run to skip without a word
         again = (f" (the same bytes are drop {known.drop_id}, {known.state}: not ingested "
                  "again)" if known is not None else "")
@@ -162,9 +160,9 @@ def cmd_feeds(args: argparse.Namespace, settings: Settings) -> int:
     if args.format == "json":
         print(json.dumps([{"feed": f.name, "formats": f.formats, "encoding": f.encoding,
                            "key": f.source_key, "releasable_to": f.releasable_to,
-                           "share_limit": f.share_limit, "override": r[5] if r[5] != "-"
-                           else None, "source": str(f.path)}
-                          for f, r in zip(feedset.feeds.values(), rows, strict=True)],
+                           "share_limit": f.share_limit,
+                           "override": f.suite_path.name if f.suite_path else None,
+                           "source": str(f.path)} for f in feedset.feeds.values()],
                          ensure_ascii=False, indent=1))
     else:
         _print_table(["feed", "format", "encoding", "key", "releasable to", "override",

@@ -344,8 +344,9 @@ class SharingAgreement(_Strict):
     default: list[LowerId] | None = Field(None, description="the limit of feeds not listed")
     feeds: dict[LowerId, list[LowerId]] = Field({}, description="feed -> its limit")
 
-    def limit(self, feed: str) -> list[str] | None:
-        limit = self.feeds.get(feed, self.default)
+    def limit(self, feed: str | None) -> list[str] | None:
+        """The cap of ``feed`` (None: of the feeds it does not name), the agency included."""
+        limit = self.default if feed is None else self.feeds.get(feed, self.default)
         return None if limit is None else sorted({*limit, self.agency})
 
 
@@ -363,6 +364,15 @@ class FeedError(Exception):
         self.feed = feed  # ``agency/feed`` when the file was read that far
         where = f"{self.path}" + (f": key '{key}'" if key else "")
         super().__init__(f"{where}: {message}")
+
+    @property
+    def meant_for(self) -> tuple[str, str]:
+        """(agency, feed) of the feed the broken file was meant to define: as read, or else
+        by its place, ``<agency>/<feed>.yaml``."""
+        if self.feed:
+            agency, _, feed = self.feed.partition("/")
+            return agency, feed
+        return self.path.parent.name, self.path.name.split(".")[0]
 
 
 #: Suite override files a feed may have beside it, tried in this order (expectations/suites.py).
@@ -464,8 +474,8 @@ class FeedSet:
         the agency itself in each: applied to every staged row at each run, whether or not the
         feed still loads (a feed file broken or retired must not uncap its rows). An agency
         whose agreement cannot be applied has its rows capped to itself alone."""
-        caps = {a: (a_.limit(""), {f: a_.limit(f) for f in a_.feeds})
-                for a, a_ in self.agreements.items()}
+        caps = {agency: (agreement.limit(None), {f: agreement.limit(f) for f in agreement.feeds})
+                for agency, agreement in self.agreements.items()}
         caps.update({a: ([a], {}) for a in self.broken_agreements})
         return {a: (default, feeds) for a, (default, feeds) in caps.items()
                 if default is not None or feeds}
@@ -474,11 +484,8 @@ class FeedSet:
         """Why the feed ``agency/feed`` did not load, when a file meant for it is broken: the
         error that names it, or else one of ``<agency>/<feed>.yaml`` (a file that could not be
         read far enough to say which feed it is)."""
-        name = f"{agency}/{feed}"
-        named = [e for e in self.errors if e.feed == name]
-        by_place = [e for e in self.errors if e.feed is None and e.path.parent.name == agency
-                    and e.path.name.split(".")[0] == feed]
-        return next(iter(named + by_place), None)
+        meant = [e for e in self.errors if e.meant_for == (agency, feed)]
+        return next(iter(sorted(meant, key=lambda e: e.feed is None)), None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -793,8 +800,8 @@ def _check_agreement(path: Path, agreement: SharingAgreement, feedset: FeedSet,
     has no feed and no agreement: a typo there would cap nothing (``detention`` for
     ``detentions``), or withhold rows from the agency meant."""
     own = {feed.feed for feed in feedset.feeds.values() if feed.agency == agreement.agency}
-    own |= {e.feed.partition("/")[2] if e.feed else e.path.name.split(".")[0]
-            for e in feedset.errors if e.path.parent.name == agreement.agency}
+    own |= {feed for agency, feed in (e.meant_for for e in feedset.errors)
+            if agency == agreement.agency}
     for feed in agreement.feeds:
         if feed not in own:
             raise FeedError(path, f"feeds.{feed}", (

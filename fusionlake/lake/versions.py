@@ -118,7 +118,7 @@ def repair_pointer(store: ObjectStore, prefix: str) -> str | None:
             check_fence(store)
             store.put(f"{prefix}/{POINTER}", json.dumps(manifest, indent=2).encode())
             return f"{prefix}/{POINTER} {what}: pointed again at {version}"
-    if pointer is None and what == "was gone":
+    if what == "was gone":
         return None  # no version yet: nothing to point at
     check_fence(store)
     store.delete(f"{prefix}/{POINTER}")

@@ -58,6 +58,7 @@ class DeliveryError(Exception):
 class Delivered:
     path: Path
     key: str
+    sha256: str = ""  # of the bytes delivered
 
 
 @dataclass(frozen=True)
@@ -151,11 +152,12 @@ def deliver(store: ObjectStore, agency: str, feed: str, paths: list[Path]) -> li
         data = path.read_bytes()
         name = safe_part(path.name)
         key = f"{prefix}/{name}"
+        sha = hashlib.sha256(data).hexdigest()
         if not store.put_if_absent(key, data) and store.get(key) != data:
             stem, suffix = os.path.splitext(name)
-            key = f"{prefix}/{stem}.{hashlib.sha256(data).hexdigest()[:8]}{suffix}"
+            key = f"{prefix}/{stem}.{sha[:8]}{suffix}"
             store.put_if_absent(key, data)
-        done.append(Delivered(path, key))
+        done.append(Delivered(path, key, sha))
     return done
 
 

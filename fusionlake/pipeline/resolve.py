@@ -127,14 +127,9 @@ def pending_replacements(store: ObjectStore, entries: list[DropEntry], feedset: 
     it counts, the rows it may replace are shown to their sender alone (:func:`staged_scans`),
     not to those the earlier, wider rows named (a hostile walk of 2026-12-07)."""
     by_key = {name for name, f in feedset.feeds.items() if f.supersede == "by_source_key"}
-    known = {e.drop_id for e in entries}
-    waiting = [(e.agency, e.feed, e.drop_id) for e in entries
-               if e.state == DropState.HELD and f"{e.agency}/{e.feed}" in by_key]
-    for key in zones.staged_keys(store, "person_record"):  # staged/person_record/<a>/<f>/<id>
-        _, _, agency, feed, _ = key.split("/")
-        drop_id = layout.drop_id_of_staged(key)
-        if drop_id not in known and f"{agency}/{feed}" in by_key:
-            waiting.append((agency, feed, drop_id))
+    waiting = [(e.agency, e.feed, e.drop_id) for e in entries if e.state == DropState.HELD]
+    waiting += unknown_staged(store, {e.drop_id for e in entries})
+    waiting = [w for w in waiting if f"{w[0]}/{w[1]}" in by_key]
     out: dict[tuple[str, str], list[str] | None] = {}
     for agency, feed, drop_id in waiting:
         try:
@@ -148,6 +143,17 @@ def pending_replacements(store: ObjectStore, entries: list[DropEntry], feedset: 
         if (agency, feed) not in out or out[(agency, feed)] is not None:
             out[(agency, feed)] = [*(out.get((agency, feed)) or []),
                                    *keys["source_key"].drop_nulls().to_list()]
+    return out
+
+
+def unknown_staged(store: ObjectStore, known: set[str]) -> list[tuple[str, str, str]]:
+    """(agency, feed, drop id) of each staged drop whose id is not in ``known`` (the ledger's):
+    its ledger events removed or written over."""
+    out = []
+    for key in zones.staged_keys(store, "person_record"):  # staged/person_record/<a>/<f>/<id>
+        _, _, agency, feed, _ = key.split("/")
+        if (drop_id := layout.drop_id_of_staged(key)) not in known:
+            out.append((agency, feed, drop_id))
     return out
 
 

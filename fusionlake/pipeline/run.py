@@ -814,9 +814,8 @@ def _staged_scans(r: Run, stack: contextlib.ExitStack, tries: int = 10) -> tuple
             if not (exc.key or "").startswith(f"{layout.STAGED}/"):
                 raise
             drop_id = layout.drop_id_of_staged(exc.key)
-            why = (f"its staged file {exc.key} cannot be read ({str(exc)[:200]}): `fusionlake "
-                   f"retry {drop_id}` stages it again from its raw file")
-            r.ledger.record(drop_id, DropState.HELD, why, r.run_id)
+            why = _hold_unreadable(r, drop_id,
+                                   f"file {exc.key} cannot be read ({str(exc)[:200]})")
             r.summary.problems.append(f"drop {drop_id} held: {why}")
             r.staged.discard(drop_id)
     raise LakeError(f"more than {tries} staged files cannot be read: see the run's problems")
@@ -841,22 +840,25 @@ def _unreadable_staged_held(r: Run) -> Iterator[None]:
             raise
         for drop_id in sorted({layout.drop_id_of_staged(key) for key in bad}):
             files = [k for k in bad if layout.drop_id_of_staged(k) == drop_id]
-            r.ledger.record(drop_id, DropState.HELD, (
-                f"its staged file(s) {', '.join(files)} cannot be read: `fusionlake retry "
-                f"{drop_id}` stages it again from its raw file"), r.run_id)
+            _hold_unreadable(r, drop_id, f"file(s) {', '.join(files)} cannot be read")
         raise LakeError(
             f"staged file(s) {', '.join(bad)} cannot be read ({first_line(exc)[:200]}): their "
             "drops are held (`fusionlake retry` stages them again from raw/), and the next run "
             "publishes the others") from exc
 
 
+def _hold_unreadable(r: Run, drop_id: str, what: str) -> str:
+    """Hold a drop whose staged file(s) ``what`` (named, and why); the reason recorded."""
+    why = f"its staged {what}: `fusionlake retry {drop_id}` stages it again from its raw file"
+    r.ledger.record(drop_id, DropState.HELD, why, r.run_id)
+    return why
+
+
 def _orphans(r: Run) -> None:
     """A problem line for staged records whose drop the ledger does not know (its events
     removed or written over): they are left out of the marts, which must not happen unseen."""
-    known = {e.drop_id for e in r.ledger.entries()}
-    staged = {layout.drop_id_of_staged(i.key)
-              for i in zones.staged_objects(r.store, "person_record")}
-    lost = sorted(staged - known)
+    lost = sorted(drop_id for _agency, _feed, drop_id in resolve.unknown_staged(
+        r.store, {e.drop_id for e in r.ledger.entries()}))
     if lost:
         r.summary.problems.append(
             f"staged records of {len(lost)} drop(s) have no usable entry in the drop ledger "
