@@ -691,3 +691,28 @@ def test_files_that_each_rejected_a_whole_drop_beside_good_ones(drops, tmp_path)
     [result] = [d for d in summary.drops if d.name == "cn_mps/suspects/suspects.csv"]
     rows = suspects_csv.decode("gb18030").replace("\r\n", "\n").strip("\n").count("\n")
     assert result.rows == rows and result.state == "staged"
+
+
+def test_a_pointer_is_repaired_through_faults_and_a_sound_one_left_alone(fault_proxy,
+                                                                         s3_bucket):
+    """Clean start reads every pointer and mends the broken ones: through 30% faults (no
+    SlowDown: its back-offs only make the test slower) a sound pointer must never be taken for
+    a broken one and moved, and a broken one must end pointing at the newest complete
+    version."""
+    from fusionlake.lake import versions, zones
+
+    store = _store(fault_proxy, s3_bucket)
+    for run in (1, 2):
+        zones.write_resolution(store, {"entity_record": pl.DataFrame(
+            {"entity_id": [f"E{run}"], "record_id": ["r1"]})}, run_id=f"r{run}", retention=5)
+    newest = versions.read_pointer(store, zones.RESOLUTION)
+    fault_proxy.rate, fault_proxy.faults = 0.3, ("internal", "drop-before", "drop-after")
+    for _ in range(10):
+        assert versions.repair_pointer(store, zones.RESOLUTION) is None
+    store.put(f"{zones.RESOLUTION}/LATEST", b"{cut sh")
+    assert versions.repair_pointer(store, zones.RESOLUTION) == (
+        f"{zones.RESOLUTION}/LATEST was not a pointer: pointed again at {newest['version']}")
+    injected = sum(fault_proxy.counts.values())
+    fault_proxy.rate = 0.0
+    assert injected > 3, fault_proxy.counts
+    assert versions.read_pointer(store, zones.RESOLUTION) == newest

@@ -1095,3 +1095,20 @@ def test_a_staged_file_damaged_inside_ends_one_run_naming_it_and_the_next_goes_o
     Ledger(store).decide(damaged.drop_id, "retry", "steward", "damaged staged file")
     assert not run(Settings(lake=str(lake), drop_workers=0)).problems
     assert {e.feed: str(e.state) for e in Ledger(store).entries()}["detainees"] == "published"
+
+
+def test_a_damaged_record_of_the_data_docs_leaves_the_index_and_the_run_alone(two_drops,
+                                                                              tmp_path):
+    """The index's rows kept beside it (index.json) cut short, or written over with JSON that
+    is no list of rows (a TypeError, found by this test): the index is left as it was."""
+    from fusionlake.pipeline import stage
+
+    lake = _copy(two_drops, tmp_path)
+    store = open_store(str(lake))
+    index = store.get(f"{layout.DATA_DOCS}/index.html")
+    store.put(f"{layout.DATA_DOCS}/index.json", b'[{"drop_id": "x", "sta')
+    assert stage.restate_data_docs(store) is False
+    assert store.get(f"{layout.DATA_DOCS}/index.html") == index
+    store.put(f"{layout.DATA_DOCS}/index.json", b'{"not": "rows"}')
+    assert stage.restate_data_docs(store) is False
+    assert store.get(f"{layout.DATA_DOCS}/index.html") == index

@@ -402,6 +402,9 @@ def restate_data_docs(store: ObjectStore) -> bool:
         record = json.loads(store.get(f"{layout.DATA_DOCS}/{RENDERED}"))
     except (NotFound, ValueError):  # no site yet, or one from before the rows were kept
         return False
+    if not (isinstance(rows, list) and isinstance(record, dict)
+            and all(isinstance(row, dict) and "drop_id" in row for row in rows)):
+        return False  # written over: the next build of the site writes it anew
     now = {e.drop_id: e for e in Ledger(store).entries()}
     changed = False
     for row in rows:
