@@ -26,6 +26,14 @@ for _folder in (Path(__file__).parent, Path(__file__).parent / "transforms"):
 
 configure_offline()
 
+# Every full run of the suite's pipeline tests trains Splink on its small lake: the production
+# default of 2M pairs for u took about 3.9 s of each training whatever the lake's size, a third
+# of the suite's time; 200,000 take about 1 s and resolve the generated people as precisely
+# (fusionlake.lake.settings.u_max_pairs_default). Set here, before any Settings is made, so that
+# the runs the suite starts in other processes (CLI, flows, benches) train on it too. The
+# resolver's own tests (tests/transforms) use its defaults.
+os.environ.setdefault("FUSIONLAKE_U_MAX_PAIRS", "200000")
+
 
 # Files whose module fixtures are costly (a Spark session, a lake after a 2,000-people run ...):
 # each runs on one xdist worker, so those fixtures are made once, not once per worker that draws

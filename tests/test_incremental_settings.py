@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from fusionlake.lake.schema import conform
 from fusionlake.pipeline import resolve
@@ -61,3 +62,32 @@ def test_the_run_settings_decline_an_incremental_resolution_with_their_reason(st
                          (resolve.Options(full=True),
                           "asked for (--full): the model is trained again")):
         assert resolve.plan(store, more, "all", options, folder) == ("full", why)
+
+
+def test_the_pairs_sampled_to_estimate_u_are_a_setting_that_reaches_training(store,
+                                                                             monkeypatch):
+    """FUSIONLAKE_U_MAX_PAIRS: read by every Settings made where it is set (the suite sets
+    it: tests/conftest.py), carried to the resolver of a full run, and refused when it is no
+    number of pairs."""
+    import transforms.resolution.resolve as resolver
+    from fusionlake.lake.settings import Settings, SettingsError
+
+    monkeypatch.setenv("FUSIONLAKE_U_MAX_PAIRS", "3e5")
+    assert Settings().u_max_pairs == Settings.from_env().u_max_pairs == 300_000
+    assert resolve.Options.of(Settings(lake=str(store.uri))).u_max_pairs == 300_000
+    monkeypatch.delenv("FUSIONLAKE_U_MAX_PAIRS")
+    assert Settings().u_max_pairs == 2_000_000  # the production default
+
+    given, real = [], resolver.resolve
+
+    def spy(*args, settings, **kwargs):
+        given.append(settings.u_max_pairs)
+        return real(*args, settings=settings, **kwargs)
+
+    monkeypatch.setattr(resolver, "resolve", spy)
+    resolve.resolve_lake(store, _tables(12), "run-1", options=resolve.Options(u_max_pairs=1234))
+    assert given == [1234]
+    for bad in ("0", "-5", "many"):
+        monkeypatch.setenv("FUSIONLAKE_U_MAX_PAIRS", bad)
+        with pytest.raises(SettingsError, match=f"FUSIONLAKE_U_MAX_PAIRS .*not '{bad}'"):
+            Settings()

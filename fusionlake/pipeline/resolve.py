@@ -63,7 +63,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,7 +75,7 @@ from fusionlake.lake.faults import kill_point
 from fusionlake.lake.feeds import FeedSet
 from fusionlake.lake.ledger import LIVE, DropEntry, DropState, Ledger
 from fusionlake.lake.schema import TABLES, rows_of
-from fusionlake.lake.settings import Settings
+from fusionlake.lake.settings import Settings, u_max_pairs_default
 from fusionlake.lake.store import NotFound, ObjectStore
 from fusionlake.pipeline import marts
 from fusionlake.pipeline.slots import ALONE, Slots, each
@@ -246,11 +246,13 @@ class Options:
     max_share: float = Settings.incremental_max_share
     workers: int = 1  # groups resolved side by side when incremental (fusionlake.pipeline.slots)
     backend: str = Settings.resolve_backend  # where a full resolution scores (RESOLVE_BACKENDS)
+    # pairs sampled to estimate u when a full resolution trains
+    u_max_pairs: int = field(default_factory=u_max_pairs_default)
 
     @classmethod
     def of(cls, settings: Settings) -> Options:
         return cls(settings.full, settings.full_every, settings.incremental_max_share,
-                   settings.group_workers, settings.resolve_backend)
+                   settings.group_workers, settings.resolve_backend, settings.u_max_pairs)
 
 
 def resolve_audiences(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str,
@@ -615,8 +617,7 @@ def resolve_lake(store: ObjectStore, tables: dict[str, pl.DataFrame | pl.LazyFra
                            f"{str(exc)[:300]})")
                     detail = f"{why}: resolved in full"
         with slots.every():  # a full resolution holds gigabytes: alone
-            return _full(store, scans, run_id, retention, audience, detail, decisions,
-                         options.backend)
+            return _full(store, scans, run_id, retention, audience, detail, decisions, options)
 
 
 def _log(step: str, line: str) -> None:
@@ -624,11 +625,11 @@ def _log(step: str, line: str) -> None:
 
 
 def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, retention: int,
-          audience: str, why: str, decisions: pl.DataFrame,
-          backend: str = Settings.resolve_backend):
+          audience: str, why: str, decisions: pl.DataFrame, options: Options):
     from transforms.resolution.resolve import resolve  # Splink: seconds to import; see above
     from transforms.resolution.settings import ResolveSettings
 
+    backend = options.backend
     if backend != "duckdb":  # said in the run summary too
         why = f"{why} (scored on {backend})"
     _log("full", f"{audience}: {why}")
@@ -646,7 +647,8 @@ def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, reten
         input_scans(scans),  # each table read when resolve needs it, and let go after
         decisions=decisions,
         previous=previous,
-        settings=ResolveSettings(fallback_model=last_model, backend=backend),
+        settings=ResolveSettings(fallback_model=last_model, backend=backend,
+                                 u_max_pairs=options.u_max_pairs),
         progress=_log,
     )
     trained = resolution.stats.pop("model_json", None)
