@@ -8,16 +8,19 @@ may not see exist or merged. The entities it still sees keep their ids and their
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
 import pytest
 
-from fusionlake.lake import zones
+from fusionlake.lake import schema, zones
 from fusionlake.lake.settings import Settings
 from fusionlake.lake.store import open_store
 from fusionlake.pipeline import marts
 from fusionlake.pipeline.land import deliver
 from fusionlake.pipeline.run import run
+from transforms.resolution.ids import derived_id, forget_withdrawn
 
 FEED = """\
 agency: mm_police
@@ -133,3 +136,53 @@ def test_a_narrowed_agreement_leaves_no_history_of_entities_made_only_of_withdra
     fourth = _ids(store, "th_imm")
     assert _history(store, "th_imm") == _resolved_history(store, "th_imm") == {
         *kept, (None, fourth["T4"], "new")}
+NOW = datetime(2026, 1, 3, tzinfo=UTC)
+EARLIER = datetime(2026, 1, 2, tzinfo=UTC)
+FIRST = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _rows(*rows) -> pl.DataFrame:
+    return schema.conform(pl.DataFrame(
+        [dict(zip(("old_entity_id", "new_entity_id", "change", "reason", "changed_at"), r,
+                  strict=True)) for r in rows],
+        schema=schema.ENTITY_HISTORY, orient="row"), "entity_history")
+
+
+def test_the_history_forgets_entities_whose_records_were_all_withdrawn():
+    """Each withdrawn record's entity, whether it stands in the previous resolution or was
+    merged away before (an id derived from the withdrawn record: the history keeps no record
+    ids, so the entity a withdrawn record founded is taken for one of withdrawn records only).
+    A merge left with one entity it may see is no merge; a merge left with two says two, and
+    not the link that joined the one withdrawn. Splits likewise. Rows of entities it sees
+    stand, as does history of which nothing was withdrawn."""
+    a, b, c, d = (derived_id(r) for r in ("a", "b", "c", "d"))
+    w, w2 = derived_id("w"), derived_id("w2")
+    merge3 = "records of 3 previous entities now resolve together (via identifier link)"
+    split3 = "1 of the previous entity's records now resolve here (3 parts)"
+    history = _rows(
+        (None, a, "new", "", FIRST), (None, b, "new", "", FIRST), (None, w, "new", "", FIRST),
+        (None, c, "new", "", FIRST), (None, w2, "new", "", FIRST),
+        # w (founded by record w, withdrawn now) merged into a with b: a, b stay merged
+        (a, a, "merge", merge3, EARLIER), (b, a, "merge", merge3, EARLIER),
+        (w, a, "merge", merge3, EARLIER),
+        # w2 merged into c alone: no merge it may know of
+        (c, c, "merge", merge3.replace("3", "2"), EARLIER),
+        (w2, c, "merge", merge3.replace("3", "2"), EARLIER),
+        # d split in three, one part (e) made of withdrawn records alone
+        (d, d, "split", split3, EARLIER), (d, "e", "split", split3, EARLIER),
+        (d, "f", "split", split3, EARLIER),
+    )
+    previous = pl.DataFrame({
+        "record_id": ["a", "b", "w", "c", "w2", "d", "e1", "f1"],
+        "entity_id": [a, a, a, c, c, d, "e", "f"]})
+    got = forget_withdrawn(history, previous, pl.Series("record_id", ["w", "w2", "e1"]))
+    assert set(got.select("old_entity_id", "new_entity_id", "change", "reason").rows()) == {
+        (None, a, "new", ""), (None, b, "new", ""), (None, c, "new", ""),
+        (a, a, "merge", "records of 2 previous entities now resolve together"),
+        (b, a, "merge", "records of 2 previous entities now resolve together"),
+        (d, d, "split", "1 of the previous entity's records now resolve here (2 parts)"),
+        (d, "f", "split", "1 of the previous entity's records now resolve here (2 parts)"),
+    }
+    # nothing withdrawn: the history as it was, row for row
+    assert forget_withdrawn(history, previous, pl.Series("record_id", [], pl.String)
+                            ).equals(history)

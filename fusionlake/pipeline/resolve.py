@@ -626,6 +626,7 @@ def _log(step: str, line: str) -> None:
 
 def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, retention: int,
           audience: str, why: str, decisions: pl.DataFrame, options: Options):
+    from transforms.resolution.ids import forget_withdrawn
     from transforms.resolution.resolve import resolve  # Splink: seconds to import; see above
     from transforms.resolution.settings import ResolveSettings
 
@@ -666,9 +667,15 @@ def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, reten
         "record_fact": resolution.record_fact,
     }
     if "entity_history" in keys:
-        frames["entity_history"] = pl.concat(
-            [zones.read_frame(store, keys["entity_history"]), resolution.entity_history],
-            how="vertical_relaxed")
+        # the history of entities made only of records it no longer sees is forgotten: its
+        # mart must not tell the audience that entities it may not see exist, or merged
+        kept = zones.read_frame(store, keys["entity_history"])
+        if previous is not None:
+            kept = forget_withdrawn(kept, previous, no_longer_seen(
+                store, previous, keys.get("record_fact"), scans["person_record"],
+                resolution.entity_record["record_id"]))
+        frames["entity_history"] = pl.concat([kept, resolution.entity_history],
+                                             how="vertical_relaxed")
     t0 = time.perf_counter()
     version = zones.write_resolution(store, frames, run_id, retention=retention,
                                      audience=audience)
@@ -683,6 +690,35 @@ def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, reten
     resolution.stats["new cross-agency matches"] = new_cross_agency_matches(
         resolution.record_fact, resolution.entity_record, previous)
     return resolution, frames, version, {"mode": "full", "why": why}
+
+
+def no_longer_seen(store: ObjectStore, previous: pl.DataFrame, facts_key: str | None,
+                   person: pl.LazyFrame, resolved: pl.Series) -> pl.Series:
+    """The records of an audience's ``previous`` resolution (its entity_record; ``facts_key``
+    its record_fact) that it no longer sees: not ``resolved`` now, and not superseded by a
+    correction it sees in their place (a row of ``person``, its visible rows, of the same feed
+    and source key). Withdrawn from it, that is: its agreement narrowed, or the row re-sent
+    for others alone. A record whose staged row cannot be read counts as withdrawn.
+    """
+    gone = previous.select("record_id").unique().join(resolved.to_frame("record_id"),
+                                                       on="record_id", how="anti")
+    if not gone.height or facts_key is None:
+        return gone["record_id"]
+    drops = (zones.read_frame(store, facts_key, ["record_id", "agency", "feed", "drop_id"])
+             .join(gone, on="record_id", how="semi").select("agency", "feed", "drop_id").unique())
+    rows = []
+    for agency, feed, drop_id in drops.iter_rows():
+        with contextlib.suppress(NotFound):
+            rows.append(zones.read_frame(
+                store, layout.staged_key("person_record", agency, feed, drop_id),
+                columns=["record_id", "agency", "feed", "source_key"]))
+    if not rows:
+        return gone["record_id"]
+    keyed = (pl.concat(rows, how="vertical_relaxed").join(gone, on="record_id", how="semi")
+             .filter(pl.col("source_key").is_not_null() & (pl.col("source_key") != "")))
+    corrected = keyed.join(person.select("agency", "feed", "source_key").collect(),
+                           on=["agency", "feed", "source_key"], how="semi")
+    return gone.join(corrected, on="record_id", how="anti")["record_id"]
 
 
 @dataclass

@@ -16,6 +16,11 @@ import polars as pl
 from fusionlake.lake.schema import conform
 
 ID_PREFIX = "E"
+#: The reasons of history rows: how many previous entities a merge joined (then, in a row
+#: :func:`history` writes, the rules of the links that joined them), and how many of the old
+#: entity's records a split part received, of how many parts.
+MERGED = "records of {} previous entities now resolve together"
+SPLIT = "{} of the previous entity's records now resolve here ({} parts)"
 
 
 def derived_id(record_id: str, salt: int = 0) -> str:
@@ -121,7 +126,7 @@ def history(
             pl.col("entity_id").alias("new_entity_id"),
             pl.lit("merge").alias("change"),
             pl.format(
-                "records of {} previous entities now resolve together (via {} link)",
+                MERGED + " (via {} link)",
                 pl.col("n_old"),
                 # every merge has a joining link (clusters are connected by kept links)
                 pl.col("rules").fill_null("unrecorded"),
@@ -133,7 +138,7 @@ def history(
         pl.col("entity_id").alias("new_entity_id"),
         pl.lit("split").alias("change"),
         pl.format(
-            "{} of the previous entity's records now resolve here ({} parts)",
+            SPLIT,
             pl.col("len"),
             pl.col("n_new"),
         ).alias("reason"),
@@ -155,6 +160,65 @@ def history(
     return conform(
         out.sort("change", "new_entity_id", "old_entity_id", nulls_last=True), "entity_history"
     )
+
+
+def forget_withdrawn(kept: pl.DataFrame, previous: pl.DataFrame,
+                     withdrawn: pl.Series) -> pl.DataFrame:
+    """The history ``kept`` from earlier runs, without the entities made only of records the
+    audience no longer sees, so that it learns from it of no entity it may not see.
+
+    ``previous`` is the previous resolution's entity_record, ``withdrawn`` those of its record
+    ids the audience no longer sees (fusionlake.pipeline.resolve.no_longer_seen: an agreement
+    narrowed, a row re-sent for others alone; a record corrected by a row it sees is still
+    seen). An entity is forgotten, every row naming it dropped, when it is
+
+    * an entity of the previous resolution all of whose records are withdrawn, or
+    * an entity merged away (or gone) before, whose id was derived from a withdrawn record
+      (:func:`derived_id`, the smallest record of the cluster that first held it). The
+      history keeps no record ids, so which other records such an entity held is unknown: it
+      is taken for one of withdrawn records alone, and forgotten even if it held records seen
+      now (history lost, never history of an entity it may not see kept).
+
+    A merge left with fewer than two entities, or a split with fewer than two parts, is no
+    change of the entities the audience sees and goes too. One left with more says how many,
+    and a merge no longer names the rules of its links, which may have been those of a
+    forgotten entity's records. The entities seen now keep their ids and their history.
+    An incremental resolution has nothing to forget: a record resolved before and no longer
+    seen makes the run full (fusionlake.pipeline.resolve.plan).
+    """
+    seen = previous.join(withdrawn.to_frame("record_id"), on="record_id", how="anti")
+    gone = previous.join(withdrawn.to_frame("record_id"), on="record_id", how="semi")
+    if not gone.height or not kept.height:
+        return kept
+    before = previous.select("entity_id").unique()
+    hidden = [before.join(seen.select("entity_id"), on="entity_id", how="anti")["entity_id"]]
+    named = pl.concat([kept["old_entity_id"], kept["new_entity_id"], before["entity_id"]]
+                      ).drop_nulls().unique().to_frame("entity_id")
+    # the ids each gone record founded: assign_ids salts its derived id while it is taken
+    founders, salt = gone["record_id"].unique(), 0
+    while founders.len():
+        ids = pl.DataFrame({"record_id": founders, "entity_id": [
+            derived_id(r, salt) for r in founders.to_list()]}, schema={
+            "record_id": pl.String, "entity_id": pl.String}).join(named, on="entity_id",
+                                                                  how="semi")
+        hidden.append(ids.join(before, on="entity_id", how="anti")["entity_id"])
+        founders, salt = ids["record_id"], salt + 1
+    forgotten = pl.concat(hidden).unique().implode()
+    group = pl.when(pl.col("change") == "merge").then(pl.col("new_entity_id")).otherwise(
+        pl.col("old_entity_id"))
+    over = ("change", group, "changed_at")
+    changes = pl.col("change").is_in(["merge", "split"])
+    out = (kept.with_columns(pl.len().over(*over).alias("_was"))
+           .filter(~(pl.col("old_entity_id").is_in(forgotten).fill_null(False)
+                     | pl.col("new_entity_id").is_in(forgotten).fill_null(False)))
+           .with_columns(pl.len().over(*over).alias("_left"))
+           .filter(~changes | (pl.col("_left") >= 2)))
+    return out.with_columns(
+        pl.when(~changes | (pl.col("_left") == pl.col("_was"))).then(pl.col("reason"))
+        .when(pl.col("change") == "merge").then(pl.format(MERGED, pl.col("_left")))
+        .otherwise(pl.format(SPLIT, pl.col("reason").str.extract(r"^(\d+) of", 1),
+                             pl.col("_left"))).alias("reason"),
+    ).drop("_was", "_left")
 
 
 def _joining_rules(
