@@ -708,7 +708,9 @@ def no_longer_seen(store: ObjectStore, previous: pl.DataFrame, facts_key: str | 
              .join(gone, on="record_id", how="semi").select("agency", "feed", "drop_id").unique())
     rows = []
     for agency, feed, drop_id in drops.iter_rows():
-        with contextlib.suppress(NotFound):
+        # gone, or damaged (its drop is held for it: run._unreadable_staged_held); a store
+        # that fails transiently raises, and the run is retried rather than history lost
+        with contextlib.suppress(NotFound, pl.exceptions.PolarsError):
             rows.append(zones.read_frame(
                 store, layout.staged_key("person_record", agency, feed, drop_id),
                 columns=["record_id", "agency", "feed", "source_key"]))
