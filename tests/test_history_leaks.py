@@ -186,3 +186,43 @@ def test_the_history_forgets_entities_whose_records_were_all_withdrawn():
     # nothing withdrawn: the history as it was, row for row
     assert forget_withdrawn(history, previous, pl.Series("record_id", [], pl.String)
                             ).equals(history)
+
+
+@pytest.mark.slow
+def test_a_drop_held_for_a_damaged_staged_file_keeps_its_entities_history(tmp_path: Path,
+                                                                          monkeypatch):
+    """A record no longer resolved because its drop stopped counting is gone for every
+    audience, not withdrawn from one: the history of its entities stays, for every audience,
+    for when the drop counts again (a hostile review: a drop held for a damaged staged file
+    erased S1's history everywhere, for good)."""
+    from fusionlake.lake import layout
+    from fusionlake.lake.ledger import Ledger
+
+    folder = tmp_path / "feeds" / "mm_police"
+    folder.mkdir(parents=True)
+    for name in ("sightings", "patrols"):
+        (folder / f"{name}.yaml").write_text(FEED.format(name=name), encoding="utf-8")
+    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(folder.parent))
+    lake = str(tmp_path / "lake")
+    store = open_store(lake)
+    for feed, body, file_name in (("sightings", "S1,MYA MYA HLAING,MA1000001,\n", "s1.csv"),
+                                  ("patrols", "T1,TUN TUN NAING,MC3000003,\n"
+                                   "T2,KYAW ZIN OO,MD4000004,\n", "p1.csv")):
+        path = tmp_path / file_name
+        path.write_text(HEADER + body, encoding="utf-8")
+        deliver(store, "mm_police", feed, [path])
+    summary = run(Settings(lake=lake, drop_workers=0))
+    assert not summary.problems, summary.problems
+    s1 = _ids(store, "mm_police")["S1"]
+    before = {a: _history(store, a) for a in ("all", "mm_police", "th_imm")}
+    assert all((None, s1, "new") in rows for rows in before.values()), before
+
+    [sightings] = [e for e in Ledger(store).entries() if e.feed == "sightings"]
+    key = layout.staged_key("identifier", "mm_police", "sightings", sightings.drop_id)
+    store.put(key, store.get(key)[:20])  # cut short
+    summary = run(Settings(lake=lake, drop_workers=0, full=True))
+    assert len(summary.problems) == 1 and "held" in summary.problems[0], summary.problems
+    assert "S1" not in _ids(store, "mm_police")  # gone while its drop is held
+    for audience in before:
+        assert (None, s1, "new") in _history(store, audience), audience
+        assert (None, s1, "new") in _resolved_history(store, audience), audience

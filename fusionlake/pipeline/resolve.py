@@ -695,21 +695,31 @@ def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, reten
 def no_longer_seen(store: ObjectStore, previous: pl.DataFrame, facts_key: str | None,
                    person: pl.LazyFrame, resolved: pl.Series) -> pl.Series:
     """The records of an audience's ``previous`` resolution (its entity_record; ``facts_key``
-    its record_fact) that it no longer sees: not ``resolved`` now, and not superseded by a
-    correction it sees in their place (a row of ``person``, its visible rows, of the same feed
-    and source key). Withdrawn from it, that is: its agreement narrowed, or the row re-sent
-    for others alone. A record whose staged row cannot be read counts as withdrawn.
+    its record_fact) withdrawn from it: not ``resolved`` now though their drop still counts
+    (:data:`LIVE`), and not superseded by a correction it sees in their place (a row of
+    ``person``, its visible rows, of the same feed and source key). Its agreement narrowed,
+    that is, or the row re-sent for others alone, or shown to its sender alone while a re-send
+    that may replace it does not count (:func:`pending_replacements`).
+
+    A record of a drop that no longer counts (held, for one, because a staged file of it cannot
+    be read; rejected; or no longer known to the ledger) is gone for every audience, not
+    withdrawn from this one: its entities' history stays, for when the drop counts again. So
+    does every record when the previous resolution keeps no record_fact (from before it did),
+    which says nothing of their drops.
     """
     gone = previous.select("record_id").unique().join(resolved.to_frame("record_id"),
                                                        on="record_id", how="anti")
     if not gone.height or facts_key is None:
-        return gone["record_id"]
-    drops = (zones.read_frame(store, facts_key, ["record_id", "agency", "feed", "drop_id"])
-             .join(gone, on="record_id", how="semi").select("agency", "feed", "drop_id").unique())
+        return gone["record_id"].clear()
+    live = {e.drop_id for e in Ledger(store).entries() if e.state in LIVE}
+    facts = (zones.read_frame(store, facts_key, ["record_id", "agency", "feed", "drop_id"])
+             .join(gone, on="record_id", how="semi")
+             .filter(pl.col("drop_id").is_in(list(live))))
+    gone = gone.join(facts.select("record_id"), on="record_id", how="semi")
     rows = []
-    for agency, feed, drop_id in drops.iter_rows():
-        # gone, or damaged (its drop is held for it: run._unreadable_staged_held); a store
-        # that fails transiently raises, and the run is retried rather than history lost
+    for agency, feed, drop_id in facts.select("agency", "feed", "drop_id").unique().iter_rows():
+        # gone, or damaged after its drop counted: its records count as withdrawn (a store
+        # that fails transiently raises, and the run is retried rather than history lost)
         with contextlib.suppress(NotFound, pl.exceptions.PolarsError):
             rows.append(zones.read_frame(
                 store, layout.staged_key("person_record", agency, feed, drop_id),
