@@ -87,7 +87,7 @@ def test_the_pairs_sampled_to_estimate_u_are_a_setting_that_reaches_training(sto
     monkeypatch.setattr(resolver, "resolve", spy)
     resolve.resolve_lake(store, _tables(12), "run-1", options=resolve.Options(u_max_pairs=1234))
     assert given == [1234]
-    for bad in ("0", "-5", "many"):
+    for bad in ("0", "-5", "many", "inf", "nan"):
         monkeypatch.setenv("FUSIONLAKE_U_MAX_PAIRS", bad)
         with pytest.raises(SettingsError, match=f"FUSIONLAKE_U_MAX_PAIRS .*not '{bad}'"):
             Settings()

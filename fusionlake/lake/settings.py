@@ -58,7 +58,7 @@ def u_max_pairs_default() -> int:
     text = os.environ.get("FUSIONLAKE_U_MAX_PAIRS") or "2000000"
     try:
         value = int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number; inf
         value = 0
     if value < 1:
         raise SettingsError(f"FUSIONLAKE_U_MAX_PAIRS must be a number of pairs above 0, "
