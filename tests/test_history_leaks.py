@@ -40,6 +40,18 @@ columns:
 HEADER = "sid,name,pp1,pp2\n"
 
 
+def _sightings_and_patrols(tmp_path: Path, monkeypatch) -> tuple[Path, str, object]:
+    """Myanmar's police's two feeds, both shared with Thailand's immigration, and an empty
+    lake: (their folder, the lake's path, its store)."""
+    folder = tmp_path / "feeds" / "mm_police"
+    folder.mkdir(parents=True)
+    for name in ("sightings", "patrols"):
+        (folder / f"{name}.yaml").write_text(FEED.format(name=name), encoding="utf-8")
+    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(folder.parent))
+    lake = str(tmp_path / "lake")
+    return folder, lake, open_store(lake)
+
+
 def _history(store, audience: str) -> set[tuple]:
     """The audience's published entity_history, without its times."""
     con = marts.open_latest(store, audience)
@@ -77,13 +89,7 @@ def test_a_narrowed_agreement_leaves_no_history_of_entities_made_only_of_withdra
     ids and their "new" rows, exactly the history of a lake that never shared the sightings.
     The next run, incremental, adds to that history and brings nothing back. Myanmar, which
     sees all its rows, keeps its whole history."""
-    folder = tmp_path / "feeds" / "mm_police"
-    folder.mkdir(parents=True)
-    for name in ("sightings", "patrols"):
-        (folder / f"{name}.yaml").write_text(FEED.format(name=name), encoding="utf-8")
-    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(folder.parent))
-    lake = str(tmp_path / "lake")
-    store = open_store(lake)
+    folder, lake, store = _sightings_and_patrols(tmp_path, monkeypatch)
 
     def send(feed: str, body: str, file_name: str) -> dict:
         path = tmp_path / file_name
@@ -198,13 +204,7 @@ def test_a_drop_held_for_a_damaged_staged_file_keeps_its_entities_history(tmp_pa
     from fusionlake.lake import layout
     from fusionlake.lake.ledger import Ledger
 
-    folder = tmp_path / "feeds" / "mm_police"
-    folder.mkdir(parents=True)
-    for name in ("sightings", "patrols"):
-        (folder / f"{name}.yaml").write_text(FEED.format(name=name), encoding="utf-8")
-    monkeypatch.setenv("FUSIONLAKE_FEEDS_PATH", str(folder.parent))
-    lake = str(tmp_path / "lake")
-    store = open_store(lake)
+    _folder, lake, store = _sightings_and_patrols(tmp_path, monkeypatch)
     for feed, body, file_name in (("sightings", "S1,MYA MYA HLAING,MA1000001,\n", "s1.csv"),
                                   ("patrols", "T1,TUN TUN NAING,MC3000003,\n"
                                    "T2,KYAW ZIN OO,MD4000004,\n", "p1.csv")):
