@@ -654,10 +654,13 @@ def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, reten
     )
     trained = resolution.stats.pop("model_json", None)
     state = resolution.stats.pop("state", None)
+    facts = None
     if previous is not None:  # read before retention may remove the version it is from
-        previous = marts.with_entity_agencies(previous, zones.read_frame(
-            store, keys["record_fact"], ["record_id", "agency"])
-            if "record_fact" in keys else resolution.record_fact)
+        facts = (zones.read_frame(store, keys["record_fact"],
+                                  ["record_id", "agency", "feed", "drop_id"])
+                 if "record_fact" in keys else None)
+        previous = marts.with_entity_agencies(
+            previous, resolution.record_fact if facts is None else facts)
     frames = {
         "entity_record": resolution.entity_record,
         "record_link": resolution.record_link,
@@ -672,7 +675,7 @@ def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, reten
         kept = zones.read_frame(store, keys["entity_history"])
         if previous is not None:
             kept = forget_withdrawn(kept, previous, no_longer_seen(
-                store, previous, keys.get("record_fact"), scans["person_record"],
+                store, previous, facts, scans["person_record"],
                 resolution.entity_record["record_id"]))
         frames["entity_history"] = pl.concat([kept, resolution.entity_history],
                                              how="vertical_relaxed")
@@ -692,14 +695,15 @@ def _full(store: ObjectStore, scans: dict[str, pl.LazyFrame], run_id: str, reten
     return resolution, frames, version, {"mode": "full", "why": why}
 
 
-def no_longer_seen(store: ObjectStore, previous: pl.DataFrame, facts_key: str | None,
+def no_longer_seen(store: ObjectStore, previous: pl.DataFrame, facts: pl.DataFrame | None,
                    person: pl.LazyFrame, resolved: pl.Series) -> pl.Series:
-    """The records of an audience's ``previous`` resolution (its entity_record; ``facts_key``
-    its record_fact) withdrawn from it: not ``resolved`` now though their drop still counts
-    (:data:`LIVE`), and not superseded by a correction it sees in their place (a row of
-    ``person``, its visible rows, of the same feed and source key). Its agreement narrowed,
-    that is, or the row re-sent for others alone, or shown to its sender alone while a re-send
-    that may replace it does not count (:func:`pending_replacements`).
+    """The records of an audience's ``previous`` resolution (its entity_record; ``facts`` its
+    record_fact's record_id, agency, feed and drop_id) withdrawn from it: not ``resolved``
+    now though their drop still counts (:data:`LIVE`), and not superseded by a correction it
+    sees in their place (a row of ``person``, its visible rows, of the same feed and source
+    key). Its agreement narrowed, that is, or the row re-sent for others alone, or shown to its
+    sender alone while a re-send that may replace it does not count
+    (:func:`pending_replacements`).
 
     A record of a drop that no longer counts (held, for one, because a staged file of it cannot
     be read; rejected; or no longer known to the ledger) is gone for every audience, not
@@ -709,11 +713,10 @@ def no_longer_seen(store: ObjectStore, previous: pl.DataFrame, facts_key: str | 
     """
     gone = previous.select("record_id").unique().join(resolved.to_frame("record_id"),
                                                        on="record_id", how="anti")
-    if not gone.height or facts_key is None:
+    if not gone.height or facts is None:
         return gone["record_id"].clear()
     live = {e.drop_id for e in Ledger(store).entries() if e.state in LIVE}
-    facts = (zones.read_frame(store, facts_key, ["record_id", "agency", "feed", "drop_id"])
-             .join(gone, on="record_id", how="semi")
+    facts = (facts.join(gone, on="record_id", how="semi")
              .filter(pl.col("drop_id").is_in(list(live))))
     gone = gone.join(facts.select("record_id"), on="record_id", how="semi")
     rows = []
